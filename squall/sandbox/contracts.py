@@ -1,0 +1,112 @@
+"""The ContainerFactory / Container seam: where an action's code actually runs.
+
+A *container* is one runtime process (Node.js or CPython proxy) that speaks the OpenWhisk
+runtime protocol: ``POST /init`` once, then ``POST /run`` per activation. The invoker only
+sees these contracts; the process sandbox (default) and, later, Docker implement them.
+
+Guarantees every implementation gives (checked by ``tests/contract``-style suites):
+
+- ``ContainerFactory.create`` returns a container whose runtime is already listening, or
+  raises :class:`squall.errors.ContainerError`; it never leaves a half-started process.
+- ``Container.initialize`` / ``Container.run`` never raise for anything the *action* does:
+  a crash, a hang past ``timeout`` or a malformed answer come back as a
+  :class:`RuntimeResponse` with ``status`` / ``timed_out`` / ``exited`` set. They raise
+  ``ContainerError`` only when the container was already destroyed.
+- ``Container.logs`` returns the lines written for the activation that just ended, each
+  stamped with the time the invoker read it, stopping at the runtime's sentinel line on
+  both stdout and stderr (or when ``wait`` runs out, e.g. after a crash). At most
+  ``limit_bytes`` bytes of log text are kept; anything past that is dropped as it arrives
+  and ``truncated`` is set.
+- ``Container.destroy`` is idempotent, kills every process of the container and frees its
+  files; after it, ``initialize`` and ``run`` raise ``ContainerError``.
+- A container is used by one task at a time unless the action's concurrency limit is > 1
+  (Node.js); the implementation serializes nothing itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeResponse:
+    """What the runtime answered to /init or /run.
+
+    ``status`` is the HTTP status (0 when there was no answer), ``body`` the raw bytes.
+    ``timed_out`` means the deadline passed first; ``exited`` means the process died or
+    closed the connection before answering. ``truncated`` means the body was cut at the
+    factory's maximum response size.
+    """
+
+    status: int
+    body: bytes
+    timed_out: bool = False
+    exited: bool = False
+    truncated: bool = False
+    full_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of action output; ``time_ns`` is wall-clock epoch nanoseconds."""
+
+    time_ns: int
+    stream: str  # "stdout" | "stderr"
+    text: str
+
+
+@dataclass(slots=True)
+class LogResult:
+    lines: list[LogLine] = field(default_factory=list)
+    truncated: bool = False
+
+
+class Container(Protocol):
+    """One runtime process of one kind; see the module docstring for guarantees."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def memory_mb(self) -> int: ...
+
+    async def initialize(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
+        """POST /init with ``{"value": payload}``; ``timeout`` in seconds."""
+        ...
+
+    async def run(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
+        """POST /run with ``payload`` (already shaped: value, activation_id, ...)."""
+        ...
+
+    async def logs(self, limit_bytes: int, wait: float) -> LogResult:
+        """The log lines of the activation that just ended (see module docstring)."""
+        ...
+
+    async def destroy(self) -> None:
+        """Kill every process of the container and free its files. Idempotent."""
+        ...
+
+
+class ContainerFactory(Protocol):
+    """Creates containers; owns their lifetime as a group."""
+
+    async def create(
+        self, kind: str, memory_mb: int, env: Mapping[str, str] | None = None
+    ) -> Container:
+        """Start a runtime for ``kind`` (e.g. ``nodejs:20``) and wait until it listens."""
+        ...
+
+    def supports(self, kind: str) -> bool:
+        """Whether this factory can start runtimes of ``kind``."""
+        ...
+
+    async def close(self) -> None:
+        """Destroy every container this factory created. Idempotent."""
+        ...

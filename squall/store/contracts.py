@@ -1,0 +1,163 @@
+"""The store seams: entities, activations, subjects (namespaces and keys).
+
+Stores hold JSON documents (plain ``dict``s as produced by ``squall.entities``); they do
+not interpret them beyond the few indexed fields named in each method. Every provider
+(SQLite now, PostgreSQL later) passes the suites in ``tests/contract/``.
+
+Common guarantees:
+
+- Methods are coroutines and safe to call from many tasks at once on one event loop.
+- A write that returned is durable against a crash of the process (not necessarily
+  against power loss for the embedded provider); nothing is half-written: a failing
+  write changes nothing.
+- After ``close()`` every method raises :class:`squall.errors.ProviderError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# The entity collections a namespace holds.
+COLLECTIONS = ("actions", "packages", "triggers", "rules")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A stored entity: its key, its revision and its JSON body.
+
+    ``name`` is the path inside the namespace: ``hello`` or ``pkg/hello`` for an action in a
+    package. ``package`` is the package part (``""`` for top-level entities).
+    ``updated`` is epoch milliseconds of the last write.
+    """
+
+    namespace: str
+    collection: str
+    name: str
+    rev: str
+    body: dict[str, Any]
+    updated: int
+
+    @property
+    def package(self) -> str:
+        return self.name.rpartition("/")[0]
+
+
+class EntityStore(Protocol):
+    """Actions, packages, triggers and rules, keyed by (namespace, collection, name).
+
+    - ``put`` with ``rev=None`` creates and raises ``Conflict("resource already exists")``
+      when the document exists; with a ``rev`` it replaces and raises
+      ``Conflict`` when that revision is no longer current (someone wrote in between).
+      It returns the stored document with its new revision and ``updated`` time.
+    - ``get`` raises ``NotFound`` for a missing document.
+    - ``delete`` with a ``rev`` raises ``Conflict`` when stale; returns the deleted document.
+    - ``list`` is ordered newest ``updated`` first, then by name; ``package=None`` lists the
+      whole namespace, ``package="p"`` only the entities inside package ``p``, ``""`` only
+      top-level ones.
+    """
+
+    async def get(self, namespace: str, collection: str, name: str) -> Document: ...
+
+    async def put(
+        self,
+        namespace: str,
+        collection: str,
+        name: str,
+        body: dict[str, Any],
+        rev: str | None,
+    ) -> Document: ...
+
+    async def delete(
+        self, namespace: str, collection: str, name: str, rev: str | None = None
+    ) -> Document: ...
+
+    async def list(
+        self,
+        namespace: str,
+        collection: str,
+        *,
+        package: str | None = None,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[Document]: ...
+
+    async def count(self, namespace: str, collection: str, *, package: str | None = None) -> int:
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationQuery:
+    """Filters for listing activations of one namespace (newest ``start`` first).
+
+    ``name`` matches the activation's entity path: ``action`` or ``pkg/action``.
+    ``since`` / ``upto`` are inclusive epoch-ms bounds on ``start``.
+    """
+
+    namespace: str
+    name: str | None = None
+    since: int | None = None
+    upto: int | None = None
+    skip: int = 0
+    limit: int | None = 30
+
+
+class ActivationStore(Protocol):
+    """Activation records (``squall.entities.activation`` JSON).
+
+    - ``put`` stores or replaces by ``activationId`` (idempotent for the same record).
+    - ``get`` raises ``NotFound``; a record is only visible to its own namespace.
+    - ``list`` is newest ``start`` first; ``count`` applies the same filters, ignoring
+      ``skip``/``limit``.
+    """
+
+    async def put(self, record: dict[str, Any]) -> None: ...
+
+    async def get(self, namespace: str, activation_id: str) -> dict[str, Any]: ...
+
+    async def list(self, query: ActivationQuery) -> list[dict[str, Any]]: ...
+
+    async def count(self, query: ActivationQuery) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A namespace with its credentials. ``key`` is only ever set right after creation."""
+
+    namespace: str
+    uuid: str
+    key: str | None = None
+
+    @property
+    def auth(self) -> str:
+        if self.key is None:
+            raise ValueError("the key of a stored subject is not kept")
+        return f"{self.uuid}:{self.key}"
+
+
+class AuthStore(Protocol):
+    """Namespaces, their ``uuid:key`` credentials, and per-namespace limits.
+
+    - Keys are stored hashed; ``authenticate`` compares in constant time and never logs
+      the key. A wrong key and an unknown uuid are indistinguishable (both ``None``).
+    - ``create_subject`` raises ``Conflict`` when the namespace exists, unless
+      ``rotate=True``, which replaces its key (old key stops working at once).
+    - Limits are a JSON object per namespace; unknown namespace → ``{}``.
+    """
+
+    async def create_subject(
+        self, namespace: str, *, uuid: str | None = None, key: str | None = None,
+        rotate: bool = False,
+    ) -> Subject: ...
+
+    async def get_subject(self, namespace: str) -> Subject: ...
+
+    async def delete_subject(self, namespace: str) -> None: ...
+
+    async def list_subjects(self) -> list[Subject]: ...
+
+    async def authenticate(self, uuid: str, key: str) -> Subject | None: ...
+
+    async def get_limits(self, namespace: str) -> dict[str, Any]: ...
+
+    async def set_limits(self, namespace: str, limits: dict[str, Any]) -> None: ...
