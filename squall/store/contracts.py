@@ -82,8 +82,9 @@ class EntityStore(Protocol):
         limit: int | None = None,
     ) -> list[Document]: ...
 
-    async def count(self, namespace: str, collection: str, *, package: str | None = None) -> int:
-        ...
+    async def count(
+        self, namespace: str, collection: str, *, package: str | None = None
+    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,11 @@ class AuthStore(Protocol):
     """
 
     async def create_subject(
-        self, namespace: str, *, uuid: str | None = None, key: str | None = None,
+        self,
+        namespace: str,
+        *,
+        uuid: str | None = None,
+        key: str | None = None,
         rotate: bool = False,
     ) -> Subject: ...
 

@@ -1,0 +1,136 @@
+"""Messages between controllers and invokers: versioned JSON, one schema each.
+
+Every message is a frozen dataclass with ``to_bytes`` / ``from_bytes``. The version field
+``v`` lets a newer controller and an older invoker detect each other during a rolling
+upgrade; a message of an unknown version is rejected, never half-read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+
+class MessageError(ValueError):
+    """A message that does not match its schema."""
+
+
+def _load(data: bytes, kind: str) -> dict[str, Any]:
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise MessageError(f"{kind}: not JSON: {e}") from e
+    if not isinstance(raw, dict) or raw.get("v") != SCHEMA_VERSION or raw.get("t") != kind:
+        raise MessageError(f"{kind}: unexpected type or schema version")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationMessage:
+    """Run ``action`` (a fully qualified name at ``revision``) with ``content``.
+
+    ``namespace`` / ``subject`` identify the caller; ``init_args`` are the action's
+    ``init: true`` parameters; ``accepted_ms`` is when the controller accepted the request
+    (for ``waitTime``); ``controller`` names the controller waiting for the completion.
+    """
+
+    transid: str
+    activation_id: str
+    namespace: str
+    subject: str
+    action: str  # "/ns[/pkg]/name"
+    revision: str
+    content: dict[str, Any]
+    blocking: bool
+    controller: str
+    accepted_ms: int
+    init_args: dict[str, Any] = field(default_factory=dict)
+    cause: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "t": "activation",
+                "transid": self.transid,
+                "activationId": self.activation_id,
+                "namespace": self.namespace,
+                "subject": self.subject,
+                "action": self.action,
+                "revision": self.revision,
+                "content": self.content,
+                "blocking": self.blocking,
+                "controller": self.controller,
+                "acceptedMs": self.accepted_ms,
+                "initArgs": self.init_args,
+                "cause": self.cause,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ActivationMessage:
+        raw = _load(data, "activation")
+        try:
+            return cls(
+                transid=str(raw["transid"]),
+                activation_id=str(raw["activationId"]),
+                namespace=str(raw["namespace"]),
+                subject=str(raw["subject"]),
+                action=str(raw["action"]),
+                revision=str(raw["revision"]),
+                content=dict(raw["content"]),
+                blocking=bool(raw["blocking"]),
+                controller=str(raw["controller"]),
+                accepted_ms=int(raw["acceptedMs"]),
+                init_args=dict(raw.get("initArgs") or {}),
+                cause=raw.get("cause"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise MessageError(f"activation: {e}") from e
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """An activation ended; ``record`` is the full activation JSON as stored."""
+
+    transid: str
+    activation_id: str
+    invoker: str
+    record: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "t": "completion",
+                "transid": self.transid,
+                "activationId": self.activation_id,
+                "invoker": self.invoker,
+                "record": self.record,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Completion:
+        raw = _load(data, "completion")
+        try:
+            return cls(
+                transid=str(raw["transid"]),
+                activation_id=str(raw["activationId"]),
+                invoker=str(raw["invoker"]),
+                record=dict(raw["record"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise MessageError(f"completion: {e}") from e
+
+
+def invoker_topic(invoker_id: str) -> str:
+    return f"invoker.{invoker_id}"
+
+
+def completion_topic(controller_id: str) -> str:
+    return f"completed.{controller_id}"

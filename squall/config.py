@@ -1,0 +1,77 @@
+"""Settings (from ``SQUALL_*`` environment variables and command-line flags).
+
+One frozen dataclass holds everything a controller or invoker needs; ``from_env`` reads
+the environment, and the CLI overrides single fields with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _host_memory_mb() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        return 4096
+
+
+def default_user_memory_mb() -> int:
+    """Invoker capacity: half the host's memory, at least 1 GB (OpenWhisk's is 1 GB)."""
+    return max(1024, _host_memory_mb() // 2)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(os.environ.get("SQUALL_HOME", ".squall")))
+    host: str = "127.0.0.1"
+    port: int = 3233
+    # What clients use to reach the API (written to wskprops, given to actions).
+    api_host: str = ""
+    controller_id: str = "0"
+    invoker_id: str = "0"
+    # Invoker capacity in MB, counted from the memory limits of live containers.
+    user_memory_mb: int = field(default_factory=default_user_memory_mb)
+    # Idle warm containers are removed after this many seconds (the seed's 5 minutes).
+    keep_warm_s: float = 300.0
+    # How long a blocking invoke waits before answering 202 (OpenWhisk: 60 s).
+    max_blocking_wait_ms: int = 60_000
+    max_request_bytes: int = 1024 * 1024
+    # Namespace throttles (OpenWhisk defaults); enforced by the throttles issue.
+    invocations_per_minute: int = 60
+    concurrent_invocations: int = 30
+    fires_per_minute: int = 60
+    sequence_max_length: int = 50
+    node: str = "node"
+    log_level: str = "info"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "squall.db"
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.home / "containers"
+
+    @property
+    def effective_api_host(self) -> str:
+        return self.api_host or f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``SQUALL_<FIELD>`` variables, then apply ``overrides`` (None = not given)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"SQUALL_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = type(getattr(cls(), f.name))
+            values[f.name] = Path(raw) if kind is type(Path()) else kind(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "home" in values:
+            values["home"] = Path(values["home"])
+        return cls(**values)

@@ -1,0 +1,80 @@
+"""Turning an invoke request into an ActivationMessage on the bus, and waiting for it.
+
+The controller never calls an invoker: it publishes through the balancer and, for a
+blocking invoke, waits for the completion the invoker sends back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from squall.bus.messages import ActivationMessage
+from squall.controller.auth import Identity
+from squall.controller.balancer import LoadBalancer
+from squall.controller.waiters import CompletionWaiters
+from squall.entities import params
+from squall.entities.action import Action
+from squall.entities.activation import new_activation_id, now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What an invoke produced: the id, and the record if it finished in time."""
+
+    activation_id: str
+    record: dict[str, Any] | None
+
+
+class Activator:
+    def __init__(
+        self, balancer: LoadBalancer, waiters: CompletionWaiters, controller_id: str
+    ) -> None:
+        self._balancer = balancer
+        self._waiters = waiters
+        self._controller_id = controller_id
+
+    async def invoke(
+        self,
+        identity: Identity,
+        action: Action,
+        payload: dict[str, Any],
+        *,
+        blocking: bool,
+        wait_ms: int,
+        txid: str,
+        cause: str | None = None,
+    ) -> Invocation:
+        """Publish an activation of ``action``; wait up to ``wait_ms`` when blocking.
+
+        The action's default parameters (not ``init`` ones) are merged under the payload;
+        ``init`` parameters travel separately to become /init environment.
+        """
+        activation_id = new_activation_id()
+        content = params.as_dict(action.parameters, init=False)
+        content.update(payload)
+        message = ActivationMessage(
+            transid=txid,
+            activation_id=activation_id,
+            namespace=identity.namespace,
+            subject=identity.subject,
+            action=action.path.fqn,
+            revision=action.rev,
+            content=content,
+            blocking=blocking,
+            controller=self._controller_id,
+            accepted_ms=now_ms(),
+            init_args=params.as_dict(action.parameters, init=True),
+            cause=cause,
+        )
+        if blocking:
+            self._waiters.register(activation_id)
+        try:
+            await self._balancer.publish(message, action.limits.memory)
+        except BaseException:
+            self._waiters.forget(activation_id)
+            raise
+        if not blocking:
+            return Invocation(activation_id, None)
+        record = await self._waiters.wait(activation_id, wait_ms / 1000)
+        return Invocation(activation_id, record)

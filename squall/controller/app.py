@@ -1,0 +1,46 @@
+"""The ASGI application: the OpenWhisk REST API over a wired :class:`Controller`."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from squall.controller.core import Controller
+from squall.controller.http import error_response
+from squall.controller.middleware import RequestMiddleware
+from squall.controller.routes import actions, activations, meta, packages, rules, triggers
+from squall.errors import MethodNotAllowed, NotFound, SquallError
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in OpenWhisk's error format."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    error: SquallError = (
+        NotFound() if status == 404 else MethodNotAllowed() if status == 405 else SquallError()
+    )
+    return error_response(request, error)
+
+
+async def _squall_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SquallError)
+    return error_response(request, exc)
+
+
+def create_app(controller: Controller) -> ASGIApp:
+    app = Starlette(
+        routes=[
+            *meta.ROUTES,
+            *actions.ROUTES,
+            *packages.ROUTES,
+            *triggers.ROUTES,
+            *rules.ROUTES,
+            *activations.ROUTES,
+        ],
+        exception_handlers={HTTPException: _http_exception, SquallError: _squall_error},
+    )
+    app.router.redirect_slashes = False
+    app.state.controller = controller
+    return RequestMiddleware(app)

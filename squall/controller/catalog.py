@@ -1,0 +1,91 @@
+"""Typed access to the entity store for the controller, with a revision-checked cache.
+
+Only actions are cached (they are read on every invoke); the cache is filled on read and
+dropped on every write or delete made through this catalog. Another controller's writes
+reach this cache through ``invalidate`` (wired to the bus by the cluster issue); until
+then standalone has exactly one controller, so the cache is always current.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from squall.entities.action import Action
+from squall.entities.names import EntityPath
+from squall.entities.package import Package
+from squall.entities.rule import Rule
+from squall.entities.trigger import Trigger
+from squall.store.contracts import Document, EntityStore
+
+Entity = Action | Package | Trigger | Rule
+E = TypeVar("E", Action, Package, Trigger, Rule)
+
+COLLECTION_OF: dict[type[Any], str] = {
+    Action: "actions",
+    Package: "packages",
+    Trigger: "triggers",
+    Rule: "rules",
+}
+
+
+def path_of(doc: Document) -> EntityPath:
+    package, _, name = doc.name.rpartition("/")
+    return EntityPath(doc.namespace, package, name)
+
+
+class Catalog:
+    def __init__(self, store: EntityStore, max_cached: int = 10_000) -> None:
+        self.store = store
+        self._actions: dict[tuple[str, str], Action] = {}
+        self._max = max_cached
+
+    def invalidate(self, namespace: str, path: str) -> None:
+        self._actions.pop((namespace, path), None)
+
+    async def get(self, cls: type[E], path: EntityPath) -> E:
+        if cls is Action:
+            hit = self._actions.get((path.namespace, path.path))
+            if hit is not None:
+                return hit  # type: ignore[return-value]
+        doc = await self.store.get(path.namespace, COLLECTION_OF[cls], path.path)
+        entity = cls.from_store(path, doc.body, doc.rev, doc.updated)
+        if isinstance(entity, Action):
+            if len(self._actions) >= self._max:
+                self._actions.clear()
+            self._actions[(path.namespace, path.path)] = entity
+        return entity
+
+    async def put(self, entity: E, *, create: bool) -> E:
+        """Store ``entity`` (create, or replace at its revision) and return it as stored."""
+        path = entity.path
+        self.invalidate(path.namespace, path.path)
+        doc = await self.store.put(
+            path.namespace,
+            COLLECTION_OF[type(entity)],
+            path.path,
+            entity.to_store(),
+            None if create else entity.rev,
+        )
+        return type(entity).from_store(path, doc.body, doc.rev, doc.updated)
+
+    async def delete(self, entity: Entity) -> None:
+        path = entity.path
+        self.invalidate(path.namespace, path.path)
+        await self.store.delete(path.namespace, COLLECTION_OF[type(entity)], path.path, entity.rev)
+
+    async def list(
+        self,
+        cls: type[E],
+        namespace: str,
+        *,
+        package: str | None = None,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[E]:
+        docs = await self.store.list(
+            namespace, COLLECTION_OF[cls], package=package, skip=skip, limit=limit
+        )
+        return [cls.from_store(path_of(d), d.body, d.rev, d.updated) for d in docs]
+
+    async def count(self, cls: type[Any], namespace: str, *, package: str | None = None) -> int:
+        return await self.store.count(namespace, COLLECTION_OF[cls], package=package)

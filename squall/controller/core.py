@@ -1,0 +1,45 @@
+"""The controller: everything a request handler needs, wired once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from squall.config import Settings
+from squall.controller.activator import Activator
+from squall.controller.auth import Authenticator, Identity
+from squall.controller.catalog import Catalog
+from squall.controller.waiters import CompletionWaiters
+from squall.store.contracts import ActivationStore, AuthStore
+
+
+@dataclass
+class Controller:
+    settings: Settings
+    catalog: Catalog
+    activations: ActivationStore
+    auth_store: AuthStore
+    authenticator: Authenticator
+    activator: Activator
+    waiters: CompletionWaiters
+
+    async def start(self) -> None:
+        await self.waiters.start()
+
+    async def close(self) -> None:
+        await self.waiters.close()
+
+
+def controller_of(request: Request) -> Controller:
+    ctl = request.app.state.controller
+    assert isinstance(ctl, Controller)
+    return ctl
+
+
+async def caller(request: Request) -> tuple[Controller, Identity, str]:
+    """The controller, the authenticated caller, and the path's namespace resolved."""
+    ctl = controller_of(request)
+    identity = await ctl.authenticator.authenticate(request)
+    namespace = identity.resolve(request.path_params.get("namespace", "_"))
+    return ctl, identity, namespace

@@ -1,0 +1,100 @@
+"""HTTP plumbing shared by the routes: JSON responses, bodies, query parameters, errors."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from squall.errors import BadRequest, PayloadTooLarge, SquallError
+
+TXID_HEADER = "x-request-id"
+ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
+
+
+def new_transaction_id() -> str:
+    return secrets.token_hex(16)
+
+
+def transaction_id(request: Request) -> str:
+    """The transaction id the middleware assigned (or reused from ``X-Request-ID``)."""
+    txid = request.scope.get("squall.txid")
+    return txid if isinstance(txid, str) else new_transaction_id()
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(request: Request, error: SquallError) -> JSONResponse:
+    return JSONResponse(
+        {"error": error.message, "code": transaction_id(request)}, status_code=error.status
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing anything over ``limit`` bytes with OpenWhisk's 413."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge.of(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge.of(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int, *, empty: Any = None) -> Any:
+    """Parse the body as JSON; an empty body gives ``empty``; bad JSON → 400."""
+    body = await read_body(request, limit)
+    if not body.strip():
+        return empty
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"The request content was malformed:\n{e}") from e
+
+
+def query_bool(request: Request, name: str, default: bool = False) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() == "true"
+
+
+def query_int(request: Request, name: str, collection: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"The value '{raw}' is not an integer for {collection}.") from None
+
+
+MAX_LIST_LIMIT = 200
+DEFAULT_LIST_LIMIT = 30
+
+
+def list_window(request: Request, collection: str) -> tuple[int, int]:
+    """``(skip, limit)`` with OpenWhisk's rules: limit 30 by default, 0 means 200."""
+    skip = query_int(request, "skip", collection) or 0
+    if skip < 0:
+        raise BadRequest(f"The value '{skip}' is not greater than or equal to 0 for {collection}.")
+    limit = query_int(request, "limit", collection)
+    if limit is None:
+        limit = DEFAULT_LIST_LIMIT
+    if limit < 0 or limit > MAX_LIST_LIMIT:
+        raise BadRequest(
+            f"The value '{limit}' is not in the range of 0 to {MAX_LIST_LIMIT} for {collection}."
+        )
+    return skip, limit or MAX_LIST_LIMIT

@@ -1,0 +1,152 @@
+"""``/namespaces/{ns}/actions``: CRUD, listing (also per package) and invocation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from squall.controller.core import Controller, caller
+from squall.controller.http import (
+    ACTIVATION_ID_HEADER,
+    JSONResponse,
+    list_window,
+    query_bool,
+    read_json,
+    transaction_id,
+)
+from squall.entities import params
+from squall.entities.action import Action
+from squall.entities.activation import SUCCESS, WHISK_ERROR
+from squall.entities.names import EntityPath, check_name
+from squall.entities.package import Package
+from squall.errors import BadRequest, Conflict, NotFound
+
+MAX_ENTITY_BYTES = 50 * 1024 * 1024  # code (48 MB) plus the rest of the document
+BINDING_NOT_ALLOWED = "Operation not permitted on package binding."
+
+
+def _split(namespace: str, rest: str) -> tuple[EntityPath | None, str | None]:
+    """``name`` / ``pkg/name`` → an entity path; ``pkg/`` → (None, pkg) to list a package."""
+    parts = rest.split("/")
+    if len(parts) == 2 and parts[1] == "":
+        return None, check_name(parts[0])
+    if len(parts) == 1:
+        return EntityPath(namespace, "", check_name(parts[0])), None
+    if len(parts) == 2:
+        return EntityPath(namespace, check_name(parts[0]), check_name(parts[1])), None
+    raise NotFound()
+
+
+async def list_actions(request: Request) -> Response:
+    ctl, _, namespace = await caller(request)
+    return await _list(ctl, request, namespace, None)
+
+
+async def _list(ctl: Controller, request: Request, namespace: str, package: str | None) -> Response:
+    if query_bool(request, "count"):
+        return JSONResponse(
+            {"actions": await ctl.catalog.count(Action, namespace, package=package)}
+        )
+    skip, limit = list_window(request, "actions")
+    actions = await ctl.catalog.list(Action, namespace, package=package, skip=skip, limit=limit)
+    return JSONResponse([a.summary_json() for a in actions])
+
+
+async def action_entity(request: Request) -> Response:
+    ctl, identity, namespace = await caller(request)
+    path, package = _split(namespace, request.path_params["rest"])
+    if path is None:
+        if request.method != "GET":
+            raise NotFound()
+        await ctl.catalog.get(Package, EntityPath(namespace, "", package or ""))
+        return await _list(ctl, request, namespace, package)
+    if request.method == "GET":
+        action = await ctl.catalog.get(Action, path)
+        return JSONResponse(action.to_json(code=query_bool(request, "code", True)))
+    if request.method == "PUT":
+        return await _put(ctl, request, path)
+    if request.method == "DELETE":
+        action = await ctl.catalog.get(Action, path)
+        await ctl.catalog.delete(action)
+        return JSONResponse(action.to_json())
+    return await _invoke(ctl, request, identity, path)
+
+
+async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
+    body = await read_json(request, MAX_ENTITY_BYTES, empty={})
+    overwrite = query_bool(request, "overwrite")
+    if path.package:
+        package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
+        if package.binding is not None:
+            raise BadRequest(BINDING_NOT_ALLOWED)
+    try:
+        existing = await ctl.catalog.get(Action, path)
+    except NotFound:
+        existing = None
+    if existing is None:
+        stored = await ctl.catalog.put(Action.create(path, body), create=True)
+    elif not overwrite:
+        raise Conflict("resource already exists")
+    else:
+        stored = await ctl.catalog.put(existing.update(body), create=False)
+    return JSONResponse(stored.to_json())
+
+
+def _wait_ms(request: Request, maximum: int) -> int:
+    raw = request.query_params.get("timeout")
+    if raw is None:
+        return maximum
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value <= 0 or value > maximum:
+        raise BadRequest(f"Timeout must be number of milliseconds up to {maximum}.")
+    return value
+
+
+def status_for(record: dict[str, Any]) -> int:
+    code = record.get("response", {}).get("statusCode", WHISK_ERROR)
+    return 200 if code == SUCCESS else 500 if code == WHISK_ERROR else 502
+
+
+async def _invoke(ctl: Controller, request: Request, identity: Any, path: EntityPath) -> Response:
+    blocking = query_bool(request, "blocking")
+    result_only = query_bool(request, "result")
+    wait_ms = _wait_ms(request, ctl.settings.max_blocking_wait_ms)
+    payload = await read_json(request, ctl.settings.max_request_bytes, empty={})
+    if not isinstance(payload, dict):
+        raise BadRequest("The request content was malformed:\nexpected a JSON object.")
+    action = await ctl.catalog.get(Action, path)
+    if path.package:
+        # Package parameters sit below the action's (OpenWhisk's precedence).
+        package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
+        action = replace(action, parameters=params.merge(package.parameters, action.parameters))
+    invocation = await ctl.activator.invoke(
+        identity,
+        action,
+        payload,
+        blocking=blocking,
+        wait_ms=wait_ms,
+        txid=transaction_id(request),
+    )
+    headers = {ACTIVATION_ID_HEADER: invocation.activation_id}
+    record = invocation.record
+    if record is None:
+        return JSONResponse({"activationId": invocation.activation_id}, 202, headers)
+    body = record.get("response", {}).get("result", {}) if result_only else record
+    return JSONResponse(body, status_for(record), headers)
+
+
+ROUTES = [
+    Route("/api/v1/namespaces/{namespace}/actions", list_actions, methods=["GET"]),
+    Route(
+        "/api/v1/namespaces/{namespace}/actions/{rest:path}",
+        action_entity,
+        methods=["GET", "PUT", "DELETE", "POST"],
+    ),
+]

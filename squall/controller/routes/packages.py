@@ -1,0 +1,117 @@
+"""``/namespaces/{ns}/packages``: CRUD, bindings, and listing a package's contents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from squall.controller.catalog import Catalog
+from squall.controller.core import caller
+from squall.controller.http import JSONResponse, list_window, query_bool, read_json
+from squall.entities import params
+from squall.entities.action import Action
+from squall.entities.names import EntityPath, check_name
+from squall.entities.package import RESERVED_NAMES, Binding, Package
+from squall.errors import BadRequest, Conflict, Forbidden, NotFound
+
+MAX_PACKAGE_BYTES = 2 * 1024 * 1024 + 64 * 1024  # parameters + annotations (1 MB each)
+
+BINDING_MISSING = "Binding references a package that does not exist."
+BINDING_OF_BINDING = "Cannot bind to another package binding."
+PACKAGE_TO_BINDING = "Resource is a package and cannot be converted into a binding."
+
+
+def _entry(action: Action) -> dict[str, Any]:
+    return {"name": action.path.name, "version": action.version, "annotations": action.annotations}
+
+
+async def _contents(catalog: Catalog, package: Package) -> dict[str, Any]:
+    """``actions`` and ``feeds`` of a package (of the bound package for a binding)."""
+    source = package.binding
+    if source is not None:
+        namespace, name = source.namespace, source.name
+    else:
+        namespace, name = package.path.namespace, package.path.name
+    actions = await catalog.list(Action, namespace, package=name)
+    feeds = [a for a in actions if params.get(a.annotations, "feed") is not None]
+    plain = [a for a in actions if params.get(a.annotations, "feed") is None]
+    return {"actions": [_entry(a) for a in plain], "feeds": [_entry(a) for a in feeds]}
+
+
+async def _check_binding(catalog: Catalog, caller_ns: str, binding: Binding) -> None:
+    """A binding may point at an own package or another namespace's published one."""
+    try:
+        target = await catalog.get(Package, EntityPath(binding.namespace, "", binding.name))
+    except NotFound:
+        if binding.namespace != caller_ns:
+            raise Forbidden() from None
+        raise BadRequest(BINDING_MISSING) from None
+    if binding.namespace != caller_ns and not target.publish:
+        raise Forbidden()
+    if target.binding is not None:
+        raise Conflict(BINDING_OF_BINDING)
+
+
+async def list_packages(request: Request) -> Response:
+    ctl, _, namespace = await caller(request)
+    if query_bool(request, "count"):
+        return JSONResponse({"packages": await ctl.catalog.count(Package, namespace)})
+    skip, limit = list_window(request, "packages")
+    packages = await ctl.catalog.list(Package, namespace, skip=skip, limit=limit)
+    return JSONResponse([p.summary_json() for p in packages])
+
+
+async def package_entity(request: Request) -> Response:
+    ctl, _, namespace = await caller(request)
+    path = EntityPath(namespace, "", check_name(request.path_params["name"]))
+    if request.method == "GET":
+        package = await ctl.catalog.get(Package, path)
+        return JSONResponse({**package.to_json(), **await _contents(ctl.catalog, package)})
+    if request.method == "DELETE":
+        package = await ctl.catalog.get(Package, path)
+        inside = await ctl.catalog.list(Action, namespace, package=path.name)
+        if inside and not query_bool(request, "force"):
+            raise Conflict(
+                f"Package not empty (contains {len(inside)} entities). Set force param or "
+                "delete package contents."
+            )
+        for action in inside:
+            await ctl.catalog.delete(action)
+        await ctl.catalog.delete(package)
+        return JSONResponse(package.to_json())
+    # PUT
+    if path.name in RESERVED_NAMES:
+        raise BadRequest(f"Package name '{path.name}' is reserved.")
+    body = await read_json(request, MAX_PACKAGE_BYTES, empty={})
+    try:
+        existing = await ctl.catalog.get(Package, path)
+    except NotFound:
+        existing = None
+    if existing is None:
+        package = Package.create(path, body)
+        if package.binding is not None:
+            await _check_binding(ctl.catalog, namespace, package.binding)
+        stored = await ctl.catalog.put(package, create=True)
+    elif not query_bool(request, "overwrite"):
+        raise Conflict("resource already exists")
+    else:
+        package = existing.update(body)
+        if existing.binding is None and package.binding is not None:
+            raise BadRequest(PACKAGE_TO_BINDING)
+        if package.binding is not None and package.binding != existing.binding:
+            await _check_binding(ctl.catalog, namespace, package.binding)
+        stored = await ctl.catalog.put(package, create=False)
+    return JSONResponse(stored.to_json())
+
+
+ROUTES = [
+    Route("/api/v1/namespaces/{namespace}/packages", list_packages, methods=["GET"]),
+    Route(
+        "/api/v1/namespaces/{namespace}/packages/{name}",
+        package_entity,
+        methods=["GET", "PUT", "DELETE"],
+    ),
+]

@@ -1,0 +1,158 @@
+"""Activation records and their responses: the four OpenWhisk outcomes as data."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SUCCESS, APPLICATION_ERROR, DEVELOPER_ERROR, WHISK_ERROR = 0, 1, 2, 3
+STATUS_NAMES = {
+    SUCCESS: "success",
+    APPLICATION_ERROR: "application error",
+    DEVELOPER_ERROR: "action developer error",
+    WHISK_ERROR: "whisk internal error",
+}
+
+# Messages the invoker uses in records (OpenWhisk's wording).
+ABNORMAL_INIT = "The action did not initialize and exited unexpectedly."
+ABNORMAL_RUN = "The action did not produce a valid response and exited unexpectedly."
+INVALID_JSON = "The action did not produce a valid JSON or JSON Array response."
+MEMORY_EXHAUSTED = "The action exhausted its memory and was aborted."
+
+
+def timed_out_message(timeout_ms: int, init: bool) -> str:
+    suffix = " during initialization." if init else "."
+    return f"The action exceeded its time limits of {timeout_ms} milliseconds{suffix}"
+
+
+def truncated_response_message(size: int, allowed: int, trunk: str) -> str:
+    return (
+        f"The action produced a response that exceeded the allowed length: {size} > {allowed} "
+        f"bytes. The truncated response was: {trunk}"
+    )
+
+
+def truncated_logs_message(limit_bytes: int) -> str:
+    return (
+        "Logs were truncated because the total bytes size exceeds the limit of "
+        f"{limit_bytes} bytes."
+    )
+
+
+def new_activation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def format_log_line(time_ns: int, stream: str, text: str) -> str:
+    """``2024-01-01T00:00:00.123456789Z stdout: message`` (OpenWhisk's line format)."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos:09d}Z {stream}: {text}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationResponse:
+    status_code: int
+    result: Any = None
+
+    @property
+    def success(self) -> bool:
+        return self.status_code == SUCCESS
+
+    @classmethod
+    def ok(cls, result: Any) -> ActivationResponse:
+        """A runtime's 200 answer: success, or application error if it carries ``error``."""
+        if isinstance(result, dict) and "error" in result:
+            return cls(APPLICATION_ERROR, result)
+        return cls(SUCCESS, result)
+
+    @classmethod
+    def developer_error(cls, error: Any) -> ActivationResponse:
+        result = error if isinstance(error, dict) and "error" in error else {"error": error}
+        return cls(DEVELOPER_ERROR, result)
+
+    @classmethod
+    def whisk_error(cls, message: str) -> ActivationResponse:
+        return cls(WHISK_ERROR, {"error": message})
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": STATUS_NAMES[self.status_code],
+            "statusCode": self.status_code,
+            "success": self.success,
+        }
+        if self.result is not None:
+            out["result"] = self.result
+        return out
+
+
+@dataclass(slots=True)
+class Activation:
+    """One run of an action; ``namespace`` is the invoking subject's namespace."""
+
+    namespace: str
+    name: str
+    subject: str
+    activation_id: str
+    start: int
+    end: int
+    response: ActivationResponse
+    version: str = "0.0.1"
+    publish: bool = False
+    logs: list[str] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    cause: str | None = None
+
+    @property
+    def duration(self) -> int:
+        return max(0, self.end - self.start)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "namespace": self.namespace,
+            "name": self.name,
+            "subject": self.subject,
+            "activationId": self.activation_id,
+            "start": self.start,
+            "end": self.end,
+            "duration": self.duration,
+            "version": self.version,
+            "publish": self.publish,
+            "response": self.response.to_json(),
+            "logs": self.logs,
+            "annotations": self.annotations,
+        }
+        if self.cause:
+            out["cause"] = self.cause
+        return out
+
+
+def summary_json(record: dict[str, Any]) -> dict[str, Any]:
+    """The list view of a stored record: no logs, no result."""
+    response = record.get("response", {})
+    out: dict[str, Any] = {
+        k: record[k]
+        for k in (
+            "namespace",
+            "name",
+            "version",
+            "subject",
+            "activationId",
+            "start",
+            "end",
+            "duration",
+            "publish",
+            "annotations",
+            "cause",
+        )
+        if k in record
+    }
+    out["statusCode"] = response.get("statusCode", 0)
+    return out

@@ -1,0 +1,273 @@
+"""The invoker: takes ActivationMessages off its bus topic and runs them in containers.
+
+For each message: fetch the action at the message's revision, get a container from the
+pool (warm, or new and /init-ed), /run it, collect its logs, store the activation record,
+and send the completion to the controller that accepted the request. Every accepted
+message ends with a stored record — an internal failure becomes a ``whisk internal
+error`` record, never silence.
+
+Concurrency: one consumer task reads the topic; each activation runs in its own task, so
+a slow action never holds up the others. The pool bounds how many containers exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+
+from squall.bus.contracts import Consumer, Delivery, MessagingProvider
+from squall.bus.messages import (
+    ActivationMessage,
+    Completion,
+    MessageError,
+    completion_topic,
+    invoker_topic,
+)
+from squall.entities.action import Action
+from squall.entities.activation import (
+    DEVELOPER_ERROR,
+    Activation,
+    ActivationResponse,
+    format_log_line,
+    now_ms,
+    truncated_logs_message,
+)
+from squall.entities.names import parse_fqn
+from squall.errors import ContainerError, NotFound
+from squall.invoker.outcomes import init_outcome, run_outcome
+from squall.invoker.pool import ContainerPool
+from squall.sandbox.contracts import Container
+from squall.store.contracts import ActivationStore, EntityStore
+
+log = logging.getLogger("squall.invoker")
+
+ACTION_REMOVED = "Action could not be found or may have been deleted."
+ACTION_MISMATCH = "Action version is not compatible and cannot be invoked."
+PROVISION_FAILED = "Failed to provision resources to run the action."
+SHUT_DOWN = "The invoker was shut down before the activation completed."
+# How long to wait for the sentinel lines after a run answered (they follow at once).
+LOG_WAIT_S = 2.0
+LOG_WAIT_AFTER_FAILURE_S = 0.2
+
+
+def _env_value(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+class Invoker:
+    def __init__(
+        self,
+        invoker_id: str,
+        bus: MessagingProvider,
+        entities: EntityStore,
+        activations: ActivationStore,
+        pool: ContainerPool,
+    ) -> None:
+        self.id = invoker_id
+        self._bus = bus
+        self._entities = entities
+        self._activations = activations
+        self.pool = pool
+        self._actions: dict[tuple[str, str], Action] = {}
+        self._consumer: Consumer | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._running: dict[str, tuple[asyncio.Task[None], ActivationMessage]] = {}
+
+    async def start(self) -> None:
+        self.pool.start()
+        self._consumer = await self._bus.consumer(invoker_topic(self.id))
+        self._loop_task = asyncio.create_task(self._consume(self._consumer), name="invoker")
+
+    async def _consume(self, consumer: Consumer) -> None:
+        while True:
+            try:
+                delivery = await consumer.receive()
+            except Exception:
+                return
+            try:
+                message = ActivationMessage.from_bytes(delivery.data)
+            except MessageError:
+                log.exception("dropping a malformed activation message")
+                await delivery.ack()
+                continue
+            task = asyncio.create_task(self._handle(message, delivery))
+            self._running[message.activation_id] = (task, message)
+            task.add_done_callback(self._forget_task(message.activation_id))
+
+    def _forget_task(self, activation_id: str) -> Any:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._running.pop(activation_id, None)
+
+        return done
+
+    # -- one activation ---------------------------------------------------------------
+
+    async def _handle(self, message: ActivationMessage, delivery: Delivery) -> None:
+        try:
+            record = await self._activate(message)
+        except Exception:
+            log.exception("activation %s failed inside the invoker", message.activation_id)
+            record = self._failure(message, "An internal error occurred while running the action.")
+        await self._finish(message, record)
+        await delivery.ack()
+
+    async def _finish(self, message: ActivationMessage, record: dict[str, Any]) -> None:
+        # Store first: a client that got the id must always find the record.
+        await self._activations.put(record)
+        completion = Completion(message.transid, message.activation_id, self.id, record)
+        await self._bus.send(completion_topic(message.controller), completion.to_bytes())
+
+    async def _action(self, message: ActivationMessage) -> Action:
+        key = (message.action, message.revision)
+        cached = self._actions.get(key)
+        if cached is not None:
+            return cached
+        path = parse_fqn(message.action, message.namespace)
+        doc = await self._entities.get(path.namespace, "actions", path.path)
+        if doc.rev != message.revision:
+            raise LookupError(ACTION_MISMATCH)
+        action = Action.from_store(path, doc.body, doc.rev, doc.updated)
+        if len(self._actions) > 10_000:
+            self._actions.clear()
+        # A revision's content never changes, so this entry never goes stale.
+        self._actions[key] = action
+        return action
+
+    def _failure(self, message: ActivationMessage, error: str) -> dict[str, Any]:
+        now = now_ms()
+        path = message.action.lstrip("/")
+        return Activation(
+            namespace=message.namespace,
+            name=path.rsplit("/", 1)[-1],
+            subject=message.subject,
+            activation_id=message.activation_id,
+            start=now,
+            end=now,
+            response=ActivationResponse.whisk_error(error),
+            annotations=[{"key": "path", "value": path}],
+            cause=message.cause,
+        ).to_json()
+
+    async def _activate(self, message: ActivationMessage) -> dict[str, Any]:
+        try:
+            action = await self._action(message)
+        except NotFound:
+            return self._failure(message, ACTION_REMOVED)
+        except LookupError:
+            return self._failure(message, ACTION_MISMATCH)
+        limits = action.limits
+        timeout_s = limits.timeout / 1000
+        start = now_ms()
+        key = (message.namespace, message.action, message.revision)
+        try:
+            pc, cold = await self.pool.acquire(
+                key, action.exec.kind, limits.memory, limits.concurrency
+            )
+        except ContainerError:
+            log.exception("no container for %s", message.action)
+            return self._failure(message, PROVISION_FAILED)
+        wait_time = max(0, start - message.accepted_ms)
+        container = pc.container
+        init_time: int | None = None
+        response: ActivationResponse | None = None
+        try:
+            if cold:
+                init_started = now_ms()
+                init = await container.initialize(self._init_payload(action, message), timeout_s)
+                init_time = now_ms() - init_started
+                response = init_outcome(init, limits.timeout)
+                pc.initialized = response is None
+            if response is None:
+                run = await container.run(self._run_payload(action, message), timeout_s)
+                response = run_outcome(run, limits.timeout)
+            end = now_ms()
+            failed = response.status_code >= DEVELOPER_ERROR
+            logs = await self._logs(container, limits.logs, failed)
+        except ContainerError:
+            log.exception("container %s failed", container.id)
+            response = ActivationResponse.whisk_error(PROVISION_FAILED)
+            end, logs, failed = now_ms(), [], True
+        finally:
+            if response is None or response.status_code >= DEVELOPER_ERROR:
+                self.pool.release(pc, destroy=True)
+        if response.status_code < DEVELOPER_ERROR:
+            self.pool.release(pc)
+        timed_out = failed and "exceeded its time limits" in str(response.result)
+        annotations: list[dict[str, Any]] = [
+            {"key": "path", "value": action.path.fqn.lstrip("/")},
+            {"key": "waitTime", "value": wait_time},
+            {"key": "kind", "value": action.exec.kind},
+            {"key": "timeout", "value": timed_out},
+            {"key": "limits", "value": limits.to_json()},
+        ]
+        if init_time is not None:
+            annotations.append({"key": "initTime", "value": init_time})
+        return Activation(
+            namespace=message.namespace,
+            name=action.path.name,
+            subject=message.subject,
+            activation_id=message.activation_id,
+            start=start,
+            end=end,
+            response=response,
+            version=action.version,
+            logs=logs,
+            annotations=annotations,
+            cause=message.cause,
+        ).to_json()
+
+    def _init_payload(self, action: Action, message: ActivationMessage) -> dict[str, Any]:
+        return {
+            "name": action.path.name,
+            "main": action.exec.main or "main",
+            "code": action.exec.code,
+            "binary": action.exec.binary,
+            "env": {k: _env_value(v) for k, v in message.init_args.items()},
+        }
+
+    def _run_payload(self, action: Action, message: ActivationMessage) -> dict[str, Any]:
+        deadline = now_ms() + action.limits.timeout
+        payload: dict[str, Any] = {
+            "value": message.content,
+            "namespace": message.namespace,
+            "action_name": action.path.fqn,
+            "action_version": action.version,
+            "activation_id": message.activation_id,
+            "transaction_id": message.transid,
+            "deadline": str(deadline),
+        }
+        return payload
+
+    async def _logs(self, container: Container, limit_mb: int, failed: bool) -> list[str]:
+        limit = limit_mb * 1024 * 1024
+        result = await container.logs(limit, LOG_WAIT_AFTER_FAILURE_S if failed else LOG_WAIT_S)
+        lines = [format_log_line(line.time_ns, line.stream, line.text) for line in result.lines]
+        if result.truncated:
+            lines.append(truncated_logs_message(limit))
+        return lines
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        """Stop taking work, let running activations finish for ``grace_s``, then record
+        the rest as internal errors and destroy every container."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._consumer is not None:
+            await self._consumer.close()
+        running = list(self._running.values())
+        if running:
+            _, pending = await asyncio.wait([t for t, _ in running], timeout=grace_s)
+            for task, message in running:
+                if task in pending:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                    await self._finish(message, self._failure(message, SHUT_DOWN))
+        await self.pool.close()
