@@ -1,0 +1,426 @@
+"""The embedded store: entities, activations and subjects in one SQLite file.
+
+``SqliteStore.open(path)`` opens (creating and migrating as needed) one database file, or
+``":memory:"``, and exposes the three seams of :mod:`squall.store.contracts` as
+attributes sharing that one connection::
+
+    store = await SqliteStore.open(home / "squall.db")
+    store.entities     # EntityStore
+    store.activations  # ActivationStore
+    store.auth         # AuthStore
+    await store.close()
+
+The three are separate objects because EntityStore and ActivationStore both name their
+methods ``get``/``put``/``list``/``count`` with different signatures.
+
+Guarantees, beyond those of the contracts:
+
+- Every method runs to completion without awaiting, on the event-loop thread (see
+  :mod:`squall.store.sqlite_schema` for why that is the fast choice), so calls from many
+  tasks never interleave; read-check-write sequences also run in ``BEGIN IMMEDIATE``
+  transactions, which keeps them atomic against other processes using the same file.
+- Bodies are stored as JSON text (orjson); every returned body is a fresh ``dict`` the
+  caller may mutate.
+- ``updated`` times come from the ``clock`` given to :meth:`SqliteStore.open` (epoch ms;
+  wall clock by default).
+- After ``close()`` every method raises ``ProviderError("store is closed")``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from squall.errors import BadRequest, Conflict, NotFound
+from squall.store import keys
+from squall.store.contracts import ActivationQuery, Document, Subject
+from squall.store.sqlite_schema import Database, connect
+
+if TYPE_CHECKING:
+    from squall.store.contracts import ActivationStore, AuthStore, EntityStore
+
+Clock = Callable[[], int]
+"""Returns the current time in epoch milliseconds."""
+
+EXISTS = "resource already exists"
+STALE = "Concurrent modification to resource detected."
+NAMESPACE_EXISTS = "Namespace already exists"
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    # Serialize before any transaction starts: a body that cannot be encoded then fails
+    # without having touched the database.
+    return orjson.dumps(body).decode()
+
+
+def _next_rev(rev: str | None) -> str:
+    """``"<counter>-<16 hex>"``: the counter counts writes, the random part makes two
+    writers that both saw revision n produce different revisions n+1."""
+    counter = 0 if rev is None else int(rev.partition("-")[0])
+    return f"{counter + 1}-{secrets.token_hex(8)}"
+
+
+def _limit(skip: int, limit: int | None) -> tuple[int, int]:
+    if skip < 0 or (limit is not None and limit < 0):
+        raise ValueError(f"skip and limit must not be negative (skip={skip}, limit={limit})")
+    return (-1 if limit is None else limit), skip  # LIMIT -1: no limit in SQLite
+
+
+class SqliteEntityStore:
+    """:class:`~squall.store.contracts.EntityStore` over the ``entities`` table."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def get(self, namespace: str, collection: str, name: str) -> Document:
+        with self._db.autocommit() as conn:
+            row = conn.execute(
+                "SELECT rev, body, updated FROM entities"
+                " WHERE namespace = ? AND collection = ? AND name = ?",
+                (namespace, collection, name),
+            ).fetchone()
+        if row is None:
+            raise NotFound()
+        return Document(namespace, collection, name, row[0], orjson.loads(row[1]), row[2])
+
+    async def put(
+        self,
+        namespace: str,
+        collection: str,
+        name: str,
+        body: dict[str, Any],
+        rev: str | None,
+    ) -> Document:
+        text = _dumps(body)
+        updated = self._clock()
+        key = (namespace, collection, name)
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT rev FROM entities WHERE namespace = ? AND collection = ? AND name = ?",
+                key,
+            ).fetchone()
+            if rev is None:
+                if row is not None:
+                    raise Conflict(EXISTS)
+                new_rev = _next_rev(None)
+                conn.execute(
+                    "INSERT INTO entities"
+                    " (namespace, collection, name, package, rev, body, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*key, name.rpartition("/")[0], new_rev, text, updated),
+                )
+            else:
+                # A revision for a document that is gone is as stale as an old one.
+                if row is None or row[0] != rev:
+                    raise Conflict(STALE)
+                new_rev = _next_rev(rev)
+                conn.execute(
+                    "UPDATE entities SET rev = ?, body = ?, updated = ?"
+                    " WHERE namespace = ? AND collection = ? AND name = ?",
+                    (new_rev, text, updated, *key),
+                )
+        return Document(namespace, collection, name, new_rev, orjson.loads(text), updated)
+
+    async def delete(
+        self, namespace: str, collection: str, name: str, rev: str | None = None
+    ) -> Document:
+        key = (namespace, collection, name)
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT rev, body, updated FROM entities"
+                " WHERE namespace = ? AND collection = ? AND name = ?",
+                key,
+            ).fetchone()
+            if row is None:
+                raise NotFound()
+            if rev is not None and row[0] != rev:
+                raise Conflict(STALE)
+            conn.execute(
+                "DELETE FROM entities WHERE namespace = ? AND collection = ? AND name = ?", key
+            )
+        return Document(namespace, collection, name, row[0], orjson.loads(row[1]), row[2])
+
+    async def list(
+        self,
+        namespace: str,
+        collection: str,
+        *,
+        package: str | None = None,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> builtins.list[Document]:
+        where, params = self._where(namespace, collection, package)
+        with self._db.autocommit() as conn:
+            rows = conn.execute(
+                f"SELECT name, rev, body, updated FROM entities WHERE {where}"
+                " ORDER BY updated DESC, name LIMIT ? OFFSET ?",
+                (*params, *_limit(skip, limit)),
+            ).fetchall()
+        return [
+            Document(namespace, collection, name, rev, orjson.loads(body), updated)
+            for name, rev, body, updated in rows
+        ]
+
+    async def count(self, namespace: str, collection: str, *, package: str | None = None) -> int:
+        where, params = self._where(namespace, collection, package)
+        with self._db.autocommit() as conn:
+            row = conn.execute(f"SELECT count(*) FROM entities WHERE {where}", params).fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _where(namespace: str, collection: str, package: str | None) -> tuple[str, tuple[str, ...]]:
+        if package is None:
+            return "namespace = ? AND collection = ?", (namespace, collection)
+        return "namespace = ? AND collection = ? AND package = ?", (namespace, collection, package)
+
+
+def _activation_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
+    """(activation id, namespace, entity path, start) of an activation record.
+
+    The entity path is ``name``, prefixed with the package when the ``path`` annotation
+    has three segments (``ns/pkg/name``), so the ``name`` filter can match
+    ``pkg/action``.
+    """
+    activation_id, namespace, name, start = (
+        record.get("activationId"),
+        record.get("namespace"),
+        record.get("name"),
+        record.get("start"),
+    )
+    if not (isinstance(activation_id, str) and isinstance(namespace, str)):
+        raise ValueError("activation record needs string 'activationId' and 'namespace'")
+    if not isinstance(name, str) or not isinstance(start, int) or isinstance(start, bool):
+        raise ValueError("activation record needs string 'name' and integer 'start'")
+    for annotation in record.get("annotations") or ():
+        if isinstance(annotation, dict) and annotation.get("key") == "path":
+            path = annotation.get("value")
+            if isinstance(path, str) and path.count("/") == 2:
+                name = f"{path.split('/')[1]}/{name}"
+            break
+    return activation_id, namespace, name, start
+
+
+class SqliteActivationStore:
+    """:class:`~squall.store.contracts.ActivationStore` over the ``activations`` table.
+
+    Records are written at once (no batching), so nothing is pending at close. Records
+    with the same ``start`` are ordered by activation id, descending, so paging is stable.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(self, record: dict[str, Any]) -> None:
+        activation_id, namespace, name, start = _activation_key(record)
+        text = _dumps(record)
+        # One statement: atomic on its own, and re-putting a record replaces it.
+        with self._db.autocommit() as conn:
+            conn.execute(
+                "INSERT INTO activations (activation_id, namespace, name, start, body)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace,"
+                " name = excluded.name, start = excluded.start, body = excluded.body",
+                (activation_id, namespace, name, start, text),
+            )
+
+    async def get(self, namespace: str, activation_id: str) -> dict[str, Any]:
+        with self._db.autocommit() as conn:
+            row = conn.execute(
+                "SELECT body FROM activations WHERE activation_id = ? AND namespace = ?",
+                (activation_id, namespace),
+            ).fetchone()
+        if row is None:
+            raise NotFound()
+        body: dict[str, Any] = orjson.loads(row[0])
+        return body
+
+    async def list(self, query: ActivationQuery) -> builtins.list[dict[str, Any]]:
+        where, params = self._where(query)
+        with self._db.autocommit() as conn:
+            rows = conn.execute(
+                f"SELECT body FROM activations WHERE {where}"
+                " ORDER BY start DESC, activation_id DESC LIMIT ? OFFSET ?",
+                (*params, *_limit(query.skip, query.limit)),
+            ).fetchall()
+        return [orjson.loads(body) for (body,) in rows]
+
+    async def count(self, query: ActivationQuery) -> int:
+        where, params = self._where(query)
+        with self._db.autocommit() as conn:
+            row = conn.execute(f"SELECT count(*) FROM activations WHERE {where}", params).fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _where(query: ActivationQuery) -> tuple[str, tuple[str | int, ...]]:
+        clauses = ["namespace = ?"]
+        params: builtins.list[str | int] = [query.namespace]
+        if query.name is not None:
+            clauses.append("name = ?")
+            params.append(query.name)
+        if query.since is not None:
+            clauses.append("start >= ?")
+            params.append(query.since)
+        if query.upto is not None:
+            clauses.append("start <= ?")
+            params.append(query.upto)
+        return " AND ".join(clauses), tuple(params)
+
+
+class SqliteAuthStore:
+    """:class:`~squall.store.contracts.AuthStore` over the ``subjects`` table.
+
+    One subject per namespace. Keys are stored as :func:`squall.store.keys.hash_key`
+    hashes; nothing here logs a key. Limits live on the subject's row, so
+    :meth:`set_limits` needs an existing subject (``NotFound`` otherwise), a key rotation
+    keeps them, and :meth:`delete_subject` removes them with the credentials.
+    """
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create_subject(
+        self,
+        namespace: str,
+        *,
+        uuid: str | None = None,
+        key: str | None = None,
+        rotate: bool = False,
+    ) -> Subject:
+        if uuid is not None and (not uuid or ":" in uuid):
+            # Basic auth splits "uuid:key" at the first colon.
+            raise BadRequest("A subject uuid must be non-empty and contain no ':'.")
+        if key is not None and not key:
+            raise BadRequest("A subject key must be non-empty.")
+        key = keys.new_key() if key is None else key
+        key_hash = keys.hash_key(key)
+        created = self._clock()
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT uuid FROM subjects WHERE namespace = ?", (namespace,)
+            ).fetchone()
+            if row is not None and not rotate:
+                raise Conflict(NAMESPACE_EXISTS)
+            if uuid is None:
+                # Rotating keeps the subject's uuid; a new subject gets a fresh one.
+                uuid = row[0] if row is not None else keys.new_uuid()
+            taken = conn.execute(
+                "SELECT 1 FROM subjects WHERE uuid = ? AND namespace != ?", (uuid, namespace)
+            ).fetchone()
+            if taken is not None:
+                raise Conflict("The uuid is already used by another namespace.")
+            if row is None:
+                conn.execute(
+                    "INSERT INTO subjects (namespace, uuid, key_hash, created) VALUES (?, ?, ?, ?)",
+                    (namespace, uuid, key_hash, created),
+                )
+            else:
+                conn.execute(
+                    "UPDATE subjects SET uuid = ?, key_hash = ? WHERE namespace = ?",
+                    (uuid, key_hash, namespace),
+                )
+        return Subject(namespace, uuid, key)
+
+    async def get_subject(self, namespace: str) -> Subject:
+        with self._db.autocommit() as conn:
+            row = conn.execute(
+                "SELECT uuid FROM subjects WHERE namespace = ?", (namespace,)
+            ).fetchone()
+        if row is None:
+            raise NotFound()
+        return Subject(namespace, row[0])
+
+    async def delete_subject(self, namespace: str) -> None:
+        with self._db.autocommit() as conn:
+            deleted = conn.execute("DELETE FROM subjects WHERE namespace = ?", (namespace,))
+        if deleted.rowcount == 0:
+            raise NotFound()
+
+    async def list_subjects(self) -> builtins.list[Subject]:
+        with self._db.autocommit() as conn:
+            rows = conn.execute("SELECT namespace, uuid FROM subjects ORDER BY namespace")
+            return [Subject(namespace, uuid) for namespace, uuid in rows]
+
+    async def authenticate(self, uuid: str, key: str) -> Subject | None:
+        with self._db.autocommit() as conn:
+            row = conn.execute(
+                "SELECT namespace, key_hash FROM subjects WHERE uuid = ?", (uuid,)
+            ).fetchone()
+        if row is None:
+            # Hash and compare anyway, so an unknown uuid costs what a wrong key costs.
+            keys.verify_dummy(key)
+            return None
+        return Subject(row[0], uuid) if keys.verify_key(key, row[1]) else None
+
+    async def get_limits(self, namespace: str) -> dict[str, Any]:
+        with self._db.autocommit() as conn:
+            row = conn.execute(
+                "SELECT limits FROM subjects WHERE namespace = ?", (namespace,)
+            ).fetchone()
+        if row is None:
+            return {}
+        limits: dict[str, Any] = orjson.loads(row[0])
+        return limits
+
+    async def set_limits(self, namespace: str, limits: dict[str, Any]) -> None:
+        text = _dumps(limits)
+        with self._db.autocommit() as conn:
+            updated = conn.execute(
+                "UPDATE subjects SET limits = ? WHERE namespace = ?", (text, namespace)
+            )
+        if updated.rowcount == 0:
+            raise NotFound()
+
+
+class SqliteStore:
+    """One SQLite database holding all three stores; see the module docstring."""
+
+    def __init__(self, db: Database, *, path: str, clock: Clock = wall_clock_ms) -> None:
+        self._db = db
+        self.path = path
+        self.entities = SqliteEntityStore(db, clock)
+        self.activations = SqliteActivationStore(db)
+        self.auth = SqliteAuthStore(db, clock)
+
+    @classmethod
+    async def open(cls, path: str | Path, *, clock: Clock = wall_clock_ms) -> SqliteStore:
+        """Open ``path`` (a file, created with its directory if missing, or
+        ``":memory:"``), apply pending schema migrations, and return the store.
+
+        A coroutine although the work is synchronous, so that every store provider
+        (PostgreSQL needs to await its pool) is opened the same way.
+        """
+        return cls(connect(path), path=str(path), clock=clock)
+
+    async def close(self) -> None:
+        """Close the database; idempotent. Every store method raises afterwards."""
+        self._db.close()
+
+    async def __aenter__(self) -> SqliteStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+if TYPE_CHECKING:
+    # Checked by mypy only: the three attributes satisfy the contracts.
+    def _conforms(store: SqliteStore) -> tuple[EntityStore, ActivationStore, AuthStore]:
+        return store.entities, store.activations, store.auth

@@ -1,0 +1,195 @@
+"""The SQLite connection behind :mod:`squall.store.sqlite`: settings, schema, migrations.
+
+Guarantees:
+
+- :func:`connect` returns a :class:`Database` whose schema is at :data:`SCHEMA_VERSION`:
+  migrations not yet recorded in ``PRAGMA user_version`` are applied in order, each in its
+  own transaction together with the version bump, so a crash mid-migration leaves the file
+  at the previous version and the next open retries. Reopening a current file changes
+  nothing.
+- A file written by a newer Squall (higher version) is refused with ``ProviderError``
+  rather than misread.
+- Every ``sqlite3`` failure surfaces as :class:`squall.errors.ProviderError`; after
+  :meth:`Database.close` every use raises ``ProviderError("store is closed")``.
+
+Why the connection is used straight from coroutines, on the event-loop thread: in WAL mode
+with ``synchronous=NORMAL`` a commit appends to the WAL without an fsync, so a statement
+costs microseconds. Handing each one to a worker thread (as aiosqlite does) costs more
+than the statement itself, and Squall aims at sub-millisecond warm invokes. Committed data
+still survives a crash of the process (the WAL is in the OS page cache); only power loss
+can take the last transactions, which is the durability the store contract promises for
+the embedded provider.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from squall.errors import ProviderError
+
+# How long a writer waits for another *process* holding the write lock (e.g. `squall
+# admin` next to a running standalone server). Within one process there is never a wait:
+# see Database.transaction.
+BUSY_TIMEOUT_MS = 5000
+
+# Each migration is a list of statements run in one transaction. Append, never edit: the
+# position in this tuple (1-based) is the schema version stored in PRAGMA user_version.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        # Entities. `package` is derived from `name` (the part before the last "/") so
+        # package listings use an index instead of a LIKE scan.
+        """CREATE TABLE entities (
+            namespace  TEXT    NOT NULL,
+            collection TEXT    NOT NULL,
+            name       TEXT    NOT NULL,
+            package    TEXT    NOT NULL,
+            rev        TEXT    NOT NULL,
+            body       TEXT    NOT NULL,
+            updated    INTEGER NOT NULL,
+            PRIMARY KEY (namespace, collection, name)
+        )""",
+        """CREATE INDEX entities_by_updated
+            ON entities (namespace, collection, updated DESC, name)""",
+        """CREATE INDEX entities_by_package
+            ON entities (namespace, collection, package, updated DESC, name)""",
+        # Activations. `name` is the entity path ("action" or "pkg/action"), copied out of
+        # the record so the name filter is an index lookup.
+        """CREATE TABLE activations (
+            activation_id TEXT    PRIMARY KEY,
+            namespace     TEXT    NOT NULL,
+            name          TEXT    NOT NULL,
+            start         INTEGER NOT NULL,
+            body          TEXT    NOT NULL
+        )""",
+        """CREATE INDEX activations_by_start
+            ON activations (namespace, start DESC, activation_id DESC)""",
+        """CREATE INDEX activations_by_name
+            ON activations (namespace, name, start DESC, activation_id DESC)""",
+        # Subjects: one namespace per subject. `key_hash` is squall.store.keys.hash_key's
+        # "scheme$salt$digest"; `limits` is a JSON object.
+        """CREATE TABLE subjects (
+            namespace TEXT    PRIMARY KEY,
+            uuid      TEXT    NOT NULL UNIQUE,
+            key_hash  TEXT    NOT NULL,
+            limits    TEXT    NOT NULL DEFAULT '{}',
+            created   INTEGER NOT NULL
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """One ``sqlite3`` connection shared by the entity, activation and auth stores.
+
+    Not thread-safe and not meant to be: it belongs to the event-loop thread that opened
+    it (``sqlite3``'s ``check_same_thread`` stays on to catch misuse).
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn: sqlite3.Connection | None = conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The open connection; ``ProviderError("store is closed")`` after :meth:`close`."""
+        if self._conn is None:
+            raise ProviderError("store is closed")
+        return self._conn
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    @contextmanager
+    def autocommit(self) -> Iterator[sqlite3.Connection]:
+        """Run statements in autocommit mode, each atomic on its own (a single INSERT,
+        UPDATE or DELETE needs no explicit transaction); sqlite errors → ProviderError."""
+        conn = self.conn
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise ProviderError(f"sqlite: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; any exception rolls back and propagates.
+
+        IMMEDIATE takes the write lock at the start, so a read-check-write sequence
+        (compare the revision, then write) cannot be interleaved by another process.
+        Within this process no interleaving is possible either: all stores run on the
+        one event-loop thread and the body of a transaction never awaits, so no other
+        task runs between BEGIN and COMMIT. That is why no asyncio lock is needed.
+        """
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise ProviderError(f"sqlite: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise ProviderError(f"sqlite: {exc}") from exc
+            raise
+
+    def close(self) -> None:
+        """Close the connection; idempotent. SQLite checkpoints the WAL on last close."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def connect(path: str | Path) -> Database:
+    """Open (creating if needed) the database at ``path`` or ``":memory:"`` and migrate it."""
+    target = str(path)
+    if target != ":memory:":
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # isolation_level=None: the sqlite3 module opens no implicit transactions; we
+        # issue BEGIN IMMEDIATE ourselves where atomicity across statements matters.
+        conn = sqlite3.connect(target, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise ProviderError(f"sqlite: cannot open {target}: {exc}") from exc
+    db = Database(conn)
+    try:
+        with db.autocommit() as c:
+            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            c.execute("PRAGMA journal_mode = WAL")  # ":memory:" stays "memory"; harmless
+            c.execute("PRAGMA synchronous = NORMAL")  # no fsync per commit in WAL mode
+            c.execute("PRAGMA foreign_keys = ON")
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def schema_version(db: Database) -> int:
+    with db.autocommit() as conn:
+        row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(db: Database) -> int:
+    """Apply pending migrations in order; returns the resulting schema version."""
+    while True:
+        with db.transaction() as conn:
+            # Read the version inside the write transaction: two processes opening the
+            # same new file at once must not both apply the same migration.
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise ProviderError(
+                    f"database schema version {version} is newer than this Squall "
+                    f"supports ({SCHEMA_VERSION})"
+                )
+            if version == SCHEMA_VERSION:
+                return version
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")

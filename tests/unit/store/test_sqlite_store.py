@@ -1,0 +1,169 @@
+"""What only the SQLite provider promises: settings, schema versioning, stored forms."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from squall.errors import BadRequest, ProviderError
+from squall.store import keys, sqlite_schema
+from squall.store.contracts import ActivationQuery
+from squall.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.anyio
+
+
+def raw(path: Path) -> closing[sqlite3.Connection]:
+    """A second, plain connection to inspect what the store wrote (closed on exit)."""
+    return closing(sqlite3.connect(path, isolation_level=None))
+
+
+def tables(path: Path) -> list[str]:
+    with raw(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master ORDER BY type, name").fetchall()
+    return [name for (name,) in rows]
+
+
+async def test_connection_settings(tmp_path: Path) -> None:
+    # Given a file-backed store
+    async with await SqliteStore.open(tmp_path / "s.db") as store:
+        conn = store._db.conn
+        # Then it runs in WAL mode, without fsync per commit, with foreign keys and a
+        # busy timeout, and without implicit transactions
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (sqlite_schema.BUSY_TIMEOUT_MS,)
+        assert conn.isolation_level is None
+
+
+async def test_schema_version_is_recorded_and_reopen_is_idempotent(tmp_path: Path) -> None:
+    # Given a new database file
+    path = tmp_path / "home" / "squall.db"
+    store = await SqliteStore.open(path)
+    await store.entities.put("guest", "actions", "a", {}, None)
+    await store.close()
+    # Then its parent directory was created and the schema version recorded
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (sqlite_schema.SCHEMA_VERSION,)
+    before = tables(path)
+    assert {"entities", "activations", "subjects"} <= set(before)
+    # When it is opened again, and migrated once more by hand
+    store = await SqliteStore.open(path)
+    assert sqlite_schema.migrate(store._db) == sqlite_schema.SCHEMA_VERSION
+    # Then nothing changed and the data is intact
+    assert await store.entities.count("guest", "actions") == 1
+    await store.close()
+    assert tables(path) == before
+
+
+async def test_failed_migration_rolls_back_to_the_previous_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a schema whose second migration fails halfway through
+    broken = (
+        *sqlite_schema.MIGRATIONS,
+        ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"),
+    )
+    monkeypatch.setattr(sqlite_schema, "MIGRATIONS", broken)
+    monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", len(broken))
+    path = tmp_path / "s.db"
+    # When the file is opened / Then it fails as a provider error
+    with pytest.raises(ProviderError):
+        await SqliteStore.open(path)
+    # And the file is left at the last complete version, without half of the next one
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (len(broken) - 1,)
+    assert "half_done" not in tables(path)
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    # Given a file written by a newer Squall
+    path = tmp_path / "s.db"
+    with raw(path) as conn:
+        conn.execute(f"PRAGMA user_version = {sqlite_schema.SCHEMA_VERSION + 1}")
+    # When it is opened / Then ProviderError instead of misreading it
+    with pytest.raises(ProviderError, match="newer"):
+        await SqliteStore.open(path)
+
+
+async def test_unopenable_path_is_a_provider_error(tmp_path: Path) -> None:
+    # Given a path that is a directory / When opened / Then ProviderError
+    with pytest.raises(ProviderError):
+        await SqliteStore.open(tmp_path)
+
+
+async def test_stored_key_is_a_salted_hash(tmp_path: Path) -> None:
+    # Given a subject created with a known key
+    path = tmp_path / "s.db"
+    async with await SqliteStore.open(path) as store:
+        created = await store.auth.create_subject("guest")
+    assert created.key is not None
+    # Then the database holds a salted hash, not the key
+    with raw(path) as conn:
+        (stored,) = conn.execute("SELECT key_hash FROM subjects").fetchone()
+    assert created.key not in stored
+    assert stored.startswith("sha256$")
+    assert keys.verify_key(created.key, stored)
+
+
+async def test_revisions_count_writes(tmp_path: Path) -> None:
+    # Given a document written three times
+    async with await SqliteStore.open(":memory:") as store:
+        first = await store.entities.put("guest", "actions", "a", {}, None)
+        second = await store.entities.put("guest", "actions", "a", {}, first.rev)
+        third = await store.entities.put("guest", "actions", "a", {}, second.rev)
+    # Then revisions are "<counter>-<16 hex>" with the counter counting the writes
+    for n, doc in enumerate((first, second, third), start=1):
+        assert re.fullmatch(rf"{n}-[0-9a-f]{{16}}", doc.rev)
+
+
+async def test_entity_and_activation_index_columns(tmp_path: Path) -> None:
+    # Given an action in a package and activations of a top-level and a package action
+    path = tmp_path / "s.db"
+    async with await SqliteStore.open(path) as store:
+        await store.entities.put("guest", "actions", "pkg/hello", {}, None)
+        for activation_id, entity_path in (("1", "guest/hello"), ("2", "guest/pkg/hello")):
+            await store.activations.put(
+                {
+                    "namespace": "guest",
+                    "name": "hello",
+                    "activationId": activation_id,
+                    "start": 10,
+                    "annotations": [{"key": "path", "value": entity_path}],
+                }
+            )
+    # Then the package and entity path columns are derived from name and annotation
+    with raw(path) as conn:
+        assert conn.execute("SELECT package FROM entities").fetchall() == [("pkg",)]
+        names = conn.execute("SELECT activation_id, name FROM activations ORDER BY 1")
+        assert names.fetchall() == [("1", "hello"), ("2", "pkg/hello")]
+
+
+async def test_malformed_calls_are_rejected_before_writing() -> None:
+    async with await SqliteStore.open(":memory:") as store:
+        # Given activation records missing indexed fields / Then ValueError, nothing stored
+        with pytest.raises(ValueError, match="activationId"):
+            await store.activations.put({"namespace": "guest", "name": "a", "start": 1})
+        with pytest.raises(ValueError, match="start"):
+            await store.activations.put(
+                {"namespace": "guest", "name": "a", "activationId": "1", "start": "1"}
+            )
+        assert await store.activations.count(ActivationQuery("guest")) == 0
+        # Given negative paging / Then ValueError
+        with pytest.raises(ValueError):
+            await store.entities.list("guest", "actions", skip=-1)
+        # Given a uuid that would break "uuid:key" parsing, or an empty key / Then 400
+        with pytest.raises(BadRequest):
+            await store.auth.create_subject("guest", uuid="a:b")
+        with pytest.raises(BadRequest):
+            await store.auth.create_subject("guest", key="")
+        # Given a body that is not JSON / Then TypeError and nothing stored
+        with pytest.raises(TypeError):
+            await store.entities.put("guest", "actions", "a", {"x": object()}, None)
+        assert await store.entities.count("guest", "actions") == 0
+        assert await store.auth.list_subjects() == []
