@@ -1,0 +1,150 @@
+"""ActivationStore contract: records by id, filtered and paged listing, namespace isolation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from squall.errors import NotFound
+from squall.store.contracts import ActivationQuery
+
+from .conftest import Stores
+
+pytestmark = pytest.mark.anyio
+
+NS = "guest"
+
+
+def record(
+    activation_id: str,
+    start: int,
+    *,
+    name: str = "hello",
+    package: str | None = None,
+    namespace: str = NS,
+) -> dict[str, Any]:
+    """An activation record shaped like OpenWhisk's, with the ``path`` annotation."""
+    path = f"{namespace}/{package}/{name}" if package else f"{namespace}/{name}"
+    return {
+        "namespace": namespace,
+        "name": name,
+        "activationId": activation_id,
+        "start": start,
+        "end": start + 3,
+        "duration": 3,
+        "response": {"status": "success", "statusCode": 0, "success": True, "result": {}},
+        "logs": [],
+        "annotations": [{"key": "path", "value": path}, {"key": "kind", "value": "python:3"}],
+    }
+
+
+def ids(records: list[dict[str, Any]]) -> list[str]:
+    return [r["activationId"] for r in records]
+
+
+async def test_put_then_get_round_trips_the_record(stores: Stores) -> None:
+    # Given a stored activation
+    original = record("a" * 32, 1000)
+    await stores.activations.put(original)
+    # When it is fetched by id in its namespace / Then the same record comes back
+    fetched = await stores.activations.get(NS, "a" * 32)
+    assert fetched == original
+    # And it is a fresh dict: mutating it does not change the stored record
+    fetched["logs"].append("changed")
+    assert await stores.activations.get(NS, "a" * 32) == original
+
+
+async def test_get_missing_or_from_another_namespace_is_not_found(stores: Stores) -> None:
+    # Given an activation of namespace "guest"
+    await stores.activations.put(record("a" * 32, 1000))
+    # When another namespace asks for it / Then NotFound, as for an unknown id
+    with pytest.raises(NotFound):
+        await stores.activations.get("intruder", "a" * 32)
+    with pytest.raises(NotFound):
+        await stores.activations.get(NS, "b" * 32)
+
+
+async def test_put_is_idempotent_and_replaces_by_id(stores: Stores) -> None:
+    # Given a record stored twice
+    first = record("a" * 32, 1000)
+    await stores.activations.put(first)
+    await stores.activations.put(first)
+    # Then there is one record
+    assert await stores.activations.count(ActivationQuery(NS)) == 1
+    # When a record with the same id but a new response is put
+    replaced = record("a" * 32, 1000)
+    replaced["response"]["result"] = {"payload": "done"}
+    await stores.activations.put(replaced)
+    # Then it replaces the first
+    assert await stores.activations.get(NS, "a" * 32) == replaced
+    assert await stores.activations.count(ActivationQuery(NS)) == 1
+
+
+async def test_list_is_newest_start_first_with_default_limit_30(stores: Stores) -> None:
+    # Given 35 activations with increasing start times
+    for i in range(35):
+        await stores.activations.put(record(f"{i:032x}", 1000 + i))
+    # When listing with the default query
+    listed = await stores.activations.list(ActivationQuery(NS))
+    # Then the 30 newest come back, newest first
+    assert ids(listed) == [f"{i:032x}" for i in range(34, 4, -1)]
+    # And limit=None lists all of them
+    assert len(await stores.activations.list(ActivationQuery(NS, limit=None))) == 35
+
+
+async def test_list_filters_by_entity_path(stores: Stores) -> None:
+    # Given activations of "hello", of "pkg/hello" and of "other"
+    await stores.activations.put(record("1" * 32, 1000, name="hello"))
+    await stores.activations.put(record("2" * 32, 1001, name="hello", package="pkg"))
+    await stores.activations.put(record("3" * 32, 1002, name="other"))
+    await stores.activations.put(record("4" * 32, 1003, name="hello"))
+    # When filtering by name / Then only exact matches of the entity path
+    top = await stores.activations.list(ActivationQuery(NS, name="hello"))
+    assert ids(top) == ["4" * 32, "1" * 32]
+    in_pkg = await stores.activations.list(ActivationQuery(NS, name="pkg/hello"))
+    assert ids(in_pkg) == ["2" * 32]
+    assert await stores.activations.list(ActivationQuery(NS, name="hell")) == []
+    assert await stores.activations.count(ActivationQuery(NS, name="hello")) == 2
+
+
+async def test_since_and_upto_are_inclusive_bounds_on_start(stores: Stores) -> None:
+    # Given activations started at 1000, 2000, 3000, 4000
+    for start in (1000, 2000, 3000, 4000):
+        await stores.activations.put(record(f"{start:032x}", start))
+    # When bounding by since/upto / Then both ends are included
+    window = await stores.activations.list(ActivationQuery(NS, since=2000, upto=3000))
+    assert [r["start"] for r in window] == [3000, 2000]
+    since = await stores.activations.list(ActivationQuery(NS, since=3000))
+    assert [r["start"] for r in since] == [4000, 3000]
+    upto = await stores.activations.list(ActivationQuery(NS, upto=1999))
+    assert [r["start"] for r in upto] == [1000]
+    assert await stores.activations.count(ActivationQuery(NS, since=2000, upto=3000)) == 2
+    assert await stores.activations.count(ActivationQuery(NS, since=4001)) == 0
+
+
+async def test_skip_and_limit_page_and_count_ignores_them(stores: Stores) -> None:
+    # Given six activations of one action
+    for i in range(6):
+        await stores.activations.put(record(f"{i:032x}", 1000 + i))
+    # When paging / Then pages follow newest-first order
+    page = await stores.activations.list(ActivationQuery(NS, skip=1, limit=2))
+    assert [r["start"] for r in page] == [1004, 1003]
+    tail = await stores.activations.list(ActivationQuery(NS, skip=4, limit=None))
+    assert [r["start"] for r in tail] == [1001, 1000]
+    assert await stores.activations.list(ActivationQuery(NS, skip=6)) == []
+    # And count applies the filters but not skip/limit
+    assert await stores.activations.count(ActivationQuery(NS, skip=4, limit=1)) == 6
+    filtered = ActivationQuery(NS, since=1002, skip=1, limit=1)
+    assert await stores.activations.count(filtered) == 4
+
+
+async def test_namespaces_are_isolated(stores: Stores) -> None:
+    # Given activations in two namespaces, same action name
+    await stores.activations.put(record("1" * 32, 1000))
+    await stores.activations.put(record("2" * 32, 1001, namespace="other"))
+    # When each namespace lists and counts / Then it sees only its own
+    assert ids(await stores.activations.list(ActivationQuery(NS))) == ["1" * 32]
+    assert ids(await stores.activations.list(ActivationQuery("other"))) == ["2" * 32]
+    assert await stores.activations.count(ActivationQuery(NS, name="hello")) == 1
+    assert await stores.activations.count(ActivationQuery("nobody")) == 0
