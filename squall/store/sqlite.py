@@ -206,8 +206,9 @@ def _activation_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
     for annotation in record.get("annotations") or ():
         if isinstance(annotation, dict) and annotation.get("key") == "path":
             path = annotation.get("value")
-            if isinstance(path, str) and path.count("/") == 2:
-                name = f"{path.split('/')[1]}/{name}"
+            segments = path.strip("/").split("/") if isinstance(path, str) else []
+            if len(segments) == 3:  # "ns/pkg/name" (a leading "/" is tolerated)
+                name = f"{segments[1]}/{name}"
             break
     return activation_id, namespace, name, start
 

@@ -127,7 +127,8 @@ async def test_entity_and_activation_index_columns(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with await SqliteStore.open(path) as store:
         await store.entities.put("guest", "actions", "pkg/hello", {}, None)
-        for activation_id, entity_path in (("1", "guest/hello"), ("2", "guest/pkg/hello")):
+        paths = (("1", "guest/hello"), ("2", "guest/pkg/hello"), ("3", "/guest/pkg/hello"))
+        for activation_id, entity_path in paths:
             await store.activations.put(
                 {
                     "namespace": "guest",
@@ -141,7 +142,7 @@ async def test_entity_and_activation_index_columns(tmp_path: Path) -> None:
     with raw(path) as conn:
         assert conn.execute("SELECT package FROM entities").fetchall() == [("pkg",)]
         names = conn.execute("SELECT activation_id, name FROM activations ORDER BY 1")
-        assert names.fetchall() == [("1", "hello"), ("2", "pkg/hello")]
+        assert names.fetchall() == [("1", "hello"), ("2", "pkg/hello"), ("3", "pkg/hello")]
 
 
 async def test_malformed_calls_are_rejected_before_writing() -> None:
