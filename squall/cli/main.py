@@ -1,0 +1,61 @@
+"""The ``squall`` command."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from squall import __version__
+from squall.config import Settings
+
+
+@click.group()
+@click.version_option(__version__, prog_name="squall")
+def main() -> None:
+    """Squall: an OpenWhisk-compatible function-as-a-service platform."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 3233).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="State directory (default $SQUALL_HOME or ./.squall).",
+)
+@click.option("--api-host", default=None, help="URL clients use to reach the API.")
+@click.option("--user-memory", type=int, default=None, help="Invoker capacity in MB.")
+@click.option("--keep-warm", type=float, default=None, help="Seconds idle containers live.")
+@click.option("--log-level", default=None, help="debug, info, warning, error.")
+def standalone(
+    host: str | None,
+    port: int | None,
+    home: Path | None,
+    api_host: str | None,
+    user_memory: int | None,
+    keep_warm: float | None,
+    log_level: str | None,
+) -> None:
+    """Run the whole platform in one process (SQLite, in-process bus, process sandbox)."""
+    from squall.cli.standalone import run
+
+    settings = Settings.from_env(
+        host=host,
+        port=port,
+        home=home,
+        api_host=api_host,
+        user_memory_mb=user_memory,
+        keep_warm_s=keep_warm,
+        log_level=log_level,
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

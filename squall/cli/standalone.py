@@ -1,0 +1,187 @@
+"""``squall standalone``: the whole platform in one process.
+
+SQLite store under ``--home``, the in-process bus, one invoker with the process sandbox,
+and the REST API on uvicorn. The same classes run in the cluster shape; only the
+providers passed in here differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from squall.bus.memory import MemoryBus
+from squall.config import Settings
+from squall.controller.activator import Activator
+from squall.controller.app import create_app
+from squall.controller.auth import Authenticator
+from squall.controller.balancer import LeanBalancer
+from squall.controller.catalog import Catalog
+from squall.controller.core import Controller
+from squall.controller.waiters import CompletionWaiters
+from squall.errors import NotFound
+from squall.invoker.pool import ContainerPool
+from squall.invoker.service import Invoker
+from squall.sandbox.process import ProcessContainerFactory
+from squall.store.contracts import AuthStore
+from squall.store.sqlite import SqliteStore
+
+log = logging.getLogger("squall.standalone")
+
+GUEST = "guest"
+
+
+def read_wskprops(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of a wsk property file (missing file → empty)."""
+    props: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return props
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            props[key.strip()] = value.strip()
+    return props
+
+
+def write_wskprops(path: Path, api_host: str, auth: str, namespace: str) -> None:
+    """Write the credentials file readable by its owner only (it holds the key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"APIHOST={api_host}\nAUTH={auth}\nNAMESPACE={namespace}\n")
+    os.replace(tmp, path)
+
+
+async def guest_credentials(auth: AuthStore, wskprops: Path) -> str:
+    """The guest's ``uuid:key``: created on first start, then read back from ``wskprops``.
+
+    The store keeps only a hash of the key, so the key lives in the owner-only wskprops
+    file; if that file is gone or no longer matches, the guest gets a fresh key.
+    """
+    known = read_wskprops(wskprops).get("AUTH", "")
+    uuid, _, key = known.partition(":")
+    if uuid and key and await auth.authenticate(uuid, key) is not None:
+        return known
+    try:
+        await auth.get_subject(GUEST)
+        subject = await auth.create_subject(GUEST, rotate=True)
+    except NotFound:
+        subject = await auth.create_subject(GUEST)
+    return subject.auth
+
+
+@dataclass
+class Standalone:
+    """A running platform: store, bus, invoker, controller and the ASGI app."""
+
+    settings: Settings
+    store: SqliteStore
+    bus: MemoryBus
+    invoker: Invoker
+    controller: Controller
+    app: ASGIApp
+    guest_auth: str
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Standalone:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = await SqliteStore.open(settings.db_path)
+        bus = MemoryBus()
+        factory = ProcessContainerFactory(
+            settings.containers_dir, settings.effective_api_host, node=settings.node
+        )
+        pool = ContainerPool(factory, settings.user_memory_mb, settings.keep_warm_s)
+        invoker = Invoker(settings.invoker_id, bus, store.entities, store.activations, pool)
+        waiters = CompletionWaiters(bus, settings.controller_id)
+        controller = Controller(
+            settings=settings,
+            catalog=Catalog(store.entities),
+            activations=store.activations,
+            auth_store=store.auth,
+            authenticator=Authenticator(store.auth),
+            activator=Activator(
+                LeanBalancer(bus, settings.invoker_id), waiters, settings.controller_id
+            ),
+            waiters=waiters,
+        )
+        await invoker.start()
+        await controller.start()
+        auth = await guest_credentials(store.auth, settings.home / "wskprops")
+        write_wskprops(settings.home / "wskprops", settings.effective_api_host, auth, GUEST)
+        return cls(settings, store, bus, invoker, controller, create_app(controller), auth)
+
+    async def close(self) -> None:
+        """Finish or record in-flight activations, kill every runtime, close the store."""
+        await self.invoker.close()
+        await self.controller.close()
+        await self.bus.close()
+        await self.store.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with signals left to us.
+
+    uvicorn re-raises a captured SIGTERM after serving, which would kill the process
+    before the invoker records in-flight activations and kills the runtimes; here the
+    signal only asks the server to stop, and ``serve`` then closes everything.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    def request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+async def serve(settings: Settings) -> None:
+    system = await Standalone.start(settings)
+    wskprops = settings.home / "wskprops"
+    print(f"APIHOST={settings.effective_api_host}", flush=True)
+    print(f"AUTH={system.guest_auth}", flush=True)
+    print("NAMESPACE=guest", flush=True)
+    print(f"# written to {wskprops}: export WSK_CONFIG_FILE={wskprops}", flush=True)
+    config = uvicorn.Config(
+        system.app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_exit)
+    try:
+        await server.serve()
+    finally:
+        await system.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if not server.started:
+        raise SystemExit(f"could not listen on {settings.host}:{settings.port}")
+
+
+def run(settings: Settings) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings))
