@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -9,7 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from squall.controller.core import Controller
-from squall.controller.http import error_response
+from squall.controller.http import error_response, transaction_id
 from squall.controller.middleware import RequestMiddleware
 from squall.controller.routes import actions, activations, meta, packages, rules, triggers
 from squall.errors import MethodNotAllowed, NotFound, SquallError
@@ -24,9 +26,17 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(request, error)
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error [txid %s]", transaction_id(request), exc_info=exc)
+    return error_response(request, SquallError())
+
+
 async def _squall_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SquallError)
     return error_response(request, exc)
+
+
+log = logging.getLogger("squall.controller")
 
 
 def create_app(controller: Controller) -> ASGIApp:
@@ -39,7 +49,11 @@ def create_app(controller: Controller) -> ASGIApp:
             *rules.ROUTES,
             *activations.ROUTES,
         ],
-        exception_handlers={HTTPException: _http_exception, SquallError: _squall_error},
+        exception_handlers={
+            HTTPException: _http_exception,
+            SquallError: _squall_error,
+            Exception: _internal_error,
+        },
     )
     app.router.redirect_slashes = False
     app.state.controller = controller

@@ -65,12 +65,14 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_headers)
         except SquallError as e:
             if started:
-                raise
+                return
             await error_response(Request(scope), e)(scope, receive, send_with_headers)
         except Exception:
-            log.exception("unhandled error [txid %s]", txid)
             if started:
-                raise
+                # Starlette's error handler already answered 500 and logged it; it
+                # re-raises only so that servers can log, which is done.
+                return
+            log.exception("unhandled error [txid %s]", txid)
             response = JSONResponse(
                 {"error": "An internal error occurred.", "code": txid}, status_code=500
             )
