@@ -1,0 +1,31 @@
+"""Code that runs *inside* a sandbox: the runtime proxies for each kind family.
+
+Nothing here imports ``squall``: the proxies are started as plain scripts by a container
+factory (``node nodejs/proxy.js``, ``python python/proxy.py``). This module only names
+their files so factories need not guess paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent
+
+#: Proxy script per kind family (the part of a kind before ``:``).
+PROXIES: dict[str, Path] = {
+    "nodejs": _ROOT / "nodejs" / "proxy.js",
+    "python": _ROOT / "python" / "proxy.py",
+}
+
+
+def family(kind: str) -> str:
+    """The family of a kind: ``nodejs:20`` → ``nodejs``."""
+    return kind.partition(":")[0]
+
+
+def proxy_path(kind_or_family: str) -> Path:
+    """The proxy script for a kind (``python:3.11``) or family (``python``).
+
+    Raises ``KeyError`` for a family Squall has no proxy for.
+    """
+    return PROXIES[family(kind_or_family)]

@@ -1,0 +1,275 @@
+// Squall's Node.js runtime proxy: the OpenWhisk runtime protocol over HTTP.
+//
+// Runs inside a sandbox, so it uses Node builtins only and never talks to Squall itself.
+//
+//   POST /init {"value": {name, main, code, binary, env}}   once per container
+//   POST /run  {"value": args, namespace, action_name, activation_id, ...}
+//
+// Listens on the Unix socket named by env __OW_SOCKET (or TCP port __OW_PORT, default
+// 8080, like OpenWhisk images) and tells the factory it is ready by writing one byte to the
+// inherited pipe fd __OW_READY_FD.
+//
+// Guarantees:
+// - /init is accepted once; any later /init answers 403. A failed /init answers 502
+//   {"error": "Initialization has failed due to: ..."} and the container stays unusable.
+// - /run before a successful /init answers 403 {"error": "Cannot run the action before
+//   initialization."} (OpenWhisk's own proxies disagree here: 403, 500 or 502; Squall's
+//   invoker never does it, and 403 says plainly that the caller is at fault).
+// - Results: object/array (or a Promise of one) → 200; undefined/null → 200 {}; a rejected
+//   Promise → 200 {"error": <reason>} (application error); a synchronous throw → 502
+//   {"error": "An error has occurred: <err>"}; anything else → 502.
+// - With __OW_CONCURRENCY == 1 (the default), after every /init and /run answer (whatever
+//   its status) the line XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX is written to stdout and
+//   stderr through the same streams as console.log/console.error, after the action
+//   finished, and the HTTP answer is sent only once both writes completed: the invoker's
+//   log reader sees all of an activation's output before its sentinel. With concurrency > 1, runs overlap, logs
+//   cannot be split per activation and no sentinels are written.
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+const os = require('os');
+const path = require('path');
+const url = require('url');
+const Module = require('module');
+const { isZip, extractZip } = require('./unzip');
+
+const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n';
+const CONCURRENCY = Math.max(1, parseInt(process.env.__OW_CONCURRENCY || '1', 10) || 1);
+const WRITE_SENTINELS = CONCURRENCY === 1;
+const MAIN_NAME = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
+
+let initStarted = false; // set on the first /init: a container is initialized at most once
+let actionMain = null; // the action's entry point once /init succeeded
+let runEnvKeys = []; // __OW_* names exported by the previous run, cleared by the next one
+
+class InitError extends Error {}
+
+function workRoot() {
+  return process.env.__OW_WORKDIR || os.tmpdir();
+}
+
+function lookup(object, dotted) {
+  let value = object;
+  for (const part of dotted.split('.')) {
+    if (value === null || value === undefined) return undefined;
+    value = value[part];
+  }
+  return value;
+}
+
+function errorText(err) {
+  // A SyntaxError's stack starts with "file:line", the offending source line and a caret
+  // marker before the message: that location is what the user needs to see.
+  if (err instanceof SyntaxError && typeof err.stack === 'string') {
+    const lines = err.stack.split('\n');
+    const end = lines.findIndex((line) => line.startsWith('SyntaxError'));
+    if (end >= 0) return lines.slice(0, end + 1).filter((line) => line !== '').join('\n');
+  }
+  return String(err);
+}
+
+function loadSource(code, main) {
+  const dir = fs.mkdtempSync(path.join(workRoot(), 'action-'));
+  const filename = path.join(dir, 'index.js');
+  fs.writeFileSync(filename, code); // only for readable stack traces; compiled from memory
+  const mod = new Module(filename, null);
+  mod.filename = filename;
+  mod.paths = Module._nodeModulePaths(dir);
+  const originalExports = mod.exports;
+  // `function main() {}` at top level is local to the CommonJS wrapper, so a footer
+  // captures it by name; exports.main / module.exports.main are looked up afterwards.
+  const footer =
+    `\n;try { module.__squallMain = ${main}; } ` +
+    'catch (e) { if (!(e instanceof ReferenceError)) throw e; }\n';
+  mod._compile(code + footer, filename);
+  mod.loaded = true;
+  const candidates = [mod.__squallMain, lookup(mod.exports, main), lookup(originalExports, main)];
+  return candidates.find((candidate) => typeof candidate === 'function');
+}
+
+async function loadZip(code, main) {
+  const buffer = Buffer.from(code, 'base64');
+  if (!isZip(buffer)) throw new InitError('the action code is not a valid zip file');
+  const dir = fs.mkdtempSync(path.join(workRoot(), 'action-'));
+  extractZip(buffer, dir);
+  if (!fs.existsSync(path.join(dir, 'package.json')) && !fs.existsSync(path.join(dir, 'index.js'))) {
+    throw new InitError('Zipped actions must contain either package.json or index.js at the root.');
+  }
+  // Relative file access in the action (fs.readFileSync('./data.json')) refers to the archive.
+  process.chdir(dir);
+  let exported;
+  try {
+    exported = require(dir); // package.json "main", else index.js; node_modules resolve from dir
+  } catch (err) {
+    if (err.code !== 'ERR_REQUIRE_ESM') throw err;
+    exported = await import(url.pathToFileURL(require.resolve(dir)).href);
+  }
+  return lookup(exported, main);
+}
+
+async function initialize(value) {
+  const main = value.main || 'main';
+  if (!MAIN_NAME.test(main)) throw new InitError(`invalid main function name ${JSON.stringify(main)}`);
+  if (typeof value.code !== 'string' || value.code === '') {
+    throw new InitError('Missing main/no code to execute.');
+  }
+  const env = value.env && typeof value.env === 'object' ? value.env : {};
+  for (const [key, val] of Object.entries(env)) {
+    process.env[key] = typeof val === 'string' ? val : JSON.stringify(val);
+  }
+  const fn = value.binary ? await loadZip(value.code, main) : loadSource(value.code, main);
+  if (typeof fn !== 'function') throw new InitError(`Action entrypoint '${main}' is not a function.`);
+  return fn;
+}
+
+function serializeError(reason) {
+  // Like the serialize-error package OpenWhisk uses: Error objects are not JSON-friendly.
+  if (!reason) return {};
+  if (!(reason instanceof Error)) return reason;
+  const out = { name: reason.name, message: reason.message };
+  for (const key of Object.keys(reason)) out[key] = reason[key];
+  if (typeof reason.stack === 'string') out.stack = reason.stack;
+  return out;
+}
+
+function exportRunEnv(message) {
+  for (const key of runEnvKeys) delete process.env[key];
+  runEnvKeys = [];
+  for (const [key, val] of Object.entries(message)) {
+    if (key === 'value' || typeof val !== 'string') continue;
+    const name = `__OW_${key.toUpperCase()}`;
+    process.env[name] = val;
+    runEnvKeys.push(name);
+  }
+}
+
+async function run(message) {
+  exportRunEnv(message);
+  const args = message.value === undefined || message.value === null ? {} : message.value;
+  let result;
+  try {
+    result = actionMain(args);
+  } catch (err) {
+    console.error(err && err.stack ? err.stack : String(err));
+    return [502, { error: `An error has occurred: ${err}` }];
+  }
+  if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+    try {
+      result = await result;
+    } catch (reason) {
+      return [200, { error: serializeError(reason) }];
+    }
+  }
+  if (result === undefined || result === null) return [200, {}];
+  if (typeof result !== 'object') return [502, { error: 'The action did not return a dictionary or array.' }];
+  return [200, result];
+}
+
+function writeSentinels() {
+  if (!WRITE_SENTINELS) return Promise.resolve();
+  const write = (stream) => new Promise((resolve) => stream.write(SENTINEL, () => resolve()));
+  return Promise.all([write(process.stdout), write(process.stderr)]);
+}
+
+function respond(res, status, payload) {
+  let body;
+  try {
+    body = JSON.stringify(payload);
+  } catch (err) {
+    status = 502;
+    body = JSON.stringify({ error: `The action did not return a valid JSON value: ${err.message}` });
+  }
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+async function handleInit(message) {
+  if (initStarted) return [403, { error: 'Cannot initialize the action more than once.' }];
+  initStarted = true;
+  try {
+    actionMain = await initialize(message.value && typeof message.value === 'object' ? message.value : {});
+    return [200, { ok: true }];
+  } catch (err) {
+    const text = err instanceof InitError ? err.message : errorText(err);
+    if (!(err instanceof InitError)) console.error(err && err.stack ? err.stack : String(err));
+    return [502, { error: `Initialization has failed due to: ${text}` }];
+  }
+}
+
+async function handle(req, res, body) {
+  let status, payload;
+  let message = null;
+  try {
+    message = JSON.parse(body.length ? body.toString('utf8') : '{}');
+  } catch (err) {
+    [status, payload] = [400, { error: `The request body is not valid JSON: ${err.message}` }];
+  }
+  if (status === undefined) {
+    if (message === null || typeof message !== 'object') message = {};
+    if (req.url === '/init') {
+      [status, payload] = await handleInit(message);
+    } else if (actionMain === null) {
+      [status, payload] = [403, { error: 'Cannot run the action before initialization.' }];
+    } else {
+      [status, payload] = await run(message);
+    }
+  }
+  await writeSentinels();
+  respond(res, status, payload);
+}
+
+const server = http.createServer((req, res) => {
+  if (req.method !== 'POST' || (req.url !== '/init' && req.url !== '/run')) {
+    req.resume();
+    return respond(res, 404, { error: 'Not found.' });
+  }
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => {
+    handle(req, res, Buffer.concat(chunks)).catch((err) => {
+      console.error(err && err.stack ? err.stack : String(err));
+      if (!res.headersSent) respond(res, 500, { error: `The runtime proxy failed: ${err}` });
+    });
+  });
+});
+// The invoker keeps one connection open for the life of the container, possibly idle for
+// minutes between activations: never close idle keep-alive connections on our side.
+server.keepAliveTimeout = 0;
+server.requestTimeout = 0;
+server.headersTimeout = 0;
+
+// A stray rejected promise in action code must not kill a warm container (Node's default).
+process.on('unhandledRejection', (reason) => {
+  console.error('Unhandled promise rejection:', reason);
+});
+
+function signalReady() {
+  const fd = parseInt(process.env.__OW_READY_FD || '', 10);
+  delete process.env.__OW_READY_FD;
+  if (Number.isNaN(fd)) return;
+  fs.writeSync(fd, 'r');
+  fs.closeSync(fd);
+}
+
+server.on('error', (err) => {
+  console.error(`runtime proxy cannot listen: ${err.message}`);
+  process.exit(1);
+});
+
+const socketPath = process.env.__OW_SOCKET;
+if (socketPath) {
+  // sun_path holds 107 bytes; the factory starts us in the socket's directory, so a long
+  // absolute path can be bound by its short relative name instead.
+  const bindPath =
+    socketPath.length > 100 && path.dirname(socketPath) === process.cwd()
+      ? path.basename(socketPath)
+      : socketPath;
+  fs.rmSync(bindPath, { force: true });
+  server.listen(bindPath, signalReady);
+} else {
+  server.listen(parseInt(process.env.__OW_PORT || '8080', 10), '0.0.0.0', signalReady);
+}

@@ -1,0 +1,316 @@
+"""Squall's CPython runtime proxy: the OpenWhisk runtime protocol over HTTP.
+
+Runs inside a sandbox, so it uses the standard library only and never imports ``squall``.
+
+    POST /init {"value": {"name", "main", "code", "binary", "env"}}   once per container
+    POST /run  {"value": args, "namespace", "action_name", "activation_id", ...}
+
+Listens on the Unix socket named by env ``__OW_SOCKET`` (or TCP port ``__OW_PORT``, default
+8080, like OpenWhisk images) and tells the factory it is ready by writing one byte to the
+inherited pipe fd ``__OW_READY_FD``.
+
+Guarantees:
+
+- Requests are served one at a time, on any number of keep-alive connections; the action
+  runs on the main thread (signals and ``os._exit`` behave as in a plain script).
+- ``/init`` is accepted once; any later ``/init`` answers 403. A failed ``/init`` answers
+  502 ``{"error": "Initialization has failed due to: ..."}``. Source code is loaded as
+  module ``main__`` (so an ``if __name__ == "__main__":`` block does not run); a zip must
+  hold ``__main__.py`` and its directory is put on ``sys.path`` (helper modules import),
+  as are ``virtualenv/lib/python*/site-packages`` directories shipped in it.
+- ``/run`` before a successful ``/init`` answers 403 ``{"error": "Cannot run the action
+  before initialization."}`` (OpenWhisk proxies disagree: 403, 500 or 502).
+- Results: dict or list → 200; an exception → 200 ``{"error": str(ex)}`` with the traceback
+  on stderr (application error); anything else (``None`` included) → 502 ``{"error": "The
+  action did not return a dictionary or array."}``. ``async def main`` is awaited.
+- After every ``/init`` and ``/run`` answer (whatever its status) the action's stdout and
+  stderr are flushed, then ``XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX`` is written and
+  flushed on both, and only then is the HTTP answer sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import glob
+import importlib.util
+import io
+import json
+import os
+import selectors
+import socket
+import sys
+import tempfile
+import traceback
+import types
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
+MAX_HEADER_BYTES = 64 * 1024
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 502: "Bad Gateway"}
+NOT_A_DICT = "The action did not return a dictionary or array."
+
+Reply = tuple[int, Any]
+
+
+class InitError(Exception):
+    """An /init failure whose message is already meant for the user."""
+
+
+class Runtime:
+    """The action's state: the /init protocol and calling ``main`` for /run."""
+
+    def __init__(self) -> None:
+        self.init_started = False  # a container is initialized at most once
+        self.main: Callable[[Any], Any] | None = None
+        self.run_env_keys: list[str] = []
+
+    def init(self, message: dict[str, Any]) -> Reply:
+        if self.init_started:
+            return 403, {"error": "Cannot initialize the action more than once."}
+        self.init_started = True
+        value = message.get("value")
+        try:
+            self.main = self._load(value if isinstance(value, dict) else {})
+        except InitError as ex:
+            return 502, {"error": f"Initialization has failed due to: {ex}"}
+        except Exception as ex:
+            traceback.print_exc()
+            return 502, {"error": f"Initialization has failed due to: {type(ex).__name__}: {ex}"}
+        return 200, {"ok": True}
+
+    def _load(self, value: dict[str, Any]) -> Callable[[Any], Any]:
+        main_name = value.get("main") or "main"
+        code = value.get("code")
+        if not isinstance(code, str) or not code:
+            raise InitError("Missing main/no code to execute.")
+        env = value.get("env")
+        for key, val in (env if isinstance(env, dict) else {}).items():
+            os.environ[str(key)] = val if isinstance(val, str) else json.dumps(val)
+        root = os.environ.get("__OW_WORKDIR") or tempfile.gettempdir()
+        directory = tempfile.mkdtemp(prefix="action-", dir=root)
+        if value.get("binary"):
+            entry = self._extract(code, directory)
+        else:
+            entry = os.path.join(directory, "main__.py")
+            with open(entry, "w", encoding="utf-8") as file:
+                file.write(code)
+        sys.path.insert(0, directory)
+        os.chdir(directory)  # relative file access in the action refers to its own files
+        spec = importlib.util.spec_from_file_location("main__", entry)
+        if spec is None or spec.loader is None:
+            raise InitError(f"cannot load {entry}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["main__"] = module
+        spec.loader.exec_module(module)
+        target: Any = module
+        for part in main_name.split("."):
+            target = getattr(target, part, None)
+        if not callable(target):
+            raise InitError(f"Action entrypoint '{main_name}' is not a function.")
+        return target  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _extract(code: str, directory: str) -> str:
+        try:
+            with zipfile.ZipFile(io.BytesIO(base64.b64decode(code))) as archive:
+                archive.extractall(directory)  # zipfile drops "..", absolute names
+        except (binascii.Error, zipfile.BadZipFile, ValueError) as ex:
+            raise InitError(f"the action code is not a valid zip file: {ex}") from None
+        entry = os.path.join(directory, "__main__.py")
+        if not os.path.isfile(entry):
+            raise InitError("Zip file does not include __main__.py")
+        site_dirs = glob.glob(os.path.join(directory, "virtualenv/lib/python*/site-packages"))
+        if site_dirs:
+            import site  # the interpreter runs with -S; site is only needed here
+
+            for site_dir in site_dirs:
+                site.addsitedir(site_dir)
+        return entry
+
+    def run(self, message: dict[str, Any]) -> Reply:
+        if self.main is None:
+            return 403, {"error": "Cannot run the action before initialization."}
+        self._export_env(message)
+        args = message.get("value")
+        try:
+            result = self.main({} if args is None else args)
+            if isinstance(result, types.CoroutineType):
+                import asyncio  # only actions written as `async def main` pay for it
+
+                result = asyncio.run(result)
+        except Exception as ex:
+            tb = ex.__traceback__
+            traceback.print_exception(type(ex), ex, tb.tb_next if tb else None)
+            return 200, {"error": str(ex)}
+        if not isinstance(result, dict | list):
+            return 502, {"error": NOT_A_DICT}
+        return 200, result
+
+    def _export_env(self, message: dict[str, Any]) -> None:
+        for key in self.run_env_keys:
+            os.environ.pop(key, None)
+        self.run_env_keys = []
+        for key, val in message.items():
+            if key != "value" and isinstance(val, str):
+                name = f"__OW_{key.upper()}"
+                os.environ[name] = val
+                self.run_env_keys.append(name)
+
+
+def write_sentinels() -> None:
+    """End the activation's logs: flush what the action wrote, then the sentinel lines."""
+    for current, original in ((sys.stdout, sys.__stdout__), (sys.stderr, sys.__stderr__)):
+        # The action may have replaced or closed sys.stdout: flush its stream if it can be,
+        # and write the sentinel on the process's own stream either way.
+        with contextlib.suppress(OSError, ValueError):
+            current.flush()
+        if original is not None:
+            with contextlib.suppress(OSError, ValueError):
+                original.write(SENTINEL)
+                original.flush()
+
+
+def encode(status: int, payload: Any) -> bytes:
+    """One HTTP answer; a result that is not JSON (a set, NaN, ...) becomes a 502."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as ex:
+        status = 502
+        text = json.dumps({"error": f"The action did not return a valid JSON value: {ex}"})
+    body = text.encode("utf-8")
+    head = (
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def dispatch(runtime: Runtime, method: str, target: str, body: bytes) -> bytes:
+    """Answer one request; every /init and /run answer follows the sentinel lines."""
+    if method != "POST" or target not in ("/init", "/run"):
+        return encode(404, {"error": "Not found."})
+    status: int
+    payload: Any
+    try:
+        message = json.loads(body) if body else {}
+    except ValueError as ex:
+        status, payload = 400, {"error": f"The request body is not valid JSON: {ex}"}
+    else:
+        message = message if isinstance(message, dict) else {}
+        status, payload = runtime.init(message) if target == "/init" else runtime.run(message)
+    write_sentinels()
+    return encode(status, payload)
+
+
+def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool] | None:
+    """Cut one complete request off ``buffer``: (method, target, body, keep_alive)."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > MAX_HEADER_BYTES:
+            raise ValueError("request headers too large")
+        return None
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    method, target, version = lines[0].split(" ", 2)
+    length = 0
+    keep_alive = version == "HTTP/1.1"
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "connection":
+            keep_alive = value.strip().lower() == "keep-alive"
+    if len(buffer) < end + 4 + length:
+        return None
+    body = bytes(buffer[end + 4 : end + 4 + length])
+    del buffer[: end + 4 + length]
+    return method, target, body, keep_alive
+
+
+def serve(listener: socket.socket, runtime: Runtime) -> None:
+    """Serve requests forever, one at a time, over any number of connections."""
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    buffers: dict[socket.socket, bytearray] = {}
+    while True:
+        for key, _ in selector.select():
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            if sock is listener:
+                conn, _ = listener.accept()
+                conn.setblocking(True)
+                buffers[conn] = bytearray()
+                selector.register(conn, selectors.EVENT_READ)
+                continue
+            if not serve_ready(sock, buffers[sock], runtime):
+                selector.unregister(sock)
+                del buffers[sock]
+                sock.close()
+
+
+def serve_ready(conn: socket.socket, buffer: bytearray, runtime: Runtime) -> bool:
+    """Read what arrived on ``conn`` and answer complete requests; False to close it."""
+    try:
+        data = conn.recv(256 * 1024)
+    except OSError:
+        return False
+    if not data:
+        return False
+    buffer += data
+    while True:
+        try:
+            request = next_request(buffer)
+        except ValueError as ex:
+            conn.sendall(encode(400, {"error": f"Malformed request: {ex}"}))
+            return False
+        if request is None:
+            return True
+        method, target, body, keep_alive = request
+        try:
+            conn.sendall(dispatch(runtime, method, target, body))
+        except OSError:  # the invoker gave up on this request (timeout) and closed
+            return False
+        if not keep_alive:
+            return False
+
+
+def listen() -> socket.socket:
+    path = os.environ.get("__OW_SOCKET")
+    if not path:
+        port = int(os.environ.get("__OW_PORT") or "8080")
+        return socket.create_server(("0.0.0.0", port), reuse_port=False)
+    # sun_path holds 107 bytes; the factory starts us in the socket's directory, so a long
+    # absolute path can be bound by its short relative name instead.
+    if len(path) > 100 and os.path.dirname(path) == os.getcwd():
+        path = os.path.basename(path)
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    return listener
+
+
+def signal_ready() -> None:
+    fd = os.environ.pop("__OW_READY_FD", "")
+    if fd.isdigit():
+        os.write(int(fd), b"r")
+        os.close(int(fd))
+
+
+def main() -> None:
+    # Line buffering: each printed line reaches the invoker (and its timestamp) when written.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    listener = listen()
+    signal_ready()
+    serve(listener, Runtime())
+
+
+if __name__ == "__main__":
+    main()
