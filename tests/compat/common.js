@@ -1,0 +1,66 @@
+// Shared by the compatibility scripts: a client of the official `openwhisk` package, built
+// exactly as a user would, from the server's address and key that the Python test passes in
+// SQUALL_APIHOST (a full URL, e.g. http://127.0.0.1:PORT) and SQUALL_AUTH (uuid:key).
+//
+// Each script prints one JSON object on stdout with what it observed; the Python test makes
+// the assertions, so a failing check shows the whole observation.
+'use strict';
+
+const openwhisk = require('openwhisk');
+
+function client() {
+  const apihost = process.env.SQUALL_APIHOST;
+  const apiKey = process.env.SQUALL_AUTH;
+  if (!apihost || !apiKey) throw new Error('SQUALL_APIHOST and SQUALL_AUTH must be set');
+  return openwhisk({ apihost, api_key: apiKey });
+}
+
+// Names unique to this run, so scripts never collide on the shared server.
+function name(stem) {
+  return `${stem}-${process.env.SQUALL_PREFIX || process.pid}`;
+}
+
+// What the client rejected with, reduced to what a user of the client looks at.
+function failure(err) {
+  return {
+    name: err.name,
+    statusCode: err.statusCode,
+    message: err.message,
+    error: err.error,
+  };
+}
+
+// Resolve to {ok: value} or {failed: failure(err)}: errors become data to assert on.
+async function attempt(promise) {
+  try {
+    return { ok: await promise };
+  } catch (err) {
+    return { failed: failure(err) };
+  }
+}
+
+// Call `fn` until it stops rejecting with 404 (records appear when runs end), for at most
+// `deadlineMs`; any other rejection is passed on.
+async function until404Ends(fn, deadlineMs = 15000) {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err.statusCode !== 404 || Date.now() > end) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function run(main) {
+  main().then(
+    (observed) => process.stdout.write(JSON.stringify(observed) + '\n'),
+    (err) => {
+      process.stderr.write(`${err.stack || err}\n${JSON.stringify(failure(err))}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+module.exports = { client, name, attempt, until404Ends, run };
