@@ -1,0 +1,197 @@
+"""The CPython runtime proxy, driven through the process sandbox with a real interpreter."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import textwrap
+import zipfile
+from typing import Any
+
+import pytest
+
+from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+
+pytestmark = pytest.mark.anyio
+
+KIND = "python:3.11"
+
+
+def zip_b64(files: dict[str, str]) -> str:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, textwrap.dedent(text))
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+async def start(
+    factory: ProcessContainerFactory, code: str, **init: Any
+) -> tuple[ProcessContainer, int, Any]:
+    container = await factory.create(KIND, 256)
+    payload = {"name": "test", "code": textwrap.dedent(code), **init}
+    answer = await container.initialize(payload, timeout=10)
+    return container, answer.status, json.loads(answer.body)
+
+
+async def invoke(container: ProcessContainer, value: Any, **extra: str) -> tuple[int, Any]:
+    answer = await container.run({"value": value, **extra}, timeout=10)
+    return answer.status, json.loads(answer.body)
+
+
+async def test_source_action_runs_with_its_environment(factory: ProcessContainerFactory) -> None:
+    # Given a Python action reading its environment, initialized with an env parameter
+    code = """
+        import os
+
+        def main(args):
+            return {"name": args["name"], "id": os.environ["__OW_ACTIVATION_ID"],
+                    "host": os.environ["__OW_API_HOST"], "secret": os.environ["SECRET"],
+                    "key": os.environ.get("__OW_API_KEY"),
+                    "ready": os.environ.get("__OW_READY_FD")}
+
+        if __name__ == "__main__":
+            raise SystemExit("a __main__ block must not run")
+    """
+    container, status, body = await start(factory, code, env={"SECRET": "s3"})
+    assert (status, body) == (200, {"ok": True})
+    # When it runs with activation metadata
+    result = await invoke(container, {"name": "py"}, activation_id="a1", namespace="guest")
+    # Then the metadata became __OW_* variables and init env is set
+    assert result == (
+        200,
+        {
+            "name": "py",
+            "id": "a1",
+            "host": "https://api.example.test",
+            "secret": "s3",
+            "key": None,
+            "ready": None,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("def main(args):\n    return [1, 'two']", (200, [1, "two"])),
+        ("async def main(args):\n    return {'async': True}", (200, {"async": True})),
+        (
+            "def main(args):\n    raise ValueError('bad input')",
+            (200, {"error": "bad input"}),
+        ),
+        (
+            "def main(args):\n    return 'text'",
+            (502, {"error": "The action did not return a dictionary or array."}),
+        ),
+        (
+            "def main(args):\n    return None",
+            (502, {"error": "The action did not return a dictionary or array."}),
+        ),
+    ],
+    ids=["list", "async", "exception", "string", "none"],
+)
+async def test_results_and_errors_follow_openwhisk(
+    factory: ProcessContainerFactory, code: str, expected: tuple[int, Any]
+) -> None:
+    # Given an action returning or raising
+    container, status, _ = await start(factory, code)
+    assert status == 200
+    # When it runs, Then the runtime answers like OpenWhisk's Python runtime
+    assert await invoke(container, {}) == expected
+
+
+async def test_an_exception_prints_its_traceback_on_stderr(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given an action that raises
+    container, _, _ = await start(factory, "def main(args):\n    raise KeyError('missing')")
+    await container.logs(limit_bytes=10_000, wait=5)
+    # When it runs
+    await invoke(container, {})
+    # Then the traceback is in the activation's stderr
+    logs = await container.logs(limit_bytes=10_000, wait=5)
+    stderr = "\n".join(line.text for line in logs.lines if line.stream == "stderr")
+    assert "Traceback" in stderr
+    assert "KeyError: 'missing'" in stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "init", "message"),
+    [
+        ("def main(args)\n    return {}", {}, "SyntaxError"),
+        ("def other(args):\n    return {}", {}, "Action entrypoint 'main' is not a function."),
+        ("import not_a_module_anywhere", {}, "ModuleNotFoundError"),
+        ("", {}, "Missing main/no code to execute."),
+        ("bm90IGEgemlw", {"binary": True}, "not a valid zip file"),
+        (zip_b64({"main.py": "def main(a): return {}"}), {"binary": True}, "__main__.py"),
+    ],
+    ids=["syntax", "no-main", "import-error", "empty", "not-zip", "zip-without-main"],
+)
+async def test_init_failures_answer_502_with_a_helpful_message(
+    factory: ProcessContainerFactory, code: str, init: dict[str, Any], message: str
+) -> None:
+    # Given broken action code
+    container = await factory.create(KIND, 256)
+    # When the container is initialized with it
+    answer = await container.initialize({"code": code, **init}, timeout=10)
+    # Then it answers 502 and says why
+    body = json.loads(answer.body)
+    assert answer.status == 502
+    assert body["error"].startswith("Initialization has failed due to: ")
+    assert message in body["error"]
+
+
+async def test_second_init_is_refused_and_run_before_init_too(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given a fresh container
+    container = await factory.create(KIND, 256)
+    # When it runs before /init, Then 403
+    assert await invoke(container, {}) == (
+        403,
+        {"error": "Cannot run the action before initialization."},
+    )
+    # When it is initialized twice, Then the second /init is 403
+    code = "def main(args):\n    return {}"
+    assert (await container.initialize({"code": code}, timeout=10)).status == 200
+    second = await container.initialize({"code": code}, timeout=10)
+    assert (second.status, json.loads(second.body)) == (
+        403,
+        {"error": "Cannot initialize the action more than once."},
+    )
+
+
+async def test_zip_with_main_module_and_helper(factory: ProcessContainerFactory) -> None:
+    # Given a zip with __main__.py importing a helper module and reading a data file
+    code = zip_b64(
+        {
+            "__main__.py": """
+                from helper import greet
+
+                def main(args):
+                    with open("data.txt") as f:
+                        return {"msg": greet(args["name"]), "data": f.read().strip()}
+            """,
+            "helper.py": "def greet(name):\n    return 'hello ' + name\n",
+            "data.txt": "payload\n",
+        }
+    )
+    container, status, _ = await start(factory, code, binary=True)
+    assert status == 200
+    # When it runs, Then the helper and the file came from the zip
+    assert await invoke(container, {"name": "zip"}) == (
+        200,
+        {"msg": "hello zip", "data": "payload"},
+    )
+
+
+async def test_non_json_result_is_a_developer_error(factory: ProcessContainerFactory) -> None:
+    # Given an action returning a dict that JSON cannot hold
+    container, _, _ = await start(factory, "def main(args):\n    return {'s': {1, 2}}")
+    # When it runs
+    status, body = await invoke(container, {})
+    # Then the runtime answers 502 instead of crashing
+    assert status == 502
+    assert "valid JSON" in body["error"]

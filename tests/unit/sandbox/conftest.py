@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from squall.sandbox.process import ProcessContainerFactory
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def factory(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
+    """A process sandbox under a fresh directory; every container is destroyed afterwards."""
+    factory = ProcessContainerFactory(tmp_path / "containers", "https://api.example.test")
+    try:
+        yield factory
+    finally:
+        await factory.close()

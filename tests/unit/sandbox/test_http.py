@@ -1,0 +1,218 @@
+"""The Unix-socket HTTP client against small scripted servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def serving(path: Path | str, handler: Handler) -> AsyncIterator[list[int]]:
+    """Serve ``handler`` on ``path``; yields a list that counts accepted connections."""
+    accepted: list[int] = []
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(on_connect, str(path))
+    try:
+        yield accepted
+    finally:
+        server.close()
+        # Handlers still waiting on their connection end here, closing their sockets.
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    return await reader.readexactly(length)
+
+
+def answer(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+async def echo_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        try:
+            body = await read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
+        writer.write(answer(body))
+
+
+async def test_keeps_the_connection_alive_between_requests(tmp_path: Path) -> None:
+    # Given an echo server
+    async with serving(tmp_path / "s.sock", echo_forever) as accepted:
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When three requests are posted one after the other
+        bodies = [(await client.post("/run", f'{{"n":{n}}}'.encode())).body for n in range(3)]
+        await client.aclose()
+    # Then each got its answer over one single connection
+    assert bodies == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+    assert len(accepted) == 1
+
+
+async def test_concurrent_requests_use_separate_connections(tmp_path: Path) -> None:
+    # Given an echo server that answers only once two requests are waiting
+    both = asyncio.Event()
+    waiting: list[int] = []
+
+    async def slow_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await read_request(reader)
+        waiting.append(1)
+        if len(waiting) == 2:
+            both.set()
+        await both.wait()
+        writer.write(answer(body))
+
+    async with serving(tmp_path / "s.sock", slow_echo) as accepted:
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When two requests run at once
+        first, second = await asyncio.gather(client.post("/run", b"1"), client.post("/run", b"2"))
+        await client.aclose()
+    # Then each got its own answer on its own connection
+    assert (first.body, second.body) == (b"1", b"2")
+    assert len(accepted) == 2
+
+
+async def test_a_large_body_is_truncated_and_its_size_reported(tmp_path: Path) -> None:
+    # Given a server answering 5000 bytes
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(b"x" * 5000))
+
+    async with serving(tmp_path / "s.sock", big):
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When the client, limited to 1000 bytes, posts
+        response = await client.post("/run", b"{}")
+        await client.aclose()
+    # Then it kept 1000 bytes and knows the full size
+    assert (len(response.body), response.truncated, response.full_size) == (1000, True, 5000)
+
+
+async def test_chunked_and_close_delimited_bodies(tmp_path: Path) -> None:
+    # Given a server answering chunked first, then with a body ended by closing
+    async def framed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        await read_request(reader)
+        writer.write(b'HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n{"a":1}')
+
+    async with serving(tmp_path / "s.sock", framed):
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=8)
+        # When two requests are posted
+        chunked = await client.post("/run", b"{}")
+        closed = await client.post("/run", b"{}")
+        await client.aclose()
+    # Then both bodies were read (and capped at 8 bytes)
+    assert (chunked.status, chunked.body, chunked.truncated, chunked.full_size) == (
+        200,
+        b"hello wo",
+        True,
+        11,
+    )
+    assert (closed.status, closed.body, closed.truncated) == (502, b'{"a":1}', False)
+
+
+async def test_a_peer_closing_before_answering_is_connection_lost(tmp_path: Path) -> None:
+    # Given a server that reads the request and hangs up
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with serving(tmp_path / "s.sock", hang_up):
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When the client posts, Then the connection is reported lost
+        with pytest.raises(ConnectionLost):
+            await client.post("/run", b"{}")
+        await client.aclose()
+
+
+async def test_nobody_listening_is_connection_lost(tmp_path: Path) -> None:
+    # Given no server at all
+    client = UnixHttpClient(tmp_path / "missing.sock", max_response_bytes=1000)
+    # When the client posts, Then it cannot connect
+    with pytest.raises(ConnectionLost):
+        await client.post("/run", b"{}")
+    await client.aclose()
+
+
+async def test_garbage_is_a_protocol_error(tmp_path: Path) -> None:
+    # Given a server that does not speak HTTP
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+    async with serving(tmp_path / "s.sock", garbage):
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When the client posts, Then the answer is rejected
+        with pytest.raises(ProtocolError):
+            await client.post("/run", b"{}")
+        await client.aclose()
+
+
+async def test_an_idle_connection_closed_by_the_peer_is_replaced(tmp_path: Path) -> None:
+    # Given a server that answers one request per connection without saying so
+    async def one_shot(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(answer(await read_request(reader)))
+        await writer.drain()
+
+    async with serving(tmp_path / "s.sock", one_shot) as accepted:
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When two requests are posted one after the other
+        first = await client.post("/run", b"1")
+        second = await client.post("/run", b"2")
+        await client.aclose()
+    # Then the second went out on a fresh connection and got its answer
+    assert (first.body, second.body) == (b"1", b"2")
+    assert len(accepted) == 2
+
+
+async def test_a_socket_path_longer_than_sun_path_works(tmp_path: Path) -> None:
+    # Given a server listening in a directory whose path is too long for sun_path
+    directory = tmp_path / ("d" * 60) / ("e" * 60)
+    directory.mkdir(parents=True)
+    path = directory / "s.sock"
+    assert len(str(path)) > 108
+    dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+    try:
+        async with serving(f"/proc/self/fd/{dir_fd}/s.sock", echo_forever):
+            client = UnixHttpClient(path, max_response_bytes=1000)
+            # When the client posts to it by its long path
+            response = await client.post("/run", b"ok")
+            await client.aclose()
+    finally:
+        os.close(dir_fd)
+    # Then the request went through
+    assert response.body == b"ok"

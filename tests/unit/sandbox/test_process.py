@@ -1,0 +1,312 @@
+"""ProcessContainerFactory / ProcessContainer with real Node.js and CPython runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from squall.errors import ContainerError
+from squall.sandbox.contracts import Container, ContainerFactory
+from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+
+pytestmark = pytest.mark.anyio
+
+# Per kind: an action that logs on both streams, one that spins forever, one that kills
+# its own process, and one that starts a child process and returns its pid.
+ACTIONS: dict[str, dict[str, str]] = {
+    "nodejs:20": {
+        "chatty": """function main(p) {
+            console.log('out ' + p.n); console.error('err ' + p.n); console.log('out2 ' + p.n);
+            return {n: p.n} }""",
+        "spin": "function main() { while (true) {} }",
+        "suicide": "function main() { process.exit(1) }",
+        "spawn": """function main() {
+            const child = require('child_process').spawn('sleep', ['300'], {stdio: 'ignore'});
+            return {pid: child.pid} }""",
+        "big_log": """function main() {
+            for (let i = 0; i < 200; i++) console.log('x'.repeat(99));
+            return {} }""",
+    },
+    "python:3.11": {
+        "chatty": """import sys
+def main(p):
+    print('out', p['n']); print('err', p['n'], file=sys.stderr); print('out2', p['n'])
+    return {'n': p['n']}""",
+        "spin": "def main(p):\n    while True:\n        pass",
+        "suicide": "import os\ndef main(p):\n    os._exit(1)",
+        "spawn": """import subprocess
+def main(p):
+    return {'pid': subprocess.Popen(['sleep', '300']).pid}""",
+        "big_log": "def main(p):\n    for _ in range(200):\n        print('x' * 99)\n    return {}",
+    },
+}
+KINDS = sorted(ACTIONS)
+
+
+async def started(factory: ProcessContainerFactory, kind: str, action: str) -> ProcessContainer:
+    container = await factory.create(kind, 256)
+    answer = await container.initialize({"code": ACTIONS[kind][action]}, timeout=10)
+    assert answer.status == 200, answer.body
+    await container.logs(limit_bytes=10_000, wait=5)  # the /init activation's (empty) logs
+    return container
+
+
+def reaped(pid: int) -> bool:
+    """Whether ``pid`` no longer exists at all (not even as a zombie)."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def entries(directory: Path) -> list[str]:
+    return os.listdir(directory)
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` is dead: no such process, or a zombie waiting for its reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def until(condition: Any, timeout: float = 5.0) -> bool:
+    """Poll ``condition()`` until true or ``timeout``; for events the OS reports late."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def test_the_factory_and_its_containers_satisfy_the_contracts(tmp_path: Path) -> None:
+    # Given the process factory, When checked against the contracts, Then they fit
+    factory: ContainerFactory = ProcessContainerFactory(tmp_path, "https://api")
+    assert factory.supports("nodejs:20") and factory.supports("python:3.11")
+    assert not factory.supports("java:8")
+    container: type[Container] = ProcessContainer
+    assert container is ProcessContainer
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_two_runs_get_only_their_own_logs_from_both_streams(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given a warm container of an action logging on stdout and stderr
+    container = await started(factory, kind, "chatty")
+    # When it runs twice, collecting logs after each run
+    results = []
+    for n in (1, 2):
+        answer = await container.run({"value": {"n": n}}, timeout=10)
+        results.append((json.loads(answer.body), await container.logs(10_000, wait=5)))
+    # Then each activation got exactly its own lines, in order, stamped by the reader
+    for n, (result, logs) in enumerate(results, start=1):
+        assert result == {"n": n}
+        stdout = [line.text for line in logs.lines if line.stream == "stdout"]
+        stderr = [line.text for line in logs.lines if line.stream == "stderr"]
+        assert stdout == [f"out {n}", f"out2 {n}"]
+        assert stderr == [f"err {n}"]
+        stamps = [line.time_ns for line in logs.lines]
+        assert stamps == sorted(stamps) and abs(stamps[0] - time.time_ns()) < 60e9
+        assert not logs.truncated
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_logs_over_the_limit_are_truncated(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given an action printing 200 lines of 99 bytes
+    container = await started(factory, kind, "big_log")
+    # When it runs and logs are collected with a 1000-byte limit
+    await container.run({"value": {}}, timeout=10)
+    logs = await container.logs(limit_bytes=1000, wait=5)
+    # Then 10 lines are kept and truncation is reported
+    assert len(logs.lines) == 10
+    assert logs.truncated
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_run_past_its_timeout_is_reported_and_destroy_still_works(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given an action that never returns
+    container = await started(factory, kind, "spin")
+    # When it runs with a 0.3 s timeout
+    answer = await container.run({"value": {}}, timeout=0.3)
+    # Then the answer says timed out, and the busy container can be destroyed
+    assert answer.timed_out and answer.status == 0
+    await container.destroy()
+    assert gone(container.pid)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_action_killing_its_process_is_reported_exited(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given an action that exits its own process
+    container = await started(factory, kind, "suicide")
+    # When it runs
+    answer = await container.run({"value": {}}, timeout=10)
+    # Then the answer says exited, logs do not wait for sentinels that never come
+    assert answer.exited and not answer.timed_out
+    started_at = time.monotonic()
+    await container.logs(10_000, wait=10)
+    assert time.monotonic() - started_at < 5
+    # And a later run also reports exited rather than hanging or raising
+    assert (await container.run({"value": {}}, timeout=10)).exited
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_destroy_kills_the_process_group_and_is_idempotent(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given a container whose action started a long-running child process
+    container = await started(factory, kind, "spawn")
+    answer = await container.run({"value": {}}, timeout=10)
+    child = json.loads(answer.body)["pid"]
+    assert not gone(child)
+    # When it is destroyed twice, once concurrently
+    await asyncio.gather(container.destroy(), container.destroy())
+    await container.destroy()
+    # Then the runtime was reaped, the child died with it, and the directory is gone
+    assert reaped(container.pid)
+    assert await until(lambda: gone(child))
+    assert not container.directory.exists()
+    assert container not in factory.containers
+    # And using it now raises ContainerError
+    with pytest.raises(ContainerError):
+        await container.run({"value": {}}, timeout=1)
+    with pytest.raises(ContainerError):
+        await container.initialize({"code": "x"}, timeout=1)
+
+
+async def test_node_concurrency_lets_runs_overlap(factory: ProcessContainerFactory) -> None:
+    # Given a Node container started with concurrency 3, running an action that only
+    # answers once three activations are inside it at the same time
+    container = await factory.create("nodejs:20", 256, {"__OW_CONCURRENCY": "3"})
+    code = """const waiting = [];
+        function main(p) { console.log('run', p.n); return new Promise((resolve) => {
+          waiting.push(resolve);
+          if (waiting.length === 3) waiting.forEach((r) => r({together: waiting.length}));
+        }) }"""
+    assert (await container.initialize({"code": code}, timeout=10)).status == 200
+    # When three runs are sent at once
+    answers = await asyncio.gather(
+        *(container.run({"value": {"n": n}}, timeout=5) for n in range(3))
+    )
+    # Then all three completed together
+    assert [json.loads(a.body) for a in answers] == [{"together": 3}] * 3
+    # And logs, unsplit, return what arrived without waiting for sentinels
+    started_at = time.monotonic()
+    logs = await container.logs(10_000, wait=10)
+    assert time.monotonic() - started_at < 5
+    assert sorted(line.text for line in logs.lines) == ["run 0", "run 1", "run 2"]
+
+
+async def test_the_runtime_environment_is_minimal(
+    factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a secret in the invoker's environment
+    monkeypatch.setenv("SQUALL_TEST_SECRET", "leak")
+    container = await factory.create("python:3.11", 256, {"EXTRA": "1"})
+    code = "import os\ndef main(p):\n    return dict(os.environ)"
+    assert (await container.initialize({"code": code}, timeout=10)).status == 200
+    # When the action lists its environment
+    env = json.loads((await container.run({"value": {}}, timeout=10)).body)
+    # Then only the explicit variables are there
+    assert "SQUALL_TEST_SECRET" not in env
+    assert env["HOME"] == str(container.directory)
+    assert env["__OW_API_HOST"] == "https://api.example.test"
+    assert env["EXTRA"] == "1"
+    assert set(env) <= {"PATH", "HOME", "LANG", "EXTRA", "LC_CTYPE"} | {
+        k for k in env if k.startswith("__OW_")
+    }
+
+
+async def test_pause_stops_and_resume_continues(factory: ProcessContainerFactory) -> None:
+    # Given a warm container
+    container = await started(factory, "python:3.11", "chatty")
+    # When it is paused, Then its process is stopped
+    container.pause()
+    assert await until(lambda: _state(container.pid) == "T")
+    # When it is resumed, Then it runs again
+    container.resume()
+    answer = await container.run({"value": {"n": 7}}, timeout=10)
+    assert json.loads(answer.body) == {"n": 7}
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+async def test_an_answer_over_the_maximum_is_truncated(tmp_path: Path, anyio_backend: str) -> None:
+    # Given a factory allowing 1000-byte answers and an action answering 5000 bytes
+    factory = ProcessContainerFactory(tmp_path, "https://api", max_response_bytes=1000)
+    try:
+        container = await factory.create("nodejs:20", 256)
+        code = "function main() { return {s: 'y'.repeat(5000)} }"
+        assert (await container.initialize({"code": code}, timeout=10)).status == 200
+        # When it runs
+        answer = await container.run({"value": {}}, timeout=10)
+        # Then the body was cut at 1000 bytes and the full size is known
+        assert (len(answer.body), answer.truncated, answer.full_size) == (1000, True, 5008)
+        # And the container still answers afterwards (on a new connection)
+        assert (await container.run({"value": {}}, timeout=10)).full_size == 5008
+    finally:
+        await factory.close()
+
+
+async def test_a_long_work_directory_path_still_works(tmp_path: Path, anyio_backend: str) -> None:
+    # Given a work directory so deep that the socket path exceeds sun_path
+    workdir = tmp_path / ("w" * 70) / ("v" * 40)
+    factory = ProcessContainerFactory(workdir, "https://api")
+    try:
+        # When a container is created and runs, Then the socket was reachable
+        for kind, code in (
+            ("nodejs:20", "function main() { return {ok: 1} }"),
+            ("python:3.11", "def main(p):\n    return {'ok': 1}"),
+        ):
+            container = await factory.create(kind, 256)
+            assert len(str(container.directory / "proxy.sock")) > 108
+            assert (await container.initialize({"code": code}, timeout=10)).status == 200
+            assert json.loads((await container.run({"value": {}}, timeout=10)).body) == {"ok": 1}
+    finally:
+        await factory.close()
+
+
+async def test_a_runtime_that_cannot_start_leaves_nothing_behind(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # Given a factory whose "node" exits at once
+    factory = ProcessContainerFactory(tmp_path, "https://api", node="false")
+    try:
+        # When a container is created, Then ContainerError, and no directory remains
+        with pytest.raises(ContainerError, match="did not start"):
+            await factory.create("nodejs:20", 256)
+        assert entries(tmp_path) == []
+        # And an unknown kind is refused
+        with pytest.raises(ContainerError, match="not supported"):
+            await factory.create("java:8", 256)
+    finally:
+        await factory.close()
+
+
+async def test_close_destroys_every_container(tmp_path: Path, anyio_backend: str) -> None:
+    # Given a factory with two live containers
+    factory = ProcessContainerFactory(tmp_path, "https://api")
+    containers = [await factory.create(kind, 128) for kind in KINDS]
+    # When the factory is closed (twice)
+    await factory.close()
+    await factory.close()
+    # Then every runtime is gone, and the factory creates no more
+    assert all(reaped(c.pid) for c in containers)
+    assert entries(tmp_path) == []
+    with pytest.raises(ContainerError):
+        await factory.create("nodejs:20", 128)
