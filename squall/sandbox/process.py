@@ -302,55 +302,61 @@ class ProcessContainerFactory:
         self, container_id: str, kind: str, memory_mb: int, directory: Path, env: Mapping[str, str]
     ) -> ProcessContainer:
         loop = asyncio.get_running_loop()
-        concurrency = int(env.get("__OW_CONCURRENCY", "1") or "1")
-        logs = LogCollector(self._log_cap_bytes, split=concurrency <= 1)
+        # Node.js with concurrency > 1 writes no sentinels; the Python proxy always does.
+        concurrent = int(env.get("__OW_CONCURRENCY", "1") or "1") > 1
+        logs = LogCollector(self._log_cap_bytes, split=not concurrent or family(kind) != "nodejs")
         exited: asyncio.Future[None] = loop.create_future()
+        http = UnixHttpClient(directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes)
         ready_read, ready_write = os.pipe()
         try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: _RuntimeProtocol(logs, exited),
-                *self._command(kind),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._environment(directory, env, ready_write),
-                cwd=directory,
-                start_new_session=True,
-                pass_fds=(ready_write,),
+            try:
+                transport, _ = await loop.subprocess_exec(
+                    lambda: _RuntimeProtocol(logs, exited),
+                    *self._command(kind),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=self._environment(directory, env, ready_write),
+                    cwd=directory,
+                    start_new_session=True,
+                    pass_fds=(ready_write,),
+                )
+            except BaseException as ex:
+                await http.aclose()
+                if isinstance(ex, OSError):
+                    raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
+                raise
+            finally:
+                os.close(ready_write)  # the child holds the only write end: EOF = it died
+            container = ProcessContainer(
+                container_id=container_id,
+                kind=kind,
+                memory_mb=memory_mb,
+                directory=directory,
+                transport=transport,
+                logs=logs,
+                exited=exited,
+                http=http,
+                on_destroyed=self._forget,
             )
-        except OSError as ex:
-            os.close(ready_read)
-            raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
+            try:
+                (directory / "pid").write_text(f"{container.pid}\n")
+                ready = await _wait_ready(ready_read, self._start_timeout)
+            except BaseException:
+                await container.destroy()
+                raise
         finally:
-            os.close(ready_write)  # the child holds the only write end now: EOF = it died
-        http = UnixHttpClient(directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes)
-        container = ProcessContainer(
-            container_id=container_id,
-            kind=kind,
-            memory_mb=memory_mb,
-            directory=directory,
-            transport=transport,
-            logs=logs,
-            exited=exited,
-            http=http,
-            on_destroyed=self._forget,
-        )
-        (directory / "pid").write_text(f"{container.pid}\n")
-        try:
-            ready = await _wait_ready(ready_read, self._start_timeout)
-        except BaseException:
-            await container.destroy()
-            raise
+            os.close(ready_read)
         if not ready:
             await logs.wait_closed(1.0)  # its last words on stderr explain the failure
             await container.destroy()
-            reason = logs.text("stderr") or "it exited before listening"
+            reason = logs.text("stderr") or "it exited or hung before listening"
             raise ContainerError(f"the {kind} runtime did not start: {reason}")
         return container
 
 
 async def _wait_ready(fd: int, timeout: float) -> bool:
-    """Wait for the proxy's readiness byte on pipe ``fd`` (closed here); False on EOF/timeout."""
+    """Wait for the proxy's readiness byte on pipe ``fd``; False on EOF or timeout."""
     loop = asyncio.get_running_loop()
     signalled: asyncio.Future[bool] = loop.create_future()
 
@@ -371,4 +377,3 @@ async def _wait_ready(fd: int, timeout: float) -> bool:
         return False
     finally:
         loop.remove_reader(fd)
-        os.close(fd)

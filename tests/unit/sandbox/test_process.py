@@ -85,13 +85,19 @@ async def until(condition: Any, timeout: float = 5.0) -> bool:
     return True
 
 
-def test_the_factory_and_its_containers_satisfy_the_contracts(tmp_path: Path) -> None:
-    # Given the process factory, When checked against the contracts, Then they fit
-    factory: ContainerFactory = ProcessContainerFactory(tmp_path, "https://api")
+def as_contract(factory: ProcessContainerFactory, container: ProcessContainer) -> Container:
+    """Checked by mypy: the process sandbox implements both Protocols."""
+    contract: ContainerFactory = factory
+    assert contract is factory
+    return container
+
+
+def test_the_factory_knows_its_kinds(tmp_path: Path) -> None:
+    # Given a process factory, When asked about kinds, Then only those it can start
+    factory = ProcessContainerFactory(tmp_path, "https://api")
     assert factory.supports("nodejs:20") and factory.supports("python:3.11")
     assert not factory.supports("java:8")
-    container: type[Container] = ProcessContainer
-    assert container is ProcessContainer
+    assert not ProcessContainerFactory(tmp_path, "x", node="no-such-node").supports("nodejs:20")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -294,6 +300,19 @@ async def test_a_runtime_that_cannot_start_leaves_nothing_behind(
         # And an unknown kind is refused
         with pytest.raises(ContainerError, match="not supported"):
             await factory.create("java:8", 256)
+    finally:
+        await factory.close()
+
+
+async def test_a_runtime_too_slow_to_listen_is_killed(tmp_path: Path, anyio_backend: str) -> None:
+    # Given a factory that gives runtimes one millisecond to start
+    factory = ProcessContainerFactory(tmp_path, "https://api", start_timeout=0.001)
+    try:
+        # When a container is created, Then ContainerError and nothing is left behind
+        with pytest.raises(ContainerError, match="did not start"):
+            await factory.create("nodejs:20", 256)
+        assert entries(tmp_path) == []
+        assert factory.containers == []
     finally:
         await factory.close()
 
