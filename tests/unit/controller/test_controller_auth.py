@@ -1,0 +1,132 @@
+"""Basic ``uuid:key`` header parsing, namespace entitlement, and the identity cache."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from squall.controller.auth import (
+    INVALID,
+    NOT_SUPPLIED,
+    Authenticator,
+    Identity,
+    parse_basic,
+)
+from squall.errors import Forbidden, Unauthorized
+from squall.store.contracts import Subject
+
+UUID = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502"
+KEY = "k" * 64
+
+
+def basic(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (basic(f"{UUID}:{KEY}"), (UUID, KEY)),
+        ("basic " + basic(f"{UUID}:{KEY}")[6:], (UUID, KEY)),  # the scheme is case-insensitive
+        (basic("u:k:with:colons"), ("u", "k:with:colons")),  # the key may hold colons
+    ],
+)
+def test_parse_basic(header: str, expected: tuple[str, str]) -> None:
+    assert parse_basic(header) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Basic",
+        "Basic ",
+        "Bearer " + base64.b64encode(b"u:k").decode(),
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        basic(":key-without-uuid"),
+        basic("uuid-without-key:"),
+        "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
+    ],
+)
+def test_parse_basic_rejects(header: str | None) -> None:
+    assert parse_basic(header) is None
+
+
+def test_identity_resolves_own_and_default_namespace() -> None:
+    identity = Identity("guest", UUID)
+    assert identity.subject == "guest"
+    assert identity.resolve("_") == "guest"
+    assert identity.resolve("guest") == "guest"
+    with pytest.raises(Forbidden) as e:
+        identity.resolve("other")
+    assert e.value.status == 403
+    assert (
+        e.value.message == "The supplied authentication is not authorized to access this resource."
+    )
+
+
+class CountingAuthStore:
+    """Just enough of an AuthStore: one subject, and a count of look-ups."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.valid = {(UUID, KEY): Subject("guest", UUID)}
+
+    async def authenticate(self, uuid: str, key: str) -> Subject | None:
+        self.calls += 1
+        return self.valid.get((uuid, key))
+
+
+class FakeRequest:
+    def __init__(self, authorization: str | None) -> None:
+        self.headers = {} if authorization is None else {"authorization": authorization}
+
+
+@pytest.mark.anyio
+async def test_authenticate_messages() -> None:
+    auth = Authenticator(CountingAuthStore())  # type: ignore[arg-type]
+    # No header → 401 "not supplied"
+    with pytest.raises(Unauthorized) as e:
+        await auth.authenticate(FakeRequest(None))  # type: ignore[arg-type]
+    assert e.value.message == NOT_SUPPLIED
+    assert e.value.status == 401
+    # A wrong key or garbage → 401 "invalid"
+    for header in (basic(f"{UUID}:{'x' * 64}"), "Basic !!!", "Token abc"):
+        with pytest.raises(Unauthorized) as e:
+            await auth.authenticate(FakeRequest(header))  # type: ignore[arg-type]
+        assert e.value.message == INVALID
+    # The right key → the identity
+    identity = await auth.authenticate(FakeRequest(basic(f"{UUID}:{KEY}")))  # type: ignore[arg-type]
+    assert identity == Identity("guest", UUID)
+
+
+@pytest.mark.anyio
+async def test_successes_are_cached_failures_are_not() -> None:
+    store = CountingAuthStore()
+    auth = Authenticator(store)  # type: ignore[arg-type]
+    good, bad = basic(f"{UUID}:{KEY}"), basic(f"{UUID}:wrong")
+    # When the same good header comes twice / Then the store is asked once
+    assert await auth.identify(good) == Identity("guest", UUID)
+    assert await auth.identify(good) == Identity("guest", UUID)
+    assert store.calls == 1
+    # When a bad header comes twice / Then the store is asked both times
+    assert await auth.identify(bad) is None
+    assert await auth.identify(bad) is None
+    assert store.calls == 3
+    # When the cache is dropped / Then the store is asked again
+    auth.forget_all()
+    await auth.identify(good)
+    assert store.calls == 4
+
+
+@pytest.mark.anyio
+async def test_cache_entries_expire() -> None:
+    store = CountingAuthStore()
+    auth = Authenticator(store, ttl=0.0)  # type: ignore[arg-type]
+    good = basic(f"{UUID}:{KEY}")
+    await auth.identify(good)
+    await auth.identify(good)
+    assert store.calls == 2

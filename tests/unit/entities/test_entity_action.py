@@ -1,0 +1,142 @@
+"""Actions: creating from a PUT body, updating (merge + version bump), JSON shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from squall.entities import params
+from squall.entities.action import Action
+from squall.entities.kinds import CodeExec
+from squall.entities.limits import ActionLimits
+from squall.entities.names import EntityPath
+from squall.errors import BadRequest
+
+PATH = EntityPath("guest", "", "hello")
+IN_PKG = EntityPath("guest", "pkg", "hello")
+NODE = {"kind": "nodejs:default", "code": "function main() { return {}; }"}
+
+
+def create(**body: Any) -> Action:
+    return Action.create(PATH, {"exec": NODE, **body})
+
+
+def test_create_defaults_and_exec_annotation() -> None:
+    # When an action is created from a minimal body
+    action = create()
+    # Then it is at 0.0.1, unpublished, default limits, and annotated with its kind
+    assert action.version == "0.0.1"
+    assert action.publish is False
+    assert action.exec == CodeExec("nodejs:20", NODE["code"], False)
+    assert action.limits == ActionLimits()
+    assert action.parameters == []
+    assert action.annotations == [{"key": "exec", "value": "nodejs:20"}]
+
+
+def test_create_takes_the_bodys_fields_and_ignores_extras() -> None:
+    action = create(
+        name="ignored",
+        namespace="ignored",
+        version="1.2.3",
+        publish=True,
+        parameters=[{"key": "p", "value": 1}],
+        annotations=[{"key": "exec", "value": "python:3.11"}, {"key": "web-export", "value": True}],
+        limits={"timeout": 1000},
+    )
+    assert action.path == PATH
+    assert action.version == "1.2.3"
+    assert action.publish is True
+    assert action.parameters == [{"key": "p", "value": 1}]
+    # the server's exec annotation replaces the client's
+    assert params.get(action.annotations, "exec") == "nodejs:20"
+    assert params.get(action.annotations, "web-export") is True
+    assert action.limits == ActionLimits(timeout=1000)
+
+
+@pytest.mark.parametrize("body", [{}, {"exec": None}, [], "x", {"parameters": []}])
+def test_create_needs_an_exec_object(body: Any) -> None:
+    with pytest.raises(BadRequest) as e:
+        Action.create(PATH, body)
+    assert e.value.message.startswith("The request content was malformed")
+
+
+def test_update_merges_and_bumps_the_version() -> None:
+    # Given a stored action
+    action = create(
+        parameters=[{"key": "p", "value": 1}],
+        annotations=[{"key": "a", "value": "old"}, {"key": "b", "value": "kept"}],
+        limits={"timeout": 5000, "memory": 128},
+    )
+    # When a partial body updates it
+    updated = action.update(
+        {"limits": {"memory": 512}, "annotations": [{"key": "a", "value": "new"}]}
+    )
+    # Then unspecified fields are kept, limits and annotations merge, the patch is bumped
+    assert updated.version == "0.0.2"
+    assert updated.exec == action.exec
+    assert updated.parameters == [{"key": "p", "value": 1}]
+    assert updated.limits == ActionLimits(timeout=5000, memory=512)
+    assert params.as_dict(updated.annotations) == {"a": "new", "b": "kept", "exec": "nodejs:20"}
+    assert updated.update({}).version == "0.0.3"
+
+
+def test_update_replaces_parameters_and_moves_the_exec_annotation() -> None:
+    action = create(parameters=[{"key": "p", "value": 1}])
+    updated = action.update(
+        {
+            "exec": {"kind": "python:default", "code": "def main(a): return a"},
+            "parameters": [{"key": "q", "value": 2}],
+            "publish": True,
+        }
+    )
+    assert updated.exec.kind == "python:3.11"
+    assert params.get(updated.annotations, "exec") == "python:3.11"
+    assert updated.parameters == [{"key": "q", "value": 2}]
+    assert updated.publish is True
+    # an empty parameter list clears them
+    assert updated.update({"parameters": []}).parameters == []
+
+
+def test_invalid_update_raises_before_anything_changes() -> None:
+    action = create()
+    with pytest.raises(BadRequest):
+        action.update({"limits": {"memory": 1}})
+    with pytest.raises(BadRequest):
+        action.update({"exec": {"kind": "nodejs:1", "code": "x"}})
+    assert action.version == "0.0.1"
+
+
+def test_json_views() -> None:
+    action = Action.create(IN_PKG, {"exec": NODE, "parameters": [{"key": "p", "value": 1}]})
+    full = action.to_json()
+    assert full["namespace"] == "guest/pkg"
+    assert full["name"] == "hello"
+    assert full["exec"] == {"kind": "nodejs:20", "code": NODE["code"], "binary": False}
+    assert full["limits"] == {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1}
+    assert full["parameters"] == [{"key": "p", "value": 1}]
+    assert set(full) == {
+        "namespace",
+        "name",
+        "version",
+        "exec",
+        "annotations",
+        "parameters",
+        "limits",
+        "publish",
+        "updated",
+    }
+    assert action.to_json(code=False)["exec"] == {"kind": "nodejs:20", "binary": False}
+    summary = action.summary_json()
+    assert summary["exec"] == {"binary": False}
+    assert "parameters" not in summary
+    assert summary["namespace"] == "guest/pkg"
+
+
+def test_store_round_trip() -> None:
+    action = create(parameters=[{"key": "p", "value": 1}], limits={"memory": 128})
+    stored = action.to_store()
+    assert "updated" not in stored
+    back = Action.from_store(PATH, stored, "1-abc", 1234)
+    assert back.to_json() == {**action.to_json(), "updated": 1234}
+    assert back.rev == "1-abc"

@@ -1,0 +1,141 @@
+"""The runtime manifest, kind resolution, and the server's ``exec.binary`` rule."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+from typing import Any
+
+import pytest
+
+from squall.entities.kinds import (
+    MAX_CODE_BYTES,
+    CodeExec,
+    is_binary_code,
+    resolve_kind,
+    runtimes_json,
+    valid_kinds,
+)
+from squall.errors import BadRequest, PayloadTooLarge
+
+MALFORMED = "The request content was malformed:\n"
+
+
+def zip_base64(files: dict[str, str]) -> str:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "resolved"),
+    [
+        ("nodejs:default", "nodejs:20"),
+        ("python:default", "python:3.11"),
+        ("nodejs:20", "nodejs:20"),
+        ("python:3.11", "python:3.11"),
+    ],
+)
+def test_resolve_kind(kind: str, resolved: str) -> None:
+    assert resolve_kind(kind) == resolved
+
+
+@pytest.mark.parametrize("kind", ["nodejs:1", "python:2", "java:default", "blackbox", "NODEJS:20"])
+def test_unknown_kind_message(kind: str) -> None:
+    # When a kind is not in the manifest / Then 400 naming it and every valid kind
+    with pytest.raises(BadRequest) as e:
+        resolve_kind(kind)
+    message = e.value.message
+    assert message.startswith(
+        f"The specified runtime '{kind}' is not supported by this platform. Valid values are: "
+    )
+    assert message.endswith(".")
+    for valid in valid_kinds():
+        assert f"'{valid}'" in message
+
+
+def test_manifest_has_one_default_per_family() -> None:
+    runtimes = runtimes_json()
+    assert set(runtimes) == {"nodejs", "python"}
+    for family, kinds in runtimes.items():
+        assert sum(1 for k in kinds if k["default"]) == 1
+        for k in kinds:
+            assert k["kind"].startswith(f"{family}:")
+            assert k["deprecated"] is False
+
+
+@pytest.mark.parametrize(
+    ("code", "binary"),
+    [
+        ("function main() { return {}; }", False),
+        ("def main(args):\n    return args\n", False),
+        ("", False),
+        ("   ", False),
+        ("abc", False),  # length not a multiple of 4
+        ("abcd", True),  # valid base64, so OpenWhisk calls it binary too
+        ("ab=c", False),  # padding in the middle
+        ("a-b_", False),  # the URL-safe alphabet is not base64
+        (zip_base64({"index.js": "exports.main = () => ({})"}), True),
+        ("\n" + zip_base64({"__main__.py": "def main(a): return a"}) + "\n", True),
+    ],
+)
+def test_is_binary_code(code: str, binary: bool) -> None:
+    assert is_binary_code(code) is binary
+
+
+def test_exec_from_request_resolves_kind_and_decides_binary() -> None:
+    # Given a client that claims binary for source text
+    raw = {"kind": "nodejs:default", "code": "function main() {}", "binary": True}
+    exec_ = CodeExec.from_request(raw)
+    # Then the server's rule wins
+    assert exec_ == CodeExec("nodejs:20", "function main() {}", False, None)
+    archive = zip_base64({"index.js": "x"})
+    assert CodeExec.from_request({"kind": "nodejs:20", "code": archive}).binary is True
+
+
+def test_exec_json_with_and_without_code() -> None:
+    exec_ = CodeExec("python:3.11", "code", False, "handler")
+    assert exec_.to_json() == {
+        "kind": "python:3.11",
+        "code": "code",
+        "binary": False,
+        "main": "handler",
+    }
+    assert exec_.to_json(code=False) == {"kind": "python:3.11", "binary": False, "main": "handler"}
+    assert "main" not in CodeExec("nodejs:20", "c", False).to_json()
+    assert CodeExec.from_stored(exec_.to_json()) == exec_
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("code", "'exec' must be an object."),
+        ({"code": "x"}, "'kind' must be a string."),
+        ({"kind": "", "code": "x"}, "'kind' must be a string."),
+        ({"kind": 20, "code": "x"}, "'kind' must be a string."),
+        (
+            {"kind": "nodejs:default"},
+            "'code' must be a string defined in 'exec' for 'nodejs:20' actions",
+        ),
+        ({"kind": "nodejs:20", "code": "x", "main": ""}, "'main' must be a string."),
+        ({"kind": "nodejs:20", "code": "x", "main": 3}, "'main' must be a string."),
+    ],
+)
+def test_malformed_exec(raw: Any, message: str) -> None:
+    with pytest.raises(BadRequest) as e:
+        CodeExec.from_request(raw)
+    assert e.value.message == MALFORMED + message
+
+
+def test_code_over_48_mb_is_413() -> None:
+    code = "x" * (MAX_CODE_BYTES + 1)
+    with pytest.raises(PayloadTooLarge) as e:
+        CodeExec.from_request({"kind": "nodejs:20", "code": code})
+    assert e.value.status == 413
+    assert (
+        e.value.message
+        == f"Code larger than allowed: {MAX_CODE_BYTES + 1} > {MAX_CODE_BYTES} bytes."
+    )
