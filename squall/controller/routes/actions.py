@@ -23,7 +23,7 @@ from squall.entities.action import Action
 from squall.entities.activation import SUCCESS, WHISK_ERROR
 from squall.entities.names import EntityPath, check_name
 from squall.entities.package import Package
-from squall.errors import BadRequest, Conflict, NotFound
+from squall.errors import BadRequest, Conflict, Forbidden, NotFound
 
 MAX_ENTITY_BYTES = 50 * 1024 * 1024  # code (48 MB) plus the rest of the document
 BINDING_NOT_ALLOWED = "Operation not permitted on package binding."
@@ -65,7 +65,7 @@ async def action_entity(request: Request) -> Response:
         await ctl.catalog.get(Package, EntityPath(namespace, "", package or ""))
         return await _list(ctl, request, namespace, package)
     if request.method == "GET":
-        action = await ctl.catalog.get(Action, path)
+        action = await resolve_action(ctl, identity.namespace, path)
         return JSONResponse(action.to_json(code=query_bool(request, "code", True)))
     if request.method == "PUT":
         return await _put(ctl, request, path)
@@ -96,6 +96,31 @@ async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
     return JSONResponse(stored.to_json())
 
 
+async def resolve_action(ctl: Controller, caller_ns: str, path: EntityPath) -> Action:
+    """The action at ``path`` with its package's parameters merged below its own.
+
+    Through a binding, the action comes from the bound package and the parameters merge
+    in OpenWhisk's order: package < binding < action (the invoke payload goes on top).
+    A bound package of another namespace must still be published.
+    """
+    if not path.package:
+        return await ctl.catalog.get(Action, path)
+    package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
+    layers = [package.parameters]
+    if package.binding is not None:
+        source_path = EntityPath(package.binding.namespace, "", package.binding.name)
+        source = await ctl.catalog.get(Package, source_path)
+        if source.path.namespace != caller_ns and not source.publish:
+            raise Forbidden()
+        layers.insert(0, source.parameters)
+        path = EntityPath(source.path.namespace, source.path.name, path.name)
+    action = await ctl.catalog.get(Action, path)
+    merged: params.KeyValues = []
+    for layer in [*layers, action.parameters]:
+        merged = params.merge(merged, layer)
+    return replace(action, parameters=merged)
+
+
 def _wait_ms(request: Request, maximum: int) -> int:
     raw = request.query_params.get("timeout")
     if raw is None:
@@ -121,11 +146,7 @@ async def _invoke(ctl: Controller, request: Request, identity: Any, path: Entity
     payload = await read_json(request, ctl.settings.max_request_bytes, empty={})
     if not isinstance(payload, dict):
         raise BadRequest("The request content was malformed:\nexpected a JSON object.")
-    action = await ctl.catalog.get(Action, path)
-    if path.package:
-        # Package parameters sit below the action's (OpenWhisk's precedence).
-        package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
-        action = replace(action, parameters=params.merge(package.parameters, action.parameters))
+    action = await resolve_action(ctl, identity.namespace, path)
     invocation = await ctl.activator.invoke(
         identity,
         action,

@@ -12,7 +12,7 @@ from squall.controller.core import caller
 from squall.controller.http import JSONResponse, list_window, query_bool
 from squall.entities.activation import summary_json
 from squall.entities.names import is_valid_name
-from squall.errors import BadRequest
+from squall.errors import BadRequest, NotFound
 from squall.store.contracts import ActivationQuery
 
 _ID_RE = re.compile(r"\A[0-9a-f]{32}\Z")
@@ -21,7 +21,7 @@ DOCS_WITH_COUNT = "The parameter 'docs' is not permitted with 'count'."
 
 def check_activation_id(value: str) -> str:
     if len(value) != 32:
-        raise BadRequest(f"ActivationId length is {len(value)} but must be 32.")
+        raise BadRequest(f"Activation id length is {len(value)} but must be 32.")
     if not _ID_RE.match(value):
         raise BadRequest("The activation id is not valid.")
     return value
@@ -76,6 +76,8 @@ async def get_activation(request: Request) -> Response:
     activation_id = check_activation_id(request.path_params["id"])
     record = await ctl.activations.get(namespace, activation_id)
     part = request.path_params.get("part")
+    if part not in (None, "logs", "result"):
+        raise NotFound()
     if part == "logs":
         return JSONResponse({"logs": record.get("logs", [])})
     if part == "result":
