@@ -161,7 +161,6 @@ class Invoker:
             return self._failure(message, ACTION_MISMATCH)
         limits = action.limits
         timeout_s = limits.timeout / 1000
-        start = now_ms()
         key = (message.namespace, message.action, message.revision)
         try:
             pc, cold = await self.pool.acquire(
@@ -170,20 +169,26 @@ class Invoker:
         except ContainerError:
             log.exception("no container for %s", message.action)
             return self._failure(message, PROVISION_FAILED)
+        # As in OpenWhisk, waitTime covers queueing and starting a container; the record's
+        # start is when the container got the activation (duration then includes /init).
+        start = now_ms()
         wait_time = max(0, start - message.accepted_ms)
         container = pc.container
         init_time: int | None = None
         response: ActivationResponse | None = None
+        timed_out = False
         try:
             if cold:
                 init_started = now_ms()
                 init = await container.initialize(self._init_payload(action, message), timeout_s)
                 init_time = now_ms() - init_started
                 response = init_outcome(init, limits.timeout)
+                timed_out = init.timed_out
                 pc.initialized = response is None
             if response is None:
                 run = await container.run(self._run_payload(action, message), timeout_s)
                 response = run_outcome(run, limits.timeout)
+                timed_out = run.timed_out
             end = now_ms()
             failed = response.status_code >= DEVELOPER_ERROR
             logs = await self._logs(container, limits.logs, failed)
@@ -196,7 +201,6 @@ class Invoker:
                 self.pool.release(pc, destroy=True)
         if response.status_code < DEVELOPER_ERROR:
             self.pool.release(pc)
-        timed_out = failed and "exceeded its time limits" in str(response.result)
         annotations: list[dict[str, Any]] = [
             {"key": "path", "value": action.path.fqn.lstrip("/")},
             {"key": "waitTime", "value": wait_time},
