@@ -105,7 +105,9 @@ class ContainerPool:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
         try:
-            container = await self._factory.create(kind, memory_mb)
+            # The runtime must know it may overlap runs (it then writes no sentinels).
+            env = {"__OW_CONCURRENCY": str(max_concurrent)} if max_concurrent > 1 else None
+            container = await self._factory.create(kind, memory_mb, env)
         except BaseException:
             self._used_mb -= memory_mb
             self._wake()

@@ -58,6 +58,11 @@ def _env_value(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+def _concurrency(action: Action) -> int:
+    """Runs one container may take at once: only the Node.js runtime overlaps runs."""
+    return action.limits.concurrency if action.exec.kind.startswith("nodejs") else 1
+
+
 class Invoker:
     def __init__(
         self,
@@ -164,7 +169,7 @@ class Invoker:
         key = (message.namespace, message.action, message.revision)
         try:
             pc, cold = await self.pool.acquire(
-                key, action.exec.kind, limits.memory, limits.concurrency
+                key, action.exec.kind, limits.memory, _concurrency(action)
             )
         except ContainerError:
             log.exception("no container for %s", message.action)
