@@ -8,10 +8,10 @@ from typing import Any
 from squall.entities import params
 from squall.entities.common import (
     INITIAL_VERSION,
-    bump_patch,
-    check_publish,
-    check_version,
+    created_fields,
     require_object,
+    stored_fields,
+    updated_fields,
 )
 from squall.entities.kinds import CodeExec
 from squall.entities.limits import ActionLimits
@@ -40,15 +40,10 @@ class Action:
         if "exec" not in raw or raw["exec"] is None:
             raise BadRequest("The request content was malformed:\n'exec' must be defined.")
         exec_ = CodeExec.from_request(raw["exec"])
-        annotations = params.parse_key_values(raw.get("annotations"), "annotations")
+        fields = created_fields(raw)
+        fields["annotations"] = params.set_value(fields["annotations"], "exec", exec_.kind)
         return cls(
-            path=path,
-            exec=exec_,
-            version=check_version(raw.get("version")) or INITIAL_VERSION,
-            publish=check_publish(raw.get("publish")) or False,
-            parameters=params.parse_key_values(raw.get("parameters"), "parameters"),
-            annotations=params.set_value(annotations, "exec", exec_.kind),
-            limits=ActionLimits.from_json(raw.get("limits")),
+            path=path, exec=exec_, limits=ActionLimits.from_json(raw.get("limits")), **fields
         )
 
     def update(self, body: object) -> Action:
@@ -59,23 +54,13 @@ class Action:
         """
         raw = require_object(body)
         exec_ = CodeExec.from_request(raw["exec"]) if raw.get("exec") is not None else self.exec
-        parameters = (
-            params.parse_key_values(raw["parameters"], "parameters")
-            if raw.get("parameters") is not None
-            else self.parameters
-        )
-        annotations = params.merge(
-            self.annotations, params.parse_key_values(raw.get("annotations"), "annotations")
-        )
-        publish = check_publish(raw.get("publish"))
+        fields = updated_fields(raw, self, self.parameters)
+        fields["annotations"] = params.set_value(fields["annotations"], "exec", exec_.kind)
         return replace(
             self,
             exec=exec_,
-            version=bump_patch(self.version),
-            publish=self.publish if publish is None else publish,
-            parameters=parameters,
-            annotations=params.set_value(annotations, "exec", exec_.kind),
             limits=ActionLimits.from_json(raw.get("limits"), self.limits),
+            **fields,
         )
 
     # -- JSON -------------------------------------------------------------------------
@@ -116,10 +101,7 @@ class Action:
         return cls(
             path=path,
             exec=CodeExec.from_stored(body["exec"]),
-            version=body.get("version", INITIAL_VERSION),
-            publish=bool(body.get("publish", False)),
-            parameters=list(body.get("parameters", [])),
-            annotations=list(body.get("annotations", [])),
+            **stored_fields(body),
             limits=ActionLimits.from_stored(body.get("limits", {})),
             updated=updated,
             rev=rev,

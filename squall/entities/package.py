@@ -8,10 +8,10 @@ from typing import Any
 from squall.entities import params
 from squall.entities.common import (
     INITIAL_VERSION,
-    bump_patch,
-    check_publish,
-    check_version,
+    created_fields,
     require_object,
+    stored_fields,
+    updated_fields,
 )
 from squall.entities.names import EntityPath, check_name, check_namespace
 from squall.errors import BadRequest
@@ -61,31 +61,16 @@ class Package:
         raw = require_object(body)
         return cls(
             path=path,
-            version=check_version(raw.get("version")) or INITIAL_VERSION,
-            publish=check_publish(raw.get("publish")) or False,
             binding=Binding.parse(raw.get("binding"), path.namespace),
-            parameters=params.parse_key_values(raw.get("parameters"), "parameters"),
-            annotations=params.parse_key_values(raw.get("annotations"), "annotations"),
+            **created_fields(raw),
         )
 
     def update(self, body: object) -> Package:
         raw = require_object(body)
-        publish = check_publish(raw.get("publish"))
         binding = (
             Binding.parse(raw["binding"], self.path.namespace) if "binding" in raw else self.binding
         )
-        return replace(
-            self,
-            version=bump_patch(self.version),
-            publish=self.publish if publish is None else publish,
-            binding=binding,
-            parameters=params.parse_key_values(raw["parameters"], "parameters")
-            if raw.get("parameters") is not None
-            else self.parameters,
-            annotations=params.merge(
-                self.annotations, params.parse_key_values(raw.get("annotations"), "annotations")
-            ),
-        )
+        return replace(self, binding=binding, **updated_fields(raw, self, self.parameters))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,11 +105,8 @@ class Package:
         b = body.get("binding") or None
         return cls(
             path=path,
-            version=body.get("version", INITIAL_VERSION),
-            publish=bool(body.get("publish", False)),
             binding=Binding(b["namespace"], b["name"]) if b else None,
-            parameters=list(body.get("parameters", [])),
-            annotations=list(body.get("annotations", [])),
+            **stored_fields(body),
             updated=updated,
             rev=rev,
         )

@@ -8,10 +8,10 @@ from typing import Any
 from squall.entities import params
 from squall.entities.common import (
     INITIAL_VERSION,
-    bump_patch,
-    check_publish,
-    check_version,
+    created_fields,
     require_object,
+    stored_fields,
+    updated_fields,
 )
 from squall.entities.names import EntityPath, parse_fqn
 from squall.errors import BadRequest
@@ -60,14 +60,11 @@ class Rule:
             path=path,
             trigger=cls._ref(raw["trigger"], "trigger", path.namespace),
             action=cls._ref(raw["action"], "action", path.namespace),
-            version=check_version(raw.get("version")) or INITIAL_VERSION,
-            publish=check_publish(raw.get("publish")) or False,
-            annotations=params.parse_key_values(raw.get("annotations"), "annotations"),
+            **created_fields(raw, parameters=False),
         )
 
     def update(self, body: object) -> Rule:
         raw = require_object(body)
-        publish = check_publish(raw.get("publish"))
         return replace(
             self,
             trigger=self._ref(raw["trigger"], "trigger", self.path.namespace)
@@ -76,11 +73,7 @@ class Rule:
             action=self._ref(raw["action"], "action", self.path.namespace)
             if raw.get("action") is not None
             else self.action,
-            version=bump_patch(self.version),
-            publish=self.publish if publish is None else publish,
-            annotations=params.merge(
-                self.annotations, params.parse_key_values(raw.get("annotations"), "annotations")
-            ),
+            **updated_fields(raw, self),
         )
 
     def trigger_entry(self) -> dict[str, Any]:
@@ -116,9 +109,7 @@ class Rule:
             trigger=parse_fqn(body["trigger"], path.namespace),
             action=parse_fqn(body["action"], path.namespace),
             status=body.get("status", ACTIVE),
-            version=body.get("version", INITIAL_VERSION),
-            publish=bool(body.get("publish", False)),
-            annotations=list(body.get("annotations", [])),
+            **stored_fields(body, parameters=False),
             updated=updated,
             rev=rev,
         )

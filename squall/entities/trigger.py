@@ -8,10 +8,10 @@ from typing import Any
 from squall.entities import params
 from squall.entities.common import (
     INITIAL_VERSION,
-    bump_patch,
-    check_publish,
-    check_version,
+    created_fields,
     require_object,
+    stored_fields,
+    updated_fields,
 )
 from squall.entities.names import EntityPath
 
@@ -31,28 +31,11 @@ class Trigger:
     @classmethod
     def create(cls, path: EntityPath, body: object) -> Trigger:
         raw = require_object(body)
-        return cls(
-            path=path,
-            version=check_version(raw.get("version")) or INITIAL_VERSION,
-            publish=check_publish(raw.get("publish")) or False,
-            parameters=params.parse_key_values(raw.get("parameters"), "parameters"),
-            annotations=params.parse_key_values(raw.get("annotations"), "annotations"),
-        )
+        return cls(path=path, **created_fields(raw))
 
     def update(self, body: object) -> Trigger:
         raw = require_object(body)
-        publish = check_publish(raw.get("publish"))
-        return replace(
-            self,
-            version=bump_patch(self.version),
-            publish=self.publish if publish is None else publish,
-            parameters=params.parse_key_values(raw["parameters"], "parameters")
-            if raw.get("parameters") is not None
-            else self.parameters,
-            annotations=params.merge(
-                self.annotations, params.parse_key_values(raw.get("annotations"), "annotations")
-            ),
-        )
+        return replace(self, **updated_fields(raw, self, self.parameters))
 
     def with_rule(self, rule_key: str, entry: dict[str, Any] | None) -> Trigger:
         """This trigger with rule ``rule_key`` attached (``entry``) or detached (None)."""
@@ -98,10 +81,7 @@ class Trigger:
     def from_store(cls, path: EntityPath, body: dict[str, Any], rev: str, updated: int) -> Trigger:
         return cls(
             path=path,
-            version=body.get("version", INITIAL_VERSION),
-            publish=bool(body.get("publish", False)),
-            parameters=list(body.get("parameters", [])),
-            annotations=list(body.get("annotations", [])),
+            **stored_fields(body),
             rules=dict(body.get("rules") or {}),
             updated=updated,
             rev=rev,

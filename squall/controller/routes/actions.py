@@ -18,12 +18,13 @@ from squall.controller.http import (
     read_json,
     transaction_id,
 )
+from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.entities import params
 from squall.entities.action import Action
 from squall.entities.activation import SUCCESS, WHISK_ERROR
 from squall.entities.names import EntityPath, check_name
 from squall.entities.package import Package
-from squall.errors import BadRequest, Conflict, Forbidden, NotFound
+from squall.errors import BadRequest, Forbidden, NotFound
 
 MAX_ENTITY_BYTES = 50 * 1024 * 1024  # code (48 MB) plus the rest of the document
 BINDING_NOT_ALLOWED = "Operation not permitted on package binding."
@@ -63,7 +64,7 @@ async def action_entity(request: Request) -> Response:
         if request.method != "GET":
             raise NotFound()
         await ctl.catalog.get(Package, EntityPath(namespace, "", package or ""))
-        return await _list(ctl, request, namespace, package)
+        return await list_collection(ctl, request, Action, namespace, package)
     if request.method == "GET":
         action = await resolve_action(ctl, identity.namespace, path)
         return JSONResponse(action.to_json(code=query_bool(request, "code", True)))
@@ -78,20 +79,15 @@ async def action_entity(request: Request) -> Response:
 
 async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
     body = await read_json(request, MAX_ENTITY_BYTES, empty={})
-    overwrite = query_bool(request, "overwrite")
     if path.package:
         package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
         if package.binding is not None:
             raise BadRequest(BINDING_NOT_ALLOWED)
-    try:
-        existing = await ctl.catalog.get(Action, path)
-    except NotFound:
-        existing = None
+    existing = await find(ctl.catalog, Action, path)
     if existing is None:
         stored = await ctl.catalog.put(Action.create(path, body), create=True)
-    elif not overwrite:
-        raise Conflict("resource already exists")
     else:
+        require_overwrite(request)
         stored = await ctl.catalog.put(existing.update(body), create=False)
     return JSONResponse(stored.to_json())
 

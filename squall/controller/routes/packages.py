@@ -10,7 +10,8 @@ from starlette.routing import Route
 
 from squall.controller.catalog import Catalog
 from squall.controller.core import caller
-from squall.controller.http import JSONResponse, list_window, query_bool, read_json
+from squall.controller.http import JSONResponse, query_bool, read_json
+from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.entities import params
 from squall.entities.action import Action
 from squall.entities.names import EntityPath, check_name
@@ -57,11 +58,7 @@ async def _check_binding(catalog: Catalog, caller_ns: str, binding: Binding) -> 
 
 async def list_packages(request: Request) -> Response:
     ctl, _, namespace = await caller(request)
-    if query_bool(request, "count"):
-        return JSONResponse({"packages": await ctl.catalog.count(Package, namespace)})
-    skip, limit = list_window(request, "packages")
-    packages = await ctl.catalog.list(Package, namespace, skip=skip, limit=limit)
-    return JSONResponse([p.summary_json() for p in packages])
+    return await list_collection(ctl, request, Package, namespace)
 
 
 async def package_entity(request: Request) -> Response:
@@ -86,18 +83,14 @@ async def package_entity(request: Request) -> Response:
     if path.name in RESERVED_NAMES:
         raise BadRequest(f"Package name '{path.name}' is reserved.")
     body = await read_json(request, MAX_PACKAGE_BYTES, empty={})
-    try:
-        existing = await ctl.catalog.get(Package, path)
-    except NotFound:
-        existing = None
+    existing = await find(ctl.catalog, Package, path)
     if existing is None:
         package = Package.create(path, body)
         if package.binding is not None:
             await _check_binding(ctl.catalog, namespace, package.binding)
         stored = await ctl.catalog.put(package, create=True)
-    elif not query_bool(request, "overwrite"):
-        raise Conflict("resource already exists")
     else:
+        require_overwrite(request)
         package = existing.update(body)
         if existing.binding is None and package.binding is not None:
             raise BadRequest(PACKAGE_TO_BINDING)

@@ -15,31 +15,25 @@ from starlette.routing import Route
 from squall.controller.catalog import Catalog
 from squall.controller.core import caller
 from squall.controller.http import JSONResponse, list_window, query_bool, read_json
+from squall.controller.routes.common import find, require_overwrite
 from squall.entities.action import Action
 from squall.entities.names import EntityPath, check_name
 from squall.entities.rule import ACTIVE, INACTIVE, Rule
 from squall.entities.trigger import Trigger
-from squall.errors import BadRequest, Conflict, NotFound
+from squall.errors import BadRequest, NotFound
 
 MAX_RULE_BYTES = 1024 * 1024 + 64 * 1024
 TRIGGER_MISSING_ON_STATUS = "Only rules with existing triggers can be activated"
 
 
-async def _trigger_or_none(catalog: Catalog, path: EntityPath) -> Trigger | None:
-    try:
-        return await catalog.get(Trigger, path)
-    except NotFound:
-        return None
-
-
 async def _with_status(catalog: Catalog, rule: Rule) -> Rule:
-    trigger = await _trigger_or_none(catalog, rule.trigger)
+    trigger = await find(catalog, Trigger, rule.trigger)
     entry = trigger.rules.get(rule.key) if trigger else None
     return replace(rule, status=entry["status"] if entry else INACTIVE)
 
 
 async def _check_references(catalog: Catalog, rule: Rule) -> Trigger:
-    trigger = await _trigger_or_none(catalog, rule.trigger)
+    trigger = await find(catalog, Trigger, rule.trigger)
     if trigger is None:
         raise BadRequest(f"trigger {rule.trigger.fqn} does not exist")
     try:
@@ -66,7 +60,7 @@ async def rule_entity(request: Request) -> Response:
         return JSONResponse((await _with_status(catalog, await catalog.get(Rule, path))).to_json())
     if request.method == "DELETE":
         rule = await catalog.get(Rule, path)
-        trigger = await _trigger_or_none(catalog, rule.trigger)
+        trigger = await find(catalog, Trigger, rule.trigger)
         if trigger is not None and rule.key in trigger.rules:
             await catalog.put(trigger.with_rule(rule.key, None), create=False)
         await catalog.delete(rule)
@@ -74,24 +68,20 @@ async def rule_entity(request: Request) -> Response:
     if request.method == "POST":
         return await _set_status(catalog, request, path)
     body = await read_json(request, MAX_RULE_BYTES, empty={})
-    try:
-        existing = await catalog.get(Rule, path)
-    except NotFound:
-        existing = None
+    existing = await find(catalog, Rule, path)
     if existing is None:
         rule = Rule.create(path, body)
         trigger = await _check_references(catalog, rule)
         stored = await catalog.put(rule, create=True)
         await catalog.put(trigger.with_rule(rule.key, rule.trigger_entry()), create=False)
         return JSONResponse(replace(stored, status=ACTIVE).to_json())
-    if not query_bool(request, "overwrite"):
-        raise Conflict("resource already exists")
+    require_overwrite(request)
     current = await _with_status(catalog, existing)
     rule = current.update(body)
     trigger = await _check_references(catalog, rule)
     stored = await catalog.put(rule, create=False)
     if rule.trigger != existing.trigger:
-        old = await _trigger_or_none(catalog, existing.trigger)
+        old = await find(catalog, Trigger, existing.trigger)
         if old is not None:
             await catalog.put(old.with_rule(rule.key, None), create=False)
     await catalog.put(trigger.with_rule(rule.key, rule.trigger_entry()), create=False)
@@ -106,7 +96,7 @@ async def _set_status(catalog: Catalog, request: Request, path: EntityPath) -> R
             "The request content was malformed:\nstatus must be 'active' or 'inactive'."
         )
     rule = await catalog.get(Rule, path)
-    trigger = await _trigger_or_none(catalog, rule.trigger)
+    trigger = await find(catalog, Trigger, rule.trigger)
     if trigger is None:
         raise NotFound(TRIGGER_MISSING_ON_STATUS)
     entry = trigger.rules.get(rule.key)
