@@ -64,7 +64,8 @@ class CompletionWaiters:
         if future is None:
             return None
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await future
         except TimeoutError:
             return None
         finally:

@@ -109,8 +109,8 @@ class ProcessContainer:
         self._http = http
         self._on_destroyed = on_destroyed
         self._destroying: asyncio.Task[None] | None = None
-        pid = transport.get_pid()
-        self.pid: int = pid  # also the process group id: the runtime leads its own session
+        #: Also the process group id: the runtime leads its own session.
+        self.pid: int = transport.get_pid()
 
     @property
     def id(self) -> str:
