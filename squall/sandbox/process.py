@@ -20,8 +20,11 @@ Guarantees, beyond those of :mod:`squall.sandbox.contracts`:
 - ``destroy`` sends SIGKILL to the whole process group (processes the action spawned
   die too, unless they left the group with ``setsid``), waits until the child was reaped
   (no zombies), closes the pipes and connections and removes the directory.
-- The runtime's pid (= its process group id) is ``ProcessContainer.pid`` and is written
-  to ``<container dir>/pid`` so leftovers of a crashed invoker can be found and killed.
+- The runtime holds the read end of a *lifeline* pipe whose write end only the container
+  holds (``__OW_LIFELINE_FD``): when the invoker process dies, even by SIGKILL, the kernel
+  closes it and the runtime kills its own process group. As a second line, the runtime's
+  pid (= its process group id) is ``ProcessContainer.pid`` and is written to
+  ``<container dir>/pid``, so leftovers can still be found and killed.
 - A container started with ``__OW_CONCURRENCY`` > 1 in its environment runs activations
   concurrently; its runtime writes no sentinels and ``logs`` returns what arrived so far.
 """
@@ -97,6 +100,7 @@ class ProcessContainer:
         logs: LogCollector,
         exited: asyncio.Future[None],
         http: UnixHttpClient,
+        lifeline: int,
         on_destroyed: Callable[[ProcessContainer], None],
     ) -> None:
         self._id = container_id
@@ -107,6 +111,7 @@ class ProcessContainer:
         self._logs = logs
         self._exited = exited
         self._http = http
+        self._lifeline = lifeline  # write end; the runtime kills its group when it closes
         self._on_destroyed = on_destroyed
         self._destroying: asyncio.Task[None] | None = None
         #: Also the process group id: the runtime leads its own session.
@@ -196,6 +201,7 @@ class ProcessContainer:
                 await asyncio.shield(self._exited)
         except TimeoutError:
             pass  # not reaped yet: the loop's child watcher still reaps it when it goes
+        os.close(self._lifeline)
         self._transport.close()
         await self._http.aclose()
         await asyncio.to_thread(shutil.rmtree, self.directory, True)
@@ -286,7 +292,7 @@ class ProcessContainerFactory:
         return [interpreter, script]
 
     def _environment(
-        self, directory: Path, env: Mapping[str, str], ready_fd: int
+        self, directory: Path, env: Mapping[str, str], ready_fd: int, lifeline_fd: int
     ) -> dict[str, str]:
         # Explicit and minimal: nothing of the invoker's own environment leaks in.
         base = {"PATH": self._path, "HOME": str(directory), "LANG": "C.UTF-8"}
@@ -295,6 +301,7 @@ class ProcessContainerFactory:
             "__OW_SOCKET": str(directory / SOCKET_NAME),
             "__OW_WORKDIR": str(directory),
             "__OW_READY_FD": str(ready_fd),
+            "__OW_LIFELINE_FD": str(lifeline_fd),
         }
         return {**base, **env, **fixed}
 
@@ -308,6 +315,7 @@ class ProcessContainerFactory:
         exited: asyncio.Future[None] = loop.create_future()
         http = UnixHttpClient(directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes)
         ready_read, ready_write = os.pipe()
+        lifeline_read, lifeline_write = os.pipe()
         try:
             try:
                 transport, _ = await loop.subprocess_exec(
@@ -316,18 +324,20 @@ class ProcessContainerFactory:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
-                    env=self._environment(directory, env, ready_write),
+                    env=self._environment(directory, env, ready_write, lifeline_read),
                     cwd=directory,
                     start_new_session=True,
-                    pass_fds=(ready_write,),
+                    pass_fds=(ready_write, lifeline_read),
                 )
             except BaseException as ex:
+                os.close(lifeline_write)
                 await http.aclose()
                 if isinstance(ex, OSError):
                     raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
                 raise
             finally:
                 os.close(ready_write)  # the child holds the only write end: EOF = it died
+                os.close(lifeline_read)
             container = ProcessContainer(
                 container_id=container_id,
                 kind=kind,
@@ -337,6 +347,7 @@ class ProcessContainerFactory:
                 logs=logs,
                 exited=exited,
                 http=http,
+                lifeline=lifeline_write,
                 on_destroyed=self._forget,
             )
             try:

@@ -7,7 +7,8 @@
 //
 // Listens on the Unix socket named by env __OW_SOCKET (or TCP port __OW_PORT, default
 // 8080, like OpenWhisk images) and tells the factory it is ready by writing one byte to the
-// inherited pipe fd __OW_READY_FD.
+// inherited pipe fd __OW_READY_FD. It takes its process group down when the pipe
+// __OW_LIFELINE_FD reaches EOF (the factory let go of the container, or died).
 //
 // Guarantees:
 // - /init is accepted once; any later /init answers 403. A failed /init answers 502
@@ -28,6 +29,7 @@
 
 const fs = require('fs');
 const http = require('http');
+const net = require('net');
 const os = require('os');
 const path = require('path');
 const url = require('url');
@@ -247,6 +249,28 @@ process.on('unhandledRejection', (reason) => {
   console.error('Unhandled promise rejection:', reason);
 });
 
+// The factory holds the write end of the pipe __OW_LIFELINE_FD for as long as it wants this
+// container. EOF means it destroyed the container or itself died (an invoker crash): take
+// the whole process group down so nothing is left behind. (An action that blocks the event
+// loop forever is only stopped by the invoker's own kill or its pid file.)
+function watchLifeline() {
+  const fd = parseInt(process.env.__OW_LIFELINE_FD || '', 10);
+  delete process.env.__OW_LIFELINE_FD;
+  if (Number.isNaN(fd)) return;
+  const lifeline = new net.Socket({ fd, readable: true, writable: false });
+  const die = () => {
+    try {
+      process.kill(-process.pid, 'SIGKILL'); // the group this proxy leads, itself included
+    } catch (err) {
+      process.exit(1); // not a group leader: only this process goes
+    }
+  };
+  lifeline.on('data', () => {});
+  lifeline.on('end', die);
+  lifeline.on('error', die);
+  lifeline.unref();
+}
+
 function signalReady() {
   const fd = parseInt(process.env.__OW_READY_FD || '', 10);
   delete process.env.__OW_READY_FD;
@@ -260,6 +284,7 @@ server.on('error', (err) => {
   process.exit(1);
 });
 
+watchLifeline();
 const socketPath = process.env.__OW_SOCKET;
 if (socketPath) {
   // sun_path holds 107 bytes; the factory starts us in the socket's directory, so a long

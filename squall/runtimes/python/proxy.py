@@ -7,7 +7,8 @@ Runs inside a sandbox, so it uses the standard library only and never imports ``
 
 Listens on the Unix socket named by env ``__OW_SOCKET`` (or TCP port ``__OW_PORT``, default
 8080, like OpenWhisk images) and tells the factory it is ready by writing one byte to the
-inherited pipe fd ``__OW_READY_FD``.
+inherited pipe fd ``__OW_READY_FD``. It takes its process group down when the pipe
+``__OW_LIFELINE_FD`` reaches EOF (the factory let go of the container, or died).
 
 Guarantees:
 
@@ -39,9 +40,11 @@ import io
 import json
 import os
 import selectors
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import traceback
 import types
 import zipfile
@@ -303,10 +306,35 @@ def signal_ready() -> None:
         os.close(int(fd))
 
 
+def watch_lifeline() -> None:
+    """Take the process group down once the factory lets go of ``__OW_LIFELINE_FD``.
+
+    The factory holds the pipe's write end for as long as it wants the container; EOF means
+    it destroyed the container or died itself (an invoker crash). A thread waits for it, so
+    this works even while an action runs forever on the main thread.
+    """
+    fd = os.environ.pop("__OW_LIFELINE_FD", "")
+    if not fd.isdigit():
+        return
+
+    def wait() -> None:
+        try:
+            while os.read(int(fd), 1):
+                pass
+        except OSError:
+            pass
+        if os.getpgid(0) == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)  # the group this proxy leads, itself included
+        os._exit(1)
+
+    threading.Thread(target=wait, name="lifeline", daemon=True).start()
+
+
 def main() -> None:
     # Line buffering: each printed line reaches the invoker (and its timestamp) when written.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
+    watch_lifeline()
     listener = listen()
     signal_ready()
     serve(listener, Runtime())

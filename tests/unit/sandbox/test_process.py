@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def main(p):
     },
 }
 KINDS = sorted(ACTIONS)
+REPO = Path(__file__).resolve().parents[3]
 
 
 async def started(factory: ProcessContainerFactory, kind: str, action: str) -> ProcessContainer:
@@ -190,6 +192,51 @@ async def test_destroy_kills_the_process_group_and_is_idempotent(
         await container.run({"value": {}}, timeout=1)
     with pytest.raises(ContainerError):
         await container.initialize({"code": "x"}, timeout=1)
+
+
+# An "invoker" that starts a container, runs the spawning action, prints the pids, then
+# waits to be killed.
+INVOKER = """
+import asyncio, json, sys
+from pathlib import Path
+from squall.sandbox.process import ProcessContainerFactory
+
+async def main():
+    factory = ProcessContainerFactory(Path(sys.argv[1]), "https://api")
+    container = await factory.create(sys.argv[2], 256)
+    await container.initialize({"code": sys.argv[3]}, timeout=10)
+    answer = await container.run({"value": {}}, timeout=10)
+    child = json.loads(answer.body)["pid"]
+    print(json.dumps({"runtime": container.pid, "child": child}), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_runtimes_die_with_their_invoker(
+    tmp_path: Path, kind: str, anyio_backend: str
+) -> None:
+    # Given an invoker process holding a container whose action started a child process
+    invoker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        INVOKER,
+        str(tmp_path),
+        kind,
+        ACTIONS[kind]["spawn"],
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert invoker.stdout is not None
+    pids = json.loads(await asyncio.wait_for(invoker.stdout.readline(), timeout=20))
+    assert not gone(pids["runtime"]) and not gone(pids["child"])
+    # When the invoker is killed without any chance to clean up
+    invoker.kill()
+    await invoker.wait()
+    # Then the runtime and the action's child go too
+    assert await until(lambda: gone(pids["runtime"]) and gone(pids["child"]))
 
 
 async def test_node_concurrency_lets_runs_overlap(factory: ProcessContainerFactory) -> None:
