@@ -31,32 +31,29 @@ Guarantees:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import glob
-import importlib.util
-import io
 import json
 import os
 import selectors
 import signal
 import socket
 import sys
-import tempfile
 import threading
-import traceback
 import types
-import zipfile
 from collections.abc import Callable
-from typing import Any
+
+# Start-up time is cold-start time: modules only /init or errors need (zipfile, tempfile,
+# importlib.util, traceback, typing, ...) are imported where they are used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Reply = tuple[int, Any]
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
 MAX_HEADER_BYTES = 64 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 502: "Bad Gateway"}
 NOT_A_DICT = "The action did not return a dictionary or array."
-
-Reply = tuple[int, Any]
 
 
 class InitError(Exception):
@@ -81,11 +78,16 @@ class Runtime:
         except InitError as ex:
             return 502, {"error": f"Initialization has failed due to: {ex}"}
         except Exception as ex:
+            import traceback
+
             traceback.print_exc()
             return 502, {"error": f"Initialization has failed due to: {type(ex).__name__}: {ex}"}
         return 200, {"ok": True}
 
     def _load(self, value: dict[str, Any]) -> Callable[[Any], Any]:
+        import importlib.util
+        import tempfile
+
         main_name = value.get("main") or "main"
         code = value.get("code")
         if not isinstance(code, str) or not code:
@@ -118,6 +120,12 @@ class Runtime:
 
     @staticmethod
     def _extract(code: str, directory: str) -> str:
+        import base64
+        import binascii
+        import glob
+        import io
+        import zipfile
+
         try:
             with zipfile.ZipFile(io.BytesIO(base64.b64decode(code))) as archive:
                 archive.extractall(directory)  # zipfile drops "..", absolute names
@@ -146,6 +154,8 @@ class Runtime:
 
                 result = asyncio.run(result)
         except Exception as ex:
+            import traceback
+
             tb = ex.__traceback__
             traceback.print_exception(type(ex), ex, tb.tb_next if tb else None)
             return 200, {"error": str(ex)}
@@ -332,8 +342,9 @@ def watch_lifeline() -> None:
 
 def main() -> None:
     # Line buffering: each printed line reaches the invoker (and its timestamp) when written.
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
     watch_lifeline()
     listener = listen()
     signal_ready()
