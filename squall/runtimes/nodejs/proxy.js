@@ -23,8 +23,8 @@
 //   its status) the line XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX is written to stdout and
 //   stderr through the same streams as console.log/console.error, after the action
 //   finished, and the HTTP answer is sent only once both writes completed: the invoker's
-//   log reader sees all of an activation's output before its sentinel. With concurrency > 1, runs overlap, logs
-//   cannot be split per activation and no sentinels are written.
+//   log reader sees all of an activation's output before its sentinel. With concurrency
+//   > 1, runs overlap, logs cannot be split per activation and no sentinels are written.
 'use strict';
 
 const fs = require('fs');
@@ -39,6 +39,7 @@ const { isZip, extractZip } = require('./unzip');
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n';
 const CONCURRENCY = Math.max(1, parseInt(process.env.__OW_CONCURRENCY || '1', 10) || 1);
 const WRITE_SENTINELS = CONCURRENCY === 1;
+const NOT_A_DICT = 'The action did not return a dictionary or array.';
 const MAIN_NAME = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
 
 let initStarted = false; // set on the first /init: a container is initialized at most once
@@ -95,7 +96,8 @@ async function loadZip(code, main) {
   if (!isZip(buffer)) throw new InitError('the action code is not a valid zip file');
   const dir = fs.mkdtempSync(path.join(workRoot(), 'action-'));
   extractZip(buffer, dir);
-  if (!fs.existsSync(path.join(dir, 'package.json')) && !fs.existsSync(path.join(dir, 'index.js'))) {
+  const has = (name) => fs.existsSync(path.join(dir, name));
+  if (!has('package.json') && !has('index.js')) {
     throw new InitError('Zipped actions must contain either package.json or index.js at the root.');
   }
   // Relative file access in the action (fs.readFileSync('./data.json')) refers to the archive.
@@ -112,7 +114,9 @@ async function loadZip(code, main) {
 
 async function initialize(value) {
   const main = value.main || 'main';
-  if (!MAIN_NAME.test(main)) throw new InitError(`invalid main function name ${JSON.stringify(main)}`);
+  if (!MAIN_NAME.test(main)) {
+    throw new InitError(`invalid main function name ${JSON.stringify(main)}`);
+  }
   if (typeof value.code !== 'string' || value.code === '') {
     throw new InitError('Missing main/no code to execute.');
   }
@@ -121,7 +125,9 @@ async function initialize(value) {
     process.env[key] = typeof val === 'string' ? val : JSON.stringify(val);
   }
   const fn = value.binary ? await loadZip(value.code, main) : loadSource(value.code, main);
-  if (typeof fn !== 'function') throw new InitError(`Action entrypoint '${main}' is not a function.`);
+  if (typeof fn !== 'function') {
+    throw new InitError(`Action entrypoint '${main}' is not a function.`);
+  }
   return fn;
 }
 
@@ -136,6 +142,7 @@ function serializeError(reason) {
 }
 
 function exportRunEnv(message) {
+  // process.env is global: with concurrency > 1 the latest run's values win, as in OpenWhisk.
   for (const key of runEnvKeys) delete process.env[key];
   runEnvKeys = [];
   for (const [key, val] of Object.entries(message)) {
@@ -164,7 +171,7 @@ async function run(message) {
     }
   }
   if (result === undefined || result === null) return [200, {}];
-  if (typeof result !== 'object') return [502, { error: 'The action did not return a dictionary or array.' }];
+  if (typeof result !== 'object') return [502, { error: NOT_A_DICT }];
   return [200, result];
 }
 
@@ -178,9 +185,11 @@ function respond(res, status, payload) {
   let body;
   try {
     body = JSON.stringify(payload);
+    if (typeof body !== 'string') throw new Error('it serializes to nothing'); // toJSON() tricks
   } catch (err) {
     status = 502;
-    body = JSON.stringify({ error: `The action did not return a valid JSON value: ${err.message}` });
+    const error = `The action did not return a valid JSON value: ${err.message}`;
+    body = JSON.stringify({ error });
   }
   res.writeHead(status, {
     'Content-Type': 'application/json',
@@ -193,7 +202,8 @@ async function handleInit(message) {
   if (initStarted) return [403, { error: 'Cannot initialize the action more than once.' }];
   initStarted = true;
   try {
-    actionMain = await initialize(message.value && typeof message.value === 'object' ? message.value : {});
+    const value = message.value && typeof message.value === 'object' ? message.value : {};
+    actionMain = await initialize(value);
     return [200, { ok: true }];
   } catch (err) {
     const text = err instanceof InitError ? err.message : errorText(err);
