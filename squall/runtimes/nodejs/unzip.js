@@ -33,7 +33,7 @@ function findEndOfCentralDirectory(buffer) {
   throw new Error('not a zip archive (no end of central directory record)');
 }
 
-/** The entries of the zip in `buffer`: {name, method, offset, compressedSize, size, mode, flags}. */
+/** Entries of the zip in `buffer`: {name, method, offset, compressedSize, size, mode, flags}. */
 function readEntries(buffer) {
   const eocd = findEndOfCentralDirectory(buffer);
   const count = buffer.readUInt16LE(eocd + 10);
