@@ -179,8 +179,12 @@ class ProcessContainer:
             return RuntimeResponse(0, b"", exited=True)
         except ProtocolError:
             return RuntimeResponse(0, b"", exited=self.exited)
-        # The runtime wrote its sentinels before answering: logs() may now wait for them.
-        self._logs.expect_activation()
+        finally:
+            # Whatever the outcome, this request's output ends an activation in the logs: an
+            # answered one with both sentinels (written before the answer); a crashed or
+            # timed-out one with whatever it printed, which logs() returns when its wait
+            # runs out or the process is gone.
+            self._logs.expect_activation()
         return RuntimeResponse(
             answer.status, answer.body, truncated=answer.truncated, full_size=answer.full_size
         )

@@ -25,8 +25,8 @@ ACTIONS: dict[str, dict[str, str]] = {
         "chatty": """function main(p) {
             console.log('out ' + p.n); console.error('err ' + p.n); console.log('out2 ' + p.n);
             return {n: p.n} }""",
-        "spin": "function main() { while (true) {} }",
-        "suicide": "function main() { process.exit(1) }",
+        "spin": "function main() { console.log('spinning'); while (true) {} }",
+        "suicide": "function main() { console.log('bye'); process.exit(1) }",
         "spawn": """function main() {
             const child = require('child_process').spawn('sleep', ['300'], {stdio: 'ignore'});
             return {pid: child.pid} }""",
@@ -39,8 +39,8 @@ ACTIONS: dict[str, dict[str, str]] = {
 def main(p):
     print('out', p['n']); print('err', p['n'], file=sys.stderr); print('out2', p['n'])
     return {'n': p['n']}""",
-        "spin": "def main(p):\n    while True:\n        pass",
-        "suicide": "import os\ndef main(p):\n    os._exit(1)",
+        "spin": "def main(p):\n    print('spinning')\n    while True:\n        pass",
+        "suicide": "import os\ndef main(p):\n    print('bye')\n    os._exit(1)",
         "spawn": """import subprocess
 def main(p):
     return {'pid': subprocess.Popen(['sleep', '300']).pid}""",
@@ -147,8 +147,11 @@ async def test_a_run_past_its_timeout_is_reported_and_destroy_still_works(
     container = await started(factory, kind, "spin")
     # When it runs with a 0.3 s timeout
     answer = await container.run({"value": {}}, timeout=0.3)
-    # Then the answer says timed out, and the busy container can be destroyed
+    # Then the answer says timed out, its output so far is in its logs
     assert answer.timed_out and answer.status == 0
+    logs = await container.logs(10_000, wait=0.1)
+    assert [line.text for line in logs.lines] == ["spinning"]
+    # And the busy container can be destroyed
     await container.destroy()
     assert gone(container.pid)
 
@@ -161,11 +164,13 @@ async def test_an_action_killing_its_process_is_reported_exited(
     container = await started(factory, kind, "suicide")
     # When it runs
     answer = await container.run({"value": {}}, timeout=10)
-    # Then the answer says exited, logs do not wait for sentinels that never come
+    # Then the answer says exited, and logs hold its last words without waiting for
+    # sentinels that never come
     assert answer.exited and not answer.timed_out
     started_at = time.monotonic()
-    await container.logs(10_000, wait=10)
+    logs = await container.logs(10_000, wait=10)
     assert time.monotonic() - started_at < 5
+    assert [line.text for line in logs.lines] == ["bye"]
     # And a later run also reports exited rather than hanging or raising
     assert (await container.run({"value": {}}, timeout=10)).exited
 
