@@ -40,8 +40,9 @@ import orjson
 
 from squall.errors import BadRequest, Conflict, NotFound
 from squall.store import keys
-from squall.store.contracts import ActivationQuery, Document, Subject
-from squall.store.sqlite_schema import Database, connect
+from squall.store.contracts import Document, Subject
+from squall.store.sqlite_activations import SqliteActivationStore
+from squall.store.sqlite_schema import Database, connect, dumps_body, limit_offset
 
 if TYPE_CHECKING:
     from squall.store.contracts import ActivationStore, AuthStore, EntityStore
@@ -58,23 +59,11 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _dumps(body: dict[str, Any]) -> str:
-    # Serialize before any transaction starts: a body that cannot be encoded then fails
-    # without having touched the database.
-    return orjson.dumps(body).decode()
-
-
 def _next_rev(rev: str | None) -> str:
     """``"<counter>-<16 hex>"``: the counter counts writes, the random part makes two
     writers that both saw revision n produce different revisions n+1."""
     counter = 0 if rev is None else int(rev.partition("-")[0])
     return f"{counter + 1}-{secrets.token_hex(8)}"
-
-
-def _limit(skip: int, limit: int | None) -> tuple[int, int]:
-    if skip < 0 or (limit is not None and limit < 0):
-        raise ValueError(f"skip and limit must not be negative (skip={skip}, limit={limit})")
-    return (-1 if limit is None else limit), skip  # LIMIT -1: no limit in SQLite
 
 
 class SqliteEntityStore:
@@ -103,7 +92,7 @@ class SqliteEntityStore:
         body: dict[str, Any],
         rev: str | None,
     ) -> Document:
-        text = _dumps(body)
+        text = dumps_body(body)
         updated = self._clock()
         key = (namespace, collection, name)
         with self._db.transaction() as conn:
@@ -166,7 +155,7 @@ class SqliteEntityStore:
             rows = conn.execute(
                 f"SELECT name, rev, body, updated FROM entities WHERE {where}"
                 " ORDER BY updated DESC, name LIMIT ? OFFSET ?",
-                (*params, *_limit(skip, limit)),
+                (*params, *limit_offset(skip, limit)),
             ).fetchall()
         return [
             Document(namespace, collection, name, rev, orjson.loads(body), updated)
@@ -184,99 +173,6 @@ class SqliteEntityStore:
         if package is None:
             return "namespace = ? AND collection = ?", (namespace, collection)
         return "namespace = ? AND collection = ? AND package = ?", (namespace, collection, package)
-
-
-def _activation_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
-    """(activation id, namespace, entity path, start) of an activation record.
-
-    The entity path is ``name``, prefixed with the package when the ``path`` annotation
-    has three segments (``ns/pkg/name``), so the ``name`` filter can match
-    ``pkg/action``.
-    """
-    activation_id, namespace, name, start = (
-        record.get("activationId"),
-        record.get("namespace"),
-        record.get("name"),
-        record.get("start"),
-    )
-    if not (isinstance(activation_id, str) and isinstance(namespace, str)):
-        raise ValueError("activation record needs string 'activationId' and 'namespace'")
-    if not isinstance(name, str) or not isinstance(start, int) or isinstance(start, bool):
-        raise ValueError("activation record needs string 'name' and integer 'start'")
-    for annotation in record.get("annotations") or ():
-        if isinstance(annotation, dict) and annotation.get("key") == "path":
-            path = annotation.get("value")
-            segments = path.strip("/").split("/") if isinstance(path, str) else []
-            if len(segments) == 3:  # "ns/pkg/name" (a leading "/" is tolerated)
-                name = f"{segments[1]}/{name}"
-            break
-    return activation_id, namespace, name, start
-
-
-class SqliteActivationStore:
-    """:class:`~squall.store.contracts.ActivationStore` over the ``activations`` table.
-
-    Records are written at once (no batching), so nothing is pending at close. Records
-    with the same ``start`` are ordered by activation id, descending, so paging is stable.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def put(self, record: dict[str, Any]) -> None:
-        activation_id, namespace, name, start = _activation_key(record)
-        text = _dumps(record)
-        # One statement: atomic on its own, and re-putting a record replaces it.
-        with self._db.autocommit() as conn:
-            conn.execute(
-                "INSERT INTO activations (activation_id, namespace, name, start, body)"
-                " VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace,"
-                " name = excluded.name, start = excluded.start, body = excluded.body",
-                (activation_id, namespace, name, start, text),
-            )
-
-    async def get(self, namespace: str, activation_id: str) -> dict[str, Any]:
-        with self._db.autocommit() as conn:
-            row = conn.execute(
-                "SELECT body FROM activations WHERE activation_id = ? AND namespace = ?",
-                (activation_id, namespace),
-            ).fetchone()
-        if row is None:
-            raise NotFound()
-        body: dict[str, Any] = orjson.loads(row[0])
-        return body
-
-    async def list(self, query: ActivationQuery) -> builtins.list[dict[str, Any]]:
-        where, params = self._where(query)
-        with self._db.autocommit() as conn:
-            rows = conn.execute(
-                f"SELECT body FROM activations WHERE {where}"
-                " ORDER BY start DESC, activation_id DESC LIMIT ? OFFSET ?",
-                (*params, *_limit(query.skip, query.limit)),
-            ).fetchall()
-        return [orjson.loads(body) for (body,) in rows]
-
-    async def count(self, query: ActivationQuery) -> int:
-        where, params = self._where(query)
-        with self._db.autocommit() as conn:
-            row = conn.execute(f"SELECT count(*) FROM activations WHERE {where}", params).fetchone()
-        return int(row[0])
-
-    @staticmethod
-    def _where(query: ActivationQuery) -> tuple[str, tuple[str | int, ...]]:
-        clauses = ["namespace = ?"]
-        params: builtins.list[str | int] = [query.namespace]
-        if query.name is not None:
-            clauses.append("name = ?")
-            params.append(query.name)
-        if query.since is not None:
-            clauses.append("start >= ?")
-            params.append(query.since)
-        if query.upto is not None:
-            clauses.append("start <= ?")
-            params.append(query.upto)
-        return " AND ".join(clauses), tuple(params)
 
 
 class SqliteAuthStore:
@@ -376,7 +272,7 @@ class SqliteAuthStore:
         return limits
 
     async def set_limits(self, namespace: str, limits: dict[str, Any]) -> None:
-        text = _dumps(limits)
+        text = dumps_body(limits)
         with self._db.autocommit() as conn:
             updated = conn.execute(
                 "UPDATE subjects SET limits = ? WHERE namespace = ?", (text, namespace)
@@ -406,7 +302,10 @@ class SqliteStore:
         return cls(connect(path), path=str(path), clock=clock)
 
     async def close(self) -> None:
-        """Close the database; idempotent. Every store method raises afterwards."""
+        """Write what is pending, close the database; idempotent. Every store method
+        raises afterwards."""
+        if not self._db.closed:
+            self.activations.flush()
         self._db.close()
 
     async def __aenter__(self) -> SqliteStore:

@@ -27,6 +27,9 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from squall.errors import ProviderError
 
@@ -193,3 +196,15 @@ def migrate(db: Database) -> int:
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def dumps_body(body: dict[str, Any]) -> str:
+    # Serialize before any transaction starts: a body that cannot be encoded then fails
+    # without having touched the database.
+    return orjson.dumps(body).decode()
+
+
+def limit_offset(skip: int, limit: int | None) -> tuple[int, int]:
+    if skip < 0 or (limit is not None and limit < 0):
+        raise ValueError(f"skip and limit must not be negative (skip={skip}, limit={limit})")
+    return (-1 if limit is None else limit), skip  # LIMIT -1: no limit in SQLite
