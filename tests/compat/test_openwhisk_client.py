@@ -214,3 +214,16 @@ def test_authentication_errors(standalone: Standalone) -> None:
     )
     # And the right key lists the guest's namespace
     assert seen["ownNamespace"] == {"ok": [standalone.namespace]}
+
+
+def test_seed_hello_js(standalone: Standalone) -> None:
+    # Given the seed's hello.js created with the client
+    # When it is invoked blocking, with and without result=true, and its logs are read
+    observed = run_script(standalone, "seed_hello.js")
+    # Then the result is {"hello": "world"}, in both answers
+    assert observed["result"] == {"hello": "world"}
+    assert observed["record"]["response"]["result"] == {"hello": "world"}
+    # And the activation's logs hold the timestamped stdout line, in the record too
+    line = re.compile(rf"^{LOG_LINE} stdout: Hello World$")
+    assert [entry for entry in observed["logs"]["logs"] if line.match(entry)], observed["logs"]
+    assert observed["record"]["logs"] == observed["logs"]["logs"]
