@@ -113,7 +113,10 @@ class Standalone:
             auth_store=store.auth,
             authenticator=Authenticator(store.auth),
             activator=Activator(
-                LeanBalancer(bus, settings.invoker_id), waiters, settings.controller_id
+                LeanBalancer(bus, settings.invoker_id),
+                waiters,
+                store.activations,
+                settings.controller_id,
             ),
             waiters=waiters,
         )

@@ -15,7 +15,14 @@ from squall.controller.balancer import LoadBalancer
 from squall.controller.waiters import CompletionWaiters
 from squall.entities import params
 from squall.entities.action import Action
-from squall.entities.activation import new_activation_id, now_ms
+from squall.entities.activation import (
+    ActivationResponse,
+    new_activation_id,
+    now_ms,
+    pending_record,
+)
+from squall.errors import SquallError
+from squall.store.contracts import ActivationStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +35,15 @@ class Invocation:
 
 class Activator:
     def __init__(
-        self, balancer: LoadBalancer, waiters: CompletionWaiters, controller_id: str
+        self,
+        balancer: LoadBalancer,
+        waiters: CompletionWaiters,
+        activations: ActivationStore,
+        controller_id: str,
     ) -> None:
         self._balancer = balancer
         self._waiters = waiters
+        self._activations = activations
         self._controller_id = controller_id
 
     async def invoke(
@@ -67,12 +79,34 @@ class Activator:
             init_args=params.as_dict(action.parameters, init=True),
             cause=cause,
         )
+        # Recorded before it is published: from here on the id is never unknown.
+        pending = pending_record(
+            namespace=identity.namespace,
+            subject=identity.subject,
+            activation_id=activation_id,
+            name=action.path.name,
+            path=action.path.fqn.lstrip("/"),
+            version=action.version,
+            accepted_ms=message.accepted_ms,
+            annotations=[
+                {"key": "kind", "value": action.exec.kind},
+                {"key": "limits", "value": action.limits.to_json()},
+            ],
+            cause=cause,
+        )
+        await self._activations.put(pending)
         if blocking:
             self._waiters.register(activation_id)
         try:
             await self._balancer.publish(message, action.limits.memory)
-        except BaseException:
+        except BaseException as exc:
             self._waiters.forget(activation_id)
+            # Nothing will run it: end the record instead of leaving it pending forever.
+            failed = dict(pending, end=now_ms())
+            failed["response"] = ActivationResponse.whisk_error(
+                exc.message if isinstance(exc, SquallError) else "The activation was not sent."
+            ).to_json()
+            await self._activations.put(failed)
             raise
         if not blocking:
             return Invocation(activation_id, None)

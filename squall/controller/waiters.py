@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from squall.bus.contracts import MessagingProvider
@@ -27,6 +28,7 @@ class CompletionWaiters:
         self._topic = completion_topic(controller_id)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[Completion], None]] = []
 
     async def start(self) -> None:
         consumer = await self._bus.consumer(self._topic)
@@ -44,10 +46,20 @@ class CompletionWaiters:
                 log.exception("dropping a malformed completion")
                 await delivery.ack()
                 continue
+            for listener in self._listeners:
+                try:
+                    listener(completion)
+                except Exception:
+                    log.exception("a completion listener failed")
             future = self._waiting.pop(completion.activation_id, None)
             if future is not None and not future.done():
                 future.set_result(completion.record)
             await delivery.ack()
+
+    def add_listener(self, listener: Callable[[Completion], None]) -> None:
+        """Call ``listener`` (synchronously, on the loop) for every completion that
+        reaches this controller, waited for or not (e.g. to count activations in flight)."""
+        self._listeners.append(listener)
 
     def register(self, activation_id: str) -> asyncio.Future[dict[str, Any]]:
         """Register before publishing, so a fast completion cannot be missed."""

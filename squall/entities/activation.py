@@ -16,6 +16,8 @@ STATUS_NAMES = {
     WHISK_ERROR: "whisk internal error",
 }
 
+PENDING = "pending"
+
 # Messages the invoker uses in records (OpenWhisk's wording).
 ABNORMAL_INIT = "The action did not initialize and exited unexpectedly."
 ABNORMAL_RUN = "The action did not produce a valid response and exited unexpectedly."
@@ -134,6 +136,47 @@ class Activation:
         return out
 
 
+def pending_record(
+    *,
+    namespace: str,
+    subject: str,
+    activation_id: str,
+    name: str,
+    path: str,
+    version: str,
+    accepted_ms: int,
+    annotations: list[dict[str, Any]] | None = None,
+    cause: str | None = None,
+) -> dict[str, Any]:
+    """The record of an accepted activation that has not ended yet.
+
+    Squall stores it before answering 202, so an accepted id is never a 404 (OpenWhisk's
+    is until the activation ends). ``response.status`` is ``"pending"`` and there is no
+    ``statusCode`` yet; ``end`` and ``duration`` are 0. The final record replaces it.
+    """
+    record: dict[str, Any] = {
+        "namespace": namespace,
+        "name": name,
+        "subject": subject,
+        "activationId": activation_id,
+        "start": accepted_ms,
+        "end": 0,
+        "duration": 0,
+        "version": version,
+        "publish": False,
+        "response": {"status": PENDING, "success": False, "result": {}},
+        "logs": [],
+        "annotations": [{"key": "path", "value": path}, *(annotations or [])],
+    }
+    if cause:
+        record["cause"] = cause
+    return record
+
+
+def is_pending(record: dict[str, Any]) -> bool:
+    return bool(record.get("response", {}).get("status") == PENDING)
+
+
 def summary_json(record: dict[str, Any]) -> dict[str, Any]:
     """The list view of a stored record: no logs, no result."""
     response = record.get("response", {})
@@ -154,5 +197,6 @@ def summary_json(record: dict[str, Any]) -> dict[str, Any]:
         )
         if k in record
     }
-    out["statusCode"] = response.get("statusCode", 0)
+    if "statusCode" in response:
+        out["statusCode"] = response["statusCode"]
     return out

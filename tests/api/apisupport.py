@@ -92,14 +92,15 @@ async def clock_past(epoch_ms: int) -> bool | None:
 
 
 async def get_activation(client: httpx.AsyncClient, activation_id: str) -> dict[str, Any]:
-    """The stored record of ``activation_id``, polling until it is there."""
+    """The final record of ``activation_id``, polling while it is pending.
+
+    An accepted id is never unknown (a pending record exists from the start), so a 404
+    fails at once."""
 
     async def probe() -> dict[str, Any] | None:
         r = await client.get(f"{NS}/activations/{activation_id}")
-        if r.status_code == 404:
-            return None
         assert r.status_code == 200, r.text
         record: dict[str, Any] = r.json()
-        return record
+        return None if record["response"]["status"] == "pending" else record
 
     return await poll(probe, what=f"activation {activation_id}")

@@ -39,16 +39,14 @@ async function attempt(promise) {
   }
 }
 
-// Call `fn` until it stops rejecting with 404 (records appear when runs end), for at most
-// `deadlineMs`; any other rejection is passed on.
-async function until404Ends(fn, deadlineMs = 15000) {
+// Call `fn` (which fetches an activation record) until the record is no longer pending,
+// for at most `deadlineMs`. An accepted id is never unknown to Squall, so any rejection
+// (a 404 included) is passed on at once.
+async function untilFinal(fn, deadlineMs = 15000) {
   const end = Date.now() + deadlineMs;
   for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err.statusCode !== 404 || Date.now() > end) throw err;
-    }
+    const record = await fn();
+    if (record.response.status !== 'pending' || Date.now() > end) return record;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -63,4 +61,4 @@ function run(main) {
   );
 }
 
-module.exports = { client, name, attempt, until404Ends, run };
+module.exports = { client, name, attempt, untilFinal, run };

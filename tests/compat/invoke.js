@@ -2,7 +2,7 @@
 // action, and an application error as the client surfaces it.
 'use strict';
 
-const { client, name, attempt, until404Ends, run } = require('./common');
+const { client, name, attempt, untilFinal, run } = require('./common');
 
 const SLOW = 'function main(args) { return new Promise((ok) => setTimeout(() => ok({ done: args.n }), 200)); }';
 const PY = 'def main(args):\n    return {"greeting": "Hello " + args.get("name", "stranger")}\n';
@@ -18,7 +18,7 @@ run(async () => {
   await ow.actions.create({ name: fails, action: FAILS });
 
   const accepted = await ow.actions.invoke({ name: slow, params: { n: 7 } });
-  const fetched = await until404Ends(() => ow.activations.get({ activationId: accepted.activationId }));
+  const fetched = await untilFinal(() => ow.activations.get({ activationId: accepted.activationId }));
   const pyNamed = await ow.actions.invoke({ name: py, blocking: true, result: true, params: { name: 'npm' } });
   const pyDefault = await ow.actions.invoke({ name: py, blocking: true, result: true });
   const failed = await attempt(ow.actions.invoke({ name: fails, blocking: true, result: true }));

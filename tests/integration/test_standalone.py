@@ -47,15 +47,14 @@ def invoke(client: httpx.Client, name: str, payload: Any = None, **query: str) -
 
 
 def wait_for_record(client: httpx.Client, activation_id: str) -> dict[str, Any]:
-    """The activation record, polled until it exists (records appear when runs end)."""
+    """The final activation record, polled while it is pending (an accepted id is never
+    unknown: a 404 fails at once)."""
 
     def probe() -> dict[str, Any] | None:
         r = client.get(f"/namespaces/_/activations/{activation_id}")
-        if r.status_code == 404:
-            return None
         assert r.status_code == 200, r.text
         record: dict[str, Any] = r.json()
-        return record
+        return None if record["response"]["status"] == "pending" else record
 
     return poll(probe, RECORD_DEADLINE_S, interval_s=0.05, what=f"activation {activation_id}")
 
