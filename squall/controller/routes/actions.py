@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -10,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from squall.controller.core import Controller, caller
+from squall.controller.entitlement import resolve_action
 from squall.controller.http import (
     ACTIVATION_ID_HEADER,
     JSONResponse,
@@ -19,12 +19,11 @@ from squall.controller.http import (
     transaction_id,
 )
 from squall.controller.routes.common import find, list_collection, require_overwrite
-from squall.entities import params
 from squall.entities.action import Action
 from squall.entities.activation import SUCCESS, WHISK_ERROR
 from squall.entities.names import EntityPath, check_name
 from squall.entities.package import Package
-from squall.errors import BadRequest, Forbidden, NotFound
+from squall.errors import BadRequest, NotFound
 
 MAX_ENTITY_BYTES = 50 * 1024 * 1024  # code (48 MB) plus the rest of the document
 BINDING_NOT_ALLOWED = "Operation not permitted on package binding."
@@ -90,31 +89,6 @@ async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
         require_overwrite(request)
         stored = await ctl.catalog.put(existing.update(body), create=False)
     return JSONResponse(stored.to_json())
-
-
-async def resolve_action(ctl: Controller, caller_ns: str, path: EntityPath) -> Action:
-    """The action at ``path`` with its package's parameters merged below its own.
-
-    Through a binding, the action comes from the bound package and the parameters merge
-    in OpenWhisk's order: package < binding < action (the invoke payload goes on top).
-    A bound package of another namespace must still be published.
-    """
-    if not path.package:
-        return await ctl.catalog.get(Action, path)
-    package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
-    layers = [package.parameters]
-    if package.binding is not None:
-        source_path = EntityPath(package.binding.namespace, "", package.binding.name)
-        source = await ctl.catalog.get(Package, source_path)
-        if source.path.namespace != caller_ns and not source.publish:
-            raise Forbidden()
-        layers.insert(0, source.parameters)
-        path = EntityPath(source.path.namespace, source.path.name, path.name)
-    action = await ctl.catalog.get(Action, path)
-    merged: params.KeyValues = []
-    for layer in [*layers, action.parameters]:
-        merged = params.merge(merged, layer)
-    return replace(action, parameters=merged)
 
 
 def _wait_ms(request: Request, maximum: int) -> int:
