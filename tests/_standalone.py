@@ -239,8 +239,26 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start(home: Path, *, keep_warm_s: float | None = None, port: int | None = None) -> Standalone:
+# The shared test server serves many tests within a minute: OpenWhisk's default
+# throttles (60 invokes/min) would make them depend on each other's pace. Throttles have
+# tests of their own with low limits.
+TEST_LIMITS = {
+    "SQUALL_INVOCATIONS_PER_MINUTE": "100000",
+    "SQUALL_CONCURRENT_INVOCATIONS": "10000",
+    "SQUALL_FIRES_PER_MINUTE": "100000",
+}
+
+
+def start(
+    home: Path,
+    *,
+    keep_warm_s: float | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Standalone:
     """Start ``squall standalone`` with ``--home home`` and wait until it answers.
+
+    ``env`` adds to (or overrides) ``TEST_LIMITS`` in the server's environment.
 
     A port lost to another process between choosing and binding is retried with a fresh
     one (unless ``port`` was given).
@@ -269,7 +287,7 @@ def start(home: Path, *, keep_warm_s: float | None = None, port: int | None = No
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=clean_env(),
+                env=clean_env({**TEST_LIMITS, **(env or {})}),
             )
         api_host = f"http://{LOOPBACK}:{chosen}"
         end = time.monotonic() + START_DEADLINE_S

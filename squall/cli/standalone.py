@@ -28,6 +28,7 @@ from squall.controller.auth import Authenticator
 from squall.controller.balancer import LeanBalancer
 from squall.controller.catalog import Catalog
 from squall.controller.core import Controller
+from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.errors import NotFound
 from squall.invoker.pool import ContainerPool
@@ -106,6 +107,8 @@ class Standalone:
         pool = ContainerPool(factory, settings.user_memory_mb, settings.keep_warm_s)
         invoker = Invoker(settings.invoker_id, bus, store.entities, store.activations, pool)
         waiters = CompletionWaiters(bus, settings.controller_id)
+        throttles = Throttles(settings, store.auth)
+        waiters.add_listener(throttles.on_completion)
         controller = Controller(
             settings=settings,
             catalog=Catalog(store.entities),
@@ -117,8 +120,10 @@ class Standalone:
                 waiters,
                 store.activations,
                 settings.controller_id,
+                throttles,
             ),
             waiters=waiters,
+            throttles=throttles,
         )
         await invoker.start()
         await controller.start()

@@ -12,6 +12,7 @@ from typing import Any
 from squall.bus.messages import ActivationMessage
 from squall.controller.auth import Identity
 from squall.controller.balancer import LoadBalancer
+from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.entities import params
 from squall.entities.action import Action
@@ -40,11 +41,13 @@ class Activator:
         waiters: CompletionWaiters,
         activations: ActivationStore,
         controller_id: str,
+        throttles: Throttles,
     ) -> None:
         self._balancer = balancer
         self._waiters = waiters
         self._activations = activations
         self._controller_id = controller_id
+        self._throttles = throttles
 
     async def invoke(
         self,
@@ -97,10 +100,13 @@ class Activator:
         await self._activations.put(pending)
         if blocking:
             self._waiters.register(activation_id)
+        # Counted in flight before publishing, so its completion cannot come first.
+        self._throttles.started(identity.namespace, activation_id)
         try:
             await self._balancer.publish(message, action.limits.memory)
         except BaseException as exc:
             self._waiters.forget(activation_id)
+            self._throttles.ended(activation_id)
             # Nothing will run it: end the record instead of leaving it pending forever.
             failed = dict(pending, end=now_ms())
             failed["response"] = ActivationResponse.whisk_error(

@@ -10,6 +10,7 @@ from squall.config import Settings
 from squall.controller.activator import Activator
 from squall.controller.auth import Authenticator, Identity
 from squall.controller.catalog import Catalog
+from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.store.contracts import ActivationStore, AuthStore
 
@@ -23,6 +24,7 @@ class Controller:
     authenticator: Authenticator
     activator: Activator
     waiters: CompletionWaiters
+    throttles: Throttles
 
     async def start(self) -> None:
         await self.waiters.start()

@@ -31,7 +31,15 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Standalone]:
-    settings = Settings(home=tmp_path_factory.mktemp("squall-api"), keep_warm_s=60)
+    # Generous throttles: a module's tests share one platform and must not depend on
+    # each other's pace; tests/api/test_api_throttles.py checks the limits themselves.
+    settings = Settings(
+        home=tmp_path_factory.mktemp("squall-api"),
+        keep_warm_s=60,
+        invocations_per_minute=100_000,
+        concurrent_invocations=10_000,
+        fires_per_minute=100_000,
+    )
     platform = await Standalone.start(settings)
     try:
         yield platform

@@ -68,15 +68,16 @@ async def test_namespaces_lists_the_callers_namespace(client: httpx.AsyncClient)
     assert r.json() == [GUEST]
 
 
-async def test_namespace_limits(client: httpx.AsyncClient) -> None:
+async def test_namespace_limits(client: httpx.AsyncClient, system: Standalone) -> None:
     # When the guest reads the limits of "_" (its own namespace)
     r = await client.get(f"{NS}/limits")
-    # Then they carry the OpenWhisk default throttles
+    # Then they carry the platform's configured throttles
     assert r.status_code == 200
     limits = r.json()
-    assert limits["invocationsPerMinute"] == 60
-    assert limits["concurrentInvocations"] == 30
-    assert limits["firesPerMinute"] == 60
+    settings = system.settings
+    assert limits["invocationsPerMinute"] == settings.invocations_per_minute
+    assert limits["concurrentInvocations"] == settings.concurrent_invocations
+    assert limits["firesPerMinute"] == settings.fires_per_minute
     # And the explicit name works too, another namespace does not
     assert (await client.get(f"/api/v1/namespaces/{GUEST}/limits")).json() == limits
     assert_error(await client.get("/api/v1/namespaces/other/limits"), 403, FORBIDDEN)

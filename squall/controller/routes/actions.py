@@ -117,6 +117,7 @@ async def _invoke(ctl: Controller, request: Request, identity: Any, path: Entity
     if not isinstance(payload, dict):
         raise BadRequest("The request content was malformed:\nexpected a JSON object.")
     action = await resolve_action(ctl, identity.namespace, path)
+    await ctl.throttles.admit_invoke(identity.namespace)
     invocation = await ctl.activator.invoke(
         identity,
         action,

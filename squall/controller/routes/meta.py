@@ -75,13 +75,10 @@ async def namespaces(request: Request) -> Response:
 
 async def namespace_limits(request: Request) -> Response:
     ctl, _, namespace = await caller(request)
-    settings = ctl.settings
-    overrides = await ctl.auth_store.get_limits(namespace)
+    throttles = await ctl.throttles.limits(namespace)
     return JSONResponse(
         {
-            "invocationsPerMinute": settings.invocations_per_minute,
-            "concurrentInvocations": settings.concurrent_invocations,
-            "firesPerMinute": settings.fires_per_minute,
+            **throttles,
             "minActionMemory": L.MIN_MEMORY_MB * 1024 * 1024,
             "maxActionMemory": L.MAX_MEMORY_MB * 1024 * 1024,
             "minActionLogs": L.MIN_LOGS_MB * 1024 * 1024,
@@ -90,7 +87,6 @@ async def namespace_limits(request: Request) -> Response:
             "maxActionTimeout": L.MAX_TIMEOUT_MS,
             "maxActionConcurrency": L.MAX_CONCURRENCY,
             "minActionConcurrency": L.MIN_CONCURRENCY,
-            **overrides,
         }
     )
 

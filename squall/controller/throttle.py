@@ -1,0 +1,140 @@
+"""Per-namespace throttles: invocations per minute, concurrent invocations, trigger fires
+per minute — with OpenWhisk's 429 messages.
+
+Limits come from the settings (OpenWhisk's defaults: 60/min, 30 concurrent, 60 fires/min)
+and may be overridden per namespace in the auth store under OpenWhisk's ``UserLimits``
+names: ``invocationsPerMinute``, ``concurrentInvocations``, ``firesPerMinute``. Overrides
+are cached for ``ttl`` seconds, so a change reaches a running controller within that.
+
+Per-minute counters are tumbling windows of the current wall-clock minute, as in
+OpenWhisk's RateThrottler: every attempt counts, also one that is refused, and the count
+starts from zero each minute. Concurrency counts activations from publication to
+completion: ``started`` when the activator has put the message on the bus, ``ended`` when
+the completion arrives or publication failed — so a burst or a failure always returns the
+counter to zero. Everything runs on the event loop; the dicts need no lock.
+
+These counters are per controller; with several controllers each enforces its share
+(the cluster issue divides the limits like OpenWhisk's sharding throttler does).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from squall.bus.messages import Completion
+from squall.config import Settings
+from squall.errors import TooManyRequests
+from squall.store.contracts import AuthStore
+
+INVOCATIONS_PER_MINUTE = "invocationsPerMinute"
+CONCURRENT_INVOCATIONS = "concurrentInvocations"
+FIRES_PER_MINUTE = "firesPerMinute"
+
+
+def too_many_per_minute(count: int, allowed: int) -> str:
+    return f"Too many requests in the last minute (count: {count}, allowed: {allowed})."
+
+
+def too_many_concurrent(count: int, allowed: int) -> str:
+    return f"Too many concurrent requests in flight (count: {count}, allowed: {allowed})."
+
+
+@dataclass
+class _Window:
+    minute: int = -1
+    count: int = 0
+
+    def hit(self, minute: int) -> int:
+        if minute != self.minute:
+            self.minute, self.count = minute, 0
+        self.count += 1
+        return self.count
+
+
+class Throttles:
+    def __init__(
+        self,
+        settings: Settings,
+        auth: AuthStore,
+        *,
+        ttl: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._auth = auth
+        self._ttl = ttl
+        self._clock = clock
+        self._overrides: dict[str, tuple[dict[str, Any], float]] = {}
+        self._invokes: dict[str, _Window] = {}
+        self._fires: dict[str, _Window] = {}
+        self._in_flight: dict[str, int] = {}
+        self._owner: dict[str, str] = {}  # activation id → namespace
+
+    async def limits(self, namespace: str) -> dict[str, int]:
+        """The namespace's effective limits (settings, then its stored overrides)."""
+        now = time.monotonic()
+        cached = self._overrides.get(namespace)
+        if cached is None or cached[1] <= now:
+            cached = (await self._auth.get_limits(namespace), now + self._ttl)
+            self._overrides[namespace] = cached
+        stored = cached[0]
+        s = self._settings
+
+        def pick(key: str, default: int) -> int:
+            value = stored.get(key)
+            return int(value) if isinstance(value, int) and value >= 0 else default
+
+        return {
+            INVOCATIONS_PER_MINUTE: pick(INVOCATIONS_PER_MINUTE, s.invocations_per_minute),
+            CONCURRENT_INVOCATIONS: pick(CONCURRENT_INVOCATIONS, s.concurrent_invocations),
+            FIRES_PER_MINUTE: pick(FIRES_PER_MINUTE, s.fires_per_minute),
+        }
+
+    def _minute(self) -> int:
+        return int(self._clock() // 60)
+
+    async def admit_invoke(self, namespace: str) -> None:
+        """Count one invoke request; 429 when over the per-minute or concurrent limit."""
+        limits = await self.limits(namespace)
+        count = self._invokes.setdefault(namespace, _Window()).hit(self._minute())
+        allowed = limits[INVOCATIONS_PER_MINUTE]
+        if count > allowed:
+            raise TooManyRequests(too_many_per_minute(count, allowed))
+        in_flight = self._in_flight.get(namespace, 0)
+        allowed = limits[CONCURRENT_INVOCATIONS]
+        if in_flight >= allowed:
+            raise TooManyRequests(too_many_concurrent(in_flight, allowed))
+
+    async def admit_fire(self, namespace: str) -> None:
+        """Count one trigger fire; 429 when over the namespace's fires per minute."""
+        limits = await self.limits(namespace)
+        count = self._fires.setdefault(namespace, _Window()).hit(self._minute())
+        allowed = limits[FIRES_PER_MINUTE]
+        if count > allowed:
+            raise TooManyRequests(too_many_per_minute(count, allowed))
+
+    def started(self, namespace: str, activation_id: str) -> None:
+        if activation_id in self._owner:
+            return
+        self._owner[activation_id] = namespace
+        self._in_flight[namespace] = self._in_flight.get(namespace, 0) + 1
+
+    def ended(self, activation_id: str) -> None:
+        namespace = self._owner.pop(activation_id, None)
+        if namespace is None:
+            return
+        left = self._in_flight.get(namespace, 0) - 1
+        if left > 0:
+            self._in_flight[namespace] = left
+        else:
+            self._in_flight.pop(namespace, None)
+
+    def on_completion(self, completion: Completion) -> None:
+        """A completion listener (see ``CompletionWaiters.add_listener``)."""
+        self.ended(completion.activation_id)
+
+    def in_flight(self, namespace: str) -> int:
+        return self._in_flight.get(namespace, 0)
