@@ -39,6 +39,15 @@ def controller_of(request: Request) -> Controller:
     return ctl
 
 
+async def reader(request: Request) -> tuple[Controller, Identity, str]:
+    """Like :func:`caller`, but the path may name another namespace (``_`` resolved):
+    for routes that serve published packages, which check entitlement themselves."""
+    ctl = controller_of(request)
+    identity = await ctl.authenticator.authenticate(request)
+    namespace = request.path_params.get("namespace", "_")
+    return ctl, identity, identity.namespace if namespace == "_" else namespace
+
+
 async def caller(request: Request) -> tuple[Controller, Identity, str]:
     """The controller, the authenticated caller, and the path's namespace resolved."""
     ctl = controller_of(request)

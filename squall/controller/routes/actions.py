@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from squall.controller.core import Controller, caller
-from squall.controller.entitlement import resolve_action
+from squall.controller.core import Controller, caller, reader
+from squall.controller.entitlement import check_final, readable_package, resolve_action
 from squall.controller.http import (
     ACTIVATION_ID_HEADER,
     JSONResponse,
@@ -23,7 +23,7 @@ from squall.entities.action import Action
 from squall.entities.activation import SUCCESS, WHISK_ERROR
 from squall.entities.names import EntityPath, check_name
 from squall.entities.package import Package
-from squall.errors import BadRequest, NotFound
+from squall.errors import BadRequest, Forbidden, NotFound
 
 MAX_ENTITY_BYTES = 50 * 1024 * 1024  # code (48 MB) plus the rest of the document
 BINDING_NOT_ALLOWED = "Operation not permitted on package binding."
@@ -57,12 +57,17 @@ async def _list(ctl: Controller, request: Request, namespace: str, package: str 
 
 
 async def action_entity(request: Request) -> Response:
-    ctl, identity, namespace = await caller(request)
+    # Another namespace's actions may be read and invoked inside its published packages
+    # only; resolve_action and readable_package check that (403 either way).
+    ctl, identity, namespace = await reader(request)
+    if namespace != identity.namespace and request.method not in ("GET", "POST"):
+        raise Forbidden()
     path, package = _split(namespace, request.path_params["rest"])
     if path is None:
         if request.method != "GET":
             raise NotFound()
-        await ctl.catalog.get(Package, EntityPath(namespace, "", package or ""))
+        source = EntityPath(namespace, "", package or "")
+        await readable_package(ctl, identity.namespace, source)
         return await list_collection(ctl, request, Action, namespace, package)
     if request.method == "GET":
         action = await resolve_action(ctl, identity.namespace, path)
@@ -117,6 +122,7 @@ async def _invoke(ctl: Controller, request: Request, identity: Any, path: Entity
     if not isinstance(payload, dict):
         raise BadRequest("The request content was malformed:\nexpected a JSON object.")
     action = await resolve_action(ctl, identity.namespace, path)
+    check_final(action, payload)
     await ctl.throttles.admit_invoke(identity.namespace)
     invocation = await ctl.activator.invoke(
         identity,

@@ -9,8 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from squall.controller.catalog import Catalog
-from squall.controller.core import caller
-from squall.controller.http import JSONResponse, query_bool, read_json
+from squall.controller.core import reader
+from squall.controller.entitlement import readable_package
+from squall.controller.http import JSONResponse, list_window, query_bool, read_json
 from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.entities import params
 from squall.entities.action import Action
@@ -57,15 +58,24 @@ async def _check_binding(catalog: Catalog, caller_ns: str, binding: Binding) -> 
 
 
 async def list_packages(request: Request) -> Response:
-    ctl, _, namespace = await caller(request)
-    return await list_collection(ctl, request, Package, namespace)
+    ctl, identity, namespace = await reader(request)
+    if namespace == identity.namespace:
+        return await list_collection(ctl, request, Package, namespace)
+    # Another namespace: only its published packages are visible.
+    skip, limit = list_window(request, "packages")
+    public = [p for p in await ctl.catalog.list(Package, namespace) if p.publish]
+    if query_bool(request, "count"):
+        return JSONResponse({"packages": len(public)})
+    return JSONResponse([p.summary_json() for p in public[skip : skip + limit]])
 
 
 async def package_entity(request: Request) -> Response:
-    ctl, _, namespace = await caller(request)
+    ctl, identity, namespace = await reader(request)
+    if namespace != identity.namespace and request.method != "GET":
+        raise Forbidden()
     path = EntityPath(namespace, "", check_name(request.path_params["name"]))
     if request.method == "GET":
-        package = await ctl.catalog.get(Package, path)
+        package = await readable_package(ctl, identity.namespace, path)
         return JSONResponse({**package.to_json(), **await _contents(ctl.catalog, package)})
     if request.method == "DELETE":
         package = await ctl.catalog.get(Package, path)
