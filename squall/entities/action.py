@@ -1,4 +1,4 @@
-"""Actions: code (or, later, a sequence) plus parameters, limits and annotations."""
+"""Actions: code or a sequence, plus parameters, limits and annotations."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ from squall.entities.common import (
     stored_fields,
     updated_fields,
 )
-from squall.entities.kinds import CodeExec
 from squall.entities.limits import ActionLimits
 from squall.entities.names import EntityPath
+from squall.entities.sequence import Exec, SequenceExec, exec_from_request, exec_from_stored
 from squall.errors import BadRequest
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     path: EntityPath
-    exec: CodeExec
+    exec: Exec
     version: str = INITIAL_VERSION
     publish: bool = False
     parameters: params.KeyValues = field(default_factory=list)
@@ -39,8 +39,11 @@ class Action:
         raw = require_object(body)
         if "exec" not in raw or raw["exec"] is None:
             raise BadRequest("The request content was malformed:\n'exec' must be defined.")
-        exec_ = CodeExec.from_request(raw["exec"])
+        exec_ = exec_from_request(raw["exec"], path.namespace)
         fields = created_fields(raw)
+        if isinstance(exec_, SequenceExec):
+            # As in OpenWhisk, a sequence's only parameter names its components.
+            fields["parameters"] = exec_.parameters()
         fields["annotations"] = params.set_value(fields["annotations"], "exec", exec_.kind)
         return cls(
             path=path, exec=exec_, limits=ActionLimits.from_json(raw.get("limits")), **fields
@@ -50,11 +53,18 @@ class Action:
         """This action changed by a PUT body with ``overwrite=true``.
 
         Unspecified fields are kept, partial limits merge, annotations merge key by key,
-        and the patch version is bumped.
+        and the patch version is bumped. Parameters follow OpenWhisk for sequences: a
+        new sequence exec sets them to its components, a sequence keeps them whatever
+        the body says, and code replacing a sequence does not inherit them.
         """
         raw = require_object(body)
-        exec_ = CodeExec.from_request(raw["exec"]) if raw.get("exec") is not None else self.exec
+        given = raw.get("exec")
+        exec_ = exec_from_request(given, self.path.namespace) if given is not None else self.exec
         fields = updated_fields(raw, self, self.parameters)
+        if isinstance(exec_, SequenceExec):
+            fields["parameters"] = exec_.parameters() if given is not None else self.parameters
+        elif isinstance(self.exec, SequenceExec) and raw.get("parameters") is None:
+            fields["parameters"] = []
         fields["annotations"] = params.set_value(fields["annotations"], "exec", exec_.kind)
         return replace(
             self,
@@ -100,7 +110,7 @@ class Action:
     def from_store(cls, path: EntityPath, body: dict[str, Any], rev: str, updated: int) -> Action:
         return cls(
             path=path,
-            exec=CodeExec.from_stored(body["exec"]),
+            exec=exec_from_stored(body["exec"]),
             **stored_fields(body),
             limits=ActionLimits.from_stored(body.get("limits", {})),
             updated=updated,
