@@ -36,6 +36,9 @@ class ActivationMessage:
     ``namespace`` / ``subject`` identify the caller; ``init_args`` are the action's
     ``init: true`` parameters; ``accepted_ms`` is when the controller accepted the request
     (for ``waitTime``); ``controller`` names the controller waiting for the completion.
+    ``cause`` is the id of the activation that caused this one (e.g. the enclosing
+    sequence); ``caused_by`` is the record's ``causedBy`` annotation (``"sequence"`` for
+    steps of a sequence or composition), written by the invoker when set.
     """
 
     transid: str
@@ -50,6 +53,7 @@ class ActivationMessage:
     accepted_ms: int
     init_args: dict[str, Any] = field(default_factory=dict)
     cause: str | None = None
+    caused_by: str | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -68,6 +72,7 @@ class ActivationMessage:
                 "acceptedMs": self.accepted_ms,
                 "initArgs": self.init_args,
                 "cause": self.cause,
+                "causedBy": self.caused_by,
             }
         )
 
@@ -88,6 +93,7 @@ class ActivationMessage:
                 accepted_ms=int(raw["acceptedMs"]),
                 init_args=dict(raw.get("initArgs") or {}),
                 cause=raw.get("cause"),
+                caused_by=raw.get("causedBy"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MessageError(f"activation: {e}") from e

@@ -36,6 +36,7 @@ from squall.entities.activation import (
     now_ms,
     truncated_logs_message,
 )
+from squall.entities.kinds import CodeExec
 from squall.entities.names import parse_fqn
 from squall.errors import ContainerError, NotFound
 from squall.invoker.outcomes import init_outcome, run_outcome
@@ -49,6 +50,7 @@ ACTION_REMOVED = "Action could not be found or may have been deleted."
 ACTION_MISMATCH = "Action version is not compatible and cannot be invoked."
 PROVISION_FAILED = "Failed to provision resources to run the action."
 SHUT_DOWN = "The invoker was shut down before the activation completed."
+NOT_RUNNABLE = "A sequence is run by the controller, not by an invoker."
 # How long to wait for the sentinel lines after a run answered (they follow at once).
 LOG_WAIT_S = 2.0
 LOG_WAIT_AFTER_FAILURE_S = 0.2
@@ -56,6 +58,11 @@ LOG_WAIT_AFTER_FAILURE_S = 0.2
 
 def _env_value(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _caused_by(message: ActivationMessage) -> list[dict[str, Any]]:
+    """The ``causedBy`` annotation of a step of a sequence or composition, if it is one."""
+    return [{"key": "causedBy", "value": message.caused_by}] if message.caused_by else []
 
 
 def _concurrency(action: Action) -> int:
@@ -153,7 +160,7 @@ class Invoker:
             start=now,
             end=now,
             response=ActivationResponse.whisk_error(error),
-            annotations=[{"key": "path", "value": path}],
+            annotations=[{"key": "path", "value": path}, *_caused_by(message)],
             cause=message.cause,
         ).to_json()
 
@@ -164,6 +171,10 @@ class Invoker:
             return self._failure(message, ACTION_REMOVED)
         except LookupError:
             return self._failure(message, ACTION_MISMATCH)
+        code = action.exec
+        if not isinstance(code, CodeExec):
+            # The controller runs sequences itself; only a bug would send one here.
+            return self._failure(message, NOT_RUNNABLE)
         limits = action.limits
         timeout_s = limits.timeout / 1000
         key = (message.namespace, message.action, message.revision)
@@ -185,7 +196,9 @@ class Invoker:
         try:
             if cold:
                 init_started = now_ms()
-                init = await container.initialize(self._init_payload(action, message), timeout_s)
+                init = await container.initialize(
+                    self._init_payload(action, code, message), timeout_s
+                )
                 init_time = now_ms() - init_started
                 response = init_outcome(init, limits.timeout)
                 timed_out = init.timed_out
@@ -212,6 +225,7 @@ class Invoker:
             {"key": "kind", "value": action.exec.kind},
             {"key": "timeout", "value": timed_out},
             {"key": "limits", "value": limits.to_json()},
+            *_caused_by(message),
         ]
         if init_time is not None:
             annotations.append({"key": "initTime", "value": init_time})
@@ -229,12 +243,14 @@ class Invoker:
             cause=message.cause,
         ).to_json()
 
-    def _init_payload(self, action: Action, message: ActivationMessage) -> dict[str, Any]:
+    def _init_payload(
+        self, action: Action, code: CodeExec, message: ActivationMessage
+    ) -> dict[str, Any]:
         return {
             "name": action.path.name,
-            "main": action.exec.main or "main",
-            "code": action.exec.code,
-            "binary": action.exec.binary,
+            "main": code.main or "main",
+            "code": code.code,
+            "binary": code.binary,
             "env": {k: _env_value(v) for k, v in message.init_args.items()},
         }
 

@@ -28,7 +28,8 @@ def _message() -> ActivationMessage:
         controller="0",
         accepted_ms=1_700_000_000_000,
         init_args={"SECRET": "x"},
-        cause=None,
+        cause="c" * 32,
+        caused_by="sequence",
     )
 
 
@@ -44,8 +45,18 @@ def test_activation_message_schema_is_stable() -> None:
     assert raw["v"] == SCHEMA_VERSION and raw["t"] == "activation"
     assert set(raw) == {
         "v", "t", "transid", "activationId", "namespace", "subject", "action", "revision",
-        "content", "blocking", "controller", "acceptedMs", "initArgs", "cause",
+        "content", "blocking", "controller", "acceptedMs", "initArgs", "cause", "causedBy",
     }  # fmt: skip
+
+
+def test_activation_message_without_cause_fields_decodes() -> None:
+    # Given the wire form of a message that is nobody's step (no cause fields at all)
+    raw = orjson.loads(_message().to_bytes())
+    del raw["cause"], raw["causedBy"]
+    # When it is decoded / Then both are None
+    decoded = ActivationMessage.from_bytes(orjson.dumps(raw))
+    assert decoded.cause is None
+    assert decoded.caused_by is None
 
 
 def test_completion_round_trips() -> None:
