@@ -27,6 +27,7 @@ from squall.controller.app import create_app
 from squall.controller.auth import Authenticator
 from squall.controller.balancer import LeanBalancer
 from squall.controller.catalog import Catalog
+from squall.controller.composition import Composer
 from squall.controller.core import Controller
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
@@ -125,6 +126,7 @@ class Standalone:
             waiters=waiters,
             throttles=throttles,
         )
+        controller.activator.composer = Composer(controller)
         await invoker.start()
         await controller.start()
         auth = await guest_credentials(store.auth, settings.home / "wskprops")
@@ -133,6 +135,8 @@ class Standalone:
 
     async def close(self) -> None:
         """Finish or record in-flight activations, kill every runtime, close the store."""
+        # Sequences first: their remaining steps still need the invoker.
+        await self.controller.activator.close()
         await self.invoker.close()
         await self.controller.close()
         await self.bus.close()

@@ -1,13 +1,16 @@
 """Turning an invoke request into an ActivationMessage on the bus, and waiting for it.
 
 The controller never calls an invoker: it publishes through the balancer and, for a
-blocking invoke, waits for the completion the invoker sends back.
+blocking invoke, waits for the completion the invoker sends back. Sequences and conductor
+actions are not published whole: :meth:`Activator.invoke` hands them to the composer
+(``controller/composition.py``), which runs their steps through
+:meth:`Activator.invoke_primitive` — so every caller (API, rules, web actions) gets them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from squall.bus.messages import ActivationMessage
 from squall.controller.auth import Identity
@@ -34,6 +37,32 @@ class Invocation:
     record: dict[str, Any] | None
 
 
+class Composer(Protocol):
+    """Runs sequences and conductor actions (their steps through ``invoke_primitive``)."""
+
+    def handles(self, action: Action) -> bool:
+        """True for a sequence or a conductor action."""
+        ...
+
+    async def invoke(
+        self,
+        identity: Identity,
+        action: Action,
+        payload: dict[str, Any],
+        *,
+        blocking: bool,
+        wait_ms: int,
+        txid: str,
+        cause: str | None,
+    ) -> Invocation:
+        """Accept the run (its pending record stored) and answer like an action's invoke."""
+        ...
+
+    async def close(self) -> None:
+        """Let running sequences and compositions finish, or record their failure."""
+        ...
+
+
 class Activator:
     def __init__(
         self,
@@ -48,6 +77,8 @@ class Activator:
         self._activations = activations
         self._controller_id = controller_id
         self._throttles = throttles
+        # Set when the controller is wired; without it every action is published as is.
+        self.composer: Composer | None = None
 
     async def invoke(
         self,
@@ -60,10 +91,45 @@ class Activator:
         txid: str,
         cause: str | None = None,
     ) -> Invocation:
+        """Invoke ``action``: a sequence or conductor action through the composer, any
+        other action with :meth:`invoke_primitive`. Same answers either way."""
+        if self.composer is not None and self.composer.handles(action):
+            return await self.composer.invoke(
+                identity,
+                action,
+                payload,
+                blocking=blocking,
+                wait_ms=wait_ms,
+                txid=txid,
+                cause=cause,
+            )
+        return await self.invoke_primitive(
+            identity, action, payload, blocking=blocking, wait_ms=wait_ms, txid=txid, cause=cause
+        )
+
+    async def close(self) -> None:
+        """Stop the composer (running sequences finish or are recorded as failed)."""
+        if self.composer is not None:
+            await self.composer.close()
+
+    async def invoke_primitive(
+        self,
+        identity: Identity,
+        action: Action,
+        payload: dict[str, Any],
+        *,
+        blocking: bool,
+        wait_ms: int,
+        txid: str,
+        cause: str | None = None,
+        caused_by: str | None = None,
+    ) -> Invocation:
         """Publish an activation of ``action``; wait up to ``wait_ms`` when blocking.
 
         The action's default parameters (not ``init`` ones) are merged under the payload;
-        ``init`` parameters travel separately to become /init environment.
+        ``init`` parameters travel separately to become /init environment. ``caused_by``
+        (``"sequence"`` for a step of a sequence or composition) becomes the record's
+        ``causedBy`` annotation.
         """
         activation_id = new_activation_id()
         content = params.as_dict(action.parameters, init=False)
@@ -81,6 +147,7 @@ class Activator:
             accepted_ms=now_ms(),
             init_args=params.as_dict(action.parameters, init=True),
             cause=cause,
+            caused_by=caused_by,
         )
         # Recorded before it is published: from here on the id is never unknown.
         pending = pending_record(
@@ -94,6 +161,7 @@ class Activator:
             annotations=[
                 {"key": "kind", "value": action.exec.kind},
                 {"key": "limits", "value": action.limits.to_json()},
+                *([{"key": "causedBy", "value": caused_by}] if caused_by else []),
             ],
             cause=cause,
         )

@@ -19,6 +19,7 @@ from squall.controller.http import (
     transaction_id,
 )
 from squall.controller.routes.common import find, list_collection, require_overwrite
+from squall.controller.sequences import check_sequence
 from squall.entities.action import Action
 from squall.entities.activation import SUCCESS, WHISK_ERROR
 from squall.entities.names import EntityPath, check_name
@@ -89,10 +90,12 @@ async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
             raise BadRequest(BINDING_NOT_ALLOWED)
     existing = await find(ctl.catalog, Action, path)
     if existing is None:
-        stored = await ctl.catalog.put(Action.create(path, body), create=True)
+        action = Action.create(path, body)
     else:
         require_overwrite(request)
-        stored = await ctl.catalog.put(existing.update(body), create=False)
+        action = existing.update(body)
+    await check_sequence(ctl, action, body)
+    stored = await ctl.catalog.put(action, create=existing is None)
     return JSONResponse(stored.to_json())
 
 
