@@ -123,13 +123,16 @@ class Activator:
         txid: str,
         cause: str | None = None,
         caused_by: str | None = None,
+        record_pending: bool = True,
     ) -> Invocation:
         """Publish an activation of ``action``; wait up to ``wait_ms`` when blocking.
 
         The action's default parameters (not ``init`` ones) are merged under the payload;
         ``init`` parameters travel separately to become /init environment. ``caused_by``
         (``"sequence"`` for a step of a sequence or composition) becomes the record's
-        ``causedBy`` annotation.
+        ``causedBy`` annotation. ``record_pending=False`` skips the pending record, for
+        callers that hand the id to nobody before the activation ends (a sequence's
+        steps): it saves a store write per step.
         """
         activation_id = new_activation_id()
         content = params.as_dict(action.parameters, init=False)
@@ -165,7 +168,8 @@ class Activator:
             ],
             cause=cause,
         )
-        await self._activations.put(pending)
+        if record_pending:
+            await self._activations.put(pending)
         if blocking:
             self._waiters.register(activation_id)
         # Counted in flight before publishing, so its completion cannot come first.

@@ -225,6 +225,9 @@ class Composer:
             txid=parent.txid,
             cause=parent.activation_id,
             caused_by=STEP_CAUSE,
+            # Nobody learns a step's id before it ends (the parent's logs are written
+            # at the end), so a pending record would only cost a store write per step.
+            record_pending=False,
         )
 
     async def nested(

@@ -39,6 +39,8 @@ SLOW = (
     "  return new Promise(r => setTimeout(() => r({n: p.n, slept: p.ms}), p.ms));\n"
     "}\n"
 )
+# Like SLOW, but passes its delay on, so every step of a sequence of it sleeps.
+RELAY = "function main(p) { return new Promise(r => setTimeout(() => r(p), p.ms)); }"
 
 
 async def create(client: httpx.AsyncClient, name: str, body: dict[str, Any]) -> str:
@@ -237,9 +239,9 @@ async def test_close_lets_running_sequences_finish_or_records_them(
     system: Standalone, client: httpx.AsyncClient, unique: Unique
 ) -> None:
     activator = system.controller.activator
-    slow = await create(client, unique("slow"), node_action(SLOW))
+    relay = await create(client, unique("relay"), node_action(RELAY))
     seq = unique("seq")
-    await create(client, seq, sequence(slow, slow))
+    await create(client, seq, sequence(relay, relay))
     try:
         # Given a running sequence of two 150 ms steps and a composer with a long grace
         activator.composer = Composer(system.controller, grace_s=30)
@@ -249,16 +251,17 @@ async def test_close_lets_running_sequences_finish_or_records_them(
         await activator.close()
         record = (await client.get(f"{NS}/activations/{finished}")).json()
         assert record["response"]["statusCode"] == 0 and len(record["logs"]) == 2
-        # Given one with steps of 1 s and a composer with a grace of 50 ms
+        # Given one with steps of 300 ms and a composer with a grace of 50 ms, closed
+        # once the first step has ended (a step's record exists only once it has)
         composer = Composer(system.controller, grace_s=0.05)
         activator.composer = composer
-        r = await invoke(client, seq, {"n": 1, "ms": 1000})
+        r = await invoke(client, seq, {"n": 1, "ms": 300})
         cut = r.json()["activationId"]
         await poll(lambda: _step_started(client, cut), what="the first step")
         # When the composer closes / Then the sequence is recorded as a whisk error
         await activator.close()
         record = (await client.get(f"{NS}/activations/{cut}")).json()
-        assert record["response"]["statusCode"] == 3
+        assert record["response"]["statusCode"] == 3, record
         assert record["response"]["result"] == {
             "error": "The controller was shut down before the sequence completed."
         }
