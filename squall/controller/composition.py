@@ -17,6 +17,9 @@ Guarantees:
   activation's id and ``causedBy: "sequence"``.
 - Nested sequences and compositions run inline in their parent's task and store their
   own records (``topmost: false``, ``cause`` = the parent).
+- Steps and nested runs get no pending record: their ids reach nobody before they end
+  (the parent lists them in its logs at its own end), so it would only cost a store
+  write per step. Their records exist once they have ended.
 - A topmost run lives in a task the composer keeps until it ends, whether the caller
   waits or not: the HTTP wait only chooses between answering the record and 202.
 - :meth:`Composer.close` gives running tasks ``grace_s`` to finish, then cancels the
@@ -225,9 +228,7 @@ class Composer:
             txid=parent.txid,
             cause=parent.activation_id,
             caused_by=STEP_CAUSE,
-            # Nobody learns a step's id before it ends (the parent's logs are written
-            # at the end), so a pending record would only cost a store write per step.
-            record_pending=False,
+            record_pending=False,  # see the module docstring
         )
 
     async def nested(
@@ -244,7 +245,6 @@ class Composer:
             False,
             now_ms(),
         )
-        await self._ctl.activations.put(run.pending())
         record = await self._execute(run, payload, budget or Budget())
         return Invocation(run.activation_id, record)
 
