@@ -1,4 +1,4 @@
-"""The store seams: entities, activations, subjects (namespaces and keys).
+"""The store seams: entities, activations, subjects (namespaces and keys), feed schedules.
 
 Stores hold JSON documents (plain ``dict``s as produced by ``squall.entities``); they do
 not interpret them beyond the few indexed fields named in each method. Every provider
@@ -119,6 +119,56 @@ class ActivationStore(Protocol):
     async def list(self, query: ActivationQuery) -> list[dict[str, Any]]: ...
 
     async def count(self, query: ActivationQuery) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """The state of a timer-driven feed for one trigger: ``body`` is the feed provider's
+    JSON (its configuration and status), which the store does not interpret; ``due`` is
+    the epoch-ms time of its next tick, or None when nothing is scheduled (paused, ended);
+    ``rev`` changes on every write."""
+
+    namespace: str
+    trigger: str
+    body: dict[str, Any]
+    due: int | None
+    rev: str
+
+
+class ScheduleStore(Protocol):
+    """Schedules of timer-driven feeds (the built-in alarms), keyed by (namespace,
+    trigger), and the ticks already claimed by whoever fires them.
+
+    - ``put`` with ``rev=None`` creates and raises ``Conflict`` when the schedule exists;
+      with a ``rev`` it replaces the schedule only if that revision is current, otherwise
+      ``Conflict`` (someone wrote in between). It returns the stored schedule.
+    - ``get`` raises ``NotFound``; ``delete`` raises ``NotFound`` when missing and, with a
+      ``rev``, ``Conflict`` when stale.
+    - ``due(until, limit)`` lists schedules whose ``due`` is at or before ``until``,
+      earliest first (then by namespace and trigger); ``next_due()`` is the earliest
+      ``due`` of all schedules, or None.
+    - ``claim(key, at)`` records ``key`` atomically: among all callers, in all processes
+      sharing the store, exactly one gets True; every later claim of the same key gets
+      False until ``prune`` forgot it. ``at`` (epoch ms, the tick's time) only serves
+      ``prune(before)``, which forgets the claims with ``at < before`` and returns how
+      many it forgot. A claim is how a tick is fired at most once by several controllers.
+    """
+
+    async def put(
+        self, namespace: str, trigger: str, body: dict[str, Any], due: int | None, rev: str | None
+    ) -> Schedule: ...
+
+    async def get(self, namespace: str, trigger: str) -> Schedule: ...
+
+    async def delete(self, namespace: str, trigger: str, rev: str | None = None) -> None: ...
+
+    async def due(self, until: int, limit: int) -> list[Schedule]: ...
+
+    async def next_due(self) -> int | None: ...
+
+    async def claim(self, key: str, at: int) -> bool: ...
+
+    async def prune(self, before: int) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,17 @@
-"""The embedded store: entities, activations and subjects in one SQLite file.
+"""The embedded store: entities, activations, subjects and feed schedules in one SQLite file.
 
 ``SqliteStore.open(path)`` opens (creating and migrating as needed) one database file, or
-``":memory:"``, and exposes the three seams of :mod:`squall.store.contracts` as
+``":memory:"``, and exposes the seams of :mod:`squall.store.contracts` as
 attributes sharing that one connection::
 
     store = await SqliteStore.open(home / "squall.db")
     store.entities     # EntityStore
     store.activations  # ActivationStore
     store.auth         # AuthStore
+    store.schedules    # ScheduleStore
     await store.close()
 
-The three are separate objects because EntityStore and ActivationStore both name their
+The stores are separate objects because EntityStore and ActivationStore both name their
 methods ``get``/``put``/``list``/``count`` with different signatures.
 
 Guarantees, beyond those of the contracts:
@@ -42,10 +43,11 @@ from squall.errors import BadRequest, Conflict, NotFound
 from squall.store import keys
 from squall.store.contracts import Document, Subject
 from squall.store.sqlite_activations import SqliteActivationStore
+from squall.store.sqlite_schedules import SqliteScheduleStore
 from squall.store.sqlite_schema import Database, connect, dumps_body, limit_offset
 
 if TYPE_CHECKING:
-    from squall.store.contracts import ActivationStore, AuthStore, EntityStore
+    from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -282,7 +284,7 @@ class SqliteAuthStore:
 
 
 class SqliteStore:
-    """One SQLite database holding all three stores; see the module docstring."""
+    """One SQLite database holding all the stores; see the module docstring."""
 
     def __init__(self, db: Database, *, path: str, clock: Clock = wall_clock_ms) -> None:
         self._db = db
@@ -290,6 +292,7 @@ class SqliteStore:
         self.entities = SqliteEntityStore(db, clock)
         self.activations = SqliteActivationStore(db)
         self.auth = SqliteAuthStore(db, clock)
+        self.schedules = SqliteScheduleStore(db)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock = wall_clock_ms) -> SqliteStore:
@@ -321,6 +324,8 @@ class SqliteStore:
 
 
 if TYPE_CHECKING:
-    # Checked by mypy only: the three attributes satisfy the contracts.
-    def _conforms(store: SqliteStore) -> tuple[EntityStore, ActivationStore, AuthStore]:
-        return store.entities, store.activations, store.auth
+    # Checked by mypy only: the attributes satisfy the contracts.
+    def _conforms(
+        store: SqliteStore,
+    ) -> tuple[EntityStore, ActivationStore, AuthStore, ScheduleStore]:
+        return store.entities, store.activations, store.auth, store.schedules

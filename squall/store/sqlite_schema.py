@@ -81,6 +81,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created   INTEGER NOT NULL
         )""",
     ),
+    (
+        # Feed schedules (squall.store.sqlite_schedules): one per trigger; `due` is NULL
+        # when nothing is scheduled, so the due-index skips paused and ended schedules.
+        """CREATE TABLE feed_schedules (
+            namespace TEXT NOT NULL,
+            trigger   TEXT NOT NULL,
+            rev       TEXT NOT NULL,
+            body      TEXT NOT NULL,
+            due       INTEGER,
+            PRIMARY KEY (namespace, trigger)
+        )""",
+        """CREATE INDEX feed_schedules_by_due
+            ON feed_schedules (due, namespace, trigger) WHERE due IS NOT NULL""",
+        # Ticks claimed by a controller before it fires them: the primary key makes a
+        # second claim of the same tick fail, in this process or another one.
+        """CREATE TABLE feed_ticks (
+            tick TEXT    PRIMARY KEY,
+            at   INTEGER NOT NULL
+        )""",
+        "CREATE INDEX feed_ticks_by_at ON feed_ticks (at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

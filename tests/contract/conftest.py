@@ -1,10 +1,10 @@
 """Fixtures for the store contract suite, run once per provider.
 
-Every test here talks to the three stores only through the contracts in
+Every test here talks to the stores only through the contracts in
 ``squall.store.contracts``; nothing may depend on which provider is underneath. To add a
 provider (PostgreSQL), append a :class:`Provider` to ``PROVIDERS``: its ``open`` gets a
 scratch directory and the test clock, and must return an object with ``entities``,
-``activations``, ``auth`` and ``close()``.
+``activations``, ``auth``, ``schedules`` and ``close()``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Protocol
 
 import pytest
 
-from squall.store.contracts import ActivationStore, AuthStore, EntityStore
+from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
 from squall.store.sqlite import SqliteStore
 
 
@@ -46,6 +46,8 @@ class Stores(Protocol):
     def activations(self) -> ActivationStore: ...
     @property
     def auth(self) -> AuthStore: ...
+    @property
+    def schedules(self) -> ScheduleStore: ...
 
     async def close(self) -> None: ...
 
