@@ -13,14 +13,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from squall.controller.catalog import Catalog
-from squall.controller.core import caller
+from squall.controller.core import Controller, caller
+from squall.controller.entitlement import resolve_action
 from squall.controller.http import JSONResponse, list_window, query_bool, read_json
 from squall.controller.routes.common import find, require_overwrite
-from squall.entities.action import Action
 from squall.entities.names import EntityPath, check_name
 from squall.entities.rule import ACTIVE, INACTIVE, Rule
 from squall.entities.trigger import Trigger
-from squall.errors import BadRequest, NotFound
+from squall.errors import BadRequest, Forbidden, NotFound
 
 MAX_RULE_BYTES = 1024 * 1024 + 64 * 1024
 TRIGGER_MISSING_ON_STATUS = "Only rules with existing triggers can be activated"
@@ -32,14 +32,25 @@ async def _with_status(catalog: Catalog, rule: Rule) -> Rule:
     return replace(rule, status=entry["status"] if entry else INACTIVE)
 
 
-async def _check_references(catalog: Catalog, rule: Rule) -> Trigger:
-    trigger = await find(catalog, Trigger, rule.trigger)
+async def _check_references(ctl: Controller, caller_ns: str, rule: Rule) -> Trigger:
+    """The rule's trigger, if the caller may use both it and the action.
+
+    As in OpenWhisk, entitlement comes first: a trigger of another namespace, or an
+    action there outside a published package, is 403 whether or not it exists. Then a
+    missing trigger or action is 400 with its fully qualified name (trigger first).
+    """
+    if rule.trigger.namespace != caller_ns:
+        raise Forbidden()  # triggers are never shared; the rule would write into it
+    try:
+        await resolve_action(ctl, caller_ns, rule.action)  # bindings and published packages
+        action_missing = False
+    except NotFound:
+        action_missing = True
+    trigger = await find(ctl.catalog, Trigger, rule.trigger)
     if trigger is None:
         raise BadRequest(f"trigger {rule.trigger.fqn} does not exist")
-    try:
-        await catalog.get(Action, rule.action)
-    except NotFound:
-        raise BadRequest(f"action {rule.action.fqn} does not exist") from None
+    if action_missing:
+        raise BadRequest(f"action {rule.action.fqn} does not exist")
     return trigger
 
 
@@ -53,7 +64,7 @@ async def list_rules(request: Request) -> Response:
 
 
 async def rule_entity(request: Request) -> Response:
-    ctl, _, namespace = await caller(request)
+    ctl, identity, namespace = await caller(request)
     catalog = ctl.catalog
     path = EntityPath(namespace, "", check_name(request.path_params["name"]))
     if request.method == "GET":
@@ -71,14 +82,14 @@ async def rule_entity(request: Request) -> Response:
     existing = await find(catalog, Rule, path)
     if existing is None:
         rule = Rule.create(path, body)
-        trigger = await _check_references(catalog, rule)
+        trigger = await _check_references(ctl, identity.namespace, rule)
         stored = await catalog.put(rule, create=True)
         await catalog.put(trigger.with_rule(rule.key, rule.trigger_entry()), create=False)
         return JSONResponse(replace(stored, status=ACTIVE).to_json())
     require_overwrite(request)
     current = await _with_status(catalog, existing)
     rule = current.update(body)
-    trigger = await _check_references(catalog, rule)
+    trigger = await _check_references(ctl, identity.namespace, rule)
     stored = await catalog.put(rule, create=False)
     if rule.trigger != existing.trigger:
         old = await find(catalog, Trigger, existing.trigger)
