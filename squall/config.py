@@ -45,6 +45,9 @@ class Settings:
     concurrent_invocations: int = 30
     fires_per_minute: int = 60
     sequence_max_length: int = 50
+    # Shortest alarms/interval the built-in alarms feed accepts, in seconds. OpenWhisk's
+    # is one minute (whole minutes only); below 60, fractional `minutes` are accepted.
+    alarms_min_interval_s: float = 60.0
     node: str = "node"
     log_level: str = "info"
 

@@ -1,8 +1,8 @@
 """``squall standalone``: the whole platform in one process.
 
 SQLite store under ``--home``, the in-process bus, one invoker with the process sandbox,
-and the REST API on uvicorn. The same classes run in the cluster shape; only the
-providers passed in here differ.
+the built-in alarms provider, and the REST API on uvicorn. The same classes run in the
+cluster shape; only the providers passed in here differ.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from squall.controller.core import Controller
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.errors import NotFound
+from squall.feeds.provider import AlarmsProvider
 from squall.invoker.pool import ContainerPool
 from squall.invoker.service import Invoker
 from squall.sandbox.process import ProcessContainerFactory
@@ -96,6 +97,7 @@ class Standalone:
     controller: Controller
     app: ASGIApp
     guest_auth: str
+    alarms: AlarmsProvider
 
     @classmethod
     async def start(cls, settings: Settings) -> Standalone:
@@ -127,14 +129,21 @@ class Standalone:
             throttles=throttles,
         )
         controller.activator.composer = Composer(controller)
+        alarms = AlarmsProvider(
+            controller, store.schedules, min_interval_s=settings.alarms_min_interval_s
+        )
         await invoker.start()
         await controller.start()
+        await alarms.start()
         auth = await guest_credentials(store.auth, settings.home / "wskprops")
         write_wskprops(settings.home / "wskprops", settings.effective_api_host, auth, GUEST)
-        return cls(settings, store, bus, invoker, controller, create_app(controller), auth)
+        app = create_app(controller)
+        return cls(settings, store, bus, invoker, controller, app, auth, alarms)
 
     async def close(self) -> None:
         """Finish or record in-flight activations, kill every runtime, close the store."""
+        # No new fires from alarms once shutting down.
+        await self.alarms.close()
         # Sequences first: their remaining steps still need the invoker.
         await self.controller.activator.close()
         await self.invoker.close()

@@ -63,6 +63,29 @@ class Composer(Protocol):
         ...
 
 
+class BuiltinActions(Protocol):
+    """Actions the controller runs itself instead of an invoker (the feed actions of the
+    built-in ``/whisk.system/alarms``); each run records its own activation."""
+
+    def handles(self, action: Action) -> bool:
+        """True for an action of this kind."""
+        ...
+
+    async def invoke(
+        self,
+        identity: Identity,
+        action: Action,
+        payload: dict[str, Any],
+        *,
+        blocking: bool,
+        wait_ms: int,
+        txid: str,
+        cause: str | None,
+    ) -> Invocation:
+        """Run it and answer like an action's invoke (the record when ``blocking``)."""
+        ...
+
+
 class Activator:
     def __init__(
         self,
@@ -79,6 +102,7 @@ class Activator:
         self._throttles = throttles
         # Set when the controller is wired; without it every action is published as is.
         self.composer: Composer | None = None
+        self.builtins: BuiltinActions | None = None
 
     async def invoke(
         self,
@@ -91,8 +115,19 @@ class Activator:
         txid: str,
         cause: str | None = None,
     ) -> Invocation:
-        """Invoke ``action``: a sequence or conductor action through the composer, any
-        other action with :meth:`invoke_primitive`. Same answers either way."""
+        """Invoke ``action``: a built-in action through ``builtins``, a sequence or
+        conductor action through the composer, any other action with
+        :meth:`invoke_primitive`. Same answers either way."""
+        if self.builtins is not None and self.builtins.handles(action):
+            return await self.builtins.invoke(
+                identity,
+                action,
+                payload,
+                blocking=blocking,
+                wait_ms=wait_ms,
+                txid=txid,
+                cause=cause,
+            )
         if self.composer is not None and self.composer.handles(action):
             return await self.composer.invoke(
                 identity,
