@@ -130,13 +130,14 @@ async def fire_trigger(
     start = now_ms()
     args = params.as_dict(trigger.parameters)
     args.update(payload)
-    lines = await asyncio.gather(
-        *(
-            # A copy each: nothing one invoke does to its arguments reaches another.
-            _activate(ctl, identity, rule, entry, dict(args), txid, activation_id)
-            for rule, entry in trigger.rules.items()
-        )
-    )
+    activations = [
+        # A copy each: nothing one invoke does to its arguments reaches another.
+        _activate(ctl, identity, rule, entry, dict(args), txid, activation_id)
+        for rule, entry in trigger.rules.items()
+    ]
+    # One rule is awaited directly: gather would add a task and loop iterations to the
+    # most common case.
+    lines = [await activations[0]] if len(activations) == 1 else await asyncio.gather(*activations)
     record = Activation(
         namespace=identity.namespace,
         name=trigger.path.name,
