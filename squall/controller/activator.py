@@ -81,8 +81,10 @@ class BuiltinActions(Protocol):
         wait_ms: int,
         txid: str,
         cause: str | None,
+        caused_by: str | None,
     ) -> Invocation:
-        """Run it and answer like an action's invoke (the record when ``blocking``)."""
+        """Run it and answer like an action's invoke (the record when ``blocking``);
+        ``cause`` and ``caused_by`` as for :meth:`Activator.invoke_primitive`."""
         ...
 
 
@@ -115,19 +117,8 @@ class Activator:
         txid: str,
         cause: str | None = None,
     ) -> Invocation:
-        """Invoke ``action``: a built-in action through ``builtins``, a sequence or
-        conductor action through the composer, any other action with
-        :meth:`invoke_primitive`. Same answers either way."""
-        if self.builtins is not None and self.builtins.handles(action):
-            return await self.builtins.invoke(
-                identity,
-                action,
-                payload,
-                blocking=blocking,
-                wait_ms=wait_ms,
-                txid=txid,
-                cause=cause,
-            )
+        """Invoke ``action``: a sequence or conductor action through the composer, any
+        other action with :meth:`invoke_primitive`. Same answers either way."""
         if self.composer is not None and self.composer.handles(action):
             return await self.composer.invoke(
                 identity,
@@ -167,8 +158,20 @@ class Activator:
         (``"sequence"`` for a step of a sequence or composition) becomes the record's
         ``causedBy`` annotation. ``record_pending=False`` skips the pending record, for
         callers that hand the id to nobody before the activation ends (a sequence's
-        steps): it saves a store write per step.
+        steps): it saves a store write per step. A built-in action (``builtins``) is run
+        by the controller instead, whoever invokes it, a sequence included.
         """
+        if self.builtins is not None and self.builtins.handles(action):
+            return await self.builtins.invoke(
+                identity,
+                action,
+                payload,
+                blocking=blocking,
+                wait_ms=wait_ms,
+                txid=txid,
+                cause=cause,
+                caused_by=caused_by,
+            )
         activation_id = new_activation_id()
         content = params.as_dict(action.parameters, init=False)
         content.update(payload)

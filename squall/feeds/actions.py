@@ -10,7 +10,8 @@ manifest) and which only :class:`FeedActions` runs: the activator hands it any a
 that kind in ``/whisk.system/alarms`` (also through a binding of that package). Every run
 still records a normal activation (in the caller's namespace, ``path`` and ``kind``
 annotations, the result or ``{"error": ...}`` as an application error), so the npm
-client's ``feeds.create`` and ``wsk trigger create --feed`` see exactly what they expect.
+client's ``feeds.create`` and ``wsk trigger create --feed`` see exactly what they expect;
+a rule or a sequence step that names a feed action gets the same run.
 
 :func:`install` creates or refreshes the package at start-up: published, so every
 namespace may use (and bind) it; the actions carry the ``feed`` annotation, so a GET of
@@ -157,9 +158,11 @@ class FeedActions:
         wait_ms: int,
         txid: str,
         cause: str | None = None,
+        caused_by: str | None = None,
     ) -> Invocation:
         """Run the lifecycle event at once (it is a few store operations) and record it;
-        the record is returned when ``blocking``, like a finished invoke."""
+        the record is returned when ``blocking``, like a finished invoke. As a step of a
+        sequence, the record carries ``cause`` and ``causedBy`` like any step's."""
         activation_id = new_activation_id()
         start = now_ms()
         args = params.as_dict(action.parameters, init=False)
@@ -185,6 +188,7 @@ class FeedActions:
                 {"key": "path", "value": action.path.fqn.lstrip("/")},
                 {"key": "kind", "value": BUILTIN_KIND},
                 {"key": "limits", "value": action.limits.to_json()},
+                *([{"key": "causedBy", "value": caused_by}] if caused_by else []),
             ],
             cause=cause,
         ).to_json()

@@ -225,3 +225,30 @@ async def test_other_namespaces_feed_keys_do_not_work(
             f"{SYSTEM}/actions/alarms/interval", params={"blocking": "true"}, json=body
         )
         assert result(r) == {"error": AUTH_FAILED}
+
+
+async def test_a_feed_action_as_a_sequence_step(
+    client: httpx.AsyncClient, system: Standalone, unique: Unique
+) -> None:
+    # Given a sequence whose only step is the interval feed action
+    seq, t = unique("feedseq"), unique("t")
+    body = {"exec": {"kind": "sequence", "components": ["/whisk.system/alarms/interval"]}}
+    assert (await client.put(f"{NS}/actions/{seq}", json=body)).status_code == 200
+    await feed_trigger(client, t)
+    # When it is invoked with a lifecycle event
+    payload = {
+        "lifecycleEvent": "CREATE",
+        "triggerName": f"/_/{t}",
+        "authKey": system.guest_auth,
+        "minutes": 3,
+    }
+    r = await client.post(f"{NS}/actions/{seq}", params={"blocking": "true"}, json=payload)
+    # Then the step ran in the controller like a direct invoke, recorded as a step
+    assert r.status_code == 200, r.text
+    assert result(r) == {"status": "success"}
+    step = await get_activation(client, r.json()["logs"][0])
+    assert step["name"] == "interval"
+    assert step["cause"] == r.json()["activationId"]
+    assert annotation(step, "causedBy") == "sequence"
+    read = await feed(client, system.guest_auth, "interval", "READ", t)
+    assert result(read)["config"]["minutes"] == 3
