@@ -125,14 +125,11 @@ class AlarmsProvider:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def run_due(self, now: int) -> int:
-        """Handle every schedule due at ``now``; how many ticks this controller fired."""
+        """Handle the schedules due at ``now`` (up to :data:`BATCH`, earliest first; the
+        loop comes straight back for more); how many ticks this controller fired."""
         fired = 0
-        while True:
-            batch = await self._schedules.due(now, BATCH)
-            for schedule in batch:
-                fired += await self._handle(schedule, now) == FIRED
-            if len(batch) < BATCH:
-                break
+        for schedule in await self._schedules.due(now, BATCH):
+            fired += await self._handle(schedule, now) == FIRED
         if now - self._pruned_at >= PRUNE_EVERY_MS:
             self._pruned_at = now
             await self._schedules.prune(now - CLAIM_RETENTION_MS)
