@@ -66,7 +66,8 @@ class Throttles:
         self._settings = settings
         self._auth = auth
         self._ttl = ttl
-        self._clock = clock
+        # Wall-clock seconds; public so tests can pin the minute they count in.
+        self.clock = clock
         self._overrides: dict[str, tuple[dict[str, Any], float]] = {}
         self._invokes: dict[str, _Window] = {}
         self._fires: dict[str, _Window] = {}
@@ -94,7 +95,7 @@ class Throttles:
         }
 
     def _minute(self) -> int:
-        return int(self._clock() // 60)
+        return int(self.clock() // 60)
 
     async def admit_invoke(self, namespace: str) -> None:
         """Count one invoke request; 429 when over the per-minute or concurrent limit."""

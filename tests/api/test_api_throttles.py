@@ -25,6 +25,7 @@ async def tight(tmp_path: Path) -> AsyncIterator[tuple[Standalone, httpx.AsyncCl
         home=tmp_path, keep_warm_s=60, invocations_per_minute=5, concurrent_invocations=2
     )
     system = await Standalone.start(settings)
+    system.controller.throttles.clock = lambda: 600.0  # one minute for the whole test
     uuid, key = system.guest_auth.split(":", 1)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=system.app), base_url=BASE_URL, auth=(uuid, key)
@@ -92,6 +93,7 @@ async def test_failures_do_not_leak_concurrency(
 async def test_limits_per_namespace_from_the_store(tmp_path: Path) -> None:
     # Given a namespace whose stored limits allow 1 invoke a minute
     system = await Standalone.start(Settings(home=tmp_path))
+    system.controller.throttles.clock = lambda: 600.0  # one minute for the whole test
     try:
         await system.store.auth.set_limits("guest", {"invocationsPerMinute": 1})
         uuid, key = system.guest_auth.split(":", 1)
