@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from _standalone import Standalone
-from test_openwhisk_client import assert_rejected, run_script
+from compatsupport import assert_rejected, run_script
 
 pytestmark = pytest.mark.compat
 
