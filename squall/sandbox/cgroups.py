@@ -1,0 +1,380 @@
+"""Control groups for containers: memory, pids and CPU limits, freezing, killing them all.
+
+One interface over both kernel layouts. :func:`detect` reads ``/proc/self/mountinfo`` and
+picks cgroup v2 when a unified hierarchy offers the ``memory`` and ``pids`` controllers,
+else cgroup v1 when the ``memory``, ``pids`` and ``freezer`` hierarchies are mounted (the
+``cpu`` controller is used when present, in either layout). A hybrid host (v1 controllers
+plus an empty ``/sys/fs/cgroup/unified``) is treated as v1.
+
+Layout: ``<hierarchy>/<root>/<container id>`` — :class:`CgroupRoot` is the parent of one
+container factory's cgroups; each container gets a :class:`Cgroup` below it. In v1 the
+same relative path exists in every controller's hierarchy.
+
+Limits written per container (:class:`Limits`):
+
+- memory: v2 ``memory.max`` plus ``memory.swap.max = 0``; v1 ``memory.limit_in_bytes``
+  plus ``memory.memsw.limit_in_bytes`` with the same value (no swap beyond the limit).
+  Files a container writes to its tmpfs count against the same limit (shmem is charged
+  to the cgroup that wrote it). v2 also sets ``memory.oom.group``: an OOM kill takes the
+  whole container down at once.
+- pids: ``pids.max`` (threads count too), so a fork bomb stops at the limit.
+- CPU: v1 ``cpu.shares``; v2 ``cpu.weight`` converted from the same share value.
+
+Guarantees:
+
+- :meth:`Cgroup.kill` sends SIGKILL to every process in the cgroup, including frozen ones
+  (v2 ``cgroup.kill``; otherwise freeze, kill each member, thaw — frozen v1 tasks only
+  die once thawed, and a frozen cgroup cannot fork new members while it is being killed).
+- :meth:`Cgroup.remove` / :meth:`Cgroup.aremove` kill whatever is left, wait (polling,
+  bounded) until the cgroup is empty and remove its directories; they are idempotent.
+- :meth:`CgroupRoot.prepare` kills and removes every leftover child cgroup (a previous
+  invoker that crashed): call it only while holding the factory's lock on its directory.
+
+All methods are synchronous file writes of a few bytes; they run on the event loop
+thread; ``remove`` and ``prepare`` block (bounded) while killed processes exit, so they
+are for start-up, and containers use ``aremove``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from squall.errors import ContainerError
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+V1_REQUIRED = ("memory", "pids", "freezer")
+V2_REQUIRED = ("memory", "pids")
+#: How long ``remove``/``prepare`` wait for killed processes to leave a cgroup.
+EMPTY_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one container may use. ``cpu_shares`` is on the v1 scale (1024 = default)."""
+
+    memory_bytes: int
+    pids: int
+    cpu_shares: int
+
+    @property
+    def cpu_weight(self) -> int:
+        """``cpu_shares`` on the v2 ``cpu.weight`` scale (the conversion runc uses)."""
+        shares = min(max(self.cpu_shares, 2), 262144)
+        return 1 + ((shares - 2) * 9999) // 262142
+
+
+def _write(path: Path, value: str) -> None:
+    # One write() of the whole value: cgroup files take one value per write call.
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def _pids(procs: Path) -> set[int]:
+    try:
+        return {int(line) for line in procs.read_text().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def _counter(path: Path, key: str) -> int | None:
+    """The value of ``key`` in a flat keyed file (``memory.events``, ``oom_control``)."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except FileNotFoundError:
+        return None
+    return None
+
+
+class Cgroup(ABC):
+    """The cgroup of one container (the same relative path in every hierarchy used)."""
+
+    def __init__(self, name: str, directories: list[Path]) -> None:
+        self.name = name
+        self.directories = directories
+        self._removed = False
+
+    @property
+    def procs_files(self) -> list[Path]:
+        """Where a pid is written to join this cgroup (one file per hierarchy)."""
+        return [d / "cgroup.procs" for d in self.directories]
+
+    def attach(self, pid: int) -> None:
+        """Move process ``pid`` (not its existing children) into this cgroup."""
+        for procs in self.procs_files:
+            _write(procs, str(pid))
+
+    def pids(self) -> set[int]:
+        """The processes currently in the cgroup (as seen from the invoker)."""
+        return set().union(*(_pids(p) for p in self.procs_files))
+
+    @abstractmethod
+    def limit(self, limits: Limits) -> None:
+        """Write the limits; called once, before any process joins."""
+
+    @abstractmethod
+    def freeze(self) -> None:
+        """Stop every process of the cgroup until ``thaw`` (asynchronous in the kernel)."""
+
+    @abstractmethod
+    def thaw(self) -> None:
+        """Let a frozen cgroup run again."""
+
+    @abstractmethod
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed because the cgroup hit its memory limit."""
+
+    def kill(self) -> None:
+        """SIGKILL every process of the cgroup, frozen ones included (see module doc)."""
+        self.freeze()
+        try:
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            self.thaw()
+
+    def try_remove(self) -> bool:
+        """One step of removal: SIGKILL what is left, or remove the directories once the
+        cgroup is empty. True when the cgroup is gone; idempotent."""
+        if self._removed:
+            return True
+        if self.pids():
+            self.kill()
+            return False
+        for directory in self.directories:
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:  # EBUSY: a killed task is still being torn down
+                return False
+        self._removed = True
+        return True
+
+    def remove(self, timeout: float = EMPTY_TIMEOUT_SECONDS) -> bool:
+        """Kill what is left, wait until empty, remove the directories (blocking; for
+        start-up clean-up). False when processes were still there after ``timeout``: the
+        directories are then left for the next ``CgroupRoot.prepare``."""
+        deadline = time.monotonic() + timeout
+        while not self.try_remove():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)  # the kernel finishes the killed tasks' exit asynchronously
+        return True
+
+    async def aremove(self, timeout: float = EMPTY_TIMEOUT_SECONDS) -> bool:
+        """``remove`` for the event loop: waits without blocking it."""
+        deadline = time.monotonic() + timeout
+        while not self.try_remove():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
+
+
+class CgroupV1(Cgroup):
+    def __init__(self, name: str, controllers: dict[str, Path]) -> None:
+        super().__init__(name, list(controllers.values()))
+        self._controllers = controllers
+
+    def limit(self, limits: Limits) -> None:
+        memory = self._controllers["memory"]
+        _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+        memsw = memory / "memory.memsw.limit_in_bytes"
+        if memsw.exists():  # absent when the kernel does not account swap
+            _write(memsw, str(limits.memory_bytes))
+        with contextlib.suppress(OSError):
+            _write(memory / "memory.swappiness", "0")
+        _write(self._controllers["pids"] / "pids.max", str(limits.pids))
+        if "cpu" in self._controllers:
+            _write(self._controllers["cpu"] / "cpu.shares", str(max(2, limits.cpu_shares)))
+
+    def freeze(self) -> None:
+        _write(self._controllers["freezer"] / "freezer.state", "FROZEN")
+
+    def thaw(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            _write(self._controllers["freezer"] / "freezer.state", "THAWED")
+
+    def frozen(self) -> bool:
+        state = (self._controllers["freezer"] / "freezer.state").read_text().strip()
+        return state == "FROZEN"
+
+    def oom_kills(self) -> int:
+        memory = self._controllers["memory"]
+        kills = _counter(memory / "memory.oom_control", "oom_kill")
+        if kills is not None:
+            return kills
+        # Kernels before 4.13 do not count kills: hitting the memory+swap limit is the
+        # condition that makes the OOM killer act, so it stands in for a kill.
+        failed = memory / "memory.memsw.failcnt"
+        return 1 if failed.exists() and int(failed.read_text()) > 0 else 0
+
+
+class CgroupV2(Cgroup):
+    def __init__(self, name: str, directory: Path, cpu: bool) -> None:
+        super().__init__(name, [directory])
+        self._dir = directory
+        self._cpu = cpu
+
+    def limit(self, limits: Limits) -> None:
+        _write(self._dir / "memory.max", str(limits.memory_bytes))
+        if (self._dir / "memory.swap.max").exists():
+            _write(self._dir / "memory.swap.max", "0")
+        with contextlib.suppress(OSError):
+            _write(self._dir / "memory.oom.group", "1")
+        _write(self._dir / "pids.max", str(limits.pids))
+        if self._cpu:
+            _write(self._dir / "cpu.weight", str(limits.cpu_weight))
+
+    def freeze(self) -> None:
+        _write(self._dir / "cgroup.freeze", "1")
+
+    def thaw(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            _write(self._dir / "cgroup.freeze", "0")
+
+    def frozen(self) -> bool:
+        return _counter(self._dir / "cgroup.events", "frozen") == 1
+
+    def oom_kills(self) -> int:
+        return _counter(self._dir / "memory.events", "oom_kill") or 0
+
+    def kill(self) -> None:
+        try:
+            _write(self._dir / "cgroup.kill", "1")  # Linux 5.14+: kills frozen tasks too
+        except FileNotFoundError:
+            super().kill()
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """The cgroup mounts of this host: v2 (one mount) or v1 (one mount per controller)."""
+
+    version: int
+    mounts: dict[str, Path]  # v1: controller -> mount point; v2: {"unified": mount point}
+    cpu: bool  # whether CPU shares/weight can be set
+
+    def root(self, relative: str) -> CgroupRoot:
+        """The parent cgroup ``relative`` (e.g. ``squall/3f2a``) in this hierarchy."""
+        return CgroupRoot(self, relative.strip("/"))
+
+
+def detect(mountinfo: Path = MOUNTINFO) -> Hierarchy:
+    """The usable cgroup hierarchy; raises ContainerError saying what is missing."""
+    v1: dict[str, Path] = {}
+    v2: Path | None = None
+    for line in mountinfo.read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = right.split()
+        if len(fields) < 3:
+            continue
+        point = Path(left.split()[4].replace("\\040", " "))
+        if fields[0] == "cgroup2":
+            v2 = v2 or point
+        elif fields[0] == "cgroup":
+            for option in fields[2].split(","):
+                v1.setdefault(option, point)
+    if v2 is not None:
+        try:
+            available = (v2 / "cgroup.controllers").read_text().split()
+        except OSError:
+            available = []
+        if all(c in available for c in V2_REQUIRED):
+            return Hierarchy(2, {"unified": v2}, cpu="cpu" in available)
+    missing = [c for c in V1_REQUIRED if c not in v1]
+    if missing:
+        raise ContainerError(
+            "no usable cgroups: cgroup v2 without the memory and pids controllers, and "
+            f"no cgroup v1 hierarchy for {', '.join(missing)}"
+        )
+    controllers = {c: v1[c] for c in (*V1_REQUIRED, "cpu") if c in v1}
+    return Hierarchy(1, controllers, cpu="cpu" in controllers)
+
+
+class CgroupRoot:
+    """The parent cgroup of one factory's containers; see the module docstring."""
+
+    def __init__(self, hierarchy: Hierarchy, relative: str) -> None:
+        self.hierarchy = hierarchy
+        self.relative = relative
+        self.directories = [mount / relative for mount in hierarchy.mounts.values()]
+
+    def prepare(self) -> int:
+        """Create the parent cgroup, then kill and remove leftover children.
+
+        Returns how many leftovers were removed. Raises ContainerError when the parent
+        cannot be created or configured (a read-only or non-delegated cgroup tree).
+        """
+        try:
+            for directory in self.directories:
+                directory.mkdir(parents=True, exist_ok=True)
+            if self.hierarchy.version == 2:
+                self._enable_v2_controllers()
+        except OSError as ex:
+            raise ContainerError(f"cannot create cgroup {self.relative}: {ex}") from ex
+        stale = {
+            child.name
+            for directory in self.directories
+            for child in directory.iterdir()
+            if child.is_dir()
+        }
+        for name in stale:
+            self._group(name).remove()
+        return len(stale)
+
+    def create(self, name: str, limits: Limits) -> Cgroup:
+        """A new child cgroup with ``limits`` written; ContainerError if that fails."""
+        group = self._group(name)
+        try:
+            for directory in group.directories:
+                directory.mkdir()
+            group.limit(limits)
+        except OSError as ex:
+            group.remove(timeout=0)
+            raise ContainerError(f"cannot set up cgroup {self.relative}/{name}: {ex}") from ex
+        return group
+
+    def remove(self) -> None:
+        """Remove the (empty) parent directories; leftovers keep them, silently."""
+        for directory in self.directories:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+    def _group(self, name: str) -> Cgroup:
+        if self.hierarchy.version == 2:
+            return CgroupV2(name, self.directories[0] / name, self.hierarchy.cpu)
+        controllers = {
+            controller: mount / self.relative / name
+            for controller, mount in self.hierarchy.mounts.items()
+        }
+        return CgroupV1(name, controllers)
+
+    def _enable_v2_controllers(self) -> None:
+        # Each level from the mount down to our parent must hand the controllers to its
+        # children ("no internal processes": only levels without processes of their own
+        # can, which is why containers are leaves below a parent of their own).
+        wanted = ["memory", "pids"] + (["cpu"] if self.hierarchy.cpu else [])
+        level = self.hierarchy.mounts["unified"]
+        levels = [level]
+        for part in self.relative.split("/"):
+            level = level / part
+            levels.append(level)
+        for level in levels:
+            enabled = (level / "cgroup.subtree_control").read_text().split()
+            for controller in wanted:
+                if controller not in enabled:
+                    _write(level / "cgroup.subtree_control", f"+{controller}")

@@ -1,0 +1,182 @@
+"""Cgroup detection, limits, freezing, killing and clean-up on this host's real cgroups."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from squall.errors import ContainerError
+from squall.sandbox import cgroups
+from squall.sandbox.cgroups import CgroupV2, Hierarchy, Limits
+
+V1_MOUNTS = """\
+30 25 0:27 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu
+31 25 0:28 / /sys/fs/cgroup/memory rw,relatime shared:10 - cgroup cgroup rw,memory
+32 25 0:29 / /sys/fs/cgroup/freezer rw,relatime shared:11 - cgroup cgroup rw,freezer
+33 25 0:30 / /sys/fs/cgroup/pids rw,relatime shared:12 - cgroup cgroup rw,pids
+"""
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` with a deadline (the kernel freezes and thaws asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(["sleep", "300"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def hierarchy() -> Hierarchy:
+    return cgroups.detect()
+
+
+@pytest.fixture
+def root_name(hierarchy: Hierarchy) -> Iterator[str]:
+    """A parent cgroup path of this test's own; its directories go away afterwards."""
+    yield f"squall-test/{uuid.uuid4().hex[:8]}"
+    for mount in hierarchy.mounts.values():
+        with contextlib.suppress(OSError):
+            (mount / "squall-test").rmdir()
+
+
+def test_this_host_has_a_usable_hierarchy(hierarchy: Hierarchy) -> None:
+    # Given this host, When cgroups are detected, Then memory and pids limits are possible
+    if hierarchy.version == 1:
+        assert {"memory", "pids", "freezer"} <= set(hierarchy.mounts)
+        assert all((mount / "cgroup.procs").exists() for mount in hierarchy.mounts.values())
+    else:
+        controllers = (hierarchy.mounts["unified"] / "cgroup.controllers").read_text().split()
+        assert {"memory", "pids"} <= set(controllers)
+
+
+def test_a_pure_v2_host_is_detected(tmp_path: Path) -> None:
+    # Given a unified hierarchy offering memory, pids and cpu
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    info = tmp_path / "mountinfo"
+    info.write_text(f"30 25 0:26 / {tmp_path} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
+    # When detected, Then it is v2 with CPU weights
+    assert cgroups.detect(info) == Hierarchy(2, {"unified": tmp_path}, cpu=True)
+
+
+def test_a_hybrid_host_uses_its_v1_controllers(tmp_path: Path) -> None:
+    # Given v1 controllers and an empty unified hierarchy next to them (this machine)
+    (tmp_path / "cgroup.controllers").write_text("\n")
+    info = tmp_path / "mountinfo"
+    info.write_text(V1_MOUNTS + f"34 25 0:31 / {tmp_path} rw - cgroup2 cgroup2 rw\n")
+    # When detected, Then v1 is used
+    found = cgroups.detect(info)
+    assert found.version == 1 and found.cpu
+    assert found.mounts["memory"] == Path("/sys/fs/cgroup/memory")
+
+
+def test_a_host_without_the_controllers_is_refused(tmp_path: Path) -> None:
+    # Given only a cpu hierarchy, When detected, Then the error names what is missing
+    info = tmp_path / "mountinfo"
+    info.write_text(V1_MOUNTS.splitlines()[0] + "\n")
+    with pytest.raises(ContainerError, match="memory, pids, freezer"):
+        cgroups.detect(info)
+
+
+def test_cpu_shares_convert_to_v2_weights() -> None:
+    # The conversion runc uses: the v1 range 2..262144 onto v2's 1..10000
+    weights = [Limits(0, 1, shares).cpu_weight for shares in (2, 1024, 262144, 1)]
+    assert weights == [1, 39, 10000, 1]
+
+
+def test_limits_are_written_and_removal_kills_members(
+    hierarchy: Hierarchy, root_name: str, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # Given a container cgroup with limits and a process in it
+    root = hierarchy.root(root_name)
+    root.prepare()
+    try:
+        group = root.create("c1", Limits(64 * 1024 * 1024, 16, 512))
+        group.attach(sleeper.pid)
+        assert group.pids() == {sleeper.pid}
+        if hierarchy.version == 1:
+            memory = hierarchy.mounts["memory"] / root_name / "c1"
+            assert (memory / "memory.limit_in_bytes").read_text() == f"{64 * 1024 * 1024}\n"
+            assert (hierarchy.mounts["pids"] / root_name / "c1" / "pids.max").read_text() == "16\n"
+            assert (
+                hierarchy.mounts["cpu"] / root_name / "c1" / "cpu.shares"
+            ).read_text() == "512\n"
+        # When it is frozen, Then its process stops; thawed, it runs again
+        group.freeze()
+        assert until(lambda: state(sleeper.pid) == "D")
+        group.thaw()
+        assert until(lambda: state(sleeper.pid) == "S")
+        # When the cgroup is removed (while frozen), Then its process was killed first
+        group.freeze()
+        assert group.remove()
+        assert sleeper.wait(5) == -9
+        assert not any(d.exists() for d in group.directories)
+        assert group.oom_kills() == 0 or hierarchy.version == 2
+    finally:
+        root.remove()
+
+
+def test_prepare_removes_what_a_crashed_invoker_left(
+    hierarchy: Hierarchy, root_name: str, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # Given a container cgroup with a live process, left behind
+    root = hierarchy.root(root_name)
+    root.prepare()
+    try:
+        root.create("left", Limits(64 * 1024 * 1024, 16, 512)).attach(sleeper.pid)
+        # When a new parent is prepared at the same place
+        cleaned = hierarchy.root(root_name).prepare()
+        # Then the process was killed and the cgroup removed
+        assert cleaned == 1
+        assert sleeper.wait(5) == -9
+        assert not any((d / "left").exists() for d in root.directories)
+    finally:
+        root.remove()
+
+
+def test_v2_freeze_and_kill_on_the_unified_hierarchy(
+    sleeper: subprocess.Popen[bytes], root_name: str
+) -> None:
+    # Given this host's cgroup v2 mount (without controllers on a hybrid host: freezing
+    # and killing are core v2 features) and a process in a v2 cgroup of ours
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    unified = next(Path(m.split()[4]) for m in mounts if " - cgroup2 " in m)
+    directory = unified / root_name / "c1"
+    directory.mkdir(parents=True)
+    group = CgroupV2("c1", directory, cpu=False)
+    try:
+        group.attach(sleeper.pid)
+        # When frozen, Then it stops; thawed, it runs
+        group.freeze()
+        assert until(lambda: group.frozen() and state(sleeper.pid) in ("D", "S", "T"))
+        group.thaw()
+        assert until(lambda: not group.frozen())
+        # When killed and removed, Then the process is gone and so is the directory
+        assert group.remove()
+        assert sleeper.wait(5) == -9
+        assert not directory.exists()
+    finally:
+        for path in (directory, directory.parent, directory.parent.parent):
+            with contextlib.suppress(OSError):
+                path.rmdir()
