@@ -15,6 +15,7 @@ from squall.entities.activation import (
     ABNORMAL_INIT,
     ABNORMAL_RUN,
     INVALID_JSON,
+    MEMORY_EXHAUSTED,
     ActivationResponse,
     timed_out_message,
     truncated_response_message,
@@ -36,6 +37,8 @@ def init_outcome(resp: RuntimeResponse, timeout_ms: int) -> ActivationResponse |
     """None when /init succeeded, else the developer error that ends the activation."""
     if resp.timed_out:
         return ActivationResponse.developer_error(timed_out_message(timeout_ms, init=True))
+    if resp.oom:
+        return ActivationResponse.developer_error(MEMORY_EXHAUSTED)
     if resp.exited:
         return ActivationResponse.developer_error(ABNORMAL_INIT)
     if resp.status == 200:
@@ -51,6 +54,8 @@ def init_outcome(resp: RuntimeResponse, timeout_ms: int) -> ActivationResponse |
 def run_outcome(resp: RuntimeResponse, timeout_ms: int) -> ActivationResponse:
     if resp.timed_out:
         return ActivationResponse.developer_error(timed_out_message(timeout_ms, init=False))
+    if resp.oom:
+        return ActivationResponse.developer_error(MEMORY_EXHAUSTED)
     if resp.exited:
         return ActivationResponse.developer_error(ABNORMAL_RUN)
     if resp.truncated or len(resp.body) > MAX_RESULT_BYTES:

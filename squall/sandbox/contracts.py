@@ -38,8 +38,9 @@ class RuntimeResponse:
 
     ``status`` is the HTTP status (0 when there was no answer), ``body`` the raw bytes.
     ``timed_out`` means the deadline passed first; ``exited`` means the process died or
-    closed the connection before answering. ``truncated`` means the body was cut at the
-    factory's maximum response size.
+    closed the connection before answering; ``oom`` (with ``exited``) that the kernel
+    killed it because the container reached its memory limit. ``truncated`` means the body
+    was cut at the factory's maximum response size.
     """
 
     status: int
@@ -48,6 +49,7 @@ class RuntimeResponse:
     exited: bool = False
     truncated: bool = False
     full_size: int = 0
+    oom: bool = False
 
 
 @dataclass(frozen=True, slots=True)

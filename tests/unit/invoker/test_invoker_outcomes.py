@@ -82,3 +82,14 @@ def test_oversize_result_is_truncated_with_openwhisk_message() -> None:
         f"{2 * MAX_RESULT_BYTES} > {MAX_RESULT_BYTES} bytes. The truncated response was: "
         '{"big":"xxx'
     )
+
+
+def test_an_out_of_memory_kill_is_openwhisks_memory_message() -> None:
+    # Given a runtime the kernel killed at its memory limit, during /init or /run
+    killed = RuntimeResponse(0, b"", exited=True, oom=True)
+    # Then both are developer errors with OpenWhisk's memory message
+    message = {"error": "The action exhausted its memory and was aborted."}
+    init = init_outcome(killed, 1000)
+    assert init is not None and (init.status_code, init.result) == (DEVELOPER_ERROR, message)
+    run = run_outcome(killed, 1000)
+    assert (run.status_code, run.result) == (DEVELOPER_ERROR, message)
