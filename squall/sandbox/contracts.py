@@ -97,7 +97,25 @@ class Container(Protocol):
 
 
 class ContainerFactory(Protocol):
-    """Creates containers; owns their lifetime as a group."""
+    """Creates containers; owns their lifetime as a group.
+
+    Isolation every factory gives its containers (an implementation may only drop it when
+    its operator explicitly asked for an unsafe development mode):
+
+    - a container's processes cannot see or signal the invoker's or another container's
+      processes, files or IPC, and cannot read the invoker's state (its home directory,
+      store, credentials) or host secrets such as ``/etc/shadow``;
+    - the file system a container can write is private to it and bounded in size; what it
+      writes dies with it;
+    - no network beyond the container's own loopback unless the invoker allows outbound
+      network;
+    - memory is limited to the ``memory_mb`` asked for (no swap beyond it), and so are the
+      number of processes, open files and the CPU share, so one container cannot starve
+      the host or its neighbours; a container killed for exceeding its memory answers with
+      ``RuntimeResponse.oom``;
+    - every process a container starts is killed when it is destroyed, and when the
+      invoker dies.
+    """
 
     async def create(
         self, kind: str, memory_mb: int, env: Mapping[str, str] | None = None

@@ -1,30 +1,31 @@
-"""The process sandbox: each container is a runtime proxy running as a child process.
+"""The process sandbox: each container is a runtime proxy in a sandbox of its own.
 
-:class:`ProcessContainerFactory` starts ``node proxy.js`` or ``python proxy.py`` in a
-directory of its own under the factory's work directory, as the leader of a new process
-group (session), with a minimal explicit environment. The proxy listens on a Unix socket
-in that directory; :class:`ProcessContainer` talks to it with the OpenWhisk runtime
-protocol through :class:`~squall.sandbox.http.UnixHttpClient`, and reads its stdout and
-stderr continuously into a :class:`~squall.sandbox.logs.LogCollector`.
-
-Isolation (namespaces with bubblewrap, cgroup memory limits) is not applied here yet: the
-command is built by :meth:`ProcessContainerFactory._command` so that a wrapper can be put
-in front of it, and the socket directory is the only path the host side needs to share.
+:class:`ProcessContainerFactory` starts ``node proxy.js`` or ``python proxy.py`` — inside
+bubblewrap namespaces and a cgroup of its own (:mod:`squall.sandbox.isolation`), or, only
+when the operator chose so, as a plain child process — with a minimal explicit
+environment. The invoker creates the runtime's listening Unix socket in the container's
+directory and the runtime inherits it; :class:`ProcessContainer` talks to it with the
+OpenWhisk runtime protocol through :class:`~squall.sandbox.http.UnixHttpClient`, and reads
+its stdout and stderr continuously into a :class:`~squall.sandbox.logs.LogCollector`.
 
 Guarantees, beyond those of :mod:`squall.sandbox.contracts`:
 
 - Readiness is signalled by the proxy writing one byte to an inherited pipe
   (``__OW_READY_FD``): ``create`` returns as soon as the proxy listens, without polling.
 - ``create`` either returns a listening container or raises ``ContainerError`` after
-  killing the process group and removing the directory, also when cancelled.
-- ``destroy`` sends SIGKILL to the whole process group (processes the action spawned
-  die too, unless they left the group with ``setsid``), waits until the child was reaped
-  (no zombies), closes the pipes and connections and removes the directory.
+  killing its processes and removing its directory and cgroup, also when cancelled.
+- ``destroy`` kills every process of the container — the sandbox's first process (which
+  takes its whole pid namespace along), the process group, then anything left in the
+  cgroup, paused containers included — waits until the runtime was reaped (no zombies),
+  closes the pipes and connections and removes the directory and the cgroup.
 - The runtime holds the read end of a *lifeline* pipe whose write end only the container
-  holds (``__OW_LIFELINE_FD``): when the invoker process dies, even by SIGKILL, the kernel
-  closes it and the runtime kills its own process group. As a second line, the runtime's
-  pid (= its process group id) is ``ProcessContainer.pid`` and is written to
-  ``<container dir>/pid``, so leftovers can still be found and killed.
+  holds (``__OW_LIFELINE_FD``): when the invoker process dies, even by SIGKILL, the runtime
+  exits; a sandbox also dies with its parent (``--die-with-parent``). As a further line,
+  ``<container dir>/pid`` records the pid and start time of each runtime, and a new
+  factory on the same directory kills recorded processes and leftover cgroups first.
+- One factory per directory: the factory holds an exclusive lock on ``<workdir>/.lock``
+  (released by the kernel if the invoker dies), so start-up clean-up never touches the
+  containers of a live invoker.
 - A container started with ``__OW_CONCURRENCY`` > 1 in its environment runs activations
   concurrently; its runtime writes no sentinels and ``logs`` returns what arrived so far.
 """
@@ -32,22 +33,25 @@ Guarantees, beyond those of :mod:`squall.sandbox.contracts`:
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import fcntl
+import hashlib
 import os
 import secrets
 import shutil
-import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import Literal
 
 from squall.errors import ContainerError
 from squall.runtimes import family, proxy_path
-from squall.sandbox.contracts import LogResult, RuntimeResponse
-from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
+from squall.sandbox import launch
+from squall.sandbox.bwrap import RUNTIME_ROOT, BwrapSandbox, interpreter_prefix, write_etc
+from squall.sandbox.cgroups import CgroupRoot
+from squall.sandbox.container import ProcessContainer
+from squall.sandbox.http import UnixHttpClient
+from squall.sandbox.isolation import Isolation, confine
 from squall.sandbox.logs import LogCollector
 
 #: OpenWhisk's 1 MiB result limit plus room for the JSON around it.
@@ -56,171 +60,52 @@ DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024 + 64 * 1024
 DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 KINDS = ("nodejs:20", "python:3.11")
-SOCKET_NAME = "proxy.sock"
-#: How long ``destroy`` waits for the killed runtime to be reaped.
-REAP_TIMEOUT_SECONDS = 5.0
+SOCKET_NAME = launch.SOCKET_NAME
+#: Where a sandboxed runtime keeps the action's files (a tmpfs of its own).
+SANDBOX_WORKDIR = "/tmp"
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ProcessContainer", "ProcessContainerFactory"]
 
 
-class _RuntimeProtocol(asyncio.SubprocessProtocol):
-    """Feeds the runtime's pipes into the log collector and notes its exit (loop thread)."""
+@dataclass(frozen=True)
+class _Confinement:
+    """An isolating factory's parts: settings, command builder, parent cgroup."""
 
-    def __init__(self, logs: LogCollector, exited: asyncio.Future[None]) -> None:
-        self._logs = logs
-        self._exited = exited
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self._logs.feed("stdout" if fd == 1 else "stderr", data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd in (1, 2):
-            self._logs.eof("stdout" if fd == 1 else "stderr")
-
-    def process_exited(self) -> None:
-        self._logs.process_exited()
-        if not self._exited.done():
-            self._exited.set_result(None)
-
-
-class ProcessContainer:
-    """One runtime process; implements :class:`squall.sandbox.contracts.Container`.
-
-    Created only by :meth:`ProcessContainerFactory.create`. ``initialize``/``run`` may be
-    called from several tasks at once (each request gets its own connection); whether the
-    runtime overlaps them depends on its concurrency setting.
-    """
-
-    def __init__(
-        self,
-        *,
-        container_id: str,
-        kind: str,
-        memory_mb: int,
-        directory: Path,
-        transport: asyncio.SubprocessTransport,
-        logs: LogCollector,
-        exited: asyncio.Future[None],
-        http: UnixHttpClient,
-        lifeline: int,
-        on_destroyed: Callable[[ProcessContainer], None],
-    ) -> None:
-        self._id = container_id
-        self._kind = kind
-        self._memory_mb = memory_mb
-        self.directory = directory
-        self._transport = transport
-        self._logs = logs
-        self._exited = exited
-        self._http = http
-        self._lifeline = lifeline  # write end; the runtime kills its group when it closes
-        self._on_destroyed = on_destroyed
-        self._destroying: asyncio.Task[None] | None = None
-        #: Also the process group id: the runtime leads its own session.
-        self.pid: int = transport.get_pid()
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def kind(self) -> str:
-        return self._kind
-
-    @property
-    def memory_mb(self) -> int:
-        return self._memory_mb
-
-    @property
-    def exited(self) -> bool:
-        """Whether the runtime process has exited (it was reaped)."""
-        return self._exited.done()
-
-    async def initialize(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
-        """POST /init with ``{"value": payload}``; see the contract."""
-        return await self._request("/init", {"value": dict(payload)}, timeout)
-
-    async def run(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
-        """POST /run with ``payload``; see the contract."""
-        return await self._request("/run", dict(payload), timeout)
-
-    async def logs(self, limit_bytes: int, wait: float) -> LogResult:
-        """The lines of the activations answered since the last call; see the contract."""
-        return await self._logs.collect(limit_bytes, wait)
-
-    def pause(self) -> None:
-        """Stop every process of the container (SIGSTOP to the group) until ``resume``."""
-        self._signal_group(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Continue a paused container (SIGCONT to the group)."""
-        self._signal_group(signal.SIGCONT)
-
-    async def destroy(self) -> None:
-        """Kill the process group, reap the runtime, free its files. Idempotent.
-
-        Concurrent callers all wait for the same teardown, which runs to its end even if a
-        caller is cancelled.
-        """
-        if self._destroying is None:
-            self._destroying = asyncio.ensure_future(self._teardown())
-        await asyncio.shield(self._destroying)
-
-    async def _request(
-        self, target: str, message: dict[str, Any], timeout: float
-    ) -> RuntimeResponse:
-        if self._destroying is not None:
-            raise ContainerError(f"container {self._id} was destroyed")
-        body = orjson.dumps(message)
-        try:
-            async with asyncio.timeout(timeout):
-                answer = await self._http.post(target, body)
-        except TimeoutError:
-            return RuntimeResponse(0, b"", timed_out=True)
-        except ConnectionLost:
-            return RuntimeResponse(0, b"", exited=True)
-        except ProtocolError:
-            return RuntimeResponse(0, b"", exited=self.exited)
-        finally:
-            # Whatever the outcome, this request's output ends an activation in the logs: an
-            # answered one with both sentinels (written before the answer); a crashed or
-            # timed-out one with whatever it printed, which logs() returns when its wait
-            # runs out or the process is gone.
-            self._logs.expect_activation()
-        return RuntimeResponse(
-            answer.status, answer.body, truncated=answer.truncated, full_size=answer.full_size
-        )
-
-    def _signal_group(self, signum: int) -> None:
-        if self._destroying is not None:
-            raise ContainerError(f"container {self._id} was destroyed")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signum)
-
-    async def _teardown(self) -> None:
-        # SIGKILL reaches stopped (paused) processes too. The group outlives its leader
-        # while children of the action are alive, so this also works after a crash.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        try:
-            async with asyncio.timeout(REAP_TIMEOUT_SECONDS):
-                await asyncio.shield(self._exited)
-        except TimeoutError:
-            pass  # not reaped yet: the loop's child watcher still reaps it when it goes
-        os.close(self._lifeline)
-        self._transport.close()
-        await self._http.aclose()
-        await asyncio.to_thread(shutil.rmtree, self.directory, True)
-        self._on_destroyed(self)
+    isolation: Isolation
+    sandbox: BwrapSandbox
+    cgroups: CgroupRoot
 
 
 class ProcessContainerFactory:
-    """Starts runtime proxies as child processes; implements ``ContainerFactory``.
+    """Starts runtime proxies as isolated child processes; implements ``ContainerFactory``.
 
-    ``workdir`` holds one directory per container. ``api_host`` becomes ``__OW_API_HOST``.
-    ``node`` and ``python`` name the interpreters (looked up on the invoker's ``PATH``);
-    ``python`` runs ``python:3.11`` actions with ``-I -S`` (standard library only).
-    ``max_response_bytes`` caps a runtime's answer, ``log_cap_bytes`` the log text held per
-    activation before the first ``logs`` call, ``start_timeout`` how long a runtime may
-    take to listen, and ``path`` is the ``PATH`` the runtime sees.
+    Isolation (``isolation``: the default ``"auto"`` runs :meth:`Isolation.detect` and
+    raises ``ContainerError`` when the host cannot isolate; ``None`` turns it off, for
+    development only). Each isolated container:
+
+    - runs in its own user, pid, mount, ipc, uts and network namespaces as an unprivileged
+      user without capabilities, with loopback-only networking unless the isolation allows
+      network;
+    - sees read-only only what its runtime needs (system directories, its interpreter, its
+      proxy, a minimal ``/etc``) and a private writable ``/tmp`` capped in size — never
+      ``$SQUALL_HOME``, the store, other containers' files, ``/root``, ``/home`` or
+      ``/etc/shadow``; the action's files live in that ``/tmp``, so it cannot fill a disk;
+    - is in a cgroup of its own before the runtime starts: memory limited to the action's
+      memory (no swap), a pids limit (fork bombs stop there), an open-files limit, CPU
+      shares proportional to memory; an out-of-memory kill is reported as
+      ``RuntimeResponse.oom``; ``pause`` freezes the cgroup.
+
+    ``workdir`` holds one directory per container (socket and pid file, never visible
+    inside a sandbox). ``api_host`` becomes ``__OW_API_HOST``. ``node`` and ``python`` name
+    the interpreters (looked up on the invoker's ``PATH``); ``python`` runs ``python:3.11``
+    actions with ``-I -S`` (standard library only). ``max_response_bytes`` caps a runtime's
+    answer, ``log_cap_bytes`` the log text held per activation before the first ``logs``
+    call, ``start_timeout`` how long a runtime may take to listen, ``path`` is the
+    ``PATH`` the runtime sees.
+
+    The constructor takes the directory's lock and cleans up what a crashed predecessor
+    left (processes, directories, cgroups); it raises ``ContainerError`` when another
+    live factory holds the directory or the cgroups cannot be set up.
     """
 
     def __init__(
@@ -228,6 +113,7 @@ class ProcessContainerFactory:
         workdir: Path,
         api_host: str,
         *,
+        isolation: Isolation | Literal["auto"] | None = "auto",
         node: str = "node",
         python: str = sys.executable,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -235,9 +121,10 @@ class ProcessContainerFactory:
         start_timeout: float = 10.0,
         path: str = DEFAULT_PATH,
     ) -> None:
-        # Resolved: proxies compare the socket's directory with their (real) cwd.
+        # Resolved: the lock, the leftovers and the cgroup's name belong to the real path.
         self.workdir = Path(workdir).resolve()
         self.api_host = api_host
+        self.isolation = Isolation.detect() if isolation == "auto" else isolation
         self._interpreters = {"nodejs": node, "python": python}
         self._max_response_bytes = max_response_bytes
         self._log_cap_bytes = log_cap_bytes
@@ -245,6 +132,15 @@ class ProcessContainerFactory:
         self._path = path
         self._containers: dict[str, ProcessContainer] = {}
         self._closed = False
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = self._take_lock()
+        try:
+            #: How many leftovers of a previous invoker were cleaned up at start.
+            self.leftovers = self._clean_leftovers()
+            self._confinement = None if self.isolation is None else self._confine(self.isolation)
+        except BaseException:
+            os.close(self._lock)
+            raise
 
     def supports(self, kind: str) -> bool:
         """Whether ``kind`` is known and its interpreter can be found."""
@@ -265,7 +161,7 @@ class ProcessContainerFactory:
             raise ContainerError(f"kind {kind!r} is not supported by the process sandbox")
         container_id = secrets.token_hex(6)
         directory = self.workdir / container_id
-        directory.mkdir(mode=0o700, parents=True)
+        directory.mkdir(mode=0o700)
         try:
             container = await self._start(container_id, kind, memory_mb, directory, env or {})
         except BaseException:
@@ -275,9 +171,52 @@ class ProcessContainerFactory:
         return container
 
     async def close(self) -> None:
-        """Destroy every container this factory created. Idempotent."""
+        """Destroy every container this factory created, release the directory.
+        Idempotent."""
+        if self._closed and self._lock < 0:
+            return
         self._closed = True
         await asyncio.gather(*(c.destroy() for c in list(self._containers.values())))
+        if self._confinement is not None:
+            self._confinement.cgroups.remove()
+        if self._lock >= 0:
+            os.close(self._lock)  # releases the flock
+            self._lock = -1
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def _take_lock(self) -> int:
+        fd = os.open(self.workdir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ContainerError(f"another invoker is using {self.workdir}") from None
+        return fd
+
+    def _clean_leftovers(self) -> int:
+        """Kill the runtimes a previous invoker on this directory left, drop their files."""
+        found = 0
+        for entry in self.workdir.iterdir():
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            launch.kill_leftover(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+            found += 1
+        return found
+
+    def _confine(self, isolation: Isolation) -> _Confinement:
+        launch.become_subreaper()  # see launch.reap_orphan
+        etc = self.workdir / ".etc"
+        write_etc(etc, isolation.network)
+        sandbox = BwrapSandbox(isolation.bwrap, etc, network=isolation.network)
+        # One parent cgroup per work directory: stale children are this directory's.
+        instance = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
+        cgroups = isolation.hierarchy.root(f"{isolation.cgroup_root}/{instance}")
+        self.leftovers += cgroups.prepare()
+        return _Confinement(isolation, sandbox, cgroups)
+
+    # -- one container -----------------------------------------------------------------
 
     def _forget(self, container: ProcessContainer) -> None:
         self._containers.pop(container.id, None)
@@ -285,28 +224,34 @@ class ProcessContainerFactory:
     def _interpreter(self, kind: str) -> str | None:
         return shutil.which(self._interpreters.get(family(kind), ""))
 
-    def _command(self, kind: str) -> list[str]:
-        """The argv that starts the runtime; the place to wrap it in a namespace sandbox."""
+    def _argv(self, kind: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """The runtime's argv as seen where it runs, and the binds it needs in a sandbox."""
         interpreter = self._interpreter(kind)
         if interpreter is None:
             raise ContainerError(f"no interpreter found for kind {kind!r}")
-        script = str(proxy_path(kind))
+        script = proxy_path(kind)
+        binds: list[tuple[str, str]] = []
+        if self._confinement is not None:
+            # A venv's python is a symlink to the real one, which is what the sandbox has.
+            interpreter = os.path.realpath(interpreter)
+            prefix = interpreter_prefix(interpreter)
+            if prefix is not None:
+                binds.append((prefix, prefix))
+            inside = f"{RUNTIME_ROOT}/{family(kind)}"
+            binds.append((str(script.parent), inside))
+            script = Path(inside) / script.name
         if family(kind) == "python":
-            return [interpreter, "-I", "-S", script]
-        return [interpreter, script]
+            return [interpreter, "-I", "-S", str(script)], binds
+        return [interpreter, str(script)], binds
 
     def _environment(
-        self, directory: Path, env: Mapping[str, str], ready_fd: int, lifeline_fd: int
+        self, directory: Path, env: Mapping[str, str], fds: Mapping[str, int]
     ) -> dict[str, str]:
         # Explicit and minimal: nothing of the invoker's own environment leaks in.
-        base = {"PATH": self._path, "HOME": str(directory), "LANG": "C.UTF-8"}
-        fixed = {
-            "__OW_API_HOST": self.api_host,
-            "__OW_SOCKET": str(directory / SOCKET_NAME),
-            "__OW_WORKDIR": str(directory),
-            "__OW_READY_FD": str(ready_fd),
-            "__OW_LIFELINE_FD": str(lifeline_fd),
-        }
+        workdir = SANDBOX_WORKDIR if self._confinement is not None else str(directory)
+        base = {"PATH": self._path, "HOME": workdir, "LANG": "C.UTF-8"}
+        fixed = {"__OW_API_HOST": self.api_host, "__OW_WORKDIR": workdir}
+        fixed.update({f"__OW_{name}_FD": str(fd) for name, fd in fds.items()})
         return {**base, **env, **fixed}
 
     async def _start(
@@ -317,78 +262,97 @@ class ProcessContainerFactory:
         concurrent = int(env.get("__OW_CONCURRENCY", "1") or "1") > 1
         logs = LogCollector(self._log_cap_bytes, split=not concurrent or family(kind) != "nodejs")
         exited: asyncio.Future[None] = loop.create_future()
-        http = UnixHttpClient(directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes)
-        ready_read, ready_write = os.pipe()
-        lifeline_read, lifeline_write = os.pipe()
+        argv, binds = self._argv(kind)
+        confinement = self._confinement
+        cgroup = None
+        if confinement is not None:
+            limits = confinement.isolation.limits(memory_mb)
+            cgroup = confinement.cgroups.create(container_id, limits)
+        # Descriptors the child inherits, and the parent's ends it keeps.
+        child_fds: list[int] = []
+        keep: dict[str, int] = {}
         try:
+            listener = launch.listen(directory)
+            child_fds.append(listener.detach())
+            keep["ready"], ready_w = os.pipe()
+            lifeline_r, keep["lifeline"] = os.pipe()
+            child_fds += [ready_w, lifeline_r]
+            fds = {"LISTEN": child_fds[0], "READY": ready_w, "LIFELINE": lifeline_r}
+            if confinement is not None:
+                keep["info"], info_w = os.pipe()
+                block_r, keep["block"] = os.pipe()
+                child_fds += [info_w, block_r]
+                argv = confinement.sandbox.command(
+                    argv,
+                    binds=binds,
+                    tmp_bytes=confinement.isolation.tmp_bytes(memory_mb),
+                    info_fd=info_w,
+                    block_fd=block_r,
+                )
             try:
                 transport, _ = await loop.subprocess_exec(
-                    lambda: _RuntimeProtocol(logs, exited),
-                    *self._command(kind),
+                    lambda: launch.RuntimeProtocol(logs, exited),
+                    *argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
-                    env=self._environment(directory, env, ready_write, lifeline_read),
+                    env=self._environment(directory, env, fds),
                     cwd=directory,
                     start_new_session=True,
-                    pass_fds=(ready_write, lifeline_read),
+                    pass_fds=child_fds,
                 )
-            except BaseException as ex:
-                os.close(lifeline_write)
-                await http.aclose()
-                if isinstance(ex, OSError):
-                    raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
-                raise
-            finally:
-                os.close(ready_write)  # the child holds the only write end: EOF = it died
-                os.close(lifeline_read)
-            container = ProcessContainer(
-                container_id=container_id,
-                kind=kind,
-                memory_mb=memory_mb,
-                directory=directory,
-                transport=transport,
-                logs=logs,
-                exited=exited,
-                http=http,
-                lifeline=lifeline_write,
-                on_destroyed=self._forget,
-            )
-            try:
-                (directory / "pid").write_text(f"{container.pid}\n")
-                ready = await _wait_ready(ready_read, self._start_timeout)
-            except BaseException:
-                await container.destroy()
-                raise
+            except OSError as ex:
+                raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
+        except BaseException:
+            for fd in keep.values():
+                os.close(fd)
+            if cgroup is not None:
+                cgroup.remove(timeout=0)
+            raise
         finally:
-            os.close(ready_read)
+            for fd in child_fds:  # the child holds the only copies now (EOF = it died)
+                os.close(fd)
+        container = ProcessContainer(
+            container_id=container_id,
+            kind=kind,
+            memory_mb=memory_mb,
+            directory=directory,
+            transport=transport,
+            logs=logs,
+            exited=exited,
+            http=UnixHttpClient(
+                directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes
+            ),
+            lifeline=keep.pop("lifeline"),
+            cgroup=cgroup,
+            on_destroyed=self._forget,
+        )
+        ready_r = keep.pop("ready")
+        try:
+            launch.write_pid_file(directory, container.pid)
+            if confinement is not None and cgroup is not None:
+                try:
+                    container.sandbox = await confine(
+                        container.pid,
+                        keep.pop("info"),
+                        keep.pop("block"),
+                        cgroup,
+                        confinement.isolation.nofile,
+                        self._start_timeout,
+                    )
+                except ContainerError as ex:
+                    raise ContainerError(f"the {kind} runtime did not start: {ex}") from ex
+            ready = await launch.wait_ready(ready_r, self._start_timeout)
+        except BaseException:
+            await container.destroy()  # before the block pipe closes and lets it run
+            for fd in keep.values():
+                os.close(fd)
+            raise
+        finally:
+            os.close(ready_r)
         if not ready:
             await logs.wait_closed(1.0)  # its last words on stderr explain the failure
             await container.destroy()
             reason = logs.text("stderr") or "it exited or hung before listening"
             raise ContainerError(f"the {kind} runtime did not start: {reason}")
         return container
-
-
-async def _wait_ready(fd: int, timeout: float) -> bool:
-    """Wait for the proxy's readiness byte on pipe ``fd``; False on EOF or timeout."""
-    loop = asyncio.get_running_loop()
-    signalled: asyncio.Future[bool] = loop.create_future()
-
-    def on_readable() -> None:
-        try:
-            data = os.read(fd, 1)
-        except BlockingIOError:
-            return
-        if not signalled.done():
-            signalled.set_result(bool(data))
-
-    os.set_blocking(fd, False)
-    loop.add_reader(fd, on_readable)
-    try:
-        async with asyncio.timeout(timeout):
-            return await signalled
-    except TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)

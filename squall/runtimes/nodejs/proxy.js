@@ -5,9 +5,10 @@
 //   POST /init {"value": {name, main, code, binary, env}}   once per container
 //   POST /run  {"value": args, namespace, action_name, activation_id, ...}
 //
-// Listens on the Unix socket named by env __OW_SOCKET (or TCP port __OW_PORT, default
-// 8080, like OpenWhisk images) and tells the factory it is ready by writing one byte to the
-// inherited pipe fd __OW_READY_FD. It takes its process group down when the pipe
+// Serves on the listening socket inherited as fd __OW_LISTEN_FD, else listens on the Unix
+// socket named by env __OW_SOCKET (or TCP port __OW_PORT, default 8080, like OpenWhisk
+// images), and tells the factory it is ready by writing one byte to the inherited pipe fd
+// __OW_READY_FD. It takes its process group down when the pipe
 // __OW_LIFELINE_FD reaches EOF (the factory let go of the container, or died).
 //
 // Guarantees:
@@ -295,8 +296,13 @@ server.on('error', (err) => {
 });
 
 watchLifeline();
+const listenFd = parseInt(process.env.__OW_LISTEN_FD || '', 10);
+delete process.env.__OW_LISTEN_FD;
 const socketPath = process.env.__OW_SOCKET;
-if (socketPath) {
+if (!Number.isNaN(listenFd)) {
+  // The factory created and bound the socket: a sandbox needs no writable directory.
+  server.listen({ fd: listenFd }, signalReady);
+} else if (socketPath) {
   // sun_path holds 107 bytes; the factory starts us in the socket's directory, so a long
   // absolute path can be bound by its short relative name instead.
   const bindPath =

@@ -5,9 +5,10 @@ Runs inside a sandbox, so it uses the standard library only and never imports ``
     POST /init {"value": {"name", "main", "code", "binary", "env"}}   once per container
     POST /run  {"value": args, "namespace", "action_name", "activation_id", ...}
 
-Listens on the Unix socket named by env ``__OW_SOCKET`` (or TCP port ``__OW_PORT``, default
-8080, like OpenWhisk images) and tells the factory it is ready by writing one byte to the
-inherited pipe fd ``__OW_READY_FD``. It takes its process group down when the pipe
+Serves on the listening socket inherited as fd ``__OW_LISTEN_FD``, else listens on the
+Unix socket named by env ``__OW_SOCKET`` (or TCP port ``__OW_PORT``, default 8080, like
+OpenWhisk images), and tells the factory it is ready by writing one byte to the inherited
+pipe fd ``__OW_READY_FD``. It takes its process group down when the pipe
 ``__OW_LIFELINE_FD`` reaches EOF (the factory let go of the container, or died).
 
 Guarantees:
@@ -293,6 +294,10 @@ def serve_ready(conn: socket.socket, buffer: bytearray, runtime: Runtime) -> boo
 
 
 def listen() -> socket.socket:
+    fd = os.environ.pop("__OW_LISTEN_FD", "")
+    if fd.isdigit():
+        # The factory created and bound the socket: a sandbox needs no writable directory.
+        return socket.socket(fileno=int(fd))
     path = os.environ.get("__OW_SOCKET")
     if not path:
         port = int(os.environ.get("__OW_PORT") or "8080")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from squall.errors import ContainerError
+from squall.sandbox import launch
 from squall.sandbox.contracts import Container, ContainerFactory
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 
@@ -65,7 +66,9 @@ def reaped(pid: int) -> bool:
 
 
 def entries(directory: Path) -> list[str]:
-    return os.listdir(directory)
+    """The container directories in a factory's work directory (not its own lock and
+    sandbox files, whose names start with a dot)."""
+    return [name for name in os.listdir(directory) if not name.startswith(".")]
 
 
 def gone(pid: int) -> bool:
@@ -94,12 +97,17 @@ def as_contract(factory: ProcessContainerFactory, container: ProcessContainer) -
     return container
 
 
-def test_the_factory_knows_its_kinds(tmp_path: Path) -> None:
+async def test_the_factory_knows_its_kinds(tmp_path: Path, anyio_backend: str) -> None:
     # Given a process factory, When asked about kinds, Then only those it can start
-    factory = ProcessContainerFactory(tmp_path, "https://api")
-    assert factory.supports("nodejs:20") and factory.supports("python:3.11")
-    assert not factory.supports("java:8")
-    assert not ProcessContainerFactory(tmp_path, "x", node="no-such-node").supports("nodejs:20")
+    factory = ProcessContainerFactory(tmp_path / "a", "https://api")
+    nodeless = ProcessContainerFactory(tmp_path / "b", "x", node="no-such-node")
+    try:
+        assert factory.supports("nodejs:20") and factory.supports("python:3.11")
+        assert not factory.supports("java:8")
+        assert not nodeless.supports("nodejs:20")
+    finally:
+        await factory.close()
+        await nodeless.close()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -173,24 +181,32 @@ async def test_an_action_killing_its_process_is_reported_exited(
     assert [line.text for line in logs.lines] == ["bye"]
     # And a later run also reports exited rather than hanging or raising
     assert (await container.run({"value": {}}, timeout=10)).exited
+    # And once destroyed, no zombie is left: bubblewrap's monitor exited before the
+    # sandbox's init, which the invoker (its subreaper) reaped itself
+    await container.destroy()
+    assert container.sandbox_pid is not None
+    assert reaped(container.pid) and reaped(container.sandbox_pid)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_destroy_kills_the_process_group_and_is_idempotent(
+async def test_destroy_kills_every_process_and_is_idempotent(
     factory: ProcessContainerFactory, kind: str
 ) -> None:
-    # Given a container whose action started a long-running child process
+    # Given a container whose action started a long-running child process: four processes
+    # in its cgroup (bubblewrap's monitor, the namespace's init, the runtime, the child)
     container = await started(factory, kind, "spawn")
     answer = await container.run({"value": {}}, timeout=10)
-    child = json.loads(answer.body)["pid"]
-    assert not gone(child)
+    assert answer.status == 200
+    assert container.cgroup is not None
+    members = container.cgroup.pids()
+    assert len(members) == 4 and container.pid in members
     # When it is destroyed twice, once concurrently
     await asyncio.gather(container.destroy(), container.destroy())
     await container.destroy()
-    # Then the runtime was reaped, the child died with it, and the directory is gone
-    assert reaped(container.pid)
-    assert await until(lambda: gone(child))
+    # Then every process was reaped, and the directory and the cgroup are gone
+    assert await until(lambda: all(reaped(pid) for pid in members))
     assert not container.directory.exists()
+    assert not any(d.exists() for d in container.cgroup.directories)
     assert container not in factory.containers
     # And using it now raises ContainerError
     with pytest.raises(ContainerError):
@@ -199,8 +215,8 @@ async def test_destroy_kills_the_process_group_and_is_idempotent(
         await container.initialize({"code": "x"}, timeout=1)
 
 
-# An "invoker" that starts a container, runs the spawning action, prints the pids, then
-# waits to be killed.
+# An "invoker" that starts a container, runs the spawning action, prints the pids of the
+# container's processes, then waits to be killed.
 INVOKER = """
 import asyncio, json, sys
 from pathlib import Path
@@ -210,9 +226,8 @@ async def main():
     factory = ProcessContainerFactory(Path(sys.argv[1]), "https://api")
     container = await factory.create(sys.argv[2], 256)
     await container.initialize({"code": sys.argv[3]}, timeout=10)
-    answer = await container.run({"value": {}}, timeout=10)
-    child = json.loads(answer.body)["pid"]
-    print(json.dumps({"runtime": container.pid, "child": child}), flush=True)
+    await container.run({"value": {}}, timeout=10)
+    print(json.dumps(sorted(container.cgroup.pids())), flush=True)
     await asyncio.Event().wait()
 
 asyncio.run(main())
@@ -228,7 +243,7 @@ async def test_runtimes_die_with_their_invoker(
         sys.executable,
         "-c",
         INVOKER,
-        str(tmp_path),
+        str(tmp_path / "containers"),
         kind,
         ACTIONS[kind]["spawn"],
         stdout=asyncio.subprocess.PIPE,
@@ -236,12 +251,19 @@ async def test_runtimes_die_with_their_invoker(
     )
     assert invoker.stdout is not None
     pids = json.loads(await asyncio.wait_for(invoker.stdout.readline(), timeout=20))
-    assert not gone(pids["runtime"]) and not gone(pids["child"])
+    assert len(pids) == 4 and not any(gone(pid) for pid in pids)
     # When the invoker is killed without any chance to clean up
     invoker.kill()
     await invoker.wait()
-    # Then the runtime and the action's child go too
-    assert await until(lambda: gone(pids["runtime"]) and gone(pids["child"]))
+    # Then every process of the container goes too
+    assert await until(lambda: all(gone(pid) for pid in pids))
+    # And the next factory on that directory cleans up the directory and the cgroup left
+    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
+    try:
+        assert factory.leftovers == 2
+        assert entries(tmp_path / "containers") == []
+    finally:
+        await factory.close()
 
 
 async def test_node_concurrency_lets_runs_overlap(factory: ProcessContainerFactory) -> None:
@@ -277,26 +299,42 @@ async def test_the_runtime_environment_is_minimal(
     assert (await container.initialize({"code": code}, timeout=10)).status == 200
     # When the action lists its environment
     env = json.loads((await container.run({"value": {}}, timeout=10)).body)
-    # Then only the explicit variables are there
+    # Then only the explicit variables are there, and home is the sandbox's own /tmp
     assert "SQUALL_TEST_SECRET" not in env
-    assert env["HOME"] == str(container.directory)
+    assert env["HOME"] == "/tmp"
     assert env["__OW_API_HOST"] == "https://api.example.test"
     assert env["EXTRA"] == "1"
-    assert set(env) <= {"PATH", "HOME", "LANG", "EXTRA", "LC_CTYPE"} | {
+    assert set(env) <= {"PATH", "HOME", "LANG", "EXTRA", "LC_CTYPE", "PWD"} | {
         k for k in env if k.startswith("__OW_")
     }
 
 
-async def test_pause_stops_and_resume_continues(factory: ProcessContainerFactory) -> None:
+async def test_pause_freezes_and_resume_continues(factory: ProcessContainerFactory) -> None:
     # Given a warm container
     container = await started(factory, "python:3.11", "chatty")
-    # When it is paused, Then its process is stopped
+    assert container.cgroup is not None
+    members = container.cgroup.pids()
+    assert container.pid in members and container.sandbox_pid in members and len(members) == 3
+    # When it is paused, Then its cgroup is frozen, and with it every process of it
     container.pause()
-    assert await until(lambda: _state(container.pid) == "T")
+    assert await until(lambda: all(_state(pid) == "D" for pid in members))
     # When it is resumed, Then it runs again
     container.resume()
     answer = await container.run({"value": {"n": 7}}, timeout=10)
     assert json.loads(answer.body) == {"n": 7}
+
+
+async def test_a_paused_container_can_be_destroyed(factory: ProcessContainerFactory) -> None:
+    # Given a paused container
+    container = await started(factory, "nodejs:20", "chatty")
+    assert container.cgroup is not None
+    members = container.cgroup.pids()
+    container.pause()
+    assert await until(lambda: all(_state(pid) == "D" for pid in members))
+    # When it is destroyed, Then every process of it is gone and so is its cgroup
+    await container.destroy()
+    assert all(reaped(pid) for pid in members)
+    assert not any(d.exists() for d in container.cgroup.directories)
 
 
 def _state(pid: int) -> str:
@@ -381,3 +419,31 @@ async def test_close_destroys_every_container(tmp_path: Path, anyio_backend: str
     assert entries(tmp_path) == []
     with pytest.raises(ContainerError):
         await factory.create("nodejs:20", 128)
+
+
+async def test_a_new_factory_kills_what_a_crashed_one_left(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # Given a container directory left by a crashed invoker, whose pid file names a live
+    # runtime, and one whose pid file names a pid now used by an unrelated process
+    workdir = tmp_path / "containers"
+    left = await asyncio.create_subprocess_exec("sleep", "300", start_new_session=True)
+    unrelated = await asyncio.create_subprocess_exec("sleep", "300", start_new_session=True)
+    try:
+        (workdir / "left").mkdir(parents=True)
+        launch.write_pid_file(workdir / "left", left.pid)
+        (workdir / "reused").mkdir()
+        (workdir / "reused" / "pid").write_text(f"{unrelated.pid} 1\n")  # another start time
+        # When a factory starts on that directory
+        factory = ProcessContainerFactory(workdir, "https://api")
+        await factory.close()
+        # Then the recorded runtime was killed, the other process was not, and both
+        # directories are gone
+        assert await asyncio.wait_for(left.wait(), 5) == -9
+        assert unrelated.returncode is None and not gone(unrelated.pid)
+        assert entries(workdir) == []
+    finally:
+        for process in (left, unrelated):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

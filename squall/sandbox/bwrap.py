@@ -1,0 +1,199 @@
+"""The namespace sandbox: the bubblewrap command line that isolates one runtime.
+
+:class:`BwrapSandbox` builds ``bwrap ... -- <interpreter> <proxy>`` so that the runtime:
+
+- runs in new user, pid, mount, ipc, uts and (unless the invoker allows network) network
+  namespaces — with its own network namespace only a loopback device exists, so nothing
+  outside the sandbox, the invoker's API port on 127.0.0.1 included, can be reached;
+- is uid/gid 65534 ("nobody") inside, holds no capabilities, cannot create further user
+  namespaces (``--disable-userns``) and cannot gain privileges (bubblewrap sets
+  ``no_new_privs``; every mount is ``nosuid``);
+- sees a root made of: the host's ``/usr`` and its ``/bin``, ``/sbin``, ``/lib*`` (as the
+  host has them: directories bound, merged-/usr symlinks recreated), the interpreter's
+  install prefix when it lives elsewhere (e.g. a pyenv Python under ``/root``), the runtime
+  proxy's directory at ``/opt/squall/<family>``, a generated ``/etc`` (``passwd``,
+  ``group``, ``hosts``, ``nsswitch.conf``, ``localtime``, and when network is allowed the
+  host's ``resolv.conf`` and public CA certificates), all read-only; a fresh ``/dev``
+  (null, zero, random, tty, ...), a read-only ``/proc`` of its own pid namespace, and
+  writable ``/tmp`` and ``/dev/shm`` tmpfs mounts capped in size — the only writable
+  places (the root and ``/dev`` are remounted read-only once everything is mounted).
+  Nothing else: no ``$SQUALL_HOME``, store, other containers, ``/root``, ``/home``,
+  ``/etc/shadow``, ``/sys``;
+- dies with its parent (``--die-with-parent``: bubblewrap's monitor process, itself a
+  child of the invoker);
+- is held before it execs the runtime until the invoker wrote to ``--block-fd``, after it
+  learnt the sandbox's pid from ``--info-fd``: the invoker puts it into its cgroup and sets
+  its resource limits first, so nothing the action does ever runs unconfined.
+
+Why ``/proc`` is read-only: when the invoker runs as root, the sandbox's uid 65534 is
+mapped to host uid 0; without capabilities that is harmless, except that files owned by
+root with write permission for their owner stay writable — bubblewrap does not cover
+``/proc/sys`` in that case, and a writable ``/proc/sys/vm/*`` would change the host. The
+view therefore holds no such file: everything bound is read-only, ``/proc`` included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+SANDBOX_UID = 65534
+SANDBOX_HOSTNAME = "squall"
+RUNTIME_ROOT = "/opt/squall"
+#: Top-level host paths that make up the system part of the sandbox's root.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: Public certificate stores, for actions allowed to open TLS connections.
+CERTIFICATES = ("/etc/ssl/certs", "/etc/ca-certificates", "/etc/pki/tls/certs")
+PROBE_TIMEOUT_SECONDS = 10.0
+
+_PASSWD = "root:x:0:0:root:/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/bin/sh\n"
+_GROUP = "root:x:0:\nnogroup:x:65534:\n"
+_HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+_NSSWITCH = "passwd: files\ngroup: files\nhosts: files dns\n"
+
+
+def system_binds() -> list[str]:
+    """bwrap arguments recreating the host's system directories (read-only)."""
+    args: list[str] = []
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def interpreter_prefix(interpreter: str) -> str | None:
+    """The directory to bind so that ``interpreter`` (a resolved path) runs in the sandbox.
+
+    None when it is under the system paths already; otherwise its install prefix (the
+    parent of its ``bin`` directory, where a Python finds its standard library and
+    libpython, and a Node.js its ``lib``), or its own directory.
+    """
+    real = Path(os.path.realpath(interpreter))
+    for system in SYSTEM_PATHS:
+        base = os.path.realpath(system)
+        if real.is_relative_to(base):
+            return None
+    return str(real.parent.parent if real.parent.name == "bin" else real.parent)
+
+
+def write_etc(directory: Path, network: bool) -> None:
+    """The sandbox's ``/etc`` (only what runtimes read), in ``directory``.
+
+    ``localtime`` names UTC, as in OpenWhisk's containers (without it, ICU scans all of
+    ``/usr/share/zoneinfo`` the first time a runtime formats a date: 20 ms per cold
+    start). With ``network``, ``resolv.conf`` is the host's, and empty ``ssl/certs`` and
+    ``ca-certificates`` directories are the mount points of the host's public certificates.
+    """
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(mode=0o755, parents=True)
+    files = {
+        "passwd": _PASSWD,
+        "group": _GROUP,
+        "hosts": _HOSTS,
+        "nsswitch.conf": _NSSWITCH,
+        "resolv.conf": "",
+    }
+    if network:
+        with contextlib.suppress(OSError):
+            files["resolv.conf"] = Path("/etc/resolv.conf").read_text()
+        for path in CERTIFICATES:
+            if os.path.isdir(path):
+                (directory / os.path.relpath(path, "/etc")).mkdir(mode=0o755, parents=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+        (directory / name).chmod(0o644)
+    (directory / "localtime").symlink_to("/usr/share/zoneinfo/Etc/UTC")
+
+
+class BwrapSandbox:
+    """Builds sandbox command lines; see the module docstring for what they guarantee.
+
+    ``bwrap`` is the resolved bubblewrap binary, ``etc`` the directory written by
+    :func:`write_etc`, ``network`` whether the sandbox shares the host's network.
+    """
+
+    def __init__(self, bwrap: str, etc: Path, *, network: bool) -> None:
+        self.bwrap = bwrap
+        self.etc = etc
+        self.network = network
+        #: The system directories' options (computed once: the host's layout is fixed).
+        self.system = system_binds()
+
+    def namespaces(self) -> list[str]:
+        """The namespace, identity and lifetime options (no file system view)."""
+        args = ["--unshare-all", "--unshare-user", "--disable-userns"]
+        if self.network:
+            args.append("--share-net")
+        return [
+            *args,
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_UID),
+            "--hostname",
+            SANDBOX_HOSTNAME,
+            "--die-with-parent",
+        ]
+
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        binds: Sequence[tuple[str, str]],
+        tmp_bytes: int,
+        info_fd: int,
+        block_fd: int,
+    ) -> list[str]:
+        """``bwrap`` options then ``argv``; ``binds`` are extra (source, target) read-only
+        binds (interpreter prefix, runtime directory)."""
+        args = [self.bwrap, *self.namespaces(), "--info-fd", str(info_fd)]
+        args += ["--block-fd", str(block_fd), *self.system]
+        for source, target in binds:
+            args += ["--ro-bind", source, target]
+        # Every mount costs about 0.3 ms of start-up: /etc is one directory, certificates
+        # only for sandboxes that may use the network.
+        args += ["--ro-bind", str(self.etc), "/etc"]
+        if self.network:
+            for path in CERTIFICATES:
+                if (self.etc / os.path.relpath(path, "/etc")).is_dir():
+                    args += ["--ro-bind", path, path]
+        size = str(max(tmp_bytes, 1024 * 1024))
+        args += ["--dev", "/dev", "--size", size, "--perms", "1777", "--tmpfs", "/dev/shm"]
+        args += ["--proc", "/proc", "--remount-ro", "/proc"]
+        args += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+        # Last: the root (bubblewrap's own tmpfs, holding the mount points) and /dev turn
+        # read-only; /tmp and /dev/shm are mounts of their own and stay writable.
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
+        return [*args, "--", *argv]
+
+
+def find_bwrap(name: str = "bwrap") -> str | None:
+    """The bubblewrap binary on ``PATH`` (or ``name`` as a path), if any."""
+    return shutil.which(name)
+
+
+def probe(bwrap: str, network: bool) -> str | None:
+    """Start one empty sandbox; None when it worked, else why it did not."""
+    sandbox = BwrapSandbox(bwrap, Path("/nonexistent"), network=network)
+    argv = [bwrap, *sandbox.namespaces(), *sandbox.system, "--proc", "/proc", "--", "true"]
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as ex:
+        return f"{bwrap} could not be run: {ex}"
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
+        return f"{bwrap} cannot create namespaces here: {reason}"
+    return None

@@ -1,0 +1,201 @@
+"""One runtime process of the process sandbox: :class:`ProcessContainer`.
+
+Created only by :class:`squall.sandbox.process.ProcessContainerFactory`, which documents
+the guarantees. Everything here runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from squall.errors import ContainerError
+from squall.sandbox import launch
+from squall.sandbox.cgroups import Cgroup
+from squall.sandbox.contracts import LogResult, RuntimeResponse
+from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
+from squall.sandbox.isolation import SandboxInit
+from squall.sandbox.logs import LogCollector
+
+#: How long ``destroy`` waits for the killed runtime to be reaped.
+REAP_TIMEOUT_SECONDS = 5.0
+
+
+class ProcessContainer:
+    """One runtime process; implements :class:`squall.sandbox.contracts.Container`.
+
+    ``initialize``/``run`` may be called from several tasks at once (each request gets its
+    own connection); whether the runtime overlaps them depends on its concurrency setting.
+    ``pid`` is the process the invoker started (bubblewrap's monitor, or the runtime itself
+    without isolation) and leads its own process group; ``sandbox_pid`` is the first
+    process inside the sandbox (init of its pid namespace), None without isolation.
+    """
+
+    def __init__(
+        self,
+        *,
+        container_id: str,
+        kind: str,
+        memory_mb: int,
+        directory: Path,
+        transport: asyncio.SubprocessTransport,
+        logs: LogCollector,
+        exited: asyncio.Future[None],
+        http: UnixHttpClient,
+        lifeline: int,
+        cgroup: Cgroup | None,
+        on_destroyed: Callable[[ProcessContainer], None],
+    ) -> None:
+        self._id = container_id
+        self._kind = kind
+        self._memory_mb = memory_mb
+        self.directory = directory
+        self._transport = transport
+        self._logs = logs
+        self._exited = exited
+        self._http = http
+        self._lifeline = lifeline  # write end; the runtime exits when it closes
+        self.cgroup = cgroup
+        self._on_destroyed = on_destroyed
+        self._destroying: asyncio.Task[None] | None = None
+        self.pid: int = transport.get_pid()
+        #: Set by the factory once the sandbox is confined; None without isolation.
+        self.sandbox: SandboxInit | None = None
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def memory_mb(self) -> int:
+        return self._memory_mb
+
+    @property
+    def sandbox_pid(self) -> int | None:
+        """The pid of the sandbox's first process (init of its pid namespace), if any."""
+        return self.sandbox.pid if self.sandbox is not None else None
+
+    @property
+    def exited(self) -> bool:
+        """Whether the started process has exited (it was reaped)."""
+        return self._exited.done()
+
+    @property
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of this container for want of memory."""
+        return self.cgroup is not None and self.cgroup.oom_kills() > 0
+
+    async def initialize(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
+        """POST /init with ``{"value": payload}``; see the contract."""
+        return await self._request("/init", {"value": dict(payload)}, timeout)
+
+    async def run(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
+        """POST /run with ``payload``; see the contract."""
+        return await self._request("/run", dict(payload), timeout)
+
+    async def logs(self, limit_bytes: int, wait: float) -> LogResult:
+        """The lines of the activations answered since the last call; see the contract."""
+        return await self._logs.collect(limit_bytes, wait)
+
+    def pause(self) -> None:
+        """Stop every process of the container until ``resume``: freeze its cgroup, or
+        SIGSTOP its process group without isolation."""
+        self._check_alive()
+        if self.cgroup is not None:
+            self.cgroup.freeze()
+        else:
+            self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a paused container."""
+        self._check_alive()
+        if self.cgroup is not None:
+            self.cgroup.thaw()
+        else:
+            self._signal_group(signal.SIGCONT)
+
+    async def destroy(self) -> None:
+        """Kill every process, reap the runtime, free its files and cgroup. Idempotent.
+
+        Concurrent callers all wait for the same teardown, which runs to its end even if a
+        caller is cancelled.
+        """
+        if self._destroying is None:
+            self._destroying = asyncio.ensure_future(self._teardown())
+        await asyncio.shield(self._destroying)
+
+    async def _request(
+        self, target: str, message: dict[str, Any], timeout: float
+    ) -> RuntimeResponse:
+        self._check_alive()
+        body = orjson.dumps(message)
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await self._http.post(target, body)
+        except TimeoutError:
+            return RuntimeResponse(0, b"", timed_out=True)
+        except ConnectionLost:
+            return RuntimeResponse(0, b"", exited=True, oom=self.oom_killed)
+        except ProtocolError:
+            exited = self.exited
+            return RuntimeResponse(0, b"", exited=exited, oom=exited and self.oom_killed)
+        finally:
+            # Whatever the outcome, this request's output ends an activation in the logs: an
+            # answered one with both sentinels (written before the answer); a crashed or
+            # timed-out one with whatever it printed, which logs() returns when its wait
+            # runs out or the process is gone.
+            self._logs.expect_activation()
+        return RuntimeResponse(
+            answer.status, answer.body, truncated=answer.truncated, full_size=answer.full_size
+        )
+
+    def _check_alive(self) -> None:
+        if self._destroying is not None:
+            raise ContainerError(f"container {self._id} was destroyed")
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
+
+    async def _teardown(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.thaw()  # frozen (v1) tasks would not die before they are thawed
+        if self.sandbox is not None:
+            # Killing the namespace's init kills everything in it, and that init reaps its
+            # namespace before it dies; bubblewrap's monitor reaps the init and exits.
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.sandbox.pidfd, signal.SIGKILL)
+        else:
+            # SIGKILL reaches stopped (paused) processes too. The group outlives its leader
+            # while children of the action are alive, so this also works after a crash.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        try:
+            async with asyncio.timeout(REAP_TIMEOUT_SECONDS):
+                await asyncio.shield(self._exited)
+        except TimeoutError:
+            # Not reaped yet, so its pid (= process group id) cannot have been reused.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        if self.sandbox is not None:
+            await launch.reap_orphan(self.sandbox.pidfd)
+            os.close(self.sandbox.pidfd)
+        if self.cgroup is not None:
+            await self.cgroup.aremove()  # whatever is left; normally nothing
+        os.close(self._lifeline)
+        self._transport.close()
+        await self._http.aclose()
+        await asyncio.to_thread(shutil.rmtree, self.directory, True)
+        self._on_destroyed(self)

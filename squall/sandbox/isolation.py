@@ -1,0 +1,224 @@
+"""What isolating a container takes: namespaces (bubblewrap), cgroups, resource limits.
+
+:meth:`Isolation.detect` checks that this host can isolate containers — bubblewrap is
+installed and can create namespaces, and a cgroup hierarchy with the memory, pids and
+freezer controllers is there — and raises :class:`squall.errors.ContainerError` with a
+message saying what to install or configure otherwise. The invoker refuses to start on that
+error unless its operator explicitly chose ``--unsafe-no-isolation``.
+
+:func:`confine` is the start-up handshake of one sandbox: bubblewrap reports the pid of
+the sandbox's first process on ``--info-fd`` and then waits on ``--block-fd``; in between
+the invoker moves both bubblewrap processes into the container's cgroup and lowers their
+open-files limit, so every process of the container inherits both before the runtime (or
+anything the action starts) exists.
+
+The pieces stay separate (``bwrap.py`` builds command lines, ``cgroups.py`` manages cgroups,
+``confine`` joins them to one process) so that another way of creating processes — e.g. a
+zygote that forks warm interpreters — can put its children into the same namespaces and
+cgroups: what a container's processes must join is :attr:`squall.sandbox.cgroups.Cgroup.
+procs_files`, and the limits are :meth:`Isolation.limits`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from squall.config import default_user_memory_mb
+from squall.errors import ContainerError
+from squall.sandbox import bwrap as bw
+from squall.sandbox import cgroups
+from squall.sandbox.cgroups import Cgroup, Hierarchy, Limits
+
+MIB = 1024 * 1024
+#: Processes and threads per container: a Node.js runtime uses about a dozen threads; a
+#: fork bomb stops here.
+DEFAULT_PIDS_MAX = 128
+#: Open files per process of a container (soft and hard limit).
+DEFAULT_NOFILE = 1024
+#: OpenWhisk's total CPU shares, divided among containers in proportion to their memory.
+TOTAL_CPU_SHARES = 1024
+
+UNAVAILABLE = (
+    "This host cannot isolate actions: {reason}. Squall runs every action in its own "
+    "namespaces (bubblewrap: apt-get install bubblewrap) and cgroups (cgroup v1 memory, "
+    "pids and freezer controllers, or cgroup v2 with memory and pids; writable, e.g. as "
+    "root). For development on a machine without them, start with --unsafe-no-isolation: "
+    "actions then run as plain processes that can see and change everything the invoker can."
+)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How a process factory isolates its containers (see the module docstring).
+
+    ``network``: whether actions may open connections outside their sandbox (they share
+    the host's network namespace). ``cgroup_root``: where in the cgroup hierarchy the
+    factories' cgroups go. ``tmp_mb``: size of ``/tmp`` (and ``/dev/shm``) per container,
+    None for the container's memory limit — tmpfs pages count against that limit anyway.
+    ``user_memory_mb``: the invoker's capacity; a container's CPU shares are
+    ``TOTAL_CPU_SHARES * memory / user_memory_mb`` as in OpenWhisk.
+    """
+
+    bwrap: str
+    hierarchy: Hierarchy
+    network: bool = False
+    cgroup_root: str = "squall"
+    pids_max: int = DEFAULT_PIDS_MAX
+    nofile: int = DEFAULT_NOFILE
+    tmp_mb: int | None = None
+    user_memory_mb: int = 0
+
+    @classmethod
+    def detect(
+        cls,
+        *,
+        network: bool = False,
+        cgroup_root: str = "squall",
+        pids_max: int = DEFAULT_PIDS_MAX,
+        nofile: int = DEFAULT_NOFILE,
+        tmp_mb: int | None = None,
+        user_memory_mb: int | None = None,
+        bwrap: str = "bwrap",
+    ) -> Isolation:
+        """Check the host and return the settings; ContainerError (with the message the
+        operator needs) when namespaces or cgroups are not available."""
+        found = bw.find_bwrap(bwrap)
+        if found is None:
+            raise ContainerError(UNAVAILABLE.format(reason="bubblewrap (bwrap) is not installed"))
+        failure = bw.probe(found, network)
+        if failure is not None:
+            raise ContainerError(UNAVAILABLE.format(reason=failure))
+        try:
+            hierarchy = cgroups.detect()
+        except ContainerError as ex:
+            raise ContainerError(UNAVAILABLE.format(reason=ex.message)) from ex
+        return cls(
+            bwrap=found,
+            hierarchy=hierarchy,
+            network=network,
+            cgroup_root=cgroup_root,
+            pids_max=pids_max,
+            nofile=nofile,
+            tmp_mb=tmp_mb,
+            user_memory_mb=user_memory_mb or default_user_memory_mb(),
+        )
+
+    def limits(self, memory_mb: int) -> Limits:
+        """The cgroup limits of a container with ``memory_mb`` of memory."""
+        shares = TOTAL_CPU_SHARES * memory_mb // max(1, self.user_memory_mb)
+        return Limits(memory_mb * MIB, self.pids_max, max(2, shares))
+
+    def tmp_bytes(self, memory_mb: int) -> int:
+        return (self.tmp_mb if self.tmp_mb is not None else memory_mb) * MIB
+
+
+@dataclass(frozen=True)
+class SandboxInit:
+    """The first process inside a sandbox (init of its pid namespace).
+
+    Held through a pidfd, so that signalling and reaping it can never reach another
+    process that reused its pid.
+    """
+
+    pid: int
+    pidfd: int
+
+
+async def confine(
+    launcher_pid: int, info_fd: int, block_fd: int, cgroup: Cgroup, nofile: int, timeout: float
+) -> SandboxInit:
+    """Finish the start of a sandbox (see the module docstring); returns its first process.
+
+    ``launcher_pid`` is bubblewrap's monitor process (the invoker's child), ``info_fd`` the
+    read end of its ``--info-fd`` pipe and ``block_fd`` the write end of its
+    ``--block-fd`` pipe. Both are closed here. Raises ContainerError when bubblewrap did
+    not report a pid within ``timeout`` or the process could not be confined; the caller
+    then destroys the container. The caller owns the returned pidfd.
+    """
+    sandbox_pid: int | None = None
+    pidfd: int | None = None
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                info = await _read_to_eof(info_fd)
+            sandbox_pid = int(orjson.loads(info)["child-pid"])
+            # It waits on the block pipe, alive: this pid is still that process.
+            pidfd = os.pidfd_open(sandbox_pid)
+        except (TimeoutError, ValueError, KeyError, TypeError, OSError) as ex:
+            raise ContainerError(f"the sandbox did not report its pid: {ex!r}") from ex
+        try:
+            # In a worker thread: moving a process into a cgroup may wait for an RCU grace
+            # period (about 10 ms here), which must not stall the event loop.
+            await asyncio.to_thread(_attach, cgroup, (launcher_pid, sandbox_pid), nofile)
+        except OSError as ex:
+            raise ContainerError(f"cannot confine the sandbox: {ex}") from ex
+    except BaseException:
+        # Closing the block pipe unblocks the sandbox (EOF), and its first process does
+        # not die with its parent yet: kill it before the pipe closes, or it would go on
+        # to start the runtime outside the cgroup.
+        _kill_launch(launcher_pid, sandbox_pid)
+        if pidfd is not None:
+            os.close(pidfd)
+        raise
+    else:
+        os.write(block_fd, b"go")
+        return SandboxInit(sandbox_pid, pidfd)
+    finally:
+        os.close(info_fd)
+        os.close(block_fd)
+
+
+def _attach(cgroup: Cgroup, pids: tuple[int, int], nofile: int) -> None:
+    # The monitor first: it is the parent, and whatever it forks from now on is born
+    # inside. The sandbox's first process has not forked yet (it waits on the block
+    # pipe), so the whole tree of the container starts confined.
+    for pid in pids:
+        cgroup.attach(pid)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (nofile, nofile))
+
+
+def _kill_launch(launcher_pid: int, sandbox_pid: int | None) -> None:
+    """SIGKILL a half-started sandbox: its first process (the monitor's children) first."""
+    victims = {sandbox_pid} if sandbox_pid is not None else set()
+    with contextlib.suppress(OSError, ValueError):
+        children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text()
+        victims.update(int(pid) for pid in children.split())
+    for pid in (*victims, launcher_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _read_to_eof(fd: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    data = bytearray()
+
+    def on_readable() -> None:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError as ex:
+            if not done.done():
+                done.set_exception(ex)
+            return
+        if chunk:
+            data.extend(chunk)
+        elif not done.done():
+            done.set_result(None)
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, on_readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return bytes(data)
