@@ -50,6 +50,13 @@ class Settings:
     alarms_min_interval_s: float = 60.0
     node: str = "node"
     log_level: str = "info"
+    # Sandbox: run actions as plain processes without namespaces and cgroups (development
+    # only: actions can then read and change everything the invoker can).
+    unsafe_no_isolation: bool = False
+    # Let actions open outbound network connections (they share the host's network).
+    sandbox_network: bool = False
+    # Where containers' cgroups go, relative to the cgroup hierarchy's root.
+    cgroup_root: str = "squall"
 
     @property
     def db_path(self) -> Path:
@@ -73,7 +80,10 @@ class Settings:
             if raw is None:
                 continue
             kind = type(getattr(cls(), f.name))
-            values[f.name] = Path(raw) if kind is type(Path()) else kind(raw)
+            if kind is bool:  # bool("0") would be True
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[f.name] = Path(raw) if kind is type(Path()) else kind(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "home" in values:
             values["home"] = Path(values["home"])

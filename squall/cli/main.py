@@ -30,6 +30,19 @@ def main() -> None:
 @click.option("--user-memory", type=int, default=None, help="Invoker capacity in MB.")
 @click.option("--keep-warm", type=float, default=None, help="Seconds idle containers live.")
 @click.option("--log-level", default=None, help="debug, info, warning, error.")
+@click.option(
+    "--sandbox-network",
+    is_flag=True,
+    default=None,
+    help="Let actions open outbound network connections (default: loopback only).",
+)
+@click.option("--cgroup-root", default=None, help="Cgroup of the containers (default squall).")
+@click.option(
+    "--unsafe-no-isolation",
+    is_flag=True,
+    default=None,
+    help="Run actions as plain processes, without namespaces or cgroups (development only).",
+)
 def standalone(
     host: str | None,
     port: int | None,
@@ -38,6 +51,9 @@ def standalone(
     user_memory: int | None,
     keep_warm: float | None,
     log_level: str | None,
+    sandbox_network: bool | None,
+    cgroup_root: str | None,
+    unsafe_no_isolation: bool | None,
 ) -> None:
     """Run the whole platform in one process (SQLite, in-process bus, process sandbox)."""
     from squall.cli.standalone import run
@@ -50,6 +66,9 @@ def standalone(
         user_memory_mb=user_memory,
         keep_warm_s=keep_warm,
         log_level=log_level,
+        sandbox_network=sandbox_network,
+        cgroup_root=cgroup_root,
+        unsafe_no_isolation=unsafe_no_isolation,
     )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -31,10 +31,11 @@ from squall.controller.composition import Composer
 from squall.controller.core import Controller
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
-from squall.errors import NotFound
+from squall.errors import ContainerError, NotFound
 from squall.feeds.provider import AlarmsProvider
 from squall.invoker.pool import ContainerPool
 from squall.invoker.service import Invoker
+from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import AuthStore
 from squall.store.sqlite import SqliteStore
@@ -86,6 +87,21 @@ async def guest_credentials(auth: AuthStore, wskprops: Path) -> str:
     return subject.auth
 
 
+def isolation(settings: Settings) -> Isolation | None:
+    """The sandbox isolation the settings ask for; ContainerError if the host lacks it."""
+    if settings.unsafe_no_isolation:
+        log.warning(
+            "--unsafe-no-isolation: actions run as plain processes that can read and change "
+            "everything this process can; never use this with code you do not trust"
+        )
+        return None
+    return Isolation.detect(
+        network=settings.sandbox_network,
+        cgroup_root=settings.cgroup_root,
+        user_memory_mb=settings.user_memory_mb,
+    )
+
+
 @dataclass
 class Standalone:
     """A running platform: store, bus, invoker, controller and the ASGI app."""
@@ -102,11 +118,15 @@ class Standalone:
     @classmethod
     async def start(cls, settings: Settings) -> Standalone:
         settings.home.mkdir(parents=True, exist_ok=True)
+        # The sandbox first: a host that cannot isolate is refused before anything opens.
+        factory = ProcessContainerFactory(
+            settings.containers_dir,
+            settings.effective_api_host,
+            isolation=isolation(settings),
+            node=settings.node,
+        )
         store = await SqliteStore.open(settings.db_path)
         bus = MemoryBus()
-        factory = ProcessContainerFactory(
-            settings.containers_dir, settings.effective_api_host, node=settings.node
-        )
         pool = ContainerPool(factory, settings.user_memory_mb, settings.keep_warm_s)
         invoker = Invoker(settings.invoker_id, bus, store.entities, store.activations, pool)
         waiters = CompletionWaiters(bus, settings.controller_id)
@@ -171,7 +191,10 @@ class _Server(uvicorn.Server):
 
 
 async def serve(settings: Settings) -> None:
-    system = await Standalone.start(settings)
+    try:
+        system = await Standalone.start(settings)
+    except ContainerError as ex:  # e.g. no namespaces or cgroups: say what to do, exit 1
+        raise SystemExit(f"squall: {ex.message}") from None
     wskprops = settings.home / "wskprops"
     print(f"APIHOST={settings.effective_api_host}", flush=True)
     print(f"AUTH={system.guest_auth}", flush=True)
