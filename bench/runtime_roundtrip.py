@@ -1,6 +1,6 @@
-"""Warm /run round trip through the process sandbox, against a baseline.
+"""Warm /run round trip and cold start through the process sandbox, against baselines.
 
-    .venv/bin/python bench/runtime_roundtrip.py [--runs 2000]
+    .venv/bin/python bench/runtime_roundtrip.py [--runs 2000] [--colds 30] [--isolation]
 
 Creates one container per runtime (``nodejs:20``, ``python:3.11``) through
 :class:`~squall.sandbox.process.ProcessContainerFactory`, initializes a no-op action, warms
@@ -12,9 +12,13 @@ it, and measures ``--runs`` sequential warm activations:
 
 The baseline is the same HTTP client against a null server in a child process that
 answers every request with ``{}`` and does nothing else: what remains above it is the
-cost of the runtime proxies. It also times container start (create until listening) and
-/init. Prints a table with ratios to the baseline and writes
-``bench/results/runtime_roundtrip.json``.
+cost of the runtime proxies. Cold starts are measured ``--colds`` times per kind: create
+(until the runtime listens), /init of the no-op action, and destroy.
+
+Containers are isolated (namespaces and cgroups) as the invoker runs them. With
+``--isolation`` every figure is measured twice — isolated, and as plain processes without
+isolation, taking turns so that load changes hit both alike — and the table shows what
+isolation costs (``iso/plain``). Writes ``bench/results/runtime_roundtrip.json``.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from squall.sandbox.http import UnixHttpClient  # noqa: E402
-from squall.sandbox.process import ProcessContainerFactory  # noqa: E402
+from squall.sandbox.process import ProcessContainer, ProcessContainerFactory  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "runtime_roundtrip.json"
+FIGURES = ("run", "run+logs", "create", "init", "create+init", "destroy")
 ACTIONS = {
     "nodejs:20": "function main(params) { return {}; }",
     "python:3.11": "def main(args):\n    return {}\n",
@@ -112,21 +117,37 @@ async def measure_baseline(runs: int, workdir: Path) -> dict[str, float]:
         await server.wait()
 
 
-async def measure_kind(
-    factory: ProcessContainerFactory, kind: str, runs: int
-) -> dict[str, dict[str, float]]:
-    started = time.perf_counter_ns()
+Samples = dict[str, list[int]]  # figure -> nanoseconds
+
+
+async def cold_start(factory: ProcessContainerFactory, kind: str, into: Samples) -> None:
+    """One cold start: create, /init (the invoker's cold start), then destroy."""
+    t0 = time.perf_counter_ns()
     container = await factory.create(kind, 256)
-    created = time.perf_counter_ns() - started
-    started = time.perf_counter_ns()
+    t1 = time.perf_counter_ns()
     answer = await container.initialize({"name": "noop", "code": ACTIONS[kind]}, timeout=10)
-    initialized = time.perf_counter_ns() - started
+    t2 = time.perf_counter_ns()
+    assert answer.status == 200, answer.body
+    await container.destroy()
+    t3 = time.perf_counter_ns()
+    into["create"].append(t1 - t0)
+    into["init"].append(t2 - t1)
+    into["create+init"].append(t2 - t0)
+    into["destroy"].append(t3 - t2)
+
+
+async def warm_container(factory: ProcessContainerFactory, kind: str) -> ProcessContainer:
+    container = await factory.create(kind, 256)
+    answer = await container.initialize({"name": "noop", "code": ACTIONS[kind]}, timeout=10)
     assert answer.status == 200, answer.body
     await container.logs(1 << 20, wait=5)
     for _ in range(200):  # warm the JIT, caches and connection
         await container.run(PAYLOAD, timeout=10)
         await container.logs(1 << 20, wait=5)
-    run_only, with_logs = [], []
+    return container
+
+
+async def warm_runs(container: ProcessContainer, runs: int, into: Samples) -> None:
     for _ in range(runs):
         t0 = time.perf_counter_ns()
         answer = await container.run(PAYLOAD, timeout=10)
@@ -134,53 +155,106 @@ async def measure_kind(
         await container.logs(1 << 20, wait=5)
         t2 = time.perf_counter_ns()
         assert answer.status == 200
-        run_only.append(t1 - t0)
-        with_logs.append(t2 - t0)
-    await container.destroy()
-    return {
-        "run": summary(run_only),
-        "run+logs": summary(with_logs),
-        "start": {"ms": round(created / 1e6, 1)},
-        "init": {"ms": round(initialized / 1e6, 1)},
+        into["run"].append(t1 - t0)
+        into["run+logs"].append(t2 - t0)
+
+
+async def measure(
+    workdir: Path, modes: list[str], runs: int, colds: int
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Every figure per mode and kind. Modes take turns (blocks of 100 warm runs, single
+    cold starts), so that a change in the machine's load hits them alike."""
+    factories = {
+        mode: ProcessContainerFactory(
+            workdir / mode,
+            "http://127.0.0.1:3233",
+            isolation="auto" if mode == "isolated" else None,
+        )
+        for mode in modes
     }
+    samples: dict[str, dict[str, Samples]] = {
+        mode: {kind: {what: [] for what in FIGURES} for kind in ACTIONS} for mode in modes
+    }
+    try:
+        for kind in ACTIONS:
+            warm = {mode: await warm_container(factories[mode], kind) for mode in modes}
+            for block in range(0, runs, 100):
+                for mode in modes:
+                    await warm_runs(warm[mode], min(100, runs - block), samples[mode][kind])
+            for container in warm.values():
+                await container.destroy()
+            for _ in range(colds):
+                for mode in modes:
+                    await cold_start(factories[mode], kind, samples[mode][kind])
+    finally:
+        for factory in factories.values():
+            await factory.close()
+    return {
+        mode: {
+            kind: {what: summary(ns) for what, ns in figures.items()}
+            for kind, figures in kinds.items()
+        }
+        for mode, kinds in samples.items()
+    }
+
+
+def print_table(
+    baseline: dict[str, float], modes: dict[str, dict[str, dict[str, dict[str, float]]]]
+) -> None:
+    base = baseline["p50_us"]
+    head = f"{'target':<34}{'p50':>10}{'p90':>10}{'p99':>10}{'mean':>10}{'/base':>8}"
+    print(head + f"{'iso/plain':>11}")
+    print(
+        f"{'baseline (null server)':<34}{baseline['p50_us']:>10}{baseline['p90_us']:>10}"
+        f"{baseline['p99_us']:>10}{baseline['mean_us']:>10}{1.0:>8.2f}"
+    )
+    plain = modes.get("plain")
+    for mode, kinds in modes.items():
+        for kind, figures in kinds.items():
+            for what in FIGURES:
+                row = figures[what]
+                ratio = ""
+                if mode == "isolated" and plain is not None:
+                    ratio = f"{row['p50_us'] / plain[kind][what]['p50_us']:.2f}"
+                print(
+                    f"{f'{mode} {kind} {what}':<34}{row['p50_us']:>10}{row['p90_us']:>10}"
+                    f"{row['p99_us']:>10}{row['mean_us']:>10}{row['p50_us'] / base:>8.2f}"
+                    f"{ratio:>11}"
+                )
+    print("(microseconds; run: --runs sequential warm activations; create/init/destroy:")
+    print(" --colds cold starts of a 256 MB container)")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
-    runs = parser.parse_args().runs
+    parser.add_argument("--colds", type=int, default=30)
+    parser.add_argument(
+        "--isolation", action="store_true", help="also measure without isolation, compare"
+    )
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         workdir = Path(tmp)
-        baseline = await measure_baseline(runs, workdir)
-        factory = ProcessContainerFactory(workdir / "containers", "http://127.0.0.1:3233")
-        try:
-            kinds = {kind: await measure_kind(factory, kind, runs) for kind in ACTIONS}
-        finally:
-            await factory.close()
-    base = baseline["p50_us"]
-    print(f"warm /run round trip, {runs} runs each (microseconds)")
-    print(f"{'target':<22}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}{'p50/base':>10}")
-    rows: list[tuple[str, dict[str, float]]] = [("baseline (null server)", baseline)]
-    for kind, figures in kinds.items():
-        rows += [(f"{kind} run", figures["run"]), (f"{kind} run+logs", figures["run+logs"])]
-    for name, row in rows:
-        print(
-            f"{name:<22}{row['p50_us']:>9}{row['p90_us']:>9}{row['p99_us']:>9}"
-            f"{row['mean_us']:>9}{row['p50_us'] / base:>10.2f}"
-        )
-    for kind, figures in kinds.items():
-        print(f"{kind}: start {figures['start']['ms']} ms, /init {figures['init']['ms']} ms")
+        baseline = await measure_baseline(args.runs, workdir)
+        names = ["isolated", "plain"] if args.isolation else ["isolated"]
+        modes = await measure(workdir, names, args.runs, args.colds)
+    print(f"runtime round trip, {args.runs} warm runs and {args.colds} cold starts per kind")
+    print_table(baseline, modes)
     result: dict[str, Any] = {
-        "runs": runs,
+        "runs": args.runs,
+        "colds": args.colds,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "baseline": baseline,
-        "kinds": kinds,
-        "ratios_p50": {
-            f"{kind} {what}": round(figures[what]["p50_us"] / base, 2)
-            for kind, figures in kinds.items()
-            for what in ("run", "run+logs")
-        },
+        "modes": modes,
     }
+    if "plain" in modes:
+        result["isolation_cost_p50"] = {
+            f"{kind} {what}": round(
+                modes["isolated"][kind][what]["p50_us"] / modes["plain"][kind][what]["p50_us"], 2
+            )
+            for kind in ACTIONS
+            for what in FIGURES
+        }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {RESULTS.relative_to(REPO)}")
