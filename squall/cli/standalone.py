@@ -114,6 +114,7 @@ class Standalone:
     app: ASGIApp
     guest_auth: str
     alarms: AlarmsProvider
+    factory: ProcessContainerFactory
 
     @classmethod
     async def start(cls, settings: Settings) -> Standalone:
@@ -158,7 +159,7 @@ class Standalone:
         auth = await guest_credentials(store.auth, settings.home / "wskprops")
         write_wskprops(settings.home / "wskprops", settings.effective_api_host, auth, GUEST)
         app = create_app(controller)
-        return cls(settings, store, bus, invoker, controller, app, auth, alarms)
+        return cls(settings, store, bus, invoker, controller, app, auth, alarms, factory)
 
     async def close(self) -> None:
         """Finish or record in-flight activations, kill every runtime, close the store."""
@@ -167,6 +168,7 @@ class Standalone:
         # Sequences first: their remaining steps still need the invoker.
         await self.controller.activator.close()
         await self.invoker.close()
+        await self.factory.close()  # its cgroup and its lock on the containers directory
         await self.controller.close()
         await self.bus.close()
         await self.store.close()
