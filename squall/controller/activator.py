@@ -190,7 +190,7 @@ class Activator:
             cause=cause,
             caused_by=caused_by,
         )
-        # Recorded before it is published: from here on the id is never unknown.
+        # The record of an accepted activation that has not ended (see below for when).
         pending = pending_record(
             namespace=identity.namespace,
             subject=identity.subject,
@@ -206,7 +206,10 @@ class Activator:
             ],
             cause=cause,
         )
-        if record_pending:
+        # A blocking caller learns the id only from the answer: its pending record is
+        # written only if that answer is a 202 (below), which saves a store write on
+        # the warm path. Anyone else may learn the id at once: record it now.
+        if record_pending and not blocking:
             await self._activations.put(pending)
         if blocking:
             self._waiters.register(activation_id)
@@ -227,4 +230,8 @@ class Activator:
         if not blocking:
             return Invocation(activation_id, None)
         record = await self._waiters.wait(activation_id, wait_ms / 1000)
+        if record is None and record_pending:
+            # The caller gets a 202 with the id: from now on it must be found. The
+            # final record may already be stored; put_pending never replaces it.
+            await self._activations.put_pending(pending)
         return Invocation(activation_id, record)

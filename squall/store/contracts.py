@@ -107,12 +107,16 @@ class ActivationStore(Protocol):
     """Activation records (``squall.entities.activation`` JSON).
 
     - ``put`` stores or replaces by ``activationId`` (idempotent for the same record).
+    - ``put_pending`` stores a record only if none with its id exists: a pending record
+      written late never hides the final one.
     - ``get`` raises ``NotFound``; a record is only visible to its own namespace.
     - ``list`` is newest ``start`` first; ``count`` applies the same filters, ignoring
       ``skip``/``limit``.
     """
 
     async def put(self, record: dict[str, Any]) -> None: ...
+
+    async def put_pending(self, record: dict[str, Any]) -> None: ...
 
     async def get(self, namespace: str, activation_id: str) -> dict[str, Any]: ...
 

@@ -28,6 +28,12 @@ _UPSERT = (
     " name = excluded.name, start = excluded.start, body = excluded.body"
 )
 
+# A pending record never replaces a stored one: the final record may have won the race.
+_INSERT_IF_ABSENT = (
+    "INSERT INTO activations (activation_id, namespace, name, start, body)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (activation_id) DO NOTHING"
+)
+
 Row = tuple[str, str, str, int, str]
 
 
@@ -68,14 +74,19 @@ class SqliteActivationStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: builtins.list[Row] = []
+        self._pending: builtins.list[tuple[str, Row]] = []
         self._flushed: asyncio.Future[None] | None = None
 
     async def put(self, record: dict[str, Any]) -> None:
+        await self._write(_UPSERT, record)
+
+    async def put_pending(self, record: dict[str, Any]) -> None:
+        await self._write(_INSERT_IF_ABSENT, record)
+
+    async def _write(self, statement: str, record: dict[str, Any]) -> None:
         if self._db.closed:
             raise ProviderError("store is closed")
-        row = (*_activation_key(record), dumps_body(record))
-        self._pending.append(row)
+        self._pending.append((statement, (*_activation_key(record), dumps_body(record))))
         if self._flushed is None:
             loop = asyncio.get_running_loop()
             self._flushed = loop.create_future()
@@ -92,13 +103,18 @@ class SqliteActivationStore:
                 done.set_result(None)
             return
         try:
-            # Re-putting a record replaces it (ON CONFLICT), also within one batch.
+            # Re-putting a record replaces it (ON CONFLICT), also within one batch; the
+            # order of a pending and a final write of one id does not matter, since the
+            # pending one only ever inserts.
             if len(rows) == 1:
                 with self._db.autocommit() as conn:  # one statement commits by itself
-                    conn.execute(_UPSERT, rows[0])
+                    conn.execute(*rows[0])
             else:
                 with self._db.transaction() as conn:
-                    conn.executemany(_UPSERT, rows)
+                    for statement in (_UPSERT, _INSERT_IF_ABSENT):
+                        batch = [row for sql, row in rows if sql is statement]
+                        if batch:
+                            conn.executemany(statement, batch)
         except Exception as exc:
             if done is not None and not done.done():
                 done.set_exception(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -79,6 +80,39 @@ async def test_put_is_idempotent_and_replaces_by_id(stores: Stores) -> None:
     # Then it replaces the first
     assert await stores.activations.get(NS, "a" * 32) == replaced
     assert await stores.activations.count(ActivationQuery(NS)) == 1
+
+
+def pending(activation_id: str, start: int) -> dict[str, Any]:
+    r = record(activation_id, start)
+    r["response"] = {"status": "pending", "success": False, "result": {}}
+    return r
+
+
+async def test_put_pending_never_replaces_a_stored_record(stores: Stores) -> None:
+    # Given a pending record for an id nobody wrote yet / Then it is stored
+    await stores.activations.put_pending(pending("a" * 32, 1000))
+    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == "pending"
+    # When the final record is put / Then it replaces the pending one
+    await stores.activations.put(record("a" * 32, 1000))
+    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == "success"
+    # When a pending record for it arrives late / Then the final one stays
+    await stores.activations.put_pending(pending("a" * 32, 1000))
+    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == "success"
+    assert await stores.activations.count(ActivationQuery(NS)) == 1
+
+
+async def test_final_wins_whatever_the_order_of_concurrent_writes(stores: Stores) -> None:
+    # Given a final and a pending write of the same ids issued together, in both orders
+    await asyncio.gather(
+        stores.activations.put(record("a" * 32, 1000)),
+        stores.activations.put_pending(pending("a" * 32, 1000)),
+        stores.activations.put_pending(pending("b" * 32, 1000)),
+        stores.activations.put(record("b" * 32, 1000)),
+    )
+    # Then both end as the final record
+    for activation_id in ("a" * 32, "b" * 32):
+        got = await stores.activations.get(NS, activation_id)
+        assert got["response"]["status"] == "success"
 
 
 async def test_list_is_newest_start_first_with_default_limit_30(stores: Stores) -> None:
