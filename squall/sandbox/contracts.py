@@ -91,6 +91,15 @@ class Container(Protocol):
         """The log lines of the activation that just ended (see module docstring)."""
         ...
 
+    def pause(self) -> None:
+        """Stop every process of the container until ``resume`` (it keeps its memory).
+        Raises ContainerError after ``destroy``; ``destroy`` works on a paused container."""
+        ...
+
+    def resume(self) -> None:
+        """Let a paused container run again; a no-op on one that is not paused."""
+        ...
+
     async def destroy(self) -> None:
         """Kill every process of the container and free its files. Idempotent."""
         ...

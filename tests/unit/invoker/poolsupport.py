@@ -1,0 +1,41 @@
+"""Helpers to drive the pool tests' real runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PY = "python:3.11"
+NODE = "nodejs:20"
+#: Per kind: an action that adds one to ``n``.
+ADD_ONE = {
+    PY: "def main(p):\n    return {'n': p.get('n', 0) + 1}",
+    NODE: "function main(p) { return {n: (p.n || 0) + 1} }",
+}
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``check`` until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+async def run_once(container: Any, n: int) -> Any:
+    """One /run of ADD_ONE; returns the decoded result (its logs are drained too)."""
+    answer = await container.run({"value": {"n": n}}, timeout=10)
+    await container.logs(10_000, 5)
+    return json.loads(answer.body)
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` from /proc (``D`` or ``T`` when frozen/stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
