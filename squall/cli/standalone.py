@@ -34,6 +34,7 @@ from squall.controller.waiters import CompletionWaiters
 from squall.errors import ContainerError, NotFound
 from squall.feeds.provider import AlarmsProvider
 from squall.invoker.pool import ContainerPool
+from squall.invoker.prewarm import parse_stem_cells
 from squall.invoker.service import Invoker
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
@@ -128,7 +129,13 @@ class Standalone:
         )
         store = await SqliteStore.open(settings.db_path)
         bus = MemoryBus()
-        pool = ContainerPool(factory, settings.user_memory_mb, settings.keep_warm_s)
+        pool = ContainerPool(
+            factory,
+            settings.user_memory_mb,
+            settings.keep_warm_s,
+            pause_grace_s=settings.pause_grace_s,
+            stem_cells=parse_stem_cells(settings.stem_cells),
+        )
         invoker = Invoker(settings.invoker_id, bus, store.entities, store.activations, pool)
         waiters = CompletionWaiters(bus, settings.controller_id)
         throttles = Throttles(settings, store.auth)

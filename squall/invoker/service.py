@@ -202,7 +202,8 @@ class Invoker:
                 init_time = now_ms() - init_started
                 response = init_outcome(init, limits.timeout)
                 timed_out = init.timed_out
-                pc.initialized = response is None
+                if response is None:
+                    self.pool.initialized(pc)
             if response is None:
                 run = await container.run(self._run_payload(action, message), timeout_s)
                 response = run_outcome(run, limits.timeout)
@@ -229,6 +230,8 @@ class Invoker:
         ]
         if init_time is not None:
             annotations.append({"key": "initTime", "value": init_time})
+            if pc.stem_cell:  # the cold start took a prewarmed runtime: /init only
+                annotations.append({"key": "prewarmed", "value": True})
         return Activation(
             namespace=message.namespace,
             name=action.path.name,

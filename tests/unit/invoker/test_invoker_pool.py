@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -17,15 +15,6 @@ pytestmark = pytest.mark.anyio
 PY = "python:3.11"
 
 
-@pytest.fixture
-async def factory(tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
-    f = ProcessContainerFactory(tmp_path / "containers", "http://127.0.0.1:1")
-    try:
-        yield f
-    finally:
-        await f.close()
-
-
 async def test_warm_container_is_reused_only_for_the_same_key(
     factory: ProcessContainerFactory,
 ) -> None:
@@ -34,7 +23,7 @@ async def test_warm_container_is_reused_only_for_the_same_key(
     a = ("guest", "/guest/a", "1-x")
     pc, cold = await pool.acquire(a, PY, 256, 1)
     assert cold
-    pc.initialized = True
+    pool.initialized(pc)
     pool.release(pc)
     # When A runs again / Then the same container is used, warm
     again, cold_again = await pool.acquire(a, PY, 256, 1)
@@ -58,7 +47,7 @@ async def test_busy_container_is_not_shared_at_concurrency_one(
     pool = ContainerPool(factory, capacity_mb=1024)
     key = ("guest", "/guest/a", "1-x")
     first, _ = await pool.acquire(key, PY, 256, 1)
-    first.initialized = True
+    pool.initialized(first)
     # When a second run arrives while the first is busy / Then it gets its own container
     second, cold = await pool.acquire(key, PY, 256, 1)
     assert cold and second is not first
@@ -73,9 +62,9 @@ async def test_full_pool_evicts_the_least_recently_used_idle_container(
     pool = ContainerPool(factory, capacity_mb=512)
     a, b, c = (("ns", f"/ns/{n}", "1") for n in "abc")
     pa, _ = await pool.acquire(a, PY, 256, 1)
-    pa.initialized = True
+    pool.initialized(pa)
     pb, _ = await pool.acquire(b, PY, 256, 1)
-    pb.initialized = True
+    pool.initialized(pb)
     pool.release(pa)
     pool.release(pb)
     # When C needs room / Then A (least recently used) goes, B stays warm
@@ -94,7 +83,7 @@ async def test_work_waits_when_nothing_can_be_evicted(
     pool = ContainerPool(factory, capacity_mb=256)
     a, b = ("ns", "/ns/a", "1"), ("ns", "/ns/b", "1")
     pa, _ = await pool.acquire(a, PY, 256, 1)
-    pa.initialized = True
+    pool.initialized(pa)
     # When B asks for a container / Then it waits
     waiting = asyncio.create_task(pool.acquire(b, PY, 256, 1))
     await asyncio.sleep(0.05)
@@ -122,7 +111,7 @@ async def test_idle_containers_past_keep_warm_are_reaped(
     # Given a keep-warm period of zero and one idle container
     pool = ContainerPool(factory, capacity_mb=512, keep_warm_s=0.0)
     pc, _ = await pool.acquire(("ns", "/ns/a", "1"), PY, 256, 1)
-    pc.initialized = True
+    pool.initialized(pc)
     pool.release(pc)
     # When the reaper looks / Then the container is gone and its memory is free
     assert pool.reap_idle() == 1
@@ -136,7 +125,7 @@ async def test_destroyed_after_a_failure_is_never_reused(
     pool = ContainerPool(factory, capacity_mb=512)
     key = ("ns", "/ns/a", "1")
     pc, _ = await pool.acquire(key, PY, 256, 1)
-    pc.initialized = True
+    pool.initialized(pc)
     pool.release(pc, destroy=True)
     again, cold = await pool.acquire(key, PY, 256, 1)
     assert cold and again is not pc
@@ -149,7 +138,7 @@ async def test_concurrency_lets_one_node_container_take_several_runs(
     pool = ContainerPool(factory, capacity_mb=512)
     key = ("ns", "/ns/a", "1")
     first, _ = await pool.acquire(key, "nodejs:20", 256, 3)
-    first.initialized = True
+    pool.initialized(first)
     second, cold = await pool.acquire(key, "nodejs:20", 256, 3)
     third, _ = await pool.acquire(key, "nodejs:20", 256, 3)
     assert not cold and second is first and third is first and first.active == 3
