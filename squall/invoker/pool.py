@@ -84,7 +84,10 @@ class ContainerPool:
         self.capacity_mb = capacity_mb
         self.keep_warm_s = keep_warm_s
         self.pause_grace_s = pause_grace_s
-        self.stem_cell_specs = tuple(s for s in stem_cells if factory.supports(s.kind))
+        specs = tuple(stem_cells)
+        self.stem_cell_specs = tuple(s for s in specs if factory.supports(s.kind))
+        for spec in set(specs) - set(self.stem_cell_specs):
+            log.warning("no stem cells of %s: the container factory cannot run it", spec.kind)
         self._containers: dict[PoolKey, list[PooledContainer]] = {}
         self._stem: dict[Shape, list[PooledContainer]] = {}  # STARTING or PREWARMED
         self._stem_tasks: set[asyncio.Task[None]] = set()
