@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Literal
 
 from squall.errors import ContainerError
-from squall.runtimes import family, proxy_path
+from squall.runtimes import SUPPORT_DIRS, family, proxy_path
+from squall.runtimes import interpreter as runs_on
 from squall.sandbox import launch
 from squall.sandbox.bwrap import RUNTIME_ROOT, BwrapSandbox, interpreter_prefix, write_etc
 from squall.sandbox.cgroups import CgroupRoot
@@ -59,7 +60,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024 + 64 * 1024
 #: Log text kept per activation until the invoker asks with its own limit (OpenWhisk's max).
 DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-KINDS = ("nodejs:20", "python:3.11")
+KINDS = ("nodejs:20", "python:3.11", "native", "blackbox")
 SOCKET_NAME = launch.SOCKET_NAME
 #: Where a sandboxed runtime keeps the action's files (a tmpfs of its own).
 SANDBOX_WORKDIR = "/tmp"
@@ -222,7 +223,8 @@ class ProcessContainerFactory:
         self._containers.pop(container.id, None)
 
     def _interpreter(self, kind: str) -> str | None:
-        return shutil.which(self._interpreters.get(family(kind), ""))
+        # Native executables run under the CPython proxy: their kinds need python.
+        return shutil.which(self._interpreters.get(runs_on(kind), ""))
 
     def _argv(self, kind: str) -> tuple[list[str], list[tuple[str, str]]]:
         """The runtime's argv as seen where it runs, and the binds it needs in a sandbox."""
@@ -239,8 +241,12 @@ class ProcessContainerFactory:
                 binds.append((prefix, prefix))
             inside = f"{RUNTIME_ROOT}/{family(kind)}"
             binds.append((str(script.parent), inside))
+            # Proxy code shared with another family, where the proxy looks for it.
+            binds += [
+                (str(d), f"{RUNTIME_ROOT}/{d.name}") for d in SUPPORT_DIRS.get(family(kind), ())
+            ]
             script = Path(inside) / script.name
-        if family(kind) == "python":
+        if runs_on(kind) == "python":
             return [interpreter, "-I", "-S", str(script)], binds
         return [interpreter, str(script)], binds
 
