@@ -28,7 +28,13 @@ class RuntimeKind:
 MANIFEST: tuple[RuntimeKind, ...] = (
     RuntimeKind("nodejs:20", "nodejs", True, "package.json or index.js"),
     RuntimeKind("python:3.11", "python", True, "__main__.py"),
+    # Any executable speaking OpenWhisk's action loop (a zip holding ``exec``).
+    RuntimeKind("native", "native", True, "exec"),
 )
+#: OpenWhisk's kind for Docker actions. Squall runs no images, only OpenWhisk's "native"
+#: form of them (``wsk action create --native``): its skeleton image with an ``exec``.
+BLACKBOX = "blackbox"
+NATIVE_IMAGES = ("openwhisk/dockerskeleton",)
 _BY_KIND = {k.kind: k for k in MANIFEST}
 _DEFAULTS = {k.family: k.kind for k in MANIFEST if k.default}
 
@@ -42,7 +48,7 @@ def resolve_kind(kind: str) -> str:
     family, _, version = kind.partition(":")
     if version in ("", "default") and family in _DEFAULTS:
         return _DEFAULTS[family]
-    if kind in _BY_KIND:
+    if kind in _BY_KIND or kind == BLACKBOX:
         return kind
     raise BadRequest(
         f"The specified runtime '{kind}' is not supported by this platform. "
@@ -85,9 +91,13 @@ class CodeExec:
     code: str
     binary: bool
     main: str | None = None
+    #: The Docker image of a ``blackbox`` action (None: OpenWhisk's skeleton).
+    image: str | None = None
 
     def to_json(self, *, code: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
+        if self.image:
+            out["image"] = self.image
         if code:
             out["code"] = self.code
         out["binary"] = self.binary
@@ -102,6 +112,7 @@ class CodeExec:
             code=str(raw.get("code", "")),
             binary=bool(raw.get("binary", False)),
             main=raw.get("main") or None,
+            image=raw.get("image") or None,
         )
 
     @classmethod
@@ -125,4 +136,23 @@ class CodeExec:
         main = raw.get("main")
         if main is not None and (not isinstance(main, str) or not main.strip()):
             raise BadRequest("The request content was malformed:\n'main' must be a string.")
-        return cls(kind=resolved, code=code, binary=is_binary_code(code), main=main or None)
+        image = _native_image(raw.get("image")) if resolved == BLACKBOX else None
+        return cls(
+            kind=resolved, code=code, binary=is_binary_code(code), main=main or None, image=image
+        )
+
+
+def _native_image(image: object) -> str | None:
+    """The image of a ``blackbox`` action, which must be OpenWhisk's native skeleton."""
+    if image is None:
+        return None
+    if not isinstance(image, str):
+        raise BadRequest("The request content was malformed:\n'image' must be a string.")
+    name = image.strip().removeprefix("docker.io/")
+    if name.partition(":")[0] not in NATIVE_IMAGES:
+        raise BadRequest(
+            f"The specified image '{image}' is not supported by this platform: blackbox "
+            f"actions run only as native executables (image {NATIVE_IMAGES[0]} with a zip "
+            "holding exec)."
+        )
+    return image

@@ -35,7 +35,7 @@ async def test_root_describes_the_platform(anonymous: httpx.AsyncClient) -> None
     kinds = {k["kind"] for family in body["runtimes"].values() for k in family}
     assert {"nodejs:20", "python:3.11"} <= kinds
     defaults = {k["kind"] for family in body["runtimes"].values() for k in family if k["default"]}
-    assert defaults == {"nodejs:20", "python:3.11"}
+    assert defaults == {"nodejs:20", "python:3.11", "native"}
 
 
 async def test_api_v1_has_description_and_version(anonymous: httpx.AsyncClient) -> None:

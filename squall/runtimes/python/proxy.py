@@ -139,8 +139,13 @@ class Runtime:
         if site_dirs:
             import site  # the interpreter runs with -S; site is only needed here
 
+            before = list(sys.path)
             for site_dir in site_dirs:
-                site.addsitedir(site_dir)
+                site.addsitedir(site_dir)  # also runs its .pth files
+            # In front, as virtualenv's activate_this.py puts them: the zip's packages win
+            # over same-named ones of the standard library.
+            added = [p for p in sys.path if p not in before]
+            sys.path[:] = added + before
         return entry
 
     def run(self, message: dict[str, Any]) -> Reply:

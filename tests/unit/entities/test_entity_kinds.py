@@ -43,7 +43,7 @@ def test_resolve_kind(kind: str, resolved: str) -> None:
     assert resolve_kind(kind) == resolved
 
 
-@pytest.mark.parametrize("kind", ["nodejs:1", "python:2", "java:default", "blackbox", "NODEJS:20"])
+@pytest.mark.parametrize("kind", ["nodejs:1", "python:2", "java:default", "docker", "NODEJS:20"])
 def test_unknown_kind_message(kind: str) -> None:
     # When a kind is not in the manifest / Then 400 naming it and every valid kind
     with pytest.raises(BadRequest) as e:
@@ -59,11 +59,11 @@ def test_unknown_kind_message(kind: str) -> None:
 
 def test_manifest_has_one_default_per_family() -> None:
     runtimes = runtimes_json()
-    assert set(runtimes) == {"nodejs", "python"}
+    assert set(runtimes) == {"nodejs", "python", "native"}
     for family, kinds in runtimes.items():
         assert sum(1 for k in kinds if k["default"]) == 1
         for k in kinds:
-            assert k["kind"].startswith(f"{family}:")
+            assert k["kind"].partition(":")[0] == family
             assert k["deprecated"] is False
 
 
@@ -139,3 +139,27 @@ def test_code_over_48_mb_is_413() -> None:
         e.value.message
         == f"Code larger than allowed: {MAX_CODE_BYTES + 1} > {MAX_CODE_BYTES} bytes."
     )
+
+
+@pytest.mark.parametrize(
+    "image", [None, "openwhisk/dockerskeleton", "openwhisk/dockerskeleton:1.3"]
+)
+def test_blackbox_runs_as_native_on_the_skeleton_image(image: str | None) -> None:
+    # When a blackbox action names OpenWhisk's native skeleton (or no image)
+    raw = {"kind": "blackbox", "code": "#!/bin/sh\n", **({"image": image} if image else {})}
+    exec_ = CodeExec.from_request(raw)
+    # Then it is kept as OpenWhisk shows it
+    assert exec_.to_json() == {
+        "kind": "blackbox",
+        **({"image": image} if image else {}),
+        "code": "#!/bin/sh\n",
+        "binary": False,
+    }
+    assert CodeExec.from_stored(exec_.to_json()) == exec_
+
+
+def test_blackbox_with_another_image_is_rejected() -> None:
+    # When a blackbox action names an image Squall cannot run / Then 400
+    with pytest.raises(BadRequest) as e:
+        CodeExec.from_request({"kind": "blackbox", "image": "me/mine", "code": "x"})
+    assert e.value.message.startswith("The specified image 'me/mine' is not supported")
