@@ -1,3 +1,5 @@
+"""Fixtures shared by the unit tests that need real runtimes."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -6,11 +8,6 @@ from pathlib import Path
 import pytest
 
 from squall.sandbox.process import ProcessContainerFactory
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
