@@ -204,7 +204,7 @@ async def serve(settings: Settings) -> None:
         system = await Standalone.start(settings)
     except ContainerError as ex:  # e.g. no namespaces or cgroups: say what to do, exit 1
         raise SystemExit(f"squall: {ex.message}") from None
-    wskprops = settings.home / "wskprops"
+    wskprops = (settings.home / "wskprops").resolve()
     print(f"APIHOST={settings.effective_api_host}", flush=True)
     print(f"AUTH={system.guest_auth}", flush=True)
     print("NAMESPACE=guest", flush=True)
