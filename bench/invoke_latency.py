@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +57,7 @@ ACTIONS = {
 UNTHROTTLED = {
     "SQUALL_INVOCATIONS_PER_MINUTE": "100000000",
     "SQUALL_CONCURRENT_INVOCATIONS": "100000",
+    "SQUALL_FIRES_PER_MINUTE": "100000000",
 }
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "proxy")
 
@@ -250,6 +251,35 @@ def table(results: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(rows)
 
 
+def run_measurement(
+    args: argparse.Namespace, measure_on: Callable[[str, str], dict[str, Any]]
+) -> tuple[dict[str, Any], str]:
+    """``measure_on(apihost, auth)`` against ``--apihost``/``--auth`` (loopback only), or
+    a server of its own; returns the results and ``"given"`` or ``"started"``."""
+    if args.apihost:
+        check_loopback(args.apihost)
+        return measure_on(args.apihost.rstrip("/"), args.auth), "given"
+    with own_server() as (apihost, auth):
+        return measure_on(apihost, auth), "started"
+
+
+def report_head(name: str, started: float, server: str, node: str | None) -> dict[str, Any]:
+    """The fields every benchmark's JSON report starts with."""
+    machine: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    if node is not None:
+        machine["node"] = subprocess.run(
+            [node, "--version"], capture_output=True, text=True
+        ).stdout.strip()
+    return {
+        "benchmark": name,
+        "started": started,
+        "seconds": round(time.time() - started, 1),
+        "server": server,
+        "commit": git_commit(),
+        "machine": machine,
+    }
+
+
 def git_commit() -> str | None:
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         out = subprocess.run(
@@ -281,27 +311,9 @@ def main() -> None:
         raise SystemExit("node is needed for bench/load.js")
 
     started = time.time()
-    if args.apihost:
-        check_loopback(args.apihost)
-        results = measure(args, args.apihost.rstrip("/"), args.auth, node)
-        server = "given"
-    else:
-        with own_server() as (apihost, auth):
-            results = measure(args, apihost, auth, node)
-        server = "started"
+    results, server = run_measurement(args, lambda host, auth: measure(args, host, auth, node))
     report = {
-        "benchmark": "invoke_latency",
-        "started": started,
-        "seconds": round(time.time() - started, 1),
-        "server": server,
-        "commit": git_commit(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "node": subprocess.run(
-                [node, "--version"], capture_output=True, text=True
-            ).stdout.strip(),
-        },
+        **report_head("invoke_latency", started, server, node),
         "parameters": {
             "requests": args.requests,
             "duration_s": args.duration,

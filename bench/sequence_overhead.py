@@ -28,15 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from invoke_latency import RESULTS, check_loopback, git_commit, load, own_server
+from invoke_latency import RESULTS, load, report_head, run_measurement
 
 OUTPUT = RESULTS.parent / "sequence_overhead.json"
 NOOP = "function main() { return {}; }"
@@ -154,27 +152,9 @@ def main() -> None:
         raise SystemExit("node is needed for bench/load.js")
 
     started = time.time()
-    if args.apihost:
-        check_loopback(args.apihost)
-        results = measure(args, args.apihost.rstrip("/"), args.auth, node)
-        server = "given"
-    else:
-        with own_server() as (apihost, auth):
-            results = measure(args, apihost, auth, node)
-        server = "started"
+    results, server = run_measurement(args, lambda host, auth: measure(args, host, auth, node))
     report = {
-        "benchmark": "sequence_overhead",
-        "started": started,
-        "seconds": round(time.time() - started, 1),
-        "server": server,
-        "commit": git_commit(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "node": subprocess.run(
-                [node, "--version"], capture_output=True, text=True
-            ).stdout.strip(),
-        },
+        **report_head("sequence_overhead", started, server, node),
         "parameters": {"requests": args.requests, "lengths": args.lengths},
         "goal_ms_per_step": GOAL_MS_PER_STEP,
         "slope_ms_per_step": slope(results),

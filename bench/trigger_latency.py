@@ -38,7 +38,6 @@ import base64
 import http.client
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from invoke_latency import RESULTS, check_loopback, git_commit, own_server
+from invoke_latency import RESULTS, report_head, run_measurement
 
 OUTPUT = RESULTS.parent / "trigger_latency.json"
 NOOP = "function main() { return {}; }"
@@ -233,23 +232,9 @@ def main() -> None:
         parser.error("--apihost and --auth go together")
 
     started = time.time()
-    if args.apihost:
-        check_loopback(args.apihost)
-        results = measure(args, args.apihost.rstrip("/"), args.auth)
-        server = "given"
-    else:
-        # own_server passes this process's environment on: no fires-per-minute limit.
-        os.environ["SQUALL_FIRES_PER_MINUTE"] = "100000000"
-        with own_server() as (apihost, auth):
-            results = measure(args, apihost, auth)
-        server = "started"
+    results, server = run_measurement(args, lambda host, auth: measure(args, host, auth))
     report = {
-        "benchmark": "trigger_latency",
-        "started": started,
-        "seconds": round(time.time() - started, 1),
-        "server": server,
-        "commit": git_commit(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **report_head("trigger_latency", started, server, None),
         "parameters": {"samples": args.samples, "rules": args.rules},
         "results": results,
     }
