@@ -1,7 +1,14 @@
-"""The ``squall`` command."""
+"""The ``squall`` command.
+
+Subcommands other than ``standalone`` live in their own modules and are imported only when
+used (``LAZY``), so ``squall action invoke`` does not pay for the server's imports and the
+server does not pay for the client's.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -10,8 +17,59 @@ import click
 from squall import __version__
 from squall.config import Settings
 
+# Command name -> "module:attribute" of a click command or group.
+LAZY: dict[str, str] = {
+    # wsk-style client (issue 6)
+    "action": "squall.cli.client.action:action",
+    "activation": "squall.cli.client.activation:activation",
+    "namespace": "squall.cli.client.namespace:namespace",
+    "package": "squall.cli.client.package:package",
+    "property": "squall.cli.client.property:property_",
+    "rule": "squall.cli.client.rule:rule",
+    "trigger": "squall.cli.client.trigger:trigger",
+    # operators and action authors (issue 6)
+    "admin": "squall.cli.admin:admin",
+    "dev": "squall.cli.dev:dev",
+    "completion": "squall.cli.completion:completion",
+    # cluster shape (issue 5)
+    "controller": "squall.cli.cluster:controller",
+    "invoker": "squall.cli.cluster:invoker",
+    "cluster": "squall.cli.cluster:cluster",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """A group whose subcommands in ``LAZY`` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names.update(name for name in LAZY if self._importable(name))
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in LAZY:
+            return command
+        module_name, attribute = LAZY[cmd_name].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and module_name.startswith(error.name):
+                return None  # not built (yet): the command does not exist
+            raise
+        found = getattr(module, attribute)
+        assert isinstance(found, click.Command)
+        return found
+
+    @staticmethod
+    def _importable(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(LAZY[name].split(":")[0]) is not None
+        except ModuleNotFoundError:  # its parent package is not there either
+            return False
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="squall")
 def main() -> None:
     """Squall: an OpenWhisk-compatible function-as-a-service platform."""
