@@ -62,6 +62,12 @@ class Settings:
     sandbox_network: bool = False
     # Where containers' cgroups go, relative to the cgroup hierarchy's root.
     cgroup_root: str = "squall"
+    # Providers (cluster shape). Store: empty = SQLite at ``db_path``, or a
+    # ``postgresql://`` URL. Bus: empty = in-process queues, or a ``nats://`` URL.
+    store_url: str = ""
+    bus_url: str = ""
+    # Activation records older than this many days are deleted; 0 = kept for ever.
+    activation_retention_days: float = 0.0
 
     @property
     def db_path(self) -> Path:
