@@ -39,6 +39,8 @@ class ActivationMessage:
     ``cause`` is the id of the activation that caused this one (e.g. the enclosing
     sequence); ``caused_by`` is the record's ``causedBy`` annotation (``"sequence"`` for
     steps of a sequence or composition), written by the invoker when set.
+    ``store_record`` False: the invoker does not store the record (the namespace's
+    ``storeActivations`` limit is off); the completion still carries it.
     """
 
     transid: str
@@ -54,6 +56,7 @@ class ActivationMessage:
     init_args: dict[str, Any] = field(default_factory=dict)
     cause: str | None = None
     caused_by: str | None = None
+    store_record: bool = True
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -73,6 +76,7 @@ class ActivationMessage:
                 "initArgs": self.init_args,
                 "cause": self.cause,
                 "causedBy": self.caused_by,
+                "storeRecord": self.store_record,
             }
         )
 
@@ -94,6 +98,8 @@ class ActivationMessage:
                 init_args=dict(raw.get("initArgs") or {}),
                 cause=raw.get("cause"),
                 caused_by=raw.get("causedBy"),
+                # Absent in messages of an older controller: stored, as before.
+                store_record=bool(raw.get("storeRecord", True)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MessageError(f"activation: {e}") from e

@@ -172,6 +172,10 @@ class Activator:
                 cause=cause,
                 caused_by=caused_by,
             )
+        # The namespace's storeActivations limit off (OpenWhisk's user limit): no record
+        # is stored for it, pending or final.
+        store = await self._throttles.store_activations(identity.namespace)
+        record_pending = record_pending and store
         activation_id = new_activation_id()
         content = params.as_dict(action.parameters, init=False)
         content.update(payload)
@@ -189,6 +193,7 @@ class Activator:
             init_args=params.as_dict(action.parameters, init=True),
             cause=cause,
             caused_by=caused_by,
+            store_record=store,
         )
         # The record of an accepted activation that has not ended (see below for when).
         pending = pending_record(

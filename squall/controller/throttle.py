@@ -32,6 +32,11 @@ from squall.store.contracts import AuthStore
 INVOCATIONS_PER_MINUTE = "invocationsPerMinute"
 CONCURRENT_INVOCATIONS = "concurrentInvocations"
 FIRES_PER_MINUTE = "firesPerMinute"
+# Not throttles, but stored beside them (OpenWhisk's UserLimits): the runtime kinds a
+# namespace may create actions of (absent or empty: all), and whether its activation
+# records are stored (absent: yes).
+ALLOWED_KINDS = "allowedKinds"
+STORE_ACTIVATIONS = "storeActivations"
 
 
 def too_many_per_minute(count: int, allowed: int) -> str:
@@ -74,14 +79,24 @@ class Throttles:
         self._in_flight: dict[str, int] = {}
         self._owner: dict[str, str] = {}  # activation id → namespace
 
-    async def limits(self, namespace: str) -> dict[str, int]:
-        """The namespace's effective limits (settings, then its stored overrides)."""
+    async def stored(self, namespace: str) -> dict[str, Any]:
+        """The namespace's stored limits (``squall admin limits set``), cached for ``ttl``
+        seconds; the caller must not mutate the returned dict."""
         now = time.monotonic()
         cached = self._overrides.get(namespace)
         if cached is None or cached[1] <= now:
             cached = (await self._auth.get_limits(namespace), now + self._ttl)
             self._overrides[namespace] = cached
-        stored = cached[0]
+        return cached[0]
+
+    async def store_activations(self, namespace: str) -> bool:
+        """False when the namespace's records are not to be stored (OpenWhisk's
+        ``storeActivations`` user limit; absent means true)."""
+        return (await self.stored(namespace)).get(STORE_ACTIVATIONS) is not False
+
+    async def limits(self, namespace: str) -> dict[str, int]:
+        """The namespace's effective limits (settings, then its stored overrides)."""
+        stored = await self.stored(namespace)
         s = self._settings
 
         def pick(key: str, default: int) -> int:

@@ -128,8 +128,11 @@ class Invoker:
         await delivery.ack()
 
     async def _finish(self, message: ActivationMessage, record: dict[str, Any]) -> None:
-        # Store first: a client that got the id must always find the record.
-        await self._activations.put(record)
+        # Store first: a client that got the id must always find the record. Unless the
+        # namespace's storeActivations limit is off: then, as in OpenWhisk, the record is
+        # only sent to the controller (a blocking caller still gets its result).
+        if message.store_record:
+            await self._activations.put(record)
         completion = Completion(message.transid, message.activation_id, self.id, record)
         await self._bus.send(completion_topic(message.controller), completion.to_bytes())
 

@@ -20,6 +20,7 @@ from squall.controller.http import (
 )
 from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.controller.sequences import check_sequence
+from squall.controller.throttle import ALLOWED_KINDS
 from squall.entities.action import Action
 from squall.entities.activation import SUCCESS, WHISK_ERROR
 from squall.entities.names import EntityPath, check_name
@@ -28,6 +29,10 @@ from squall.errors import BadRequest, Forbidden, NotFound
 
 MAX_ENTITY_BYTES = 50 * 1024 * 1024  # code (48 MB) plus the rest of the document
 BINDING_NOT_ALLOWED = "Operation not permitted on package binding."
+
+
+def kind_not_allowed(kind: str) -> str:
+    return f"The supplied authentication is not authorized to access actions of kind '{kind}'."
 
 
 def _split(namespace: str, rest: str) -> tuple[EntityPath | None, str | None]:
@@ -94,9 +99,20 @@ async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
     else:
         require_overwrite(request)
         action = existing.update(body)
+    if existing is None or (isinstance(body, dict) and body.get("exec") is not None):
+        await _check_kind(ctl, path.namespace, action.exec.kind)
     await check_sequence(ctl, action, body)
     stored = await ctl.catalog.put(action, create=existing is None)
     return JSONResponse(stored.to_json())
+
+
+async def _check_kind(ctl: Controller, namespace: str, kind: str) -> None:
+    """403 unless the namespace may use ``kind`` (its ``allowedKinds`` limit, set with
+    ``squall admin limits set``; absent or empty allows every kind, as in OpenWhisk).
+    Read from the store, not the throttles' cache: a change applies to the next PUT."""
+    allowed = (await ctl.auth_store.get_limits(namespace)).get(ALLOWED_KINDS)
+    if isinstance(allowed, list) and allowed and kind not in allowed:
+        raise Forbidden(kind_not_allowed(kind))
 
 
 def _wait_ms(request: Request, maximum: int) -> int:

@@ -13,6 +13,7 @@ from squall import __version__
 from squall.config import Settings
 from squall.controller.core import caller, controller_of
 from squall.controller.http import JSONResponse
+from squall.controller.throttle import ALLOWED_KINDS, STORE_ACTIVATIONS
 from squall.entities import limits as L
 from squall.entities.kinds import runtimes_json
 from squall.errors import NotFound
@@ -76,9 +77,13 @@ async def namespaces(request: Request) -> Response:
 async def namespace_limits(request: Request) -> Response:
     ctl, _, namespace = await caller(request)
     throttles = await ctl.throttles.limits(namespace)
+    stored = await ctl.throttles.stored(namespace)
+    # The non-throttle user limits appear only when set, as in OpenWhisk's UserLimits.
+    extra = {k: stored[k] for k in (ALLOWED_KINDS, STORE_ACTIVATIONS) if k in stored}
     return JSONResponse(
         {
             **throttles,
+            **extra,
             "minActionMemory": L.MIN_MEMORY_MB * 1024 * 1024,
             "maxActionMemory": L.MAX_MEMORY_MB * 1024 * 1024,
             "minActionLogs": L.MIN_LOGS_MB * 1024 * 1024,

@@ -46,6 +46,7 @@ def test_activation_message_schema_is_stable() -> None:
     assert set(raw) == {
         "v", "t", "transid", "activationId", "namespace", "subject", "action", "revision",
         "content", "blocking", "controller", "acceptedMs", "initArgs", "cause", "causedBy",
+        "storeRecord",
     }  # fmt: skip
 
 
@@ -57,6 +58,14 @@ def test_activation_message_without_cause_fields_decodes() -> None:
     decoded = ActivationMessage.from_bytes(orjson.dumps(raw))
     assert decoded.cause is None
     assert decoded.caused_by is None
+
+
+def test_activation_message_of_an_older_controller_is_stored() -> None:
+    # Given the wire form of a message sent before storeRecord existed
+    raw = orjson.loads(_message().to_bytes())
+    del raw["storeRecord"]
+    # When it is decoded / Then its record is stored, as it always was
+    assert ActivationMessage.from_bytes(orjson.dumps(raw)).store_record is True
 
 
 def test_completion_round_trips() -> None:
