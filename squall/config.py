@@ -68,6 +68,14 @@ class Settings:
     bus_url: str = ""
     # Activation records older than this many days are deleted; 0 = kept for ever.
     activation_retention_days: float = 0.0
+    # Cluster health: invokers ping every ``ping_interval_s``; a controller calls one
+    # unresponsive after ``unresponsive_after_s`` without a ping (no new work) and offline
+    # after ``offline_after_s`` (its queue is moved, its running activations recorded as
+    # failed). Each controller takes 1/``cluster_controllers`` of every invoker's memory.
+    ping_interval_s: float = 1.0
+    unresponsive_after_s: float = 3.0
+    offline_after_s: float = 10.0
+    cluster_controllers: int = 1
 
     @property
     def db_path(self) -> Path:

@@ -146,3 +146,125 @@ def invoker_topic(invoker_id: str) -> str:
 
 def completion_topic(controller_id: str) -> str:
     return f"completed.{controller_id}"
+
+
+def message_type(data: bytes) -> str:
+    """The ``t`` of a message (``"completion"``, ``"redispatch"``...), or ``""`` when the
+    bytes are not one of ours; for consumers of topics that carry several types."""
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(raw.get("t", "")) if isinstance(raw, dict) else ""
+
+
+# Broadcast subjects (every live subscriber gets each message; nothing is stored).
+HEALTH_SUBJECT = "health"
+INVALIDATION_SUBJECT = "cacheInvalidation"
+
+# Invoker states in pings; the controller derives healthy/unhealthy/unresponsive/offline.
+INVOKER_UP = "up"
+INVOKER_STOPPING = "stopping"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokerPing:
+    """An invoker's heartbeat on ``HEALTH_SUBJECT``, sent every ping interval.
+
+    ``user_memory_mb`` is its capacity (controllers divide it into slots); ``state`` is
+    ``INVOKER_UP``, or ``INVOKER_STOPPING`` once it takes no more work (sent once when it
+    shuts down, so controllers need not wait for silence to route around it)."""
+
+    invoker: str
+    user_memory_mb: int
+    state: str
+    sent_ms: int
+    busy_mb: int = 0
+    containers: int = 0
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "t": "ping",
+                "invoker": self.invoker,
+                "userMemoryMb": self.user_memory_mb,
+                "state": self.state,
+                "sentMs": self.sent_ms,
+                "busyMb": self.busy_mb,
+                "containers": self.containers,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> InvokerPing:
+        raw = _load(data, "ping")
+        try:
+            return cls(
+                invoker=str(raw["invoker"]),
+                user_memory_mb=int(raw["userMemoryMb"]),
+                state=str(raw["state"]),
+                sent_ms=int(raw["sentMs"]),
+                busy_mb=int(raw.get("busyMb", 0)),
+                containers=int(raw.get("containers", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise MessageError(f"ping: {e}") from e
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """An entity changed (put or delete) through ``controller``: other controllers drop
+    their cached copy of ``namespace``/``path``."""
+
+    controller: str
+    namespace: str
+    path: str
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "t": "invalidation",
+                "controller": self.controller,
+                "namespace": self.namespace,
+                "path": self.path,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Invalidation:
+        raw = _load(data, "invalidation")
+        try:
+            return cls(str(raw["controller"]), str(raw["namespace"]), str(raw["path"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise MessageError(f"invalidation: {e}") from e
+
+
+@dataclass(frozen=True, slots=True)
+class Redispatch:
+    """An activation taken off a dead invoker's queue by another controller, handed to
+    the controller that accepted it (on its completion topic): that controller routes it
+    to a healthy invoker and keeps counting it as its own."""
+
+    message: ActivationMessage
+    from_invoker: str
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "t": "redispatch",
+                "fromInvoker": self.from_invoker,
+                "message": orjson.loads(self.message.to_bytes()),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Redispatch:
+        raw = _load(data, "redispatch")
+        try:
+            inner = orjson.dumps(raw["message"])
+            return cls(ActivationMessage.from_bytes(inner), str(raw["fromInvoker"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise MessageError(f"redispatch: {e}") from e

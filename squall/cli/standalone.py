@@ -22,21 +22,14 @@ from starlette.types import ASGIApp
 
 from squall.bus.memory import MemoryBus
 from squall.config import Settings
-from squall.controller.activator import Activator
 from squall.controller.app import create_app
-from squall.controller.auth import Authenticator
 from squall.controller.balancer import LeanBalancer
-from squall.controller.catalog import Catalog
-from squall.controller.composition import Composer
+from squall.controller.build import build_controller
 from squall.controller.core import Controller
-from squall.controller.throttle import Throttles
-from squall.controller.waiters import CompletionWaiters
 from squall.errors import ContainerError, NotFound
 from squall.feeds.provider import AlarmsProvider
-from squall.invoker.pool import ContainerPool
-from squall.invoker.prewarm import parse_stem_cells
+from squall.invoker.build import build_invoker, container_factory
 from squall.invoker.service import Invoker
-from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import AuthStore
 from squall.store.sqlite import SqliteStore
@@ -88,21 +81,6 @@ async def guest_credentials(auth: AuthStore, wskprops: Path) -> str:
     return subject.auth
 
 
-def isolation(settings: Settings) -> Isolation | None:
-    """The sandbox isolation the settings ask for; ContainerError if the host lacks it."""
-    if settings.unsafe_no_isolation:
-        log.warning(
-            "--unsafe-no-isolation: actions run as plain processes that can read and change "
-            "everything this process can; never use this with code you do not trust"
-        )
-        return None
-    return Isolation.detect(
-        network=settings.sandbox_network,
-        cgroup_root=settings.cgroup_root,
-        user_memory_mb=settings.user_memory_mb,
-    )
-
-
 @dataclass
 class Standalone:
     """A running platform: store, bus, invoker, controller and the ASGI app."""
@@ -121,42 +99,21 @@ class Standalone:
     async def start(cls, settings: Settings) -> Standalone:
         settings.home.mkdir(parents=True, exist_ok=True)
         # The sandbox first: a host that cannot isolate is refused before anything opens.
-        factory = ProcessContainerFactory(
-            settings.containers_dir,
-            settings.effective_api_host,
-            isolation=isolation(settings),
-            node=settings.node,
-        )
+        factory = container_factory(settings)
         store = await SqliteStore.open(settings.db_path)
         bus = MemoryBus()
-        pool = ContainerPool(
-            factory,
-            settings.user_memory_mb,
-            settings.keep_warm_s,
-            pause_grace_s=settings.pause_grace_s,
-            stem_cells=parse_stem_cells(settings.stem_cells),
+        invoker = build_invoker(
+            settings, factory, store.entities, store.activations, bus, cluster=False
         )
-        invoker = Invoker(settings.invoker_id, bus, store.entities, store.activations, pool)
-        waiters = CompletionWaiters(bus, settings.controller_id)
-        throttles = Throttles(settings, store.auth)
-        waiters.add_listener(throttles.on_completion)
-        controller = Controller(
-            settings=settings,
-            catalog=Catalog(store.entities),
-            activations=store.activations,
-            auth_store=store.auth,
-            authenticator=Authenticator(store.auth),
-            activator=Activator(
-                LeanBalancer(bus, settings.invoker_id),
-                waiters,
-                store.activations,
-                settings.controller_id,
-                throttles,
-            ),
-            waiters=waiters,
-            throttles=throttles,
+        controller = build_controller(
+            settings,
+            store.entities,
+            store.activations,
+            store.auth,
+            bus,
+            LeanBalancer(bus, settings.invoker_id),
         )
-        controller.activator.composer = Composer(controller)
+        controller.invokers = lambda: [{"id": f"invoker{settings.invoker_id}", "status": "healthy"}]
         alarms = AlarmsProvider(
             controller, store.schedules, min_interval_s=settings.alarms_min_interval_s
         )

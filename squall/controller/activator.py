@@ -234,7 +234,7 @@ class Activator:
             raise
         if not blocking:
             return Invocation(activation_id, None)
-        record = await self._waiters.wait(activation_id, wait_ms / 1000)
+        record = await self._waiters.wait(activation_id, wait_ms / 1000, identity.namespace)
         if record is None and record_pending:
             # The caller gets a 202 with the id: from now on it must be found. The
             # final record may already be stored; put_pending never replaces it.

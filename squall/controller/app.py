@@ -13,7 +13,16 @@ from starlette.types import ASGIApp
 from squall.controller.core import Controller
 from squall.controller.http import error_response, transaction_id
 from squall.controller.middleware import RequestMiddleware
-from squall.controller.routes import actions, activations, meta, packages, rules, triggers, web
+from squall.controller.routes import (
+    actions,
+    activations,
+    invokers,
+    meta,
+    packages,
+    rules,
+    triggers,
+    web,
+)
 from squall.errors import MethodNotAllowed, NotFound, SquallError
 
 
@@ -49,6 +58,7 @@ def create_app(controller: Controller) -> ASGIApp:
             *rules.ROUTES,
             *activations.ROUTES,
             *web.ROUTES,
+            *invokers.ROUTES,
         ],
         exception_handlers={
             HTTPException: _http_exception,

@@ -1,13 +1,16 @@
 """Typed access to the entity store for the controller, with a revision-checked cache.
 
 Only actions are cached (they are read on every invoke); the cache is filled on read and
-dropped on every write or delete made through this catalog. Another controller's writes
-reach this cache through ``invalidate`` (wired to the bus by the cluster issue); until
-then standalone has exactly one controller, so the cache is always current.
+dropped on every write or delete made through this catalog, and ``on_change`` is told
+(``controller/cluster.py`` broadcasts it, so other controllers ``invalidate`` their
+copy). Standalone has exactly one controller, so its cache is always current and kept
+for ever; a cluster's also expires after ``ttl_s``, in case an invalidation was missed.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from squall.entities.action import Action
@@ -34,25 +37,36 @@ def path_of(doc: Document) -> EntityPath:
 
 
 class Catalog:
-    def __init__(self, store: EntityStore, max_cached: int = 10_000) -> None:
+    def __init__(
+        self, store: EntityStore, max_cached: int = 10_000, ttl_s: float | None = None
+    ) -> None:
         self.store = store
-        self._actions: dict[tuple[str, str], Action] = {}
+        self._actions: dict[tuple[str, str], tuple[Action, float]] = {}
         self._max = max_cached
+        self._ttl_s = ttl_s
+        # Called with (namespace, path) after every write or delete through this catalog.
+        self.on_change: Callable[[str, str], None] | None = None
 
     def invalidate(self, namespace: str, path: str) -> None:
         self._actions.pop((namespace, path), None)
 
+    def _changed(self, namespace: str, path: str) -> None:
+        self.invalidate(namespace, path)
+        if self.on_change is not None:
+            self.on_change(namespace, path)
+
     async def get(self, cls: type[E], path: EntityPath) -> E:
         if cls is Action:
             hit = self._actions.get((path.namespace, path.path))
-            if hit is not None:
-                return hit  # type: ignore[return-value]
+            if hit is not None and (self._ttl_s is None or hit[1] > time.monotonic()):
+                return hit[0]  # type: ignore[return-value]
         doc = await self.store.get(path.namespace, COLLECTION_OF[cls], path.path)
         entity = cls.from_store(path, doc.body, doc.rev, doc.updated)
         if isinstance(entity, Action):
             if len(self._actions) >= self._max:
                 self._actions.clear()
-            self._actions[(path.namespace, path.path)] = entity
+            expires = time.monotonic() + self._ttl_s if self._ttl_s is not None else 0.0
+            self._actions[(path.namespace, path.path)] = (entity, expires)
         return entity
 
     async def put(self, entity: E, *, create: bool) -> E:
@@ -66,12 +80,15 @@ class Catalog:
             entity.to_store(),
             None if create else entity.rev,
         )
+        # After the write: a controller told earlier could read the old version again.
+        self._changed(path.namespace, path.path)
         return type(entity).from_store(path, doc.body, doc.rev, doc.updated)
 
     async def delete(self, entity: Entity) -> None:
         path = entity.path
         self.invalidate(path.namespace, path.path)
         await self.store.delete(path.namespace, COLLECTION_OF[type(entity)], path.path, entity.rev)
+        self._changed(path.namespace, path.path)
 
     async def list(
         self,

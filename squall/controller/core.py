@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 
@@ -25,6 +27,8 @@ class Controller:
     activator: Activator
     waiters: CompletionWaiters
     throttles: Throttles
+    # The invokers and their health (``/invokers``): standalone's one, or the cluster's.
+    invokers: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
 
     async def start(self) -> None:
         await self.waiters.start()

@@ -5,6 +5,12 @@ task and resolves the future registered for each activation id. Everything runs 
 event loop, so the dict needs no lock; a completion for an id nobody waits for (the
 caller already got 202, or the request was cancelled) is dropped — the invoker stored
 the record before sending it.
+
+The same topic is this controller's inbox in a cluster: another controller that emptied
+a dead invoker's queue hands back the activations this one accepted as ``Redispatch``
+messages (``on_redispatch`` routes them again). And since a completion can be late or
+lost with a controller's connection, a wait that runs out asks the store for the final
+record before the caller gets its 202.
 """
 
 from __future__ import annotations
@@ -12,49 +18,91 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from squall.bus.contracts import MessagingProvider
-from squall.bus.messages import Completion, MessageError, completion_topic
-from squall.errors import ProviderError
+from squall.bus.contracts import Consumer, MessagingProvider
+from squall.bus.messages import (
+    Completion,
+    MessageError,
+    Redispatch,
+    completion_topic,
+    message_type,
+)
+from squall.entities.activation import is_pending
+from squall.errors import NotFound, ProviderError, SquallError
+from squall.store.contracts import ActivationStore
 
 log = logging.getLogger("squall.controller.waiters")
 
 
 class CompletionWaiters:
-    def __init__(self, bus: MessagingProvider, controller_id: str) -> None:
+    def __init__(
+        self,
+        bus: MessagingProvider,
+        controller_id: str,
+        activations: ActivationStore | None = None,
+    ) -> None:
         self._bus = bus
         self._topic = completion_topic(controller_id)
+        self._activations = activations
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Completion], None]] = []
+        # Set in a cluster: route again an activation another controller took off a dead
+        # invoker's queue (``Redispatch``).
+        self.on_redispatch: Callable[[Redispatch], Awaitable[None]] | None = None
+
+    @property
+    def topic(self) -> str:
+        return self._topic
 
     async def start(self) -> None:
         consumer = await self._bus.consumer(self._topic)
         self._task = asyncio.create_task(self._consume(consumer), name="completions")
 
-    async def _consume(self, consumer: Any) -> None:
+    async def _consume(self, consumer: Consumer) -> None:
         while True:
             try:
                 delivery = await consumer.receive()
             except ProviderError:
                 return
             try:
-                completion = Completion.from_bytes(delivery.data)
+                if message_type(delivery.data) == "redispatch":
+                    await self._redispatch(Redispatch.from_bytes(delivery.data))
+                else:
+                    self.deliver(Completion.from_bytes(delivery.data))
             except MessageError:
-                log.exception("dropping a malformed completion")
+                log.exception("dropping a malformed message on %s", self._topic)
+            try:
                 await delivery.ack()
-                continue
-            for listener in self._listeners:
-                try:
-                    listener(completion)
-                except Exception:
-                    log.exception("a completion listener failed")
-            future = self._waiting.pop(completion.activation_id, None)
-            if future is not None and not future.done():
-                future.set_result(completion.record)
-            await delivery.ack()
+            except ProviderError:
+                # Not confirmed: the bus delivers it again; a second completion for the
+                # same id finds nobody waiting and listeners ignore unknown ids.
+                log.warning("could not acknowledge a message on %s", self._topic)
+
+    async def _redispatch(self, redispatch: Redispatch) -> None:
+        if self.on_redispatch is None:
+            log.error("dropping a redispatch of %s: no balancer to route it",
+                      redispatch.message.activation_id)  # fmt: skip
+            return
+        try:
+            await self.on_redispatch(redispatch)
+        except SquallError as error:
+            # Nowhere to send it: end it like any activation that could not be sent.
+            log.error("activation %s could not be moved: %s",
+                      redispatch.message.activation_id, error.message)  # fmt: skip
+
+    def deliver(self, completion: Completion) -> None:
+        """An activation ended: tell the listeners and wake its waiter, if any."""
+        for listener in self._listeners:
+            try:
+                listener(completion)
+            except Exception:
+                log.exception("a completion listener failed")
+        future = self._waiting.pop(completion.activation_id, None)
+        if future is not None and not future.done():
+            future.set_result(completion.record)
 
     def add_listener(self, listener: Callable[[Completion], None]) -> None:
         """Call ``listener`` (synchronously, on the loop) for every completion that
@@ -70,8 +118,13 @@ class CompletionWaiters:
     def forget(self, activation_id: str) -> None:
         self._waiting.pop(activation_id, None)
 
-    async def wait(self, activation_id: str, timeout_s: float) -> dict[str, Any] | None:
-        """The record, or None when ``timeout_s`` passes first (the action runs on)."""
+    async def wait(
+        self, activation_id: str, timeout_s: float, namespace: str = ""
+    ) -> dict[str, Any] | None:
+        """The record, or None when ``timeout_s`` passes first (the action runs on).
+
+        With a store and the record's ``namespace``, a wait that runs out first looks for
+        a final record there: its completion may have been lost on the way."""
         future = self._waiting.get(activation_id)
         if future is None:
             return None
@@ -79,9 +132,18 @@ class CompletionWaiters:
             async with asyncio.timeout(timeout_s):
                 return await future
         except TimeoutError:
-            return None
+            return await self._stored(namespace, activation_id)
         finally:
             self.forget(activation_id)
+
+    async def _stored(self, namespace: str, activation_id: str) -> dict[str, Any] | None:
+        if self._activations is None or not namespace:
+            return None
+        try:
+            record = await self._activations.get(namespace, activation_id)
+        except (NotFound, ProviderError):
+            return None
+        return None if is_pending(record) else record
 
     async def close(self) -> None:
         if self._task is not None:

@@ -6,6 +6,17 @@ and send the completion to the controller that accepted the request. Every accep
 message ends with a stored record — an internal failure becomes a ``whisk internal
 error`` record, never silence.
 
+Delivery: a message is acknowledged on the bus *before* its action runs, so a bus that
+redelivers unacknowledged messages (NATS) never runs an action twice: if this invoker
+dies after the acknowledgement, the controllers record the activation as lost instead
+(``controller/recovery.py``). A redelivered message this invoker already took is dropped.
+A message that waited on the bus longer than the longest blocking wait is not run stale:
+it is recorded as expired.
+
+Health: every ping interval the invoker broadcasts an ``InvokerPing`` (capacity, memory in
+use); controllers route work only to invokers they hear from. It announces ``stopping``
+when it shuts down.
+
 Concurrency: one consumer task reads the topic; each activation runs in its own task, so
 a slow action never holds up the others. The pool bounds how many containers exist.
 """
@@ -21,8 +32,12 @@ import orjson
 
 from squall.bus.contracts import Consumer, Delivery, MessagingProvider
 from squall.bus.messages import (
+    HEALTH_SUBJECT,
+    INVOKER_STOPPING,
+    INVOKER_UP,
     ActivationMessage,
     Completion,
+    InvokerPing,
     MessageError,
     completion_topic,
     invoker_topic,
@@ -51,6 +66,12 @@ ACTION_MISMATCH = "Action version is not compatible and cannot be invoked."
 PROVISION_FAILED = "Failed to provision resources to run the action."
 SHUT_DOWN = "The invoker was shut down before the activation completed."
 NOT_RUNNABLE = "A sequence is run by the controller, not by an invoker."
+EXPIRED = (
+    "The activation expired: it waited {waited} ms for an invoker, longer than the "
+    "{limit} ms a caller waits; it was not run."
+)
+# Activation ids taken recently, to drop a redelivery of a message already taken.
+RECENT_IDS = 10_000
 # How long to wait for the sentinel lines after a run answered (they follow at once).
 LOG_WAIT_S = 2.0
 LOG_WAIT_AFTER_FAILURE_S = 0.2
@@ -78,7 +99,12 @@ class Invoker:
         entities: EntityStore,
         activations: ActivationStore,
         pool: ContainerPool,
+        *,
+        ping_interval_s: float = 0.0,
+        max_wait_ms: int = 0,
     ) -> None:
+        """``ping_interval_s`` > 0 broadcasts health pings (a cluster); ``max_wait_ms`` > 0
+        expires messages that waited longer on the bus."""
         self.id = invoker_id
         self._bus = bus
         self._entities = entities
@@ -88,11 +114,37 @@ class Invoker:
         self._consumer: Consumer | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[str, tuple[asyncio.Task[None], ActivationMessage]] = {}
+        self._recent: dict[str, None] = {}  # insertion-ordered: oldest first
+        self._ping_interval_s = ping_interval_s
+        self._max_wait_ms = max_wait_ms
+        self._ping_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.pool.start()
         self._consumer = await self._bus.consumer(invoker_topic(self.id))
         self._loop_task = asyncio.create_task(self._consume(self._consumer), name="invoker")
+        if self._ping_interval_s > 0:
+            await self._ping(INVOKER_UP)
+            self._ping_task = asyncio.create_task(self._pings(), name="invoker-pings")
+
+    async def _pings(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval_s)
+            try:
+                await self._ping(INVOKER_UP)
+            except Exception:
+                log.exception("could not send a health ping")
+
+    async def _ping(self, state: str) -> None:
+        ping = InvokerPing(
+            invoker=self.id,
+            user_memory_mb=self.pool.capacity_mb,
+            state=state,
+            sent_ms=now_ms(),
+            busy_mb=self.pool.used_mb,
+            containers=len(self.pool.containers()),
+        )
+        await self._bus.publish(HEALTH_SUBJECT, ping.to_bytes())
 
     async def _consume(self, consumer: Consumer) -> None:
         while True:
@@ -104,11 +156,32 @@ class Invoker:
                 message = ActivationMessage.from_bytes(delivery.data)
             except MessageError:
                 log.exception("dropping a malformed activation message")
-                await delivery.ack()
+                await self._ack(delivery)
                 continue
-            task = asyncio.create_task(self._handle(message, delivery))
+            if message.activation_id in self._recent or message.activation_id in self._running:
+                await self._ack(delivery)  # a redelivery of a message already taken
+                continue
+            # Acknowledged before it runs: never run twice (see the module docstring).
+            if not await self._ack(delivery):
+                continue  # not confirmed: the bus redelivers it, to us or to a controller
+            self._remember(message.activation_id)
+            task = asyncio.create_task(self._handle(message))
             self._running[message.activation_id] = (task, message)
             task.add_done_callback(self._forget_task(message.activation_id))
+
+    @staticmethod
+    async def _ack(delivery: Delivery) -> bool:
+        try:
+            await delivery.ack()
+        except Exception:
+            log.exception("could not acknowledge an activation message")
+            return False
+        return True
+
+    def _remember(self, activation_id: str) -> None:
+        self._recent[activation_id] = None
+        if len(self._recent) > RECENT_IDS:
+            del self._recent[next(iter(self._recent))]
 
     def _forget_task(self, activation_id: str) -> Any:
         def done(_task: asyncio.Task[None]) -> None:
@@ -118,14 +191,22 @@ class Invoker:
 
     # -- one activation ---------------------------------------------------------------
 
-    async def _handle(self, message: ActivationMessage, delivery: Delivery) -> None:
+    async def _handle(self, message: ActivationMessage) -> None:
         try:
-            record = await self._activate(message)
+            waited = now_ms() - message.accepted_ms
+            if 0 < self._max_wait_ms < waited:
+                record = self._failure(
+                    message, EXPIRED.format(waited=waited, limit=self._max_wait_ms)
+                )
+            else:
+                record = await self._activate(message)
         except Exception:
             log.exception("activation %s failed inside the invoker", message.activation_id)
             record = self._failure(message, "An internal error occurred while running the action.")
-        await self._finish(message, record)
-        await delivery.ack()
+        try:
+            await self._finish(message, record)
+        except Exception:
+            log.exception("could not finish activation %s", message.activation_id)
 
     async def _finish(self, message: ActivationMessage, record: dict[str, Any]) -> None:
         # Store first: a client that got the id must always find the record. Unless the
@@ -286,6 +367,12 @@ class Invoker:
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop taking work, let running activations finish for ``grace_s``, then record
         the rest as internal errors and destroy every container."""
+        if self._ping_task is not None:
+            self._ping_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ping_task
+            with contextlib.suppress(Exception):
+                await self._ping(INVOKER_STOPPING)
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

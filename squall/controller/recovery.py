@@ -1,0 +1,205 @@
+"""When an invoker goes offline: move its queued work, and end what it was running.
+
+Squall's answer to OpenWhisk's weakest spot (an invoker that dies takes its queued and
+running activations with it, and their ids answer 404 for ever). The invoker acknowledges
+a message on the bus *before* it runs the action, so for a dead invoker:
+
+- a message still on its queue never started: it is moved to a healthy invoker. Every
+  controller empties the queue; a message another controller accepted goes back to that
+  controller (``Redispatch`` on its completion topic), which routes it again and keeps
+  counting it as its own — only the controller that accepted an activation knows whether
+  a caller waits for it;
+- an activation this controller sent there, that is no longer queued and whose completion
+  never came, may have started: running it again could repeat its side effects, so it is
+  ended with a ``whisk internal error`` record saying why — written only if no final
+  record exists (``put_unless_final``), so a result stored just before the death wins.
+
+Order matters: the queue is emptied first (everyone's), then this controller's inbox, so
+that every message handed back to it has been routed before it decides that whatever is
+left must have started on the dead invoker.
+
+Concurrency: one recovery task per offline invoker, on the controller's loop; the
+balancer's table is only changed on that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from squall.bus.contracts import MessagingProvider
+from squall.bus.messages import (
+    ActivationMessage,
+    Completion,
+    MessageError,
+    Redispatch,
+    completion_topic,
+    invoker_topic,
+)
+from squall.controller.health import OFFLINE, InvokerRegistry, InvokerStatus
+from squall.controller.sharding import Dispatched, ShardingBalancer
+from squall.controller.waiters import CompletionWaiters
+from squall.entities.activation import Activation, ActivationResponse, now_ms
+from squall.errors import ProviderError, SquallError
+from squall.store.contracts import ActivationStore
+
+log = logging.getLogger("squall.controller.recovery")
+
+# How long to keep asking for a dead invoker's queued messages: a message it received but
+# had not yet acknowledged comes back only after the bus's acknowledgement wait.
+DRAIN_DEADLINE_S = 45.0
+POLL_S = 0.2
+
+
+def invoker_lost(invoker_id: str) -> str:
+    return (
+        f"The invoker running this activation ({invoker_id}) stopped before it completed; "
+        "it was not run again, as that could repeat its side effects."
+    )
+
+
+class Recovery:
+    def __init__(
+        self,
+        controller_id: str,
+        bus: MessagingProvider,
+        registry: InvokerRegistry,
+        balancer: ShardingBalancer,
+        waiters: CompletionWaiters,
+        activations: ActivationStore,
+        *,
+        drain_deadline_s: float = DRAIN_DEADLINE_S,
+    ) -> None:
+        self._id = controller_id
+        self._bus = bus
+        self._balancer = balancer
+        self._waiters = waiters
+        self._activations = activations
+        self._drain_deadline_s = drain_deadline_s
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        registry.add_listener(self._on_state)
+        waiters.on_redispatch = self._on_redispatch
+
+    def _on_state(self, status: InvokerStatus, previous: str) -> None:
+        if status.state != OFFLINE:
+            return
+        running = self._tasks.get(status.id)
+        if running is not None and not running.done():
+            return
+        self._tasks[status.id] = asyncio.create_task(
+            self.recover(status.id), name=f"recover-{status.id}"
+        )
+
+    async def _on_redispatch(self, redispatch: Redispatch) -> None:
+        await self._route_again(redispatch.message, redispatch.from_invoker)
+
+    async def _route_again(self, message: ActivationMessage, from_invoker: str) -> None:
+        try:
+            await self._balancer.reroute(message, from_invoker)
+        except SquallError as error:
+            # No healthy invoker left: end it now rather than leave it pending.
+            dispatched = self._balancer.dispatched.get(message.activation_id)
+            await self._fail(
+                dispatched or Dispatched(message, from_invoker, 0),
+                f"The activation could not be moved off invoker {from_invoker}: {error.message}",
+            )
+
+    async def recover(self, invoker_id: str) -> None:
+        """Move ``invoker_id``'s queued work, then end this controller's lost activations."""
+        log.warning("invoker %s is offline: moving its queue", invoker_id)
+        try:
+            moved = await self._drain(invoker_id)
+            await self._settle_inbox()
+        except ProviderError as error:
+            log.error("recovery of invoker %s stopped: %s", invoker_id, error)
+            return
+        lost = self._balancer.on_invoker(invoker_id)
+        for dispatched in lost:
+            await self._fail(dispatched, invoker_lost(invoker_id))
+        log.warning("invoker %s: %d queued activations moved, %d running ones recorded as "
+                    "failed", invoker_id, moved, len(lost))  # fmt: skip
+
+    async def _drain(self, invoker_id: str) -> int:
+        topic = invoker_topic(invoker_id)
+        consumer = await self._bus.consumer(topic)
+        moved = 0
+        deadline = time.monotonic() + self._drain_deadline_s
+        try:
+            while time.monotonic() < deadline:
+                delivery = await consumer.poll(POLL_S)
+                if delivery is None:
+                    if await self._bus.pending(topic) == 0:
+                        break
+                    continue
+                try:
+                    message = ActivationMessage.from_bytes(delivery.data)
+                except MessageError:
+                    log.exception("dropping a malformed message of invoker %s", invoker_id)
+                    await delivery.ack()
+                    continue
+                if message.controller == self._id:
+                    await self._route_again(message, invoker_id)
+                else:
+                    # Handed over before the ack: if this controller dies in between, the
+                    # message comes back to the queue and someone else hands it over.
+                    await self._bus.send(
+                        completion_topic(message.controller),
+                        Redispatch(message, invoker_id).to_bytes(),
+                        key=f"redispatch/{message.activation_id}/{invoker_id}",
+                    )
+                await delivery.ack()
+                moved += 1
+        finally:
+            with contextlib.suppress(ProviderError):
+                await consumer.close()
+        return moved
+
+    async def _settle_inbox(self) -> None:
+        """Wait until every message handed back to this controller has been routed."""
+        deadline = time.monotonic() + self._drain_deadline_s
+        while time.monotonic() < deadline:
+            if await self._bus.pending(self._waiters.topic) == 0:
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def _fail(self, dispatched: Dispatched, error: str) -> None:
+        message = dispatched.message
+        now = now_ms()
+        path = message.action.lstrip("/")
+        record = Activation(
+            namespace=message.namespace,
+            name=path.rsplit("/", 1)[-1],
+            subject=message.subject,
+            activation_id=message.activation_id,
+            start=message.accepted_ms,
+            end=now,
+            response=ActivationResponse.whisk_error(error),
+            annotations=[
+                {"key": "path", "value": path},
+                *([{"key": "causedBy", "value": message.caused_by}] if message.caused_by else []),
+            ],
+            cause=message.cause,
+        ).to_json()
+        try:
+            stored = await self._activations.put_unless_final(record)
+        except ProviderError:
+            log.exception("could not record the loss of activation %s", message.activation_id)
+            return
+        if not stored:
+            # It did finish (its completion was lost): the waiter gets the real record.
+            try:
+                record = await self._activations.get(message.namespace, message.activation_id)
+            except SquallError:
+                return
+        self._waiters.deliver(Completion(message.transid, message.activation_id,
+                                         dispatched.invoker, record))  # fmt: skip
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
