@@ -41,7 +41,7 @@ from squall.entities.common import bump_patch
 from squall.entities.kinds import CodeExec
 from squall.entities.names import EntityPath
 from squall.entities.package import Package
-from squall.errors import NotFound, SquallError
+from squall.errors import Conflict, NotFound, SquallError
 from squall.feeds.alarm import ALARM, FEEDS, INTERVAL, ONCE, FeedError
 from squall.feeds.lifecycle import Lifecycle
 
@@ -118,6 +118,18 @@ async def install(catalog: Catalog) -> None:
 
 
 async def _install(catalog: Catalog, entity: E) -> None:
+    # Several controllers of a cluster install at the same time: whoever loses a race
+    # (Conflict) reads the winner's copy and compares again.
+    for attempt in range(3):
+        try:
+            await _install_once(catalog, entity)
+            return
+        except Conflict:
+            if attempt == 2:
+                raise
+
+
+async def _install_once(catalog: Catalog, entity: E) -> None:
     try:
         stored = await catalog.get(type(entity), entity.path)
     except NotFound:

@@ -1,0 +1,231 @@
+"""A cluster of controller and invoker processes on this machine (``squall cluster up``,
+and the cluster tests): start them, wait until they serve, kill or restart one, stop all.
+
+Every member is a ``python -m squall.cli.main controller|invoker`` subprocess configured
+through ``SQUALL_*`` variables, with its output in ``HOME/logs/<name>.log``. Invokers get
+homes of their own (each sandbox factory locks its containers directory). The guest
+namespace is created in the store before the controllers start, and its credentials are
+written to ``HOME/wskprops`` with the first controller as ``APIHOST``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from squall.config import Settings
+
+START_TIMEOUT_S = 60.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Member:
+    name: str
+    role: str  # "controller" or "invoker"
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+async def _guest(settings: Settings, wskprops: Path, api_host: str) -> str:
+    from squall.cli.standalone import GUEST, guest_credentials, write_wskprops
+    from squall.store.factory import open_store
+
+    store = await open_store(settings)
+    try:
+        auth = await guest_credentials(store.auth, wskprops)
+    finally:
+        await store.close()
+    write_wskprops(wskprops, api_host, auth, GUEST)
+    return auth
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        store_url: str,
+        bus_url: str,
+        controllers: int = 2,
+        invokers: int = 2,
+        base_port: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.home = home
+        self.store_url = store_url
+        self.bus_url = bus_url
+        self.members: dict[str, Member] = {}
+        self.auth = ""
+        common = {
+            **os.environ,
+            "SQUALL_STORE_URL": store_url,
+            "SQUALL_BUS_URL": bus_url,
+            "SQUALL_CLUSTER_CONTROLLERS": str(controllers),
+            **(env or {}),
+        }
+        (home / "logs").mkdir(parents=True, exist_ok=True)
+        ports = [base_port + i if base_port else free_port() for i in range(controllers)]
+        self.api_host = common.get("SQUALL_API_HOST") or f"http://127.0.0.1:{ports[0]}"
+        common["SQUALL_API_HOST"] = self.api_host
+        for i, port in enumerate(ports):
+            name = f"controller{i}"
+            self.members[name] = Member(
+                name,
+                "controller",
+                {
+                    **common,
+                    "SQUALL_CONTROLLER_ID": str(i),
+                    "SQUALL_PORT": str(port),
+                    "SQUALL_HOME": str(home / name),
+                },  # fmt: skip
+                home / "logs" / f"{name}.log",
+                port,
+            )
+        for i in range(invokers):
+            name = f"invoker{i}"
+            port = free_port()
+            self.members[name] = Member(
+                name,
+                "invoker",
+                {
+                    **common,
+                    "SQUALL_INVOKER_ID": str(i),
+                    "SQUALL_HOME": str(home / name),
+                    "SQUALL_CGROUP_ROOT": common.get("SQUALL_CGROUP_ROOT", "squall"),
+                },  # fmt: skip
+                home / "logs" / f"{name}.log",
+                port,
+            )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def controllers(self) -> list[Member]:
+        return [m for m in self.members.values() if m.role == "controller"]
+
+    @property
+    def invokers(self) -> list[Member]:
+        return [m for m in self.members.values() if m.role == "invoker"]
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Create the guest, start every member, wait until all invokers are healthy."""
+        settings = Settings.from_env(
+            {"SQUALL_STORE_URL": self.store_url, "SQUALL_HOME": str(self.home)}
+        )
+        self.auth = asyncio.run(_guest(settings, self.home / "wskprops", self.api_host))
+        for member in self.members.values():
+            self.spawn(member.name)
+        self.wait_ready(timeout_s)
+
+    def spawn(self, name: str) -> Member:
+        member = self.members[name]
+        if member.running:
+            raise RuntimeError(f"{name} is running")
+        args = [sys.executable, "-m", "squall.cli.main", member.role]
+        if member.role == "invoker":
+            args += ["--port", str(member.port)]
+        with open(member.log_path, "ab") as log:
+            member.process = subprocess.Popen(
+                args, env=member.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        return member
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until every running controller answers and sees every running invoker healthy."""
+        deadline = time.monotonic() + timeout_s
+        wanted = {m.name for m in self.invokers if m.running}  # /invokers names them alike
+        for member in self.controllers:
+            if not member.running:
+                continue
+            while True:
+                self._check_alive()
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    states = httpx.get(f"{member.url}/invokers", timeout=2).json()
+                    if all(states.get(name) == "up" for name in wanted):
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{member.name} did not see {sorted(wanted)} up: "
+                                       f"{self.tail(member.name)}")  # fmt: skip
+                time.sleep(0.2)
+
+    def _check_alive(self) -> None:
+        for member in self.members.values():
+            if member.process is not None and member.process.poll() is not None:
+                code = member.process.returncode
+                if code not in (0, -signal.SIGKILL, -signal.SIGTERM):
+                    raise RuntimeError(f"{member.name} exited with {code}: "
+                                       f"{self.tail(member.name)}")  # fmt: skip
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        member = self.members[name]
+        if member.process is not None and member.process.poll() is None:
+            os.killpg(member.process.pid, sig)
+            member.process.wait(30)
+
+    def stop(self, name: str, timeout_s: float = 30.0) -> int | None:
+        member = self.members[name]
+        if member.process is None or member.process.poll() is not None:
+            return None if member.process is None else member.process.returncode
+        member.process.send_signal(signal.SIGTERM)
+        try:
+            return member.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill(name)
+            return member.process.returncode
+
+    def restart(self, name: str) -> Member:
+        self.stop(name)
+        return self.spawn(name)
+
+    def wait(self) -> None:
+        """Until a member exits by itself (then stop the rest) or an interrupt."""
+        while all(m.running for m in self.members.values()):
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        # Controllers first: they stop taking requests; invokers finish what they run.
+        for member in [*self.controllers, *self.invokers]:
+            self.stop(member.name)
+
+    # -- reading --------------------------------------------------------------------
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        try:
+            text = self.members[name].log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def describe(self) -> list[str]:
+        out = [f"{m.name}: {m.url} (pid {m.process.pid if m.process else '-'})"
+               for m in self.members.values()]  # fmt: skip
+        out += [f"APIHOST={self.api_host}", f"AUTH={self.auth}", "NAMESPACE=guest",
+                f"# written to {self.home / 'wskprops'}"]  # fmt: skip
+        return out
