@@ -103,7 +103,7 @@ class LocalCluster:
                     "SQUALL_CONTROLLER_ID": str(i),
                     "SQUALL_PORT": str(port),
                     "SQUALL_HOME": str(home / name),
-                },  # fmt: skip
+                },
                 home / "logs" / f"{name}.log",
                 port,
             )
@@ -117,8 +117,7 @@ class LocalCluster:
                     **common,
                     "SQUALL_INVOKER_ID": str(i),
                     "SQUALL_HOME": str(home / name),
-                    "SQUALL_CGROUP_ROOT": common.get("SQUALL_CGROUP_ROOT", "squall"),
-                },  # fmt: skip
+                },
                 home / "logs" / f"{name}.log",
                 port,
             )
