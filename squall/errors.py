@@ -18,6 +18,7 @@ activation record, never exceptions.
     │   ├── PayloadTooLarge        413  body, parameters or code over the limits
     │   └── TooManyRequests        429  throttles
     ├── ServiceUnavailable         503  no invoker can take the work
+    ├── ConfigError                500  settings that cannot work (unknown provider URL, ...)
     └── ProviderError              500  a store, bus or sandbox provider failed
         └── ContainerError         500  a sandbox could not be created or talked to
 """
@@ -89,6 +90,10 @@ class TooManyRequests(RequestError):
 class ServiceUnavailable(SquallError):
     status = 503
     default_message = "No invokers available."
+
+
+class ConfigError(SquallError):
+    """Settings that cannot work, e.g. a store or bus URL of an unknown scheme."""
 
 
 class ProviderError(SquallError):
