@@ -178,6 +178,7 @@ def invoker_app(invoker: Any) -> Starlette:
                 "userMemoryMb": pool.capacity_mb,
                 "usedMb": pool.used_mb,
                 "containers": len(pool.containers()),
+                "activations": invoker.taken,
             }
         )
 

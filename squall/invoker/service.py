@@ -115,6 +115,7 @@ class Invoker:
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[str, tuple[asyncio.Task[None], ActivationMessage]] = {}
         self._recent: dict[str, None] = {}  # insertion-ordered: oldest first
+        self._taken = 0
         self._ping_interval_s = ping_interval_s
         self._max_wait_ms = max_wait_ms
         self._ping_task: asyncio.Task[None] | None = None
@@ -178,7 +179,13 @@ class Invoker:
             return False
         return True
 
+    @property
+    def taken(self) -> int:
+        """Activations taken off the bus since start (for ``/ping``)."""
+        return self._taken
+
     def _remember(self, activation_id: str) -> None:
+        self._taken += 1
         self._recent[activation_id] = None
         if len(self._recent) > RECENT_IDS:
             del self._recent[next(iter(self._recent))]
