@@ -167,6 +167,8 @@ class InvokerRegistry:
         now = self._clock()
         s = self._settings
         for status in self._invokers.values():
+            if self.health_test is None:
+                status.tested = True  # nothing to test with: pings are all there is
             silent = now - status.last_ping
             if status.stopping or silent > s.offline_after_s:
                 state = OFFLINE
@@ -189,7 +191,6 @@ class InvokerRegistry:
 
     def _start_test(self, status: InvokerStatus, now: float) -> None:
         if self.health_test is None:
-            status.tested = True  # nothing to test with (standalone's single invoker)
             return
         running = self._tests.get(status.id)
         if running is not None and not running.done():
