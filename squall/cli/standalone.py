@@ -26,6 +26,7 @@ from squall.controller.app import create_app
 from squall.controller.balancer import LeanBalancer
 from squall.controller.build import build_controller
 from squall.controller.core import Controller
+from squall.controller.retention import Retention
 from squall.errors import ContainerError, NotFound
 from squall.feeds.provider import AlarmsProvider
 from squall.invoker.build import build_invoker, container_factory
@@ -94,6 +95,7 @@ class Standalone:
     guest_auth: str
     alarms: AlarmsProvider
     factory: ProcessContainerFactory
+    retention: Retention
 
     @classmethod
     async def start(cls, settings: Settings) -> Standalone:
@@ -117,17 +119,20 @@ class Standalone:
         alarms = AlarmsProvider(
             controller, store.schedules, min_interval_s=settings.alarms_min_interval_s
         )
+        retention = Retention(store.activations, settings.activation_retention_days)
         await invoker.start()
         await controller.start()
         await alarms.start()
+        retention.start()
         auth = await guest_credentials(store.auth, settings.home / "wskprops")
         write_wskprops(settings.home / "wskprops", settings.effective_api_host, auth, GUEST)
         app = create_app(controller)
-        return cls(settings, store, bus, invoker, controller, app, auth, alarms, factory)
+        return cls(settings, store, bus, invoker, controller, app, auth, alarms, factory, retention)
 
     async def close(self) -> None:
         """Finish or record in-flight activations, kill every runtime, close the store."""
         # No new fires from alarms once shutting down.
+        await self.retention.close()
         await self.alarms.close()
         # Sequences first: their remaining steps still need the invoker.
         await self.controller.activator.close()
