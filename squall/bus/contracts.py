@@ -1,15 +1,42 @@
-"""The MessagingProvider seam: topics of byte messages between controllers and invokers.
+"""The MessagingProvider seam: work-queue topics and broadcast subjects between
+controllers and invokers.
+
+Two kinds of channel:
+
+- A *topic* (``invoker.<id>``, ``completed.<controller>``) is a work queue: ``send``
+  stores a message, each message goes to one consumer of the topic at a time, and it
+  stays on the topic until a consumer acknowledges it. Several consumers (also in
+  several processes) on one topic share the same queue.
+- A *subject* (``health``, ``cacheInvalidation``) is a broadcast: ``publish`` hands a
+  message to every live subscriber and nothing is stored.
 
 Guarantees every provider gives:
 
 - ``send`` returns once the message is accepted by the bus (for a durable provider: once
-  it is persisted); it raises ``ProviderError`` when it cannot, never drops silently.
-- A topic's messages are delivered to one consumer of that topic each (work queue
-  semantics), in send order per producer.
-- A received message is redelivered (durable providers) until ``ack`` is called; the
-  in-memory provider delivers exactly once within its process and ``ack`` is a no-op.
-- After ``close()`` ``send`` raises ``ProviderError`` and ``receive`` raises
-  ``ProviderError`` in waiting consumers.
+  it is persisted); it raises ``ProviderError`` when it cannot, within a bounded time
+  (the provider's send timeout), never hangs and never drops silently. A
+  ``ProviderError`` means *not confirmed*: a durable provider may still deliver the
+  message; sending it again with the same ``key`` cannot deliver it twice.
+- ``key`` deduplicates: a second ``send`` with a key already sent within the provider's
+  duplicate window (two minutes by default) is accepted and not delivered again.
+- A topic's messages are delivered to one consumer each at a time, in send order per
+  producer (a redelivered message may come after later ones).
+- A durable provider redelivers a received message that is not acknowledged within its
+  ack wait, at most ``max_deliver`` times in all; ``Delivery.attempt`` counts deliveries
+  (1 the first time). ``ack`` is confirmed: it returns once the bus recorded it (a
+  message acknowledged is never delivered again, also across a restart of the bus) and
+  raises ``ProviderError`` when it cannot say so. The in-memory provider delivers
+  exactly once within its process: ``attempt`` is always 1 and ``ack`` records nothing.
+- ``pending(topic)`` counts the messages on a topic not yet acknowledged (waiting, or
+  delivered and not yet acknowledged; the in-memory provider: not yet received).
+- ``publish`` is fire-and-forget: never blocks for long, raises only when the provider is
+  closed; a message published while the bus is unreachable is dropped. A subscription
+  sees the messages published after ``subscribe`` returned, in order per publisher; a
+  subscriber too slow to keep up loses the oldest ones.
+- After ``close()`` every method raises ``ProviderError``, and consumers and
+  subscriptions waiting in ``receive`` / ``poll`` / ``next`` wake with ``ProviderError``;
+  closing a consumer or subscription does the same for it alone. ``close`` is
+  idempotent.
 - All methods are safe to call from many tasks of one event loop.
 """
 
@@ -22,20 +49,53 @@ class Delivery(Protocol):
     @property
     def data(self) -> bytes: ...
 
-    async def ack(self) -> None: ...
+    @property
+    def attempt(self) -> int:
+        """How many times this message has been delivered, this time included (1 first)."""
+        ...
+
+    async def ack(self) -> None:
+        """Confirm the message: it is never delivered again (``ProviderError`` if the bus
+        cannot confirm; the message may then come back after the ack wait)."""
+        ...
 
 
 class Consumer(Protocol):
     async def receive(self) -> Delivery:
-        """Wait for the next message of the topic."""
+        """Wait for the next message of the topic (across bus outages: a durable
+        provider keeps waiting until the bus is back)."""
+        ...
+
+    async def poll(self, timeout: float) -> Delivery | None:
+        """The next message, or None when none arrives within ``timeout`` seconds."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Subscription(Protocol):
+    async def next(self) -> bytes:
+        """Wait for the next message published on the subject."""
         ...
 
     async def close(self) -> None: ...
 
 
 class MessagingProvider(Protocol):
-    async def send(self, topic: str, data: bytes) -> None: ...
+    async def send(self, topic: str, data: bytes, *, key: str | None = None) -> None:
+        """Put ``data`` on the work-queue ``topic``; ``key`` deduplicates sends."""
+        ...
 
     async def consumer(self, topic: str) -> Consumer: ...
+
+    async def pending(self, topic: str) -> int:
+        """Messages on ``topic`` not yet acknowledged (queue length, for metrics)."""
+        ...
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        """Broadcast ``data`` to every live subscriber of ``subject``; nothing is stored."""
+        ...
+
+    async def subscribe(self, subject: str) -> Subscription: ...
 
     async def close(self) -> None: ...

@@ -22,7 +22,7 @@ async def test_messages_arrive_in_order_once() -> None:
     # Then they arrive in send order
     received = [(await consumer.receive()).data for _ in range(3)]
     assert received == [b"m0", b"m1", b"m2"]
-    assert bus.pending("invoker.0") == 0
+    assert await bus.pending("invoker.0") == 0
 
 
 async def test_two_consumers_share_the_work() -> None:
@@ -42,7 +42,7 @@ async def test_topics_are_separate() -> None:
     consumer = await bus.consumer("y")
     await bus.send("y", b"for-y")
     assert (await consumer.receive()).data == b"for-y"
-    assert bus.pending("x") == 1
+    assert await bus.pending("x") == 1
 
 
 async def test_close_wakes_waiting_consumers_and_refuses_sends() -> None:

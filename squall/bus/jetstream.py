@@ -1,0 +1,181 @@
+"""Squall's JetStream layout: which stream holds a topic, subject and consumer names,
+and creating (or upgrading) streams and consumers idempotently.
+
+::
+
+    stream SQUALL_ACTIVATIONS   subjects invoker.>     work queue, file storage
+    stream SQUALL_COMPLETIONS   subjects completed.>   work queue, file storage, short max age
+    durable pull consumer per topic, filter subject = the topic (invoker.0 -> "invoker_0")
+
+A *work queue* stream keeps a message until a consumer acknowledges it, and allows one
+consumer per subject: every process that consumes ``invoker.0`` binds to the same
+durable consumer, so they share one queue. Both streams deduplicate on ``Nats-Msg-Id``
+within their duplicate window.
+
+A ``prefix`` (tests: a random token) goes in front of every subject and stream name, so
+several deployments or test runs share one server without seeing each other.
+
+Concurrency: several processes may connect at once. Creating a stream or a consumer with
+a configuration equal to the existing one succeeds on the server, so racing creators all
+succeed; a differing existing stream is updated to ours (the last process to connect
+wins, which is what an upgrade wants); a differing existing consumer is kept as it is and
+used (its ack wait may be the other process's), since changing a consumer in use would
+disturb the process using it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js import errors as js_errors
+
+from squall.errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+_SUBJECT_TAIL = re.compile(r"^[^\s*>.]+(\.[^\s*>.]+)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    family: str  # first token of the topics it holds
+    name: str  # stream name without prefix
+    max_age_s: float  # 0 = messages wait for ever
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a topic lives: its stream, its subject and its durable consumer."""
+
+    stream: str
+    subject: str
+    durable: str
+
+
+def durable_name(topic: str) -> str:
+    """A consumer name for ``topic``: consumer names cannot hold ``.``, so ``.`` becomes
+    ``_`` and anything else outside ``[A-Za-z0-9]`` is escaped as ``-xx`` (hex)."""
+    out = []
+    for char in topic:
+        if char == ".":
+            out.append("_")
+        elif char.isascii() and char.isalnum():
+            out.append(char)
+        else:
+            out.append("".join(f"-{b:02x}" for b in char.encode()))
+    return "".join(out)
+
+
+class Layout:
+    """Names of everything Squall keeps on a JetStream server, for one ``prefix``."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "",
+        dedup_window_s: float = 120.0,
+        activation_max_age_s: float = 7 * 24 * 3600.0,
+        completion_max_age_s: float = 600.0,
+    ) -> None:
+        if prefix and not _TOKEN.match(prefix):
+            raise ProviderError(f"NATS prefix {prefix!r}: letters, digits, '_' and '-' only")
+        self.prefix = prefix
+        self.dedup_window_s = dedup_window_s
+        self.streams = (
+            StreamSpec("invoker", "SQUALL_ACTIVATIONS", activation_max_age_s),
+            StreamSpec("completed", "SQUALL_COMPLETIONS", completion_max_age_s),
+        )
+
+    def stream_name(self, spec: StreamSpec) -> str:
+        return f"{self.prefix}_{spec.name}" if self.prefix else spec.name
+
+    def subject(self, name: str) -> str:
+        """The NATS subject of a topic or broadcast subject."""
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def route(self, topic: str) -> Route:
+        family, _, rest = topic.partition(".")
+        if not rest or not _SUBJECT_TAIL.match(rest):
+            raise ProviderError(f"topic {topic!r}: expected <family>.<id> without wildcards")
+        for spec in self.streams:
+            if spec.family == family:
+                return Route(self.stream_name(spec), self.subject(topic), durable_name(topic))
+        families = ", ".join(s.family for s in self.streams)
+        raise ProviderError(f"topic {topic!r}: no stream holds {family!r} (only {families})")
+
+    def broadcast_subject(self, subject: str) -> str:
+        if not _SUBJECT_TAIL.match(subject):
+            raise ProviderError(f"subject {subject!r}: no wildcards or empty tokens")
+        return self.subject(subject)
+
+    def stream_config(self, spec: StreamSpec) -> js_api.StreamConfig:
+        # The duplicate window cannot be longer than the time a message is kept.
+        window = self.dedup_window_s
+        if spec.max_age_s:
+            window = min(window, spec.max_age_s)
+        return js_api.StreamConfig(
+            name=self.stream_name(spec),
+            subjects=[self.subject(f"{spec.family}.>")],
+            retention=js_api.RetentionPolicy.WORK_QUEUE,
+            storage=js_api.StorageType.FILE,
+            max_age=spec.max_age_s,
+            duplicate_window=window,
+            num_replicas=1,
+        )
+
+    def consumer_config(
+        self, route: Route, *, ack_wait_s: float, max_deliver: int
+    ) -> js_api.ConsumerConfig:
+        return js_api.ConsumerConfig(
+            durable_name=route.durable,
+            filter_subject=route.subject,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+        )
+
+
+def _same_stream(have: js_api.StreamConfig, want: js_api.StreamConfig) -> bool:
+    return (
+        sorted(have.subjects or []) == sorted(want.subjects or [])
+        and have.retention == want.retention
+        and have.storage == want.storage
+        and abs((have.max_age or 0) - (want.max_age or 0)) < 1e-3
+        and abs((have.duplicate_window or 0) - (want.duplicate_window or 0)) < 1e-3
+    )
+
+
+async def ensure_streams(js: JetStreamContext, layout: Layout) -> None:
+    """Create the layout's streams, or bring existing ones to its configuration."""
+    for spec in layout.streams:
+        want = layout.stream_config(spec)
+        assert want.name is not None
+        try:
+            info = await js.stream_info(want.name)
+        except js_errors.NotFoundError:
+            # Racing creators with the same configuration all succeed.
+            await js.add_stream(want)
+            continue
+        if not _same_stream(info.config, want):
+            log.info("updating JetStream stream %s to this version's configuration", want.name)
+            await js.update_stream(want)
+
+
+async def ensure_consumer(
+    js: JetStreamContext, layout: Layout, route: Route, *, ack_wait_s: float, max_deliver: int
+) -> None:
+    """Create ``route``'s durable consumer unless it exists (then it is used as it is)."""
+    want = layout.consumer_config(route, ack_wait_s=ack_wait_s, max_deliver=max_deliver)
+    try:
+        await js.add_consumer(route.stream, want)
+    except js_errors.BadRequestError:
+        # Exists with another configuration (another process's settings): use it.
+        info = await js.consumer_info(route.stream, route.durable)
+        log.info("JetStream consumer %s exists with ack_wait %s s, max_deliver %s; using it",
+                 route.durable, info.config.ack_wait, info.config.max_deliver)  # fmt: skip

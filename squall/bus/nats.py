@@ -1,0 +1,455 @@
+"""The NATS JetStream bus (the cluster's provider), over nats-py.
+
+Topics are JetStream work-queue streams (layout and names: ``jetstream.py``); broadcast
+subjects are core NATS subjects. What the contract's guarantees rest on:
+
+- ``send`` publishes with a ``Nats-Msg-Id`` header (the caller's key, or a fresh id for
+  this one call) and waits for JetStream's publish acknowledgement, retrying until the
+  send timeout: a retry of the same send is dropped by the stream's duplicate window, so
+  retrying cannot deliver twice.
+- The connection has no reconnect buffer (``pending_size=0``): while the server is away,
+  every publish fails at once instead of being queued and sent after the caller was told
+  it failed. So ``send`` fails within its timeout and ``publish`` drops the message.
+- Consumers pull one message at a time from their topic's durable consumer, with
+  explicit acks; ``ack`` is a synchronous ack (the server answers once it recorded it).
+  Unacknowledged messages come back after the ack wait, at most ``max_deliver`` times.
+- nats-py reconnects by itself (for ever) and re-subscribes; consumers keep pulling,
+  backing off while the server is away, and recreate their durable consumer if the
+  server lost it.
+
+Concurrency: one connection per ``NatsBus``; everything runs on its event loop. A
+consumer pulls under a lock so concurrent ``receive`` calls each get their own message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+import nats.errors as nats_errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSub
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+
+from squall.bus.jetstream import Layout, Route, ensure_consumer, ensure_streams
+from squall.errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the server cannot be reached right now"; anything may work again
+# after a reconnect.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    asyncio.TimeoutError,  # nats.errors.TimeoutError is one
+    nats_errors.OutboundBufferLimitError,
+    nats_errors.ConnectionReconnectingError,
+    nats_errors.NoRespondersError,
+    nats_errors.StaleConnectionError,
+    js_errors.NoStreamResponseError,
+    js_errors.ServiceUnavailableError,
+    OSError,
+)
+_UNREACHABLE_OR_API: tuple[type[BaseException], ...] = (*_UNREACHABLE, js_errors.APIError)
+# Anything nats-py raises, closed connections included.
+_ANY_NATS: tuple[type[BaseException], ...] = (*_UNREACHABLE, nats_errors.Error)
+# How long one pull request waits on the server before it is renewed; also bounds how
+# late a consumer notices that the server lost its durable consumer.
+_PULL_S = 5.0
+_MIN_PULL_S = 0.05
+# Retry pause while the server is unreachable: doubles up to the maximum.
+_BACKOFF_S = 0.05
+_MAX_BACKOFF_S = 1.0
+# Messages a subscriber may fall behind before it loses the oldest ones.
+SUBSCRIPTION_BACKLOG = 10_000
+
+
+class NatsDelivery:
+    def __init__(self, msg: Msg, ack_timeout_s: float) -> None:
+        self._msg = msg
+        self._ack_timeout_s = ack_timeout_s
+        self._acked = False
+
+    @property
+    def data(self) -> bytes:
+        return self._msg.data
+
+    @property
+    def attempt(self) -> int:
+        return self._msg.metadata.num_delivered
+
+    async def ack(self) -> None:
+        if self._acked:
+            return
+        try:
+            # A request on the ack subject: the server answers once the ack is recorded.
+            await self._msg.ack_sync(timeout=self._ack_timeout_s)
+        except _ANY_NATS as e:
+            raise ProviderError(f"NATS did not confirm an ack: {e!r}") from e
+        self._acked = True
+
+
+class NatsConsumer:
+    """A pull subscription bound to a topic's durable consumer."""
+
+    def __init__(self, bus: NatsBus, route: Route, topic: str) -> None:
+        self._bus = bus
+        self._route = route
+        self._topic = topic
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._generation = -1
+        self._lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+
+    async def _bind(self) -> JetStreamContext.PullSubscription:
+        # After a reconnect the server may have come back without the durable consumer
+        # (its store lost): bind again, which creates it when missing.
+        if self._sub is not None and self._generation != self._bus._generation:
+            await self._unbind()
+        if self._sub is None:
+            self._generation = self._bus._generation
+            await self._bus._ensure_consumer(self._route)
+            self._sub = await self._bus._js.pull_subscribe_bind(
+                self._route.durable, stream=self._route.stream
+            )
+        return self._sub
+
+    async def _unbind(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            # A failure means the connection is gone, and the subscription with it.
+            with contextlib.suppress(*_ANY_NATS):
+                await sub.unsubscribe()
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise ProviderError(f"consumer of {self._topic} is closed")
+        self._bus._check_open()
+
+    async def receive(self) -> NatsDelivery:
+        delivery = await self._next(None)
+        assert delivery is not None  # no deadline: only a message or an error ends it
+        return delivery
+
+    async def poll(self, timeout: float) -> NatsDelivery | None:
+        return await self._next(time.monotonic() + max(0.0, timeout))
+
+    async def _next(self, deadline: float | None) -> NatsDelivery | None:
+        self._check_open()
+        async with self._lock:
+            backoff = _BACKOFF_S
+            while True:
+                self._check_open()
+                left = _PULL_S if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    msg = await self._until_closed(self._pull(min(left, _PULL_S)))
+                except TimeoutError:
+                    # Nothing within this pull (or the server went away mid-pull).
+                    continue
+                except _UNREACHABLE_OR_API as e:
+                    log.debug("pull on %s failed (%r); retrying", self._topic, e)
+                    if self._bus._nc.is_connected:
+                        # Connected, yet the pull failed: the server may have lost the
+                        # consumer or its stream; make them again before the next pull.
+                        await self._unbind()
+                        await self._bus._recreate_streams()
+                    await self._pause(backoff, deadline)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                except nats_errors.ConnectionClosedError as e:
+                    raise ProviderError("NATS connection is closed") from e
+                else:
+                    return NatsDelivery(msg, self._bus._request_timeout_s)
+
+    async def _pull(self, wait_s: float) -> Msg:
+        sub = await self._bind()
+        msgs = await sub.fetch(1, timeout=max(wait_s, _MIN_PULL_S))
+        return msgs[0]
+
+    async def _until_closed(self, work: Any) -> Msg:
+        """Run ``work``; if the consumer closes first, cancel it and raise.
+
+        Cancelling a pull loses nothing: a message that arrives afterwards waits in the
+        subscription for the next pull, or (consumer closed) comes back after the ack
+        wait."""
+        task: asyncio.Task[Msg] = asyncio.ensure_future(work)
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            self._check_open()
+        return task.result()
+
+    async def _pause(self, seconds: float, deadline: float | None) -> None:
+        if deadline is not None:
+            seconds = min(seconds, max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._bus._consumers.discard(self)
+        async with self._lock:  # waits for a pull in flight to notice the close
+            await self._unbind()
+
+
+class NatsSubscription:
+    """A core NATS subscription on a broadcast subject."""
+
+    def __init__(self, bus: NatsBus) -> None:
+        self._bus = bus
+        self._sub: NatsSub | None = None
+        self._backlog: deque[bytes] = deque(maxlen=SUBSCRIPTION_BACKLOG)
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._backlog.append(msg.data)  # a full deque drops its oldest message
+        self._ready.set()
+
+    async def next(self) -> bytes:
+        while True:
+            if self._closed:
+                raise ProviderError("subscription is closed")
+            if self._backlog:
+                return self._backlog.popleft()
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.set()
+        self._bus._subscriptions.discard(self)
+        if self._sub is not None:
+            with contextlib.suppress(*_ANY_NATS):
+                await self._sub.unsubscribe()
+
+
+class NatsBus:
+    """``MessagingProvider`` over NATS JetStream; open it with :meth:`connect`."""
+
+    def __init__(
+        self,
+        nc: Client,
+        layout: Layout,
+        *,
+        ack_wait_s: float,
+        max_deliver: int,
+        send_timeout_s: float,
+        request_timeout_s: float,
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=request_timeout_s)
+        self.layout = layout
+        self.ack_wait_s = ack_wait_s
+        self.max_deliver = max_deliver
+        self._send_timeout_s = send_timeout_s
+        self._request_timeout_s = request_timeout_s
+        self._consumers: set[NatsConsumer] = set()
+        self._subscriptions: set[NatsSubscription] = set()
+        # Counts reconnects, so consumers know to bind again.
+        self._generation = 0
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        name: str = "squall",
+        prefix: str = "",
+        ack_wait_s: float = 30.0,
+        max_deliver: int = 5,
+        dedup_window_s: float = 120.0,
+        completion_max_age_s: float = 600.0,
+        send_timeout_s: float = 5.0,
+        request_timeout_s: float = 2.0,
+        connect_timeout_s: float = 5.0,
+        reconnect_wait_s: float = 0.25,
+    ) -> NatsBus:
+        """Connect to ``url`` (``nats://host:port``, several separated by commas) and
+        create or upgrade Squall's streams; ``ProviderError`` when that fails within
+        ``connect_timeout_s``."""
+        layout = Layout(
+            prefix=prefix, dedup_window_s=dedup_window_s, completion_max_age_s=completion_max_age_s
+        )
+        nc = Client()
+        bus: NatsBus | None = None
+
+        async def on_error(e: Exception) -> None:
+            log.debug("NATS %s: %r", name, e)
+
+        async def on_disconnected() -> None:
+            log.warning("NATS %s: disconnected; reconnecting", name)
+
+        async def on_reconnected() -> None:
+            log.warning("NATS %s: reconnected to %s", name, nc.connected_url)
+            if bus is not None:
+                bus._generation += 1
+
+        try:
+            # Reconnect for ever: a long outage must not end the bus. Bounded here by
+            # the timeout, since with unlimited attempts nats-py would wait for ever.
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=[s.strip() for s in url.split(",") if s.strip()],
+                    name=name,
+                    connect_timeout=max(1, int(connect_timeout_s)),
+                    reconnect_time_wait=reconnect_wait_s,  # type: ignore[arg-type]
+                    max_reconnect_attempts=-1,
+                    pending_size=0,  # no reconnect buffer: fail fast during outages
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
+                ),
+                connect_timeout_s,
+            )
+            bus = cls(
+                nc,
+                layout,
+                ack_wait_s=ack_wait_s,
+                max_deliver=max_deliver,
+                send_timeout_s=send_timeout_s,
+                request_timeout_s=request_timeout_s,
+            )
+            await asyncio.wait_for(ensure_streams(bus._js, layout), connect_timeout_s)
+        except _ANY_NATS as e:
+            await nc.close()
+            raise ProviderError(f"cannot use NATS JetStream at {url}: {e!r}") from e
+        return bus
+
+    def _check_open(self) -> None:
+        if self._closed or self._nc.is_closed:
+            raise ProviderError("bus is closed")
+
+    async def _ensure_consumer(self, route: Route) -> None:
+        await ensure_consumer(
+            self._js, self.layout, route, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver
+        )
+
+    async def _recreate_streams(self) -> None:
+        try:
+            await ensure_streams(self._js, self.layout)
+        except _UNREACHABLE_OR_API as e:
+            log.debug("cannot recreate streams yet: %r", e)
+
+    async def send(self, topic: str, data: bytes, *, key: str | None = None) -> None:
+        self._check_open()
+        if not data:
+            raise ProviderError("empty message")
+        route = self.layout.route(topic)
+        # The same id on every retry of this send: JetStream stores it at most once.
+        headers = {"Nats-Msg-Id": key if key is not None else uuid.uuid4().hex}
+        deadline = time.monotonic() + self._send_timeout_s
+        backoff = _BACKOFF_S
+        while True:
+            self._check_open()
+            left = deadline - time.monotonic()
+            try:
+                await self._js.publish(
+                    route.subject,
+                    data,
+                    timeout=max(_MIN_PULL_S, min(left, self._request_timeout_s)),
+                    stream=route.stream,
+                    headers=dict(headers),
+                )
+                return
+            except _UNREACHABLE_OR_API as e:
+                if time.monotonic() + backoff >= deadline:
+                    raise ProviderError(f"NATS did not accept a message on {topic}: {e!r}") from e
+                if isinstance(e, js_errors.NoStreamResponseError) and self._nc.is_connected:
+                    # Connected, yet no stream listens: the server may have lost them.
+                    await self._recreate_streams()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            except nats_errors.Error as e:  # closed, payload too large, bad subject
+                raise ProviderError(f"NATS refused a message on {topic}: {e!r}") from e
+
+    async def consumer(self, topic: str) -> NatsConsumer:
+        self._check_open()
+        route = self.layout.route(topic)
+        consumer = NatsConsumer(self, route, topic)
+        try:
+            await consumer._bind()
+        except _UNREACHABLE_OR_API as e:
+            raise ProviderError(f"cannot consume {topic} from NATS: {e!r}") from e
+        self._consumers.add(consumer)
+        return consumer
+
+    async def pending(self, topic: str) -> int:
+        self._check_open()
+        route = self.layout.route(topic)
+        try:
+            try:
+                info = await self._js.consumer_info(route.stream, route.durable)
+                return (info.num_pending or 0) + (info.num_ack_pending or 0)
+            except js_errors.NotFoundError:
+                # Nobody consumed the topic yet: everything on its subject is waiting.
+                stream = await self._js.stream_info(route.stream, subjects_filter=route.subject)
+                return (stream.state.subjects or {}).get(route.subject, 0)
+        except _UNREACHABLE_OR_API as e:
+            raise ProviderError(f"cannot count messages on {topic}: {e!r}") from e
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        self._check_open()
+        target = self.layout.broadcast_subject(subject)
+        try:
+            await self._nc.publish(target, data)
+        except _UNREACHABLE:
+            log.debug("NATS unreachable: dropped a message on %s", subject)
+        except nats_errors.Error as e:
+            raise ProviderError(f"cannot publish on {subject}: {e!r}") from e
+
+    async def subscribe(self, subject: str) -> NatsSubscription:
+        self._check_open()
+        target = self.layout.broadcast_subject(subject)
+        subscription = NatsSubscription(self)
+        try:
+            subscription._sub = await self._nc.subscribe(target, cb=subscription._on_msg)
+            # Subscribed once the server has it: messages published after this returns
+            # reach the subscription.
+            await self._nc.flush(timeout=max(1, int(self._request_timeout_s)))
+        except _ANY_NATS as e:
+            await subscription.close()
+            raise ProviderError(f"cannot subscribe to {subject}: {e!r}") from e
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def delete_streams(self) -> None:
+        """Delete this layout's streams and everything on them (tests, uninstall)."""
+        self._check_open()
+        for spec in self.layout.streams:
+            try:
+                await self._js.delete_stream(self.layout.stream_name(spec))
+            except js_errors.NotFoundError:
+                pass
+            except _UNREACHABLE_OR_API as e:
+                raise ProviderError(f"cannot delete stream {spec.name}: {e!r}") from e
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for consumer in tuple(self._consumers):
+            await consumer.close()
+        for subscription in tuple(self._subscriptions):
+            await subscription.close()
+        try:
+            await self._nc.close()
+        except _ANY_NATS as e:
+            log.debug("closing NATS: %r", e)
