@@ -57,7 +57,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             f"postgresql://postgres@127.0.0.1:{pg.port}/test?options=-csearch_path%3D{schema}"
         )
         local = LocalCluster(
-            home, store_url=store_url, bus_url=nats.url, controllers=2, invokers=2, env=ENV
+            home,
+            store_url=store_url,
+            bus_url=f"{nats.url}?ack_wait_s=5",
+            controllers=2,
+            invokers=2,
+            env=ENV,
         )
         try:
             local.start()
