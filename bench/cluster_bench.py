@@ -67,7 +67,7 @@ def measure_cluster(args: argparse.Namespace, node: str) -> dict[str, Any]:
                     **UNTHROTTLED,
                     "SQUALL_LOG_LEVEL": "warning",
                     "SQUALL_KEEP_WARM_S": "600",
-                },  # fmt: skip
+                },
             )
             try:
                 local.start()
