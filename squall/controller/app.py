@@ -17,13 +17,26 @@ from squall.controller.routes import (
     actions,
     activations,
     invokers,
+    logforwarding,
     meta,
     packages,
     rules,
     triggers,
     web,
 )
-from squall.errors import MethodNotAllowed, NotFound, SquallError
+from squall.errors import (
+    ContainerError,
+    MethodNotAllowed,
+    NotFound,
+    ProviderError,
+    ServiceUnavailable,
+    SquallError,
+)
+
+# OpenWhisk's words for a service that cannot answer now.
+UNAVAILABLE = (
+    "The server is currently unavailable (because it is overloaded or down for maintenance)."
+)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -42,6 +55,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 async def _squall_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SquallError)
+    if isinstance(exc, ProviderError) and not isinstance(exc, ContainerError):
+        # The store or the bus is unreachable: a transient 503 the caller may retry (never
+        # a 401 or a 404 made up from a failed lookup); the details stay in the log.
+        log.warning("provider unavailable [txid %s]: %s", transaction_id(request), exc.message)
+        return error_response(request, ServiceUnavailable(UNAVAILABLE))
     return error_response(request, exc)
 
 
@@ -58,6 +76,7 @@ def create_app(controller: Controller) -> ASGIApp:
             *rules.ROUTES,
             *activations.ROUTES,
             *web.ROUTES,
+            *logforwarding.ROUTES,
             *invokers.ROUTES,
         ],
         exception_handlers={
