@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -179,3 +181,35 @@ async def ensure_consumer(
         info = await js.consumer_info(route.stream, route.durable)
         log.info("JetStream consumer %s exists with ack_wait %s s, max_deliver %s; using it",
                  route.durable, info.config.ack_wait, info.config.max_deliver)  # fmt: skip
+
+
+class AckedIds:
+    """Message ids (``Nats-Msg-Id``) this process acknowledged recently, per stream.
+
+    Why: a JetStream server killed without a clean shutdown (SIGKILL, power loss) may
+    come back without the acknowledgements of its last moments — nats-server 2.9 writes
+    the removal of acknowledged work-queue messages lazily — and deliver those messages
+    again, as first deliveries. A process that saw its ack confirmed remembers the id
+    and drops such a message (acknowledging it again) instead of running it twice. Ids
+    are kept ``keep_s`` seconds and at most ``limit`` of them, oldest forgotten first;
+    another process's acks are not known here.
+    """
+
+    def __init__(self, *, keep_s: float = 3600.0, limit: int = 100_000) -> None:
+        self._keep_s = keep_s
+        self._limit = limit
+        self._ids: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def add(self, stream: str, msg_id: str) -> None:
+        now = time.monotonic()
+        self._ids[(stream, msg_id)] = now
+        self._ids.move_to_end((stream, msg_id))
+        while self._ids:
+            oldest, acked = next(iter(self._ids.items()))
+            if now - acked < self._keep_s and len(self._ids) <= self._limit:
+                break
+            del self._ids[oldest]
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        acked = self._ids.get(item)
+        return acked is not None and time.monotonic() - acked < self._keep_s

@@ -38,7 +38,7 @@ from nats.aio.subscription import Subscription as NatsSub
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
-from squall.bus.jetstream import Layout, Route, ensure_consumer, ensure_streams
+from squall.bus.jetstream import AckedIds, Layout, Route, ensure_consumer, ensure_streams
 from squall.errors import ProviderError
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,18 @@ _MAX_BACKOFF_S = 1.0
 SUBSCRIPTION_BACKLOG = 10_000
 
 
+MSG_ID = "Nats-Msg-Id"
+
+
+def _msg_id(msg: Msg) -> str | None:
+    return msg.headers.get(MSG_ID) if msg.headers else None
+
+
 class NatsDelivery:
-    def __init__(self, msg: Msg, ack_timeout_s: float) -> None:
+    def __init__(self, msg: Msg, stream: str, bus: NatsBus) -> None:
         self._msg = msg
-        self._ack_timeout_s = ack_timeout_s
+        self._stream = stream
+        self._bus = bus
         self._acked = False
 
     @property
@@ -88,10 +96,13 @@ class NatsDelivery:
             return
         try:
             # A request on the ack subject: the server answers once the ack is recorded.
-            await self._msg.ack_sync(timeout=self._ack_timeout_s)
+            await self._msg.ack_sync(timeout=self._bus._request_timeout_s)
         except _ANY_NATS as e:
             raise ProviderError(f"NATS did not confirm an ack: {e!r}") from e
         self._acked = True
+        msg_id = _msg_id(self._msg)
+        if msg_id is not None:
+            self._bus._acked_ids.add(self._stream, msg_id)
 
 
 class NatsConsumer:
@@ -162,10 +173,18 @@ class NatsConsumer:
                         await self._bus._recreate_streams()
                     await self._pause(backoff, deadline)
                     backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                    continue
                 except nats_errors.ConnectionClosedError as e:
                     raise ProviderError("NATS connection is closed") from e
-                else:
-                    return NatsDelivery(msg, self._bus._request_timeout_s)
+                msg_id = _msg_id(msg)
+                if msg_id is not None and (self._route.stream, msg_id) in self._bus._acked_ids:
+                    # Acknowledged before, forgotten by a server that restarted uncleanly:
+                    # acknowledge it again instead of handing it out a second time.
+                    log.warning("NATS delivered acknowledged message %s again; dropped", msg_id)
+                    with contextlib.suppress(*_ANY_NATS):
+                        await msg.ack_sync(timeout=self._bus._request_timeout_s)
+                    continue
+                return NatsDelivery(msg, self._route.stream, self._bus)
 
     async def _pull(self, wait_s: float) -> Msg:
         sub = await self._bind()
@@ -262,6 +281,7 @@ class NatsBus:
         self._request_timeout_s = request_timeout_s
         self._consumers: set[NatsConsumer] = set()
         self._subscriptions: set[NatsSubscription] = set()
+        self._acked_ids = AckedIds()
         # Counts reconnects, so consumers know to bind again.
         self._generation = 0
         self._closed = False

@@ -1,0 +1,266 @@
+"""What only the NATS bus has: several processes on one queue, stream set-up racing and
+upgrading, the factory's URL, and surviving a NATS server killed and restarted (on a
+throwaway server of the test's own, never the machine's)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from squall.bus.contracts import Consumer, Delivery
+from squall.bus.factory import open_bus
+from squall.bus.nats import NatsBus
+from squall.config import Settings
+from squall.errors import ProviderError
+
+from .bussupport import (
+    NATS_URL,
+    OwnNatsServer,
+    free_port,
+    nats_server_binary,
+    service_missing,
+    unique_prefix,
+)
+from .conftest import ACK_WAIT_S, NatsBuses
+
+pytestmark = pytest.mark.anyio
+
+ARRIVES_S = 30.0
+
+
+async def take(consumer: Consumer, timeout: float = ARRIVES_S) -> Delivery:
+    delivery = await consumer.poll(timeout)
+    assert delivery is not None, "expected a message"
+    return delivery
+
+
+async def drain(bus: NatsBus, consumer: Consumer, topic: str) -> list[Delivery]:
+    """Everything still on ``topic``, acknowledged."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + ARRIVES_S * 2
+    while time.monotonic() < deadline:
+        delivery = await consumer.poll(0.3)
+        if delivery is None:
+            if await bus.pending(topic) == 0:
+                return got
+            continue
+        await delivery.ack()
+        got.append(delivery)
+    raise AssertionError(f"{topic} did not drain: {await bus.pending(topic)} pending")
+
+
+async def test_processes_share_a_topic_and_take_over_unacknowledged_work(
+    nats_buses: NatsBuses,
+) -> None:
+    # Given two processes: an "invoker" holding a message it never acknowledged
+    invoker, controller = await nats_buses.open(), await nats_buses.open()
+    await controller.send("invoker.7", b"held")
+    await controller.send("invoker.7", b"queued")
+    invoker_consumer = await invoker.consumer("invoker.7")
+    held = await take(invoker_consumer)
+    assert held.data == b"held"
+    # When the invoker dies and the controller drains its topic
+    await invoker.close()
+    drainer = await controller.consumer("invoker.7")
+    got = await drain(controller, drainer, "invoker.7")
+    # Then the controller gets both: the held one again (after the ack wait), once each
+    assert sorted((d.data, d.attempt) for d in got) == [(b"held", 2), (b"queued", 1)]
+
+
+async def test_racing_connections_create_the_streams_once(nats_buses: NatsBuses) -> None:
+    # Given nothing on the server for this prefix
+    # When three processes connect at the same moment
+    buses = await asyncio.gather(*(nats_buses.open() for _ in range(3)))
+    # Then all can use the same topic
+    await buses[0].send("completed.c", b"x")
+    consumer = await buses[2].consumer("completed.c")
+    assert (await take(consumer)).data == b"x"
+
+
+async def test_connecting_upgrades_a_stream_of_an_older_configuration(
+    nats_buses: NatsBuses,
+) -> None:
+    # Given streams made with a one-minute duplicate window, holding a message
+    old = await nats_buses.open(dedup_window_s=60.0)
+    await old.send("invoker.u", b"kept")
+    # When a process with a two-minute window connects
+    new = await nats_buses.open(dedup_window_s=120.0)
+    # Then the stream now has the new window and the message is still there
+    stream = new.layout.stream_name(new.layout.streams[0])
+    info = await new._js.stream_info(stream)
+    assert info.config.duplicate_window == pytest.approx(120.0)
+    assert await new.pending("invoker.u") == 1
+
+
+async def test_topics_outside_the_layout_and_bad_prefixes_are_refused(
+    nats_buses: NatsBuses,
+) -> None:
+    bus = await nats_buses.open()
+    for topic in ("queue.1", "invoker", "invoker.*", "invoker..x", "invoker.a b"):
+        with pytest.raises(ProviderError):
+            await bus.send(topic, b"x")
+    with pytest.raises(ProviderError):
+        await NatsBus.connect(NATS_URL, prefix="bad.prefix")
+
+
+async def test_connecting_to_no_server_fails_within_the_timeout() -> None:
+    # Given a port nobody listens on / When connecting / Then ProviderError, no hang
+    with pytest.raises(ProviderError):
+        await asyncio.wait_for(
+            NatsBus.connect(f"nats://127.0.0.1:{free_port()}", connect_timeout_s=1.0), 60
+        )
+
+
+async def test_the_factory_opens_nats_for_a_nats_url(nats_buses: NatsBuses) -> None:
+    # Given settings naming the NATS server, with options in the URL
+    url = f"{NATS_URL}?prefix={nats_buses.prefix}&ack_wait_s={ACK_WAIT_S}&max_deliver=2"
+    # When the bus is opened from them
+    bus = await open_bus(Settings(bus_url=url))
+    try:
+        # Then it is NATS under that prefix with those options
+        assert isinstance(bus, NatsBus)
+        assert (bus.layout.prefix, bus.ack_wait_s, bus.max_deliver) == (nats_buses.prefix, 2.0, 2)
+    finally:
+        await bus.close()
+
+
+async def _send_eventually(bus: NatsBus, topic: str, data: bytes, key: str) -> None:
+    """Send until the bus has reconnected; the key makes the retries one message."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await bus.send(topic, data, key=key)
+            return
+        except ProviderError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_a_killed_and_restarted_server_loses_nothing_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    binary = nats_server_binary()
+    if binary is None:
+        service_missing("nats-server is not installed")
+        return
+    server = OwnNatsServer(binary, tmp_path / "jetstream")
+    await server.start()
+    bus: NatsBus | None = None
+    try:
+        # Given five messages received and acknowledged, and one received but not
+        bus = await NatsBus.connect(
+            server.url,
+            prefix=unique_prefix(),
+            ack_wait_s=ACK_WAIT_S,
+            max_deliver=5,
+            send_timeout_s=2.0,
+            reconnect_wait_s=0.1,
+        )
+        consumer = await bus.consumer("invoker.r")
+        for i in range(5):
+            await bus.send("invoker.r", f"acked{i}".encode(), key=f"acked{i}")
+        for _ in range(5):
+            await (await take(consumer)).ack()
+        await bus.send("invoker.r", b"unacked", key="unacked")
+        held = await take(consumer)
+        assert held.data == b"unacked"
+
+        # When the server is killed (SIGKILL: no clean shutdown)
+        await server.kill()
+        # Then a send fails within its timeout, an ack cannot be confirmed, a broadcast is
+        # dropped quietly, and a consumer keeps waiting
+        with pytest.raises(ProviderError):
+            await asyncio.wait_for(bus.send("invoker.r", b"during", key="during"), 60)
+        with pytest.raises(ProviderError):
+            await asyncio.wait_for(held.ack(), 60)
+        await bus.publish("health", b"dropped")
+        waiting = asyncio.create_task(consumer.receive())
+
+        # When it comes back with its store
+        await server.start()
+        # Then sends work again, the waiting consumer resumes, the unacknowledged message
+        # comes back, and no acknowledged one does
+        await _send_eventually(bus, "invoker.r", b"after", key="after")
+        first = await asyncio.wait_for(waiting, ARRIVES_S * 2)
+        await first.ack()
+        got = [first, *await drain(bus, consumer, "invoker.r")]
+        counts = Counter(d.data for d in got)
+        assert counts[b"unacked"] == 1
+        assert counts[b"after"] == 1
+        # "during" was not confirmed; had it reached the server, it would be there once.
+        assert counts[b"during"] <= 1
+        assert not {data for data in counts if data.startswith(b"acked")}
+        assert sum(counts.values()) == len(got)
+    finally:
+        if bus is not None:
+            await bus.close()
+        await server.kill()
+
+
+async def test_a_server_killed_under_load_runs_nothing_twice(tmp_path: Path) -> None:
+    """The invoker's pattern under a restart: acknowledge first, run only when the ack is
+    confirmed; the producer retries each send with its key until it is accepted."""
+    binary = nats_server_binary()
+    if binary is None:
+        service_missing("nats-server is not installed")
+        return
+    server = OwnNatsServer(binary, tmp_path / "jetstream")
+    await server.start()
+    total = 200
+    bus: NatsBus | None = None
+    try:
+        bus = await NatsBus.connect(
+            server.url,
+            prefix=unique_prefix(),
+            ack_wait_s=ACK_WAIT_S,
+            max_deliver=20,
+            send_timeout_s=1.0,
+            reconnect_wait_s=0.1,
+        )
+        consumer = await bus.consumer("invoker.load")
+        ran: Counter[bytes] = Counter()
+        unconfirmed: set[bytes] = set()
+        a_third_sent = asyncio.Event()
+
+        async def produce() -> None:
+            assert bus is not None
+            for i in range(total):
+                await _send_eventually(bus, "invoker.load", f"job{i}".encode(), key=f"job{i}")
+                if i == total // 3:
+                    a_third_sent.set()
+
+        async def run() -> None:
+            while sum(ran.values()) + len(unconfirmed - set(ran)) < total:
+                delivery = await consumer.poll(0.5)
+                if delivery is None:
+                    continue
+                try:
+                    await delivery.ack()
+                except ProviderError:
+                    unconfirmed.add(delivery.data)  # not run: the bus will deliver it again
+                    continue
+                ran[delivery.data] += 1
+
+        # Given a producer and a consumer at work
+        producer, runner = asyncio.create_task(produce()), asyncio.create_task(run())
+        await asyncio.wait_for(a_third_sent.wait(), ARRIVES_S)
+        # When the server is killed mid-way and started again
+        await server.kill()
+        await server.start()
+        await asyncio.wait_for(producer, ARRIVES_S * 4)
+        await asyncio.wait_for(runner, ARRIVES_S * 4)
+        # Then no job ran twice, and every job ran (a job may be lost only when the server
+        # recorded its ack but died before confirming it)
+        assert max(ran.values()) == 1
+        lost = {f"job{i}".encode() for i in range(total)} - set(ran)
+        assert lost <= unconfirmed
+        assert await consumer.poll(ACK_WAIT_S * 1.5) is None
+    finally:
+        if bus is not None:
+            await bus.close()
+        await server.kill()
