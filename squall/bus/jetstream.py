@@ -18,9 +18,10 @@ several deployments or test runs share one server without seeing each other.
 Concurrency: several processes may connect at once. Creating a stream or a consumer with
 a configuration equal to the existing one succeeds on the server, so racing creators all
 succeed; a differing existing stream is updated to ours (the last process to connect
-wins, which is what an upgrade wants); a differing existing consumer is kept as it is and
-used (its ack wait may be the other process's), since changing a consumer in use would
-disturb the process using it.
+wins, which is what an upgrade wants). A consumer created again with other settings (ack
+wait, max deliveries) takes the last creator's settings on nats-server 2.9; a server
+that refuses the change leaves the existing consumer, which is then used as it is. The
+processes of one cluster are meant to share these settings.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ async def ensure_streams(js: JetStreamContext, layout: Layout) -> None:
 async def ensure_consumer(
     js: JetStreamContext, layout: Layout, route: Route, *, ack_wait_s: float, max_deliver: int
 ) -> None:
-    """Create ``route``'s durable consumer unless it exists (then it is used as it is)."""
+    """Create ``route``'s durable consumer, or update it to these settings."""
     want = layout.consumer_config(route, ack_wait_s=ack_wait_s, max_deliver=max_deliver)
     try:
         await js.add_consumer(route.stream, want)

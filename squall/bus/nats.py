@@ -10,15 +10,15 @@ subjects are core NATS subjects. What the contract's guarantees rest on:
 - The connection has no reconnect buffer (``pending_size=0``): while the server is away,
   every publish fails at once instead of being queued and sent after the caller was told
   it failed. So ``send`` fails within its timeout and ``publish`` drops the message.
-- Consumers pull one message at a time from their topic's durable consumer, with
-  explicit acks; ``ack`` is a synchronous ack (the server answers once it recorded it).
-  Unacknowledged messages come back after the ack wait, at most ``max_deliver`` times.
+- Consumers (``nats_consumer.py``) pull one message at a time from their topic's durable
+  consumer, with explicit acks; ``ack`` is a synchronous ack (the server answers once it
+  recorded it). Unacknowledged messages come back after the ack wait, at most
+  ``max_deliver`` times.
 - nats-py reconnects by itself (for ever) and re-subscribes; consumers keep pulling,
   backing off while the server is away, and recreate their durable consumer if the
   server lost it.
 
-Concurrency: one connection per ``NatsBus``; everything runs on its event loop. A
-consumer pulls under a lock so concurrent ``receive`` calls each get their own message.
+Concurrency: one connection per ``NatsBus``; everything runs on its event loop.
 """
 
 from __future__ import annotations
@@ -29,200 +29,30 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import Any
 
 import nats.errors as nats_errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSub
-from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
 from squall.bus.jetstream import AckedIds, Layout, Route, ensure_consumer, ensure_streams
+from squall.bus.nats_consumer import (
+    ANY_NATS,
+    BACKOFF_S,
+    MAX_BACKOFF_S,
+    MIN_WAIT_S,
+    MSG_ID,
+    UNREACHABLE,
+    UNREACHABLE_OR_API,
+    NatsConsumer,
+)
 from squall.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the server cannot be reached right now"; anything may work again
-# after a reconnect.
-_UNREACHABLE: tuple[type[BaseException], ...] = (
-    asyncio.TimeoutError,  # nats.errors.TimeoutError is one
-    nats_errors.OutboundBufferLimitError,
-    nats_errors.ConnectionReconnectingError,
-    nats_errors.NoRespondersError,
-    nats_errors.StaleConnectionError,
-    js_errors.NoStreamResponseError,
-    js_errors.ServiceUnavailableError,
-    OSError,
-)
-_UNREACHABLE_OR_API: tuple[type[BaseException], ...] = (*_UNREACHABLE, js_errors.APIError)
-# Anything nats-py raises, closed connections included.
-_ANY_NATS: tuple[type[BaseException], ...] = (*_UNREACHABLE, nats_errors.Error)
-# How long one pull request waits on the server before it is renewed; also bounds how
-# late a consumer notices that the server lost its durable consumer.
-_PULL_S = 5.0
-_MIN_PULL_S = 0.05
-# Retry pause while the server is unreachable: doubles up to the maximum.
-_BACKOFF_S = 0.05
-_MAX_BACKOFF_S = 1.0
 # Messages a subscriber may fall behind before it loses the oldest ones.
 SUBSCRIPTION_BACKLOG = 10_000
-
-
-MSG_ID = "Nats-Msg-Id"
-
-
-def _msg_id(msg: Msg) -> str | None:
-    return msg.headers.get(MSG_ID) if msg.headers else None
-
-
-class NatsDelivery:
-    def __init__(self, msg: Msg, stream: str, bus: NatsBus) -> None:
-        self._msg = msg
-        self._stream = stream
-        self._bus = bus
-        self._acked = False
-
-    @property
-    def data(self) -> bytes:
-        return self._msg.data
-
-    @property
-    def attempt(self) -> int:
-        return self._msg.metadata.num_delivered
-
-    async def ack(self) -> None:
-        if self._acked:
-            return
-        try:
-            # A request on the ack subject: the server answers once the ack is recorded.
-            await self._msg.ack_sync(timeout=self._bus._request_timeout_s)
-        except _ANY_NATS as e:
-            raise ProviderError(f"NATS did not confirm an ack: {e!r}") from e
-        self._acked = True
-        msg_id = _msg_id(self._msg)
-        if msg_id is not None:
-            self._bus._acked_ids.add(self._stream, msg_id)
-
-
-class NatsConsumer:
-    """A pull subscription bound to a topic's durable consumer."""
-
-    def __init__(self, bus: NatsBus, route: Route, topic: str) -> None:
-        self._bus = bus
-        self._route = route
-        self._topic = topic
-        self._sub: JetStreamContext.PullSubscription | None = None
-        self._generation = -1
-        self._lock = asyncio.Lock()
-        self._closed = asyncio.Event()
-
-    async def _bind(self) -> JetStreamContext.PullSubscription:
-        # After a reconnect the server may have come back without the durable consumer
-        # (its store lost): bind again, which creates it when missing.
-        if self._sub is not None and self._generation != self._bus._generation:
-            await self._unbind()
-        if self._sub is None:
-            self._generation = self._bus._generation
-            await self._bus._ensure_consumer(self._route)
-            self._sub = await self._bus._js.pull_subscribe_bind(
-                self._route.durable, stream=self._route.stream
-            )
-        return self._sub
-
-    async def _unbind(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            # A failure means the connection is gone, and the subscription with it.
-            with contextlib.suppress(*_ANY_NATS):
-                await sub.unsubscribe()
-
-    def _check_open(self) -> None:
-        if self._closed.is_set():
-            raise ProviderError(f"consumer of {self._topic} is closed")
-        self._bus._check_open()
-
-    async def receive(self) -> NatsDelivery:
-        delivery = await self._next(None)
-        assert delivery is not None  # no deadline: only a message or an error ends it
-        return delivery
-
-    async def poll(self, timeout: float) -> NatsDelivery | None:
-        return await self._next(time.monotonic() + max(0.0, timeout))
-
-    async def _next(self, deadline: float | None) -> NatsDelivery | None:
-        self._check_open()
-        async with self._lock:
-            backoff = _BACKOFF_S
-            while True:
-                self._check_open()
-                left = _PULL_S if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                try:
-                    msg = await self._until_closed(self._pull(min(left, _PULL_S)))
-                except TimeoutError:
-                    # Nothing within this pull (or the server went away mid-pull).
-                    continue
-                except _UNREACHABLE_OR_API as e:
-                    log.debug("pull on %s failed (%r); retrying", self._topic, e)
-                    if self._bus._nc.is_connected:
-                        # Connected, yet the pull failed: the server may have lost the
-                        # consumer or its stream; make them again before the next pull.
-                        await self._unbind()
-                        await self._bus._recreate_streams()
-                    await self._pause(backoff, deadline)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                    continue
-                except nats_errors.ConnectionClosedError as e:
-                    raise ProviderError("NATS connection is closed") from e
-                msg_id = _msg_id(msg)
-                if msg_id is not None and (self._route.stream, msg_id) in self._bus._acked_ids:
-                    # Acknowledged before, forgotten by a server that restarted uncleanly:
-                    # acknowledge it again instead of handing it out a second time.
-                    log.warning("NATS delivered acknowledged message %s again; dropped", msg_id)
-                    with contextlib.suppress(*_ANY_NATS):
-                        await msg.ack_sync(timeout=self._bus._request_timeout_s)
-                    continue
-                return NatsDelivery(msg, self._route.stream, self._bus)
-
-    async def _pull(self, wait_s: float) -> Msg:
-        sub = await self._bind()
-        msgs = await sub.fetch(1, timeout=max(wait_s, _MIN_PULL_S))
-        return msgs[0]
-
-    async def _until_closed(self, work: Any) -> Msg:
-        """Run ``work``; if the consumer closes first, cancel it and raise.
-
-        Cancelling a pull loses nothing: a message that arrives afterwards waits in the
-        subscription for the next pull, or (consumer closed) comes back after the ack
-        wait."""
-        task: asyncio.Task[Msg] = asyncio.ensure_future(work)
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if task.cancelled():
-            self._check_open()
-        return task.result()
-
-    async def _pause(self, seconds: float, deadline: float | None) -> None:
-        if deadline is not None:
-            seconds = min(seconds, max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), seconds)
-
-    async def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._bus._consumers.discard(self)
-        async with self._lock:  # waits for a pull in flight to notice the close
-            await self._unbind()
 
 
 class NatsSubscription:
@@ -255,7 +85,7 @@ class NatsSubscription:
         self._ready.set()
         self._bus._subscriptions.discard(self)
         if self._sub is not None:
-            with contextlib.suppress(*_ANY_NATS):
+            with contextlib.suppress(*ANY_NATS):
                 await self._sub.unsubscribe()
 
 
@@ -315,7 +145,8 @@ class NatsBus:
             log.debug("NATS %s: %r", name, e)
 
         async def on_disconnected() -> None:
-            log.warning("NATS %s: disconnected; reconnecting", name)
+            if bus is not None and not bus._closed:
+                log.warning("NATS %s: disconnected; reconnecting", name)
 
         async def on_reconnected() -> None:
             log.warning("NATS %s: reconnected to %s", name, nc.connected_url)
@@ -348,7 +179,7 @@ class NatsBus:
                 request_timeout_s=request_timeout_s,
             )
             await asyncio.wait_for(ensure_streams(bus._js, layout), connect_timeout_s)
-        except _ANY_NATS as e:
+        except ANY_NATS as e:
             await nc.close()
             raise ProviderError(f"cannot use NATS JetStream at {url}: {e!r}") from e
         return bus
@@ -365,7 +196,7 @@ class NatsBus:
     async def _recreate_streams(self) -> None:
         try:
             await ensure_streams(self._js, self.layout)
-        except _UNREACHABLE_OR_API as e:
+        except UNREACHABLE_OR_API as e:
             log.debug("cannot recreate streams yet: %r", e)
 
     async def send(self, topic: str, data: bytes, *, key: str | None = None) -> None:
@@ -374,9 +205,9 @@ class NatsBus:
             raise ProviderError("empty message")
         route = self.layout.route(topic)
         # The same id on every retry of this send: JetStream stores it at most once.
-        headers = {"Nats-Msg-Id": key if key is not None else uuid.uuid4().hex}
+        headers = {MSG_ID: key if key is not None else uuid.uuid4().hex}
         deadline = time.monotonic() + self._send_timeout_s
-        backoff = _BACKOFF_S
+        backoff = BACKOFF_S
         while True:
             self._check_open()
             left = deadline - time.monotonic()
@@ -384,19 +215,19 @@ class NatsBus:
                 await self._js.publish(
                     route.subject,
                     data,
-                    timeout=max(_MIN_PULL_S, min(left, self._request_timeout_s)),
+                    timeout=max(MIN_WAIT_S, min(left, self._request_timeout_s)),
                     stream=route.stream,
                     headers=dict(headers),
                 )
                 return
-            except _UNREACHABLE_OR_API as e:
+            except UNREACHABLE_OR_API as e:
                 if time.monotonic() + backoff >= deadline:
                     raise ProviderError(f"NATS did not accept a message on {topic}: {e!r}") from e
                 if isinstance(e, js_errors.NoStreamResponseError) and self._nc.is_connected:
                     # Connected, yet no stream listens: the server may have lost them.
                     await self._recreate_streams()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
             except nats_errors.Error as e:  # closed, payload too large, bad subject
                 raise ProviderError(f"NATS refused a message on {topic}: {e!r}") from e
 
@@ -406,7 +237,7 @@ class NatsBus:
         consumer = NatsConsumer(self, route, topic)
         try:
             await consumer._bind()
-        except _UNREACHABLE_OR_API as e:
+        except UNREACHABLE_OR_API as e:
             raise ProviderError(f"cannot consume {topic} from NATS: {e!r}") from e
         self._consumers.add(consumer)
         return consumer
@@ -422,7 +253,7 @@ class NatsBus:
                 # Nobody consumed the topic yet: everything on its subject is waiting.
                 stream = await self._js.stream_info(route.stream, subjects_filter=route.subject)
                 return (stream.state.subjects or {}).get(route.subject, 0)
-        except _UNREACHABLE_OR_API as e:
+        except UNREACHABLE_OR_API as e:
             raise ProviderError(f"cannot count messages on {topic}: {e!r}") from e
 
     async def publish(self, subject: str, data: bytes) -> None:
@@ -430,7 +261,7 @@ class NatsBus:
         target = self.layout.broadcast_subject(subject)
         try:
             await self._nc.publish(target, data)
-        except _UNREACHABLE:
+        except UNREACHABLE:
             log.debug("NATS unreachable: dropped a message on %s", subject)
         except nats_errors.Error as e:
             raise ProviderError(f"cannot publish on {subject}: {e!r}") from e
@@ -444,7 +275,7 @@ class NatsBus:
             # Subscribed once the server has it: messages published after this returns
             # reach the subscription.
             await self._nc.flush(timeout=max(1, int(self._request_timeout_s)))
-        except _ANY_NATS as e:
+        except ANY_NATS as e:
             await subscription.close()
             raise ProviderError(f"cannot subscribe to {subject}: {e!r}") from e
         self._subscriptions.add(subscription)
@@ -458,7 +289,7 @@ class NatsBus:
                 await self._js.delete_stream(self.layout.stream_name(spec))
             except js_errors.NotFoundError:
                 pass
-            except _UNREACHABLE_OR_API as e:
+            except UNREACHABLE_OR_API as e:
                 raise ProviderError(f"cannot delete stream {spec.name}: {e!r}") from e
 
     async def close(self) -> None:
@@ -471,5 +302,5 @@ class NatsBus:
             await subscription.close()
         try:
             await self._nc.close()
-        except _ANY_NATS as e:
+        except ANY_NATS as e:
             log.debug("closing NATS: %r", e)

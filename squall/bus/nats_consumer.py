@@ -1,0 +1,207 @@
+"""Consuming a work-queue topic from NATS JetStream: a pull subscription bound to the
+topic's durable consumer, and its deliveries with confirmed acks (see ``nats.py`` for the
+bus as a whole).
+
+Concurrency: a consumer pulls under a lock, so concurrent ``receive`` calls each get
+their own message; ``close`` wakes a waiting pull at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import nats.errors as nats_errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+
+from squall.bus.jetstream import Route
+from squall.errors import ProviderError
+
+if TYPE_CHECKING:
+    from squall.bus.nats import NatsBus
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the server cannot be reached right now"; anything may work again
+# after a reconnect.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    asyncio.TimeoutError,  # nats.errors.TimeoutError is one
+    nats_errors.OutboundBufferLimitError,
+    nats_errors.ConnectionReconnectingError,
+    nats_errors.NoRespondersError,
+    nats_errors.StaleConnectionError,
+    js_errors.NoStreamResponseError,
+    js_errors.ServiceUnavailableError,
+    OSError,
+)
+UNREACHABLE_OR_API: tuple[type[BaseException], ...] = (*UNREACHABLE, js_errors.APIError)
+# Anything nats-py raises, closed connections included.
+ANY_NATS: tuple[type[BaseException], ...] = (*UNREACHABLE, nats_errors.Error)
+# How long one pull request waits on the server before it is renewed; also bounds how
+# late a consumer notices that the server lost its durable consumer.
+_PULL_S = 5.0
+MIN_WAIT_S = 0.05
+# Retry pause while the server is unreachable: doubles up to the maximum.
+BACKOFF_S = 0.05
+MAX_BACKOFF_S = 1.0
+
+
+MSG_ID = "Nats-Msg-Id"
+
+
+def _msg_id(msg: Msg) -> str | None:
+    return msg.headers.get(MSG_ID) if msg.headers else None
+
+
+class NatsDelivery:
+    def __init__(self, msg: Msg, stream: str, bus: NatsBus) -> None:
+        self._msg = msg
+        self._stream = stream
+        self._bus = bus
+        self._acked = False
+
+    @property
+    def data(self) -> bytes:
+        return self._msg.data
+
+    @property
+    def attempt(self) -> int:
+        return self._msg.metadata.num_delivered
+
+    async def ack(self) -> None:
+        if self._acked:
+            return
+        try:
+            # A request on the ack subject: the server answers once the ack is recorded.
+            await self._msg.ack_sync(timeout=self._bus._request_timeout_s)
+        except ANY_NATS as e:
+            raise ProviderError(f"NATS did not confirm an ack: {e!r}") from e
+        self._acked = True
+        msg_id = _msg_id(self._msg)
+        if msg_id is not None:
+            self._bus._acked_ids.add(self._stream, msg_id)
+
+
+class NatsConsumer:
+    """A pull subscription bound to a topic's durable consumer."""
+
+    def __init__(self, bus: NatsBus, route: Route, topic: str) -> None:
+        self._bus = bus
+        self._route = route
+        self._topic = topic
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._generation = -1
+        self._lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+
+    async def _bind(self) -> JetStreamContext.PullSubscription:
+        # After a reconnect the server may have come back without the durable consumer
+        # (its store lost): bind again, which creates it when missing.
+        if self._sub is not None and self._generation != self._bus._generation:
+            await self._unbind()
+        if self._sub is None:
+            self._generation = self._bus._generation
+            await self._bus._ensure_consumer(self._route)
+            self._sub = await self._bus._js.pull_subscribe_bind(
+                self._route.durable, stream=self._route.stream
+            )
+        return self._sub
+
+    async def _unbind(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            # A failure means the connection is gone, and the subscription with it.
+            with contextlib.suppress(*ANY_NATS):
+                await sub.unsubscribe()
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise ProviderError(f"consumer of {self._topic} is closed")
+        self._bus._check_open()
+
+    async def receive(self) -> NatsDelivery:
+        delivery = await self._next(None)
+        assert delivery is not None  # no deadline: only a message or an error ends it
+        return delivery
+
+    async def poll(self, timeout: float) -> NatsDelivery | None:
+        return await self._next(time.monotonic() + max(0.0, timeout))
+
+    async def _next(self, deadline: float | None) -> NatsDelivery | None:
+        self._check_open()
+        async with self._lock:
+            backoff = BACKOFF_S
+            while True:
+                self._check_open()
+                left = _PULL_S if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    msg = await self._until_closed(self._pull(min(left, _PULL_S)))
+                except TimeoutError:
+                    # Nothing within this pull (or the server went away mid-pull).
+                    continue
+                except UNREACHABLE_OR_API as e:
+                    log.debug("pull on %s failed (%r); retrying", self._topic, e)
+                    if self._bus._nc.is_connected:
+                        # Connected, yet the pull failed: the server may have lost the
+                        # consumer or its stream; make them again before the next pull.
+                        await self._unbind()
+                        await self._bus._recreate_streams()
+                    await self._pause(backoff, deadline)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
+                except nats_errors.ConnectionClosedError as e:
+                    raise ProviderError("NATS connection is closed") from e
+                msg_id = _msg_id(msg)
+                if msg_id is not None and (self._route.stream, msg_id) in self._bus._acked_ids:
+                    # Acknowledged before, forgotten by a server that restarted uncleanly:
+                    # acknowledge it again instead of handing it out a second time.
+                    log.warning("NATS delivered acknowledged message %s again; dropped", msg_id)
+                    with contextlib.suppress(*ANY_NATS):
+                        await msg.ack_sync(timeout=self._bus._request_timeout_s)
+                    continue
+                return NatsDelivery(msg, self._route.stream, self._bus)
+
+    async def _pull(self, wait_s: float) -> Msg:
+        sub = await self._bind()
+        msgs = await sub.fetch(1, timeout=max(wait_s, MIN_WAIT_S))
+        return msgs[0]
+
+    async def _until_closed(self, work: Any) -> Msg:
+        """Run ``work``; if the consumer closes first, cancel it and raise.
+
+        Cancelling a pull loses nothing: a message that arrives afterwards waits in the
+        subscription for the next pull, or (consumer closed) comes back after the ack
+        wait."""
+        task: asyncio.Task[Msg] = asyncio.ensure_future(work)
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            self._check_open()
+        return task.result()
+
+    async def _pause(self, seconds: float, deadline: float | None) -> None:
+        if deadline is not None:
+            seconds = min(seconds, max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._bus._consumers.discard(self)
+        async with self._lock:  # waits for a pull in flight to notice the close
+            await self._unbind()
