@@ -2,7 +2,8 @@
 
 Stores hold JSON documents (plain ``dict``s as produced by ``squall.entities``); they do
 not interpret them beyond the few indexed fields named in each method. Every provider
-(SQLite now, PostgreSQL later) passes the suites in ``tests/contract/``.
+(SQLite, PostgreSQL) passes the suites in ``tests/contract/``; :class:`Store` bundles
+the four seams of one provider.
 
 Common guarantees:
 
@@ -10,7 +11,11 @@ Common guarantees:
 - A write that returned is durable against a crash of the process (not necessarily
   against power loss for the embedded provider); nothing is half-written: a failing
   write changes nothing.
-- After ``close()`` every method raises :class:`squall.errors.ProviderError`.
+- Bodies and records round-trip exactly: key order, and any JSON string (``\\u0000``
+  included).
+- After ``close()`` every method raises :class:`squall.errors.ProviderError`; so does
+  every failure to reach the database (never a made-up answer such as "not found" or
+  "wrong key", which would turn an outage into 404s and 401s).
 """
 
 from __future__ import annotations
@@ -109,6 +114,13 @@ class ActivationStore(Protocol):
     - ``put`` stores or replaces by ``activationId`` (idempotent for the same record).
     - ``put_pending`` stores a record only if none with its id exists: a pending record
       written late never hides the final one.
+    - ``put_unless_final`` stores a record only if none with its id exists or the stored
+      one is still pending (``response.status == "pending"``), atomically, and returns
+      whether it stored: how an activation whose invoker died is ended with an error
+      without ever overwriting a final record written just before.
+    - ``prune(before_ms)`` deletes the records whose ``start`` is before ``before_ms``
+      (epoch ms) and returns how many (retention). It deletes in bounded batches, so it
+      never holds up other writers for long, whatever the table's size.
     - ``get`` raises ``NotFound``; a record is only visible to its own namespace.
     - ``list`` is newest ``start`` first; ``count`` applies the same filters, ignoring
       ``skip``/``limit``.
@@ -117,6 +129,10 @@ class ActivationStore(Protocol):
     async def put(self, record: dict[str, Any]) -> None: ...
 
     async def put_pending(self, record: dict[str, Any]) -> None: ...
+
+    async def put_unless_final(self, record: dict[str, Any]) -> bool: ...
+
+    async def prune(self, before_ms: int) -> int: ...
 
     async def get(self, namespace: str, activation_id: str) -> dict[str, Any]: ...
 
@@ -220,3 +236,24 @@ class AuthStore(Protocol):
     async def get_limits(self, namespace: str) -> dict[str, Any]: ...
 
     async def set_limits(self, namespace: str, limits: dict[str, Any]) -> None: ...
+
+
+class Store(Protocol):
+    """The four stores of one provider, opened together (``squall.store.factory``).
+
+    ``close()`` writes what is pending and releases the connections; idempotent.
+    """
+
+    @property
+    def entities(self) -> EntityStore: ...
+
+    @property
+    def activations(self) -> ActivationStore: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
+
+    @property
+    def schedules(self) -> ScheduleStore: ...
+
+    async def close(self) -> None: ...

@@ -30,9 +30,6 @@ Guarantees, beyond those of the contracts:
 from __future__ import annotations
 
 import builtins
-import secrets
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,30 +39,21 @@ import orjson
 from squall.errors import BadRequest, Conflict, NotFound
 from squall.store import keys
 from squall.store.contracts import Document, Subject
+from squall.store.records import (
+    EXISTS,
+    NAMESPACE_EXISTS,
+    STALE,
+    UUID_TAKEN,
+    Clock,
+    next_rev,
+    wall_clock_ms,
+)
 from squall.store.sqlite_activations import SqliteActivationStore
 from squall.store.sqlite_schedules import SqliteScheduleStore
 from squall.store.sqlite_schema import Database, connect, dumps_body, limit_offset
 
 if TYPE_CHECKING:
     from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
-
-Clock = Callable[[], int]
-"""Returns the current time in epoch milliseconds."""
-
-EXISTS = "resource already exists"
-STALE = "Concurrent modification to resource detected."
-NAMESPACE_EXISTS = "Namespace already exists"
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _next_rev(rev: str | None) -> str:
-    """``"<counter>-<16 hex>"``: the counter counts writes, the random part makes two
-    writers that both saw revision n produce different revisions n+1."""
-    counter = 0 if rev is None else int(rev.partition("-")[0])
-    return f"{counter + 1}-{secrets.token_hex(8)}"
 
 
 class SqliteEntityStore:
@@ -105,7 +93,7 @@ class SqliteEntityStore:
             if rev is None:
                 if row is not None:
                     raise Conflict(EXISTS)
-                new_rev = _next_rev(None)
+                new_rev = next_rev(None)
                 conn.execute(
                     "INSERT INTO entities"
                     " (namespace, collection, name, package, rev, body, updated)"
@@ -116,7 +104,7 @@ class SqliteEntityStore:
                 # A revision for a document that is gone is as stale as an old one.
                 if row is None or row[0] != rev:
                     raise Conflict(STALE)
-                new_rev = _next_rev(rev)
+                new_rev = next_rev(rev)
                 conn.execute(
                     "UPDATE entities SET rev = ?, body = ?, updated = ?"
                     " WHERE namespace = ? AND collection = ? AND name = ?",
@@ -219,7 +207,7 @@ class SqliteAuthStore:
                 "SELECT 1 FROM subjects WHERE uuid = ? AND namespace != ?", (uuid, namespace)
             ).fetchone()
             if taken is not None:
-                raise Conflict("The uuid is already used by another namespace.")
+                raise Conflict(UUID_TAKEN)
             if row is None:
                 conn.execute(
                     "INSERT INTO subjects (namespace, uuid, key_hash, created) VALUES (?, ?, ?, ?)",

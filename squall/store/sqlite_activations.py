@@ -7,18 +7,29 @@ the commit cost (WAL append, locks) is shared by the batch, roughly halving the 
 record. A ``put`` returns only after its record is committed, so a reader that got an
 activation id from a completion always finds the record; ``flush`` at close writes what
 is pending, so nothing is lost on a clean shutdown.
+
+Writes queued in one batch are concurrent (none has returned yet), so any order of them
+is a valid outcome; the batch applies replacing puts first, then ``put_unless_final``
+writes one by one (each needs its own answer), then pending ones. That order keeps the
+guarantees whatever the callers' order: a final record is never replaced by an error
+record nor hidden by a pending one.
+
+``prune`` deletes in batches of :data:`PRUNE_BATCH` rows, yielding to the event loop
+between batches: the connection is shared, so one huge DELETE would stall every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import sqlite3
 from typing import Any
 
 import orjson
 
 from squall.errors import NotFound, ProviderError
 from squall.store.contracts import ActivationQuery
+from squall.store.records import activation_key
 from squall.store.sqlite_schema import Database, dumps_body, limit_offset
 
 _UPSERT = (
@@ -34,34 +45,27 @@ _INSERT_IF_ABSENT = (
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (activation_id) DO NOTHING"
 )
 
+# Replaces only a pending record; the WHERE is evaluated on the stored row, inside the
+# one statement, so nothing can slip in between the check and the write.
+_REPLACE_PENDING = (
+    _UPSERT + " WHERE json_extract(activations.body, '$.response.status') = 'pending'"
+)
+
+PRUNE_BATCH = 5000
+
 Row = tuple[str, str, str, int, str]
 
 
-def _activation_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
-    """(activation id, namespace, entity path, start) of an activation record.
+class _Write:
+    """One queued write: its statement, its row, and (set by the flush) whether it
+    changed a row."""
 
-    The entity path is ``name``, prefixed with the package when the ``path`` annotation
-    has three segments (``ns/pkg/name``), so the ``name`` filter can match
-    ``pkg/action``.
-    """
-    activation_id, namespace, name, start = (
-        record.get("activationId"),
-        record.get("namespace"),
-        record.get("name"),
-        record.get("start"),
-    )
-    if not (isinstance(activation_id, str) and isinstance(namespace, str)):
-        raise ValueError("activation record needs string 'activationId' and 'namespace'")
-    if not isinstance(name, str) or not isinstance(start, int) or isinstance(start, bool):
-        raise ValueError("activation record needs string 'name' and integer 'start'")
-    for annotation in record.get("annotations") or ():
-        if isinstance(annotation, dict) and annotation.get("key") == "path":
-            path = annotation.get("value")
-            segments = path.strip("/").split("/") if isinstance(path, str) else []
-            if len(segments) == 3:  # "ns/pkg/name" (a leading "/" is tolerated)
-                name = f"{segments[1]}/{name}"
-            break
-    return activation_id, namespace, name, start
+    __slots__ = ("row", "statement", "stored")
+
+    def __init__(self, statement: str, row: Row) -> None:
+        self.statement = statement
+        self.row = row
+        self.stored = False
 
 
 class SqliteActivationStore:
@@ -74,7 +78,7 @@ class SqliteActivationStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: builtins.list[tuple[str, Row]] = []
+        self._pending: builtins.list[_Write] = []
         self._flushed: asyncio.Future[None] | None = None
 
     async def put(self, record: dict[str, Any]) -> None:
@@ -83,38 +87,38 @@ class SqliteActivationStore:
     async def put_pending(self, record: dict[str, Any]) -> None:
         await self._write(_INSERT_IF_ABSENT, record)
 
-    async def _write(self, statement: str, record: dict[str, Any]) -> None:
+    async def put_unless_final(self, record: dict[str, Any]) -> bool:
+        return (await self._write(_REPLACE_PENDING, record)).stored
+
+    async def _write(self, statement: str, record: dict[str, Any]) -> _Write:
         if self._db.closed:
             raise ProviderError("store is closed")
-        self._pending.append((statement, (*_activation_key(record), dumps_body(record))))
+        write = _Write(statement, (*activation_key(record), dumps_body(record)))
+        self._pending.append(write)
         if self._flushed is None:
             loop = asyncio.get_running_loop()
             self._flushed = loop.create_future()
             loop.call_soon(self.flush)
         # Shielded: a cancelled caller must not cancel the batch of the others.
         await asyncio.shield(self._flushed)
+        return write
 
     def flush(self) -> None:
         """Commit every pending record in one transaction; wake their writers."""
-        rows, self._pending = self._pending, []
+        writes, self._pending = self._pending, []
         done, self._flushed = self._flushed, None
-        if not rows:
+        if not writes:
             if done is not None and not done.done():
                 done.set_result(None)
             return
         try:
-            # Re-putting a record replaces it (ON CONFLICT), also within one batch; the
-            # order of a pending and a final write of one id does not matter, since the
-            # pending one only ever inserts.
-            if len(rows) == 1:
+            if len(writes) == 1:
                 with self._db.autocommit() as conn:  # one statement commits by itself
-                    conn.execute(*rows[0])
+                    only = writes[0]
+                    only.stored = conn.execute(only.statement, only.row).rowcount == 1
             else:
                 with self._db.transaction() as conn:
-                    for statement in (_UPSERT, _INSERT_IF_ABSENT):
-                        batch = [row for sql, row in rows if sql is statement]
-                        if batch:
-                            conn.executemany(statement, batch)
+                    self._apply(conn, writes)
         except Exception as exc:
             if done is not None and not done.done():
                 done.set_exception(exc)
@@ -125,6 +129,36 @@ class SqliteActivationStore:
         else:
             if done is not None and not done.done():
                 done.set_result(None)
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, writes: builtins.list[_Write]) -> None:
+        # Replacing puts first (in queue order: a re-put replaces), then conditional
+        # replacements of pending records, then pending inserts; see the module docstring.
+        upserts = [w for w in writes if w.statement is _UPSERT]
+        if upserts:
+            conn.executemany(_UPSERT, [w.row for w in upserts])
+            for w in upserts:
+                w.stored = True
+        for w in writes:
+            if w.statement is _REPLACE_PENDING:
+                w.stored = conn.execute(_REPLACE_PENDING, w.row).rowcount == 1
+        inserts = [w.row for w in writes if w.statement is _INSERT_IF_ABSENT]
+        if inserts:
+            conn.executemany(_INSERT_IF_ABSENT, inserts)
+
+    async def prune(self, before_ms: int) -> int:
+        removed = 0
+        while True:
+            with self._db.autocommit() as conn:
+                deleted = conn.execute(
+                    "DELETE FROM activations WHERE rowid IN"
+                    " (SELECT rowid FROM activations WHERE start < ? LIMIT ?)",
+                    (before_ms, PRUNE_BATCH),
+                ).rowcount
+            removed += deleted
+            if deleted < PRUNE_BATCH:
+                return removed
+            await asyncio.sleep(0)  # let requests in between batches
 
     async def get(self, namespace: str, activation_id: str) -> dict[str, Any]:
         with self._db.autocommit() as conn:

@@ -10,24 +10,14 @@ of one tick wins, whichever process they run in.
 from __future__ import annotations
 
 import builtins
-import secrets
 from typing import Any
 
 import orjson
 
 from squall.errors import Conflict, NotFound
 from squall.store.contracts import Schedule
+from squall.store.records import EXISTS, STALE, next_rev
 from squall.store.sqlite_schema import Database, dumps_body
-
-EXISTS = "resource already exists"
-STALE = "Concurrent modification to resource detected."
-
-
-def _next_rev(rev: str | None) -> str:
-    # Same shape as entity revisions: a write counter and a random part, so two writers
-    # that both read revision n never produce the same revision n+1.
-    counter = 0 if rev is None else int(rev.partition("-")[0])
-    return f"{counter + 1}-{secrets.token_hex(8)}"
 
 
 class SqliteScheduleStore:
@@ -49,7 +39,7 @@ class SqliteScheduleStore:
             if rev is None:
                 if row is not None:
                     raise Conflict(EXISTS)
-                new_rev = _next_rev(None)
+                new_rev = next_rev(None)
                 conn.execute(
                     "INSERT INTO feed_schedules (namespace, trigger, rev, body, due)"
                     " VALUES (?, ?, ?, ?, ?)",
@@ -58,7 +48,7 @@ class SqliteScheduleStore:
             else:
                 if row is None or row[0] != rev:
                     raise Conflict(STALE)
-                new_rev = _next_rev(rev)
+                new_rev = next_rev(rev)
                 conn.execute(
                     "UPDATE feed_schedules SET rev = ?, body = ?, due = ?"
                     " WHERE namespace = ? AND trigger = ?",

@@ -27,11 +27,11 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from squall.errors import ProviderError
+from squall.store.records import dumps_body
+
+__all__ = ["Database", "connect", "dumps_body", "limit_offset", "migrate", "schema_version"]
 
 # How long a writer waits for another *process* holding the write lock (e.g. `squall
 # admin` next to a running standalone server). Within one process there is never a wait:
@@ -101,6 +101,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at   INTEGER NOT NULL
         )""",
         "CREATE INDEX feed_ticks_by_at ON feed_ticks (at)",
+    ),
+    (
+        # Retention (ActivationStore.prune) deletes by start across namespaces.
+        "CREATE INDEX activations_by_age ON activations (start)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -217,12 +221,6 @@ def migrate(db: Database) -> int:
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
-
-
-def dumps_body(body: dict[str, Any]) -> str:
-    # Serialize before any transaction starts: a body that cannot be encoded then fails
-    # without having touched the database.
-    return orjson.dumps(body).decode()
 
 
 def limit_offset(skip: int, limit: int | None) -> tuple[int, int]:

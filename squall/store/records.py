@@ -1,0 +1,74 @@
+"""What every store provider shares: revisions, write times, conflict messages, and the
+indexed fields of an activation record.
+
+Keeping them in one place makes the providers agree exactly (the contract suite checks
+behaviour, this keeps the formats identical, so data could move between providers).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+Clock = Callable[[], int]
+"""Returns the current time in epoch milliseconds."""
+
+# OpenWhisk's wording for the two kinds of Conflict.
+EXISTS = "resource already exists"
+STALE = "Concurrent modification to resource detected."
+NAMESPACE_EXISTS = "Namespace already exists"
+UUID_TAKEN = "The uuid is already used by another namespace."
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def next_rev(rev: str | None) -> str:
+    """``"<counter>-<16 hex>"``: the counter counts writes, the random part makes two
+    writers that both saw revision n produce different revisions n+1."""
+    counter = 0 if rev is None else int(rev.partition("-")[0])
+    return f"{counter + 1}-{secrets.token_hex(8)}"
+
+
+def activation_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
+    """(activation id, namespace, entity path, start) of an activation record.
+
+    The entity path is ``name``, prefixed with the package when the ``path`` annotation
+    has three segments (``ns/pkg/name``), so the ``name`` filter can match
+    ``pkg/action``.
+    """
+    activation_id, namespace, name, start = (
+        record.get("activationId"),
+        record.get("namespace"),
+        record.get("name"),
+        record.get("start"),
+    )
+    if not (isinstance(activation_id, str) and isinstance(namespace, str)):
+        raise ValueError("activation record needs string 'activationId' and 'namespace'")
+    if not isinstance(name, str) or not isinstance(start, int) or isinstance(start, bool):
+        raise ValueError("activation record needs string 'name' and integer 'start'")
+    for annotation in record.get("annotations") or ():
+        if isinstance(annotation, dict) and annotation.get("key") == "path":
+            path = annotation.get("value")
+            segments = path.strip("/").split("/") if isinstance(path, str) else []
+            if len(segments) == 3:  # "ns/pkg/name" (a leading "/" is tolerated)
+                name = f"{segments[1]}/{name}"
+            break
+    return activation_id, namespace, name, start
+
+
+def dumps_body(body: dict[str, Any]) -> str:
+    # Serialize before any transaction starts: a body that cannot be encoded then fails
+    # without having touched the database.
+    return orjson.dumps(body).decode()
+
+
+def loads_body(text: str) -> dict[str, Any]:
+    """A fresh dict of stored JSON text (never the caller's own object)."""
+    body: dict[str, Any] = orjson.loads(text)
+    return body
