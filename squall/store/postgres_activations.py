@@ -1,0 +1,148 @@
+"""Activation records in PostgreSQL (:class:`~squall.store.contracts.ActivationStore`).
+
+Each write is one autocommit statement on a pooled connection: concurrent puts run in
+parallel on as many connections as the pool has, instead of queueing behind one. The
+conditions of ``put_pending`` and ``put_unless_final`` are part of their statement
+(``ON CONFLICT DO NOTHING``, ``ON CONFLICT DO UPDATE … WHERE <stored one is pending>``),
+so they hold against writers in other controllers too.
+
+Retention: ``prune`` deletes through the ``start`` index in batches of
+:data:`PRUNE_BATCH` rows, each its own short transaction, so row locks are held briefly,
+autovacuum can follow, and the controllers' writes go on meanwhile. Time partitions
+(dropping a month in one go) were considered and rejected: a record is replaced by id
+(pending, then final, whose ``start`` differs), and a primary key on a partitioned
+table must include the partition key, so replace-by-id would have to search every
+partition.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from squall.errors import NotFound
+from squall.store.contracts import ActivationQuery
+from squall.store.postgres_schema import PgDatabase, limit_offset
+from squall.store.records import activation_key, dumps_body
+
+Conn = AsyncConnection[Any]
+
+PRUNE_BATCH = 5000
+
+_INSERT = (
+    "INSERT INTO activations (activation_id, namespace, name, start, body)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (activation_id)"
+)
+_REPLACE = (
+    " DO UPDATE SET namespace = excluded.namespace, name = excluded.name,"
+    " start = excluded.start, body = excluded.body"
+)
+_UPSERT = _INSERT + _REPLACE
+# A pending record never replaces a stored one: the final record may have won the race.
+_INSERT_IF_ABSENT = _INSERT + " DO NOTHING"
+# The WHERE is evaluated on the stored row under its row lock, inside the statement.
+_REPLACE_PENDING = (
+    _INSERT + _REPLACE + " WHERE activations.body -> 'response' ->> 'status' = 'pending'"
+)
+
+
+class PostgresActivationStore:
+    """:class:`~squall.store.contracts.ActivationStore` over the ``activations`` table.
+
+    Records with the same ``start`` are ordered by activation id, descending, so paging
+    is stable.
+    """
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def put(self, record: dict[str, Any]) -> None:
+        await self._write(_UPSERT, record)
+
+    async def put_pending(self, record: dict[str, Any]) -> None:
+        await self._write(_INSERT_IF_ABSENT, record)
+
+    async def put_unless_final(self, record: dict[str, Any]) -> bool:
+        return await self._write(_REPLACE_PENDING, record)
+
+    async def _write(self, statement: str, record: dict[str, Any]) -> bool:
+        row = (*activation_key(record), dumps_body(record))
+
+        async def work(conn: Conn) -> bool:
+            cur = await conn.execute(statement, row)
+            return cur.rowcount == 1
+
+        # Repeating a write ends in the same state; only put_unless_final's answer would
+        # change (False after its own first attempt committed), so it is not repeated.
+        return await self._db.run(work, idempotent=statement is not _REPLACE_PENDING)
+
+    async def prune(self, before_ms: int) -> int:
+        async def batch(conn: Conn) -> int:
+            cur = await conn.execute(
+                "DELETE FROM activations WHERE activation_id IN"
+                " (SELECT activation_id FROM activations WHERE start < %s LIMIT %s)",
+                (before_ms, PRUNE_BATCH),
+            )
+            return cur.rowcount
+
+        removed = 0
+        while True:
+            deleted = await self._db.run(batch, idempotent=True)
+            removed += deleted
+            if deleted < PRUNE_BATCH:
+                return removed
+
+    async def get(self, namespace: str, activation_id: str) -> dict[str, Any]:
+        async def work(conn: Conn) -> dict[str, Any]:
+            cur = await conn.execute(
+                "SELECT body FROM activations WHERE activation_id = %s AND namespace = %s",
+                (activation_id, namespace),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound()
+            body: dict[str, Any] = row[0]
+            return body
+
+        return await self._db.run(work, idempotent=True)
+
+    async def list(self, query: ActivationQuery) -> builtins.list[dict[str, Any]]:
+        where, params = self._where(query)
+        page = limit_offset(query.skip, query.limit)
+
+        async def work(conn: Conn) -> builtins.list[dict[str, Any]]:
+            cur = await conn.execute(
+                f"SELECT body FROM activations WHERE {where}"
+                " ORDER BY start DESC, activation_id DESC LIMIT %s OFFSET %s",
+                (*params, *page),
+            )
+            return [body for (body,) in await cur.fetchall()]
+
+        return await self._db.run(work, idempotent=True)
+
+    async def count(self, query: ActivationQuery) -> int:
+        where, params = self._where(query)
+
+        async def work(conn: Conn) -> int:
+            cur = await conn.execute(f"SELECT count(*) FROM activations WHERE {where}", params)
+            row = await cur.fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._db.run(work, idempotent=True)
+
+    @staticmethod
+    def _where(query: ActivationQuery) -> tuple[str, tuple[str | int, ...]]:
+        clauses = ["namespace = %s"]
+        params: builtins.list[str | int] = [query.namespace]
+        if query.name is not None:
+            clauses.append("name = %s")
+            params.append(query.name)
+        if query.since is not None:
+            clauses.append("start >= %s")
+            params.append(query.since)
+        if query.upto is not None:
+            clauses.append("start <= %s")
+            params.append(query.upto)
+        return " AND ".join(clauses), tuple(params)

@@ -1,0 +1,318 @@
+"""The PostgreSQL connection pool behind :mod:`squall.store.postgres`: schema, migrations,
+and the one place where database failures become :class:`~squall.errors.ProviderError`.
+
+Guarantees:
+
+- :func:`connect` returns a :class:`PgDatabase` whose schema is at :data:`SCHEMA_VERSION`.
+  Migrations not yet recorded in ``squall_schema_version`` are applied in one
+  transaction that first takes a transaction-scoped advisory lock (keyed by the schema's
+  name): several controllers starting at once apply each migration exactly once, the
+  others wait and then find the schema current. DDL is transactional in PostgreSQL, so a
+  failing migration leaves the previous version. A newer schema is refused.
+- Tables live in the connection's current schema (the first of ``search_path``), so one
+  database can hold several independent Squall stores (the tests use one schema each).
+- :meth:`PgDatabase.run` maps every failure to reach or use the database (refused or
+  dropped connections, no free connection within ``timeout``, SQL errors) to
+  ``ProviderError``, and after :meth:`PgDatabase.close` raises
+  ``ProviderError("store is closed")``.
+- The pool recovers by itself: connections killed while idle in the pool (server
+  restart, ``pg_terminate_backend``, a cut network) are noticed when taken out — without
+  a round trip, see :func:`_check_idle` — and replaced; while the server is away the pool
+  keeps trying to reconnect in the background, and requests get ``ProviderError`` after
+  at most ``timeout`` seconds instead of waiting for ever.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from squall.errors import ProviderError, SquallError
+
+T = TypeVar("T")
+Work = Callable[[AsyncConnection[Any]], Awaitable[T]]
+
+# Each migration is a list of statements run in one transaction. Append, never edit: the
+# position in this tuple (1-based) is the version stored in squall_schema_version.
+#
+# Bodies are `json`, not `jsonb`: Squall stores and returns whole documents and never
+# queries inside them, and `jsonb` would reorder object keys, drop duplicate keys and
+# refuse the string "\u0000" (an action may well log or return one), while `json` keeps
+# the text as written after validating it — and is cheaper to write and to read back.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE entities (
+            namespace  text   NOT NULL,
+            collection text   NOT NULL,
+            name       text   NOT NULL,
+            package    text   NOT NULL,
+            rev        text   NOT NULL,
+            body       json   NOT NULL,
+            updated    bigint NOT NULL,
+            PRIMARY KEY (namespace, collection, name)
+        )""",
+        """CREATE INDEX entities_by_updated
+            ON entities (namespace, collection, updated DESC, name)""",
+        """CREATE INDEX entities_by_package
+            ON entities (namespace, collection, package, updated DESC, name)""",
+        # `name` is the entity path ("action" or "pkg/action"), copied out of the record.
+        # Listing is "newest first by namespace (and name)": both indexes end in
+        # (start DESC, activation_id DESC), the exact ORDER BY, so a page is an index
+        # range scan that stops after LIMIT rows. `activations_by_age` serves retention.
+        """CREATE TABLE activations (
+            activation_id text   PRIMARY KEY,
+            namespace     text   NOT NULL,
+            name          text   NOT NULL,
+            start         bigint NOT NULL,
+            body          json   NOT NULL
+        )""",
+        """CREATE INDEX activations_by_start
+            ON activations (namespace, start DESC, activation_id DESC)""",
+        """CREATE INDEX activations_by_name
+            ON activations (namespace, name, start DESC, activation_id DESC)""",
+        "CREATE INDEX activations_by_age ON activations (start)",
+        """CREATE TABLE subjects (
+            namespace text   PRIMARY KEY,
+            uuid      text   NOT NULL UNIQUE,
+            key_hash  text   NOT NULL,
+            limits    json   NOT NULL DEFAULT '{}',
+            created   bigint NOT NULL
+        )""",
+        """CREATE TABLE feed_schedules (
+            namespace text NOT NULL,
+            trigger   text NOT NULL,
+            rev       text NOT NULL,
+            body      json NOT NULL,
+            due       bigint,
+            PRIMARY KEY (namespace, trigger)
+        )""",
+        """CREATE INDEX feed_schedules_by_due
+            ON feed_schedules (due, namespace, trigger) WHERE due IS NOT NULL""",
+        """CREATE TABLE feed_ticks (
+            tick text   PRIMARY KEY,
+            at   bigint NOT NULL
+        )""",
+        "CREATE INDEX feed_ticks_by_at ON feed_ticks (at)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# First half of the two-key advisory lock taken while migrating ("sqll"); the second half
+# is a hash of the schema's name, so stores in different schemas do not wait for each other.
+_MIGRATION_LOCK = 0x73716C6C
+
+# SQLSTATE of a backend terminated by the server (pg_terminate_backend, fast shutdown):
+# the statement it was running, if any, was rolled back, so running it again is safe.
+_ADMIN_SHUTDOWN = "57P01"
+
+
+async def _check_idle(conn: AsyncConnection[Any]) -> None:
+    """The pool's check when a connection is taken out: an idle connection has nothing to
+    read, so a readable socket means the server closed it or sent a FATAL error (a
+    terminated backend does) while it sat in the pool. Closing it makes the pool drop it
+    and hand out another one. A poll of the socket, not a query: no round trip."""
+    if not conn.closed:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not readable:
+            return
+        await conn.close()
+    raise psycopg.OperationalError("connection was closed while idle in the pool")
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    # Bodies come back as dicts parsed by orjson (several times faster than json.loads).
+    set_json_loads(orjson.loads, conn)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"postgresql: {text[0] if text else type(exc).__name__}"
+
+
+class PgDatabase:
+    """An :class:`AsyncConnectionPool` of autocommit connections, shared by the stores.
+
+    Concurrency: the pool hands each running operation a connection of its own (up to
+    ``max_size``; further callers queue for at most ``timeout`` seconds), so operations
+    run in parallel on the server and one slow query never blocks the others. Atomicity
+    comes from the server, never from this process: each write is one statement or one
+    transaction whose conditions are checked by the server as it writes.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
+        self._pool = pool
+        self._closed = False
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        return self._pool
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def run(self, work: Work[T], *, idempotent: bool) -> T:
+        """Run ``work`` on a pooled connection and return its result.
+
+        ``SquallError`` (``Conflict``, ``NotFound``) raised by ``work`` passes through;
+        every database failure becomes ``ProviderError``. When the connection breaks,
+        ``work`` runs once more on another connection if that cannot repeat an effect:
+        when ``idempotent`` (reads, upserts, deletes by key), or when the server reports
+        it terminated the backend, which rolled the statement back.
+        """
+        for attempt in (1, 2):
+            if self._closed:
+                raise ProviderError("store is closed")
+            try:
+                async with self._pool.connection() as conn:
+                    return await work(conn)
+            except SquallError:
+                raise
+            except PoolClosed as exc:
+                raise ProviderError("store is closed") from exc
+            except PoolTimeout as exc:
+                raise ProviderError(
+                    f"postgresql: no connection within {self._pool.timeout:g} s"
+                    " (is the server reachable?)"
+                ) from exc
+            except psycopg.OperationalError as exc:
+                retry = idempotent or exc.sqlstate == _ADMIN_SHUTDOWN
+                if attempt == 2 or not retry:
+                    raise ProviderError(_describe(exc)) from exc
+            except psycopg.Error as exc:
+                raise ProviderError(_describe(exc)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Close every connection; idempotent. Every later :meth:`run` raises."""
+        self._closed = True
+        await self._pool.close()
+
+
+def _with_defaults(dsn: str, schema: str | None) -> dict[str, Any]:
+    try:
+        given = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ProviderError(f"postgresql: invalid connection URL: {exc}") from exc
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in given:
+        kwargs["connect_timeout"] = 5  # a dead host must not hang a connection attempt
+    if "application_name" not in given:
+        kwargs["application_name"] = "squall"
+    if schema is not None:
+        # Appended to the URL's own options, if any.
+        options = given.get("options", "")
+        kwargs["options"] = f"{options} -c search_path={schema}".strip()
+    return kwargs
+
+
+async def connect(
+    dsn: str,
+    *,
+    schema: str | None = None,
+    min_size: int = 1,
+    max_size: int = 8,
+    timeout: float = 5.0,
+) -> PgDatabase:
+    """Open a pool to ``dsn`` (waiting for ``min_size`` connections at most ``timeout``
+    seconds), create ``schema`` if given and missing, migrate, and return the database.
+
+    ``schema`` puts the tables in that schema (``search_path``); without it they go in
+    the URL's current schema (``public``, or whatever ``options=-csearch_path=…`` says).
+    """
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+        dsn,
+        kwargs=_with_defaults(dsn, schema),
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
+        configure=_configure,
+        check=_check_idle,
+        name="squall-store",
+    )
+    db = PgDatabase(pool)
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except PoolTimeout as exc:
+        await pool.close()
+        raise ProviderError(f"postgresql: cannot connect within {timeout:g} s") from exc
+    try:
+        await migrate(db, create_schema=schema)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def schema_version(db: PgDatabase) -> int:
+    async def read(conn: AsyncConnection[Any]) -> int:
+        cur = await conn.execute("SELECT to_regclass('squall_schema_version') IS NOT NULL")
+        row = await cur.fetchone()
+        if row is None or not row[0]:
+            return 0
+        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM squall_schema_version")
+        row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    return await db.run(read, idempotent=True)
+
+
+async def migrate(db: PgDatabase, *, create_schema: str | None = None) -> int:
+    """Apply pending migrations under the advisory lock; returns the resulting version."""
+
+    async def apply(conn: AsyncConnection[Any]) -> int:
+        async with conn.transaction():
+            if create_schema is not None:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    (_MIGRATION_LOCK, create_schema),
+                )
+                await conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(create_schema))
+                )
+            cur = await conn.execute("SELECT current_schema()")
+            row = await cur.fetchone()
+            if row is None or row[0] is None:
+                raise ProviderError(
+                    "postgresql: no current schema (does the search_path schema exist?)"
+                )
+            # Held until COMMIT: whoever comes second sees the versions the first wrote.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_MIGRATION_LOCK, row[0])
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS squall_schema_version"
+                " (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT coalesce(max(version), 0) FROM squall_schema_version")
+            row = await cur.fetchone()
+            version = 0 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise ProviderError(
+                    f"database schema version {version} is newer than this Squall "
+                    f"supports ({SCHEMA_VERSION})"
+                )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[number - 1]:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO squall_schema_version (version) VALUES (%s)", (number,)
+                )
+            return SCHEMA_VERSION
+
+    return await db.run(apply, idempotent=True)
+
+
+def limit_offset(skip: int, limit: int | None) -> tuple[int | None, int]:
+    if skip < 0 or (limit is not None and limit < 0):
+        raise ValueError(f"skip and limit must not be negative (skip={skip}, limit={limit})")
+    return limit, skip  # LIMIT NULL: no limit in PostgreSQL
