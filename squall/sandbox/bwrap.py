@@ -173,6 +173,39 @@ class BwrapSandbox:
         args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         return [*args, "--", *argv]
 
+    def zygote_command(
+        self,
+        argv: Sequence[str],
+        *,
+        binds: Sequence[tuple[str, str]],
+        info_fd: int,
+        block_fd: int,
+    ) -> list[str]:
+        """The zygote's sandbox (:mod:`squall.sandbox.zygote`): the runtime's view as in
+        :meth:`command`, but uid 0 with every capability of its own user namespace (it
+        creates its containers' namespaces and mounts), user namespaces allowed (each
+        container gets one, in which the zygote forbids further ones), and a writable
+        ``/proc`` (a container writes its user namespace's maps there, then mounts its own
+        read-only ``/proc`` over it). Only the zygote's own code runs with these rights."""
+        args = ["--unshare-all", "--unshare-user", "--uid", "0", "--gid", "0"]
+        args += ["--cap-add", "ALL", "--hostname", SANDBOX_HOSTNAME, "--die-with-parent"]
+        if self.network:
+            args.append("--share-net")
+        args = [self.bwrap, *args, "--info-fd", str(info_fd), "--block-fd", str(block_fd)]
+        args += self.system
+        for source, target in binds:
+            args += ["--ro-bind", source, target]
+        args += ["--ro-bind", str(self.etc), "/etc"]
+        if self.network:
+            for path in CERTIFICATES:
+                if (self.etc / os.path.relpath(path, "/etc")).is_dir():
+                    args += ["--ro-bind", path, path]
+        small = str(1024 * 1024)  # containers mount their own /tmp and /dev/shm over these
+        args += ["--dev", "/dev", "--size", small, "--tmpfs", "/dev/shm", "--proc", "/proc"]
+        args += ["--size", small, "--tmpfs", "/tmp", "--chdir", "/"]
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
+        return [*args, "--", *argv]
+
 
 def find_bwrap(name: str = "bwrap") -> str | None:
     """The bubblewrap binary on ``PATH`` (or ``name`` as a path), if any."""

@@ -336,13 +336,17 @@ class CgroupRoot:
             self._group(name).remove()
         return len(stale)
 
-    def create(self, name: str, limits: Limits) -> Cgroup:
-        """A new child cgroup with ``limits`` written; ContainerError if that fails."""
+    def create(self, name: str, limits: Limits | None) -> Cgroup:
+        """A new child cgroup with ``limits`` written; ContainerError if that fails.
+
+        ``None`` leaves the limits to a later ``limit`` call, which must come before any
+        untrusted code runs in it (the zygote prepares spare cgroups this way)."""
         group = self._group(name)
         try:
             for directory in group.directories:
                 directory.mkdir()
-            group.limit(limits)
+            if limits is not None:
+                group.limit(limits)
         except OSError as ex:
             group.remove(timeout=0)
             raise ContainerError(f"cannot set up cgroup {self.relative}/{name}: {ex}") from ex

@@ -13,7 +13,7 @@ import shutil
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -27,6 +27,15 @@ from squall.sandbox.logs import LogCollector
 
 #: How long ``destroy`` waits for the killed runtime to be reaped.
 REAP_TIMEOUT_SECONDS = 5.0
+
+
+class RuntimeProcess(Protocol):
+    """What a container needs of the process it was started as: an
+    ``asyncio.SubprocessTransport``, or a zygote's forked runtime."""
+
+    def get_pid(self) -> int | None: ...
+
+    def close(self) -> None: ...
 
 
 class ProcessContainer:
@@ -46,7 +55,7 @@ class ProcessContainer:
         kind: str,
         memory_mb: int,
         directory: Path,
-        transport: asyncio.SubprocessTransport,
+        transport: RuntimeProcess,
         logs: LogCollector,
         exited: asyncio.Future[None],
         http: UnixHttpClient,
@@ -66,7 +75,9 @@ class ProcessContainer:
         self.cgroup = cgroup
         self._on_destroyed = on_destroyed
         self._destroying: asyncio.Task[None] | None = None
-        self.pid: int = transport.get_pid()
+        pid = transport.get_pid()
+        assert pid is not None  # a started process has one
+        self.pid: int = pid
         #: Set by the factory once the sandbox is confined; None without isolation.
         self.sandbox: SandboxInit | None = None
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -54,6 +55,9 @@ from squall.sandbox.container import ProcessContainer
 from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import Isolation, confine
 from squall.sandbox.logs import LogCollector
+from squall.sandbox.zygote import DEFAULT_SPARES, ForkedRuntime, Zygote, script_path
+
+log = logging.getLogger(__name__)
 
 #: OpenWhisk's 1 MiB result limit plus room for the JSON around it.
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024 + 64 * 1024
@@ -64,6 +68,8 @@ KINDS = ("nodejs:20", "python:3.11", "native", "blackbox")
 SOCKET_NAME = launch.SOCKET_NAME
 #: Where a sandboxed runtime keeps the action's files (a tmpfs of its own).
 SANDBOX_WORKDIR = "/tmp"
+#: The kind whose isolated containers a zygote forks (see :mod:`squall.sandbox.zygote`).
+ZYGOTE_KIND = "python:3.11"
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ProcessContainer", "ProcessContainerFactory"]
 
@@ -104,6 +110,12 @@ class ProcessContainerFactory:
     call, ``start_timeout`` how long a runtime may take to listen, ``path`` is the
     ``PATH`` the runtime sees.
 
+    ``zygote``: isolated ``python:3.11`` containers are forked from a warm zygote
+    (:mod:`squall.sandbox.zygote`, started on the first such ``create``, keeping
+    ``zygote_spares`` containers forked ahead) instead of started through bubblewrap; if
+    the zygote cannot start or dies, a warning says why and they are started as usual.
+    Without isolation there is no zygote: plain processes start as they always did.
+
     The constructor takes the directory's lock and cleans up what a crashed predecessor
     left (processes, directories, cgroups); it raises ``ContainerError`` when another
     live factory holds the directory or the cgroups cannot be set up.
@@ -121,6 +133,8 @@ class ProcessContainerFactory:
         log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
         start_timeout: float = 10.0,
         path: str = DEFAULT_PATH,
+        zygote: bool = True,
+        zygote_spares: int = DEFAULT_SPARES,
     ) -> None:
         # Resolved: the lock, the leftovers and the cgroup's name belong to the real path.
         self.workdir = Path(workdir).resolve()
@@ -133,6 +147,10 @@ class ProcessContainerFactory:
         self._path = path
         self._containers: dict[str, ProcessContainer] = {}
         self._closed = False
+        self._use_zygote = zygote and isolation is not None
+        self._zygote_spares = zygote_spares
+        self._zygote: Zygote | None = None
+        self._zygote_starting: asyncio.Task[Zygote | None] | None = None
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = self._take_lock()
         try:
@@ -164,7 +182,11 @@ class ProcessContainerFactory:
         directory = self.workdir / container_id
         directory.mkdir(mode=0o700)
         try:
-            container = await self._start(container_id, kind, memory_mb, directory, env or {})
+            zygote = await self._zygote_for(kind)
+            if zygote is not None:
+                container = await self._fork(zygote, container_id, memory_mb, directory, env)
+            else:
+                container = await self._start(container_id, kind, memory_mb, directory, env or {})
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, directory, True)
             raise
@@ -178,6 +200,10 @@ class ProcessContainerFactory:
             return
         self._closed = True
         await asyncio.gather(*(c.destroy() for c in list(self._containers.values())))
+        if self._zygote_starting is not None:
+            await asyncio.gather(self._zygote_starting, return_exceptions=True)
+        if self._zygote is not None:
+            await self._zygote.close()
         if self._confinement is not None:
             self._confinement.cgroups.remove()
         if self._lock >= 0:
@@ -216,6 +242,118 @@ class ProcessContainerFactory:
         cgroups = isolation.hierarchy.root(f"{isolation.cgroup_root}/{instance}")
         self.leftovers += cgroups.prepare()
         return _Confinement(isolation, sandbox, cgroups)
+
+    # -- the zygote --------------------------------------------------------------------
+
+    @property
+    def zygote(self) -> Zygote | None:
+        """The running zygote, if any (started on the first ``python:3.11`` create)."""
+        return self._zygote if self._zygote is not None and self._zygote.alive else None
+
+    async def _zygote_for(self, kind: str) -> Zygote | None:
+        """The zygote to fork ``kind`` from, None for the usual start (logged once)."""
+        if kind != ZYGOTE_KIND or not self._use_zygote:
+            return None
+        if self._zygote is not None:
+            if self._zygote.alive:
+                return self._zygote
+            log.warning("the Python zygote exited; python:3.11 containers start as usual")
+            self._use_zygote = False
+            await self._zygote.close()
+            return None
+        if self._zygote_starting is None:
+            self._zygote_starting = asyncio.ensure_future(self._start_zygote())
+        return await asyncio.shield(self._zygote_starting)
+
+    async def _start_zygote(self) -> Zygote | None:
+        confinement = self._confinement
+        assert confinement is not None
+        argv, binds = self._argv(ZYGOTE_KIND)
+        argv[-1] = str(script_path(Path(argv[-1])))
+        zygote = Zygote(
+            argv=argv,
+            binds=binds,
+            sandbox=confinement.sandbox,
+            isolation=confinement.isolation,
+            cgroups=confinement.cgroups,
+            start_timeout=self._start_timeout,
+            spares=self._zygote_spares,
+        )
+        try:
+            await zygote.start()
+        except ContainerError as ex:
+            log.warning("%s; python:3.11 containers start as usual", ex.message)
+            self._use_zygote = False
+            return None
+        self._zygote = zygote
+        return zygote
+
+    async def _fork(
+        self,
+        zygote: Zygote,
+        container_id: str,
+        memory_mb: int,
+        directory: Path,
+        env: Mapping[str, str] | None,
+    ) -> ProcessContainer:
+        """A python:3.11 container forked by the zygote (see :mod:`squall.sandbox.zygote`)."""
+        loop = asyncio.get_running_loop()
+        logs = LogCollector(self._log_cap_bytes)
+        exited: asyncio.Future[None] = loop.create_future()
+        theirs: dict[str, int] = {}
+        ours: dict[str, int] = {}
+        try:
+            theirs["listen"] = launch.listen(directory).detach()
+            ours["ready"], theirs["ready"] = os.pipe()
+            theirs["lifeline"], ours["lifeline"] = os.pipe()
+            ours["stdout"], theirs["stdout"] = os.pipe()
+            ours["stderr"], theirs["stderr"] = os.pipe()
+            sandbox, cgroup = await zygote.spawn(
+                memory_mb, self._environment(directory, env or {}, {}), theirs
+            )
+        except BaseException:
+            for fd in ours.values():
+                os.close(fd)
+            zygote.replenish()
+            raise
+        finally:
+            for fd in theirs.values():  # the runtime holds the only copies now
+                os.close(fd)
+        runtime = ForkedRuntime(sandbox.pid, logs, exited)
+        for stream in ("stdout", "stderr"):
+            await runtime.attach(stream, ours.pop(stream))
+        container = ProcessContainer(
+            container_id=container_id,
+            kind=ZYGOTE_KIND,
+            memory_mb=memory_mb,
+            directory=directory,
+            transport=runtime,
+            logs=logs,
+            exited=exited,
+            http=UnixHttpClient(
+                directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes
+            ),
+            lifeline=ours.pop("lifeline"),
+            cgroup=cgroup,
+            on_destroyed=self._forget,
+        )
+        container.sandbox = sandbox
+        ready_r = ours.pop("ready")
+        try:
+            launch.write_pid_file(directory, container.pid)
+            ready = await launch.wait_ready(ready_r, self._start_timeout)
+        except BaseException:
+            await container.destroy()
+            raise
+        finally:
+            os.close(ready_r)
+            zygote.replenish()
+        if not ready:
+            await logs.wait_closed(1.0)
+            await container.destroy()
+            reason = logs.text("stderr") or "it exited or hung before listening"
+            raise ContainerError(f"the forked python:3.11 runtime did not start: {reason}")
+        return container
 
     # -- one container -----------------------------------------------------------------
 
