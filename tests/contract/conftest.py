@@ -2,14 +2,24 @@
 
 Every test here talks to the stores only through the contracts in
 ``squall.store.contracts``; nothing may depend on which provider is underneath. To add a
-provider (PostgreSQL), append a :class:`Provider` to ``PROVIDERS``: its ``open`` gets a
-scratch directory and the test clock, and must return an object with ``entities``,
-``activations``, ``auth``, ``schedules`` and ``close()``.
+provider, append a :class:`Provider` to ``PROVIDERS``: its ``open`` gets a scratch
+directory and the test clock, and must return an object with ``entities``,
+``activations``, ``auth``, ``schedules`` and ``close()``; opening twice with the same
+directory reaches the same data (two controllers sharing one database).
+
+PostgreSQL (127.0.0.1:5432, database ``test``): every test gets a schema of its own,
+``squall_test_<random>``, created by the first open and dropped after the test, so the
+suite can run beside anything else using that database. When the server is unreachable
+its tests skip, or fail with ``CI=true``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +28,9 @@ import pytest
 
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
 from squall.store.sqlite import SqliteStore
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+PG_DSN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
 
 
 @pytest.fixture
@@ -59,6 +72,10 @@ class Provider:
     open: Callable[[Path, FakeClock], Awaitable[Stores]]
     # True when data survives close() and a second open() with the same directory.
     durable: bool
+    # Drops what open() created outside the directory; called once after the test.
+    cleanup: Callable[[Path], None] | None = None
+    # A service the provider needs: (description, is it reachable?).
+    service: tuple[str, Callable[[], bool]] | None = None
 
 
 async def _sqlite_file(tmp: Path, clock: FakeClock) -> Stores:
@@ -69,22 +86,80 @@ async def _sqlite_memory(tmp: Path, clock: FakeClock) -> Stores:
     return await SqliteStore.open(":memory:", clock=clock)
 
 
+# The schema of each test directory: the same directory opens the same schema again.
+_PG_SCHEMAS: dict[Path, str] = {}
+
+
+def pg_schema(tmp: Path) -> str:
+    return _PG_SCHEMAS.setdefault(tmp, f"squall_test_{uuid.uuid4().hex[:12]}")
+
+
+async def _postgres(tmp: Path, clock: FakeClock) -> Stores:
+    from squall.store.postgres import PostgresStore
+
+    return await PostgresStore.open(PG_DSN, schema=pg_schema(tmp), clock=clock, max_size=4)
+
+
+def _drop_pg_schema(tmp: Path) -> None:
+    schema = _PG_SCHEMAS.pop(tmp, None)
+    if schema is None:
+        return
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def pg_reachable() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((PG_HOST, PG_PORT), timeout=1):
+        return True
+    return False
+
+
+def require(what: str, ok: bool) -> None:
+    """Skip locally, fail in CI, when a service the tests need is missing."""
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is not available (CI=true: service-backed tests never skip)")
+    pytest.skip(f"{what} is not available")
+
+
 PROVIDERS = [
     Provider("sqlite-file", _sqlite_file, durable=True),
     Provider("sqlite-memory", _sqlite_memory, durable=False),
+    Provider(
+        "postgres",
+        _postgres,
+        durable=True,
+        cleanup=_drop_pg_schema,
+        service=(f"PostgreSQL on {PG_HOST}:{PG_PORT}", pg_reachable),
+    ),
 ]
 
 
+@contextlib.contextmanager
+def _using(provider: Provider, tmp: Path) -> Iterator[Provider]:
+    if provider.service is not None:
+        what, reachable = provider.service
+        require(what, reachable())
+    try:
+        yield provider
+    finally:
+        if provider.cleanup is not None:
+            provider.cleanup(tmp)
+
+
 @pytest.fixture(params=PROVIDERS, ids=lambda p: p.name)
-def provider(request: pytest.FixtureRequest) -> Provider:
-    param: Provider = request.param
-    return param
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    with _using(request.param, tmp_path) as used:
+        yield used
 
 
 @pytest.fixture(params=[p for p in PROVIDERS if p.durable], ids=lambda p: p.name)
-def durable_provider(request: pytest.FixtureRequest) -> Provider:
-    param: Provider = request.param
-    return param
+def durable_provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    with _using(request.param, tmp_path) as used:
+        yield used
 
 
 @pytest.fixture

@@ -182,3 +182,116 @@ async def test_namespaces_are_isolated(stores: Stores) -> None:
     assert ids(await stores.activations.list(ActivationQuery("other"))) == ["2" * 32]
     assert await stores.activations.count(ActivationQuery(NS, name="hello")) == 1
     assert await stores.activations.count(ActivationQuery("nobody")) == 0
+
+
+def whisk_error(activation_id: str, start: int) -> dict[str, Any]:
+    r = record(activation_id, start)
+    r["response"] = {
+        "status": "whisk internal error",
+        "statusCode": 0,
+        "success": False,
+        "result": {"error": "The invoker running this activation was lost."},
+    }
+    return r
+
+
+async def test_put_unless_final_writes_over_nothing_or_pending_only(stores: Stores) -> None:
+    # Given no record / When put_unless_final / Then it is stored
+    assert await stores.activations.put_unless_final(whisk_error("a" * 32, 1000)) is True
+    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == (
+        "whisk internal error"
+    )
+    # And once stored it is final: a second error record does not replace it
+    again = whisk_error("a" * 32, 1000)
+    again["response"]["result"] = {"error": "second"}
+    assert await stores.activations.put_unless_final(again) is False
+    assert (await stores.activations.get(NS, "a" * 32))["response"]["result"] != {"error": "second"}
+    # Given a pending record / When put_unless_final / Then it replaces the pending one
+    await stores.activations.put_pending(pending("b" * 32, 1000))
+    assert await stores.activations.put_unless_final(whisk_error("b" * 32, 1001)) is True
+    assert await stores.activations.get(NS, "b" * 32) == whisk_error("b" * 32, 1001)
+    # Given a final record / When put_unless_final / Then the final record stays
+    await stores.activations.put(record("c" * 32, 1000))
+    assert await stores.activations.put_unless_final(whisk_error("c" * 32, 1000)) is False
+    assert await stores.activations.get(NS, "c" * 32) == record("c" * 32, 1000)
+    assert await stores.activations.count(ActivationQuery(NS)) == 3
+
+
+async def test_put_unless_final_never_overwrites_a_final_record_written_concurrently(
+    stores: Stores,
+) -> None:
+    # Given pending records, then for each a final put and an error put issued together,
+    # in both orders
+    for activation_id in ("a" * 32, "b" * 32):
+        await stores.activations.put_pending(pending(activation_id, 1000))
+    await asyncio.gather(
+        stores.activations.put_unless_final(whisk_error("a" * 32, 1000)),
+        stores.activations.put(record("a" * 32, 1000)),
+        stores.activations.put(record("b" * 32, 1000)),
+        stores.activations.put_unless_final(whisk_error("b" * 32, 1000)),
+    )
+    # Then both end as the final record, whoever was applied first
+    for activation_id in ("a" * 32, "b" * 32):
+        assert await stores.activations.get(NS, activation_id) == record(activation_id, 1000)
+
+
+async def test_put_unless_final_over_a_pending_put_of_the_same_moment(stores: Stores) -> None:
+    # Given a pending put and an error put of a new id issued together
+    await asyncio.gather(
+        stores.activations.put_pending(pending("a" * 32, 1000)),
+        stores.activations.put_unless_final(whisk_error("a" * 32, 1000)),
+    )
+    # Then the error record is what stays: a pending record never hides another one
+    assert await stores.activations.get(NS, "a" * 32) == whisk_error("a" * 32, 1000)
+
+
+async def test_prune_deletes_records_started_before_the_bound(stores: Stores) -> None:
+    # Given records of two namespaces started at 1000..1004, one of them still pending
+    for i in range(4):
+        await stores.activations.put(record(f"{i:032x}", 1000 + i))
+    await stores.activations.put(record("e" * 32, 1001, namespace="other"))
+    await stores.activations.put_pending(pending("f" * 32, 1004))
+    # When pruning before 1002
+    removed = await stores.activations.prune(1002)
+    # Then the records started at 1000 and 1001 are gone, in every namespace, and the
+    # bound itself is kept
+    assert removed == 3
+    assert [r["start"] for r in await stores.activations.list(ActivationQuery(NS))] == [
+        1004,
+        1003,
+        1002,
+    ]
+    assert await stores.activations.count(ActivationQuery("other")) == 0
+    with pytest.raises(NotFound):
+        await stores.activations.get(NS, f"{0:032x}")
+    # And pruning again removes nothing
+    assert await stores.activations.prune(1002) == 0
+
+
+async def test_prune_goes_on_batch_after_batch(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given batches of two rows (so that five old records take three batches)
+    from squall.store import postgres_activations, sqlite_activations
+
+    monkeypatch.setattr(sqlite_activations, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(postgres_activations, "PRUNE_BATCH", 2)
+    for i in range(6):
+        await stores.activations.put(record(f"{i:032x}", 1000 + i))
+    # When pruning before 1005 / Then all five are deleted and counted
+    assert await stores.activations.prune(1005) == 5
+    assert ids(await stores.activations.list(ActivationQuery(NS))) == [f"{5:032x}"]
+
+
+async def test_records_round_trip_exactly(stores: Stores) -> None:
+    # Given a record whose result has keys out of order and strings with NUL and
+    # non-ASCII characters, and logs with them too
+    original = record("a" * 32, 1000)
+    original["response"]["result"] = {"zeta": 1, "alpha": "\u0000 ok", "mid": "é 🎉", "n": 1.5}
+    original["logs"] = ["2024-01-01T00:00:00Z stdout: \u0000"]
+    await stores.activations.put_pending(pending("a" * 32, 1000))
+    assert await stores.activations.put_unless_final(original) is True
+    # When fetched / Then equal, with the same key order
+    fetched = await stores.activations.get(NS, "a" * 32)
+    assert fetched == original
+    assert list(fetched["response"]["result"]) == ["zeta", "alpha", "mid", "n"]

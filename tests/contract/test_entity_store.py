@@ -196,3 +196,22 @@ async def test_list_and_count_filter_by_package(stores: Stores, clock: FakeClock
     assert await stores.entities.count(NS, "actions", package="") == 1
     assert await stores.entities.count(NS, "actions", package="pkg") == 2
     assert await stores.entities.count(NS, "rules") == 0
+
+
+async def test_bodies_round_trip_exactly(stores: Stores) -> None:
+    # Given a body with keys out of order, a NUL character, non-ASCII text, big and
+    # fractional numbers
+    body = {
+        "zeta": {"b": 1, "a": 2},
+        "parameters": [{"key": "nul", "value": "a\u0000b"}],
+        "text": "héllo 🎉",
+        "big": 2**62,
+        "ratio": 0.1,
+    }
+    # When stored and read back
+    await stores.entities.put(NS, "actions", "exact", body, None)
+    fetched = await stores.entities.get(NS, "actions", "exact")
+    # Then it is equal, with the same key order at every level
+    assert fetched.body == body
+    assert list(fetched.body) == list(body)
+    assert list(fetched.body["zeta"]) == ["b", "a"]
