@@ -23,16 +23,18 @@ from typing import Any, TypeVar
 import click
 
 from squall.cli.admin_store import (
-    AdminStore,
-    contract_stats,
     describe,
     format_stats,
     open_admin_store,
+    postgres_schema_version,
+    postgres_stats,
+    sqlite_path,
     sqlite_schema_version,
     sqlite_stats,
 )
 from squall.config import Settings
 from squall.errors import Conflict, NotFound, SquallError
+from squall.store.contracts import Store as AdminStore
 
 T = TypeVar("T")
 
@@ -398,25 +400,27 @@ def db() -> None:
 def db_migrate(target: Target) -> None:
     """Bring the store's schema up to date (servers do it when they start, too)."""
     settings = target.settings
-    before = None if settings.store_url else sqlite_schema_version(settings.db_path)
+    path = sqlite_path(settings)
 
-    async def work(store: AdminStore) -> int | None:
-        version = getattr(store, "schema_version", None)
-        if callable(version):
-            version = await version()
-        if isinstance(version, int):
-            return version
-        if settings.store_url:
-            return None
-        return sqlite_schema_version(settings.db_path)
+    def version() -> int | None:
+        if path is not None:
+            return sqlite_schema_version(path)
+        return postgres_schema_version(settings.store_url)
 
-    after = target.run(work)
+    async def work(store: AdminStore) -> None:
+        return None  # opening the store migrated it
+
+    try:
+        before = version()
+        target.run(work)
+        after = version()
+    except SquallError as error:
+        raise click.ClickException(error.message) from None
     where = describe(settings)
-    if before is None and not settings.store_url:
-        click.echo(f"Created {where} at schema version {after}")
-    elif before == after or after is None:
-        shown = "" if after is None else f" at version {after}"
-        click.echo(f"Schema of {where} is up to date{shown}")
+    if before is None or before == 0:
+        click.echo(f"Created the schema of {where} at version {after}")
+    elif before == after:
+        click.echo(f"Schema of {where} is up to date at version {after}")
     else:
         click.echo(f"Migrated {where} from schema version {before} to {after}")
 
@@ -426,14 +430,15 @@ def db_migrate(target: Target) -> None:
 def db_stats(target: Target) -> None:
     """Count namespaces, entities per collection and activations; show schema and size."""
     settings = target.settings
-    if not settings.store_url:
-        if not settings.db_path.exists():
-            raise click.ClickException(f"no store at {settings.db_path}")
+    path = sqlite_path(settings)
+    if path is not None:
+        if not path.exists():
+            raise click.ClickException(f"no store at {path}")
         try:
-            stats = sqlite_stats(settings.db_path)
+            stats = sqlite_stats(path)
         except Exception as error:  # sqlite3.Error and OS errors alike: one line
-            raise click.ClickException(f"cannot read {settings.db_path}: {error}") from None
+            raise click.ClickException(f"cannot read {path}: {error}") from None
     else:
-        stats = target.run(lambda store: contract_stats(store, settings))
+        stats = target.run(lambda store: postgres_stats(store, settings))
     for line in format_stats(stats):
         click.echo(line)

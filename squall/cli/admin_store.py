@@ -1,11 +1,11 @@
 """The store `squall admin` acts on, opened the way the server opens it, and the
 maintenance it offers operators: schema migration and statistics.
 
-``--store URL`` / ``$SQUALL_STORE_URL`` names a shared store (PostgreSQL, through
-``squall.store.factory.open_store``); otherwise it is the SQLite file ``squall.db`` under
-``--home`` / ``$SQUALL_HOME`` — the one ``squall standalone`` uses. Opening a store applies
-pending schema migrations (every provider does so on open), so admin commands on an old
-file bring it up to date first.
+``--store URL`` / ``$SQUALL_STORE_URL`` names the store (``postgresql://…`` or
+``sqlite:///…``, opened by ``squall.store.factory.open_store`` as the servers open it);
+without one it is the SQLite file ``squall.db`` under ``--home`` / ``$SQUALL_HOME``, the one
+``squall standalone`` uses. Opening a store applies pending schema migrations (every
+provider does so on open), so admin commands on an old store bring it up to date first.
 
 Acting on the store of a running server is safe: the SQLite provider takes its write lock
 per transaction (a busy server makes a command wait, up to the busy timeout), and the server
@@ -16,33 +16,19 @@ a new namespace works at once (failed look-ups are never cached).
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from squall.config import Settings
-from squall.errors import ConfigError
-from squall.store.contracts import COLLECTIONS, ActivationQuery, ActivationStore, AuthStore
-from squall.store.contracts import EntityStore as EntityStoreContract
+from squall.store.contracts import COLLECTIONS, Store
+from squall.store.factory import SQLITE_PREFIX, open_store
 
-
-class AdminStore(Protocol):
-    """What admin needs of an opened store (``SqliteStore`` and the factory's stores)."""
-
-    @property
-    def auth(self) -> AuthStore: ...
-
-    @property
-    def entities(self) -> EntityStoreContract: ...
-
-    @property
-    def activations(self) -> ActivationStore: ...
-
-    async def close(self) -> None: ...
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
 
 
 def describe(settings: Settings) -> str:
@@ -57,26 +43,23 @@ def describe(settings: Settings) -> str:
 
 
 @asynccontextmanager
-async def open_admin_store(settings: Settings) -> AsyncIterator[AdminStore]:
+async def open_admin_store(settings: Settings) -> AsyncIterator[Store]:
     """The store of ``settings`` (migrated to the current schema), closed on exit."""
-    store: AdminStore
-    if settings.store_url:
-        # Imported by name: the shared-store providers are optional parts of a build.
-        try:
-            factory = importlib.import_module("squall.store.factory")
-        except ModuleNotFoundError as error:
-            raise ConfigError(
-                f"this Squall cannot open {describe(settings)}: it has no store factory"
-            ) from error
-        store = await factory.open_store(settings)
-    else:
-        from squall.store.sqlite import SqliteStore
-
-        store = await SqliteStore.open(settings.db_path)
+    store = await open_store(settings)
     try:
         yield store
     finally:
         await store.close()
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    """The SQLite file of ``settings``, or None for another provider."""
+    url = settings.store_url.strip()
+    if not url:
+        return settings.db_path
+    if url.startswith(SQLITE_PREFIX):
+        return Path(url[len(SQLITE_PREFIX) :])
+    return None
 
 
 # -- maintenance ----------------------------------------------------------------------
@@ -137,27 +120,59 @@ def sqlite_stats(path: Path) -> Stats:
         )
 
 
-async def contract_stats(store: AdminStore, settings: Settings) -> Stats:
-    """Counts through the store contracts, for providers without a faster way: per
-    namespace that has credentials (entities of other namespaces are not counted)."""
-    subjects = await store.auth.list_subjects()
-    entities = dict.fromkeys(COLLECTIONS, 0)
-    activations = 0
-    for subject in subjects:
-        for collection in COLLECTIONS:
-            entities[collection] += await store.entities.count(subject.namespace, collection)
-        query = ActivationQuery(namespace=subject.namespace, limit=None)
-        activations += await store.activations.count(query)
-    version = getattr(store, "schema_version", None)
-    return Stats(
-        provider=settings.store_url.partition("://")[0] or "sqlite",
-        location=describe(settings),
-        schema_version=version if isinstance(version, int) else None,
-        size_bytes=None,
-        namespaces=len(subjects),
-        entities=entities,
-        activations=activations,
-    )
+def postgres_schema_version(url: str) -> int:
+    """The schema version recorded in a PostgreSQL database (0 when it has no tables yet),
+    read over a plain connection: opening the store would migrate it."""
+    import psycopg
+
+    from squall.errors import ProviderError
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            found = conn.execute("SELECT to_regclass('squall_schema_version') IS NOT NULL")
+            row = found.fetchone()
+            if row is None or not row[0]:
+                return 0
+            row = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM squall_schema_version"
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+    except psycopg.Error as error:
+        raise ProviderError(f"postgresql: {str(error).strip()}") from error
+
+
+async def postgres_stats(store: Store, settings: Settings) -> Stats:
+    """Counts straight from the tables, and their size on disk (indexes included)."""
+    from squall.store.postgres import PostgresStore
+    from squall.store.postgres_schema import schema_version
+
+    assert isinstance(store, PostgresStore)
+    version = await schema_version(store.database)
+
+    async def read(conn: AsyncConnection[Any]) -> Stats:
+        async def one(query: str) -> int:
+            row = await (await conn.execute(query)).fetchone()
+            return 0 if row is None or row[0] is None else int(row[0])
+
+        cur = await conn.execute("SELECT collection, count(*) FROM entities GROUP BY collection")
+        counted = {str(c): int(n) for c, n in await cur.fetchall()}
+        size = await one(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND n.nspname = current_schema()"
+        )
+        return Stats(
+            provider="postgresql",
+            location=describe(settings),
+            schema_version=version,
+            size_bytes=size,
+            namespaces=await one("SELECT count(*) FROM subjects"),
+            entities={c: counted.get(c, 0) for c in COLLECTIONS},
+            activations=await one("SELECT count(*) FROM activations"),
+            extra={"feed schedules": await one("SELECT count(*) FROM feed_schedules")},
+        )
+
+    return await store.database.run(read, idempotent=True)
 
 
 def format_stats(stats: Stats) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -14,10 +15,12 @@ import httpx
 import pytest
 from _standalone import Standalone, clean_env, start
 
+from squall.store.postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from squall.store.sqlite_schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.integration
 
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 HELLO = "function main(args) { console.log('hi'); return { hello: args.who || 'world' }; }"
 PY_HELLO = "def main(args):\n    return {'hello': 'python'}\n"
 
@@ -227,4 +230,48 @@ def test_db_stats_and_migrate(server: Standalone, tmp_path: Path) -> None:
     )
     # And on an empty home, migrate creates the store
     fresh = admin(tmp_path, "db", "migrate").stdout.strip()
-    assert fresh == f"Created {tmp_path / 'squall.db'} at schema version {SCHEMA_VERSION}"
+    assert fresh == f"Created the schema of {tmp_path / 'squall.db'} at version {SCHEMA_VERSION}"
+
+
+@pytest.fixture
+def pg_store_url() -> Iterator[str]:
+    """A PostgreSQL URL whose tables go to a schema of this test's own (dropped after)."""
+    import psycopg
+
+    try:
+        admin_conn = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        problem = f"PostgreSQL on 127.0.0.1:5432 (database test) is not reachable: {error}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    schema = f"admin_{uuid.uuid4().hex[:10]}"
+    with admin_conn:
+        admin_conn.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
+        finally:
+            admin_conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_admin_on_a_postgresql_store(pg_store_url: str, tmp_path: Path) -> None:
+    def pg(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return admin(tmp_path, "--store", pg_store_url, *args, ok=ok)
+
+    # Given an empty PostgreSQL schema / When migrated / Then its tables are created
+    assert pg("db", "migrate").stdout.startswith("Created the schema of postgresql://")
+    again = pg("db", "migrate").stdout.strip()
+    assert again.endswith(f"is up to date at version {PG_SCHEMA_VERSION}")
+    # When a namespace with limits is created there
+    auth = pg("user", "create", "pg-user").stdout.strip()
+    pg("limits", "set", "pg-user", "--firesPerMinute", "4")
+    # Then it is listed, its limits read back, and whois knows its key
+    assert pg("user", "list").stdout.splitlines() == [f"pg-user\t{auth.partition(':')[0]}"]
+    assert pg("limits", "get", "pg-user").stdout.splitlines() == ["firesPerMinute = 4"]
+    assert "namespace: pg-user" in pg("user", "whois", auth).stdout
+    # And the statistics count it
+    lines = pg("db", "stats").stdout.splitlines()
+    stats = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in lines)
+    assert stats["store"].startswith("postgresql postgresql://postgres@127.0.0.1:5432/test")
+    assert stats["namespaces"] == "1"
+    assert stats["actions"] == "0"
