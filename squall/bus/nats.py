@@ -225,7 +225,9 @@ class NatsBus:
                     raise ProviderError(f"NATS did not accept a message on {topic}: {e!r}") from e
                 if isinstance(e, js_errors.NoStreamResponseError) and self._nc.is_connected:
                     # Connected, yet no stream listens: the server may have lost them.
-                    await self._recreate_streams()
+                    left = deadline - time.monotonic()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._recreate_streams(), left)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
             except nats_errors.Error as e:  # closed, payload too large, bad subject

@@ -45,6 +45,8 @@ ANY_NATS: tuple[type[BaseException], ...] = (*UNREACHABLE, nats_errors.Error)
 # How long one pull request waits on the server before it is renewed; also bounds how
 # late a consumer notices that the server lost its durable consumer.
 _PULL_S = 5.0
+# How often an idle consumer checks that the server still has its durable consumer.
+_VERIFY_S = 5.0
 MIN_WAIT_S = 0.05
 # Retry pause while the server is unreachable: doubles up to the maximum.
 BACKOFF_S = 0.05
@@ -96,6 +98,7 @@ class NatsConsumer:
         self._topic = topic
         self._sub: JetStreamContext.PullSubscription | None = None
         self._generation = -1
+        self._verified_at = 0.0
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
 
@@ -106,11 +109,26 @@ class NatsConsumer:
             await self._unbind()
         if self._sub is None:
             self._generation = self._bus._generation
+            self._verified_at = time.monotonic()
             await self._bus._ensure_consumer(self._route)
             self._sub = await self._bus._js.pull_subscribe_bind(
                 self._route.durable, stream=self._route.stream
             )
         return self._sub
+
+    async def _verify(self) -> None:
+        """Every ``_VERIFY_S`` while idle: make sure the durable consumer still exists."""
+        if self._sub is None or time.monotonic() - self._verified_at < _VERIFY_S:
+            return
+        self._verified_at = time.monotonic()
+        try:
+            await self._bus._js.consumer_info(self._route.stream, self._route.durable)
+        except js_errors.NotFoundError:
+            log.warning("NATS consumer %s is gone; recreating it", self._route.durable)
+            await self._unbind()
+            await self._bus._recreate_streams()
+        except UNREACHABLE_OR_API as e:
+            log.debug("cannot check NATS consumer %s: %r", self._route.durable, e)
 
     async def _unbind(self) -> None:
         sub, self._sub = self._sub, None
@@ -144,7 +162,9 @@ class NatsConsumer:
                 try:
                     msg = await self._until_closed(self._pull(min(left, _PULL_S)))
                 except TimeoutError:
-                    # Nothing within this pull (or the server went away mid-pull).
+                    # Nothing within this pull, or the server went away mid-pull, or it
+                    # lost the durable consumer (pulls on a missing consumer just expire).
+                    await self._verify()
                     continue
                 except UNREACHABLE_OR_API as e:
                     log.debug("pull on %s failed (%r); retrying", self._topic, e)

@@ -264,3 +264,17 @@ async def test_a_server_killed_under_load_runs_nothing_twice(tmp_path: Path) -> 
         if bus is not None:
             await bus.close()
         await server.kill()
+
+
+async def test_streams_deleted_under_a_running_bus_are_made_again(nats_buses: NatsBuses) -> None:
+    # Given a bus with a consumer, whose streams another process deletes (as a server
+    # that came back without its store would have lost them)
+    bus, admin = await nats_buses.open(), await nats_buses.open()
+    consumer = await bus.consumer("invoker.gone")
+    await admin.delete_streams()
+    # When the bus sends and receives on the topic again
+    await bus.send("invoker.gone", b"after")
+    # Then the streams and the consumer are recreated and the message arrives
+    delivery = await take(consumer)
+    assert delivery.data == b"after"
+    await delivery.ack()
