@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 
-from squall.bus.contracts import MessagingProvider
+from squall.bus.contracts import MessagingProvider, Subscription
 from squall.bus.messages import (
     INVALIDATION_SUBJECT,
     ActivationMessage,
@@ -146,10 +146,10 @@ class ClusterControl:
         except ProviderError:
             log.warning("could not broadcast a cache invalidation")
 
-    async def _listen(self, subscription: object) -> None:
+    async def _listen(self, subscription: Subscription) -> None:
         while True:
             try:
-                data = await subscription.next()  # type: ignore[attr-defined]
+                data = await subscription.next()
             except ProviderError:
                 return
             try:

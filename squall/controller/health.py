@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from squall.bus.contracts import MessagingProvider
+from squall.bus.contracts import MessagingProvider, Subscription
 from squall.bus.messages import HEALTH_SUBJECT, INVOKER_STOPPING, InvokerPing, MessageError
 from squall.config import Settings
 from squall.errors import ProviderError
@@ -117,10 +117,10 @@ class InvokerRegistry:
         self._tasks.append(asyncio.create_task(self._listen(subscription), name="pings"))
         self._tasks.append(asyncio.create_task(self._tick(), name="invoker-health"))
 
-    async def _listen(self, subscription: object) -> None:
+    async def _listen(self, subscription: Subscription) -> None:
         while True:
             try:
-                data = await subscription.next()  # type: ignore[attr-defined]
+                data = await subscription.next()
             except ProviderError:
                 return
             try:

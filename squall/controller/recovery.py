@@ -41,8 +41,8 @@ from squall.bus.messages import (
 from squall.controller.health import OFFLINE, InvokerRegistry, InvokerStatus
 from squall.controller.sharding import Dispatched, ShardingBalancer
 from squall.controller.waiters import CompletionWaiters
-from squall.entities.activation import Activation, ActivationResponse, now_ms
-from squall.errors import ProviderError, SquallError
+from squall.entities.activation import Activation, ActivationResponse, is_pending, now_ms
+from squall.errors import NotFound, ProviderError, SquallError
 from squall.store.contracts import ActivationStore
 
 log = logging.getLogger("squall.controller.recovery")
@@ -139,7 +139,9 @@ class Recovery:
                     log.exception("dropping a malformed message of invoker %s", invoker_id)
                     await delivery.ack()
                     continue
-                if message.controller == self._id:
+                if await self._ended(message):
+                    pass  # a redelivery of work that did run (a bus restarted uncleanly)
+                elif message.controller == self._id:
                     await self._route_again(message, invoker_id)
                 else:
                     # Handed over before the ack: if this controller dies in between, the
@@ -155,6 +157,13 @@ class Recovery:
             with contextlib.suppress(ProviderError):
                 await consumer.close()
         return moved
+
+    async def _ended(self, message: ActivationMessage) -> bool:
+        try:
+            record = await self._activations.get(message.namespace, message.activation_id)
+        except NotFound:
+            return False
+        return not is_pending(record)
 
     async def _settle_inbox(self) -> None:
         """Wait until every message handed back to this controller has been routed."""

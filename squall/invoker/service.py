@@ -70,8 +70,14 @@ EXPIRED = (
     "The activation expired: it waited {waited} ms for an invoker, longer than the "
     "{limit} ms a caller waits; it was not run."
 )
+UNCONFIRMED = (
+    "The activation was lost: the message bus could not confirm it was taken, and it was not run."
+)
 # Activation ids taken recently, to drop a redelivery of a message already taken.
 RECENT_IDS = 10_000
+# How long an unconfirmed message may take to come back before it counts as lost: well
+# past the bus's acknowledgement wait (30 s for NATS), and the blocking wait.
+UNCONFIRMED_AFTER_S = 90.0
 # How long to wait for the sentinel lines after a run answered (they follow at once).
 LOG_WAIT_S = 2.0
 LOG_WAIT_AFTER_FAILURE_S = 0.2
@@ -119,6 +125,8 @@ class Invoker:
         self._ping_interval_s = ping_interval_s
         self._max_wait_ms = max_wait_ms
         self._ping_task: asyncio.Task[None] | None = None
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._unconfirmed_after_s = UNCONFIRMED_AFTER_S
 
     async def start(self) -> None:
         self.pool.start()
@@ -164,7 +172,11 @@ class Invoker:
                 continue
             # Acknowledged before it runs: never run twice (see the module docstring).
             if not await self._ack(delivery):
-                continue  # not confirmed: the bus redelivers it, to us or to a controller
+                # Not confirmed: the bus may redeliver it (to us or to a controller
+                # emptying our queue) or may have recorded the ack after all, and then
+                # nobody ever runs it. Check later that it did end somewhere.
+                self._watch_unconfirmed(message)
+                continue
             self._remember(message.activation_id)
             task = asyncio.create_task(self._handle(message))
             self._running[message.activation_id] = (task, message)
@@ -178,6 +190,25 @@ class Invoker:
             log.exception("could not acknowledge an activation message")
             return False
         return True
+
+    def _watch_unconfirmed(self, message: ActivationMessage) -> None:
+        task = asyncio.create_task(self._unconfirmed(message), name="unconfirmed-ack")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _unconfirmed(self, message: ActivationMessage) -> None:
+        """A message whose acknowledgement was not confirmed: if after a long while it
+        was neither taken again nor ended anywhere, record it as lost (not run)."""
+        await asyncio.sleep(self._unconfirmed_after_s)
+        if message.activation_id in self._recent or message.activation_id in self._running:
+            return  # redelivered to us and taken
+        record = self._failure(message, UNCONFIRMED)
+        try:
+            if await self._activations.put_unless_final(record):
+                log.warning("activation %s recorded as lost: its message's acknowledgement "
+                            "was never confirmed", message.activation_id)  # fmt: skip
+        except Exception:
+            log.exception("could not record the loss of activation %s", message.activation_id)
 
     @property
     def taken(self) -> int:
@@ -380,6 +411,8 @@ class Invoker:
                 await self._ping_task
             with contextlib.suppress(Exception):
                 await self._ping(INVOKER_STOPPING)
+        for watcher in list(self._watchers):
+            watcher.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
