@@ -299,6 +299,18 @@ class Zygote:
             await self._cgroup.aremove()
             self._cgroup = None
 
+    def pids(self) -> set[int]:
+        """Every process of the zygote and its spares (bubblewrap's, the zygote, the
+        monitors of its containers, the spares' inits and runtimes)."""
+        found = {self._process.get_pid()} if self._process is not None else set()
+        groups = [self._cgroup, *(spare.cgroup for spare in self._spares)]
+        return found.union(*(group.pids() for group in groups if group is not None))
+
+    @property
+    def spares(self) -> int:
+        """How many forked containers wait to be taken."""
+        return len(self._spares)
+
     def replenish(self) -> None:
         """Fork spares in the background until there are ``spares`` again. Called once a
         taken spare's runtime is ready: forking meanwhile would compete with it for CPU."""

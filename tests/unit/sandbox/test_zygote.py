@@ -1,0 +1,359 @@
+"""Containers forked by the Python zygote keep every guarantee of the bubblewrap sandbox.
+
+Real bubblewrap, real cgroups, real CPython: each test starts a factory whose
+``python:3.11`` containers come from its zygote (``factory.zygote`` is set once the first
+one was created) and checks containment from inside and outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from squall.sandbox.isolation import DEFAULT_PIDS_MAX
+from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+from squall.sandbox.zygote import Zygote
+
+pytestmark = pytest.mark.anyio
+
+MIB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[3]
+
+PROBE = """
+import os, socket
+def main(args):
+    out = {"pid": os.getpid(), "uid": os.getuid(), "hostname": socket.gethostname(),
+           "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+           "tmp": sorted(os.listdir("/tmp"))}
+    status = dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines())
+    out["caps"] = status["CapEff"].strip() + status["CapBnd"].strip()
+    out["no_new_privs"] = status["NoNewPrivs"].strip()
+    for path in args.get("read", []):
+        try:
+            open(path, "rb").read(1)
+            out[path] = "ok"
+        except OSError as ex:
+            out[path] = type(ex).__name__
+    if "write" in args:
+        with open("/tmp/" + args["write"], "w") as f:
+            f.write("secret")
+    if "connect" in args:
+        try:
+            socket.create_connection(("127.0.0.1", args["connect"]), timeout=2).close()
+            out["connected"] = True
+        except OSError as ex:
+            out["connected"] = type(ex).__name__
+    return out
+"""
+
+KILL_ALL = """
+import os, signal
+def main(args):
+    try:
+        os.kill(-1, signal.SIGKILL)  # every process this one may signal
+    except OSError as ex:
+        return {"error": type(ex).__name__}
+    return {"killed": True}
+"""
+
+FORK_BOMB = """
+import os, time
+def main(args):
+    failures = 0
+    deadline = time.monotonic() + args["seconds"]
+    while time.monotonic() < deadline:
+        try:
+            if os.fork() == 0:
+                while True:
+                    try:
+                        os.fork()
+                    except OSError:
+                        time.sleep(0.01)
+        except OSError:
+            failures += 1
+            time.sleep(0.001)
+    return {"fork_failures": failures}
+"""
+
+SPAWN = """
+import subprocess, sys
+def main(args):
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    return {}
+"""
+
+
+@pytest.fixture
+async def zygotic(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
+    """An isolating factory (``$SQUALL_HOME`` stands at ``tmp_path``) with a zygote."""
+    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
+    try:
+        yield factory
+    finally:
+        await factory.close()
+
+
+async def python(
+    factory: ProcessContainerFactory, code: str, memory_mb: int = 256
+) -> ProcessContainer:
+    container = await factory.create("python:3.11", memory_mb)
+    answer = await container.initialize({"code": textwrap.dedent(code)}, timeout=10)
+    assert answer.status == 200, answer.body
+    return container
+
+
+async def result(container: ProcessContainer, value: Any) -> Any:
+    answer = await container.run({"value": value}, timeout=20)
+    assert answer.status == 200, answer
+    return json.loads(answer.body)
+
+
+def running_zygote(factory: ProcessContainerFactory) -> Zygote:
+    assert factory.zygote is not None, "python:3.11 containers should come from the zygote"
+    return factory.zygote
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (absent, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_a_forked_container_runs_an_action_unprivileged_and_alone(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a python:3.11 container, forked by the zygote
+    container = await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    # When the action looks at itself
+    seen = await result(container, {})
+    # Then it is nobody without any capability, in pid and uts namespaces of its own
+    assert (seen["uid"], seen["caps"], seen["no_new_privs"]) == (65534, "0" * 32, "1")
+    assert (seen["pid"], seen["processes"], seen["hostname"]) == (2, [1, 2], "squall")
+    assert container.cgroup is not None and container.sandbox_pid == container.pid
+    # And its init is in its own cgroup with the action's limits, not with the zygote
+    assert container.cgroup.pids() & zygote.pids() == set()
+    memory = container.cgroup.directories[0]
+    assert (memory / "memory.limit_in_bytes").read_text().strip() == str(256 * MIB)
+    pids = Path(str(memory).replace("/memory/", "/pids/"))
+    assert (pids / "pids.max").read_text().strip() == str(DEFAULT_PIDS_MAX)
+
+
+async def test_tmp_is_private_and_sized_and_the_host_is_out_of_sight(
+    zygotic: ProcessContainerFactory, tmp_path: Path
+) -> None:
+    # Given the invoker's state next to its containers, and a container that wrote a file
+    (tmp_path / "squall.db").write_text("store")
+    first = await python(zygotic, PROBE)
+    await result(first, {"write": "mine"})
+    # When another container, with less memory, looks for it and for the host's files
+    second = await python(zygotic, PROBE, memory_mb=128)
+    paths = [str(tmp_path / "squall.db"), str(first.directory / "proxy.sock"), "/etc/shadow"]
+    seen = await result(second, {"read": paths})
+    # Then its /tmp holds only its own action, and nothing of the host exists for it
+    assert [name for name in seen["tmp"] if not name.startswith("action-")] == []
+    assert {seen[path] for path in paths} == {"FileNotFoundError"}
+    # And its /tmp is capped at its memory
+    size = """
+        import os
+        def main(a):
+            s = os.statvfs("/tmp")
+            return {"bytes": s.f_blocks * s.f_frsize}
+    """
+    assert (await result(await python(zygotic, size, memory_mb=128), {}))["bytes"] == 128 * MIB
+    assert (await result(await python(zygotic, size), {}))["bytes"] == 256 * MIB
+
+
+async def test_there_is_no_network_but_its_own_loopback(zygotic: ProcessContainerFactory) -> None:
+    # Given a server on the host's loopback
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        container = await python(zygotic, PROBE)
+        # When a forked container connects to it, Then its 127.0.0.1 is its own
+        seen = await result(container, {"connect": server.getsockname()[1]})
+        assert seen["connected"] == "ConnectionRefusedError"
+
+
+async def test_a_memory_hog_is_killed_and_reported(zygotic: ProcessContainerFactory) -> None:
+    # Given a forked container with 128 MB running an action that fills twice that
+    code = "def main(a):\n    hog = b'x' * (a['mb'] * MIB)\n    return {'n': len(hog)}\nMIB = 2**20"
+    container = await python(zygotic, code, memory_mb=128)
+    # When it runs, Then the kernel killed it in its cgroup and the answer says so
+    answer = await container.run({"value": {"mb": 256}}, timeout=30)
+    assert answer.exited and answer.oom and container.oom_killed
+    # And the zygote lives on: the next container runs
+    survivor = await python(zygotic, code, memory_mb=128)
+    assert await result(survivor, {"mb": 16}) == {"n": 16 * MIB}
+    assert running_zygote(zygotic).alive
+
+
+async def test_a_fork_bomb_stops_at_the_pids_limit(zygotic: ProcessContainerFactory) -> None:
+    # Given a forked container running a fork bomb for a second
+    container = await python(zygotic, FORK_BOMB)
+    answer = await container.run({"value": {"seconds": 1}}, timeout=30)
+    # Then forks failed at its cgroup's limit
+    assert answer.status == 200, answer
+    assert json.loads(answer.body)["fork_failures"] > 0
+    assert container.cgroup is not None
+    members = container.cgroup.pids()
+    assert DEFAULT_PIDS_MAX - 2 <= len(members) <= DEFAULT_PIDS_MAX
+    # And destroying it kills the whole bomb, and the zygote still forks containers
+    await container.destroy()
+    assert await until(lambda: all(gone(pid) for pid in members))
+    assert await result(await python(zygotic, PROBE), {})
+
+
+async def test_a_container_cannot_signal_the_zygote_or_its_neighbours(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a container running, and another whose action kills every process it can
+    neighbour = await python(zygotic, PROBE)
+    killer = await python(zygotic, KILL_ALL)
+    zygote = running_zygote(zygotic)
+    # When the killer runs, Then there was nothing it could signal (its init ignores it,
+    # and nothing outside its pid namespace exists for it)
+    assert await result(killer, {}) == {"error": "ProcessLookupError"}
+    assert zygote.alive and not any(gone(pid) for pid in zygote.pids())
+    assert (await result(neighbour, {}))["pid"] == 2
+
+
+async def test_destroy_kills_every_process(zygotic: ProcessContainerFactory) -> None:
+    # Given a forked container whose action left a long-running child behind
+    container = await python(zygotic, SPAWN)
+    await result(container, {})
+    assert container.cgroup is not None
+    members = container.cgroup.pids()
+    assert len(members) == 3  # init, the runtime, the child
+    # When it is destroyed
+    await container.destroy()
+    # Then all of them are gone, with its directory and cgroup
+    assert await until(lambda: all(gone(pid) for pid in members))
+    assert not container.directory.exists()
+    assert not any(d.exists() for d in container.cgroup.directories)
+
+
+async def test_when_the_zygote_dies_its_containers_die_and_starts_fall_back(
+    zygotic: ProcessContainerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a forked container with a child process, and the zygote's spares
+    container = await python(zygotic, SPAWN)
+    await result(container, {})
+    zygote = running_zygote(zygotic)
+    assert await until(lambda: zygote.spares == 2)
+    assert container.cgroup is not None
+    victims = container.cgroup.pids() | zygote.pids()
+    # When the zygote is killed
+    zygote_process = zygote._process  # the bubblewrap monitor of its sandbox
+    assert zygote_process is not None
+    os.kill(zygote_process.get_pid(), signal.SIGKILL)
+    # Then every process of it, of its spares and of its containers goes too
+    assert await until(lambda: all(gone(pid) for pid in victims))
+    answer = await container.run({"value": {}}, timeout=10)
+    assert answer.exited
+    # And the next python:3.11 container is started by bubblewrap, with a warning saying so
+    with caplog.at_level(logging.WARNING, logger="squall.sandbox.process"):
+        started = await python(zygotic, PROBE)
+    assert "zygote exited" in caplog.text
+    assert zygotic.zygote is None and started.sandbox_pid != started.pid
+    assert (await result(started, {}))["uid"] == 65534
+
+
+async def test_close_leaves_no_process_and_no_cgroup(tmp_path: Path, anyio_backend: str) -> None:
+    # Given a factory with a zygote, its spares and a running container
+    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
+    container = await python(factory, SPAWN)
+    await result(container, {})
+    zygote = running_zygote(factory)
+    assert await until(lambda: zygote.spares == 2)
+    assert container.cgroup is not None
+    processes = container.cgroup.pids() | zygote.pids()
+    confinement = factory._confinement
+    assert confinement is not None
+    # When the factory is closed
+    await factory.close()
+    # Then no process of it is left, and neither are its cgroups
+    assert await until(lambda: all(gone(pid) for pid in processes))
+    assert not any(d.exists() for d in confinement.cgroups.directories)
+
+
+# An "invoker" that starts a forked container running a child process, waits until the
+# zygote's spares are complete, prints every pid of the zygote and the container, then waits
+# to be killed.
+INVOKER = """
+import asyncio, json, sys, time
+from pathlib import Path
+from squall.sandbox.process import ProcessContainerFactory
+
+async def main():
+    factory = ProcessContainerFactory(Path(sys.argv[1]), "https://api")
+    container = await factory.create("python:3.11", 256)
+    await container.initialize({"code": sys.argv[2]}, timeout=10)
+    await container.run({"value": {}}, timeout=10)
+    deadline = time.monotonic() + 10
+    pids = set()
+    while len(pids) < 13 and time.monotonic() < deadline:  # a spare's runtime forks last
+        await asyncio.sleep(0.01)
+        pids = container.cgroup.pids() | factory.zygote.pids()
+    print(json.dumps(sorted(pids)), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_nothing_is_left_when_the_invoker_dies(tmp_path: Path, anyio_backend: str) -> None:
+    # Given an invoker process with a zygote, its spares and a forked container
+    invoker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        INVOKER,
+        str(tmp_path / "containers"),
+        textwrap.dedent(SPAWN),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert invoker.stdout is not None
+    pids = json.loads(await asyncio.wait_for(invoker.stdout.readline(), timeout=30))
+    # (bwrap's monitor and init, the zygote; the container's monitor, init, runtime and
+    # child; each spare's monitor, init and runtime)
+    assert len(pids) == 13 and not any(gone(pid) for pid in pids)
+    # When the invoker is killed without any chance to clean up
+    invoker.kill()
+    await invoker.wait()
+    # Then every one of them goes too
+    assert await until(lambda: all(gone(pid) for pid in pids))
+
+
+async def test_without_isolation_there_is_no_zygote(tmp_path: Path, anyio_backend: str) -> None:
+    # Given a factory without isolation, When a python:3.11 container is created
+    factory = ProcessContainerFactory(tmp_path, "https://api", isolation=None)
+    try:
+        container = await python(factory, PROBE)
+        # Then it is a plain process, started as before
+        assert factory.zygote is None and container.cgroup is None
+        assert (await result(container, {}))["pid"] == container.pid
+    finally:
+        await factory.close()
