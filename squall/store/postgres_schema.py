@@ -120,8 +120,10 @@ async def _check_idle(conn: AsyncConnection[Any]) -> None:
     terminated backend does) while it sat in the pool. Closing it makes the pool drop it
     and hand out another one. A poll of the socket, not a query: no round trip."""
     if not conn.closed:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        if not readable:
+        # poll, not select: a busy controller may have file descriptors above 1023.
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        if not poller.poll(0):
             return
         await conn.close()
     raise psycopg.OperationalError("connection was closed while idle in the pool")
