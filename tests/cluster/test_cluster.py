@@ -147,7 +147,7 @@ def test_an_invoker_killed_mid_run_loses_no_activation_and_runs_none_twice(
         for future in futures:
             took, r = future.result(timeout=120)
             assert took < 65, took  # never past the blocking wait
-            assert r.status_code in (200, 202, 502), r.text
+            assert r.status_code in (200, 202, 500), r.text  # 500: whisk internal error
             ids.append(r.json()["activationId"])
         pool.shutdown()
         # And every activation ends with a final record
