@@ -232,3 +232,22 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {name}\n{self.local.tail(name, 40)}" for name in self.local.members)
+
+
+def delete_streams(url: str, prefix: str) -> None:
+    """Delete the JetStream streams a test created on a shared server (by their prefix)."""
+    import asyncio
+
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            for info in await js.streams_info():
+                if info.config.name and info.config.name.startswith(prefix):
+                    await js.delete_stream(info.config.name)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
