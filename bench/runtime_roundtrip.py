@@ -1,6 +1,7 @@
 """Warm /run round trip and cold start through the process sandbox, against baselines.
 
     .venv/bin/python bench/runtime_roundtrip.py [--runs 2000] [--colds 30] [--isolation]
+    .venv/bin/python bench/runtime_roundtrip.py --zygote [--colds 40]
 
 Creates one container per runtime (``nodejs:20``, ``python:3.11``) through
 :class:`~squall.sandbox.process.ProcessContainerFactory`, initializes a no-op action, warms
@@ -19,6 +20,19 @@ Containers are isolated (namespaces and cgroups) as the invoker runs them. With
 ``--isolation`` every figure is measured twice — isolated, and as plain processes without
 isolation, taking turns so that load changes hit both alike — and the table shows what
 isolation costs (``iso/plain``). Writes ``bench/results/runtime_roundtrip.json``.
+
+``--zygote`` measures only ``python:3.11`` cold starts (isolated), by tier, taking turns:
+
+- ``bwrap``: a true cold start, the runtime started through bubblewrap (zygote off);
+- ``zygote``: forked by the zygote from a spare (the spares are refilled, untimed, before
+  each sample: an invoker between bursts);
+- ``zygote-no-spare``: forked by a zygote without spares (fork, namespaces and the cgroup
+  move on the request path: a burst that used up the spares);
+- ``stem-cell``: a container started beforehand (untimed) and taken: only /init.
+
+Per tier: ``create``, ``init``, ``first-run`` (the first /run), ``cold`` (the three), and
+``cold-warm``: ``cold`` minus a warm /run's p50 — the cold start's own cost. Writes
+``bench/results/runtime_roundtrip_zygote.json``.
 """
 
 from __future__ import annotations
@@ -42,6 +56,9 @@ from squall.sandbox.http import UnixHttpClient  # noqa: E402
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "runtime_roundtrip.json"
+ZYGOTE_RESULTS = REPO / "bench" / "results" / "runtime_roundtrip_zygote.json"
+TIERS = ("bwrap", "zygote", "zygote-no-spare", "stem-cell")
+TIER_FIGURES = ("create", "init", "first-run", "cold", "cold-warm")
 FIGURES = ("run", "run+logs", "create", "init", "create+init", "destroy")
 ACTIONS = {
     "nodejs:20": "function main(params) { return {}; }",
@@ -198,6 +215,80 @@ async def measure(
     }
 
 
+async def tier_cold_start(
+    factory: ProcessContainerFactory, tier: str, warm_p50_ns: float, into: Samples
+) -> None:
+    """One python:3.11 cold start of ``tier`` (see the module docstring)."""
+    kind = "python:3.11"
+    zygote = factory.zygote
+    if tier == "zygote" and zygote is not None:
+        await zygote.filled()
+    ready = await factory.create(kind, 256) if tier == "stem-cell" else None
+    t0 = time.perf_counter_ns()
+    container = ready if ready is not None else await factory.create(kind, 256)
+    t1 = time.perf_counter_ns()
+    answer = await container.initialize({"name": "noop", "code": ACTIONS[kind]}, timeout=10)
+    t2 = time.perf_counter_ns()
+    run = await container.run(PAYLOAD, timeout=10)
+    t3 = time.perf_counter_ns()
+    assert answer.status == 200 and run.status == 200, (answer, run)
+    await container.logs(1 << 20, wait=5)
+    await container.destroy()
+    into["create"].append(t1 - t0)
+    into["init"].append(t2 - t1)
+    into["first-run"].append(t3 - t2)
+    into["cold"].append(t3 - t0)
+    into["cold-warm"].append(int(t3 - t0 - warm_p50_ns))
+
+
+async def measure_tiers(workdir: Path, colds: int) -> dict[str, dict[str, dict[str, float]]]:
+    """python:3.11 cold starts per tier, taking turns; see the module docstring."""
+    settings: dict[str, dict[str, Any]] = {
+        "bwrap": {"zygote": False},
+        "zygote": {},
+        "zygote-no-spare": {"zygote_spares": 0},
+        "stem-cell": {"zygote": False},
+    }
+    factories = {
+        tier: ProcessContainerFactory(workdir / tier, "http://127.0.0.1:3233", **options)
+        for tier, options in settings.items()
+    }
+    samples: dict[str, Samples] = {tier: {what: [] for what in TIER_FIGURES} for tier in TIERS}
+    try:
+        warm = await warm_container(factories["bwrap"], "python:3.11")
+        runs: Samples = {"run": [], "run+logs": []}
+        await warm_runs(warm, 1000, runs)
+        await warm.destroy()
+        warm_p50_ns = summary(runs["run"])["p50_us"] * 1000
+        for tier in TIERS:  # the first start of each factory (the zygote's own) is untimed
+            await tier_cold_start(factories[tier], tier, warm_p50_ns, {f: [] for f in TIER_FIGURES})
+        for _ in range(colds):
+            for tier in TIERS:
+                await tier_cold_start(factories[tier], tier, warm_p50_ns, samples[tier])
+    finally:
+        for factory in factories.values():
+            await factory.close()
+    result = {
+        tier: {what: summary(ns) for what, ns in figures.items()}
+        for tier, figures in samples.items()
+    }
+    result["warm"] = {"run": summary(runs["run"])}
+    return result
+
+
+def print_tiers(tiers: dict[str, dict[str, dict[str, float]]]) -> None:
+    print(f"{'python:3.11 tier':<34}{'p50':>10}{'p90':>10}{'p99':>10}{'mean':>10}")
+    for tier in TIERS:
+        for what in TIER_FIGURES:
+            row = tiers[tier][what]
+            print(
+                f"{f'{tier} {what}':<34}{row['p50_us']:>10}{row['p90_us']:>10}"
+                f"{row['p99_us']:>10}{row['mean_us']:>10}"
+            )
+    print(f"{'warm run':<34}{tiers['warm']['run']['p50_us']:>10}")
+    print("(microseconds; cold = create + /init + first /run of a 256 MB container)")
+
+
 def print_table(
     baseline: dict[str, float], modes: dict[str, dict[str, dict[str, dict[str, float]]]]
 ) -> None:
@@ -232,7 +323,21 @@ async def main() -> None:
     parser.add_argument(
         "--isolation", action="store_true", help="also measure without isolation, compare"
     )
+    parser.add_argument(
+        "--zygote", action="store_true", help="python:3.11 cold starts by tier only"
+    )
     args = parser.parse_args()
+    if args.zygote:
+        with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
+            tiers = await measure_tiers(Path(tmp), args.colds)
+        print(f"python:3.11 cold starts by tier, {args.colds} per tier")
+        print_tiers(tiers)
+        machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
+        report = {"colds": args.colds, "machine": machine, "tiers": tiers}
+        ZYGOTE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        ZYGOTE_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {ZYGOTE_RESULTS.relative_to(REPO)}")
+        return
     with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         workdir = Path(tmp)
         baseline = await measure_baseline(args.runs, workdir)

@@ -311,6 +311,11 @@ class Zygote:
         """How many forked containers wait to be taken."""
         return len(self._spares)
 
+    async def filled(self) -> None:
+        """Wait until the background forking of spares (if any) has finished."""
+        if self._refilling is not None:
+            await asyncio.shield(self._refilling)
+
     def replenish(self) -> None:
         """Fork spares in the background until there are ``spares`` again. Called once a
         taken spare's runtime is ready: forking meanwhile would compete with it for CPU."""
