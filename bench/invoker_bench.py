@@ -1,0 +1,615 @@
+"""Invoker benchmarks B1, B2, B3, B6, B8 of issue 3, through the HTTP API, with goals.
+
+    .venv/bin/python bench/invoker_bench.py [--only b1,b2,b3,b6,b8] [--repeats 3]
+
+Starts its own ``squall standalone`` servers on loopback (temporary homes, throttles and
+invoker memory raised out of the way) and stops them at the end:
+
+- server A, default stem cells (``nodejs:20@256x2,python:3.11@256x1``): B1, B2, B3;
+- server B, no stem cells: B6, B8.
+
+B1  warm blocking no-op invoke, one keep-alive connection (``bench/load.js``): p50/p99,
+    median of ``--repeats`` runs.
+B2  cold start per tier: a fresh no-op action per sample, invoked blocking; its RTT minus
+    the p50 of warm RTTs of the same action just after. Stem cell = 256 MB action (the
+    shape of the default stem cells; a pause lets the cell be refilled between samples),
+    true cold = 128 MB action (no cell of that shape). ``initTime`` and ``waitTime``
+    from the records. There is no Python zygote yet: that tier is reported n/a.
+B3  throughput of a warm no-op Node.js action at 1, 4 and 50 connections, and 100
+    distinct warm no-op Node.js actions in rotation at 50 connections
+    (``bench/load_mix.js``); median of ``--repeats`` runs.
+B6  memory per warm container: K distinct Python and K Node.js actions warmed, then USS
+    and PSS (``/proc/PID/smaps_rollup``) summed over every process of each container's
+    memory cgroup; containers per GiB = 1024 / MB per container.
+B8  burst: 100 distinct never-invoked no-op actions (128 MB), non-blocking invokes sent
+    together, then every record polled until final: sandboxes per second.
+
+Prints a table and writes ``bench/results/invoker_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from invoke_latency import (  # noqa: E402
+    REPO,
+    UNTHROTTLED,
+    clean_env,
+    free_port,
+    load,
+    read_wskprops,
+    report_head,
+)
+from trigger_latency import Api as _Api  # noqa: E402
+
+
+class Api(_Api):
+    """trigger_latency's client, reconnecting once when the server closed an idle socket."""
+
+    def call(self, method: str, path: str, body: Any = None, **query: str) -> tuple[int, Any]:
+        try:
+            return super().call(method, path, body, **query)
+        except (ConnectionError, http.client.HTTPException):
+            self._conn.close()
+            return super().call(method, path, body, **query)
+
+
+LOAD_MIX_JS = HERE / "load_mix.js"
+RESULTS = HERE / "results" / "invoker_bench.json"
+CODE = {
+    "nodejs": ("nodejs:20", "function main() { return {}; }"),
+    "python": ("python:3.11", "def main(args):\n    return {}\n"),
+}
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+#: B2's goals, ms of cold RTT - warm RTT (p50).
+B2_GOALS = {
+    "python zygote": 2.0,
+    "python stem cell": 5.0,
+    "python true cold": 20.0,
+    "nodejs stem cell": 5.0,
+    "nodejs true cold": 70.0,
+}
+
+
+#: ``squall`` with the Python zygote turned off, for B2's true cold tier: there is no setting
+#: for it, so the factory that ``squall.invoker.build`` makes is given ``zygote=False``.
+NO_ZYGOTE = (
+    "import functools, sys\n"
+    "import squall.invoker.build as build\n"
+    "build.ProcessContainerFactory = functools.partial(build.ProcessContainerFactory,"
+    " zygote=False)\n"
+    "from squall.cli.main import main\n"
+    "sys.argv[0] = 'squall'\n"
+    "main()\n"
+)
+
+
+@contextlib.contextmanager
+def server(extra_env: dict[str, str], zygote: bool = True) -> Iterator[tuple[str, str, Path]]:
+    """A ``squall standalone`` of our own: (apihost, auth, home); SIGTERM at exit."""
+    with tempfile.TemporaryDirectory(prefix="squall-ibench-") as tmp:
+        home = Path(tmp) / "home"
+        port = free_port()
+        apihost = f"http://127.0.0.1:{port}"
+        log_path = Path(tmp) / "server.log"
+        entry = ["-m", "squall.cli.main"] if zygote else ["-c", NO_ZYGOTE]
+        args = [sys.executable, *entry, "standalone", "--host", "127.0.0.1"]
+        args += ["--port", str(port), "--home", str(home), "--keep-warm", "600"]
+        args += ["--log-level", "warning"]
+        env = clean_env({**UNTHROTTLED, "SQUALL_USER_MEMORY_MB": "65536", **extra_env})
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=REPO,
+            )  # fmt: skip
+        try:
+            end = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"squall standalone exited:\n{log_path.read_text()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{apihost}/api/v1", trust_env=False).status_code == 200:
+                        break
+                if time.monotonic() > end:
+                    raise SystemExit(f"squall standalone did not answer:\n{log_path.read_text()}")
+                time.sleep(0.05)
+            time.sleep(1.0)  # let the stem cells start
+            yield apihost, read_wskprops(home / "wskprops")["AUTH"], home
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": round(pct(values, 50), 3),
+        "p99": round(pct(values, 99), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def create(api: Api, name: str, family: str, memory: int = 256) -> None:
+    kind, code = CODE[family]
+    api.ok("PUT", f"/actions/{name}", {"exec": {"kind": kind, "code": code},
+                                       "limits": {"memory": memory}}, overwrite="true")  # fmt: skip
+
+
+def invoke_url(apihost: str, name: str) -> str:
+    return f"{apihost}/api/v1/namespaces/_/actions/{name}?blocking=true&result=true"
+
+
+def annotation(record: dict[str, Any], key: str) -> Any:
+    return next((a["value"] for a in record.get("annotations", []) if a["key"] == key), None)
+
+
+# -- B1 / B3 ---------------------------------------------------------------------------
+
+
+def b1(api: Api, apihost: str, auth: str, node: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm blocking invokes over one connection, and ``GET /api/v1`` as the baseline."""
+    targets: dict[str, dict[str, Any]] = {"baseline": {"url": f"{apihost}/api/v1"}}
+    for family in CODE:
+        create(api, f"b1-{family}", family)
+        targets[family] = {"url": invoke_url(apihost, f"b1-{family}"), "method": "POST",
+                           "auth": auth, "body": "{}"}  # fmt: skip
+    for req in targets.values():
+        load(node, {**req, "connections": 1, "requests": 300})
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+    for _ in range(args.repeats):  # targets take turns, so load changes hit all alike
+        for target, req in targets.items():
+            runs[target].append(load(node, {**req, "connections": 1, "requests": args.requests}))
+    out: dict[str, Any] = {}
+    for target, rs in runs.items():
+        out[target] = digest(rs)
+        if target != "baseline":
+            out[target]["/base p50"] = round(out[target]["p50"] / out["baseline"]["p50"], 2)
+    return out
+
+
+def load_mix(node: str, options: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run([node, str(LOAD_MIX_JS), json.dumps(options)], capture_output=True,
+                          text=True, check=False, env=clean_env(), timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"load_mix.js failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def b3(api: Api, apihost: str, auth: str, node: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Throughput of one warm action at 1, 4, 50 connections (``GET /api/v1`` alongside as
+    the baseline), then of ``--mix`` distinct warm actions in rotation at 50."""
+    ms = int(args.duration * 1000)
+    create(api, "b3-nodejs", "nodejs")
+    invoke = {"url": invoke_url(apihost, "b3-nodejs"), "method": "POST", "auth": auth,
+              "body": "{}"}  # fmt: skip
+    baseline = {"url": f"{apihost}/api/v1"}
+    load(node, {**invoke, "connections": 50, "durationMs": 2000})  # warm its containers
+    out: dict[str, Any] = {}
+    for conns in (1, 4, 50):
+        runs: dict[str, list[dict[str, Any]]] = {"invoke": [], "baseline": []}
+        for _ in range(args.repeats):
+            runs["invoke"].append(load(node, {**invoke, "connections": conns, "durationMs": ms}))
+            runs["baseline"].append(
+                load(node, {**baseline, "connections": conns, "durationMs": ms})
+            )
+        out[f"{conns} conn"] = digest(runs["invoke"])
+        out[f"{conns} conn"]["baseline"] = digest(runs["baseline"])
+    names = [f"b3-mix-{i:03d}" for i in range(args.mix)]
+    for n in names:
+        create(api, n, "nodejs")
+    mix = {"urls": [invoke_url(apihost, n) for n in names], "method": "POST", "auth": auth,
+           "body": "{}"}  # fmt: skip
+    load_mix(node, {**mix, "connections": 50, "durationMs": 4000})  # warm-up: cold starts
+    load_mix(node, {**mix, "connections": 50, "durationMs": 2000})
+    mixed = [load_mix(node, {**mix, "connections": 50, "durationMs": ms})
+             for _ in range(args.repeats)]  # fmt: skip
+    out[f"{args.mix} actions, 50 conn"] = digest(mixed)
+    return out
+
+
+def digest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "rps": statistics.median(r["rps"] for r in runs),
+        "p50": statistics.median(r["latencyMs"]["p50"] for r in runs),
+        "p99": statistics.median(r["latencyMs"]["p99"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "runs": [{k: r[k] for k in ("rps", "requests", "errors", "latencyMs")} for r in runs],
+    }
+
+
+# -- B2 --------------------------------------------------------------------------------
+
+
+def timed_invoke(api: Api, name: str) -> tuple[float, dict[str, Any]]:
+    t0 = time.perf_counter()
+    record = api.ok("POST", f"/actions/{name}", {}, blocking="true")
+    return (time.perf_counter() - t0) * 1000, record
+
+
+#: B2's tiers: (family, tier, memory, server). Server "main" keeps the default stem cells
+#: (256 MB) and the Python zygote, so a 256 MB action takes a stem cell and a 128 MB Python
+#: action is forked from a zygote spare; server "cold" has neither.
+TIERS = (
+    ("python", "zygote", 128, "main"),
+    ("python", "stem cell", 256, "main"),
+    ("python", "true cold", 128, "cold"),
+    ("nodejs", "stem cell", 256, "main"),
+    ("nodejs", "true cold", 128, "main"),
+)
+
+
+def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
+    samples: dict[str, dict[str, list[float]]] = {
+        f"{f} {t}": {"delta": [], "cold": [], "warm": [], "initTime": [], "waitTime": []}
+        for f, t, _, _ in TIERS
+    }
+    # Warm the HTTP path of each server and start the zygote (on the first fork).
+    for api in apis.values():
+        for family in CODE:
+            for memory in (128, 256):
+                name = f"b2-warm-{family}-{memory}"
+                create(api, name, family, memory)
+                for _ in range(10):
+                    timed_invoke(api, name)
+    for i in range(args.colds):  # tiers take turns, so load changes hit all alike
+        for family, tier, memory, where in TIERS:
+            api = apis[where]
+            name = f"b2-{family}-{memory}-{i}"
+            create(api, name, family, memory)
+            time.sleep(0.4)  # the stem cell or zygote spare taken last time is back
+            cold, record = timed_invoke(api, name)
+            if record["response"]["status"] != "success":
+                raise SystemExit(f"{name}: {record['response']}")
+            warm = statistics.median(timed_invoke(api, name)[0] for _ in range(5))
+            s = samples[f"{family} {tier}"]
+            s["cold"].append(cold)
+            s["warm"].append(warm)
+            s["delta"].append(cold - warm)
+            s["initTime"].append(float(annotation(record, "initTime") or 0))
+            s["waitTime"].append(float(annotation(record, "waitTime") or 0))
+    return {key: {k: summary(v) for k, v in s.items()} for key, s in samples.items()}
+
+
+# -- B6 --------------------------------------------------------------------------------
+
+
+def leaf_cgroups() -> dict[str, list[int]]:
+    """Every leaf memory cgroup under squall*: path → pids."""
+    found = {}
+    for top in CGROUP_MEMORY.glob("squall*"):
+        for procs in top.rglob("cgroup.procs"):
+            d = procs.parent
+            if any(p.is_dir() for p in d.iterdir()):
+                continue
+            pids = [int(x) for x in procs.read_text().split()]
+            if pids:
+                found[str(d)] = pids
+    return found
+
+
+def smaps(pid: int) -> tuple[float, float]:
+    """(USS, PSS) in kB of one process."""
+    uss = pss = 0.0
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Private_Clean", "Private_Dirty", "Private_Hugetlb"):
+                uss += float(rest.split()[0])
+            elif key == "Pss":
+                pss = float(rest.split()[0])
+    return uss, pss
+
+
+def memory_limit_mb(path: str) -> float:
+    return int((Path(path) / "memory.limit_in_bytes").read_text()) / 2**20
+
+
+def measure_containers(
+    groups: dict[str, list[int]], others: dict[str, list[int]]
+) -> dict[str, Any]:
+    """Mean USS/PSS of the containers' cgroups; ``others`` (the zygote's cgroup and its
+    spares') are shared overhead, reported and also spread over the containers."""
+    uss, pss, cg, nprocs = [], [], [], []
+    detail = []
+    for path, pids in groups.items():
+        pairs = [smaps(p) for p in pids]
+        detail.append({str(p): [command(p), round(u / 1024, 2), round(s / 1024, 2)]
+                       for p, (u, s) in zip(pids, pairs, strict=True)})  # fmt: skip
+        uss.append(sum(u for u, _ in pairs) / 1024)
+        pss.append(sum(p for _, p in pairs) / 1024)
+        nprocs.append(len(pids))
+        stat = dict(line.split() for line in (Path(path) / "memory.stat").read_text().splitlines())
+        cg.append((int(stat["rss"]) + int(stat.get("mapped_file", 0))) / 2**20)
+    shared = [smaps(p) for pids in others.values() for p in pids]
+    shared_pss = sum(p for _, p in shared) / 1024
+    mean = statistics.mean
+    with_shared = mean(pss) + shared_pss / len(groups)
+    return {
+        "containers": len(groups),
+        "processes_per_container": statistics.median(nprocs),
+        "uss_mb": round(mean(uss), 2),
+        "pss_mb": round(mean(pss), 2),
+        "cgroup_rss_mb": round(mean(cg), 2),
+        "shared_cgroups": sorted(Path(o).name for o in others),
+        "shared_pss_mb": round(shared_pss, 2),
+        "pss_with_shared_mb": round(with_shared, 2),
+        "per_gib_uss": int(1024 / mean(uss)),
+        "per_gib_pss": int(1024 / mean(pss)),
+        "per_gib_pss_with_shared": int(1024 / with_shared),
+        "processes": detail[:2],
+    }
+
+
+def command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[:60]
+    return "?"
+
+
+def b6(api: Api, args: argparse.Namespace) -> dict[str, Any]:
+    """``--k`` warm 256 MB containers per kind on a server without stem cells."""
+    out: dict[str, Any] = {}
+    before = set(leaf_cgroups())
+    for family in ("python", "nodejs"):
+        for i in range(args.k):
+            create(api, f"b6-{family}-{i}", family)
+            api.ok("POST", f"/actions/b6-{family}-{i}", {}, blocking="true", result="true")
+        time.sleep(1.0)  # let the runtimes settle after their first run
+        now = leaf_cgroups()
+        new = {p: pids for p, pids in now.items() if p not in before}
+        # An action's container has the action's memory as its limit; the zygote (1 GiB)
+        # and its spares (no limit until taken) do not.
+        mine = {p: pids for p, pids in new.items() if memory_limit_mb(p) == 256}
+        others = {p: pids for p, pids in new.items() if p not in mine}
+        out[family] = measure_containers(mine, others)
+        before = set(now)
+    return out
+
+
+# -- B8 --------------------------------------------------------------------------------
+
+
+async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+    limits = httpx.Limits(max_connections=len(names), max_keepalive_connections=len(names))
+    async with httpx.AsyncClient(base_url=f"{apihost}/api/v1/namespaces/_", headers=headers,
+                                 limits=limits, trust_env=False, timeout=60) as c:  # fmt: skip
+        t0_wall = time.time()
+        t0 = time.perf_counter()
+        answers = await asyncio.gather(*(c.post(f"/actions/{n}", json={}) for n in names))
+        t_sent = time.perf_counter()
+        ids = [a.json()["activationId"] for a in answers]
+        pending, records = set(ids), {}
+        deadline = time.monotonic() + 120
+        while pending:
+            got = await asyncio.gather(*(c.get(f"/activations/{i}") for i in pending))
+            for r in got:
+                rec = r.json()
+                if r.status_code == 200 and rec["response"]["status"] != "pending":
+                    records[rec["activationId"]] = rec
+                    pending.discard(rec["activationId"])
+            if time.monotonic() > deadline:
+                raise SystemExit(f"B8: {len(pending)} still pending after 120 s")
+            await asyncio.sleep(0.005)
+        t_final = time.perf_counter()
+    ok = sum(r["response"]["status"] == "success" for r in records.values())
+    last_end = max(r["end"] for r in records.values()) / 1000
+    recorded = last_end - t0_wall + 0.0005
+    inits = [float(annotation(r, "initTime") or 0) for r in records.values()]
+    return {
+        "n": len(names),
+        "success": ok,
+        "accepted_s": round(t_sent - t0, 3),
+        "observed_s": round(t_final - t0, 3),
+        "recorded_s": round(recorded, 3),
+        "sandboxes_per_s": round(len(names) / recorded, 1),
+        "initTime_ms": summary(inits),
+    }
+
+
+def b8(apihost: str, auth: str, api: Api, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for family in ("python", "nodejs"):
+        runs = []
+        for rep in range(args.bursts):
+            names = [f"b8-{family}-{rep}-{i:03d}" for i in range(args.burst)]
+            for n in names:
+                create(api, n, family, 128)
+            runs.append(asyncio.run(burst(apihost, auth, names)))
+            time.sleep(2.0)
+        out[family] = {
+            "sandboxes_per_s": statistics.median(r["sandboxes_per_s"] for r in runs),
+            "recorded_s": statistics.median(r["recorded_s"] for r in runs),
+            "runs": runs,
+        }
+    return out
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def verdict(value: float | None, goal: float, higher_is_better: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    ok = value >= goal if higher_is_better else value <= goal
+    return "meets" if ok else f"misses ({value / goal:.2g}x)"
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, value, goal, verdict) for the table."""
+    out = [(k, v["error"], "", "failed") for k, v in results.items()
+           if isinstance(v, dict) and "error" in v]  # fmt: skip
+    results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
+    if "b1" in results:
+        for f, r in results["b1"].items():
+            ratio = f", {r['/base p50']:.1f}x base" if "/base p50" in r else ""
+            judged = ("≤ 1 / ≤ 3 ms", verdict(r["p50"], 1.0) + " / " + verdict(r["p99"], 3.0))
+            out.append((f"B1 warm invoke {f} p50/p99",
+                        f"{r['p50']:.3f} / {r['p99']:.3f} ms{ratio}",
+                        *(judged if f != "baseline" else ("", ""))))  # fmt: skip
+    if "b2" in results:
+        for key, ms in B2_GOALS.items():
+            r = results["b2"].get(key)
+            if r is None:
+                out.append((f"B2 {key} cold-warm", "not measured", f"≤ {ms:g} ms", "n/a"))
+                continue
+            d, it = r["delta"], r["initTime"]
+            out.append((f"B2 {key} cold-warm p50/p99",
+                        f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} ms)",
+                        f"≤ {ms:g} ms", verdict(d["p50"], ms)))  # fmt: skip
+    if "b3" in results:
+        r50 = results["b3"].get("50 conn", {}).get("rps")
+        for key, r in results["b3"].items():
+            goal, v = "", ""
+            if key == "50 conn":
+                goal, v = "≥ 5000/s", verdict(r["rps"], 5000, True)
+            elif "actions" in key:
+                goal = "≥ 50 conn / 2"
+                v = verdict(r["rps"], (r50 or 0) / 2, True) + f"; {r['rps'] / 5000:.2f}x of 5000"
+            base = f", base {r['baseline']['rps']:.0f}/s" if "baseline" in r else ""
+            out.append((f"B3 throughput {key}",
+                        f"{r['rps']:.0f}/s (p50 {r['p50']:.2f} ms{base})", goal, v))  # fmt: skip
+    if "b6" in results:
+        for f, r in results["b6"].items():
+            goal = "≥ 500/GiB" if f == "python" else ""
+            v = verdict(r["per_gib_pss_with_shared"], 500, True) if f == "python" else ""
+            shared = f" (+{r['shared_pss_mb']:.1f} MB zygote)" if r["shared_pss_mb"] else ""
+            out.append((f"B6 warm {f} container",
+                        f"USS {r['uss_mb']:.1f}, PSS {r['pss_mb']:.1f} MB{shared} → "
+                        f"{r['per_gib_pss_with_shared']}/GiB PSS, {r['per_gib_uss']}/GiB USS",
+                        goal, v))  # fmt: skip
+    if "b8" in results:
+        for f, r in results["b8"].items():
+            out.append((f"B8 burst of {results['parameters']['burst']} {f}",
+                        f"{r['sandboxes_per_s']:.0f} sandboxes/s ({r['recorded_s']:.2f} s)",
+                        "≥ 200/s", verdict(r["sandboxes_per_s"], 200, True)))  # fmt: skip
+    return out
+
+
+class LoadSampler:
+    """The 1-minute load average every 5 s in a thread, for the report."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            if self._stop.wait(5.0):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict[str, float]:
+        s = self.samples
+        return {"min": min(s), "median": statistics.median(s), "max": max(s), "n": len(s)}
+
+
+def phase(fn: Any, *a: Any) -> Any:
+    """One benchmark; a failure is recorded and the others still run."""
+    try:
+        return fn(*a)
+    except (Exception, SystemExit) as e:
+        print(f"{fn.__name__} failed: {e!r}", file=sys.stderr)
+        return {"error": repr(e)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="b1,b2,b3,b6,b8")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per B1/B3 figure")
+    parser.add_argument("--requests", type=int, default=1000, help="B1 requests per run")
+    parser.add_argument("--duration", type=float, default=4.0, help="B3 seconds per run")
+    parser.add_argument("--mix", type=int, default=100, help="B3 distinct actions")
+    parser.add_argument("--colds", type=int, default=20, help="B2 samples per tier")
+    parser.add_argument("--k", type=int, default=20, help="B6 containers per kind")
+    parser.add_argument("--burst", type=int, default=100, help="B8 actions per burst")
+    parser.add_argument("--bursts", type=int, default=2, help="B8 bursts per kind")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is needed")
+    started = time.time()
+    results: dict[str, Any] = {"parameters": vars(args) | {"output": str(args.output)}}
+    with LoadSampler() as sampler:
+        if only & {"b1", "b2", "b3"}:
+            with server({}) as (apihost, auth, _home):
+                api = Api(apihost, auth)
+                if "b1" in only:
+                    results["b1"] = phase(b1, api, apihost, auth, node, args)
+                if "b2" in only:
+                    with server({"SQUALL_STEM_CELLS": ""}, zygote=False) as (cold, cold_auth, _):
+                        apis = {"main": api, "cold": Api(cold, cold_auth)}
+                        results["b2"] = phase(b2, apis, args)
+                        apis["cold"].close()
+                if "b3" in only:
+                    results["b3"] = phase(b3, api, apihost, auth, node, args)
+                api.close()
+        if only & {"b6", "b8"}:
+            with server({"SQUALL_STEM_CELLS": ""}) as (apihost, auth, _home):
+                api = Api(apihost, auth)
+                if "b6" in only:
+                    results["b6"] = phase(b6, api, args)
+                if "b8" in only:
+                    results["b8"] = phase(b8, apihost, auth, api, args)
+                api.close()
+    results["load_average_1min"] = sampler.report()
+    head = report_head("invoker_bench", started, "started", node)
+    head["machine"]["kernel"] = os.uname().release
+    report = {**head, "results": results, "table": rows(results)}
+    la = results["load_average_1min"]
+    print(f"machine: {os.cpu_count()} CPUs, kernel {os.uname().release}; 1-min load average "
+          f"during the run: median {la['median']}, {la['min']}-{la['max']}")  # fmt: skip
+    for r in rows(results):
+        print(f"{r[0]:<36} {r[1]:<62} {r[2]:<14} {r[3]}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
