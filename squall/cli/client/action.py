@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from squall.cli.client import exits
+from squall.cli.client import entities, exits
 from squall.cli.client.action_exec import code_exec, sequence_exec
 from squall.cli.client.common import Session, client_command
 from squall.cli.client.errors import ClientError
@@ -292,7 +292,7 @@ def list_(session: Session, package: str | None, skip: int, limit: int, name_sor
     actions = reply.body if isinstance(reply.body, list) else []
     if name_sort:
         actions.sort(key=lambda a: str(a.get("name")))
-    rows = [[_entity_fqn(a), _visibility(a), _kind(a)] for a in actions]
+    rows = [[entities.fqn(a), entities.visibility(a), _kind(a)] for a in actions]
     session.out.table("actions", rows, raw=actions)
 
 
@@ -303,28 +303,14 @@ def delete(session: Session, name: str) -> None:
     """Delete action NAME."""
     qname = session.name(name)
     with session.client() as client:
-        reply = client.call(
-            "DELETE",
-            f"actions/{qname.url_path}",
-            f"Unable to delete action '{name}'",
-            namespace=qname.namespace,
-        )
+        reply = entities.delete(client, "actions", "action", qname)
     if session.out.json_mode:
         session.out.json(reply.body)
     session.out.ok(f"deleted action {name}")
 
 
-def _entity_fqn(entity: dict[str, Any]) -> str:
-    return f"/{entity.get('namespace')}/{entity.get('name')}"
-
-
-def _visibility(entity: dict[str, Any]) -> str:
-    return "shared" if entity.get("publish") else "private"
-
-
 def _kind(entity: dict[str, Any]) -> str:
-    for annotation in entity.get("annotations") or []:
-        if isinstance(annotation, dict) and annotation.get("key") == "exec":
-            return str(annotation.get("value"))
-    exec_ = entity.get("exec")
-    return str(exec_.get("kind", "")) if isinstance(exec_, dict) else ""
+    kind = entities.annotation(entity, "exec")
+    if kind is None and isinstance(entity.get("exec"), dict):
+        kind = entity["exec"].get("kind")
+    return str(kind or "")
