@@ -7,7 +7,8 @@ poll``. It starts after the newest activation already recorded (or ``--since-*``
 and stops on Ctrl-C, SIGTERM or after ``--exit`` seconds. A record is written when an
 activation ends, so its ``start`` may be long before it is seen: the query's ``since``
 trails the newest start seen by the longest an action may run (:data:`LAG_MS`), and the
-ids already printed are remembered over that window.
+ids already printed are remembered over that window. Squall records an activation as
+*pending* as soon as it is accepted; poll waits for the final record, which has the logs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from squall.cli.client.common import Session, client_command
 from squall.cli.client.errors import ClientError
 from squall.cli.client.http import WhiskClient
 
+PENDING = "pending"
 STATUS = {0: "success", 1: "application error", 2: "developer error", 3: "internal error"}
 HEADERS = ("Datetime", "Activation ID", "Kind", "Start", "Duration", "Status", "Entity")
 #: How long after its start an activation's record may appear: the longest time limit
@@ -80,7 +82,7 @@ def _row(a: dict[str, Any]) -> list[str]:
         str(kind),
         temperature,
         f"{a.get('duration', 0)}ms",
-        STATUS.get(code, str(code)) if isinstance(code, int) else "",
+        STATUS.get(code, str(code)) if isinstance(code, int) else PENDING,
         f"{entity}:{a.get('version', '')}",
     ]
 
@@ -176,6 +178,12 @@ def result(session: Session, activation_id: str | None, last: bool) -> None:
     session.out.json(response.get("result", response))
 
 
+def _pending(record: dict[str, Any]) -> bool:
+    """Squall records an accepted activation at once; it has no logs until it ends."""
+    response = record.get("response")
+    return isinstance(response, dict) and response.get("status") == PENDING
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Stop()
 
@@ -243,8 +251,8 @@ def _poll(
             found = []
         for record in reversed(found):  # oldest first
             activation_id = str(record.get("activationId"))
-            if activation_id in reported:
-                continue
+            if activation_id in reported or _pending(record):
+                continue  # a pending record is replaced by the final one, with its logs
             start = int(record.get("start") or 0)
             reported[activation_id] = start
             newest = max(newest, start)
