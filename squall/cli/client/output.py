@@ -13,8 +13,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+#: Cells coloured on a terminal: activation outcomes and rule states.
+CELL_STYLES = {
+    "success": "green",
+    "active": "green",
+    "pending": "yellow",
+    "inactive": "yellow",
+    "application error": "red",
+    "developer error": "red",
+    "internal error": "red",
+}
 
 
 class Output:
@@ -73,13 +86,8 @@ class Output:
         if self.json_mode:
             self.json(raw if raw is not None else [list(r) for r in rows])
             return
-        if self._console is not None:
-            table = Table(title=title, title_justify="left", show_header=headers is not None)
-            for header in headers or [""] * (len(rows[0]) if rows else 1):
-                table.add_column(header)
-            for row in rows:
-                table.add_row(*row)
-            self._console.print(table)
+        if self._console is not None and self._fits(rows, headers):
+            self._rich_table(title, rows, headers)
             return
         self._line(title)
         lines = [list(headers)] if headers else []
@@ -90,3 +98,33 @@ class Output:
         for line in lines:
             cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
             self._line(" ".join(cells).rstrip())
+
+    def _fits(self, rows: Sequence[Sequence[str]], headers: Sequence[str] | None) -> bool:
+        """Whether a drawn table shows every cell whole on this terminal; when it would
+        not, the plain columns are printed instead (the terminal wraps, nothing is cut)."""
+        assert self._console is not None
+        lines = [*([headers] if headers else []), *rows]
+        if not lines:
+            return True
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        return sum(widths) + 3 * len(widths) <= self._console.width
+
+    def _rich_table(
+        self, title: str, rows: Sequence[Sequence[str]], headers: Sequence[str] | None
+    ) -> None:
+        assert self._console is not None
+        if not rows:
+            self._console.print(f"[italic]{title}[/italic]", markup=True)
+            return
+        table = Table(
+            title=title,
+            title_justify="left",
+            show_header=headers is not None,
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for header in headers or [""] * len(rows[0]):
+            table.add_column(header, no_wrap=True)
+        for row in rows:
+            table.add_row(*(Text(cell, style=CELL_STYLES.get(cell, "")) for cell in row))
+        self._console.print(table)
