@@ -141,7 +141,9 @@ def _put_options(f: Any) -> Any:
         [
             click.option("--kind", default=None, help="The KIND of the action runtime."),
             click.option("--main", default=None, help="The name of the action entry point."),
-            click.option("--sequence", default=None, metavar="A,B,C", help="A sequence."),
+            click.option(
+                "--sequence", default=None, metavar="A,B,C", help="A sequence of these actions."
+            ),
             click.option("-t", "--timeout", type=int, default=None, help="Time limit in ms."),
             click.option("-m", "--memory", type=int, default=None, help="Memory limit in MB."),
             click.option("-l", "--logsize", type=int, default=None, help="Log size limit in MB."),

@@ -8,6 +8,7 @@ import click
 
 from squall.cli.client import entities
 from squall.cli.client.common import Session, client_command
+from squall.cli.client.names import DEFAULT_NAMESPACE
 
 COLLECTIONS = ("packages", "actions", "triggers", "rules")
 
@@ -37,6 +38,10 @@ def get(session: Session, name: str | None) -> None:
     ns = (name or session.config.namespace).strip("/")
     found: dict[str, list[dict[str, Any]]] = {}
     with session.client() as client:
+        if ns == DEFAULT_NAMESPACE:  # say which namespace "_" is, as wsk does
+            own = client.call("GET", "/api/v1/namespaces", "Unable to obtain the namespace")
+            if isinstance(own.body, list) and own.body:
+                ns = str(own.body[0])
         for collection in COLLECTIONS:
             reply = client.call(
                 "GET",
