@@ -126,7 +126,7 @@ class Standalone:
         retention.start()
         auth = await guest_credentials(store.auth, settings.home / "wskprops")
         write_wskprops(settings.home / "wskprops", settings.effective_api_host, auth, GUEST)
-        app = create_app(controller)
+        app = create_app(controller, invoker.metrics)  # one /metrics for both
         return cls(settings, store, bus, invoker, controller, app, auth, alarms, factory, retention)
 
     async def close(self) -> None:

@@ -26,6 +26,7 @@ from squall.entities.activation import (
     pending_record,
 )
 from squall.errors import SquallError
+from squall.metrics.controller import ACCEPTED, COMPLETED, FAILED, TIMEOUT, ControllerMetrics
 from squall.store.contracts import ActivationStore
 
 
@@ -96,8 +97,10 @@ class Activator:
         activations: ActivationStore,
         controller_id: str,
         throttles: Throttles,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self._balancer = balancer
+        self._metrics = metrics
         self._waiters = waiters
         self._activations = activations
         self._controller_id = controller_id
@@ -230,13 +233,20 @@ class Activator:
             failed["response"] = ActivationResponse.whisk_error(
                 exc.message if isinstance(exc, SquallError) else "The activation was not sent."
             ).to_json()
+            self._count(FAILED)
             await self._activations.put(failed)
             raise
         if not blocking:
+            self._count(ACCEPTED)
             return Invocation(activation_id, None)
         record = await self._waiters.wait(activation_id, wait_ms / 1000, identity.namespace)
+        self._count(TIMEOUT if record is None else COMPLETED)
         if record is None and record_pending:
             # The caller gets a 202 with the id: from now on it must be found. The
             # final record may already be stored; put_pending never replaces it.
             await self._activations.put_pending(pending)
         return Invocation(activation_id, record)
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.invocation(outcome)

@@ -32,6 +32,7 @@ from squall.errors import (
     ServiceUnavailable,
     SquallError,
 )
+from squall.metrics.exposition import MetricFamilies, metrics_routes
 
 # OpenWhisk's words for a service that cannot answer now.
 UNAVAILABLE = (
@@ -66,9 +67,12 @@ async def _squall_error(request: Request, exc: Exception) -> Response:
 log = logging.getLogger("squall.controller")
 
 
-def create_app(controller: Controller) -> ASGIApp:
+def create_app(controller: Controller, *metrics: MetricFamilies) -> ASGIApp:
+    """The REST API, and ``GET /metrics`` with the controller's families and ``metrics``
+    (standalone adds its invoker's)."""
     app = Starlette(
         routes=[
+            *metrics_routes(controller.metrics, *metrics),
             *meta.ROUTES,
             *actions.ROUTES,
             *packages.ROUTES,

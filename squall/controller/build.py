@@ -16,6 +16,7 @@ from squall.controller.composition import Composer
 from squall.controller.core import Controller
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
+from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore
 
 
@@ -31,17 +32,26 @@ def build_controller(
 ) -> Controller:
     """A controller, not yet started (``await controller.start()``)."""
     waiters = CompletionWaiters(bus, settings.controller_id, activations)
-    throttles = Throttles(settings, auth)
+    # Queue lengths of the invokers ``controller.invokers`` lists (set by the wiring):
+    # ``invoker0`` there is the topic ``invoker.0``.
+    metrics = ControllerMetrics(
+        bus, lambda: [str(i["id"]).removeprefix("invoker") for i in controller.invokers()]
+    )
+    throttles = Throttles(settings, auth, metrics=metrics)
     waiters.add_listener(throttles.on_completion)
+    activator = Activator(
+        balancer, waiters, activations, settings.controller_id, throttles, metrics
+    )
     controller = Controller(
         settings=settings,
         catalog=Catalog(entities, ttl_s=cache_ttl_s),
         activations=activations,
         auth_store=auth,
         authenticator=Authenticator(auth),
-        activator=Activator(balancer, waiters, activations, settings.controller_id, throttles),
+        activator=activator,
         waiters=waiters,
         throttles=throttles,
+        metrics=metrics,
     )
     controller.activator.composer = Composer(controller)
     return controller

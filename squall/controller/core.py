@@ -14,6 +14,7 @@ from squall.controller.auth import Authenticator, Identity
 from squall.controller.catalog import Catalog
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
+from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import ActivationStore, AuthStore
 
 
@@ -27,6 +28,7 @@ class Controller:
     activator: Activator
     waiters: CompletionWaiters
     throttles: Throttles
+    metrics: ControllerMetrics
     # The invokers and their health (``/invokers``): standalone's one, or the cluster's.
     invokers: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
 

@@ -27,6 +27,7 @@ from typing import Any
 from squall.bus.messages import Completion
 from squall.config import Settings
 from squall.errors import TooManyRequests
+from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import AuthStore
 
 INVOCATIONS_PER_MINUTE = "invocationsPerMinute"
@@ -67,8 +68,10 @@ class Throttles:
         *,
         ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._auth = auth
         self._ttl = ttl
         # Wall-clock seconds; public so tests can pin the minute they count in.
@@ -118,10 +121,12 @@ class Throttles:
         count = self._invokes.setdefault(namespace, _Window()).hit(self._minute())
         allowed = limits[INVOCATIONS_PER_MINUTE]
         if count > allowed:
+            self._refused(INVOCATIONS_PER_MINUTE)
             raise TooManyRequests(too_many_per_minute(count, allowed))
         in_flight = self._in_flight.get(namespace, 0)
         allowed = limits[CONCURRENT_INVOCATIONS]
         if in_flight >= allowed:
+            self._refused(CONCURRENT_INVOCATIONS)
             raise TooManyRequests(too_many_concurrent(in_flight, allowed))
 
     async def admit_fire(self, namespace: str) -> None:
@@ -130,7 +135,12 @@ class Throttles:
         count = self._fires.setdefault(namespace, _Window()).hit(self._minute())
         allowed = limits[FIRES_PER_MINUTE]
         if count > allowed:
+            self._refused(FIRES_PER_MINUTE)
             raise TooManyRequests(too_many_per_minute(count, allowed))
+
+    def _refused(self, limit: str) -> None:
+        if self._metrics is not None:
+            self._metrics.throttled(limit)
 
     def started(self, namespace: str, activation_id: str) -> None:
         if activation_id in self._owner:

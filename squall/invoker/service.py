@@ -56,6 +56,7 @@ from squall.entities.names import parse_fqn
 from squall.errors import ContainerError, NotFound
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
+from squall.metrics.invoker import InvokerMetrics
 from squall.sandbox.contracts import Container
 from squall.store.contracts import ActivationStore, EntityStore
 
@@ -116,6 +117,7 @@ class Invoker:
         self._entities = entities
         self._activations = activations
         self.pool = pool
+        self.metrics = InvokerMetrics(pool)  # its own registry: several invokers per process
         self._actions: dict[tuple[str, str], Action] = {}
         self._consumer: Consumer | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -247,6 +249,7 @@ class Invoker:
             log.exception("could not finish activation %s", message.activation_id)
 
     async def _finish(self, message: ActivationMessage, record: dict[str, Any]) -> None:
+        self.metrics.observe(record)
         # Store first: a client that got the id must always find the record. Unless the
         # namespace's storeActivations limit is off: then, as in OpenWhisk, the record is
         # only sent to the controller (a blocking caller still gets its result).

@@ -1,0 +1,197 @@
+"""An invoker's metric families: its activations, their times, its containers.
+
+Everything about activations comes from the record the invoker builds — one
+:meth:`InvokerMetrics.observe` per record, where the invoker stores it — so the figures
+say what the activation records say (OpenWhisk's annotations: ``waitTime``, ``initTime``,
+``kind``, ``prewarmed``). Containers are read from the pool at scrape time by a custom
+collector, so the states are never stale and nothing in the pool reports to us.
+
+Families (labels in braces):
+
+- ``squall_invoker_activations_total{kind, status}``: every record that ended, status
+  one of ``success``, ``application_error``, ``action_developer_error``,
+  ``whisk_internal_error`` (the four OpenWhisk outcomes); a record the invoker made
+  without running anything (action gone, expired, shut down) has ``kind="unknown"``.
+- ``squall_invoker_starts_total{kind, start}``: how each run got its container:
+  ``cold`` (a new runtime, then /init), ``prewarmed`` (a stem cell, /init only) or
+  ``warm`` (reused, no /init).
+- ``squall_invoker_activation_wait_seconds{kind}``: ``waitTime``, from acceptance by the
+  controller until a container took the activation (bus, queueing, container start).
+- ``squall_invoker_activation_init_seconds{kind}``: ``initTime`` of cold and prewarmed
+  starts (the /init call).
+- ``squall_invoker_activation_duration_seconds{kind}``: the record's ``duration``: /run,
+  plus /init on a cold or prewarmed start, as in OpenWhisk.
+- ``squall_invoker_containers{kind, state}``: live containers by state machine state
+  (``starting``, ``prewarmed``, ``initializing``, ``busy``, ``ready``, ``paused``).
+- ``squall_invoker_memory_reserved_bytes`` / ``squall_invoker_memory_capacity_bytes``:
+  the memory limits of live containers against the invoker's user memory.
+
+Concurrency: ``observe`` runs on the invoker's event loop; the scrape reads the pool on
+the same loop, so it sees a consistent table (the pool changes state without awaiting).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as CounterMetric
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from squall.entities.activation import STATUS_NAMES, WHISK_ERROR
+
+#: Seconds, from a warm run (~1 ms) to the longest action time limit (5 minutes).
+TIME_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+UNKNOWN_KIND = "unknown"
+COLD, PREWARMED, WARM = "cold", "prewarmed", "warm"
+MB = 1024 * 1024
+
+
+def status_label(status_code: int) -> str:
+    """``application error`` → ``application_error`` (label values without spaces)."""
+    return STATUS_NAMES.get(status_code, STATUS_NAMES[WHISK_ERROR]).replace(" ", "_")
+
+
+class PooledView(Protocol):
+    """What the collector reads of a pooled container (``invoker/container.py``)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def state(self) -> enum.Enum: ...
+
+
+class PoolView(Protocol):
+    """What the collector reads of the container pool (``invoker/pool.py``)."""
+
+    @property
+    def capacity_mb(self) -> int: ...
+
+    @property
+    def used_mb(self) -> int: ...
+
+    def containers(self) -> Sequence[PooledView]: ...
+
+
+def _annotations(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        kv["key"]: kv.get("value")
+        for kv in record.get("annotations", ())
+        if isinstance(kv, dict) and "key" in kv
+    }
+
+
+def _seconds(value: Any) -> float | None:
+    """An annotation in milliseconds as seconds; None if absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return max(0.0, value / 1000)
+
+
+class _PoolCollector(Collector):
+    """Reads the pool at scrape time: containers by kind and state, and memory."""
+
+    def __init__(self, pool: PoolView) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = Counter((pc.kind, str(pc.state.value)) for pc in self._pool.containers())
+        containers = GaugeMetricFamily(
+            "squall_invoker_containers",
+            "Live containers by runtime kind and state.",
+            labels=["kind", "state"],
+        )
+        for (kind, state), count in sorted(counts.items()):
+            containers.add_metric([kind, state], count)
+        yield containers
+        yield GaugeMetricFamily(
+            "squall_invoker_memory_reserved_bytes",
+            "Memory limits of the live containers (stem cells and starting ones included).",
+            value=self._pool.used_mb * MB,
+        )
+        yield GaugeMetricFamily(
+            "squall_invoker_memory_capacity_bytes",
+            "The invoker's user memory: the most its containers may reserve.",
+            value=self._pool.capacity_mb * MB,
+        )
+
+
+class InvokerMetrics:
+    """One invoker's families, in a registry of its own (see the module docstring)."""
+
+    def __init__(self, pool: PoolView) -> None:
+        self._registry = CollectorRegistry()
+        r = self._registry
+        self.activations = CounterMetric(
+            "squall_invoker_activations",
+            "Activations that ended, by runtime kind and status.",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.starts = CounterMetric(
+            "squall_invoker_starts",
+            "Runs by how they got their container: cold, prewarmed (stem cell) or warm.",
+            ["kind", "start"],
+            registry=r,
+        )
+        self.wait = Histogram(
+            "squall_invoker_activation_wait_seconds",
+            "From acceptance by the controller until a container took the activation.",
+            ["kind"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.init = Histogram(
+            "squall_invoker_activation_init_seconds",
+            "The /init of cold and prewarmed starts.",
+            ["kind"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "squall_invoker_activation_duration_seconds",
+            "The record's duration: /run, plus /init on a cold or prewarmed start.",
+            ["kind"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        r.register(_PoolCollector(pool))
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._registry
+
+    async def refresh(self) -> None:
+        """Nothing to await: the pool is read by its collector during the scrape."""
+
+    def observe(self, record: dict[str, Any]) -> None:
+        """Count one final activation record (as the invoker stores it)."""
+        notes = _annotations(record)
+        kind = notes.get("kind")
+        kind = kind if isinstance(kind, str) and kind else UNKNOWN_KIND
+        response = record.get("response")
+        code = response.get("statusCode") if isinstance(response, dict) else None
+        status = status_label(code if isinstance(code, int) else WHISK_ERROR)
+        self.activations.labels(kind, status).inc()
+        wait = _seconds(notes.get("waitTime"))
+        if wait is None:
+            return  # made without a container (action gone, expired, shut down)
+        self.wait.labels(kind).observe(wait)
+        init = _seconds(notes.get("initTime"))
+        if init is None:
+            start = WARM
+        else:
+            start = PREWARMED if notes.get("prewarmed") is True else COLD
+            self.init.labels(kind).observe(init)
+        self.starts.labels(kind, start).inc()
+        duration = _seconds(record.get("duration"))
+        if duration is not None:
+            self.duration.labels(kind).observe(duration)
