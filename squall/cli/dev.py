@@ -11,87 +11,41 @@ Watching polls the file's modification time, size and inode every ``--interval``
 (no file-system notification library needed; an editor that saves by renaming a new file
 over the old one is seen too), and deploys only when the content really changed.
 
-Where it deploys: ``--apihost`` / ``--auth``, else the wskprops file given with
-``--wskprops``, else ``$SQUALL_HOME/wskprops`` (written by ``squall standalone``), else
-``~/.wskprops`` (``$WSK_CONFIG_FILE``), like ``wsk``.
+Where it deploys: as every client command (:mod:`squall.cli.client.config`): ``--apihost``
+/ ``--auth``, else the wskprops file (``--wskprops``, else ``$WSK_CONFIG_FILE``, else
+``~/.wskprops``), and when no file was named and that one lacks a host and key, the
+``$SQUALL_HOME/wskprops`` that ``squall standalone`` writes, so ``squall dev`` works
+straight after ``squall standalone``. Building the action, deploying and invoking it are
+the client's :func:`~squall.cli.client.action.action_body`,
+:func:`~squall.cli.client.action.put_action` and :func:`~squall.cli.client.action.invoke`
+(so a ``.zip`` works too, and errors read as ``squall action update`` prints them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import quote
 
 import click
-import httpx
 
-KINDS_BY_SUFFIX = {".js": "nodejs:default", ".mjs": "nodejs:default", ".py": "python:default"}
-HTTP_TIMEOUT_S = 75.0  # above the platform's 60 s blocking wait
+from squall.cli.client.action import action_body, put_action
+from squall.cli.client.action import invoke as invoke_action
+from squall.cli.client.action_exec import infer_kind
+from squall.cli.client.config import resolve_config
+from squall.cli.client.errors import ClientError
+from squall.cli.client.http import WhiskClient
+from squall.cli.client.names import QualifiedName, parse
+from squall.cli.client.params import Pairs, collect, param_options
 
 
 class Stop(Exception):
     """SIGTERM, turned into a clean exit like Ctrl-C."""
-
-
-@dataclass(frozen=True)
-class Target:
-    api_host: str
-    auth: str
-    namespace: str = "_"
-
-
-def read_props(path: Path) -> dict[str, str]:
-    props: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.strip().startswith("#"):
-            props[key.strip()] = value.strip()
-    return props
-
-
-def find_target(api_host: str | None, auth: str | None, wskprops: Path | None) -> Target:
-    """The platform to deploy to; see the module docstring for the order."""
-    candidates: list[Path] = []
-    if wskprops is not None:
-        candidates.append(wskprops)
-    else:
-        candidates.append(Path(os.environ.get("SQUALL_HOME", ".squall")) / "wskprops")
-        candidates.append(Path(os.environ.get("WSK_CONFIG_FILE", Path.home() / ".wskprops")))
-    props: dict[str, str] = {}
-    for candidate in candidates:
-        if candidate.is_file():
-            props = read_props(candidate)
-            break
-    host = api_host or props.get("APIHOST")
-    key = auth or props.get("AUTH")
-    if not host or not key:
-        tried = ", ".join(str(c) for c in candidates)
-        raise click.UsageError(
-            f"no API host and key: give --apihost and --auth, or a wskprops file (tried {tried})"
-        )
-    if "://" not in host:
-        host = f"https://{host}"
-    return Target(host.rstrip("/"), key, props.get("NAMESPACE") or "_")
-
-
-def parse_params(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """``-p key value``: the value as JSON when it parses (numbers, objects), else the
-    string itself, as ``wsk -p`` does."""
-    params: dict[str, Any] = {}
-    for key, raw in pairs:
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
-    return params
 
 
 def _fingerprint(path: Path) -> tuple[int, int, int] | None:
@@ -107,10 +61,10 @@ class Session:
 
     def __init__(
         self,
-        client: httpx.Client,
+        client: WhiskClient,
         path: Path,
-        name: str,
-        kind: str,
+        name: QualifiedName,
+        kind: str | None,
         params: dict[str, Any] | None,
     ) -> None:
         self._client = client
@@ -118,57 +72,52 @@ class Session:
         self._name = name
         self._kind = kind
         self._params = params
-        self._deployed: bytes | None = None  # digest of the code deployed last
-
-    def _url(self) -> str:
-        return f"/api/v1/namespaces/_/actions/{quote(self._name, safe='/')}"
+        self._deployed: bytes | None = None  # digest of the exec deployed last
 
     def refresh(self) -> bool:
         """Deploy (and invoke) if the file's content changed since the last deploy."""
         try:
-            code = self._path.read_bytes()
-        except FileNotFoundError:
+            body = action_body(self._client.namespace, self._path, kind=self._kind)
+        except ClientError as error:
+            if self._path.exists():  # else between an editor's delete and its rename
+                _say(error.format_message(), err=True)
             return False
-        digest = hashlib.sha256(code).digest()
+        # The digest of what is sent, not of a second read of the file, which may differ.
+        digest = hashlib.sha256(json.dumps(body["exec"], sort_keys=True).encode()).digest()
         if digest == self._deployed:
             return False
         self._deployed = digest
-        if self.deploy(code.decode("utf-8", errors="replace")) and self._params is not None:
+        if self.deploy(body) and self._params is not None:
             self.invoke()
         return True
 
-    def deploy(self, code: str) -> bool:
-        body = {"exec": {"kind": self._kind, "code": code}}
+    def deploy(self, body: dict[str, Any]) -> bool:
         try:
-            answer = self._client.put(self._url(), params={"overwrite": "true"}, json=body)
-        except httpx.HTTPError as error:
-            _say(f"cannot reach the platform: {error}", err=True)
+            reply = put_action(self._client, self._name, body, overwrite=True)
+        except ClientError as error:
+            _say(error.format_message(), err=True)
             return False
-        if answer.status_code != 200:
-            _say(f"update of {self._name} refused: {_error(answer)}", err=True)
-            return False
-        action = answer.json()
+        action = reply.body if isinstance(reply.body, dict) else {}
         version = action.get("version", "?")
-        kind = action.get("exec", {}).get("kind", self._kind)
-        _say(f"{time.strftime('%H:%M:%S')} updated {self._name} (version {version}, {kind})")
+        kind = action.get("exec", {}).get("kind", body["exec"]["kind"])
+        name = self._name.name
+        _say(f"{time.strftime('%H:%M:%S')} updated {name} (version {version}, {kind})")
         return True
 
     def invoke(self) -> None:
         try:
-            answer = self._client.post(
-                self._url(), params={"blocking": "true"}, json=self._params or {}
-            )
-        except httpx.HTTPError as error:
-            _say(f"cannot reach the platform: {error}", err=True)
+            reply = invoke_action(self._client, self._name, self._params, blocking=True)
+        except ClientError as error:
+            _say(error.format_message(), err=True)
             return
-        if answer.status_code == 202:
-            _say(f"still running after the blocking wait: {answer.json().get('activationId')}")
+        record = reply.body if isinstance(reply.body, dict) else {}
+        if reply.status == 202:
+            _say(f"still running after the blocking wait: {record.get('activationId')}")
             return
-        record = answer.json()
-        if "response" not in record:
-            _say(f"invoke of {self._name} refused: {_error(answer)}", err=True)
+        response = record.get("response")
+        if not isinstance(response, dict):
+            _say(f"invoke of {self._name.name} answered {reply.status}: {reply.body}", err=True)
             return
-        response = record["response"]
         status = response.get("status", "?")
         activation, duration = record.get("activationId", "?"), record.get("duration", "?")
         _say(f"activation {activation} ({status}, {duration} ms)")
@@ -178,16 +127,6 @@ class Session:
             _say("logs:")
             for line in logs:
                 _say(f"  {line}")
-
-
-def _error(answer: httpx.Response) -> str:
-    try:
-        body = answer.json()
-    except ValueError:
-        return f"{answer.status_code} {answer.text[:200]}"
-    if isinstance(body, dict) and "error" in body:
-        return f"{answer.status_code} {body['error']}"
-    return f"{answer.status_code} {body}"
 
 
 def _say(text: str, err: bool = False) -> None:
@@ -202,16 +141,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    type=(str, str),
-    multiple=True,
-    metavar="KEY VALUE",
-    help="Invoke with this parameter after each update (the value as JSON if it parses).",
-)
-@click.option("--invoke", is_flag=True, help="Invoke after each update, also without -p.")
+@param_options
+@click.option("--invoke", is_flag=True, help="Invoke after each update, also without -p/-P.")
 @click.option("--name", default=None, help="Action name (default: the file's name without suffix).")
 @click.option("--kind", default=None, help="Runtime kind (default: from the file's suffix).")
 @click.option("--apihost", default=None, help="API host (default: from wskprops).")
@@ -220,13 +151,14 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     "--wskprops",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="wskprops file to read (default $SQUALL_HOME/wskprops, then ~/.wskprops).",
+    help="wskprops file to read (default $WSK_CONFIG_FILE, ~/.wskprops, $SQUALL_HOME/wskprops).",
 )
 @click.option("--interval", type=click.FloatRange(min=0.01), default=0.25, help="Poll seconds.")
 @click.option("--once", is_flag=True, help="Update (and invoke) once, then exit.")
 def dev(
     file: Path,
-    params: tuple[tuple[str, str], ...],
+    param: Pairs,
+    param_file: Path | None,
     invoke: bool,
     name: str | None,
     kind: str | None,
@@ -237,28 +169,19 @@ def dev(
     once: bool,
 ) -> None:
     """Run FILE as an action with hot reload: update it on every save, invoke it with
-    the -p parameters, show its result and logs. Ctrl-C stops."""
-    kind = kind or KINDS_BY_SUFFIX.get(file.suffix)
+    the -p/-P parameters, show its result and logs. Ctrl-C stops."""
     if kind is None:
-        raise click.UsageError(f"cannot tell the kind of {file.name}: give --kind")
-    target = find_target(apihost, auth, wskprops)
-    uuid, _, key = target.auth.partition(":")
-    with httpx.Client(
-        base_url=target.api_host,
-        auth=(uuid, key),
-        timeout=HTTP_TIMEOUT_S,
-        # Loopback (the standalone) never goes through a proxy; anything else may.
-        trust_env=not target.api_host.startswith(("http://127.", "http://localhost")),
-    ) as client:
-        action = name or file.stem
-        session = Session(
-            client, file, action, kind, parse_params(params) if params or invoke else None
-        )
+        infer_kind(file)  # refuse an unknown suffix before watching
+    config = resolve_config(apihost, auth, props_file=wskprops)
+    params = collect(param, param_file) if param or param_file or invoke else None
+    with WhiskClient(config) as client:
+        action = parse(name or file.stem, config.namespace)
+        session = Session(client, file, action, kind, params)
         if once:
             session.refresh()
             return
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        _say(f"watching {file} as {action} on {target.api_host} (Ctrl-C to stop)")
+        _say(f"watching {file} as {action.name} on {config.apihost} (Ctrl-C to stop)")
         try:
             seen = _fingerprint(file)
             session.refresh()

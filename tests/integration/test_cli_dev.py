@@ -26,11 +26,12 @@ CODE = (
 )
 V1 = CODE % (1, 1)
 V2 = CODE % (2, 2)
+DEV = (sys.executable, "-m", "squall.cli.main", "dev")
 
 
 def dev_args(standalone: Standalone, *args: str) -> list[str]:
     wskprops = str(standalone.home / "wskprops")
-    return [sys.executable, "-m", "squall.cli.main", "dev", "--wskprops", wskprops, *args]
+    return [*DEV, "--wskprops", wskprops, *args]
 
 
 class Lines:
@@ -146,10 +147,9 @@ def test_a_refused_update_is_reported(
     standalone: Standalone, action_file: Path, unique: Callable[[str], str]
 ) -> None:
     # When the platform refuses the action (an unknown kind)
+    name = unique("bad")
     done = subprocess.run(
-        dev_args(
-            standalone, str(action_file), "--name", unique("bad"), "--kind", "cobol:1", "--once"
-        ),
+        dev_args(standalone, str(action_file), "--name", name, "--kind", "cobol:1", "--once"),
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
@@ -157,5 +157,35 @@ def test_a_refused_update_is_reported(
         timeout=DEADLINE_S,
         check=False,
     )
-    # Then its error is shown
-    assert "refused: 400 The specified runtime 'cobol:1' is not supported" in done.stderr
+    # Then its error is shown as 'squall action update' shows it
+    assert (
+        f"Unable to update action '{name}': The specified runtime 'cobol:1' is not supported"
+        in done.stderr
+    )
+
+
+def test_runs_straight_after_standalone(
+    standalone: Standalone, action_file: Path, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    # Given no wskprops of the user's own (an empty HOME, no WSK_CONFIG_FILE), only the
+    # file the standalone wrote into its home
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env({"HOME": str(home), "SQUALL_HOME": str(standalone.home)})
+    env.pop("WSK_CONFIG_FILE", None)
+    name = unique("devFresh")
+    # When squall dev runs once with a parameter
+    done = subprocess.run(
+        [*DEV, str(action_file), "--name", name, "-p", "who", "fresh", "--once"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    # Then it deployed to that standalone and shows the result
+    assert done.returncode == 0, done.stderr
+    assert f"updated {name} (version 0.0.1" in done.stdout
+    assert '"who": "fresh"' in done.stdout

@@ -5,7 +5,8 @@ The properties file is ``$WSK_CONFIG_FILE`` or else ``~/.wskprops`` (``KEY=value
 highest first: command-line flags, that file, and — only when ``WSK_CONFIG_FILE`` is not
 set and the file lacks them — the ``wskprops`` that ``squall standalone`` writes into
 its home (``$SQUALL_HOME``, else ``./.squall``), so a freshly started standalone works
-without any ``property set``. Like ``wsk``, no other environment variable is read.
+without any ``property set``. Like ``wsk``, no other environment variable is read. A file
+named by the caller (``squall dev --wskprops``) stands for ``$WSK_CONFIG_FILE``.
 
 An API host without a scheme means ``https://`` as for ``wsk``, except on a loopback
 address, where the standalone speaks plain HTTP.
@@ -105,10 +106,16 @@ def resolve_config(
     auth: str | None = None,
     namespace: str | None = None,
     insecure: bool = False,
+    props_file: Path | None = None,
 ) -> ClientConfig:
-    """The config for these flags (None: not given), completed from the wskprops files."""
-    props = read_props(props_path())
-    if "WSK_CONFIG_FILE" not in os.environ and not (props.get(APIHOST) and props.get(AUTH)):
+    """The config for these flags (None: not given), completed from the wskprops files.
+
+    ``props_file``, when given, is read instead of :func:`props_path` and, like a set
+    ``$WSK_CONFIG_FILE``, without the standalone's file behind it.
+    """
+    named = props_file is not None or "WSK_CONFIG_FILE" in os.environ
+    props = read_props(props_file or props_path())
+    if not named and not (props.get(APIHOST) and props.get(AUTH)):
         props = read_props(standalone_props_path()) | props
     host = apihost or props.get(APIHOST)
     key = auth or props.get(AUTH)
