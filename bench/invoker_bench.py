@@ -289,6 +289,7 @@ def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
         f"{f} {t}": {"delta": [], "cold": [], "warm": [], "initTime": [], "waitTime": []}
         for f, t, _, _ in TIERS
     }
+    prewarmed = dict.fromkeys(samples, 0)
     # Warm the HTTP path of each server and start the zygote (on the first fork).
     for api in apis.values():
         for family in CODE:
@@ -313,7 +314,12 @@ def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
             s["delta"].append(cold - warm)
             s["initTime"].append(float(annotation(record, "initTime") or 0))
             s["waitTime"].append(float(annotation(record, "waitTime") or 0))
-    return {key: {k: summary(v) for k, v in s.items()} for key, s in samples.items()}
+            prewarmed[f"{family} {tier}"] += bool(annotation(record, "prewarmed"))
+    # "prewarmed": how many samples took a stem cell (all of a stem cell tier, none else).
+    return {
+        key: {**{k: summary(v) for k, v in s.items()}, "prewarmed": prewarmed[key]}
+        for key, s in samples.items()
+    }
 
 
 # -- B6 --------------------------------------------------------------------------------
@@ -537,7 +543,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 continue
             d, it = r["delta"], r["initTime"]
             out.append((f"B2 {key} cold-warm p50/p99",
-                        f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} ms)",
+                        f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} ms, "
+                        f"{r['prewarmed']}/{d['n']} stem cells)",
                         f"≤ {ms:g} ms", verdict(d["p50"], ms)))  # fmt: skip
     if "b3" in results:
         r50 = results["b3"].get("50 conn", {}).get("rps")
