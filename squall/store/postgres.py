@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import AsyncConnection
 
-from squall.errors import BadRequest, Conflict, NotFound
+from squall.errors import Conflict, NotFound
 from squall.store import keys
 from squall.store.contracts import Document, Subject
 from squall.store.postgres_activations import PostgresActivationStore
@@ -45,7 +45,9 @@ from squall.store.records import (
     UUID_TAKEN,
     Clock,
     dumps_body,
+    entity_filter,
     loads_body,
+    new_credentials,
     next_rev,
     wall_clock_ms,
 )
@@ -152,7 +154,7 @@ class PostgresEntityStore:
         skip: int = 0,
         limit: int | None = None,
     ) -> builtins.list[Document]:
-        where, params = self._where(namespace, collection, package)
+        where, params = entity_filter(namespace, collection, package, "%s")
         page = limit_offset(skip, limit)
 
         async def work(conn: Conn) -> builtins.list[Document]:
@@ -169,7 +171,7 @@ class PostgresEntityStore:
         return await self._db.run(work, idempotent=True)
 
     async def count(self, namespace: str, collection: str, *, package: str | None = None) -> int:
-        where, params = self._where(namespace, collection, package)
+        where, params = entity_filter(namespace, collection, package, "%s")
 
         async def work(conn: Conn) -> int:
             cur = await conn.execute(f"SELECT count(*) FROM entities WHERE {where}", params)
@@ -177,15 +179,6 @@ class PostgresEntityStore:
             return 0 if row is None else int(row[0])
 
         return await self._db.run(work, idempotent=True)
-
-    @staticmethod
-    def _where(namespace: str, collection: str, package: str | None) -> tuple[str, tuple[str, ...]]:
-        if package is None:
-            return "namespace = %s AND collection = %s", (namespace, collection)
-        return (
-            "namespace = %s AND collection = %s AND package = %s",
-            (namespace, collection, package),
-        )
 
 
 class PostgresAuthStore:
@@ -208,12 +201,7 @@ class PostgresAuthStore:
         key: str | None = None,
         rotate: bool = False,
     ) -> Subject:
-        if uuid is not None and (not uuid or ":" in uuid):
-            # Basic auth splits "uuid:key" at the first colon.
-            raise BadRequest("A subject uuid must be non-empty and contain no ':'.")
-        if key is not None and not key:
-            raise BadRequest("A subject key must be non-empty.")
-        key = keys.new_key() if key is None else key
+        key = new_credentials(uuid, key)
         values = {
             "namespace": namespace,
             "given": uuid,

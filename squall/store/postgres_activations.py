@@ -25,7 +25,7 @@ from psycopg import AsyncConnection
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery
 from squall.store.postgres_schema import PgDatabase, limit_offset
-from squall.store.records import activation_key, dumps_body
+from squall.store.records import activation_filter, activation_key, dumps_body
 
 Conn = AsyncConnection[Any]
 
@@ -109,7 +109,7 @@ class PostgresActivationStore:
         return await self._db.run(work, idempotent=True)
 
     async def list(self, query: ActivationQuery) -> builtins.list[dict[str, Any]]:
-        where, params = self._where(query)
+        where, params = activation_filter(query, "%s")
         page = limit_offset(query.skip, query.limit)
 
         async def work(conn: Conn) -> builtins.list[dict[str, Any]]:
@@ -123,7 +123,7 @@ class PostgresActivationStore:
         return await self._db.run(work, idempotent=True)
 
     async def count(self, query: ActivationQuery) -> int:
-        where, params = self._where(query)
+        where, params = activation_filter(query, "%s")
 
         async def work(conn: Conn) -> int:
             cur = await conn.execute(f"SELECT count(*) FROM activations WHERE {where}", params)
@@ -131,18 +131,3 @@ class PostgresActivationStore:
             return 0 if row is None else int(row[0])
 
         return await self._db.run(work, idempotent=True)
-
-    @staticmethod
-    def _where(query: ActivationQuery) -> tuple[str, tuple[str | int, ...]]:
-        clauses = ["namespace = %s"]
-        params: builtins.list[str | int] = [query.namespace]
-        if query.name is not None:
-            clauses.append("name = %s")
-            params.append(query.name)
-        if query.since is not None:
-            clauses.append("start >= %s")
-            params.append(query.since)
-        if query.upto is not None:
-            clauses.append("start <= %s")
-            params.append(query.upto)
-        return " AND ".join(clauses), tuple(params)

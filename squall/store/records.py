@@ -1,5 +1,5 @@
-"""What every store provider shares: revisions, write times, conflict messages, and the
-indexed fields of an activation record.
+"""What every store provider shares: revisions, write times, conflict and credential
+messages, the indexed fields of an activation record, and the filters of a listing.
 
 Keeping them in one place makes the providers agree exactly (the contract suite checks
 behaviour, this keeps the formats identical, so data could move between providers).
@@ -13,6 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+
+from squall.errors import BadRequest
+from squall.store import keys
+from squall.store.contracts import ActivationQuery
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -72,3 +76,44 @@ def loads_body(text: str) -> dict[str, Any]:
     """A fresh dict of stored JSON text (never the caller's own object)."""
     body: dict[str, Any] = orjson.loads(text)
     return body
+
+
+def new_credentials(uuid: str | None, key: str | None) -> str:
+    """Check a subject's requested ``uuid`` and ``key`` (None: generate one); the key."""
+    if uuid is not None and (not uuid or ":" in uuid):
+        # Basic auth splits "uuid:key" at the first colon.
+        raise BadRequest("A subject uuid must be non-empty and contain no ':'.")
+    if key is not None and not key:
+        raise BadRequest("A subject key must be non-empty.")
+    return keys.new_key() if key is None else key
+
+
+# The filters below are SQL text with ``mark`` as the parameter placeholder (``?`` for
+# SQLite, ``%s`` for psycopg); values are always passed as parameters, never inlined.
+
+
+def entity_filter(
+    namespace: str, collection: str, package: str | None, mark: str
+) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause and parameters of a listing of one collection (of one package)."""
+    if package is None:
+        return f"namespace = {mark} AND collection = {mark}", (namespace, collection)
+    return (
+        f"namespace = {mark} AND collection = {mark} AND package = {mark}",
+        (namespace, collection, package),
+    )
+
+
+def activation_filter(query: ActivationQuery, mark: str) -> tuple[str, tuple[str | int, ...]]:
+    """The WHERE clause and parameters of ``query`` (its paging aside)."""
+    clauses = [f"namespace = {mark}"]
+    params: list[str | int] = [query.namespace]
+    for clause, value in (
+        (f"name = {mark}", query.name),
+        (f"start >= {mark}", query.since),
+        (f"start <= {mark}", query.upto),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return " AND ".join(clauses), tuple(params)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from squall.errors import BadRequest, Conflict, NotFound
+from squall.errors import Conflict, NotFound
 from squall.store import keys
 from squall.store.contracts import Document, Subject
 from squall.store.records import (
@@ -45,6 +45,8 @@ from squall.store.records import (
     STALE,
     UUID_TAKEN,
     Clock,
+    entity_filter,
+    new_credentials,
     next_rev,
     wall_clock_ms,
 )
@@ -140,7 +142,7 @@ class SqliteEntityStore:
         skip: int = 0,
         limit: int | None = None,
     ) -> builtins.list[Document]:
-        where, params = self._where(namespace, collection, package)
+        where, params = entity_filter(namespace, collection, package, "?")
         with self._db.autocommit() as conn:
             rows = conn.execute(
                 f"SELECT name, rev, body, updated FROM entities WHERE {where}"
@@ -153,16 +155,10 @@ class SqliteEntityStore:
         ]
 
     async def count(self, namespace: str, collection: str, *, package: str | None = None) -> int:
-        where, params = self._where(namespace, collection, package)
+        where, params = entity_filter(namespace, collection, package, "?")
         with self._db.autocommit() as conn:
             row = conn.execute(f"SELECT count(*) FROM entities WHERE {where}", params).fetchone()
         return int(row[0])
-
-    @staticmethod
-    def _where(namespace: str, collection: str, package: str | None) -> tuple[str, tuple[str, ...]]:
-        if package is None:
-            return "namespace = ? AND collection = ?", (namespace, collection)
-        return "namespace = ? AND collection = ? AND package = ?", (namespace, collection, package)
 
 
 class SqliteAuthStore:
@@ -186,12 +182,7 @@ class SqliteAuthStore:
         key: str | None = None,
         rotate: bool = False,
     ) -> Subject:
-        if uuid is not None and (not uuid or ":" in uuid):
-            # Basic auth splits "uuid:key" at the first colon.
-            raise BadRequest("A subject uuid must be non-empty and contain no ':'.")
-        if key is not None and not key:
-            raise BadRequest("A subject key must be non-empty.")
-        key = keys.new_key() if key is None else key
+        key = new_credentials(uuid, key)
         key_hash = keys.hash_key(key)
         created = self._clock()
         with self._db.transaction() as conn:

@@ -29,7 +29,7 @@ import orjson
 
 from squall.errors import NotFound, ProviderError
 from squall.store.contracts import ActivationQuery
-from squall.store.records import activation_key
+from squall.store.records import activation_filter, activation_key
 from squall.store.sqlite_schema import Database, dumps_body, limit_offset
 
 _UPSERT = (
@@ -172,7 +172,7 @@ class SqliteActivationStore:
         return body
 
     async def list(self, query: ActivationQuery) -> builtins.list[dict[str, Any]]:
-        where, params = self._where(query)
+        where, params = activation_filter(query, "?")
         with self._db.autocommit() as conn:
             rows = conn.execute(
                 f"SELECT body FROM activations WHERE {where}"
@@ -182,22 +182,7 @@ class SqliteActivationStore:
         return [orjson.loads(body) for (body,) in rows]
 
     async def count(self, query: ActivationQuery) -> int:
-        where, params = self._where(query)
+        where, params = activation_filter(query, "?")
         with self._db.autocommit() as conn:
             row = conn.execute(f"SELECT count(*) FROM activations WHERE {where}", params).fetchone()
         return int(row[0])
-
-    @staticmethod
-    def _where(query: ActivationQuery) -> tuple[str, tuple[str | int, ...]]:
-        clauses = ["namespace = ?"]
-        params: builtins.list[str | int] = [query.namespace]
-        if query.name is not None:
-            clauses.append("name = ?")
-            params.append(query.name)
-        if query.since is not None:
-            clauses.append("start >= ?")
-            params.append(query.since)
-        if query.upto is not None:
-            clauses.append("start <= ?")
-            params.append(query.upto)
-        return " AND ".join(clauses), tuple(params)
