@@ -168,7 +168,9 @@ def controller(
 
 
 def invoker_app(invoker: Any) -> Starlette:
-    """The invoker's own small HTTP face: ``/ping`` (its id and containers)."""
+    """The invoker's own small HTTP face: ``/ping`` (its id and containers) and
+    ``/metrics`` (its Prometheus families)."""
+    from squall.metrics.exposition import metrics_routes
 
     async def ping(request: Request) -> Response:
         pool = invoker.pool
@@ -182,7 +184,9 @@ def invoker_app(invoker: Any) -> Starlette:
             }
         )
 
-    return Starlette(routes=[Route("/ping", ping, methods=["GET"])])
+    return Starlette(
+        routes=[Route("/ping", ping, methods=["GET"]), *metrics_routes(invoker.metrics)]
+    )
 
 
 async def run_invoker(settings: Settings, port: int) -> None:

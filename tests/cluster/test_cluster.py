@@ -115,6 +115,12 @@ def test_load_spreads_across_invokers(cluster: Cluster) -> None:
     ran = {name: after[name] - before[name] for name in after}
     assert all(n > 0 for n in ran.values()), ran
     assert sum(ran.values()) >= len(names)
+    # And each invoker's /metrics counts what it ran; a controller's, every invoker's queue
+    for member in cluster.local.invokers:
+        page = httpx.get(f"{member.url}/metrics", timeout=5).text
+        assert 'squall_invoker_activations_total{kind="nodejs:20",status="success"}' in page
+    page = httpx.get(f"{cluster.local.controllers[0].url}/metrics", timeout=5).text
+    assert 'squall_controller_invoker_queue_length{invoker="invoker1"}' in page
 
 
 def test_an_invoker_killed_mid_run_loses_no_activation_and_runs_none_twice(
