@@ -10,20 +10,18 @@ invokers on this machine (``cli/local_cluster.py``) for development and tests.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
+from squall.cli.serving import serve_app
 from squall.config import Settings
 from squall.errors import SquallError
 
@@ -36,36 +34,6 @@ def _settings(**overrides: Any) -> Settings:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     return settings
-
-
-async def _serve(app: ASGIApp, settings: Settings, port: int) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (the caller closes what it built)."""
-    from squall.cli.standalone import _Server
-
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=5,
-    )
-    gc.collect()
-    gc.freeze()
-    server = _Server(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_exit)
-    try:
-        await server.serve()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    if not server.started:
-        raise SystemExit(f"could not listen on {settings.host}:{port}")
 
 
 def _run(main: Any) -> None:
@@ -120,7 +88,7 @@ async def run_controller(settings: Settings) -> None:
         await alarms.start()
         retention.start()
         log.info("controller %s on %s:%d", settings.controller_id, settings.host, settings.port)
-        await _serve(create_app(controller), settings, settings.port)
+        await serve_app(create_app(controller), settings, settings.port)
     finally:
         await retention.close()
         await alarms.close()
@@ -206,7 +174,7 @@ async def run_invoker(settings: Settings, port: int) -> None:
     try:
         await invoker.start()
         log.info("invoker %s (%d MB)", settings.invoker_id, settings.user_memory_mb)
-        await _serve(invoker_app(invoker), settings, port)
+        await serve_app(invoker_app(invoker), settings, port)
     finally:
         await invoker.close()
         await factory.close()

@@ -8,19 +8,15 @@ cluster shape; only the providers passed in here differ.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 import os
-import signal
-from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from squall.bus.memory import MemoryBus
+from squall.cli.serving import serve_app
 from squall.config import Settings
 from squall.controller.app import create_app
 from squall.controller.balancer import LeanBalancer
@@ -143,24 +139,6 @@ class Standalone:
         await self.store.close()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server with signals left to us.
-
-    uvicorn re-raises a captured SIGTERM after serving, which would kill the process
-    before the invoker records in-flight activations and kills the runtimes; here the
-    signal only asks the server to stop, and ``serve`` then closes everything.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    def request_exit(self) -> None:
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
-
-
 async def serve(settings: Settings) -> None:
     try:
         system = await Standalone.start(settings)
@@ -171,33 +149,7 @@ async def serve(settings: Settings) -> None:
     print(f"AUTH={system.guest_auth}", flush=True)
     print("NAMESPACE=guest", flush=True)
     print(f"# written to {wskprops}: export WSK_CONFIG_FILE={wskprops}", flush=True)
-    config = uvicorn.Config(
-        system.app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=5,
-    )
-    # Everything built so far lives as long as the process: move it out of the
-    # collector's sight so collections during requests scan only per-request garbage.
-    gc.collect()
-    gc.freeze()
-    server = _Server(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_exit)
-    try:
-        await server.serve()
-    finally:
-        await system.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    if not server.started:
-        raise SystemExit(f"could not listen on {settings.host}:{settings.port}")
+    await serve_app(system.app, settings, settings.port, close=system.close)
 
 
 def run(settings: Settings) -> None:

@@ -1,0 +1,80 @@
+"""Serving an ASGI app until SIGINT/SIGTERM, for ``squall standalone``, ``squall
+controller`` and ``squall invoker``.
+
+uvicorn's own signal handling re-raises a captured SIGTERM after serving, which would
+kill the process before the invoker records in-flight activations and kills the
+runtimes; here a signal only asks the server to stop (a second one forces it), and the
+caller's ``close`` then runs while the signals are still routed to the server, so a
+second Ctrl-C cannot interrupt an orderly shutdown half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+from collections.abc import Awaitable, Callable, Generator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from squall.config import Settings
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with signals left to :func:`serve_app`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    def request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+async def serve_app(
+    app: ASGIApp,
+    settings: Settings,
+    port: int,
+    close: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve ``app`` on ``settings.host:port`` until SIGINT/SIGTERM, then await ``close``.
+
+    ``close`` runs also when serving fails. Raises SystemExit when the port could not be
+    listened on.
+    """
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+    )
+    # Everything built so far lives as long as the process: move it out of the
+    # collector's sight so collections during requests scan only per-request garbage.
+    gc.collect()
+    gc.freeze()
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, server.request_exit)
+    try:
+        await server.serve()
+    finally:
+        try:
+            if close is not None:
+                await close()
+        finally:
+            for sig in SIGNALS:
+                loop.remove_signal_handler(sig)
+    if not server.started:
+        raise SystemExit(f"could not listen on {settings.host}:{port}")
