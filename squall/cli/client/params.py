@@ -9,7 +9,7 @@ as ``[{"key": ..., "value": ...}]``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,41 +68,33 @@ def as_dict(key_value_list: Any) -> dict[str, Any]:
     }
 
 
-def param_options(f: Any) -> Any:
-    """``-p/--param KEY VALUE`` (repeatable) and ``-P/--param-file FILE``."""
-    f = click.option(
-        "-P",
-        "--param-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="FILE containing parameter values in JSON format.",
-    )(f)
-    return click.option(
-        "-p",
-        "--param",
-        "param",
-        type=(str, str),
-        multiple=True,
-        metavar="KEY VALUE",
-        help="Parameter values in KEY VALUE format (VALUE is JSON if it parses).",
-    )(f)
+def _pair_options(long: str, noun: str) -> Callable[[Any], Any]:
+    """Options ``-x/--LONG KEY VALUE`` (repeatable) and ``-X/--LONG-file FILE``, ``x``
+    being the first letter of ``long``; the command receives ``LONG`` and ``LONG_file``."""
+    short = long[0]
+
+    def options(f: Any) -> Any:
+        f = click.option(
+            f"-{short.upper()}",
+            f"--{long}-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help=f"FILE containing {noun} values in JSON format.",
+        )(f)
+        return click.option(
+            f"-{short}",
+            f"--{long}",
+            long,
+            type=(str, str),
+            multiple=True,
+            metavar="KEY VALUE",
+            help=f"{noun.capitalize()} values in KEY VALUE format (VALUE is JSON if it parses).",
+        )(f)
+
+    return options
 
 
-def annotation_options(f: Any) -> Any:
-    """``-a/--annotation KEY VALUE`` (repeatable) and ``-A/--annotation-file FILE``."""
-    f = click.option(
-        "-A",
-        "--annotation-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="FILE containing annotation values in JSON format.",
-    )(f)
-    return click.option(
-        "-a",
-        "--annotation",
-        "annotation",
-        type=(str, str),
-        multiple=True,
-        metavar="KEY VALUE",
-        help="Annotation values in KEY VALUE format (VALUE is JSON if it parses).",
-    )(f)
+#: ``-p/--param KEY VALUE`` (repeatable) and ``-P/--param-file FILE``.
+param_options = _pair_options("param", "parameter")
+#: ``-a/--annotation KEY VALUE`` (repeatable) and ``-A/--annotation-file FILE``.
+annotation_options = _pair_options("annotation", "annotation")
