@@ -76,6 +76,10 @@ class Settings:
     unresponsive_after_s: float = 3.0
     offline_after_s: float = 10.0
     cluster_controllers: int = 1
+    # Standalone over https: PEM certificate (chain) and private key files; both or neither.
+    # A cluster terminates TLS in nginx instead (deploy/nginx/).
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @property
     def db_path(self) -> Path:
@@ -87,7 +91,8 @@ class Settings:
 
     @property
     def effective_api_host(self) -> str:
-        return self.api_host or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return self.api_host or f"{scheme}://{self.host}:{self.port}"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

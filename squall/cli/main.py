@@ -101,6 +101,18 @@ def main() -> None:
     default=None,
     help="Run actions as plain processes, without namespaces or cgroups (development only).",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Serve https with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The private key of --tls-cert (PEM).",
+)
 def standalone(
     host: str | None,
     port: int | None,
@@ -112,6 +124,8 @@ def standalone(
     sandbox_network: bool | None,
     cgroup_root: str | None,
     unsafe_no_isolation: bool | None,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
     """Run the whole platform in one process (SQLite, in-process bus, process sandbox)."""
     from squall.cli.standalone import run
@@ -127,7 +141,11 @@ def standalone(
         sandbox_network=sandbox_network,
         cgroup_root=cgroup_root,
         unsafe_no_isolation=unsafe_no_isolation,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together (or SQUALL_TLS_CERT/KEY)")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

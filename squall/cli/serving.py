@@ -42,12 +42,18 @@ async def serve_app(
     settings: Settings,
     port: int,
     close: Callable[[], Awaitable[None]] | None = None,
+    *,
+    tls: bool = False,
 ) -> None:
     """Serve ``app`` on ``settings.host:port`` until SIGINT/SIGTERM, then await ``close``.
+
+    ``tls`` serves https with ``settings.tls_cert`` and ``tls_key`` when they are set
+    (standalone; a cluster's controllers sit behind nginx, which terminates TLS).
 
     ``close`` runs also when serving fails. Raises SystemExit when the port could not be
     listened on.
     """
+    cert, key = (settings.tls_cert, settings.tls_key) if tls else ("", "")
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -58,6 +64,8 @@ async def serve_app(
         access_log=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
+        ssl_certfile=cert or None,
+        ssl_keyfile=key or None,
     )
     # Everything built so far lives as long as the process: move it out of the
     # collector's sight so collections during requests scan only per-request garbage.

@@ -149,7 +149,7 @@ async def serve(settings: Settings) -> None:
     print(f"AUTH={system.guest_auth}", flush=True)
     print("NAMESPACE=guest", flush=True)
     print(f"# written to {wskprops}: export WSK_CONFIG_FILE={wskprops}", flush=True)
-    await serve_app(system.app, settings, settings.port, close=system.close)
+    await serve_app(system.app, settings, settings.port, close=system.close, tls=True)
 
 
 def run(settings: Settings) -> None:

@@ -1,7 +1,7 @@
-// The official client over https through nginx (self-signed certificate, so
-// ignore_certs): an action created and invoked blocking, a web action fetched with GET,
-// and an action whose code is over 10 MB accepted; a client that checks certificates is
-// refused.
+// The official client over https with a self-signed certificate (so ignore_certs), through
+// nginx or to `squall standalone --tls-cert`: an action created and invoked blocking, a web
+// action fetched with GET, and an action whose code is over 10 MB accepted; a client that
+// checks certificates is refused.
 'use strict';
 
 const https = require('https');

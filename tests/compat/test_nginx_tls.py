@@ -28,7 +28,7 @@ def test_openwhisk_client_over_https(standalone: Standalone, front: Nginx) -> No
     # Given the client pointed at nginx's https address instead of the server's
     through_nginx = dataclasses.replace(standalone, api_host=front.url)
     # When it creates and invokes actions, fetches a web action and uploads 11 MB of code
-    seen = run_script(through_nginx, "nginx_tls.js")
+    seen = run_script(through_nginx, "https_client.js")
     # Then a client that checks certificates refuses the self-signed one
     assert "self-signed certificate" in seen["refused"]["failed"]["message"]
     # And with ignore_certs the blocking invoke answers the result
