@@ -148,16 +148,6 @@ def completion_topic(controller_id: str) -> str:
     return f"completed.{controller_id}"
 
 
-def message_type(data: bytes) -> str:
-    """The ``t`` of a message (``"completion"``, ``"redispatch"``...), or ``""`` when the
-    bytes are not one of ours; for consumers of topics that carry several types."""
-    try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return ""
-    return str(raw.get("t", "")) if isinstance(raw, dict) else ""
-
-
 # Broadcast subjects (every live subscriber gets each message; nothing is stored).
 HEALTH_SUBJECT = "health"
 INVALIDATION_SUBJECT = "cacheInvalidation"

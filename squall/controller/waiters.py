@@ -27,7 +27,6 @@ from squall.bus.messages import (
     MessageError,
     Redispatch,
     completion_topic,
-    message_type,
 )
 from squall.entities.activation import is_pending
 from squall.errors import NotFound, ProviderError, SquallError
@@ -68,12 +67,13 @@ class CompletionWaiters:
             except ProviderError:
                 return
             try:
-                if message_type(delivery.data) == "redispatch":
-                    await self._redispatch(Redispatch.from_bytes(delivery.data))
-                else:
-                    self.deliver(Completion.from_bytes(delivery.data))
+                # Completions are the hot path: decoded once; anything else is rare.
+                self.deliver(Completion.from_bytes(delivery.data))
             except MessageError:
-                log.exception("dropping a malformed message on %s", self._topic)
+                try:
+                    await self._redispatch(Redispatch.from_bytes(delivery.data))
+                except MessageError:
+                    log.exception("dropping a malformed message on %s", self._topic)
             try:
                 await delivery.ack()
             except ProviderError:

@@ -6,10 +6,14 @@ import orjson
 import pytest
 
 from squall.bus.messages import (
+    INVOKER_UP,
     SCHEMA_VERSION,
     ActivationMessage,
     Completion,
+    Invalidation,
+    InvokerPing,
     MessageError,
+    Redispatch,
     completion_topic,
     invoker_topic,
 )
@@ -92,3 +96,27 @@ def test_malformed_or_foreign_messages_are_rejected(data: bytes) -> None:
 def test_topics() -> None:
     assert invoker_topic("3") == "invoker.3"
     assert completion_topic("0") == "completed.0"
+
+
+def test_cluster_messages_round_trip_with_a_stable_schema() -> None:
+    # Given an invoker ping, a cache invalidation and a redispatch
+    ping = InvokerPing("1", 2048, INVOKER_UP, 1_700_000_000_000, busy_mb=256, containers=3)
+    change = Invalidation("0", "guest", "pkg/hello")
+    redispatch = Redispatch(_message(), "1")
+    # Then each decodes to itself, and carries its type and version
+    assert InvokerPing.from_bytes(ping.to_bytes()) == ping
+    assert Invalidation.from_bytes(change.to_bytes()) == change
+    assert Redispatch.from_bytes(redispatch.to_bytes()) == redispatch
+    assert orjson.loads(ping.to_bytes()) == {
+        "v": SCHEMA_VERSION, "t": "ping", "invoker": "1", "userMemoryMb": 2048,
+        "state": INVOKER_UP, "sentMs": 1_700_000_000_000, "busyMb": 256, "containers": 3,
+    }  # fmt: skip
+    assert orjson.loads(change.to_bytes()) == {
+        "v": SCHEMA_VERSION, "t": "invalidation", "controller": "0", "namespace": "guest",
+        "path": "pkg/hello",
+    }  # fmt: skip
+    # And one type is never read as another
+    with pytest.raises(MessageError):
+        Completion.from_bytes(redispatch.to_bytes())
+    with pytest.raises(MessageError):
+        InvokerPing.from_bytes(change.to_bytes())
