@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlparse
 
 import pytest
@@ -23,7 +24,7 @@ import pytest
 NATS_URL = os.environ.get("SQUALL_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def service_missing(reason: str) -> None:
+def service_missing(reason: str) -> NoReturn:
     """Fail under ``CI=true`` (CI provides every service), skip otherwise."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(reason)

@@ -5,9 +5,12 @@ throwaway server of the test's own, never the machine's)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,26 +144,37 @@ async def _send_eventually(bus: NatsBus, topic: str, data: bytes, key: str) -> N
             await asyncio.sleep(0.1)
 
 
-async def test_a_killed_and_restarted_server_loses_nothing_and_repeats_nothing(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[OwnNatsServer]:
+    """A started nats-server of the test's own, which the test may kill and restart."""
     binary = nats_server_binary()
     if binary is None:
         service_missing("nats-server is not installed")
-        return
     server = OwnNatsServer(binary, tmp_path / "jetstream")
     await server.start()
-    bus: NatsBus | None = None
     try:
-        # Given five messages received and acknowledged, and one received but not
-        bus = await NatsBus.connect(
-            server.url,
-            prefix=unique_prefix(),
-            ack_wait_s=ACK_WAIT_S,
-            max_deliver=5,
-            send_timeout_s=2.0,
-            reconnect_wait_s=0.1,
-        )
+        yield server
+    finally:
+        await server.kill()
+
+
+@contextlib.asynccontextmanager
+async def bus_on(server: OwnNatsServer, **options: Any) -> AsyncIterator[NatsBus]:
+    """A bus on ``server`` under a fresh prefix, reconnecting quickly after a restart."""
+    bus = await NatsBus.connect(
+        server.url, prefix=unique_prefix(), ack_wait_s=ACK_WAIT_S, reconnect_wait_s=0.1, **options
+    )
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def test_a_killed_and_restarted_server_loses_nothing_and_repeats_nothing(
+    server: OwnNatsServer,
+) -> None:
+    # Given five messages received and acknowledged, and one received but not
+    async with bus_on(server, max_deliver=5, send_timeout_s=2.0) as bus:
         consumer = await bus.consumer("invoker.r")
         for i in range(5):
             await bus.send("invoker.r", f"acked{i}".encode(), key=f"acked{i}")
@@ -196,39 +210,19 @@ async def test_a_killed_and_restarted_server_loses_nothing_and_repeats_nothing(
         assert counts[b"during"] <= 1
         assert not {data for data in counts if data.startswith(b"acked")}
         assert sum(counts.values()) == len(got)
-    finally:
-        if bus is not None:
-            await bus.close()
-        await server.kill()
 
 
-async def test_a_server_killed_under_load_runs_nothing_twice(tmp_path: Path) -> None:
+async def test_a_server_killed_under_load_runs_nothing_twice(server: OwnNatsServer) -> None:
     """The invoker's pattern under a restart: acknowledge first, run only when the ack is
     confirmed; the producer retries each send with its key until it is accepted."""
-    binary = nats_server_binary()
-    if binary is None:
-        service_missing("nats-server is not installed")
-        return
-    server = OwnNatsServer(binary, tmp_path / "jetstream")
-    await server.start()
     total = 200
-    bus: NatsBus | None = None
-    try:
-        bus = await NatsBus.connect(
-            server.url,
-            prefix=unique_prefix(),
-            ack_wait_s=ACK_WAIT_S,
-            max_deliver=20,
-            send_timeout_s=1.0,
-            reconnect_wait_s=0.1,
-        )
+    async with bus_on(server, max_deliver=20, send_timeout_s=1.0) as bus:
         consumer = await bus.consumer("invoker.load")
         ran: Counter[bytes] = Counter()
         unconfirmed: set[bytes] = set()
         a_third_sent = asyncio.Event()
 
         async def produce() -> None:
-            assert bus is not None
             for i in range(total):
                 await _send_eventually(bus, "invoker.load", f"job{i}".encode(), key=f"job{i}")
                 if i == total // 3:
@@ -260,10 +254,6 @@ async def test_a_server_killed_under_load_runs_nothing_twice(tmp_path: Path) -> 
         lost = {f"job{i}".encode() for i in range(total)} - set(ran)
         assert lost <= unconfirmed
         assert await consumer.poll(ACK_WAIT_S * 1.5) is None
-    finally:
-        if bus is not None:
-            await bus.close()
-        await server.kill()
 
 
 async def test_streams_deleted_under_a_running_bus_are_made_again(nats_buses: NatsBuses) -> None:
