@@ -1,8 +1,9 @@
 """``squall dev FILE``: edit an action locally, see it run on every save.
 
 On start and on every save of FILE, the action is created or updated on the target
-platform (the local ``squall standalone`` by default); given ``-p`` parameters (or
-``--invoke``), it is then invoked blocking with them and its result and logs are printed.
+platform (the one wskprops names, the local ``squall standalone`` if none); given ``-p``
+parameters (or ``--invoke``), it is then invoked blocking with them and its result and
+logs are printed.
 A save that the platform refuses (a syntax error is only found when it runs, but an
 unknown kind or an oversized file is refused at once) prints the error and keeps watching.
 Ctrl-C (or SIGTERM) stops it cleanly.
