@@ -117,3 +117,25 @@ def test_a_certificate_without_its_key_is_refused(tmp_path: Path) -> None:
     # And the address written for clients is https only with a certificate
     assert Settings(tls_cert=str(cert), port=8443).effective_api_host == "https://127.0.0.1:8443"
     assert Settings(port=8443).effective_api_host == "http://127.0.0.1:8443"
+
+
+def test_the_squall_cli_over_https_needs_i_for_a_self_signed_certificate(
+    secure: tuple[Standalone, Path], tmp_path: Path
+) -> None:
+    server, _ = secure
+    env = clean_env({"WSK_CONFIG_FILE": str(tmp_path / "wskprops"), "HOME": str(tmp_path)})
+    squall = [sys.executable, "-m", "squall.cli.main"]
+    flags = ["--apihost", server.api_host, "--auth", server.auth]
+    # When the client checks the certificate, it refuses the self-signed one, saying why
+    refused = subprocess.run(
+        [*squall, "namespace", "list", *flags], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode != 0
+    assert "certificate" in refused.stderr.lower(), refused.stderr
+    assert "Traceback" not in refused.stderr
+    # And with -i it talks to the API over https
+    listed = subprocess.run(
+        [*squall, "namespace", "list", "-i", *flags], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "guest" in listed.stdout
