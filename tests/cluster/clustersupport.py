@@ -2,12 +2,12 @@
 
 - :class:`NatsServer`: a private ``nats-server -js`` on a free loopback port with its own
   store directory (the machine's server is shared; this one can be stopped and started).
-- :class:`TcpProxy`: a loopback TCP relay in front of the machine's PostgreSQL; ``cut()``
-  refuses and drops every connection, as a stopped server does for its clients, and
-  ``restore()`` lets them through again — the database itself is shared and stays up.
+- :class:`PrivatePostgres`: a PostgreSQL server of the test's own (initdb'd in a second),
+  which a test stops and starts again.
 - :class:`Witness`: a loopback HTTP server that actions tell their activation id when they
   start, so a test can see whether any activation ran twice.
-- :func:`postgres_schema`: a fresh schema in database ``test``, dropped afterwards.
+- :func:`postgres_schema`: a fresh schema in the machine's database ``test``, dropped
+  afterwards (for tests that need no outage).
 
 Every service is reached over a real connection; with ``CI=true`` a missing one fails
 the tests (``require``) instead of skipping them.
@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -87,8 +88,16 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://{LOOPBACK}:{self.port}"
 
+    @staticmethod
+    def binary() -> str:
+        return shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+    @staticmethod
+    def available() -> bool:
+        return Path(NatsServer.binary()).exists()
+
     def start(self) -> None:
-        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        binary = self.binary()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [binary, "-js", "-a", LOOPBACK, "-p", str(self.port), "-sd", str(self.store)],
@@ -110,75 +119,53 @@ class NatsServer:
                 self.process.wait()
 
 
-class TcpProxy:
-    """Relays loopback connections to ``target``; ``cut`` drops them all and refuses
-    new ones until ``restore``."""
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (Debian's binaries, run as the ``postgres``
+    user, trust auth on loopback, ``fsync`` off), so a test may stop it and start it again;
+    the machine's server is shared and stays up."""
+
+    def __init__(self) -> None:
+        # Not under pytest's root-only temporary directory: the server runs as postgres.
+        self.dir = Path(tempfile.mkdtemp(prefix="squall-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
         self.port = free_port()
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return (PG_BIN / "initdb").exists() and shutil.which("runuser") is not None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            log = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
+            raise RuntimeError(f"{args[0]} failed: {done.stderr}{done.stdout}\n{log}")
+
+    def init(self) -> None:
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
+                  "postgres", "--no-sync", "-E", "UTF8")  # fmt: skip
 
     def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((LOOPBACK, self.port))
-        listener.listen(128)
-        self._listener = listener
-        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        self._thread.start()
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses={LOOPBACK} -c fsync=off"
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
+                  "-w", "-o", options, "start")  # fmt: skip
 
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # cut
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            with self._lock:
-                self._sockets.difference_update((source, sink))
-
-    def cut(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            sockets = list(self._sockets)
-        for s in sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def restore(self) -> None:
-        self.start()
+    def stop(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def close(self) -> None:
-        self.cut()
+        with contextlib.suppress(RuntimeError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Witness:
@@ -218,7 +205,7 @@ class Cluster:
 
     local: LocalCluster
     nats: NatsServer
-    pg: TcpProxy
+    pg: PrivatePostgres
     witness: Witness
 
     @property

@@ -1,6 +1,6 @@
 """A real cluster for the tests in this directory: two controllers and two invokers
-(``squall.cli.local_cluster``), the machine's PostgreSQL (through a relay the tests can
-cut, in a fresh schema) and a private NATS JetStream server (which the tests restart).
+(``squall.cli.local_cluster``) over a private PostgreSQL server and a private NATS
+JetStream server, which the tests stop and start again.
 
 Health timings are shortened (pings every 0.5 s, offline after 4 s) so that a killed
 invoker is noticed quickly; actions get the network (loopback only is used) so they can
@@ -14,15 +14,10 @@ from pathlib import Path
 
 import pytest
 from clustersupport import (
-    NATS_PORT,
-    PG_HOST,
-    PG_PORT,
     Cluster,
     NatsServer,
-    TcpProxy,
+    PrivatePostgres,
     Witness,
-    postgres_schema,
-    reachable,
     require,
 )
 
@@ -44,21 +39,19 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    require("PostgreSQL on 127.0.0.1:5432", reachable(PG_HOST, PG_PORT))
-    require("NATS on 127.0.0.1:4222", reachable(PG_HOST, NATS_PORT))
+    require("PostgreSQL's server binaries (Debian package postgresql)", PrivatePostgres.available())
+    require("nats-server (Debian package nats-server)", NatsServer.available())
     home: Path = tmp_path_factory.mktemp("cluster")
     nats = NatsServer(home)
-    nats.start()
-    pg = TcpProxy((PG_HOST, PG_PORT))
-    pg.start()
+    pg = PrivatePostgres()
     witness = Witness()
-    with postgres_schema() as schema:
-        store_url = (
-            f"postgresql://postgres@127.0.0.1:{pg.port}/test?options=-csearch_path%3D{schema}"
-        )
+    try:
+        nats.start()
+        pg.init()
+        pg.start()
         local = LocalCluster(
             home,
-            store_url=store_url,
+            store_url=pg.url,
             bus_url=f"{nats.url}?ack_wait_s=5",
             controllers=2,
             invokers=2,
@@ -69,6 +62,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             yield Cluster(local, nats, pg, witness)
         finally:
             local.close()
-            nats.stop()
-            pg.close()
-            witness.close()
+    finally:
+        nats.stop()
+        pg.close()
+        witness.close()

@@ -1,6 +1,6 @@
 """Two controllers and two invokers over PostgreSQL and NATS, broken in the ways a
 production cluster breaks: an invoker killed mid-run, a controller restarted, NATS
-restarted under load, PostgreSQL unreachable for 20 s.
+restarted under load, PostgreSQL stopped for 20 s.
 
 The module shares one cluster; every test that breaks something puts it back (and waits
 until every invoker is healthy again) before it ends.
@@ -248,14 +248,14 @@ def test_nats_restarted_under_load_duplicates_nothing_and_hangs_nothing(
     cluster.local.wait_ready()
 
 
-def test_postgres_unreachable_gives_5xx_never_401_and_service_resumes(
+def test_postgres_stopped_for_20_s_gives_5xx_never_401_and_service_resumes(
     cluster: Cluster,
 ) -> None:
     name = unique("pgdown")
     with cluster.client(0, timeout=30) as c0:
         create(c0, name)
-        # When PostgreSQL cannot be reached for 20 s
-        cluster.pg.cut()
+        # When PostgreSQL is stopped for 20 s
+        cluster.pg.stop()
         codes = []
         try:
             end = time.monotonic() + 20
@@ -264,11 +264,10 @@ def test_postgres_unreachable_gives_5xx_never_401_and_service_resumes(
                 codes.append(r.status_code)
                 time.sleep(0.5)
         finally:
-            cluster.pg.restore()
-        # Then the API answered 5xx, never 401 (nor anything else but a cached success)
-        assert 401 not in codes, codes
-        assert any(code >= 500 for code in codes), codes
-        assert all(code >= 500 or code == 200 for code in codes), codes
+            cluster.pg.start()
+        # Then the API answered 5xx, never 401 (nor anything else)
+        assert codes, codes
+        assert all(code >= 500 for code in codes), codes
         # And service resumes by itself
         end = time.monotonic() + 30
         while True:
@@ -278,3 +277,4 @@ def test_postgres_unreachable_gives_5xx_never_401_and_service_resumes(
             time.sleep(0.5)
         assert r.status_code == 200, r.text
         assert r.json() == {"hello": "world"}
+    cluster.local.wait_ready()
