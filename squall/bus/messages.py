@@ -171,12 +171,16 @@ class InvokerPing:
     sent_ms: int
     busy_mb: int = 0
     containers: int = 0
+    # Chosen at each start: a different one means the invoker restarted (and lost what it
+    # was running), however quickly it came back.
+    incarnation: str = ""
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
             {
                 "v": SCHEMA_VERSION,
                 "t": "ping",
+                "incarnation": self.incarnation,
                 "invoker": self.invoker,
                 "userMemoryMb": self.user_memory_mb,
                 "state": self.state,
@@ -197,6 +201,7 @@ class InvokerPing:
                 sent_ms=int(raw["sentMs"]),
                 busy_mb=int(raw.get("busyMb", 0)),
                 containers=int(raw.get("containers", 0)),
+                incarnation=str(raw.get("incarnation", "")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MessageError(f"ping: {e}") from e

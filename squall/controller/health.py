@@ -59,6 +59,7 @@ class InvokerStatus:
     busy_mb: int = 0
     containers: int = 0
     testing_since: float = 0.0
+    incarnation: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -145,6 +146,15 @@ class InvokerRegistry:
         elif status.state == OFFLINE and ping.state != INVOKER_STOPPING:
             status.tested = False  # back from the dead: prove it works again
             status.system_errors = 0
+        elif ping.incarnation and status.incarnation and ping.incarnation != status.incarnation:
+            # Restarted before it was noticed offline: what the old process ran is lost
+            # all the same. Go through offline (recovery runs), then prove it works again.
+            log.warning("invoker %s restarted", ping.invoker)
+            self._change(status, OFFLINE)
+            status.tested = False
+            status.system_errors = 0
+        if ping.incarnation:
+            status.incarnation = ping.incarnation
         status.last_ping = self._clock()
         status.user_memory_mb = ping.user_memory_mb
         status.busy_mb = ping.busy_mb
@@ -181,13 +191,16 @@ class InvokerRegistry:
             if state == UNHEALTHY:
                 self._start_test(status, now)
             if state != status.state:
-                previous, status.state = status.state, state
-                log.info("invoker %s: %s -> %s", status.id, previous, state)
-                for listener in self._listeners:
-                    try:
-                        listener(status, previous)
-                    except Exception:
-                        log.exception("an invoker state listener failed")
+                self._change(status, state)
+
+    def _change(self, status: InvokerStatus, state: str) -> None:
+        previous, status.state = status.state, state
+        log.info("invoker %s: %s -> %s", status.id, previous, state)
+        for listener in self._listeners:
+            try:
+                listener(status, previous)
+            except Exception:
+                log.exception("an invoker state listener failed")
 
     def _start_test(self, status: InvokerStatus, now: float) -> None:
         if self.health_test is None:

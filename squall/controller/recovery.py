@@ -51,6 +51,8 @@ log = logging.getLogger("squall.controller.recovery")
 # had not yet acknowledged comes back only after the bus's acknowledgement wait.
 DRAIN_DEADLINE_S = 45.0
 POLL_S = 0.2
+# An invoker that stops cleanly finishes its runs for 10 s, then records the rest.
+STOP_GRACE_S = 15.0
 
 
 def invoker_lost(invoker_id: str) -> str:
@@ -88,14 +90,23 @@ class Recovery:
         running = self._tasks.get(status.id)
         if running is not None and not running.done():
             return
+        # Taken now: what is sent there after this moment (it may come back while we
+        # drain) is not this recovery's to end.
+        suspects = {d.message.activation_id for d in self._balancer.on_invoker(status.id)}
         self._tasks[status.id] = asyncio.create_task(
-            self.recover(status.id), name=f"recover-{status.id}"
+            self.recover(status.id, suspects, graceful=status.stopping),
+            name=f"recover-{status.id}",
         )
 
     async def _on_redispatch(self, redispatch: Redispatch) -> None:
         await self._route_again(redispatch.message, redispatch.from_invoker)
 
     async def _route_again(self, message: ActivationMessage, from_invoker: str) -> None:
+        current = self._balancer.dispatched.get(message.activation_id)
+        if current is not None and current.invoker != from_invoker:
+            return  # already moved (a redelivered copy)
+        if current is None and await self._ended(message):
+            return  # it ran and ended: nothing to move
         try:
             await self._balancer.reroute(message, from_invoker)
         except SquallError as error:
@@ -106,8 +117,14 @@ class Recovery:
                 f"The activation could not be moved off invoker {from_invoker}: {error.message}",
             )
 
-    async def recover(self, invoker_id: str) -> None:
-        """Move ``invoker_id``'s queued work, then end this controller's lost activations."""
+    async def recover(
+        self, invoker_id: str, suspects: set[str] | None = None, *, graceful: bool = False
+    ) -> None:
+        """Move ``invoker_id``'s queued work, then end this controller's lost activations
+        (of ``suspects``, those sent there before it went offline; all when None).
+
+        ``graceful``: it announced it is stopping; it finishes (or records) what it runs
+        within its grace, so the completions are awaited before anything is ended."""
         log.warning("invoker %s is offline: moving its queue", invoker_id)
         try:
             moved = await self._drain(invoker_id)
@@ -115,7 +132,16 @@ class Recovery:
         except ProviderError as error:
             log.error("recovery of invoker %s stopped: %s", invoker_id, error)
             return
-        lost = self._balancer.on_invoker(invoker_id)
+        if graceful:
+            for _ in range(int(STOP_GRACE_S / POLL_S)):
+                if not self._balancer.on_invoker(invoker_id):
+                    break
+                await asyncio.sleep(POLL_S)
+        lost = [
+            d
+            for d in self._balancer.on_invoker(invoker_id)
+            if suspects is None or d.message.activation_id in suspects
+        ]
         for dispatched in lost:
             await self._fail(dispatched, invoker_lost(invoker_id))
         log.warning("invoker %s: %d queued activations moved, %d running ones recorded as "

@@ -143,7 +143,12 @@ class CompletionWaiters:
             record = await self._activations.get(namespace, activation_id)
         except (NotFound, ProviderError):
             return None
-        return None if is_pending(record) else record
+        if is_pending(record):
+            return None
+        # Its completion never came: tell the listeners now (they free its slot and its
+        # place in the namespace's count of activations in flight).
+        self.deliver(Completion("", activation_id, "", record))
+        return record
 
     async def close(self) -> None:
         if self._task is not None:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -53,7 +55,7 @@ from squall.entities.activation import (
 )
 from squall.entities.kinds import CodeExec
 from squall.entities.names import parse_fqn
-from squall.errors import ContainerError, NotFound
+from squall.errors import ContainerError, NotFound, ProviderError
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
 from squall.metrics.invoker import InvokerMetrics
@@ -74,6 +76,8 @@ EXPIRED = (
 UNCONFIRMED = (
     "The activation was lost: the message bus could not confirm it was taken, and it was not run."
 )
+# Attempts at storing a record and sending its completion, a second apart.
+FINISH_TRIES = 30
 # Activation ids taken recently, to drop a redelivery of a message already taken.
 RECENT_IDS = 10_000
 # How long an unconfirmed message may take to come back before it counts as lost: well
@@ -91,6 +95,25 @@ def _env_value(value: Any) -> str:
 def _caused_by(message: ActivationMessage) -> list[dict[str, Any]]:
     """The ``causedBy`` annotation of a step of a sequence or composition, if it is one."""
     return [{"key": "causedBy", "value": message.caused_by}] if message.caused_by else []
+
+
+async def _retrying(
+    attempt: Callable[[], Awaitable[None]],
+    keep_trying: Callable[[], bool],
+    tries: int = FINISH_TRIES,
+    pause_s: float = 1.0,
+) -> None:
+    """``attempt()``, again after a ProviderError (up to ``tries`` times in all, and only
+    while ``keep_trying()``)."""
+    for n in range(tries):
+        try:
+            await attempt()
+            return
+        except ProviderError:
+            if n == tries - 1 or not keep_trying():
+                raise
+            log.warning("store or bus unavailable; trying again in %g s", pause_s)
+            await asyncio.sleep(pause_s)
 
 
 def _concurrency(action: Action) -> int:
@@ -128,6 +151,8 @@ class Invoker:
         self._max_wait_ms = max_wait_ms
         self._ping_task: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
+        self._incarnation = uuid.uuid4().hex
+        self._closing = False
         self._unconfirmed_after_s = UNCONFIRMED_AFTER_S
 
     async def start(self) -> None:
@@ -154,6 +179,7 @@ class Invoker:
             sent_ms=now_ms(),
             busy_mb=self.pool.used_mb,
             containers=len(self.pool.containers()),
+            incarnation=self._incarnation,
         )
         await self._bus.publish(HEALTH_SUBJECT, ping.to_bytes())
 
@@ -212,6 +238,9 @@ class Invoker:
         except Exception:
             log.exception("could not record the loss of activation %s", message.activation_id)
 
+    def _open(self) -> bool:
+        return not self._closing
+
     @property
     def taken(self) -> int:
         """Activations taken off the bus since start (for ``/ping``)."""
@@ -253,10 +282,18 @@ class Invoker:
         # Store first: a client that got the id must always find the record. Unless the
         # namespace's storeActivations limit is off: then, as in OpenWhisk, the record is
         # only sent to the controller (a blocking caller still gets its result).
-        if message.store_record:
-            await self._activations.put(record)
-        completion = Completion(message.transid, message.activation_id, self.id, record)
-        await self._bus.send(completion_topic(message.controller), completion.to_bytes())
+        # A store or bus that is briefly unreachable is waited for (a result is not
+        # dropped for an outage of a few seconds); the completion is sent even when the
+        # record could not be stored, so the waiting caller still gets its result.
+        try:
+            if message.store_record:
+                await _retrying(lambda: self._activations.put(record), self._open)
+        finally:
+            completion = Completion(message.transid, message.activation_id, self.id, record)
+            data = completion.to_bytes()
+            await _retrying(
+                lambda: self._bus.send(completion_topic(message.controller), data), self._open
+            )
 
     async def _action(self, message: ActivationMessage) -> Action:
         key = (message.action, message.revision)
@@ -408,6 +445,7 @@ class Invoker:
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop taking work, let running activations finish for ``grace_s``, then record
         the rest as internal errors and destroy every container."""
+        self._closing = True
         if self._ping_task is not None:
             self._ping_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

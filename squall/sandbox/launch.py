@@ -126,8 +126,14 @@ def kill_leftover(directory: Path) -> bool:
         pid, ticks = int(pid_text), int(ticks_text or "0")
     except (OSError, ValueError):
         return False
-    if pid <= 1 or start_ticks(pid) != ticks:
-        return False  # gone, or the pid now belongs to another process
+    if pid <= 1:
+        return False
+    found = start_ticks(pid)
+    if found is not None and found != ticks:
+        return False  # the pid now belongs to another process
+    # The leader may be gone while members of its group live on (a bubblewrap sandbox
+    # stuck before it ran its command when its monitor died): the group id cannot have
+    # been reused while they live, so the group is still ours to kill.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
         return True

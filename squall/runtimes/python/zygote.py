@@ -154,6 +154,9 @@ def monitor(child: socket.socket, network: bool) -> None:
 def init(child: socket.socket, network: bool) -> None:
     """Pid 1 of the container; returns only on failure."""
     check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+    # Pid 1 gets only the signals it handles: with the zygote's SIGINT handler left in
+    # place, the action could end its own container with kill(1, SIGINT).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.setsid()
     check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private /")
     socket.sethostname(HOSTNAME)

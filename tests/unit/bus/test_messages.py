@@ -100,7 +100,9 @@ def test_topics() -> None:
 
 def test_cluster_messages_round_trip_with_a_stable_schema() -> None:
     # Given an invoker ping, a cache invalidation and a redispatch
-    ping = InvokerPing("1", 2048, INVOKER_UP, 1_700_000_000_000, busy_mb=256, containers=3)
+    ping = InvokerPing(
+        "1", 2048, INVOKER_UP, 1_700_000_000_000, busy_mb=256, containers=3, incarnation="i1"
+    )
     change = Invalidation("0", "guest", "pkg/hello")
     redispatch = Redispatch(_message(), "1")
     # Then each decodes to itself, and carries its type and version
@@ -110,6 +112,7 @@ def test_cluster_messages_round_trip_with_a_stable_schema() -> None:
     assert orjson.loads(ping.to_bytes()) == {
         "v": SCHEMA_VERSION, "t": "ping", "invoker": "1", "userMemoryMb": 2048,
         "state": INVOKER_UP, "sentMs": 1_700_000_000_000, "busyMb": 256, "containers": 3,
+        "incarnation": "i1",
     }  # fmt: skip
     assert orjson.loads(change.to_bytes()) == {
         "v": SCHEMA_VERSION, "t": "invalidation", "controller": "0", "namespace": "guest",

@@ -160,3 +160,22 @@ async def test_invoker_states_follow_pings_tests_and_errors() -> None:
     assert registry.get("0").state == OFFLINE  # type: ignore[union-attr]
     assert (UNRESPONSIVE, OFFLINE) in changes and (UNHEALTHY, HEALTHY) in changes
     await registry.close()
+
+
+async def test_an_invoker_restarted_before_it_went_silent_counts_as_offline_once() -> None:
+    # Given a healthy invoker
+    bus, clock = MemoryBus(), Clock()
+    registry = InvokerRegistry(bus, SETTINGS, clock=clock)
+    changes: list[tuple[str, str]] = []
+    registry.add_listener(lambda status, previous: changes.append((previous, status.state)))
+    registry.on_ping(replace(ping("0"), incarnation="first"))
+    assert registry.get("0").state == HEALTHY  # type: ignore[union-attr]
+    # When it pings from a new process (restarted within the offline delay)
+    registry.on_ping(replace(ping("0"), incarnation="second"))
+    # Then it went through offline (recovery runs for the old process) and is back
+    assert (HEALTHY, OFFLINE) in changes
+    assert registry.get("0").state == HEALTHY  # type: ignore[union-attr]
+    # And further pings of the same process change nothing
+    changes.clear()
+    registry.on_ping(replace(ping("0"), incarnation="second"))
+    assert changes == []
