@@ -23,7 +23,7 @@ B2  cold start per tier: a fresh no-op action per sample, invoked blocking; its 
     turns. ``initTime`` and ``waitTime`` from the records.
 B3  throughput of a warm no-op Node.js action at 1, 4 and 50 connections (``GET /api/v1``
     at the same concurrency as the baseline), and ``--mix`` distinct warm no-op Node.js
-    actions in rotation at 50 connections (``bench/load_mix.js``); median of
+    actions in rotation at 50 connections (``bench/load.js`` with ``urls``); median of
     ``--repeats`` runs.
 B6  memory per warm container: K distinct 256 MB Python and K Node.js actions warmed,
     then USS and PSS (``/proc/PID/smaps_rollup``) summed over every process of each
@@ -88,7 +88,7 @@ class Api(_Api):
             return super().call(method, path, body, **query)
 
 
-LOAD_MIX_JS = HERE / "load_mix.js"
+LOAD_JS = HERE / "load.js"
 RESULTS = HERE / "results" / "invoker_bench.json"
 CODE = {
     "nodejs": ("nodejs:20", "function main() { return {}; }"),
@@ -213,10 +213,10 @@ def b1(api: Api, apihost: str, auth: str, node: str, args: argparse.Namespace) -
 
 
 def load_mix(node: str, options: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run([node, str(LOAD_MIX_JS), json.dumps(options)], capture_output=True,
+    done = subprocess.run([node, str(LOAD_JS), json.dumps(options)], capture_output=True,
                           text=True, check=False, env=clean_env(), timeout=600)  # fmt: skip
     if done.returncode != 0:
-        raise SystemExit(f"load_mix.js failed:\n{done.stderr}")
+        raise SystemExit(f"load.js failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 

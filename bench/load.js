@@ -3,7 +3,8 @@
 //   node bench/load.js '{"url": "http://127.0.0.1:3233/api/v1", "connections": 50,
 //                        "durationMs": 10000}'
 //
-// Options (one JSON argument): url (loopback only), method (GET), auth ("uuid:key",
+// Options (one JSON argument): url (loopback only) — or urls, a list taken in rotation by
+// every request (round robin over all connections) — method (GET), auth ("uuid:key",
 // optional), body (a string, optional), connections (1), and either requests (a fixed
 // count, shared by the connections) or durationMs (a fixed time); expectStatus (200).
 // Every connection is one keep-alive socket (http.Agent with maxSockets = connections)
@@ -26,10 +27,13 @@ function percentile(sorted, p) {
 
 async function main() {
   const opts = JSON.parse(process.argv[2] || '{}');
-  const url = new URL(opts.url);
-  if (url.protocol !== 'http:' || !(LOOPBACK.has(url.hostname) || url.hostname.startsWith('127.'))) {
-    throw new Error(`refusing to load anything but a loopback http:// address: ${opts.url}`);
+  const urls = (opts.urls || [opts.url]).map((u) => new URL(u));
+  for (const url of urls) {
+    if (url.protocol !== 'http:' || !(LOOPBACK.has(url.hostname) || url.hostname.startsWith('127.'))) {
+      throw new Error(`refusing to load anything but a loopback http:// address: ${url}`);
+    }
   }
+  let next = 0;
   const connections = opts.connections || 1;
   const expectStatus = opts.expectStatus || 200;
   const body = opts.body === undefined ? null : Buffer.from(opts.body);
@@ -40,7 +44,7 @@ async function main() {
     headers['content-length'] = body.length;
   }
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-  const request = () =>
+  const request = (url) =>
     new Promise((resolve, reject) => {
       const req = http.request(url, { method: opts.method || 'GET', headers, agent }, (res) => {
         res.on('data', () => {});
@@ -67,7 +71,7 @@ async function main() {
       const t0 = process.hrtime.bigint();
       let status = 'failed';
       try {
-        status = await request();
+        status = await request(urls[next++ % urls.length]);
       } catch (err) {
         status = err.code || 'failed';
       }
