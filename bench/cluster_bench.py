@@ -81,16 +81,13 @@ def measure_cluster(args: argparse.Namespace, node: str) -> dict[str, Any]:
 
 
 async def delete_streams(url: str, prefix: str) -> None:
-    import nats
+    from squall.bus.nats import NatsBus
 
-    nc = await nats.connect(url)
+    bus = await NatsBus.connect(url, prefix=prefix)
     try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(prefix):
-                await js.delete_stream(info.config.name)
+        await bus.delete_streams()
     finally:
-        await nc.close()
+        await bus.close()
 
 
 def compare(standalone: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ the tests (``require``) instead of skipping them.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -31,19 +30,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import pytest
+from _required import unavailable
+from _standalone import free_port
 
 from squall.cli.local_cluster import LocalCluster
 
 LOOPBACK = "127.0.0.1"
 PG_HOST, PG_PORT = LOOPBACK, 5432
 NATS_PORT = 4222
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
 
 
 def reachable(host: str, port: int) -> bool:
@@ -56,10 +50,7 @@ def require(what: str, ok: bool) -> None:
     """Skip locally, fail in CI, when a service the tests need is missing."""
     if ok:
         return
-    message = f"{what} is not available"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (CI=true: service-backed tests never skip)")
-    pytest.skip(message)
+    unavailable(f"{what} is not available")
 
 
 @contextlib.contextmanager
@@ -222,19 +213,16 @@ class Cluster:
 
 
 def delete_streams(url: str, prefix: str) -> None:
-    """Delete the JetStream streams a test created on a shared server (by their prefix)."""
+    """Delete the JetStream streams a test created on a shared server (its prefix's)."""
     import asyncio
 
-    import nats
+    from squall.bus.nats import NatsBus
 
     async def run() -> None:
-        nc = await nats.connect(url)
+        bus = await NatsBus.connect(url, prefix=prefix)
         try:
-            js = nc.jetstream()
-            for info in await js.streams_info():
-                if info.config.name and info.config.name.startswith(prefix):
-                    await js.delete_stream(info.config.name)
+            await bus.delete_streams()
         finally:
-            await nc.close()
+            await bus.close()
 
     asyncio.run(run())
