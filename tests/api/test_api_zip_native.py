@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import shutil
 import subprocess
 import zipfile
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _required import unavailable
 from apisupport import NS, assert_error
 
 pytestmark = pytest.mark.anyio
@@ -56,9 +56,7 @@ def compiled_exec(tmp_path: Path) -> bytes:
     """C_HELLO built with this machine's C compiler (skipped without one, except in CI)."""
     cc = shutil.which("cc")
     if cc is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("cc is required in CI to build a native action")
-        pytest.skip("no C compiler (cc) on this machine")
+        unavailable("no C compiler (cc) on this machine to build a native action")
     (tmp_path / "action.c").write_text(C_HELLO)
     subprocess.run(
         [cc, "-O1", "-o", str(tmp_path / "exec"), str(tmp_path / "action.c")], check=True

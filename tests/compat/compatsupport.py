@@ -6,7 +6,6 @@ locally and fail in CI (``CI=true``)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
+from _required import unavailable
 from _standalone import Standalone, clean_env
 
 HERE = Path(__file__).resolve().parent
@@ -31,9 +30,7 @@ def _node() -> str:
     elif not (HERE / "node_modules" / "openwhisk" / "package.json").exists():
         problem = "the openwhisk client is not installed: (cd tests/compat && npm install)"
     if problem is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(problem)
     assert node is not None
     return node
 

@@ -16,7 +16,6 @@ its tests skip, or fail with ``CI=true``.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from _required import unavailable
 
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
 from squall.store.sqlite import SqliteStore
@@ -120,9 +120,7 @@ def require(what: str, ok: bool) -> None:
     """Skip locally, fail in CI, when a service the tests need is missing."""
     if ok:
         return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is not available (CI=true: service-backed tests never skip)")
-    pytest.skip(f"{what} is not available")
+    unavailable(f"{what} is not available")
 
 
 PROVIDERS = [

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _required import unavailable
 from _standalone import Standalone, clean_env, start
 
 from squall.store.postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
@@ -242,9 +242,7 @@ def pg_store_url() -> Iterator[str]:
         admin_conn = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
         problem = f"PostgreSQL on 127.0.0.1:5432 (database test) is not reachable: {error}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(problem)
     schema = f"admin_{uuid.uuid4().hex[:10]}"
     with admin_conn:
         admin_conn.execute(f'CREATE SCHEMA "{schema}"')

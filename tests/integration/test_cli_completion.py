@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _required import unavailable
 
 BIN = Path(sys.executable).parent
 
@@ -30,9 +31,9 @@ def bash_completes(words: list[str]) -> list[str]:
     the one being completed)."""
     bash = shutil.which("bash")
     if bash is None:
-        pytest.skip("bash is not installed")
+        unavailable("bash is not installed")
     if not (BIN / "squall").exists():
-        pytest.skip(f"the squall script is not installed in {BIN} (pip install -e .)")
+        unavailable(f"the squall script is not installed in {BIN} (pip install -e .)")
     program = (
         'eval "$(squall completion bash)"\n'
         f"COMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}\n"

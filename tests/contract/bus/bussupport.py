@@ -19,16 +19,14 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlparse
 
-import pytest
+from _required import unavailable
 
 NATS_URL = os.environ.get("SQUALL_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def service_missing(reason: str) -> NoReturn:
     """Fail under ``CI=true`` (CI provides every service), skip otherwise."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    unavailable(reason)
 
 
 def reachable(url: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 import subprocess
 import zipfile
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _required import unavailable
 
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 
@@ -49,9 +49,7 @@ def compiled_exec(tmp_path: Path) -> bytes:
     """C_LOOP built with this machine's C compiler (skipped without one, except in CI)."""
     cc = shutil.which("cc")
     if cc is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("cc is required in CI to build a native action")
-        pytest.skip("no C compiler (cc) on this machine")
+        unavailable("no C compiler (cc) on this machine to build a native action")
     (tmp_path / "action.c").write_text(C_LOOP)
     subprocess.run(
         [cc, "-O1", "-o", str(tmp_path / "exec"), str(tmp_path / "action.c")], check=True
