@@ -58,8 +58,17 @@ class Settings:
     # Sandbox: run actions as plain processes without namespaces and cgroups (development
     # only: actions can then read and change everything the invoker can).
     unsafe_no_isolation: bool = False
-    # Let actions open outbound network connections (they share the host's network).
-    sandbox_network: bool = False
+    # Sandbox network for namespaces without a ``network`` limit of their own: "egress"
+    # (a link out under the egress rules, as in OpenWhisk) or "none" (loopback only).
+    sandbox_network: str = "egress"
+    # Egress rules (squall/sandbox/egress.py): CIDR[:PORT[-PORT]] items, comma-separated.
+    # Allowed ones are reachable even in the denied ranges; denied ones are added to them.
+    sandbox_allow: str = ""
+    sandbox_deny: str = ""
+    # Name servers sandboxes use (comma-separated addresses); empty = the host's.
+    sandbox_dns: str = ""
+    # Sandbox addresses come from here; each invoker on a host claims a /20 of it.
+    sandbox_subnet: str = "172.29.0.0/16"
     # Where containers' cgroups go, relative to the cgroup hierarchy's root.
     cgroup_root: str = "squall"
     # Providers (cluster shape). Store: empty = SQLite at ``db_path``, or a

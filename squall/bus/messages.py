@@ -40,7 +40,9 @@ class ActivationMessage:
     sequence); ``caused_by`` is the record's ``causedBy`` annotation (``"sequence"`` for
     steps of a sequence or composition), written by the invoker when set.
     ``store_record`` False: the invoker does not store the record (the namespace's
-    ``storeActivations`` limit is off); the completion still carries it.
+    ``storeActivations`` limit is off); the completion still carries it. ``network`` is
+    the namespace's ``network`` limit (``"egress"`` or ``"none"``), None for the invoker's
+    default.
     """
 
     transid: str
@@ -57,6 +59,7 @@ class ActivationMessage:
     cause: str | None = None
     caused_by: str | None = None
     store_record: bool = True
+    network: str | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -77,6 +80,7 @@ class ActivationMessage:
                 "cause": self.cause,
                 "causedBy": self.caused_by,
                 "storeRecord": self.store_record,
+                "network": self.network,
             }
         )
 
@@ -100,6 +104,7 @@ class ActivationMessage:
                 caused_by=raw.get("causedBy"),
                 # Absent in messages of an older controller: stored, as before.
                 store_record=bool(raw.get("storeRecord", True)),
+                network=raw.get("network"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MessageError(f"activation: {e}") from e

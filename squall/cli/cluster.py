@@ -198,7 +198,12 @@ async def run_invoker(settings: Settings, port: int) -> None:
 @click.option("--keep-warm", type=float, default=None, help="Seconds idle containers live.")
 @click.option("--api-host", default=None, help="URL actions use to reach the API.")
 @click.option("--log-level", default=None, help="debug, info, warning, error.")
-@click.option("--sandbox-network", is_flag=True, default=None, help="Let actions use the network.")
+@click.option(
+    "--sandbox-network",
+    type=click.Choice(["egress", "none"]),
+    default=None,
+    help="Network of namespaces without their own limit: egress (default) or none.",
+)
 @click.option("--cgroup-root", default=None, help="Cgroup of the containers (default squall).")
 @click.option(
     "--unsafe-no-isolation",
@@ -217,7 +222,7 @@ def invoker(
     keep_warm: float | None,
     api_host: str | None,
     log_level: str | None,
-    sandbox_network: bool | None,
+    sandbox_network: str | None,
     cgroup_root: str | None,
     unsafe_no_isolation: bool | None,
 ) -> None:

@@ -90,9 +90,9 @@ def main() -> None:
 @click.option("--log-level", default=None, help="debug, info, warning, error.")
 @click.option(
     "--sandbox-network",
-    is_flag=True,
+    type=click.Choice(["egress", "none"]),
     default=None,
-    help="Let actions open outbound network connections (default: loopback only).",
+    help="Network of namespaces without their own limit: egress (default) or none.",
 )
 @click.option("--cgroup-root", default=None, help="Cgroup of the containers (default squall).")
 @click.option(
@@ -121,7 +121,7 @@ def standalone(
     user_memory: int | None,
     keep_warm: float | None,
     log_level: str | None,
-    sandbox_network: bool | None,
+    sandbox_network: str | None,
     cgroup_root: str | None,
     unsafe_no_isolation: bool | None,
     tls_cert: str | None,

@@ -178,6 +178,7 @@ class Activator:
         # The namespace's storeActivations limit off (OpenWhisk's user limit): no record
         # is stored for it, pending or final.
         store = await self._throttles.store_activations(identity.namespace)
+        network = await self._throttles.network(identity.namespace)
         record_pending = record_pending and store
         activation_id = new_activation_id()
         content = params.as_dict(action.parameters, init=False)
@@ -197,6 +198,7 @@ class Activator:
             cause=cause,
             caused_by=caused_by,
             store_record=store,
+            network=network,
         )
         # The record of an accepted activation that has not ended (see below for when).
         pending = pending_record(

@@ -38,6 +38,10 @@ FIRES_PER_MINUTE = "firesPerMinute"
 # records are stored (absent: yes).
 ALLOWED_KINDS = "allowedKinds"
 STORE_ACTIVATIONS = "storeActivations"
+#: Squall's own limit: whether the namespace's sandboxes have a network (see
+#: squall/sandbox/egress.py).
+NETWORK = "network"
+NETWORK_MODES = ("egress", "none")
 
 
 def too_many_per_minute(count: int, allowed: int) -> str:
@@ -96,6 +100,12 @@ class Throttles:
         """False when the namespace's records are not to be stored (OpenWhisk's
         ``storeActivations`` user limit; absent means true)."""
         return (await self.stored(namespace)).get(STORE_ACTIVATIONS) is not False
+
+    async def network(self, namespace: str) -> str | None:
+        """The namespace's ``network`` limit (``"egress"`` or ``"none"``), None when it has
+        none (the invoker's default applies)."""
+        value = (await self.stored(namespace)).get(NETWORK)
+        return value if value in NETWORK_MODES else None
 
     async def limits(self, namespace: str) -> dict[str, int]:
         """The namespace's effective limits (settings, then its stored overrides)."""

@@ -6,14 +6,20 @@ else opens (unless the operator asked for ``--unsafe-no-isolation``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
+from urllib.parse import urlsplit
 
 from squall.bus.contracts import MessagingProvider
 from squall.config import Settings
+from squall.errors import ContainerError
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import parse_stem_cells
 from squall.invoker.service import Invoker
+from squall.sandbox.egress import EgressPolicy
 from squall.sandbox.isolation import Isolation
+from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import ActivationStore, EntityStore
 
@@ -29,18 +35,60 @@ def isolation(settings: Settings) -> Isolation | None:
         )
         return None
     return Isolation.detect(
-        network=settings.sandbox_network,
         cgroup_root=settings.cgroup_root,
         user_memory_mb=settings.user_memory_mb,
     )
 
 
+def network_mode(settings: Settings) -> bool:
+    """Whether namespaces without a ``network`` limit get a network (checked setting)."""
+    if settings.sandbox_network not in ("egress", "none"):
+        raise ContainerError(
+            f"sandbox network must be 'egress' or 'none', not {settings.sandbox_network!r}"
+        )
+    return settings.sandbox_network == "egress"
+
+
+def api_target(api_host: str) -> tuple[str, int]:
+    """Where the API listens, as an IPv4 address and port, for the sandboxes' DNAT: the
+    URL actions are given, its name resolved here and an unspecified address (0.0.0.0)
+    taken as loopback."""
+    url = urlsplit(api_host)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host = url.hostname or "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.ip_address(socket.gethostbyname(host))
+        except OSError as ex:
+            raise ContainerError(f"cannot resolve the API host {host!r}: {ex}") from ex
+    if address.version != 4:
+        raise ContainerError(f"sandboxes reach the API over IPv4 only, not {address}")
+    return ("127.0.0.1" if address.is_unspecified else str(address)), port
+
+
+def sandbox_network(settings: Settings) -> SandboxNetwork | None:
+    """The sandboxes' network (None without isolation: processes share the host's)."""
+    if settings.unsafe_no_isolation:
+        return None
+    policy = EgressPolicy.from_text(
+        allow=settings.sandbox_allow,
+        deny=settings.sandbox_deny,
+        dns=settings.sandbox_dns,
+        subnet=settings.sandbox_subnet,
+    )
+    return SandboxNetwork(policy, api_target(settings.effective_api_host))
+
+
 def container_factory(settings: Settings) -> ProcessContainerFactory:
+    network_mode(settings)  # a wrong setting is refused before anything starts
     return ProcessContainerFactory(
         settings.containers_dir,
         settings.effective_api_host,
         isolation=isolation(settings),
         node=settings.node,
+        network=sandbox_network(settings),
     )
 
 
@@ -61,6 +109,7 @@ def build_invoker(
         settings.keep_warm_s,
         pause_grace_s=settings.pause_grace_s,
         stem_cells=parse_stem_cells(settings.stem_cells),
+        stem_network=network_mode(settings),
     )
     return Invoker(
         settings.invoker_id,

@@ -87,6 +87,8 @@ class PooledContainer:
     uses: int = 0
     #: Whether this container began as a stem cell (its cold start was an /init only).
     stem_cell: bool = False
+    #: Whether its sandbox has a network (fixed when it starts).
+    network: bool = True
     last_used: float = field(default_factory=time.monotonic)
     seq: int = 0
     _container: Container | None = None

@@ -79,8 +79,11 @@ class ContainerPool:
         *,
         pause_grace_s: float = 0.0,
         stem_cells: Iterable[StemCellSpec] = (),
+        stem_network: bool = True,
     ) -> None:
         self._factory = factory
+        #: Whether stem cells get a network (the invoker's default for namespaces).
+        self.stem_network = stem_network
         self.capacity_mb = capacity_mb
         self.keep_warm_s = keep_warm_s
         self.pause_grace_s = pause_grace_s
@@ -116,11 +119,12 @@ class ContainerPool:
     # -- acquire / release ------------------------------------------------------------
 
     async def acquire(
-        self, key: PoolKey, kind: str, memory_mb: int, max_concurrent: int
+        self, key: PoolKey, kind: str, memory_mb: int, max_concurrent: int, network: bool = True
     ) -> tuple[PooledContainer, bool]:
         """A container for ``key`` and whether it is new (needs /init, then
-        :meth:`initialized`). Raises ContainerError when the action can never fit or the
-        pool is closing."""
+        :meth:`initialized`). ``network``: whether the container has a network (one of
+        the other setting is never reused for it). Raises ContainerError when the action
+        can never fit or the pool is closing."""
         if memory_mb > self.capacity_mb:
             raise ContainerError(
                 f"the action needs {memory_mb} MB but the invoker has {self.capacity_mb} MB"
@@ -128,12 +132,12 @@ class ContainerPool:
         while True:
             if self._closed:
                 raise ContainerError("the invoker is shutting down")
-            warm = self._warm(key)
+            warm = self._warm(key, network)
             if warm is not None:
                 if self._hand_out(warm):
                     return warm, False
                 continue  # it could not be thawed and is gone; look again
-            if max_concurrent == 1:
+            if max_concurrent == 1 and network == self.stem_network:
                 cell = self._take_stem_cell(kind, memory_mb)
                 if cell is not None:
                     # Its replacement starts once this /init ended (initialized or
@@ -151,11 +155,11 @@ class ContainerPool:
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-        pc = PooledContainer(kind, memory_mb, seq=next(self._seq))
+        pc = PooledContainer(kind, memory_mb, seq=next(self._seq), network=network)
         try:
             # The runtime must know it may overlap runs (it then writes no sentinels).
             env = {"__OW_CONCURRENCY": str(max_concurrent)} if max_concurrent > 1 else None
-            container = await self._factory.create(kind, memory_mb, env)
+            container = await self._factory.create(kind, memory_mb, env, network=network)
         except BaseException:
             self._used_mb -= memory_mb
             self._wake()
@@ -191,8 +195,9 @@ class ContainerPool:
                 )
         self._wake()
 
-    def _warm(self, key: PoolKey) -> PooledContainer | None:
-        usable = [pc for pc in self._containers.get(key, ()) if pc.has_slot()]
+    def _warm(self, key: PoolKey, network: bool) -> PooledContainer | None:
+        group = self._containers.get(key, ())
+        usable = [pc for pc in group if pc.has_slot() and pc.network == network]
         if not usable:
             return None
         return max(usable, key=lambda p: (p.active, p.state is State.READY, p.last_used))
@@ -301,7 +306,9 @@ class ContainerPool:
                 continue
             group = self._stem.setdefault(spec.shape, [])
             while len(group) < spec.count and self._used_mb + spec.memory_mb <= self.capacity_mb:
-                pc = PooledContainer(spec.kind, spec.memory_mb, seq=next(self._seq))
+                pc = PooledContainer(
+                    spec.kind, spec.memory_mb, seq=next(self._seq), network=self.stem_network
+                )
                 group.append(pc)
                 self._used_mb += spec.memory_mb
                 task = asyncio.get_running_loop().create_task(self._start_stem_cell(pc))
@@ -314,7 +321,7 @@ class ContainerPool:
 
     async def _start_stem_cell(self, pc: PooledContainer) -> None:
         try:
-            container = await self._factory.create(pc.kind, pc.memory_mb)
+            container = await self._factory.create(pc.kind, pc.memory_mb, network=pc.network)
         except asyncio.CancelledError:
             self._remove(pc)  # the factory cleaned up the half-started runtime
             raise

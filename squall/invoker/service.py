@@ -341,8 +341,12 @@ class Invoker:
         timeout_s = limits.timeout / 1000
         key = (message.namespace, message.action, message.revision)
         try:
+            # The namespace's network limit, else the invoker's default (its stem cells').
+            network = (
+                self.pool.stem_network if message.network is None else (message.network == "egress")
+            )
             pc, cold = await self.pool.acquire(
-                key, action.exec.kind, limits.memory, _concurrency(action)
+                key, action.exec.kind, limits.memory, _concurrency(action), network
             )
         except ContainerError:
             log.exception("no container for %s", message.action)

@@ -2,9 +2,10 @@
 
 :class:`BwrapSandbox` builds ``bwrap ... -- <interpreter> <proxy>`` so that the runtime:
 
-- runs in new user, pid, mount, ipc, uts and (unless the invoker allows network) network
-  namespaces — with its own network namespace only a loopback device exists, so nothing
-  outside the sandbox, the invoker's API port on 127.0.0.1 included, can be reached;
+- runs in new user, pid, mount, ipc, uts and network namespaces — its network namespace
+  has only a loopback device until the invoker gives it a link out
+  (:mod:`squall.sandbox.network`, which also decides what that link may reach); the
+  sandbox holds no capability over it, so it cannot change its addresses or routes;
 - is uid/gid 65534 ("nobody") inside, holds no capabilities, cannot create further user
   namespaces (``--disable-userns``) and cannot gain privileges (bubblewrap sets
   ``no_new_privs``; every mount is ``nosuid``);
@@ -12,8 +13,9 @@
   host has them: directories bound, merged-/usr symlinks recreated), the interpreter's
   install prefix when it lives elsewhere (e.g. a pyenv Python under ``/root``), the runtime
   proxy's directory at ``/opt/squall/<family>``, a generated ``/etc`` (``passwd``,
-  ``group``, ``hosts``, ``nsswitch.conf``, ``localtime``, and when network is allowed the
-  host's ``resolv.conf`` and public CA certificates), all read-only; a fresh ``/dev``
+  ``group``, ``hosts``, ``nsswitch.conf``, ``localtime``, and when sandboxes may have a
+  network a ``resolv.conf`` naming the resolvers they may use, and the host's public CA
+  certificates), all read-only; a fresh ``/dev``
   (null, zero, random, tty, ...), a read-only ``/proc`` of its own pid namespace, and
   writable ``/tmp`` and ``/dev/shm`` tmpfs mounts capped in size — the only writable
   places (the root and ``/dev`` are remounted read-only once everything is mounted).
@@ -34,7 +36,6 @@ view therefore holds no such file: everything bound is read-only, ``/proc`` incl
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -82,13 +83,14 @@ def interpreter_prefix(interpreter: str) -> str | None:
     return str(real.parent.parent if real.parent.name == "bin" else real.parent)
 
 
-def write_etc(directory: Path, network: bool) -> None:
+def write_etc(directory: Path, resolv_conf: str | None) -> None:
     """The sandbox's ``/etc`` (only what runtimes read), in ``directory``.
 
     ``localtime`` names UTC, as in OpenWhisk's containers (without it, ICU scans all of
     ``/usr/share/zoneinfo`` the first time a runtime formats a date: 20 ms per cold
-    start). With ``network``, ``resolv.conf`` is the host's, and empty ``ssl/certs`` and
-    ``ca-certificates`` directories are the mount points of the host's public certificates.
+    start). With a ``resolv_conf`` (sandboxes may have a network) it is written, and
+    empty ``ssl/certs`` and ``ca-certificates`` directories are the mount points of the
+    host's public certificates.
     """
     if directory.exists():
         shutil.rmtree(directory)
@@ -100,9 +102,8 @@ def write_etc(directory: Path, network: bool) -> None:
         "nsswitch.conf": _NSSWITCH,
         "resolv.conf": "",
     }
-    if network:
-        with contextlib.suppress(OSError):
-            files["resolv.conf"] = Path("/etc/resolv.conf").read_text()
+    if resolv_conf is not None:
+        files["resolv.conf"] = resolv_conf
         for path in CERTIFICATES:
             if os.path.isdir(path):
                 (directory / os.path.relpath(path, "/etc")).mkdir(mode=0o755, parents=True)
@@ -116,7 +117,8 @@ class BwrapSandbox:
     """Builds sandbox command lines; see the module docstring for what they guarantee.
 
     ``bwrap`` is the resolved bubblewrap binary, ``etc`` the directory written by
-    :func:`write_etc`, ``network`` whether the sandbox shares the host's network.
+    :func:`write_etc`, ``network`` whether sandboxes may get a network (then the host's
+    public certificates are bound too).
     """
 
     def __init__(self, bwrap: str, etc: Path, *, network: bool) -> None:
@@ -128,11 +130,10 @@ class BwrapSandbox:
 
     def namespaces(self) -> list[str]:
         """The namespace, identity and lifetime options (no file system view)."""
-        args = ["--unshare-all", "--unshare-user", "--disable-userns"]
-        if self.network:
-            args.append("--share-net")
         return [
-            *args,
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
             "--uid",
             str(SANDBOX_UID),
             "--gid",
@@ -189,8 +190,6 @@ class BwrapSandbox:
         read-only ``/proc`` over it). Only the zygote's own code runs with these rights."""
         args = ["--unshare-all", "--unshare-user", "--uid", "0", "--gid", "0"]
         args += ["--cap-add", "ALL", "--hostname", SANDBOX_HOSTNAME, "--die-with-parent"]
-        if self.network:
-            args.append("--share-net")
         args = [self.bwrap, *args, "--info-fd", str(info_fd), "--block-fd", str(block_fd)]
         args += self.system
         for source, target in binds:
@@ -212,9 +211,9 @@ def find_bwrap(name: str = "bwrap") -> str | None:
     return shutil.which(name)
 
 
-def probe(bwrap: str, network: bool) -> str | None:
+def probe(bwrap: str) -> str | None:
     """Start one empty sandbox; None when it worked, else why it did not."""
-    sandbox = BwrapSandbox(bwrap, Path("/nonexistent"), network=network)
+    sandbox = BwrapSandbox(bwrap, Path("/nonexistent"), network=False)
     argv = [bwrap, *sandbox.namespaces(), *sandbox.system, "--proc", "/proc", "--", "true"]
     try:
         done = subprocess.run(

@@ -116,8 +116,10 @@ class ContainerFactory(Protocol):
       store, credentials) or host secrets such as ``/etc/shadow``;
     - the file system a container can write is private to it and bounded in size; what it
       writes dies with it;
-    - no network beyond the container's own loopback unless the invoker allows outbound
-      network;
+    - no network beyond the container's own loopback, unless the factory has an egress
+      policy and the container was created with ``network``: then it reaches what the
+      policy allows and never the host, the platform's ports other than its API, or the
+      denied ranges (see :mod:`squall.sandbox.egress`);
     - memory is limited to the ``memory_mb`` asked for (no swap beyond it), and so are the
       number of processes, open files and the CPU share, so one container cannot starve
       the host or its neighbours; a container killed for exceeding its memory answers with
@@ -127,9 +129,16 @@ class ContainerFactory(Protocol):
     """
 
     async def create(
-        self, kind: str, memory_mb: int, env: Mapping[str, str] | None = None
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
     ) -> Container:
-        """Start a runtime for ``kind`` (e.g. ``nodejs:20``) and wait until it listens."""
+        """Start a runtime for ``kind`` (e.g. ``nodejs:20``) and wait until it listens.
+        ``network`` False: it has no network beyond its own loopback, whatever the
+        factory's egress rules allow."""
         ...
 
     def supports(self, kind: str) -> bool:

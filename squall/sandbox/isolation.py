@@ -26,6 +26,7 @@ import contextlib
 import os
 import resource
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,7 @@ UNAVAILABLE = (
 class Isolation:
     """How a process factory isolates its containers (see the module docstring).
 
-    ``network``: whether actions may open connections outside their sandbox (they share
-    the host's network namespace). ``cgroup_root``: where in the cgroup hierarchy the
+    ``cgroup_root``: where in the cgroup hierarchy the
     factories' cgroups go. ``tmp_mb``: size of ``/tmp`` (and ``/dev/shm``) per container,
     None for the container's memory limit — tmpfs pages count against that limit anyway.
     ``user_memory_mb``: the invoker's capacity; a container's CPU shares are
@@ -69,7 +69,6 @@ class Isolation:
 
     bwrap: str
     hierarchy: Hierarchy
-    network: bool = False
     cgroup_root: str = "squall"
     pids_max: int = DEFAULT_PIDS_MAX
     nofile: int = DEFAULT_NOFILE
@@ -80,7 +79,6 @@ class Isolation:
     def detect(
         cls,
         *,
-        network: bool = False,
         cgroup_root: str = "squall",
         pids_max: int = DEFAULT_PIDS_MAX,
         nofile: int = DEFAULT_NOFILE,
@@ -93,7 +91,7 @@ class Isolation:
         found = bw.find_bwrap(bwrap)
         if found is None:
             raise ContainerError(UNAVAILABLE.format(reason="bubblewrap (bwrap) is not installed"))
-        failure = bw.probe(found, network)
+        failure = bw.probe(found)
         if failure is not None:
             raise ContainerError(UNAVAILABLE.format(reason=failure))
         try:
@@ -103,7 +101,6 @@ class Isolation:
         return cls(
             bwrap=found,
             hierarchy=hierarchy,
-            network=network,
             cgroup_root=cgroup_root,
             pids_max=pids_max,
             nofile=nofile,
@@ -133,15 +130,23 @@ class SandboxInit:
 
 
 async def confine(
-    launcher_pid: int, info_fd: int, block_fd: int, cgroup: Cgroup, nofile: int, timeout: float
+    launcher_pid: int,
+    info_fd: int,
+    block_fd: int,
+    cgroup: Cgroup,
+    nofile: int,
+    timeout: float,
+    setup: Callable[[int], Awaitable[object]] | None = None,
 ) -> SandboxInit:
     """Finish the start of a sandbox (see the module docstring); returns its first process.
 
     ``launcher_pid`` is bubblewrap's monitor process (the invoker's child), ``info_fd`` the
     read end of its ``--info-fd`` pipe and ``block_fd`` the write end of its
-    ``--block-fd`` pipe. Both are closed here. Raises ContainerError when bubblewrap did
-    not report a pid within ``timeout`` or the process could not be confined; the caller
-    then destroys the container. The caller owns the returned pidfd.
+    ``--block-fd`` pipe. Both are closed here. ``setup``, if given, is awaited with the
+    sandbox's pid while it still waits (e.g. to give its network namespace a link out), so
+    the runtime finds it done. Raises ContainerError when bubblewrap did not report a pid
+    within ``timeout`` or the process could not be confined or set up; the caller then
+    destroys the container. The caller owns the returned pidfd.
     """
     sandbox_pid: int | None = None
     pidfd: int | None = None
@@ -160,6 +165,8 @@ async def confine(
             await asyncio.to_thread(_attach, cgroup, (launcher_pid, sandbox_pid), nofile)
         except OSError as ex:
             raise ContainerError(f"cannot confine the sandbox: {ex}") from ex
+        if setup is not None:
+            await setup(sandbox_pid)
     except BaseException:
         # Closing the block pipe unblocks the sandbox (EOF), and its first process does
         # not die with its parent yet: kill it before the pipe closes, or it would go on

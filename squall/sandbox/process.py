@@ -55,6 +55,7 @@ from squall.sandbox.container import ProcessContainer
 from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import Isolation, confine
 from squall.sandbox.logs import LogCollector
+from squall.sandbox.network import Lease, SandboxNetwork
 from squall.sandbox.zygote import DEFAULT_SPARES, ForkedRuntime, Zygote, script_path
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,9 @@ class ProcessContainerFactory:
     development only). Each isolated container:
 
     - runs in its own user, pid, mount, ipc, uts and network namespaces as an unprivileged
-      user without capabilities, with loopback-only networking unless the isolation allows
-      network;
+      user without capabilities; with ``network`` (a :class:`SandboxNetwork`, opened here
+      and closed by :meth:`close`) a container created with ``network=True`` gets a link
+      out under that network's egress rules, otherwise only a loopback device;
     - sees read-only only what its runtime needs (system directories, its interpreter, its
       proxy, a minimal ``/etc``) and a private writable ``/tmp`` capped in size — never
       ``$SQUALL_HOME``, the store, other containers' files, ``/root``, ``/home`` or
@@ -103,7 +105,9 @@ class ProcessContainerFactory:
       ``RuntimeResponse.oom``; ``pause`` freezes the cgroup.
 
     ``workdir`` holds one directory per container (socket and pid file, never visible
-    inside a sandbox). ``api_host`` becomes ``__OW_API_HOST``. ``node`` and ``python`` name
+    inside a sandbox). ``api_host`` becomes ``__OW_API_HOST`` — for a container with a
+    network, the address the network gives the API instead (the one platform port it may
+    reach). ``node`` and ``python`` name
     the interpreters (looked up on the invoker's ``PATH``); ``python`` runs ``python:3.11``
     actions with ``-I -S`` (standard library only). ``max_response_bytes`` caps a runtime's
     answer, ``log_cap_bytes`` the log text held per activation before the first ``logs``
@@ -135,6 +139,7 @@ class ProcessContainerFactory:
         path: str = DEFAULT_PATH,
         zygote: bool = True,
         zygote_spares: int = DEFAULT_SPARES,
+        network: SandboxNetwork | None = None,
     ) -> None:
         # Resolved: the lock, the leftovers and the cgroup's name belong to the real path.
         self.workdir = Path(workdir).resolve()
@@ -151,12 +156,18 @@ class ProcessContainerFactory:
         self._zygote_spares = zygote_spares
         self._zygote: Zygote | None = None
         self._zygote_starting: asyncio.Task[Zygote | None] | None = None
+        # Without isolation, processes share the host's network anyway.
+        self.network = network if self.isolation is not None else None
+        self._leases: dict[str, Lease] = {}
+        self._detaching: set[asyncio.Task[None]] = set()
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = self._take_lock()
         try:
             #: How many leftovers of a previous invoker were cleaned up at start.
             self.leftovers = self._clean_leftovers()
             self._confinement = None if self.isolation is None else self._confine(self.isolation)
+            if self.network is not None and self.network.block is None:
+                self.network.open()
         except BaseException:
             os.close(self._lock)
             raise
@@ -171,9 +182,15 @@ class ProcessContainerFactory:
         return list(self._containers.values())
 
     async def create(
-        self, kind: str, memory_mb: int, env: Mapping[str, str] | None = None
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
     ) -> ProcessContainer:
-        """Start a runtime for ``kind`` and return once it listens; see the contract."""
+        """Start a runtime for ``kind`` and return once it listens; see the contract.
+        ``network``: give it a link out (when the factory has a network)."""
         if self._closed:
             raise ContainerError("the container factory is closed")
         if not self.supports(kind):
@@ -182,11 +199,16 @@ class ProcessContainerFactory:
         directory = self.workdir / container_id
         directory.mkdir(mode=0o700)
         try:
+            net = self.network if network else None
             zygote = await self._zygote_for(kind)
             if zygote is not None:
-                container = await self._fork(zygote, container_id, memory_mb, directory, env)
+                container = await self._fork(
+                    zygote, container_id, memory_mb, directory, env, net is not None
+                )
             else:
-                container = await self._start(container_id, kind, memory_mb, directory, env or {})
+                container = await self._start(
+                    container_id, kind, memory_mb, directory, env or {}, net
+                )
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, directory, True)
             raise
@@ -204,6 +226,10 @@ class ProcessContainerFactory:
             await asyncio.gather(self._zygote_starting, return_exceptions=True)
         if self._zygote is not None:
             await self._zygote.close()
+        if self._detaching:
+            await asyncio.gather(*self._detaching, return_exceptions=True)
+        if self.network is not None:
+            await asyncio.to_thread(self.network.close)
         if self._confinement is not None:
             self._confinement.cgroups.remove()
         if self._lock >= 0:
@@ -235,8 +261,9 @@ class ProcessContainerFactory:
     def _confine(self, isolation: Isolation) -> _Confinement:
         launch.become_subreaper()  # see launch.reap_orphan
         etc = self.workdir / ".etc"
-        write_etc(etc, isolation.network)
-        sandbox = BwrapSandbox(isolation.bwrap, etc, network=isolation.network)
+        network = self.network
+        write_etc(etc, None if network is None else network.resolv_conf())
+        sandbox = BwrapSandbox(isolation.bwrap, etc, network=network is not None)
         # One parent cgroup per work directory: stale children are this directory's.
         instance = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
         cgroups = isolation.hierarchy.root(f"{isolation.cgroup_root}/{instance}")
@@ -278,6 +305,7 @@ class ProcessContainerFactory:
             cgroups=confinement.cgroups,
             start_timeout=self._start_timeout,
             spares=self._zygote_spares,
+            network=self.network,
         )
         try:
             await zygote.start()
@@ -295,6 +323,7 @@ class ProcessContainerFactory:
         memory_mb: int,
         directory: Path,
         env: Mapping[str, str] | None,
+        network: bool,
     ) -> ProcessContainer:
         """A python:3.11 container forked by the zygote (see :mod:`squall.sandbox.zygote`)."""
         loop = asyncio.get_running_loop()
@@ -308,9 +337,8 @@ class ProcessContainerFactory:
             theirs["lifeline"], ours["lifeline"] = os.pipe()
             ours["stdout"], theirs["stdout"] = os.pipe()
             ours["stderr"], theirs["stderr"] = os.pipe()
-            sandbox, cgroup = await zygote.spawn(
-                memory_mb, self._environment(directory, env or {}, {}), theirs
-            )
+            environment = self._environment(directory, env or {}, {}, network)
+            sandbox, cgroup, lease = await zygote.spawn(memory_mb, environment, theirs, network)
         except BaseException:
             for fd in ours.values():
                 os.close(fd)
@@ -338,6 +366,8 @@ class ProcessContainerFactory:
             on_destroyed=self._forget,
         )
         container.sandbox = sandbox
+        if lease is not None:
+            self._leases[container_id] = lease
         ready_r = ours.pop("ready")
         try:
             launch.write_pid_file(directory, container.pid)
@@ -359,6 +389,13 @@ class ProcessContainerFactory:
 
     def _forget(self, container: ProcessContainer) -> None:
         self._containers.pop(container.id, None)
+        lease = self._leases.pop(container.id, None)
+        if lease is not None and self.network is not None:
+            # Its namespace is gone with its processes, and the link with it; removing it
+            # explicitly makes sure the address is free before it is handed out again.
+            task = asyncio.ensure_future(self.network.detach(lease))
+            self._detaching.add(task)
+            task.add_done_callback(self._detaching.discard)
 
     def _interpreter(self, kind: str) -> str | None:
         # Native executables run under the CPython proxy: their kinds need python.
@@ -389,17 +426,26 @@ class ProcessContainerFactory:
         return [interpreter, str(script)], binds
 
     def _environment(
-        self, directory: Path, env: Mapping[str, str], fds: Mapping[str, int]
+        self, directory: Path, env: Mapping[str, str], fds: Mapping[str, int], network: bool
     ) -> dict[str, str]:
         # Explicit and minimal: nothing of the invoker's own environment leaks in.
         workdir = SANDBOX_WORKDIR if self._confinement is not None else str(directory)
         base = {"PATH": self._path, "HOME": workdir, "LANG": "C.UTF-8"}
-        fixed = {"__OW_API_HOST": self.api_host, "__OW_WORKDIR": workdir}
+        api_host = self.api_host
+        if network and self.network is not None:
+            api_host = self.network.api_host(self.api_host.partition(":")[0]) or api_host
+        fixed = {"__OW_API_HOST": api_host, "__OW_WORKDIR": workdir}
         fixed.update({f"__OW_{name}_FD": str(fd) for name, fd in fds.items()})
         return {**base, **env, **fixed}
 
     async def _start(
-        self, container_id: str, kind: str, memory_mb: int, directory: Path, env: Mapping[str, str]
+        self,
+        container_id: str,
+        kind: str,
+        memory_mb: int,
+        directory: Path,
+        env: Mapping[str, str],
+        network: SandboxNetwork | None,
     ) -> ProcessContainer:
         loop = asyncio.get_running_loop()
         # Node.js with concurrency > 1 writes no sentinels; the Python proxy always does.
@@ -440,7 +486,7 @@ class ProcessContainerFactory:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
-                    env=self._environment(directory, env, fds),
+                    env=self._environment(directory, env, fds, network is not None),
                     cwd=directory,
                     start_new_session=True,
                     pass_fds=child_fds,
@@ -475,6 +521,11 @@ class ProcessContainerFactory:
         try:
             launch.write_pid_file(directory, container.pid)
             if confinement is not None and cgroup is not None:
+
+                async def connect(pid: int) -> None:
+                    if network is not None:
+                        self._leases[container_id] = await network.attach(pid)
+
                 try:
                     container.sandbox = await confine(
                         container.pid,
@@ -483,6 +534,7 @@ class ProcessContainerFactory:
                         cgroup,
                         confinement.isolation.nofile,
                         self._start_timeout,
+                        connect,
                     )
                 except ContainerError as ex:
                     raise ContainerError(f"the {kind} runtime did not start: {ex}") from ex

@@ -7,12 +7,14 @@ documents the in-sandbox protocol and process tree) has imported the proxy, and 
 container. Per container the invoker:
 
 1. ahead of time, keeps ``spares`` containers forked and waiting before their runtime
-   starts: each has its own user, mount, pid, ipc, uts (and, without network, net)
-   namespaces, its init has been moved into a fresh cgroup of its own (the ~10 ms
-   ``cgroup.procs`` write happens here, off the request path, in a worker thread) and its
-   open-files limit is set;
+   starts: each has its own user, mount, pid, ipc, uts and net namespaces, its init has
+   been moved into a fresh cgroup of its own (the ~10 ms ``cgroup.procs`` write happens
+   here, off the request path, in a worker thread), its open-files limit is set and, when
+   the factory has a network, its network namespace has its link out
+   (:mod:`squall.sandbox.network`; another ~5-10 ms kept off the request path);
 2. on ``create``, takes a spare (or makes one on the spot when a burst used them all),
-   writes the cgroup's limits for the action's memory, and sends ``go`` with the
+   removes its link when the container must have no network, writes the cgroup's limits
+   for the action's memory, and sends ``go`` with the
    runtime's descriptors (listening socket, ready and lifeline pipes, stdout, stderr):
    init mounts ``/proc``, ``/tmp`` and ``/dev/shm``, drops every capability and forks the
    runtime, which signals readiness like a started one.
@@ -29,7 +31,8 @@ Guarantees:
   action does runs before its cgroup has its limits; it is uid 65534 without capabilities
   and with no_new_privs, in a user namespace of its own that may not create another; its
   ``/tmp`` is private and capped; it sees no ``$SQUALL_HOME``, no other container and no
-  host network. Differences: the read-only root is the zygote's (the same view), and
+  host network (only its own link, under the egress rules). Differences: the read-only
+  root is the zygote's (the same view), and
   every container shares the zygote's Python hash seed.
 - Lifetime: the zygote dies with the invoker (``--die-with-parent``, and its control
   socket's EOF); each container's monitor and init die with the zygote (PDEATHSIG), and
@@ -64,6 +67,7 @@ from squall.sandbox.bwrap import BwrapSandbox
 from squall.sandbox.cgroups import Cgroup, CgroupRoot, Limits
 from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
+from squall.sandbox.network import Lease, SandboxNetwork
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +82,14 @@ _CREDS = struct.calcsize("3i")
 
 @dataclass
 class _Spare:
-    """A forked container waiting for ``go``: its socket, init's pid, pidfd, cgroup."""
+    """A forked container waiting for ``go``: its socket, init's pid, pidfd, cgroup, and
+    its network link if it has one."""
 
     sock: socket.socket
     pid: int
     pidfd: int
     cgroup: Cgroup
+    lease: Lease | None = None
 
     def discard(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -165,7 +171,9 @@ class Zygote:
         cgroups: CgroupRoot,
         start_timeout: float,
         spares: int = DEFAULT_SPARES,
+        network: SandboxNetwork | None = None,
     ) -> None:
+        self._network = network
         self._argv = argv
         self._binds = binds
         self._sandbox = sandbox
@@ -203,7 +211,6 @@ class Zygote:
             )
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "__OW_ZYGOTE_FD": "3"}
             env["__OW_ZYGOTE_FD"] = str(theirs.fileno())
-            env["__OW_NETWORK"] = "1" if self._isolation.network else "0"
             try:
                 self._process, _ = await loop.subprocess_exec(
                     lambda: launch.RuntimeProtocol(self._logs, self._exited_future()),
@@ -241,16 +248,20 @@ class Zygote:
         self.replenish()
 
     async def spawn(
-        self, memory_mb: int, env: Mapping[str, str], fds: Mapping[str, int]
-    ) -> tuple[SandboxInit, Cgroup]:
-        """Start a runtime in a spare container; returns its init and cgroup.
+        self, memory_mb: int, env: Mapping[str, str], fds: Mapping[str, int], network: bool
+    ) -> tuple[SandboxInit, Cgroup, Lease | None]:
+        """Start a runtime in a spare container; returns its init, cgroup and network link
+        (None without ``network``; the caller releases it when the container ends).
 
         ``fds`` names the runtime's descriptors (:data:`GO_FDS`); the caller keeps and
         closes its copies, and calls :meth:`replenish` once the runtime is ready (or
         failed). Raises ContainerError when the zygote is gone.
         """
-        spare = self._spares.popleft() if self._spares else await self._fork()
+        spare = self._spares.popleft() if self._spares else await self._fork(network)
         try:
+            if spare.lease is not None and not network and self._network is not None:
+                lease, spare.lease = spare.lease, None
+                await self._network.detach(lease)
             spare.cgroup.limit(self._isolation.limits(memory_mb))
             config = {
                 "env": dict(env),
@@ -260,12 +271,17 @@ class Zygote:
             message = b"go" + orjson.dumps(config)
             socket.send_fds(spare.sock, [message], [fds[name] for name in GO_FDS])
         except BaseException:
-            spare.discard()
-            await spare.cgroup.aremove()
+            await self._discard(spare)
             raise
         finally:
             spare.sock.close()
-        return SandboxInit(spare.pid, spare.pidfd), spare.cgroup
+        return SandboxInit(spare.pid, spare.pidfd), spare.cgroup, spare.lease
+
+    async def _discard(self, spare: _Spare) -> None:
+        spare.discard()
+        await spare.cgroup.aremove()
+        if spare.lease is not None and self._network is not None:
+            await self._network.detach(spare.lease)
 
     async def close(self) -> None:
         """Kill the spares and the zygote, remove their cgroups. Idempotent."""
@@ -276,9 +292,7 @@ class Zygote:
                 await self._refilling
             self._refilling = None
         while self._spares:
-            spare = self._spares.popleft()
-            spare.discard()
-            await spare.cgroup.aremove()
+            await self._discard(self._spares.popleft())
         if self._control is not None:
             self._control.close()  # EOF: the zygote exits
             self._control = None
@@ -333,20 +347,21 @@ class Zygote:
             while self.alive and len(self._spares) < self._spares_wanted:
                 spare = await self._fork()
                 if self._closed:
-                    spare.discard()
-                    await spare.cgroup.aremove()
+                    await self._discard(spare)
                     return
                 self._spares.append(spare)
         except ContainerError as ex:
             log.warning("the Python zygote could not fork a spare container: %s", ex)
 
-    async def _fork(self) -> _Spare:
-        """Fork one container and confine its init (cgroup, open-files limit)."""
+    async def _fork(self, network: bool = True) -> _Spare:
+        """Fork one container and confine its init (cgroup, open-files limit); with
+        ``network`` and a factory network, give it its link out."""
         if not self.alive or self._control is None:
             raise ContainerError("the Python zygote is not running")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         cgroup: Cgroup | None = None
+        lease: Lease | None = None
         pidfd = -1
         try:
             try:
@@ -359,6 +374,8 @@ class Zygote:
             pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
             cgroup = self._cgroups.create(secrets.token_hex(6), None)
             await asyncio.to_thread(_confine, cgroup, pid, self._isolation.nofile)
+            if network and self._network is not None:
+                lease = await self._network.attach(pid)
             ours.send(b"confined")  # init forks the runtime, born in the cgroup
         except BaseException:
             ours.close()
@@ -368,8 +385,10 @@ class Zygote:
                 os.close(pidfd)
             if cgroup is not None:
                 await cgroup.aremove()
+            if lease is not None and self._network is not None:
+                await self._network.detach(lease)
             raise
-        return _Spare(ours, pid, pidfd, cgroup)
+        return _Spare(ours, pid, pidfd, cgroup, lease)
 
 
 def _confine(cgroup: Cgroup, pid: int, nofile: int) -> None:

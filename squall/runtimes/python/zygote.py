@@ -125,7 +125,7 @@ def uncover_proc() -> None:
 # -- the container ---------------------------------------------------------------------
 
 
-def monitor(child: socket.socket, network: bool) -> None:
+def monitor(child: socket.socket) -> None:
     """First process of a container (see the module docstring); never returns."""
     check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     check(libc.unshare(CLONE_NEWUSER), "unshare user")
@@ -135,11 +135,12 @@ def monitor(child: socket.socket, network: bool) -> None:
     # The user namespace's own limit: nothing in it may create a user namespace.
     write("/proc/sys/user/max_user_namespaces", "0")
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    check(libc.unshare(flags | (0 if network else CLONE_NEWNET)), "unshare")
+    # A network namespace of its own: loopback only, until the invoker gives it a link.
+    check(libc.unshare(flags | CLONE_NEWNET), "unshare")
     pid = os.fork()
     if pid == 0:
         try:
-            init(child, network)
+            init(child)
         finally:
             os._exit(1)
     child.close()
@@ -151,7 +152,7 @@ def monitor(child: socket.socket, network: bool) -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
-def init(child: socket.socket, network: bool) -> None:
+def init(child: socket.socket) -> None:
     """Pid 1 of the container; returns only on failure."""
     check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     # Pid 1 gets only the signals it handles: with the zygote's SIGINT handler left in
@@ -160,8 +161,7 @@ def init(child: socket.socket, network: bool) -> None:
     os.setsid()
     check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private /")
     socket.sethostname(HOSTNAME)
-    if not network:
-        loopback_up()
+    loopback_up()
     mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     # The bounding set now (no process of the container can ever regain a capability);
     # the effective ones go when the runtime gets "go", after its mounts.
@@ -273,7 +273,7 @@ def receive(sock: socket.socket) -> tuple[bytes | None, list[int]]:
 # -- the zygote ------------------------------------------------------------------------
 
 
-def fork_container(child_fd: int, control: socket.socket, network: bool) -> None:
+def fork_container(child_fd: int, control: socket.socket) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -284,7 +284,7 @@ def fork_container(child_fd: int, control: socket.socket, network: bool) -> None
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.closerange(3, child_fd)
             os.closerange(child_fd + 1, 1 << 16)
-            monitor(socket.socket(fileno=child_fd), network)
+            monitor(socket.socket(fileno=child_fd))
         except BaseException:
             traceback.print_exc()
         finally:
@@ -292,7 +292,7 @@ def fork_container(child_fd: int, control: socket.socket, network: bool) -> None
     os.close(child_fd)
 
 
-def serve(control: socket.socket, network: bool) -> None:
+def serve(control: socket.socket) -> None:
     """Fork a container per ``fork`` message, reap the monitors, end at EOF."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
@@ -313,7 +313,7 @@ def serve(control: socket.socket, network: bool) -> None:
             if message is None:
                 return
             if message == b"fork" and len(fds) == 1:
-                fork_container(fds[0], control, network)
+                fork_container(fds[0], control)
             else:
                 for fd in fds:
                     os.close(fd)
@@ -321,11 +321,10 @@ def serve(control: socket.socket, network: bool) -> None:
 
 def main() -> None:
     control = socket.socket(fileno=int(os.environ.pop("__OW_ZYGOTE_FD")))
-    network = os.environ.pop("__OW_NETWORK", "0") == "1"
     uncover_proc()
     gc.freeze()  # the collector never writes to (so never copies) the zygote's objects
     control.send(b"ready")
-    serve(control, network)
+    serve(control)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def test_activation_message_schema_is_stable() -> None:
     assert set(raw) == {
         "v", "t", "transid", "activationId", "namespace", "subject", "action", "revision",
         "content", "blocking", "controller", "acceptedMs", "initArgs", "cause", "causedBy",
-        "storeRecord",
+        "storeRecord", "network",
     }  # fmt: skip
 
 

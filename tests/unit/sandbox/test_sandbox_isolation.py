@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +85,6 @@ def main(args):
             time.sleep(0.001)
     return {"fork_failures": failures}
 """
-
-
-@pytest.fixture
-async def networked(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
-    """A factory whose sandboxes share the host's network."""
-    factory = ProcessContainerFactory(
-        tmp_path / "net", "https://api", isolation=Isolation.detect(network=True)
-    )
-    try:
-        yield factory
-    finally:
-        await factory.close()
 
 
 def exists(pid: int) -> bool:
@@ -234,15 +221,6 @@ async def test_the_network_is_loopback_only(factory: ProcessContainerFactory) ->
             "connected": False,
             "error": "ConnectionRefusedError",
         }
-
-
-async def test_an_invoker_setting_allows_network(networked: ProcessContainerFactory) -> None:
-    # Given a server on the host's loopback and a factory allowing network
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        container = await python(networked, CONNECT)
-        # When an action connects to it, Then it gets through
-        assert await result(container, {"port": port}) == {"connected": True}
 
 
 @pytest.mark.parametrize(

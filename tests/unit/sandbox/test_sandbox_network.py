@@ -1,0 +1,220 @@
+"""The sandboxes' network: a link out under the egress rules, and nothing else.
+
+Every target is on this machine: the test's own "outside host" (a network namespace it
+makes, tests/netsupport.py), the host's loopback and the host's own addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _required import unavailable
+from netsupport import (
+    HOST_SIDE,
+    HTTP_PORT,
+    METADATA,
+    NAME,
+    PRIVATE,
+    PUBLIC,
+    OutsideHost,
+    outside_host,
+)
+from netsupport import missing as netns_missing
+
+from squall.sandbox.egress import EgressPolicy, parse_rules
+from squall.sandbox.network import SandboxNetwork, nft_available
+from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+
+PY_CONNECT = """
+import os, socket
+def main(args):
+    out = {"api_host": os.environ["__OW_API_HOST"]}
+    for name, (host, port) in args["targets"].items():
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            out[name] = "connected"
+        except OSError as ex:
+            out[name] = type(ex).__name__
+    try:
+        out["dns"] = socket.gethostbyname(args["name"])
+    except OSError as ex:
+        out["dns"] = type(ex).__name__
+    return out
+"""
+
+NODE_CONNECT = """
+const net = require('net');
+const dns = require('dns').promises;
+function attempt(host, port) {
+  return new Promise((resolve) => {
+    const s = net.connect({host, port, timeout: 3000});
+    s.on('connect', () => { s.destroy(); resolve('connected'); });
+    s.on('timeout', () => { s.destroy(); resolve('timeout'); });
+    s.on('error', (e) => resolve(e.code));
+  });
+}
+async function main(args) {
+  const out = {api_host: process.env.__OW_API_HOST};
+  for (const [name, [host, port]] of Object.entries(args.targets)) {
+    out[name] = await attempt(host, port);
+  }
+  try { out.dns = (await dns.lookup(args.name, {family: 4})).address; }
+  catch (e) { out.dns = e.code; }
+  return out;
+}
+"""
+
+
+KINDS = [("python:3.11", PY_CONNECT), ("nodejs:20", NODE_CONNECT)]
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutsideHost]:
+    problem = netns_missing() or nft_available()
+    if problem is not None:
+        unavailable(problem)
+    with outside_host(tmp_path_factory.mktemp("outside")) as host:
+        if host.resolver is None:
+            unavailable("dnsmasq is not installed: apt-get install dnsmasq-base")
+        yield host
+
+
+@pytest.fixture
+def api_server() -> Iterator[socket.socket]:
+    """A server on the host's loopback standing in for the platform's API."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.listen(16)
+        yield server
+
+
+@pytest.fixture
+async def networked(
+    anyio_backend: str, tmp_path: Path, outside: OutsideHost, api_server: socket.socket
+) -> AsyncIterator[ProcessContainerFactory]:
+    port = api_server.getsockname()[1]
+    assert outside.resolver is not None
+    policy = EgressPolicy(resolvers=(ipaddress.ip_address(outside.resolver),))
+    network = SandboxNetwork(policy, ("127.0.0.1", port))
+    factory = ProcessContainerFactory(tmp_path / "net", f"http://127.0.0.1:{port}", network=network)
+    try:
+        yield factory
+    finally:
+        await factory.close()
+
+
+async def run(container: ProcessContainer, code: str, value: Any) -> dict[str, Any]:
+    init = await container.initialize({"code": code}, timeout=10)
+    assert init.status == 200, init.body
+    answer = await container.run({"value": value}, timeout=30)
+    assert answer.status == 200, answer.body
+    result: dict[str, Any] = json.loads(answer.body)
+    return result
+
+
+def targets(api_port: int, gateway: str) -> dict[str, tuple[str, int]]:
+    return {
+        "outside": (PUBLIC, HTTP_PORT),
+        "api": (gateway, api_port),
+        "gateway_other_port": (gateway, 22),
+        "loopback_api": ("127.0.0.1", api_port),
+        "host_address": (HOST_SIDE, api_port),
+        "private": (PRIVATE, HTTP_PORT),
+        "metadata": (METADATA, HTTP_PORT),
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"), [("python:3.11", PY_CONNECT), ("nodejs:20", NODE_CONNECT)]
+)
+async def test_an_action_reaches_the_outside_and_the_api_but_nothing_else(
+    networked: ProcessContainerFactory, api_server: socket.socket, kind: str, code: str
+) -> None:
+    # Given a factory with the default egress rules, the API on the host's loopback and an
+    # outside host that also holds a private and the metadata address
+    assert networked.network is not None and networked.network.block is not None
+    gateway = str(networked.network.block.gateway)
+    port = api_server.getsockname()[1]
+    container = await networked.create(kind, 256)
+    # When the action connects to each
+    result = await run(container, code, {"targets": targets(port, gateway), "name": NAME})
+    # Then the outside host and the API (at the address it was given) answer, the name
+    # resolves through the configured resolver, and everything else is refused at once
+    assert result["api_host"] == f"http://{gateway}:{port}"
+    assert result["outside"] == "connected"
+    assert result["api"] == "connected"
+    assert result["dns"] == PUBLIC
+    refused = "ConnectionRefusedError" if kind.startswith("python") else "ECONNREFUSED"
+    unreachable = {"EHOSTUNREACH", "ENETUNREACH", "OSError", refused}
+    for name in ("gateway_other_port", "loopback_api", "host_address", "private", "metadata"):
+        assert result[name] in unreachable, (name, result)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"), [("python:3.11", PY_CONNECT), ("nodejs:20", NODE_CONNECT)]
+)
+async def test_a_container_without_network_reaches_nothing(
+    networked: ProcessContainerFactory, api_server: socket.socket, kind: str, code: str
+) -> None:
+    # Given a container created with network=False (a namespace whose limit is "none")
+    assert networked.network is not None and networked.network.block is not None
+    gateway = str(networked.network.block.gateway)
+    port = api_server.getsockname()[1]
+    container = await networked.create(kind, 256, network=False)
+    # When it tries everything, Then nothing connects, not even the outside host
+    result = await run(container, code, {"targets": targets(port, gateway), "name": NAME})
+    assert "connected" not in [v for k, v in result.items() if k != "api_host"], result
+
+
+async def test_links_go_with_their_containers_and_the_rules_with_the_factory(
+    anyio_backend: str, tmp_path: Path, outside: OutsideHost
+) -> None:
+    # Given a factory with a network and a container of each start path
+    network = SandboxNetwork(EgressPolicy(), None)
+    factory = ProcessContainerFactory(tmp_path / "net", "http://127.0.0.1:1", network=network)
+    assert network.block is not None
+    prefix, table = network.block.prefix, network.block.table
+    try:
+        node = await factory.create("nodejs:20", 256)
+        python = await factory.create("python:3.11", 256)
+        assert len(links(prefix)) >= 2
+        # When both are destroyed, Then their links are gone (the zygote's spares keep theirs)
+        await node.destroy()
+        await python.destroy()
+        spares = factory.zygote.spares if factory.zygote is not None else 0
+        assert len(links(prefix)) == spares
+    finally:
+        await factory.close()
+    # And when the factory closes, no link and no table of it is left
+    assert links(prefix) == []
+    assert table not in nft_tables()
+
+
+def nft_tables() -> list[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def links(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines()]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def test_rules_parse_and_refuse_what_is_malformed() -> None:
+    rules = parse_rules("203.0.113.7, 10.1.0.0/16:5432, 198.51.100.0/24:8000-8099, [fd00::/8]:53")
+    assert [str(r) for r in rules] == [
+        "203.0.113.7/32",
+        "10.1.0.0/16:5432",
+        "198.51.100.0/24:8000-8099",
+        "[fd00::/8]:53",
+    ]
+    for bad in ("10.0.0.0/33", "example.test", "10.0.0.1:0", "10.0.0.1:9-8", "10.0.0.1:70000"):
+        with pytest.raises(Exception, match="egress rule"):
+            parse_rules(bad)
