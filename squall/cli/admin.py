@@ -56,12 +56,15 @@ CONCURRENT_INVOCATIONS = "concurrentInvocations"
 FIRES_PER_MINUTE = "firesPerMinute"
 ALLOWED_KINDS = "allowedKinds"
 STORE_ACTIVATIONS = "storeActivations"
+# Squall's own: whether the namespace's sandboxes have a network (egress rules apply).
+NETWORK = "network"
 LIMIT_ORDER = (
     CONCURRENT_INVOCATIONS,
     INVOCATIONS_PER_MINUTE,
     FIRES_PER_MINUTE,
     ALLOWED_KINDS,
     STORE_ACTIVATIONS,
+    NETWORK,
 )
 
 
@@ -313,6 +316,13 @@ def _kinds(values: tuple[str, ...]) -> list[str] | None:
     default=None,
     help="Store activation records of this namespace (default: stored).",
 )
+@click.option(
+    "--network",
+    type=click.Choice(["egress", "none"]),
+    default=None,
+    help="Sandbox network: egress (a way out, under the egress rules) or none (loopback "
+    "only); default: the invoker's --sandbox-network.",
+)
 @pass_target
 def limits_set_cmd(
     target: Target,
@@ -322,6 +332,7 @@ def limits_set_cmd(
     fires_per_minute: int | None,
     allowed_kinds: tuple[str, ...],
     store_activations: bool | None,
+    network: str | None,
 ) -> None:
     """Set a namespace's limits. As in wskadmin, they replace the limits set before:
     a limit not given here is back at the system default."""
@@ -331,6 +342,7 @@ def limits_set_cmd(
         FIRES_PER_MINUTE: fires_per_minute,
         ALLOWED_KINDS: _kinds(allowed_kinds),
         STORE_ACTIVATIONS: store_activations,
+        NETWORK: network,
     }
     new = {k: v for k, v in given.items() if v is not None}
 
