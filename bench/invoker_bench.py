@@ -9,6 +9,9 @@ invoker memory raised out of the way, isolation on) and stops them at the end:
   zygote: B1, B2, B3;
 - server C, no stem cells and no zygote (the factory built with ``zygote=False``: there is
   no setting for it): B2's Python true cold tier, running alongside A;
+- servers A' and C', as A and C but with ``SQUALL_SANDBOX_NETWORK=none`` (sandboxes,
+  stem cells and zygote spares without a network link): B2 again, interleaved with A and
+  C, so each tier's cost of the network shows as the difference in the same run;
 - server B, no stem cells (zygote on): B6, B8.
 
 B1  warm blocking no-op invoke, one keep-alive connection (``bench/load.js``): p50/p99,
@@ -20,7 +23,9 @@ B2  cold start per tier: a fresh no-op action per sample, invoked blocking; its 
     from a zygote spare), Node.js true cold = 128 MB Node.js action on A (no cell of that
     shape), Python true cold = 128 MB Python action on C (bubblewrap start). A 0.4 s pause
     before each sample lets the stem cell or spare taken last be replaced; tiers take
-    turns. ``initTime`` and ``waitTime`` from the records.
+    turns. ``initTime`` and ``waitTime`` from the records. Every tier is measured with the
+    default network (egress: a veth link per sandbox, set up ahead for stem cells and
+    zygote spares, on the path for true cold starts) and without (``, no network``).
 B3  throughput of a warm no-op Node.js action at 1, 4 and 50 connections (``GET /api/v1``
     at the same concurrency as the baseline), and ``--mix`` distinct warm no-op Node.js
     actions in rotation at 50 connections (``bench/load.js`` with ``urls``); median of
@@ -282,12 +287,15 @@ TIERS = (
     ("nodejs", "stem cell", 256, "main"),
     ("nodejs", "true cold", 128, "main"),
 )
+#: The same tiers on servers whose sandboxes have no network (``SQUALL_SANDBOX_NETWORK``).
+NO_NETWORK = ", no network"
 
 
 def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
+    tiers = [(f, t + net, m, where + net) for f, t, m, where in TIERS for net in ("", NO_NETWORK)]
     samples: dict[str, dict[str, list[float]]] = {
         f"{f} {t}": {"delta": [], "cold": [], "warm": [], "initTime": [], "waitTime": []}
-        for f, t, _, _ in TIERS
+        for f, t, _, _ in tiers
     }
     prewarmed = dict.fromkeys(samples, 0)
     # Warm the HTTP path of each server and start the zygote (on the first fork).
@@ -299,7 +307,7 @@ def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(10):
                     timed_invoke(api, name)
     for i in range(args.colds):  # tiers take turns, so load changes hit all alike
-        for family, tier, memory, where in TIERS:
+        for family, tier, memory, where in tiers:
             api = apis[where]
             name = f"b2-{family}-{memory}-{i}"
             create(api, name, family, memory)
@@ -546,6 +554,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                         f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} ms, "
                         f"{r['prewarmed']}/{d['n']} stem cells)",
                         f"≤ {ms:g} ms", verdict(d["p50"], ms)))  # fmt: skip
+            bare = results["b2"].get(key + NO_NETWORK)
+            if bare is not None:
+                d = bare["delta"]
+                cost = r["delta"]["p50"] - d["p50"]
+                out.append((f"B2 {key}{NO_NETWORK} p50/p99",
+                            f"{d['p50']:.1f} / {d['p99']:.1f} ms (network costs {cost:+.1f} ms)",
+                            "", ""))  # fmt: skip
     if "b3" in results:
         r50 = results["b3"].get("50 conn", {}).get("rps")
         for key, r in results["b3"].items():
@@ -639,10 +654,22 @@ def main() -> None:
                 if "b1" in only:
                     results["b1"] = phase(b1, api, apihost, auth, node, args)
                 if "b2" in only:
-                    with server({"SQUALL_STEM_CELLS": ""}, zygote=False) as (cold, cold_auth, _):
-                        apis = {"main": api, "cold": Api(cold, cold_auth)}
+                    bare = {"SQUALL_SANDBOX_NETWORK": "none"}
+                    cold_env = {"SQUALL_STEM_CELLS": ""}
+                    with (
+                        server(cold_env, zygote=False) as (cold, cold_auth, _),
+                        server(bare) as (main2, main2_auth, _),
+                        server({**cold_env, **bare}, zygote=False) as (cold2, cold2_auth, _),
+                    ):
+                        apis = {
+                            "main": api,
+                            "cold": Api(cold, cold_auth),
+                            "main" + NO_NETWORK: Api(main2, main2_auth),
+                            "cold" + NO_NETWORK: Api(cold2, cold2_auth),
+                        }
                         results["b2"] = phase(b2, apis, args)
-                        apis["cold"].close()
+                        for other in list(apis.values())[1:]:
+                            other.close()
                 if "b3" in only:
                     results["b3"] = phase(b3, api, apihost, auth, node, args)
                 api.close()
