@@ -89,6 +89,7 @@ def container_factory(settings: Settings) -> ProcessContainerFactory:
         isolation=isolation(settings),
         node=settings.node,
         network=sandbox_network(settings),
+        network_default=network_mode(settings),
     )
 
 

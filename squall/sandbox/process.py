@@ -114,6 +114,9 @@ class ProcessContainerFactory:
     call, ``start_timeout`` how long a runtime may take to listen, ``path`` is the
     ``PATH`` the runtime sees.
 
+    ``network_default``: whether most containers will have a network (the invoker's
+    default): the zygote's spares are prepared that way.
+
     ``zygote``: isolated ``python:3.11`` containers are forked from a warm zygote
     (:mod:`squall.sandbox.zygote`, started on the first such ``create``, keeping
     ``zygote_spares`` containers forked ahead) instead of started through bubblewrap; if
@@ -140,6 +143,7 @@ class ProcessContainerFactory:
         zygote: bool = True,
         zygote_spares: int = DEFAULT_SPARES,
         network: SandboxNetwork | None = None,
+        network_default: bool = True,
     ) -> None:
         # Resolved: the lock, the leftovers and the cgroup's name belong to the real path.
         self.workdir = Path(workdir).resolve()
@@ -158,6 +162,7 @@ class ProcessContainerFactory:
         self._zygote_starting: asyncio.Task[Zygote | None] | None = None
         # Without isolation, processes share the host's network anyway.
         self.network = network if self.isolation is not None else None
+        self._network_default = network_default
         self._leases: dict[str, Lease] = {}
         self._detaching: set[asyncio.Task[None]] = set()
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -306,6 +311,7 @@ class ProcessContainerFactory:
             start_timeout=self._start_timeout,
             spares=self._zygote_spares,
             network=self.network,
+            spare_network=self._network_default,
         )
         try:
             await zygote.start()

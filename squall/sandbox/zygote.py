@@ -172,8 +172,11 @@ class Zygote:
         start_timeout: float,
         spares: int = DEFAULT_SPARES,
         network: SandboxNetwork | None = None,
+        spare_network: bool = True,
     ) -> None:
         self._network = network
+        #: Whether spares are forked with a link (what most containers will want).
+        self._spare_network = spare_network
         self._argv = argv
         self._binds = binds
         self._sandbox = sandbox
@@ -262,6 +265,8 @@ class Zygote:
             if spare.lease is not None and not network and self._network is not None:
                 lease, spare.lease = spare.lease, None
                 await self._network.detach(lease)
+            elif spare.lease is None and network and self._network is not None:
+                spare.lease = await self._network.attach(spare.pid)
             spare.cgroup.limit(self._isolation.limits(memory_mb))
             config = {
                 "env": dict(env),
@@ -345,7 +350,7 @@ class Zygote:
     async def _keep_spares(self) -> None:
         try:
             while self.alive and len(self._spares) < self._spares_wanted:
-                spare = await self._fork()
+                spare = await self._fork(self._spare_network)
                 if self._closed:
                     await self._discard(spare)
                     return
