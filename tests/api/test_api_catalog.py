@@ -139,6 +139,26 @@ async def test_a_rule_fires_utils_echo(client: httpx.AsyncClient, unique: Unique
     assert ran["response"]["result"] == {"hello": "world"}
 
 
+async def test_a_binding_of_samples_supplies_parameters(
+    client: httpx.AsyncClient, unique: Unique
+) -> None:
+    # Given a binding of /whisk.system/samples with a place (`wsk package bind`)
+    binding = unique("valhalla")
+    body = {
+        "binding": {"namespace": "whisk.system", "name": "samples"},
+        "parameters": [{"key": "place", "value": "Valhalla"}],
+    }
+    assert (await client.put(f"{NS}/packages/{binding}", json=body)).status_code == 200
+    # When greeting is invoked through it / Then the bound place is used
+    r = await client.post(
+        f"{NS}/actions/{binding}/greeting",
+        params={"blocking": "true", "result": "true"},
+        json={"name": "Odin"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"payload": "Hello, Odin from Valhalla!"}
+
+
 async def test_samples(client: httpx.AsyncClient) -> None:
     greeting = {"payload": "Cat", "place": "Narrowsburg"}
     assert await result(client, "samples/greeting", greeting) == {
