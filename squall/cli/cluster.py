@@ -51,6 +51,7 @@ def _run(main: Any) -> None:
 
 async def run_controller(settings: Settings) -> None:
     from squall.bus.factory import open_bus
+    from squall.catalog.install import install_catalog
     from squall.controller.app import create_app
     from squall.controller.build import build_controller
     from squall.controller.cluster import CACHE_TTL_S, ClusterControl
@@ -85,6 +86,7 @@ async def run_controller(settings: Settings) -> None:
     try:
         await controller.start()
         await control.start()
+        await install_catalog(controller.catalog)
         await alarms.start()
         retention.start()
         log.info("controller %s on %s:%d", settings.controller_id, settings.host, settings.port)

@@ -1,8 +1,9 @@
 """``squall standalone``: the whole platform in one process.
 
 SQLite store under ``--home``, the in-process bus, one invoker with the process sandbox,
-the built-in alarms provider, and the REST API on uvicorn. The same classes run in the
-cluster shape; only the providers passed in here differ.
+the standard catalog and the built-in alarms provider in ``/whisk.system``, and the REST
+API on uvicorn. The same classes run in the cluster shape; only the providers passed in
+here differ.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from starlette.types import ASGIApp
 
 from squall.bus.memory import MemoryBus
+from squall.catalog.install import install_catalog
 from squall.cli.serving import serve_app
 from squall.config import Settings
 from squall.controller.app import create_app
@@ -118,6 +120,7 @@ class Standalone:
         retention = Retention(store.activations, settings.activation_retention_days)
         await invoker.start()
         await controller.start()
+        await install_catalog(controller.catalog)
         await alarms.start()
         retention.start()
         auth = await guest_credentials(store.auth, settings.home / "wskprops")

@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from squall.catalog.install import install_entity
 from squall.controller.activator import Invocation
 from squall.controller.auth import Identity
-from squall.controller.catalog import Catalog, E
+from squall.controller.catalog import Catalog
 from squall.controller.core import Controller
 from squall.entities import params
 from squall.entities.action import Action
@@ -37,11 +38,10 @@ from squall.entities.activation import (
     new_activation_id,
     now_ms,
 )
-from squall.entities.common import bump_patch
 from squall.entities.kinds import CodeExec
 from squall.entities.names import EntityPath
 from squall.entities.package import Package
-from squall.errors import Conflict, NotFound, SquallError
+from squall.errors import SquallError
 from squall.feeds.alarm import ALARM, FEEDS, INTERVAL, ONCE, FeedError
 from squall.feeds.lifecycle import Lifecycle
 
@@ -112,36 +112,9 @@ def package() -> Package:
 async def install(catalog: Catalog) -> None:
     """Create ``/whisk.system/alarms`` and its actions, or bring them up to date (a
     changed one is replaced with its patch version bumped; an unchanged one is left)."""
-    await _install(catalog, package())
+    await install_entity(catalog, package())
     for action in feed_actions():
-        await _install(catalog, action)
-
-
-async def _install(catalog: Catalog, entity: E) -> None:
-    # Several controllers of a cluster install at the same time: whoever loses a race
-    # (Conflict) reads the winner's copy and compares again.
-    for attempt in range(3):
-        try:
-            await _install_once(catalog, entity)
-            return
-        except Conflict:
-            if attempt == 2:
-                raise
-
-
-async def _install_once(catalog: Catalog, entity: E) -> None:
-    try:
-        stored = await catalog.get(type(entity), entity.path)
-    except NotFound:
-        await catalog.put(entity, create=True)
-        return
-    wanted = entity.to_store()
-    if stored.to_store() | {"version": entity.version} == wanted:
-        return
-    wanted["version"] = bump_patch(stored.version)
-    await catalog.put(
-        type(entity).from_store(entity.path, wanted, stored.rev, stored.updated), create=False
-    )
+        await install_entity(catalog, action)
 
 
 class FeedActions:

@@ -99,6 +99,28 @@ def test_an_action_created_through_one_controller_runs_through_the_other(
         assert r.json() == {"version": 2}
 
 
+def test_the_standard_catalog_is_installed_once_and_runs_through_either_controller(
+    cluster: Cluster,
+) -> None:
+    # Given two controllers that installed /whisk.system at the same start
+    with cluster.client(0) as c0, cluster.client(1) as c1:
+        for client in (c0, c1):
+            # When either lists /whisk.system and invokes /whisk.system/utils/sort
+            listed = client.get("/api/v1/namespaces/whisk.system/packages")
+            assert listed.status_code == 200, listed.text
+            packages = {p["name"]: p for p in listed.json()}
+            # Then utils, samples and alarms are there, each written once (first version)
+            assert {"utils", "samples", "alarms"} <= set(packages)
+            utils = client.get("/api/v1/namespaces/whisk.system/packages/utils").json()
+            assert {a["version"] for a in utils["actions"]} == {"0.0.1"}
+            r = client.post(
+                "/api/v1/namespaces/whisk.system/actions/utils/sort?blocking=true&result=true",
+                json={"lines": ["b", "c", "a"]},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json() == {"lines": ["a", "b", "c"], "length": 3}
+
+
 def test_load_spreads_across_invokers(cluster: Cluster) -> None:
     # Given twelve distinct actions (distinct home invokers by hashing)
     before = invoker_activations(cluster)
