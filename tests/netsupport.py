@@ -11,12 +11,15 @@ that knows the name ``outside.test``. Nothing else is ever a target.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +48,37 @@ _SERVER = textwrap.dedent(
     http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
     """
 )
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def listen_in(netns: str, address: str, port: int = 0) -> socket.socket:
+    """A TCP socket listening on ``address`` inside ``netns`` (an ``ip netns`` name): it
+    is created by a thread that enters the namespace (``setns`` acts on that thread
+    only), and keeps belonging to it when used from this process's other threads."""
+    made: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/run/netns/{netns}") as theirs, open("/proc/thread-self/ns/net") as own:
+            if libc.setns(theirs.fileno(), CLONE_NEWNET) != 0:
+                made.append(OSError(ctypes.get_errno(), "setns"))
+                return
+            try:
+                made.append(socket.create_server((address, port)))
+            except OSError as ex:
+                made.append(ex)
+            finally:
+                libc.setns(own.fileno(), CLONE_NEWNET)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    result = made[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _ip(*args: str, netns: str | None = None) -> None:

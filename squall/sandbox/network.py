@@ -12,8 +12,9 @@ capability over its own network and cannot change addresses or routes):
 - :meth:`attach` (given a process in the namespace) creates a veth pair whose host end
   ``<prefix><n>`` holds the block's gateway address (/32, the same on every host end)
   and a /32 route to the sandbox, and whose other end, moved into the namespace as
-  ``eth0``, holds the sandbox's address with a default route through the gateway;
-  loopback comes up too;
+  ``eth0``, holds the sandbox's address with a default route through the gateway (its
+  loopback is the sandbox's own business: bubblewrap and the zygote's init bring it up,
+  and bubblewrap fails if it finds it configured already);
 - :meth:`detach` removes the pair (the sandbox is left with loopback only); a pair also
   disappears by itself when its namespace dies;
 - :meth:`close` removes the table and every pair still there.
@@ -266,7 +267,6 @@ class SandboxNetwork:
             eth0 = inner.link_lookup(ifname="eth0")[0]
             inner.addr("add", index=eth0, address=address, prefixlen=32)
             inner.link("set", index=eth0, state="up")
-            inner.link("set", index=inner.link_lookup(ifname="lo")[0], state="up")
             inner.route("add", dst=f"{gateway}/32", oif=eth0, scope="link")
             inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 from _required import unavailable
 from _standalone import free_port
+from netsupport import PUBLIC, OutsideHost, listen_in
 
 from squall.cli.local_cluster import LocalCluster
 
@@ -160,9 +161,12 @@ class PrivatePostgres:
 
 
 class Witness:
-    """Counts ``POST /<activation id>`` calls: one per run of an action."""
+    """Counts ``POST /<activation id>`` calls: one per run of an action.
 
-    def __init__(self) -> None:
+    It listens on the test's own outside host (tests/netsupport.py): the only kind of
+    place a sandbox may connect to."""
+
+    def __init__(self, host: OutsideHost) -> None:
         self.calls: Counter[str] = Counter()
         lock = threading.Lock()
         calls = self.calls
@@ -177,13 +181,15 @@ class Witness:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.port = int(self._server.server_address[1])
+        self._server = ThreadingHTTPServer((PUBLIC, 0), Handler, bind_and_activate=False)
+        self._server.socket.close()
+        self._server.socket = listen_in(host.netns, PUBLIC)
+        self.port = int(self._server.socket.getsockname()[1])
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{PUBLIC}:{self.port}"
 
     def close(self) -> None:
         self._server.shutdown()

@@ -3,12 +3,13 @@
 JetStream server, which the tests stop and start again.
 
 Health timings are shortened (pings every 0.5 s, offline after 4 s) so that a killed
-invoker is noticed quickly; actions get the network (loopback only is used) so they can
-report each run to the :class:`Witness`.
+invoker is noticed quickly; actions report each run to the :class:`Witness`, which
+listens on the test's own outside host (their default egress reaches it).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from clustersupport import (
     Witness,
     require,
 )
+from netsupport import missing as netns_missing
+from netsupport import outside_host
 
 from squall.cli.local_cluster import LocalCluster
 
@@ -27,7 +30,6 @@ ENV = {
     "SQUALL_PING_INTERVAL_S": "0.5",
     "SQUALL_UNRESPONSIVE_AFTER_S": "2",
     "SQUALL_OFFLINE_AFTER_S": "4",
-    "SQUALL_SANDBOX_NETWORK": "1",
     "SQUALL_STEM_CELLS": "nodejs:20@256x1",
     "SQUALL_USER_MEMORY_MB": "4096",
     "SQUALL_INVOCATIONS_PER_MINUTE": "100000",
@@ -41,10 +43,12 @@ ENV = {
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require("PostgreSQL's server binaries (Debian package postgresql)", PrivatePostgres.available())
     require("nats-server (Debian package nats-server)", NatsServer.available())
+    require("network namespaces (root, iproute2) for the outside host", netns_missing() is None)
     home: Path = tmp_path_factory.mktemp("cluster")
     nats = NatsServer(home)
     pg = PrivatePostgres()
-    witness = Witness()
+    outside = contextlib.ExitStack()
+    witness = Witness(outside.enter_context(outside_host(home)))
     try:
         nats.start()
         pg.init()
@@ -66,3 +70,4 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         nats.stop()
         pg.close()
         witness.close()
+        outside.close()
