@@ -1,4 +1,12 @@
-"""Activation records and their responses: the four OpenWhisk outcomes as data."""
+"""Activation records and their responses: the four OpenWhisk outcomes as data.
+
+A record has two JSON shapes. The *stored* shape (store rows, bus completions) keeps
+``response.statusCode``, which the controller and invoker read (blocking answers' HTTP
+status, sequences, web actions). The *REST* shape, :func:`rest_json`, is what
+OpenWhisk's ``toExtendedJson`` shows users: ``response`` is ``{status, success, result,
+size?}`` with no ``statusCode``, and a record that has not ended (``end`` 0: a trigger's,
+or Squall's pending one) has no ``end``. Only the HTTP edge renders the REST shape.
+"""
 
 from __future__ import annotations
 
@@ -117,6 +125,8 @@ class Activation:
         return max(0, self.end - self.start)
 
     def to_json(self) -> dict[str, Any]:
+        """The stored shape. ``end`` 0 means the record has no duration (a trigger's, as
+        OpenWhisk stores it), so none is written."""
         out: dict[str, Any] = {
             "namespace": self.namespace,
             "name": self.name,
@@ -124,13 +134,14 @@ class Activation:
             "activationId": self.activation_id,
             "start": self.start,
             "end": self.end,
-            "duration": self.duration,
             "version": self.version,
             "publish": self.publish,
             "response": self.response.to_json(),
             "logs": self.logs,
             "annotations": self.annotations,
         }
+        if self.end:
+            out["duration"] = self.duration
         if self.cause:
             out["cause"] = self.cause
         return out
@@ -177,8 +188,40 @@ def is_pending(record: dict[str, Any]) -> bool:
     return bool(record.get("response", {}).get("status") == PENDING)
 
 
+def rest_response(response: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``response`` as the REST API shows it: without ``statusCode``.
+
+    OpenWhisk hides the code (``ActivationResponse.toExtendedJson``): ``status`` and
+    ``success`` say the same. Squall's ``status`` and ``success`` are stored beside it.
+    """
+    return {k: v for k, v in response.items() if k != "statusCode"}
+
+
+def rest_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as the REST API shows it (get, ``docs=true`` list, blocking invoke).
+
+    As OpenWhisk's ``WhiskActivation.toExtendedJson``: ``response`` without
+    ``statusCode``; a record that has not ended (``end`` 0) has no ``end``, and a
+    ``duration`` only if it was stored with one (a pending record's 0; a trigger's has
+    none). The stored record is not changed.
+    """
+    out = dict(record)
+    response = record.get("response")
+    if isinstance(response, dict):
+        out["response"] = rest_response(response)
+    if not record.get("end"):
+        out.pop("end", None)
+    return out
+
+
 def summary_json(record: dict[str, Any]) -> dict[str, Any]:
-    """The list view of a stored record: no logs, no result."""
+    """The list view of a stored record: no logs, no result.
+
+    As OpenWhisk's ``WhiskActivation.summaryAsJson``: ``end``, ``duration`` and the
+    response's ``statusCode`` only for a record that has ended, so a trigger's record
+    has none of them (``aio rt:activation:list`` shows it as a trigger). A pending record
+    keeps its stored ``duration`` 0, so clients still list it as an action.
+    """
     response = record.get("response", {})
     out: dict[str, Any] = {
         k: record[k]
@@ -189,14 +232,17 @@ def summary_json(record: dict[str, Any]) -> dict[str, Any]:
             "subject",
             "activationId",
             "start",
-            "end",
-            "duration",
             "publish",
             "annotations",
             "cause",
         )
         if k in record
     }
-    if "statusCode" in response:
-        out["statusCode"] = response["statusCode"]
+    if record.get("end"):
+        out["end"] = record["end"]
+        out["duration"] = record.get("duration", max(0, record["end"] - record.get("start", 0)))
+        if "statusCode" in response:
+            out["statusCode"] = response["statusCode"]
+    elif "duration" in record:
+        out["duration"] = record["duration"]
     return out

@@ -167,7 +167,6 @@ async def test_get_logs_and_result(
     assert result.json() == record["response"]
     assert result.json() == {
         "status": "success",
-        "statusCode": 0,
         "success": True,
         "result": {"n": 2},
     }

@@ -48,7 +48,6 @@ def test_actions_lifecycle(standalone: Standalone) -> None:
     assert record["version"] == "0.0.2"
     assert record["response"] == {
         "status": "success",
-        "statusCode": 0,
         "success": True,
         "result": {"v": 2, "greeting": "hi"},
     }

@@ -22,7 +22,7 @@ from squall.controller.routes.common import find, list_collection, require_overw
 from squall.controller.sequences import check_sequence
 from squall.controller.throttle import ALLOWED_KINDS
 from squall.entities.action import Action
-from squall.entities.activation import SUCCESS, WHISK_ERROR
+from squall.entities.activation import SUCCESS, WHISK_ERROR, rest_json
 from squall.entities.names import EntityPath, check_name
 from squall.entities.package import Package
 from squall.errors import BadRequest, Forbidden, NotFound
@@ -155,7 +155,7 @@ async def _invoke(ctl: Controller, request: Request, identity: Any, path: Entity
     record = invocation.record
     if record is None:
         return JSONResponse({"activationId": invocation.activation_id}, 202, headers)
-    body = record.get("response", {}).get("result", {}) if result_only else record
+    body = record.get("response", {}).get("result", {}) if result_only else rest_json(record)
     return JSONResponse(body, status_for(record), headers)
 
 
