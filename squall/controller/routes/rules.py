@@ -24,6 +24,7 @@ from squall.errors import BadRequest, Forbidden, NotFound
 
 MAX_RULE_BYTES = 1024 * 1024 + 64 * 1024
 TRIGGER_MISSING_ON_STATUS = "Only rules with existing triggers can be activated"
+STATUS_CHANGED_TYPE = "text/plain; charset=UTF-8"
 
 
 async def _with_status(catalog: Catalog, rule: Rule) -> Rule:
@@ -116,7 +117,9 @@ async def _set_status(catalog: Catalog, request: Request, path: EntityPath) -> R
             trigger.with_rule(rule.key, replace(rule, status=status).trigger_entry()),
             create=False,
         )
-    return Response(status_code=200)
+    # OpenWhisk completes with the bare status, which pekko-http renders as the status's
+    # reason phrase in plain text (clients print it: aio's "Rule Enabled \"OK\"").
+    return Response("OK", 200, media_type=STATUS_CHANGED_TYPE)
 
 
 ROUTES = [
