@@ -15,6 +15,7 @@ from squall.controller.http import (
     JSONResponse,
     list_window,
     query_bool,
+    read_entity,
     read_json,
     transaction_id,
 )
@@ -88,7 +89,7 @@ async def action_entity(request: Request) -> Response:
 
 
 async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
-    body = await read_json(request, MAX_ENTITY_BYTES, empty={})
+    body = await read_entity(request, MAX_ENTITY_BYTES)
     if path.package:
         package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
         if package.binding is not None:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from squall.controller.catalog import Catalog
 from squall.controller.core import reader
 from squall.controller.entitlement import readable_package
-from squall.controller.http import JSONResponse, list_window, query_bool, read_json
+from squall.controller.http import JSONResponse, list_window, query_bool, read_entity
 from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.entities import params
 from squall.entities.action import Action
@@ -92,7 +92,7 @@ async def package_entity(request: Request) -> Response:
     # PUT
     if path.name in RESERVED_NAMES:
         raise BadRequest(f"Package name '{path.name}' is reserved.")
-    body = await read_json(request, MAX_PACKAGE_BYTES, empty={})
+    body = await read_entity(request, MAX_PACKAGE_BYTES)
     existing = await find(ctl.catalog, Package, path)
     if existing is None:
         package = Package.create(path, body)

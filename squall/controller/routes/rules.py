@@ -15,7 +15,7 @@ from starlette.routing import Route
 from squall.controller.catalog import Catalog
 from squall.controller.core import Controller, caller
 from squall.controller.entitlement import resolve_action
-from squall.controller.http import JSONResponse, list_window, query_bool, read_json
+from squall.controller.http import JSONResponse, list_window, query_bool, read_entity, read_json
 from squall.controller.routes.common import find, require_overwrite
 from squall.entities.names import EntityPath, check_name
 from squall.entities.rule import ACTIVE, INACTIVE, Rule
@@ -79,7 +79,7 @@ async def rule_entity(request: Request) -> Response:
         return JSONResponse(replace(rule, status=INACTIVE).to_json())
     if request.method == "POST":
         return await _set_status(catalog, request, path)
-    body = await read_json(request, MAX_RULE_BYTES, empty={})
+    body = await read_entity(request, MAX_RULE_BYTES)
     existing = await find(catalog, Rule, path)
     if existing is None:
         rule = Rule.create(path, body)
