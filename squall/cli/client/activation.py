@@ -85,7 +85,7 @@ def _row(a: dict[str, Any]) -> list[str]:
         str(a.get("activationId")),
         str(kind),
         temperature,
-        f"{a.get('duration', 0)}ms",
+        f"{a['duration']}ms" if "duration" in a else "--",  # a trigger's record has none
         _status(a, kind),
         f"{entity}:{a.get('version', '')}",
     ]
