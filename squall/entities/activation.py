@@ -69,24 +69,38 @@ def format_log_line(time_ns: int, stream: str, text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ActivationResponse:
+    """An activation's outcome. ``size``, as in OpenWhisk, is set only when a runtime
+    answered over HTTP: the length of its answer (see ``invoker/outcomes.py``)."""
+
     status_code: int
     result: Any = None
+    size: int | None = None
 
     @property
     def success(self) -> bool:
         return self.status_code == SUCCESS
 
     @classmethod
-    def ok(cls, result: Any) -> ActivationResponse:
+    def ok(cls, result: Any, size: int | None = None) -> ActivationResponse:
         """A runtime's 200 answer: success, or application error if it carries ``error``."""
         if isinstance(result, dict) and "error" in result:
-            return cls(APPLICATION_ERROR, result)
-        return cls(SUCCESS, result)
+            return cls(APPLICATION_ERROR, result, size)
+        return cls(SUCCESS, result, size)
 
     @classmethod
-    def developer_error(cls, error: Any) -> ActivationResponse:
+    def developer_error(cls, error: Any, size: int | None = None) -> ActivationResponse:
         result = error if isinstance(error, dict) and "error" in error else {"error": error}
-        return cls(DEVELOPER_ERROR, result)
+        return cls(DEVELOPER_ERROR, result, size)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ActivationResponse:
+        """The stored shape back (a record's ``response``); no code reads as a whisk error."""
+        size = raw.get("size")
+        return cls(
+            int(raw.get("statusCode", WHISK_ERROR)),
+            raw.get("result"),
+            size if isinstance(size, int) else None,
+        )
 
     @classmethod
     def whisk_error(cls, message: str) -> ActivationResponse:
@@ -100,6 +114,8 @@ class ActivationResponse:
         }
         if self.result is not None:
             out["result"] = self.result
+        if self.size is not None:
+            out["size"] = self.size
         return out
 
 

@@ -82,6 +82,7 @@ async def test_each_result_is_the_next_input(client: httpx.AsyncClient, unique: 
         "status": "success",
         "success": True,
         "result": {"n": 6},
+        "size": len('{"n":6}'),  # the last component's response, as OpenWhisk passes it on
     }
     assert r.headers["x-openwhisk-activation-id"] == record["activationId"]
     assert record["name"] == seq and record["namespace"] == GUEST and record["subject"] == GUEST

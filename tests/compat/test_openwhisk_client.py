@@ -50,6 +50,7 @@ def test_actions_lifecycle(standalone: Standalone) -> None:
         "status": "success",
         "success": True,
         "result": {"v": 2, "greeting": "hi"},
+        "size": len('{"v":2,"greeting":"hi"}'),
     }
     # And delete answers the deleted action; afterwards everything is 404
     assert seen["deleted"]["name"] == name
