@@ -16,6 +16,7 @@ activation record, never exceptions.
     │   ├── MethodNotAllowed       405
     │   ├── Conflict               409  exists without overwrite, stale revision, non-empty package
     │   ├── PayloadTooLarge        413  body, parameters or code over the limits
+    │   ├── UnsupportedMediaType   415  an entity PUT whose body is not application/json
     │   └── TooManyRequests        429  throttles
     ├── ServiceUnavailable         503  no invoker can take the work
     ├── ConfigError                500  settings that cannot work (unknown provider URL, ...)
@@ -80,6 +81,11 @@ class PayloadTooLarge(RequestError):
     @classmethod
     def of(cls, size: int, allowed: int) -> PayloadTooLarge:
         return cls(f"Request larger than allowed: {size} > {allowed} bytes.")
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    default_message = "The request's Content-Type is not supported."
 
 
 class TooManyRequests(RequestError):

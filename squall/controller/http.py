@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from squall.errors import BadRequest, PayloadTooLarge, SquallError
+from squall.errors import BadRequest, PayloadTooLarge, SquallError, UnsupportedMediaType
 
 TXID_HEADER = "x-request-id"
 ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
@@ -58,6 +58,61 @@ async def read_json(request: Request, limit: int, *, empty: Any = None) -> Any:
     body = await read_body(request, limit)
     if not body.strip():
         return empty
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"The request content was malformed:\n{e}") from e
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def _content_type(request: Request, body: bytes) -> str | None:
+    """The request's content type as pekko-http names it: media type lower-cased, a
+    charset upper-cased; a body without the header is ``application/octet-stream``;
+    None for no header and no body."""
+    raw = request.headers.get("content-type")
+    if raw is None:
+        return "application/octet-stream" if body else None
+    media, *parameters = (part.strip() for part in raw.split(";"))
+    rendered = media.lower()
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').upper()
+            rendered += f"; charset={charset}"
+    return rendered
+
+
+def _end_of_input(text: str) -> str:
+    """spray-json's message for a body with no JSON value in it (only whitespace)."""
+    line = text.count("\n") + 1
+    last = text.rsplit("\n", 1)[-1]
+    return (
+        f"Unexpected end-of-input at input index {len(text)} (line {line}, position "
+        f"{len(last) + 1}), expected JSON Value:\n{last}\n{' ' * len(last)}^\n"
+    )
+
+
+async def read_entity(request: Request, limit: int) -> Any:
+    """The body of an entity PUT, taken as OpenWhisk's spray-json unmarshaller takes it.
+
+    - A content type other than ``application/json`` (any charset) is 415 before the
+      body is looked at; a body sent without one counts as ``application/octet-stream``.
+    - An empty body (with the JSON type or no type at all) is not ``{}``: it is 400,
+      "The request content was malformed", with spray-json's parser message.
+    - Otherwise as :func:`read_json`.
+    """
+    body = await read_body(request, limit)
+    content_type = _content_type(request, body)
+    if content_type is not None and content_type.split(";")[0] != JSON_MEDIA_TYPE:
+        raise UnsupportedMediaType(
+            f"The request's Content-Type [{content_type}] is not supported. "
+            f"Expected:\n{JSON_MEDIA_TYPE}"
+        )
+    if not body.strip():
+        text = body.decode("utf-8", errors="replace")
+        raise BadRequest(f"The request content was malformed:\n{_end_of_input(text)}")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:

@@ -26,7 +26,6 @@ from squall.entities.action import Action
 from squall.entities.activation import (
     APPLICATION_ERROR,
     SUCCESS,
-    WHISK_ERROR,
     ActivationResponse,
 )
 from squall.entities.names import EntityPath
@@ -169,5 +168,6 @@ async def run_sequence(
 
 
 def _response_of(record: dict[str, Any]) -> ActivationResponse:
-    raw = record.get("response", {})
-    return ActivationResponse(int(raw.get("statusCode", WHISK_ERROR)), raw.get("result"))
+    """A component's response, which becomes the sequence's if it is the last (with its
+    ``size``, as OpenWhisk passes the whole response on)."""
+    return ActivationResponse.from_json(record.get("response", {}))

@@ -20,8 +20,10 @@ alarms provider alike (which fires as the trigger's owner). Guarantees:
   an inactive rule (OpenWhisk's "Rule '...' is inactive, ..." text) and for an action the
   invoke refused (missing, not entitled, throttled, ``final`` parameters — the invoke
   API's message); ``statusCode`` 3 for an internal error. A rule never fails the fire.
-- Unlike OpenWhisk (``end`` 0, no ``duration``), ``end`` is when the rules were
-  dispatched and ``duration`` the time that took.
+- As in OpenWhisk, the record has ``end`` 0 and no ``duration``: a trigger does not
+  run, so the REST API shows it without ``end`` and lists it without ``end``,
+  ``duration`` or ``statusCode`` (how clients such as ``aio rt:activation:list`` tell a
+  trigger's record from an action's).
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ async def fire_trigger(
         subject=identity.subject,
         activation_id=activation_id,
         start=start,
-        end=now_ms(),
+        end=0,
         response=ActivationResponse(SUCCESS, payload),
         version=trigger.version,
         logs=list(lines),

@@ -1,4 +1,12 @@
-"""Activation records and their responses: the four OpenWhisk outcomes as data."""
+"""Activation records and their responses: the four OpenWhisk outcomes as data.
+
+A record has two JSON shapes. The *stored* shape (store rows, bus completions) keeps
+``response.statusCode``, which the controller and invoker read (blocking answers' HTTP
+status, sequences, web actions). The *REST* shape, :func:`rest_json`, is what
+OpenWhisk's ``toExtendedJson`` shows users: ``response`` is ``{status, success, result,
+size?}`` with no ``statusCode``, and a record that has not ended (``end`` 0: a trigger's,
+or Squall's pending one) has no ``end``. Only the HTTP edge renders the REST shape.
+"""
 
 from __future__ import annotations
 
@@ -61,24 +69,38 @@ def format_log_line(time_ns: int, stream: str, text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ActivationResponse:
+    """An activation's outcome. ``size``, as in OpenWhisk, is set only when a runtime
+    answered over HTTP: the length of its answer (see ``invoker/outcomes.py``)."""
+
     status_code: int
     result: Any = None
+    size: int | None = None
 
     @property
     def success(self) -> bool:
         return self.status_code == SUCCESS
 
     @classmethod
-    def ok(cls, result: Any) -> ActivationResponse:
+    def ok(cls, result: Any, size: int | None = None) -> ActivationResponse:
         """A runtime's 200 answer: success, or application error if it carries ``error``."""
         if isinstance(result, dict) and "error" in result:
-            return cls(APPLICATION_ERROR, result)
-        return cls(SUCCESS, result)
+            return cls(APPLICATION_ERROR, result, size)
+        return cls(SUCCESS, result, size)
 
     @classmethod
-    def developer_error(cls, error: Any) -> ActivationResponse:
+    def developer_error(cls, error: Any, size: int | None = None) -> ActivationResponse:
         result = error if isinstance(error, dict) and "error" in error else {"error": error}
-        return cls(DEVELOPER_ERROR, result)
+        return cls(DEVELOPER_ERROR, result, size)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ActivationResponse:
+        """The stored shape back (a record's ``response``); no code reads as a whisk error."""
+        size = raw.get("size")
+        return cls(
+            int(raw.get("statusCode", WHISK_ERROR)),
+            raw.get("result"),
+            size if isinstance(size, int) else None,
+        )
 
     @classmethod
     def whisk_error(cls, message: str) -> ActivationResponse:
@@ -92,6 +114,8 @@ class ActivationResponse:
         }
         if self.result is not None:
             out["result"] = self.result
+        if self.size is not None:
+            out["size"] = self.size
         return out
 
 
@@ -117,6 +141,8 @@ class Activation:
         return max(0, self.end - self.start)
 
     def to_json(self) -> dict[str, Any]:
+        """The stored shape. ``end`` 0 means the record has no duration (a trigger's, as
+        OpenWhisk stores it), so none is written."""
         out: dict[str, Any] = {
             "namespace": self.namespace,
             "name": self.name,
@@ -124,13 +150,14 @@ class Activation:
             "activationId": self.activation_id,
             "start": self.start,
             "end": self.end,
-            "duration": self.duration,
             "version": self.version,
             "publish": self.publish,
             "response": self.response.to_json(),
             "logs": self.logs,
             "annotations": self.annotations,
         }
+        if self.end:
+            out["duration"] = self.duration
         if self.cause:
             out["cause"] = self.cause
         return out
@@ -177,8 +204,40 @@ def is_pending(record: dict[str, Any]) -> bool:
     return bool(record.get("response", {}).get("status") == PENDING)
 
 
+def rest_response(response: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``response`` as the REST API shows it: without ``statusCode``.
+
+    OpenWhisk hides the code (``ActivationResponse.toExtendedJson``): ``status`` and
+    ``success`` say the same. Squall's ``status`` and ``success`` are stored beside it.
+    """
+    return {k: v for k, v in response.items() if k != "statusCode"}
+
+
+def rest_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as the REST API shows it (get, ``docs=true`` list, blocking invoke).
+
+    As OpenWhisk's ``WhiskActivation.toExtendedJson``: ``response`` without
+    ``statusCode``; a record that has not ended (``end`` 0) has no ``end``, and a
+    ``duration`` only if it was stored with one (a pending record's 0; a trigger's has
+    none). The stored record is not changed.
+    """
+    out = dict(record)
+    response = record.get("response")
+    if isinstance(response, dict):
+        out["response"] = rest_response(response)
+    if not record.get("end"):
+        out.pop("end", None)
+    return out
+
+
 def summary_json(record: dict[str, Any]) -> dict[str, Any]:
-    """The list view of a stored record: no logs, no result."""
+    """The list view of a stored record: no logs, no result.
+
+    As OpenWhisk's ``WhiskActivation.summaryAsJson``: ``end``, ``duration`` and the
+    response's ``statusCode`` only for a record that has ended, so a trigger's record
+    has none of them (``aio rt:activation:list`` shows it as a trigger). A pending record
+    keeps its stored ``duration`` 0, so clients still list it as an action.
+    """
     response = record.get("response", {})
     out: dict[str, Any] = {
         k: record[k]
@@ -189,14 +248,17 @@ def summary_json(record: dict[str, Any]) -> dict[str, Any]:
             "subject",
             "activationId",
             "start",
-            "end",
-            "duration",
             "publish",
             "annotations",
             "cause",
         )
         if k in record
     }
-    if "statusCode" in response:
-        out["statusCode"] = response["statusCode"]
+    if record.get("end"):
+        out["end"] = record["end"]
+        out["duration"] = record.get("duration", max(0, record["end"] - record.get("start", 0)))
+        if "statusCode" in response:
+            out["statusCode"] = response["statusCode"]
+    elif "duration" in record:
+        out["duration"] = record["duration"]
     return out

@@ -161,15 +161,16 @@ async def test_get_logs_and_result(
     assert logs.status_code == 200
     assert logs.json() == {"logs": record["logs"]}
     assert any(line.endswith("stdout: n=2") for line in logs.json()["logs"])
-    # When its result is read / Then the response object
+    # When its result is read / Then the response object as OpenWhisk shows it: status
+    # and success, no statusCode, and the size of the runtime's answer ('{"n":2}')
     result = await client.get(f"{NS}/activations/{aid}/result")
     assert result.status_code == 200
     assert result.json() == record["response"]
     assert result.json() == {
         "status": "success",
-        "statusCode": 0,
         "success": True,
         "result": {"n": 2},
+        "size": len('{"n":2}'),
     }
 
 

@@ -132,7 +132,7 @@ async def test_feed_errors(client: httpx.AsyncClient, system: Standalone, unique
 
     async def error(r: httpx.Response) -> str:
         assert r.status_code == 502, r.text
-        assert r.json()["response"]["statusCode"] == 1
+        assert r.json()["response"]["status"] == "application error"
         message: str = result(r)["error"]
         return message
 

@@ -160,6 +160,45 @@ async def test_binding_shows_the_bound_packages_contents(
     assert [a["name"] for a in got["actions"]] == ["a"]
 
 
+async def test_binding_shows_the_bound_packages_parameters_under_its_own(
+    client: httpx.AsyncClient, unique: Unique
+) -> None:
+    # Given a package with two parameters and a binding that overrides one and adds one
+    pkg, bound = unique("src"), unique("bound")
+    await put_package(
+        client, pkg, {"parameters": [{"key": "a", "value": "pkg"}, {"key": "b", "value": "pkg"}]}
+    )
+    own = [{"key": "b", "value": "binding"}, {"key": "c", "value": "binding"}]
+    await put_package(
+        client, bound, {"binding": {"namespace": GUEST, "name": pkg}, "parameters": own}
+    )
+    # When the binding is read
+    got = (await client.get(f"{NS}/packages/{bound}")).json()
+    # Then it shows the package's parameters with its own on top (OpenWhisk's inherit)
+    assert got["name"] == bound
+    assert {kv["key"]: kv["value"] for kv in got["parameters"]} == {
+        "a": "pkg",
+        "b": "binding",
+        "c": "binding",
+    }
+
+
+async def test_binding_whose_package_is_gone_is_404(
+    client: httpx.AsyncClient, unique: Unique
+) -> None:
+    # Given a binding to a package, and the package deleted afterwards
+    pkg, bound = unique("gone"), unique("orphan")
+    await put_package(client, pkg)
+    await put_package(client, bound, {"binding": {"namespace": GUEST, "name": pkg}})
+    assert (await client.delete(f"{NS}/packages/{pkg}")).status_code == 200
+    # When the binding is read / Then 404, as OpenWhisk's read of the bound package fails
+    assert_error(await client.get(f"{NS}/packages/{bound}"), 404, NOT_FOUND)
+    # And the binding itself is still there: it is listed and can be deleted
+    listed = (await client.get(f"{NS}/packages", params={"limit": 200})).json()
+    assert bound in [p["name"] for p in listed]
+    assert (await client.delete(f"{NS}/packages/{bound}")).status_code == 200
+
+
 async def test_binding_of_a_binding_is_409(client: httpx.AsyncClient, unique: Unique) -> None:
     # Given a package and a binding to it
     pkg, first, second = unique("p"), unique("b1"), unique("b2")

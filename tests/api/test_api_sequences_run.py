@@ -80,9 +80,9 @@ async def test_each_result_is_the_next_input(client: httpx.AsyncClient, unique: 
     record = r.json()
     assert record["response"] == {
         "status": "success",
-        "statusCode": 0,
         "success": True,
         "result": {"n": 6},
+        "size": len('{"n":6}'),  # the last component's response, as OpenWhisk passes it on
     }
     assert r.headers["x-openwhisk-activation-id"] == record["activationId"]
     assert record["name"] == seq and record["namespace"] == GUEST and record["subject"] == GUEST
@@ -121,7 +121,7 @@ async def test_the_first_error_stops_the_sequence(
     # When the first is invoked / Then 502 with the application error; two steps ran
     r = await invoke(client, app, blocking="true")
     assert r.status_code == 502, r.text
-    assert r.json()["response"]["statusCode"] == 1
+    assert r.json()["response"]["status"] == "application error"
     assert len(r.json()["logs"]) == 2
     _, failed = await records(client, r.json()["logs"])
     assert r.json()["response"]["result"] == failed["response"]["result"]
@@ -129,7 +129,7 @@ async def test_the_first_error_stops_the_sequence(
     # When the second is invoked / Then 502 with the developer error
     r = await invoke(client, dev, blocking="true")
     assert r.status_code == 502, r.text
-    assert r.json()["response"]["statusCode"] == 2
+    assert r.json()["response"]["status"] == "action developer error"
     assert "boom" in str(r.json()["response"]["result"]["error"])
     assert len(r.json()["logs"]) == 2
     r = await invoke(client, dev, blocking="true", result="true")
@@ -212,7 +212,7 @@ async def test_a_deleted_component_ends_it(client: httpx.AsyncClient, unique: Un
     # When it is invoked / Then 502 with OpenWhisk's message, after one step
     r = await invoke(client, seq, blocking="true")
     assert r.status_code == 502, r.text
-    assert r.json()["response"]["statusCode"] == 1
+    assert r.json()["response"]["status"] == "application error"
     assert r.json()["response"]["result"] == {"error": "Sequence component does not exist."}
     assert len(r.json()["logs"]) == 1
 
@@ -231,8 +231,8 @@ async def test_the_length_limit_holds_at_run_time(
     assert r.status_code == 502, r.text
     assert r.json()["response"]["result"] == {"error": "Too many actions in the sequence."}
     first, second = await records(client, r.json()["logs"])
-    assert len(first["logs"]) == 50 and first["response"]["statusCode"] == 0
-    assert second["logs"] == [] and second["response"]["statusCode"] == 1
+    assert len(first["logs"]) == 50 and first["response"]["status"] == "success"
+    assert second["logs"] == [] and second["response"]["status"] == "application error"
 
 
 async def test_close_lets_running_sequences_finish_or_records_them(
@@ -250,7 +250,7 @@ async def test_close_lets_running_sequences_finish_or_records_them(
         # When the composer closes / Then the sequence has finished first
         await activator.close()
         record = (await client.get(f"{NS}/activations/{finished}")).json()
-        assert record["response"]["statusCode"] == 0 and len(record["logs"]) == 2
+        assert record["response"]["status"] == "success" and len(record["logs"]) == 2
         # Given one with steps of 300 ms and a composer with a grace of 50 ms, closed
         # once the first step has ended (a step's record exists only once it has)
         composer = Composer(system.controller, grace_s=0.05)
@@ -261,7 +261,7 @@ async def test_close_lets_running_sequences_finish_or_records_them(
         # When the composer closes / Then the sequence is recorded as a whisk error
         await activator.close()
         record = (await client.get(f"{NS}/activations/{cut}")).json()
-        assert record["response"]["statusCode"] == 3, record
+        assert record["response"]["status"] == "whisk internal error", record
         assert record["response"]["result"] == {
             "error": "The controller was shut down before the sequence completed."
         }

@@ -111,12 +111,13 @@ async def test_fire_with_one_rule(client: httpx.AsyncClient, unique: Unique) -> 
     assert record["version"] == trigger["version"]
     assert record["response"] == {
         "status": "success",
-        "statusCode": 0,
         "success": True,
         "result": {"level": "payload", "n": 1},
     }
     assert record["annotations"] == []
-    assert record["end"] >= record["start"]
+    # And as OpenWhisk's: a trigger does not run, so there is no end and no duration
+    assert "end" not in record and "duration" not in record
+    assert isinstance(record["start"], int)
     assert len(record["logs"]) == 1
     line = record["logs"][0]
     action_id = json.loads(line)["activationId"]
@@ -135,6 +136,36 @@ async def test_fire_with_one_rule(client: httpx.AsyncClient, unique: Unique) -> 
         "level": "payload",
         "n": 1,
     }
+
+
+async def test_trigger_records_are_listed_without_end_duration_or_status_code(
+    client: httpx.AsyncClient, unique: Unique
+) -> None:
+    # Given a trigger with a rule to an action, fired once, and the action's run ended
+    t, a = unique("listed-t"), unique("listed-a")
+    await put(client, f"triggers/{t}", {})
+    await put(client, f"actions/{a}", node_action(ECHO))
+    await rule(client, unique("listed-r"), t, a)
+    record = await fired_record(client, await fire(client, t))
+    action_id = json.loads(record["logs"][0])["activationId"]
+    await get_activation(client, action_id)
+    # When the activations are listed (summaries, as OpenWhisk's view gives them)
+    r = await client.get(f"{NS}/activations", params={"limit": 200})
+    assert r.status_code == 200, r.text
+    listed = {a_["activationId"]: a_ for a_ in r.json()}
+    # Then the trigger's has no end, duration or statusCode (aio shows it as a trigger)
+    summary = listed[record["activationId"]]
+    assert summary["name"] == t
+    assert not {"end", "duration", "statusCode"} & set(summary), summary
+    # And the action's has all three
+    ran = listed[action_id]
+    assert ran["statusCode"] == 0 and ran["end"] >= ran["start"]
+    assert ran["duration"] == ran["end"] - ran["start"]
+    # And the full records (docs=true) show neither end nor statusCode for the trigger
+    r = await client.get(f"{NS}/activations", params={"name": t, "docs": "true"})
+    (full,) = r.json()
+    assert "end" not in full and "duration" not in full
+    assert full["response"] == {"status": "success", "success": True, "result": {}}
 
 
 async def test_fire_with_several_rules_skips_inactive_ones(

@@ -267,7 +267,7 @@ async def test_developer_error_is_400(
         r = await anonymous.get(url(name, ext))
         assert_error(r, 400, ERROR_PROCESSING)
         record = await get_activation(client, r.headers[ACTIVATION_HEADER])
-        assert record["response"]["statusCode"] == 2
+        assert record["response"]["status"] == "action developer error"
 
 
 async def test_head_answers_headers_without_content(

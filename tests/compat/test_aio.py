@@ -125,6 +125,16 @@ def test_triggers_and_rules(aio: Aio, server: Standalone) -> None:
     with server.client() as client:
         record = client.get(f"/namespaces/_/activations/{fired['activationId']}").json()
     assert record["name"] == "aioTrigger"
+    # And the activation list shows the fire as a trigger's, not an action of kind "??"
+    listed = aio.run("rt:activation:list", "aioTrigger").stdout
+    [row] = [line for line in listed.splitlines() if fired["activationId"] in line]
+    assert "trigger" in row.split(), listed
+    assert "??" not in listed and "undefined" not in listed, listed
+    # And disabling and enabling the rule prints OpenWhisk's "OK", not an empty buffer
+    disabled = aio.run("rt:rule:disable", "aioRule").stdout
+    assert disabled.strip() == 'Rules Disabled! "OK"', disabled  # aio's own wording
+    enabled = aio.run("rt:rule:enable", "aioRule").stdout
+    assert enabled.strip() == 'Rule Enabled "OK"', enabled
     # And a disabled rule shows as inactive
     aio.run("rt:rule:disable", "aioRule")
     assert '"status": "inactive"' in aio.run("rt:rule:get", "aioRule").stdout

@@ -58,9 +58,9 @@ def test_triggers_and_rules_through_the_client(
     assert seen["actionRecord"]["response"]["result"] == {"from": "trigger", "n": 1}
     assert seen["actionRecord"]["cause"] == record["activationId"]
 
-    # And disable / enable answer an empty body and show in rules.get; a fire with the
-    # rule disabled answers nothing (204)
-    assert seen["disabled"] is True and seen["enabled"] is True
+    # And disable / enable answer OpenWhisk's plain-text "OK", which the client resolves
+    # to, and show in rules.get; a fire with the rule disabled answers nothing (204)
+    assert seen["disabled"] == "OK" and seen["enabled"] == "OK", seen
     assert seen["gotDisabled"]["status"] == "inactive"
     assert seen["firedInactive"] is True
     assert seen["gotEnabled"]["status"] == "active"

@@ -48,9 +48,9 @@ def test_actions_lifecycle(standalone: Standalone) -> None:
     assert record["version"] == "0.0.2"
     assert record["response"] == {
         "status": "success",
-        "statusCode": 0,
         "success": True,
         "result": {"v": 2, "greeting": "hi"},
+        "size": len('{"v":2,"greeting":"hi"}'),
     }
     # And delete answers the deleted action; afterwards everything is 404
     assert seen["deleted"]["name"] == name

@@ -9,10 +9,15 @@ const { client, name, attempt, untilFinal, run } = require('./common');
 const ECHO = 'function main(args) { return args; }';
 const INTERVAL = '/whisk.system/alarms/interval';
 
-// What the client resolves an answer without a body to (200 of a rule status, 204 of a
-// fire without active rules): nothing, or an empty buffer.
+// What the client resolves an answer without a body to (204 of a fire without active
+// rules): nothing, or an empty buffer.
 function empty(value) {
   return value === undefined || value === '' || (Buffer.isBuffer(value) && value.length === 0);
+}
+
+// What the client resolved a non-JSON answer to (200 "OK" of a rule status), as JSON.
+function shown(value) {
+  return Buffer.isBuffer(value) ? { buffer: value.toString('utf8') } : value;
 }
 
 run(async () => {
@@ -72,10 +77,10 @@ run(async () => {
     fired,
     triggerRecord,
     actionRecord,
-    disabled: empty(disabled),
+    disabled: shown(disabled),
     gotDisabled,
     firedInactive: empty(firedInactive),
-    enabled: empty(enabled),
+    enabled: shown(enabled),
     gotEnabled,
     missingAction,
     ruleDeleted,

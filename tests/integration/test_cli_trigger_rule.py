@@ -48,6 +48,10 @@ def test_a_fired_trigger_runs_the_rule_s_action(wsk: Wsk, unique: Callable[[str]
         return json.loads(done.out) if done.rc == 0 else None
 
     assert poll(action_result, DEADLINE_S, 0.2, "the rule's activation") == {"greeting": "Hello T"}
+    # And activation list shows the fire as a trigger's: a success with no duration
+    listed = wsk.run("activation", "list", trigger).out.splitlines()
+    row = next(line for line in listed if trigger_activation in line).split()
+    assert row[3:7] == ["trigger", "--", "--", "success"], row
 
     # When the rule is disabled, firing makes no activation
     assert wsk.run("rule", "disable", rule).out == f"ok: disabled rule {rule}\n"

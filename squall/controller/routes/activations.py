@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from squall.controller.core import caller
 from squall.controller.http import JSONResponse, list_window, query_bool
-from squall.entities.activation import summary_json
+from squall.entities.activation import rest_json, rest_response, summary_json
 from squall.entities.names import is_valid_name
 from squall.errors import BadRequest, NotFound
 from squall.store.contracts import ActivationQuery
@@ -68,7 +68,7 @@ async def list_activations(request: Request) -> Response:
     if count:
         return JSONResponse({"activations": await ctl.activations.count(query)})
     records = await ctl.activations.list(query)
-    return JSONResponse(records if docs else [summary_json(r) for r in records])
+    return JSONResponse([rest_json(r) if docs else summary_json(r) for r in records])
 
 
 async def get_activation(request: Request) -> Response:
@@ -81,8 +81,8 @@ async def get_activation(request: Request) -> Response:
     if part == "logs":
         return JSONResponse({"logs": record.get("logs", [])})
     if part == "result":
-        return JSONResponse(record.get("response", {}))
-    return JSONResponse(record)
+        return JSONResponse(rest_response(record.get("response", {})))
+    return JSONResponse(rest_json(record))
 
 
 ROUTES = [

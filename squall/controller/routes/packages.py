@@ -11,7 +11,7 @@ from starlette.routing import Route
 from squall.controller.catalog import Catalog
 from squall.controller.core import reader
 from squall.controller.entitlement import readable_package
-from squall.controller.http import JSONResponse, list_window, query_bool, read_json
+from squall.controller.http import JSONResponse, list_window, query_bool, read_entity
 from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.entities import params
 from squall.entities.action import Action
@@ -30,17 +30,24 @@ def _entry(action: Action) -> dict[str, Any]:
     return {"name": action.path.name, "version": action.version, "annotations": action.annotations}
 
 
-async def _contents(catalog: Catalog, package: Package) -> dict[str, Any]:
-    """``actions`` and ``feeds`` of a package (of the bound package for a binding)."""
-    source = package.binding
-    if source is not None:
-        namespace, name = source.namespace, source.name
-    else:
-        namespace, name = package.path.namespace, package.path.name
-    actions = await catalog.list(Action, namespace, package=name)
+async def _shown(catalog: Catalog, package: Package) -> dict[str, Any]:
+    """GET's view of a package: the entity with its ``actions`` and ``feeds``.
+
+    For a binding, as OpenWhisk's ``mergePackageWithBinding``: the bound package's
+    actions and feeds, and its parameters under the binding's own (the binding's win).
+    A binding whose package is gone is 404 "The requested resource does not exist."
+    (OpenWhisk's read of the bound package fails), not a binding with no actions.
+    """
+    shown = package.to_json()
+    source = package
+    if package.binding is not None:
+        bound = EntityPath(package.binding.namespace, "", package.binding.name)
+        source = await catalog.get(Package, bound)
+        shown["parameters"] = params.merge(source.parameters, package.parameters)
+    actions = await catalog.list(Action, source.path.namespace, package=source.path.name)
     feeds = [a for a in actions if params.get(a.annotations, "feed") is not None]
     plain = [a for a in actions if params.get(a.annotations, "feed") is None]
-    return {"actions": [_entry(a) for a in plain], "feeds": [_entry(a) for a in feeds]}
+    return {**shown, "actions": [_entry(a) for a in plain], "feeds": [_entry(a) for a in feeds]}
 
 
 async def _check_binding(catalog: Catalog, caller_ns: str, binding: Binding) -> None:
@@ -76,7 +83,7 @@ async def package_entity(request: Request) -> Response:
     path = EntityPath(namespace, "", check_name(request.path_params["name"]))
     if request.method == "GET":
         package = await readable_package(ctl, identity.namespace, path)
-        return JSONResponse({**package.to_json(), **await _contents(ctl.catalog, package)})
+        return JSONResponse(await _shown(ctl.catalog, package))
     if request.method == "DELETE":
         package = await ctl.catalog.get(Package, path)
         inside = await ctl.catalog.list(Action, namespace, package=path.name)
@@ -92,7 +99,7 @@ async def package_entity(request: Request) -> Response:
     # PUT
     if path.name in RESERVED_NAMES:
         raise BadRequest(f"Package name '{path.name}' is reserved.")
-    body = await read_json(request, MAX_PACKAGE_BYTES, empty={})
+    body = await read_entity(request, MAX_PACKAGE_BYTES)
     existing = await find(ctl.catalog, Package, path)
     if existing is None:
         package = Package.create(path, body)

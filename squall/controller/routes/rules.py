@@ -15,7 +15,7 @@ from starlette.routing import Route
 from squall.controller.catalog import Catalog
 from squall.controller.core import Controller, caller
 from squall.controller.entitlement import resolve_action
-from squall.controller.http import JSONResponse, list_window, query_bool, read_json
+from squall.controller.http import JSONResponse, list_window, query_bool, read_entity, read_json
 from squall.controller.routes.common import find, require_overwrite
 from squall.entities.names import EntityPath, check_name
 from squall.entities.rule import ACTIVE, INACTIVE, Rule
@@ -24,6 +24,7 @@ from squall.errors import BadRequest, Forbidden, NotFound
 
 MAX_RULE_BYTES = 1024 * 1024 + 64 * 1024
 TRIGGER_MISSING_ON_STATUS = "Only rules with existing triggers can be activated"
+STATUS_CHANGED_TYPE = "text/plain; charset=UTF-8"
 
 
 async def _with_status(catalog: Catalog, rule: Rule) -> Rule:
@@ -78,7 +79,7 @@ async def rule_entity(request: Request) -> Response:
         return JSONResponse(replace(rule, status=INACTIVE).to_json())
     if request.method == "POST":
         return await _set_status(catalog, request, path)
-    body = await read_json(request, MAX_RULE_BYTES, empty={})
+    body = await read_entity(request, MAX_RULE_BYTES)
     existing = await find(catalog, Rule, path)
     if existing is None:
         rule = Rule.create(path, body)
@@ -116,7 +117,9 @@ async def _set_status(catalog: Catalog, request: Request, path: EntityPath) -> R
             trigger.with_rule(rule.key, replace(rule, status=status).trigger_entry()),
             create=False,
         )
-    return Response(status_code=200)
+    # OpenWhisk completes with the bare status, which pekko-http renders as the status's
+    # reason phrase in plain text (clients print it: aio's "Rule Enabled \"OK\"").
+    return Response("OK", 200, media_type=STATUS_CHANGED_TYPE)
 
 
 ROUTES = [

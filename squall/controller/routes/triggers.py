@@ -7,7 +7,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from squall.controller.core import caller
-from squall.controller.http import ACTIVATION_ID_HEADER, JSONResponse, read_json, transaction_id
+from squall.controller.http import (
+    ACTIVATION_ID_HEADER,
+    JSONResponse,
+    read_entity,
+    read_json,
+    transaction_id,
+)
 from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.controller.triggers import fire_trigger
 from squall.entities import params
@@ -47,7 +53,7 @@ async def trigger_entity(request: Request) -> Response:
         trigger = await ctl.catalog.get(Trigger, path)
         await ctl.catalog.delete(trigger)
         return JSONResponse(trigger.to_json())
-    body = await read_json(request, MAX_TRIGGER_BYTES, empty={})
+    body = await read_entity(request, MAX_TRIGGER_BYTES)
     existing = await find(ctl.catalog, Trigger, path)
     if existing is None:
         trigger = Trigger.create(path, body)

@@ -16,6 +16,8 @@ from squall.entities.activation import (
     ActivationResponse,
     format_log_line,
     new_activation_id,
+    pending_record,
+    rest_json,
     summary_json,
     timed_out_message,
     truncated_logs_message,
@@ -114,6 +116,46 @@ def test_record_json_and_summary() -> None:
     assert summary["statusCode"] == 0
     assert summary["cause"] == "b" * 32
     assert summary["duration"] == 250
+
+
+def test_rest_view_hides_the_status_code_and_leaves_the_stored_record_alone() -> None:
+    # Given an ended action's stored record
+    stored = Activation(
+        "g", "n", "g", "c" * 32, 1000, 1250, ActivationResponse.developer_error("x")
+    ).to_json()
+    # When it is shown as the REST API shows it
+    shown = rest_json(stored)
+    # Then its response is OpenWhisk's {status, success, result}, end and duration stay
+    assert shown["response"] == {
+        "status": "action developer error",
+        "success": False,
+        "result": {"error": "x"},
+    }
+    assert shown["end"] == 1250 and shown["duration"] == 250
+    # And the stored record still has the code the controller reads
+    assert stored["response"]["statusCode"] == DEVELOPER_ERROR
+
+
+def test_a_record_that_has_not_ended_has_no_end() -> None:
+    # Given a trigger's record, stored as OpenWhisk stores it: end 0, no duration
+    trigger = Activation("g", "t", "g", "d" * 32, 1000, 0, ActivationResponse.ok({})).to_json()
+    assert trigger["end"] == 0 and "duration" not in trigger
+    # When shown and listed / Then no end, duration or statusCode anywhere
+    assert not {"end", "duration"} & set(rest_json(trigger))
+    assert not {"end", "duration", "statusCode"} & set(summary_json(trigger))
+    # And a pending record keeps its duration 0 (aio lists it as an action), but no end
+    pending = pending_record(
+        namespace="g",
+        subject="g",
+        activation_id="e" * 32,
+        name="a",
+        path="g/a",
+        version="0.0.1",
+        accepted_ms=1000,
+    )
+    assert "end" not in rest_json(pending) and rest_json(pending)["duration"] == 0
+    listed = summary_json(pending)
+    assert listed["duration"] == 0 and "end" not in listed and "statusCode" not in listed
 
 
 def test_duration_is_never_negative() -> None:

@@ -93,3 +93,26 @@ def test_an_out_of_memory_kill_is_openwhisks_memory_message() -> None:
     assert init is not None and (init.status_code, init.result) == (DEVELOPER_ERROR, message)
     run = run_outcome(killed, 1000)
     assert (run.status_code, run.result) == (DEVELOPER_ERROR, message)
+
+
+def test_size_is_the_length_of_an_answer_the_runtime_gave() -> None:
+    # Given answers the runtime gave over HTTP / Then size is their length as OpenWhisk
+    # counts it (Java string length: UTF-16 code units, so an emoji counts twice)
+    assert run_outcome(RuntimeResponse(200, b'{"a":"b"}'), 1000).size == 9
+    assert run_outcome(RuntimeResponse(200, '{"a":"é😀"}'.encode()), 1000).size == 11
+    assert run_outcome(RuntimeResponse(200, b"hello"), 1000).size == 5
+    assert run_outcome(_ok({"error": "x"}, 502), 1000).size == len('{"error":"x"}')
+    failed = init_outcome(RuntimeResponse(500, b"boom"), 1000)
+    assert failed is not None and failed.size == 4
+    # And a cut answer is sized by its whole length in bytes
+    cut = RuntimeResponse(200, b"{", truncated=True, full_size=2 * MAX_RESULT_BYTES)
+    assert run_outcome(cut, 1000).size == 2 * MAX_RESULT_BYTES
+    # And when there was no answer there is no size, in the record either
+    for silent in (
+        RuntimeResponse(0, b"", timed_out=True),
+        RuntimeResponse(0, b"", exited=True),
+        RuntimeResponse(0, b"", exited=True, oom=True),
+    ):
+        outcome = run_outcome(silent, 1000)
+        assert outcome.size is None and "size" not in outcome.to_json()
+    assert run_outcome(_ok({"a": 1}), 1000).to_json()["size"] == len('{"a":1}')
