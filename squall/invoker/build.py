@@ -10,12 +10,13 @@ import logging
 
 from squall.bus.contracts import MessagingProvider
 from squall.config import Settings
+from squall.invoker.apikeys import ActionKeys, load_secret
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import parse_stem_cells
 from squall.invoker.service import Invoker
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
-from squall.store.contracts import ActivationStore, EntityStore
+from squall.store.contracts import ActivationStore, AuthStore, EntityStore
 
 log = logging.getLogger("squall.invoker")
 
@@ -49,12 +50,15 @@ def build_invoker(
     factory: ProcessContainerFactory,
     entities: EntityStore,
     activations: ActivationStore,
+    auth: AuthStore,
     bus: MessagingProvider,
     *,
     cluster: bool,
 ) -> Invoker:
     """An invoker, not yet started. In a cluster it pings controllers and expires
-    messages that waited longer than a blocking invoke would."""
+    messages that waited longer than a blocking invoke would. Its actions get action keys
+    derived from the settings' secret (standalone: the secret file under the home; a
+    cluster invoker without a secret gives none, see :func:`load_secret`)."""
     pool = ContainerPool(
         factory,
         settings.user_memory_mb,
@@ -70,4 +74,5 @@ def build_invoker(
         pool,
         ping_interval_s=settings.ping_interval_s if cluster else 0.0,
         max_wait_ms=settings.max_blocking_wait_ms if cluster else 0,
+        api_keys=ActionKeys(auth, load_secret(settings, cluster=cluster)),
     )
