@@ -320,3 +320,17 @@ def start(
                 f"squall standalone exited with {process.returncode}\n{output[-8000:]}"
             )
     raise AssertionError("unreachable")
+
+
+# What lets an action reach its server's API from inside its sandbox (``__OW_API_HOST``).
+# Today the sandbox shares the host's network (``--sandbox-network``), so the loopback
+# address the server listens on works; change it here, in one place, when sandboxes get
+# a network of their own with a gateway address.
+API_ACCESS_ENV = {"SQUALL_SANDBOX_NETWORK": "true"}
+
+
+def start_with_api_access(
+    home: Path, *, keep_warm_s: float | None = None, env: dict[str, str] | None = None
+) -> Standalone:
+    """:func:`start` a server whose actions can call its API (``__OW_API_HOST``)."""
+    return start(home, keep_warm_s=keep_warm_s, env={**API_ACCESS_ENV, **(env or {})})
