@@ -71,10 +71,10 @@ def load_secret(settings: Settings, *, cluster: bool) -> bytes | None:
             "(__OW_API_KEY); give every invoker of the cluster the same secret"
         )
         return None
-    return _secret_file(settings.home / SECRET_FILE)
+    return secret_file(settings.home / SECRET_FILE)
 
 
-def _secret_file(path: Path) -> bytes:
+def secret_file(path: Path) -> bytes:
     """Read the secret at ``path``, or create it (mode 0600, written then renamed, so a
     concurrent starter never reads half a secret; the first rename wins)."""
     try:

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import subprocess
 import sys
 import uuid
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _required import unavailable
+from _apikey import NODE_ECHO, PY_CALLER, PY_HAS_KEY, PY_WHO_AM_I, sdk_zip
 from _standalone import Standalone, clean_env, poll, start_with_api_access
 
 from squall.invoker.apikeys import SECRET_FILE
@@ -33,81 +31,6 @@ from squall.store import keys
 from squall.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.integration
-
-COMPAT_MODULES = Path(__file__).resolve().parent.parent / "compat" / "node_modules"
-
-# Calls the REST API as the invoking namespace: invokes an action (blocking, result only)
-# and lists the caller's namespaces. Prints nothing secret.
-PY_CALLER = """
-import base64, json, os, urllib.request
-
-def call(method, path, body=None):
-    host = os.environ["__OW_API_HOST"]
-    token = base64.b64encode(os.environ["__OW_API_KEY"].encode()).decode()
-    request = urllib.request.Request(
-        host + "/api/v1" + path,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": "Basic " + token, "Content-Type": "application/json"},
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=60) as response:
-        return json.loads(response.read())
-
-def main(args):
-    print("calling", args["target"], "through", os.environ["__OW_API_HOST"])
-    called = call("POST", "/namespaces/_/actions/" + args["target"]
-                  + "?blocking=true&result=true", {"who": "python"})
-    return {"called": called, "namespaces": call("GET", "/namespaces")}
-"""
-
-# The action the callers invoke: who called it, and as which namespace it ran.
-NODE_ECHO = """
-function main(args) {
-  return { hello: args.who, from: args.from, namespace: process.env.__OW_NAMESPACE };
-}
-"""
-
-# Uses the openwhisk npm client exactly as documented for actions: openwhisk() with no
-# options reads __OW_API_HOST and __OW_API_KEY. Made at load time (/init), as many are.
-NODE_SDK_CALLER = """
-const openwhisk = require('openwhisk');
-const ow = openwhisk();
-
-exports.main = async function main(args) {
-  const called = await ow.actions.invoke({
-    name: args.target, blocking: true, result: true, params: { who: 'node' },
-  });
-  const fired = await ow.triggers.invoke({ name: args.trigger, params: { from: 'node' } });
-  return { called, triggerActivationId: fired.activationId };
-};
-"""
-
-PY_HAS_KEY = """
-import os
-
-def main(args):
-    return {"hasKey": "__OW_API_KEY" in os.environ, "host": os.environ.get("__OW_API_HOST")}
-"""
-
-# Which uuid the action was given, and whether its key is accepted right now.
-PY_WHO_AM_I = """
-import base64, json, os, urllib.error, urllib.request
-
-def main(args):
-    key = os.environ.get("__OW_API_KEY", "")
-    request = urllib.request.Request(
-        os.environ["__OW_API_HOST"] + "/api/v1/namespaces",
-        headers={"Authorization": "Basic " + base64.b64encode(key.encode()).decode()},
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=30) as response:
-            status, body = response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        status, body = error.code, None
-    return {"uuid": key.partition(":")[0], "status": status, "namespaces": body}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -175,19 +98,6 @@ def action_key(server: Standalone, namespace: str) -> tuple[str, str]:
     assert found is not None, f"{namespace} has no action key"
     secret = (server.home / SECRET_FILE).read_text().strip().encode()
     return found, keys.derive_key(secret, found)
-
-
-def sdk_zip() -> str:
-    """index.js and the openwhisk npm client with its dependencies, zipped, base64."""
-    if not (COMPAT_MODULES / "openwhisk" / "package.json").exists():
-        unavailable("the openwhisk npm client (tests/compat: npm ci, done by ./dev test)")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("index.js", NODE_SDK_CALLER)
-        for path in sorted(COMPAT_MODULES.rglob("*")):
-            if path.is_file():
-                archive.write(path, "node_modules/" + path.relative_to(COMPAT_MODULES).as_posix())
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_python_action_calls_the_rest_api_with_its_key(server: Standalone) -> None:
