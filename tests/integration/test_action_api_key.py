@@ -225,6 +225,15 @@ def test_rotate_action_key_replaces_the_key(server: Standalone) -> None:
         again = admin(server.home, "user", "rotate-action-key", namespace)
         assert "revoked" in again
         assert "has no action key" in admin(server.home, "user", "rotate-action-key", namespace)
+    # And an unknown namespace is refused with wskadmin's words
+    unknown = subprocess.run(
+        [sys.executable, "-m", "squall.cli.main", "admin", "--home", str(server.home),
+         "user", "rotate-action-key", "no-such-ns"],
+        capture_output=True, text=True, env=clean_env({"SQUALL_STORE_URL": ""}),
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 1
+    assert "no identities found for namespace 'no-such-ns'" in unknown.stderr
 
 
 def test_the_key_never_appears_in_records_logs_or_metrics(server: Standalone) -> None:
