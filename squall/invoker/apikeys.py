@@ -75,8 +75,9 @@ def load_secret(settings: Settings, *, cluster: bool) -> bytes | None:
 
 
 def secret_file(path: Path) -> bytes:
-    """Read the secret at ``path``, or create it (mode 0600, written then renamed, so a
-    concurrent starter never reads half a secret; the first rename wins)."""
+    """Read the secret at ``path``, or create it (mode 0600, written then hard-linked into
+    place, so a concurrent starter never reads half a secret and the first one wins).
+    A file too short to be a secret raises ``ConfigError``."""
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
@@ -89,12 +90,19 @@ def secret_file(path: Path) -> bytes:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
     try:
-        os.link(tmp, path)  # fails if another process created it meanwhile
+        os.link(tmp, path)  # fails if the file exists: made meanwhile, or too short
     except FileExistsError:
         pass
     finally:
         tmp.unlink()
-    return path.read_text().strip().encode("utf-8")
+    text = path.read_text().strip()
+    if len(text) < MIN_SECRET_LENGTH:
+        # Never replace it silently: keys minted under it would all stop verifying.
+        raise ConfigError(
+            f"{path} holds no usable action key secret (at least {MIN_SECRET_LENGTH} "
+            "characters); remove it to have a new one made"
+        )
+    return text.encode("utf-8")
 
 
 class ActionKeys:

@@ -170,3 +170,12 @@ def test_a_given_secret_wins_and_a_cluster_never_invents_one(
     # Given a secret too short to be safe / Then a configuration error
     with pytest.raises(ConfigError):
         load_secret(Settings(home=tmp_path, action_key_secret="short"), cluster=False)
+
+
+def test_a_damaged_secret_file_is_refused_not_replaced(tmp_path: Path) -> None:
+    # Given a secret file that was truncated
+    (tmp_path / SECRET_FILE).write_text("abc\n")
+    # When standalone loads it / Then a configuration error, and the file is left alone
+    with pytest.raises(ConfigError):
+        load_secret(Settings(home=tmp_path), cluster=False)
+    assert (tmp_path / SECRET_FILE).read_text() == "abc\n"
