@@ -125,11 +125,6 @@ class ActionKeys:
         self._locks: dict[str, asyncio.Lock] = {}
         self._mismatch_logged: set[str] = set()
 
-    @property
-    def enabled(self) -> bool:
-        """False without a secret: then every answer is ``None``."""
-        return self._secret is not None
-
     async def api_key(self, namespace: str) -> str | None:
         """The ``uuid:key`` actions invoked by ``namespace`` get, or ``None``."""
         if self._secret is None:
