@@ -89,6 +89,13 @@ class Settings:
     # A cluster terminates TLS in nginx instead (deploy/nginx/).
     tls_cert: str = ""
     tls_key: str = ""
+    # The secret action keys are derived from (invoker/apikeys.py). Empty: standalone
+    # keeps one in ``$SQUALL_HOME/action-key.secret``; a cluster's invokers must share
+    # one (``squall cluster up`` makes one), or actions get no API key. Never printed.
+    action_key_secret: str = field(default="", repr=False)
+    # OpenWhisk's feature flag: a new action without a ``provide-api-key`` annotation gets
+    # ``provide-api-key: false`` (off: new actions get the key, as old ones always do).
+    require_api_key_annotation: bool = True
 
     @property
     def db_path(self) -> Path:

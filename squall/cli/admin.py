@@ -3,6 +3,7 @@
 ::
 
     squall admin user create|delete|get|list|whois   namespaces and their keys
+    squall admin user rotate-action-key              the key actions get (__OW_API_KEY)
     squall admin limits set|get|delete               per-namespace limits
     squall admin db migrate|stats                    the store itself
 
@@ -10,6 +11,10 @@ Squall has one subject per namespace (OpenWhisk's subject and namespace are one 
 ``user create NAMESPACE`` creates both. Keys are stored hashed: a key is printed once, when
 it is created or rotated (``--force``), and never again. Messages follow wskadmin's where it
 has one. Which store: see :mod:`squall.cli.admin_store`.
+
+A namespace's *action key* (the ``uuid:key`` its actions get, ``docs/security.md``) is
+never printed either: ``user rotate-action-key`` deletes it, and the next run that needs
+one mints a new one; ``user delete`` deletes it with the subject.
 """
 
 from __future__ import annotations
@@ -70,6 +75,18 @@ LIMIT_ORDER = (
 
 def namespace_missing(namespace: str) -> str:
     return f"no identities found for namespace '{namespace}'"
+
+
+def action_key_revoked(namespace: str) -> str:
+    return (
+        f"Action key of '{namespace}' revoked; the next action run mints a new one "
+        "(controllers and invokers may go on using the old one from their caches for up "
+        "to 10 s)"
+    )
+
+
+def action_key_missing(namespace: str) -> str:
+    return f"'{namespace}' has no action key; the next action run that needs one mints it"
 
 
 def limits_set(namespace: str, updated: bool) -> str:
@@ -189,7 +206,8 @@ def user_create(target: Target, namespace: str, auth: str | None, force: bool) -
 @click.argument("namespace")
 @pass_target
 def user_delete(target: Target, namespace: str) -> None:
-    """Delete a namespace's credentials and limits (its entities and activations stay)."""
+    """Delete a namespace's credentials (its key and its action key) and limits (its
+    entities and activations stay)."""
 
     async def work(store: AdminStore) -> str:
         try:
@@ -197,6 +215,24 @@ def user_delete(target: Target, namespace: str) -> None:
         except NotFound:
             raise NotFound(SUBJECT_MISSING) from None
         return SUBJECT_DELETED
+
+    click.echo(target.run(work))
+
+
+@user.command("rotate-action-key")
+@click.argument("namespace")
+@pass_target
+def user_rotate_action_key(target: Target, namespace: str) -> None:
+    """Revoke the key actions of a namespace get; the next run mints a new one."""
+
+    async def work(store: AdminStore) -> str:
+        try:
+            await store.auth.get_subject(namespace)
+        except NotFound:
+            raise NotFound(namespace_missing(namespace)) from None
+        if not await store.auth.delete_action_key(namespace):
+            return action_key_missing(namespace)
+        return action_key_revoked(namespace)
 
     click.echo(target.run(work))
 

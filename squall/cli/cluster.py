@@ -161,7 +161,7 @@ def invoker_app(invoker: Any) -> Starlette:
 
 async def run_invoker(settings: Settings, port: int) -> None:
     from squall.bus.factory import open_bus
-    from squall.errors import ContainerError
+    from squall.errors import ConfigError, ContainerError
     from squall.invoker.build import build_invoker, container_factory
     from squall.store.factory import open_store
 
@@ -172,7 +172,15 @@ async def run_invoker(settings: Settings, port: int) -> None:
         raise SystemExit(f"squall: {error.message}") from None
     store = await open_store(settings)
     bus = await open_bus(settings)
-    invoker = build_invoker(settings, factory, store.entities, store.activations, bus, cluster=True)
+    try:
+        invoker = build_invoker(
+            settings, factory, store.entities, store.activations, store.auth, bus, cluster=True
+        )
+    except ConfigError as error:
+        await factory.close()
+        await bus.close()
+        await store.close()
+        raise SystemExit(f"squall: {error.message}") from None
     try:
         await invoker.start()
         log.info("invoker %s (%d MB)", settings.invoker_id, settings.user_memory_mb)

@@ -6,6 +6,11 @@ through ``SQUALL_*`` variables, with its output in ``HOME/logs/<name>.log``. Inv
 homes of their own (each sandbox factory locks its containers directory). The guest
 namespace is created in the store before the controllers start, and its credentials are
 written to ``HOME/wskprops`` with the first controller as ``APIHOST``.
+
+The invokers share one action-key secret (``SQUALL_ACTION_KEY_SECRET``, see
+:mod:`squall.invoker.apikeys`): the one in the environment, else the owner-only file
+``HOME/action-key.secret``, created on the first ``up`` and kept, so that action keys
+minted by an earlier run of the cluster stay valid.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from squall.config import Settings
+from squall.invoker.apikeys import SECRET_FILE, secret_file
 
 START_TIMEOUT_S = 60.0
 
@@ -38,7 +44,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class Member:
     name: str
     role: str  # "controller" or "invoker"
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds the action-key secret
     log_path: Path
     port: int
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -107,6 +113,9 @@ class LocalCluster:
                 home / "logs" / f"{name}.log",
                 port,
             )
+        secret = common.get("SQUALL_ACTION_KEY_SECRET") or (
+            secret_file(home / SECRET_FILE).decode("utf-8")
+        )
         for i in range(invokers):
             name = f"invoker{i}"
             port = free_port()
@@ -115,6 +124,7 @@ class LocalCluster:
                 "invoker",
                 {
                     **common,
+                    "SQUALL_ACTION_KEY_SECRET": secret,
                     "SQUALL_INVOKER_ID": str(i),
                     "SQUALL_HOME": str(home / name),
                 },

@@ -25,7 +25,7 @@ from squall.controller.balancer import LeanBalancer
 from squall.controller.build import build_controller
 from squall.controller.core import Controller
 from squall.controller.retention import Retention
-from squall.errors import ContainerError, NotFound
+from squall.errors import ConfigError, ContainerError, NotFound
 from squall.feeds.provider import AlarmsProvider
 from squall.invoker.build import build_invoker, container_factory
 from squall.invoker.service import Invoker
@@ -103,7 +103,7 @@ class Standalone:
         store = await SqliteStore.open(settings.db_path)
         bus = MemoryBus()
         invoker = build_invoker(
-            settings, factory, store.entities, store.activations, bus, cluster=False
+            settings, factory, store.entities, store.activations, store.auth, bus, cluster=False
         )
         controller = build_controller(
             settings,
@@ -145,7 +145,7 @@ class Standalone:
 async def serve(settings: Settings) -> None:
     try:
         system = await Standalone.start(settings)
-    except ContainerError as ex:  # e.g. no namespaces or cgroups: say what to do, exit 1
+    except (ContainerError, ConfigError) as ex:  # e.g. no cgroups: say what to do, exit 1
         raise SystemExit(f"squall: {ex.message}") from None
     wskprops = (settings.home / "wskprops").resolve()
     print(f"APIHOST={settings.effective_api_host}", flush=True)

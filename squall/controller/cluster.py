@@ -52,7 +52,11 @@ def health_action() -> Action:
     return Action(
         path=EntityPath(SYSTEM_NAMESPACE, "", HEALTH_ACTION),
         exec=CodeExec(kind="nodejs:20", code="function main() { return {}; }", binary=False),
-        annotations=[{"key": "exec", "value": "nodejs:20"}],
+        # No API key: whisk.system has no subject, and a probe needs none.
+        annotations=[
+            {"key": "provide-api-key", "value": False},
+            {"key": "exec", "value": "nodejs:20"},
+        ],
     )
 
 

@@ -15,8 +15,18 @@ from squall.entities.common import (
 )
 from squall.entities.limits import ActionLimits
 from squall.entities.names import EntityPath
-from squall.entities.sequence import Exec, SequenceExec, exec_from_request, exec_from_stored
+from squall.entities.sequence import (
+    Exec,
+    SequenceExec,
+    exec_from_request,
+    exec_from_stored,
+    is_truthy,
+)
 from squall.errors import BadRequest
+
+# Whether the action's runs get an API key (``api_key`` in /run, ``__OW_API_KEY``).
+PROVIDE_API_KEY = "provide-api-key"
+_ABSENT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +44,16 @@ class Action:
     # -- requests ---------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: EntityPath, body: object) -> Action:
-        """A new action from a PUT body; ``exec`` is required."""
+    def create(
+        cls, path: EntityPath, body: object, *, require_api_key_annotation: bool = True
+    ) -> Action:
+        """A new action from a PUT body; ``exec`` is required.
+
+        With ``require_api_key_annotation`` (OpenWhisk's feature flag of that name, on by
+        default there too), a body without a ``provide-api-key`` annotation gets
+        ``provide-api-key: false``: new actions get no API key unless they ask for one.
+        Only creation adds it; an update never does (see :attr:`provides_api_key`).
+        """
         raw = require_object(body)
         if "exec" not in raw or raw["exec"] is None:
             raise BadRequest("The request content was malformed:\n'exec' must be defined.")
@@ -44,7 +62,11 @@ class Action:
         if isinstance(exec_, SequenceExec):
             # As in OpenWhisk, a sequence's only parameter names its components.
             fields["parameters"] = exec_.parameters()
-        fields["annotations"] = params.set_value(fields["annotations"], "exec", exec_.kind)
+        annotations = fields["annotations"]
+        given = params.get(annotations, PROVIDE_API_KEY, _ABSENT)
+        if require_api_key_annotation and given is _ABSENT:
+            annotations = params.set_value(annotations, PROVIDE_API_KEY, False)
+        fields["annotations"] = params.set_value(annotations, "exec", exec_.kind)
         return cls(
             path=path, exec=exec_, limits=ActionLimits.from_json(raw.get("limits")), **fields
         )
@@ -72,6 +94,15 @@ class Action:
             limits=ActionLimits.from_json(raw.get("limits"), self.limits),
             **fields,
         )
+
+    @property
+    def provides_api_key(self) -> bool:
+        """Whether a run gets the invoking namespace's API key: its ``provide-api-key``
+        annotation is truthy, or absent — as in OpenWhisk, where actions created before
+        the annotation existed keep getting the key (new ones get ``false`` at creation).
+        """
+        value = params.get(self.annotations, PROVIDE_API_KEY, _ABSENT)
+        return value is _ABSENT or is_truthy(value)
 
     # -- JSON -------------------------------------------------------------------------
 

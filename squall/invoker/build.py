@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from squall.bus.contracts import MessagingProvider
 from squall.config import Settings
 from squall.errors import ContainerError
+from squall.invoker.apikeys import ActionKeys, load_secret
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import parse_stem_cells
 from squall.invoker.service import Invoker
@@ -21,7 +22,7 @@ from squall.sandbox.egress import EgressPolicy
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.process import ProcessContainerFactory
-from squall.store.contracts import ActivationStore, EntityStore
+from squall.store.contracts import ActivationStore, AuthStore, EntityStore
 
 log = logging.getLogger("squall.invoker")
 
@@ -98,12 +99,15 @@ def build_invoker(
     factory: ProcessContainerFactory,
     entities: EntityStore,
     activations: ActivationStore,
+    auth: AuthStore,
     bus: MessagingProvider,
     *,
     cluster: bool,
 ) -> Invoker:
     """An invoker, not yet started. In a cluster it pings controllers and expires
-    messages that waited longer than a blocking invoke would."""
+    messages that waited longer than a blocking invoke would. Its actions get action keys
+    derived from the settings' secret (standalone: the secret file under the home; a
+    cluster invoker without a secret gives none, see :func:`load_secret`)."""
     pool = ContainerPool(
         factory,
         settings.user_memory_mb,
@@ -120,4 +124,5 @@ def build_invoker(
         pool,
         ping_interval_s=settings.ping_interval_s if cluster else 0.0,
         max_wait_ms=settings.max_blocking_wait_ms if cluster else 0,
+        api_keys=ActionKeys(auth, load_secret(settings, cluster=cluster)),
     )

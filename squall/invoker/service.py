@@ -56,6 +56,7 @@ from squall.entities.activation import (
 from squall.entities.kinds import CodeExec
 from squall.entities.names import parse_fqn
 from squall.errors import ContainerError, NotFound, ProviderError
+from squall.invoker.apikeys import ActionKeys
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
 from squall.metrics.invoker import InvokerMetrics
@@ -132,9 +133,11 @@ class Invoker:
         *,
         ping_interval_s: float = 0.0,
         max_wait_ms: int = 0,
+        api_keys: ActionKeys | None = None,
     ) -> None:
         """``ping_interval_s`` > 0 broadcasts health pings (a cluster); ``max_wait_ms`` > 0
-        expires messages that waited longer on the bus."""
+        expires messages that waited longer on the bus; ``api_keys`` gives actions whose
+        ``provide-api-key`` says so the invoking namespace's action key (none without)."""
         self.id = invoker_id
         self._bus = bus
         self._entities = entities
@@ -154,6 +157,7 @@ class Invoker:
         self._incarnation = uuid.uuid4().hex
         self._closing = False
         self._unconfirmed_after_s = UNCONFIRMED_AFTER_S
+        self._api_keys = api_keys
 
     async def start(self) -> None:
         self.pool.start()
@@ -339,6 +343,12 @@ class Invoker:
             return self._failure(message, NOT_RUNNABLE)
         limits = action.limits
         timeout_s = limits.timeout / 1000
+        # As in OpenWhisk, the key of the *invoking* namespace (which may not own the
+        # action: a published package's). Fetched before a container is taken, so a store
+        # failure here holds nothing; cached, so a warm run does not read the store.
+        api_key: str | None = None
+        if self._api_keys is not None and action.provides_api_key:
+            api_key = await self._api_keys.api_key(message.namespace)
         key = (message.namespace, message.action, message.revision)
         try:
             # The namespace's network limit, else the invoker's default (its stem cells').
@@ -363,7 +373,7 @@ class Invoker:
             if cold:
                 init_started = now_ms()
                 init = await container.initialize(
-                    self._init_payload(action, code, message), timeout_s
+                    self._init_payload(action, code, message, api_key), timeout_s
                 )
                 init_time = now_ms() - init_started
                 response = init_outcome(init, limits.timeout)
@@ -371,7 +381,7 @@ class Invoker:
                 if response is None:
                     self.pool.initialized(pc)
             if response is None:
-                run = await container.run(self._run_payload(action, message), timeout_s)
+                run = await container.run(self._run_payload(action, message, api_key), timeout_s)
                 response = run_outcome(run, limits.timeout)
                 timed_out = run.timed_out
             end = now_ms()
@@ -413,17 +423,24 @@ class Invoker:
         ).to_json()
 
     def _init_payload(
-        self, action: Action, code: CodeExec, message: ActivationMessage
+        self, action: Action, code: CodeExec, message: ActivationMessage, api_key: str | None
     ) -> dict[str, Any]:
+        env = {k: _env_value(v) for k, v in message.init_args.items()}
+        if api_key is not None:
+            # At /init too, as OpenWhisk sends it: code run when the action loads (an
+            # `openwhisk()` client made at module level) reads it from the environment.
+            env["__OW_API_KEY"] = api_key
         return {
             "name": action.path.name,
             "main": code.main or "main",
             "code": code.code,
             "binary": code.binary,
-            "env": {k: _env_value(v) for k, v in message.init_args.items()},
+            "env": env,
         }
 
-    def _run_payload(self, action: Action, message: ActivationMessage) -> dict[str, Any]:
+    def _run_payload(
+        self, action: Action, message: ActivationMessage, api_key: str | None
+    ) -> dict[str, Any]:
         deadline = now_ms() + action.limits.timeout
         payload: dict[str, Any] = {
             "value": message.content,
@@ -434,6 +451,8 @@ class Invoker:
             "transaction_id": message.transid,
             "deadline": str(deadline),
         }
+        if api_key is not None:
+            payload["api_key"] = api_key  # the runtime exports it as __OW_API_KEY
         return payload
 
     async def _logs(self, container: Container, limit_mb: int, failed: bool) -> list[str]:

@@ -214,6 +214,20 @@ class AuthStore(Protocol):
     - ``create_subject`` raises ``Conflict`` when the namespace exists, unless
       ``rotate=True``, which replaces its key (old key stops working at once).
     - Limits are a JSON object per namespace; unknown namespace → ``{}``.
+    - Action keys: a namespace has at most one, a second ``uuid:key`` credential that
+      ``authenticate`` accepts as the namespace itself (``Subject(namespace, uuid)``),
+      with the same hashing and constant-time guarantees. The invoker gives it to the
+      namespace's actions; its key is derived from a platform secret the store never
+      sees (``keys.derive_key``), and only the key's hash is stored.
+    - ``add_action_key`` stores ``uuid`` and the hash of ``key`` unless the namespace
+      already has an action key, and returns the uuid stored afterwards: its own, or the
+      one that was there (a concurrent adder's, when two race). ``None`` when the
+      namespace has no subject: an action key never exists without its subject.
+      ``Conflict`` when ``uuid`` is another namespace's action key uuid.
+    - ``get_action_key`` returns the namespace's action key uuid, or ``None``.
+    - ``delete_action_key`` removes it (``False`` when there was none); its key stops
+      authenticating at once. ``delete_subject`` removes it as well; rotating the
+      subject's own key (``create_subject(rotate=True)``) leaves it alone.
     """
 
     async def create_subject(
@@ -236,6 +250,12 @@ class AuthStore(Protocol):
     async def get_limits(self, namespace: str) -> dict[str, Any]: ...
 
     async def set_limits(self, namespace: str, limits: dict[str, Any]) -> None: ...
+
+    async def add_action_key(self, namespace: str, uuid: str, key: str) -> str | None: ...
+
+    async def get_action_key(self, namespace: str) -> str | None: ...
+
+    async def delete_action_key(self, namespace: str) -> bool: ...
 
 
 class Store(Protocol):

@@ -14,6 +14,14 @@ Guarantees:
   ``False`` (never raises) for a malformed stored hash.
 - :func:`verify_dummy` costs what a real verification costs, so callers can make an
   unknown uuid take as long as a wrong key.
+- :func:`derive_key` is deterministic: the same secret and uuid always give the same
+  64-character key, in the alphabet of :func:`new_key`; without the secret it cannot be
+  computed from the uuid (HMAC-SHA256, a pseudo-random function keyed by the secret).
+
+Action keys (see ``docs/security.md``) are the one kind of key that is derived, not drawn:
+``derive_key(secret, uuid)``. The store still keeps only its :func:`hash_key` hash, so a
+copy of the store yields no usable key, while an invoker that holds the secret recomputes
+the key from the uuid whenever it needs it, without the key being stored anywhere.
 """
 
 from __future__ import annotations
@@ -40,6 +48,26 @@ def new_uuid() -> str:
 def new_key() -> str:
     """A fresh 64-character key from ``[A-Za-z0-9]``, drawn with :mod:`secrets`."""
     return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH))
+
+
+def derive_key(secret: bytes, uuid: str) -> str:
+    """The action key of ``uuid`` under ``secret``: 64 characters of ``[A-Za-z0-9]``.
+
+    HMAC-SHA256 gives 256 bits, which is only 43 base-62 digits; two HMAC blocks are
+    chained as in HKDF-Expand (RFC 5869, the secret as the pseudo-random key, the uuid
+    as the info) to get 512 bits, and 64 base-62 digits are taken from them (about 381
+    bits, the strength of a drawn key; 2^512 is so much larger than 62^64 that the digits
+    are uniform for all practical purposes).
+    """
+    info = b"squall action key\x00" + uuid.encode("utf-8")
+    first = hmac.new(secret, info + b"\x01", hashlib.sha256).digest()
+    second = hmac.new(secret, first + info + b"\x02", hashlib.sha256).digest()
+    number = int.from_bytes(first + second, "big")
+    digits = []
+    for _ in range(KEY_LENGTH):
+        number, digit = divmod(number, len(_KEY_ALPHABET))
+        digits.append(_KEY_ALPHABET[digit])
+    return "".join(digits)
 
 
 def _digest(key: str, salt: str) -> str:

@@ -29,25 +29,21 @@ import builtins
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from psycopg import AsyncConnection
 
 from squall.errors import Conflict, NotFound
-from squall.store import keys
-from squall.store.contracts import Document, Subject
+from squall.store.contracts import Document
 from squall.store.postgres_activations import PostgresActivationStore
+from squall.store.postgres_auth import PostgresAuthStore
 from squall.store.postgres_schedules import PostgresScheduleStore
 from squall.store.postgres_schema import PgDatabase, connect, limit_offset
 from squall.store.records import (
     EXISTS,
-    NAMESPACE_EXISTS,
     STALE,
-    UUID_TAKEN,
     Clock,
     dumps_body,
     entity_filter,
     loads_body,
-    new_credentials,
     next_rev,
     wall_clock_ms,
 )
@@ -179,128 +175,6 @@ class PostgresEntityStore:
             return 0 if row is None else int(row[0])
 
         return await self._db.run(work, idempotent=True)
-
-
-class PostgresAuthStore:
-    """:class:`~squall.store.contracts.AuthStore` over the ``subjects`` table.
-
-    One subject per namespace; the namespace's primary key and the uuid's unique
-    constraint decide, in the server, between concurrent creations. Keys are stored as
-    :func:`squall.store.keys.hash_key` hashes; nothing here logs a key.
-    """
-
-    def __init__(self, db: PgDatabase, clock: Clock) -> None:
-        self._db = db
-        self._clock = clock
-
-    async def create_subject(
-        self,
-        namespace: str,
-        *,
-        uuid: str | None = None,
-        key: str | None = None,
-        rotate: bool = False,
-    ) -> Subject:
-        key = new_credentials(uuid, key)
-        values = {
-            "namespace": namespace,
-            "given": uuid,
-            "fresh": keys.new_uuid(),
-            "key_hash": keys.hash_key(key),
-            "created": self._clock(),
-        }
-        insert = (
-            "INSERT INTO subjects (namespace, uuid, key_hash, created)"
-            " VALUES (%(namespace)s, coalesce(%(given)s, %(fresh)s), %(key_hash)s, %(created)s)"
-        )
-        if rotate:
-            # Rotating keeps the subject's uuid unless one is given; a new subject gets
-            # the fresh one. One statement: a concurrent create cannot slip in between.
-            statement = (
-                insert + " ON CONFLICT (namespace) DO UPDATE SET"
-                " uuid = coalesce(%(given)s, subjects.uuid), key_hash = excluded.key_hash"
-                " RETURNING uuid"
-            )
-        else:
-            statement = insert + " ON CONFLICT (namespace) DO NOTHING RETURNING uuid"
-
-        async def work(conn: Conn) -> str:
-            try:
-                cur = await conn.execute(statement, values)
-            except psycopg.errors.UniqueViolation as exc:  # the uuid, not the namespace
-                raise Conflict(UUID_TAKEN) from exc
-            row = await cur.fetchone()
-            if row is None:
-                raise Conflict(NAMESPACE_EXISTS)
-            return str(row[0])
-
-        stored_uuid = await self._db.run(work, idempotent=rotate)
-        return Subject(namespace, stored_uuid, key)
-
-    async def get_subject(self, namespace: str) -> Subject:
-        async def work(conn: Conn) -> Subject:
-            cur = await conn.execute("SELECT uuid FROM subjects WHERE namespace = %s", (namespace,))
-            row = await cur.fetchone()
-            if row is None:
-                raise NotFound()
-            return Subject(namespace, row[0])
-
-        return await self._db.run(work, idempotent=True)
-
-    async def delete_subject(self, namespace: str) -> None:
-        async def work(conn: Conn) -> None:
-            cur = await conn.execute("DELETE FROM subjects WHERE namespace = %s", (namespace,))
-            if cur.rowcount == 0:
-                raise NotFound()
-
-        await self._db.run(work, idempotent=False)
-
-    async def list_subjects(self) -> builtins.list[Subject]:
-        async def work(conn: Conn) -> builtins.list[Subject]:
-            cur = await conn.execute("SELECT namespace, uuid FROM subjects ORDER BY namespace")
-            return [Subject(namespace, uuid) for namespace, uuid in await cur.fetchall()]
-
-        return await self._db.run(work, idempotent=True)
-
-    async def authenticate(self, uuid: str, key: str) -> Subject | None:
-        async def work(conn: Conn) -> tuple[str, str] | None:
-            cur = await conn.execute(
-                "SELECT namespace, key_hash FROM subjects WHERE uuid = %s", (uuid,)
-            )
-            row = await cur.fetchone()
-            return None if row is None else (row[0], row[1])
-
-        # A database failure raises here (ProviderError → 5xx); only a completed lookup
-        # may answer None.
-        found = await self._db.run(work, idempotent=True)
-        if found is None:
-            # Hash and compare anyway, so an unknown uuid costs what a wrong key costs.
-            keys.verify_dummy(key)
-            return None
-        namespace, key_hash = found
-        return Subject(namespace, uuid) if keys.verify_key(key, key_hash) else None
-
-    async def get_limits(self, namespace: str) -> dict[str, Any]:
-        async def work(conn: Conn) -> dict[str, Any]:
-            cur = await conn.execute(
-                "SELECT limits FROM subjects WHERE namespace = %s", (namespace,)
-            )
-            row = await cur.fetchone()
-            return {} if row is None else dict(row[0])
-
-        return await self._db.run(work, idempotent=True)
-
-    async def set_limits(self, namespace: str, limits: dict[str, Any]) -> None:
-        text = dumps_body(limits)
-
-        async def work(conn: Conn) -> None:
-            cur = await conn.execute(
-                "UPDATE subjects SET limits = %s WHERE namespace = %s", (text, namespace)
-            )
-            if cur.rowcount == 0:
-                raise NotFound()
-
-        await self._db.run(work, idempotent=True)
 
 
 class PostgresStore:

@@ -102,6 +102,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX feed_ticks_by_at ON feed_ticks (at)",
     ),
+    (
+        # Action keys (squall.store.postgres_auth): a namespace's second credential, the
+        # one the invoker gives actions. The key is derived from a platform secret and the
+        # uuid; only its hash_key hash is stored. It goes with its subject.
+        """CREATE TABLE action_keys (
+            namespace text   PRIMARY KEY
+                REFERENCES subjects (namespace) ON DELETE CASCADE,
+            uuid      text   NOT NULL UNIQUE,
+            key_hash  text   NOT NULL,
+            created   bigint NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

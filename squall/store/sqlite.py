@@ -37,20 +37,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from squall.errors import Conflict, NotFound
-from squall.store import keys
-from squall.store.contracts import Document, Subject
+from squall.store.contracts import Document
 from squall.store.records import (
     EXISTS,
-    NAMESPACE_EXISTS,
     STALE,
-    UUID_TAKEN,
     Clock,
     entity_filter,
-    new_credentials,
     next_rev,
     wall_clock_ms,
 )
 from squall.store.sqlite_activations import SqliteActivationStore
+from squall.store.sqlite_auth import SqliteAuthStore
 from squall.store.sqlite_schedules import SqliteScheduleStore
 from squall.store.sqlite_schema import Database, connect, dumps_body, limit_offset
 
@@ -159,107 +156,6 @@ class SqliteEntityStore:
         with self._db.autocommit() as conn:
             row = conn.execute(f"SELECT count(*) FROM entities WHERE {where}", params).fetchone()
         return int(row[0])
-
-
-class SqliteAuthStore:
-    """:class:`~squall.store.contracts.AuthStore` over the ``subjects`` table.
-
-    One subject per namespace. Keys are stored as :func:`squall.store.keys.hash_key`
-    hashes; nothing here logs a key. Limits live on the subject's row, so
-    :meth:`set_limits` needs an existing subject (``NotFound`` otherwise), a key rotation
-    keeps them, and :meth:`delete_subject` removes them with the credentials.
-    """
-
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self._db = db
-        self._clock = clock
-
-    async def create_subject(
-        self,
-        namespace: str,
-        *,
-        uuid: str | None = None,
-        key: str | None = None,
-        rotate: bool = False,
-    ) -> Subject:
-        key = new_credentials(uuid, key)
-        key_hash = keys.hash_key(key)
-        created = self._clock()
-        with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT uuid FROM subjects WHERE namespace = ?", (namespace,)
-            ).fetchone()
-            if row is not None and not rotate:
-                raise Conflict(NAMESPACE_EXISTS)
-            if uuid is None:
-                # Rotating keeps the subject's uuid; a new subject gets a fresh one.
-                uuid = row[0] if row is not None else keys.new_uuid()
-            taken = conn.execute(
-                "SELECT 1 FROM subjects WHERE uuid = ? AND namespace != ?", (uuid, namespace)
-            ).fetchone()
-            if taken is not None:
-                raise Conflict(UUID_TAKEN)
-            if row is None:
-                conn.execute(
-                    "INSERT INTO subjects (namespace, uuid, key_hash, created) VALUES (?, ?, ?, ?)",
-                    (namespace, uuid, key_hash, created),
-                )
-            else:
-                conn.execute(
-                    "UPDATE subjects SET uuid = ?, key_hash = ? WHERE namespace = ?",
-                    (uuid, key_hash, namespace),
-                )
-        return Subject(namespace, uuid, key)
-
-    async def get_subject(self, namespace: str) -> Subject:
-        with self._db.autocommit() as conn:
-            row = conn.execute(
-                "SELECT uuid FROM subjects WHERE namespace = ?", (namespace,)
-            ).fetchone()
-        if row is None:
-            raise NotFound()
-        return Subject(namespace, row[0])
-
-    async def delete_subject(self, namespace: str) -> None:
-        with self._db.autocommit() as conn:
-            deleted = conn.execute("DELETE FROM subjects WHERE namespace = ?", (namespace,))
-        if deleted.rowcount == 0:
-            raise NotFound()
-
-    async def list_subjects(self) -> builtins.list[Subject]:
-        with self._db.autocommit() as conn:
-            rows = conn.execute("SELECT namespace, uuid FROM subjects ORDER BY namespace")
-            return [Subject(namespace, uuid) for namespace, uuid in rows]
-
-    async def authenticate(self, uuid: str, key: str) -> Subject | None:
-        with self._db.autocommit() as conn:
-            row = conn.execute(
-                "SELECT namespace, key_hash FROM subjects WHERE uuid = ?", (uuid,)
-            ).fetchone()
-        if row is None:
-            # Hash and compare anyway, so an unknown uuid costs what a wrong key costs.
-            keys.verify_dummy(key)
-            return None
-        return Subject(row[0], uuid) if keys.verify_key(key, row[1]) else None
-
-    async def get_limits(self, namespace: str) -> dict[str, Any]:
-        with self._db.autocommit() as conn:
-            row = conn.execute(
-                "SELECT limits FROM subjects WHERE namespace = ?", (namespace,)
-            ).fetchone()
-        if row is None:
-            return {}
-        limits: dict[str, Any] = orjson.loads(row[0])
-        return limits
-
-    async def set_limits(self, namespace: str, limits: dict[str, Any]) -> None:
-        text = dumps_body(limits)
-        with self._db.autocommit() as conn:
-            updated = conn.execute(
-                "UPDATE subjects SET limits = ? WHERE namespace = ?", (text, namespace)
-            )
-        if updated.rowcount == 0:
-            raise NotFound()
 
 
 class SqliteStore:

@@ -106,6 +106,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Retention (ActivationStore.prune) deletes by start across namespaces.
         "CREATE INDEX activations_by_age ON activations (start)",
     ),
+    (
+        # Action keys (squall.store.sqlite_auth): a namespace's second credential, the one
+        # the invoker gives actions. The key is derived from a platform secret and the
+        # uuid; only its hash_key hash is stored. It goes with its subject.
+        """CREATE TABLE action_keys (
+            namespace TEXT    PRIMARY KEY
+                REFERENCES subjects (namespace) ON DELETE CASCADE,
+            uuid      TEXT    NOT NULL UNIQUE,
+            key_hash  TEXT    NOT NULL,
+            created   INTEGER NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,14 +8,20 @@ until every invoker is healthy again) before it ends.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import concurrent.futures
+import json
 import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from _apikey import NODE_ECHO, PY_WHO_AM_I, derive, sdk_zip
 from clustersupport import Cluster
+
+from squall.invoker.apikeys import SECRET_FILE
 
 pytestmark = pytest.mark.cluster
 
@@ -143,6 +149,82 @@ def test_load_spreads_across_invokers(cluster: Cluster) -> None:
         assert 'squall_invoker_activations_total{kind="nodejs:20",status="success"}' in page
     page = httpx.get(f"{cluster.local.controllers[0].url}/metrics", timeout=5).text
     assert 'squall_controller_invoker_queue_length{invoker="invoker1"}' in page
+
+
+def test_actions_on_every_invoker_call_the_platform_with_one_action_key(
+    cluster: Cluster,
+) -> None:
+    # Given actions that ask for the key, spread over both invokers (distinct names), a
+    # Node.js action driving the openwhisk npm client, and a trigger with a rule
+    names = [unique("who") for _ in range(12)]
+    echo, trigger, sdk = unique("echo"), unique("ping"), unique("sdk")
+    wants_key = [{"key": "provide-api-key", "value": True}]
+    before = invoker_activations(cluster)
+    with cluster.client(0) as c0, cluster.client(1) as c1:
+        for name in names:
+            body = {"exec": {"kind": "python:3.11", "code": PY_WHO_AM_I}, "annotations": wants_key}
+            r = c0.put(f"/api/v1/namespaces/_/actions/{name}", json=body)
+            assert r.status_code == 200, r.text
+        create(c0, echo, NODE_ECHO)
+        assert c0.put(f"/api/v1/namespaces/_/triggers/{trigger}", json={}).status_code == 200
+        rule = {"trigger": f"/_/{trigger}", "action": f"/_/{echo}"}
+        assert c0.put(f"/api/v1/namespaces/_/rules/{unique('r')}", json=rule).status_code == 200
+        body = {"exec": {"kind": "nodejs:20", "code": sdk_zip(), "binary": True},
+                "annotations": wants_key}  # fmt: skip
+        assert c1.put(f"/api/v1/namespaces/_/actions/{sdk}", json=body).status_code == 200
+        # When each runs, through either controller
+        results = []
+        for i, name in enumerate(names):
+            r = invoke(c1 if i % 2 else c0, name, blocking=True)
+            assert r.status_code == 200, r.text
+            results.append(r.json()["response"]["result"])
+        r = invoke(c1, sdk, blocking=True, target=echo, trigger=trigger)
+        assert r.status_code == 200, r.text
+        sdk_result = r.json()["response"]["result"]
+        # Then every action reached the API (the first controller, __OW_API_HOST) as guest
+        # with the same action key, whichever invoker minted it and whichever ran it
+        assert all(r["status"] == 200 and r["namespaces"] == ["guest"] for r in results), results
+        assert len({r["uuid"] for r in results}) == 1
+        after = invoker_activations(cluster)
+        assert all(after[m] > before[m] for m in after), (before, after)
+        # And the npm client invoked the action and fired the trigger, whose rule ran it
+        assert sdk_result["called"] == {"hello": "node", "namespace": "guest"}
+        fired = sdk_result["triggerActivationId"]
+        assert final_record(c0, fired, 30)["name"] == trigger
+        end = time.monotonic() + 30
+        while True:
+            listed = c0.get(f"/api/v1/namespaces/_/activations?name={echo}&docs=true").json()
+            by_rule = [a for a in listed if a.get("cause") == fired]
+            if by_rule or time.monotonic() > end:
+                break
+            time.sleep(0.2)
+        assert by_rule, f"no activation of {echo} caused by {fired}"
+        assert by_rule[0]["response"]["result"] == {"from": "node", "namespace": "guest"}
+        records = c0.get("/api/v1/namespaces/_/activations?docs=true&limit=200").json()
+    # And the key (derived from the shared secret) is in no record, log or /metrics
+    assert stored_action_key(cluster) == results[0]["uuid"]
+    key = derive(cluster.local.home / SECRET_FILE, results[0]["uuid"])
+    basic = base64.b64encode(f"{results[0]['uuid']}:{key}".encode()).decode()
+    pages = [json.dumps(records)]
+    pages += [httpx.get(f"{m.url}/metrics", timeout=5).text for m in cluster.local.members.values()]
+    pages += [m.log_path.read_text(errors="replace") for m in cluster.local.members.values()]
+    assert all(key not in page and basic not in page for page in pages)
+
+
+def stored_action_key(cluster: Cluster) -> str:
+    """The guest's action key uuid as stored in the cluster's PostgreSQL."""
+    from squall.store.postgres import PostgresStore
+
+    async def read() -> str | None:
+        store = await PostgresStore.open(cluster.pg.url, max_size=1)
+        try:
+            return await store.auth.get_action_key("guest")
+        finally:
+            await store.close()
+
+    found = asyncio.run(read())
+    assert found is not None
+    return found
 
 
 def test_an_invoker_killed_mid_run_loses_no_activation_and_runs_none_twice(

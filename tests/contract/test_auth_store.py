@@ -146,3 +146,113 @@ async def test_limits_of_unknown_namespace(stores: Stores) -> None:
     assert await stores.auth.get_limits("ghost") == {}
     with pytest.raises(NotFound):
         await stores.auth.set_limits("ghost", {"invocationsPerMinute": 1})
+
+
+# -- action keys ------------------------------------------------------------------------
+
+ACTION_UUID = "6f1c2a9e-8b3d-4c57-9e0a-2d4f6b8c1e3a"
+ACTION_KEY = "Ak" * 32
+OTHER_UUID = "0b7e5d3c-1a2f-4e6d-8c9b-7a5f3e1d2c4b"
+
+
+async def test_action_key_authenticates_as_its_namespace(stores: Stores) -> None:
+    # Given a subject without an action key
+    await stores.auth.create_subject("guest", uuid=UUID, key=KEY)
+    assert await stores.auth.get_action_key("guest") is None
+    # When an action key is added
+    stored = await stores.auth.add_action_key("guest", ACTION_UUID, ACTION_KEY)
+    # Then its uuid is stored and returned, and uuid:key authenticates as the namespace
+    assert stored == ACTION_UUID
+    assert await stores.auth.get_action_key("guest") == ACTION_UUID
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY) == Subject("guest", ACTION_UUID)
+    # And the subject's own key still works, and neither key works with the other's uuid
+    assert await stores.auth.authenticate(UUID, KEY) == Subject("guest", UUID)
+    assert await stores.auth.authenticate(UUID, ACTION_KEY) is None
+    assert await stores.auth.authenticate(ACTION_UUID, KEY) is None
+    # And a wrong, prefix or empty key is rejected like any other
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY[:-1] + "x") is None
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY[:32]) is None
+    assert await stores.auth.authenticate(ACTION_UUID, "") is None
+    # And it is not a subject of its own
+    assert await stores.auth.list_subjects() == [Subject("guest", UUID)]
+
+
+async def test_second_action_key_keeps_the_first(stores: Stores) -> None:
+    # Given a namespace with an action key
+    await stores.auth.create_subject("guest")
+    await stores.auth.add_action_key("guest", ACTION_UUID, ACTION_KEY)
+    # When another one is added (an invoker that lost a race)
+    stored = await stores.auth.add_action_key("guest", OTHER_UUID, "Bk" * 32)
+    # Then the first one stays and its uuid is answered; the loser's key never works
+    assert stored == ACTION_UUID
+    assert await stores.auth.get_action_key("guest") == ACTION_UUID
+    assert await stores.auth.authenticate(OTHER_UUID, "Bk" * 32) is None
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY) is not None
+
+
+async def test_concurrent_action_key_adds_agree_on_one(stores: Stores) -> None:
+    # Given a subject / When many adders race with different uuids
+    import asyncio
+
+    await stores.auth.create_subject("guest")
+    uuids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(8)]
+    answers = await asyncio.gather(
+        *(stores.auth.add_action_key("guest", u, f"{n}" * 64) for n, u in enumerate(uuids))
+    )
+    # Then every adder is answered the one uuid that was stored, and only its key works
+    winner = await stores.auth.get_action_key("guest")
+    assert winner in uuids
+    assert answers == [winner] * len(uuids)
+    for n, u in enumerate(uuids):
+        assert (await stores.auth.authenticate(u, f"{n}" * 64) is not None) == (u == winner)
+
+
+async def test_action_key_needs_a_subject(stores: Stores) -> None:
+    # Given no subject "ghost" / When an action key is added for it
+    # Then nothing is stored and None is answered
+    assert await stores.auth.add_action_key("ghost", ACTION_UUID, ACTION_KEY) is None
+    assert await stores.auth.get_action_key("ghost") is None
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY) is None
+
+
+async def test_action_key_uuid_of_another_namespace_conflicts(stores: Stores) -> None:
+    # Given a namespace with an action key
+    await stores.auth.create_subject("alpha")
+    await stores.auth.create_subject("bravo")
+    await stores.auth.add_action_key("alpha", ACTION_UUID, ACTION_KEY)
+    # When another namespace adds one with the same uuid / Then Conflict, nothing stored
+    with pytest.raises(Conflict):
+        await stores.auth.add_action_key("bravo", ACTION_UUID, "Bk" * 32)
+    assert await stores.auth.get_action_key("bravo") is None
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY) == Subject("alpha", ACTION_UUID)
+
+
+async def test_deleting_the_action_key_refuses_it_at_once(stores: Stores) -> None:
+    # Given a namespace with an action key
+    await stores.auth.create_subject("guest", uuid=UUID, key=KEY)
+    await stores.auth.add_action_key("guest", ACTION_UUID, ACTION_KEY)
+    # When it is deleted / Then True, its key is refused, the subject's key still works
+    assert await stores.auth.delete_action_key("guest") is True
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY) is None
+    assert await stores.auth.get_action_key("guest") is None
+    assert await stores.auth.authenticate(UUID, KEY) is not None
+    # And deleting again answers False
+    assert await stores.auth.delete_action_key("guest") is False
+    # And a new one can be added
+    assert await stores.auth.add_action_key("guest", OTHER_UUID, "Bk" * 32) == OTHER_UUID
+
+
+async def test_rotation_keeps_and_deletion_removes_the_action_key(stores: Stores) -> None:
+    # Given a namespace with an action key
+    await stores.auth.create_subject("guest", uuid=UUID, key=KEY)
+    await stores.auth.add_action_key("guest", ACTION_UUID, ACTION_KEY)
+    # When the subject's key is rotated / Then the action key still works
+    await stores.auth.create_subject("guest", rotate=True)
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY) == Subject("guest", ACTION_UUID)
+    # When the subject is deleted / Then the action key goes with it
+    await stores.auth.delete_subject("guest")
+    assert await stores.auth.authenticate(ACTION_UUID, ACTION_KEY) is None
+    assert await stores.auth.get_action_key("guest") is None
+    # And a namespace created again under the name has none
+    await stores.auth.create_subject("guest")
+    assert await stores.auth.get_action_key("guest") is None

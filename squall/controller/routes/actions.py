@@ -96,7 +96,9 @@ async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
             raise BadRequest(BINDING_NOT_ALLOWED)
     existing = await find(ctl.catalog, Action, path)
     if existing is None:
-        action = Action.create(path, body)
+        action = Action.create(
+            path, body, require_api_key_annotation=ctl.settings.require_api_key_annotation
+        )
     else:
         require_overwrite(request)
         action = existing.update(body)

@@ -25,13 +25,45 @@ def create(**body: Any) -> Action:
 def test_create_defaults_and_exec_annotation() -> None:
     # When an action is created from a minimal body
     action = create()
-    # Then it is at 0.0.1, unpublished, default limits, and annotated with its kind
+    # Then it is at 0.0.1, unpublished, default limits, annotated with its kind, and
+    # (as in OpenWhisk, on creation only) gets no API key unless it asks for one
     assert action.version == "0.0.1"
     assert action.publish is False
     assert action.exec == CodeExec("nodejs:20", NODE["code"], False)
     assert action.limits == ActionLimits()
     assert action.parameters == []
-    assert action.annotations == [{"key": "exec", "value": "nodejs:20"}]
+    assert action.annotations == [
+        {"key": "provide-api-key", "value": False},
+        {"key": "exec", "value": "nodejs:20"},
+    ]
+    assert action.provides_api_key is False
+
+
+@pytest.mark.parametrize(
+    ("value", "provides"),
+    [(True, True), (1, True), ("yes", True), ({}, True), ([], True),
+     (False, False), (0, False), ("", False), (None, False)],
+)  # fmt: skip
+def test_a_given_provide_api_key_is_kept_and_judged_by_truthiness(
+    value: Any, provides: bool
+) -> None:
+    # Given a body with its own provide-api-key annotation / Then it is kept as given
+    action = create(annotations=[{"key": "provide-api-key", "value": value}])
+    assert params.get(action.annotations, "provide-api-key", "absent") == value
+    # And OpenWhisk's truthiness decides whether runs get the key
+    assert action.provides_api_key is provides
+
+
+def test_an_absent_provide_api_key_means_the_key_is_given() -> None:
+    # Given the flag off (or an action stored before the annotation existed)
+    action = Action.create(PATH, {"exec": NODE}, require_api_key_annotation=False)
+    # Then no annotation is added, and absent counts as true
+    assert params.get(action.annotations, "provide-api-key", "absent") == "absent"
+    assert action.provides_api_key is True
+    # And an update never adds it
+    updated = action.update({"annotations": [{"key": "x", "value": 1}]})
+    assert params.get(updated.annotations, "provide-api-key", "absent") == "absent"
+    assert updated.provides_api_key is True
 
 
 def test_create_takes_the_bodys_fields_and_ignores_extras() -> None:
@@ -77,7 +109,12 @@ def test_update_merges_and_bumps_the_version() -> None:
     assert updated.exec == action.exec
     assert updated.parameters == [{"key": "p", "value": 1}]
     assert updated.limits == ActionLimits(timeout=5000, memory=512)
-    assert params.as_dict(updated.annotations) == {"a": "new", "b": "kept", "exec": "nodejs:20"}
+    assert params.as_dict(updated.annotations) == {
+        "a": "new",
+        "b": "kept",
+        "provide-api-key": False,
+        "exec": "nodejs:20",
+    }
     assert updated.update({}).version == "0.0.3"
 
 
