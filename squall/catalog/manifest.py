@@ -68,6 +68,9 @@ class SystemAction:
     parameters: tuple[Parameter, ...] = ()
     sample_input: dict[str, Any] | None = None
     sample_output: Any = None
+    #: Only an action that calls the platform gets the invoking namespace's action key
+    #: (as OpenWhisk installs its catalog: new actions get ``provide-api-key: false``).
+    provide_api_key: bool = False
 
     def annotations(self, kind: str) -> params.KeyValues:
         out: params.KeyValues = [{"key": "description", "value": self.description}]
@@ -77,6 +80,7 @@ class SystemAction:
             out.append({"key": "sampleInput", "value": self.sample_input})
         if self.sample_output is not None:
             out.append({"key": "sampleOutput", "value": self.sample_output})
+        out.append({"key": "provide-api-key", "value": self.provide_api_key})
         out.append({"key": "exec", "value": kind})
         return out
 
