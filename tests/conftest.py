@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from _required import unavailable
 from _standalone import Standalone, start
+from netsupport import OutsideHost, outside_host
+from netsupport import missing as netns_missing
+
+from squall.sandbox.network import nft_available
 
 
 @pytest.fixture
@@ -26,3 +31,15 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]
         yield server
     finally:
         server.stop_cleanly()
+
+
+@pytest.fixture(scope="session")
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutsideHost]:
+    """The test run's own outside host (tests/netsupport.py), with its resolver."""
+    problem = netns_missing() or nft_available()
+    if problem is not None:
+        unavailable(problem)
+    with outside_host(tmp_path_factory.mktemp("outside")) as host:
+        if host.resolver is None:
+            unavailable("dnsmasq is not installed: apt-get install dnsmasq-base")
+        yield host

@@ -204,6 +204,7 @@ class Cluster:
     nats: NatsServer
     pg: PrivatePostgres
     witness: Witness
+    outside: OutsideHost
 
     @property
     def auth(self) -> tuple[str, str]:

@@ -9,7 +9,6 @@ listens on the test's own outside host (their default egress reaches it).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from clustersupport import (
     Witness,
     require,
 )
-from netsupport import missing as netns_missing
-from netsupport import outside_host
+from netsupport import OutsideHost
 
 from squall.cli.local_cluster import LocalCluster
 
@@ -40,15 +38,13 @@ ENV = {
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, outside: OutsideHost) -> Iterator[Cluster]:
     require("PostgreSQL's server binaries (Debian package postgresql)", PrivatePostgres.available())
     require("nats-server (Debian package nats-server)", NatsServer.available())
-    require("network namespaces (root, iproute2) for the outside host", netns_missing() is None)
     home: Path = tmp_path_factory.mktemp("cluster")
     nats = NatsServer(home)
     pg = PrivatePostgres()
-    outside = contextlib.ExitStack()
-    witness = Witness(outside.enter_context(outside_host(home)))
+    witness = Witness(outside)
     try:
         nats.start()
         pg.init()
@@ -59,15 +55,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             bus_url=f"{nats.url}?ack_wait_s=5",
             controllers=2,
             invokers=2,
-            env=ENV,
+            # Sandboxes resolve names with the outside host's resolver: no query leaves.
+            env={**ENV, "SQUALL_SANDBOX_DNS": outside.resolver or ""},
         )
         try:
             local.start()
-            yield Cluster(local, nats, pg, witness)
+            yield Cluster(local, nats, pg, witness, outside)
         finally:
             local.close()
     finally:
         nats.stop()
         pg.close()
         witness.close()
-        outside.close()

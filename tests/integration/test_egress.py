@@ -13,12 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from _required import unavailable
 from _standalone import Standalone, clean_env, start
-from netsupport import HTTP_PORT, METADATA, NAME, PRIVATE, PUBLIC, OutsideHost, outside_host
-from netsupport import missing as netns_missing
-
-from squall.sandbox.network import nft_available
+from netsupport import HTTP_PORT, METADATA, NAME, PRIVATE, PUBLIC, OutsideHost
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +46,6 @@ def main(args):
     return out
 """
 ACTIONS = {"js": ("nodejs:20", FETCH_JS), "py": ("python:3.11", FETCH_PY)}
-
-
-@pytest.fixture(scope="module")
-def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutsideHost]:
-    problem = netns_missing() or nft_available()
-    if problem is not None:
-        unavailable(problem)
-    with outside_host(tmp_path_factory.mktemp("outside")) as host:
-        if host.resolver is None:
-            unavailable("dnsmasq is not installed: apt-get install dnsmasq-base")
-        yield host
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _required import unavailable
 from netsupport import (
     HOST_SIDE,
     HTTP_PORT,
@@ -25,12 +24,10 @@ from netsupport import (
     PRIVATE,
     PUBLIC,
     OutsideHost,
-    outside_host,
 )
-from netsupport import missing as netns_missing
 
 from squall.sandbox.egress import EgressPolicy, parse_rules
-from squall.sandbox.network import SandboxNetwork, nft_available
+from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 
 PY_CONNECT = """
@@ -74,17 +71,6 @@ async function main(args) {
 
 
 KINDS = [("python:3.11", PY_CONNECT), ("nodejs:20", NODE_CONNECT)]
-
-
-@pytest.fixture(scope="module")
-def outside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutsideHost]:
-    problem = netns_missing() or nft_available()
-    if problem is not None:
-        unavailable(problem)
-    with outside_host(tmp_path_factory.mktemp("outside")) as host:
-        if host.resolver is None:
-            unavailable("dnsmasq is not installed: apt-get install dnsmasq-base")
-        yield host
 
 
 @pytest.fixture
