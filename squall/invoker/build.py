@@ -7,12 +7,14 @@ else opens (unless the operator asked for ``--unsafe-no-isolation``).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from squall.bus.contracts import MessagingProvider
 from squall.config import Settings
 from squall.invoker.pool import ContainerPool
-from squall.invoker.prewarm import parse_stem_cells
+from squall.invoker.prewarm import manifest_stem_cells, parse_stem_cells
 from squall.invoker.service import Invoker
+from squall.sandbox.interpreters import Runtimes, default_cache, detect, load_manifest
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import ActivationStore, EntityStore
@@ -35,12 +37,21 @@ def isolation(settings: Settings) -> Isolation | None:
     )
 
 
+def runtimes(settings: Settings) -> Runtimes:
+    """The kinds this host offers and their interpreters (ConfigError on a version
+    mismatch); logs what was found and what is not offered."""
+    cache = Path(settings.runtimes_cache) if settings.runtimes_cache else default_cache()
+    found = detect(load_manifest(settings.runtimes_manifest or None), cache)
+    found.log_summary()
+    return found
+
+
 def container_factory(settings: Settings) -> ProcessContainerFactory:
     return ProcessContainerFactory(
         settings.containers_dir,
         settings.effective_api_host,
         isolation=isolation(settings),
-        node=settings.node,
+        runtimes=runtimes(settings),
     )
 
 
@@ -60,7 +71,11 @@ def build_invoker(
         settings.user_memory_mb,
         settings.keep_warm_s,
         pause_grace_s=settings.pause_grace_s,
-        stem_cells=parse_stem_cells(settings.stem_cells),
+        stem_cells=(
+            manifest_stem_cells(factory.runtimes.manifest)
+            if settings.stem_cells.strip() == "manifest"
+            else parse_stem_cells(settings.stem_cells)
+        ),
     )
     return Invoker(
         settings.invoker_id,
