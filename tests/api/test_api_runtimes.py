@@ -8,6 +8,7 @@ sandbox on the interpreter the manifest names, with its kind's library set bound
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from _required import unavailable
 from apisupport import NS, assert_error
 
-from squall.cli.standalone import Standalone
+from squall.cli.standalone import Standalone, serve
 from squall.config import Settings
 from squall.entities import kinds
 from squall.entities.kinds import runtime_deprecated
@@ -252,3 +253,19 @@ async def test_a_deprecated_kind_runs_existing_actions_and_refuses_new_ones(
             assert (await client.put(f"{NS}/actions/new", json=current)).status_code == 200
     finally:
         await second.close()
+
+
+async def test_an_interpreter_not_matching_its_kind_refuses_to_start(
+    tmp_path: Path, restore_manifest: None
+) -> None:
+    # Given an operator's manifest pointing a python:3.99 kind at the Python running Squall
+    override = tmp_path / "runtimes.json"
+    entry = {"kind": "python:3.99", "default": False, "squall": {"executable": ["{python}"]}}
+    override.write_text(json.dumps({"runtimes": {"python": [entry]}}))
+    settings = Settings(home=tmp_path / "home", stem_cells="", runtimes_manifest=str(override))
+    # When the platform starts, Then it refuses, saying which kind and which interpreter
+    with pytest.raises(SystemExit) as refused:
+        await serve(settings)
+    message = str(refused.value)
+    assert message.startswith("squall: kind python:3.99 needs python 3.99, but ")
+    assert f" is {sys.version_info.major}.{sys.version_info.minor}." in message
