@@ -7,14 +7,13 @@ else opens (unless the operator asked for ``--unsafe-no-isolation``).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from squall.bus.contracts import MessagingProvider
 from squall.config import Settings
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import manifest_stem_cells, parse_stem_cells
 from squall.invoker.service import Invoker
-from squall.sandbox.interpreters import Runtimes, default_cache, detect, load_manifest
+from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import ActivationStore, EntityStore
@@ -40,8 +39,7 @@ def isolation(settings: Settings) -> Isolation | None:
 def runtimes(settings: Settings) -> Runtimes:
     """The kinds this host offers and their interpreters (ConfigError on a version
     mismatch); logs what was found and what is not offered."""
-    cache = Path(settings.runtimes_cache) if settings.runtimes_cache else default_cache()
-    found = detect(load_manifest(settings.runtimes_manifest or None), cache)
+    found = for_settings(settings)
     found.log_summary()
     return found
 

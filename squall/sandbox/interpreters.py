@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from squall.config import Settings
 from squall.entities.kinds import Manifest, RuntimeKind, shipped_manifest_text
 from squall.errors import ConfigError
 from squall.runtimes import interpreter as runs_on
@@ -171,6 +172,13 @@ def _check_version(kind: RuntimeKind, executable: str) -> tuple[str, str]:
             "squall runtimes install"
         )
     return real, version
+
+
+def for_settings(settings: Settings) -> Runtimes:
+    """The kinds offered with the operator's manifest (``runtimes_manifest``) and runtimes
+    cache (``runtimes_cache``, default :func:`default_cache`) of ``settings``."""
+    cache = Path(settings.runtimes_cache) if settings.runtimes_cache else default_cache()
+    return detect(load_manifest(settings.runtimes_manifest or None), cache)
 
 
 @functools.lru_cache(maxsize=64)

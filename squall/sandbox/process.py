@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from squall.config import Settings
 from squall.errors import ContainerError
 from squall.runtimes import SUPPORT_DIRS, family, proxy_path
 from squall.runtimes import interpreter as runs_on
@@ -52,7 +53,7 @@ from squall.sandbox.bwrap import RUNTIME_ROOT, BwrapSandbox, interpreter_prefix,
 from squall.sandbox.cgroups import CgroupRoot
 from squall.sandbox.container import ProcessContainer
 from squall.sandbox.http import UnixHttpClient
-from squall.sandbox.interpreters import Runtimes, detect, load_manifest
+from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.zygote import DEFAULT_SPARES, ForkedRuntime, Zygote, script_path
@@ -105,15 +106,15 @@ class ProcessContainerFactory:
 
     ``workdir`` holds one directory per container (socket and pid file, never visible
     inside a sandbox). ``api_host`` becomes ``__OW_API_HOST``. ``runtimes`` says which
-    kinds run and with what (:mod:`squall.sandbox.interpreters`; default: the shipped
-    manifest checked against this host). A kind's library set is bound read-only at
-    ``/opt/squall/libraries`` and found after the action's own modules: on ``NODE_PATH``
-    for Node.js (which resolves an action's ``node_modules`` first), appended to
-    ``sys.path`` by the Python proxy (after the action's zip and virtualenv). Python
-    proxies run with ``-I -S`` (no site-packages of the host). ``max_response_bytes`` caps
-    a runtime's answer, ``log_cap_bytes`` the log text held per activation before the first ``logs``
-    call, ``start_timeout`` how long a runtime may take to listen, ``path`` is the
-    ``PATH`` the runtime sees.
+    kinds run and with what (:mod:`squall.sandbox.interpreters`; default: the manifest and
+    runtimes cache the ``SQUALL_*`` settings name, checked against this host). A kind's
+    library set is bound read-only at ``/opt/squall/libraries`` and found after the
+    action's own modules: on ``NODE_PATH`` for Node.js (which resolves an action's
+    ``node_modules`` first), appended to ``sys.path`` by the Python proxy (after the
+    action's zip and virtualenv). Python proxies run with ``-I -S`` (no site-packages of
+    the host). ``max_response_bytes`` caps a runtime's answer, ``log_cap_bytes`` the log
+    text held per activation before the first ``logs`` call, ``start_timeout`` how long a
+    runtime may take to listen, ``path`` is the ``PATH`` the runtime sees.
 
     ``zygote``: isolated ``python:3.11`` containers are forked from a warm zygote
     (:mod:`squall.sandbox.zygote`, started on the first such ``create``, keeping
@@ -144,7 +145,7 @@ class ProcessContainerFactory:
         self.workdir = Path(workdir).resolve()
         self.api_host = api_host
         self.isolation = Isolation.detect() if isolation == "auto" else isolation
-        self.runtimes = runtimes if runtimes is not None else detect(load_manifest())
+        self.runtimes = runtimes if runtimes is not None else for_settings(Settings.from_env())
         self._max_response_bytes = max_response_bytes
         self._log_cap_bytes = log_cap_bytes
         self._start_timeout = start_timeout
