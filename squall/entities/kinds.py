@@ -202,15 +202,21 @@ def _memory_mb(raw: object) -> int:
     return int(match[1])
 
 
+def _stem_cell(kind: str, raw: object) -> StemCell:
+    problem = f"{kind}: a stem cell has an 'initialCount' (a count) and a 'memory'"
+    if not isinstance(raw, dict):
+        raise ValueError(problem)
+    count = raw.get("initialCount")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(problem)
+    return StemCell(count, _memory_mb(raw.get("memory")))
+
+
 def _kind(family: str, raw: object) -> RuntimeKind:
     if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str):
         raise ValueError(f"every kind of runtimes.{family} needs a 'kind' string")
     name = raw["kind"]
-    cells = tuple(
-        StemCell(int(c["initialCount"]), _memory_mb(c["memory"]))
-        for c in raw.get("stemCells") or ()
-        if isinstance(c, dict) and "initialCount" in c and "memory" in c
-    )
+    cells = tuple(_stem_cell(name, cell) for cell in raw.get("stemCells") or ())
     ours = raw.get("squall") or {}
     if not isinstance(ours, dict):
         raise ValueError(f"{name}: 'squall' must be an object")

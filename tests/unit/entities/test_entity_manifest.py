@@ -19,6 +19,7 @@ from squall.entities.kinds import (
 from squall.errors import BadRequest
 
 LOTS_OF_MEMORY = {"initialCount": 1, "memory": "lots"}
+NO_COUNT = {"memory": "256 MB"}
 INSTALL_WITHOUT_TOOL = {"install": [{"into": "x"}]}
 
 
@@ -101,6 +102,10 @@ def test_get_root_entries_have_openwhisk_shape() -> None:
                 }
             },
             "is not like '256 MB'",
+        ),
+        (
+            {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=[NO_COUNT])]}},
+            "a stem cell has an 'initialCount'",
         ),
         (
             {
