@@ -157,6 +157,11 @@ class Manifest:
     def get(self, kind: str) -> RuntimeKind | None:
         return self._by_kind.get(kind)
 
+    @property
+    def native_images(self) -> tuple[str, ...]:
+        """The ``blackboxes`` without their tags: the images a blackbox action may name."""
+        return tuple(dict.fromkeys(image.partition(":")[0] for image in self.blackboxes))
+
     def valid_kinds(self) -> list[str]:
         return [k.kind for k in self.kinds]
 
@@ -254,9 +259,9 @@ def shipped_manifest_text() -> str:
 
 
 #: OpenWhisk's kind for Docker actions. Squall runs no images, only OpenWhisk's "native"
-#: form of them (``wsk action create --native``): its skeleton image with an ``exec``.
+#: form of them (``wsk action create --native``): the manifest's ``blackboxes`` (its
+#: skeleton image) with a zip holding an ``exec``.
 BLACKBOX = "blackbox"
-NATIVE_IMAGES = ("openwhisk/dockerskeleton",)
 _active: Manifest | None = None
 
 
@@ -374,16 +379,18 @@ class CodeExec:
 
 
 def _native_image(image: object) -> str | None:
-    """The image of a ``blackbox`` action, which must be OpenWhisk's native skeleton."""
+    """The image of a ``blackbox`` action, which must be one of the manifest's
+    ``blackboxes`` (OpenWhisk's native skeleton)."""
     if image is None:
         return None
     if not isinstance(image, str):
         raise BadRequest("The request content was malformed:\n'image' must be a string.")
     name = image.strip().removeprefix("docker.io/")
-    if name.partition(":")[0] not in NATIVE_IMAGES:
+    allowed = manifest().native_images
+    if name.partition(":")[0] not in allowed:
         raise BadRequest(
             f"The specified image '{image}' is not supported by this platform: blackbox "
-            f"actions run only as native executables (image {NATIVE_IMAGES[0]} with a zip "
-            "holding exec)."
+            f"actions run only as native executables (image {' or '.join(allowed)} with a "
+            "zip holding exec)."
         )
     return image
