@@ -40,8 +40,9 @@ class Settings:
     # Freeze (cgroup freezer) containers idle this many seconds; 0 = never. Off by default:
     # idle runtimes use <= 0.3 % of a CPU here, and a thaw adds ~0.2 ms to the next run.
     pause_grace_s: float = 0.0
-    # Stem cells (prewarmed runtimes), ``kind@memoryMBxcount`` items; see invoker/prewarm.py.
-    stem_cells: str = "nodejs:20@256x2,python:3.11@256x1"
+    # Stem cells (prewarmed runtimes), ``kind@memoryMBxcount`` items, or "manifest": the
+    # runtimes manifest's ``stemCells`` of the kinds offered; see invoker/prewarm.py.
+    stem_cells: str = "manifest"
     # How long a blocking invoke waits before answering 202 (OpenWhisk: 60 s).
     max_blocking_wait_ms: int = 60_000
     max_request_bytes: int = 1024 * 1024
@@ -53,7 +54,12 @@ class Settings:
     # Shortest alarms/interval the built-in alarms feed accepts, in seconds. OpenWhisk's
     # is one minute (whole minutes only); below 60, fractional `minutes` are accepted.
     alarms_min_interval_s: float = 60.0
-    node: str = "node"
+    # An operator's runtimes manifest (OpenWhisk's runtimes.json shape, with the "squall"
+    # object per kind): its kinds replace or add to squall/runtimes/runtimes.json's.
+    runtimes_manifest: str = ""
+    # Where `squall runtimes install` put Node.js builds and library sets ({cache} in the
+    # manifest); empty = $XDG_CACHE_HOME/squall/runtimes or ~/.cache/squall/runtimes.
+    runtimes_cache: str = ""
     log_level: str = "info"
     # Sandbox: run actions as plain processes without namespaces and cgroups (development
     # only: actions can then read and change everything the invoker can).

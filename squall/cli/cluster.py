@@ -58,9 +58,14 @@ async def run_controller(settings: Settings) -> None:
     from squall.controller.health import InvokerRegistry
     from squall.controller.retention import Retention
     from squall.controller.sharding import ShardingBalancer
+    from squall.entities.kinds import use_manifest
     from squall.feeds.provider import AlarmsProvider
+    from squall.sandbox.interpreters import load_manifest
     from squall.store.factory import open_store
 
+    # A controller offers every kind of the manifest, as OpenWhisk's does: the invokers,
+    # on other machines, check their interpreters when they start.
+    use_manifest(load_manifest(settings.runtimes_manifest or None))
     store = await open_store(settings)
     bus = await open_bus(settings)
     registry = InvokerRegistry(bus, settings)

@@ -31,6 +31,7 @@ LAZY: dict[str, str] = {
     "admin": "squall.cli.admin:admin",
     "dev": "squall.cli.dev:dev",
     "completion": "squall.cli.completion:completion",
+    "runtimes": "squall.cli.runtimes:runtimes",
     # cluster shape (issue 5)
     "controller": "squall.cli.cluster:controller",
     "invoker": "squall.cli.cluster:invoker",

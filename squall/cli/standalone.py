@@ -25,6 +25,7 @@ from squall.controller.balancer import LeanBalancer
 from squall.controller.build import build_controller
 from squall.controller.core import Controller
 from squall.controller.retention import Retention
+from squall.entities.kinds import use_manifest
 from squall.errors import ConfigError, ContainerError, NotFound
 from squall.feeds.provider import AlarmsProvider
 from squall.invoker.build import build_invoker, container_factory
@@ -100,6 +101,7 @@ class Standalone:
         settings.home.mkdir(parents=True, exist_ok=True)
         # The sandbox first: a host that cannot isolate is refused before anything opens.
         factory = container_factory(settings)
+        use_manifest(factory.runtimes.manifest)  # the kinds GET / lists and creates accept
         store = await SqliteStore.open(settings.db_path)
         bus = MemoryBus()
         invoker = build_invoker(
@@ -145,7 +147,7 @@ class Standalone:
 async def serve(settings: Settings) -> None:
     try:
         system = await Standalone.start(settings)
-    except (ContainerError, ConfigError) as ex:  # e.g. no cgroups: say what to do, exit 1
+    except (ContainerError, ConfigError) as ex:  # no namespaces, a wrong interpreter, ...
         raise SystemExit(f"squall: {ex.message}") from None
     wskprops = (settings.home / "wskprops").resolve()
     print(f"APIHOST={settings.effective_api_host}", flush=True)

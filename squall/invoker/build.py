@@ -16,9 +16,10 @@ from squall.config import Settings
 from squall.errors import ContainerError
 from squall.invoker.apikeys import ActionKeys, load_secret
 from squall.invoker.pool import ContainerPool
-from squall.invoker.prewarm import parse_stem_cells
+from squall.invoker.prewarm import manifest_stem_cells, parse_stem_cells
 from squall.invoker.service import Invoker
 from squall.sandbox.egress import EgressPolicy
+from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.process import ProcessContainerFactory
@@ -82,13 +83,21 @@ def sandbox_network(settings: Settings) -> SandboxNetwork | None:
     return SandboxNetwork(policy, api_target(settings.effective_api_host))
 
 
+def runtimes(settings: Settings) -> Runtimes:
+    """The kinds this host offers and their interpreters (ConfigError on a version
+    mismatch); logs what was found and what is not offered."""
+    found = for_settings(settings)
+    found.log_summary()
+    return found
+
+
 def container_factory(settings: Settings) -> ProcessContainerFactory:
     network_mode(settings)  # a wrong setting is refused before anything starts
     return ProcessContainerFactory(
         settings.containers_dir,
         settings.effective_api_host,
         isolation=isolation(settings),
-        node=settings.node,
+        runtimes=runtimes(settings),
         network=sandbox_network(settings),
         network_default=network_mode(settings),
     )
@@ -113,7 +122,11 @@ def build_invoker(
         settings.user_memory_mb,
         settings.keep_warm_s,
         pause_grace_s=settings.pause_grace_s,
-        stem_cells=parse_stem_cells(settings.stem_cells),
+        stem_cells=(
+            manifest_stem_cells(factory.runtimes.manifest)
+            if settings.stem_cells.strip() == "manifest"
+            else parse_stem_cells(settings.stem_cells)
+        ),
         stem_network=network_mode(settings),
     )
     return Invoker(

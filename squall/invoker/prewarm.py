@@ -7,7 +7,9 @@ it /init; the pool then starts a replacement in the background. Stem cells count
 the invoker's memory like any container and are the first to go when an action of another
 shape needs the room.
 
-Defaults (``Settings.stem_cells``, ``SQUALL_STEM_CELLS``): 2 x ``nodejs:20`` at 256 MB,
+Defaults: the ``stemCells`` of the runtimes manifest's offered kinds
+(``squall/runtimes/runtimes.json``; ``Settings.stem_cells``, ``SQUALL_STEM_CELLS`` give an
+explicit list instead): 2 x ``nodejs:20`` at 256 MB,
 as OpenWhisk's invoker ships (two, so two cold starts arriving together both find one),
 and 1 x ``python:3.11`` at 256 MB (the default action memory): a stem cell cuts a Python
 cold start as much as a Node.js one, but Python is to get zygotes for its cold starts, so
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from squall.entities.kinds import Manifest
 
 _ITEM = re.compile(r"^\s*(?P<kind>[a-z0-9.:_-]+)@(?P<memory>\d+)x(?P<count>\d+)\s*$")
 
@@ -59,3 +63,12 @@ def parse_stem_cells(text: str) -> tuple[StemCellSpec, ...]:
         if spec.count:
             specs.append(spec)
     return tuple(specs)
+
+
+def manifest_stem_cells(manifest: Manifest) -> tuple[StemCellSpec, ...]:
+    """The stem cells the manifest's kinds ask for (``stemCells``: count and memory)."""
+    return tuple(
+        StemCellSpec(kind, cell.memory_mb, cell.count)
+        for kind, cell in manifest.stem_cells()
+        if cell.count > 0
+    )

