@@ -3,14 +3,7 @@ the standalone (tests/integration) and cluster (tests/cluster) tests of action k
 
 from __future__ import annotations
 
-import base64
-import io
-import zipfile
 from pathlib import Path
-
-from _required import unavailable
-
-COMPAT_MODULES = Path(__file__).resolve().parent / "compat" / "node_modules"
 
 # Calls the REST API as the invoking namespace: invokes an action (blocking, result only)
 # and lists the caller's namespaces. Prints nothing secret.
@@ -44,20 +37,49 @@ function main(args) {
 }
 """
 
-# Uses the openwhisk npm client exactly as documented for actions: openwhisk() with no
-# options reads __OW_API_HOST and __OW_API_KEY. Made at load time (/init), as many are.
-NODE_SDK_CALLER = """
+# Actions written for OpenWhisk, run unchanged: they fetch a URL with the library their
+# runtime ships (node-fetch, requests), then call the platform as the invoking namespace —
+# the Node.js one through the openwhisk npm client (openwhisk() with no options reads
+# __OW_API_HOST and __OW_API_KEY; made at load time, as many are), the Python one through
+# the REST API — to invoke an action and fire a trigger.
+NODE_REAL = """
+const fetch = require('node-fetch');
 const openwhisk = require('openwhisk');
 const ow = openwhisk();
 
-exports.main = async function main(args) {
+async function main(args) {
+  const page = await (await fetch(args.url)).json();
   const called = await ow.actions.invoke({
     name: args.target, blocking: true, result: true, params: { who: 'node' },
   });
   const fired = await ow.triggers.invoke({ name: args.trigger, params: { from: 'node' } });
-  return { called, triggerActivationId: fired.activationId };
-};
+  return { page, called, triggerActivationId: fired.activationId };
+}
 """
+
+PY_REAL = """
+import os
+
+import requests
+
+
+def main(args):
+    page = requests.get(args["url"], timeout=10).json()
+    auth = tuple(os.environ["__OW_API_KEY"].split(":", 1))
+    api = os.environ["__OW_API_HOST"] + "/api/v1/namespaces/_"
+    called = requests.post(
+        api + "/actions/" + args["target"],
+        params={"blocking": "true", "result": "true"},
+        json={"who": "python"},
+        auth=auth,
+        timeout=60,
+    ).json()
+    fired = requests.post(
+        api + "/triggers/" + args["trigger"], json={"from": "python"}, auth=auth, timeout=60
+    ).json()
+    return {"page": page, "called": called, "triggerActivationId": fired["activationId"]}
+"""
+REAL_ACTIONS = {"node": ("nodejs:20", NODE_REAL), "python": ("python:3.11", PY_REAL)}
 
 PY_HAS_KEY = """
 import os
@@ -84,19 +106,6 @@ def main(args):
         status, body = error.code, None
     return {"uuid": key.partition(":")[0], "status": status, "namespaces": body}
 """
-
-
-def sdk_zip() -> str:
-    """index.js and the openwhisk npm client with its dependencies, zipped, base64."""
-    if not (COMPAT_MODULES / "openwhisk" / "package.json").exists():
-        unavailable("the openwhisk npm client (tests/compat: npm ci, done by ./dev test)")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("index.js", NODE_SDK_CALLER)
-        for path in sorted(COMPAT_MODULES.rglob("*")):
-            if path.is_file():
-                archive.write(path, "node_modules/" + path.relative_to(COMPAT_MODULES).as_posix())
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def derive(secret_path: Path, uuid: str) -> str:

@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from _apikey import NODE_ECHO, PY_WHO_AM_I, derive, sdk_zip
+from _apikey import NODE_ECHO, NODE_REAL, PY_WHO_AM_I, derive
 from clustersupport import Cluster
+from netsupport import HTTP_PORT, NAME
 
 from squall.invoker.apikeys import SECRET_FILE
 
@@ -169,8 +170,7 @@ def test_actions_on_every_invoker_call_the_platform_with_one_action_key(
         assert c0.put(f"/api/v1/namespaces/_/triggers/{trigger}", json={}).status_code == 200
         rule = {"trigger": f"/_/{trigger}", "action": f"/_/{echo}"}
         assert c0.put(f"/api/v1/namespaces/_/rules/{unique('r')}", json=rule).status_code == 200
-        body = {"exec": {"kind": "nodejs:20", "code": sdk_zip(), "binary": True},
-                "annotations": wants_key}  # fmt: skip
+        body = {"exec": {"kind": "nodejs:20", "code": NODE_REAL}, "annotations": wants_key}
         assert c1.put(f"/api/v1/namespaces/_/actions/{sdk}", json=body).status_code == 200
         # When each runs, through either controller
         results = []
@@ -178,7 +178,8 @@ def test_actions_on_every_invoker_call_the_platform_with_one_action_key(
             r = invoke(c1 if i % 2 else c0, name, blocking=True)
             assert r.status_code == 200, r.text
             results.append(r.json()["response"]["result"])
-        r = invoke(c1, sdk, blocking=True, target=echo, trigger=trigger)
+        url = f"http://{NAME}:{HTTP_PORT}/"  # the test's outside host, by name
+        r = invoke(c1, sdk, blocking=True, target=echo, trigger=trigger, url=url)
         assert r.status_code == 200, r.text
         sdk_result = r.json()["response"]["result"]
         # Then every action reached the API (the first controller, __OW_API_HOST) as guest
@@ -188,13 +189,17 @@ def test_actions_on_every_invoker_call_the_platform_with_one_action_key(
         after = invoker_activations(cluster)
         assert all(after[m] > before[m] for m in after), (before, after)
         # And the npm client invoked the action and fired the trigger, whose rule ran it
+        assert sdk_result["page"]["outside"] is True
         assert sdk_result["called"] == {"hello": "node", "namespace": "guest"}
         fired = sdk_result["triggerActivationId"]
         assert final_record(c0, fired, 30)["name"] == trigger
         end = time.monotonic() + 30
         while True:
             listed = c0.get(f"/api/v1/namespaces/_/activations?name={echo}&docs=true").json()
-            by_rule = [a for a in listed if a.get("cause") == fired]
+            by_rule = [
+                a for a in listed
+                if a.get("cause") == fired and a["response"]["status"] != "pending"
+            ]  # fmt: skip
             if by_rule or time.monotonic() > end:
                 break
             time.sleep(0.2)

@@ -2,8 +2,8 @@
 ``squall standalone`` with real sandboxes.
 
 Each test works in a namespace of its own (created with ``squall admin``), so each has
-its own action key. A Node.js action drives the real ``openwhisk`` npm client (zipped into
-the action with its dependencies, from tests/compat/node_modules); a Python action calls
+its own action key. A Node.js action drives the real ``openwhisk`` npm client (the one its
+runtime ships, as OpenWhisk's images do); a Python action calls
 the REST API with ``urllib``. The key is derived in the test from the server's secret file
 (``HOME/action-key.secret``) and the uuid in its store, and looked for where it must
 never appear: activation records, the server's log (at debug level) and ``/metrics``.
@@ -24,8 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
-from _apikey import NODE_ECHO, PY_CALLER, PY_HAS_KEY, PY_WHO_AM_I, sdk_zip
+from _apikey import NODE_ECHO, PY_CALLER, PY_HAS_KEY, PY_WHO_AM_I, REAL_ACTIONS
 from _standalone import Standalone, clean_env, poll, start
+from netsupport import HTTP_PORT, NAME, OutsideHost
 
 from squall.invoker.apikeys import SECRET_FILE
 from squall.store import keys
@@ -35,11 +36,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+def server(tmp_path_factory: pytest.TempPathFactory, outside: OutsideHost) -> Iterator[Standalone]:
+    # Sandboxes resolve names with the outside host's resolver: no query leaves.
     squall = start(
         tmp_path_factory.mktemp("apikey-squall"),
         keep_warm_s=60,
-        env={"SQUALL_LOG_LEVEL": "debug"},
+        env={"SQUALL_LOG_LEVEL": "debug", "SQUALL_SANDBOX_DNS": outside.resolver or ""},
     )
     try:
         yield squall
@@ -120,25 +122,29 @@ def test_python_action_calls_the_rest_api_with_its_key(server: Standalone) -> No
     assert re.search(rf"through http://[\d.]+:{port}$", record["logs"][0]), record["logs"]
 
 
-def test_node_action_uses_the_openwhisk_npm_client(server: Standalone) -> None:
-    # Given an echo action, a trigger with a rule to it, and a Node.js action that
-    # drives the openwhisk npm client with the key it was given
+@pytest.mark.parametrize("language", sorted(REAL_ACTIONS))
+def test_an_openwhisk_action_runs_unchanged(
+    server: Standalone, outside: OutsideHost, language: str
+) -> None:
+    # Given an echo action, a trigger with a rule to it, and an action written for
+    # OpenWhisk that fetches a URL (node-fetch / requests, as its runtime ships them) and
+    # calls the platform (the openwhisk npm client / the REST API) with the key it is given
     namespace, client = namespace_client(server)
-    code = sdk_zip()
+    kind, code = REAL_ACTIONS[language]
     with client:
         put_action(client, "echo", "nodejs:20", NODE_ECHO)
         assert client.put("/namespaces/_/triggers/ping", json={}).status_code == 200
         rule = {"trigger": "/_/ping", "action": "/_/echo"}
         assert client.put("/namespaces/_/rules/ping-echo", json=rule).status_code == 200
-        body = {"exec": {"kind": "nodejs:20", "code": code, "binary": True}, **wants_key()}
-        put = client.put("/namespaces/_/actions/sdk", json=body)
-        assert put.status_code == 200, put.text
-        # When it runs
-        record = invoke(client, "sdk", {"target": "echo", "trigger": "ping"})
-        # Then it invoked the action as its namespace
+        put_action(client, "real", kind, code, **wants_key())
+        # When it runs, fetching the test's outside host by name
+        url = f"http://{NAME}:{HTTP_PORT}/"
+        record = invoke(client, "real", {"url": url, "target": "echo", "trigger": "ping"})
+        # Then it got the page, invoked the action as its namespace
         assert record["response"]["status"] == "success", record
         result = record["response"]["result"]
-        assert result["called"] == {"hello": "node", "namespace": namespace}
+        assert result["page"]["outside"] is True
+        assert result["called"] == {"hello": language, "namespace": namespace}
         # And it fired the trigger: the trigger's record exists and the rule ran echo
         fired = result["triggerActivationId"]
         trigger_record = client.get(f"/namespaces/_/activations/{fired}").json()
@@ -146,10 +152,11 @@ def test_node_action_uses_the_openwhisk_npm_client(server: Standalone) -> None:
 
         def echo_by_rule() -> dict[str, Any] | None:
             listed = client.get("/namespaces/_/activations?name=echo&docs=true").json()
-            return next((a for a in listed if a.get("cause") == fired), None)
+            found = (a for a in listed if a.get("cause") == fired)
+            return next((a for a in found if a["response"]["status"] != "pending"), None)
 
         by_rule = poll(echo_by_rule, 30, 0.1, "the rule's activation of echo")
-        assert by_rule["response"]["result"] == {"from": "node", "namespace": namespace}
+        assert by_rule["response"]["result"] == {"from": language, "namespace": namespace}
 
 
 def test_a_key_only_when_provide_api_key_says_so(server: Standalone) -> None:
