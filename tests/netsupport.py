@@ -1,18 +1,21 @@
 """An "outside host" for egress tests: a network namespace this test run creates itself.
 
-:class:`OutsideHost` makes a network namespace joined to the host by a veth pair, with
-addresses the tests chose — a documentation address (TEST-NET-3, 203.0.113.0/24) that
-sandboxes may reach, and on the same host a private-range address and the cloud metadata
-address, routed there, which the egress rules must refuse. Inside it run an HTTP server
-(which answers with the caller's address) and, when dnsmasq is installed, a resolver
-that knows the name ``outside.test``. Nothing else is ever a target.
+:func:`outside_host` makes a network namespace joined to the host by a veth pair, with
+addresses the tests chose — a documentation address (a free /30 of TEST-NET-3,
+203.0.113.0/24, so that several test runs on one machine do not clash) that sandboxes may
+reach, and on the same host a private-range address and the cloud metadata address,
+routed there, which the egress rules must refuse. Inside it run an HTTP server (which
+answers with the caller's address) and, when dnsmasq is installed, a resolver that knows
+the name ``outside.test``. Nothing else is ever a target.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -25,9 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-HOST_SIDE = "203.0.113.1"
-PUBLIC = "203.0.113.2"
-PRIVATE = "10.77.0.2"
+TEST_NET = ipaddress.IPv4Network("203.0.113.0/24")
 METADATA = "169.254.169.254"
 NAME = "outside.test"
 HTTP_PORT = 8080
@@ -104,8 +105,29 @@ def dnsmasq() -> str | None:
 @dataclass
 class OutsideHost:
     netns: str
-    url: str  # http://203.0.113.2:8080/
+    host_side: str  # the host's end of the link: one of the host's own addresses
+    public: str  # the outside host's reachable address
+    private: str  # a private-range address of it, which sandboxes must not reach
     resolver: str | None  # the address of its DNS server, when dnsmasq runs
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.public}:{HTTP_PORT}/"
+
+
+def _free_link() -> tuple[int, ipaddress.IPv4Network]:
+    """A /30 of TEST-NET-3 that no address of this host is in (another run's outside
+    host, or one a killed run left), and its index."""
+    shown = subprocess.run(
+        ["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    used = {ipaddress.IPv4Interface(w).ip for w in shown.split() if "/" in w and "." in w}
+    links = list(enumerate(TEST_NET.subnets(new_prefix=30)))[1:]
+    random.shuffle(links)
+    for index, link in links:
+        if not any(address in link for address in used):
+            return index, link
+    raise RuntimeError("every /30 of 203.0.113.0/24 is in use on this host")
 
 
 def _wait_listening(netns: str, port: int, proto: str = "tcp") -> None:
@@ -130,21 +152,25 @@ def outside_host(tmp: Path) -> Iterator[OutsideHost]:
     """The outside host, removed (namespace, links, routes, processes) on exit."""
     tag = secrets.token_hex(3)
     netns, host_if = f"sqtest-{tag}", f"sqt{tag}"
+    index, link = _free_link()
+    host_side, public = (str(a) for a in link.hosts())
+    private = f"10.77.{index}.2"
     processes: list[subprocess.Popen[bytes]] = []
     subprocess.run(["ip", "netns", "add", netns], check=True, timeout=10)
     try:
         _ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        _ip("addr", "add", f"{HOST_SIDE}/24", "dev", host_if)
+        _ip("addr", "add", f"{host_side}/30", "dev", host_if)
         _ip("link", "set", host_if, "up")
-        for address in (PRIVATE, METADATA):
-            # Routed to the outside host, so only the egress rules stand in the way.
-            _ip("route", "add", f"{address}/32", "via", PUBLIC)
-        _ip("addr", "add", f"{PUBLIC}/24", "dev", "eth0", netns=netns)
-        for address in (PRIVATE, METADATA):
+        for address in (private, METADATA):
+            # Routed to the outside host, so only the egress rules stand in the way
+            # ("replace": the metadata route of another run's outside host moves here).
+            _ip("route", "replace", f"{address}/32", "via", public)
+        _ip("addr", "add", f"{public}/30", "dev", "eth0", netns=netns)
+        for address in (private, METADATA):
             _ip("addr", "add", f"{address}/32", "dev", "eth0", netns=netns)
         _ip("link", "set", "eth0", "up", netns=netns)
         _ip("link", "set", "lo", "up", netns=netns)
-        _ip("route", "add", "default", "via", HOST_SIDE, netns=netns)
+        _ip("route", "add", "default", "via", host_side, netns=netns)
         server = tmp / "outside_server.py"
         server.write_text(_SERVER)
         processes.append(
@@ -161,21 +187,20 @@ def outside_host(tmp: Path) -> Iterator[OutsideHost]:
                     [
                         "ip", "netns", "exec", netns, binary, "--keep-in-foreground",
                         "--no-resolv", "--no-hosts", "--bind-interfaces",
-                        f"--listen-address={PUBLIC}", f"--address=/{NAME}/{PUBLIC}",
+                        f"--listen-address={public}", f"--address=/{NAME}/{public}",
                         f"--pid-file={tmp / 'dnsmasq.pid'}", "--user=root",
                     ]
                 )
             )  # fmt: skip
             _wait_listening(netns, 53, "udp")
-            resolver = PUBLIC
-        yield OutsideHost(netns, f"http://{PUBLIC}:{HTTP_PORT}/", resolver)
+            resolver = public
+        yield OutsideHost(netns, host_side, public, private, resolver)
     finally:
         for process in processes:
             process.kill()
             process.wait(10)
-        for address in (PRIVATE, METADATA):
-            subprocess.run(
-                ["ip", "route", "del", f"{address}/32"], capture_output=True, check=False
-            )
+        for address in (private, METADATA):  # only ours (via our outside host)
+            route = ["ip", "route", "del", f"{address}/32", "via", public]
+            subprocess.run(route, capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)

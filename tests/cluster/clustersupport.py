@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 from _required import unavailable
 from _standalone import free_port
-from netsupport import PUBLIC, OutsideHost, listen_in
+from netsupport import OutsideHost, listen_in
 
 from squall.cli.local_cluster import LocalCluster
 
@@ -181,15 +181,16 @@ class Witness:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((PUBLIC, 0), Handler, bind_and_activate=False)
+        self.address = host.public
+        self._server = ThreadingHTTPServer((host.public, 0), Handler, bind_and_activate=False)
         self._server.socket.close()
-        self._server.socket = listen_in(host.netns, PUBLIC)
+        self._server.socket = listen_in(host.netns, host.public)
         self.port = int(self._server.socket.getsockname()[1])
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://{PUBLIC}:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def close(self) -> None:
         self._server.shutdown()

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from _standalone import Standalone, clean_env, start
-from netsupport import HTTP_PORT, METADATA, NAME, PRIVATE, PUBLIC, OutsideHost
+from netsupport import HTTP_PORT, METADATA, NAME, OutsideHost
 
 pytestmark = pytest.mark.integration
 
@@ -93,15 +93,15 @@ def fetch_all(client: httpx.Client, name: str, urls: dict[str, str]) -> dict[str
 
 @pytest.mark.parametrize("name", sorted(ACTIONS))
 def test_an_action_fetches_from_outside_but_never_the_platform_or_private_ranges(
-    server: Standalone, name: str
+    server: Standalone, outside: OutsideHost, name: str
 ) -> None:
     # Given the platform's default egress rules
     port = server.api_host.rsplit(":", 1)[1]
     urls = {
         "byName": f"http://{NAME}:{HTTP_PORT}/",
-        "byAddress": f"http://{PUBLIC}:{HTTP_PORT}/",
+        "byAddress": outside.url,
         "loopbackApi": f"http://127.0.0.1:{port}/api/v1",
-        "private": f"http://{PRIVATE}:{HTTP_PORT}/",
+        "private": f"http://{outside.private}:{HTTP_PORT}/",
         "metadata": f"http://{METADATA}:{HTTP_PORT}/latest/meta-data/",
     }
     with server.client() as client:
@@ -117,7 +117,9 @@ def test_an_action_fetches_from_outside_but_never_the_platform_or_private_ranges
         assert str(result[blocked]).startswith("failed: "), (blocked, result)
 
 
-def test_a_namespace_without_network_reaches_nothing(server: Standalone) -> None:
+def test_a_namespace_without_network_reaches_nothing(
+    server: Standalone, outside: OutsideHost
+) -> None:
     # Given a namespace whose sandboxes have no network
     namespace = "no-network"
     created = admin(server.home, "user", "create", namespace).strip()
@@ -126,7 +128,7 @@ def test_a_namespace_without_network_reaches_nothing(server: Standalone) -> None
     with server.client(auth=(uid, key)) as client:
         for name in ACTIONS:
             # When its actions fetch from the outside host and the API
-            result = fetch_all(client, name, {"outside": f"http://{PUBLIC}:{HTTP_PORT}/"})
+            result = fetch_all(client, name, {"outside": outside.url})
             api = fetch_all(client, name, {"api": result["apiHost"] + "/api/v1"})
             # Then nothing answers
             assert str(result["outside"]).startswith("failed: "), result

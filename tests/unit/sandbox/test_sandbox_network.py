@@ -17,12 +17,9 @@ from typing import Any
 
 import pytest
 from netsupport import (
-    HOST_SIDE,
     HTTP_PORT,
     METADATA,
     NAME,
-    PRIVATE,
-    PUBLIC,
     OutsideHost,
 )
 
@@ -105,14 +102,14 @@ async def run(container: ProcessContainer, code: str, value: Any) -> dict[str, A
     return result
 
 
-def targets(api_port: int, gateway: str) -> dict[str, tuple[str, int]]:
+def targets(outside: OutsideHost, api_port: int, gateway: str) -> dict[str, tuple[str, int]]:
     return {
-        "outside": (PUBLIC, HTTP_PORT),
+        "outside": (outside.public, HTTP_PORT),
         "api": (gateway, api_port),
         "gateway_other_port": (gateway, 22),
         "loopback_api": ("127.0.0.1", api_port),
-        "host_address": (HOST_SIDE, api_port),
-        "private": (PRIVATE, HTTP_PORT),
+        "host_address": (outside.host_side, api_port),
+        "private": (outside.private, HTTP_PORT),
         "metadata": (METADATA, HTTP_PORT),
     }
 
@@ -121,7 +118,11 @@ def targets(api_port: int, gateway: str) -> dict[str, tuple[str, int]]:
     ("kind", "code"), [("python:3.11", PY_CONNECT), ("nodejs:20", NODE_CONNECT)]
 )
 async def test_an_action_reaches_the_outside_and_the_api_but_nothing_else(
-    networked: ProcessContainerFactory, api_server: socket.socket, kind: str, code: str
+    networked: ProcessContainerFactory,
+    outside: OutsideHost,
+    api_server: socket.socket,
+    kind: str,
+    code: str,
 ) -> None:
     # Given a factory with the default egress rules, the API on the host's loopback and an
     # outside host that also holds a private and the metadata address
@@ -130,13 +131,13 @@ async def test_an_action_reaches_the_outside_and_the_api_but_nothing_else(
     port = api_server.getsockname()[1]
     container = await networked.create(kind, 256)
     # When the action connects to each
-    result = await run(container, code, {"targets": targets(port, gateway), "name": NAME})
+    result = await run(container, code, {"targets": targets(outside, port, gateway), "name": NAME})
     # Then the outside host and the API (at the address it was given) answer, the name
     # resolves through the configured resolver, and everything else is refused at once
     assert result["api_host"] == f"http://{gateway}:{port}"
     assert result["outside"] == "connected"
     assert result["api"] == "connected"
-    assert result["dns"] == PUBLIC
+    assert result["dns"] == outside.public
     refused = "ConnectionRefusedError" if kind.startswith("python") else "ECONNREFUSED"
     unreachable = {"EHOSTUNREACH", "ENETUNREACH", "OSError", refused}
     for name in ("gateway_other_port", "loopback_api", "host_address", "private", "metadata"):
@@ -147,7 +148,11 @@ async def test_an_action_reaches_the_outside_and_the_api_but_nothing_else(
     ("kind", "code"), [("python:3.11", PY_CONNECT), ("nodejs:20", NODE_CONNECT)]
 )
 async def test_a_container_without_network_reaches_nothing(
-    networked: ProcessContainerFactory, api_server: socket.socket, kind: str, code: str
+    networked: ProcessContainerFactory,
+    outside: OutsideHost,
+    api_server: socket.socket,
+    kind: str,
+    code: str,
 ) -> None:
     # Given a container created with network=False (a namespace whose limit is "none")
     assert networked.network is not None and networked.network.block is not None
@@ -155,7 +160,7 @@ async def test_a_container_without_network_reaches_nothing(
     port = api_server.getsockname()[1]
     container = await networked.create(kind, 256, network=False)
     # When it tries everything, Then nothing connects, not even the outside host
-    result = await run(container, code, {"targets": targets(port, gateway), "name": NAME})
+    result = await run(container, code, {"targets": targets(outside, port, gateway), "name": NAME})
     assert "connected" not in [v for k, v in result.items() if k != "api_host"], result
 
 
