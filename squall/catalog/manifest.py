@@ -15,11 +15,16 @@ Differences from OpenWhisk's catalog, and why:
 
 - ``samples/cat`` and ``samples/head`` are Swift actions there; here they are Node.js
   actions with the same parameters and results, since Squall has no Swift runtime.
-- ``samples/curl`` runs ``curl`` without a shell (one URL, never a command line); in the
-  default sandbox, which has no network, its answer is curl's error text.
-- ``samples/countdown``, ``helloPromises`` and ``invoke`` are not shipped: they call the
-  OpenWhisk API from inside the action with the ``openwhisk`` npm package (or Swift's
-  ``Whisk``), which Squall's Node.js runtime does not provide.
+- ``samples/curl`` runs ``curl`` without a shell (one URL, never a command line); where
+  the sandbox cannot reach the URL, its answer is curl's error text.
+- ``samples/invoke`` is a Swift action there (``Whisk.invoke``); here it is a Node.js
+  action that makes the same blocking invocation of ``utils/date`` with the ``openwhisk``
+  npm package and returns the same answer (date's activation record).
+
+``samples/countdown``, ``helloPromises`` and ``invoke`` call the platform from inside the
+action, as the invoking namespace, with the ``openwhisk`` npm package every Node.js kind
+ships: they alone are annotated ``provide-api-key: true`` (as in OpenWhisk's manifest), so
+they alone are given the namespace's action key (``__OW_API_KEY``).
 """
 
 from __future__ import annotations
@@ -218,6 +223,14 @@ SAMPLES = SystemPackage(
             {"lines": [1, 2, 3], "payload": "1\n2\n3\n"},
         ),
         SystemAction(
+            "countdown",
+            "Counts down from n, invoking itself through the API for each step",
+            (Parameter("n", "How many more times it invokes itself", required=False),),
+            {"n": 5},
+            {"activationId": "10f95a603b6c4966b95a603b6cd96643"},
+            provide_api_key=True,
+        ),
+        SystemAction(
             "curl",
             "Fetches a URL with curl",
             (Parameter("payload", "A host or URL", required=True),),
@@ -250,6 +263,34 @@ SAMPLES = SystemPackage(
             (Parameter("payload", "Who to greet in the log", required=False),),
             {"payload": "Cat"},
             {},
+        ),
+        SystemAction(
+            "helloPromises",
+            "A greeting as an array of words, from an action that returns a promise: "
+            "it invokes greeting through the API",
+            (
+                Parameter("name", required=False),
+                Parameter("place", "Where the greeting comes from", required=False),
+            ),
+            {"name": "Cat", "place": "Narrowsburg"},
+            {"lines": ["Hello,", "Cat", "from", "Narrowsburg!"]},
+            provide_api_key=True,
+        ),
+        SystemAction(
+            "invoke",
+            "Invokes utils/date through the API, logs the date, and returns date's activation",
+            (),
+            {},
+            {
+                "name": "date",
+                "namespace": "guest",
+                "response": {
+                    "result": {"date": "2026-01-01T00:00:00.000Z"},
+                    "status": "success",
+                    "success": True,
+                },
+            },
+            provide_api_key=True,
         ),
         SystemAction(
             "printParams",

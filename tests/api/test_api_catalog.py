@@ -25,14 +25,19 @@ Unique = Callable[[str], str]
 UTILS = {"echo", "cat", "sort", "split", "head", "date", "namespace", "smash", "hosturl"}
 SAMPLES = {
     "cat",
+    "countdown",
     "curl",
     "greeting",
     "head",
+    "helloPromises",
     "helloWorld",
+    "invoke",
     "printParams",
     "wordCount",
     "wordCountAsync",
 }
+#: The actions that call the platform (tests/integration/test_catalog_samples.py runs them).
+CALLERS = {"samples/countdown", "samples/helloPromises", "samples/invoke"}
 
 
 @pytest.fixture
@@ -64,6 +69,12 @@ async def test_whisk_system_lists_the_published_catalog(other: httpx.AsyncClient
         got = (await other.get(f"{SYSTEM}/packages/{name}")).json()
         assert annotation(got, "description")
         assert {a["name"] for a in got["actions"]} == actions
+    # And only the actions that call the platform are given the caller's action key
+    for name, actions in (("utils", UTILS), ("samples", SAMPLES)):
+        for action in actions:
+            got = (await other.get(f"{SYSTEM}/actions/{name}/{action}")).json()
+            wanted = f"{name}/{action}" in CALLERS
+            assert annotation(got, "provide-api-key") is wanted, got["annotations"]
     echo = (await other.get(f"{SYSTEM}/actions/utils/echo")).json()
     assert echo["exec"]["kind"].startswith("nodejs:")
     assert "function main" in echo["exec"]["code"]

@@ -20,7 +20,24 @@ def test_utils_has_every_action_of_openwhisks() -> None:
     assert {a.name for a in UTILS.actions} == {
         "echo", "cat", "sort", "split", "head", "date", "namespace", "smash", "hosturl"
     }  # fmt: skip
-    assert {"helloWorld", "greeting", "wordCount", "curl"} <= {a.name for a in SAMPLES.actions}
+    # (every action of OpenWhisk's samples manifest, Swift ones included)
+    assert {a.name for a in SAMPLES.actions} == {
+        "cat", "countdown", "curl", "greeting", "head", "helloPromises", "helloWorld",
+        "invoke", "printParams", "wordCount", "wordCountAsync",
+    }  # fmt: skip
+
+
+def test_exactly_the_actions_that_call_the_platform_ask_for_the_key() -> None:
+    # An action using the openwhisk npm package needs __OW_API_KEY; no other gets it.
+    for package in PACKAGES:
+        for action in package.actions:
+            calls = "require('openwhisk')" in package.source(action)
+            assert action.provide_api_key is calls, (package.name, action.name)
+            annotations = {kv["key"]: kv["value"] for kv in action.annotations("nodejs:20")}
+            assert annotations["provide-api-key"] is calls
+    assert {a.name for a in SAMPLES.actions if a.provide_api_key} == {
+        "countdown", "helloPromises", "invoke"
+    }  # fmt: skip
 
 
 def test_each_source_is_shipped_and_parses() -> None:
