@@ -320,3 +320,25 @@ def start(
                 f"squall standalone exited with {process.returncode}\n{output[-8000:]}"
             )
     raise AssertionError("unreachable")
+
+
+def run_admin(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """``squall admin --home HOME ARGS`` as an operator runs it next to a server (on its
+    SQLite store); with ``ok``, asserts it succeeded."""
+    done = subprocess.run(
+        [sys.executable, "-m", "squall.cli.main", "admin", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=clean_env({"SQUALL_STORE_URL": ""}),
+        timeout=60,
+        check=False,
+    )
+    if ok:
+        assert done.returncode == 0, f"admin {args}: {done.returncode}\n{done.stderr}"
+    return done
+
+
+def admin(home: Path, *args: str) -> str:
+    """What a successful ``squall admin`` printed (see :func:`run_admin`), stripped."""
+    return run_admin(home, *args).stdout.strip()

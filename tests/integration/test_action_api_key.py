@@ -19,13 +19,12 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from _apikey import NODE_ECHO, PY_CALLER, PY_HAS_KEY, PY_WHO_AM_I, REAL_ACTIONS
-from _standalone import Standalone, clean_env, poll, start
+from _standalone import Standalone, admin, clean_env, poll, start
 from netsupport import HTTP_PORT, NAME, OutsideHost
 
 from squall.invoker.apikeys import SECRET_FILE
@@ -47,20 +46,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, outside: OutsideHost) -> It
         yield squall
     finally:
         squall.stop_cleanly()
-
-
-def admin(home: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "squall.cli.main", "admin", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=clean_env({"SQUALL_STORE_URL": ""}),
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"admin {args}: {done.returncode}\n{done.stderr}"
-    return done.stdout.strip()
 
 
 def namespace_client(server: Standalone) -> tuple[str, httpx.Client]:

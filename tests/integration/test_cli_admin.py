@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from _required import unavailable
-from _standalone import Standalone, clean_env, start
+from _standalone import Standalone, start
+from _standalone import run_admin as admin
 
 from squall.store.postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from squall.store.sqlite_schema import SCHEMA_VERSION
@@ -32,21 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
         yield squall
     finally:
         squall.stop_cleanly()
-
-
-def admin(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "squall.cli.main", "admin", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=clean_env({"SQUALL_STORE_URL": ""}),
-        timeout=60,
-        check=False,
-    )
-    if ok:
-        assert done.returncode == 0, f"admin {args}: {done.returncode}\n{done.stderr}"
-    return done
 
 
 def new_namespace() -> str:

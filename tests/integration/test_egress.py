@@ -5,15 +5,12 @@ nothing. The only "outside" is the test's own network namespace (tests/netsuppor
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _standalone import Standalone, clean_env, start
+from _standalone import Standalone, admin, start
 from netsupport import HTTP_PORT, METADATA, NAME, OutsideHost
 
 pytestmark = pytest.mark.integration
@@ -59,20 +56,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, outside: OutsideHost) -> It
         yield server
     finally:
         server.stop_cleanly()
-
-
-def admin(home: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "squall.cli.main", "admin", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=clean_env({"SQUALL_STORE_URL": ""}),
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"admin {args}: {done.returncode}\n{done.stderr}"
-    return done.stdout
 
 
 def fetch_all(client: httpx.Client, name: str, urls: dict[str, str]) -> dict[str, Any]:
