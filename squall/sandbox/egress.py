@@ -14,7 +14,7 @@ of each sandbox's veth, named ``<prefix>…``):
   (DNAT) to where the API really listens — loopback included;
 - nothing reaches :data:`DENIED_V4` / :data:`DENIED_V6` (loopback, private and shared
   ranges, link-local and the metadata address 169.254.169.254, multicast, reserved),
-  another sandbox (the invoker's block is denied too), or a deny rule — unless an allow
+  another sandbox (the whole sandbox subnet is denied too), or a deny rule — unless an allow
   rule names it (an allow rule wins over every deny, the host's own addresses excepted);
 - DNS (UDP and TCP port 53) is allowed to the configured resolvers only, even when they
   sit in a denied range (the usual case: a resolver on the local network);
@@ -220,7 +220,8 @@ def ruleset(policy: EgressPolicy, block: Block, api: tuple[str, int] | None, own
     sandboxes = f'iifname "{block.prefix}*"'
     into = f'oifname "{block.prefix}*"'
     gateway = block.gateway
-    denied_v4 = [str(n) for n in (*DENIED_V4, block.network)]
+    # The whole sandbox subnet: no sandbox reaches another, of this invoker or another.
+    denied_v4 = [str(n) for n in (*DENIED_V4, policy.subnet)]
     denied_v4 += [str(r.network) for r in policy.deny if r.network.version == 4 and r.ports is None]
     lines = [
         f'create table inet {block.table} {{ comment "{owner}"; }}',

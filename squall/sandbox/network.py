@@ -43,6 +43,7 @@ import logging
 import os
 import re
 import subprocess
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,8 @@ class SandboxNetwork:
         self.block: Block | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="squall-net")
         self._ipr: IPRoute | None = None
-        self._free: list[ipaddress.IPv4Address] = []
+        # Free addresses, oldest released first: an address is reused as late as possible.
+        self._free: deque[ipaddress.IPv4Address] = deque()
         self._names = itertools.count()
         self._leases: dict[str, Lease] = {}
 
@@ -167,8 +169,9 @@ class SandboxNetwork:
             raise ContainerError(f"every block of the sandbox subnet {subnet} is in use")
         Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
         self.block = block
-        hosts = list(network.hosts())
-        self._free = hosts[1:]  # the first is the gateway
+        hosts = network.hosts()
+        next(hosts)  # the first is the gateway
+        self._free = deque(hosts)
         log.info(
             "sandbox network: %s, gateway %s, table inet %s", network, block.gateway, block.table
         )
@@ -206,7 +209,7 @@ class SandboxNetwork:
         block = self.block
         if block is None or not self._free:
             raise ContainerError("the sandbox network has no free address")
-        address = self._free.pop(0)
+        address = self._free.popleft()
         lease = Lease(f"{block.prefix}{next(self._names):x}", address)
         loop = asyncio.get_running_loop()
         try:
