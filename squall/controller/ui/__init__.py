@@ -1,0 +1,25 @@
+"""What people look at in a browser: ``/dashboard`` (a namespace's activations as plots
+and lists, behind a session cookie) and ``/api/v1/docs`` (the API reference).
+
+Modules: ``assets`` (the files the pages load, Squall's own and the vendored libraries),
+``session`` (signed cookies), ``pages`` (HTML), ``data`` (the JSON the page polls),
+``dashboard`` (routes), ``docs`` (the API reference page).
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from squall.config import Settings
+from squall.controller.ui import assets, docs
+from squall.controller.ui.dashboard import Dashboard
+from squall.controller.ui.session import Sessions
+
+
+def routes(settings: Settings) -> list[BaseRoute]:
+    """The browser pages' routes, with sessions signed as :class:`Sessions` says."""
+    return [
+        *docs.ROUTES,
+        *assets.ROUTES,
+        *Dashboard(Sessions.for_settings(settings)).routes(),
+    ]
