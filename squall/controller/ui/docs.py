@@ -16,6 +16,7 @@ PAGE = f"""<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>Squall API reference</title>
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="{url("swagger-ui.css")}">
 </head>

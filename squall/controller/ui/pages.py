@@ -17,6 +17,7 @@ _HEAD = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="data:,">
 {links}
 </head>
 """
@@ -50,7 +51,7 @@ def sign_in(error: str | None = None) -> str:
 
 def dashboard(namespace: str) -> str:
     options = "".join(
-        f'<option value="{m}"{" selected" if m == 60 else ""}>last {label}</option>'
+        f'<option value="{m}"{" selected" if m == 15 else ""}>last {label}</option>'
         for m, label in ((15, "15 minutes"), (60, "hour"), (360, "6 hours"), (1440, "day"))
     )
     return (

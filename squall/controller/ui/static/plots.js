@@ -50,14 +50,16 @@ const SquallPlots = (() => {
       document.getElementById("plot-status"),
       STATUSES.map((s) => line(s, STATUS_COLOURS[s])),
     );
+    // Minutes without ended activations have no latency: points show lone minutes.
+    const dots = { points: { show: true, size: 6 } };
     const latency = make(document.getElementById("plot-latency"), [
-      line("p50", "#2e7d32"),
-      line("p90", "#f9a825"),
-      line("p99", "#c62828"),
+      line("p50", "#2e7d32", dots),
+      line("p90", "#f9a825", dots),
+      line("p99", "#c62828", dots),
     ]);
     const starts = make(
       document.getElementById("plot-starts"),
-      [line("cold", "#1565c0"), line("warm", "#90a4ae"), line("mean init ms", "#6a1b9a", { scale: "ms" })],
+      [line("cold", "#1565c0"), line("warm", "#90a4ae"), line("mean init ms", "#6a1b9a", { scale: "ms", ...dots })],
       [{}, {}, { scale: "ms", side: 1, grid: { show: false } }],
     );
     return { status, latency, starts };
