@@ -83,7 +83,7 @@ def create_app(controller: Controller, *metrics: MetricFamilies) -> ASGIApp:
             *web.ROUTES,
             *logforwarding.ROUTES,
             *invokers.ROUTES,
-            *ui_routes(controller.settings),
+            *ui_routes(controller.settings, [controller.metrics, *metrics]),
         ],
         exception_handlers={
             HTTPException: _http_exception,

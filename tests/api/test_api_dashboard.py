@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from apisupport import BASE_URL, NS, PY_APP_ERROR, assert_error, get_activation, python_action
+from prometheus_client.parser import text_string_to_metric_families
 
 from squall.cli.standalone import Standalone
 from squall.controller.ui.assets import vendored
@@ -171,3 +172,36 @@ async def test_api_docs_page_renders_the_served_description(
     assert spec.json()["basePath"] == "/api/v1"
     # And assets outside the served list are not found
     assert (await anonymous.get("/dashboard/assets/..%2Fsession.py")).status_code == 404
+
+
+async def test_the_system_namespace_sees_the_platform_and_others_do_not(
+    system: Standalone, browser: httpx.AsyncClient
+) -> None:
+    # Given the guest signed in: no operator's view, and its figures are refused
+    await sign_in(browser, system.guest_auth)
+    assert 'id="platform"' not in (await browser.get("/dashboard")).text
+    assert_error(await browser.get("/dashboard/api/platform"), 403)
+    await browser.post("/dashboard/logout")
+    # When the system namespace (OpenWhisk's administrative one) signs in
+    admin = await system.store.auth.create_subject("whisk.system", rotate=True)
+    assert (await sign_in(browser, admin.auth)).status_code == 303
+    page = await browser.get("/dashboard")
+    platform = (await browser.get("/dashboard/api/platform")).json()
+    metrics = (await browser.get("/metrics")).text
+    # Then its page has the operator's view, with the figures /metrics reports
+    assert 'id="platform"' in page.text
+    assert platform["invokers"] == [{"id": "invoker0", "status": "healthy"}]
+    (capacity,) = platform["memoryCapacity"]
+    assert capacity["value"] > 0
+    scraped = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    for key, name in (
+        ("memoryCapacity", "squall_invoker_memory_capacity_bytes"),
+        ("containers", "squall_invoker_containers"),
+        ("invocations", "squall_controller_invocations_total"),
+    ):
+        for shown in platform[key]:
+            assert scraped[(name, tuple(sorted(shown["labels"].items())))] == shown["value"]

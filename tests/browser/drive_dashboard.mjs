@@ -1,7 +1,8 @@
 // Drives the dashboard in headless Chromium (Debian's, through playwright-core) and
 // prints what it saw as JSON on stdout; the Python test compares that with the REST API.
 // It asserts nothing itself. Input (JSON on stdin): base, auth, wrongAuth, chromium,
-// profile (a fresh --user-data-dir), shots (directory for screenshots), errorStatus.
+// operatorAuth (the system namespace's), profile (a fresh --user-data-dir), shots
+// (directory for screenshots), errorStatus.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -131,6 +132,18 @@ try {
   };
   await op.scrollIntoViewIfNeeded();
   out.shots.docs = await shot(page, "6-api-docs", false);
+
+  // The operator's view, signed in as the system namespace.
+  await page.goto(input.base + "/dashboard");
+  await page.fill("#auth", input.operatorAuth);
+  await Promise.all([page.waitForURL(input.base + "/dashboard"), page.click("#signin button")]);
+  await page.waitForFunction(() => (window.squallDashboard || {}).platform !== undefined);
+  out.operator = await page.evaluate(() => ({
+    invokers: [...document.querySelectorAll("#invokers tbody tr")].map(
+      (tr) => [...tr.children].slice(0, 2).map((td) => td.textContent)),
+    memory: document.getElementById("memory").textContent,
+  }));
+  out.shots.operator = await shot(page, "7-operator");
 
   out.requests = seen.requests;
   out.failed = seen.failed;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ DRIVER = Path(__file__).with_name("drive_dashboard.mjs")
 PLAYWRIGHT = REPO / "ui" / "node_modules" / "playwright-core"
 CHROMIUM = "/usr/bin/chromium"
 DRIVE_DEADLINE_S = 180
+ADMIN = [sys.executable, "-m", "squall.cli.main", "admin"]
 
 PY_OK = "def main(args):\n    print('dashboard says hi')\n    return {'ok': True}\n"
 PY_APP_ERROR = "def main(args):\n    return {'error': 'bad input'}\n"
@@ -71,14 +73,8 @@ def _record(client: httpx.Client, activation_id: str) -> dict[str, Any]:
 def test_dashboard_in_chromium(server: Standalone, tmp_path: Path) -> None:
     # Given a namespace of its own (created with squall admin, as an operator would)
     ns = f"browser{uuid.uuid4().hex[:6]}"
-    created = subprocess.run(
-        [*_squall(), "admin", "--home", str(server.home), "user", "create", ns],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=clean_env(),
-    )
-    auth = created.stdout.strip().splitlines()[-1]
+    auth = _create_namespace(server, ns)
+    operator_auth = _create_namespace(server, "whisk.system")
     uuid_, _, key = auth.partition(":")
     # with 3 successes of "greet" and 2 application errors of "fail"
     ids: dict[str, list[str]] = {"greet": [], "fail": []}
@@ -106,6 +102,7 @@ def test_dashboard_in_chromium(server: Standalone, tmp_path: Path) -> None:
             "base": server.api_host,
             "auth": auth,
             "wrongAuth": f"{uuid_}:{'x' * len(key)}",
+            "operatorAuth": operator_auth,
             "chromium": CHROMIUM,
             "playwright": str(PLAYWRIGHT),
             "profile": str(tmp_path / "profile"),
@@ -155,6 +152,9 @@ def test_dashboard_in_chromium(server: Standalone, tmp_path: Path) -> None:
     # And "try it out" in the API reference listed the namespace
     assert seen["tryItOut"]["status"] == "200"
     assert json.loads(seen["tryItOut"]["body"]) == [ns]
+    # And the system namespace saw the operator's view: the invoker, its memory
+    assert seen["operator"]["invokers"] == [["invoker0", "healthy"]]
+    assert seen["operator"]["memory"].endswith(" MB")
     # And the pages loaded nothing from anywhere but this server, without script errors
     assert all(u.startswith(server.api_host + "/") for u in seen["requests"]), seen["requests"]
     assert seen["console"] == [], seen["console"]
@@ -174,10 +174,16 @@ def _cold(records: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _squall() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "squall.cli.main"]
+def _create_namespace(server: Standalone, namespace: str) -> str:
+    """A namespace and its ``uuid:key``, made with ``squall admin`` as an operator would."""
+    created = subprocess.run(
+        [*ADMIN, "--home", str(server.home), "user", "create", namespace],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(),
+    )
+    return created.stdout.strip().splitlines()[-1]
 
 
 def _drive(spec: dict[str, Any]) -> dict[str, Any]:

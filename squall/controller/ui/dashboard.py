@@ -9,12 +9,15 @@ Routes (all under ``/dashboard``, so the session cookie's ``Path`` covers them o
   in a URL: the form posts it in the body, and the redirect carries nothing.
 - ``POST /dashboard/logout``: clears the cookie, redirects to the sign-in form.
 - ``GET /dashboard/api/summary?minutes=``, ``/dashboard/api/activations?…``,
-  ``/dashboard/api/activations/{id}``, ``/dashboard/api/invokers``: the figures; 401
-  without a valid session.
+  ``/dashboard/api/activations/{id}``: the session's namespace's figures; 401 without a
+  valid session.
+- ``GET /dashboard/api/platform``: the operator's view (invokers, containers, memory,
+  queues, throttles), for the system namespace's session only (else 403).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -24,12 +27,13 @@ from starlette.routing import BaseRoute, Route
 from squall.controller.auth import INVALID, NOT_SUPPLIED
 from squall.controller.core import controller_of
 from squall.controller.http import JSONResponse
-from squall.controller.ui import data
+from squall.controller.ui import data, operator
 from squall.controller.ui.assets import CSP, MISSING_VENDOR, vendored
 from squall.controller.ui.pages import dashboard, sign_in
 from squall.controller.ui.session import COOKIE, SESSION_S, Session, Sessions
 from squall.entities.activation import now_ms
-from squall.errors import BadRequest, Unauthorized
+from squall.errors import BadRequest, Forbidden, Unauthorized
+from squall.metrics.exposition import MetricFamilies
 
 PATH = "/dashboard"
 # A sign-in form is small; anything bigger is not one.
@@ -47,10 +51,12 @@ def _secure(request: Request) -> bool:
 
 
 class Dashboard:
-    """The dashboard's routes over one :class:`Sessions` (one signing secret)."""
+    """The dashboard's routes over one :class:`Sessions` (one signing secret) and the
+    metric families the operator's view shows."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, metrics: Sequence[MetricFamilies]) -> None:
         self.sessions = sessions
+        self.metrics = metrics
 
     async def _session(self, request: Request) -> Session | None:
         auth = controller_of(request).auth_store
@@ -68,7 +74,8 @@ class Dashboard:
         session = await self._session(request)
         if session is None:
             return _html(sign_in())
-        return _html(dashboard(session.namespace))
+        operating = session.namespace == operator.OPERATOR_NAMESPACE
+        return _html(dashboard(session.namespace, operator=operating))
 
     async def login(self, request: Request) -> Response:
         body = await request.body()
@@ -135,10 +142,12 @@ class Dashboard:
         found = await data.detail(store, session.namespace, request.path_params["id"])
         return JSONResponse(found)
 
-    async def invokers(self, request: Request) -> Response:
-        await self._require(request)
-        # What the uncredentialed /invokers route shows already: no user data.
-        return JSONResponse({"invokers": controller_of(request).invokers()})
+    async def platform(self, request: Request) -> Response:
+        session = await self._require(request)
+        if session.namespace != operator.OPERATOR_NAMESPACE:
+            raise Forbidden()
+        figures = await operator.platform(self.metrics)
+        return JSONResponse({"invokers": controller_of(request).invokers(), **figures})
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -148,7 +157,7 @@ class Dashboard:
             Route(PATH + "/api/summary", self.summary, methods=["GET"]),
             Route(PATH + "/api/activations", self.activations, methods=["GET"]),
             Route(PATH + "/api/activations/{id}", self.activation, methods=["GET"]),
-            Route(PATH + "/api/invokers", self.invokers, methods=["GET"]),
+            Route(PATH + "/api/platform", self.platform, methods=["GET"]),
         ]
 
 

@@ -49,7 +49,20 @@ def sign_in(error: str | None = None) -> str:
     )
 
 
-def dashboard(namespace: str) -> str:
+_PLATFORM = """<section id="platform" class="tables">
+<div><h2>Invokers</h2><table id="invokers"><thead><tr><th>invoker</th><th>status</th>
+<th>details</th></tr></thead><tbody></tbody></table></div>
+<div><h2>Containers</h2><table id="containers"><thead><tr><th>kind</th><th>state</th>
+<th>count</th></tr></thead><tbody></tbody></table>
+<p>memory reserved <strong id="memory">&ndash;</strong></p></div>
+<div><h2>Queues and throttles</h2><table id="queues"><thead><tr><th>figure</th>
+<th>value</th></tr></thead><tbody></tbody></table></div>
+</section>
+"""
+
+
+def dashboard(namespace: str, *, operator: bool = False) -> str:
+    """The dashboard of ``namespace``; ``operator`` adds the platform's figures."""
     options = "".join(
         f'<option value="{m}"{" selected" if m == 15 else ""}>last {label}</option>'
         for m, label in ((15, "15 minutes"), (60, "hour"), (360, "6 hours"), (1440, "day"))
@@ -85,9 +98,8 @@ def dashboard(namespace: str) -> str:
 <th>errors</th><th>p50 ms</th></tr></thead><tbody></tbody></table></div>
 <div><h2>Slowest actions (p90)</h2><table id="slowest"><thead><tr><th>action</th>
 <th>p90 ms</th><th>max ms</th><th>count</th></tr></thead><tbody></tbody></table></div>
-<div><h2>Invokers</h2><table id="invokers"><thead><tr><th>invoker</th><th>status</th>
-<th>details</th></tr></thead><tbody></tbody></table></div>
 </section>
+{_PLATFORM if operator else ""}
 <section class="activations">
 <h2>Recent activations</h2>
 <form id="filters">

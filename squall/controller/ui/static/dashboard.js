@@ -85,13 +85,28 @@
     });
   }
 
-  function showInvokers(answer) {
-    fill("invokers", answer.invokers, (tr, i) => {
+  // The operator's view (only on the system namespace's page).
+  function showPlatform(p) {
+    state.platform = p;
+    fill("invokers", p.invokers, (tr, i) => {
       cell(tr, i.id);
       cell(tr, i.status, "invoker-" + i.status);
       const extra = Object.entries(i).filter(([k]) => k !== "id" && k !== "status");
       cell(tr, extra.map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", "));
     });
+    fill("containers", p.containers, (tr, c) => {
+      cell(tr, c.labels.kind); cell(tr, c.labels.state); cell(tr, c.value);
+    });
+    const mb = (xs) => xs.reduce((a, x) => a + x.value, 0) / (1024 * 1024);
+    $("memory").textContent = p.memoryCapacity.length
+      ? `${mb(p.memoryReserved)} of ${mb(p.memoryCapacity)} MB`
+      : "– (the invokers report it on their own /metrics)";
+    const figures = [
+      ...p.queues.map((q) => [`queue of ${q.labels.invoker}`, q.value]),
+      ...p.invocations.map((q) => [`invocations ${q.labels.outcome}`, q.value]),
+      ...p.throttled.map((q) => [`throttled: ${q.labels.reason}`, q.value]),
+    ];
+    fill("queues", figures, (tr, [k, v]) => { cell(tr, k); cell(tr, v); });
   }
 
   async function openDetail(id) {
@@ -135,14 +150,15 @@
   async function refresh() {
     try {
       const minutes = $("window").value;
-      const [summary, list, invokers] = await Promise.all([
+      const operator = $("platform") !== null;
+      const [summary, list, platform] = await Promise.all([
         getJSON(`/dashboard/api/summary?minutes=${minutes}`),
         getJSON(listPath()),
-        getJSON("/dashboard/api/invokers"),
+        operator ? getJSON("/dashboard/api/platform") : null,
       ]);
       showSummary(summary);
       showList(list);
-      showInvokers(invokers);
+      if (platform) showPlatform(platform);
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       state.refreshed = (state.refreshed || 0) + 1;
     } catch (e) {
