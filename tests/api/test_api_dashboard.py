@@ -205,3 +205,32 @@ async def test_the_system_namespace_sees_the_platform_and_others_do_not(
     ):
         for shown in platform[key]:
             assert scraped[(name, tuple(sorted(shown["labels"].items())))] == shown["value"]
+
+
+async def test_throttled_requests_show_for_their_namespace(
+    system: Standalone, client: httpx.AsyncClient, browser: httpx.AsyncClient
+) -> None:
+    # Given a namespace allowed one invoke per minute, invoking four times
+    ns = f"slow{uuid.uuid4().hex[:8]}"
+    subject = await system.store.auth.create_subject(ns)
+    await system.store.auth.set_limits(ns, {"invocationsPerMinute": 1})
+    auth = httpx.BasicAuth(subject.uuid, subject.key or "")
+    action = python_action()
+    assert (await client.put(f"{NS}/actions/hello", json=action, auth=auth)).status_code == 200
+    codes = [
+        (await client.post(f"{NS}/actions/hello?blocking=true", json={}, auth=auth)).status_code
+        for _ in range(4)
+    ]
+    refused = codes.count(429)
+    # (per-minute windows restart at each minute, so a boundary may let one more through)
+    assert refused >= 2
+    # When it signs in and reads its figures
+    await sign_in(browser, subject.auth)
+    summary = (await browser.get("/dashboard/api/summary?minutes=15")).json()
+    # Then the 429s are there, under OpenWhisk's limit name; no other namespace has them
+    assert sum(t["count"] for t in summary["throttled"]) == refused
+    assert {t["limit"] for t in summary["throttled"]} == {"invocationsPerMinute"}
+    await browser.post("/dashboard/logout")
+    await sign_in(browser, system.guest_auth)
+    guest = (await browser.get("/dashboard/api/summary?minutes=15")).json()
+    assert guest["throttled"] == []

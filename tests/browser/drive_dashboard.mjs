@@ -65,7 +65,7 @@ try {
     return {
       url: location.href,
       namespace: text("namespace"),
-      tiles: Object.fromEntries(["total", "errors", "pending", "cold"].map((id) => [id, text(id)])),
+      tiles: Object.fromEntries(["total", "errors", "pending", "cold", "throttled"].map((id) => [id, text(id)])),
       // What the plots were given: per series (after x), its label and its sum or max.
       statusPlot: d.plots.status.series.slice(1).map((s, i) => [s.label, sum(d.plots.status.data[i + 1])]),
       coldPlot: sum(d.plots.starts.data[1]),

@@ -126,7 +126,13 @@ def test_dashboard_in_chromium(server: Standalone, tmp_path: Path) -> None:
         assert key not in signed[where], where
     # And the figures are those of the five activations, as the REST API reports them
     assert signed["namespace"] == ns
-    assert signed["tiles"] == {"total": "5", "errors": "2", "pending": "0", "cold": _cold(records)}
+    assert signed["tiles"] == {
+        "total": "5",
+        "errors": "2",
+        "pending": "0",
+        "cold": _cold(records),
+        "throttled": "0",
+    }
     assert dict(signed["statusPlot"]) == {
         "success": 3,
         "application error": 2,

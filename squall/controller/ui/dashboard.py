@@ -118,8 +118,11 @@ class Dashboard:
         minutes = _int(request, "minutes") or 60
         if minutes not in data.WINDOWS:
             raise BadRequest(f"minutes must be one of {', '.join(map(str, data.WINDOWS))}")
-        store = controller_of(request).activations
-        return JSONResponse(await data.summary(store, session.namespace, now_ms(), minutes))
+        ctl = controller_of(request)
+        figures = await data.summary(
+            ctl.activations, session.namespace, now_ms(), minutes, ctl.throttles.refusals
+        )
+        return JSONResponse(figures)
 
     async def activations(self, request: Request) -> Response:
         session = await self._require(request)

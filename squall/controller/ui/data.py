@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from squall.controller.refusals import Refusals
 from squall.entities.activation import PENDING, rest_json
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery, ActivationStore
@@ -59,12 +60,26 @@ def row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def summary(store: ActivationStore, namespace: str, now: int, minutes: int) -> Any:
-    """The per-minute figures of the last ``minutes`` (whole minutes, up to ``now``)."""
+async def summary(
+    store: ActivationStore,
+    namespace: str,
+    now: int,
+    minutes: int,
+    refusals: Refusals | None = None,
+) -> Any:
+    """The per-minute figures of the last ``minutes`` (whole minutes, up to ``now``), and
+    the requests ``refusals`` counted as throttled in them."""
     upto = now
     since = now - now % MINUTE_MS - (minutes - 1) * MINUTE_MS
     stats = await store.stats(ActivationQuery(namespace, since=since, upto=upto), MINUTE_MS)
-    return {"namespace": namespace, "since": since, "upto": upto, **stats.to_json()}
+    throttled = [] if refusals is None else refusals.recent(namespace, since)
+    return {
+        "namespace": namespace,
+        "since": since,
+        "upto": upto,
+        **stats.to_json(),
+        "throttled": [{"start": m, "limit": limit, "count": n} for m, limit, n in throttled],
+    }
 
 
 async def activations(

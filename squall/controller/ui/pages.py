@@ -84,6 +84,8 @@ def dashboard(namespace: str, *, operator: bool = False) -> str:
 <div class="tile"><span class="label">pending</span><span id="pending">&ndash;</span></div>
 <div class="tile"><span class="label">cold starts</span><span id="cold">&ndash;</span></div>
 <div class="tile"><span class="label">mean init (ms)</span><span id="init">&ndash;</span></div>
+<div class="tile"><span class="label">throttled (429)</span><span id="throttled">&ndash;</span>
+</div>
 </section>
 <section class="plots">
 <figure><figcaption>Activations per minute, by status</figcaption><div id="plot-status"></div>
@@ -92,6 +94,8 @@ def dashboard(namespace: str, *, operator: bool = False) -> str:
 <div id="plot-latency"></div></figure>
 <figure><figcaption>Cold and warm starts per minute; mean init time (ms)</figcaption>
 <div id="plot-starts"></div></figure>
+<figure><figcaption>Throttled requests per minute (429), by limit</figcaption>
+<div id="plot-throttled"></div></figure>
 </section>
 <section class="tables">
 <div><h2>Busiest actions</h2><table id="busiest"><thead><tr><th>action</th><th>count</th>

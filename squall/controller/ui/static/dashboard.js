@@ -57,6 +57,7 @@
     $("pending").textContent = pending;
     $("cold").textContent = cold;
     $("init").textContent = cold ? ms(init / cold) : "–";
+    $("throttled").textContent = s.throttled.reduce((a, r) => a + r.count, 0);
     SquallPlots.update(state.plots, s);
     fill("busiest", s.busiest, (tr, a) => {
       cell(tr, a.name); cell(tr, a.count); cell(tr, a.errors); cell(tr, ms(a.p50));

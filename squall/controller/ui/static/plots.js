@@ -12,6 +12,8 @@ const SquallPlots = (() => {
     "pending": "#1565c0",
   };
   const STATUSES = Object.keys(STATUS_COLOURS);
+  // OpenWhisk's names of the limits a request can be throttled by.
+  const LIMITS = ["invocationsPerMinute", "concurrentInvocations", "firesPerMinute"];
 
   function width(el) {
     return Math.max(320, el.clientWidth || 600);
@@ -62,7 +64,11 @@ const SquallPlots = (() => {
       [line("cold", "#1565c0"), line("warm", "#90a4ae"), line("mean init ms", "#6a1b9a", { scale: "ms", ...dots })],
       [{}, {}, { scale: "ms", side: 1, grid: { show: false } }],
     );
-    return { status, latency, starts };
+    const throttled = make(
+      document.getElementById("plot-throttled"),
+      LIMITS.map((l, i) => line(l, ["#c62828", "#ef6c00", "#6a1b9a"][i])),
+    );
+    return { status, latency, starts, throttled };
   }
 
   function update(plots, summary) {
@@ -77,6 +83,11 @@ const SquallPlots = (() => {
       xs.map((t) => (at(t) ? at(t).cold : 0)),
       xs.map((t) => (at(t) ? at(t).warm : 0)),
       xs.map((t) => (at(t) && at(t).cold ? at(t).initMs / at(t).cold : null)),
+    ]);
+    const refused = new Map(summary.throttled.map((r) => [`${r.start} ${r.limit}`, r.count]));
+    plots.throttled.setData([
+      secs,
+      ...LIMITS.map((l) => xs.map((t) => refused.get(`${t} ${l}`) || 0)),
     ]);
   }
 
