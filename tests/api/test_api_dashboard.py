@@ -234,3 +234,22 @@ async def test_throttled_requests_show_for_their_namespace(
     await sign_in(browser, system.guest_auth)
     guest = (await browser.get("/dashboard/api/summary?minutes=15")).json()
     assert guest["throttled"] == []
+
+
+async def test_a_sequence_detail_lists_its_steps(
+    system: Standalone, client: httpx.AsyncClient, browser: httpx.AsyncClient
+) -> None:
+    # Given a sequence of two steps, run once
+    step, seq = f"step{uuid.uuid4().hex[:6]}", f"seq{uuid.uuid4().hex[:6]}"
+    assert (await client.put(f"{NS}/actions/{step}", json=python_action())).status_code == 200
+    sequence = {"exec": {"kind": "sequence", "components": [f"/_/{step}", f"/_/{step}"]}}
+    assert (await client.put(f"{NS}/actions/{seq}", json=sequence)).status_code == 200
+    run = await client.post(f"{NS}/actions/{seq}?blocking=true", json={"name": "x"})
+    record = await get_activation(client, run.json()["activationId"])
+    # When the dashboard opens it
+    await sign_in(browser, system.guest_auth)
+    detail = (await browser.get(f"/dashboard/api/activations/{record['activationId']}")).json()
+    # Then its steps are the step activations its record lists, in order, as list rows
+    assert [s["activationId"] for s in detail["steps"]] == record["logs"]
+    assert [s["name"] for s in detail["steps"]] == [f"guest/{step}"] * 2
+    assert all(s["status"] == "success" for s in detail["steps"])

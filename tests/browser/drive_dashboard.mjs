@@ -92,6 +92,28 @@ try {
   out.filtered = await page.$$eval("#activations tbody tr", (trs) => trs.map((tr) => tr.dataset.id));
   out.shots.filtered = await shot(page, "3-filtered");
 
+  // Filter by action (the status filter cleared), then by a time range in the future.
+  await page.selectOption("#filter-status", "");
+  await page.fill("#filter-name", input.nameFilter);
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction((name) => {
+    const rows = [...document.querySelectorAll("#activations tbody tr")];
+    return rows.length > 0 && rows.every((tr) => tr.children[1].textContent.endsWith("/" + name));
+  }, input.nameFilter);
+  out.byName = await page.$$eval("#activations tbody tr", (trs) => trs.map((tr) => tr.dataset.id));
+  await page.fill("#filter-since", "2999-01-01T00:00");
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction(() => document.querySelectorAll("#activations tbody tr").length === 0);
+  out.future = await page.textContent("#list-note");
+  // Back to the status filter for the detail below.
+  await page.click("#filter-clear");
+  await page.selectOption("#filter-status", input.errorStatus);
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction((status) => {
+    const rows = [...document.querySelectorAll("#activations tbody tr")];
+    return rows.length > 0 && rows.every((tr) => tr.children[2].textContent === status);
+  }, input.errorStatus);
+
   // Open one activation.
   await page.click("#activations tbody tr:first-child");
   await page.waitForSelector("#detail:not([hidden])");

@@ -108,6 +108,7 @@ def test_dashboard_in_chromium(server: Standalone, tmp_path: Path) -> None:
             "profile": str(tmp_path / "profile"),
             "shots": str(shots),
             "errorStatus": "application error",
+            "nameFilter": "greet",
         }
     )
 
@@ -146,8 +147,11 @@ def test_dashboard_in_chromium(server: Standalone, tmp_path: Path) -> None:
     assert [row[:3] for row in signed["busiest"]] == [["greet", "3", "0"], ["fail", "2", "2"]]
     assert sorted(signed["rows"]) == sorted(records)
     assert guest_id not in signed["rows"]
-    # And the status filter kept the two errors; the detail shows the newest one
+    # And the filters kept the two errors, the three of "greet", none in the future; the
+    # detail shows the newest error
     assert sorted(seen["filtered"]) == sorted(ids["fail"])
+    assert sorted(seen["byName"]) == sorted(ids["greet"])
+    assert seen["future"] == "no activations match"
     newest = seen["filtered"][0]
     assert seen["detail"]["id"] == newest
     assert seen["detail"]["status"] == "application error"
