@@ -99,9 +99,15 @@
       cell(tr, c.labels.kind); cell(tr, c.labels.state); cell(tr, c.value);
     });
     const mb = (xs) => xs.reduce((a, x) => a + x.value, 0) / (1024 * 1024);
+    // Standalone: its invoker's pool figures. A cluster controller has none of its own,
+    // but the invokers' health pings carry their busy and user memory.
+    const pinged = p.invokers.filter((i) => typeof i.userMemoryMb === "number");
+    const sum = (xs, k) => xs.reduce((a, x) => a + x[k], 0);
     $("memory").textContent = p.memoryCapacity.length
       ? `${mb(p.memoryReserved)} of ${mb(p.memoryCapacity)} MB`
-      : "– (the invokers report it on their own /metrics)";
+      : pinged.length
+        ? `${sum(pinged, "busyMb")} of ${sum(pinged, "userMemoryMb")} MB busy`
+        : "–";
     const figures = [
       ...p.queues.map((q) => [`queue of ${q.labels.invoker}`, q.value]),
       ...p.invocations.map((q) => [`invocations ${q.labels.outcome}`, q.value]),
