@@ -253,3 +253,9 @@ async def test_a_sequence_detail_lists_its_steps(
     assert [s["activationId"] for s in detail["steps"]] == record["logs"]
     assert [s["name"] for s in detail["steps"]] == [f"guest/{step}"] * 2
     assert all(s["status"] == "success" for s in detail["steps"])
+
+
+async def test_an_oversized_sign_in_form_is_refused(browser: httpx.AsyncClient) -> None:
+    answer = await browser.post("/dashboard/login", data={"auth": "x" * 10_000})
+    assert answer.status_code == 401
+    assert COOKIE not in browser.cookies

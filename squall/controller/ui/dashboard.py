@@ -78,9 +78,11 @@ class Dashboard:
         return _html(dashboard(session.namespace, operator=operating))
 
     async def login(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_FORM:
-            return _html(sign_in(INVALID), 401)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM:  # stop reading: no sign-in form is that big
+                return _html(sign_in(INVALID), 401)
         fields = parse_qs(body.decode("utf-8", "replace"))
         auth = (fields.get("auth") or [""])[0].strip()
         # Split as Basic authentication does: at the first colon.
