@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from squall.cli.standalone import Standalone
 from squall.controller.ui.assets import vendored
 from squall.controller.ui.session import COOKIE, SESSION_S
+from squall.entities.activation import new_activation_id, now_ms, pending_record
 
 pytestmark = pytest.mark.anyio
 
@@ -259,3 +260,35 @@ async def test_an_oversized_sign_in_form_is_refused(browser: httpx.AsyncClient) 
     answer = await browser.post("/dashboard/login", data={"auth": "x" * 10_000})
     assert answer.status_code == 401
     assert COOKIE not in browser.cookies
+
+
+async def test_a_pending_activation_shows_as_pending(
+    system: Standalone, browser: httpx.AsyncClient
+) -> None:
+    # Given an accepted activation that has not ended (its pending record, as the
+    # controller stores it before answering 202)
+    ns = f"wait{uuid.uuid4().hex[:8]}"
+    subject = await system.store.auth.create_subject(ns)
+    record = pending_record(
+        namespace=ns,
+        subject=ns,
+        activation_id=new_activation_id(),
+        name="slow",
+        path=f"{ns}/slow",
+        version="0.0.1",
+        accepted_ms=now_ms(),
+    )
+    await system.store.activations.put_pending(record)
+    # When its namespace looks
+    await sign_in(browser, subject.auth)
+    summary = (await browser.get("/dashboard/api/summary?minutes=15")).json()
+    (row,) = (await browser.get("/dashboard/api/activations")).json()["activations"]
+    detail = (await browser.get(f"/dashboard/api/activations/{row['activationId']}")).json()
+    # Then it is counted and listed as pending, with no latency and no run time yet
+    (bucket,) = summary["buckets"]
+    assert bucket["statuses"] == {"pending": 1}
+    assert (bucket["p50"], bucket["cold"], bucket["warm"]) == (None, 0, 0)
+    assert (row["status"], row["duration"]) == ("pending", None)
+    assert detail["timing"]["run"] is None
+    pending = await browser.get("/dashboard/api/activations?status=pending")
+    assert [a["activationId"] for a in pending.json()["activations"]] == [row["activationId"]]
