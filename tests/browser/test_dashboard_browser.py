@@ -165,6 +165,8 @@ def test_dashboard_in_chromium(server: Standalone, tmp_path: Path) -> None:
     # And the system namespace saw the operator's view: the invoker, its memory
     assert seen["operator"]["invokers"] == [["invoker0", "healthy"]]
     assert seen["operator"]["memory"].endswith(" MB")
+    # And its figures followed a new activation live, without a reload
+    assert seen["live"] == {"invoked": 200, "before": "0", "after": "1", "sameDocument": True}
     # And the pages loaded nothing from anywhere but this server, without script errors
     assert all(u.startswith(server.api_host + "/") for u in seen["requests"]), seen["requests"]
     assert seen["console"] == [], seen["console"]
