@@ -10,7 +10,8 @@ written to ``HOME/wskprops`` with the first controller as ``APIHOST``.
 The invokers share one action-key secret (``SQUALL_ACTION_KEY_SECRET``, see
 :mod:`squall.invoker.apikeys`): the one in the environment, else the owner-only file
 ``HOME/action-key.secret``, created on the first ``up`` and kept, so that action keys
-minted by an earlier run of the cluster stay valid.
+minted by an earlier run of the cluster stay valid. The controllers get it too: they sign
+dashboard sessions with a key derived from it, so each accepts the others' sessions.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ class LocalCluster:
         ports = [base_port + i if base_port else free_port() for i in range(controllers)]
         self.api_host = common.get("SQUALL_API_HOST") or f"http://127.0.0.1:{ports[0]}"
         common["SQUALL_API_HOST"] = self.api_host
+        secret = common.get("SQUALL_ACTION_KEY_SECRET") or (
+            secret_file(home / SECRET_FILE).decode("utf-8")
+        )
         for i, port in enumerate(ports):
             name = f"controller{i}"
             self.members[name] = Member(
@@ -106,6 +110,8 @@ class LocalCluster:
                 "controller",
                 {
                     **common,
+                    # Controllers sign dashboard sessions with it: each accepts the others'.
+                    "SQUALL_ACTION_KEY_SECRET": secret,
                     "SQUALL_CONTROLLER_ID": str(i),
                     "SQUALL_PORT": str(port),
                     "SQUALL_HOME": str(home / name),
@@ -113,9 +119,6 @@ class LocalCluster:
                 home / "logs" / f"{name}.log",
                 port,
             )
-        secret = common.get("SQUALL_ACTION_KEY_SECRET") or (
-            secret_file(home / SECRET_FILE).decode("utf-8")
-        )
         for i in range(invokers):
             name = f"invoker{i}"
             port = free_port()

@@ -24,6 +24,7 @@ from squall.controller.routes import (
     triggers,
     web,
 )
+from squall.controller.ui import routes as ui_routes
 from squall.errors import (
     ContainerError,
     MethodNotAllowed,
@@ -82,6 +83,7 @@ def create_app(controller: Controller, *metrics: MetricFamilies) -> ASGIApp:
             *web.ROUTES,
             *logforwarding.ROUTES,
             *invokers.ROUTES,
+            *ui_routes(controller.settings, [controller.metrics, *metrics]),
         ],
         exception_handlers={
             HTTPException: _http_exception,

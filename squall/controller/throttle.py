@@ -26,6 +26,7 @@ from typing import Any
 
 from squall.bus.messages import Completion
 from squall.config import Settings
+from squall.controller.refusals import Refusals
 from squall.errors import TooManyRequests
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import AuthStore
@@ -85,6 +86,8 @@ class Throttles:
         self._fires: dict[str, _Window] = {}
         self._in_flight: dict[str, int] = {}
         self._owner: dict[str, str] = {}  # activation id → namespace
+        # The refused requests by namespace, for the dashboard (see refusals.py).
+        self.refusals = Refusals(lambda: self.clock())
 
     async def stored(self, namespace: str) -> dict[str, Any]:
         """The namespace's stored limits (``squall admin limits set``), cached for ``ttl``
@@ -131,12 +134,12 @@ class Throttles:
         count = self._invokes.setdefault(namespace, _Window()).hit(self._minute())
         allowed = limits[INVOCATIONS_PER_MINUTE]
         if count > allowed:
-            self._refused(INVOCATIONS_PER_MINUTE)
+            self._refused(namespace, INVOCATIONS_PER_MINUTE)
             raise TooManyRequests(too_many_per_minute(count, allowed))
         in_flight = self._in_flight.get(namespace, 0)
         allowed = limits[CONCURRENT_INVOCATIONS]
         if in_flight >= allowed:
-            self._refused(CONCURRENT_INVOCATIONS)
+            self._refused(namespace, CONCURRENT_INVOCATIONS)
             raise TooManyRequests(too_many_concurrent(in_flight, allowed))
 
     async def admit_fire(self, namespace: str) -> None:
@@ -145,10 +148,11 @@ class Throttles:
         count = self._fires.setdefault(namespace, _Window()).hit(self._minute())
         allowed = limits[FIRES_PER_MINUTE]
         if count > allowed:
-            self._refused(FIRES_PER_MINUTE)
+            self._refused(namespace, FIRES_PER_MINUTE)
             raise TooManyRequests(too_many_per_minute(count, allowed))
 
-    def _refused(self, limit: str) -> None:
+    def _refused(self, namespace: str, limit: str) -> None:
+        self.refusals.refused(namespace, limit)
         if self._metrics is not None:
             self._metrics.throttled(limit)
 

@@ -26,6 +26,7 @@ from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery
 from squall.store.postgres_schema import PgDatabase, limit_offset
 from squall.store.records import activation_filter, activation_key, dumps_body
+from squall.store.stats import ActivationStats, StatsRow, summarize
 
 Conn = AsyncConnection[Any]
 
@@ -131,3 +132,16 @@ class PostgresActivationStore:
             return 0 if row is None else int(row[0])
 
         return await self._db.run(work, idempotent=True)
+
+    async def stats(self, query: ActivationQuery, bucket_ms: int = 60_000) -> ActivationStats:
+        where, params = activation_filter(query, "%s")
+
+        async def work(conn: Conn) -> builtins.list[StatsRow]:
+            # The trigger-kept columns, all in `activations_figures`: an index-only scan.
+            cur = await conn.execute(
+                f"SELECT start, name, status, duration, init_time FROM activations WHERE {where}",
+                params,
+            )
+            return await cur.fetchall()
+
+        return summarize(await self._db.run(work, idempotent=True), bucket_ms)

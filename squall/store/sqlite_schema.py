@@ -118,6 +118,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created   INTEGER NOT NULL
         )""",
     ),
+    (
+        # The figures the dashboard plots (ActivationStore.stats), as virtual columns
+        # computed from the record and kept in a covering index: a window of 100k records
+        # is then read from the index alone, without parsing one record body.
+        """ALTER TABLE activations ADD COLUMN status TEXT
+            GENERATED ALWAYS AS (json_extract(body, '$.response.status')) VIRTUAL""",
+        """ALTER TABLE activations ADD COLUMN duration REAL
+            GENERATED ALWAYS AS (CASE json_type(body, '$.duration')
+                WHEN 'integer' THEN json_extract(body, '$.duration')
+                WHEN 'real' THEN json_extract(body, '$.duration') END) VIRTUAL""",
+        # The value of the `initTime` annotation. A generated column may not hold a
+        # subquery (json_each), so it is found in the annotations' JSON text, which SQLite
+        # writes minified: an unescaped `{"key":"initTime","value":` can only be such an
+        # annotation (inside a string its quotes would be escaped), and CAST reads the
+        # number that follows it (up to the closing brace).
+        """ALTER TABLE activations ADD COLUMN init_time REAL
+            GENERATED ALWAYS AS (CASE WHEN instr(json_extract(body, '$.annotations'),
+                    '{"key":"initTime","value":') > 0
+                THEN CAST(substr(json_extract(body, '$.annotations'),
+                    instr(json_extract(body, '$.annotations'),
+                        '{"key":"initTime","value":') + 26) AS REAL) END) VIRTUAL""",
+        """CREATE INDEX activations_figures
+            ON activations (namespace, start, name, status, duration, init_time)""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
