@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +19,13 @@ from typing import Any
 import httpx
 import pytest
 from _required import unavailable
-from _standalone import Standalone, clean_env, poll, start
+from _standalone import Standalone, admin, clean_env, poll, start
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("drive_dashboard.mjs")
 PLAYWRIGHT = REPO / "ui" / "node_modules" / "playwright-core"
 CHROMIUM = "/usr/bin/chromium"
 DRIVE_DEADLINE_S = 180
-ADMIN = [sys.executable, "-m", "squall.cli.main", "admin"]
 
 PY_OK = "def main(args):\n    print('dashboard says hi')\n    return {'ok': True}\n"
 PY_APP_ERROR = "def main(args):\n    return {'error': 'bad input'}\n"
@@ -188,14 +186,7 @@ def _cold(records: dict[str, dict[str, Any]]) -> str:
 
 def _create_namespace(server: Standalone, namespace: str) -> str:
     """A namespace and its ``uuid:key``, made with ``squall admin`` as an operator would."""
-    created = subprocess.run(
-        [*ADMIN, "--home", str(server.home), "user", "create", namespace],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=clean_env(),
-    )
-    return created.stdout.strip().splitlines()[-1]
+    return admin(server.home, "user", "create", namespace).splitlines()[-1]
 
 
 def _drive(spec: dict[str, Any]) -> dict[str, Any]:
