@@ -25,6 +25,7 @@ Every server is on loopback; everything started here is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -38,6 +39,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+from squall.cli.local_cluster import LocalCluster
+from squall.config import Settings
+from squall.store.factory import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "bench"
@@ -127,19 +132,29 @@ def standalone(tmp: Path) -> Iterator[tuple[dict[str, str], tuple[str, str], int
         stop(process)
 
 
-@contextlib.contextmanager
-def cluster(tmp: Path, store: str, bus: str) -> Iterator[tuple[dict[str, str], int]]:
-    from squall.cli.local_cluster import LocalCluster
+async def _share_guest(settings: Settings, auth: tuple[str, str]) -> None:
+    """Give the cluster's guest the standalone's credentials: bench.py sends one
+    ``--auth`` to every peer."""
+    store = await open_store(settings)
+    try:
+        await store.auth.create_subject("guest", uuid=auth[0], key=auth[1], rotate=True)
+    finally:
+        await store.close()
 
+
+@contextlib.contextmanager
+def cluster(
+    tmp: Path, store: str, bus: str, auth: tuple[str, str]
+) -> Iterator[tuple[dict[str, str], int]]:
     local = LocalCluster(
         tmp / "cluster", store_url=store, bus_url=bus, controllers=2, invokers=2,
         env=UNTHROTTLED,
     )  # fmt: skip
     local.start()
     try:
-        uid, _, key = local.auth.partition(":")
+        asyncio.run(_share_guest(Settings(store_url=store), auth))
         # The first controller: nginx would spread the load over both.
-        urls = prepare(local.controllers[0].url, (uid, key))
+        urls = prepare(local.controllers[0].url, auth)
         process = local.controllers[0].process
         assert process is not None
         yield urls, process.pid
@@ -202,7 +217,7 @@ def main() -> None:
         specs = [f"squall-js=@{urls['js']}", f"squall-py=@{urls['py']}"]
         pids = [f"squall-js={pid}", f"squall-py={pid}"]
         if args.cluster:
-            curls, cpid = stack.enter_context(cluster(Path(tmp), args.store, args.bus))
+            curls, cpid = stack.enter_context(cluster(Path(tmp), args.store, args.bus, auth))
             specs += [f"cluster-js=@{curls['js']}", f"cluster-py=@{curls['py']}"]
             pids += [f"cluster-js={cpid}", f"cluster-py={cpid}"]
         specs.append(f"floor=@{stack.enter_context(floor())}")
