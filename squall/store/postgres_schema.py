@@ -114,6 +114,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created   bigint NOT NULL
         )""",
     ),
+    (
+        # Crash recovery (squall.store.postgres_activations): a pending record's run state
+        # (`queued`, `started`; NULL once final) and, while queued, what it takes to run
+        # it (the activation message, kept beside the record and never in its JSON,
+        # dropped when it starts or ends). The partial index lists the unfinished ones.
+        "ALTER TABLE activations ADD COLUMN state text, ADD COLUMN message bytea",
+        # Records left pending by an older Squall: whether they started is unknown, so
+        # they count as started (ended with an error, never run a second time).
+        """UPDATE activations SET state = 'started'
+            WHERE body -> 'response' ->> 'status' = 'pending'""",
+        """CREATE INDEX activations_unfinished
+            ON activations (activation_id) WHERE state IS NOT NULL""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

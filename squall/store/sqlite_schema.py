@@ -118,6 +118,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created   INTEGER NOT NULL
         )""",
     ),
+    (
+        # Crash recovery (squall.store.sqlite_activations): a pending record's run state
+        # (`queued`, `started`; NULL once final) and, while queued, what it takes to run
+        # it (the activation message: kept beside the record, never in its JSON, and
+        # dropped when it starts or ends). The partial index lists the unfinished ones.
+        "ALTER TABLE activations ADD COLUMN state TEXT",
+        "ALTER TABLE activations ADD COLUMN message BLOB",
+        # Records left pending by an older Squall: whether they started is unknown, so
+        # they count as started (ended with an error, never run a second time).
+        """UPDATE activations SET state = 'started'
+            WHERE json_extract(body, '$.response.status') = 'pending'""",
+        """CREATE INDEX activations_unfinished
+            ON activations (activation_id) WHERE state IS NOT NULL""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
