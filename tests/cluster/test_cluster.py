@@ -20,27 +20,13 @@ import httpx
 import pytest
 from _apikey import NODE_ECHO, PY_WHO_AM_I, derive, sdk_zip
 from clustersupport import Cluster
+from netsupport import WITNESS_JS as WITNESS
 
 from squall.invoker.apikeys import SECRET_FILE
 
 pytestmark = pytest.mark.cluster
 
 NOOP = "function main(params) { return {hello: params.name || 'world'}; }"
-# Tells the witness its activation id when it starts, then sleeps, then answers.
-WITNESS = """
-const http = require('http');
-function main(params) {
-  const id = process.env.__OW_ACTIVATION_ID;
-  return new Promise((resolve) => {
-    const req = http.request(params.witness + '/' + id, {method: 'POST'}, (res) => {
-      res.resume();
-      setTimeout(() => resolve({id: id}), params.sleepMs || 0);
-    });
-    req.on('error', (e) => resolve({error: String(e)}));
-    req.end();
-  });
-}
-"""
 LOST = "stopped before it completed"
 
 
