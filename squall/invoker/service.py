@@ -259,6 +259,7 @@ class Invoker:
         return (
             message.store_record
             and not message.blocking
+            and not message.started
             and message.activation_id not in self._started
         )
 
@@ -360,6 +361,9 @@ class Invoker:
         (or ended) elsewhere, e.g. moved off this invoker while it waited here. A
         namespace whose records are not stored has nothing to mark (no recovery)."""
         if not message.store_record:
+            return True
+        if message.started:  # marked by the controller that moved it here
+            self._started.add(message.activation_id)
             return True
         record = pending_record(
             namespace=message.namespace,
