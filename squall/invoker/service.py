@@ -10,16 +10,17 @@ Delivery: a message is acknowledged on the bus *before* its action runs, so a bu
 redelivers unacknowledged messages (NATS) never runs an action twice: if this invoker
 dies after the acknowledgement, the controllers record the activation as lost instead
 (``controller/recovery.py``). A redelivered message this invoker already took is dropped.
+A message that waited on the bus longer than the longest blocking wait is not run stale:
+it is recorded as expired.
 
 The started point: once a container is ready for it, and before any of its code runs
 (/init included), the invoker marks the activation started in the activation store
 (``ActivationStore.start``: one write, batched with the others by the store's group
 commit). Only the one caller that marks it may run it; a restart (standalone) or a
 recovering controller (cluster) finds what never started and runs it, and ends what had
-started with an error — never a second run. A namespace whose records are not stored
-(``storeActivations`` off) has no mark and no recovery.
-A message that waited on the bus longer than the longest blocking wait is not run stale:
-it is recorded as expired.
+started with an error — never a second run. A message that is refused the mark (it
+started or ended elsewhere) is dropped without a record. A namespace whose records are
+not stored (``storeActivations`` off) has no mark and no recovery.
 
 Health: every ping interval the invoker broadcasts an ``InvokerPing`` (capacity, memory in
 use); controllers route work only to invokers they hear from. It announces ``stopping``
