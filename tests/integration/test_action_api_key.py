@@ -142,8 +142,16 @@ def test_node_action_uses_the_openwhisk_npm_client(server: Standalone) -> None:
         assert trigger_record["name"] == "ping"
 
         def echo_by_rule() -> dict[str, Any] | None:
+            # Its final record: the rule's activation is listed (pending) from its start
             listed = client.get("/namespaces/_/activations?name=echo&docs=true").json()
-            return next((a for a in listed if a.get("cause") == fired), None)
+            return next(
+                (
+                    a
+                    for a in listed
+                    if a.get("cause") == fired and a["response"]["status"] != "pending"
+                ),
+                None,
+            )
 
         by_rule = poll(echo_by_rule, 30, 0.1, "the rule's activation of echo")
         assert by_rule["response"]["result"] == {"from": "node", "namespace": namespace}
