@@ -50,13 +50,16 @@ _REPLACE = (
 _UPSERT = _INSERT + _REPLACE
 # A pending record never replaces a stored one: the final record may have won the race.
 _INSERT_IF_ABSENT = _INSERT + " DO NOTHING"
-# The WHERE is evaluated on the stored row under its row lock, inside the statement; a
-# stored record has a state exactly while it is pending.
-_REPLACE_PENDING = _INSERT + _REPLACE + " WHERE activations.state IS NOT NULL"
+# A stored pending record has a state; one written by an older Squall (a member not yet
+# upgraded in a rolling upgrade) has none, so its body says it too.
+_PENDING_BODY = "activations.body -> 'response' ->> 'status' = 'pending'"
+# The WHERE is evaluated on the stored row under its row lock, inside the statement.
+_REPLACE_PENDING = _INSERT + _REPLACE + f" WHERE activations.state IS NOT NULL OR {_PENDING_BODY}"
 # The started point: the record if none is stored, else the stored one marked started if
 # it is queued (pending, not started), under its row lock; never a final or started one.
 _START = (
-    _INSERT + " DO UPDATE SET state = 'started', message = NULL WHERE activations.state = 'queued'"
+    _INSERT + " DO UPDATE SET state = 'started', message = NULL"
+    f" WHERE activations.state = 'queued' OR (activations.state IS NULL AND {_PENDING_BODY})"
 )
 # Their answer changes once their first attempt committed (False after True): a broken
 # connection must not make them run twice.

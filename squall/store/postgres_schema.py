@@ -120,9 +120,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # it (the activation message, kept beside the record and never in its JSON,
         # dropped when it starts or ends). The partial index lists the unfinished ones.
         "ALTER TABLE activations ADD COLUMN state text, ADD COLUMN message bytea",
-        # Records left pending by an older Squall: whether they started is unknown, so
-        # they count as started (ended with an error, never run a second time).
-        """UPDATE activations SET state = 'started'
+        # Records left pending by an older Squall: queued, with nothing to run them
+        # from (a restart ends them with an error saying so; an invoker that gets their
+        # message may still start them, once).
+        """UPDATE activations SET state = 'queued'
             WHERE body -> 'response' ->> 'status' = 'pending'""",
         """CREATE INDEX activations_unfinished
             ON activations (activation_id) WHERE state IS NOT NULL""",

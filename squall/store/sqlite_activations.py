@@ -49,16 +49,19 @@ _UPSERT = (
 # A pending record never replaces a stored one: the final record may have won the race.
 _INSERT_IF_ABSENT = _INSERT + " ON CONFLICT (activation_id) DO NOTHING"
 
-# Replaces only a pending record (a stored pending record, and only it, has a state);
-# the WHERE is evaluated on the stored row, inside the one statement, so nothing can
-# slip in between the check and the write.
-_REPLACE_PENDING = _UPSERT + " WHERE activations.state IS NOT NULL"
+# A stored pending record has a state; one written by an older Squall (a process of a
+# cluster not yet upgraded) may have none, so its body says it too.
+_PENDING_BODY = "json_extract(activations.body, '$.response.status') = 'pending'"
+
+# Replaces only a pending record; the WHERE is evaluated on the stored row, inside the
+# one statement, so nothing can slip in between the check and the write.
+_REPLACE_PENDING = _UPSERT + f" WHERE activations.state IS NOT NULL OR {_PENDING_BODY}"
 
 # The started point: the record if none is stored, else the stored one marked started if
 # it is queued (pending, not started); never a final or started one.
 _START = (
     _INSERT + " ON CONFLICT (activation_id) DO UPDATE SET state = 'started', message = NULL"
-    " WHERE activations.state = 'queued'"
+    f" WHERE activations.state = 'queued' OR (activations.state IS NULL AND {_PENDING_BODY})"
 )
 
 PRUNE_BATCH = 5000
