@@ -24,8 +24,10 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 TEST_NET = ipaddress.IPv4Network("203.0.113.0/24")
@@ -204,3 +206,58 @@ def outside_host(tmp: Path) -> Iterator[OutsideHost]:
             subprocess.run(route, capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+
+
+# A Node.js action that tells a Witness its activation id when it starts (POST
+# ``params.witness/<id>``), then sleeps ``params.sleepMs``, then answers ``{id}``.
+WITNESS_JS = """
+const http = require('http');
+function main(params) {
+  const id = process.env.__OW_ACTIVATION_ID;
+  return new Promise((resolve) => {
+    const req = http.request(params.witness + '/' + id, {method: 'POST'}, (res) => {
+      res.resume();
+      setTimeout(() => resolve({id: id}), params.sleepMs || 0);
+    });
+    req.on('error', (e) => resolve({error: String(e)}));
+    req.end();
+  });
+}
+"""
+
+
+class Witness:
+    """Counts ``POST /<activation id>`` calls: one per run of an action.
+
+    It listens on the test's own outside host: the only kind of place a sandbox may
+    connect to."""
+
+    def __init__(self, host: OutsideHost) -> None:
+        self.calls: Counter[str] = Counter()
+        lock = threading.Lock()
+        calls = self.calls
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                with lock:
+                    calls[self.path.strip("/")] += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.address = host.public
+        self._server = ThreadingHTTPServer((host.public, 0), Handler, bind_and_activate=False)
+        self._server.socket.close()
+        self._server.socket = listen_in(host.netns, host.public)
+        self.port = int(self._server.socket.getsockname()[1])
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -42,7 +42,9 @@ class ActivationMessage:
     ``store_record`` False: the invoker does not store the record (the namespace's
     ``storeActivations`` limit is off); the completion still carries it. ``network`` is
     the namespace's ``network`` limit (``"egress"`` or ``"none"``), None for the invoker's
-    default.
+    default. ``started`` True: the controller that moved it off a dead invoker already
+    marked it started in the store for this run (``ActivationStore.start``), which fences
+    the dead invoker out; the invoker that gets it runs it without marking it again.
     """
 
     transid: str
@@ -60,6 +62,7 @@ class ActivationMessage:
     caused_by: str | None = None
     store_record: bool = True
     network: str | None = None
+    started: bool = False
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -81,6 +84,7 @@ class ActivationMessage:
                 "causedBy": self.caused_by,
                 "storeRecord": self.store_record,
                 "network": self.network,
+                "started": self.started,
             }
         )
 
@@ -105,6 +109,7 @@ class ActivationMessage:
                 # Absent in messages of an older controller: stored, as before.
                 store_record=bool(raw.get("storeRecord", True)),
                 network=raw.get("network"),
+                started=bool(raw.get("started", False)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MessageError(f"activation: {e}") from e

@@ -2,8 +2,9 @@
 
 SQLite store under ``--home``, the in-process bus, one invoker with the process sandbox,
 the standard catalog and the built-in alarms provider in ``/whisk.system``, and the REST
-API on uvicorn. The same classes run in the cluster shape; only the providers passed in
-here differ.
+API on uvicorn. At start-up, what a crash left unfinished in the store runs again if it
+never started, or ends with an error if it had (``controller/restart.py``). The same
+classes run in the cluster shape; only the providers passed in here differ.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from squall.controller.app import create_app
 from squall.controller.balancer import LeanBalancer
 from squall.controller.build import build_controller
 from squall.controller.core import Controller
+from squall.controller.restart import resume_unfinished
 from squall.controller.retention import Retention
 from squall.entities.kinds import use_manifest
 from squall.errors import ConfigError, ContainerError, NotFound
@@ -107,13 +109,9 @@ class Standalone:
         invoker = build_invoker(
             settings, factory, store.entities, store.activations, store.auth, bus, cluster=False
         )
+        balancer = LeanBalancer(bus, settings.invoker_id)
         controller = build_controller(
-            settings,
-            store.entities,
-            store.activations,
-            store.auth,
-            bus,
-            LeanBalancer(bus, settings.invoker_id),
+            settings, store.entities, store.activations, store.auth, bus, balancer
         )
         controller.invokers = lambda: [{"id": f"invoker{settings.invoker_id}", "status": "healthy"}]
         alarms = AlarmsProvider(
@@ -123,6 +121,9 @@ class Standalone:
         await invoker.start()
         await controller.start()
         await install_catalog(controller.catalog)
+        # The store is the durable queue: what a crash left unfinished runs (if it never
+        # started) or ends (if it had) before any new request or alarm comes in.
+        await resume_unfinished(controller, balancer)
         await alarms.start()
         retention.start()
         auth = await guest_credentials(store.auth, settings.home / "wskprops")

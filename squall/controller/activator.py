@@ -59,6 +59,11 @@ class Composer(Protocol):
         """Accept the run (its pending record stored) and answer like an action's invoke."""
         ...
 
+    def resume(self, identity: Identity, action: Action, message: ActivationMessage) -> None:
+        """Run again, in the background, a run accepted before a restart that never
+        started (its id, payload and cause in ``message``, as stored when accepted)."""
+        ...
+
     async def close(self) -> None:
         """Let running sequences and compositions finish, or record their failure."""
         ...
@@ -218,9 +223,11 @@ class Activator:
         )
         # A blocking caller learns the id only from the answer: its pending record is
         # written only if that answer is a 202 (below), which saves a store write on
-        # the warm path. Anyone else may learn the id at once: record it now.
+        # the warm path. Anyone else may learn the id at once: record it now, with the
+        # message, so that a restart runs it if it never started (the invoker marks the
+        # record started before it runs it: ``ActivationStore.start``).
         if record_pending and not blocking:
-            await self._activations.put(pending)
+            await self._activations.put_pending(pending, message.to_bytes())
         if blocking:
             self._waiters.register(activation_id)
         # Counted in flight before publishing, so its completion cannot come first.
@@ -245,8 +252,9 @@ class Activator:
         self._count(TIMEOUT if record is None else COMPLETED)
         if record is None and record_pending:
             # The caller gets a 202 with the id: from now on it must be found. The
-            # final record may already be stored; put_pending never replaces it.
-            await self._activations.put_pending(pending)
+            # final record, or the invoker's started one, may already be stored;
+            # put_pending never replaces either.
+            await self._activations.put_pending(pending, message.to_bytes())
         return Invocation(activation_id, record)
 
     def _count(self, outcome: str) -> None:

@@ -88,7 +88,13 @@ class ClusterControl:
         self._bus = bus
         self._id = controller.settings.controller_id
         self.recovery = Recovery(
-            self._id, bus, registry, balancer, controller.waiters, controller.activations
+            self._id,
+            bus,
+            registry,
+            balancer,
+            controller.waiters,
+            controller.activations,
+            metrics=controller.metrics,
         )
         registry.health_test = self.health_test
         controller.catalog.on_change = self._changed

@@ -8,7 +8,9 @@ invoke; ``sequences.py`` and ``conductors.py`` decide which step comes next.
 Guarantees:
 
 - An accepted sequence or composition has a record at once (``response.status``
-  ``"pending"``), replaced exactly once by its final record: the response of the step
+  ``"pending"``, stored with the message that runs it again after a crash), marked
+  started when its task begins, before its first step; replaced exactly once by its
+  final record: the response of the step
   that ended it, the step ids as ``logs``, the summed step durations as ``duration``,
   annotations ``topmost``, ``path``, ``kind: "sequence"``, ``limits`` (the largest step
   memory), ``conductor: true`` for a composition, ``causedBy`` when nested.
@@ -36,6 +38,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from squall.bus.messages import ActivationMessage
 from squall.controller.activator import Invocation
 from squall.controller.auth import Identity
 from squall.controller.conductors import COMPOSITION_FAILED, run_composition
@@ -192,10 +195,22 @@ class Composer:
         if isinstance(action.exec, SequenceExec):
             await entitle_components(self._ctl, identity.namespace, action.exec)
         run = Run(identity, action, new_activation_id(), txid, cause, True, now_ms())
-        await self._ctl.activations.put(run.pending())
-        task = asyncio.create_task(self._execute(run, payload, Budget()), name=run.activation_id)
-        self._tasks.add(task)
-        task.add_done_callback(self._forget)
+        # With what it takes to run it after a crash, if it never started (see _execute).
+        message = ActivationMessage(
+            transid=txid,
+            activation_id=run.activation_id,
+            namespace=identity.namespace,
+            subject=identity.subject,
+            action=action.path.fqn,
+            revision=action.rev,
+            content=payload,
+            blocking=blocking,
+            controller=self._ctl.settings.controller_id,
+            accepted_ms=run.start,
+            cause=cause,
+        )
+        await self._ctl.activations.put_pending(run.pending(), message.to_bytes())
+        task = self._spawn(run, payload)
         if not blocking:
             return Invocation(run.activation_id, None)
         # asyncio.wait neither cancels the task on timeout nor when this request is
@@ -204,6 +219,29 @@ class Composer:
         if not done or task.cancelled() or task.exception() is not None:
             return Invocation(run.activation_id, None)
         return Invocation(run.activation_id, task.result())
+
+    def resume(self, identity: Identity, action: Action, message: ActivationMessage) -> None:
+        """Run again a topmost run accepted before a restart that never started: the same
+        id, payload, cause and acceptance time (``message``, as :meth:`invoke` stored it
+        with its pending record); it runs on in a task of its own, nobody waits for it."""
+        if self._closed:
+            raise ServiceUnavailable()
+        run = Run(
+            identity,
+            action,
+            message.activation_id,
+            message.transid,
+            message.cause,
+            True,
+            message.accepted_ms,
+        )
+        self._spawn(run, message.content)
+
+    def _spawn(self, run: Run, payload: dict[str, Any]) -> asyncio.Task[dict[str, Any]]:
+        task = asyncio.create_task(self._execute(run, payload, Budget()), name=run.activation_id)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return task
 
     def _forget(self, task: asyncio.Task[dict[str, Any]]) -> None:
         self._tasks.discard(task)
@@ -249,8 +287,15 @@ class Composer:
         return Invocation(run.activation_id, record)
 
     async def _execute(self, run: Run, payload: dict[str, Any], budget: Budget) -> dict[str, Any]:
-        """Run to the end and store the final record (also when cancelled, then re-raise)."""
+        """Run to the end and store the final record (also when cancelled, then re-raise).
+
+        A topmost run is marked started first (``ActivationStore.start``, before its first
+        step is sent): after a crash, a run that never got there runs again, one that did
+        ends with an error (its steps may have run). Nested runs are part of theirs."""
         trace = Trace(max_memory=run.action.limits.memory if run.conductor else None)
+        if run.topmost and not await self._ctl.activations.start(run.pending()):
+            log.warning("%s not run: it started or ended before", run.activation_id)
+            return await self._ctl.activations.get(run.identity.namespace, run.activation_id)
         try:
             if run.conductor:
                 response = await run_composition(self, run, payload, budget, trace)

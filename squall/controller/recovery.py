@@ -2,7 +2,9 @@
 
 Squall's answer to OpenWhisk's weakest spot (an invoker that dies takes its queued and
 running activations with it, and their ids answer 404 for ever). The invoker acknowledges
-a message on the bus *before* it runs the action, so for a dead invoker:
+a message on the bus *before* it runs the action, and marks the activation started in
+the store (``ActivationStore.start``) once a container is ready for it, before any of its
+code runs. So for a dead invoker:
 
 - a message still on its queue never started: it is moved to a healthy invoker. Every
   controller empties the queue; a message another controller accepted goes back to that
@@ -10,9 +12,14 @@ a message on the bus *before* it runs the action, so for a dead invoker:
   counting it as its own — only the controller that accepted an activation knows whether
   a caller waits for it;
 - an activation this controller sent there, that is no longer queued and whose completion
-  never came, may have started: running it again could repeat its side effects, so it is
-  ended with a ``whisk internal error`` record saying why — written only if no final
+  never came, was taken by the invoker. If it was never marked started (it waited there
+  for a container), this controller marks it started itself — which the store grants
+  once per id, so the dead invoker can no longer start it, should it be alive after all —
+  and moves it to a healthy invoker with ``started`` set on the message;
+- one that had started may have had effects: running it again could repeat them, so it
+  is ended with a ``whisk internal error`` record saying why — written only if no final
   record exists (``put_unless_final``), so a result stored just before the death wins.
+  So is one whose record is not stored (``storeActivations`` off: nobody can tell).
 
 Order matters: the queue is emptied first (everyone's), then this controller's inbox, so
 that every message handed back to it has been routed before it decides that whatever is
@@ -28,6 +35,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
+from typing import Any
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.messages import (
@@ -41,8 +50,15 @@ from squall.bus.messages import (
 from squall.controller.health import OFFLINE, InvokerRegistry, InvokerStatus
 from squall.controller.sharding import Dispatched, ShardingBalancer
 from squall.controller.waiters import CompletionWaiters
-from squall.entities.activation import Activation, ActivationResponse, is_pending, now_ms
+from squall.entities.activation import (
+    Activation,
+    ActivationResponse,
+    is_pending,
+    now_ms,
+    pending_record,
+)
 from squall.errors import NotFound, ProviderError, SquallError
+from squall.metrics.controller import LOST, MOVED, REQUEUED, ControllerMetrics
 from squall.store.contracts import ActivationStore
 
 log = logging.getLogger("squall.controller.recovery")
@@ -73,6 +89,7 @@ class Recovery:
         activations: ActivationStore,
         *,
         drain_deadline_s: float = DRAIN_DEADLINE_S,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self._id = controller_id
         self._bus = bus
@@ -80,6 +97,7 @@ class Recovery:
         self._waiters = waiters
         self._activations = activations
         self._drain_deadline_s = drain_deadline_s
+        self._metrics = metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}
         registry.add_listener(self._on_state)
         waiters.on_redispatch = self._on_redispatch
@@ -100,6 +118,11 @@ class Recovery:
 
     async def _on_redispatch(self, redispatch: Redispatch) -> None:
         await self._route_again(redispatch.message, redispatch.from_invoker)
+        self._count(REQUEUED)
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.recovered(outcome)
 
     async def _route_again(self, message: ActivationMessage, from_invoker: str) -> None:
         current = self._balancer.dispatched.get(message.activation_id)
@@ -137,15 +160,70 @@ class Recovery:
                 if not self._balancer.on_invoker(invoker_id):
                     break
                 await asyncio.sleep(POLL_S)
-        lost = [
+        held = [
             d
             for d in self._balancer.on_invoker(invoker_id)
             if suspects is None or d.message.activation_id in suspects
         ]
-        for dispatched in lost:
-            await self._fail(dispatched, invoker_lost(invoker_id))
-        log.warning("invoker %s: %d queued activations moved, %d running ones recorded as "
-                    "failed", invoker_id, moved, len(lost))  # fmt: skip
+        lost = 0
+        for dispatched in held:
+            if await self._move_unstarted(dispatched, invoker_id):
+                moved += 1
+                self._count(MOVED)
+            else:
+                lost += 1
+                self._count(LOST)
+                await self._fail(dispatched, invoker_lost(invoker_id))
+        log.warning("invoker %s: %d activations that never started moved, %d that had "
+                    "started recorded as failed", invoker_id, moved, lost)  # fmt: skip
+
+    async def _move_unstarted(self, dispatched: Dispatched, invoker_id: str) -> bool:
+        """Move an activation the dead invoker took off its queue but never started (it
+        waited there for a container) to another invoker; False when it may have started
+        (or its record is not stored, so nobody can tell): then it must not run again.
+
+        This controller marks it started itself (``ActivationStore.start``), so the dead
+        invoker — should it be alive after all, cut off or paused — can never start it
+        (its own mark is refused); the message then goes out with ``started`` set, and
+        the invoker that gets it runs it without marking it again."""
+        message = dispatched.message
+        if not message.store_record or message.started:
+            return False
+        try:
+            if not await self._activations.start(self._pending(message)):
+                return False  # it started there (or ended meanwhile)
+        except ProviderError:
+            log.exception("could not tell whether activation %s started",
+                          message.activation_id)  # fmt: skip
+            return False
+        try:
+            await self._balancer.reroute(replace(message, started=True), invoker_id)
+        except SquallError as error:
+            current = self._balancer.dispatched.get(message.activation_id)
+            await self._fail(
+                current or dispatched,
+                f"The activation could not be moved off invoker {invoker_id}: {error.message}",
+            )
+        return True
+
+    @staticmethod
+    def _pending(message: ActivationMessage) -> dict[str, Any]:
+        """The pending record to mark started: a blocking activation has none stored yet
+        (its final record, or the error record, replaces this one)."""
+        path = message.action.lstrip("/")
+        return pending_record(
+            namespace=message.namespace,
+            subject=message.subject,
+            activation_id=message.activation_id,
+            name=path.rsplit("/", 1)[-1],
+            path=path,
+            version="",
+            accepted_ms=message.accepted_ms,
+            annotations=[{"key": "causedBy", "value": message.caused_by}]
+            if message.caused_by
+            else [],
+            cause=message.cause,
+        )
 
     async def _drain(self, invoker_id: str) -> int:
         topic = invoker_topic(invoker_id)
@@ -169,6 +247,7 @@ class Recovery:
                     pass  # a redelivery of work that did run (a bus restarted uncleanly)
                 elif message.controller == self._id:
                     await self._route_again(message, invoker_id)
+                    self._count(REQUEUED)
                 else:
                     # Handed over before the ack: if this controller dies in between, the
                     # message comes back to the queue and someone else hands it over.

@@ -13,6 +13,15 @@ dies after the acknowledgement, the controllers record the activation as lost in
 A message that waited on the bus longer than the longest blocking wait is not run stale:
 it is recorded as expired.
 
+The started point: once a container is ready for it, and before any of its code runs
+(/init included), the invoker marks the activation started in the activation store
+(``ActivationStore.start``: one write, batched with the others by the store's group
+commit). Only the one caller that marks it may run it; a restart (standalone) or a
+recovering controller (cluster) finds what never started and runs it, and ends what had
+started with an error — never a second run. A message that is refused the mark (it
+started or ended elsewhere) is dropped without a record. A namespace whose records are
+not stored (``storeActivations`` off) has no mark and no recovery.
+
 Health: every ping interval the invoker broadcasts an ``InvokerPing`` (capacity, memory in
 use); controllers route work only to invokers they hear from. It announces ``stopping``
 when it shuts down.
@@ -51,6 +60,7 @@ from squall.entities.activation import (
     ActivationResponse,
     format_log_line,
     now_ms,
+    pending_record,
     truncated_logs_message,
 )
 from squall.entities.kinds import CodeExec
@@ -148,6 +158,7 @@ class Invoker:
         self._consumer: Consumer | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[str, tuple[asyncio.Task[None], ActivationMessage]] = {}
+        self._started: set[str] = set()  # of _running: those marked started (_start)
         self._recent: dict[str, None] = {}  # insertion-ordered: oldest first
         self._taken = 0
         self._ping_interval_s = ping_interval_s
@@ -242,6 +253,17 @@ class Invoker:
         except Exception:
             log.exception("could not record the loss of activation %s", message.activation_id)
 
+    def _durably_queued(self, message: ActivationMessage) -> bool:
+        """Whether an activation this invoker holds is queued in the store, message and
+        all, and has not started: a non-blocking one (its pending record and message were
+        stored before it was sent) not marked started here."""
+        return (
+            message.store_record
+            and not message.blocking
+            and not message.started
+            and message.activation_id not in self._started
+        )
+
     def _open(self) -> bool:
         return not self._closing
 
@@ -259,12 +281,14 @@ class Invoker:
     def _forget_task(self, activation_id: str) -> Any:
         def done(_task: asyncio.Task[None]) -> None:
             self._running.pop(activation_id, None)
+            self._started.discard(activation_id)
 
         return done
 
     # -- one activation ---------------------------------------------------------------
 
     async def _handle(self, message: ActivationMessage) -> None:
+        record: dict[str, Any] | None
         try:
             waited = now_ms() - message.accepted_ms
             if 0 < self._max_wait_ms < waited:
@@ -276,6 +300,8 @@ class Invoker:
         except Exception:
             log.exception("activation %s failed inside the invoker", message.activation_id)
             record = self._failure(message, "An internal error occurred while running the action.")
+        if record is None:
+            return  # not this invoker's to run, nor to end (see _start)
         try:
             await self._finish(message, record)
         except Exception:
@@ -330,7 +356,38 @@ class Invoker:
             cause=message.cause,
         ).to_json()
 
-    async def _activate(self, message: ActivationMessage) -> dict[str, Any]:
+    async def _start(self, message: ActivationMessage, action: Action) -> bool:
+        """The started point: make it durable that this activation starts, before any of
+        its code runs (/init runs code too). False: it must not run — it already started
+        (or ended) elsewhere, e.g. moved off this invoker while it waited here. A
+        namespace whose records are not stored has nothing to mark (no recovery)."""
+        if not message.store_record:
+            return True
+        if message.started:  # marked by the controller that moved it here
+            self._started.add(message.activation_id)
+            return True
+        record = pending_record(
+            namespace=message.namespace,
+            subject=message.subject,
+            activation_id=message.activation_id,
+            name=action.path.name,
+            path=action.path.fqn.lstrip("/"),
+            version=action.version,
+            accepted_ms=message.accepted_ms,
+            annotations=[
+                {"key": "kind", "value": action.exec.kind},
+                {"key": "limits", "value": action.limits.to_json()},
+                *_caused_by(message),
+            ],
+            cause=message.cause,
+        )
+        if await self._activations.start(record):
+            self._started.add(message.activation_id)
+            return True
+        log.warning("activation %s not run: it started or ended elsewhere", message.activation_id)
+        return False
+
+    async def _activate(self, message: ActivationMessage) -> dict[str, Any] | None:
         try:
             action = await self._action(message)
         except NotFound:
@@ -361,6 +418,14 @@ class Invoker:
         except ContainerError:
             log.exception("no container for %s", message.action)
             return self._failure(message, PROVISION_FAILED)
+        try:
+            started = await self._start(message, action)
+        except BaseException:
+            self.pool.release(pc)  # unused (a new one that was never /init-ed is removed)
+            raise
+        if not started:
+            self.pool.release(pc)
+            return None
         # As in OpenWhisk, waitTime covers queueing and starting a container; the record's
         # start is when the container got the activation (duration then includes /init).
         start = now_ms()
@@ -467,7 +532,8 @@ class Invoker:
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop taking work, let running activations finish for ``grace_s``, then record
-        the rest as internal errors and destroy every container."""
+        the rest as internal errors — except those that never started and are queued in
+        the store (they run again later) — and destroy every container."""
         self._closing = True
         if self._ping_task is not None:
             self._ping_task.cancel()
@@ -488,8 +554,15 @@ class Invoker:
             _, pending = await asyncio.wait([t for t, _ in running], timeout=grace_s)
             for task, message in running:
                 if task in pending:
+                    queued = self._durably_queued(message)
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+                    if queued:
+                        # Never started and queued in the store with its message: it
+                        # runs after the restart (standalone) or on another invoker.
+                        log.info("activation %s left queued: it never started",
+                                 message.activation_id)  # fmt: skip
+                        continue
                     await self._finish(message, self._failure(message, SHUT_DOWN))
         await self.pool.close()

@@ -11,6 +11,11 @@ Families (labels in braces):
 - ``squall_controller_throttled_requests_total{reason}``: 429s by the limit that refused
   them, under OpenWhisk's limit names: ``invocationsPerMinute``,
   ``concurrentInvocations``, ``firesPerMinute``.
+- ``squall_controller_recovered_activations_total{outcome}``: activations this
+  controller took over from an invoker that went offline (``controller/recovery.py``):
+  ``requeued`` (still on its queue: routed again by this controller), ``moved`` (taken
+  by it but never started: marked started here and sent to another invoker), ``lost``
+  (it had started there: ended with a whisk internal error, not run again).
 - ``squall_controller_invoker_queue_length{invoker}``: activation messages on each known
   invoker's topic not yet taken (in-process bus) or not yet acknowledged (NATS), read
   from the bus at scrape time. An invoker the bus could not answer for within
@@ -35,6 +40,8 @@ from squall.bus.messages import invoker_topic
 log = logging.getLogger("squall.metrics")
 
 ACCEPTED, COMPLETED, TIMEOUT, FAILED = "accepted", "completed", "timeout", "failed"
+# Outcomes of an activation taken over from an offline invoker (controller/recovery.py).
+REQUEUED, MOVED, LOST = "requeued", "moved", "lost"
 #: How long a scrape waits for the bus to count one invoker's queue.
 QUEUE_TIMEOUT_S = 2.0
 
@@ -79,6 +86,12 @@ class ControllerMetrics:
             ["reason"],
             registry=self._registry,
         )
+        self._recovered = Counter(
+            "squall_controller_recovered_activations",
+            "Activations this controller took over from an invoker that went offline.",
+            ["outcome"],
+            registry=self._registry,
+        )
         self._queues = _QueueCollector()
         self._registry.register(self._queues)
 
@@ -89,6 +102,11 @@ class ControllerMetrics:
     def invocation(self, outcome: str) -> None:
         """Count one published activation's outcome (``ACCEPTED``, ``COMPLETED``, ...)."""
         self._invocations.labels(outcome).inc()
+
+    def recovered(self, outcome: str) -> None:
+        """Count one activation taken over from an offline invoker (``REQUEUED``,
+        ``MOVED`` or ``LOST``)."""
+        self._recovered.labels(outcome).inc()
 
     def throttled(self, reason: str) -> None:
         """Count one 429, ``reason`` being the limit's name."""

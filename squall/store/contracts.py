@@ -20,6 +20,7 @@ Common guarantees:
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,12 +111,36 @@ class ActivationQuery:
     limit: int | None = 30
 
 
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A stored record that is still pending, as :meth:`ActivationStore.unfinished`
+    lists it: ``started`` once a run of it began (:meth:`ActivationStore.start`), else
+    ``message`` holds what :meth:`ActivationStore.put_pending` was given to run it
+    (None when it was given nothing)."""
+
+    record: dict[str, Any]
+    started: bool
+    message: bytes | None
+
+
 class ActivationStore(Protocol):
     """Activation records (``squall.entities.activation`` JSON).
 
     - ``put`` stores or replaces by ``activationId`` (idempotent for the same record).
     - ``put_pending`` stores a record only if none with its id exists: a pending record
-      written late never hides the final one.
+      written late never hides the final one. ``message`` (opaque bytes, e.g. the
+      activation message) is kept beside the record, never in it: what it takes to run
+      the activation after a crash. It is dropped when the activation starts or ends.
+    - ``start`` is the *started* point of an activation: atomically, it stores ``record``
+      (a pending record) if no record with its id exists, or marks the stored pending
+      record started if no run of it started yet, and returns True — the caller may run
+      it. It returns False, changing nothing, when the stored record is final or already
+      started: whoever gets False must not run it. Of many callers (in all processes
+      sharing the store), at most one ever gets True for an id.
+    - ``unfinished(after, limit)`` lists the pending records (:class:`Unfinished`) with
+      an activation id greater than ``after``, by id, at most ``limit``: what a restart
+      must finish. A record written final by any method leaves the list; one written
+      pending by ``put`` is listed as not started, with no message.
     - ``put_unless_final`` stores a record only if none with its id exists or the stored
       one is still pending (``response.status == "pending"``), atomically, and returns
       whether it stored: how an activation whose invoker died is ended with an error
@@ -134,9 +159,13 @@ class ActivationStore(Protocol):
 
     async def put(self, record: dict[str, Any]) -> None: ...
 
-    async def put_pending(self, record: dict[str, Any]) -> None: ...
+    async def put_pending(self, record: dict[str, Any], message: bytes | None = None) -> None: ...
 
     async def put_unless_final(self, record: dict[str, Any]) -> bool: ...
+
+    async def start(self, record: dict[str, Any]) -> bool: ...
+
+    async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]: ...
 
     async def prune(self, before_ms: int) -> int: ...
 

@@ -2,9 +2,10 @@
 
 Each write is one autocommit statement on a pooled connection: concurrent puts run in
 parallel on as many connections as the pool has, instead of queueing behind one. The
-conditions of ``put_pending`` and ``put_unless_final`` are part of their statement
-(``ON CONFLICT DO NOTHING``, ``ON CONFLICT DO UPDATE … WHERE <stored one is pending>``),
-so they hold against writers in other controllers too.
+conditions of ``put_pending``, ``put_unless_final`` and ``start`` are part of their
+statement (``ON CONFLICT DO NOTHING``, ``ON CONFLICT DO UPDATE … WHERE <stored one is
+pending>`` / ``… WHERE <stored one is queued>``), so they hold against writers in other
+controllers and invokers too: of two invokers starting one activation, one gets False.
 
 Retention: ``prune`` deletes through the ``start`` index in batches of
 :data:`PRUNE_BATCH` rows, each its own short transaction, so row locks are held briefly,
@@ -23,9 +24,15 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from squall.errors import NotFound
-from squall.store.contracts import ActivationQuery
+from squall.store.contracts import ActivationQuery, Unfinished
 from squall.store.postgres_schema import PgDatabase, limit_offset
-from squall.store.records import activation_filter, activation_key, dumps_body
+from squall.store.records import (
+    STARTED,
+    activation_filter,
+    activation_key,
+    dumps_body,
+    run_state,
+)
 from squall.store.stats import ActivationStats, StatsRow, summarize
 
 Conn = AsyncConnection[Any]
@@ -33,20 +40,31 @@ Conn = AsyncConnection[Any]
 PRUNE_BATCH = 5000
 
 _INSERT = (
-    "INSERT INTO activations (activation_id, namespace, name, start, body)"
-    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (activation_id)"
+    "INSERT INTO activations (activation_id, namespace, name, start, body, state, message)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (activation_id)"
 )
 _REPLACE = (
     " DO UPDATE SET namespace = excluded.namespace, name = excluded.name,"
-    " start = excluded.start, body = excluded.body"
+    " start = excluded.start, body = excluded.body, state = excluded.state,"
+    " message = excluded.message"
 )
 _UPSERT = _INSERT + _REPLACE
 # A pending record never replaces a stored one: the final record may have won the race.
 _INSERT_IF_ABSENT = _INSERT + " DO NOTHING"
+# A stored pending record has a state; one written by an older Squall (a member not yet
+# upgraded in a rolling upgrade) has none, so its body says it too.
+_PENDING_BODY = "activations.body -> 'response' ->> 'status' = 'pending'"
 # The WHERE is evaluated on the stored row under its row lock, inside the statement.
-_REPLACE_PENDING = (
-    _INSERT + _REPLACE + " WHERE activations.body -> 'response' ->> 'status' = 'pending'"
+_REPLACE_PENDING = _INSERT + _REPLACE + f" WHERE activations.state IS NOT NULL OR {_PENDING_BODY}"
+# The started point: the record if none is stored, else the stored one marked started if
+# it is queued (pending, not started), under its row lock; never a final or started one.
+_START = (
+    _INSERT + " DO UPDATE SET state = 'started', message = NULL"
+    f" WHERE activations.state = 'queued' OR (activations.state IS NULL AND {_PENDING_BODY})"
 )
+# Their answer changes once their first attempt committed (False after True): a broken
+# connection must not make them run twice.
+_ANSWERING = (_REPLACE_PENDING, _START)
 
 
 class PostgresActivationStore:
@@ -60,24 +78,50 @@ class PostgresActivationStore:
         self._db = db
 
     async def put(self, record: dict[str, Any]) -> None:
-        await self._write(_UPSERT, record)
+        await self._write(_UPSERT, record, run_state(record))
 
-    async def put_pending(self, record: dict[str, Any]) -> None:
-        await self._write(_INSERT_IF_ABSENT, record)
+    async def put_pending(self, record: dict[str, Any], message: bytes | None = None) -> None:
+        await self._write(_INSERT_IF_ABSENT, record, run_state(record), message)
 
     async def put_unless_final(self, record: dict[str, Any]) -> bool:
-        return await self._write(_REPLACE_PENDING, record)
+        return await self._write(_REPLACE_PENDING, record, run_state(record))
 
-    async def _write(self, statement: str, record: dict[str, Any]) -> bool:
-        row = (*activation_key(record), dumps_body(record))
+    async def start(self, record: dict[str, Any]) -> bool:
+        return await self._write(_START, record, STARTED)
+
+    async def _write(
+        self,
+        statement: str,
+        record: dict[str, Any],
+        state: str | None,
+        message: bytes | None = None,
+    ) -> bool:
+        if state is None:
+            message = None  # a final record needs nothing to run it again
+        row = (*activation_key(record), dumps_body(record), state, message)
 
         async def work(conn: Conn) -> bool:
             cur = await conn.execute(statement, row)
             return cur.rowcount == 1
 
-        # Repeating a write ends in the same state; only put_unless_final's answer would
-        # change (False after its own first attempt committed), so it is not repeated.
-        return await self._db.run(work, idempotent=statement is not _REPLACE_PENDING)
+        # Repeating a write ends in the same state; only the answering ones' answer would
+        # change (False after their own first attempt committed), so they are not repeated.
+        return await self._db.run(work, idempotent=statement not in _ANSWERING)
+
+    async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]:
+        async def work(conn: Conn) -> builtins.list[Unfinished]:
+            cur = await conn.execute(
+                "SELECT body, state, message FROM activations"
+                " WHERE state IS NOT NULL AND activation_id > %s"
+                " ORDER BY activation_id LIMIT %s",
+                (after, limit),
+            )
+            return [
+                Unfinished(body, state == STARTED, None if message is None else bytes(message))
+                for body, state, message in await cur.fetchall()
+            ]
+
+        return await self._db.run(work, idempotent=True)
 
     async def prune(self, before_ms: int) -> int:
         async def batch(conn: Conn) -> int:

@@ -66,6 +66,21 @@ def activation_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
     return activation_id, namespace, name, start
 
 
+# The run state of a stored activation (its ``state`` column): NULL once the record is
+# final; while it is pending, QUEUED until a run of it starts (``ActivationStore.start``),
+# then STARTED. A pending record has a state, a final one none: the store keeps that
+# true on every write, so the unfinished records are those with a state.
+QUEUED = "queued"
+STARTED = "started"
+
+
+def run_state(record: dict[str, Any]) -> str | None:
+    """The state a record written as it is gets: QUEUED if pending, else None (final)."""
+    response = record.get("response")
+    pending = isinstance(response, dict) and response.get("status") == "pending"
+    return QUEUED if pending else None
+
+
 def dumps_body(body: dict[str, Any]) -> str:
     # Serialize before any transaction starts: a body that cannot be encoded then fails
     # without having touched the database.

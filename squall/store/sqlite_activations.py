@@ -10,9 +10,13 @@ is pending, so nothing is lost on a clean shutdown.
 
 Writes queued in one batch are concurrent (none has returned yet), so any order of them
 is a valid outcome; the batch applies replacing puts first, then ``put_unless_final``
-writes one by one (each needs its own answer), then pending ones. That order keeps the
-guarantees whatever the callers' order: a final record is never replaced by an error
-record nor hidden by a pending one.
+writes one by one (each needs its own answer), then pending ones, then ``start`` claims
+one by one. That order keeps the guarantees whatever the callers' order: a final record
+is never replaced by an error record nor hidden by a pending one, and never started.
+
+The started point (``start``) is an ordinary write of the batch, so marking an
+activation started before it runs shares the commit of the other writes of its loop
+iteration instead of paying one of its own; it returns once committed, as ``put`` does.
 
 ``prune`` deletes in batches of :data:`PRUNE_BATCH` rows, yielding to the event loop
 between batches: the connection is shared, so one huge DELETE would stall every request.
@@ -28,33 +32,42 @@ from typing import Any
 import orjson
 
 from squall.errors import NotFound, ProviderError
-from squall.store.contracts import ActivationQuery
-from squall.store.records import activation_filter, activation_key
+from squall.store.contracts import ActivationQuery, Unfinished
+from squall.store.records import STARTED, activation_filter, activation_key, run_state
 from squall.store.sqlite_schema import Database, dumps_body, limit_offset
 from squall.store.stats import ActivationStats, summarize
 
+_INSERT = (
+    "INSERT INTO activations (activation_id, namespace, name, start, body, state, message)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _UPSERT = (
-    "INSERT INTO activations (activation_id, namespace, name, start, body)"
-    " VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace,"
-    " name = excluded.name, start = excluded.start, body = excluded.body"
+    _INSERT + " ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace,"
+    " name = excluded.name, start = excluded.start, body = excluded.body,"
+    " state = excluded.state, message = excluded.message"
 )
 
 # A pending record never replaces a stored one: the final record may have won the race.
-_INSERT_IF_ABSENT = (
-    "INSERT INTO activations (activation_id, namespace, name, start, body)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (activation_id) DO NOTHING"
-)
+_INSERT_IF_ABSENT = _INSERT + " ON CONFLICT (activation_id) DO NOTHING"
+
+# A stored pending record has a state; one written by an older Squall (a process of a
+# cluster not yet upgraded) may have none, so its body says it too.
+_PENDING_BODY = "json_extract(activations.body, '$.response.status') = 'pending'"
 
 # Replaces only a pending record; the WHERE is evaluated on the stored row, inside the
 # one statement, so nothing can slip in between the check and the write.
-_REPLACE_PENDING = (
-    _UPSERT + " WHERE json_extract(activations.body, '$.response.status') = 'pending'"
+_REPLACE_PENDING = _UPSERT + f" WHERE activations.state IS NOT NULL OR {_PENDING_BODY}"
+
+# The started point: the record if none is stored, else the stored one marked started if
+# it is queued (pending, not started); never a final or started one.
+_START = (
+    _INSERT + " ON CONFLICT (activation_id) DO UPDATE SET state = 'started', message = NULL"
+    f" WHERE activations.state = 'queued' OR (activations.state IS NULL AND {_PENDING_BODY})"
 )
 
 PRUNE_BATCH = 5000
 
-Row = tuple[str, str, str, int, str]
+Row = tuple[str, str, str, int, str, str | None, bytes | None]
 
 
 class _Write:
@@ -83,18 +96,29 @@ class SqliteActivationStore:
         self._flushed: asyncio.Future[None] | None = None
 
     async def put(self, record: dict[str, Any]) -> None:
-        await self._write(_UPSERT, record)
+        await self._write(_UPSERT, record, run_state(record))
 
-    async def put_pending(self, record: dict[str, Any]) -> None:
-        await self._write(_INSERT_IF_ABSENT, record)
+    async def put_pending(self, record: dict[str, Any], message: bytes | None = None) -> None:
+        await self._write(_INSERT_IF_ABSENT, record, run_state(record), message)
 
     async def put_unless_final(self, record: dict[str, Any]) -> bool:
-        return (await self._write(_REPLACE_PENDING, record)).stored
+        return (await self._write(_REPLACE_PENDING, record, run_state(record))).stored
 
-    async def _write(self, statement: str, record: dict[str, Any]) -> _Write:
+    async def start(self, record: dict[str, Any]) -> bool:
+        return (await self._write(_START, record, STARTED)).stored
+
+    async def _write(
+        self,
+        statement: str,
+        record: dict[str, Any],
+        state: str | None,
+        message: bytes | None = None,
+    ) -> _Write:
         if self._db.closed:
             raise ProviderError("store is closed")
-        write = _Write(statement, (*activation_key(record), dumps_body(record)))
+        if state is None:
+            message = None  # a final record needs nothing to run it again
+        write = _Write(statement, (*activation_key(record), dumps_body(record), state, message))
         self._pending.append(write)
         if self._flushed is None:
             loop = asyncio.get_running_loop()
@@ -146,6 +170,10 @@ class SqliteActivationStore:
         inserts = [w.row for w in writes if w.statement is _INSERT_IF_ABSENT]
         if inserts:
             conn.executemany(_INSERT_IF_ABSENT, inserts)
+        # Starts last: one queued by put_pending in the same batch is then claimed.
+        for w in writes:
+            if w.statement is _START:
+                w.stored = conn.execute(_START, w.row).rowcount == 1
 
     async def prune(self, before_ms: int) -> int:
         removed = 0
@@ -160,6 +188,21 @@ class SqliteActivationStore:
             if deleted < PRUNE_BATCH:
                 return removed
             await asyncio.sleep(0)  # let requests in between batches
+
+    async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]:
+        with self._db.autocommit() as conn:
+            rows = conn.execute(
+                "SELECT body, state, message FROM activations"
+                " WHERE state IS NOT NULL AND activation_id > ?"
+                " ORDER BY activation_id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            Unfinished(
+                orjson.loads(body), state == STARTED, None if message is None else bytes(message)
+            )
+            for body, state, message in rows
+        ]
 
     async def get(self, namespace: str, activation_id: str) -> dict[str, Any]:
         with self._db.autocommit() as conn:

@@ -142,6 +142,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE INDEX activations_figures
             ON activations (namespace, start, name, status, duration, init_time)""",
     ),
+    (
+        # Crash recovery (squall.store.sqlite_activations): a pending record's run state
+        # (`queued`, `started`; NULL once final) and, while queued, what it takes to run
+        # it (the activation message: kept beside the record, never in its JSON, and
+        # dropped when it starts or ends). The partial index lists the unfinished ones.
+        "ALTER TABLE activations ADD COLUMN state TEXT",
+        "ALTER TABLE activations ADD COLUMN message BLOB",
+        # Records left pending by an older Squall: queued, with nothing to run them
+        # from (a restart ends them with an error saying so; an invoker that gets their
+        # message may still start them, once).
+        """UPDATE activations SET state = 'queued'
+            WHERE json_extract(body, '$.response.status') = 'pending'""",
+        """CREATE INDEX activations_unfinished
+            ON activations (activation_id) WHERE state IS NOT NULL""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -4,8 +4,9 @@
   store directory (the machine's server is shared; this one can be stopped and started).
 - :class:`PrivatePostgres`: a PostgreSQL server of the test's own (initdb'd in a second),
   which a test stops and starts again.
-- :class:`Witness`: a loopback HTTP server that actions tell their activation id when they
-  start, so a test can see whether any activation ran twice.
+- :class:`Witness` (``tests/netsupport.py``): an HTTP server on the test's outside host
+  that actions tell their activation id when they start, so a test can see whether any
+  activation ran twice.
 - :func:`postgres_schema`: a fresh schema in the machine's database ``test``, dropped
   afterwards (for tests that need no outage).
 
@@ -20,19 +21,16 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 from _required import unavailable
 from _standalone import free_port
-from netsupport import OutsideHost, listen_in
+from netsupport import OutsideHost, Witness
 
 from squall.cli.local_cluster import LocalCluster
 
@@ -158,43 +156,6 @@ class PrivatePostgres:
         with contextlib.suppress(RuntimeError):
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Witness:
-    """Counts ``POST /<activation id>`` calls: one per run of an action.
-
-    It listens on the test's own outside host (tests/netsupport.py): the only kind of
-    place a sandbox may connect to."""
-
-    def __init__(self, host: OutsideHost) -> None:
-        self.calls: Counter[str] = Counter()
-        lock = threading.Lock()
-        calls = self.calls
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                with lock:
-                    calls[self.path.strip("/")] += 1
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.address = host.public
-        self._server = ThreadingHTTPServer((host.public, 0), Handler, bind_and_activate=False)
-        self._server.socket.close()
-        self._server.socket = listen_in(host.netns, host.public)
-        self.port = int(self._server.socket.getsockname()[1])
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}:{self.port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @dataclass

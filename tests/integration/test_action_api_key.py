@@ -136,6 +136,7 @@ def test_an_openwhisk_action_runs_unchanged(
         assert trigger_record["name"] == "ping"
 
         def echo_by_rule() -> dict[str, Any] | None:
+            # Its final record: the rule's activation is listed (pending) from its start
             listed = client.get("/namespaces/_/activations?name=echo&docs=true").json()
             found = (a for a in listed if a.get("cause") == fired)
             return next((a for a in found if a["response"]["status"] != "pending"), None)

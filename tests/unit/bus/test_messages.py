@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
@@ -50,7 +52,7 @@ def test_activation_message_schema_is_stable() -> None:
     assert set(raw) == {
         "v", "t", "transid", "activationId", "namespace", "subject", "action", "revision",
         "content", "blocking", "controller", "acceptedMs", "initArgs", "cause", "causedBy",
-        "storeRecord", "network",
+        "storeRecord", "network", "started",
     }  # fmt: skip
 
 
@@ -70,6 +72,16 @@ def test_activation_message_of_an_older_controller_is_stored() -> None:
     del raw["storeRecord"]
     # When it is decoded / Then its record is stored, as it always was
     assert ActivationMessage.from_bytes(orjson.dumps(raw)).store_record is True
+
+
+def test_activation_message_of_an_older_controller_is_not_started() -> None:
+    # Given the wire form of a message sent before `started` existed, and a moved one
+    raw = orjson.loads(_message().to_bytes())
+    del raw["started"]
+    moved = replace(_message(), started=True)
+    # When decoded / Then the invoker still has to mark the first; the second round-trips
+    assert ActivationMessage.from_bytes(orjson.dumps(raw)).started is False
+    assert ActivationMessage.from_bytes(moved.to_bytes()) == moved
 
 
 def test_completion_round_trips() -> None:

@@ -168,3 +168,50 @@ async def test_malformed_calls_are_rejected_before_writing() -> None:
             await store.entities.put("guest", "actions", "a", {"x": object()}, None)
         assert await store.entities.count("guest", "actions") == 0
         assert await store.auth.list_subjects() == []
+
+
+def _pending_body(activation_id: str) -> str:
+    return (
+        f'{{"namespace":"guest","name":"a","activationId":"{activation_id}","start":1,'
+        '"response":{"status":"pending","success":false,"result":{}}}'
+    )
+
+
+async def test_records_left_pending_by_an_older_squall_are_unfinished_after_upgrade(
+    tmp_path: Path,
+) -> None:
+    # Given a file of the schema before crash recovery, with a pending and a final record
+    path = tmp_path / "s.db"
+    before = sqlite_schema.MIGRATIONS.index(
+        next(m for m in sqlite_schema.MIGRATIONS if any("ADD COLUMN state" in s for s in m))
+    )
+    with raw(path) as conn:
+        for migration in sqlite_schema.MIGRATIONS[:before]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {before}")
+        insert = "INSERT INTO activations VALUES (?, 'guest', 'a', 1, ?)"
+        conn.execute(insert, ("a" * 32, _pending_body("a" * 32)))
+        conn.execute(insert, ("b" * 32, _pending_body("b" * 32).replace("pending", "success")))
+    # When this Squall opens it
+    store = await SqliteStore.open(path)
+    try:
+        # Then the pending one is unfinished — queued, with nothing to run it from — and
+        # the final one is not
+        [left] = await store.activations.unfinished("", 10)
+        assert (left.record["activationId"], left.started, left.message) == ("a" * 32, False, None)
+        # And a pending record written by an older Squall after the upgrade (no state)
+        # can still be started once, and ended
+        with raw(path) as conn:
+            conn.execute(
+                "INSERT INTO activations (activation_id, namespace, name, start, body)"
+                " VALUES (?, 'guest', 'a', 1, ?)",
+                ("c" * 32, _pending_body("c" * 32)),
+            )
+        pending = await store.activations.get("guest", "c" * 32)
+        assert await store.activations.start(pending) is True
+        assert await store.activations.start(pending) is False
+        final = dict(pending, response={"status": "whisk internal error"})
+        assert await store.activations.put_unless_final(final) is True
+    finally:
+        await store.close()
