@@ -53,7 +53,12 @@ _UPSERT = _INSERT + _REPLACE
 _INSERT_IF_ABSENT = _INSERT + " DO NOTHING"
 # A stored pending record has a state; one written by an older Squall (a member not yet
 # upgraded in a rolling upgrade) has none, so its body says it too.
-_PENDING_BODY = "activations.body -> 'response' ->> 'status' = 'pending'"
+# (Read from a copy whose \u0000 escapes are \ufffd: PostgreSQL refuses to de-escape
+# \u0000 into text even in a field it only skips, and a record's result may hold one.)
+_PENDING_BODY = (
+    "replace(activations.body::text, '\\u0000', '\\ufffd')::json -> 'response' ->> 'status'"
+    " = 'pending'"
+)
 # The WHERE is evaluated on the stored row under its row lock, inside the statement.
 _REPLACE_PENDING = _INSERT + _REPLACE + f" WHERE activations.state IS NOT NULL OR {_PENDING_BODY}"
 # The started point: the record if none is stored, else the stored one marked started if

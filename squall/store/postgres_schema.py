@@ -158,7 +158,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # from (a restart ends them with an error saying so; an invoker that gets their
         # message may still start them, once).
         """UPDATE activations SET state = 'queued'
-            WHERE body -> 'response' ->> 'status' = 'pending'""",
+            WHERE replace(body::text, '\\u0000', '\\ufffd')::json -> 'response' ->> 'status'
+                = 'pending'""",
         """CREATE INDEX activations_unfinished
             ON activations (activation_id) WHERE state IS NOT NULL""",
     ),

@@ -3,14 +3,17 @@ both providers: records stored before it count in ``ActivationStore.stats`` afte
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pgsupport import PG_DSN, fresh_schema, require_postgres
 
 from squall.store import postgres_schema, sqlite_schema
 from squall.store.contracts import ActivationQuery
+from squall.store.records import activation_key, dumps_body
 from squall.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -25,6 +28,14 @@ def _before_figures(migrations: tuple[tuple[str, ...], ...]) -> tuple[tuple[str,
         i for i, m in enumerate(migrations) if any("activations_figures" in s for s in m)
     ]
     return migrations[:position]
+
+
+# As an older Squall wrote them: this version's store writes columns of later migrations.
+INSERT = "INSERT INTO activations (activation_id, namespace, name, start, body) VALUES "
+
+
+def _rows() -> list[tuple[str, str, str, int, str]]:
+    return [(*activation_key(r), dumps_body(r)) for r in _records()]
 
 
 def _records() -> list[dict[str, Any]]:
@@ -67,9 +78,9 @@ async def test_sqlite_records_from_before_the_migration_count(
         m.setattr(sqlite_schema, "MIGRATIONS", older)
         m.setattr(sqlite_schema, "SCHEMA_VERSION", len(older))
         store = await SqliteStore.open(path)
-        for r in _records():
-            await store.activations.put(r)
         await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.executemany(INSERT + "(?, ?, ?, ?, ?)", _rows())
     # When this version opens it (and migrates) / Then the old records count
     store = await SqliteStore.open(path)
     try:
@@ -91,9 +102,10 @@ async def test_postgres_records_from_before_the_migration_count(
             m.setattr(postgres_schema, "MIGRATIONS", older)
             m.setattr(postgres_schema, "SCHEMA_VERSION", len(older))
             store = await PostgresStore.open(PG_DSN, schema=schema, max_size=2)
-            for r in _records():
-                await store.activations.put(r)
             await store.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"SET search_path TO {schema}")
+            conn.cursor().executemany(INSERT + "(%s, %s, %s, %s, %s)", _rows())
         # When this version opens it (and migrates) / Then the old records count
         store = await PostgresStore.open(PG_DSN, schema=schema, max_size=2)
         try:
