@@ -44,7 +44,10 @@ from squall.cli.local_cluster import LocalCluster
 from squall.config import Settings
 from squall.store.factory import open_store
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from invoke_latency import REPO, UNTHROTTLED, free_port
+
 SHARED = REPO.parent / "shared" / "bench"
 PEERS = SHARED / "peers"
 FLOOR = SHARED / "floor" / "faas"
@@ -53,20 +56,7 @@ NOOP = {
     "js": ("nodejs:20", "function main() { return { ok: true }; }"),
     "py": ("python:3.11", "def main(args):\n    return {'ok': True}\n"),
 }
-UNTHROTTLED = {
-    "SQUALL_INVOCATIONS_PER_MINUTE": "100000000",
-    "SQUALL_CONCURRENT_INVOCATIONS": "100000",
-    "SQUALL_LOG_LEVEL": "warning",
-}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+QUIET = {**UNTHROTTLED, "SQUALL_LOG_LEVEL": "warning"}
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], what: str) -> None:
@@ -115,7 +105,7 @@ def standalone(tmp: Path) -> Iterator[tuple[dict[str, str], tuple[str, str], int
     args += ["--home", str(home), "--keep-warm", "3600"]
     with open(tmp / "standalone.log", "wb") as log:
         process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **UNTHROTTLED},
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET},
             cwd=REPO, start_new_session=True,
         )  # fmt: skip
     try:
@@ -148,7 +138,7 @@ def cluster(
 ) -> Iterator[tuple[dict[str, str], int]]:
     local = LocalCluster(
         tmp / "cluster", store_url=store, bus_url=bus, controllers=2, invokers=2,
-        env=UNTHROTTLED,
+        env=QUIET,
     )  # fmt: skip
     local.start()
     try:
