@@ -18,12 +18,11 @@ from squall.controller.balancer import LoadBalancer
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.entities import params
-from squall.entities.action import Action
+from squall.entities.action import Action, pending_invocation
 from squall.entities.activation import (
     ActivationResponse,
     new_activation_id,
     now_ms,
-    pending_record,
 )
 from squall.errors import SquallError
 from squall.metrics.controller import ACCEPTED, COMPLETED, FAILED, TIMEOUT, ControllerMetrics
@@ -206,20 +205,14 @@ class Activator:
             network=network,
         )
         # The record of an accepted activation that has not ended (see below for when).
-        pending = pending_record(
+        pending = pending_invocation(
+            action,
             namespace=identity.namespace,
             subject=identity.subject,
             activation_id=activation_id,
-            name=action.path.name,
-            path=action.path.fqn.lstrip("/"),
-            version=action.version,
             accepted_ms=message.accepted_ms,
-            annotations=[
-                {"key": "kind", "value": action.exec.kind},
-                {"key": "limits", "value": action.limits.to_json()},
-                *([{"key": "causedBy", "value": caused_by}] if caused_by else []),
-            ],
             cause=cause,
+            caused_by=caused_by,
         )
         # A blocking caller learns the id only from the answer: its pending record is
         # written only if that answer is a 202 (below), which saves a store write on

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from squall.entities import params
+from squall.entities.activation import pending_record
 from squall.entities.common import (
     INITIAL_VERSION,
     created_fields,
@@ -147,3 +148,33 @@ class Action:
             updated=updated,
             rev=rev,
         )
+
+
+def pending_invocation(
+    action: Action,
+    *,
+    namespace: str,
+    subject: str,
+    activation_id: str,
+    accepted_ms: int,
+    cause: str | None = None,
+    caused_by: str | None = None,
+) -> dict[str, Any]:
+    """The pending record of an invocation of ``action`` by ``namespace``/``subject``
+    (:func:`~squall.entities.activation.pending_record` with the action's ``kind`` and
+    ``limits``, and ``causedBy`` for a step of a sequence or composition)."""
+    return pending_record(
+        namespace=namespace,
+        subject=subject,
+        activation_id=activation_id,
+        name=action.path.name,
+        path=action.path.fqn.lstrip("/"),
+        version=action.version,
+        accepted_ms=accepted_ms,
+        annotations=[
+            {"key": "kind", "value": action.exec.kind},
+            {"key": "limits", "value": action.limits.to_json()},
+            *([{"key": "causedBy", "value": caused_by}] if caused_by else []),
+        ],
+        cause=cause,
+    )

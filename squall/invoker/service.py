@@ -53,14 +53,13 @@ from squall.bus.messages import (
     completion_topic,
     invoker_topic,
 )
-from squall.entities.action import Action
+from squall.entities.action import Action, pending_invocation
 from squall.entities.activation import (
     DEVELOPER_ERROR,
     Activation,
     ActivationResponse,
     format_log_line,
     now_ms,
-    pending_record,
     truncated_logs_message,
 )
 from squall.entities.kinds import CodeExec
@@ -366,20 +365,14 @@ class Invoker:
         if message.started:  # marked by the controller that moved it here
             self._started.add(message.activation_id)
             return True
-        record = pending_record(
+        record = pending_invocation(
+            action,
             namespace=message.namespace,
             subject=message.subject,
             activation_id=message.activation_id,
-            name=action.path.name,
-            path=action.path.fqn.lstrip("/"),
-            version=action.version,
             accepted_ms=message.accepted_ms,
-            annotations=[
-                {"key": "kind", "value": action.exec.kind},
-                {"key": "limits", "value": action.limits.to_json()},
-                *_caused_by(message),
-            ],
             cause=message.cause,
+            caused_by=message.caused_by,
         )
         if await self._activations.start(record):
             self._started.add(message.activation_id)
