@@ -3,42 +3,17 @@ zips), on nodejs:20; the protocol every kind follows is test_runtime_protocol.py
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import zipfile
 from typing import Any
 
 import pytest
+from runtimesupport import invoke, start, zip_b64
 
-from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+from squall.sandbox.process import ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
 
 KIND = "nodejs:20"
-
-
-def zip_b64(files: dict[str, str], stored: tuple[str, ...] = ()) -> str:
-    """A base64 zip; names in ``stored`` are not compressed (both methods get exercised)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            method = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
-            archive.writestr(name, text, compress_type=method)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-async def start(
-    factory: ProcessContainerFactory, code: str, **init: Any
-) -> tuple[ProcessContainer, int, Any]:
-    container = await factory.create(KIND, 256)
-    answer = await container.initialize({"name": "test", "code": code, **init}, timeout=10)
-    return container, answer.status, json.loads(answer.body)
-
-
-async def invoke(container: ProcessContainer, value: Any, **extra: str) -> tuple[int, Any]:
-    answer = await container.run({"value": value, **extra}, timeout=10)
-    return answer.status, json.loads(answer.body)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +32,7 @@ async def test_source_actions_in_every_style_return_their_result(
     factory: ProcessContainerFactory, code: str
 ) -> None:
     # Given an action written in one of the styles OpenWhisk users use
-    container, status, body = await start(factory, code)
+    container, status, body = await start(factory, KIND, code)
     assert (status, body) == (200, {"ok": True})
     # When it runs
     result = await invoke(container, {"name": "squall"})
@@ -70,7 +45,7 @@ async def test_main_with_another_name_and_require_of_builtins(
 ) -> None:
     # Given an action whose entry point is "handler" and which requires a Node module
     code = "const path = require('path'); function handler() { return {j: path.join('a', 'b')} }"
-    container, status, _ = await start(factory, code, main="handler")
+    container, status, _ = await start(factory, KIND, code, main="handler")
     assert status == 200
     # When it runs, Then require worked inside the action
     assert await invoke(container, {}) == (200, {"j": "a/b"})
@@ -100,7 +75,7 @@ async def test_results_and_errors_follow_openwhisk(
     factory: ProcessContainerFactory, code: str, expected: tuple[int, Any]
 ) -> None:
     # Given an action returning, rejecting or throwing
-    container, status, _ = await start(factory, code)
+    container, status, _ = await start(factory, KIND, code)
     assert status == 200
     # When it runs, Then the runtime answers like OpenWhisk's Node.js runtime
     assert await invoke(container, {}) == expected
@@ -109,7 +84,7 @@ async def test_results_and_errors_follow_openwhisk(
 async def test_a_rejected_error_object_is_serialized(factory: ProcessContainerFactory) -> None:
     # Given an action that rejects with an Error carrying an extra property
     code = "async function main() { const e = new TypeError('bad'); e.code = 'E1'; throw e }"
-    container, _, _ = await start(factory, code)
+    container, _, _ = await start(factory, KIND, code)
     # When it runs
     status, body = await invoke(container, {})
     # Then the Error became a JSON object: an application error, not a developer error
@@ -160,7 +135,7 @@ async def test_zip_with_package_json_and_node_modules(factory: ProcessContainerF
         },
         stored=("node_modules/greet/index.js", "data.txt"),
     )
-    container, status, _ = await start(factory, code, binary=True)
+    container, status, _ = await start(factory, KIND, code, binary=True)
     assert status == 200
     # When it runs, Then the dependency and the file came out of the zip
     assert await invoke(container, {"name": "zip"}) == (

@@ -3,42 +3,18 @@ zips), on python:3.11; the protocol every kind follows is test_runtime_protocol.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import textwrap
-import zipfile
 from typing import Any
 
 import pytest
+from runtimesupport import invoke, start, zip_b64
 
-from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+from squall.sandbox.process import ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
 
 KIND = "python:3.11"
-
-
-def zip_b64(files: dict[str, str]) -> str:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            archive.writestr(name, textwrap.dedent(text))
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-async def start(
-    factory: ProcessContainerFactory, code: str, **init: Any
-) -> tuple[ProcessContainer, int, Any]:
-    container = await factory.create(KIND, 256)
-    payload = {"name": "test", "code": textwrap.dedent(code), **init}
-    answer = await container.initialize(payload, timeout=10)
-    return container, answer.status, json.loads(answer.body)
-
-
-async def invoke(container: ProcessContainer, value: Any, **extra: str) -> tuple[int, Any]:
-    answer = await container.run({"value": value, **extra}, timeout=10)
-    return answer.status, json.loads(answer.body)
 
 
 async def test_source_action_runs_with_its_environment(factory: ProcessContainerFactory) -> None:
@@ -55,7 +31,7 @@ async def test_source_action_runs_with_its_environment(factory: ProcessContainer
         if __name__ == "__main__":
             raise SystemExit("a __main__ block must not run")
     """
-    container, status, body = await start(factory, code, env={"SECRET": "s3"})
+    container, status, body = await start(factory, KIND, code, env={"SECRET": "s3"})
     assert (status, body) == (200, {"ok": True})
     # When it runs with activation metadata
     result = await invoke(container, {"name": "py"}, activation_id="a1", namespace="guest")
@@ -88,7 +64,7 @@ async def test_results_and_errors_follow_openwhisk(
     factory: ProcessContainerFactory, code: str, expected: tuple[int, Any]
 ) -> None:
     # Given an action returning or raising
-    container, status, _ = await start(factory, code)
+    container, status, _ = await start(factory, KIND, code)
     assert status == 200
     # When it runs, Then the runtime answers like OpenWhisk's Python runtime
     assert await invoke(container, {}) == expected
@@ -98,7 +74,7 @@ async def test_an_exception_prints_its_traceback_on_stderr(
     factory: ProcessContainerFactory,
 ) -> None:
     # Given an action that raises
-    container, _, _ = await start(factory, "def main(args):\n    raise KeyError('missing')")
+    container, _, _ = await start(factory, KIND, "def main(args):\n    raise KeyError('missing')")
     await container.logs(limit_bytes=10_000, wait=5)
     # When it runs
     await invoke(container, {})
@@ -135,18 +111,20 @@ async def test_zip_with_main_module_and_helper(factory: ProcessContainerFactory)
     # Given a zip with __main__.py importing a helper module and reading a data file
     code = zip_b64(
         {
-            "__main__.py": """
+            "__main__.py": textwrap.dedent(
+                """
                 from helper import greet
 
                 def main(args):
                     with open("data.txt") as f:
                         return {"msg": greet(args["name"]), "data": f.read().strip()}
-            """,
+                """
+            ),
             "helper.py": "def greet(name):\n    return 'hello ' + name\n",
             "data.txt": "payload\n",
         }
     )
-    container, status, _ = await start(factory, code, binary=True)
+    container, status, _ = await start(factory, KIND, code, binary=True)
     assert status == 200
     # When it runs, Then the helper and the file came from the zip
     assert await invoke(container, {"name": "zip"}) == (
@@ -157,7 +135,7 @@ async def test_zip_with_main_module_and_helper(factory: ProcessContainerFactory)
 
 async def test_non_json_result_is_a_developer_error(factory: ProcessContainerFactory) -> None:
     # Given an action returning a dict that JSON cannot hold
-    container, _, _ = await start(factory, "def main(args):\n    return {'s': {1, 2}}")
+    container, _, _ = await start(factory, KIND, "def main(args):\n    return {'s': {1, 2}}")
     # When it runs
     status, body = await invoke(container, {})
     # Then the runtime answers 502 instead of crashing

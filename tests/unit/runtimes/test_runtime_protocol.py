@@ -10,21 +10,19 @@ fails under ``CI=true`` (``./dev test`` installs them all).
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import textwrap
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from _required import unavailable
+from runtimesupport import invoke, start, zip_b64
 
 from squall.runtimes import interpreter
 from squall.sandbox.interpreters import load_manifest
-from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+from squall.sandbox.process import ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -231,28 +229,6 @@ def kind(request: pytest.FixtureRequest, factory: ProcessContainerFactory) -> st
 
 def code_of(kind: str) -> Snippets:
     return SNIPPETS[interpreter(kind)]
-
-
-def zip_b64(files: dict[str, str]) -> str:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-async def start(
-    factory: ProcessContainerFactory, kind: str, code: str, **init: Any
-) -> tuple[ProcessContainer, int, Any]:
-    container = await factory.create(kind, 256)
-    payload = {"name": "test", "code": textwrap.dedent(code), **init}
-    answer = await container.initialize(payload, timeout=30)
-    return container, answer.status, json.loads(answer.body)
-
-
-async def invoke(container: ProcessContainer, value: Any, **extra: str) -> tuple[int, Any]:
-    answer = await container.run({"value": value, **extra}, timeout=30)
-    return answer.status, json.loads(answer.body)
 
 
 async def test_the_kind_runs_on_the_interpreter_its_label_names(
