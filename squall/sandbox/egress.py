@@ -12,7 +12,7 @@ of each sandbox's veth, named ``<prefix>…``):
 - nothing reaches the host itself (its loopback, any of its addresses, any port) except
   the platform's API, on the gateway address at the API's port, which is rewritten
   (DNAT) to where the API really listens — loopback included;
-- nothing reaches :data:`DENIED_V4` / :data:`DENIED_V6` (loopback, private and shared
+- nothing reaches :data:`DENIED_V4` (loopback, private and shared
   ranges, link-local and the metadata address 169.254.169.254, multicast, reserved),
   another sandbox (the whole sandbox subnet is denied too), or a deny rule — unless an allow
   rule names it (an allow rule wins over every deny, the host's own addresses excepted);
@@ -56,10 +56,6 @@ DENIED_V4 = tuple(
         "224.0.0.0/4",  # multicast
         "240.0.0.0/4",  # reserved, broadcast
     )
-)
-DENIED_V6 = tuple(
-    ipaddress.IPv6Network(n)
-    for n in ("::/128", "::1/128", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8")
 )
 DNS_PORT = 53
 #: Refused, not dropped: an action learns at once that it may not connect (as from a
