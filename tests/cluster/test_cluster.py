@@ -296,7 +296,9 @@ def test_an_invoker_killed_with_queued_work_moves_what_never_started_and_runs_no
         lost = [r for r in records if r["response"]["status"] == "whisk internal error"]
         ok = [r for r in records if r["response"]["status"] == "success"]
         assert len(lost) + len(ok) == 60, [r["response"] for r in records]
-        assert all(LOST in r["response"]["result"]["error"] for r in lost)
+        assert all(LOST in r["response"]["result"]["error"] for r in lost), [
+            r["response"] for r in lost
+        ]
         assert all(cluster.witness.calls[r["activationId"]] == 1 for r in ok)
         after = recovered(cluster)
         taken_over = {k: after[k] - before[k] for k in after}

@@ -150,7 +150,6 @@ def test_blocking_invoke_past_its_wait_answers_202_and_the_action_runs_on(
     record = wait_for_record(client, activation_id)
     assert record["response"]["status"] == "success", record["response"]
     assert record["response"]["result"] == {"slept": 1.5}
-    assert record["duration"] >= 1500
 
 
 def test_action_over_its_time_limit_fails_with_502_and_the_next_run_gets_a_new_container(
@@ -172,7 +171,6 @@ def test_action_over_its_time_limit_fails_with_502_and_the_next_run_gets_a_new_c
         "error": "The action exceeded its time limits of 300 milliseconds."
     }
     assert annotation(record, "timeout") is True
-    assert record["duration"] < 5000
 
     # When it is invoked again with a quick run
     again = invoke(client, name, blocking="true")
