@@ -19,8 +19,10 @@ from netsupport import missing as netns_missing
 from squall.sandbox.network import nft_available
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
+    """Every async test and fixture runs on asyncio; session-scoped so that module- and
+    session-scoped async fixtures can use it too."""
     return "asyncio"
 
 

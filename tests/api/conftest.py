@@ -25,11 +25,6 @@ BASE_URL = "http://testserver"
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Standalone]:
     # Generous throttles: a module's tests share one platform and must not depend on
     # each other's pace; tests/api/test_api_throttles.py checks the limits themselves.

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _clock import FakeClock
 from apisupport import GUEST, NOT_FOUND, NS, assert_error, get_activation, node_action
 
 from squall.cli.standalone import Standalone
@@ -29,14 +30,6 @@ MINUTE = 60_000
 T0 = 4_102_444_800_000  # 2100-01-01T00:00:00Z: far from the platform's own real-time ticks
 
 
-class FakeClock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
 async def feed_trigger(client: httpx.AsyncClient, name: str, feed_name: str) -> None:
     body = {"annotations": [{"key": "feed", "value": f"/whisk.system/alarms/{feed_name}"}]}
     assert (await client.put(f"{NS}/triggers/{name}", json=body)).status_code == 200
@@ -44,7 +37,7 @@ async def feed_trigger(client: httpx.AsyncClient, name: str, feed_name: str) -> 
 
 @pytest.fixture
 async def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

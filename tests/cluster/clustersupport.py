@@ -18,53 +18,28 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _required import unavailable
+from _postgres import PG_HOST, PG_PORT, fresh_schema
+from _required import reachable, require
 from _standalone import free_port
 from netsupport import OutsideHost, Witness
 
 from squall.cli.local_cluster import LocalCluster
 
 LOOPBACK = "127.0.0.1"
-PG_HOST, PG_PORT = LOOPBACK, 5432
 NATS_PORT = 4222
+__all__ = ["PG_HOST", "PG_PORT", "reachable", "require"]
 
 
-def reachable(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-        return True
-    return False
-
-
-def require(what: str, ok: bool) -> None:
-    """Skip locally, fail in CI, when a service the tests need is missing."""
-    if ok:
-        return
-    unavailable(f"{what} is not available")
-
-
-@contextlib.contextmanager
-def postgres_schema(dsn: str = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test") -> Iterator[str]:
-    """A store URL whose connections use a fresh schema of their own."""
-    import psycopg
-
-    schema = f"squall_cluster_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+def postgres_schema() -> contextlib.AbstractContextManager[str]:
+    """A fresh schema in the machine's database ``test`` for a store URL's search_path."""
+    return fresh_schema("squall_cluster", create=True)
 
 
 class NatsServer:

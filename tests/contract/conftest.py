@@ -16,7 +16,6 @@ its tests skip, or fail with ``CI=true``.
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -24,32 +23,15 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from _required import unavailable
+from _clock import FakeClock
+from _postgres import PG_DSN, PG_HOST, PG_PORT, pg_reachable
+from _required import require
 
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
 from squall.store.sqlite import SqliteStore
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_DSN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class FakeClock:
-    """Epoch-ms clock that moves only when told, so ordering by ``updated`` is exact."""
-
-    def __init__(self, now: int = 1_700_000_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int = 1) -> int:
-        self.now += ms
-        return self.now
+# The contract tests import FakeClock from here; it lives with the other shared helpers.
+__all__ = ["FakeClock", "Provider", "Stores"]
 
 
 class Stores(Protocol):
@@ -108,19 +90,6 @@ def _drop_pg_schema(tmp: Path) -> None:
 
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-def pg_reachable() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-        return True
-    return False
-
-
-def require(what: str, ok: bool) -> None:
-    """Skip locally, fail in CI, when a service the tests need is missing."""
-    if ok:
-        return
-    unavailable(f"{what} is not available")
 
 
 PROVIDERS = [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _postgres import PG_DSN
 from _required import unavailable
 from _standalone import Standalone, start
 from _standalone import run_admin as admin
@@ -20,7 +21,6 @@ from squall.store.sqlite_schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.integration
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 HELLO = "function main(args) { console.log('hi'); return { hello: args.who || 'world' }; }"
 PY_HELLO = "def main(args):\n    return {'hello': 'python'}\n"
 

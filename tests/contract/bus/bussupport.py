@@ -11,42 +11,25 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import urlparse
 
-from _required import unavailable
+from _required import reachable as tcp_reachable
+from _standalone import free_port
 
 NATS_URL = os.environ.get("SQUALL_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def service_missing(reason: str) -> NoReturn:
-    """Fail under ``CI=true`` (CI provides every service), skip otherwise."""
-    unavailable(reason)
-
-
 def reachable(url: str) -> bool:
     parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), 2):
-            return True
-    except OSError:
-        return False
+    return tcp_reachable(parsed.hostname or "127.0.0.1", parsed.port or 4222, timeout=2)
 
 
 def unique_prefix() -> str:
     return "t" + uuid.uuid4().hex[:12]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def nats_server_binary() -> str | None:

@@ -14,20 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from _required import unavailable
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.memory import MemoryBus
 from squall.bus.nats import NatsBus
 
-from .bussupport import NATS_URL, reachable, service_missing, unique_prefix
+from .bussupport import NATS_URL, reachable, unique_prefix
 
 ACK_WAIT_S = 2.0
 MAX_DELIVER = 3
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ class NatsBuses:
 @pytest.fixture
 async def nats_buses() -> AsyncIterator[NatsBuses]:
     if not reachable(NATS_URL):
-        service_missing(f"NATS JetStream is not reachable at {NATS_URL}")
+        unavailable(f"NATS JetStream is not reachable at {NATS_URL}")
     buses = NatsBuses(NATS_URL)
     try:
         yield buses
@@ -89,7 +85,7 @@ async def bus(bus_kind: BusKind) -> AsyncIterator[MessagingProvider]:
         await memory.close()
         return
     if not reachable(NATS_URL):
-        service_missing(f"NATS JetStream is not reachable at {NATS_URL}")
+        unavailable(f"NATS JetStream is not reachable at {NATS_URL}")
     buses = NatsBuses(NATS_URL)
     try:
         yield await buses.open()

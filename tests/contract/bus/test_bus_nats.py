@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _required import unavailable
 
 from squall.bus.contracts import Consumer, Delivery
 from squall.bus.factory import open_bus
@@ -25,7 +26,6 @@ from .bussupport import (
     OwnNatsServer,
     free_port,
     nats_server_binary,
-    service_missing,
     unique_prefix,
 )
 from .conftest import ACK_WAIT_S, NatsBuses
@@ -149,7 +149,7 @@ async def server(tmp_path: Path) -> AsyncIterator[OwnNatsServer]:
     """A started nats-server of the test's own, which the test may kill and restart."""
     binary = nats_server_binary()
     if binary is None:
-        service_missing("nats-server is not installed")
+        unavailable("nats-server is not installed")
     server = OwnNatsServer(binary, tmp_path / "jetstream")
     await server.start()
     try:

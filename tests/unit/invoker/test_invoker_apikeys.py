@@ -23,11 +23,6 @@ SECRET = b"0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def store() -> AsyncIterator[SqliteStore]:
     opened = await SqliteStore.open(":memory:")
     await opened.auth.create_subject("guest")

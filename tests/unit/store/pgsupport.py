@@ -1,43 +1,15 @@
-"""PostgreSQL for the store's own tests: a fresh schema per test, and a loopback relay
-that can be cut to play an outage without touching the machine's shared server."""
+"""PostgreSQL for the store's own tests: the shared settings and fresh schemas
+(``tests/_postgres.py``), and a loopback relay that can be cut to play an outage without
+touching the machine's shared server."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import uuid
-from collections.abc import Iterator
 
-import psycopg
-from _required import unavailable
+from _postgres import PG_DSN, PG_HOST, PG_PORT, fresh_schema, require_postgres
+from _standalone import free_port
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_DSN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
-
-
-def require_postgres() -> None:
-    """Skip locally, fail with CI=true, when PostgreSQL is not reachable."""
-    with contextlib.suppress(OSError), socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-        return
-    unavailable(f"PostgreSQL on {PG_HOST}:{PG_PORT} is not available")
-
-
-@contextlib.contextmanager
-def fresh_schema() -> Iterator[str]:
-    """The name of a schema nobody uses, dropped (if it was created) afterwards."""
-    schema = f"squall_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["PG_DSN", "Relay", "fresh_schema", "require_postgres"]
 
 
 class Relay:
@@ -46,7 +18,7 @@ class Relay:
     ``restore()`` listens again on the same port."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.WriteTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
