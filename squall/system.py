@@ -26,7 +26,7 @@ How it is built:
   before anything else opens.
 
 Imports: this module and ``providers`` may import any package but ``cli``; only ``cli``
-imports them (``tests/test_import_direction.py``).
+imports them (``tests/unit/test_import_direction.py``).
 """
 
 from __future__ import annotations
