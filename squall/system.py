@@ -241,7 +241,7 @@ async def _controller(
     await balancing.start(controller, stack)
     # Stopped before the balancer's parts and the invoker: the remaining steps of running
     # sequences still need them.
-    stack.push_async_callback(composer.get().close)
+    stack.push_async_callback(activator.close)  # its composer
     await install_catalog(catalog)
     await balancing.ready(controller)
     await alarms.start()
