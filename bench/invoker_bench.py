@@ -111,11 +111,11 @@ B2_GOALS = {
 
 
 #: ``squall`` with the Python zygote turned off, for B2's true cold tier: there is no setting
-#: for it, so the factory that ``squall.invoker.build`` makes is given ``zygote=False``.
+#: for it, so the factory that ``squall.sandbox.factory`` makes is given ``zygote=False``.
 NO_ZYGOTE = (
     "import functools, sys\n"
-    "import squall.invoker.build as build\n"
-    "build.ProcessContainerFactory = functools.partial(build.ProcessContainerFactory,"
+    "import squall.sandbox.factory as factory\n"
+    "factory.ProcessContainerFactory = functools.partial(factory.ProcessContainerFactory,"
     " zygote=False)\n"
     "from squall.cli.main import main\n"
     "sys.argv[0] = 'squall'\n"

@@ -3,7 +3,8 @@
 A controller serves the REST API over the shared store (PostgreSQL) and bus (NATS) and
 routes activations with the sharding balancer; an invoker runs them and serves only
 ``/ping`` (and metrics) on a small HTTP port of its own. Both read their settings from
-``SQUALL_*`` variables, then flags. ``squall cluster up`` starts N controllers and M
+``SQUALL_*`` variables, then flags, and are built by ``squall.system`` with the cluster's
+providers. ``squall cluster up`` starts N controllers and M
 invokers on this machine (``cli/local_cluster.py``) for development and tests.
 """
 
@@ -16,10 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from squall.cli.serving import serve_app
 from squall.config import Settings
@@ -50,60 +47,12 @@ def _run(main: Any) -> None:
 
 
 async def run_controller(settings: Settings) -> None:
-    from squall.bus.factory import open_bus
-    from squall.catalog.install import install_catalog
-    from squall.controller.app import create_app
-    from squall.controller.build import build_controller
-    from squall.controller.cluster import CACHE_TTL_S, ClusterControl
-    from squall.controller.health import InvokerRegistry
-    from squall.controller.retention import Retention
-    from squall.controller.sharding import ShardingBalancer
-    from squall.entities.kinds import use_manifest
-    from squall.feeds.provider import AlarmsProvider
-    from squall.sandbox.interpreters import load_manifest
-    from squall.store.factory import open_store
+    from squall.providers import CLUSTER
+    from squall.system import start
 
-    # A controller offers every kind of the manifest, as OpenWhisk's does: the invokers,
-    # on other machines, check their interpreters when they start.
-    use_manifest(load_manifest(settings.runtimes_manifest or None))
-    store = await open_store(settings)
-    bus = await open_bus(settings)
-    registry = InvokerRegistry(bus, settings)
-    balancer = ShardingBalancer(bus, registry, settings)
-    controller = build_controller(
-        settings,
-        store.entities,
-        store.activations,
-        store.auth,
-        bus,
-        balancer,
-        cache_ttl_s=CACHE_TTL_S,
-    )
-    controller.waiters.add_listener(balancer.on_completion)
-    controller.invokers = lambda: [
-        {**s.to_json(), "id": f"invoker{s.id}"} for s in registry.ordered()
-    ]
-    control = ClusterControl(controller, bus, registry, balancer)
-    alarms = AlarmsProvider(
-        controller, store.schedules, min_interval_s=settings.alarms_min_interval_s
-    )
-    retention = Retention(store.activations, settings.activation_retention_days)
-    try:
-        await controller.start()
-        await control.start()
-        await install_catalog(controller.catalog)
-        await alarms.start()
-        retention.start()
-        log.info("controller %s on %s:%d", settings.controller_id, settings.host, settings.port)
-        await serve_app(create_app(controller), settings, settings.port)
-    finally:
-        await retention.close()
-        await alarms.close()
-        await controller.activator.close()
-        await control.close()
-        await controller.close()
-        await bus.close()
-        await store.close()
+    system = await start(settings, CLUSTER)
+    log.info("controller %s on %s:%d", settings.controller_id, settings.host, settings.port)
+    await serve_app(system.app, settings, settings.port, close=system.close)
 
 
 @click.command()
@@ -142,59 +91,13 @@ def controller(
 # -- invoker ------------------------------------------------------------------------
 
 
-def invoker_app(invoker: Any) -> Starlette:
-    """The invoker's own small HTTP face: ``/ping`` (its id and containers) and
-    ``/metrics`` (its Prometheus families)."""
-    from squall.metrics.exposition import metrics_routes
-
-    async def ping(request: Request) -> Response:
-        pool = invoker.pool
-        return JSONResponse(
-            {
-                "invoker": invoker.id,
-                "userMemoryMb": pool.capacity_mb,
-                "usedMb": pool.used_mb,
-                "containers": len(pool.containers()),
-                "activations": invoker.taken,
-            }
-        )
-
-    return Starlette(
-        routes=[Route("/ping", ping, methods=["GET"]), *metrics_routes(invoker.metrics)]
-    )
-
-
 async def run_invoker(settings: Settings, port: int) -> None:
-    from squall.bus.factory import open_bus
-    from squall.errors import ConfigError, ContainerError
-    from squall.invoker.build import build_invoker, container_factory
-    from squall.store.factory import open_store
+    from squall.providers import CLUSTER
+    from squall.system import INVOKER, start
 
-    settings.home.mkdir(parents=True, exist_ok=True)
-    try:
-        factory = container_factory(settings)
-    except ContainerError as error:
-        raise SystemExit(f"squall: {error.message}") from None
-    store = await open_store(settings)
-    bus = await open_bus(settings)
-    try:
-        invoker = build_invoker(
-            settings, factory, store.entities, store.activations, store.auth, bus, cluster=True
-        )
-    except ConfigError as error:
-        await factory.close()
-        await bus.close()
-        await store.close()
-        raise SystemExit(f"squall: {error.message}") from None
-    try:
-        await invoker.start()
-        log.info("invoker %s (%d MB)", settings.invoker_id, settings.user_memory_mb)
-        await serve_app(invoker_app(invoker), settings, port)
-    finally:
-        await invoker.close()
-        await factory.close()
-        await bus.close()
-        await store.close()
+    system = await start(settings, CLUSTER, INVOKER)
+    log.info("invoker %s (%d MB)", settings.invoker_id, settings.user_memory_mb)
+    await serve_app(system.app, settings, port, close=system.close)
 
 
 @click.command()

@@ -3,8 +3,9 @@
 SQLite store under ``--home``, the in-process bus, one invoker with the process sandbox,
 the standard catalog and the built-in alarms provider in ``/whisk.system``, and the REST
 API on uvicorn. At start-up, what a crash left unfinished in the store runs again if it
-never started, or ends with an error if it had (``controller/restart.py``). The same
-classes run in the cluster shape; only the providers passed in here differ.
+never started, or ends with an error if it had (``controller/restart.py``). It is built
+by ``squall.system`` like a cluster's members, only with other providers; this module
+adds the guest's credentials (``wskprops``) and serving.
 """
 
 from __future__ import annotations
@@ -17,24 +18,16 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
-from squall.bus.memory import MemoryBus
-from squall.catalog.install import install_catalog
+from squall.bus.contracts import MessagingProvider
 from squall.cli.serving import serve_app
 from squall.config import Settings
-from squall.controller.app import create_app
-from squall.controller.balancer import LeanBalancer
-from squall.controller.build import build_controller
 from squall.controller.core import Controller
-from squall.controller.restart import resume_unfinished
-from squall.controller.retention import Retention
-from squall.entities.kinds import use_manifest
 from squall.errors import ConfigError, ContainerError, NotFound
-from squall.feeds.provider import AlarmsProvider
-from squall.invoker.build import build_invoker, container_factory
 from squall.invoker.service import Invoker
+from squall.providers import STANDALONE
 from squall.sandbox.process import ProcessContainerFactory
-from squall.store.contracts import AuthStore
-from squall.store.sqlite import SqliteStore
+from squall.store.contracts import AuthStore, Store
+from squall.system import System, start
 
 log = logging.getLogger("squall.standalone")
 
@@ -85,64 +78,57 @@ async def guest_credentials(auth: AuthStore, wskprops: Path) -> str:
 
 @dataclass
 class Standalone:
-    """A running platform: store, bus, invoker, controller and the ASGI app."""
+    """The whole platform in this process (``squall.system`` with its standalone
+    providers), and the guest's credentials."""
 
-    settings: Settings
-    store: SqliteStore
-    bus: MemoryBus
-    invoker: Invoker
-    controller: Controller
-    app: ASGIApp
+    system: System
     guest_auth: str
-    alarms: AlarmsProvider
-    factory: ProcessContainerFactory
-    retention: Retention
 
     @classmethod
     async def start(cls, settings: Settings) -> Standalone:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        # The sandbox first: a host that cannot isolate is refused before anything opens.
-        factory = container_factory(settings)
-        use_manifest(factory.runtimes.manifest)  # the kinds GET / lists and creates accept
-        store = await SqliteStore.open(settings.db_path)
-        bus = MemoryBus()
-        invoker = build_invoker(
-            settings, factory, store.entities, store.activations, store.auth, bus, cluster=False
-        )
-        balancer = LeanBalancer(bus, settings.invoker_id)
-        controller = build_controller(
-            settings, store.entities, store.activations, store.auth, bus, balancer
-        )
-        controller.invokers = lambda: [{"id": f"invoker{settings.invoker_id}", "status": "healthy"}]
-        alarms = AlarmsProvider(
-            controller, store.schedules, min_interval_s=settings.alarms_min_interval_s
-        )
-        retention = Retention(store.activations, settings.activation_retention_days)
-        await invoker.start()
-        await controller.start()
-        await install_catalog(controller.catalog)
-        # The store is the durable queue: what a crash left unfinished runs (if it never
-        # started) or ends (if it had) before any new request or alarm comes in.
-        await resume_unfinished(controller, balancer)
-        await alarms.start()
-        retention.start()
-        auth = await guest_credentials(store.auth, settings.home / "wskprops")
-        write_wskprops(settings.home / "wskprops", settings.effective_api_host, auth, GUEST)
-        app = create_app(controller, invoker.metrics)  # one /metrics for both
-        return cls(settings, store, bus, invoker, controller, app, auth, alarms, factory, retention)
+        system = await start(settings, STANDALONE)
+        try:
+            auth = await guest_credentials(system.store.auth, settings.home / "wskprops")
+            write_wskprops(settings.home / "wskprops", settings.effective_api_host, auth, GUEST)
+        except BaseException:
+            await system.close()
+            raise
+        return cls(system, auth)
 
     async def close(self) -> None:
         """Finish or record in-flight activations, kill every runtime, close the store."""
-        # No new fires from alarms once shutting down.
-        await self.retention.close()
-        await self.alarms.close()
-        # Sequences first: their remaining steps still need the invoker.
-        await self.controller.activator.close()
-        await self.invoker.close()
-        await self.factory.close()  # its cgroup and its lock on the containers directory
-        await self.controller.close()
-        await self.bus.close()
-        await self.store.close()
+        await self.system.close()
+
+    @property
+    def settings(self) -> Settings:
+        return self.system.settings
+
+    @property
+    def app(self) -> ASGIApp:
+        return self.system.app
+
+    @property
+    def store(self) -> Store:
+        return self.system.store
+
+    @property
+    def bus(self) -> MessagingProvider:
+        return self.system.bus
+
+    @property
+    def controller(self) -> Controller:
+        assert self.system.controller is not None
+        return self.system.controller
+
+    @property
+    def invoker(self) -> Invoker:
+        assert self.system.invoker is not None
+        return self.system.invoker
+
+    @property
+    def factory(self) -> ProcessContainerFactory:
+        assert self.system.factory is not None
+        return self.system.factory
 
 
 async def serve(settings: Settings) -> None:

@@ -9,6 +9,7 @@ actions are not published whole: :meth:`Activator.invoke` hands them to the comp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -102,16 +103,30 @@ class Activator:
         controller_id: str,
         throttles: Throttles,
         metrics: ControllerMetrics | None = None,
+        *,
+        composer: Callable[[], Composer] | None = None,
+        builtins: Callable[[], BuiltinActions] | None = None,
     ) -> None:
+        """``composer`` and ``builtins`` are getters, not the parts: both need the
+        controller this activator is part of, so the composition root (``squall.system``)
+        binds them once the controller exists, before it starts. Without a composer
+        every action is published as is; without builtins none is run in-process."""
         self._balancer = balancer
         self._metrics = metrics
         self._waiters = waiters
         self._activations = activations
         self._controller_id = controller_id
         self._throttles = throttles
-        # Set when the controller is wired; without it every action is published as is.
-        self.composer: Composer | None = None
-        self.builtins: BuiltinActions | None = None
+        self._composer = composer
+        self._builtins = builtins
+
+    @property
+    def composer(self) -> Composer | None:
+        return None if self._composer is None else self._composer()
+
+    @property
+    def builtins(self) -> BuiltinActions | None:
+        return None if self._builtins is None else self._builtins()
 
     async def invoke(
         self,

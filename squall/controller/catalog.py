@@ -38,22 +38,27 @@ def path_of(doc: Document) -> EntityPath:
 
 class Catalog:
     def __init__(
-        self, store: EntityStore, max_cached: int = 10_000, ttl_s: float | None = None
+        self,
+        store: EntityStore,
+        max_cached: int = 10_000,
+        ttl_s: float | None = None,
+        *,
+        on_change: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self._actions: dict[tuple[str, str], tuple[Action, float]] = {}
         self._max = max_cached
         self._ttl_s = ttl_s
         # Called with (namespace, path) after every write or delete through this catalog.
-        self.on_change: Callable[[str, str], None] | None = None
+        self._on_change = on_change
 
     def invalidate(self, namespace: str, path: str) -> None:
         self._actions.pop((namespace, path), None)
 
     def _changed(self, namespace: str, path: str) -> None:
         self.invalidate(namespace, path)
-        if self.on_change is not None:
-            self.on_change(namespace, path)
+        if self._on_change is not None:
+            self._on_change(namespace, path)
 
     async def get(self, cls: type[E], path: EntityPath) -> E:
         if cls is Action:

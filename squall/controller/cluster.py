@@ -1,9 +1,10 @@
-"""What a controller adds in a cluster: invoker health, the health-test action, moving
-work off dead invokers, and cache invalidation across controllers.
+"""What a controller adds in a cluster: the health-test action, and cache invalidation
+across controllers.
 
 Standalone has none of this (one controller, one invoker in the same process, the lean
-balancer); ``squall controller`` builds a :class:`ClusterControl` around the same
-:class:`Controller` and starts it with the controller.
+balancer); the sharding balancer's provider in ``squall/system.py`` builds these beside
+the invoker registry (``health.py``) and the recovery of dead invokers' work
+(``recovery.py``), around the same :class:`Controller`.
 
 - **Health test**: an invoker that appears (or comes back) gets no work until it ran
   ``/whisk.system/invokerHealthTestAction`` — a no-op Node.js action created at start —
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from squall.bus.contracts import MessagingProvider, Subscription
 from squall.bus.messages import (
@@ -30,10 +32,7 @@ from squall.bus.messages import (
     invoker_topic,
 )
 from squall.controller.catalog import Catalog
-from squall.controller.core import Controller
-from squall.controller.health import InvokerRegistry
-from squall.controller.recovery import Recovery
-from squall.controller.sharding import ShardingBalancer
+from squall.controller.waiters import CompletionWaiters
 from squall.entities.action import Action
 from squall.entities.activation import SUCCESS, new_activation_id, now_ms
 from squall.entities.kinds import CodeExec
@@ -74,44 +73,30 @@ async def ensure_health_action(catalog: Catalog) -> Action:
     return await catalog.get(Action, health_action().path)
 
 
-class ClusterControl:
+class HealthTest:
+    """Runs ``/whisk.system/invokerHealthTestAction`` on one invoker, straight to its
+    topic (the balancer is bypassed: the invoker is not usable yet); the registry's
+    ``health_test``. :meth:`start` creates the action if no controller did yet."""
+
     def __init__(
         self,
-        controller: Controller,
         bus: MessagingProvider,
-        registry: InvokerRegistry,
-        balancer: ShardingBalancer,
+        waiters: CompletionWaiters,
+        catalog: Catalog,
+        controller_id: str,
     ) -> None:
-        self.controller = controller
-        self.registry = registry
-        self.balancer = balancer
         self._bus = bus
-        self._id = controller.settings.controller_id
-        self.recovery = Recovery(
-            self._id,
-            bus,
-            registry,
-            balancer,
-            controller.waiters,
-            controller.activations,
-            metrics=controller.metrics,
-        )
-        registry.health_test = self.health_test
-        controller.catalog.on_change = self._changed
-        self._tasks: list[asyncio.Task[None]] = []
-        self._health_action: Action | None = None
+        self._waiters = waiters
+        self._catalog = catalog
+        self._id = controller_id
+        self._action: Action | None = None
 
     async def start(self) -> None:
-        self._health_action = await ensure_health_action(self.controller.catalog)
-        subscription = await self._bus.subscribe(INVALIDATION_SUBJECT)
-        self._tasks.append(asyncio.create_task(self._listen(subscription), name="invalidations"))
-        await self.registry.start()
+        self._action = await ensure_health_action(self._catalog)
 
-    # -- health test ----------------------------------------------------------------
-
-    async def health_test(self, invoker_id: str) -> bool:
+    async def __call__(self, invoker_id: str) -> bool:
         """Run the health-test action on ``invoker_id``; True when it succeeded."""
-        action = self._health_action or await ensure_health_action(self.controller.catalog)
+        action = self._action or await ensure_health_action(self._catalog)
         activation_id = new_activation_id()
         message = ActivationMessage(
             transid=f"health-{activation_id}",
@@ -125,7 +110,7 @@ class ClusterControl:
             controller=self._id,
             accepted_ms=now_ms(),
         )
-        waiters = self.controller.waiters
+        waiters = self._waiters
         waiters.register(activation_id)
         try:
             await self._bus.send(invoker_topic(invoker_id), message.to_bytes(), key=activation_id)
@@ -138,9 +123,23 @@ class ClusterControl:
         log.info("health test of invoker %s: %s", invoker_id, "passed" if passed else "failed")
         return passed
 
-    # -- cache invalidation -----------------------------------------------------------
 
-    def _changed(self, namespace: str, path: str) -> None:
+class CacheInvalidation:
+    """Tells the other controllers which cached entity changed here (:meth:`changed`, the
+    catalog's ``on_change``) and drops what they changed from this controller's cache
+    (:meth:`start` listens, with the catalog's ``invalidate``)."""
+
+    def __init__(self, bus: MessagingProvider, controller_id: str) -> None:
+        self._bus = bus
+        self._id = controller_id
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, invalidate: Callable[[str, str], None]) -> None:
+        subscription = await self._bus.subscribe(INVALIDATION_SUBJECT)
+        task = asyncio.create_task(self._listen(subscription, invalidate), name="invalidations")
+        self._tasks.append(task)
+
+    def changed(self, namespace: str, path: str) -> None:
         data = Invalidation(self._id, namespace, path).to_bytes()
         task = asyncio.create_task(self._publish(data))
         self._tasks.append(task)
@@ -156,7 +155,9 @@ class ClusterControl:
         except ProviderError:
             log.warning("could not broadcast a cache invalidation")
 
-    async def _listen(self, subscription: Subscription) -> None:
+    async def _listen(
+        self, subscription: Subscription, invalidate: Callable[[str, str], None]
+    ) -> None:
         while True:
             try:
                 data = await subscription.next()
@@ -167,11 +168,9 @@ class ClusterControl:
             except MessageError:
                 continue
             if change.controller != self._id:
-                self.controller.catalog.invalidate(change.namespace, change.path)
+                invalidate(change.namespace, change.path)
 
     async def close(self) -> None:
-        await self.recovery.close()
-        await self.registry.close()
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from squall.bus.contracts import MessagingProvider, Subscription
@@ -82,17 +82,20 @@ class InvokerRegistry:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        health_test: HealthTest | None = None,
+        listeners: Iterable[StateListener] = (),
     ) -> None:
+        """``health_test`` runs the health-test action on one invoker (without one, an
+        invoker that pings is healthy); ``listeners`` as :meth:`add_listener`."""
         self._bus = bus
         self._settings = settings
         self._clock = clock
         self._invokers: dict[str, InvokerStatus] = {}
         self._order: list[str] = []
-        self._listeners: list[StateListener] = []
+        self._listeners: list[StateListener] = list(listeners)
         self._tasks: list[asyncio.Task[None]] = []
         self._tests: dict[str, asyncio.Task[None]] = {}
-        # Set by the controller's wiring: runs the health-test action on one invoker.
-        self.health_test: HealthTest | None = None
+        self.health_test = health_test
 
     # -- reading --------------------------------------------------------------------
 

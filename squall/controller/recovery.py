@@ -47,7 +47,7 @@ from squall.bus.messages import (
     completion_topic,
     invoker_topic,
 )
-from squall.controller.health import OFFLINE, InvokerRegistry, InvokerStatus
+from squall.controller.health import OFFLINE, InvokerStatus
 from squall.controller.sharding import Dispatched, ShardingBalancer
 from squall.controller.waiters import CompletionWaiters
 from squall.entities.activation import (
@@ -83,7 +83,6 @@ class Recovery:
         self,
         controller_id: str,
         bus: MessagingProvider,
-        registry: InvokerRegistry,
         balancer: ShardingBalancer,
         waiters: CompletionWaiters,
         activations: ActivationStore,
@@ -99,10 +98,10 @@ class Recovery:
         self._drain_deadline_s = drain_deadline_s
         self._metrics = metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        registry.add_listener(self._on_state)
-        waiters.on_redispatch = self._on_redispatch
 
-    def _on_state(self, status: InvokerStatus, previous: str) -> None:
+    def on_state(self, status: InvokerStatus, previous: str) -> None:
+        """An invoker's state changed (an ``InvokerRegistry`` listener): recover one
+        that went offline."""
         if status.state != OFFLINE:
             return
         running = self._tasks.get(status.id)
@@ -116,7 +115,9 @@ class Recovery:
             name=f"recover-{status.id}",
         )
 
-    async def _on_redispatch(self, redispatch: Redispatch) -> None:
+    async def on_redispatch(self, redispatch: Redispatch) -> None:
+        """Route again an activation of this controller that another one took off a
+        dead invoker's queue (the ``CompletionWaiters``' redispatch hook)."""
         await self._route_again(redispatch.message, redispatch.from_invoker)
         self._count(REQUEUED)
 

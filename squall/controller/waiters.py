@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from squall.bus.contracts import Consumer, MessagingProvider
@@ -41,16 +41,19 @@ class CompletionWaiters:
         bus: MessagingProvider,
         controller_id: str,
         activations: ActivationStore | None = None,
+        *,
+        listeners: Iterable[Callable[[Completion], None]] = (),
+        on_redispatch: Callable[[Redispatch], Awaitable[None]] | None = None,
     ) -> None:
+        """``listeners`` as :meth:`add_listener`; ``on_redispatch`` (a cluster's) routes
+        again an activation another controller took off a dead invoker's queue."""
         self._bus = bus
         self._topic = completion_topic(controller_id)
         self._activations = activations
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[[Completion], None]] = []
-        # Set in a cluster: route again an activation another controller took off a dead
-        # invoker's queue (``Redispatch``).
-        self.on_redispatch: Callable[[Redispatch], Awaitable[None]] | None = None
+        self._listeners: list[Callable[[Completion], None]] = list(listeners)
+        self._on_redispatch = on_redispatch
 
     @property
     def topic(self) -> str:
@@ -82,12 +85,12 @@ class CompletionWaiters:
                 log.warning("could not acknowledge a message on %s", self._topic)
 
     async def _redispatch(self, redispatch: Redispatch) -> None:
-        if self.on_redispatch is None:
+        if self._on_redispatch is None:
             log.error("dropping a redispatch of %s: no balancer to route it",
                       redispatch.message.activation_id)  # fmt: skip
             return
         try:
-            await self.on_redispatch(redispatch)
+            await self._on_redispatch(redispatch)
         except SquallError as error:
             # Nowhere to send it: end it like any activation that could not be sent.
             log.error("activation %s could not be moved: %s",

@@ -96,9 +96,9 @@ class AlarmsProvider:
         self.actions = FeedActions(ctl, self.lifecycle)
 
     async def start(self) -> None:
-        """Install the package, hand the feed actions to the activator, start ticking."""
+        """Install the package and start ticking. (The composition root hands
+        :attr:`actions` to the activator, as its built-in actions.)"""
         await install(self._ctl.catalog)
-        self._ctl.activator.builtins = self.actions
         self._task = asyncio.create_task(self._run(), name="squall-alarms")
 
     async def close(self) -> None:

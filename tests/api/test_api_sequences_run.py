@@ -238,40 +238,38 @@ async def test_the_length_limit_holds_at_run_time(
 async def test_close_lets_running_sequences_finish_or_records_them(
     system: Standalone, client: httpx.AsyncClient, unique: Unique
 ) -> None:
-    activator = system.controller.activator
     relay = await create(client, unique("relay"), node_action(RELAY))
     seq = unique("seq")
     await create(client, seq, sequence(relay, relay))
-    try:
-        # Given a running sequence of two 150 ms steps and a composer with a long grace
-        activator.composer = Composer(system.controller, grace_s=30)
-        r = await invoke(client, seq, {"n": 1, "ms": 150})
-        finished = r.json()["activationId"]
-        # When the composer closes / Then the sequence has finished first
-        await activator.close()
-        record = (await client.get(f"{NS}/activations/{finished}")).json()
-        assert record["response"]["status"] == "success" and len(record["logs"]) == 2
-        # Given one with steps of 300 ms and a composer with a grace of 50 ms, closed
-        # once the first step has ended (a step's record exists only once it has)
-        composer = Composer(system.controller, grace_s=0.05)
-        activator.composer = composer
-        r = await invoke(client, seq, {"n": 1, "ms": 300})
-        cut = r.json()["activationId"]
-        await poll(lambda: _step_started(client, cut), what="the first step")
-        # When the composer closes / Then the sequence is recorded as a whisk error
-        await activator.close()
-        record = (await client.get(f"{NS}/activations/{cut}")).json()
-        assert record["response"]["status"] == "whisk internal error", record
-        assert record["response"]["result"] == {
-            "error": "The controller was shut down before the sequence completed."
-        }
-        # And a closed composer takes no more work
-        action = await system.controller.catalog.get(Action, EntityPath(GUEST, "", seq))
-        identity = Identity(GUEST, "any")
-        with pytest.raises(ServiceUnavailable):
-            await composer.invoke(identity, action, {}, blocking=False, wait_ms=1, txid="t")
-    finally:
-        activator.composer = Composer(system.controller)
+    action = await system.controller.catalog.get(Action, EntityPath(GUEST, "", seq))
+    identity = Identity(GUEST, (await system.store.auth.get_subject(GUEST)).uuid)
+    # Given a running sequence of two 150 ms steps, on a composer of the platform's
+    # controller with a long grace (its steps go through the platform's activator)
+    composer = Composer(system.controller, grace_s=30)
+    run = await composer.invoke(
+        identity, action, {"n": 1, "ms": 150}, blocking=False, wait_ms=0, txid="t1"
+    )
+    # When the composer closes / Then the sequence has finished first
+    await composer.close()
+    record = (await client.get(f"{NS}/activations/{run.activation_id}")).json()
+    assert record["response"]["status"] == "success" and len(record["logs"]) == 2
+    # Given one with steps of 300 ms and a composer with a grace of 50 ms, closed
+    # once the first step has ended (a step's record exists only once it has)
+    composer = Composer(system.controller, grace_s=0.05)
+    run = await composer.invoke(
+        identity, action, {"n": 1, "ms": 300}, blocking=False, wait_ms=0, txid="t2"
+    )
+    await poll(lambda: _step_started(client, run.activation_id), what="the first step")
+    # When the composer closes / Then the sequence is recorded as a whisk error
+    await composer.close()
+    record = (await client.get(f"{NS}/activations/{run.activation_id}")).json()
+    assert record["response"]["status"] == "whisk internal error", record
+    assert record["response"]["result"] == {
+        "error": "The controller was shut down before the sequence completed."
+    }
+    # And a closed composer takes no more work
+    with pytest.raises(ServiceUnavailable):
+        await composer.invoke(identity, action, {}, blocking=False, wait_ms=1, txid="t")
 
 
 async def _step_started(client: httpx.AsyncClient, cause: str) -> bool | None:

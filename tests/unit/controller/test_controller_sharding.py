@@ -116,16 +116,20 @@ async def test_no_healthy_invoker_answers_503_and_keeps_no_slot() -> None:
 
 async def test_invoker_states_follow_pings_tests_and_errors() -> None:
     bus, clock = MemoryBus(), Clock()
-    registry = InvokerRegistry(bus, SETTINGS, clock=clock)
     changes: list[tuple[str, str]] = []
-    registry.add_listener(lambda status, previous: changes.append((previous, status.state)))
     tested = asyncio.Event()
 
     async def health_test(invoker: str) -> bool:
         tested.set()
         return True
 
-    registry.health_test = health_test
+    registry = InvokerRegistry(
+        bus,
+        SETTINGS,
+        clock=clock,
+        health_test=health_test,
+        listeners=[lambda status, previous: changes.append((previous, status.state))],
+    )
     # A new invoker is unhealthy until its health test passes
     registry.on_ping(ping("0"))
     assert registry.get("0").state == UNHEALTHY  # type: ignore[union-attr]

@@ -1,7 +1,10 @@
-"""Building an invoker from its providers: the same wiring for both shapes.
+"""Opening the sandbox a :class:`~squall.config.Settings` names: the process sandbox
+(bubblewrap + cgroups) with its isolation, network and runtimes, as ``store/factory.py``
+and ``bus/factory.py`` open the others.
 
-The sandbox comes first: a host that cannot isolate actions is refused before anything
-else opens (unless the operator asked for ``--unsafe-no-isolation``).
+The composition root (``squall/system.py``) calls it first: a host that cannot isolate
+actions is refused before anything else opens (unless the operator asked for
+``--unsafe-no-isolation``).
 """
 
 from __future__ import annotations
@@ -11,21 +14,15 @@ import logging
 import socket
 from urllib.parse import urlsplit
 
-from squall.bus.contracts import MessagingProvider
 from squall.config import Settings
 from squall.errors import ContainerError
-from squall.invoker.apikeys import ActionKeys, load_secret
-from squall.invoker.pool import ContainerPool
-from squall.invoker.prewarm import manifest_stem_cells, parse_stem_cells
-from squall.invoker.service import Invoker
 from squall.sandbox.egress import EgressPolicy
 from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.process import ProcessContainerFactory
-from squall.store.contracts import ActivationStore, AuthStore, EntityStore
 
-log = logging.getLogger("squall.invoker")
+log = logging.getLogger(__name__)
 
 
 def isolation(settings: Settings) -> Isolation | None:
@@ -92,6 +89,8 @@ def runtimes(settings: Settings) -> Runtimes:
 
 
 def container_factory(settings: Settings) -> ProcessContainerFactory:
+    """The process sandbox of ``settings``; ContainerError when the host cannot isolate
+    actions, ConfigError when an interpreter does not match the manifest."""
     network_mode(settings)  # a wrong setting is refused before anything starts
     return ProcessContainerFactory(
         settings.containers_dir,
@@ -100,42 +99,4 @@ def container_factory(settings: Settings) -> ProcessContainerFactory:
         runtimes=runtimes(settings),
         network=sandbox_network(settings),
         network_default=network_mode(settings),
-    )
-
-
-def build_invoker(
-    settings: Settings,
-    factory: ProcessContainerFactory,
-    entities: EntityStore,
-    activations: ActivationStore,
-    auth: AuthStore,
-    bus: MessagingProvider,
-    *,
-    cluster: bool,
-) -> Invoker:
-    """An invoker, not yet started. In a cluster it pings controllers and expires
-    messages that waited longer than a blocking invoke would. Its actions get action keys
-    derived from the settings' secret (standalone: the secret file under the home; a
-    cluster invoker without a secret gives none, see :func:`load_secret`)."""
-    pool = ContainerPool(
-        factory,
-        settings.user_memory_mb,
-        settings.keep_warm_s,
-        pause_grace_s=settings.pause_grace_s,
-        stem_cells=(
-            manifest_stem_cells(factory.runtimes.manifest)
-            if settings.stem_cells.strip() == "manifest"
-            else parse_stem_cells(settings.stem_cells)
-        ),
-        stem_network=network_mode(settings),
-    )
-    return Invoker(
-        settings.invoker_id,
-        bus,
-        entities,
-        activations,
-        pool,
-        ping_interval_s=settings.ping_interval_s if cluster else 0.0,
-        max_wait_ms=settings.max_blocking_wait_ms if cluster else 0,
-        api_keys=ActionKeys(auth, load_secret(settings, cluster=cluster)),
     )

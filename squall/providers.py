@@ -1,0 +1,212 @@
+"""The providers: everything the shapes of Squall differ in (OpenWhisk's SPIs:
+ArtifactStoreProvider, MessagingProvider, LoadBalancerProvider, ContainerFactoryProvider).
+
+============  ===========================  ==============================
+provider      :data:`STANDALONE`           :data:`CLUSTER`
+============  ===========================  ==============================
+store         SQLite file in ``home``      ``store_url`` (PostgreSQL)
+bus           in-process queues            ``bus_url`` (NATS JetStream)
+balancer      :data:`LEAN`: one invoker    :data:`SHARDING`: invokers
+              in this process              elsewhere, health, recovery
+sandbox       process sandbox              process sandbox
+============  ===========================  ==============================
+
+As in OpenWhisk, where the LeanBalancer starts the standalone controller's invoker
+itself, the balancer provider decides whether an invoker runs in the controller's
+process. A balancer provider also brings what its shape adds to a controller: the
+cluster's invoker registry, health test, recovery and cache invalidation. How the parts
+are put together is ``squall/system.py``'s, the same for every shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from squall.bus.contracts import MessagingProvider
+from squall.bus.factory import open_bus
+from squall.bus.memory import MemoryBus
+from squall.bus.messages import Completion, Redispatch
+from squall.config import Settings
+from squall.controller.balancer import LeanBalancer, LoadBalancer
+from squall.controller.cluster import CACHE_TTL_S, CacheInvalidation, HealthTest
+from squall.controller.core import Controller
+from squall.controller.health import InvokerRegistry
+from squall.controller.recovery import Recovery
+from squall.controller.restart import resume_unfinished
+from squall.controller.sharding import ShardingBalancer
+from squall.late import Late
+from squall.sandbox.factory import container_factory
+from squall.sandbox.process import ProcessContainerFactory
+from squall.store.contracts import Store
+from squall.store.factory import open_store
+from squall.store.sqlite import SqliteStore
+
+
+class Balancing(Protocol):
+    """What a balancer provider adds to the one controller it is made for.
+
+    The root reads the attributes while it builds the controller's parts (they are the
+    hooks those constructors take), then calls ``attach`` once the controller exists
+    (nothing has started), ``start`` right after the controller started (each stop
+    pushed on ``stack``), and ``ready`` after the standard catalog is installed, before
+    alarms fire and requests come in."""
+
+    @property
+    def balancer(self) -> LoadBalancer: ...
+
+    @property
+    def cache_ttl_s(self) -> float | None:
+        """How long an action stays cached; None: for ever (one controller sees every
+        write)."""
+        ...
+
+    @property
+    def listeners(self) -> Sequence[Callable[[Completion], None]]:
+        """Told of every completion that reaches the controller."""
+        ...
+
+    @property
+    def on_change(self) -> Callable[[str, str], None] | None:
+        """The catalog's hook after each write through it."""
+        ...
+
+    @property
+    def on_redispatch(self) -> Callable[[Redispatch], Awaitable[None]] | None:
+        """Routes again what another controller took off a dead invoker's queue."""
+        ...
+
+    def invokers(self) -> list[dict[str, Any]]:
+        """The invokers and their health, as ``/invokers`` lists them."""
+        ...
+
+    def attach(self, controller: Controller) -> None: ...
+
+    async def start(self, controller: Controller, stack: contextlib.AsyncExitStack) -> None: ...
+
+    async def ready(self, controller: Controller) -> None: ...
+
+
+@dataclass(frozen=True)
+class BalancerProvider:
+    """OpenWhisk's LoadBalancerProvider SPI: how a controller reaches its invokers."""
+
+    name: str
+    #: An invoker runs in the controller's process (standalone).
+    local_invoker: bool
+    create: Callable[[Settings, MessagingProvider], Balancing]
+
+
+class LeanBalancing:
+    """Standalone's: one invoker, in this process, reached through the bus."""
+
+    cache_ttl_s: float | None = None
+    listeners: Sequence[Callable[[Completion], None]] = ()
+    on_change: Callable[[str, str], None] | None = None
+    on_redispatch: Callable[[Redispatch], Awaitable[None]] | None = None
+
+    def __init__(self, settings: Settings, bus: MessagingProvider) -> None:
+        self.balancer: LoadBalancer = LeanBalancer(bus, settings.invoker_id)
+        self._invoker = f"invoker{settings.invoker_id}"
+
+    def invokers(self) -> list[dict[str, Any]]:
+        return [{"id": self._invoker, "status": "healthy"}]
+
+    def attach(self, controller: Controller) -> None:
+        pass
+
+    async def start(self, controller: Controller, stack: contextlib.AsyncExitStack) -> None:
+        pass
+
+    async def ready(self, controller: Controller) -> None:
+        # The in-process bus lost whatever a crash left on it; the store is the durable
+        # queue: what was accepted and never ended runs (if it never started) or ends
+        # (if it had) before any new request or alarm comes in.
+        await resume_unfinished(controller, self.balancer)
+
+
+class ShardingBalancing:
+    """A cluster controller's: invokers elsewhere, chosen by home-invoker hashing among
+    the healthy ones; their health from pings and a test action; their work moved when
+    they die; cached actions invalidated across controllers."""
+
+    cache_ttl_s: float | None = CACHE_TTL_S
+
+    def __init__(self, settings: Settings, bus: MessagingProvider) -> None:
+        self._bus = bus
+        self._id = settings.controller_id
+        # Two cycles, resolved late (both bound in ``attach``, before anything starts):
+        # the registry tests an invoker with an activation whose completion comes
+        # through the controller's waiters, whose listeners include the balancer, which
+        # reads the registry; and recovery ends activations through those waiters,
+        # which hand it the activations other controllers send back (redispatch).
+        self._health: Late[HealthTest] = Late("the health test")
+        self._recovery: Late[Recovery] = Late("recovery")
+        self.registry = InvokerRegistry(
+            bus,
+            settings,
+            health_test=lambda invoker: self._health.get()(invoker),
+            listeners=[lambda status, previous: self._recovery.get().on_state(status, previous)],
+        )
+        self.sharding = ShardingBalancer(bus, self.registry, settings)
+        self.balancer: LoadBalancer = self.sharding
+        self.listeners: Sequence[Callable[[Completion], None]] = (self.sharding.on_completion,)
+        self._invalidation = CacheInvalidation(bus, self._id)
+        self.on_change: Callable[[str, str], None] | None = self._invalidation.changed
+
+    async def on_redispatch(self, redispatch: Redispatch) -> None:
+        await self._recovery.get().on_redispatch(redispatch)
+
+    def invokers(self) -> list[dict[str, Any]]:
+        return [{**s.to_json(), "id": f"invoker{s.id}"} for s in self.registry.ordered()]
+
+    def attach(self, controller: Controller) -> None:
+        waiters = controller.waiters
+        self._health.bind(HealthTest(self._bus, waiters, controller.catalog, self._id))
+        recovery = Recovery(
+            self._id, self._bus, self.sharding, waiters, controller.activations,
+            metrics=controller.metrics,
+        )  # fmt: skip
+        self._recovery.bind(recovery)
+
+    async def start(self, controller: Controller, stack: contextlib.AsyncExitStack) -> None:
+        await self._health.get().start()
+        await self._invalidation.start(controller.catalog.invalidate)
+        stack.push_async_callback(self._invalidation.close)
+        await self.registry.start()
+        stack.push_async_callback(self.registry.close)
+        stack.push_async_callback(self._recovery.get().close)
+
+    async def ready(self, controller: Controller) -> None:
+        pass  # moving dead invokers' work is recovery's (controller/recovery.py)
+
+
+LEAN = BalancerProvider("lean", local_invoker=True, create=LeanBalancing)
+SHARDING = BalancerProvider("sharding", local_invoker=False, create=ShardingBalancing)
+
+
+async def home_store(settings: Settings) -> Store:
+    """Standalone's store: the SQLite file in ``settings.home`` (``store_url`` aside)."""
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    return await SqliteStore.open(settings.db_path)
+
+
+async def in_process_bus(settings: Settings) -> MessagingProvider:
+    """Standalone's bus: in-process queues (``bus_url`` aside)."""
+    return MemoryBus()
+
+
+@dataclass(frozen=True)
+class Providers:
+    """The SPIs: everything the shapes differ in."""
+
+    store: Callable[[Settings], Awaitable[Store]]
+    bus: Callable[[Settings], Awaitable[MessagingProvider]]
+    balancer: BalancerProvider
+    sandbox: Callable[[Settings], ProcessContainerFactory] = container_factory
+
+
+STANDALONE = Providers(store=home_store, bus=in_process_bus, balancer=LEAN)
+CLUSTER = Providers(store=open_store, bus=open_bus, balancer=SHARDING)
