@@ -333,7 +333,7 @@ def test_a_restarted_controller_loses_no_accepted_work(cluster: Cluster) -> None
         # Then every accepted activation ran once and has its record
         for activation_id in ids:
             record = final_record(c1, activation_id, 60)
-            assert record["response"]["status"] == "success", record
+            assert record["response"]["status"] == "success", record["response"]
             assert cluster.witness.calls[activation_id] == 1
 
 
