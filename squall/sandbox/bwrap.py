@@ -121,9 +121,13 @@ class BwrapSandbox:
     public certificates are bound too).
     """
 
-    def __init__(self, bwrap: str, etc: Path, *, network: bool) -> None:
+    def __init__(
+        self, bwrap: str, etc: Path, *, network: bool, etc_bind: str | None = None
+    ) -> None:
         self.bwrap = bwrap
         self.etc = etc
+        #: Where bubblewrap finds ``etc`` (the supervisor's stage of it).
+        self.etc_bind = etc_bind or str(etc)
         self.network = network
         #: The system directories' options (computed once: the host's layout is fixed).
         self.system = system_binds()
@@ -160,7 +164,7 @@ class BwrapSandbox:
             args += ["--ro-bind", source, target]
         # Every mount costs about 0.3 ms of start-up: /etc is one directory, certificates
         # only for sandboxes that may use the network.
-        args += ["--ro-bind", str(self.etc), "/etc"]
+        args += ["--ro-bind", self.etc_bind, "/etc"]
         if self.network:
             for path in CERTIFICATES:
                 if (self.etc / os.path.relpath(path, "/etc")).is_dir():
@@ -194,7 +198,7 @@ class BwrapSandbox:
         args += self.system
         for source, target in binds:
             args += ["--ro-bind", source, target]
-        args += ["--ro-bind", str(self.etc), "/etc"]
+        args += ["--ro-bind", self.etc_bind, "/etc"]
         if self.network:
             for path in CERTIFICATES:
                 if (self.etc / os.path.relpath(path, "/etc")).is_dir():

@@ -23,10 +23,14 @@ Limits written per container (:class:`Limits`):
 Guarantees:
 
 - :meth:`Cgroup.kill` sends SIGKILL to every process in the cgroup, including frozen ones
-  (v2 ``cgroup.kill``; otherwise freeze, kill each member, thaw — frozen v1 tasks only
-  die once thawed, and a frozen cgroup cannot fork new members while it is being killed).
+  (v2 ``cgroup.kill``; otherwise freeze, wait until the freezer reports ``FROZEN``, kill
+  each member, thaw — a frozen cgroup cannot fork, so the members read once it is frozen
+  are all of them, and frozen v1 tasks only die once thawed).
 - :meth:`Cgroup.remove` / :meth:`Cgroup.aremove` kill whatever is left, wait (polling,
   bounded) until the cgroup is empty and remove its directories; they are idempotent.
+  The directories can only be removed once no task is left in the cgroup (the kernel
+  refuses with ``EBUSY``), so a removed cgroup is the proof that every process of it is
+  gone — whatever became of their pids.
 - :meth:`CgroupRoot.prepare` kills and removes every leftover child cgroup (a previous
   invoker that crashed): call it only while holding the factory's lock on its directory.
 
@@ -53,6 +57,8 @@ V1_REQUIRED = ("memory", "pids", "freezer")
 V2_REQUIRED = ("memory", "pids")
 #: How long ``remove``/``prepare`` wait for killed processes to leave a cgroup.
 EMPTY_TIMEOUT_SECONDS = 5.0
+#: How long :meth:`Cgroup.kill` waits for a v1 freezer to report ``FROZEN``.
+FREEZE_WAIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +142,22 @@ class Cgroup(ABC):
     def oom_kills(self) -> int:
         """How many processes the kernel killed because the cgroup hit its memory limit."""
 
+    @abstractmethod
+    def frozen(self) -> bool:
+        """Whether every process of the cgroup is frozen now (freezing has completed)."""
+
     def kill(self) -> None:
-        """SIGKILL every process of the cgroup, frozen ones included (see module doc)."""
+        """SIGKILL every process of the cgroup, frozen ones included (see module doc).
+
+        Waits (at most :data:`FREEZE_WAIT_SECONDS`) for the freezer to finish: until then
+        a member may still fork, and its child would be missed. After that bound (a task
+        stuck in the kernel) it kills what it sees; :meth:`try_remove` comes back for the
+        rest."""
         self.freeze()
         try:
+            deadline = time.monotonic() + FREEZE_WAIT_SECONDS
+            while not self.frozen() and time.monotonic() < deadline:
+                time.sleep(0.0005)
             for pid in self.pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -210,7 +228,10 @@ class CgroupV1(Cgroup):
             _write(self._controllers["freezer"] / "freezer.state", "THAWED")
 
     def frozen(self) -> bool:
-        state = (self._controllers["freezer"] / "freezer.state").read_text().strip()
+        try:
+            state = (self._controllers["freezer"] / "freezer.state").read_text().strip()
+        except FileNotFoundError:
+            return True  # removed: nothing left to freeze
         return state == "FROZEN"
 
     def oom_kills(self) -> int:

@@ -27,6 +27,9 @@ from squall.sandbox.logs import LogCollector
 
 #: How long ``destroy`` waits for the killed runtime to be reaped.
 REAP_TIMEOUT_SECONDS = 5.0
+#: How long ``destroy`` waits for the container's cgroup to be empty before it gives up
+#: and raises (a task stuck in the kernel); the cgroup is then left for the next factory.
+EMPTY_TIMEOUT_SECONDS = 30.0
 
 
 class RuntimeProcess(Protocol):
@@ -140,8 +143,11 @@ class ProcessContainer:
     async def destroy(self) -> None:
         """Kill every process, reap the runtime, free its files and cgroup. Idempotent.
 
-        Concurrent callers all wait for the same teardown, which runs to its end even if a
-        caller is cancelled.
+        Returns only once every process of the container is gone: its cgroup was found
+        empty and removed (a cgroup with a task left cannot be removed). Raises
+        ``ContainerError`` if that did not happen within :data:`EMPTY_TIMEOUT_SECONDS`
+        (everything else is freed all the same). Concurrent callers all wait for the same
+        teardown, which runs to its end even if a caller is cancelled.
         """
         if self._destroying is None:
             self._destroying = asyncio.ensure_future(self._teardown())
@@ -203,10 +209,18 @@ class ProcessContainer:
         if self.sandbox is not None:
             await launch.reap_orphan(self.sandbox.pidfd)
             os.close(self.sandbox.pidfd)
+        emptied = True
         if self.cgroup is not None:
-            await self.cgroup.aremove()  # whatever is left; normally nothing
+            # Whatever is left (normally nothing: the pid namespace died with its init),
+            # frozen or forking, until the cgroup is empty and removed.
+            emptied = await self.cgroup.aremove(EMPTY_TIMEOUT_SECONDS)
         os.close(self._lifeline)
         self._transport.close()
         await self._http.aclose()
         await asyncio.to_thread(shutil.rmtree, self.directory, True)
         self._on_destroyed(self)
+        if not emptied:
+            raise ContainerError(
+                f"container {self._id}: processes were still in its cgroup "
+                f"{EMPTY_TIMEOUT_SECONDS:.0f} s after they were killed"
+            )

@@ -37,6 +37,7 @@ from squall.errors import ContainerError
 from squall.sandbox import bwrap as bw
 from squall.sandbox import cgroups
 from squall.sandbox.cgroups import Cgroup, Hierarchy, Limits
+from squall.sandbox.supervisor import DEFAULT_UIDS, UidRange
 
 MIB = 1024 * 1024
 #: Processes and threads per container: a Node.js runtime uses about a dozen threads; a
@@ -74,6 +75,9 @@ class Isolation:
     nofile: int = DEFAULT_NOFILE
     tmp_mb: int | None = None
     user_memory_mb: int = 0
+    #: The host uids sandboxes run as (``/etc/subuid``'s ``squall`` entry, or a default).
+    uid_base: int = DEFAULT_UIDS[0]
+    uid_count: int = DEFAULT_UIDS[1]
 
     @classmethod
     def detect(
@@ -98,7 +102,10 @@ class Isolation:
             hierarchy = cgroups.detect()
         except ContainerError as ex:
             raise ContainerError(UNAVAILABLE.format(reason=ex.message)) from ex
+        uids = UidRange.detect()
         return cls(
+            uid_base=uids.base,
+            uid_count=uids.count,
             bwrap=found,
             hierarchy=hierarchy,
             cgroup_root=cgroup_root,
@@ -112,6 +119,10 @@ class Isolation:
         """The cgroup limits of a container with ``memory_mb`` of memory."""
         shares = TOTAL_CPU_SHARES * memory_mb // max(1, self.user_memory_mb)
         return Limits(memory_mb * MIB, self.pids_max, max(2, shares))
+
+    def uids(self) -> UidRange:
+        """A fresh allocator of the sandboxes' host uids (one per factory)."""
+        return UidRange(self.uid_base, self.uid_count)
 
     def tmp_bytes(self, memory_mb: int) -> int:
         return (self.tmp_mb if self.tmp_mb is not None else memory_mb) * MIB
@@ -134,7 +145,7 @@ async def confine(
     info_fd: int,
     block_fd: int,
     cgroup: Cgroup,
-    nofile: int,
+    nofile: int | None,
     timeout: float,
     setup: Callable[[int], Awaitable[object]] | None = None,
 ) -> SandboxInit:
@@ -154,7 +165,8 @@ async def confine(
         try:
             async with asyncio.timeout(timeout):
                 info = await _read_to_eof(info_fd)
-            sandbox_pid = int(orjson.loads(info)["child-pid"])
+            reported = int(orjson.loads(info)["child-pid"])
+            sandbox_pid = _as_seen_here(launcher_pid, reported)
             # It waits on the block pipe, alive: this pid is still that process.
             pidfd = os.pidfd_open(sandbox_pid)
         except (TimeoutError, ValueError, KeyError, TypeError, OSError) as ex:
@@ -183,13 +195,23 @@ async def confine(
         os.close(block_fd)
 
 
-def _attach(cgroup: Cgroup, pids: tuple[int, int], nofile: int) -> None:
+def _as_seen_here(launcher_pid: int, reported: int) -> int:
+    """The sandbox's first process in the invoker's pid namespace: bubblewrap reports it
+    in its own (the supervisor's), where it is the monitor's only child."""
+    children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+    if len(children) != 1:
+        raise ValueError(f"bubblewrap has {len(children)} children, not its sandbox {reported}")
+    return int(children[0])
+
+
+def _attach(cgroup: Cgroup, pids: tuple[int, int], nofile: int | None) -> None:
     # The monitor first: it is the parent, and whatever it forks from now on is born
     # inside. The sandbox's first process has not forked yet (it waits on the block
     # pipe), so the whole tree of the container starts confined.
     for pid in pids:
         cgroup.attach(pid)
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (nofile, nofile))
+        if nofile is not None:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (nofile, nofile))
 
 
 def _kill_launch(launcher_pid: int, sandbox_pid: int | None) -> None:

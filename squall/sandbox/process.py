@@ -50,13 +50,14 @@ from squall.runtimes import SUPPORT_DIRS, family, proxy_path
 from squall.runtimes import interpreter as runs_on
 from squall.sandbox import launch
 from squall.sandbox.bwrap import RUNTIME_ROOT, BwrapSandbox, interpreter_prefix, write_etc
-from squall.sandbox.cgroups import CgroupRoot
-from squall.sandbox.container import ProcessContainer
+from squall.sandbox.cgroups import Cgroup, CgroupRoot, Limits
+from squall.sandbox.container import ProcessContainer, RuntimeProcess
 from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
+from squall.sandbox.supervisor import Supervisor, UidRange
 from squall.sandbox.zygote import DEFAULT_SPARES, ForkedRuntime, Zygote, script_path
 
 log = logging.getLogger(__name__)
@@ -73,17 +74,24 @@ SANDBOX_WORKDIR = "/tmp"
 ZYGOTE_KIND = "python:3.11"
 #: Where a sandbox sees its kind's library set (read-only).
 SANDBOX_LIBRARIES = f"{RUNTIME_ROOT}/libraries"
+#: The supervisor's cgroup, below the factory's: where sandboxes are born (bubblewrap,
+#: until the invoker moves it into its container's cgroup).
+SUPERVISOR_CGROUP = "supervisor"
+SUPERVISOR_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ProcessContainer", "ProcessContainerFactory"]
 
 
 @dataclass(frozen=True)
 class _Confinement:
-    """An isolating factory's parts: settings, command builder, parent cgroup."""
+    """An isolating factory's parts: settings, command builder, parent cgroup, the
+    supervisor that spawns every sandbox, and the sandboxes' host uids."""
 
     isolation: Isolation
     sandbox: BwrapSandbox
     cgroups: CgroupRoot
+    supervisor: Supervisor
+    uids: UidRange
 
 
 class ProcessContainerFactory:
@@ -169,9 +177,13 @@ class ProcessContainerFactory:
         self.network = network if self.isolation is not None else None
         self._network_default = network_default
         self._leases: dict[str, Lease] = {}
+        #: Host uid of each container started through bubblewrap (given back on destroy).
+        self._uids: dict[str, int] = {}
+        self._supervisor_cgroup: Cgroup | None = None
         self._detaching: set[asyncio.Task[None]] = set()
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = self._take_lock()
+        self._confinement: _Confinement | None = None
         try:
             #: How many leftovers of a previous invoker were cleaned up at start.
             self.leftovers = self._clean_leftovers()
@@ -179,6 +191,8 @@ class ProcessContainerFactory:
             if self.network is not None and self.network.block is None:
                 self.network.open()
         except BaseException:
+            if self._confinement is not None:
+                self._confinement.supervisor.close()
             os.close(self._lock)
             raise
 
@@ -236,11 +250,16 @@ class ProcessContainerFactory:
             await asyncio.gather(self._zygote_starting, return_exceptions=True)
         if self._zygote is not None:
             await self._zygote.close()
+            self._close_zygote_uid(self._zygote)
         if self._detaching:
             await asyncio.gather(*self._detaching, return_exceptions=True)
         if self.network is not None:
             await asyncio.to_thread(self.network.close)
         if self._confinement is not None:
+            # Everything it spawned dies with its pid 1; nothing should be left by now.
+            await asyncio.to_thread(self._confinement.supervisor.close)
+            if self._supervisor_cgroup is not None:
+                await self._supervisor_cgroup.aremove()
             self._confinement.cgroups.remove()
         if self._lock >= 0:
             os.close(self._lock)  # releases the flock
@@ -273,12 +292,27 @@ class ProcessContainerFactory:
         etc = self.workdir / ".etc"
         network = self.network
         write_etc(etc, None if network is None else network.resolv_conf())
-        sandbox = BwrapSandbox(isolation.bwrap, etc, network=network is not None)
         # One parent cgroup per work directory: stale children are this directory's.
         instance = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
         cgroups = isolation.hierarchy.root(f"{isolation.cgroup_root}/{instance}")
         self.leftovers += cgroups.prepare()
-        return _Confinement(isolation, sandbox, cgroups)
+        # Every directory a sandbox binds, reachable by the sandboxes' unprivileged uids
+        # through the supervisor's stage (see squall.sandbox.supervisor).
+        sources = [str(etc)]
+        for kind in self.runtimes.interpreters:
+            sources += [source for source, _ in self._binds(kind)]
+        home = cgroups.create(SUPERVISOR_CGROUP, SUPERVISOR_LIMITS)
+        supervisor = Supervisor(str(self.workdir), home.procs_files, sources)
+        try:
+            supervisor.start()
+        except BaseException:
+            home.remove(timeout=1.0)
+            raise
+        sandbox = BwrapSandbox(
+            isolation.bwrap, etc, network=network is not None, etc_bind=supervisor.staged(str(etc))
+        )
+        self._supervisor_cgroup = home
+        return _Confinement(isolation, sandbox, cgroups, supervisor, isolation.uids())
 
     # -- the zygote --------------------------------------------------------------------
 
@@ -297,6 +331,7 @@ class ProcessContainerFactory:
             log.warning("the Python zygote exited; python:3.11 containers start as usual")
             self._use_zygote = False
             await self._zygote.close()
+            self._close_zygote_uid(self._zygote)
             return None
         if self._zygote_starting is None:
             self._zygote_starting = asyncio.ensure_future(self._start_zygote())
@@ -317,15 +352,24 @@ class ProcessContainerFactory:
             spares=self._zygote_spares,
             network=self.network,
             spare_network=self._network_default,
+            supervisor=confinement.supervisor,
+            uid=confinement.uids.take(),
         )
         try:
             await zygote.start()
         except ContainerError as ex:
             log.warning("%s; python:3.11 containers start as usual", ex.message)
             self._use_zygote = False
+            self._close_zygote_uid(zygote)
             return None
         self._zygote = zygote
         return zygote
+
+    def _close_zygote_uid(self, zygote: Zygote) -> None:
+        """Give a closed zygote's uid back (its processes and containers are gone)."""
+        if zygote.uid is not None and self._confinement is not None:
+            self._confinement.uids.give_back(zygote.uid)
+            zygote.uid = None
 
     async def _fork(
         self,
@@ -400,6 +444,9 @@ class ProcessContainerFactory:
 
     def _forget(self, container: ProcessContainer) -> None:
         self._containers.pop(container.id, None)
+        uid = self._uids.pop(container.id, None)
+        if uid is not None and self._confinement is not None:
+            self._confinement.uids.give_back(uid)  # its processes are all gone
         lease = self._leases.pop(container.id, None)
         if lease is not None and self.network is not None:
             # Its namespace is gone with its processes, and the link with it; removing it
@@ -408,8 +455,26 @@ class ProcessContainerFactory:
             self._detaching.add(task)
             task.add_done_callback(self._detaching.discard)
 
+    def _binds(self, kind: str) -> list[tuple[str, str]]:
+        """The (host source, sandbox target) directories a sandbox of ``kind`` binds."""
+        found = self.runtimes.get(kind)
+        if found is None:
+            raise ContainerError(f"no interpreter found for kind {kind!r}")
+        binds: list[tuple[str, str]] = []
+        prefix = interpreter_prefix(found.executable)
+        if prefix is not None:
+            binds.append((prefix, prefix))
+        script = proxy_path(kind)
+        binds.append((str(script.parent), f"{RUNTIME_ROOT}/{family(kind)}"))
+        # Proxy code shared with another family, where the proxy looks for it.
+        binds += [(str(d), f"{RUNTIME_ROOT}/{d.name}") for d in SUPPORT_DIRS.get(family(kind), ())]
+        if found.libraries is not None:
+            binds.append((str(found.libraries), SANDBOX_LIBRARIES))
+        return binds
+
     def _argv(self, kind: str) -> tuple[list[str], list[tuple[str, str]]]:
-        """The runtime's argv as seen where it runs, and the binds it needs in a sandbox."""
+        """The runtime's argv as seen where it runs, and the binds it needs in a sandbox
+        (their sources as the supervisor stages them)."""
         found = self.runtimes.get(kind)
         if found is None:
             raise ContainerError(f"no interpreter found for kind {kind!r}")
@@ -417,18 +482,9 @@ class ProcessContainerFactory:
         script = proxy_path(kind)
         binds: list[tuple[str, str]] = []
         if self._confinement is not None:
-            prefix = interpreter_prefix(interpreter)
-            if prefix is not None:
-                binds.append((prefix, prefix))
-            inside = f"{RUNTIME_ROOT}/{family(kind)}"
-            binds.append((str(script.parent), inside))
-            # Proxy code shared with another family, where the proxy looks for it.
-            binds += [
-                (str(d), f"{RUNTIME_ROOT}/{d.name}") for d in SUPPORT_DIRS.get(family(kind), ())
-            ]
-            if found.libraries is not None:
-                binds.append((str(found.libraries), SANDBOX_LIBRARIES))
-            script = Path(inside) / script.name
+            staged = self._confinement.supervisor.staged
+            binds = [(staged(source), target) for source, target in self._binds(kind)]
+            script = Path(f"{RUNTIME_ROOT}/{family(kind)}") / script.name
         if runs_on(kind) == "python":
             return [interpreter, "-I", "-S", str(script)], binds
         return [interpreter, str(script)], binds
@@ -474,12 +530,16 @@ class ProcessContainerFactory:
         argv, binds = self._argv(kind)
         confinement = self._confinement
         cgroup = None
+        uid = None
         if confinement is not None:
             limits = confinement.isolation.limits(memory_mb)
             cgroup = confinement.cgroups.create(container_id, limits)
-        # Descriptors the child inherits, and the parent's ends it keeps.
+            uid = confinement.uids.take()
+        # Descriptors the child inherits (in this order: 3, 4, ... in a sandbox), and the
+        # parent's ends it keeps.
         child_fds: list[int] = []
         keep: dict[str, int] = {}
+        transport: RuntimeProcess
         try:
             listener = launch.listen(directory)
             child_fds.append(listener.detach())
@@ -487,40 +547,51 @@ class ProcessContainerFactory:
             lifeline_r, keep["lifeline"] = os.pipe()
             child_fds += [ready_w, lifeline_r]
             fds = {"LISTEN": child_fds[0], "READY": ready_w, "LIFELINE": lifeline_r}
-            if confinement is not None:
+            if confinement is None:
+                environment = self._environment(kind, directory, env, fds, network is not None)
+                try:
+                    transport, _ = await loop.subprocess_exec(
+                        lambda: launch.RuntimeProtocol(logs, exited),
+                        *argv,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        env=environment,
+                        cwd=directory,
+                        start_new_session=True,
+                        pass_fds=child_fds,
+                    )
+                except OSError as ex:
+                    raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
+            else:
                 keep["info"], info_w = os.pipe()
                 block_r, keep["block"] = os.pipe()
                 child_fds += [info_w, block_r]
+                inside = {name: 3 + child_fds.index(fd) for name, fd in fds.items()}
+                environment = self._environment(kind, directory, env, inside, network is not None)
                 argv = confinement.sandbox.command(
                     argv,
                     binds=binds,
                     tmp_bytes=confinement.isolation.tmp_bytes(memory_mb),
-                    info_fd=info_w,
-                    block_fd=block_r,
+                    info_fd=3 + child_fds.index(info_w),
+                    block_fd=3 + child_fds.index(block_r),
                 )
-            try:
-                transport, _ = await loop.subprocess_exec(
-                    lambda: launch.RuntimeProtocol(logs, exited),
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    env=self._environment(kind, directory, env, fds, network is not None),
-                    cwd=directory,
-                    start_new_session=True,
-                    pass_fds=child_fds,
+                transport = await self._spawn(
+                    confinement, argv, environment, child_fds, uid, logs, exited
                 )
-            except OSError as ex:
-                raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
         except BaseException:
             for fd in keep.values():
                 os.close(fd)
             if cgroup is not None:
                 cgroup.remove(timeout=0)
+            if uid is not None and confinement is not None:
+                confinement.uids.give_back(uid)
             raise
         finally:
             for fd in child_fds:  # the child holds the only copies now (EOF = it died)
                 os.close(fd)
+        if uid is not None:
+            self._uids[container_id] = uid
         container = ProcessContainer(
             container_id=container_id,
             kind=kind,
@@ -551,7 +622,7 @@ class ProcessContainerFactory:
                         keep.pop("info"),
                         keep.pop("block"),
                         cgroup,
-                        confinement.isolation.nofile,
+                        None,  # set when it was spawned
                         self._start_timeout,
                         connect,
                     )
@@ -566,8 +637,54 @@ class ProcessContainerFactory:
         finally:
             os.close(ready_r)
         if not ready:
-            await logs.wait_closed(1.0)  # its last words on stderr explain the failure
+            await logs.wait_closed(1.0)
             await container.destroy()
             reason = logs.text("stderr") or "it exited or hung before listening"
             raise ContainerError(f"the {kind} runtime did not start: {reason}")
         return container
+
+    async def _spawn(
+        self,
+        confinement: _Confinement,
+        argv: list[str],
+        environment: Mapping[str, str],
+        fds: list[int],
+        uid: int | None,
+        logs: LogCollector,
+        exited: asyncio.Future[None],
+    ) -> ForkedRuntime:
+        """Start a sandbox through the supervisor; its output goes to ``logs``."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            spawned = await confinement.supervisor.spawn(
+                argv,
+                environment,
+                stdout=out_w,
+                stderr=err_w,
+                fds=fds,
+                uid=uid,
+                nofile=confinement.isolation.nofile,
+            )
+        except ContainerError as ex:
+            os.close(out_w)
+            os.close(err_w)
+            os.close(out_r)
+            os.set_blocking(err_r, False)
+            try:  # its last words say why, if it wrote them already
+                reason = os.read(err_r, 4096).decode(errors="replace").strip()
+            except BlockingIOError:
+                reason = ""
+            finally:
+                os.close(err_r)
+            raise ContainerError(f"{ex.message}: {reason}" if reason else ex.message) from ex
+        except BaseException:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise
+        os.close(out_w)
+        os.close(err_w)
+        runtime = ForkedRuntime(spawned.pid, logs, exited, pidfd=spawned.pidfd)
+        await runtime.attach("stdout", out_r)
+        await runtime.attach("stderr", err_r)
+        return runtime

@@ -49,7 +49,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
 import secrets
 import signal
 import socket
@@ -68,6 +67,7 @@ from squall.sandbox.cgroups import Cgroup, CgroupRoot, Limits
 from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
+from squall.sandbox.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +99,22 @@ class _Spare:
 
 
 class ForkedRuntime:
-    """A zygote-forked runtime as a container's process: its pipes and its exit.
+    """A runtime the invoker did not fork itself (forked by a zygote, or spawned by the
+    supervisor) as a container's process: its pipes and its exit.
 
-    Feeds stdout and stderr into ``logs`` and resolves ``exited`` when init (the container's
-    pid 1) exits — it does so when the runtime did. Implements
+    Feeds stdout and stderr into ``logs`` and resolves ``exited`` when ``pid`` exits (a
+    zygote container's init, which exits when the runtime did; or bubblewrap's monitor). Implements
     :class:`~squall.sandbox.container.RuntimeProcess`.
     """
 
-    def __init__(self, pid: int, logs: LogCollector, exited: asyncio.Future[None]) -> None:
+    def __init__(
+        self, pid: int, logs: LogCollector, exited: asyncio.Future[None], pidfd: int = -1
+    ) -> None:
         self._pid = pid
         self._logs = logs
         self._exited = exited
-        self._pidfd = os.pidfd_open(pid)  # a watcher of its own: destroy closes the other
+        # A watcher of its own (destroy closes the sandbox's), or the one given (owned).
+        self._pidfd = os.pidfd_open(pid) if pidfd < 0 else pidfd
         self._pipes: list[asyncio.BaseTransport] = []
         asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
 
@@ -173,7 +177,12 @@ class Zygote:
         spares: int = DEFAULT_SPARES,
         network: SandboxNetwork | None = None,
         spare_network: bool = True,
+        supervisor: Supervisor,
+        uid: int | None = None,
     ) -> None:
+        self._supervisor = supervisor
+        #: The host uid of the zygote and of every container it forks.
+        self.uid = uid
         self._network = network
         #: Whether spares are forked with a link (what most containers will want).
         self._spare_network = spare_network
@@ -187,7 +196,7 @@ class Zygote:
         self._spares: deque[_Spare] = deque()
         self._refilling: asyncio.Task[None] | None = None
         self._control: socket.socket | None = None
-        self._process: asyncio.SubprocessTransport | None = None
+        self._process: ForkedRuntime | None = None
         self._init: SandboxInit | None = None
         self._cgroup: Cgroup | None = None
         self._logs = LogCollector(64 * 1024)
@@ -207,37 +216,41 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         self._control = ours
         try:
+            # Inherited as 3 (control socket), 4 (info), 5 (block): see Supervisor.spawn.
             argv = self._sandbox.zygote_command(
-                self._argv, binds=self._binds, info_fd=info_w, block_fd=block_r
+                self._argv, binds=self._binds, info_fd=4, block_fd=5
             )
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "__OW_ZYGOTE_FD": "3"}
-            env["__OW_ZYGOTE_FD"] = str(theirs.fileno())
-            try:
-                self._process, _ = await loop.subprocess_exec(
-                    lambda: launch.RuntimeProtocol(self._logs, self._exited_future()),
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    env=env,
-                    start_new_session=True,
-                    pass_fds=(theirs.fileno(), info_w, block_r),
-                )
-            except OSError as ex:
-                os.close(info_r)
-                os.close(block_w)
-                raise ContainerError(f"cannot start the Python zygote: {ex}") from ex
+            spawned = await self._supervisor.spawn(
+                argv,
+                env,
+                stdout=out_w,
+                stderr=err_w,
+                fds=[theirs.fileno(), info_w, block_r],
+                uid=self.uid,
+                nofile=self._isolation.nofile,
+            )
+        except BaseException as ex:
+            for fd in (info_r, block_w, out_r, err_r):
+                os.close(fd)
+            await self.close()
+            if isinstance(ex, ContainerError):
+                raise ContainerError(f"cannot start the Python zygote: {ex.message}") from ex
+            raise
         finally:
             theirs.close()
-            os.close(info_w)
-            os.close(block_r)
+            for fd in (info_w, block_r, out_w, err_w):
+                os.close(fd)
+        self._process = ForkedRuntime(spawned.pid, self._logs, self._exited, pidfd=spawned.pidfd)
+        await self._process.attach("stdout", out_r)
+        await self._process.attach("stderr", err_r)
         try:
             pid = self._process.get_pid()
-            self._init = await confine(
-                pid, info_r, block_w, self._cgroup, self._isolation.nofile, self._timeout
-            )
+            self._init = await confine(pid, info_r, block_w, self._cgroup, None, self._timeout)
             ours.setblocking(False)
             async with asyncio.timeout(self._timeout):
                 ready = await loop.sock_recv(ours, 64)
@@ -343,10 +356,6 @@ class Zygote:
 
     # -- spares ------------------------------------------------------------------------
 
-    def _exited_future(self) -> asyncio.Future[None]:
-        assert self._exited is not None
-        return self._exited
-
     async def _keep_spares(self) -> None:
         try:
             while self.alive and len(self._spares) < self._spares_wanted:
@@ -378,7 +387,9 @@ class Zygote:
             pid = await _receive_pid(ours, self._timeout)
             pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
             cgroup = self._cgroups.create(secrets.token_hex(6), None)
-            await asyncio.to_thread(_confine, cgroup, pid, self._isolation.nofile)
+            # In a worker thread: moving a process into a cgroup waits for an RCU grace
+            # period. Its open-files limit is the zygote's (set when it was spawned).
+            await asyncio.to_thread(cgroup.attach, pid)
             if network and self._network is not None:
                 lease = await self._network.attach(pid)
             ours.send(b"confined")  # init forks the runtime, born in the cgroup
@@ -394,12 +405,6 @@ class Zygote:
                 await self._network.detach(lease)
             raise
         return _Spare(ours, pid, pidfd, cgroup, lease)
-
-
-def _confine(cgroup: Cgroup, pid: int, nofile: int) -> None:
-    # In a worker thread: moving a process into a cgroup waits for an RCU grace period.
-    cgroup.attach(pid)
-    resource.prlimit(pid, resource.RLIMIT_NOFILE, (nofile, nofile))
 
 
 async def _receive_pid(sock: socket.socket, timeout: float) -> int:

@@ -273,8 +273,8 @@ async def test_runtimes_die_with_their_invoker(
     # And the next factory on that directory cleans up the directory and the cgroup left
     factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
     try:
-        # (a directory and a cgroup; and the zygote's cgroup when there was one)
-        assert factory.leftovers == (3 if forked else 2)
+        # (a directory, its cgroup and the supervisor's; and the zygote's when there was one)
+        assert factory.leftovers == (4 if forked else 3)
         assert entries(tmp_path / "containers") == []
     finally:
         await factory.close()

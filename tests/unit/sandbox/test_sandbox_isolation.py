@@ -7,7 +7,6 @@ action probe its own limits.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandboxsupport import ForkBomb
 
 from squall.errors import ContainerError
 from squall.sandbox.isolation import DEFAULT_NOFILE, DEFAULT_PIDS_MAX, Isolation
@@ -65,25 +65,6 @@ def main(args):
         return {"connected": True}
     except OSError as ex:
         return {"connected": False, "error": type(ex).__name__}
-"""
-
-FORK_BOMB = """
-import os, time
-def main(args):
-    failures = 0
-    deadline = time.monotonic() + args["seconds"]
-    while time.monotonic() < deadline:
-        try:
-            if os.fork() == 0:
-                while True:
-                    try:
-                        os.fork()
-                    except OSError:
-                        time.sleep(0.01)
-        except OSError:
-            failures += 1
-            time.sleep(0.001)
-    return {"fork_failures": failures}
 """
 
 
@@ -256,24 +237,11 @@ async def test_a_memory_hog_is_killed_and_reported(
     assert json.loads(answer.body) == {"n": 16 * MIB} and not answer.oom
 
 
-async def test_a_fork_bomb_stops_at_the_pids_limit(factory: ProcessContainerFactory) -> None:
-    # Given a container running a fork bomb for a second
-    container = await python(factory, FORK_BOMB, memory_mb=256)
-    answer = await container.run({"value": {"seconds": 1}}, timeout=30)
-    # Then forks failed at the limit, and the cgroup never held more than it allows
-    assert answer.status == 200, answer
-    assert json.loads(answer.body)["fork_failures"] > 0
-    assert container.cgroup is not None
-    pids = Path(str(container.cgroup.directories[0]).replace("/memory/", "/pids/"))
-    assert int((pids / "pids.current").read_text()) <= DEFAULT_PIDS_MAX
-    assert int((pids / "pids.events").read_text().split()[1]) > 0
-    # And the host can still start processes, and destroying kills the whole bomb
-    process = await asyncio.create_subprocess_exec("true")
-    assert await process.wait() == 0
-    members = container.cgroup.pids()
-    assert len(members) > 3
-    await container.destroy()
-    assert not any(exists(pid) for pid in members)
+async def test_a_fork_bomb_stops_at_the_pids_limit(
+    factory: ProcessContainerFactory, fork_bomb: ForkBomb
+) -> None:
+    # Given, When, Then: see the fixture (tests/unit/sandbox/conftest.py)
+    await fork_bomb(factory)
 
 
 async def test_a_second_init_is_refused_inside_the_sandbox(

@@ -1,0 +1,255 @@
+"""The sandbox supervisor: the process between an invoker and every sandbox it starts.
+
+Run by :class:`squall.sandbox.supervisor.Supervisor` as ``python -I -S pid1.py <config>``
+(standard library only, never imports ``squall``: it starts in milliseconds). Two
+processes:
+
+- the *launcher*, the invoker's child: sets ``PR_SET_PDEATHSIG`` (SIGKILL), then checks
+  that its parent is still the invoker (``getppid()``; if the invoker died between the
+  fork and the ``prctl``, it exits) — so it dies with the invoker whatever the timing;
+  joins the supervisor's cgroup (every process it starts is born there until the invoker
+  moves it into its container's); unshares a pid namespace and forks its only child;
+- *pid 1* of that namespace: sets ``PR_SET_PDEATHSIG`` too, then checks a pipe whose only
+  write end the launcher holds (``getppid()`` says 0 across a pid namespace): at EOF the
+  launcher already died and it exits. When pid 1 dies the kernel SIGKILLs every process
+  of its namespace and of the namespaces below it — every bubblewrap, sandbox, zygote and
+  runtime the invoker ever started. That is the guarantee: a SIGKILLed invoker takes its
+  launcher, which takes pid 1, which takes everything, and no step has a window.
+
+Pid 1 also prepares a mount namespace of its own (private to it and its children): a
+tmpfs at the *stage* directory, with each host directory the sandboxes bind (an
+interpreter under ``/root``, the runtimes cache, the sandboxes' ``/etc``) bind-mounted
+at ``<stage>/<n>`` while pid 1 still runs as root. Bubblewrap then runs as an
+unprivileged uid and binds from the stage, whose path needs no search permission on
+``/root`` (mode 700).
+
+Protocol on the control socket (``SOCK_SEQPACKET``, fd ``__SQUALL_CONTROL_FD``): pid 1
+sends ``ready``; each ``spawn`` + JSON ``{"argv", "env", "uid", "nofile"}`` message carries
+descriptors: a reply socket, the child's stdout and stderr, then the descriptors it
+inherits as 3, 4, ... in that order. Pid 1 forks; the child moves the descriptors into
+place, starts a session, sets its open-files limit to ``nofile`` (inherited by everything
+it starts), drops root (no supplementary groups, uid and gid ``uid``), sends
+``pid`` on the reply socket with ``SCM_CREDENTIALS`` (the kernel translates its pid into
+the invoker's pid namespace) and a pidfd of itself, and execs ``argv``. EOF on the
+control socket (the invoker let go) ends pid 1, and with it every sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import select
+import selectors
+import signal
+import socket
+import struct
+import sys
+import traceback
+
+PR_SET_PDEATHSIG = 1
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 2, 4, 0x1000, 0x4000
+MS_SLAVE = 0x80000
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def die_with_parent() -> None:
+    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    check(
+        libc.mount(
+            None if source is None else source.encode(),
+            target.encode(),
+            None if fstype is None else fstype.encode(),
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def stage(root: str, sources: list[str]) -> None:
+    """Bind each source at ``<root>/<n>`` in a mount namespace of this process's own."""
+    check(libc.unshare(CLONE_NEWNS), "unshare mount")
+    # Nothing mounted here reaches the host; the host's later mounts still arrive.
+    mount(None, "/", None, MS_REC | MS_SLAVE)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+    for index, source in enumerate(sources):
+        target = os.path.join(root, str(index))
+        if os.path.isdir(source):
+            os.mkdir(target, 0o755)
+        else:
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+        mount(source, target, None, MS_BIND | MS_REC)
+
+
+def receive(sock: socket.socket) -> tuple[bytes | None, list[int]]:
+    """One message and its descriptors; (None, []) at EOF."""
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(1 << 20, socket.CMSG_SPACE(64 * 4))
+            break
+        except InterruptedError:
+            continue
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += list(struct.unpack(f"{usable // 4}i", payload[:usable]))
+    return (data or None), fds
+
+
+def child(config: dict[str, object], fds: list[int]) -> None:
+    """In the forked child: descriptors into place, drop root, report, exec. Never returns."""
+    stdio, inherited = fds[1:3], fds[3:]
+    # Out of the way of the targets first: every given descriptor above all targets.
+    high = 3 + len(inherited) + 64
+    reply = socket.socket(fileno=os.dup2(fds[0], high, inheritable=False))
+    moved = [os.dup2(fd, high + 1 + i, inheritable=False) for i, fd in enumerate(stdio + inherited)]
+    for fd in set(fds):
+        if fd not in moved and fd != high:
+            os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(moved[0], 1)
+    os.dup2(moved[1], 2)
+    for target, fd in enumerate(moved[2:], start=3):
+        os.dup2(fd, target)
+    for fd in moved:
+        os.close(fd)
+    os.setsid()
+    os.chdir("/")
+    nofile = config.get("nofile")
+    if isinstance(nofile, int):  # lowering one's own limit needs no capability
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    uid = config.get("uid")
+    if isinstance(uid, int):
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    pidfd = os.pidfd_open(os.getpid())
+    creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
+    reply.sendmsg(
+        [b"pid"],
+        [
+            (socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds),
+            (socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pidfd)),
+        ],
+    )
+    os.close(pidfd)
+    reply.close()
+    argv = [str(a) for a in config["argv"]]  # type: ignore[attr-defined]
+    env = {str(k): str(v) for k, v in config["env"].items()}  # type: ignore[attr-defined]
+    os.closerange(3 + len(inherited), high + len(moved) + 2)
+    os.execve(argv[0], argv, env)
+
+
+def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
+    if len(fds) < 3:
+        for fd in fds:
+            os.close(fd)
+        return
+    config = json.loads(message[len(b"spawn") :])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            control.close()
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            child(config, fds)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(127)
+    for fd in fds:
+        os.close(fd)
+
+
+def serve(control: socket.socket) -> None:
+    """Spawn per ``spawn`` message, reap every child and orphan, end at EOF."""
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    control.send(b"ready")
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj == wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                with contextlib.suppress(ChildProcessError):
+                    while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                        pass
+                continue
+            message, fds = receive(control)
+            if message is None:
+                return
+            if message.startswith(b"spawn"):
+                spawn(message, fds, control)
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+
+def pid1(alive: int, control: socket.socket, config: dict[str, list[str] | str]) -> None:
+    """Pid 1 of the supervisor's namespace; returns when it should exit."""
+    die_with_parent()
+    # The launcher may have died before the prctl: then its end of the pipe is closed.
+    if select.select([alive], [], [], 0)[0]:
+        return
+    os.close(alive)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stage(str(config["stage"]), list(config["sources"]))
+    serve(control)
+
+
+def launcher(config: dict[str, list[str] | str]) -> int:
+    """The invoker's child; returns the exit status."""
+    die_with_parent()
+    if os.getppid() != int(config["parent"]):  # type: ignore[arg-type]
+        return 0  # the invoker died before the prctl
+    control = socket.socket(fileno=int(os.environ.pop("__SQUALL_CONTROL_FD")))
+    for procs in config["cgroup"]:
+        with open(procs, "w") as file:
+            file.write(str(os.getpid()))
+    alive, keep = os.pipe()
+    check(libc.unshare(CLONE_NEWPID), "unshare pid")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(keep)
+            pid1(alive, control, config)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    os.close(alive)
+    control.close()
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        return os.waitstatus_to_exitcode(status) & 0xFF
+
+
+if __name__ == "__main__":
+    sys.exit(launcher(json.loads(sys.argv[1])))
