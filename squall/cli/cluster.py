@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ async def run_controller(settings: Settings) -> None:
     from squall.controller.sharding import ShardingBalancer
     from squall.entities.kinds import use_manifest
     from squall.feeds.provider import AlarmsProvider
+    from squall.metrics.supervisor import SupervisorMetrics
     from squall.sandbox.interpreters import load_manifest
     from squall.store.factory import open_store
 
@@ -95,7 +97,10 @@ async def run_controller(settings: Settings) -> None:
         await alarms.start()
         retention.start()
         log.info("controller %s on %s:%d", settings.controller_id, settings.host, settings.port)
-        await serve_app(create_app(controller), settings, settings.port)
+        # squall cluster up's restart counts (metrics/supervisor.py), when it started us.
+        supervised = [SupervisorMetrics(Path(settings.supervisor_file))]
+        app = create_app(controller, *(supervised if settings.supervisor_file else []))
+        await serve_app(app, settings, settings.port)
     finally:
         await retention.close()
         await alarms.close()
@@ -142,8 +147,9 @@ def controller(
 # -- invoker ------------------------------------------------------------------------
 
 
-def invoker_app(invoker: Any) -> Starlette:
-    """The invoker's own small HTTP face: ``/ping`` (its id and containers) and
+def invoker_app(invoker: Any, settings: Settings) -> Starlette:
+    """The invoker's own small HTTP face: ``/ping`` (its id, containers, pid and start
+    token) and
     ``/metrics`` (its Prometheus families)."""
     from squall.metrics.exposition import metrics_routes
 
@@ -156,6 +162,9 @@ def invoker_app(invoker: Any) -> Starlette:
                 "usedMb": pool.used_mb,
                 "containers": len(pool.containers()),
                 "activations": invoker.taken,
+                # This process and its start (``squall cluster up`` checks both).
+                "pid": os.getpid(),
+                "start": settings.start_token,
             }
         )
 
@@ -189,7 +198,7 @@ async def run_invoker(settings: Settings, port: int) -> None:
     try:
         await invoker.start()
         log.info("invoker %s (%d MB)", settings.invoker_id, settings.user_memory_mb)
-        await serve_app(invoker_app(invoker), settings, port)
+        await serve_app(invoker_app(invoker, settings), settings, port)
     finally:
         await invoker.close()
         await factory.close()
@@ -292,8 +301,12 @@ def up(
     user_memory: int | None,
     unsafe_no_isolation: bool,
 ) -> None:
-    """Start CONTROLLERS controllers and INVOKERS invokers; stop them all on Ctrl-C."""
-    from squall.cli.local_cluster import LocalCluster
+    """Start CONTROLLERS controllers and INVOKERS invokers, start again any that dies
+    (with a back-off), and stop them all on Ctrl-C or SIGTERM."""
+    from squall.cli.local_cluster import ClusterStartError, LocalCluster
+    from squall.cli.supervisor import Supervisor
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     extra: dict[str, str] = {}
     if user_memory is not None:
@@ -318,8 +331,12 @@ def up(
         local.start()
         for line in local.describe():
             click.echo(line)
-        local.wait()
+        # Only now: every member answered as the process started here (its start token).
+        click.echo("ready")
+        Supervisor(local).run()
     except KeyboardInterrupt:
         pass
+    except ClusterStartError as error:
+        raise click.ClickException(str(error)) from None
     finally:
         local.close()
