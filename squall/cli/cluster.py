@@ -52,6 +52,7 @@ def _run(main: Any) -> None:
 
 async def run_controller(settings: Settings) -> None:
     from squall.bus.factory import open_bus
+    from squall.bus.nats import NatsBus
     from squall.catalog.install import install_catalog
     from squall.controller.app import create_app
     from squall.controller.build import build_controller
@@ -59,6 +60,7 @@ async def run_controller(settings: Settings) -> None:
     from squall.controller.health import InvokerRegistry
     from squall.controller.retention import Retention
     from squall.controller.sharding import ShardingBalancer
+    from squall.controller.throttle_nats import NatsCounters
     from squall.entities.kinds import use_manifest
     from squall.feeds.provider import AlarmsProvider
     from squall.metrics.supervisor import SupervisorMetrics
@@ -70,6 +72,11 @@ async def run_controller(settings: Settings) -> None:
     use_manifest(load_manifest(settings.runtimes_manifest or None))
     store = await open_store(settings)
     bus = await open_bus(settings)
+    # Throttles shared by the cluster's controllers over NATS (controller/throttle_nats.py);
+    # a controller on the in-process bus is a cluster of one and counts in memory.
+    counters = (
+        await NatsCounters.open(bus, settings.controller_id) if isinstance(bus, NatsBus) else None
+    )
     registry = InvokerRegistry(bus, settings)
     balancer = ShardingBalancer(bus, registry, settings)
     controller = build_controller(
@@ -80,6 +87,7 @@ async def run_controller(settings: Settings) -> None:
         bus,
         balancer,
         cache_ttl_s=CACHE_TTL_S,
+        counters=counters,
     )
     controller.waiters.add_listener(balancer.on_completion)
     controller.invokers = lambda: [

@@ -15,6 +15,7 @@ from squall.controller.catalog import Catalog
 from squall.controller.composition import Composer
 from squall.controller.core import Controller
 from squall.controller.throttle import Throttles
+from squall.controller.throttle_counters import ThrottleCounters
 from squall.controller.waiters import CompletionWaiters
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore
@@ -29,15 +30,17 @@ def build_controller(
     balancer: LoadBalancer,
     *,
     cache_ttl_s: float | None = None,
+    counters: ThrottleCounters | None = None,
 ) -> Controller:
-    """A controller, not yet started (``await controller.start()``)."""
+    """A controller, not yet started (``await controller.start()``). ``counters``: where
+    the throttles count (default in memory; a cluster shares them, throttle_nats.py)."""
     waiters = CompletionWaiters(bus, settings.controller_id, activations)
     # Queue lengths of the invokers ``controller.invokers`` lists (set by the wiring):
     # ``invoker0`` there is the topic ``invoker.0``.
     metrics = ControllerMetrics(
         bus, lambda: [str(i["id"]).removeprefix("invoker") for i in controller.invokers()]
     )
-    throttles = Throttles(settings, auth, metrics=metrics)
+    throttles = Throttles(settings, auth, metrics=metrics, counters=counters)
     waiters.add_listener(throttles.on_completion)
     activator = Activator(
         balancer, waiters, activations, settings.controller_id, throttles, metrics
