@@ -222,6 +222,35 @@ def test_invocations_per_minute_hold_across_both_controllers(
     )
 
 
+def test_fires_per_minute_hold_across_both_controllers(cluster: Cluster, front: Nginx) -> None:
+    # Given a namespace allowed 4 trigger fires per minute, and a trigger without rules
+    allowed = 4
+    auth = limited_namespace(cluster, {"firesPerMinute": allowed})
+    controllers = [m.url for m in cluster.local.controllers]
+    with httpx.Client(verify=False, auth=auth, timeout=60, trust_env=False) as client:
+        url = f"{front.api}/namespaces/_/triggers/tick"
+        assert client.put(url, json={}).status_code == 200
+        refused_before = [throttled(u, "firesPerMinute") for u in controllers]
+        wait_for_a_fresh_minute()
+        minute = int(time.time() // 60)
+        # When it is fired 10 times through nginx
+        answers = [client.post(url, json={"n": i}) for i in range(10)]
+        assert int(time.time() // 60) == minute, "the minute ended during the burst"
+    # Then exactly 4 fires are taken (204: no rule to run), the rest refused with a 429
+    assert [r.status_code for r in answers].count(204) == allowed, [r.text for r in answers]
+    refused = [r for r in answers if r.status_code == 429]
+    assert len(refused) == len(answers) - allowed, [r.text for r in answers]
+    for r in refused:
+        match = PER_MINUTE.match(r.json()["error"])
+        assert match is not None and int(match.group(2)) == allowed, r.text
+    # And both controllers refused some
+    refused_after = [throttled(u, "firesPerMinute") for u in controllers]
+    assert all(a > b for a, b in zip(refused_after, refused_before, strict=True)), (
+        refused_before,
+        refused_after,
+    )
+
+
 def test_concurrent_invocations_hold_across_both_controllers(
     cluster: Cluster, front: Nginx
 ) -> None:
