@@ -38,7 +38,7 @@ POLL_S = 0.2
 
 def backoff_s(attempt: int) -> float:
     """The wait before the ``attempt``-th restart in a row (1-based)."""
-    return min(CAP_S, BASE_S * 2.0 ** (attempt - 1))
+    return min(CAP_S, BASE_S * 2.0 ** min(attempt - 1, 30))
 
 
 def describe_exit(code: int) -> str:
