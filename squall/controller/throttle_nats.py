@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors as nats_errors
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
@@ -68,6 +69,12 @@ STALE_S = 30.0
 #: Compare-and-set attempts before giving up (503): far more than two controllers racing
 #: for one key ever need.
 MAX_TRIES = 100
+#: What a server that has no bucket (stream) answers.
+BUCKET_GONE: tuple[type[BaseException], ...] = (
+    nats_errors.NoRespondersError,
+    js_errors.NoStreamResponseError,
+    js_errors.NotFoundError,
+)
 
 
 def key_token(namespace: str) -> str:
@@ -97,6 +104,10 @@ class NatsCounters:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Set by ``open``: a server that lost the buckets (restarted without its store)
+        # gets them created again on the next operation, as the bus does its streams.
+        self._bus: NatsBus | None = None
+        self._lost = False
 
     @classmethod
     async def open(
@@ -106,8 +117,25 @@ class NatsCounters:
         # Refreshed every REFRESH_S while held: an entry outlives its writer by twice STALE_S.
         inflight = await bus.key_value(INFLIGHT, max_age_s=2 * STALE_S)
         counters = cls(minutes, inflight, controller_id, clock=clock)
+        counters._bus = bus
         counters.start()
         return counters
+
+    async def _ensure_buckets(self) -> None:
+        if not self._lost or self._bus is None:
+            return
+        self._minutes = await self._bus.key_value(MINUTES, max_age_s=MINUTE_KEEP_S)
+        self._inflight = await self._bus.key_value(INFLIGHT, max_age_s=2 * STALE_S)
+        self._seen.clear()
+        self._holders.clear()
+        self._dirty.update(self._local.namespaces())  # write this controller's truth again
+        self._wake.set()
+        self._lost = False
+        log.warning("throttle buckets created again on NATS")
+
+    def _failed(self, error: BaseException) -> None:
+        if isinstance(error, BUCKET_GONE):
+            self._lost = True
 
     def start(self) -> None:
         self._tasks = [
@@ -128,6 +156,7 @@ class NatsCounters:
         seen = self._seen.get(slot)
         known = seen[1:] if seen is not None and seen[0] == minute else None
         try:
+            await self._ensure_buckets()
             for _ in range(MAX_TRIES):
                 if known is None:
                     known = await self._read_count(key)
@@ -149,6 +178,7 @@ class NatsCounters:
                 return count + 1
         except ANY_NATS as e:
             self._seen.pop(slot, None)
+            self._failed(e)
             raise ProviderError(f"cannot count invocations in NATS: {e!r}") from e
         raise ProviderError(f"throttle counter {key} kept changing under {MAX_TRIES} writes")
 
@@ -176,8 +206,10 @@ class NatsCounters:
 
     async def in_flight(self, namespace: str) -> int:
         try:
+            await self._ensure_buckets()
             holders, revision = await self._read_holders(namespace)
         except ANY_NATS as e:
+            self._failed(e)
             raise ProviderError(f"cannot read activations in flight from NATS: {e!r}") from e
         self._holders[namespace] = (holders, revision)
         others = self._fresh(holders)
@@ -209,6 +241,7 @@ class NatsCounters:
         key = key_token(namespace)
         known = self._holders.pop(namespace, None)
         try:
+            await self._ensure_buckets()
             for _ in range(MAX_TRIES):
                 if known is None:
                     known = await self._read_holders(namespace)
@@ -233,6 +266,7 @@ class NatsCounters:
         except ANY_NATS as e:
             # Written again by the refresh (the whole truth each time).
             self._dirty.add(namespace)
+            self._failed(e)
             raise ProviderError(f"cannot count activations in flight in NATS: {e!r}") from e
         raise ProviderError(f"in-flight counter of {namespace} kept changing")
 

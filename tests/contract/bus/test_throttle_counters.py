@@ -10,6 +10,7 @@ how a dead controller's counts stop counting, and that a clean close releases th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from squall.controller.throttle_counters import (
     ThrottleCounters,
 )
 from squall.controller.throttle_nats import STALE_S, NatsCounters
+from squall.errors import ProviderError
 
 from .bussupport import NATS_URL, reachable, service_missing
 from .conftest import NatsBuses
@@ -170,3 +172,31 @@ async def test_a_clean_close_releases_at_once(nats_buses: NatsBuses) -> None:
         assert await counters.b.in_flight("guest") == 0
     finally:
         await counters.b.close()
+
+
+async def test_buckets_lost_by_the_server_are_created_again(nats_buses: NatsBuses) -> None:
+    # Given counters in use, When the server loses their buckets (as a NATS server
+    # restarted without its store would)
+    counters = await _nats_pair(nats_buses)
+    try:
+        assert await counters.a.hit(INVOKES, "guest", MINUTE, 5) == 1
+        await counters.a.started("guest", IDS[0])
+        cleaner = await nats_buses.open()
+        await cleaner.delete_streams()
+        # Then at most one request fails (ProviderError: a 503), and the counts go on
+        # from the store's new buckets, this controller's in-flight truth written again
+        answers: list[int] = []
+        for _ in range(3):
+            with contextlib.suppress(ProviderError):
+                answers.append(await counters.a.hit(INVOKES, "guest", MINUTE, 5))
+        assert answers[-2:] == [answers[-2], answers[-2] + 1] and len(answers) >= 2, answers
+        await _until(lambda: _counts(counters.b, 1), "a's in-flight count written again")
+    finally:
+        await counters.a.close()
+        await counters.b.close()
+
+
+async def _counts(counters: ThrottleCounters, expected: int) -> bool:
+    with contextlib.suppress(ProviderError):
+        return await counters.in_flight("guest") == expected
+    return False
