@@ -102,6 +102,12 @@ class Settings:
     # OpenWhisk's feature flag: a new action without a ``provide-api-key`` annotation gets
     # ``provide-api-key: false`` (off: new actions get the key, as old ones always do).
     require_api_key_annotation: bool = True
+    # Set by ``squall cluster up`` (cli/supervisor.py) for each member it starts: a nonce
+    # of this start that ``/ping`` returns, so the supervisor knows its own member answers
+    # (not another server on the port); and the file of its restart counts, which a
+    # controller exposes in /metrics (metrics/supervisor.py). Empty: not supervised.
+    start_token: str = field(default="", repr=False)
+    supervisor_file: str = ""
 
     @property
     def db_path(self) -> Path:

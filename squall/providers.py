@@ -9,6 +9,8 @@ bus           in-process queues            ``bus_url`` (NATS JetStream)
 balancer      :data:`LEAN`: one invoker    :data:`SHARDING`: invokers
               in this process              elsewhere, health, recovery
 sandbox       process sandbox              process sandbox
+throttles     counted in this process      NATS key-value buckets shared
+                                           by every controller
 ============  ===========================  ==============================
 
 As in OpenWhisk, where the LeanBalancer starts the standalone controller's invoker
@@ -29,6 +31,7 @@ from squall.bus.contracts import MessagingProvider
 from squall.bus.factory import open_bus
 from squall.bus.memory import MemoryBus
 from squall.bus.messages import Completion, Redispatch
+from squall.bus.nats import NatsBus
 from squall.config import Settings
 from squall.controller.balancer import LeanBalancer, LoadBalancer
 from squall.controller.cluster import CACHE_TTL_S, CacheInvalidation, HealthTest
@@ -37,6 +40,8 @@ from squall.controller.health import InvokerRegistry
 from squall.controller.recovery import Recovery
 from squall.controller.restart import resume_unfinished
 from squall.controller.sharding import ShardingBalancer
+from squall.controller.throttle_counters import MemoryCounters, ThrottleCounters
+from squall.controller.throttle_nats import NatsCounters
 from squall.late import Late
 from squall.sandbox.factory import container_factory
 from squall.sandbox.process import ProcessContainerFactory
@@ -198,6 +203,20 @@ async def in_process_bus(settings: Settings) -> MessagingProvider:
     return MemoryBus()
 
 
+async def memory_counters(settings: Settings, bus: MessagingProvider) -> ThrottleCounters:
+    """Standalone's throttle counts: in this process."""
+    return MemoryCounters()
+
+
+async def shared_counters(settings: Settings, bus: MessagingProvider) -> ThrottleCounters:
+    """A cluster's throttle counts: in NATS key-value buckets every controller shares
+    (controller/throttle_nats.py); a controller on the in-process bus is a cluster of one
+    and counts in memory."""
+    if isinstance(bus, NatsBus):
+        return await NatsCounters.open(bus, settings.controller_id)
+    return MemoryCounters()
+
+
 @dataclass(frozen=True)
 class Providers:
     """The SPIs: everything the shapes differ in."""
@@ -206,7 +225,12 @@ class Providers:
     bus: Callable[[Settings], Awaitable[MessagingProvider]]
     balancer: BalancerProvider
     sandbox: Callable[[Settings], ProcessContainerFactory] = container_factory
+    throttle_counters: Callable[[Settings, MessagingProvider], Awaitable[ThrottleCounters]] = (
+        memory_counters
+    )
 
 
 STANDALONE = Providers(store=home_store, bus=in_process_bus, balancer=LEAN)
-CLUSTER = Providers(store=open_store, bus=open_bus, balancer=SHARDING)
+CLUSTER = Providers(
+    store=open_store, bus=open_bus, balancer=SHARDING, throttle_counters=shared_counters
+)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from starlette.types import ASGIApp
@@ -60,6 +61,8 @@ from squall.invoker.prewarm import manifest_stem_cells, parse_stem_cells
 from squall.invoker.service import Invoker
 from squall.late import Late
 from squall.metrics.controller import ControllerMetrics
+from squall.metrics.exposition import MetricFamilies
+from squall.metrics.supervisor import SupervisorMetrics
 from squall.providers import Providers
 from squall.sandbox.factory import network_mode
 from squall.sandbox.interpreters import load_manifest
@@ -138,7 +141,8 @@ async def _start(
         assert invoker is not None
         await invoker.start()
         stack.push_async_callback(invoker.close)
-        return System(settings, store, bus, invoker_app(invoker), None, invoker, factory, stack)
+        served = invoker_app(invoker, settings)
+        return System(settings, store, bus, served, None, invoker, factory, stack)
     controller, app = await _controller(settings, providers, store, bus, invoker, stack)
     return System(settings, store, bus, app, controller, invoker, factory, stack)
 
@@ -193,7 +197,9 @@ async def _controller(
     metrics = ControllerMetrics(
         bus, lambda: [str(i["id"]).removeprefix("invoker") for i in balancing.invokers()]
     )
-    throttles = Throttles(settings, store.auth, metrics=metrics)
+    # Where the throttles count: in memory, or shared by a cluster's controllers.
+    counters = await providers.throttle_counters(settings, bus)
+    throttles = Throttles(settings, store.auth, metrics=metrics, counters=counters)
     waiters = CompletionWaiters(
         bus,
         cid,
@@ -248,6 +254,10 @@ async def _controller(
     stack.push_async_callback(alarms.close)  # no fires once shutting down
     retention.start()
     stack.push_async_callback(retention.close)
-    # Standalone's /metrics serves its invoker's families too.
-    app = create_app(controller, *([invoker.metrics] if invoker is not None else []))
+    # Standalone's /metrics serves its invoker's families too; a controller that
+    # ``squall cluster up`` started, the supervisor's restart counts (its file).
+    families: list[MetricFamilies] = [invoker.metrics] if invoker is not None else []
+    if settings.supervisor_file:
+        families.append(SupervisorMetrics(Path(settings.supervisor_file)))
+    app = create_app(controller, *families)
     return controller, app

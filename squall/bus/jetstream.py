@@ -12,6 +12,9 @@ consumer per subject: every process that consumes ``invoker.0`` binds to the sam
 durable consumer, so they share one queue. Both streams deduplicate on ``Nats-Msg-Id``
 within their duplicate window.
 
+Key-value buckets (streams ``KV_<bucket>``) hold state the controllers share: the
+throttles' counts (``controller/throttle_nats.py``); their names are in ``BUCKETS``.
+
 A ``prefix`` (tests: a random token) goes in front of every subject and stream name, so
 several deployments or test runs share one server without seeing each other.
 
@@ -41,6 +44,9 @@ from squall.errors import ProviderError
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+#: Key-value buckets Squall keeps (without the prefix): per-minute throttle counts, and
+#: activations in flight per namespace (controller/throttle_nats.py).
+BUCKETS = ("throttle-minutes", "throttle-inflight")
 _SUBJECT_TAIL = re.compile(r"^[^\s*>.]+(\.[^\s*>.]+)*$")
 
 
@@ -96,6 +102,12 @@ class Layout:
 
     def stream_name(self, spec: StreamSpec) -> str:
         return f"{self.prefix}_{spec.name}" if self.prefix else spec.name
+
+    def bucket_name(self, name: str) -> str:
+        """The key-value bucket ``name`` (one of ``BUCKETS``) of this layout."""
+        if name not in BUCKETS:
+            raise ProviderError(f"bucket {name!r}: not one of Squall's ({', '.join(BUCKETS)})")
+        return f"{self.prefix}_{name}" if self.prefix else name
 
     def subject(self, name: str) -> str:
         """The NATS subject of a topic or broadcast subject."""

@@ -35,8 +35,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSub
 from nats.js import errors as js_errors
+from nats.js.kv import KeyValue
 
-from squall.bus.jetstream import AckedIds, Layout, Route, ensure_consumer, ensure_streams
+from squall.bus.jetstream import (
+    BUCKETS,
+    AckedIds,
+    Layout,
+    Route,
+    ensure_consumer,
+    ensure_streams,
+)
 from squall.bus.nats_consumer import (
     ANY_NATS,
     BACKOFF_S,
@@ -283,9 +291,32 @@ class NatsBus:
         self._subscriptions.add(subscription)
         return subscription
 
-    async def delete_streams(self) -> None:
-        """Delete this layout's streams and everything on them (tests, uninstall)."""
+    async def key_value(self, name: str, *, max_age_s: float) -> KeyValue:
+        """The layout's key-value bucket ``name`` (one of ``jetstream.BUCKETS``), created
+        when missing: one revision kept per key, each entry gone ``max_age_s`` after its
+        last write. Racing creators all succeed (same configuration)."""
         self._check_open()
+        bucket = self.layout.bucket_name(name)
+        try:
+            try:
+                return await self._js.key_value(bucket)
+            except js_errors.BucketNotFoundError:
+                return await self._js.create_key_value(bucket=bucket, history=1, ttl=max_age_s)
+        except ANY_NATS as e:
+            raise ProviderError(f"cannot open the key-value bucket {bucket}: {e!r}") from e
+
+    async def delete_streams(self) -> None:
+        """Delete this layout's streams and buckets and everything in them (tests,
+        uninstall)."""
+        self._check_open()
+        for name in BUCKETS:
+            bucket = self.layout.bucket_name(name)
+            try:
+                await self._js.delete_key_value(bucket)
+            except (js_errors.NotFoundError, js_errors.BucketNotFoundError):
+                pass
+            except UNREACHABLE_OR_API as e:
+                raise ProviderError(f"cannot delete bucket {bucket}: {e!r}") from e
         for spec in self.layout.streams:
             try:
                 await self._js.delete_stream(self.layout.stream_name(spec))

@@ -195,8 +195,12 @@ def up(
     user_memory: int | None,
     unsafe_no_isolation: bool,
 ) -> None:
-    """Start CONTROLLERS controllers and INVOKERS invokers; stop them all on Ctrl-C."""
-    from squall.cli.local_cluster import LocalCluster
+    """Start CONTROLLERS controllers and INVOKERS invokers, start again any that dies
+    (with a back-off), and stop them all on Ctrl-C or SIGTERM."""
+    from squall.cli.local_cluster import ClusterStartError, LocalCluster
+    from squall.cli.supervisor import Supervisor
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     extra: dict[str, str] = {}
     if user_memory is not None:
@@ -221,8 +225,12 @@ def up(
         local.start()
         for line in local.describe():
             click.echo(line)
-        local.wait()
+        # Only now: every member answered as the process started here (its start token).
+        click.echo("ready")
+        Supervisor(local).run()
     except KeyboardInterrupt:
         pass
+    except ClusterStartError as error:
+        raise click.ClickException(str(error)) from None
     finally:
         local.close()

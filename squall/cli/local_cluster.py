@@ -12,13 +12,21 @@ The invokers share one action-key secret (``SQUALL_ACTION_KEY_SECRET``, see
 ``HOME/action-key.secret``, created on the first ``up`` and kept, so that action keys
 minted by an earlier run of the cluster stay valid. The controllers get it too: they sign
 dashboard sessions with a key derived from it, so each accepts the others' sessions.
+
+Every start of a member gets a fresh token (``SQUALL_START_TOKEN``) that its ``/ping``
+returns with its pid: a member is ready only when the process started here answers on its
+port, not merely when something does (another server may hold the port). ``start`` checks
+first that the controllers' ports are free, and fails with a message saying which one is
+taken. :class:`~squall.cli.supervisor.Supervisor` keeps the members up after ``start``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,14 +39,35 @@ import httpx
 
 from squall.config import Settings
 from squall.invoker.apikeys import SECRET_FILE, secret_file
+from squall.metrics.supervisor import save_restarts
 
 START_TIMEOUT_S = 60.0
+#: The supervisor's restart counts (metrics/supervisor.py), under HOME.
+SUPERVISOR_FILE = "supervisor.json"
+
+
+class ClusterStartError(RuntimeError):
+    """A member could not be started or never answered; the message says which and why."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now (as uvicorn does: with
+    SO_REUSEADDR, so a port left in TIME_WAIT by an earlier run counts as free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
 
 
 @dataclass
@@ -49,6 +78,9 @@ class Member:
     log_path: Path
     port: int
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # This start's nonce (SQUALL_START_TOKEN), returned by the member's /ping.
+    token: str = field(default="", repr=False)
+    started_at: float = 0.0  # time.monotonic() of the last spawn
 
     @property
     def url(self) -> str:
@@ -94,6 +126,7 @@ class LocalCluster:
             "SQUALL_STORE_URL": store_url,
             "SQUALL_BUS_URL": bus_url,
             "SQUALL_CLUSTER_CONTROLLERS": str(controllers),
+            "SQUALL_SUPERVISOR_FILE": str(home / SUPERVISOR_FILE),
             **(env or {}),
         }
         (home / "logs").mkdir(parents=True, exist_ok=True)
@@ -150,10 +183,17 @@ class LocalCluster:
         settings = Settings.from_env(
             {"SQUALL_STORE_URL": self.store_url, "SQUALL_HOME": str(self.home)}
         )
+        for member in self.controllers:
+            if not port_free(member.port):
+                raise ClusterStartError(
+                    f"{member.name} cannot listen on 127.0.0.1:{member.port}: another process "
+                    f"holds the port. Stop it, or give cluster up another --port."
+                )
         self.auth = asyncio.run(_guest(settings, self.home / "wskprops", self.api_host))
+        save_restarts(self.home / SUPERVISOR_FILE, {})  # counted from this start on
         for member in self.members.values():
             self.spawn(member.name)
-        self.wait_ready(timeout_s)
+        self.wait_ready(timeout_s, starting=True)
 
     def spawn(self, name: str) -> Member:
         member = self.members[name]
@@ -162,38 +202,73 @@ class LocalCluster:
         args = [sys.executable, "-m", "squall.cli.main", member.role]
         if member.role == "invoker":
             args += ["--port", str(member.port)]
+        member.token = secrets.token_hex(16)
         with open(member.log_path, "ab") as log:
             member.process = subprocess.Popen(
-                args, env=member.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                args, env={**member.env, "SQUALL_START_TOKEN": member.token}, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
+        member.started_at = time.monotonic()
         return member
 
-    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Until every running controller answers and sees every running invoker healthy."""
+    def answers(self, name: str) -> bool | None:
+        """True when the process started last as ``name`` answers its /ping (its token
+        and pid), False when something else answers on its port, None when nothing does."""
+        member = self.members[name]
+        try:
+            pong = httpx.get(f"{member.url}/ping", timeout=2, trust_env=False).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        process = member.process
+        return (
+            isinstance(pong, dict)
+            and process is not None
+            and pong.get("start") == member.token
+            and pong.get("pid") == process.pid
+        )
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S, *, starting: bool = False) -> None:
+        """Until every running member answers as itself (/ping: its start token and pid)
+        and every running controller sees every running invoker healthy. ``starting``:
+        a member that exited at all is an error (else one killed on purpose is skipped)."""
         deadline = time.monotonic() + timeout_s
+        for member in self.members.values():
+            foreign = False
+            while member.running:
+                self._check_alive(starting)
+                answer = self.answers(member.name)
+                if answer:
+                    break
+                foreign = foreign or answer is False
+                if time.monotonic() > deadline:
+                    why = (f"another server answers on 127.0.0.1:{member.port}" if foreign
+                           else "it never answered")  # fmt: skip
+                    raise ClusterStartError(f"{member.name} is not ready: {why}. "
+                                            f"{self.tail(member.name)}")  # fmt: skip
+                time.sleep(0.1)
+            self._check_alive(starting)
         wanted = {m.name for m in self.invokers if m.running}  # /invokers names them alike
         for member in self.controllers:
             if not member.running:
                 continue
             while True:
-                self._check_alive()
+                self._check_alive(starting)
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     states = httpx.get(f"{member.url}/invokers", timeout=2).json()
                     if all(states.get(name) == "up" for name in wanted):
                         break
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{member.name} did not see {sorted(wanted)} up: "
-                                       f"{self.tail(member.name)}")  # fmt: skip
+                    raise ClusterStartError(f"{member.name} did not see {sorted(wanted)} up: "
+                                            f"{self.tail(member.name)}")  # fmt: skip
                 time.sleep(0.2)
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, starting: bool = False) -> None:
         for member in self.members.values():
             if member.process is not None and member.process.poll() is not None:
                 code = member.process.returncode
-                if code not in (0, -signal.SIGKILL, -signal.SIGTERM):
-                    raise RuntimeError(f"{member.name} exited with {code}: "
-                                       f"{self.tail(member.name)}")  # fmt: skip
+                if starting or code not in (0, -signal.SIGKILL, -signal.SIGTERM):
+                    raise ClusterStartError(f"{member.name} exited with {code}: "
+                                            f"{self.tail(member.name)}")  # fmt: skip
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         member = self.members[name]
@@ -215,11 +290,6 @@ class LocalCluster:
     def restart(self, name: str) -> Member:
         self.stop(name)
         return self.spawn(name)
-
-    def wait(self) -> None:
-        """Until a member exits by itself (then stop the rest) or an interrupt."""
-        while all(m.running for m in self.members.values()):
-            time.sleep(0.5)
 
     def close(self) -> None:
         # Controllers first: they stop taking requests; invokers finish what they run.

@@ -238,9 +238,9 @@ class Activator:
             await self._activations.put_pending(pending, message.to_bytes())
         if blocking:
             self._waiters.register(activation_id)
-        # Counted in flight before publishing, so its completion cannot come first.
-        self._throttles.started(identity.namespace, activation_id)
         try:
+            # Counted in flight before publishing, so its completion cannot come first.
+            await self._throttles.started(identity.namespace, activation_id)
             await self._balancer.publish(message, action.limits.memory)
         except BaseException as exc:
             self._waiters.forget(activation_id)

@@ -37,6 +37,7 @@ class Controller:
 
     async def close(self) -> None:
         await self.waiters.close()
+        await self.throttles.close()
 
 
 def controller_of(request: Request) -> Controller:

@@ -111,7 +111,7 @@ async def _resume(ctl: Controller, balancer: LoadBalancer, unfinished: Unfinishe
         if params.get(record.get("annotations", []), "kind") == SEQUENCE_KIND:
             await _compose(ctl, message)
         else:
-            ctl.throttles.started(message.namespace, message.activation_id)
+            await ctl.throttles.started(message.namespace, message.activation_id)
             await balancer.publish(message, _memory(record))
     except SquallError as error:
         ctl.throttles.ended(message.activation_id)

@@ -7,26 +7,34 @@ names: ``invocationsPerMinute``, ``concurrentInvocations``, ``firesPerMinute``. 
 are cached for ``ttl`` seconds, so a change reaches a running controller within that.
 
 Per-minute counters are tumbling windows of the current wall-clock minute, as in
-OpenWhisk's RateThrottler: every attempt counts, also one that is refused, and the count
-starts from zero each minute. Concurrency counts activations from publication to
-completion: ``started`` when the activator has put the message on the bus, ``ended`` when
-the completion arrives or publication failed — so a burst or a failure always returns the
-counter to zero. Everything runs on the event loop; the dicts need no lock.
+OpenWhisk's RateThrottler: the count starts from zero each minute. Concurrency counts
+activations from publication to completion: ``started`` when the activator is about to
+put the message on the bus, ``ended`` when the completion arrives or publication failed
+— so a burst or a failure always returns the counter to zero.
 
-These counters are per controller; with several controllers each enforces its share
-(the cluster issue divides the limits like OpenWhisk's sharding throttler does).
+Where the counts live is a :class:`~squall.controller.throttle_counters.ThrottleCounters`
+provider: in memory (standalone, the default), or shared by a cluster's controllers in
+NATS key-value buckets (``throttle_nats.py``), so that a namespace's limits hold across
+the cluster rather than per controller. Admission reads the counts and then counts: two
+requests admitted at the same instant may both pass the concurrency check (the bound is
+in docs/cluster.md); the per-minute windows are exact in both shapes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from squall.bus.messages import Completion
 from squall.config import Settings
 from squall.controller.refusals import Refusals
+from squall.controller.throttle_counters import (
+    FIRES,
+    INVOKES,
+    MemoryCounters,
+    ThrottleCounters,
+)
 from squall.errors import TooManyRequests
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import AuthStore
@@ -53,18 +61,6 @@ def too_many_concurrent(count: int, allowed: int) -> str:
     return f"Too many concurrent requests in flight (count: {count}, allowed: {allowed})."
 
 
-@dataclass
-class _Window:
-    minute: int = -1
-    count: int = 0
-
-    def hit(self, minute: int) -> int:
-        if minute != self.minute:
-            self.minute, self.count = minute, 0
-        self.count += 1
-        return self.count
-
-
 class Throttles:
     def __init__(
         self,
@@ -74,18 +70,17 @@ class Throttles:
         ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
         metrics: ControllerMetrics | None = None,
+        counters: ThrottleCounters | None = None,
     ) -> None:
         self._settings = settings
+        # The counts (in memory unless the wiring shares them: throttle_counters.py).
+        self.counters: ThrottleCounters = counters or MemoryCounters()
         self._metrics = metrics
         self._auth = auth
         self._ttl = ttl
         # Wall-clock seconds; public so tests can pin the minute they count in.
         self.clock = clock
         self._overrides: dict[str, tuple[dict[str, Any], float]] = {}
-        self._invokes: dict[str, _Window] = {}
-        self._fires: dict[str, _Window] = {}
-        self._in_flight: dict[str, int] = {}
-        self._owner: dict[str, str] = {}  # activation id → namespace
         # The refused requests by namespace, for the dashboard (see refusals.py).
         self.refusals = Refusals(lambda: self.clock())
 
@@ -131,12 +126,12 @@ class Throttles:
     async def admit_invoke(self, namespace: str) -> None:
         """Count one invoke request; 429 when over the per-minute or concurrent limit."""
         limits = await self.limits(namespace)
-        count = self._invokes.setdefault(namespace, _Window()).hit(self._minute())
         allowed = limits[INVOCATIONS_PER_MINUTE]
+        count = await self.counters.hit(INVOKES, namespace, self._minute(), allowed)
         if count > allowed:
             self._refused(namespace, INVOCATIONS_PER_MINUTE)
             raise TooManyRequests(too_many_per_minute(count, allowed))
-        in_flight = self._in_flight.get(namespace, 0)
+        in_flight = await self.counters.in_flight(namespace)
         allowed = limits[CONCURRENT_INVOCATIONS]
         if in_flight >= allowed:
             self._refused(namespace, CONCURRENT_INVOCATIONS)
@@ -145,8 +140,8 @@ class Throttles:
     async def admit_fire(self, namespace: str) -> None:
         """Count one trigger fire; 429 when over the namespace's fires per minute."""
         limits = await self.limits(namespace)
-        count = self._fires.setdefault(namespace, _Window()).hit(self._minute())
         allowed = limits[FIRES_PER_MINUTE]
+        count = await self.counters.hit(FIRES, namespace, self._minute(), allowed)
         if count > allowed:
             self._refused(namespace, FIRES_PER_MINUTE)
             raise TooManyRequests(too_many_per_minute(count, allowed))
@@ -156,25 +151,21 @@ class Throttles:
         if self._metrics is not None:
             self._metrics.throttled(limit)
 
-    def started(self, namespace: str, activation_id: str) -> None:
-        if activation_id in self._owner:
-            return
-        self._owner[activation_id] = namespace
-        self._in_flight[namespace] = self._in_flight.get(namespace, 0) + 1
+    async def started(self, namespace: str, activation_id: str) -> None:
+        """Count it in flight (idempotent per id); a shared provider has written it
+        when this returns."""
+        await self.counters.started(namespace, activation_id)
 
     def ended(self, activation_id: str) -> None:
-        namespace = self._owner.pop(activation_id, None)
-        if namespace is None:
-            return
-        left = self._in_flight.get(namespace, 0) - 1
-        if left > 0:
-            self._in_flight[namespace] = left
-        else:
-            self._in_flight.pop(namespace, None)
+        self.counters.ended(activation_id)
 
     def on_completion(self, completion: Completion) -> None:
         """A completion listener (see ``CompletionWaiters.add_listener``)."""
         self.ended(completion.activation_id)
 
     def in_flight(self, namespace: str) -> int:
-        return self._in_flight.get(namespace, 0)
+        """This controller's activations in flight for ``namespace`` (no I/O)."""
+        return self.counters.own(namespace)
+
+    async def close(self) -> None:
+        await self.counters.close()

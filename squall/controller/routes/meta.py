@@ -1,7 +1,10 @@
-"""``/``, ``/api/v1``, the API description, namespaces and namespace limits."""
+"""``/``, ``/api/v1``, the API description, namespaces and namespace limits, and
+``/ping``: the process that answers (controller id, pid, and the start token that
+``squall cluster up`` gave it, so its supervisor knows its own member answers)."""
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from typing import Any
 
@@ -96,12 +99,20 @@ async def namespace_limits(request: Request) -> Response:
     )
 
 
+async def ping(request: Request) -> Response:
+    settings = controller_of(request).settings
+    return JSONResponse(
+        {"controller": settings.controller_id, "pid": os.getpid(), "start": settings.start_token}
+    )
+
+
 async def not_found(request: Request) -> Response:
     raise NotFound()
 
 
 ROUTES = [
     Route("/", root, methods=["GET"]),
+    Route("/ping", ping, methods=["GET"]),
     Route("/api/v1", api_v1, methods=["GET"]),
     Route("/api/v1/", api_v1, methods=["GET"]),
     Route("/api/v1/api-docs", api_docs, methods=["GET"]),

@@ -57,7 +57,7 @@ async def test_fires_have_their_own_window(store: SqliteStore) -> None:
 
 async def test_concurrency_is_released_by_completions(store: SqliteStore) -> None:
     throttles = Throttles(_settings(), store.auth, clock=Clock())
-    throttles.started("guest", "a" * 32)
+    await throttles.started("guest", "a" * 32)
     with pytest.raises(TooManyRequests, match=r"concurrent requests in flight \(count: 1"):
         await throttles.admit_invoke("guest")
     # A completion for it (twice: redelivery must not go negative)
@@ -70,7 +70,7 @@ async def test_concurrency_is_released_by_completions(store: SqliteStore) -> Non
 async def test_namespaces_are_counted_apart(store: SqliteStore) -> None:
     await store.auth.create_subject("other")
     throttles = Throttles(_settings(), store.auth, clock=Clock())
-    throttles.started("guest", "a" * 32)
+    await throttles.started("guest", "a" * 32)
     await throttles.admit_invoke("other")
 
 

@@ -62,7 +62,7 @@ async def test_concurrency_refusals_have_their_own_reason(
     # Given one activation in flight and a limit of one
     metrics = ControllerMetrics(bus, lambda: [])
     throttles = Throttles(Settings(concurrent_invocations=1), store.auth, metrics=metrics)
-    throttles.started("guest", "a" * 32)
+    await throttles.started("guest", "a" * 32)
     # When another invoke is asked for / Then it is counted as a concurrency refusal
     with pytest.raises(TooManyRequests):
         await throttles.admit_invoke("guest")
