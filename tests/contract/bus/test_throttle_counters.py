@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
+from _required import unavailable
 
 from squall.controller.throttle_counters import (
     FIRES,
@@ -26,7 +27,7 @@ from squall.controller.throttle_counters import (
 from squall.controller.throttle_nats import STALE_S, NatsCounters
 from squall.errors import ProviderError
 
-from .bussupport import NATS_URL, reachable, service_missing
+from .bussupport import NATS_URL, reachable
 from .conftest import NatsBuses
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +57,7 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
         await memory.close()
         return
     if not reachable(NATS_URL):
-        service_missing(f"NATS JetStream is not reachable at {NATS_URL}")
+        unavailable(f"NATS JetStream is not reachable at {NATS_URL}")
     buses = NatsBuses(NATS_URL)
     try:
         counters = await _nats_pair(buses)
