@@ -28,7 +28,7 @@ def record(
     init_ms: int | None = None,
     prewarmed: bool = False,
     duration_ms: int = 20,
-) -> dict[str, Any]:
+) -> Activation:
     """A final record as the invoker builds it (annotations only when they apply)."""
     notes: list[dict[str, Any]] = [{"key": "path", "value": "guest/a"}]
     if wait_ms is not None:
@@ -48,7 +48,7 @@ def record(
         end=1_000 + duration_ms,
         response=response,
         annotations=notes,
-    ).to_json()
+    )
 
 
 @pytest.fixture
