@@ -23,6 +23,7 @@ from apisupport import (
 from squall.cli.standalone import Standalone
 from squall.controller.auth import Identity
 from squall.controller.composition import Composer
+from squall.controller.invocation import InvocationRequest
 from squall.entities.action import Action
 from squall.entities.names import EntityPath
 from squall.errors import ServiceUnavailable
@@ -269,7 +270,12 @@ async def test_close_lets_running_sequences_finish_or_records_them(
         action = await system.controller.catalog.get(Action, EntityPath(GUEST, "", seq))
         identity = Identity(GUEST, "any")
         with pytest.raises(ServiceUnavailable):
-            await composer.invoke(identity, action, {}, blocking=False, wait_ms=1, txid="t")
+            await composer.invoke(
+                InvocationRequest(
+                    identity=identity, action=action, payload={}, blocking=False, wait_ms=1,
+                    txid="t",
+                )
+            )  # fmt: skip
     finally:
         activator.composer = Composer(system.controller)
 
