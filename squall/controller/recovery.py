@@ -53,6 +53,7 @@ from squall.controller.waiters import CompletionWaiters
 from squall.entities.activation import (
     Activation,
     ActivationResponse,
+    final_record,
     is_pending,
     now_ms,
     pending_record,
@@ -282,7 +283,7 @@ class Recovery:
         message = dispatched.message
         now = now_ms()
         path = message.action.lstrip("/")
-        record = Activation(
+        record = final_record(
             namespace=message.namespace,
             name=path.rsplit("/", 1)[-1],
             subject=message.subject,

@@ -34,6 +34,7 @@ STATUS_NAMES = {
 }
 
 PENDING = "pending"
+_SUCCESS_NAME, _APPLICATION_ERROR_NAME = STATUS_NAMES[SUCCESS], STATUS_NAMES[APPLICATION_ERROR]
 
 # Messages the invoker uses in records (OpenWhisk's wording).
 ABNORMAL_INIT = "The action did not initialize and exited unexpectedly."
@@ -110,8 +111,8 @@ class ActivationResponse(
     def ok(cls, result: Any, size: int | None = None) -> ActivationResponse:
         """A runtime's 200 answer: success, or application error if it carries ``error``."""
         if isinstance(result, dict) and "error" in result:
-            return cls.of(APPLICATION_ERROR, result, size)
-        return cls.of(SUCCESS, result, size)
+            return cls(_APPLICATION_ERROR_NAME, False, APPLICATION_ERROR, result, size)
+        return cls(_SUCCESS_NAME, True, SUCCESS, result, size)
 
     @classmethod
     def developer_error(cls, error: Any, size: int | None = None) -> ActivationResponse:
@@ -138,11 +139,13 @@ class Activation(msgspec.Struct, kw_only=True, rename="camel"):
     """One run of an action (or a trigger's fire, or a sequence's run), in its stored
     shape; ``namespace`` is the invoking subject's namespace.
 
-    ``duration`` is absent (UNSET) for a record that has not ended and has none (a
-    trigger's, whose ``end`` is 0); when not given, a record with an ``end`` gets
-    ``end - start`` (a sequence gives the sum of its steps; a pending record 0).
-    ``cause`` is absent unless another activation caused this one (None or "" given
-    are stored as absent; read it with :attr:`caused_by_id`).
+    ``duration`` is absent (UNSET) for a record that has none (a trigger's, whose
+    ``end`` is 0); :func:`final_record` sets ``end - start``, a sequence the sum of its
+    steps, a pending record 0. ``cause`` is absent (UNSET) unless another activation
+    caused this one (read it with :attr:`caused_by_id`).
+
+    No ``__post_init__``: decoding is the hot path (every completion, every read of the
+    store), and a Python hook on it costs more than the decoding itself.
     """
 
     namespace: str
@@ -157,15 +160,7 @@ class Activation(msgspec.Struct, kw_only=True, rename="camel"):
     response: ActivationResponse
     logs: list[str] = []
     annotations: list[dict[str, Any]] = []
-    cause: str | UnsetType | None = UNSET
-
-    def __post_init__(self) -> None:
-        # Runs on construction, decoding and msgspec.structs.replace alike. No cause is
-        # no key at all (None would be written as null).
-        if self.cause is None or self.cause == "":
-            self.cause = UNSET
-        if self.duration is UNSET and self.end:
-            self.duration = max(0, self.end - self.start)
+    cause: str | UnsetType = UNSET
 
     @property
     def pending(self) -> bool:
@@ -175,7 +170,7 @@ class Activation(msgspec.Struct, kw_only=True, rename="camel"):
     @property
     def caused_by_id(self) -> str | None:
         """The id of the activation that caused this one, or None."""
-        return self.cause if isinstance(self.cause, str) and self.cause else None
+        return self.cause if isinstance(self.cause, str) else None
 
     def annotation(self, key: str) -> Any:
         """The value of annotation ``key``, or None."""
@@ -210,6 +205,43 @@ def from_builtins(raw: Any) -> Activation:
     return msgspec.convert(raw, Activation)
 
 
+def cause_field(cause: str | None) -> str | UnsetType:
+    """``cause`` as the record's field: no cause is no key at all (never ``null``)."""
+    return cause if cause else UNSET
+
+
+def final_record(
+    *,
+    namespace: str,
+    name: str,
+    subject: str,
+    activation_id: str,
+    start: int,
+    end: int,
+    response: ActivationResponse,
+    version: str = "0.0.1",
+    logs: list[str] | None = None,
+    annotations: list[dict[str, Any]] | None = None,
+    cause: str | None = None,
+) -> Activation:
+    """The record of a run that ended at ``end``: its ``duration`` is ``end - start``
+    (never negative)."""
+    return Activation(
+        namespace=namespace,
+        name=name,
+        subject=subject,
+        activation_id=activation_id,
+        start=start,
+        end=end,
+        duration=max(0, end - start),
+        version=version,
+        response=response,
+        logs=[] if logs is None else logs,
+        annotations=[] if annotations is None else annotations,
+        cause=cause_field(cause),
+    )
+
+
 def pending_record(
     *,
     namespace: str,
@@ -241,13 +273,13 @@ def pending_record(
         response=ActivationResponse.waiting(),
         logs=[],
         annotations=[{"key": "path", "value": path}, *(annotations or [])],
-        cause=cause,
+        cause=cause_field(cause),
     )
 
 
 def ended(record: Activation, response: ActivationResponse, end: int | None = None) -> Activation:
     """``record`` (pending) ended with ``response`` at ``end`` (now when None); its
-    stored ``duration`` is kept (0 for a pending record that never ran)."""
+    stored ``duration`` is kept (a pending record's 0: it never ran here)."""
     return msgspec.structs.replace(record, end=now_ms() if end is None else end, response=response)
 
 
@@ -261,8 +293,11 @@ def rest_response(response: ActivationResponse) -> dict[str, Any]:
     OpenWhisk hides the code (``ActivationResponse.toExtendedJson``): ``status`` and
     ``success`` say the same. Squall's ``status`` and ``success`` are stored beside it.
     """
-    out = response.to_json()
-    out.pop("statusCode", None)
+    out: dict[str, Any] = {"status": response.status, "success": response.success}
+    if response.result is not None:
+        out["result"] = response.result
+    if response.size is not None:
+        out["size"] = response.size
     return out
 
 
@@ -274,10 +309,26 @@ def rest_json(record: Activation) -> dict[str, Any]:
     ``duration`` only if it was stored with one (a pending record's 0; a trigger's has
     none).
     """
-    out = record.to_json()
-    out["response"].pop("statusCode", None)
-    if not record.end:
-        out.pop("end", None)
+    # Built field by field: cheaper than to_builtins and a copy (this is the answer of
+    # every blocking invoke). The values are the record's own (shared, not copied).
+    out: dict[str, Any] = {
+        "namespace": record.namespace,
+        "name": record.name,
+        "subject": record.subject,
+        "activationId": record.activation_id,
+        "start": record.start,
+    }
+    if record.end:
+        out["end"] = record.end
+    if not isinstance(record.duration, UnsetType):
+        out["duration"] = record.duration
+    out["version"] = record.version
+    out["publish"] = record.publish
+    out["response"] = rest_response(record.response)
+    out["logs"] = record.logs
+    out["annotations"] = record.annotations
+    if isinstance(record.cause, str):
+        out["cause"] = record.cause
     return out
 
 

@@ -32,8 +32,8 @@ from squall.entities.action import Action
 from squall.entities.activation import (
     APPLICATION_ERROR,
     SUCCESS,
-    Activation,
     ActivationResponse,
+    final_record,
     new_activation_id,
     now_ms,
 )
@@ -149,7 +149,7 @@ class FeedActions:
         except SquallError as exc:
             log.error("feed %s failed [txid %s]: %s", action.path.fqn, txid, exc)
             response = ActivationResponse.whisk_error(exc.message)
-        record = Activation(
+        record = final_record(
             namespace=identity.namespace,
             name=action.path.name,
             subject=identity.subject,

@@ -58,6 +58,7 @@ from squall.entities.activation import (
     DEVELOPER_ERROR,
     Activation,
     ActivationResponse,
+    final_record,
     format_log_line,
     now_ms,
     truncated_logs_message,
@@ -343,7 +344,7 @@ class Invoker:
     def _failure(self, message: ActivationMessage, error: str) -> Activation:
         now = now_ms()
         path = message.action.lstrip("/")
-        return Activation(
+        return final_record(
             namespace=message.namespace,
             name=path.rsplit("/", 1)[-1],
             subject=message.subject,
@@ -466,7 +467,7 @@ class Invoker:
             annotations.append({"key": "initTime", "value": init_time})
             if pc.stem_cell:  # the cold start took a prewarmed runtime: /init only
                 annotations.append({"key": "prewarmed", "value": True})
-        return Activation(
+        return final_record(
             namespace=message.namespace,
             name=action.path.name,
             subject=message.subject,

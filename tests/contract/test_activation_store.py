@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
-from squall.entities.activation import Activation, ActivationResponse
+from squall.entities.activation import Activation, ActivationResponse, final_record
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery
 
@@ -29,7 +29,7 @@ def record(
 ) -> Activation:
     """An activation record shaped like OpenWhisk's, with the ``path`` annotation."""
     path = f"{namespace}/{package}/{name}" if package else f"{namespace}/{name}"
-    return Activation(
+    return final_record(
         namespace=namespace,
         name=name,
         subject=namespace,

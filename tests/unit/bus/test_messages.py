@@ -19,7 +19,7 @@ from squall.bus.messages import (
     decode_inbox,
     invoker_topic,
 )
-from squall.entities.activation import Activation, ActivationResponse
+from squall.entities.activation import Activation, ActivationResponse, final_record
 
 
 def _message() -> ActivationMessage:
@@ -86,7 +86,7 @@ def test_activation_message_of_an_older_controller_is_not_started() -> None:
 
 
 def _record() -> Activation:
-    return Activation(
+    return final_record(
         namespace="guest",
         name="hello",
         subject="guest",

@@ -9,7 +9,7 @@ import pytest
 from metricsupport import parse, value
 from prometheus_client import generate_latest
 
-from squall.entities.activation import Activation, ActivationResponse
+from squall.entities.activation import Activation, ActivationResponse, final_record
 from squall.invoker.pool import ContainerPool
 from squall.metrics import InvokerMetrics, exposition
 from squall.sandbox.process import ProcessContainerFactory
@@ -39,7 +39,7 @@ def record(
         notes.append({"key": "initTime", "value": init_ms})
         if prewarmed:
             notes.append({"key": "prewarmed", "value": True})
-    return Activation(
+    return final_record(
         namespace="guest",
         name="a",
         subject="guest",
