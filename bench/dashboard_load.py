@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from squall.controller.ui import data
+from squall.entities.activation import Activation, from_builtins
 from squall.store.contracts import ActivationQuery, Store
 from squall.store.stats import summarize
 
@@ -49,7 +50,7 @@ DAY_MS = 24 * 3600 * 1000
 ACTIONS = 20
 
 
-def record(i: int, namespace: str, now: int) -> dict[str, Any]:
+def record(i: int, namespace: str, now: int) -> Activation:
     start = now - (i * 7919) % DAY_MS  # spread over the day, deterministic
     name = f"action{i % ACTIONS}"
     duration = 1 + (i * 31) % 400
@@ -63,25 +64,27 @@ def record(i: int, namespace: str, now: int) -> dict[str, Any]:
     if i % 7 == 0:
         annotations.append({"key": "initTime", "value": 20 + i % 60})
     failed = i % 20 == 0
-    return {
-        "namespace": namespace,
-        "name": name,
-        "subject": namespace,
-        "activationId": f"{i:08x}{uuid.uuid4().hex[:24]}",
-        "start": start,
-        "end": start + duration,
-        "duration": duration,
-        "version": "0.0.1",
-        "publish": False,
-        "response": {
-            "status": "application error" if failed else "success",
-            "statusCode": 1 if failed else 0,
-            "success": not failed,
-            "result": {"error": "bad input"} if failed else {"greeting": f"Hello {i}", "n": i},
-        },
-        "logs": [f"2024-01-01T00:00:00.000000Z stdout: handled request {i}"],
-        "annotations": annotations,
-    }
+    return from_builtins(
+        {
+            "namespace": namespace,
+            "name": name,
+            "subject": namespace,
+            "activationId": f"{i:08x}{uuid.uuid4().hex[:24]}",
+            "start": start,
+            "end": start + duration,
+            "duration": duration,
+            "version": "0.0.1",
+            "publish": False,
+            "response": {
+                "status": "application error" if failed else "success",
+                "statusCode": 1 if failed else 0,
+                "success": not failed,
+                "result": {"error": "bad input"} if failed else {"greeting": f"Hello {i}", "n": i},
+            },
+            "logs": [f"2024-01-01T00:00:00.000000Z stdout: handled request {i}"],
+            "annotations": annotations,
+        }
+    )
 
 
 async def fill(store: Store, count: int, now: int) -> float:
@@ -114,8 +117,9 @@ async def measure(store: Store, count: int, repeat: int) -> dict[str, Any]:
         records = await acts.list(ActivationQuery(NS, since=now - DAY_MS, limit=None))
         rows = []
         for r in records:
-            init = data.annotation(r, "initTime")
-            rows.append((r["start"], r["name"], data.status_of(r), r.get("duration"), init))
+            init = r.annotation("initTime")
+            duration = r.duration if isinstance(r.duration, int) else None
+            rows.append((r.start, r.name, r.response.status, duration, init))
         return summarize(rows, data.MINUTE_MS)
 
     figures["full scan"] = await timed(full_scan, max(1, repeat // 2))

@@ -30,10 +30,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+
+from msgspec.structs import replace
 
 from squall.bus.messages import ActivationMessage
-from squall.entities.activation import pending_record
+from squall.entities.activation import Activation, ActivationResponse, pending_record
 from squall.store.contracts import ActivationStore
 from squall.store.sqlite import SqliteStore
 
@@ -43,7 +44,7 @@ PAYLOAD = {"text": "x" * 1000}
 Flow = Callable[[ActivationStore, str], Awaitable[None]]
 
 
-def _pending(activation_id: str) -> dict[str, Any]:
+def _pending(activation_id: str) -> Activation:
     return pending_record(
         namespace="guest",
         subject="guest",
@@ -56,11 +57,13 @@ def _pending(activation_id: str) -> dict[str, Any]:
     )
 
 
-def _final(activation_id: str) -> dict[str, Any]:
-    record = _pending(activation_id)
-    record.update(end=1_700_000_000_001, duration=1)
-    record["response"] = {"status": "success", "statusCode": 0, "success": True, "result": {}}
-    return record
+def _final(activation_id: str) -> Activation:
+    return replace(
+        _pending(activation_id),
+        end=1_700_000_000_001,
+        duration=1,
+        response=ActivationResponse.ok({}),
+    )
 
 
 def _message(activation_id: str) -> bytes:

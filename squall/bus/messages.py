@@ -1,18 +1,24 @@
 """Messages between controllers and invokers: versioned JSON, one schema each.
 
-Every message is a frozen dataclass with ``to_bytes`` / ``from_bytes``. The version field
-``v`` lets a newer controller and an older invoker detect each other during a rolling
-upgrade; a message of an unknown version is rejected, never half-read.
+Every message is frozen, with ``to_bytes`` / ``from_bytes``: those that carry an
+activation (``ActivationMessage``, ``Completion``, ``Redispatch``) are msgspec Structs,
+encoded and decoded by msgspec (typed, without an intermediate dict), the rare ones
+(pings, invalidations) dataclasses over orjson; the JSON shape is the same either way.
+The version field ``v`` lets a newer controller and an older invoker detect each other
+during a rolling upgrade; a message of an unknown version is rejected, never half-read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
+import msgspec
 import orjson
 
-SCHEMA_VERSION = 1
+from squall.entities.activation import Activation
+
+SCHEMA_VERSION: Literal[1] = 1
 
 
 class MessageError(ValueError):
@@ -29,8 +35,21 @@ def _load(data: bytes, kind: str) -> dict[str, Any]:
     return raw
 
 
-@dataclass(frozen=True, slots=True)
-class ActivationMessage:
+class _Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", rename="camel"):
+    """A message encoded by msgspec: ``t`` is its tag, ``v`` its schema version (any
+    other version is rejected while decoding: a ``Literal``, checked by msgspec itself,
+    without a Python hook on the hot path)."""
+
+    v: Literal[1] = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return _encoder.encode(self)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class ActivationMessage(_Message, frozen=True, tag="activation"):
     """Run ``action`` (a fully qualified name at ``revision``) with ``content``.
 
     ``namespace`` / ``subject`` identify the caller; ``init_args`` are the action's
@@ -45,6 +64,9 @@ class ActivationMessage:
     default. ``started`` True: the controller that moved it off a dead invoker already
     marked it started in the store for this run (``ActivationStore.start``), which fences
     the dead invoker out; the invoker that gets it runs it without marking it again.
+
+    JSON keys are the camelCase field names (``activationId``, ``acceptedMs``, ...);
+    the fields an older controller did not send have defaults.
     """
 
     transid: str
@@ -57,97 +79,62 @@ class ActivationMessage:
     blocking: bool
     controller: str
     accepted_ms: int
-    init_args: dict[str, Any] = field(default_factory=dict)
+    init_args: dict[str, Any] = {}
     cause: str | None = None
     caused_by: str | None = None
     store_record: bool = True
     network: str | None = None
     started: bool = False
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "t": "activation",
-                "transid": self.transid,
-                "activationId": self.activation_id,
-                "namespace": self.namespace,
-                "subject": self.subject,
-                "action": self.action,
-                "revision": self.revision,
-                "content": self.content,
-                "blocking": self.blocking,
-                "controller": self.controller,
-                "acceptedMs": self.accepted_ms,
-                "initArgs": self.init_args,
-                "cause": self.cause,
-                "causedBy": self.caused_by,
-                "storeRecord": self.store_record,
-                "network": self.network,
-                "started": self.started,
-            }
-        )
-
     @classmethod
     def from_bytes(cls, data: bytes) -> ActivationMessage:
-        raw = _load(data, "activation")
-        try:
-            return cls(
-                transid=str(raw["transid"]),
-                activation_id=str(raw["activationId"]),
-                namespace=str(raw["namespace"]),
-                subject=str(raw["subject"]),
-                action=str(raw["action"]),
-                revision=str(raw["revision"]),
-                content=dict(raw["content"]),
-                blocking=bool(raw["blocking"]),
-                controller=str(raw["controller"]),
-                accepted_ms=int(raw["acceptedMs"]),
-                init_args=dict(raw.get("initArgs") or {}),
-                cause=raw.get("cause"),
-                caused_by=raw.get("causedBy"),
-                # Absent in messages of an older controller: stored, as before.
-                store_record=bool(raw.get("storeRecord", True)),
-                network=raw.get("network"),
-                started=bool(raw.get("started", False)),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise MessageError(f"activation: {e}") from e
+        return _decode(_activation_decoder, data, "activation")
 
 
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """An activation ended; ``record`` is the full activation JSON as stored."""
+class Completion(_Message, frozen=True, tag="completion"):
+    """An activation ended; ``record`` is the full activation as stored."""
 
     transid: str
     activation_id: str
     invoker: str
-    record: dict[str, Any]
-
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "t": "completion",
-                "transid": self.transid,
-                "activationId": self.activation_id,
-                "invoker": self.invoker,
-                "record": self.record,
-            }
-        )
+    record: Activation
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Completion:
-        raw = _load(data, "completion")
-        try:
-            return cls(
-                transid=str(raw["transid"]),
-                activation_id=str(raw["activationId"]),
-                invoker=str(raw["invoker"]),
-                record=dict(raw["record"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise MessageError(f"completion: {e}") from e
+        return _decode(_completion_decoder, data, "completion")
+
+
+class Redispatch(_Message, frozen=True, tag="redispatch"):
+    """An activation taken off a dead invoker's queue by another controller, handed to
+    the controller that accepted it (on its completion topic): that controller routes it
+    to a healthy invoker and keeps counting it as its own."""
+
+    message: ActivationMessage
+    from_invoker: str
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Redispatch:
+        return _decode(_redispatch_decoder, data, "redispatch")
+
+
+T = TypeVar("T")
+
+_activation_decoder = msgspec.json.Decoder(ActivationMessage)
+_completion_decoder = msgspec.json.Decoder(Completion)
+_redispatch_decoder = msgspec.json.Decoder(Redispatch)
+_inbox_decoder = msgspec.json.Decoder(Completion | Redispatch)
+
+
+def _decode(decoder: msgspec.json.Decoder[T], data: bytes, kind: str) -> T:
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as e:
+        raise MessageError(f"{kind}: {e}") from e
+
+
+def decode_inbox(data: bytes) -> Completion | Redispatch:
+    """A message on a controller's completion topic, decoded once whichever it is."""
+    return _decode(_inbox_decoder, data, "completion or redispatch")
 
 
 def invoker_topic(invoker_id: str) -> str:
@@ -244,32 +231,3 @@ class Invalidation:
             return cls(str(raw["controller"]), str(raw["namespace"]), str(raw["path"]))
         except (KeyError, TypeError, ValueError) as e:
             raise MessageError(f"invalidation: {e}") from e
-
-
-@dataclass(frozen=True, slots=True)
-class Redispatch:
-    """An activation taken off a dead invoker's queue by another controller, handed to
-    the controller that accepted it (on its completion topic): that controller routes it
-    to a healthy invoker and keeps counting it as its own."""
-
-    message: ActivationMessage
-    from_invoker: str
-
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "t": "redispatch",
-                "fromInvoker": self.from_invoker,
-                "message": orjson.loads(self.message.to_bytes()),
-            }
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Redispatch:
-        raw = _load(data, "redispatch")
-        try:
-            inner = orjson.dumps(raw["message"])
-            return cls(ActivationMessage.from_bytes(inner), str(raw["fromInvoker"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise MessageError(f"redispatch: {e}") from e

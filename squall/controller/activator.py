@@ -10,32 +10,20 @@ actions are not published whole: :meth:`Activator.invoke` hands them to the comp
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from squall.bus.messages import ActivationMessage
 from squall.controller.auth import Identity
 from squall.controller.balancer import LoadBalancer
+from squall.controller.invocation import Invocation, InvocationRequest
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.entities import params
 from squall.entities.action import Action, pending_invocation
-from squall.entities.activation import (
-    ActivationResponse,
-    new_activation_id,
-    now_ms,
-)
+from squall.entities.activation import ActivationResponse, ended, new_activation_id, now_ms
 from squall.errors import SquallError
 from squall.metrics.controller import ACCEPTED, COMPLETED, FAILED, TIMEOUT, ControllerMetrics
 from squall.store.contracts import ActivationStore
-
-
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """What an invoke produced: the id, and the record if it finished in time."""
-
-    activation_id: str
-    record: dict[str, Any] | None
 
 
 class Composer(Protocol):
@@ -45,17 +33,7 @@ class Composer(Protocol):
         """True for a sequence or a conductor action."""
         ...
 
-    async def invoke(
-        self,
-        identity: Identity,
-        action: Action,
-        payload: dict[str, Any],
-        *,
-        blocking: bool,
-        wait_ms: int,
-        txid: str,
-        cause: str | None,
-    ) -> Invocation:
+    async def invoke(self, request: InvocationRequest) -> Invocation:
         """Accept the run (its pending record stored) and answer like an action's invoke."""
         ...
 
@@ -77,20 +55,9 @@ class BuiltinActions(Protocol):
         """True for an action of this kind."""
         ...
 
-    async def invoke(
-        self,
-        identity: Identity,
-        action: Action,
-        payload: dict[str, Any],
-        *,
-        blocking: bool,
-        wait_ms: int,
-        txid: str,
-        cause: str | None,
-        caused_by: str | None,
-    ) -> Invocation:
-        """Run it and answer like an action's invoke (the record when ``blocking``);
-        ``cause`` and ``caused_by`` as for :meth:`Activator.invoke_primitive`."""
+    async def invoke(self, request: InvocationRequest) -> Invocation:
+        """Run it and answer like an action's invoke (the record when ``blocking``),
+        with ``cause`` and ``caused_by`` on its record like any step's."""
         ...
 
 
@@ -128,32 +95,12 @@ class Activator:
     def builtins(self) -> BuiltinActions | None:
         return None if self._builtins is None else self._builtins()
 
-    async def invoke(
-        self,
-        identity: Identity,
-        action: Action,
-        payload: dict[str, Any],
-        *,
-        blocking: bool,
-        wait_ms: int,
-        txid: str,
-        cause: str | None = None,
-    ) -> Invocation:
-        """Invoke ``action``: a sequence or conductor action through the composer, any
-        other action with :meth:`invoke_primitive`. Same answers either way."""
-        if self.composer is not None and self.composer.handles(action):
-            return await self.composer.invoke(
-                identity,
-                action,
-                payload,
-                blocking=blocking,
-                wait_ms=wait_ms,
-                txid=txid,
-                cause=cause,
-            )
-        return await self.invoke_primitive(
-            identity, action, payload, blocking=blocking, wait_ms=wait_ms, txid=txid, cause=cause
-        )
+    async def invoke(self, request: InvocationRequest) -> Invocation:
+        """Invoke ``request.action``: a sequence or conductor action through the
+        composer, any other action with :meth:`invoke_primitive`. Same answers either way."""
+        if self.composer is not None and self.composer.handles(request.action):
+            return await self.composer.invoke(request)
+        return await self.invoke_primitive(request)
 
     async def close(self) -> None:
         """Stop the composer (running sequences finish or are recorded as failed)."""
@@ -161,19 +108,10 @@ class Activator:
             await self.composer.close()
 
     async def invoke_primitive(
-        self,
-        identity: Identity,
-        action: Action,
-        payload: dict[str, Any],
-        *,
-        blocking: bool,
-        wait_ms: int,
-        txid: str,
-        cause: str | None = None,
-        caused_by: str | None = None,
-        record_pending: bool = True,
+        self, request: InvocationRequest, *, record_pending: bool = True
     ) -> Invocation:
-        """Publish an activation of ``action``; wait up to ``wait_ms`` when blocking.
+        """Publish an activation of ``request.action``; wait up to ``wait_ms`` when
+        blocking.
 
         The action's default parameters (not ``init`` ones) are merged under the payload;
         ``init`` parameters travel separately to become /init environment. ``caused_by``
@@ -183,17 +121,9 @@ class Activator:
         steps): it saves a store write per step. A built-in action (``builtins``) is run
         by the controller instead, whoever invokes it, a sequence included.
         """
-        if self.builtins is not None and self.builtins.handles(action):
-            return await self.builtins.invoke(
-                identity,
-                action,
-                payload,
-                blocking=blocking,
-                wait_ms=wait_ms,
-                txid=txid,
-                cause=cause,
-                caused_by=caused_by,
-            )
+        if self.builtins is not None and self.builtins.handles(request.action):
+            return await self.builtins.invoke(request)
+        identity, action, blocking = request.identity, request.action, request.blocking
         # The namespace's storeActivations limit off (OpenWhisk's user limit): no record
         # is stored for it, pending or final.
         store = await self._throttles.store_activations(identity.namespace)
@@ -201,9 +131,9 @@ class Activator:
         record_pending = record_pending and store
         activation_id = new_activation_id()
         content = params.as_dict(action.parameters, init=False)
-        content.update(payload)
+        content.update(request.payload)
         message = ActivationMessage(
-            transid=txid,
+            transid=request.txid,
             activation_id=activation_id,
             namespace=identity.namespace,
             subject=identity.subject,
@@ -214,8 +144,8 @@ class Activator:
             controller=self._controller_id,
             accepted_ms=now_ms(),
             init_args=params.as_dict(action.parameters, init=True),
-            cause=cause,
-            caused_by=caused_by,
+            cause=request.cause,
+            caused_by=request.caused_by,
             store_record=store,
             network=network,
         )
@@ -226,8 +156,8 @@ class Activator:
             subject=identity.subject,
             activation_id=activation_id,
             accepted_ms=message.accepted_ms,
-            cause=cause,
-            caused_by=caused_by,
+            cause=request.cause,
+            caused_by=request.caused_by,
         )
         # A blocking caller learns the id only from the answer: its pending record is
         # written only if that answer is a 202 (below), which saves a store write on
@@ -246,17 +176,19 @@ class Activator:
             self._waiters.forget(activation_id)
             self._throttles.ended(activation_id)
             # Nothing will run it: end the record instead of leaving it pending forever.
-            failed = dict(pending, end=now_ms())
-            failed["response"] = ActivationResponse.whisk_error(
-                exc.message if isinstance(exc, SquallError) else "The activation was not sent."
-            ).to_json()
+            failed = ended(
+                pending,
+                ActivationResponse.whisk_error(
+                    exc.message if isinstance(exc, SquallError) else "The activation was not sent."
+                ),
+            )
             self._count(FAILED)
             await self._activations.put(failed)
             raise
         if not blocking:
             self._count(ACCEPTED)
             return Invocation(activation_id, None)
-        record = await self._waiters.wait(activation_id, wait_ms / 1000, identity.namespace)
+        record = await self._waiters.wait(activation_id, request.wait_ms / 1000, identity.namespace)
         self._count(TIMEOUT if record is None else COMPLETED)
         if record is None and record_pending:
             # The caller gets a 202 with the id: from now on it must be found. The

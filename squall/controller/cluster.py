@@ -118,8 +118,7 @@ class HealthTest:
             waiters.forget(activation_id)
             return False
         record = await waiters.wait(activation_id, HEALTH_TEST_TIMEOUT_S, SYSTEM_NAMESPACE)
-        response = record.get("response") if record else None
-        passed = isinstance(response, dict) and response.get("statusCode") == SUCCESS
+        passed = record is not None and record.response.status_code == SUCCESS
         log.info("health test of invoker %s: %s", invoker_id, "passed" if passed else "failed")
         return passed
 

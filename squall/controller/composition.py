@@ -38,16 +38,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import structs
+
 from squall.bus.messages import ActivationMessage
-from squall.controller.activator import Invocation
 from squall.controller.auth import Identity
 from squall.controller.conductors import COMPOSITION_FAILED, run_composition
 from squall.controller.core import Controller
 from squall.controller.entitlement import resolve_action
+from squall.controller.invocation import Invocation, InvocationRequest
 from squall.controller.sequences import entitle_components, run_sequence
-from squall.entities import params
 from squall.entities.action import Action
 from squall.entities.activation import (
+    Activation,
     ActivationResponse,
     new_activation_id,
     now_ms,
@@ -91,10 +93,10 @@ class Trace:
     duration: int = 0
     max_memory: int | None = None
 
-    def add(self, record: dict[str, Any]) -> None:
-        self.logs.append(str(record["activationId"]))
-        self.duration += int(record.get("duration") or 0)
-        limits = params.get(record.get("annotations", []), "limits")
+    def add(self, record: Activation) -> None:
+        self.logs.append(record.activation_id)
+        self.duration += record.duration if isinstance(record.duration, int) else 0
+        limits = record.annotation("limits")
         memory = limits.get("memory") if isinstance(limits, dict) else None
         if isinstance(memory, int):
             self.max_memory = max(memory, self.max_memory or memory)
@@ -130,7 +132,7 @@ class Run:
         out.append({"key": "limits", "value": limits})
         return out
 
-    def pending(self) -> dict[str, Any]:
+    def pending(self) -> Activation:
         return pending_record(
             namespace=self.identity.namespace,
             subject=self.identity.subject,
@@ -143,17 +145,16 @@ class Run:
             cause=self.cause,
         )
 
-    def record(self, response: ActivationResponse, trace: Trace) -> dict[str, Any]:
-        record = self.pending()
-        end = now_ms()
-        record.update(
-            end=max(end, self.start),
+    def record(self, response: ActivationResponse, trace: Trace) -> Activation:
+        pending = self.pending()
+        return structs.replace(
+            pending,
+            end=max(now_ms(), self.start),
             duration=trace.duration,
-            response=response.to_json(),
+            response=response,
             logs=list(trace.logs),
+            annotations=[pending.annotations[0], *self.annotations(trace.max_memory)],
         )
-        record["annotations"] = [record["annotations"][0], *self.annotations(trace.max_memory)]
-        return record
 
 
 class Composer:
@@ -162,7 +163,7 @@ class Composer:
     def __init__(self, ctl: Controller, grace_s: float = DEFAULT_GRACE_S) -> None:
         self._ctl = ctl
         self._grace_s = grace_s
-        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self._tasks: set[asyncio.Task[Activation]] = set()
         self._closed = False
         #: The most primitive actions a sequence tree, or components a composition, runs.
         self.limit = ctl.settings.sequence_max_length
@@ -174,17 +175,7 @@ class Composer:
 
     # -- topmost ----------------------------------------------------------------------
 
-    async def invoke(
-        self,
-        identity: Identity,
-        action: Action,
-        payload: dict[str, Any],
-        *,
-        blocking: bool,
-        wait_ms: int,
-        txid: str,
-        cause: str | None = None,
-    ) -> Invocation:
+    async def invoke(self, request: InvocationRequest) -> Invocation:
         """Accept a topmost run and answer like an action's invoke: the final record if
         it ends within ``wait_ms`` (blocking), else only the id while it runs on.
 
@@ -192,6 +183,8 @@ class Composer:
         403 before anything is recorded, as OpenWhisk does."""
         if self._closed:
             raise ServiceUnavailable()
+        identity, action, txid = request.identity, request.action, request.txid
+        cause = request.cause
         if isinstance(action.exec, SequenceExec):
             await entitle_components(self._ctl, identity.namespace, action.exec)
         run = Run(identity, action, new_activation_id(), txid, cause, True, now_ms())
@@ -203,19 +196,19 @@ class Composer:
             subject=identity.subject,
             action=action.path.fqn,
             revision=action.rev,
-            content=payload,
-            blocking=blocking,
+            content=request.payload,
+            blocking=request.blocking,
             controller=self._ctl.settings.controller_id,
             accepted_ms=run.start,
             cause=cause,
         )
         await self._ctl.activations.put_pending(run.pending(), message.to_bytes())
-        task = self._spawn(run, payload)
-        if not blocking:
+        task = self._spawn(run, request.payload)
+        if not request.blocking:
             return Invocation(run.activation_id, None)
         # asyncio.wait neither cancels the task on timeout nor when this request is
         # cancelled (client gone): the run always goes on to its final record.
-        done, _ = await asyncio.wait({task}, timeout=wait_ms / 1000)
+        done, _ = await asyncio.wait({task}, timeout=request.wait_ms / 1000)
         if not done or task.cancelled() or task.exception() is not None:
             return Invocation(run.activation_id, None)
         return Invocation(run.activation_id, task.result())
@@ -237,13 +230,13 @@ class Composer:
         )
         self._spawn(run, message.content)
 
-    def _spawn(self, run: Run, payload: dict[str, Any]) -> asyncio.Task[dict[str, Any]]:
+    def _spawn(self, run: Run, payload: dict[str, Any]) -> asyncio.Task[Activation]:
         task = asyncio.create_task(self._execute(run, payload, Budget()), name=run.activation_id)
         self._tasks.add(task)
         task.add_done_callback(self._forget)
         return task
 
-    def _forget(self, task: asyncio.Task[dict[str, Any]]) -> None:
+    def _forget(self, task: asyncio.Task[Activation]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("composition %s failed", task.get_name(), exc_info=task.exception())
@@ -257,17 +250,18 @@ class Composer:
     async def step(self, parent: Run, action: Action, payload: dict[str, Any]) -> Invocation:
         """Run a primitive action as a step of ``parent``; no record means its result was
         not back within its time limit plus a minute."""
-        return await self._ctl.activator.invoke_primitive(
-            parent.identity,
-            action,
-            payload,
+        request = InvocationRequest(
+            identity=parent.identity,
+            action=action,
+            payload=payload,
             blocking=True,
             wait_ms=action.limits.timeout + STEP_WAIT_MARGIN_MS,
             txid=parent.txid,
             cause=parent.activation_id,
             caused_by=STEP_CAUSE,
-            record_pending=False,  # see the module docstring
         )
+        # No pending record: see the module docstring.
+        return await self._ctl.activator.invoke_primitive(request, record_pending=False)
 
     async def nested(
         self, parent: Run, action: Action, payload: dict[str, Any], budget: Budget | None = None
@@ -286,7 +280,7 @@ class Composer:
         record = await self._execute(run, payload, budget or Budget())
         return Invocation(run.activation_id, record)
 
-    async def _execute(self, run: Run, payload: dict[str, Any], budget: Budget) -> dict[str, Any]:
+    async def _execute(self, run: Run, payload: dict[str, Any], budget: Budget) -> Activation:
         """Run to the end and store the final record (also when cancelled, then re-raise).
 
         A topmost run is marked started first (``ActivationStore.start``, before its first

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from squall.entities.activation import APPLICATION_ERROR, WHISK_ERROR, ActivationResponse
+from squall.entities.activation import APPLICATION_ERROR, ActivationResponse
 from squall.entities.names import EntityPath, is_valid_name
 from squall.entities.sequence import SequenceExec
 from squall.errors import Forbidden, NotFound
@@ -90,23 +90,22 @@ async def run_composition(
     state: dict[str, Any] | None = None
     while True:
         if budget.conductors > 2 * composer.limit:
-            return ActivationResponse(APPLICATION_ERROR, {"error": COMPOSITION_TOO_LONG})
+            return ActivationResponse.of(APPLICATION_ERROR, {"error": COMPOSITION_TOO_LONG})
         budget.conductors += 1
         done = await composer.step(run, run.action, {**arguments, **(state or {})})
         if done.record is None:
             trace.logs.append(done.activation_id)
             return ActivationResponse.whisk_error(retrieve_timeout_message(done.activation_id))
         trace.add(done.record)
-        response = done.record.get("response", {})
-        result = response.get("result")
+        response = done.record.response
+        result = response.result
         if result is not None and not isinstance(result, dict):
             return ActivationResponse.whisk_error(COMPOSITION_FAILED)
         fields = result or {}
         params = _boxed(fields, "params", "value")
         state = _boxed(fields, "state", "state")
         if "action" not in fields:
-            status = int(response.get("statusCode", WHISK_ERROR))
-            return ActivationResponse(status, fields if params is None else params)
+            return ActivationResponse.of(response.code, fields if params is None else params)
         path = resolve_name(fields["action"], namespace)
         if path is None:
             arguments = {"error": component_invalid_message(fields["action"])}
@@ -136,7 +135,7 @@ async def run_composition(
             trace.logs.append(done.activation_id)
             return ActivationResponse.whisk_error(retrieve_timeout_message(done.activation_id))
         trace.add(done.record)
-        result = done.record.get("response", {}).get("result")
+        result = done.record.response.result
         if result is not None and not isinstance(result, dict):
             return ActivationResponse.whisk_error(COMPOSITION_FAILED)
         arguments = result or {}

@@ -35,8 +35,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import replace
-from typing import Any
+
+from msgspec import structs
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.messages import (
@@ -53,6 +53,7 @@ from squall.controller.waiters import CompletionWaiters
 from squall.entities.activation import (
     Activation,
     ActivationResponse,
+    final_record,
     is_pending,
     now_ms,
     pending_record,
@@ -198,7 +199,7 @@ class Recovery:
                           message.activation_id)  # fmt: skip
             return False
         try:
-            await self._balancer.reroute(replace(message, started=True), invoker_id)
+            await self._balancer.reroute(structs.replace(message, started=True), invoker_id)
         except SquallError as error:
             current = self._balancer.dispatched.get(message.activation_id)
             await self._fail(
@@ -208,7 +209,7 @@ class Recovery:
         return True
 
     @staticmethod
-    def _pending(message: ActivationMessage) -> dict[str, Any]:
+    def _pending(message: ActivationMessage) -> Activation:
         """The pending record to mark started: a blocking activation has none stored yet
         (its final record, or the error record, replaces this one)."""
         path = message.action.lstrip("/")
@@ -283,7 +284,7 @@ class Recovery:
         message = dispatched.message
         now = now_ms()
         path = message.action.lstrip("/")
-        record = Activation(
+        record = final_record(
             namespace=message.namespace,
             name=path.rsplit("/", 1)[-1],
             subject=message.subject,
@@ -296,7 +297,7 @@ class Recovery:
                 *([{"key": "causedBy", "value": message.caused_by}] if message.caused_by else []),
             ],
             cause=message.cause,
-        ).to_json()
+        )
         try:
             stored = await self._activations.put_unless_final(record)
         except ProviderError:

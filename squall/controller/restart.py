@@ -30,16 +30,16 @@ process, as OpenWhisk loses them (their ids were never findable).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+
+from msgspec import structs
 
 from squall.bus.messages import ActivationMessage, MessageError
 from squall.controller.auth import Identity
 from squall.controller.balancer import LoadBalancer
 from squall.controller.core import Controller
 from squall.controller.entitlement import resolve_action
-from squall.entities import params
-from squall.entities.activation import ActivationResponse, now_ms
+from squall.entities.activation import Activation, ActivationResponse, ended, now_ms
 from squall.entities.names import parse_fqn
 from squall.entities.sequence import SEQUENCE_KIND
 from squall.errors import SquallError
@@ -79,7 +79,7 @@ async def resume_unfinished(ctl: Controller, balancer: LoadBalancer) -> Resumed:
         if not page:
             break
         for unfinished in page:
-            after = str(unfinished.record["activationId"])
+            after = unfinished.record.activation_id
             if await _resume(ctl, balancer, unfinished):
                 done.ran += 1
             else:
@@ -102,13 +102,13 @@ async def _resume(ctl: Controller, balancer: LoadBalancer, unfinished: Unfinishe
     try:
         message = ActivationMessage.from_bytes(unfinished.message)
     except MessageError:
-        log.exception("unreadable message of activation %s", record.get("activationId"))
+        log.exception("unreadable message of activation %s", record.activation_id)
         await _end(ctl, record, UNRECOVERABLE.format(why=NOTHING_STORED))
         return False
     # Nobody waits for it any more: the caller of a blocking one went with the process.
-    message = replace(message, blocking=False, controller=ctl.settings.controller_id)
+    message = structs.replace(message, blocking=False, controller=ctl.settings.controller_id)
     try:
-        if params.get(record.get("annotations", []), "kind") == SEQUENCE_KIND:
+        if record.annotation("kind") == SEQUENCE_KIND:
             await _compose(ctl, message)
         else:
             await ctl.throttles.started(message.namespace, message.activation_id)
@@ -135,13 +135,12 @@ async def _compose(ctl: Controller, message: ActivationMessage) -> None:
     composer.resume(identity, action, message)
 
 
-def _memory(record: dict[str, Any]) -> int:
-    limits = params.get(record.get("annotations", []), "limits")
+def _memory(record: Activation) -> int:
+    limits = record.annotation("limits")
     memory = limits.get("memory") if isinstance(limits, dict) else None
     return memory if isinstance(memory, int) else DEFAULT_MEMORY_MB
 
 
-async def _end(ctl: Controller, record: dict[str, Any], error: str) -> None:
-    ended = dict(record, end=max(now_ms(), int(record.get("start") or 0)))
-    ended["response"] = ActivationResponse.whisk_error(error).to_json()
-    await ctl.activations.put_unless_final(ended)
+async def _end(ctl: Controller, record: Activation, error: str) -> None:
+    final = ended(record, ActivationResponse.whisk_error(error), max(now_ms(), record.start))
+    await ctl.activations.put_unless_final(final)

@@ -48,7 +48,7 @@ def retrieve_timeout_message(activation_id: str) -> str:
 
 
 def _app_error(message: str) -> ActivationResponse:
-    return ActivationResponse(APPLICATION_ERROR, {"error": message})
+    return ActivationResponse.of(APPLICATION_ERROR, {"error": message})
 
 
 # -- when stored --------------------------------------------------------------------------
@@ -136,7 +136,7 @@ async def run_sequence(
     if not isinstance(exec_, SequenceExec):
         raise TypeError(f"{run.action.path} is not a sequence")
     owner = run.action.path.namespace
-    response = ActivationResponse(SUCCESS, payload)
+    response = ActivationResponse.of(SUCCESS, payload)
     for path in exec_.components:
         current = response.result
         if not isinstance(current, dict):
@@ -161,13 +161,9 @@ async def run_sequence(
             trace.logs.append(done.activation_id)
             return ActivationResponse.whisk_error(retrieve_timeout_message(done.activation_id))
         trace.add(done.record)
-        response = _response_of(done.record)
+        # A component's response becomes the sequence's if it is the last (with its
+        # ``size``, as OpenWhisk passes the whole response on).
+        response = done.record.response
         if _has_error(response):
             break
     return response
-
-
-def _response_of(record: dict[str, Any]) -> ActivationResponse:
-    """A component's response, which becomes the sequence's if it is the last (with its
-    ``size``, as OpenWhisk passes the whole response on)."""
-    return ActivationResponse.from_json(record.get("response", {}))

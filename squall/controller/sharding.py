@@ -153,8 +153,7 @@ class ShardingBalancer:
         dispatched = self.dispatched.pop(completion.activation_id, None)
         if dispatched is not None:
             self._release(dispatched)
-        response = completion.record.get("response")
-        status_code = response.get("statusCode") if isinstance(response, dict) else None
+        status_code = completion.record.response.status_code
         self._registry.on_outcome(completion.invoker, status_code == WHISK_ERROR)
 
     def on_invoker(self, invoker_id: str) -> list[Dispatched]:

@@ -37,6 +37,7 @@ import orjson
 from squall.controller.auth import Identity
 from squall.controller.core import Controller
 from squall.controller.entitlement import check_final, resolve_action
+from squall.controller.invocation import InvocationRequest
 from squall.entities import params
 from squall.entities.activation import (
     APPLICATION_ERROR,
@@ -101,7 +102,15 @@ async def _activate(
         check_final(action, args)
         await ctl.throttles.admit_invoke(identity.namespace)
         invocation = await ctl.activator.invoke(
-            identity, action, args, blocking=False, wait_ms=0, txid=txid, cause=cause
+            InvocationRequest(
+                identity=identity,
+                action=action,
+                payload=args,
+                blocking=False,
+                wait_ms=0,
+                txid=txid,
+                cause=cause,
+            )
         )
     except RequestError as exc:
         return rule_log_line(APPLICATION_ERROR, rule, action_name, "error", exc.message)
@@ -147,9 +156,9 @@ async def fire_trigger(
         activation_id=activation_id,
         start=start,
         end=0,
-        response=ActivationResponse(SUCCESS, payload),
+        response=ActivationResponse.of(SUCCESS, payload),
         version=trigger.version,
         logs=list(lines),
     )
-    await ctl.activations.put(record.to_json())
+    await ctl.activations.put(record)
     return activation_id

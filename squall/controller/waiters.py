@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from squall.bus.contracts import Consumer, MessagingProvider
 from squall.bus.messages import (
@@ -27,8 +26,9 @@ from squall.bus.messages import (
     MessageError,
     Redispatch,
     completion_topic,
+    decode_inbox,
 )
-from squall.entities.activation import is_pending
+from squall.entities.activation import Activation
 from squall.errors import NotFound, ProviderError, SquallError
 from squall.store.contracts import ActivationStore
 
@@ -50,7 +50,7 @@ class CompletionWaiters:
         self._bus = bus
         self._topic = completion_topic(controller_id)
         self._activations = activations
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[str, asyncio.Future[Activation]] = {}
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Completion], None]] = list(listeners)
         self._on_redispatch = on_redispatch
@@ -70,13 +70,15 @@ class CompletionWaiters:
             except ProviderError:
                 return
             try:
-                # Completions are the hot path: decoded once; anything else is rare.
-                self.deliver(Completion.from_bytes(delivery.data))
+                # Decoded once, typed, whichever of the two it is (their tag says).
+                message = decode_inbox(delivery.data)
             except MessageError:
-                try:
-                    await self._redispatch(Redispatch.from_bytes(delivery.data))
-                except MessageError:
-                    log.exception("dropping a malformed message on %s", self._topic)
+                log.exception("dropping a malformed message on %s", self._topic)
+            else:
+                if isinstance(message, Completion):
+                    self.deliver(message)
+                else:
+                    await self._redispatch(message)
             try:
                 await delivery.ack()
             except ProviderError:
@@ -112,9 +114,9 @@ class CompletionWaiters:
         reaches this controller, waited for or not (e.g. to count activations in flight)."""
         self._listeners.append(listener)
 
-    def register(self, activation_id: str) -> asyncio.Future[dict[str, Any]]:
+    def register(self, activation_id: str) -> asyncio.Future[Activation]:
         """Register before publishing, so a fast completion cannot be missed."""
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
         self._waiting[activation_id] = future
         return future
 
@@ -123,7 +125,7 @@ class CompletionWaiters:
 
     async def wait(
         self, activation_id: str, timeout_s: float, namespace: str = ""
-    ) -> dict[str, Any] | None:
+    ) -> Activation | None:
         """The record, or None when ``timeout_s`` passes first (the action runs on).
 
         With a store and the record's ``namespace``, a wait that runs out first looks for
@@ -139,14 +141,14 @@ class CompletionWaiters:
         finally:
             self.forget(activation_id)
 
-    async def _stored(self, namespace: str, activation_id: str) -> dict[str, Any] | None:
+    async def _stored(self, namespace: str, activation_id: str) -> Activation | None:
         if self._activations is None or not namespace:
             return None
         try:
             record = await self._activations.get(namespace, activation_id)
         except (NotFound, ProviderError):
             return None
-        if is_pending(record):
+        if record.pending:
             return None
         # Its completion never came: tell the listeners now (they free its slot and its
         # place in the namespace's count of activations in flight).

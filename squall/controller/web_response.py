@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from squall.controller.web import is_json_family, is_textual, media_type
-from squall.entities.activation import APPLICATION_ERROR, SUCCESS
+from squall.entities.activation import APPLICATION_ERROR, SUCCESS, ActivationResponse
 from squall.errors import BadRequest, NotFound
 
 PROPERTY_NOT_FOUND = "Response does not include requested property."
@@ -64,10 +64,10 @@ class WebAnswer:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def answer(extension: str, response: dict[str, Any]) -> WebAnswer:
-    """The answer for an activation ``response`` (``{statusCode, result}``) as ``extension``."""
-    code = response.get("statusCode")
-    result = response.get("result")
+def answer(extension: str, response: ActivationResponse) -> WebAnswer:
+    """The answer for an activation ``response`` as ``extension``."""
+    code = response.status_code
+    result = response.result
     if code == SUCCESS:
         value: Any = {} if result is None else result
     elif code == APPLICATION_ERROR:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from squall.entities import params
-from squall.entities.activation import pending_record
+from squall.entities.activation import Activation, pending_record
 from squall.entities.common import (
     INITIAL_VERSION,
     created_fields,
@@ -159,7 +159,7 @@ def pending_invocation(
     accepted_ms: int,
     cause: str | None = None,
     caused_by: str | None = None,
-) -> dict[str, Any]:
+) -> Activation:
     """The pending record of an invocation of ``action`` by ``namespace``/``subject``
     (:func:`~squall.entities.activation.pending_record` with the action's ``kind`` and
     ``limits``, and ``causedBy`` for a step of a sequence or composition)."""

@@ -1,5 +1,12 @@
 """Activation records and their responses: the four OpenWhisk outcomes as data.
 
+:class:`Activation` and :class:`ActivationResponse` are msgspec Structs: the record is
+typed from the invoker through the bus, the store, the waiters and the composer, and
+becomes JSON only where bytes go out or come in (:func:`encode` / :func:`decode`, the
+store's rows, the bus's completions, the REST routes). Their field names and omissions
+make the *stored* shape byte-compatible with what Squall always stored, so records in an
+existing SQLite or PostgreSQL store decode unchanged, and unknown keys are ignored.
+
 A record has two JSON shapes. The *stored* shape (store rows, bus completions) keeps
 ``response.statusCode``, which the controller and invoker read (blocking answers' HTTP
 status, sequences, web actions). The *REST* shape, :func:`rest_json`, is what
@@ -12,9 +19,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 SUCCESS, APPLICATION_ERROR, DEVELOPER_ERROR, WHISK_ERROR = 0, 1, 2, 3
 STATUS_NAMES = {
@@ -25,6 +34,7 @@ STATUS_NAMES = {
 }
 
 PENDING = "pending"
+_SUCCESS_NAME, _APPLICATION_ERROR_NAME = STATUS_NAMES[SUCCESS], STATUS_NAMES[APPLICATION_ERROR]
 
 # Messages the invoker uses in records (OpenWhisk's wording).
 ABNORMAL_INIT = "The action did not initialize and exited unexpectedly."
@@ -67,100 +77,169 @@ def format_log_line(time_ns: int, stream: str, text: str) -> str:
     return f"{stamp}.{nanos:09d}Z {stream}: {text}"
 
 
-@dataclass(frozen=True, slots=True)
-class ActivationResponse:
-    """An activation's outcome. ``size``, as in OpenWhisk, is set only when a runtime
+class ActivationResponse(
+    msgspec.Struct, frozen=True, omit_defaults=True, rename={"status_code": "statusCode"}
+):
+    """An activation's outcome, in its stored shape ``{status, statusCode, success,
+    result?, size?}``. A pending record's has no ``statusCode`` (None), which reads as a
+    whisk error (:attr:`code`). ``size``, as in OpenWhisk, is set only when a runtime
     answered over HTTP: the length of its answer (see ``invoker/outcomes.py``)."""
 
-    status_code: int
+    status: str
+    success: bool
+    status_code: int | None = None
     result: Any = None
     size: int | None = None
 
     @property
-    def success(self) -> bool:
-        return self.status_code == SUCCESS
+    def code(self) -> int:
+        """The status code; a response without one (pending) reads as a whisk error."""
+        return WHISK_ERROR if self.status_code is None else self.status_code
+
+    @property
+    def pending(self) -> bool:
+        return self.status == PENDING
+
+    @classmethod
+    def of(
+        cls, status_code: int, result: Any = None, size: int | None = None
+    ) -> ActivationResponse:
+        """The response with one of the four status codes."""
+        return cls(STATUS_NAMES[status_code], status_code == SUCCESS, status_code, result, size)
 
     @classmethod
     def ok(cls, result: Any, size: int | None = None) -> ActivationResponse:
         """A runtime's 200 answer: success, or application error if it carries ``error``."""
         if isinstance(result, dict) and "error" in result:
-            return cls(APPLICATION_ERROR, result, size)
-        return cls(SUCCESS, result, size)
+            return cls(_APPLICATION_ERROR_NAME, False, APPLICATION_ERROR, result, size)
+        return cls(_SUCCESS_NAME, True, SUCCESS, result, size)
 
     @classmethod
     def developer_error(cls, error: Any, size: int | None = None) -> ActivationResponse:
         result = error if isinstance(error, dict) and "error" in error else {"error": error}
-        return cls(DEVELOPER_ERROR, result, size)
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> ActivationResponse:
-        """The stored shape back (a record's ``response``); no code reads as a whisk error."""
-        size = raw.get("size")
-        return cls(
-            int(raw.get("statusCode", WHISK_ERROR)),
-            raw.get("result"),
-            size if isinstance(size, int) else None,
-        )
+        return cls.of(DEVELOPER_ERROR, result, size)
 
     @classmethod
     def whisk_error(cls, message: str) -> ActivationResponse:
-        return cls(WHISK_ERROR, {"error": message})
+        return cls.of(WHISK_ERROR, {"error": message})
+
+    @classmethod
+    def waiting(cls) -> ActivationResponse:
+        """The response of a pending record: ``{"status": "pending", "success": false,
+        "result": {}}``."""
+        return cls(PENDING, False, None, {})
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "status": STATUS_NAMES[self.status_code],
-            "statusCode": self.status_code,
-            "success": self.success,
-        }
-        if self.result is not None:
-            out["result"] = self.result
-        if self.size is not None:
-            out["size"] = self.size
+        """The stored shape as a dict."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
         return out
 
 
-@dataclass(slots=True)
-class Activation:
-    """One run of an action; ``namespace`` is the invoking subject's namespace."""
+class Activation(msgspec.Struct, kw_only=True, rename="camel"):
+    """One run of an action (or a trigger's fire, or a sequence's run), in its stored
+    shape; ``namespace`` is the invoking subject's namespace.
+
+    ``duration`` is absent (UNSET) for a record that has none (a trigger's, whose
+    ``end`` is 0); :func:`final_record` sets ``end - start``, a sequence the sum of its
+    steps, a pending record 0. ``cause`` is absent (UNSET) unless another activation
+    caused this one (read it with :attr:`caused_by_id`).
+
+    No ``__post_init__``: decoding is the hot path (every completion, every read of the
+    store), and a Python hook on it costs more than the decoding itself.
+    """
 
     namespace: str
     name: str
-    subject: str
+    subject: str = ""
     activation_id: str
     start: int
-    end: int
-    response: ActivationResponse
+    end: int = 0
+    duration: int | UnsetType = UNSET
     version: str = "0.0.1"
     publish: bool = False
-    logs: list[str] = field(default_factory=list)
-    annotations: list[dict[str, Any]] = field(default_factory=list)
-    cause: str | None = None
+    response: ActivationResponse
+    logs: list[str] = []
+    annotations: list[dict[str, Any]] = []
+    cause: str | UnsetType = UNSET
 
     @property
-    def duration(self) -> int:
-        return max(0, self.end - self.start)
+    def pending(self) -> bool:
+        """Accepted, not ended (its final record will replace it)."""
+        return self.response.pending
+
+    @property
+    def caused_by_id(self) -> str | None:
+        """The id of the activation that caused this one, or None."""
+        return self.cause if isinstance(self.cause, str) else None
+
+    def annotation(self, key: str) -> Any:
+        """The value of annotation ``key``, or None."""
+        for item in self.annotations:
+            if item.get("key") == key:
+                return item.get("value")
+        return None
 
     def to_json(self) -> dict[str, Any]:
-        """The stored shape. ``end`` 0 means the record has no duration (a trigger's, as
-        OpenWhisk stores it), so none is written."""
-        out: dict[str, Any] = {
-            "namespace": self.namespace,
-            "name": self.name,
-            "subject": self.subject,
-            "activationId": self.activation_id,
-            "start": self.start,
-            "end": self.end,
-            "version": self.version,
-            "publish": self.publish,
-            "response": self.response.to_json(),
-            "logs": self.logs,
-            "annotations": self.annotations,
-        }
-        if self.end:
-            out["duration"] = self.duration
-        if self.cause:
-            out["cause"] = self.cause
+        """The stored shape as a dict (a copy: changing it does not change the record)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
         return out
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Activation)
+
+
+def encode(record: Activation) -> bytes:
+    """The stored JSON shape of ``record``."""
+    return _encoder.encode(record)
+
+
+def decode(data: bytes | str) -> Activation:
+    """A record from its stored JSON (unknown keys ignored); ``msgspec.DecodeError`` (a
+    ``ValueError``) when it is not one."""
+    return _decoder.decode(data)
+
+
+def from_builtins(raw: Any) -> Activation:
+    """A record from its stored shape already parsed (e.g. a PostgreSQL ``json`` value)."""
+    return msgspec.convert(raw, Activation)
+
+
+def cause_field(cause: str | None) -> str | UnsetType:
+    """``cause`` as the record's field: no cause is no key at all (never ``null``)."""
+    return cause if cause else UNSET
+
+
+def final_record(
+    *,
+    namespace: str,
+    name: str,
+    subject: str,
+    activation_id: str,
+    start: int,
+    end: int,
+    response: ActivationResponse,
+    version: str = "0.0.1",
+    logs: list[str] | None = None,
+    annotations: list[dict[str, Any]] | None = None,
+    cause: str | None = None,
+) -> Activation:
+    """The record of a run that ended at ``end``: its ``duration`` is ``end - start``
+    (never negative)."""
+    return Activation(
+        namespace=namespace,
+        name=name,
+        subject=subject,
+        activation_id=activation_id,
+        start=start,
+        end=end,
+        duration=max(0, end - start),
+        version=version,
+        response=response,
+        logs=[] if logs is None else logs,
+        annotations=[] if annotations is None else annotations,
+        cause=cause_field(cause),
+    )
 
 
 def pending_record(
@@ -174,91 +253,111 @@ def pending_record(
     accepted_ms: int,
     annotations: list[dict[str, Any]] | None = None,
     cause: str | None = None,
-) -> dict[str, Any]:
+) -> Activation:
     """The record of an accepted activation that has not ended yet.
 
     Squall stores it before answering 202, so an accepted id is never a 404 (OpenWhisk's
     is until the activation ends). ``response.status`` is ``"pending"`` and there is no
     ``statusCode`` yet; ``end`` and ``duration`` are 0. The final record replaces it.
     """
-    record: dict[str, Any] = {
-        "namespace": namespace,
-        "name": name,
-        "subject": subject,
-        "activationId": activation_id,
-        "start": accepted_ms,
-        "end": 0,
-        "duration": 0,
-        "version": version,
-        "publish": False,
-        "response": {"status": PENDING, "success": False, "result": {}},
-        "logs": [],
-        "annotations": [{"key": "path", "value": path}, *(annotations or [])],
-    }
-    if cause:
-        record["cause"] = cause
-    return record
+    return Activation(
+        namespace=namespace,
+        name=name,
+        subject=subject,
+        activation_id=activation_id,
+        start=accepted_ms,
+        end=0,
+        duration=0,
+        version=version,
+        publish=False,
+        response=ActivationResponse.waiting(),
+        logs=[],
+        annotations=[{"key": "path", "value": path}, *(annotations or [])],
+        cause=cause_field(cause),
+    )
 
 
-def is_pending(record: dict[str, Any]) -> bool:
-    return bool(record.get("response", {}).get("status") == PENDING)
+def ended(record: Activation, response: ActivationResponse, end: int | None = None) -> Activation:
+    """``record`` (pending) ended with ``response`` at ``end`` (now when None); its
+    stored ``duration`` is kept (a pending record's 0: it never ran here)."""
+    return msgspec.structs.replace(record, end=now_ms() if end is None else end, response=response)
 
 
-def rest_response(response: dict[str, Any]) -> dict[str, Any]:
+def is_pending(record: Activation) -> bool:
+    return record.pending
+
+
+def rest_response(response: ActivationResponse) -> dict[str, Any]:
     """A stored ``response`` as the REST API shows it: without ``statusCode``.
 
     OpenWhisk hides the code (``ActivationResponse.toExtendedJson``): ``status`` and
     ``success`` say the same. Squall's ``status`` and ``success`` are stored beside it.
     """
-    return {k: v for k, v in response.items() if k != "statusCode"}
+    out: dict[str, Any] = {"status": response.status, "success": response.success}
+    if response.result is not None:
+        out["result"] = response.result
+    if response.size is not None:
+        out["size"] = response.size
+    return out
 
 
-def rest_json(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored record as the REST API shows it (get, ``docs=true`` list, blocking invoke).
+def rest_json(record: Activation) -> dict[str, Any]:
+    """A record as the REST API shows it (get, ``docs=true`` list, blocking invoke).
 
     As OpenWhisk's ``WhiskActivation.toExtendedJson``: ``response`` without
     ``statusCode``; a record that has not ended (``end`` 0) has no ``end``, and a
     ``duration`` only if it was stored with one (a pending record's 0; a trigger's has
-    none). The stored record is not changed.
+    none).
     """
-    out = dict(record)
-    response = record.get("response")
-    if isinstance(response, dict):
-        out["response"] = rest_response(response)
-    if not record.get("end"):
-        out.pop("end", None)
+    # Built field by field: cheaper than to_builtins and a copy (this is the answer of
+    # every blocking invoke). The values are the record's own (shared, not copied).
+    out: dict[str, Any] = {
+        "namespace": record.namespace,
+        "name": record.name,
+        "subject": record.subject,
+        "activationId": record.activation_id,
+        "start": record.start,
+    }
+    if record.end:
+        out["end"] = record.end
+    if not isinstance(record.duration, UnsetType):
+        out["duration"] = record.duration
+    out["version"] = record.version
+    out["publish"] = record.publish
+    out["response"] = rest_response(record.response)
+    out["logs"] = record.logs
+    out["annotations"] = record.annotations
+    if isinstance(record.cause, str):
+        out["cause"] = record.cause
     return out
 
 
-def summary_json(record: dict[str, Any]) -> dict[str, Any]:
-    """The list view of a stored record: no logs, no result.
+def summary_json(record: Activation) -> dict[str, Any]:
+    """The list view of a record: no logs, no result.
 
     As OpenWhisk's ``WhiskActivation.summaryAsJson``: ``end``, ``duration`` and the
     response's ``statusCode`` only for a record that has ended, so a trigger's record
     has none of them (``aio rt:activation:list`` shows it as a trigger). A pending record
     keeps its stored ``duration`` 0, so clients still list it as an action.
     """
-    response = record.get("response", {})
     out: dict[str, Any] = {
-        k: record[k]
-        for k in (
-            "namespace",
-            "name",
-            "version",
-            "subject",
-            "activationId",
-            "start",
-            "publish",
-            "annotations",
-            "cause",
-        )
-        if k in record
+        "namespace": record.namespace,
+        "name": record.name,
+        "version": record.version,
+        "subject": record.subject,
+        "activationId": record.activation_id,
+        "start": record.start,
+        "publish": record.publish,
+        "annotations": record.annotations,
     }
-    if record.get("end"):
-        out["end"] = record["end"]
-        out["duration"] = record.get("duration", max(0, record["end"] - record.get("start", 0)))
-        if "statusCode" in response:
-            out["statusCode"] = response["statusCode"]
-    elif "duration" in record:
-        out["duration"] = record["duration"]
+    if isinstance(record.cause, str):
+        out["cause"] = record.cause
+    if record.end:
+        out["end"] = record.end
+        duration = record.duration
+        out["duration"] = duration if isinstance(duration, int) else record.end - record.start
+        if record.response.status_code is not None:
+            out["statusCode"] = record.response.status_code
+    elif isinstance(record.duration, int):
+        out["duration"] = record.duration
     return out

@@ -24,17 +24,16 @@ import logging
 from typing import Any
 
 from squall.catalog.install import install_entity
-from squall.controller.activator import Invocation
-from squall.controller.auth import Identity
 from squall.controller.catalog import Catalog
 from squall.controller.core import Controller
+from squall.controller.invocation import Invocation, InvocationRequest
 from squall.entities import params
 from squall.entities.action import Action
 from squall.entities.activation import (
     APPLICATION_ERROR,
     SUCCESS,
-    Activation,
     ActivationResponse,
+    final_record,
     new_activation_id,
     now_ms,
 )
@@ -133,34 +132,24 @@ class FeedActions:
             and path.name in FEEDS
         )
 
-    async def invoke(
-        self,
-        identity: Identity,
-        action: Action,
-        payload: dict[str, Any],
-        *,
-        blocking: bool,
-        wait_ms: int,
-        txid: str,
-        cause: str | None = None,
-        caused_by: str | None = None,
-    ) -> Invocation:
+    async def invoke(self, request: InvocationRequest) -> Invocation:
         """Run the lifecycle event at once (it is a few store operations) and record it;
         the record is returned when ``blocking``, like a finished invoke. As a step of a
         sequence, the record carries ``cause`` and ``causedBy`` like any step's."""
+        identity, action, txid = request.identity, request.action, request.txid
         activation_id = new_activation_id()
         start = now_ms()
         args = params.as_dict(action.parameters, init=False)
-        args.update(payload)
+        args.update(request.payload)
         try:
             result = await self._lifecycle.handle(identity, action.path.name, args)
-            response = ActivationResponse(SUCCESS, result)
+            response = ActivationResponse.of(SUCCESS, result)
         except FeedError as exc:
-            response = ActivationResponse(APPLICATION_ERROR, {"error": exc.message})
+            response = ActivationResponse.of(APPLICATION_ERROR, {"error": exc.message})
         except SquallError as exc:
             log.error("feed %s failed [txid %s]: %s", action.path.fqn, txid, exc)
             response = ActivationResponse.whisk_error(exc.message)
-        record = Activation(
+        record = final_record(
             namespace=identity.namespace,
             name=action.path.name,
             subject=identity.subject,
@@ -173,9 +162,9 @@ class FeedActions:
                 {"key": "path", "value": action.path.fqn.lstrip("/")},
                 {"key": "kind", "value": BUILTIN_KIND},
                 {"key": "limits", "value": action.limits.to_json()},
-                *([{"key": "causedBy", "value": caused_by}] if caused_by else []),
+                *([{"key": "causedBy", "value": request.caused_by}] if request.caused_by else []),
             ],
-            cause=cause,
-        ).to_json()
+            cause=request.cause,
+        )
         await self._ctl.activations.put(record)
-        return Invocation(activation_id, record if blocking else None)
+        return Invocation(activation_id, record if request.blocking else None)

@@ -70,7 +70,7 @@ def run_outcome(resp: RuntimeResponse, timeout_ms: int) -> ActivationResponse:
         # As in OpenWhisk: an application error, sized by the whole answer in bytes.
         size = max(resp.full_size, len(resp.body))
         trunk = resp.body[:_TRUNK_CHARS].decode(errors="replace")
-        return ActivationResponse(
+        return ActivationResponse.of(
             APPLICATION_ERROR,
             {"error": truncated_response_message(size, MAX_RESULT_BYTES, trunk)},
             size,

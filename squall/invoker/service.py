@@ -58,6 +58,7 @@ from squall.entities.activation import (
     DEVELOPER_ERROR,
     Activation,
     ActivationResponse,
+    final_record,
     format_log_line,
     now_ms,
     truncated_logs_message,
@@ -287,7 +288,7 @@ class Invoker:
     # -- one activation ---------------------------------------------------------------
 
     async def _handle(self, message: ActivationMessage) -> None:
-        record: dict[str, Any] | None
+        record: Activation | None
         try:
             waited = now_ms() - message.accepted_ms
             if 0 < self._max_wait_ms < waited:
@@ -306,7 +307,7 @@ class Invoker:
         except Exception:
             log.exception("could not finish activation %s", message.activation_id)
 
-    async def _finish(self, message: ActivationMessage, record: dict[str, Any]) -> None:
+    async def _finish(self, message: ActivationMessage, record: Activation) -> None:
         self.metrics.observe(record)
         # Store first: a client that got the id must always find the record. Unless the
         # namespace's storeActivations limit is off: then, as in OpenWhisk, the record is
@@ -340,10 +341,10 @@ class Invoker:
         self._actions[key] = action
         return action
 
-    def _failure(self, message: ActivationMessage, error: str) -> dict[str, Any]:
+    def _failure(self, message: ActivationMessage, error: str) -> Activation:
         now = now_ms()
         path = message.action.lstrip("/")
-        return Activation(
+        return final_record(
             namespace=message.namespace,
             name=path.rsplit("/", 1)[-1],
             subject=message.subject,
@@ -353,7 +354,7 @@ class Invoker:
             response=ActivationResponse.whisk_error(error),
             annotations=[{"key": "path", "value": path}, *_caused_by(message)],
             cause=message.cause,
-        ).to_json()
+        )
 
     async def _start(self, message: ActivationMessage, action: Action) -> bool:
         """The started point: make it durable that this activation starts, before any of
@@ -380,7 +381,7 @@ class Invoker:
         log.warning("activation %s not run: it started or ended elsewhere", message.activation_id)
         return False
 
-    async def _activate(self, message: ActivationMessage) -> dict[str, Any] | None:
+    async def _activate(self, message: ActivationMessage) -> Activation | None:
         try:
             action = await self._action(message)
         except NotFound:
@@ -443,16 +444,16 @@ class Invoker:
                 response = run_outcome(run, limits.timeout)
                 timed_out = run.timed_out
             end = now_ms()
-            failed = response.status_code >= DEVELOPER_ERROR
+            failed = response.code >= DEVELOPER_ERROR
             logs = await self._logs(container, limits.logs, failed)
         except ContainerError:
             log.exception("container %s failed", container.id)
             response = ActivationResponse.whisk_error(PROVISION_FAILED)
             end, logs, failed = now_ms(), [], True
         finally:
-            if response is None or response.status_code >= DEVELOPER_ERROR:
+            if response is None or response.code >= DEVELOPER_ERROR:
                 self.pool.release(pc, destroy=True)
-        if response.status_code < DEVELOPER_ERROR:
+        if response.code < DEVELOPER_ERROR:
             self.pool.release(pc)
         annotations: list[dict[str, Any]] = [
             {"key": "path", "value": action.path.fqn.lstrip("/")},
@@ -466,7 +467,7 @@ class Invoker:
             annotations.append({"key": "initTime", "value": init_time})
             if pc.stem_cell:  # the cold start took a prewarmed runtime: /init only
                 annotations.append({"key": "prewarmed", "value": True})
-        return Activation(
+        return final_record(
             namespace=message.namespace,
             name=action.path.name,
             subject=message.subject,
@@ -478,7 +479,7 @@ class Invoker:
             logs=logs,
             annotations=annotations,
             cause=message.cause,
-        ).to_json()
+        )
 
     def _init_payload(
         self, action: Action, code: CodeExec, message: ActivationMessage, api_key: str | None

@@ -42,7 +42,7 @@ from prometheus_client import Counter as CounterMetric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from squall.entities.activation import STATUS_NAMES, WHISK_ERROR
+from squall.entities.activation import STATUS_NAMES, WHISK_ERROR, Activation
 
 #: Seconds, from a warm run (~1 ms) to the longest action time limit (5 minutes).
 TIME_BUCKETS = (
@@ -81,12 +81,8 @@ class PoolView(Protocol):
     def containers(self) -> Sequence[PooledView]: ...
 
 
-def _annotations(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        kv["key"]: kv.get("value")
-        for kv in record.get("annotations", ())
-        if isinstance(kv, dict) and "key" in kv
-    }
+def _annotations(record: Activation) -> dict[str, Any]:
+    return {kv["key"]: kv.get("value") for kv in record.annotations if "key" in kv}
 
 
 def _seconds(value: Any) -> float | None:
@@ -172,14 +168,12 @@ class InvokerMetrics:
     async def refresh(self) -> None:
         """Nothing to await: the pool is read by its collector during the scrape."""
 
-    def observe(self, record: dict[str, Any]) -> None:
+    def observe(self, record: Activation) -> None:
         """Count one final activation record (as the invoker stores it)."""
         notes = _annotations(record)
         kind = notes.get("kind")
         kind = kind if isinstance(kind, str) and kind else UNKNOWN_KIND
-        response = record.get("response")
-        code = response.get("statusCode") if isinstance(response, dict) else None
-        status = status_label(code if isinstance(code, int) else WHISK_ERROR)
+        status = status_label(record.response.code)
         self.activations.labels(kind, status).inc()
         wait = _seconds(notes.get("waitTime"))
         if wait is None:
@@ -192,6 +186,6 @@ class InvokerMetrics:
             start = PREWARMED if notes.get("prewarmed") is True else COLD
             self.init.labels(kind).observe(init)
         self.starts.labels(kind, start).inc()
-        duration = _seconds(record.get("duration"))
+        duration = _seconds(record.duration)
         if duration is not None:
             self.duration.labels(kind).observe(duration)

@@ -24,6 +24,7 @@ import builtins
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from squall.entities.activation import Activation
 from squall.store.stats import ActivationStats
 
 # The entity collections a namespace holds.
@@ -118,13 +119,14 @@ class Unfinished:
     ``message`` holds what :meth:`ActivationStore.put_pending` was given to run it
     (None when it was given nothing)."""
 
-    record: dict[str, Any]
+    record: Activation
     started: bool
     message: bytes | None
 
 
 class ActivationStore(Protocol):
-    """Activation records (``squall.entities.activation`` JSON).
+    """Activation records (:class:`~squall.entities.activation.Activation`), stored as
+    their JSON (the same text in every provider, so data can move between them).
 
     - ``put`` stores or replaces by ``activationId`` (idempotent for the same record).
     - ``put_pending`` stores a record only if none with its id exists: a pending record
@@ -157,21 +159,21 @@ class ActivationStore(Protocol):
       of 100k records costs well under a second.
     """
 
-    async def put(self, record: dict[str, Any]) -> None: ...
+    async def put(self, record: Activation) -> None: ...
 
-    async def put_pending(self, record: dict[str, Any], message: bytes | None = None) -> None: ...
+    async def put_pending(self, record: Activation, message: bytes | None = None) -> None: ...
 
-    async def put_unless_final(self, record: dict[str, Any]) -> bool: ...
+    async def put_unless_final(self, record: Activation) -> bool: ...
 
-    async def start(self, record: dict[str, Any]) -> bool: ...
+    async def start(self, record: Activation) -> bool: ...
 
     async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]: ...
 
     async def prune(self, before_ms: int) -> int: ...
 
-    async def get(self, namespace: str, activation_id: str) -> dict[str, Any]: ...
+    async def get(self, namespace: str, activation_id: str) -> Activation: ...
 
-    async def list(self, query: ActivationQuery) -> list[dict[str, Any]]: ...
+    async def list(self, query: ActivationQuery) -> list[Activation]: ...
 
     async def count(self, query: ActivationQuery) -> int: ...
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from squall.entities.activation import Activation
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery, Unfinished
 from squall.store.postgres_schema import PgDatabase, limit_offset
@@ -30,7 +31,8 @@ from squall.store.records import (
     STARTED,
     activation_filter,
     activation_key,
-    dumps_body,
+    dumps_record,
+    loads_record,
     run_state,
 )
 from squall.store.stats import ActivationStats, StatsRow, summarize
@@ -82,28 +84,28 @@ class PostgresActivationStore:
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
 
-    async def put(self, record: dict[str, Any]) -> None:
+    async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
 
-    async def put_pending(self, record: dict[str, Any], message: bytes | None = None) -> None:
+    async def put_pending(self, record: Activation, message: bytes | None = None) -> None:
         await self._write(_INSERT_IF_ABSENT, record, run_state(record), message)
 
-    async def put_unless_final(self, record: dict[str, Any]) -> bool:
+    async def put_unless_final(self, record: Activation) -> bool:
         return await self._write(_REPLACE_PENDING, record, run_state(record))
 
-    async def start(self, record: dict[str, Any]) -> bool:
+    async def start(self, record: Activation) -> bool:
         return await self._write(_START, record, STARTED)
 
     async def _write(
         self,
         statement: str,
-        record: dict[str, Any],
+        record: Activation,
         state: str | None,
         message: bytes | None = None,
     ) -> bool:
         if state is None:
             message = None  # a final record needs nothing to run it again
-        row = (*activation_key(record), dumps_body(record), state, message)
+        row = (*activation_key(record), dumps_record(record), state, message)
 
         async def work(conn: Conn) -> bool:
             cur = await conn.execute(statement, row)
@@ -116,13 +118,17 @@ class PostgresActivationStore:
     async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]:
         async def work(conn: Conn) -> builtins.list[Unfinished]:
             cur = await conn.execute(
-                "SELECT body, state, message FROM activations"
+                "SELECT body::text, state, message FROM activations"
                 " WHERE state IS NOT NULL AND activation_id > %s"
                 " ORDER BY activation_id LIMIT %s",
                 (after, limit),
             )
             return [
-                Unfinished(body, state == STARTED, None if message is None else bytes(message))
+                Unfinished(
+                    loads_record(body),
+                    state == STARTED,
+                    None if message is None else bytes(message),
+                )
                 for body, state, message in await cur.fetchall()
             ]
 
@@ -144,31 +150,30 @@ class PostgresActivationStore:
             if deleted < PRUNE_BATCH:
                 return removed
 
-    async def get(self, namespace: str, activation_id: str) -> dict[str, Any]:
-        async def work(conn: Conn) -> dict[str, Any]:
+    async def get(self, namespace: str, activation_id: str) -> Activation:
+        async def work(conn: Conn) -> Activation:
             cur = await conn.execute(
-                "SELECT body FROM activations WHERE activation_id = %s AND namespace = %s",
+                "SELECT body::text FROM activations WHERE activation_id = %s AND namespace = %s",
                 (activation_id, namespace),
             )
             row = await cur.fetchone()
             if row is None:
                 raise NotFound()
-            body: dict[str, Any] = row[0]
-            return body
+            return loads_record(row[0])
 
         return await self._db.run(work, idempotent=True)
 
-    async def list(self, query: ActivationQuery) -> builtins.list[dict[str, Any]]:
+    async def list(self, query: ActivationQuery) -> builtins.list[Activation]:
         where, params = activation_filter(query, "%s")
         page = limit_offset(query.skip, query.limit)
 
-        async def work(conn: Conn) -> builtins.list[dict[str, Any]]:
+        async def work(conn: Conn) -> builtins.list[Activation]:
             cur = await conn.execute(
-                f"SELECT body FROM activations WHERE {where}"
+                f"SELECT body::text FROM activations WHERE {where}"
                 " ORDER BY start DESC, activation_id DESC LIMIT %s OFFSET %s",
                 (*params, *page),
             )
-            return [body for (body,) in await cur.fetchall()]
+            return [loads_record(body) for (body,) in await cur.fetchall()]
 
         return await self._db.run(work, idempotent=True)
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
-from squall.errors import BadRequest
+from squall.entities import activation
+from squall.entities.activation import Activation
+from squall.errors import BadRequest, ProviderError
 from squall.store import keys
 from squall.store.contracts import ActivationQuery
 
@@ -39,31 +41,19 @@ def next_rev(rev: str | None) -> str:
     return f"{counter + 1}-{secrets.token_hex(8)}"
 
 
-def activation_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
+def activation_key(record: Activation) -> tuple[str, str, str, int]:
     """(activation id, namespace, entity path, start) of an activation record.
 
     The entity path is ``name``, prefixed with the package when the ``path`` annotation
     has three segments (``ns/pkg/name``), so the ``name`` filter can match
     ``pkg/action``.
     """
-    activation_id, namespace, name, start = (
-        record.get("activationId"),
-        record.get("namespace"),
-        record.get("name"),
-        record.get("start"),
-    )
-    if not (isinstance(activation_id, str) and isinstance(namespace, str)):
-        raise ValueError("activation record needs string 'activationId' and 'namespace'")
-    if not isinstance(name, str) or not isinstance(start, int) or isinstance(start, bool):
-        raise ValueError("activation record needs string 'name' and integer 'start'")
-    for annotation in record.get("annotations") or ():
-        if isinstance(annotation, dict) and annotation.get("key") == "path":
-            path = annotation.get("value")
-            segments = path.strip("/").split("/") if isinstance(path, str) else []
-            if len(segments) == 3:  # "ns/pkg/name" (a leading "/" is tolerated)
-                name = f"{segments[1]}/{name}"
-            break
-    return activation_id, namespace, name, start
+    name = record.name
+    path = record.annotation("path")
+    segments = path.strip("/").split("/") if isinstance(path, str) else []
+    if len(segments) == 3:  # "ns/pkg/name" (a leading "/" is tolerated)
+        name = f"{segments[1]}/{name}"
+    return record.activation_id, record.namespace, name, record.start
 
 
 # The run state of a stored activation (its ``state`` column): NULL once the record is
@@ -74,11 +64,22 @@ QUEUED = "queued"
 STARTED = "started"
 
 
-def run_state(record: dict[str, Any]) -> str | None:
+def run_state(record: Activation) -> str | None:
     """The state a record written as it is gets: QUEUED if pending, else None (final)."""
-    response = record.get("response")
-    pending = isinstance(response, dict) and response.get("status") == "pending"
-    return QUEUED if pending else None
+    return QUEUED if record.pending else None
+
+
+def dumps_record(record: Activation) -> str:
+    """A record's stored JSON text (its OpenWhisk shape, see ``entities.activation``)."""
+    return activation.encode(record).decode()
+
+
+def loads_record(text: str | bytes) -> Activation:
+    """A record from its stored JSON text; ``ProviderError`` if the row holds none."""
+    try:
+        return activation.decode(text)
+    except ValueError as e:
+        raise ProviderError(f"an unreadable activation record: {e}") from e
 
 
 def dumps_body(body: dict[str, Any]) -> str:

@@ -27,14 +27,19 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sqlite3
-from typing import Any
 
-import orjson
-
+from squall.entities.activation import Activation
 from squall.errors import NotFound, ProviderError
 from squall.store.contracts import ActivationQuery, Unfinished
-from squall.store.records import STARTED, activation_filter, activation_key, run_state
-from squall.store.sqlite_schema import Database, dumps_body, limit_offset
+from squall.store.records import (
+    STARTED,
+    activation_filter,
+    activation_key,
+    dumps_record,
+    loads_record,
+    run_state,
+)
+from squall.store.sqlite_schema import Database, limit_offset
 from squall.store.stats import ActivationStats, summarize
 
 _INSERT = (
@@ -95,22 +100,22 @@ class SqliteActivationStore:
         self._pending: builtins.list[_Write] = []
         self._flushed: asyncio.Future[None] | None = None
 
-    async def put(self, record: dict[str, Any]) -> None:
+    async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
 
-    async def put_pending(self, record: dict[str, Any], message: bytes | None = None) -> None:
+    async def put_pending(self, record: Activation, message: bytes | None = None) -> None:
         await self._write(_INSERT_IF_ABSENT, record, run_state(record), message)
 
-    async def put_unless_final(self, record: dict[str, Any]) -> bool:
+    async def put_unless_final(self, record: Activation) -> bool:
         return (await self._write(_REPLACE_PENDING, record, run_state(record))).stored
 
-    async def start(self, record: dict[str, Any]) -> bool:
+    async def start(self, record: Activation) -> bool:
         return (await self._write(_START, record, STARTED)).stored
 
     async def _write(
         self,
         statement: str,
-        record: dict[str, Any],
+        record: Activation,
         state: str | None,
         message: bytes | None = None,
     ) -> _Write:
@@ -118,7 +123,7 @@ class SqliteActivationStore:
             raise ProviderError("store is closed")
         if state is None:
             message = None  # a final record needs nothing to run it again
-        write = _Write(statement, (*activation_key(record), dumps_body(record), state, message))
+        write = _Write(statement, (*activation_key(record), dumps_record(record), state, message))
         self._pending.append(write)
         if self._flushed is None:
             loop = asyncio.get_running_loop()
@@ -199,12 +204,12 @@ class SqliteActivationStore:
             ).fetchall()
         return [
             Unfinished(
-                orjson.loads(body), state == STARTED, None if message is None else bytes(message)
+                loads_record(body), state == STARTED, None if message is None else bytes(message)
             )
             for body, state, message in rows
         ]
 
-    async def get(self, namespace: str, activation_id: str) -> dict[str, Any]:
+    async def get(self, namespace: str, activation_id: str) -> Activation:
         with self._db.autocommit() as conn:
             row = conn.execute(
                 "SELECT body FROM activations WHERE activation_id = ? AND namespace = ?",
@@ -212,10 +217,9 @@ class SqliteActivationStore:
             ).fetchone()
         if row is None:
             raise NotFound()
-        body: dict[str, Any] = orjson.loads(row[0])
-        return body
+        return loads_record(row[0])
 
-    async def list(self, query: ActivationQuery) -> builtins.list[dict[str, Any]]:
+    async def list(self, query: ActivationQuery) -> builtins.list[Activation]:
         where, params = activation_filter(query, "?")
         with self._db.autocommit() as conn:
             rows = conn.execute(
@@ -223,7 +227,7 @@ class SqliteActivationStore:
                 " ORDER BY start DESC, activation_id DESC LIMIT ? OFFSET ?",
                 (*params, *limit_offset(query.skip, query.limit)),
             ).fetchall()
-        return [orjson.loads(body) for (body,) in rows]
+        return [loads_record(body) for (body,) in rows]
 
     async def count(self, query: ActivationQuery) -> int:
         where, params = activation_filter(query, "?")

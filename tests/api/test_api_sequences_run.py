@@ -23,6 +23,7 @@ from apisupport import (
 from squall.cli.standalone import Standalone
 from squall.controller.auth import Identity
 from squall.controller.composition import Composer
+from squall.controller.invocation import InvocationRequest
 from squall.entities.action import Action
 from squall.entities.names import EntityPath
 from squall.errors import ServiceUnavailable
@@ -247,8 +248,11 @@ async def test_close_lets_running_sequences_finish_or_records_them(
     # controller with a long grace (its steps go through the platform's activator)
     composer = Composer(system.controller, grace_s=30)
     run = await composer.invoke(
-        identity, action, {"n": 1, "ms": 150}, blocking=False, wait_ms=0, txid="t1"
-    )
+        InvocationRequest(
+            identity=identity, action=action, payload={"n": 1, "ms": 150}, blocking=False,
+            wait_ms=0, txid="t1",
+        )
+    )  # fmt: skip
     # When the composer closes / Then the sequence has finished first
     await composer.close()
     record = (await client.get(f"{NS}/activations/{run.activation_id}")).json()
@@ -257,8 +261,11 @@ async def test_close_lets_running_sequences_finish_or_records_them(
     # once the first step has ended (a step's record exists only once it has)
     composer = Composer(system.controller, grace_s=0.05)
     run = await composer.invoke(
-        identity, action, {"n": 1, "ms": 300}, blocking=False, wait_ms=0, txid="t2"
-    )
+        InvocationRequest(
+            identity=identity, action=action, payload={"n": 1, "ms": 300}, blocking=False,
+            wait_ms=0, txid="t2",
+        )
+    )  # fmt: skip
     await poll(lambda: _step_started(client, run.activation_id), what="the first step")
     # When the composer closes / Then the sequence is recorded as a whisk error
     await composer.close()
@@ -269,7 +276,12 @@ async def test_close_lets_running_sequences_finish_or_records_them(
     }
     # And a closed composer takes no more work
     with pytest.raises(ServiceUnavailable):
-        await composer.invoke(identity, action, {}, blocking=False, wait_ms=1, txid="t")
+        await composer.invoke(
+            InvocationRequest(
+                identity=identity, action=action, payload={}, blocking=False, wait_ms=1,
+                txid="t",
+            )
+        )  # fmt: skip
 
 
 async def _step_started(client: httpx.AsyncClient, cause: str) -> bool | None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from squall.entities.activation import Activation, from_builtins
 from squall.store.contracts import ActivationQuery
 from squall.store.stats import TOP_ACTIONS
 
@@ -28,7 +29,8 @@ def record(
     init_time: int | None = None,
     namespace: str = NS,
     result: Any = None,
-) -> dict[str, Any]:
+) -> Activation:
+    """A record; without a ``duration``, a trigger's (``end`` 0, no duration)."""
     annotations: list[dict[str, Any]] = [
         {"key": "path", "value": f"{namespace}/{name}"},
         {"key": "waitTime", "value": 2},
@@ -42,14 +44,14 @@ def record(
         "name": name,
         "activationId": activation_id,
         "start": start,
-        "end": start + (duration or 0),
+        "end": 0 if duration is None else start + duration,
         "response": {"status": status, "success": status == "success", "result": result or {}},
         "logs": [],
         "annotations": annotations,
     }
     if duration is not None:
         out["duration"] = duration
-    return out
+    return from_builtins(out)
 
 
 def aid(n: int) -> str:
@@ -150,7 +152,7 @@ async def test_a_result_that_looks_like_an_annotation_is_not_a_cold_start(
         record(aid(2), T0 + 1, result={"s": '{"key":"initTime","value":7}'})
     )
     tricky = record(aid(3), T0 + 2)
-    tricky["annotations"][0]["value"] = 'guest/{"key":"initTime","value":5}'
+    tricky.annotations[0]["value"] = 'guest/{"key":"initTime","value":5}'
     await stores.activations.put(tricky)
     # When the figures are asked / Then none counts as cold
     (bucket,) = (await stores.activations.stats(ActivationQuery(NS))).buckets

@@ -6,7 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
+from squall.entities.activation import Activation, ActivationResponse, final_record
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery
 
@@ -24,24 +26,27 @@ def record(
     name: str = "hello",
     package: str | None = None,
     namespace: str = NS,
-) -> dict[str, Any]:
+) -> Activation:
     """An activation record shaped like OpenWhisk's, with the ``path`` annotation."""
     path = f"{namespace}/{package}/{name}" if package else f"{namespace}/{name}"
-    return {
-        "namespace": namespace,
-        "name": name,
-        "activationId": activation_id,
-        "start": start,
-        "end": start + 3,
-        "duration": 3,
-        "response": {"status": "success", "statusCode": 0, "success": True, "result": {}},
-        "logs": [],
-        "annotations": [{"key": "path", "value": path}, {"key": "kind", "value": "python:3"}],
-    }
+    return final_record(
+        namespace=namespace,
+        name=name,
+        subject=namespace,
+        activation_id=activation_id,
+        start=start,
+        end=start + 3,
+        response=ActivationResponse.ok({}),
+        annotations=[{"key": "path", "value": path}, {"key": "kind", "value": "python:3"}],
+    )
 
 
-def ids(records: list[dict[str, Any]]) -> list[str]:
-    return [r["activationId"] for r in records]
+def with_result(r: Activation, result: Any) -> Activation:
+    return replace(r, response=replace(r.response, result=result))
+
+
+def ids(records: list[Activation]) -> list[str]:
+    return [r.activation_id for r in records]
 
 
 async def test_put_then_get_round_trips_the_record(stores: Stores) -> None:
@@ -52,7 +57,7 @@ async def test_put_then_get_round_trips_the_record(stores: Stores) -> None:
     fetched = await stores.activations.get(NS, "a" * 32)
     assert fetched == original
     # And it is a fresh dict: mutating it does not change the stored record
-    fetched["logs"].append("changed")
+    fetched.logs.append("changed")
     assert await stores.activations.get(NS, "a" * 32) == original
 
 
@@ -74,30 +79,27 @@ async def test_put_is_idempotent_and_replaces_by_id(stores: Stores) -> None:
     # Then there is one record
     assert await stores.activations.count(ActivationQuery(NS)) == 1
     # When a record with the same id but a new response is put
-    replaced = record("a" * 32, 1000)
-    replaced["response"]["result"] = {"payload": "done"}
+    replaced = with_result(record("a" * 32, 1000), {"payload": "done"})
     await stores.activations.put(replaced)
     # Then it replaces the first
     assert await stores.activations.get(NS, "a" * 32) == replaced
     assert await stores.activations.count(ActivationQuery(NS)) == 1
 
 
-def pending(activation_id: str, start: int) -> dict[str, Any]:
-    r = record(activation_id, start)
-    r["response"] = {"status": "pending", "success": False, "result": {}}
-    return r
+def pending(activation_id: str, start: int) -> Activation:
+    return replace(record(activation_id, start), response=ActivationResponse.waiting())
 
 
 async def test_put_pending_never_replaces_a_stored_record(stores: Stores) -> None:
     # Given a pending record for an id nobody wrote yet / Then it is stored
     await stores.activations.put_pending(pending("a" * 32, 1000))
-    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == "pending"
+    assert (await stores.activations.get(NS, "a" * 32)).response.status == "pending"
     # When the final record is put / Then it replaces the pending one
     await stores.activations.put(record("a" * 32, 1000))
-    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == "success"
+    assert (await stores.activations.get(NS, "a" * 32)).response.status == "success"
     # When a pending record for it arrives late / Then the final one stays
     await stores.activations.put_pending(pending("a" * 32, 1000))
-    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == "success"
+    assert (await stores.activations.get(NS, "a" * 32)).response.status == "success"
     assert await stores.activations.count(ActivationQuery(NS)) == 1
 
 
@@ -112,7 +114,7 @@ async def test_final_wins_whatever_the_order_of_concurrent_writes(stores: Stores
     # Then both end as the final record
     for activation_id in ("a" * 32, "b" * 32):
         got = await stores.activations.get(NS, activation_id)
-        assert got["response"]["status"] == "success"
+        assert got.response.status == "success"
 
 
 async def test_list_is_newest_start_first_with_default_limit_30(stores: Stores) -> None:
@@ -148,11 +150,11 @@ async def test_since_and_upto_are_inclusive_bounds_on_start(stores: Stores) -> N
         await stores.activations.put(record(f"{start:032x}", start))
     # When bounding by since/upto / Then both ends are included
     window = await stores.activations.list(ActivationQuery(NS, since=2000, upto=3000))
-    assert [r["start"] for r in window] == [3000, 2000]
+    assert [r.start for r in window] == [3000, 2000]
     since = await stores.activations.list(ActivationQuery(NS, since=3000))
-    assert [r["start"] for r in since] == [4000, 3000]
+    assert [r.start for r in since] == [4000, 3000]
     upto = await stores.activations.list(ActivationQuery(NS, upto=1999))
-    assert [r["start"] for r in upto] == [1000]
+    assert [r.start for r in upto] == [1000]
     assert await stores.activations.count(ActivationQuery(NS, since=2000, upto=3000)) == 2
     assert await stores.activations.count(ActivationQuery(NS, since=4001)) == 0
 
@@ -163,9 +165,9 @@ async def test_skip_and_limit_page_and_count_ignores_them(stores: Stores) -> Non
         await stores.activations.put(record(f"{i:032x}", 1000 + i))
     # When paging / Then pages follow newest-first order
     page = await stores.activations.list(ActivationQuery(NS, skip=1, limit=2))
-    assert [r["start"] for r in page] == [1004, 1003]
+    assert [r.start for r in page] == [1004, 1003]
     tail = await stores.activations.list(ActivationQuery(NS, skip=4, limit=None))
-    assert [r["start"] for r in tail] == [1001, 1000]
+    assert [r.start for r in tail] == [1001, 1000]
     assert await stores.activations.list(ActivationQuery(NS, skip=6)) == []
     # And count applies the filters but not skip/limit
     assert await stores.activations.count(ActivationQuery(NS, skip=4, limit=1)) == 6
@@ -184,28 +186,19 @@ async def test_namespaces_are_isolated(stores: Stores) -> None:
     assert await stores.activations.count(ActivationQuery("nobody")) == 0
 
 
-def whisk_error(activation_id: str, start: int) -> dict[str, Any]:
-    r = record(activation_id, start)
-    r["response"] = {
-        "status": "whisk internal error",
-        "statusCode": 0,
-        "success": False,
-        "result": {"error": "The invoker running this activation was lost."},
-    }
-    return r
+def whisk_error(activation_id: str, start: int) -> Activation:
+    lost = ActivationResponse.whisk_error("The invoker running this activation was lost.")
+    return replace(record(activation_id, start), response=lost)
 
 
 async def test_put_unless_final_writes_over_nothing_or_pending_only(stores: Stores) -> None:
     # Given no record / When put_unless_final / Then it is stored
     assert await stores.activations.put_unless_final(whisk_error("a" * 32, 1000)) is True
-    assert (await stores.activations.get(NS, "a" * 32))["response"]["status"] == (
-        "whisk internal error"
-    )
+    assert (await stores.activations.get(NS, "a" * 32)).response.status == ("whisk internal error")
     # And once stored it is final: a second error record does not replace it
-    again = whisk_error("a" * 32, 1000)
-    again["response"]["result"] = {"error": "second"}
+    again = with_result(whisk_error("a" * 32, 1000), {"error": "second"})
     assert await stores.activations.put_unless_final(again) is False
-    assert (await stores.activations.get(NS, "a" * 32))["response"]["result"] != {"error": "second"}
+    assert (await stores.activations.get(NS, "a" * 32)).response.result != {"error": "second"}
     # Given a pending record / When put_unless_final / Then it replaces the pending one
     await stores.activations.put_pending(pending("b" * 32, 1000))
     assert await stores.activations.put_unless_final(whisk_error("b" * 32, 1001)) is True
@@ -256,7 +249,7 @@ async def test_prune_deletes_records_started_before_the_bound(stores: Stores) ->
     # Then the records started at 1000 and 1001 are gone, in every namespace, and the
     # bound itself is kept
     assert removed == 3
-    assert [r["start"] for r in await stores.activations.list(ActivationQuery(NS))] == [
+    assert [r.start for r in await stores.activations.list(ActivationQuery(NS))] == [
         1004,
         1003,
         1002,
@@ -286,12 +279,13 @@ async def test_prune_goes_on_batch_after_batch(
 async def test_records_round_trip_exactly(stores: Stores) -> None:
     # Given a record whose result has keys out of order and strings with NUL and
     # non-ASCII characters, and logs with them too
-    original = record("a" * 32, 1000)
-    original["response"]["result"] = {"zeta": 1, "alpha": "\u0000 ok", "mid": "é 🎉", "n": 1.5}
-    original["logs"] = ["2024-01-01T00:00:00Z stdout: \u0000"]
+    original = with_result(
+        record("a" * 32, 1000), {"zeta": 1, "alpha": "\u0000 ok", "mid": "é 🎉", "n": 1.5}
+    )
+    original.logs = ["2024-01-01T00:00:00Z stdout: \u0000"]
     await stores.activations.put_pending(pending("a" * 32, 1000))
     assert await stores.activations.put_unless_final(original) is True
     # When fetched / Then equal, with the same key order
     fetched = await stores.activations.get(NS, "a" * 32)
     assert fetched == original
-    assert list(fetched["response"]["result"]) == ["zeta", "alpha", "mid", "n"]
+    assert list(fetched.response.result) == ["zeta", "alpha", "mid", "n"]

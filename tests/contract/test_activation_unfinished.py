@@ -19,7 +19,7 @@ A, B, C, D = "a" * 32, "b" * 32, "c" * 32, "d" * 32
 
 
 async def unfinished(stores: Stores) -> dict[str, Unfinished]:
-    return {u.record["activationId"]: u for u in await stores.activations.unfinished("", 100)}
+    return {u.record.activation_id: u for u in await stores.activations.unfinished("", 100)}
 
 
 async def test_a_pending_record_is_unfinished_with_its_message_until_it_ends(
@@ -91,12 +91,12 @@ async def test_unfinished_pages_by_activation_id(stores: Stores) -> None:
     await stores.activations.put(record(A, 1000))
     # When listed two at a time / Then by id, after the given one, without the final one
     page = await stores.activations.unfinished("", 2)
-    assert [(u.record["activationId"], u.started, u.message) for u in page] == [
+    assert [(u.record.activation_id, u.started, u.message) for u in page] == [
         (B, False, None),
         (C, True, None),
     ]
     rest = await stores.activations.unfinished(C, 2)
-    assert [(u.record["activationId"], u.started, u.message) for u in rest] == [(D, False, b"d")]
+    assert [(u.record.activation_id, u.started, u.message) for u in rest] == [(D, False, b"d")]
 
 
 async def test_unfinished_records_survive_a_reopen(

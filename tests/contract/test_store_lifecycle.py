@@ -11,6 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from squall.entities.activation import Activation, ActivationResponse
 from squall.errors import Conflict, ProviderError
 from squall.store.contracts import ActivationQuery
 
@@ -83,7 +84,10 @@ async def test_data_survives_close_and_reopen(
     # Given an entity, an activation and a subject written, then the store closed
     first = await durable_provider.open(tmp_path, clock)
     doc = await first.entities.put(NS, "actions", "pkg/hello", {"v": 1}, None)
-    record = {"namespace": NS, "name": "hello", "activationId": "f" * 32, "start": 5}
+    record = Activation(
+        namespace=NS, name="hello", activation_id="f" * 32, start=5,
+        response=ActivationResponse.ok({}),
+    )  # fmt: skip
     await first.activations.put(record)
     subject = await first.auth.create_subject(NS)
     await first.auth.set_limits(NS, {"invocationsPerMinute": 7})
@@ -109,7 +113,9 @@ async def test_every_method_raises_after_close(provider: Provider, tmp_path: Pat
     stores = await provider.open(tmp_path, FakeClock())
     await stores.close()
     await stores.close()
-    record = {"namespace": NS, "name": "a", "activationId": "1", "start": 1}
+    record = Activation(
+        namespace=NS, name="a", activation_id="1", start=1, response=ActivationResponse.ok({})
+    )
     calls: list[Callable[[], Awaitable[Any]]] = [
         lambda: stores.entities.get(NS, "actions", "a"),
         lambda: stores.entities.put(NS, "actions", "a", {}, None),

@@ -90,8 +90,8 @@ def unfinished_in(home: Path) -> Snapshot:
         finally:
             await store.close()
         return Snapshot(
-            {str(u.record["activationId"]) for u in listed if not u.started},
-            {str(u.record["activationId"]) for u in listed if u.started},
+            {u.record.activation_id for u in listed if not u.started},
+            {u.record.activation_id for u in listed if u.started},
         )
 
     return asyncio.run(read())

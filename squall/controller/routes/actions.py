@@ -19,11 +19,12 @@ from squall.controller.http import (
     read_json,
     transaction_id,
 )
+from squall.controller.invocation import InvocationRequest
 from squall.controller.routes.common import find, list_collection, require_overwrite
 from squall.controller.sequences import check_sequence
 from squall.controller.throttle import ALLOWED_KINDS
 from squall.entities.action import Action
-from squall.entities.activation import SUCCESS, WHISK_ERROR, rest_json
+from squall.entities.activation import SUCCESS, WHISK_ERROR, Activation, rest_json
 from squall.entities.names import EntityPath, check_name
 from squall.entities.package import Package
 from squall.errors import BadRequest, Forbidden, NotFound
@@ -131,8 +132,8 @@ def _wait_ms(request: Request, maximum: int) -> int:
     return value
 
 
-def status_for(record: dict[str, Any]) -> int:
-    code = record.get("response", {}).get("statusCode", WHISK_ERROR)
+def status_for(record: Activation) -> int:
+    code = record.response.code
     return 200 if code == SUCCESS else 500 if code == WHISK_ERROR else 502
 
 
@@ -147,18 +148,21 @@ async def _invoke(ctl: Controller, request: Request, identity: Any, path: Entity
     check_final(action, payload)
     await ctl.throttles.admit_invoke(identity.namespace)
     invocation = await ctl.activator.invoke(
-        identity,
-        action,
-        payload,
-        blocking=blocking,
-        wait_ms=wait_ms,
-        txid=transaction_id(request),
+        InvocationRequest(
+            identity=identity,
+            action=action,
+            payload=payload,
+            blocking=blocking,
+            wait_ms=wait_ms,
+            txid=transaction_id(request),
+        )
     )
     headers = {ACTIVATION_ID_HEADER: invocation.activation_id}
     record = invocation.record
     if record is None:
         return JSONResponse({"activationId": invocation.activation_id}, 202, headers)
-    body = record.get("response", {}).get("result", {}) if result_only else rest_json(record)
+    result = record.response.result
+    body = ({} if result is None else result) if result_only else rest_json(record)
     return JSONResponse(body, status_for(record), headers)
 
 

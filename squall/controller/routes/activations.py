@@ -79,9 +79,9 @@ async def get_activation(request: Request) -> Response:
     if part not in (None, "logs", "result"):
         raise NotFound()
     if part == "logs":
-        return JSONResponse({"logs": record.get("logs", [])})
+        return JSONResponse({"logs": record.logs})
     if part == "result":
-        return JSONResponse(rest_response(record.get("response", {})))
+        return JSONResponse(rest_response(record.response))
     return JSONResponse(rest_json(record))
 
 

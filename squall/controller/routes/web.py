@@ -30,6 +30,7 @@ from squall.controller.http import (
     read_body,
     transaction_id,
 )
+from squall.controller.invocation import InvocationRequest
 from squall.controller.web_response import NOT_READY, WebAnswer, answer
 from squall.entities.action import Action
 from squall.entities.names import EntityPath
@@ -113,12 +114,14 @@ async def web_action(request: Request) -> Response:
         check_final(action, dict.fromkeys(named))
         await ctl.throttles.admit_invoke(owner.namespace)
         invocation = await ctl.activator.invoke(
-            owner,
-            action,
-            arguments,
-            blocking=True,
-            wait_ms=ctl.settings.max_blocking_wait_ms,
-            txid=transaction_id(request),
+            InvocationRequest(
+                identity=owner,
+                action=action,
+                payload=arguments,
+                blocking=True,
+                wait_ms=ctl.settings.max_blocking_wait_ms,
+                txid=transaction_id(request),
+            )
         )
         activation_id = invocation.activation_id
         if invocation.record is None:
@@ -127,7 +130,7 @@ async def web_action(request: Request) -> Response:
                 {"error": NOT_READY, "code": transaction_id(request)}, status_code=202
             )
         else:
-            outcome = answer(target.extension, invocation.record.get("response", {}))
+            outcome = answer(target.extension, invocation.record.response)
             response = _render(request, outcome)
     except SquallError as e:
         response = error_response(request, e)

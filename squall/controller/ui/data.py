@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from squall.controller.refusals import Refusals
-from squall.entities.activation import PENDING, rest_json
+from squall.entities.activation import PENDING, Activation, rest_json
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery, ActivationStore
 
@@ -33,30 +33,22 @@ _PAGE = 200
 COMPOSITIONS = ("sequence",)
 
 
-def annotation(record: dict[str, Any], key: str) -> Any:
-    for a in record.get("annotations") or ():
-        if isinstance(a, dict) and a.get("key") == key:
-            return a.get("value")
-    return None
+def _duration(record: Activation) -> int | None:
+    duration = record.duration
+    return None if record.pending or not isinstance(duration, int) else duration
 
 
-def status_of(record: dict[str, Any]) -> str:
-    response = record.get("response")
-    status = response.get("status") if isinstance(response, dict) else None
-    return status if isinstance(status, str) else "unknown"
-
-
-def row(record: dict[str, Any]) -> dict[str, Any]:
+def row(record: Activation) -> dict[str, Any]:
     """One line of the activations list."""
     return {
-        "activationId": record.get("activationId"),
-        "name": annotation(record, "path") or record.get("name"),
-        "status": status_of(record),
-        "start": record.get("start"),
-        "duration": None if status_of(record) == PENDING else record.get("duration"),
-        "initTime": annotation(record, "initTime"),
-        "waitTime": annotation(record, "waitTime"),
-        "kind": annotation(record, "kind"),
+        "activationId": record.activation_id,
+        "name": record.annotation("path") or record.name,
+        "status": record.response.status,
+        "start": record.start,
+        "duration": _duration(record),
+        "initTime": record.annotation("initTime"),
+        "waitTime": record.annotation("waitTime"),
+        "kind": record.annotation("kind"),
     }
 
 
@@ -104,7 +96,7 @@ async def activations(
             namespace, name=name, since=since, upto=upto, skip=skip, limit=_PAGE
         )
         page = await store.list(query)
-        found.extend(row(r) for r in page if status_of(r) == status)
+        found.extend(row(r) for r in page if r.response.status == status)
         skip += len(page)
         if len(page) < _PAGE:
             return {"activations": found[:limit], "complete": True}
@@ -114,21 +106,17 @@ async def activations(
 async def detail(store: ActivationStore, namespace: str, activation_id: str) -> dict[str, Any]:
     """One activation: the record as the REST API shows it, its timing, its steps."""
     record = await store.get(namespace, activation_id)
-    init = annotation(record, "initTime")
-    duration = record.get("duration")
+    init = record.annotation("initTime")
+    duration = _duration(record)
     timing = {
-        "wait": annotation(record, "waitTime"),
+        "wait": record.annotation("waitTime"),
         "init": init,
         # OpenWhisk's duration includes the initialisation of a cold start.
-        "run": duration - (init or 0)
-        if isinstance(duration, int | float) and status_of(record) != PENDING
-        else None,
+        "run": None if duration is None else duration - (init or 0),
     }
     steps: list[dict[str, Any]] = []
-    if annotation(record, "kind") in COMPOSITIONS:
-        for step_id in record.get("logs") or ():
-            if not isinstance(step_id, str):
-                continue
+    if record.annotation("kind") in COMPOSITIONS:
+        for step_id in record.logs:
             try:
                 steps.append(row(await store.get(namespace, step_id)))
             except NotFound:

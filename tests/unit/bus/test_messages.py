@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import orjson
 import pytest
+from msgspec.structs import replace
 
 from squall.bus.messages import (
     INVOKER_UP,
@@ -17,8 +16,10 @@ from squall.bus.messages import (
     MessageError,
     Redispatch,
     completion_topic,
+    decode_inbox,
     invoker_topic,
 )
+from squall.entities.activation import Activation, ActivationResponse, final_record
 
 
 def _message() -> ActivationMessage:
@@ -84,9 +85,45 @@ def test_activation_message_of_an_older_controller_is_not_started() -> None:
     assert ActivationMessage.from_bytes(moved.to_bytes()) == moved
 
 
+def _record() -> Activation:
+    return final_record(
+        namespace="guest",
+        name="hello",
+        subject="guest",
+        activation_id="a" * 32,
+        start=1000,
+        end=1003,
+        response=ActivationResponse.ok({"greeting": "hi"}, 19),
+        annotations=[{"key": "path", "value": "guest/hello"}],
+    )
+
+
 def test_completion_round_trips() -> None:
-    completion = Completion("t", "a" * 32, "0", {"activationId": "a" * 32, "response": {}})
+    completion = Completion("t", "a" * 32, "0", _record())
     assert Completion.from_bytes(completion.to_bytes()) == completion
+
+
+def test_completion_carries_the_record_in_its_stored_shape() -> None:
+    # Given a completion / When encoded / Then its record is the stored JSON of the record
+    raw = orjson.loads(Completion("t", "a" * 32, "0", _record()).to_bytes())
+    assert raw["v"] == SCHEMA_VERSION and raw["t"] == "completion"
+    assert raw["record"] == _record().to_json()
+    assert raw["record"]["response"] == {
+        "status": "success", "statusCode": 0, "success": True, "result": {"greeting": "hi"},
+        "size": 19,
+    }  # fmt: skip
+
+
+def test_the_inbox_decodes_completions_and_redispatches_alike() -> None:
+    # Given both kinds of message a controller's completion topic carries
+    completion = Completion("t", "a" * 32, "0", _record())
+    redispatch = Redispatch(_message(), "1")
+    # When decoded without knowing which / Then each is itself
+    assert decode_inbox(completion.to_bytes()) == completion
+    assert decode_inbox(redispatch.to_bytes()) == redispatch
+    # And anything else is refused
+    with pytest.raises(MessageError):
+        decode_inbox(_message().to_bytes())
 
 
 @pytest.mark.parametrize(

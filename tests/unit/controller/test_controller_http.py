@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from squall.controller.http import list_window, query_bool, query_int
 from squall.controller.routes.actions import status_for
+from squall.entities.activation import ActivationResponse, final_record
 from squall.errors import BadRequest
 
 
@@ -73,4 +74,8 @@ def test_query_helpers() -> None:
 )
 def test_status_of_a_blocking_answer(status_code: int, http: int) -> None:
     # success → 200, application/developer error → 502, internal error → 500
-    assert status_for({"response": {"statusCode": status_code}}) == http
+    record = final_record(
+        namespace="g", name="a", subject="g", activation_id="a" * 32, start=1, end=2,
+        response=ActivationResponse.of(status_code, {}),
+    )  # fmt: skip
+    assert status_for(record) == http

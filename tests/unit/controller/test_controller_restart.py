@@ -19,7 +19,14 @@ from squall.bus.messages import ActivationMessage, invoker_topic
 from squall.cli.standalone import Standalone
 from squall.config import Settings
 from squall.controller.restart import INTERRUPTED, NOTHING_STORED, UNRECOVERABLE
-from squall.entities.activation import new_activation_id, now_ms, pending_record
+from squall.entities.activation import (
+    Activation,
+    ActivationResponse,
+    new_activation_id,
+    now_ms,
+    pending_record,
+)
+from squall.entities.activation import ended as end_of
 from squall.invoker.service import ACTION_REMOVED
 from squall.store.sqlite import SqliteStore
 
@@ -67,7 +74,7 @@ async def final(client: httpx.AsyncClient, activation_id: str) -> dict[str, Any]
 
 def left_over(
     action: dict[str, Any], n: int, kind: str, *, accepted_ms: int | None = None
-) -> tuple[dict[str, Any], ActivationMessage]:
+) -> tuple[Activation, ActivationMessage]:
     """A pending record and its message, as an invoke accepted them."""
     activation_id = new_activation_id()
     fqn = f"/guest/{action['name']}"
@@ -132,23 +139,23 @@ async def test_a_restart_runs_what_never_started_and_ends_what_had(tmp_path: Pat
     # When the platform starts again on that home
     async with platform(home) as (system, client):
         # Then what never started ran, with its payload and its id
-        ran = await final(client, queued["activationId"])
+        ran = await final(client, queued.activation_id)
         assert ran["response"]["status"] == "success", ran
         assert ran["response"]["result"] == {"n": 42}
-        composed = await final(client, sequence["activationId"])
+        composed = await final(client, sequence.activation_id)
         assert composed["response"]["result"] == {"n": 3}, composed
         assert len(composed["logs"]) == 2
         # And what had started ended with the error that says why
-        ended = await final(client, started["activationId"])
+        ended = await final(client, started.activation_id)
         assert ended["response"]["status"] == "whisk internal error"
         assert ended["response"]["result"] == {"error": INTERRUPTED}
         # And what could not be run again ended saying why: nothing stored to run it
         # from, or (found by the invoker, as for any activation) its action gone
-        ended = await final(client, bare["activationId"])
+        ended = await final(client, bare.activation_id)
         assert ended["response"]["result"] == {"error": UNRECOVERABLE.format(why=NOTHING_STORED)}, (
             ended
         )
-        ended = await final(client, deleted["activationId"])
+        ended = await final(client, deleted.activation_id)
         assert ended["response"]["status"] == "whisk internal error", ended
         assert ended["response"]["result"] == {"error": ACTION_REMOVED}, ended
         # And nothing is left unfinished
@@ -165,7 +172,7 @@ async def test_the_invoker_runs_nothing_whose_start_it_does_not_win(
         assert r.status_code == 200, r.text
         doc = await system.store.entities.get("guest", "actions", "add")
         record, message = left_over({"name": "add", "rev": doc.rev}, 1, "nodejs:20")
-        ended = dict(record, end=now_ms(), response={"status": "whisk internal error"})
+        ended = end_of(record, ActivationResponse.whisk_error("moved"))
         await system.store.activations.put(ended)
         # When its message reaches the invoker anyway
         caplog.set_level("WARNING", logger="squall.invoker")
@@ -173,9 +180,9 @@ async def test_the_invoker_runs_nothing_whose_start_it_does_not_win(
 
         # Then the invoker refuses to run it (its start is not granted) ...
         async def refused() -> bool | None:
-            return any(record["activationId"] in r.getMessage() for r in caplog.records) or None
+            return any(record.activation_id in r.getMessage() for r in caplog.records) or None
 
         await poll(refused)
         # ... and leaves the record as it was: nothing ran, nothing was recorded
-        stored = await system.store.activations.get("guest", record["activationId"])
+        stored = await system.store.activations.get("guest", record.activation_id)
         assert stored == ended

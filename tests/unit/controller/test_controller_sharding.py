@@ -27,6 +27,7 @@ from squall.controller.health import (
     InvokerRegistry,
 )
 from squall.controller.sharding import ShardingBalancer, action_hash, coprime_steps
+from squall.entities.activation import Activation, ActivationResponse
 from squall.errors import ServiceUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -71,7 +72,10 @@ async def test_an_action_goes_to_its_home_invoker_again() -> None:
     balancer = ShardingBalancer(bus, healthy_registry(bus, clock, "0", "1", "2", "3"), SETTINGS)
     # When the same action is sent twice (its slot freed in between)
     first = await balancer.publish(message("/ns/a", "x1"), 128)
-    balancer.on_completion(Completion("tx", "x1", first, {"response": {"statusCode": 0}}))
+    done = Activation(
+        namespace="ns", name="a", activation_id="x1", start=1, response=ActivationResponse.ok({})
+    )
+    balancer.on_completion(Completion("tx", "x1", first, done))
     second = await balancer.publish(message("/ns/a", "x2"), 128)
     # Then both went to the home invoker of its hash
     assert first == second == str(action_hash("ns", "/ns/a") % 4)

@@ -9,6 +9,7 @@ import pytest
 from squall.bus.messages import Completion
 from squall.config import Settings
 from squall.controller.throttle import Throttles
+from squall.entities.activation import Activation, ActivationResponse
 from squall.errors import TooManyRequests
 from squall.store.sqlite import SqliteStore
 
@@ -61,8 +62,12 @@ async def test_concurrency_is_released_by_completions(store: SqliteStore) -> Non
     with pytest.raises(TooManyRequests, match=r"concurrent requests in flight \(count: 1"):
         await throttles.admit_invoke("guest")
     # A completion for it (twice: redelivery must not go negative)
-    throttles.on_completion(Completion("t", "a" * 32, "0", {}))
-    throttles.on_completion(Completion("t", "a" * 32, "0", {}))
+    done = Activation(
+        namespace="guest", name="a", activation_id="a" * 32, start=1,
+        response=ActivationResponse.ok({}),
+    )  # fmt: skip
+    throttles.on_completion(Completion("t", "a" * 32, "0", done))
+    throttles.on_completion(Completion("t", "a" * 32, "0", done))
     assert throttles.in_flight("guest") == 0
     await throttles.admit_invoke("guest")
 

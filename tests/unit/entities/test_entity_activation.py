@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
+import msgspec
+import orjson
 import pytest
 
 from squall.entities.activation import (
@@ -14,6 +17,11 @@ from squall.entities.activation import (
     WHISK_ERROR,
     Activation,
     ActivationResponse,
+    cause_field,
+    decode,
+    encode,
+    ended,
+    final_record,
     format_log_line,
     new_activation_id,
     pending_record,
@@ -90,8 +98,29 @@ def test_the_four_outcomes(
     }
 
 
+def _record(activation_id: str, start: int, end: int, response: ActivationResponse) -> Activation:
+    if not end:  # a trigger's: no duration
+        return Activation(
+            namespace="g",
+            name="n",
+            subject="g",
+            activation_id=activation_id,
+            start=start,
+            response=response,
+        )
+    return final_record(
+        namespace="g",
+        name="n",
+        subject="g",
+        activation_id=activation_id,
+        start=start,
+        end=end,
+        response=response,
+    )
+
+
 def test_record_json_and_summary() -> None:
-    record = Activation(
+    record = final_record(
         namespace="guest",
         name="hello",
         subject="guest",
@@ -108,9 +137,9 @@ def test_record_json_and_summary() -> None:
     assert body["version"] == "0.0.1"
     assert body["response"]["result"] == {"r": 1}
     assert "cause" not in body
-    record.cause = "b" * 32
+    record = msgspec.structs.replace(record, cause="b" * 32)
     assert record.to_json()["cause"] == "b" * 32
-    summary = summary_json(record.to_json())
+    summary = summary_json(record)
     assert "logs" not in summary
     assert "response" not in summary
     assert summary["statusCode"] == 0
@@ -120,9 +149,7 @@ def test_record_json_and_summary() -> None:
 
 def test_rest_view_hides_the_status_code_and_leaves_the_stored_record_alone() -> None:
     # Given an ended action's stored record
-    stored = Activation(
-        "g", "n", "g", "c" * 32, 1000, 1250, ActivationResponse.developer_error("x")
-    ).to_json()
+    stored = _record("c" * 32, 1000, 1250, ActivationResponse.developer_error("x"))
     # When it is shown as the REST API shows it
     shown = rest_json(stored)
     # Then its response is OpenWhisk's {status, success, result}, end and duration stay
@@ -133,13 +160,14 @@ def test_rest_view_hides_the_status_code_and_leaves_the_stored_record_alone() ->
     }
     assert shown["end"] == 1250 and shown["duration"] == 250
     # And the stored record still has the code the controller reads
-    assert stored["response"]["statusCode"] == DEVELOPER_ERROR
+    assert stored.to_json()["response"]["statusCode"] == DEVELOPER_ERROR
+    assert stored.response.status_code == DEVELOPER_ERROR
 
 
 def test_a_record_that_has_not_ended_has_no_end() -> None:
     # Given a trigger's record, stored as OpenWhisk stores it: end 0, no duration
-    trigger = Activation("g", "t", "g", "d" * 32, 1000, 0, ActivationResponse.ok({})).to_json()
-    assert trigger["end"] == 0 and "duration" not in trigger
+    trigger = _record("d" * 32, 1000, 0, ActivationResponse.ok({}))
+    assert trigger.to_json()["end"] == 0 and "duration" not in trigger.to_json()
     # When shown and listed / Then no end, duration or statusCode anywhere
     assert not {"end", "duration"} & set(rest_json(trigger))
     assert not {"end", "duration", "statusCode"} & set(summary_json(trigger))
@@ -159,7 +187,7 @@ def test_a_record_that_has_not_ended_has_no_end() -> None:
 
 
 def test_duration_is_never_negative() -> None:
-    record = Activation("g", "n", "g", "c" * 32, 10, 5, ActivationResponse.ok({}))
+    record = _record("c" * 32, 10, 5, ActivationResponse.ok({}))
     assert record.duration == 0
 
 
@@ -177,3 +205,94 @@ def test_messages_use_openwhisks_wording() -> None:
         "The action produced a response that exceeded the allowed length: 20 > 10 bytes. "
         "The truncated response was: 0123456789"
     )
+
+
+# A record as Squall stored it before records were typed (orjson of a dict), in every
+# shape it took: a final one, a pending one, a trigger's; plus a key it never wrote.
+STORED_BEFORE = [
+    {
+        "namespace": "guest",
+        "name": "hello",
+        "subject": "guest",
+        "activationId": "a" * 32,
+        "start": 1000,
+        "end": 1250,
+        "version": "0.0.2",
+        "publish": False,
+        "response": {
+            "status": "application error",
+            "statusCode": 1,
+            "success": False,
+            "result": {"error": "no", "n": [1.5, None, True], "nul": "a\u0000b"},
+            "size": 42,
+        },
+        "logs": ["2024-01-01T00:00:00.000000000Z stdout: hi"],
+        "annotations": [{"key": "path", "value": "guest/p/hello"}, {"key": "waitTime", "value": 3}],
+        "duration": 250,
+        "cause": "b" * 32,
+    },
+    pending_record(
+        namespace="g",
+        subject="g",
+        activation_id="e" * 32,
+        name="a",
+        path="g/a",
+        version="0.0.1",
+        accepted_ms=1000,
+    ).to_json(),
+    {
+        "namespace": "g",
+        "name": "t",
+        "subject": "g",
+        "activationId": "d" * 32,
+        "start": 1000,
+        "end": 0,
+        "version": "0.0.1",
+        "publish": False,
+        "response": {"status": "success", "statusCode": 0, "success": True, "result": {}},
+        "logs": ['{"statusCode":0,"success":true}'],
+        "annotations": [],
+    },
+]
+
+
+@pytest.mark.parametrize("stored", STORED_BEFORE)
+def test_records_stored_before_decode_and_encode_to_the_same_json(stored: dict[str, Any]) -> None:
+    # Given the JSON text of a record stored by an older Squall
+    text = orjson.dumps(stored)
+    # When it is decoded into a typed record and encoded again
+    record = decode(text)
+    again = encode(record)
+    # Then nothing is lost or added: the same JSON object (existing stores still read)
+    assert orjson.loads(again) == stored
+    assert decode(again) == record
+    # And an unknown key (a newer writer's) is ignored, not an error
+    assert decode(orjson.dumps({**stored, "newKey": 1})) == record
+
+
+def test_the_response_reads_as_typed_fields() -> None:
+    record = decode(orjson.dumps(STORED_BEFORE[0]))
+    assert record.response.code == APPLICATION_ERROR and not record.response.success
+    assert record.response.size == 42 and record.caused_by_id == "b" * 32
+    assert record.annotation("waitTime") == 3 and record.annotation("missing") is None
+    pending = decode(orjson.dumps(STORED_BEFORE[1]))
+    # A pending record has no code: it reads as a whisk error until it ends
+    assert pending.pending and pending.response.status_code is None
+    assert pending.response.code == WHISK_ERROR
+    final = ended(pending, ActivationResponse.ok({"x": 1}), end=1300)
+    assert not final.pending and final.end == 1300 and final.duration == 0
+    assert pending.pending  # the pending record itself is unchanged
+
+
+def test_no_cause_is_no_key() -> None:
+    record = _record("c" * 32, 10, 20, ActivationResponse.ok({}))
+    assert "cause" not in record.to_json()
+    for none in (None, ""):
+        assert "cause" not in msgspec.structs.replace(record, cause=cause_field(none)).to_json()
+
+
+def test_something_else_is_not_a_record() -> None:
+    with pytest.raises(ValueError):
+        decode(b'{"namespace": "g"}')
+    with pytest.raises(ValueError):
+        decode(b"[]")

@@ -9,7 +9,7 @@ import pytest
 from metricsupport import parse, value
 from prometheus_client import generate_latest
 
-from squall.entities.activation import Activation, ActivationResponse
+from squall.entities.activation import Activation, ActivationResponse, final_record
 from squall.invoker.pool import ContainerPool
 from squall.metrics import InvokerMetrics, exposition
 from squall.sandbox.process import ProcessContainerFactory
@@ -28,7 +28,7 @@ def record(
     init_ms: int | None = None,
     prewarmed: bool = False,
     duration_ms: int = 20,
-) -> dict[str, Any]:
+) -> Activation:
     """A final record as the invoker builds it (annotations only when they apply)."""
     notes: list[dict[str, Any]] = [{"key": "path", "value": "guest/a"}]
     if wait_ms is not None:
@@ -39,7 +39,7 @@ def record(
         notes.append({"key": "initTime", "value": init_ms})
         if prewarmed:
             notes.append({"key": "prewarmed", "value": True})
-    return Activation(
+    return final_record(
         namespace="guest",
         name="a",
         subject="guest",
@@ -48,7 +48,7 @@ def record(
         end=1_000 + duration_ms,
         response=response,
         annotations=notes,
-    ).to_json()
+    )
 
 
 @pytest.fixture

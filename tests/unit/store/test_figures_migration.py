@@ -13,7 +13,7 @@ from pgsupport import PG_DSN, fresh_schema, require_postgres
 
 from squall.store import postgres_schema, sqlite_schema
 from squall.store.contracts import ActivationQuery
-from squall.store.records import activation_key, dumps_body
+from squall.store.records import dumps_body
 from squall.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +35,8 @@ INSERT = "INSERT INTO activations (activation_id, namespace, name, start, body) 
 
 
 def _rows() -> list[tuple[str, str, str, int, str]]:
-    return [(*activation_key(r), dumps_body(r)) for r in _records()]
+    # Every record is of NS/hello: its indexed name is "hello".
+    return [(r["activationId"], NS, "hello", r["start"], dumps_body(r)) for r in _records()]
 
 
 def _records() -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from pgsupport import PG_DSN, Relay, fresh_schema, require_postgres
 
+from squall.entities.activation import Activation, ActivationResponse
 from squall.errors import NotFound, ProviderError
 from squall.store.contracts import Subject
 from squall.store.postgres import PostgresStore
@@ -156,8 +157,10 @@ async def test_outage_gives_provider_errors_then_service_resumes(schema: str) ->
             with pytest.raises(ProviderError):
                 await store.entities.get(NS, "actions", "a")
             with pytest.raises(ProviderError):
-                await store.activations.put({"namespace": NS, "name": "a",
-                                             "activationId": "1", "start": 1})  # fmt: skip
+                await store.activations.put(
+                    Activation(namespace=NS, name="a", activation_id="1", start=1,
+                               response=ActivationResponse.ok({}))
+                )  # fmt: skip
             with pytest.raises(ProviderError):
                 await store.schedules.claim("tick", 1)
             # When the database is reachable again

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from squall.entities.activation import Activation, ActivationResponse
 from squall.errors import ProviderError
 from squall.store.contracts import ActivationQuery
 from squall.store.sqlite import SqliteStore
@@ -15,15 +15,15 @@ from squall.store.sqlite import SqliteStore
 pytestmark = pytest.mark.anyio
 
 
-def _record(i: int) -> dict[str, Any]:
-    return {
-        "activationId": f"{i:032x}",
-        "namespace": "guest",
-        "name": "a",
-        "start": 1_000 + i,
-        "response": {"statusCode": 0},
-        "annotations": [{"key": "path", "value": "guest/a"}],
-    }
+def _record(i: int) -> Activation:
+    return Activation(
+        activation_id=f"{i:032x}",
+        namespace="guest",
+        name="a",
+        start=1_000 + i,
+        response=ActivationResponse.ok({}),
+        annotations=[{"key": "path", "value": "guest/a"}],
+    )
 
 
 async def test_concurrent_puts_are_all_committed_when_they_return(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ async def test_close_writes_what_is_pending(tmp_path: Path) -> None:
     # Then the put completes and the record is in the file
     await pending
     reopened = await SqliteStore.open(tmp_path / "s.db")
-    assert (await reopened.activations.get("guest", f"{1:032x}"))["start"] == 1_001
+    assert (await reopened.activations.get("guest", f"{1:032x}")).start == 1_001
     await reopened.close()
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from squall.entities.activation import Activation, ActivationResponse, ended
 from squall.errors import BadRequest, ProviderError
 from squall.store import keys, sqlite_schema
-from squall.store.contracts import ActivationQuery
 from squall.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -130,13 +130,14 @@ async def test_entity_and_activation_index_columns(tmp_path: Path) -> None:
         paths = (("1", "guest/hello"), ("2", "guest/pkg/hello"), ("3", "/guest/pkg/hello"))
         for activation_id, entity_path in paths:
             await store.activations.put(
-                {
-                    "namespace": "guest",
-                    "name": "hello",
-                    "activationId": activation_id,
-                    "start": 10,
-                    "annotations": [{"key": "path", "value": entity_path}],
-                }
+                Activation(
+                    namespace="guest",
+                    name="hello",
+                    activation_id=activation_id,
+                    start=10,
+                    response=ActivationResponse.ok({}),
+                    annotations=[{"key": "path", "value": entity_path}],
+                )
             )
     # Then the package and entity path columns are derived from name and annotation
     with raw(path) as conn:
@@ -145,16 +146,25 @@ async def test_entity_and_activation_index_columns(tmp_path: Path) -> None:
         assert names.fetchall() == [("1", "hello"), ("2", "pkg/hello"), ("3", "pkg/hello")]
 
 
+async def test_a_row_that_holds_no_record_is_a_provider_error(tmp_path: Path) -> None:
+    # Given a row whose body is JSON but not an activation record (written by hand)
+    path = tmp_path / "s.db"
+    async with await SqliteStore.open(path):
+        pass  # the schema
+    with raw(path) as conn:
+        conn.execute(
+            "INSERT INTO activations (activation_id, namespace, name, start, body)"
+            " VALUES (?, 'guest', 'a', 1, ?)",
+            ("a" * 32, '{"namespace": "guest", "start": "soon"}'),
+        )
+    # When it is read / Then a ProviderError says so (never a half-read record)
+    async with await SqliteStore.open(path) as store:
+        with pytest.raises(ProviderError, match="unreadable activation record"):
+            await store.activations.get("guest", "a" * 32)
+
+
 async def test_malformed_calls_are_rejected_before_writing() -> None:
     async with await SqliteStore.open(":memory:") as store:
-        # Given activation records missing indexed fields / Then ValueError, nothing stored
-        with pytest.raises(ValueError, match="activationId"):
-            await store.activations.put({"namespace": "guest", "name": "a", "start": 1})
-        with pytest.raises(ValueError, match="start"):
-            await store.activations.put(
-                {"namespace": "guest", "name": "a", "activationId": "1", "start": "1"}
-            )
-        assert await store.activations.count(ActivationQuery("guest")) == 0
         # Given negative paging / Then ValueError
         with pytest.raises(ValueError):
             await store.entities.list("guest", "actions", skip=-1)
@@ -199,7 +209,7 @@ async def test_records_left_pending_by_an_older_squall_are_unfinished_after_upgr
         # Then the pending one is unfinished — queued, with nothing to run it from — and
         # the final one is not
         [left] = await store.activations.unfinished("", 10)
-        assert (left.record["activationId"], left.started, left.message) == ("a" * 32, False, None)
+        assert (left.record.activation_id, left.started, left.message) == ("a" * 32, False, None)
         # And a pending record written by an older Squall after the upgrade (no state)
         # can still be started once, and ended
         with raw(path) as conn:
@@ -211,7 +221,7 @@ async def test_records_left_pending_by_an_older_squall_are_unfinished_after_upgr
         pending = await store.activations.get("guest", "c" * 32)
         assert await store.activations.start(pending) is True
         assert await store.activations.start(pending) is False
-        final = dict(pending, response={"status": "whisk internal error"})
+        final = ended(pending, ActivationResponse.whisk_error("lost"))
         assert await store.activations.put_unless_final(final) is True
     finally:
         await store.close()
