@@ -1,5 +1,5 @@
 """What the throttles cost per request: in memory (standalone) against shared in NATS
-key-value buckets (a cluster, squall/controller/throttle_nats.py).
+key-value buckets (a cluster, squall/bus/nats_counters.py).
 
     .venv/bin/python bench/throttle_counters.py [--requests 2000] [--nats nats://127.0.0.1:4222]
 
@@ -37,13 +37,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from squall.bus.nats import NatsBus  # noqa: E402
-from squall.controller.throttle_counters import (  # noqa: E402
+from squall.bus.counters import (  # noqa: E402
     INVOKES,
     MemoryCounters,
     ThrottleCounters,
 )
-from squall.controller.throttle_nats import NatsCounters  # noqa: E402
+from squall.bus.nats import NatsBus  # noqa: E402
+from squall.bus.nats_counters import NatsCounters  # noqa: E402
 
 MINUTE = 1  # a fixed window: the bench is about cost, not minutes
 

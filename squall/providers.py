@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from squall.bus.contracts import MessagingProvider
+from squall.bus.counters import MemoryCounters, ThrottleCounters
 from squall.bus.factory import open_bus
 from squall.bus.memory import MemoryBus
 from squall.bus.messages import Completion, Redispatch
 from squall.bus.nats import NatsBus
+from squall.bus.nats_counters import NatsCounters
 from squall.config import Settings
 from squall.controller.balancer import LeanBalancer, LoadBalancer
 from squall.controller.cluster import CACHE_TTL_S, CacheInvalidation, HealthTest
@@ -40,8 +42,6 @@ from squall.controller.health import InvokerRegistry
 from squall.controller.recovery import Recovery
 from squall.controller.restart import resume_unfinished
 from squall.controller.sharding import ShardingBalancer
-from squall.controller.throttle_counters import MemoryCounters, ThrottleCounters
-from squall.controller.throttle_nats import NatsCounters
 from squall.late import Late
 from squall.sandbox.factory import container_factory
 from squall.sandbox.process import ProcessContainerFactory
@@ -210,7 +210,7 @@ async def memory_counters(settings: Settings, bus: MessagingProvider) -> Throttl
 
 async def shared_counters(settings: Settings, bus: MessagingProvider) -> ThrottleCounters:
     """A cluster's throttle counts: in NATS key-value buckets every controller shares
-    (controller/throttle_nats.py); a controller on the in-process bus is a cluster of one
+    (bus/nats_counters.py); a controller on the in-process bus is a cluster of one
     and counts in memory."""
     if isinstance(bus, NatsBus):
         return await NatsCounters.open(bus, settings.controller_id)

@@ -13,7 +13,7 @@ durable consumer, so they share one queue. Both streams deduplicate on ``Nats-Ms
 within their duplicate window.
 
 Key-value buckets (streams ``KV_<bucket>``) hold state the controllers share: the
-throttles' counts (``controller/throttle_nats.py``); their names are in ``BUCKETS``.
+throttles' counts (``bus/nats_counters.py``); their names are in ``BUCKETS``.
 
 A ``prefix`` (tests: a random token) goes in front of every subject and stream name, so
 several deployments or test runs share one server without seeing each other.
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 #: Key-value buckets Squall keeps (without the prefix): per-minute throttle counts, and
-#: activations in flight per namespace (controller/throttle_nats.py).
+#: activations in flight per namespace (bus/nats_counters.py).
 BUCKETS = ("throttle-minutes", "throttle-inflight")
 _SUBJECT_TAIL = re.compile(r"^[^\s*>.]+(\.[^\s*>.]+)*$")
 

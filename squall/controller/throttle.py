@@ -12,9 +12,9 @@ activations from publication to completion: ``started`` when the activator is ab
 put the message on the bus, ``ended`` when the completion arrives or publication failed
 — so a burst or a failure always returns the counter to zero.
 
-Where the counts live is a :class:`~squall.controller.throttle_counters.ThrottleCounters`
+Where the counts live is a :class:`~squall.bus.counters.ThrottleCounters`
 provider: in memory (standalone, the default), or shared by a cluster's controllers in
-NATS key-value buckets (``throttle_nats.py``), so that a namespace's limits hold across
+NATS key-value buckets (``bus/nats_counters.py``), so that a namespace's limits hold across
 the cluster rather than per controller. Admission reads the counts and then counts: two
 requests admitted at the same instant may both pass the concurrency check (the bound is
 in docs/cluster.md); the per-minute windows are exact in both shapes.
@@ -26,15 +26,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from squall.bus.messages import Completion
-from squall.config import Settings
-from squall.controller.refusals import Refusals
-from squall.controller.throttle_counters import (
+from squall.bus.counters import (
     FIRES,
     INVOKES,
     MemoryCounters,
     ThrottleCounters,
 )
+from squall.bus.messages import Completion
+from squall.config import Settings
+from squall.controller.refusals import Refusals
 from squall.errors import TooManyRequests
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import AuthStore
@@ -73,7 +73,7 @@ class Throttles:
         counters: ThrottleCounters | None = None,
     ) -> None:
         self._settings = settings
-        # The counts (in memory unless the wiring shares them: throttle_counters.py).
+        # The counts (in memory unless the wiring shares them: bus/counters.py).
         self.counters: ThrottleCounters = counters or MemoryCounters()
         self._metrics = metrics
         self._auth = auth

@@ -1,7 +1,7 @@
 """nginx with TLS (deploy/nginx/, a self-signed certificate) in front of the cluster's two
 controllers, driven over https by the official ``openwhisk`` npm client; and a
 namespace's throttles holding across both controllers behind it (counts shared in NATS,
-squall/controller/throttle_nats.py)."""
+squall/bus/nats_counters.py)."""
 
 from __future__ import annotations
 

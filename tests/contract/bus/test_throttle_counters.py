@@ -1,4 +1,4 @@
-"""The ThrottleCounters contract (squall/controller/throttle_counters.py), run against
+"""The ThrottleCounters contract (squall/bus/counters.py), run against
 both providers: in memory (standalone) and in NATS key-value buckets (a cluster).
 
 ``pair`` gives two controllers' views of one store: for memory the same object (a
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import pytest
 from _required import unavailable
 
-from squall.controller.throttle_counters import (
+from squall.bus.counters import (
     FIRES,
     INVOKES,
     MemoryCounters,
     ThrottleCounters,
 )
-from squall.controller.throttle_nats import STALE_S, NatsCounters
+from squall.bus.nats_counters import STALE_S, NatsCounters
 from squall.errors import ProviderError
 
 from .bussupport import NATS_URL, reachable

@@ -1,13 +1,18 @@
 """Where the throttles' counts live: :class:`ThrottleCounters`, one provider per shape.
 
+A seam of the bus package because sharing the counts is the messaging provider's job: a
+cluster's controllers share them through the same NATS server that carries their
+messages (the key-value buckets of JetStream), standalone keeps them in its process as
+it keeps its queues.
+
 - :class:`MemoryCounters` (standalone, and a cluster of one): dicts on the event loop.
-- :class:`~squall.controller.throttle_nats.NatsCounters` (a cluster): shared by every
+- :class:`~squall.bus.nats_counters.NatsCounters` (a cluster): shared by every
   controller through NATS JetStream key-value buckets, so that a namespace's limits hold
   across the cluster, not per controller (design and error bounds: docs/cluster.md,
   "Limits across the cluster").
 
 :class:`~squall.controller.throttle.Throttles` decides (limits, 429 messages, metrics);
-a provider only counts. Both pass ``tests/contract/test_throttle_counters.py``.
+a provider only counts. Both pass ``tests/contract/bus/test_throttle_counters.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Throttle counts shared by a cluster's controllers, in NATS JetStream key-value buckets
-(a :class:`~squall.controller.throttle_counters.ThrottleCounters`).
+(a :class:`~squall.bus.counters.ThrottleCounters`).
 
 Per-minute windows — bucket ``throttle-minutes``, key ``<window>.<namespace>.<minute>``
 holding the number of admitted attempts (entries expire 120 s after their last write;
@@ -53,9 +53,9 @@ import nats.errors as nats_errors
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
+from squall.bus.counters import InFlight
 from squall.bus.nats import NatsBus
 from squall.bus.nats_consumer import ANY_NATS
-from squall.controller.throttle_counters import InFlight
 from squall.errors import ProviderError
 
 log = logging.getLogger("squall.throttle")
