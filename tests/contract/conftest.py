@@ -4,7 +4,7 @@ Every test here talks to the stores only through the contracts in
 ``squall.store.contracts``; nothing may depend on which provider is underneath. To add a
 provider, append a :class:`Provider` to ``PROVIDERS``: its ``open`` gets a scratch
 directory and the test clock, and must return an object with ``entities``,
-``activations``, ``auth``, ``schedules`` and ``close()``; opening twice with the same
+``activations``, ``auth``, ``schedules``, ``apis`` and ``close()``; opening twice with the same
 directory reaches the same data (two controllers sharing one database).
 
 PostgreSQL (127.0.0.1:5432, database ``test``): every test gets a schema of its own,
@@ -26,7 +26,13 @@ from typing import Protocol
 import pytest
 from _required import unavailable
 
-from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
+from squall.store.contracts import (
+    ActivationStore,
+    ApiStore,
+    AuthStore,
+    EntityStore,
+    ScheduleStore,
+)
 from squall.store.sqlite import SqliteStore
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -61,6 +67,8 @@ class Stores(Protocol):
     def auth(self) -> AuthStore: ...
     @property
     def schedules(self) -> ScheduleStore: ...
+    @property
+    def apis(self) -> ApiStore: ...
 
     async def close(self) -> None: ...
 
