@@ -75,6 +75,7 @@ async def run_controller(settings: Settings) -> None:
         store.entities,
         store.activations,
         store.auth,
+        store.apis,
         bus,
         balancer,
         cache_ttl_s=CACHE_TTL_S,

@@ -111,7 +111,7 @@ class Standalone:
         )
         balancer = LeanBalancer(bus, settings.invoker_id)
         controller = build_controller(
-            settings, store.entities, store.activations, store.auth, bus, balancer
+            settings, store.entities, store.activations, store.auth, store.apis, bus, balancer
         )
         controller.invokers = lambda: [{"id": f"invoker{settings.invoker_id}", "status": "healthy"}]
         alarms = AlarmsProvider(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from squall.bus.contracts import MessagingProvider
 from squall.config import Settings
 from squall.controller.activator import Activator
+from squall.controller.apimgmt import ApiManagement
 from squall.controller.auth import Authenticator
 from squall.controller.balancer import LoadBalancer
 from squall.controller.catalog import Catalog
@@ -17,7 +18,7 @@ from squall.controller.core import Controller
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.metrics.controller import ControllerMetrics
-from squall.store.contracts import ActivationStore, AuthStore, EntityStore
+from squall.store.contracts import ActivationStore, ApiStore, AuthStore, EntityStore
 
 
 def build_controller(
@@ -25,6 +26,7 @@ def build_controller(
     entities: EntityStore,
     activations: ActivationStore,
     auth: AuthStore,
+    apis: ApiStore,
     bus: MessagingProvider,
     balancer: LoadBalancer,
     *,
@@ -52,6 +54,8 @@ def build_controller(
         waiters=waiters,
         throttles=throttles,
         metrics=metrics,
+        apis=apis,
+        api_management=ApiManagement(apis),
     )
     controller.activator.composer = Composer(controller)
     return controller

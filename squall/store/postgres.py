@@ -36,8 +36,8 @@ from psycopg import AsyncConnection
 from squall.errors import Conflict, NotFound
 from squall.store.contracts import Document
 from squall.store.postgres_activations import PostgresActivationStore
-from squall.store.postgres_auth import PostgresAuthStore
 from squall.store.postgres_apis import PostgresApiStore
+from squall.store.postgres_auth import PostgresAuthStore
 from squall.store.postgres_schedules import PostgresScheduleStore
 from squall.store.postgres_schema import PgDatabase, connect, limit_offset
 from squall.store.records import (

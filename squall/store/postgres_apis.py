@@ -111,7 +111,7 @@ class PostgresApiStore:
         async def work(conn: Conn) -> builtins.list[GatewayApi]:
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM gateway_apis WHERE {column} = %s"
-                " ORDER BY base_path COLLATE \"C\"",
+                ' ORDER BY base_path COLLATE "C"',
                 (value,),
             )
             return [_api(row) for row in await cur.fetchall()]

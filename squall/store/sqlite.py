@@ -48,8 +48,8 @@ from squall.store.records import (
     next_rev,
     wall_clock_ms,
 )
-from squall.store.sqlite_apis import SqliteApiStore
 from squall.store.sqlite_activations import SqliteActivationStore
+from squall.store.sqlite_apis import SqliteApiStore
 from squall.store.sqlite_auth import SqliteAuthStore
 from squall.store.sqlite_schedules import SqliteScheduleStore
 from squall.store.sqlite_schema import Database, connect, dumps_body, limit_offset
