@@ -143,8 +143,14 @@ class ApiManagement:
         raise Conflict("Concurrent modification to resource detected.")
 
 
+# What a JavaScript client sends for an option it left undefined: the npm client puts
+# every option it was given into the query string, ``undefined`` ones as the text
+# "undefined" (``aio rt:api:list`` without a base path sends ``basepath=undefined``).
+_UNSET = frozenset({"", "undefined", "null"})
+
+
 def _text(value: Any) -> str | None:
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and value in _UNSET):
         return None
     return str(value)
 

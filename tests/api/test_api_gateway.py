@@ -158,6 +158,11 @@ async def test_create_answers_the_api_and_its_swagger_document(
         },
         "cors": {"enabled": True},
     }
+    # And getApi without a base path lists it, also when a JavaScript client sends its
+    # unset options as the text "undefined" (as `aio rt:api:list` does)
+    for params in ({}, {"basepath": "undefined", "relpath": "undefined", "limit": "undefined"}):
+        r = await client.get(f"{MGMT}/getApi", params=params)
+        assert base in [a["value"]["apidoc"]["basePath"] for a in r.json()["apis"]], params
     # And getApi by base path or by name returns that document
     for key in (base, "Book Club"):
         r = await client.get(f"{MGMT}/getApi", params={"basepath": key})

@@ -119,7 +119,8 @@ async def serve(
         elif request.method == "OPTIONS":
             return _finish(Response(status_code=200), cors, None)
         headers = _headers(request, extra_headers)
-        header_map = dict(headers)
+        # The first of repeated headers, as Starlette's ``request.headers.get`` reads it.
+        header_map = dict(reversed(headers))
         user = await ctl.authenticator.identify(header_map.get("authorization"))
         user_ns = user.namespace if user is not None else None
         # A custom OPTIONS handler runs even without credentials: browsers never send
