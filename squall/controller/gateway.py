@@ -34,15 +34,16 @@ NOT_FOUND = "Not found."
 VERB_NOT_SUPPORTED = "Whoops. Verb not supported."
 
 PREFIX = "/api/"
-REST_PREFIX = "/api/v1/"
 
 _PARAMETER = re.compile(r"\{[^/{}]+\}")
 _WEB_URL = re.compile(r"/api/v1/web/([^/]+)/([^/]+)/([^/]+?)(\.[a-z]+)?(?:\$\(request\.path\))?$")
 
 
 def is_gateway_path(path: str) -> bool:
-    """Whether ``path`` is the gateway's (``/api/<tenant>/...``, never ``/api/v1/...``)."""
-    return path.startswith(PREFIX) and not path.startswith(REST_PREFIX)
+    """Whether ``path`` is the gateway's: ``/api/<tenant>/...``, where the tenant is never
+    ``v1`` (``/api/v1`` and ``/api/v1/...`` are the REST API's)."""
+    tenant, slash, _ = path.removeprefix(PREFIX).partition("/")
+    return path.startswith(PREFIX) and bool(tenant) and bool(slash) and tenant != "v1"
 
 
 @dataclass(frozen=True, slots=True)

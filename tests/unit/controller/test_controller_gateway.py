@@ -122,5 +122,9 @@ def test_an_imported_document_without_x_openwhisk_uses_the_target_url() -> None:
 
 def test_gateway_paths() -> None:
     assert gateway.is_gateway_path("/api/1234/club/books")
+    assert gateway.is_gateway_path("/api/1234/")
     assert not gateway.is_gateway_path("/api/v1/namespaces")
+    assert not gateway.is_gateway_path("/api/v1")
+    assert not gateway.is_gateway_path("/api/1234")
+    assert not gateway.is_gateway_path("/api//x")
     assert not gateway.is_gateway_path("/metrics")
