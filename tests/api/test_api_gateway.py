@@ -421,3 +421,37 @@ async def test_apis_are_per_namespace_and_survive_a_swagger_import(
     assert r.status_code == 200, r.text
     assert r.json()["__ow_body"] == base64.b64encode(b"raw").decode()
     await client.delete(f"{MGMT}/deleteApi", params={"basepath": base})
+
+
+async def test_the_wsk_cli_request_shapes(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, unique: Unique
+) -> None:
+    # Given a web action, and the requests `wsk api` (openwhisk-client-go) sends: the
+    # `.http` actions, list options always present (limit=0, skip=0), the space guid
+    name = unique("gw-wsk")
+    await web_action(client, name, HTTP_ECHO_JS)
+    base = "/" + unique("wsk")
+    body = endpoint(base, "/hello", "GET", name)
+    r = await client.post(
+        f"{MGMT}/createApi.http",
+        json=body,
+        params={"responsetype": "http", "spaceguid": "ignored"},
+    )
+    assert r.status_code == 200, r.text
+    # Then every operation has what wsk checks: operationId and x-openwhisk's fields
+    r = await client.get(
+        f"{MGMT}/getApi.http", params={"basepath": base, "limit": "0", "skip": "0"}
+    )
+    [api] = r.json()["apis"]
+    op = api["value"]["apidoc"]["paths"]["/hello"]["get"]
+    assert op["operationId"] == "getHello"
+    assert {"namespace", "action", "url"} <= {k for k, v in op["x-openwhisk"].items() if v}
+    # And the route serves, and wsk's delete of the verb removes it
+    url = gateway_path(api["value"]["gwApiUrl"]) + "/hello"
+    assert (await anonymous.get(url)).status_code == 200
+    r = await client.delete(
+        f"{MGMT}/deleteApi.http",
+        params={"basepath": base, "relpath": "/hello", "operation": "GET", "force": "true"},
+    )
+    assert (r.status_code, r.json()) == (200, {})
+    assert_error(await anonymous.get(url), 404, "Not found.")
