@@ -5,6 +5,7 @@ survives a controller's restart (it lives in PostgreSQL); the ``openwhisk`` npm 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import shutil
 import subprocess
@@ -100,6 +101,31 @@ def test_a_route_created_through_one_controller_is_served_by_every_one(
         assert (r.status_code, r.json()) == (200, {})
         for client in (c0, c1):
             assert client.get(f"{path}/items/7").status_code == 404
+
+
+def test_endpoints_added_at_once_through_both_controllers_are_all_kept(
+    cluster: Cluster,
+) -> None:
+    # Given one API, and 12 endpoints added to it at once, alternately through each
+    # controller (each a read-modify-write of the one stored document)
+    name, base = unique("gw-race"), "/" + unique("race")
+    with cluster.client(0) as c0, cluster.client(1) as c1:
+        web_action(c0, name)
+        create_route(c0, base, "/first/{id}", "get", name)
+
+        def add(n: int) -> int:
+            client = (c0, c1)[n % 2]
+            return len(create_route(client, base, f"/p{n}/{{id}}", "get", name)["apidoc"]["paths"])
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            sizes = list(pool.map(add, range(12)))
+        # Then every one of them is in the API: a lost race started over, it lost nothing
+        assert all(2 <= size <= 13 for size in sizes), sizes
+        r = c1.get(f"{MGMT}/getApi", params={"basepath": base})
+        paths = r.json()["apis"][0]["value"]["apidoc"]["paths"]
+        assert sorted(paths) == sorted(["/first/{id}", *(f"/p{n}/{{id}}" for n in range(12))])
+        r = c0.delete(f"{MGMT}/deleteApi", params={"basepath": base})
+        assert r.status_code == 200, r.text
 
 
 def test_the_npm_client_routes_against_a_cluster_controller(cluster: Cluster) -> None:
