@@ -293,6 +293,13 @@ async def test_require_whisk_auth_of_the_target(
     # And a route created with the action's secret sends it for the caller
     r = await anonymous.get(f"{url}/keyed")
     assert r.status_code == 200, r.text
+    # And an action that requires the caller's credentials gets them through the route
+    authed = unique("gw-authed")
+    await web_action(client, authed, HTTP_ECHO_JS, annotations={"require-whisk-auth": True})
+    await create(client, endpoint(base, "/me", "get", authed), "http")
+    assert_error(await anonymous.get(f"{url}/me"), 401)
+    r = await client.get(f"{url}/me")
+    assert (r.status_code, r.json()["__ow_user"]) == (200, GUEST)
     # And an action that is not web-exported is not served
     hidden = unique("gw-hidden")
     await web_action(client, hidden, HTTP_ECHO_JS, export=None)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from _cli_client import Wsk, write
-from _standalone import Standalone
+from _standalone import Standalone, StartServer
 
 from squall.cli.client import exits
 
@@ -95,3 +96,23 @@ def test_only_web_actions_get_routes(wsk: Wsk, unique: Callable[[str], str]) -> 
         "api", "create", "/" + unique("b"), "/x/{id}", "get", action, rc=exits.for_status(502)
     )
     assert "must use a response type of '.http'" in bad.err
+
+
+def test_routes_survive_a_restart(start_server: StartServer, tmp_path: Path) -> None:
+    # Given a server with a route to a web action
+    home = tmp_path / "home"
+    first = start_server(home)
+    wsk = Wsk.for_server(first, tmp_path)
+    wsk.run("action", "create", "kept", str(write(tmp_path, "echo.js", ECHO_HTTP_JS)),
+            "--web", "true")  # fmt: skip
+    url = wsk.run("api", "create", "/kept", "/items/{id}", "get", "kept", "-r", "http")
+    path = urlsplit(url.out.splitlines()[-1]).path.replace("{id}", "1")
+    assert httpx.get(first.api_host + path, trust_env=False).status_code == 200
+    first.stop_cleanly()
+    # When a server starts again on the same home
+    second = start_server(home)
+    # Then the route is served again, at the same path
+    r = httpx.get(second.api_host + path, trust_env=False)
+    assert r.status_code == 200, r.text
+    assert r.json()["__ow_path"] == "/kept/items/1"
+    second.stop_cleanly()
