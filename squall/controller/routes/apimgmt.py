@@ -20,6 +20,7 @@ from starlette.routing import Route
 from squall.controller import web
 from squall.controller.core import controller_of
 from squall.controller.http import JSONResponse, error_response, read_body, transaction_id
+from squall.controller.routes.web import ALL_METHODS
 from squall.entities.apidoc import ApiDocError
 from squall.errors import NotFound, SquallError
 
@@ -101,10 +102,4 @@ def _with_cors(response: Response, cors: list[tuple[str, str]]) -> Response:
     return response
 
 
-ROUTES = [
-    Route(
-        PATH + "{operation}",
-        apimgmt,
-        methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
-    )
-]
+ROUTES = [Route(PATH + "{operation}", apimgmt, methods=ALL_METHODS)]
