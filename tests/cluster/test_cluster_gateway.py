@@ -1,7 +1,7 @@
 """The API gateway in a cluster: a route created through one controller is served by
 every controller at once, is gone from all of them when deleted through another, and
 survives a controller's restart (it lives in PostgreSQL); the ``openwhisk`` npm client's
-``routes`` work against a cluster controller as against standalone."""
+``routes`` and ``aio rt:api:*`` work against a cluster controller as against standalone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import concurrent.futures
 import json
 import shutil
 import subprocess
+import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +22,14 @@ from _required import unavailable
 from _standalone import clean_env
 from clustersupport import Cluster
 
+COMPAT = Path(__file__).resolve().parents[1] / "compat"
+sys.path.insert(0, str(COMPAT))  # aiocli lives with the other client tests
+
+from aiocli import Aio, install  # noqa: E402
+
 pytestmark = pytest.mark.cluster
 
 MGMT = "/api/v1/web/whisk.system/apimgmt"
-COMPAT = Path(__file__).resolve().parents[1] / "compat"
 ECHO_HTTP = "function main(args) { return {statusCode: 200, body: args}; }"
 
 
@@ -162,3 +168,60 @@ def test_the_npm_client_routes_against_a_cluster_controller(cluster: Cluster) ->
     assert [a["value"]["apidoc"]["basePath"] for a in seen["got"]["apis"]] == [seen["basepath"]]
     assert seen["deleted"] == {} and seen["getAfterStatus"] == 404
     assert seen["listedAfter"] == {"apis": []}
+
+
+@dataclass
+class Controller:
+    """A cluster's controller as ``aio`` is pointed at it (``aiocli.Server``)."""
+
+    cluster: Cluster
+    index: int
+
+    @property
+    def api_host(self) -> str:
+        return self.cluster.local.controllers[self.index].url
+
+    @property
+    def auth(self) -> str:
+        return self.cluster.local.auth
+
+    @property
+    def namespace(self) -> str:
+        return "guest"
+
+    def log(self) -> str:
+        return self.cluster.logs()
+
+
+def test_aio_api_commands_against_a_cluster_controller(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Given aio pointed at controller 1, and a web action
+    home = tmp_path_factory.mktemp("aio-cluster")
+    (home / "echo.js").write_text(ECHO_HTTP + "\n")
+    aio = Aio(install(), Controller(cluster, 1), home)
+    base = "/" + unique("aiocluster")
+    aio.run("rt:action:create", "aioClusterBooks", "echo.js", "--web", "true")
+    # When GET and POST routes with a path parameter are created
+    for verb in ("get", "post"):
+        made = aio.run("rt:api:create", base, "/books/{isbn}", verb, "aioClusterBooks",
+                       "--response-type=http")  # fmt: skip
+    url = made.stdout.strip()
+    assert url.endswith(f"{base}/books/{{isbn}}"), made.stdout
+    # Then list and get show both verbs
+    listed = [line.split() for line in aio.run("rt:api:list").stdout.splitlines()]
+    assert sorted(row[1] for row in listed if row and row[-1] == url) == ["get", "post"]
+    swagger = json.loads(aio.run("rt:api:get", base).stdout)
+    assert sorted(swagger["paths"]["/books/{isbn}"]) == ["get", "post"]
+    # And both controllers serve them, GET and POST, with the path parameter's path
+    path = urlsplit(url).path.replace("{isbn}", "42")
+    for member in cluster.local.controllers:
+        r = httpx.get(member.url + path, trust_env=False)
+        assert (r.status_code, r.json()["__ow_path"]) == (200, f"{base}/books/42"), r.text
+        r = httpx.post(member.url + path, json={"title": "Dune"}, trust_env=False)
+        assert (r.status_code, r.json()["title"]) == (200, "Dune"), r.text
+    # When the API is deleted, no controller serves it
+    aio.run("rt:api:delete", base)
+    for member in cluster.local.controllers:
+        assert httpx.get(member.url + path, trust_env=False).status_code == 404
+    aio.run("rt:action:delete", "aioClusterBooks")
