@@ -42,6 +42,7 @@ from squall.bus.contracts import MessagingProvider
 from squall.catalog.install import install_catalog
 from squall.config import Settings
 from squall.controller.activator import Activator
+from squall.controller.apimgmt import ApiManagement
 from squall.controller.app import create_app
 from squall.controller.auth import Authenticator
 from squall.controller.catalog import Catalog
@@ -223,6 +224,8 @@ async def _controller(
         catalog=catalog,
         activations=store.activations,
         auth_store=store.auth,
+        apis=store.apis,
+        api_management=ApiManagement(store.apis),
         authenticator=Authenticator(store.auth),
         activator=activator,
         waiters=waiters,

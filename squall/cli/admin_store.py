@@ -101,7 +101,10 @@ def sqlite_stats(path: Path) -> Stats:
             conn.execute("SELECT collection, count(*) FROM entities GROUP BY collection")
         )
         extra: dict[str, int] = {}
-        for table, label in (("feed_schedules", "feed schedules"),):
+        for table, label in (
+            ("feed_schedules", "feed schedules"),
+            ("gateway_apis", "gateway APIs"),
+        ):
             exists = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             ).fetchone()
@@ -169,7 +172,10 @@ async def postgres_stats(store: Store, settings: Settings) -> Stats:
             namespaces=await one("SELECT count(*) FROM subjects"),
             entities={c: counted.get(c, 0) for c in COLLECTIONS},
             activations=await one("SELECT count(*) FROM activations"),
-            extra={"feed schedules": await one("SELECT count(*) FROM feed_schedules")},
+            extra={
+                "feed schedules": await one("SELECT count(*) FROM feed_schedules"),
+                "gateway APIs": await one("SELECT count(*) FROM gateway_apis"),
+            },
         )
 
     return await store.database.run(read, idempotent=True)

@@ -22,6 +22,7 @@ LAZY: dict[str, str] = {
     # wsk-style client (issue 6)
     "action": "squall.cli.client.action:action",
     "activation": "squall.cli.client.activation:activation",
+    "api": "squall.cli.client.api:api",
     "namespace": "squall.cli.client.namespace:namespace",
     "package": "squall.cli.client.package:package",
     "property": "squall.cli.client.property:property_",

@@ -16,6 +16,8 @@ from squall.controller.middleware import RequestMiddleware
 from squall.controller.routes import (
     actions,
     activations,
+    apimgmt,
+    gateway,
     invokers,
     logforwarding,
     meta,
@@ -80,10 +82,12 @@ def create_app(controller: Controller, *metrics: MetricFamilies) -> ASGIApp:
             *triggers.ROUTES,
             *rules.ROUTES,
             *activations.ROUTES,
+            *apimgmt.ROUTES,  # before web.ROUTES: it is a path under /api/v1/web/
             *web.ROUTES,
             *logforwarding.ROUTES,
             *invokers.ROUTES,
             *ui_routes(controller.settings, [controller.metrics, *metrics]),
+            *gateway.ROUTES,  # last: /api/<tenant>/<path> would match anything under /api/
         ],
         exception_handlers={
             HTTPException: _http_exception,

@@ -10,12 +10,13 @@ from starlette.requests import Request
 
 from squall.config import Settings
 from squall.controller.activator import Activator
+from squall.controller.apimgmt import ApiManagement
 from squall.controller.auth import Authenticator, Identity
 from squall.controller.catalog import Catalog
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.metrics.controller import ControllerMetrics
-from squall.store.contracts import ActivationStore, AuthStore
+from squall.store.contracts import ActivationStore, ApiStore, AuthStore
 
 
 @dataclass
@@ -29,6 +30,9 @@ class Controller:
     waiters: CompletionWaiters
     throttles: Throttles
     metrics: ControllerMetrics
+    # The API gateway's APIs, and their management (routes/apimgmt.py, routes/gateway.py).
+    apis: ApiStore
+    api_management: ApiManagement
     # The invokers and their health (``/invokers``): standalone's one, or the cluster's.
     invokers: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
 

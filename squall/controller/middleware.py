@@ -11,6 +11,7 @@ import logging
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from squall.controller.gateway import is_gateway_path
 from squall.controller.http import JSONResponse, error_response, new_transaction_id
 from squall.errors import SquallError
 
@@ -48,8 +49,9 @@ class RequestMiddleware:
         scope["squall.txid"] = txid
         extra = [(b"x-request-id", txid.encode("latin-1"))]
         # Web actions answer OPTIONS and choose their CORS headers themselves (an action
-        # with ``web-custom-options`` sets its own): see routes/web.py.
-        web = scope["path"].startswith(WEB_PREFIX)
+        # with ``web-custom-options`` sets its own): see routes/web.py. So does the API
+        # gateway, which runs web actions (routes/gateway.py).
+        web = scope["path"].startswith(WEB_PREFIX) or is_gateway_path(scope["path"])
         if not web:
             extra.extend(_CORS)
 

@@ -1,9 +1,10 @@
-"""The store seams: entities, activations, subjects (namespaces and keys), feed schedules.
+"""The store seams: entities, activations, subjects (namespaces and keys), feed schedules,
+and the API gateway's APIs.
 
 Stores hold JSON documents (plain ``dict``s as produced by ``squall.entities``); they do
 not interpret them beyond the few indexed fields named in each method. Every provider
 (SQLite, PostgreSQL) passes the suites in ``tests/contract/``; :class:`Store` bundles
-the four seams of one provider.
+the five seams of one provider.
 
 Common guarantees:
 
@@ -231,6 +232,56 @@ class ScheduleStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayApi:
+    """One API of the gateway: a namespace's swagger document for one base path.
+
+    ``tenant`` is the id the gateway's URLs carry for the namespace
+    (``/api/<tenant>/<basePath>/...``); ``swagger`` is the document as the management
+    API returns it, which the store does not interpret; ``rev`` changes on every write;
+    ``updated`` is epoch milliseconds of the last write.
+    """
+
+    namespace: str
+    base_path: str
+    tenant: str
+    swagger: dict[str, Any]
+    rev: str
+    updated: int
+
+
+class ApiStore(Protocol):
+    """The API gateway's APIs, keyed by (namespace, base path).
+
+    - ``put`` with ``rev=None`` creates and raises ``Conflict`` when the API exists; with
+      a ``rev`` it replaces the API only if that revision is current, otherwise
+      ``Conflict`` (someone wrote in between). It returns the stored API.
+    - ``get`` raises ``NotFound``; ``delete`` raises ``NotFound`` when missing and, with a
+      ``rev``, ``Conflict`` when stale.
+    - ``list(namespace)`` is ordered by base path; ``of_tenant(tenant)`` lists the APIs
+      whose ``tenant`` is ``tenant`` (how a gateway request finds its API), ordered by
+      base path. A write is visible to every process sharing the store as soon as it
+      returned: nothing here is cached.
+    """
+
+    async def put(
+        self,
+        namespace: str,
+        base_path: str,
+        tenant: str,
+        swagger: dict[str, Any],
+        rev: str | None,
+    ) -> GatewayApi: ...
+
+    async def get(self, namespace: str, base_path: str) -> GatewayApi: ...
+
+    async def delete(self, namespace: str, base_path: str, rev: str | None = None) -> None: ...
+
+    async def list(self, namespace: str) -> builtins.list[GatewayApi]: ...
+
+    async def of_tenant(self, tenant: str) -> builtins.list[GatewayApi]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
     """A namespace with its credentials. ``key`` is only ever set right after creation."""
 
@@ -298,7 +349,7 @@ class AuthStore(Protocol):
 
 
 class Store(Protocol):
-    """The four stores of one provider, opened together (``squall.store.factory``).
+    """The five stores of one provider, opened together (``squall.store.factory``).
 
     ``close()`` writes what is pending and releases the connections; idempotent.
     """
@@ -314,5 +365,8 @@ class Store(Protocol):
 
     @property
     def schedules(self) -> ScheduleStore: ...
+
+    @property
+    def apis(self) -> ApiStore: ...
 
     async def close(self) -> None: ...

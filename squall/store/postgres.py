@@ -1,4 +1,5 @@
-"""The cluster store: entities, activations, subjects and feed schedules in PostgreSQL.
+"""The cluster store: entities, activations, subjects, feed schedules and
+gateway APIs in PostgreSQL.
 
 ``PostgresStore.open(dsn)`` opens a pool (psycopg 3, async), migrates the schema, and
 exposes the seams of :mod:`squall.store.contracts` like :class:`SqliteStore` does::
@@ -8,6 +9,7 @@ exposes the seams of :mod:`squall.store.contracts` like :class:`SqliteStore` doe
     store.activations  # ActivationStore
     store.auth         # AuthStore
     store.schedules    # ScheduleStore
+    store.apis         # ApiStore
     await store.close()
 
 Guarantees, beyond those of the contracts:
@@ -34,6 +36,7 @@ from psycopg import AsyncConnection
 from squall.errors import Conflict, NotFound
 from squall.store.contracts import Document
 from squall.store.postgres_activations import PostgresActivationStore
+from squall.store.postgres_apis import PostgresApiStore
 from squall.store.postgres_auth import PostgresAuthStore
 from squall.store.postgres_schedules import PostgresScheduleStore
 from squall.store.postgres_schema import PgDatabase, connect, limit_offset
@@ -49,7 +52,13 @@ from squall.store.records import (
 )
 
 if TYPE_CHECKING:
-    from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
+    from squall.store.contracts import (
+        ActivationStore,
+        ApiStore,
+        AuthStore,
+        EntityStore,
+        ScheduleStore,
+    )
 
 Conn = AsyncConnection[Any]
 
@@ -186,6 +195,7 @@ class PostgresStore:
         self.activations = PostgresActivationStore(db)
         self.auth = PostgresAuthStore(db, clock)
         self.schedules = PostgresScheduleStore(db)
+        self.apis = PostgresApiStore(db, clock)
 
     @classmethod
     async def open(
@@ -235,5 +245,5 @@ if TYPE_CHECKING:
     # Checked by mypy only: the attributes satisfy the contracts.
     def _conforms(
         store: PostgresStore,
-    ) -> tuple[EntityStore, ActivationStore, AuthStore, ScheduleStore]:
-        return store.entities, store.activations, store.auth, store.schedules
+    ) -> tuple[EntityStore, ActivationStore, AuthStore, ScheduleStore, ApiStore]:
+        return store.entities, store.activations, store.auth, store.schedules, store.apis

@@ -163,6 +163,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE INDEX activations_unfinished
             ON activations (activation_id) WHERE state IS NOT NULL""",
     ),
+    (
+        # The API gateway's APIs (squall.store.postgres_apis): one swagger document per
+        # namespace and base path; a gateway request finds its API by tenant.
+        """CREATE TABLE gateway_apis (
+            namespace text   NOT NULL,
+            base_path text   NOT NULL,
+            tenant    text   NOT NULL,
+            rev       text   NOT NULL,
+            body      json   NOT NULL,
+            updated   bigint NOT NULL,
+            PRIMARY KEY (namespace, base_path)
+        )""",
+        "CREATE INDEX gateway_apis_by_tenant ON gateway_apis (tenant, base_path)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

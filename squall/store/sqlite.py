@@ -1,4 +1,5 @@
-"""The embedded store: entities, activations, subjects and feed schedules in one SQLite file.
+"""The embedded store: entities, activations, subjects, feed schedules and
+gateway APIs in one SQLite file.
 
 ``SqliteStore.open(path)`` opens (creating and migrating as needed) one database file, or
 ``":memory:"``, and exposes the seams of :mod:`squall.store.contracts` as
@@ -9,6 +10,7 @@ attributes sharing that one connection::
     store.activations  # ActivationStore
     store.auth         # AuthStore
     store.schedules    # ScheduleStore
+    store.apis         # ApiStore
     await store.close()
 
 The stores are separate objects because EntityStore and ActivationStore both name their
@@ -47,12 +49,19 @@ from squall.store.records import (
     wall_clock_ms,
 )
 from squall.store.sqlite_activations import SqliteActivationStore
+from squall.store.sqlite_apis import SqliteApiStore
 from squall.store.sqlite_auth import SqliteAuthStore
 from squall.store.sqlite_schedules import SqliteScheduleStore
 from squall.store.sqlite_schema import Database, connect, dumps_body, limit_offset
 
 if TYPE_CHECKING:
-    from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
+    from squall.store.contracts import (
+        ActivationStore,
+        ApiStore,
+        AuthStore,
+        EntityStore,
+        ScheduleStore,
+    )
 
 
 class SqliteEntityStore:
@@ -168,6 +177,7 @@ class SqliteStore:
         self.activations = SqliteActivationStore(db)
         self.auth = SqliteAuthStore(db, clock)
         self.schedules = SqliteScheduleStore(db)
+        self.apis = SqliteApiStore(db, clock)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock = wall_clock_ms) -> SqliteStore:
@@ -202,5 +212,5 @@ if TYPE_CHECKING:
     # Checked by mypy only: the attributes satisfy the contracts.
     def _conforms(
         store: SqliteStore,
-    ) -> tuple[EntityStore, ActivationStore, AuthStore, ScheduleStore]:
-        return store.entities, store.activations, store.auth, store.schedules
+    ) -> tuple[EntityStore, ActivationStore, AuthStore, ScheduleStore, ApiStore]:
+        return store.entities, store.activations, store.auth, store.schedules, store.apis

@@ -157,6 +157,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE INDEX activations_unfinished
             ON activations (activation_id) WHERE state IS NOT NULL""",
     ),
+    (
+        # The API gateway's APIs (squall.store.sqlite_apis): one swagger document per
+        # namespace and base path; a gateway request finds its API by tenant.
+        """CREATE TABLE gateway_apis (
+            namespace TEXT    NOT NULL,
+            base_path TEXT    NOT NULL,
+            tenant    TEXT    NOT NULL,
+            rev       TEXT    NOT NULL,
+            body      TEXT    NOT NULL,
+            updated   INTEGER NOT NULL,
+            PRIMARY KEY (namespace, base_path)
+        )""",
+        "CREATE INDEX gateway_apis_by_tenant ON gateway_apis (tenant, base_path)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,10 +23,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from _required import unavailable
-from _standalone import Standalone, clean_env
+from _standalone import clean_env
 
 #: Pinned: a new aio release must not change what the tests run without a commit.
 AIO_CLI_VERSION = "11.1.2"
@@ -93,12 +94,25 @@ def install() -> Path:
     return executable
 
 
+class Server(Protocol):
+    """What ``aio`` is pointed at: a standalone, or a cluster's controller."""
+
+    @property
+    def api_host(self) -> str: ...
+    @property
+    def auth(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+
+    def log(self) -> str: ...
+
+
 @dataclass
 class Aio:
     """Runs ``aio`` commands against one server as its guest namespace."""
 
     executable: Path
-    server: Standalone
+    server: Server
     home: Path
 
     def env(self) -> dict[str, str]:

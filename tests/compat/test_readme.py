@@ -92,9 +92,11 @@ def test_the_readme_works_as_written(tmp_path: Path) -> None:
         # Then every one succeeds
         report = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\nserver:\n{server.log()}"
         assert done.returncode == 0, report
-        # And curl, squall and aio each print the seed's result, aio its log line
+        # And curl, squall and aio each print the seed's result, aio its log line; so does
+        # curl through the API gateway's route, whose API is then deleted
         assert '{"hello":"world"}' in done.stdout, report
-        assert done.stdout.count('"hello": "world"') == 2, report
+        assert done.stdout.count('"hello": "world"') == 3, report
+        assert "ok: deleted API /hello" in done.stdout, report
         assert "stdout: Hello World" in done.stdout, report
         # And the operator's commands create a namespace and print its key
         assert KEY.search(done.stdout), report

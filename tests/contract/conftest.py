@@ -4,7 +4,7 @@ Every test here talks to the stores only through the contracts in
 ``squall.store.contracts``; nothing may depend on which provider is underneath. To add a
 provider, append a :class:`Provider` to ``PROVIDERS``: its ``open`` gets a scratch
 directory and the test clock, and must return an object with ``entities``,
-``activations``, ``auth``, ``schedules`` and ``close()``; opening twice with the same
+``activations``, ``auth``, ``schedules``, ``apis`` and ``close()``; opening twice with the same
 directory reaches the same data (two controllers sharing one database).
 
 PostgreSQL (127.0.0.1:5432, database ``test``): every test gets a schema of its own,
@@ -27,7 +27,13 @@ from _clock import FakeClock
 from _postgres import PG_DSN, PG_HOST, PG_PORT, pg_reachable
 from _required import require
 
-from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
+from squall.store.contracts import (
+    ActivationStore,
+    ApiStore,
+    AuthStore,
+    EntityStore,
+    ScheduleStore,
+)
 from squall.store.sqlite import SqliteStore
 
 # The contract tests import FakeClock from here; it lives with the other shared helpers.
@@ -43,6 +49,8 @@ class Stores(Protocol):
     def auth(self) -> AuthStore: ...
     @property
     def schedules(self) -> ScheduleStore: ...
+    @property
+    def apis(self) -> ApiStore: ...
 
     async def close(self) -> None: ...
 

@@ -258,3 +258,4 @@ def test_admin_on_a_postgresql_store(pg_store_url: str, tmp_path: Path) -> None:
     assert stats["store"].startswith("postgresql postgresql://postgres@127.0.0.1:5432/test")
     assert stats["namespaces"] == "1"
     assert stats["actions"] == "0"
+    assert stats["gateway APIs"] == "0"

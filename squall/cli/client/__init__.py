@@ -1,4 +1,5 @@
-"""The ``wsk``-style client: ``squall action|activation|namespace|package|property|rule|trigger``.
+"""The ``wsk``-style client:
+``squall action|activation|api|namespace|package|property|rule|trigger``.
 
 Shared pieces, usable from Python as well as from the commands:
 

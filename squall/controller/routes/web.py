@@ -15,6 +15,8 @@ OpenWhisk's ``{"error", "code"}``; the middleware adds only ``X-Request-ID`` to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -54,14 +56,23 @@ async def _exported_action(ctl: Controller, target: web.WebTarget) -> tuple[Iden
     return owner, action
 
 
-def _web_request(request: Request, body: bytes, path: str) -> web.WebRequest:
+def _web_request(
+    request: Request, headers: list[tuple[str, str]], body: bytes, path: str
+) -> web.WebRequest:
     return web.WebRequest(
         method=request.method,
-        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+        headers=headers,
         path=path,
         query_string=request.scope.get("query_string", b"").decode("latin-1"),
         body=body,
     )
+
+
+def _headers(request: Request, extra: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The request's headers (lowercase names), those named in ``extra`` replaced."""
+    replaced = {name.lower() for name, _ in extra}
+    own = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    return [kv for kv in own if kv[0] not in replaced] + [(k.lower(), v) for k, v in extra]
 
 
 def _render(request: Request, result: WebAnswer) -> Response:
@@ -88,12 +99,19 @@ def _finish(response: Response, cors: list[tuple[str, str]], activation_id: str 
 
 
 async def web_action(request: Request) -> Response:
+    p = request.path_params
+    return await serve(request, web.parse_target(p["namespace"], p["package"], p["rest"]))
+
+
+async def serve(
+    request: Request, target: web.WebTarget | None, extra_headers: Sequence[tuple[str, str]] = ()
+) -> Response:
+    """Run the web action ``target`` (None: 404) for ``request``, as if ``extra_headers``
+    were among its headers: the answer of ``/api/v1/web/...``, and of the API gateway."""
     ctl = controller_of(request)
     cors = web.cors_headers(request.headers)
     activation_id: str | None = None
     try:
-        p = request.path_params
-        target = web.parse_target(p["namespace"], p["package"], p["rest"])
         if target is None:
             raise NotFound()
         owner, action = await _exported_action(ctl, target)
@@ -101,15 +119,18 @@ async def web_action(request: Request) -> Response:
             cors = []
         elif request.method == "OPTIONS":
             return _finish(Response(status_code=200), cors, None)
-        user = await ctl.authenticator.identify(request.headers.get("authorization"))
+        headers = _headers(request, extra_headers)
+        # The first of repeated headers, as Starlette's ``request.headers.get`` reads it.
+        header_map = dict(reversed(headers))
+        user = await ctl.authenticator.identify(header_map.get("authorization"))
         user_ns = user.namespace if user is not None else None
         # A custom OPTIONS handler runs even without credentials: browsers never send
         # them on a CORS preflight.
-        if request.method != "OPTIONS" and not web.authorized(action, request.headers, user_ns):
+        if request.method != "OPTIONS" and not web.authorized(action, header_map, user_ns):
             raise Unauthorized()
         body = await read_body(request, ctl.settings.max_request_bytes)
         arguments, named = web.arguments(
-            _web_request(request, body, target.rest), raw=web.is_raw(action), user=user_ns
+            _web_request(request, headers, body, target.rest), raw=web.is_raw(action), user=user_ns
         )
         check_final(action, dict.fromkeys(named))
         await ctl.throttles.admit_invoke(owner.namespace)
