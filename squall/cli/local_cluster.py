@@ -12,6 +12,8 @@ The invokers share one action-key secret (``SQUALL_ACTION_KEY_SECRET``, see
 ``HOME/action-key.secret``, created on the first ``up`` and kept, so that action keys
 minted by an earlier run of the cluster stay valid. The controllers get it too: they sign
 dashboard sessions with a key derived from it, so each accepts the others' sessions.
+Every member also gets the same parameter key (``SQUALL_PARAMETER_KEY``, see
+:mod:`squall.store.encryption`): the one in the environment, else ``HOME/parameter.key``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import httpx
 
 from squall.config import Settings
 from squall.invoker.apikeys import SECRET_FILE, secret_file
+from squall.store.encryption import KEY_FILE, encode_key, ensure_key_file, read_key_file
 
 START_TIMEOUT_S = 60.0
 
@@ -103,6 +106,13 @@ class LocalCluster:
         secret = common.get("SQUALL_ACTION_KEY_SECRET") or (
             secret_file(home / SECRET_FILE).decode("utf-8")
         )
+        # Every member encrypts and decrypts parameters with the same key: the cluster
+        # home's parameter.key (made on the first `up`), unless one is given.
+        if not common.get("SQUALL_PARAMETER_KEY"):
+            ensure_key_file(home / KEY_FILE)
+            keys = read_key_file(home / KEY_FILE)
+            common["SQUALL_PARAMETER_KEY"] = encode_key(keys.current)
+            common["SQUALL_PARAMETER_KEY_PREVIOUS"] = ",".join(map(encode_key, keys.previous))
         for i, port in enumerate(ports):
             name = f"controller{i}"
             self.members[name] = Member(

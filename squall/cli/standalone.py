@@ -10,6 +10,7 @@ classes run in the cluster shape; only the providers passed in here differ.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ from squall.invoker.build import build_invoker, container_factory
 from squall.invoker.service import Invoker
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import AuthStore
-from squall.store.sqlite import SqliteStore
+from squall.store.encrypted import EncryptedStore
+from squall.store.factory import open_store
 
 log = logging.getLogger("squall.standalone")
 
@@ -88,7 +90,7 @@ class Standalone:
     """A running platform: store, bus, invoker, controller and the ASGI app."""
 
     settings: Settings
-    store: SqliteStore
+    store: EncryptedStore
     bus: MemoryBus
     invoker: Invoker
     controller: Controller
@@ -104,7 +106,9 @@ class Standalone:
         # The sandbox first: a host that cannot isolate is refused before anything opens.
         factory = container_factory(settings)
         use_manifest(factory.runtimes.manifest)  # the kinds GET / lists and creates accept
-        store = await SqliteStore.open(settings.db_path)
+        # SQLite at settings.db_path, parameters encrypted with SQUALL_PARAMETER_KEY or
+        # the key in $SQUALL_HOME/parameter.key, made on the first start.
+        store = await open_store(dataclasses.replace(settings, store_url=""))
         bus = MemoryBus()
         invoker = build_invoker(
             settings, factory, store.entities, store.activations, store.auth, bus, cluster=False

@@ -27,6 +27,8 @@ import pytest
 from _required import unavailable
 
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore, ScheduleStore
+from squall.store.encrypted import EncryptedStore
+from squall.store.encryption import KeyRing, Keys, new_key, parse_key
 from squall.store.sqlite import SqliteStore
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -82,6 +84,16 @@ async def _sqlite_file(tmp: Path, clock: FakeClock) -> Stores:
     return await SqliteStore.open(tmp / "squall.db", clock=clock)
 
 
+# One key for every test: a reopened encrypted store must read what it wrote.
+_PARAMETER_KEY = KeyRing(Keys(parse_key(new_key(), "the contract suite's key")))
+
+
+async def _sqlite_encrypted(tmp: Path, clock: FakeClock) -> Stores:
+    """The SQLite file inside the encrypting wrapper every server uses: it must keep
+    every contract of the store it wraps."""
+    return EncryptedStore(await SqliteStore.open(tmp / "squall.db", clock=clock), _PARAMETER_KEY)
+
+
 async def _sqlite_memory(tmp: Path, clock: FakeClock) -> Stores:
     return await SqliteStore.open(":memory:", clock=clock)
 
@@ -126,6 +138,7 @@ def require(what: str, ok: bool) -> None:
 PROVIDERS = [
     Provider("sqlite-file", _sqlite_file, durable=True),
     Provider("sqlite-memory", _sqlite_memory, durable=False),
+    Provider("sqlite-encrypted", _sqlite_encrypted, durable=True),
     Provider(
         "postgres",
         _postgres,
