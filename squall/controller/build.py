@@ -18,6 +18,7 @@ from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore
+from squall.store.encrypted import EncryptedEntityStore
 
 
 def build_controller(
@@ -54,4 +55,6 @@ def build_controller(
         metrics=metrics,
     )
     controller.activator.composer = Composer(controller)
+    if isinstance(entities, EncryptedEntityStore) and entities.ring.enabled:
+        controller.lock_parameters = entities.ring.lock
     return controller

@@ -31,6 +31,19 @@ class Controller:
     metrics: ControllerMetrics
     # The invokers and their health (``/invokers``): standalone's one, or the cluster's.
     invokers: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
+    # How default parameters are shown to a reader who does not own them (a published
+    # package of another namespace): encrypted, as OpenWhisk shows them to everyone.
+    # Only their owner sees them decrypted (docs/security.md). Without a parameter key
+    # (a cluster started without one) they are stored and shown in plain, as in OpenWhisk.
+    lock_parameters: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = field(
+        default=lambda kvs: kvs
+    )
+
+    def parameters_for(
+        self, owner: str, reader: str, kvs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``kvs`` of namespace ``owner`` as namespace ``reader`` may see them."""
+        return kvs if owner == reader else self.lock_parameters(kvs)
 
     async def start(self) -> None:
         await self.waiters.start()

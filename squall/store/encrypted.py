@@ -8,7 +8,7 @@ What it encrypts (:mod:`squall.store.encryption`):
   and bindings, triggers, and the log-forwarding configuration, whose settings are kept
   as parameters), one value at a time with OpenWhisk's ``encryption`` marker;
 - feed schedules: the whole body (the alarm's configuration and trigger payload), as
-  ``{"encryption": "aes256", "value": …}``; the store indexes only ``due``, never the body;
+  ``{"encryption": "aes-256", "value": …}``; the store indexes only ``due``, never the body;
 - pending activation messages (the payload with the default parameters merged in, kept
   until the activation starts): as sealed bytes.
 
@@ -71,6 +71,10 @@ class EncryptedEntityStore:
     def __init__(self, inner: EntityStore, ring: KeyRing) -> None:
         self.inner = inner
         self._ring = ring
+
+    @property
+    def ring(self) -> KeyRing:
+        return self._ring
 
     def _open(self, doc: Document) -> Document:
         return replace(doc, body=unlock_body(self._ring, doc.body))

@@ -1,7 +1,7 @@
 """Parameters encrypted at rest: AES-256-GCM under the platform's parameter key.
 
 OpenWhisk's ``ParameterEncryption`` encrypts each default parameter of an entity as it is
-written and marks it with ``"encryption": "aes256"``; its value becomes the base64 of a
+written and marks it with ``"encryption": "aes-256"``; its value becomes the base64 of a
 4-byte big-endian IV length, the IV, and the GCM ciphertext with its 16-byte tag. Squall
 writes the same shape, with these differences (docs/security.md):
 
@@ -52,14 +52,14 @@ from squall.errors import ConfigError, ProviderError
 log = logging.getLogger("squall.store")
 
 #: The ``encryption`` marker of a parameter encrypted here (OpenWhisk's name for it).
-AES256 = "aes256"
+AES256 = "aes-256"
 KEY_BYTES = 32
 IV_BYTES = 12
 KEY_FILE = "parameter.key"
 #: How often a file-backed ring looks at its file for a rotated key, at most.
 RELOAD_INTERVAL_S = 1.0
 #: Prefix of sealed opaque bytes (a pending activation's message): never valid JSON.
-SEALED_BYTES = b"\x00aes256\x00"
+SEALED_BYTES = b"\x00aes-256\x00"
 
 NOT_OPENED = (
     "a stored parameter is encrypted with a key this server does not have: give it the "
