@@ -106,6 +106,11 @@ class Settings:
     # During a rotation the key before it goes in ``parameter_key_previous``. Never printed.
     parameter_key: str = field(default="", repr=False)
     parameter_key_previous: str = field(default="", repr=False)
+    # Log forwarding (squall/logforwarding/): lines waiting to be sent, over all
+    # namespaces, before new ones are dropped (and counted); and the base URL of Azure Log
+    # Analytics' Data Collector API, ``{customer_id}`` replaced by the configured one.
+    log_forwarding_buffer_lines: int = 10_000
+    log_forwarding_azure_url: str = "https://{customer_id}.ods.opinsights.azure.com"
     # OpenWhisk's feature flag: a new action without a ``provide-api-key`` annotation gets
     # ``provide-api-key: false`` (off: new actions get the key, as old ones always do).
     require_api_key_annotation: bool = True

@@ -16,6 +16,7 @@ from squall.controller.composition import Composer
 from squall.controller.core import Controller
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
+from squall.logforwarding.forwarder import ForwardingLimits, LogForwarder
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import ActivationStore, AuthStore, EntityStore
 from squall.store.encrypted import EncryptedEntityStore
@@ -43,6 +44,14 @@ def build_controller(
     activator = Activator(
         balancer, waiters, activations, settings.controller_id, throttles, metrics
     )
+    forwarder = LogForwarder(
+        entities,
+        metrics,
+        azure_url=settings.log_forwarding_azure_url,
+        limits=ForwardingLimits(buffer_lines=settings.log_forwarding_buffer_lines),
+    )
+    # The one hook into the completion path: it copies the record's log lines, no I/O.
+    waiters.add_listener(lambda completion: forwarder.submit(completion.record))
     controller = Controller(
         settings=settings,
         catalog=Catalog(entities, ttl_s=cache_ttl_s),
@@ -53,6 +62,7 @@ def build_controller(
         waiters=waiters,
         throttles=throttles,
         metrics=metrics,
+        log_forwarding=forwarder,
     )
     controller.activator.composer = Composer(controller)
     if isinstance(entities, EncryptedEntityStore) and entities.ring.enabled:

@@ -14,6 +14,7 @@ from squall.controller.auth import Authenticator, Identity
 from squall.controller.catalog import Catalog
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
+from squall.logforwarding.forwarder import LogForwarder
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import ActivationStore, AuthStore
 
@@ -29,6 +30,9 @@ class Controller:
     waiters: CompletionWaiters
     throttles: Throttles
     metrics: ControllerMetrics
+    # Sends activation logs to namespaces' log-forwarding destinations (fed by a
+    # completion listener; squall/logforwarding/forwarder.py).
+    log_forwarding: LogForwarder
     # The invokers and their health (``/invokers``): standalone's one, or the cluster's.
     invokers: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
     # How default parameters are shown to a reader who does not own them (a published
@@ -50,6 +54,7 @@ class Controller:
 
     async def close(self) -> None:
         await self.waiters.close()
+        await self.log_forwarding.close()
 
 
 def controller_of(request: Request) -> Controller:
