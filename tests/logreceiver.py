@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -133,6 +135,7 @@ class Receiver:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        """Close the listening socket: from now on, connections are refused."""
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task
@@ -154,3 +157,43 @@ class Receiver:
                     f"rejected {self.rejected[-5:]}"
                 )
             await asyncio.sleep(0.02)
+
+
+class ThreadedReceiver:
+    """A :class:`Receiver` in a thread of its own (its own event loop), for synchronous
+    tests that drive subprocesses (the ``aio`` CLI against a ``squall standalone``)."""
+
+    def __init__(self) -> None:
+        self.receiver = Receiver()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.receiver.port
+
+    @property
+    def url(self) -> str:
+        return self.receiver.url
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self._loop).result(15)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self._loop).result(15)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(15)
+        self._loop.close()
+
+    def wait_for(
+        self, match: Callable[[str, dict[str, Any]], bool], deadline_s: float = 30.0
+    ) -> list[tuple[str, dict[str, Any]]]:
+        future = asyncio.run_coroutine_threadsafe(
+            self.receiver.wait_for(match, deadline_s), self._loop
+        )
+        return future.result(deadline_s + 5)

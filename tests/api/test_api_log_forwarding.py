@@ -131,6 +131,20 @@ async def test_logs_reach_the_destination(
     assert errors == {"configured_forwarder": destination, "errors": []}
 
 
+async def test_credentials_are_stored_encrypted(
+    system: Standalone, client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Given each destination set in turn, with its credentials
+    for destination, settings in destinations(receiver).items():
+        assert (await client.put(LF, json={destination: settings})).status_code == 200
+    # Then the store's file (with its WAL) holds none of the credentials
+    home = system.settings.home
+    raw = b"".join(p.read_bytes() for p in home.iterdir() if p.name.startswith("squall.db"))
+    assert b"customer_id" in raw or b"base_uri" in raw  # the grep reads the data
+    for secret in (SPLUNK_TOKEN, AZURE_SHARED_KEY, NEW_RELIC_KEY):
+        assert secret.encode() not in raw
+
+
 async def test_bad_configurations_are_400(client: httpx.AsyncClient) -> None:
     assert_error(await client.put(LF, json={"syslog": {}}), 400)
     assert_error(await client.put(LF, json={"splunk_hec": {"host": "h"}}), 400)
