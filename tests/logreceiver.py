@@ -197,3 +197,16 @@ class ThreadedReceiver:
             self.receiver.wait_for(match, deadline_s), self._loop
         )
         return future.result(deadline_s + 5)
+
+
+async def _serve_forever() -> None:
+    receiver = Receiver()
+    await receiver.start()
+    print(receiver.port, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    # A receiver in a process of its own (bench/log_forwarding.py): prints its port, then
+    # accepts entries until killed.
+    asyncio.run(_serve_forever())

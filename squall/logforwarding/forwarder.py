@@ -3,7 +3,9 @@
 The controller calls :meth:`LogForwarder.submit` for every completion it receives (one
 listener of ``CompletionWaiters``): it copies the record's log lines into the namespace's
 *lane* and returns, without I/O. Each lane with lines has one task that sends them in
-batches to the namespace's destination, retrying a failed batch with backoff.
+batches to the namespace's destination (letting lines gather for ``linger_s`` when a batch
+is not full, so one request carries many activations' lines), retrying a failed batch
+with backoff.
 
 Guarantees:
 
@@ -63,6 +65,9 @@ class ForwardingLimits:
     timeout_s: float = 5.0
     config_ttl_s: float = 5.0
     idle_s: float = 30.0
+    # How long a lane lets lines gather before sending a batch that is not full: one
+    # request carries the logs of many activations, not one request per activation.
+    linger_s: float = 0.25
 
 
 @dataclass
@@ -239,6 +244,8 @@ class LogForwarder:
                     log.warning("log forwarding of %s: no configuration: %r", namespace, error)
                     await asyncio.sleep(self._limits.backoff_s)
                     continue
+            if len(lane.entries) < self._limits.batch_lines:
+                await asyncio.sleep(self._limits.linger_s)
             batch = [
                 lane.entries.popleft()
                 for _ in range(min(len(lane.entries), self._limits.batch_lines))

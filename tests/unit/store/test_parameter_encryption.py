@@ -18,7 +18,8 @@ from pgsupport import PG_DSN, fresh_schema, require_postgres
 
 from squall.config import Settings
 from squall.errors import ConfigError, ProviderError
-from squall.store.encrypted import EncryptedStore
+from squall.logforwarding.config import LogForwardingConfig
+from squall.store.encrypted import LOG_FORWARDING, EncryptedStore
 from squall.store.encryption import (
     AES256,
     KEY_FILE,
@@ -44,6 +45,7 @@ SECRETS = {
     "payload": "alarm-payload-secret-5e1f0b",
     "message": "pending-message-secret-8a2d7c",
     "object": "nested-object-secret-3c9b2e",
+    "credential": "splunk-hec-token-secret-6f4a1d",
 }
 
 
@@ -193,6 +195,12 @@ async def write_secrets(store: EncryptedStore) -> None:
         {"parameters": [{"key": "k", "value": SECRETS["trigger"]}]},
         None,
     )
+    # A log-forwarding configuration, as squall.logforwarding stores it.
+    forwarding = LogForwardingConfig(
+        "splunk_hec",
+        {"host": "h", "port": "8088", "index": "i", "hec_token": SECRETS["credential"]},
+    )
+    await entities.put("guest", LOG_FORWARDING, "config", forwarding.to_body(), None)
     alarm = {"alarm": {"cron": "* * * * *", "payload": {"p": SECRETS["payload"]}}, "id": "1"}
     await store.schedules.put("guest", "trg", alarm, 1_700_000_060_000, None)
     record = {"activationId": "a" * 32, "namespace": "guest", "name": "act", "start": 1}
@@ -207,6 +215,11 @@ async def check_readable(store: EncryptedStore) -> None:
         {"key": "token", "value": SECRETS["action"]},
         {"key": "nested", "value": {"deep": [SECRETS["object"]]}, "init": True},
     ]
+    forwarding = await store.entities.get("guest", LOG_FORWARDING, "config")
+    assert (
+        LogForwardingConfig.from_body(forwarding.body).settings["hec_token"]
+        == (SECRETS["credential"])
+    )
     listed = await store.entities.list("guest", "packages")
     assert listed[0].body["parameters"] == [{"key": "pw", "value": SECRETS["package"]}]
     schedule = await store.schedules.get("guest", "trg")
@@ -284,7 +297,13 @@ async def test_rotation_moves_everything_to_the_new_key(tmp_path: Path) -> None:
     # When the ring becomes B (A previous) and everything is re-encrypted
     rotated = EncryptedStore(inner, ring(b, a))
     report = await reencrypt(rotated)
-    assert report.rewritten == {"actions": 2, "packages": 1, "triggers": 1, "feed schedules": 1}
+    assert report.rewritten == {
+        "actions": 2,
+        "packages": 1,
+        "triggers": 1,
+        LOG_FORWARDING: 1,
+        "feed schedules": 1,
+    }
     # Then a ring with B alone reads all of it, the legacy action encrypted too
     only_b = EncryptedStore(inner, ring(b))
     await check_readable(rotated)  # the pending message is under A: A must stay meanwhile
