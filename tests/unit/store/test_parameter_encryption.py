@@ -3,7 +3,9 @@ PostgreSQL (a grep of the raw file and of a pg_dump finds no secret), and rotati
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
 import shutil
 import stat
 import struct
@@ -14,8 +16,11 @@ from typing import Any
 import orjson
 import pytest
 from _required import unavailable
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pgsupport import PG_DSN, fresh_schema, require_postgres
 
+from squall.cli.admin import admin
 from squall.config import Settings
 from squall.errors import ConfigError, ProviderError
 from squall.logforwarding.config import LogForwardingConfig
@@ -319,3 +324,58 @@ async def test_rotation_moves_everything_to_the_new_key(tmp_path: Path) -> None:
     again = await reencrypt(rotated)
     assert again.total == 0
     await inner.close()
+
+
+def test_values_openwhisk_encrypted_are_read() -> None:
+    # Given a value as OpenWhisk's aes-256 encrypter writes it: a 128-byte IV, the compact
+    # JSON of the value, base64(IV length, IV, ciphertext and tag)
+    key = new_key()
+    iv = os.urandom(128)
+    sealed = AESGCM(base64.b64decode(key)).encrypt(iv, b'{"user":"ow"}', None)
+    value = base64.b64encode(struct.pack(">i", 128) + iv + sealed).decode()
+    # When Squall reads it with the same key / Then it is the value
+    entry = {"key": "p", "value": value, "encryption": AES256}
+    assert ring(key).unlock([entry]) == [{"key": "p", "value": {"user": "ow"}}]
+
+
+def test_admin_rotates_a_postgres_store_with_the_settings_keys(tmp_path: Path) -> None:
+    # Given secrets in PostgreSQL under key A
+    require_postgres()
+    a, b = new_key(), new_key()
+    with fresh_schema() as schema:
+
+        async def write() -> None:
+            inner = await PostgresStore.open(PG_DSN, schema=schema)
+            await inner.auth.create_subject("guest")
+            store = EncryptedStore(inner, ring(a))
+            await write_secrets(store)
+            await store.close()
+
+        asyncio.run(write())
+        # When the operator rotates with the new key current and A previous
+        url = f"{PG_DSN}?options=-csearch_path%3D{schema}"
+        env = {"SQUALL_PARAMETER_KEY": b, "SQUALL_PARAMETER_KEY_PREVIOUS": a}
+        result = CliRunner().invoke(
+            admin, ["--home", str(tmp_path), "--store", url, "parameter-key", "rotate"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        assert "actions: 1 re-encrypted" in result.output
+        assert "drop SQUALL_PARAMETER_KEY_PREVIOUS" in result.output
+
+        # Then key B alone reads everything (but the pending message, still under A)
+        async def read() -> None:
+            store = EncryptedStore(await PostgresStore.open(PG_DSN, schema=schema), ring(b))
+            try:
+                act = await store.entities.get("guest", "actions", "act")
+                assert act.body["parameters"][0]["value"] == SECRETS["action"]
+                schedule = await store.schedules.get("guest", "trg")
+                assert schedule.body["alarm"]["payload"] == {"p": SECRETS["payload"]}
+            finally:
+                await store.close()
+
+        asyncio.run(read())
+    # And without keys for a PostgreSQL store the command says what to set
+    result = CliRunner().invoke(
+        admin, ["--store", "postgresql://x/y", "parameter-key", "rotate"], env={}
+    )
+    assert result.exit_code != 0 and "SQUALL_PARAMETER_KEY" in result.output
