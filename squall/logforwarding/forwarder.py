@@ -10,8 +10,9 @@ with backoff.
 Guarantees:
 
 - ``submit`` never awaits, never raises, and costs a dict look-up for a namespace known to
-  forward nowhere (its configuration is cached for ``config_ttl_s``): a slow or dead
-  destination never slows or breaks an invocation.
+  forward nowhere (its configuration is cached; past ``config_ttl_s`` it is read again in
+  the background, so a destination set through another controller applies within about
+  ``config_ttl_s``): a slow or dead destination never slows or breaks an invocation.
 - The lines waiting in all lanes never exceed ``buffer_lines``: a record whose lines do
   not fit is dropped as a whole, counted in ``/metrics``
   (``squall_controller_log_forwarding_dropped_lines_total{reason="buffer_full"}``) and
@@ -139,6 +140,8 @@ class LogForwarder:
         self._errors: dict[str, deque[str]] = {}
         self._buffered = 0
         self._closed = False
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -181,6 +184,24 @@ class LogForwarder:
             return None
         return cached[1]
 
+    def _refresh(self, namespace: str) -> None:
+        if namespace in self._refreshing:
+            return
+        self._refreshing.add(namespace)
+
+        async def refresh() -> None:
+            try:
+                await self.config(namespace)
+            except Exception as error:  # the store is down: the stale answer stays
+                log.warning("log forwarding of %s: no configuration: %r", namespace, error)
+                self._configs[namespace] = (self._clock(), self._configs[namespace][1])
+            finally:
+                self._refreshing.discard(namespace)
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # -- the completion path -------------------------------------------------------------
 
     def submit(self, record: dict[str, Any]) -> None:
@@ -195,7 +216,15 @@ class LogForwarder:
             return
         namespace = str(record.get("namespace", ""))
         cached = self._cached(namespace)
-        if cached is not None and not cached.forwards:
+        if cached is None:
+            stale = self._configs.get(namespace)
+            if stale is not None and not stale[1].forwards:
+                # Known to forward nowhere, but not lately: check again in the background
+                # and skip this record (a destination set on another controller applies
+                # from the refresh on).
+                self._refresh(namespace)
+                return
+        elif not cached.forwards:
             return
         entries = entries_of(record)
         if not entries:
@@ -303,6 +332,8 @@ class LogForwarder:
     async def close(self) -> None:
         """Stop every lane; the lines still waiting are counted as dropped."""
         self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
         lanes = list(self._lanes.items())
         self._lanes.clear()
         for _, lane in lanes:

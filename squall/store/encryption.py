@@ -5,8 +5,9 @@ written and marks it with ``"encryption": "aes-256"``; its value becomes the bas
 4-byte big-endian IV length, the IV, and the GCM ciphertext with its 16-byte tag. Squall
 writes the same shape, with these differences (docs/security.md):
 
-- the plaintext is the value's JSON text, so any JSON value (not only strings) is kept
-  with its type; the IV is 12 bytes (GCM's native size; OpenWhisk uses 128);
+- the IV is 12 bytes (GCM's native size; OpenWhisk uses 128), and any IV length is read,
+  so values OpenWhisk encrypted with the same key open too (the plaintext is the value's
+  compact JSON in both);
 - a :class:`KeyRing` holds the current key and any previous ones: values are always
   written under the current key and read under whichever key opens them (GCM's tag tells
   a wrong key from the right one), so a key can be rotated while servers run;

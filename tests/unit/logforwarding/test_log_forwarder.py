@@ -3,9 +3,11 @@ lines, the bounded buffer, and what a dead destination costs (nothing but counte
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from squall.bus.memory import MemoryBus
@@ -115,3 +117,35 @@ async def test_a_namespace_that_forwards_nowhere_costs_no_buffer(store: Encrypte
         assert forwarder.errors("guest") == []
     finally:
         await forwarder.close()
+
+
+async def test_a_destination_set_through_another_controller_applies_after_the_ttl(
+    store: EncryptedStore,
+) -> None:
+    # Given a controller that knows the namespace forwards nowhere, at time 0
+    now = [0.0]
+    metrics = ControllerMetrics(MemoryBus(), lambda: [])
+    limits = ForwardingLimits(config_ttl_s=5.0, attempts=1, backoff_s=0.01, timeout_s=1)
+    here = LogForwarder(store.entities, metrics, azure_url="x", limits=limits, clock=lambda: now[0])
+    other = LogForwarder(store.entities, metrics, azure_url="x", limits=limits)
+    try:
+        await here.config("guest")
+        # When another controller sets a destination, and the TTL passes
+        dead = {"host": "http://127.0.0.1", "port": "9", "index": "i", "hec_token": "t"}
+        await other.set_config("guest", LogForwardingConfig.from_request({"splunk_hec": dead}, 0))
+        now[0] = 6.0
+        # Then the next record is skipped while the configuration is read again
+        here.submit(record("a1", "one"))
+        assert here.pending() == 0
+
+        async def refreshed() -> None:
+            while here.pending() == 0:
+                await asyncio.sleep(0.01)
+                here.submit(record("a2", "two"))
+
+        # And once it is read, records are taken for the new destination
+        with anyio.fail_after(10):
+            await refreshed()
+    finally:
+        await here.close()
+        await other.close()
