@@ -1,6 +1,7 @@
 """A namespace's log-forwarding configuration: Adobe I/O Runtime's destinations and their
-settings, as ``aio rt:log-forwarding:set-*`` (aio-lib-runtime's ``LogForwarding``) sends
-them, and as ``GET /runtime/namespaces/<ns>/logForwarding`` shows them.
+settings, as ``aio rt:namespace:log-forwarding:set:*`` (aio-lib-runtime's
+``LogForwarding``) sends them, and as ``GET /runtime/namespaces/<ns>/logForwarding`` shows
+them.
 
 - ``PUT`` body: exactly one key, the destination, mapped to its settings:
   ``{"splunk_hec": {host, port, index, hec_token}}``,

@@ -4,8 +4,9 @@
   ``updated_at`` (:meth:`LogForwardingConfig.view`); a namespace that never set one has
   Adobe's default, ``{"adobe_io_runtime": {}}``: logs stay in the activation records only.
   ``aio rt:activation:logs`` asks this first, and reads the records' logs only then.
-- ``PUT`` with ``{<destination>: {settings}}`` (as ``aio rt:log-forwarding:set-*`` sends
-  it) stores the configuration, credentials encrypted by the store, and answers the view.
+- ``PUT`` with ``{<destination>: {settings}}`` (as ``aio
+  rt:namespace:log-forwarding:set:*`` sends it) stores the configuration, credentials
+  encrypted by the store, and answers the view.
 - ``GET …/errors`` answers ``{"configured_forwarder", "errors": [...]}``: this
   controller's recent failures to deliver the namespace's logs and the lines it dropped.
 
