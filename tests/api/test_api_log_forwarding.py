@@ -98,7 +98,7 @@ async def test_logs_reach_the_destination(
     unique: Callable[[str], str],
     destination: str,
 ) -> None:
-    # Given the namespace forwards to the destination (as aio rt:namespace:log-forwarding:set:* does)
+    # Given the namespace forwards there (as aio rt:namespace:log-forwarding:set:* sets it)
     settings = destinations(receiver)[destination]
     put = await client.put(LF, json={destination: settings})
     assert put.status_code == 200, put.text
