@@ -279,10 +279,15 @@ class LogForwarder:
                 lane.entries.popleft()
                 for _ in range(min(len(lane.entries), self._limits.batch_lines))
             ]
+            destination = destination_of(config, self._azure_url)
             try:
-                destination = destination_of(config, self._azure_url)
                 if destination is not None:
                     await self._send(namespace, destination, batch)
+            except asyncio.CancelledError:
+                # Closing while the batch was on its way: it counts as not delivered.
+                if destination is not None:
+                    self._metrics.log_lines_dropped(destination.name, SHUTDOWN, len(batch))
+                raise
             finally:
                 self._buffered -= len(batch)
 
@@ -297,7 +302,7 @@ class LogForwarder:
                 answer = await self._http().post(
                     request.url, content=request.body, headers=request.headers
                 )
-            except httpx.HTTPError as error:
+            except Exception as error:  # refused, timed out, TLS, a URL httpx rejects
                 problem = f"POST {request.url}: {type(error).__name__}: {error}".rstrip(": ")
                 continue
             if answer.is_success:
