@@ -99,6 +99,18 @@ class Settings:
     # keeps one in ``$SQUALL_HOME/action-key.secret``; a cluster's invokers must share
     # one (``squall cluster up`` makes one), or actions get no API key. Never printed.
     action_key_secret: str = field(default="", repr=False)
+    # The key default parameters and log-forwarding credentials are encrypted with at rest
+    # (AES-256-GCM, base64 of 32 bytes; squall/store/encryption.py). Empty: standalone
+    # keeps one in ``$SQUALL_HOME/parameter.key``; every member of a cluster must be given
+    # the same one (``squall cluster up`` makes one), or parameters are stored in plain.
+    # During a rotation the key before it goes in ``parameter_key_previous``. Never printed.
+    parameter_key: str = field(default="", repr=False)
+    parameter_key_previous: str = field(default="", repr=False)
+    # Log forwarding (squall/logforwarding/): lines waiting to be sent, over all
+    # namespaces, before new ones are dropped (and counted); and the base URL of Azure Log
+    # Analytics' Data Collector API, ``{customer_id}`` replaced by the configured one.
+    log_forwarding_buffer_lines: int = 10_000
+    log_forwarding_azure_url: str = "https://{customer_id}.ods.opinsights.azure.com"
     # OpenWhisk's feature flag: a new action without a ``provide-api-key`` annotation gets
     # ``provide-api-key: false`` (off: new actions get the key, as old ones always do).
     require_api_key_annotation: bool = True

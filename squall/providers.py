@@ -23,6 +23,7 @@ are put together is ``squall/system.py``'s, the same for every shape.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,7 +48,6 @@ from squall.sandbox.factory import container_factory
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import Store
 from squall.store.factory import open_store
-from squall.store.sqlite import SqliteStore
 
 
 class Balancing(Protocol):
@@ -195,7 +195,9 @@ SHARDING = BalancerProvider("sharding", local_invoker=False, create=ShardingBala
 async def home_store(settings: Settings) -> Store:
     """Standalone's store: the SQLite file in ``settings.home`` (``store_url`` aside)."""
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
-    return await SqliteStore.open(settings.db_path)
+    # Parameters encrypted with SQUALL_PARAMETER_KEY or the key in
+    # $SQUALL_HOME/parameter.key, made on the first start (store/encryption.py).
+    return await open_store(dataclasses.replace(settings, store_url=""))
 
 
 async def in_process_bus(settings: Settings) -> MessagingProvider:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from starlette.types import ASGIApp
 
@@ -61,6 +61,7 @@ from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import manifest_stem_cells, parse_stem_cells
 from squall.invoker.service import Invoker
 from squall.late import Late
+from squall.logforwarding.forwarder import ForwardingLimits, LogForwarder
 from squall.metrics.controller import ControllerMetrics
 from squall.metrics.exposition import MetricFamilies
 from squall.metrics.supervisor import SupervisorMetrics
@@ -69,6 +70,7 @@ from squall.sandbox.factory import network_mode
 from squall.sandbox.interpreters import load_manifest
 from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import Store
+from squall.store.encrypted import EncryptedStore
 
 Role = Literal["controller", "invoker"]
 CONTROLLER: Role = "controller"
@@ -148,6 +150,10 @@ async def _start(
     return System(settings, store, bus, app, controller, invoker, factory, stack)
 
 
+def _encrypts(store: Store) -> TypeGuard[EncryptedStore]:
+    return isinstance(store, EncryptedStore) and store.ring.enabled
+
+
 def _invoker(
     settings: Settings,
     factory: ProcessContainerFactory,
@@ -201,11 +207,23 @@ async def _controller(
     # Where the throttles count: in memory, or shared by a cluster's controllers.
     counters = await providers.throttle_counters(settings, bus)
     throttles = Throttles(settings, store.auth, metrics=metrics, counters=counters)
+    forwarder = LogForwarder(
+        store.entities,
+        metrics,
+        azure_url=settings.log_forwarding_azure_url,
+        limits=ForwardingLimits(buffer_lines=settings.log_forwarding_buffer_lines),
+    )
     waiters = CompletionWaiters(
         bus,
         cid,
         store.activations,
-        listeners=[throttles.on_completion, *balancing.listeners],
+        # The log forwarder's is its one hook into the completion path: it copies the
+        # record's log lines, no I/O.
+        listeners=[
+            throttles.on_completion,
+            lambda completion: forwarder.submit(completion.record),
+            *balancing.listeners,
+        ],
         on_redispatch=balancing.on_redispatch,
     )
     catalog = Catalog(store.entities, ttl_s=balancing.cache_ttl_s, on_change=balancing.on_change)
@@ -232,6 +250,9 @@ async def _controller(
         throttles=throttles,
         metrics=metrics,
         invokers=balancing.invokers,
+        log_forwarding=forwarder,
+        # Parameters shown to a namespace that does not own them stay encrypted.
+        **({"lock_parameters": store.ring.lock} if _encrypts(store) else {}),
     )
     composer.bind(Composer(controller))
     alarms = AlarmsProvider(

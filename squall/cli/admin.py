@@ -6,6 +6,7 @@
     squall admin user rotate-action-key              the key actions get (__OW_API_KEY)
     squall admin limits set|get|delete               per-namespace limits
     squall admin db migrate|stats                    the store itself
+    squall admin parameter-key new|rotate            the key secrets are encrypted with
 
 Squall has one subject per namespace (OpenWhisk's subject and namespace are one name), so
 ``user create NAMESPACE`` creates both. Keys are stored hashed: a key is printed once, when
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import click
 
+from squall.cli.admin_keys import parameter_key
 from squall.cli.admin_store import (
     describe,
     format_stats,
@@ -490,3 +492,6 @@ def db_stats(target: Target) -> None:
         stats = target.run(lambda store: postgres_stats(store, settings))
     for line in format_stats(stats):
         click.echo(line)
+
+
+admin.add_command(parameter_key)

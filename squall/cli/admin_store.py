@@ -146,9 +146,12 @@ def postgres_schema_version(url: str) -> int:
 
 async def postgres_stats(store: Store, settings: Settings) -> Stats:
     """Counts straight from the tables, and their size on disk (indexes included)."""
+    from squall.store.encrypted import EncryptedStore
     from squall.store.postgres import PostgresStore
     from squall.store.postgres_schema import schema_version
 
+    if isinstance(store, EncryptedStore):
+        store = store.inner
     assert isinstance(store, PostgresStore)
     version = await schema_version(store.database)
 

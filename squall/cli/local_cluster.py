@@ -18,6 +18,9 @@ returns with its pid: a member is ready only when the process started here answe
 port, not merely when something does (another server may hold the port). ``start`` checks
 first that the controllers' ports are free, and fails with a message saying which one is
 taken. :class:`~squall.cli.supervisor.Supervisor` keeps the members up after ``start``.
+
+Every member also gets the same parameter key (``SQUALL_PARAMETER_KEY``, see
+:mod:`squall.store.encryption`): the one in the environment, else ``HOME/parameter.key``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import httpx
 from squall.config import Settings
 from squall.invoker.apikeys import SECRET_FILE, secret_file
 from squall.metrics.supervisor import save_restarts
+from squall.store.encryption import KEY_FILE, encode_key, ensure_key_file, read_key_file
 
 START_TIMEOUT_S = 60.0
 #: The supervisor's restart counts (metrics/supervisor.py), under HOME.
@@ -136,6 +140,13 @@ class LocalCluster:
         secret = common.get("SQUALL_ACTION_KEY_SECRET") or (
             secret_file(home / SECRET_FILE).decode("utf-8")
         )
+        # Every member encrypts and decrypts parameters with the same key: the cluster
+        # home's parameter.key (made on the first `up`), unless one is given.
+        if not common.get("SQUALL_PARAMETER_KEY"):
+            ensure_key_file(home / KEY_FILE)
+            keys = read_key_file(home / KEY_FILE)
+            common["SQUALL_PARAMETER_KEY"] = encode_key(keys.current)
+            common["SQUALL_PARAMETER_KEY_PREVIOUS"] = ",".join(map(encode_key, keys.previous))
         for i, port in enumerate(ports):
             name = f"controller{i}"
             self.members[name] = Member(

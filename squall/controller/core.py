@@ -15,6 +15,7 @@ from squall.controller.auth import Authenticator, Identity
 from squall.controller.catalog import Catalog
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
+from squall.logforwarding.forwarder import LogForwarder
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import ActivationStore, ApiStore, AuthStore
 
@@ -33,8 +34,25 @@ class Controller:
     # The API gateway's APIs, and their management (routes/apimgmt.py, routes/gateway.py).
     apis: ApiStore
     api_management: ApiManagement
+
+    # Sends activation logs to namespaces' log-forwarding destinations (fed by a
+    # completion listener; squall/logforwarding/forwarder.py).
+    log_forwarding: LogForwarder
     # The invokers and their health (``/invokers``): standalone's one, or the cluster's.
     invokers: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
+    # How default parameters are shown to a reader who does not own them (a published
+    # package of another namespace): encrypted, as OpenWhisk shows them to everyone.
+    # Only their owner sees them decrypted (docs/security.md). Without a parameter key
+    # (a cluster started without one) they are stored and shown in plain, as in OpenWhisk.
+    lock_parameters: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = field(
+        default=lambda kvs: kvs
+    )
+
+    def parameters_for(
+        self, owner: str, reader: str, kvs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``kvs`` of namespace ``owner`` as namespace ``reader`` may see them."""
+        return kvs if owner == reader else self.lock_parameters(kvs)
 
     async def start(self) -> None:
         await self.waiters.start()
@@ -42,6 +60,8 @@ class Controller:
     async def close(self) -> None:
         await self.waiters.close()
         await self.throttles.close()
+
+        await self.log_forwarding.close()
 
 
 def controller_of(request: Request) -> Controller:

@@ -21,6 +21,12 @@ Families (labels in braces):
   from the bus at scrape time. An invoker the bus could not answer for within
   ``QUEUE_TIMEOUT_S`` is left out of that scrape (absent, not stale).
 
+- ``squall_controller_log_forwarding_lines_total{destination}``: activation log lines
+  this controller delivered to a namespace's log-forwarding destination (a 2xx answer).
+- ``squall_controller_log_forwarding_dropped_lines_total{destination, reason}``: lines it
+  gave up on: ``buffer_full`` (the bounded buffer had no room), ``destination_failed``
+  (every attempt failed), ``shutdown`` (still waiting when the controller stopped).
+
 Counters count per controller; sum them over controllers in the queries.
 """
 
@@ -92,6 +98,18 @@ class ControllerMetrics:
             ["outcome"],
             registry=self._registry,
         )
+        self._forwarded = Counter(
+            "squall_controller_log_forwarding_lines",
+            "Activation log lines delivered to log-forwarding destinations.",
+            ["destination"],
+            registry=self._registry,
+        )
+        self._dropped = Counter(
+            "squall_controller_log_forwarding_dropped_lines",
+            "Activation log lines not delivered to log-forwarding destinations, by reason.",
+            ["destination", "reason"],
+            registry=self._registry,
+        )
         self._queues = _QueueCollector()
         self._registry.register(self._queues)
 
@@ -107,6 +125,12 @@ class ControllerMetrics:
         """Count one activation taken over from an offline invoker (``REQUEUED``,
         ``MOVED`` or ``LOST``)."""
         self._recovered.labels(outcome).inc()
+
+    def log_lines_forwarded(self, destination: str, lines: int) -> None:
+        self._forwarded.labels(destination).inc(lines)
+
+    def log_lines_dropped(self, destination: str, reason: str, lines: int) -> None:
+        self._dropped.labels(destination, reason).inc(lines)
 
     def throttled(self, reason: str) -> None:
         """Count one 429, ``reason`` being the limit's name."""

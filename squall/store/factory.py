@@ -10,6 +10,11 @@
 - anything else → :class:`~squall.errors.ConfigError`, before anything is opened.
 
 Failing to reach the database raises ``ProviderError`` from the provider.
+
+Every store is opened inside :class:`~squall.store.encrypted.EncryptedStore`, with the
+parameter keys of ``settings`` (:func:`~squall.store.encryption.key_ring`): default
+parameters, feed schedules and log-forwarding credentials are encrypted at rest whichever
+provider holds them.
 """
 
 from __future__ import annotations
@@ -17,14 +22,25 @@ from __future__ import annotations
 from squall.config import Settings
 from squall.errors import ConfigError
 from squall.store.contracts import Store
+from squall.store.encrypted import EncryptedStore
+from squall.store.encryption import KeyRing, key_ring
 from squall.store.records import Clock, wall_clock_ms
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-async def open_store(settings: Settings, *, clock: Clock = wall_clock_ms) -> Store:
-    """Open (and migrate) the store of ``settings``; the caller closes it."""
+async def open_store(
+    settings: Settings, *, clock: Clock = wall_clock_ms, ring: KeyRing | None = None
+) -> EncryptedStore:
+    """Open (and migrate) the store of ``settings``, encrypting with ``ring`` (default: the
+    keys of ``settings``); the caller closes it."""
+    ring = key_ring(settings) if ring is None else ring
+    return EncryptedStore(await open_provider(settings, clock=clock), ring)
+
+
+async def open_provider(settings: Settings, *, clock: Clock = wall_clock_ms) -> Store:
+    """The provider's own store of ``settings``, without encryption (maintenance only)."""
     url = settings.store_url.strip()
     if not url:
         from squall.store.sqlite import SqliteStore

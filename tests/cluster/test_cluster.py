@@ -12,6 +12,7 @@ import asyncio
 import base64
 import concurrent.futures
 import json
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from _apikey import NODE_ECHO, NODE_REAL, PY_WHO_AM_I, derive
-from clustersupport import Cluster
+from clustersupport import PG_BIN, Cluster
 from netsupport import HTTP_PORT, NAME
 from netsupport import WITNESS_JS as WITNESS
 
@@ -90,6 +91,40 @@ def test_an_action_created_through_one_controller_runs_through_the_other(
                 break
             time.sleep(0.1)
         assert r.json() == {"version": 2}
+
+
+def test_secrets_stored_through_the_cluster_are_not_in_a_pg_dump(cluster: Cluster) -> None:
+    # Given secrets stored through controller 0: an action's and a package's default
+    # parameters, and a log-forwarding credential
+    secrets = {k: unique(f"{k}-secret") for k in ("action", "package", "credential")}
+    name, pkg = unique("vault"), unique("vaultpkg")
+    with cluster.client(0) as c0, cluster.client(1) as c1:
+        create(c0, name, token=secrets["action"])
+        body = {"parameters": [{"key": "pw", "value": secrets["package"]}]}
+        assert c0.put(f"/api/v1/namespaces/_/packages/{pkg}", json=body).status_code == 200
+        splunk = {
+            "host": "127.0.0.1",
+            "port": "9",
+            "index": "i",
+            "hec_token": secrets["credential"],
+        }
+        lf = "/runtime/namespaces/guest/logForwarding"
+        assert c0.put(lf, json={"splunk_hec": splunk}).status_code == 200
+        # Then controller 1 shows the owner its parameters and an invoker runs the action
+        got = c1.get(f"/api/v1/namespaces/_/actions/{name}").json()
+        assert got["parameters"] == [{"key": "token", "value": secrets["action"]}]
+        r = c1.post(f"/api/v1/namespaces/_/actions/{name}?blocking=true&result=true", json={})
+        assert r.status_code == 200 and r.json() == {"hello": "world"}, r.text
+        # And a dump of the cluster's database holds none of them
+        dump = subprocess.run(
+            [str(PG_BIN / "pg_dump"), "--no-password", cluster.pg.url],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        assert b'"key":"token"' in dump and b'"key":"hec_token"' in dump  # documents are there
+        assert [k for k, v in secrets.items() if v.encode() in dump] == []
+        assert c0.put(lf, json={"adobe_io_runtime": {}}).status_code == 200
 
 
 def test_the_standard_catalog_is_installed_once_and_runs_through_either_controller(

@@ -14,19 +14,43 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from _standalone import Standalone, start
+from _standalone import Standalone, poll, start
 from aiocli import Aio, install
+from logreceiver import (
+    AZURE_CUSTOMER_ID,
+    AZURE_LOG_TYPE,
+    AZURE_SHARED_KEY,
+    NEW_RELIC_KEY,
+    SPLUNK_TOKEN,
+    ThreadedReceiver,
+)
 
 pytestmark = pytest.mark.compat
 
 # The seed's hello.js (seed/how-runtime-works.md).
 HELLO_JS = "function main() {\n  console.log('Hello World');\n  return { hello: 'world' };\n}\n"
+LOGGER_JS = "function main(p) {\n  console.log('forward me ' + p.mark);\n  return {};\n}\n"
 ACTIVATION_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
-    squall = start(tmp_path_factory.mktemp("aio-squall"), keep_warm_s=60)
+def receiver() -> Iterator[ThreadedReceiver]:
+    """The log-forwarding destinations, on loopback (tests/logreceiver.py)."""
+    server = ThreadedReceiver()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, receiver: ThreadedReceiver
+) -> Iterator[Standalone]:
+    # Azure Log Analytics' Data Collector API is the receiver (its real host is public).
+    env = {"SQUALL_LOG_FORWARDING_AZURE_URL": receiver.url}
+    squall = start(tmp_path_factory.mktemp("aio-squall"), keep_warm_s=60, env=env)
     try:
         yield squall
     finally:
@@ -37,6 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
 def aio(server: Standalone, tmp_path_factory: pytest.TempPathFactory) -> Aio:
     home = tmp_path_factory.mktemp("aio-home")
     (home / "hello.js").write_text(HELLO_JS)
+    (home / "logger.js").write_text(LOGGER_JS)
     return Aio(install(), server, home)
 
 
@@ -149,3 +174,70 @@ def test_log_forwarding_is_the_platforms_own(aio: Aio) -> None:
     got = aio.run("rt:namespace:log-forwarding:get")
     # Then it is Adobe I/O Runtime's default: the platform's own activation records
     assert "adobe_io_runtime" in got.stdout
+
+
+def test_log_forwarding_to_each_destination_then_a_dead_one(
+    aio: Aio, receiver: ThreadedReceiver
+) -> None:
+    # Runs last in the module: it leaves the receiver stopped.
+    aio.run("rt:action:create", "lfLogger", "logger.js")
+    setups = [
+        (
+            "splunk_hec",
+            "rt:namespace:log-forwarding:set:splunk-hec",
+            [
+                *("--host", "http://127.0.0.1", "--port", str(receiver.port)),
+                *("--index", "runtime", "--hec-token", SPLUNK_TOKEN),
+            ],
+            SPLUNK_TOKEN,
+        ),
+        (
+            "azure_log_analytics",
+            "rt:namespace:log-forwarding:set:azure-log-analytics",
+            [
+                *("--customer-id", AZURE_CUSTOMER_ID, "--shared-key", AZURE_SHARED_KEY),
+                *("--log-type", AZURE_LOG_TYPE),
+            ],
+            AZURE_SHARED_KEY,
+        ),
+        (
+            "new_relic",
+            "rt:namespace:log-forwarding:set:new-relic",
+            ["--base-uri", f"{receiver.url}/log/v1", "--license-key", NEW_RELIC_KEY],
+            NEW_RELIC_KEY,
+        ),
+    ]
+    for destination, command, flags, secret in setups:
+        # When aio sets the destination
+        done = aio.run(command, *flags)
+        assert f"Log forwarding was set to {destination}" in done.stdout
+        # Then aio shows it, without the secret
+        shown = aio.run("rt:namespace:log-forwarding:get").stdout
+        assert destination in shown and secret not in shown
+        # And an invocation's logs reach the receiver, which checked the credentials
+        mark = f"aio-{destination}"
+        aio.run("rt:action:invoke", "lfLogger", "--result", "-p", "mark", mark)
+        found = receiver.wait_for(lambda d, e, m=mark, t=destination: d == t and m in str(e))
+        assert "lfLogger" in str(found[0][1])
+        errors = aio.run("rt:namespace:log-forwarding:errors").stdout
+        assert (
+            f"No log forwarding errors for the last configured destination '{destination}'"
+            in errors
+        )
+
+    # When the destination goes away
+    receiver.stop()
+    # Then invocations still answer
+    invoked = aio.run("rt:action:invoke", "lfLogger", "--result", "-p", "mark", "dead")
+    assert json.loads(invoked.stdout) == {}
+
+    # And aio shows the lines that could not be delivered
+    def reported() -> str | None:
+        out = aio.run("rt:namespace:log-forwarding:errors").stdout
+        return out if "Log forwarding errors" in out else None
+
+    out = poll(reported, 90.0, 0.5, "log forwarding errors")
+    assert "dropped after 3 attempts" in out
+    # And the namespace goes back to the platform's own records
+    aio.run("rt:namespace:log-forwarding:set:adobe-io-runtime")
+    assert "adobe_io_runtime" in aio.run("rt:namespace:log-forwarding:get").stdout

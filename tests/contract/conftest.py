@@ -34,6 +34,8 @@ from squall.store.contracts import (
     EntityStore,
     ScheduleStore,
 )
+from squall.store.encrypted import EncryptedStore
+from squall.store.encryption import KeyRing, Keys, new_key, parse_key
 from squall.store.sqlite import SqliteStore
 
 # The contract tests import FakeClock from here; it lives with the other shared helpers.
@@ -72,6 +74,16 @@ async def _sqlite_file(tmp: Path, clock: FakeClock) -> Stores:
     return await SqliteStore.open(tmp / "squall.db", clock=clock)
 
 
+# One key for every test: a reopened encrypted store must read what it wrote.
+_PARAMETER_KEY = KeyRing(Keys(parse_key(new_key(), "the contract suite's key")))
+
+
+async def _sqlite_encrypted(tmp: Path, clock: FakeClock) -> Stores:
+    """The SQLite file inside the encrypting wrapper every server uses: it must keep
+    every contract of the store it wraps."""
+    return EncryptedStore(await SqliteStore.open(tmp / "squall.db", clock=clock), _PARAMETER_KEY)
+
+
 async def _sqlite_memory(tmp: Path, clock: FakeClock) -> Stores:
     return await SqliteStore.open(":memory:", clock=clock)
 
@@ -103,6 +115,7 @@ def _drop_pg_schema(tmp: Path) -> None:
 PROVIDERS = [
     Provider("sqlite-file", _sqlite_file, durable=True),
     Provider("sqlite-memory", _sqlite_memory, durable=False),
+    Provider("sqlite-encrypted", _sqlite_encrypted, durable=True),
     Provider(
         "postgres",
         _postgres,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -79,6 +80,8 @@ async def action_entity(request: Request) -> Response:
         return await list_collection(ctl, request, Action, namespace, package)
     if request.method == "GET":
         action = await resolve_action(ctl, identity.namespace, path)
+        shown = ctl.parameters_for(action.path.namespace, identity.namespace, action.parameters)
+        action = replace(action, parameters=shown)
         return JSONResponse(action.to_json(code=query_bool(request, "code", True)))
     if request.method == "PUT":
         return await _put(ctl, request, path)

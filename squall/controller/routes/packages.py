@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from squall.controller.catalog import Catalog
-from squall.controller.core import reader
+from squall.controller.core import Controller, reader
 from squall.controller.entitlement import readable_package
 from squall.controller.http import JSONResponse, list_window, query_bool, read_entity
 from squall.controller.routes.common import find, list_collection, require_overwrite
@@ -30,21 +30,24 @@ def _entry(action: Action) -> dict[str, Any]:
     return {"name": action.path.name, "version": action.version, "annotations": action.annotations}
 
 
-async def _shown(catalog: Catalog, package: Package) -> dict[str, Any]:
+async def _shown(ctl: Controller, viewer: str, package: Package) -> dict[str, Any]:
     """GET's view of a package: the entity with its ``actions`` and ``feeds``.
 
     For a binding, as OpenWhisk's ``mergePackageWithBinding``: the bound package's
     actions and feeds, and its parameters under the binding's own (the binding's win).
     A binding whose package is gone is 404 "The requested resource does not exist."
     (OpenWhisk's read of the bound package fails), not a binding with no actions.
+    Parameters of a namespace other than ``viewer``'s are shown encrypted.
     """
     shown = package.to_json()
+    shown["parameters"] = ctl.parameters_for(package.path.namespace, viewer, package.parameters)
     source = package
     if package.binding is not None:
         bound = EntityPath(package.binding.namespace, "", package.binding.name)
-        source = await catalog.get(Package, bound)
-        shown["parameters"] = params.merge(source.parameters, package.parameters)
-    actions = await catalog.list(Action, source.path.namespace, package=source.path.name)
+        source = await ctl.catalog.get(Package, bound)
+        inherited = ctl.parameters_for(source.path.namespace, viewer, source.parameters)
+        shown["parameters"] = params.merge(inherited, shown["parameters"])
+    actions = await ctl.catalog.list(Action, source.path.namespace, package=source.path.name)
     feeds = [a for a in actions if params.get(a.annotations, "feed") is not None]
     plain = [a for a in actions if params.get(a.annotations, "feed") is None]
     return {**shown, "actions": [_entry(a) for a in plain], "feeds": [_entry(a) for a in feeds]}
@@ -83,7 +86,7 @@ async def package_entity(request: Request) -> Response:
     path = EntityPath(namespace, "", check_name(request.path_params["name"]))
     if request.method == "GET":
         package = await readable_package(ctl, identity.namespace, path)
-        return JSONResponse(await _shown(ctl.catalog, package))
+        return JSONResponse(await _shown(ctl, identity.namespace, package))
     if request.method == "DELETE":
         package = await ctl.catalog.get(Package, path)
         inside = await ctl.catalog.list(Action, namespace, package=path.name)

@@ -22,8 +22,8 @@ async def test_no_url_opens_sqlite_in_home(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     store = await open_store(settings)
     try:
-        assert isinstance(store, SqliteStore)
-        assert store.path == str(settings.db_path)
+        assert isinstance(store.inner, SqliteStore)
+        assert store.inner.path == str(settings.db_path)
         assert settings.db_path.exists()
     finally:
         await store.close()
@@ -34,7 +34,7 @@ async def test_sqlite_url_opens_that_file(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere" / "s.db"
     store = await open_store(Settings(home=tmp_path, store_url=f"sqlite:///{target}"))
     try:
-        assert isinstance(store, SqliteStore)
+        assert isinstance(store.inner, SqliteStore)
         await store.entities.put("guest", "actions", "a", {}, None)
     finally:
         await store.close()
@@ -68,7 +68,7 @@ async def test_postgres_url_opens_postgres(tmp_path: Path, scheme: str) -> None:
         # When opening / Then a migrated PostgreSQL store
         store = await open_store(Settings(home=tmp_path, store_url=url))
         try:
-            assert isinstance(store, PostgresStore)
+            assert isinstance(store.inner, PostgresStore)
             assert await store.auth.list_subjects() == []
         finally:
             await store.close()
