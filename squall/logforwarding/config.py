@@ -13,7 +13,7 @@ them.
   without the secret settings (``hec_token``, ``shared_key``, ``license_key``: the ones
   aio's destinations provider types ``password``), as App Builder expects (it compares
   the server's view with its local settings, which hold no secrets).
-- Stored as an entity document of the namespace (:data:`squall.store.encrypted.LOG_FORWARDING`)
+- Stored as an entity document of the namespace (:data:`squall.store.contracts.LOG_FORWARDING`)
   whose settings are ``parameters``, so the store encrypts them as it encrypts default
   parameters.
 """

@@ -46,8 +46,7 @@ from squall.errors import Conflict, NotFound
 from squall.logforwarding.config import LogForwardingConfig, iso_time
 from squall.logforwarding.destinations import Destination, LogEntry, destination_of
 from squall.metrics.controller import ControllerMetrics
-from squall.store.contracts import EntityStore
-from squall.store.encrypted import LOG_FORWARDING
+from squall.store.contracts import LOG_FORWARDING, EntityStore
 
 log = logging.getLogger("squall.logforwarding")
 

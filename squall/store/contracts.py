@@ -30,6 +30,8 @@ from squall.store.stats import ActivationStats
 
 # The entity collections a namespace holds.
 COLLECTIONS = ("actions", "packages", "triggers", "rules")
+#: A namespace's log-forwarding configuration (Adobe I/O Runtime's): one entity document.
+LOG_FORWARDING = "logforwarding"
 
 
 @dataclass(frozen=True, slots=True)

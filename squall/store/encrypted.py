@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from squall.entities.activation import Activation
 from squall.store.contracts import (
+    LOG_FORWARDING,
     ActivationQuery,
     ActivationStore,
     ApiStore,
@@ -47,7 +48,6 @@ from squall.store.stats import ActivationStats
 
 #: Where a namespace's log-forwarding configuration is kept, beside its entities (its
 #: settings as ``parameters``, so they are encrypted like default parameters).
-LOG_FORWARDING = "logforwarding"
 #: The collections whose documents may hold default parameters.
 WITH_PARAMETERS = ("actions", "packages", "triggers", LOG_FORWARDING)
 

@@ -24,7 +24,8 @@ from squall.cli.admin import admin
 from squall.config import Settings
 from squall.errors import ConfigError, ProviderError
 from squall.logforwarding.config import LogForwardingConfig
-from squall.store.encrypted import LOG_FORWARDING, EncryptedStore
+from squall.store.contracts import LOG_FORWARDING
+from squall.store.encrypted import EncryptedStore
 from squall.store.encryption import (
     AES256,
     KEY_FILE,
