@@ -78,6 +78,10 @@ class Isolation:
     #: The host uids sandboxes run as (``/etc/subuid``'s ``squall`` entry, or a default).
     uid_base: int = DEFAULT_UIDS[0]
     uid_count: int = DEFAULT_UIDS[1]
+    #: False: sandboxes run as the invoker's uid (root) on the host, as before unprivileged
+    #: uids existed — for hosts that forbid unprivileged user namespaces, and to measure
+    #: what the unprivileged uid costs (``bench/sandbox_uid.py``).
+    unprivileged: bool = True
 
     @classmethod
     def detect(
@@ -120,9 +124,10 @@ class Isolation:
         shares = TOTAL_CPU_SHARES * memory_mb // max(1, self.user_memory_mb)
         return Limits(memory_mb * MIB, self.pids_max, max(2, shares))
 
-    def uids(self) -> UidRange:
-        """A fresh allocator of the sandboxes' host uids (one per factory)."""
-        return UidRange(self.uid_base, self.uid_count)
+    def uids(self) -> UidRange | None:
+        """A fresh allocator of the sandboxes' host uids (one per factory); None when
+        sandboxes are not given unprivileged uids."""
+        return UidRange(self.uid_base, self.uid_count) if self.unprivileged else None
 
     def tmp_bytes(self, memory_mb: int) -> int:
         return (self.tmp_mb if self.tmp_mb is not None else memory_mb) * MIB

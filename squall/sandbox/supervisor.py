@@ -24,6 +24,8 @@ bubblewrap, one per zygote (shared by that zygote's containers, which all belong
 OpenWhisk namespace; see :mod:`squall.sandbox.zygote`).
 
 Runs on the event loop thread; ``start`` blocks (bounded) while the supervisor starts.
+Call ``start`` from a thread that lives as long as the invoker (its main thread): the
+launcher's death signal follows the *thread* that forked it.
 """
 
 from __future__ import annotations
