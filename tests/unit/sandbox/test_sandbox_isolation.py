@@ -7,6 +7,7 @@ action probe its own limits.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -292,3 +293,36 @@ async def test_without_isolation_runtimes_are_plain_processes(
         assert container.cgroup is None and container.sandbox_pid is None
     finally:
         await factory.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "tenant"), [("nodejs:20", None), ("python:3.11", None), ("python:3.11", "guest")]
+)
+async def test_root_inside_is_an_unprivileged_uid_on_the_host(
+    factory: ProcessContainerFactory, kind: str, tenant: str | None
+) -> None:
+    # Given a container started through bubblewrap, or forked by a namespace's zygote
+    container = await factory.create(kind, 256, tenant=tenant)
+    assert container.cgroup is not None
+    members = sorted(container.cgroup.pids())
+    assert members
+    # When the host lists its processes' uids (ps -o uid)
+    listed = await asyncio.create_subprocess_exec(
+        "ps", "-o", "uid=", "-p", ",".join(map(str, members)), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await listed.communicate()
+    uids = {int(uid) for uid in out.split()}
+    # Then every one runs as one unprivileged uid of the sandboxes' range, not root
+    isolation = factory.isolation
+    assert isolation is not None
+    assert len(uids) == 1, uids
+    (uid,) = uids
+    assert isolation.uid_base <= uid < isolation.uid_base + isolation.uid_count
+    # And another container gets another one (a zygote's containers share its uid)
+    other = await factory.create(kind, 256, tenant=tenant)
+    assert other.cgroup is not None
+    listed = await asyncio.create_subprocess_exec(
+        "ps", "-o", "uid=", "-p", str(min(other.cgroup.pids())), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await listed.communicate()
+    assert (int(out) == uid) == (tenant is not None)
