@@ -6,7 +6,8 @@ Two isolating factories side by side, identical but for ``Isolation.unprivileged
 ``uid`` (the default: each sandbox runs as an unprivileged host uid, bubblewrap runs
 unprivileged and binds through the supervisor's stage) and ``root`` (bubblewrap as root,
 the sandbox's uid mapped to host root, as before). Both start sandboxes through the
-supervisor. Per kind and path, taking turns so that load changes hit both alike, each
+supervisor. Per kind and path, taking turns (each mode first every other round) so that
+load changes hit both alike, each
 sample is a cold start: ``create`` (until the runtime listens) plus ``/init`` of a no-op
 action plus its first ``/run``, then destroy (untimed):
 
@@ -94,9 +95,10 @@ async def main(colds: int) -> dict[str, Any]:
             for _tier, kind, tenant in TIERS:  # warm-up: zygotes started, caches hot
                 for mode in MODES:
                     await cold(factories[mode], kind, tenant)
-            for _ in range(colds):
+            for round_ in range(colds):
                 for tier, kind, tenant in TIERS:
-                    for mode in MODES:
+                    # Each mode goes first every other round: no order effect favours one.
+                    for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
                         samples[tier][mode].append(await cold(factories[mode], kind, tenant))
         finally:
             for factory in factories.values():
