@@ -99,14 +99,14 @@ class Isolation:
         found = bw.find_bwrap(bwrap)
         if found is None:
             raise ContainerError(UNAVAILABLE.format(reason="bubblewrap (bwrap) is not installed"))
-        failure = bw.probe(found)
+        uids = UidRange.detect()
+        failure = bw.probe(found) or bw.probe(found, uids.base)
         if failure is not None:
             raise ContainerError(UNAVAILABLE.format(reason=failure))
         try:
             hierarchy = cgroups.detect()
         except ContainerError as ex:
             raise ContainerError(UNAVAILABLE.format(reason=ex.message)) from ex
-        uids = UidRange.detect()
         return cls(
             uid_base=uids.base,
             uid_count=uids.count,
