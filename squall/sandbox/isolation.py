@@ -8,9 +8,11 @@ error unless its operator explicitly chose ``--unsafe-no-isolation``.
 
 :func:`confine` is the start-up handshake of one sandbox: bubblewrap reports the pid of
 the sandbox's first process on ``--info-fd`` and then waits on ``--block-fd``; in between
-the invoker moves both bubblewrap processes into the container's cgroup and lowers their
-open-files limit, so every process of the container inherits both before the runtime (or
-anything the action starts) exists.
+the invoker moves both bubblewrap processes into the container's cgroup (their open-files
+limit was set when the supervisor spawned bubblewrap; ``nofile`` sets it here otherwise),
+so every process of the container inherits both before the runtime (or anything the
+action starts) exists. Bubblewrap runs in the supervisor's pid namespace and reports its
+child's pid as seen there; :func:`confine` finds it as the invoker sees it.
 
 The pieces stay separate (``bwrap.py`` builds command lines, ``cgroups.py`` manages cgroups,
 ``confine`` joins them to one process) so that another way of creating processes — e.g. a

@@ -212,6 +212,11 @@ class ProcessContainerFactory:
         return self.runtimes.get(kind) is not None
 
     @property
+    def supervisor(self) -> Supervisor | None:
+        """The supervisor that spawns this factory's sandboxes (None without isolation)."""
+        return self._confinement.supervisor if self._confinement is not None else None
+
+    @property
     def containers(self) -> list[ProcessContainer]:
         """The containers created and not destroyed yet."""
         return list(self._containers.values())

@@ -25,6 +25,7 @@ import pytest
 
 from squall.sandbox.cgroups import CgroupRoot
 from squall.sandbox.isolation import Isolation
+from squall.sandbox.process import ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -181,3 +182,30 @@ async def test_a_killed_invoker_never_leaves_a_sandbox_behind(
     finally:
         server.stdin.close()
         await server.wait()
+
+
+async def test_a_killed_supervisor_takes_its_sandboxes_along_and_is_replaced(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # Given a factory with a running container
+    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
+    try:
+        container = await factory.create("nodejs:20", 128)
+        assert container.cgroup is not None and factory.supervisor is not None
+        (launcher,) = factory.supervisor.pids()
+        # When the supervisor is SIGKILLed from outside
+        os.kill(launcher, signal.SIGKILL)
+        # Then the container's processes die with it (its cgroup empties)
+        deadline = time.monotonic() + SURVIVOR_DEADLINE_S
+        while container.cgroup.pids():
+            assert time.monotonic() < deadline, container.cgroup.pids()
+            await asyncio.sleep(0.05)
+        await container.destroy()
+        # And the next container starts under a new supervisor, and runs
+        again = await factory.create("nodejs:20", 128)
+        assert factory.supervisor.pids() != {launcher}
+        code = "function main() { return {again: true} }"
+        assert (await again.initialize({"code": code}, timeout=10)).status == 200
+        assert (await again.run({"value": {}}, timeout=10)).body == b'{"again":true}'
+    finally:
+        await factory.close()
