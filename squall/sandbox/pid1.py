@@ -93,6 +93,8 @@ def stage(root: str, sources: list[str]) -> None:
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
     for index, source in enumerate(sources):
         target = os.path.join(root, str(index))
+        if not os.path.exists(source):
+            continue  # removed meanwhile: only the sandboxes that bind it will fail, saying so
         if os.path.isdir(source):
             os.mkdir(target, 0o755)
         else:
