@@ -140,7 +140,7 @@ Samples = dict[str, list[int]]  # figure -> nanoseconds
 async def cold_start(factory: ProcessContainerFactory, kind: str, into: Samples) -> None:
     """One cold start: create, /init (the invoker's cold start), then destroy."""
     t0 = time.perf_counter_ns()
-    container = await factory.create(kind, 256)
+    container = await factory.create(kind, 256, tenant="bench")
     t1 = time.perf_counter_ns()
     answer = await container.initialize({"name": "noop", "code": ACTIONS[kind]}, timeout=10)
     t2 = time.perf_counter_ns()
@@ -154,7 +154,7 @@ async def cold_start(factory: ProcessContainerFactory, kind: str, into: Samples)
 
 
 async def warm_container(factory: ProcessContainerFactory, kind: str) -> ProcessContainer:
-    container = await factory.create(kind, 256)
+    container = await factory.create(kind, 256, tenant="bench")
     answer = await container.initialize({"name": "noop", "code": ACTIONS[kind]}, timeout=10)
     assert answer.status == 200, answer.body
     await container.logs(1 << 20, wait=5)
@@ -223,9 +223,9 @@ async def tier_cold_start(
     zygote = factory.zygote
     if tier == "zygote" and zygote is not None:
         await zygote.filled()
-    ready = await factory.create(kind, 256) if tier == "stem-cell" else None
+    ready = await factory.create(kind, 256, tenant="bench") if tier == "stem-cell" else None
     t0 = time.perf_counter_ns()
-    container = ready if ready is not None else await factory.create(kind, 256)
+    container = ready if ready is not None else await factory.create(kind, 256, tenant="bench")
     t1 = time.perf_counter_ns()
     answer = await container.initialize({"name": "noop", "code": ACTIONS[kind]}, timeout=10)
     t2 = time.perf_counter_ns()

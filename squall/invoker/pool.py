@@ -159,7 +159,9 @@ class ContainerPool:
         try:
             # The runtime must know it may overlap runs (it then writes no sentinels).
             env = {"__OW_CONCURRENCY": str(max_concurrent)} if max_concurrent > 1 else None
-            container = await self._factory.create(kind, memory_mb, env, network=network)
+            container = await self._factory.create(
+                kind, memory_mb, env, network=network, tenant=key[0]
+            )
         except BaseException:
             self._used_mb -= memory_mb
             self._wake()

@@ -215,8 +215,9 @@ def find_bwrap(name: str = "bwrap") -> str | None:
     return shutil.which(name)
 
 
-def probe(bwrap: str) -> str | None:
-    """Start one empty sandbox; None when it worked, else why it did not."""
+def probe(bwrap: str, uid: int | None = None) -> str | None:
+    """Start one empty sandbox (as host ``uid``/gid, without supplementary groups, when
+    given: as sandboxes run); None when it worked, else why it did not."""
     sandbox = BwrapSandbox(bwrap, Path("/nonexistent"), network=False)
     argv = [bwrap, *sandbox.namespaces(), *sandbox.system, "--proc", "/proc", "--", "true"]
     try:
@@ -226,10 +227,21 @@ def probe(bwrap: str) -> str | None:
             capture_output=True,
             timeout=PROBE_TIMEOUT_SECONDS,
             check=False,
+            cwd="/",
+            user=uid,
+            group=uid,
+            extra_groups=None if uid is None else [],
         )
     except (OSError, subprocess.TimeoutExpired) as ex:
         return f"{bwrap} could not be run: {ex}"
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
+        if uid is not None:
+            return (
+                f"{bwrap} cannot create namespaces as an unprivileged uid ({uid}) here: "
+                f"{reason}; sandboxes run as unprivileged host uids, which needs unprivileged "
+                "user namespaces (sysctl user.max_user_namespaces > 0, and on kernels that "
+                "have it kernel.unprivileged_userns_clone=1)"
+            )
         return f"{bwrap} cannot create namespaces here: {reason}"
     return None

@@ -135,10 +135,13 @@ class ContainerFactory(Protocol):
         env: Mapping[str, str] | None = None,
         *,
         network: bool = True,
+        tenant: str | None = None,
     ) -> Container:
         """Start a runtime for ``kind`` (e.g. ``nodejs:20``) and wait until it listens.
         ``network`` False: it has no network beyond its own loopback, whatever the
-        factory's egress rules allow."""
+        factory's egress rules allow. ``tenant``: the namespace it will serve, when known
+        (None: any may take it later); containers of different tenants never share
+        per-process secrets such as a hash seed."""
         ...
 
     def supports(self, kind: str) -> bool:

@@ -8,9 +8,11 @@ error unless its operator explicitly chose ``--unsafe-no-isolation``.
 
 :func:`confine` is the start-up handshake of one sandbox: bubblewrap reports the pid of
 the sandbox's first process on ``--info-fd`` and then waits on ``--block-fd``; in between
-the invoker moves both bubblewrap processes into the container's cgroup and lowers their
-open-files limit, so every process of the container inherits both before the runtime (or
-anything the action starts) exists.
+the invoker moves both bubblewrap processes into the container's cgroup (their open-files
+limit was set when the supervisor spawned bubblewrap; ``nofile`` sets it here otherwise),
+so every process of the container inherits both before the runtime (or anything the
+action starts) exists. Bubblewrap runs in the supervisor's pid namespace and reports its
+child's pid as seen there; :func:`confine` finds it as the invoker sees it.
 
 The pieces stay separate (``bwrap.py`` builds command lines, ``cgroups.py`` manages cgroups,
 ``confine`` joins them to one process) so that another way of creating processes — e.g. a
@@ -78,6 +80,10 @@ class Isolation:
     #: The host uids sandboxes run as (``/etc/subuid``'s ``squall`` entry, or a default).
     uid_base: int = DEFAULT_UIDS[0]
     uid_count: int = DEFAULT_UIDS[1]
+    #: False: sandboxes run as the invoker's uid (root) on the host, as before unprivileged
+    #: uids existed — for hosts that forbid unprivileged user namespaces, and to measure
+    #: what the unprivileged uid costs (``bench/sandbox_uid.py``).
+    unprivileged: bool = True
 
     @classmethod
     def detect(
@@ -95,14 +101,14 @@ class Isolation:
         found = bw.find_bwrap(bwrap)
         if found is None:
             raise ContainerError(UNAVAILABLE.format(reason="bubblewrap (bwrap) is not installed"))
-        failure = bw.probe(found)
+        uids = UidRange.detect()
+        failure = bw.probe(found) or bw.probe(found, uids.base)
         if failure is not None:
             raise ContainerError(UNAVAILABLE.format(reason=failure))
         try:
             hierarchy = cgroups.detect()
         except ContainerError as ex:
             raise ContainerError(UNAVAILABLE.format(reason=ex.message)) from ex
-        uids = UidRange.detect()
         return cls(
             uid_base=uids.base,
             uid_count=uids.count,
@@ -120,9 +126,10 @@ class Isolation:
         shares = TOTAL_CPU_SHARES * memory_mb // max(1, self.user_memory_mb)
         return Limits(memory_mb * MIB, self.pids_max, max(2, shares))
 
-    def uids(self) -> UidRange:
-        """A fresh allocator of the sandboxes' host uids (one per factory)."""
-        return UidRange(self.uid_base, self.uid_count)
+    def uids(self) -> UidRange | None:
+        """A fresh allocator of the sandboxes' host uids (one per factory); None when
+        sandboxes are not given unprivileged uids."""
+        return UidRange(self.uid_base, self.uid_count) if self.unprivileged else None
 
     def tmp_bytes(self, memory_mb: int) -> int:
         return (self.tmp_mb if self.tmp_mb is not None else memory_mb) * MIB

@@ -17,7 +17,8 @@ processes:
   launcher, which takes pid 1, which takes everything, and no step has a window.
 
 Pid 1 also prepares a mount namespace of its own (private to it and its children): a
-tmpfs at the *stage* directory, with each host directory the sandboxes bind (an
+``/proc`` of its pid namespace (where bubblewrap looks up the pids it sees), a tmpfs at
+the *stage* directory, with each host directory the sandboxes bind (an
 interpreter under ``/root``, the runtimes cache, the sandboxes' ``/etc``) bind-mounted
 at ``<stage>/<n>`` while pid 1 still runs as root. Bubblewrap then runs as an
 unprivileged uid and binds from the stage, whose path needs no search permission on
@@ -52,7 +53,7 @@ import traceback
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 2, 4, 0x1000, 0x4000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 2, 4, 8, 0x1000, 0x4000
 MS_SLAVE = 0x80000
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -86,9 +87,14 @@ def stage(root: str, sources: list[str]) -> None:
     check(libc.unshare(CLONE_NEWNS), "unshare mount")
     # Nothing mounted here reaches the host; the host's later mounts still arrive.
     mount(None, "/", None, MS_REC | MS_SLAVE)
+    # A /proc of this pid namespace: bubblewrap looks its child up there by the pid it
+    # got from clone(), which is this namespace's (the host's /proc would show another).
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
     for index, source in enumerate(sources):
         target = os.path.join(root, str(index))
+        if not os.path.exists(source):
+            continue  # removed meanwhile: only the sandboxes that bind it will fail, saying so
         if os.path.isdir(source):
             os.mkdir(target, 0o755)
         else:

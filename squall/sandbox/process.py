@@ -18,6 +18,8 @@ Guarantees, beyond those of :mod:`squall.sandbox.contracts`:
   takes its whole pid namespace along), the process group, then anything left in the
   cgroup, paused containers included — waits until the runtime was reaped (no zombies),
   closes the pipes and connections and removes the directory and the cgroup.
+- Every sandbox process lives in the supervisor's pid namespace, whose pid 1 dies with
+  the invoker without a race (:mod:`squall.sandbox.pid1`): the kernel then kills them all.
 - The runtime holds the read end of a *lifeline* pipe whose write end only the container
   holds (``__OW_LIFELINE_FD``): when the invoker process dies, even by SIGKILL, the runtime
   exits; a sandbox also dies with its parent (``--die-with-parent``). As a further line,
@@ -59,6 +61,8 @@ from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
 from squall.sandbox.supervisor import Supervisor, UidRange
 from squall.sandbox.zygote import DEFAULT_SPARES, ForkedRuntime, Zygote, script_path
+from squall.sandbox.zygotes import DEFAULT_LIMIT as DEFAULT_ZYGOTES
+from squall.sandbox.zygotes import Zygotes
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +95,7 @@ class _Confinement:
     sandbox: BwrapSandbox
     cgroups: CgroupRoot
     supervisor: Supervisor
-    uids: UidRange
+    uids: UidRange | None
 
 
 class ProcessContainerFactory:
@@ -131,11 +135,18 @@ class ProcessContainerFactory:
     ``network_default``: whether most containers will have a network (the invoker's
     default): the zygote's spares are prepared that way.
 
-    ``zygote``: isolated ``python:3.11`` containers are forked from a warm zygote
-    (:mod:`squall.sandbox.zygote`, started on the first such ``create``, keeping
-    ``zygote_spares`` containers forked ahead) instead of started through bubblewrap; if
-    the zygote cannot start or dies, a warning says why and they are started as usual.
-    Without isolation there is no zygote: plain processes start as they always did.
+    ``zygote``: isolated ``python:3.11`` containers created for a ``tenant`` are forked
+    from that tenant's warm zygote (:mod:`squall.sandbox.zygote`; one per namespace, at
+    most ``zygotes`` at a time, see :mod:`squall.sandbox.zygotes`; each started on its
+    tenant's first such ``create``, keeping ``zygote_spares`` containers forked ahead)
+    instead of started through bubblewrap; if a zygote cannot start or dies, a warning
+    says why and they are started as usual. Without isolation there is no zygote: plain
+    processes start as they always did.
+
+    Every sandbox is started by the factory's supervisor (:mod:`squall.sandbox.
+    supervisor`), as an unprivileged host uid: one per container started through
+    bubblewrap, one per zygote for the containers it forks. When the invoker dies, by
+    SIGKILL too and at whatever moment, every sandbox dies with it.
 
     The constructor takes the directory's lock and cleans up what a crashed predecessor
     left (processes, directories, cgroups); it raises ``ContainerError`` when another
@@ -155,6 +166,7 @@ class ProcessContainerFactory:
         path: str = DEFAULT_PATH,
         zygote: bool = True,
         zygote_spares: int = DEFAULT_SPARES,
+        zygotes: int = DEFAULT_ZYGOTES,
         network: SandboxNetwork | None = None,
         network_default: bool = True,
     ) -> None:
@@ -168,11 +180,10 @@ class ProcessContainerFactory:
         self._start_timeout = start_timeout
         self._path = path
         self._containers: dict[str, ProcessContainer] = {}
+        self._zygotes = Zygotes(self._start_zygote, self._close_zygote_uid, zygotes)
+        self._zygotes.enabled = zygote and isolation is not None
         self._closed = False
-        self._use_zygote = zygote and isolation is not None
         self._zygote_spares = zygote_spares
-        self._zygote: Zygote | None = None
-        self._zygote_starting: asyncio.Task[Zygote | None] | None = None
         # Without isolation, processes share the host's network anyway.
         self.network = network if self.isolation is not None else None
         self._network_default = network_default
@@ -201,6 +212,11 @@ class ProcessContainerFactory:
         return self.runtimes.get(kind) is not None
 
     @property
+    def supervisor(self) -> Supervisor | None:
+        """The supervisor that spawns this factory's sandboxes (None without isolation)."""
+        return self._confinement.supervisor if self._confinement is not None else None
+
+    @property
     def containers(self) -> list[ProcessContainer]:
         """The containers created and not destroyed yet."""
         return list(self._containers.values())
@@ -212,9 +228,12 @@ class ProcessContainerFactory:
         env: Mapping[str, str] | None = None,
         *,
         network: bool = True,
+        tenant: str | None = None,
     ) -> ProcessContainer:
         """Start a runtime for ``kind`` and return once it listens; see the contract.
-        ``network``: give it a link out (when the factory has a network)."""
+        ``network``: give it a link out (when the factory has a network). ``tenant``: the
+        namespace it will serve, if known — only then may it be forked from a zygote, that
+        tenant's own (:mod:`squall.sandbox.zygotes`)."""
         if self._closed:
             raise ContainerError("the container factory is closed")
         if not self.supports(kind):
@@ -224,8 +243,9 @@ class ProcessContainerFactory:
         directory.mkdir(mode=0o700)
         try:
             net = self.network if network else None
-            zygote = await self._zygote_for(kind)
+            zygote = await self._zygotes.for_tenant(tenant) if kind == ZYGOTE_KIND else None
             if zygote is not None:
+                self._zygotes.holds(container_id, zygote)  # never evicted while it forks
                 container = await self._fork(
                     zygote, container_id, memory_mb, directory, env, net is not None
                 )
@@ -234,6 +254,7 @@ class ProcessContainerFactory:
                     container_id, kind, memory_mb, directory, env or {}, net
                 )
         except BaseException:
+            self._zygotes.released(container_id)
             await asyncio.to_thread(shutil.rmtree, directory, True)
             raise
         self._containers[container_id] = container
@@ -246,11 +267,7 @@ class ProcessContainerFactory:
             return
         self._closed = True
         await asyncio.gather(*(c.destroy() for c in list(self._containers.values())))
-        if self._zygote_starting is not None:
-            await asyncio.gather(self._zygote_starting, return_exceptions=True)
-        if self._zygote is not None:
-            await self._zygote.close()
-            self._close_zygote_uid(self._zygote)
+        await self._zygotes.close()
         if self._detaching:
             await asyncio.gather(*self._detaching, return_exceptions=True)
         if self.network is not None:
@@ -318,26 +335,16 @@ class ProcessContainerFactory:
 
     @property
     def zygote(self) -> Zygote | None:
-        """The running zygote, if any (started on the first ``python:3.11`` create)."""
-        return self._zygote if self._zygote is not None and self._zygote.alive else None
+        """The most recently used running zygote, if any (see :meth:`zygote_of`)."""
+        return self._zygotes.latest
 
-    async def _zygote_for(self, kind: str) -> Zygote | None:
-        """The zygote to fork ``kind`` from, None for the usual start (logged once)."""
-        if kind != ZYGOTE_KIND or not self._use_zygote:
-            return None
-        if self._zygote is not None:
-            if self._zygote.alive:
-                return self._zygote
-            log.warning("the Python zygote exited; python:3.11 containers start as usual")
-            self._use_zygote = False
-            await self._zygote.close()
-            self._close_zygote_uid(self._zygote)
-            return None
-        if self._zygote_starting is None:
-            self._zygote_starting = asyncio.ensure_future(self._start_zygote())
-        return await asyncio.shield(self._zygote_starting)
+    def zygote_of(self, tenant: str) -> Zygote | None:
+        """The zygote of ``tenant``, if it runs (started on its first ``python:3.11``
+        create)."""
+        return self._zygotes.get(tenant)
 
-    async def _start_zygote(self) -> Zygote | None:
+    async def _start_zygote(self, tenant: str) -> Zygote | None:
+        """A new zygote for ``tenant`` (None, with a warning, when it cannot start)."""
         confinement = self._confinement
         assert confinement is not None
         argv, binds = self._argv(ZYGOTE_KIND)
@@ -353,22 +360,22 @@ class ProcessContainerFactory:
             network=self.network,
             spare_network=self._network_default,
             supervisor=confinement.supervisor,
-            uid=confinement.uids.take(),
+            uid=confinement.uids.take() if confinement.uids is not None else None,
         )
         try:
             await zygote.start()
         except ContainerError as ex:
             log.warning("%s; python:3.11 containers start as usual", ex.message)
-            self._use_zygote = False
             self._close_zygote_uid(zygote)
             return None
-        self._zygote = zygote
+        log.info("started a Python zygote for namespace %s", tenant)
         return zygote
 
     def _close_zygote_uid(self, zygote: Zygote) -> None:
         """Give a closed zygote's uid back (its processes and containers are gone)."""
-        if zygote.uid is not None and self._confinement is not None:
-            self._confinement.uids.give_back(zygote.uid)
+        uids = self._confinement.uids if self._confinement is not None else None
+        if zygote.uid is not None and uids is not None:
+            uids.give_back(zygote.uid)
             zygote.uid = None
 
     async def _fork(
@@ -444,9 +451,11 @@ class ProcessContainerFactory:
 
     def _forget(self, container: ProcessContainer) -> None:
         self._containers.pop(container.id, None)
+        self._zygotes.released(container.id)
         uid = self._uids.pop(container.id, None)
-        if uid is not None and self._confinement is not None:
-            self._confinement.uids.give_back(uid)  # its processes are all gone
+        uids = self._confinement.uids if self._confinement is not None else None
+        if uid is not None and uids is not None:
+            uids.give_back(uid)  # its processes are all gone
         lease = self._leases.pop(container.id, None)
         if lease is not None and self.network is not None:
             # Its namespace is gone with its processes, and the link with it; removing it
@@ -534,7 +543,7 @@ class ProcessContainerFactory:
         if confinement is not None:
             limits = confinement.isolation.limits(memory_mb)
             cgroup = confinement.cgroups.create(container_id, limits)
-            uid = confinement.uids.take()
+            uid = confinement.uids.take() if confinement.uids is not None else None
         # Descriptors the child inherits (in this order: 3, 4, ... in a sandbox), and the
         # parent's ends it keeps.
         child_fds: list[int] = []
@@ -584,7 +593,7 @@ class ProcessContainerFactory:
                 os.close(fd)
             if cgroup is not None:
                 cgroup.remove(timeout=0)
-            if uid is not None and confinement is not None:
+            if uid is not None and confinement is not None and confinement.uids is not None:
                 confinement.uids.give_back(uid)
             raise
         finally:
@@ -627,7 +636,10 @@ class ProcessContainerFactory:
                         connect,
                     )
                 except ContainerError as ex:
-                    raise ContainerError(f"the {kind} runtime did not start: {ex}") from ex
+                    await logs.wait_closed(1.0)  # bubblewrap's last words say why
+                    said = logs.text("stderr").strip()
+                    reason = f"{ex.message} ({said})" if said else ex.message
+                    raise ContainerError(f"the {kind} runtime did not start: {reason}") from ex
             ready = await launch.wait_ready(ready_r, self._start_timeout)
         except BaseException:
             await container.destroy()  # before the block pipe closes and lets it run

@@ -17,6 +17,8 @@ spawn each bubblewrap (a container's, or a zygote's). Guarantees:
   until the invoker moves it into its container's.
 - ``spawn`` returns the process's pid *as the invoker sees it* and a pidfd that can never
   designate another process; the invoker never reaps it (pid 1 does).
+- If the supervisor was killed (and every sandbox with it), the next :meth:`spawn` starts
+  a new one (logged).
 - :meth:`close` ends the supervisor and with it every process it spawned; idempotent.
 
 :class:`UidRange` hands out the host uids: one per container started through
@@ -24,12 +26,15 @@ bubblewrap, one per zygote (shared by that zygote's containers, which all belong
 OpenWhisk namespace; see :mod:`squall.sandbox.zygote`).
 
 Runs on the event loop thread; ``start`` blocks (bounded) while the supervisor starts.
+Call ``start`` from a thread that lives as long as the invoker (its main thread): the
+launcher's death signal follows the *thread* that forked it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pwd
 import random
@@ -44,6 +49,8 @@ from pathlib import Path
 import orjson
 
 from squall.errors import ContainerError
+
+log = logging.getLogger(__name__)
 
 SCRIPT = Path(__file__).with_name("pid1.py")
 #: Where pid 1 mounts its stage (in its own mount namespace: the host sees an empty
@@ -171,8 +178,6 @@ class Supervisor:
             _, stderr = self._process.communicate()
             reason = stderr.decode(errors="replace").strip() or "no answer"
             raise ContainerError(f"the sandbox supervisor did not start: {reason}")
-        assert self._process.stderr is not None
-        self._process.stderr.close()  # its children write to the containers' pipes
         ours.setblocking(False)
         self._control = ours
 
@@ -194,6 +199,12 @@ class Supervisor:
         start."""
         if self._control is None:
             raise ContainerError("the sandbox supervisor is not running")
+        if not self.alive:
+            # Killed from outside (its sandboxes died with it): a new one for what comes.
+            log.warning("the sandbox supervisor exited; starting a new one")
+            self.close()
+            self.start()
+            assert self._control is not None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         message = b"spawn" + orjson.dumps(
@@ -216,6 +227,8 @@ class Supervisor:
 
     def close(self) -> None:
         """End the supervisor and everything it spawned (blocking, bounded). Idempotent."""
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
         if self._control is not None:
             self._control.close()  # EOF: pid 1 exits, the kernel kills its namespace
             self._control = None

@@ -9,7 +9,8 @@ container. Per container the invoker:
 1. ahead of time, keeps ``spares`` containers forked and waiting before their runtime
    starts: each has its own user, mount, pid, ipc, uts and net namespaces, its init has
    been moved into a fresh cgroup of its own (the ~10 ms ``cgroup.procs`` write happens
-   here, off the request path, in a worker thread), its open-files limit is set and, when
+   here, off the request path, in a worker thread), its open-files limit is the zygote's
+   (set when the supervisor spawned it) and, when
    the factory has a network, its network namespace has its link out
    (:mod:`squall.sandbox.network`; another ~5-10 ms kept off the request path);
 2. on ``create``, takes a spare (or makes one on the spot when a burst used them all),
@@ -31,11 +32,13 @@ Guarantees:
   action does runs before its cgroup has its limits; it is uid 65534 without capabilities
   and with no_new_privs, in a user namespace of its own that may not create another; its
   ``/tmp`` is private and capped; it sees no ``$SQUALL_HOME``, no other container and no
-  host network (only its own link, under the egress rules). Differences: the read-only
-  root is the zygote's (the same view), and
-  every container shares the zygote's Python hash seed.
-- Lifetime: the zygote dies with the invoker (``--die-with-parent``, and its control
-  socket's EOF); each container's monitor and init die with the zygote (PDEATHSIG), and
+  host network (only its own link, under the egress rules); on the host it runs as the
+  zygote's unprivileged uid. Differences: the read-only root is the zygote's (the same
+  view), and every container shares the zygote's Python hash seed — which is why a
+  zygote forks the containers of one namespace only (:mod:`squall.sandbox.zygotes`).
+- Lifetime: the zygote dies with the invoker (it lives in the supervisor's pid namespace,
+  :mod:`squall.sandbox.supervisor`; also ``--die-with-parent`` and its control socket's
+  EOF); each container's monitor and init die with the zygote (PDEATHSIG), and
   killing the zygote sandbox's init kills every pid namespace below it. Spares die on
   ``close``, or when the invoker drops their socket.
 - ``close`` kills the spares and the zygote and removes their cgroups; idempotent.
@@ -368,7 +371,7 @@ class Zygote:
             log.warning("the Python zygote could not fork a spare container: %s", ex)
 
     async def _fork(self, network: bool = True) -> _Spare:
-        """Fork one container and confine its init (cgroup, open-files limit); with
+        """Fork one container and confine its init (its cgroup); with
         ``network`` and a factory network, give it its link out."""
         if not self.alive or self._control is None:
             raise ContainerError("the Python zygote is not running")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Protocol
 
 from squall.sandbox.cgroups import Cgroup
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
@@ -33,7 +34,13 @@ def main(args):
     return {"fork_failures": failures}
 """
 
-ForkBomb = Callable[[ProcessContainerFactory], Awaitable[ProcessContainer]]
+
+class ForkBomb(Protocol):
+    """:func:`run_fork_bomb`'s signature, for the fixture."""
+
+    def __call__(
+        self, factory: ProcessContainerFactory, tenant: str | None = None
+    ) -> Awaitable[ProcessContainer]: ...
 
 
 def controller_file(cgroup: Cgroup, name: str) -> Path:
@@ -43,13 +50,16 @@ def controller_file(cgroup: Cgroup, name: str) -> Path:
     return found[0]
 
 
-async def run_fork_bomb(factory: ProcessContainerFactory) -> ProcessContainer:
-    """Run a fork bomb in a ``python:3.11`` container of ``factory``, check
+async def run_fork_bomb(
+    factory: ProcessContainerFactory, tenant: str | None = None
+) -> ProcessContainer:
+    """Run a fork bomb in a ``python:3.11`` container of ``factory`` (for ``tenant``: then
+    a zygote may fork it), check
     that it stopped at the pids limit, destroy the container and check that its cgroup is
     empty and gone — by the cgroup, never by pids the host may have reused. Returns the
     destroyed container."""
     # Given a container running a fork bomb until it hits the limit
-    container = await factory.create("python:3.11", 256)
+    container = await factory.create("python:3.11", 256, tenant=tenant)
     code = textwrap.dedent(FORK_BOMB)
     assert (await container.initialize({"code": code}, timeout=10)).status == 200
     answer = await container.run({"value": {"seconds": 25}}, timeout=30)

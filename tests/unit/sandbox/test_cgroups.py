@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -134,6 +135,42 @@ def test_limits_are_written_and_removal_kills_members(
         assert not any(d.exists() for d in group.directories)
         assert group.oom_kills() == 0 or hierarchy.version == 2
     finally:
+        root.remove()
+
+
+# Waits for a line on stdin, then forks children that fork, until pids.max stops them.
+FORKER = """
+import os, sys, time
+sys.stdin.readline()
+while True:
+    try:
+        if os.fork() == 0:
+            continue  # the child forks too
+    except OSError:
+        time.sleep(0.001)
+"""
+
+
+def test_killing_a_forking_cgroup_leaves_it_empty(hierarchy: Hierarchy, root_name: str) -> None:
+    # Given a cgroup whose processes keep forking, up to its pids limit
+    root = hierarchy.root(root_name)
+    root.prepare()
+    forker = subprocess.Popen([sys.executable, "-c", FORKER], stdin=subprocess.PIPE)
+    try:
+        group = root.create("bomb", Limits(256 * 1024 * 1024, 48, 512))
+        group.attach(forker.pid)
+        assert forker.stdin is not None
+        forker.stdin.write(b"go\n")
+        forker.stdin.close()
+        assert until(lambda: len(group.pids()) >= 40, timeout=30)
+        # When it is removed (freeze, wait until frozen, kill, thaw; until empty)
+        assert group.remove(timeout=30)
+        # Then nothing is left in it: the kernel removed it, which it does only when empty
+        assert not any(d.exists() for d in group.directories)
+        assert forker.wait(5) == -9
+    finally:
+        forker.kill()
+        forker.wait()
         root.remove()
 
 

@@ -235,7 +235,7 @@ from squall.sandbox.process import ProcessContainerFactory
 
 async def main():
     factory = ProcessContainerFactory(Path(sys.argv[1]), "https://api", zygote_spares=0)
-    container = await factory.create(sys.argv[2], 256)
+    container = await factory.create(sys.argv[2], 256, tenant="guest")
     await container.initialize({"code": sys.argv[3]}, timeout=10)
     await container.run({"value": {}}, timeout=10)
     print(json.dumps(sorted(container.cgroup.pids())), flush=True)

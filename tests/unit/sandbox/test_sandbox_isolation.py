@@ -292,3 +292,34 @@ async def test_without_isolation_runtimes_are_plain_processes(
         assert container.cgroup is None and container.sandbox_pid is None
     finally:
         await factory.close()
+
+
+def host_uid(pid: int) -> int:
+    """The real uid of ``pid`` on the host (``ps -o uid``'s column, from the same file)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+@pytest.mark.parametrize(
+    ("kind", "tenant"), [("nodejs:20", None), ("python:3.11", None), ("python:3.11", "guest")]
+)
+async def test_root_inside_is_an_unprivileged_uid_on_the_host(
+    factory: ProcessContainerFactory, kind: str, tenant: str | None
+) -> None:
+    # Given a container started through bubblewrap, or forked by a namespace's zygote
+    container = await factory.create(kind, 256, tenant=tenant)
+    assert container.cgroup is not None
+    members = sorted(container.cgroup.pids())
+    assert members
+    # When the host looks at its processes' uids (what ps -o uid shows)
+    uids = {host_uid(pid) for pid in members}
+    # Then every one runs as one unprivileged uid of the sandboxes' range, not root
+    isolation = factory.isolation
+    assert isolation is not None
+    assert len(uids) == 1, uids
+    (uid,) = uids
+    assert isolation.uid_base <= uid < isolation.uid_base + isolation.uid_count
+    # And another container gets another one (a zygote's containers share its uid)
+    other = await factory.create(kind, 256, tenant=tenant)
+    assert other.cgroup is not None
+    assert (host_uid(min(other.cgroup.pids())) == uid) == (tenant is not None)

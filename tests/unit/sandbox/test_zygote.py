@@ -88,9 +88,9 @@ async def zygotic(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessCo
 
 
 async def python(
-    factory: ProcessContainerFactory, code: str, memory_mb: int = 256
+    factory: ProcessContainerFactory, code: str, memory_mb: int = 256, tenant: str = "guest"
 ) -> ProcessContainer:
-    container = await factory.create("python:3.11", memory_mb)
+    container = await factory.create("python:3.11", memory_mb, tenant=tenant)
     answer = await container.initialize({"code": textwrap.dedent(code)}, timeout=10)
     assert answer.status == 200, answer.body
     return container
@@ -197,7 +197,7 @@ async def test_a_fork_bomb_stops_at_the_pids_limit(
 ) -> None:
     # Given a forked container running a fork bomb, When destroyed, Then its cgroup is
     # empty (see the fixture in tests/unit/sandbox/conftest.py)
-    bombed = await fork_bomb(zygotic)
+    bombed = await fork_bomb(zygotic, "guest")
     assert bombed.sandbox_pid is not None and running_zygote(zygotic).alive
     # And the zygote still forks containers
     assert await result(await python(zygotic, PROBE), {})
@@ -286,7 +286,7 @@ from squall.sandbox.process import ProcessContainerFactory
 
 async def main():
     factory = ProcessContainerFactory(Path(sys.argv[1]), "https://api")
-    container = await factory.create("python:3.11", 256)
+    container = await factory.create("python:3.11", 256, tenant="guest")
     await container.initialize({"code": sys.argv[2]}, timeout=10)
     await container.run({"value": {}}, timeout=10)
     deadline = time.monotonic() + 10
@@ -332,5 +332,59 @@ async def test_without_isolation_there_is_no_zygote(tmp_path: Path, anyio_backen
         # Then it is a plain process, started as before
         assert factory.zygote is None and container.cgroup is None
         assert (await result(container, {}))["pid"] == container.pid
+    finally:
+        await factory.close()
+
+
+SECRETS = """
+import random
+def main(args):
+    return {"hash": hash("squall"), "random": random.getrandbits(64)}
+"""
+
+
+async def test_namespaces_share_no_hash_seed_and_no_random_state(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given two containers of one namespace and one of another, all forked
+    first = await result(await python(zygotic, SECRETS, tenant="alice"), {})
+    second = await result(await python(zygotic, SECRETS, tenant="alice"), {})
+    other = await result(await python(zygotic, SECRETS, tenant="bob"), {})
+    alice, bob = zygotic.zygote_of("alice"), zygotic.zygote_of("bob")
+    assert alice is not None and bob is not None and alice is not bob
+    # Then each namespace has a zygote, so a hash seed, of its own (one namespace's
+    # containers share their zygote's)
+    assert other["hash"] != first["hash"] == second["hash"]
+    # And random is re-seeded in every forked container
+    assert len({first["random"], second["random"], other["random"]}) == 3
+
+
+async def test_a_container_for_no_known_namespace_is_not_forked(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a python:3.11 container that any namespace may take later (a stem cell)
+    container = await zygotic.create("python:3.11", 256)
+    # Then no zygote forked it: bubblewrap started a fresh interpreter (its monitor is
+    # in the container's cgroup, with init and the runtime)
+    assert zygotic.zygote is None
+    assert container.cgroup is not None and len(container.cgroup.pids()) == 3
+
+
+async def test_at_the_limit_an_idle_zygote_makes_room(tmp_path: Path, anyio_backend: str) -> None:
+    # Given a factory that keeps at most one zygote, whose namespace has no container left
+    factory = ProcessContainerFactory(tmp_path / "containers", "https://api", zygotes=1)
+    try:
+        await (await python(factory, PROBE, tenant="alice")).destroy()
+        alice = factory.zygote_of("alice")
+        assert alice is not None
+        # When another namespace needs one
+        busy = await python(factory, PROBE, tenant="bob")
+        # Then alice's zygote was closed for bob's
+        assert factory.zygote_of("alice") is None and not alice.alive
+        assert factory.zygote_of("bob") is not None
+        # And while bob's container lives, a third namespace starts without a zygote
+        carol = await python(factory, PROBE, tenant="carol")
+        assert factory.zygote_of("carol") is None and carol.cgroup is not None
+        assert len(carol.cgroup.pids()) == 3 and busy.cgroup is not None
     finally:
         await factory.close()
