@@ -1,0 +1,70 @@
+"""Which container backend runs which kind: one invoker, several factories.
+
+A ``blackbox`` action with a custom image runs as kind ``blackbox:<image>`` (the pool
+keys stem cells and warm containers by kind, so two images never share a container);
+only the Docker backend runs those. Built-in kinds run on the process sandbox unless the
+operator chose Docker for them (``SQUALL_CONTAINER_BACKEND=docker``).
+
+:class:`BackendRouter` is a ``ContainerFactory`` made of others: ``create`` goes to the
+first factory that ``supports`` the kind, in the order given. Its guarantees are those of
+the factory it picked; ``close`` closes every factory, the first given last (the process
+sandbox, which owns the sandbox network the others borrow, goes last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from squall.errors import ContainerError
+from squall.sandbox.contracts import Container, ContainerFactory
+
+IMAGE_PREFIX = "blackbox:"
+
+
+def image_kind(image: str) -> str:
+    """The container kind of a custom ``image``."""
+    return IMAGE_PREFIX + image
+
+
+def image_of(kind: str) -> str | None:
+    """The image of an image kind (``blackbox:<image>``), None for other kinds."""
+    if kind.startswith(IMAGE_PREFIX) and len(kind) > len(IMAGE_PREFIX):
+        return kind[len(IMAGE_PREFIX) :]
+    return None
+
+
+class BackendRouter:
+    """Routes each ``create`` to the first factory supporting its kind (see above)."""
+
+    def __init__(self, factories: Sequence[ContainerFactory]) -> None:
+        if not factories:
+            raise ValueError("a router needs at least one factory")
+        self.factories = tuple(factories)
+
+    def supports(self, kind: str) -> bool:
+        return any(f.supports(kind) for f in self.factories)
+
+    def factory_for(self, kind: str) -> ContainerFactory:
+        for factory in self.factories:
+            if factory.supports(kind):
+                return factory
+        image = image_of(kind)
+        if image is not None:
+            raise ContainerError(
+                f"the image '{image}' cannot run here: this invoker has no Docker backend"
+            )
+        raise ContainerError(f"no container backend of this invoker runs kind {kind!r}")
+
+    async def create(
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
+    ) -> Container:
+        return await self.factory_for(kind).create(kind, memory_mb, env, network=network)
+
+    async def close(self) -> None:
+        for factory in reversed(self.factories):
+            await factory.close()
