@@ -167,13 +167,18 @@ def invoker_app(invoker: Any) -> Starlette:
 async def run_invoker(settings: Settings, port: int) -> None:
     from squall.bus.factory import open_bus
     from squall.errors import ConfigError, ContainerError
-    from squall.invoker.build import build_invoker, container_factory
+    from squall.invoker.build import build_invoker, container_factory, start_backends
     from squall.store.factory import open_store
 
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
         factory = container_factory(settings)
     except ContainerError as error:
+        raise SystemExit(f"squall: {error.message}") from None
+    try:
+        await start_backends(settings, factory)
+    except ContainerError as error:
+        await factory.close()
         raise SystemExit(f"squall: {error.message}") from None
     store = await open_store(settings)
     bus = await open_bus(settings)

@@ -30,9 +30,9 @@ from squall.controller.retention import Retention
 from squall.entities.kinds import use_manifest
 from squall.errors import ConfigError, ContainerError, NotFound
 from squall.feeds.provider import AlarmsProvider
-from squall.invoker.build import build_invoker, container_factory
+from squall.invoker.build import build_invoker, container_factory, start_backends
 from squall.invoker.service import Invoker
-from squall.sandbox.process import ProcessContainerFactory
+from squall.sandbox.backends import BackendRouter
 from squall.store.contracts import AuthStore
 from squall.store.sqlite import SqliteStore
 
@@ -95,7 +95,7 @@ class Standalone:
     app: ASGIApp
     guest_auth: str
     alarms: AlarmsProvider
-    factory: ProcessContainerFactory
+    factory: BackendRouter
     retention: Retention
 
     @classmethod
@@ -103,6 +103,11 @@ class Standalone:
         settings.home.mkdir(parents=True, exist_ok=True)
         # The sandbox first: a host that cannot isolate is refused before anything opens.
         factory = container_factory(settings)
+        try:
+            await start_backends(settings, factory)
+        except BaseException:
+            await factory.close()
+            raise
         use_manifest(factory.runtimes.manifest)  # the kinds GET / lists and creates accept
         store = await SqliteStore.open(settings.db_path)
         bus = MemoryBus()

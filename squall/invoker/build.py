@@ -18,6 +18,8 @@ from squall.invoker.apikeys import ActionKeys, load_secret
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import manifest_stem_cells, parse_stem_cells
 from squall.invoker.service import Invoker
+from squall.sandbox.backends import BackendRouter
+from squall.sandbox.docker import DockerContainerFactory
 from squall.sandbox.egress import EgressPolicy
 from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation
@@ -91,9 +93,16 @@ def runtimes(settings: Settings) -> Runtimes:
     return found
 
 
-def container_factory(settings: Settings) -> ProcessContainerFactory:
+def container_factory(settings: Settings) -> BackendRouter:
+    """The invoker's container backends: the process sandbox and Docker (custom images
+    always; the built-in kinds too with ``container_backend`` "docker"). Docker borrows
+    the process sandbox's network, so both give containers the same egress rules."""
     network_mode(settings)  # a wrong setting is refused before anything starts
-    return ProcessContainerFactory(
+    if settings.container_backend not in ("process", "docker"):
+        raise ContainerError(
+            f"container backend must be 'process' or 'docker', not {settings.container_backend!r}"
+        )
+    process = ProcessContainerFactory(
         settings.containers_dir,
         settings.effective_api_host,
         isolation=isolation(settings),
@@ -101,11 +110,33 @@ def container_factory(settings: Settings) -> ProcessContainerFactory:
         network=sandbox_network(settings),
         network_default=network_mode(settings),
     )
+    docker = DockerContainerFactory(
+        settings.docker_dir,
+        settings.effective_api_host,
+        docker_host=settings.docker_host,
+        builtin=settings.container_backend == "docker",
+        network=process.network,
+    )
+    if settings.container_backend == "docker":
+        return BackendRouter([docker, process], process.runtimes)
+    return BackendRouter([process, docker], process.runtimes)
+
+
+async def start_backends(settings: Settings, factory: BackendRouter) -> None:
+    """Connect the Docker backend and remove what a previous invoker left there. Without
+    a Docker daemon, custom-image actions fail (saying so) and the rest runs, unless
+    Docker runs the built-in kinds: then ContainerError."""
+    try:
+        await factory.start()
+    except ContainerError as ex:
+        if settings.container_backend == "docker":
+            raise
+        log.info("no Docker backend (custom-image actions cannot run): %s", ex.message)
 
 
 def build_invoker(
     settings: Settings,
-    factory: ProcessContainerFactory,
+    factory: BackendRouter,
     entities: EntityStore,
     activations: ActivationStore,
     auth: AuthStore,

@@ -17,8 +17,21 @@ from collections.abc import Mapping, Sequence
 
 from squall.errors import ContainerError
 from squall.sandbox.contracts import Container, ContainerFactory
+from squall.sandbox.interpreters import Runtimes
 
 IMAGE_PREFIX = "blackbox:"
+
+
+class ImageNotFound(ContainerError):
+    """The image of a container is not on the Docker daemon (a developer error: the
+    operator has to load or build it first)."""
+
+    def __init__(self, image: str) -> None:
+        super().__init__(
+            f"the image '{image}' is not present on this invoker's Docker daemon "
+            "(load or build it there first)"
+        )
+        self.image = image
 
 
 def image_kind(image: str) -> str:
@@ -34,12 +47,22 @@ def image_of(kind: str) -> str | None:
 
 
 class BackendRouter:
-    """Routes each ``create`` to the first factory supporting its kind (see above)."""
+    """Routes each ``create`` to the first factory supporting its kind (see above).
+    ``runtimes``: the built-in kinds of this host (what ``GET /`` advertises)."""
 
-    def __init__(self, factories: Sequence[ContainerFactory]) -> None:
+    def __init__(self, factories: Sequence[ContainerFactory], runtimes: Runtimes) -> None:
         if not factories:
             raise ValueError("a router needs at least one factory")
         self.factories = tuple(factories)
+        self.runtimes = runtimes
+
+    async def start(self) -> None:
+        """Start the factories that have a start step (the Docker backend's connection
+        and leftover clean-up); ContainerError from the first that fails."""
+        for factory in self.factories:
+            start = getattr(factory, "start", None)
+            if start is not None:
+                await start()
 
     def supports(self, kind: str) -> bool:
         return any(f.supports(kind) for f in self.factories)

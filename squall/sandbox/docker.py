@@ -52,7 +52,7 @@ import orjson
 from aiodocker.exceptions import DockerError
 
 from squall.errors import ContainerError
-from squall.sandbox.backends import image_of
+from squall.sandbox.backends import ImageNotFound, image_of
 from squall.sandbox.contracts import LogResult, RuntimeResponse
 from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
 from squall.sandbox.images import image_for
@@ -389,10 +389,7 @@ class DockerContainerFactory:
             await docker.images.inspect(image)
         except DockerError as ex:
             if ex.status == 404:
-                raise ContainerError(
-                    f"the image '{image}' is not present on this invoker's Docker daemon "
-                    "(load or build it there first)"
-                ) from ex
+                raise ImageNotFound(image) from ex
             raise ContainerError(f"cannot inspect the image '{image}': {ex}") from ex
         concurrent = int((env or {}).get("__OW_CONCURRENCY", "1")) > 1
         config = self._config(kind, image, memory_mb, env or {}, network)
