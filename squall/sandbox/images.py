@@ -15,7 +15,9 @@ image carries the label :data:`INPUTS_LABEL`, a hash of everything that went int
 :func:`ensure_images` with an empty cache builds everything (a few minutes, once).
 
 ``python -m squall.sandbox.images`` (called by ``./dev`` and the tests) builds what is
-missing and prints the images. It uses the ``docker`` and ``debootstrap`` commands.
+missing and prints the images; with ``--platform-base`` it makes the base of Squall's own
+image instead (deploy/docker/build.sh): the same Debian with bubblewrap, nftables,
+PostgreSQL, NATS and nginx. It uses the ``docker`` and ``debootstrap`` commands.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ from squall.sandbox.interpreters import for_settings
 
 SUITE = "bookworm"
 INCLUDE = ("python3", "ca-certificates")
+#: The platform's own image (deploy/docker/): Squall and what a cluster runs beside it.
+PLATFORM_INCLUDE = (
+    *INCLUDE,
+    "bubblewrap",
+    "nftables",
+    "postgresql",
+    "nats-server",
+    "nginx-light",
+    "gettext-base",
+    "openssl",
+)
+PLATFORM_REPOSITORY = "squall/platform-base"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 INPUTS_LABEL = "org.squall.inputs"
 BASE_REPOSITORY = "squall/base"
@@ -121,11 +135,16 @@ def _label(tag: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def base_image(mirror: str | None = None) -> str:
-    """The Debian base image (imported from a cached debootstrap when missing)."""
+def base_image(
+    mirror: str | None = None,
+    include: tuple[str, ...] = INCLUDE,
+    repository: str = BASE_REPOSITORY,
+) -> str:
+    """A Debian base image with the packages ``include`` (imported from a cached
+    debootstrap when missing)."""
     mirror = mirror or debian_mirror()
-    digest = hashlib.sha256(f"{SUITE} minbase {','.join(INCLUDE)}".encode()).hexdigest()[:12]
-    tag = f"{BASE_REPOSITORY}:{SUITE}-{digest}"
+    digest = hashlib.sha256(f"{SUITE} minbase {','.join(include)}".encode()).hexdigest()[:12]
+    tag = f"{repository}:{SUITE}-{digest}"
     if _label(tag) == digest:
         return tag
     cache = cache_dir()
@@ -139,7 +158,7 @@ def base_image(mirror: str | None = None) -> str:
             _run(
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(INCLUDE)}",
+                f"--include={','.join(include)}",
                 SUITE,
                 str(root),
                 mirror,
@@ -212,6 +231,9 @@ def ensure_images(kinds: tuple[str, ...] = tuple(RUNTIME_IMAGES)) -> dict[str, s
 
 def main() -> int:
     try:
+        if sys.argv[1:] == ["--platform-base"]:
+            print(base_image(include=PLATFORM_INCLUDE, repository=PLATFORM_REPOSITORY))
+            return 0
         for kind, tag in ensure_images().items():
             print(f"{kind}\t{tag}")
     except ContainerError as ex:
