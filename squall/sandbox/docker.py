@@ -293,17 +293,13 @@ class DockerContainerFactory:
                 os.close(fd)
                 raise ContainerError(f"another invoker uses {self.workdir}") from ex
             self._lock = fd
+        url = self.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if self._docker is None:
-            url = self.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
             self._docker = aiodocker.Docker(url=url)
         try:
             await self._docker.system.info()
-        except (DockerError, OSError, aiodocker.exceptions.DockerContainerError) as ex:
-            raise ContainerError(
-                f"the Docker daemon does not answer at {self._docker.docker_host}: {ex}"
-            ) from ex
-        except Exception as ex:  # aiohttp's connection errors
-            raise ContainerError(f"the Docker daemon does not answer: {ex}") from ex
+        except Exception as ex:  # DockerError, or aiohttp's connection errors
+            raise ContainerError(f"the Docker daemon does not answer at {url}: {ex}") from ex
         leftovers = await self._docker.containers.list(
             all=True, filters={"label": [f"{OWNER_LABEL}={self.owner}"]}
         )
