@@ -159,7 +159,8 @@ class Manifest:
 
     @property
     def native_images(self) -> tuple[str, ...]:
-        """The ``blackboxes`` without their tags: the images a blackbox action may name."""
+        """The ``blackboxes`` without their tags: the images whose blackbox actions run
+        natively (any other image runs on the Docker backend)."""
         return tuple(dict.fromkeys(image.partition(":")[0] for image in self.blackboxes))
 
     def valid_kinds(self) -> list[str]:
