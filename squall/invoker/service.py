@@ -70,8 +70,7 @@ from squall.invoker.apikeys import ActionKeys
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
 from squall.metrics.invoker import InvokerMetrics
-from squall.sandbox.backends import ImageNotFound, image_kind
-from squall.sandbox.contracts import Container
+from squall.sandbox.contracts import Container, ImageNotFound, image_kind
 from squall.store.contracts import ActivationStore, EntityStore
 
 log = logging.getLogger("squall.invoker")

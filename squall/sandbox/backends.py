@@ -1,9 +1,9 @@
 """Which container backend runs which kind: one invoker, several factories.
 
-A ``blackbox`` action with a custom image runs as kind ``blackbox:<image>`` (the pool
-keys stem cells and warm containers by kind, so two images never share a container);
-only the Docker backend runs those. Built-in kinds run on the process sandbox unless the
-operator chose Docker for them (``SQUALL_CONTAINER_BACKEND=docker``).
+A ``blackbox`` action with a custom image runs as kind ``blackbox:<image>``
+(:func:`squall.sandbox.contracts.image_kind`); only the Docker backend runs those.
+Built-in kinds run on the process sandbox unless the operator chose Docker for them
+(``SQUALL_CONTAINER_BACKEND=docker``).
 
 :class:`BackendRouter` is a ``ContainerFactory`` made of others: ``create`` goes to the
 first factory that ``supports`` the kind, in the order given. Its guarantees are those of
@@ -16,34 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from squall.errors import ContainerError
-from squall.sandbox.contracts import Container, ContainerFactory
+from squall.sandbox.contracts import Container, ContainerFactory, image_of
 from squall.sandbox.interpreters import Runtimes
-
-IMAGE_PREFIX = "blackbox:"
-
-
-class ImageNotFound(ContainerError):
-    """The image of a container is not on the Docker daemon (a developer error: the
-    operator has to load or build it first)."""
-
-    def __init__(self, image: str) -> None:
-        super().__init__(
-            f"the image '{image}' is not present on this invoker's Docker daemon "
-            "(load or build it there first)"
-        )
-        self.image = image
-
-
-def image_kind(image: str) -> str:
-    """The container kind of a custom ``image``."""
-    return IMAGE_PREFIX + image
-
-
-def image_of(kind: str) -> str | None:
-    """The image of an image kind (``blackbox:<image>``), None for other kinds."""
-    if kind.startswith(IMAGE_PREFIX) and len(kind) > len(IMAGE_PREFIX):
-        return kind[len(IMAGE_PREFIX) :]
-    return None
 
 
 class BackendRouter:

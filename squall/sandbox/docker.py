@@ -52,8 +52,7 @@ import orjson
 from aiodocker.exceptions import DockerError
 
 from squall.errors import ContainerError
-from squall.sandbox.backends import ImageNotFound, image_of
-from squall.sandbox.contracts import LogResult, RuntimeResponse
+from squall.sandbox.contracts import ImageNotFound, LogResult, RuntimeResponse, image_of
 from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
 from squall.sandbox.images import image_for
 from squall.sandbox.logs import LogCollector
