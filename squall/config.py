@@ -77,6 +77,12 @@ class Settings:
     sandbox_subnet: str = "172.29.0.0/16"
     # Where containers' cgroups go, relative to the cgroup hierarchy's root.
     cgroup_root: str = "squall"
+    # Container backend of the built-in kinds: "process" (the process sandbox) or "docker"
+    # (Squall's runtime images on dockerd). Custom-image (blackbox) actions always run on
+    # Docker, when a Docker daemon answers at ``docker_host``.
+    container_backend: str = "process"
+    # The Docker daemon's socket (unix:///path); empty = DOCKER_HOST or /var/run/docker.sock.
+    docker_host: str = ""
     # Providers (cluster shape). Store: empty = SQLite at ``db_path``, or a
     # ``postgresql://`` URL. Bus: empty = in-process queues, or a ``nats://`` URL.
     store_url: str = ""
@@ -128,6 +134,11 @@ class Settings:
     @property
     def containers_dir(self) -> Path:
         return self.home / "containers"
+
+    @property
+    def docker_dir(self) -> Path:
+        """The Docker backend's lock (its containers live in dockerd)."""
+        return self.home / "docker"
 
     @property
     def effective_api_host(self) -> str:

@@ -8,7 +8,8 @@ store         SQLite file in ``home``      ``store_url`` (PostgreSQL)
 bus           in-process queues            ``bus_url`` (NATS JetStream)
 balancer      :data:`LEAN`: one invoker    :data:`SHARDING`: invokers
               in this process              elsewhere, health, recovery
-sandbox       process sandbox              process sandbox
+sandbox       process sandbox, and Docker      the same
+              for custom images
 throttles     counted in this process      NATS key-value buckets shared
                                            by every controller
 ============  ===========================  ==============================
@@ -44,8 +45,8 @@ from squall.controller.recovery import Recovery
 from squall.controller.restart import resume_unfinished
 from squall.controller.sharding import ShardingBalancer
 from squall.late import Late
+from squall.sandbox.backends import BackendRouter
 from squall.sandbox.factory import container_factory
-from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import Store
 from squall.store.factory import open_store
 
@@ -226,7 +227,7 @@ class Providers:
     store: Callable[[Settings], Awaitable[Store]]
     bus: Callable[[Settings], Awaitable[MessagingProvider]]
     balancer: BalancerProvider
-    sandbox: Callable[[Settings], ProcessContainerFactory] = container_factory
+    sandbox: Callable[[Settings], BackendRouter] = container_factory
     throttle_counters: Callable[[Settings, MessagingProvider], Awaitable[ThrottleCounters]] = (
         memory_counters
     )

@@ -66,9 +66,9 @@ from squall.metrics.controller import ControllerMetrics
 from squall.metrics.exposition import MetricFamilies
 from squall.metrics.supervisor import SupervisorMetrics
 from squall.providers import Providers
-from squall.sandbox.factory import network_mode
+from squall.sandbox.backends import BackendRouter
+from squall.sandbox.factory import network_mode, start_backends
 from squall.sandbox.interpreters import load_manifest
-from squall.sandbox.process import ProcessContainerFactory
 from squall.store.contracts import Store
 from squall.store.encrypted import EncryptedStore
 
@@ -88,7 +88,7 @@ class System:
     app: ASGIApp
     controller: Controller | None
     invoker: Invoker | None
-    factory: ProcessContainerFactory | None
+    factory: BackendRouter | None
     stack: contextlib.AsyncExitStack
 
     async def close(self) -> None:
@@ -116,12 +116,14 @@ async def _start(
         raise ConfigError(
             f"an invoker of its own needs a cluster's balancer, not {providers.balancer.name!r}"
         )
-    factory: ProcessContainerFactory | None = None
+    factory: BackendRouter | None = None
     if role == INVOKER or local_invoker:
         settings.home.mkdir(parents=True, exist_ok=True)
         # The sandbox first: a host that cannot isolate is refused before anything opens.
         factory = providers.sandbox(settings)
         stack.push_async_callback(factory.close)
+        # Docker too, when a daemon answers (else only custom images cannot run).
+        await start_backends(settings, factory)
     if role == CONTROLLER:
         # The kinds GET / lists and creates accept: the local invoker's; a cluster
         # controller offers every kind of the manifest, as OpenWhisk's does (invokers,
@@ -156,7 +158,7 @@ def _encrypts(store: Store) -> TypeGuard[EncryptedStore]:
 
 def _invoker(
     settings: Settings,
-    factory: ProcessContainerFactory,
+    factory: BackendRouter,
     store: Store,
     bus: MessagingProvider,
     *,

@@ -25,7 +25,7 @@ from squall.controller.core import Controller
 from squall.errors import ConfigError, ContainerError, NotFound
 from squall.invoker.service import Invoker
 from squall.providers import STANDALONE
-from squall.sandbox.process import ProcessContainerFactory
+from squall.sandbox.backends import BackendRouter
 from squall.store.contracts import AuthStore, Store
 from squall.system import System, start
 
@@ -126,7 +126,7 @@ class Standalone:
         return self.system.invoker
 
     @property
-    def factory(self) -> ProcessContainerFactory:
+    def factory(self) -> BackendRouter:
         assert self.system.factory is not None
         return self.system.factory
 

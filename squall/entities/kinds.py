@@ -159,7 +159,8 @@ class Manifest:
 
     @property
     def native_images(self) -> tuple[str, ...]:
-        """The ``blackboxes`` without their tags: the images a blackbox action may name."""
+        """The ``blackboxes`` without their tags: the images whose blackbox actions run
+        natively (any other image runs on the Docker backend)."""
         return tuple(dict.fromkeys(image.partition(":")[0] for image in self.blackboxes))
 
     def valid_kinds(self) -> list[str]:
@@ -258,9 +259,10 @@ def shipped_manifest_text() -> str:
     return resources.files(MANIFEST_PACKAGE).joinpath(MANIFEST_FILE).read_text()
 
 
-#: OpenWhisk's kind for Docker actions. Squall runs no images, only OpenWhisk's "native"
-#: form of them (``wsk action create --native``): the manifest's ``blackboxes`` (its
-#: skeleton image) with a zip holding an ``exec``.
+#: OpenWhisk's kind for Docker actions: any image answering the action protocol (run by
+#: the invoker's Docker backend), with or without code; the manifest's ``blackboxes`` (its
+#: skeleton image) with a zip holding an ``exec`` run natively (``wsk action create
+#: --native``), in the process sandbox.
 BLACKBOX = "blackbox"
 _active: Manifest | None = None
 
@@ -361,6 +363,8 @@ class CodeExec:
             # New and updated actions only: stored ones of the kind keep running.
             raise BadRequest(runtime_deprecated(resolved))
         code = raw.get("code")
+        if code is None and resolved == BLACKBOX and raw.get("image") is not None:
+            code = ""  # an image that brings its own code (OpenWhisk: code is optional)
         if not isinstance(code, str):
             raise BadRequest(
                 "The request content was malformed:\n'code' must be a string defined in 'exec' "
@@ -372,25 +376,35 @@ class CodeExec:
         main = raw.get("main")
         if main is not None and (not isinstance(main, str) or not main.strip()):
             raise BadRequest("The request content was malformed:\n'main' must be a string.")
-        image = _native_image(raw.get("image")) if resolved == BLACKBOX else None
+        image = _blackbox_image(raw.get("image")) if resolved == BLACKBOX else None
         return cls(
             kind=resolved, code=code, binary=is_binary_code(code), main=main or None, image=image
         )
 
 
-def _native_image(image: object) -> str | None:
-    """The image of a ``blackbox`` action, which must be one of the manifest's
-    ``blackboxes`` (OpenWhisk's native skeleton)."""
+def _blackbox_image(image: object) -> str | None:
+    """The image of a ``blackbox`` action: a Docker image name (``[registry/]name[:tag]``,
+    any image; whether the invoker has it is known only when it runs)."""
     if image is None:
         return None
-    if not isinstance(image, str):
+    if not isinstance(image, str) or not image.strip():
         raise BadRequest("The request content was malformed:\n'image' must be a string.")
-    name = image.strip().removeprefix("docker.io/")
-    allowed = manifest().native_images
-    if name.partition(":")[0] not in allowed:
+    if not _IMAGE_NAME.fullmatch(image.strip()):
         raise BadRequest(
-            f"The specified image '{image}' is not supported by this platform: blackbox "
-            f"actions run only as native executables (image {' or '.join(allowed)} with a "
-            "zip holding exec)."
+            f"The request content was malformed:\n'{image}' is not a valid image name."
         )
-    return image
+    return image.strip()
+
+
+#: Docker's reference grammar, simplified: lower-case path components, optional tag or digest.
+_IMAGE_NAME = re.compile(
+    r"(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+
+
+def is_native_image(image: str) -> bool:
+    """Whether ``image`` is one of the manifest's ``blackboxes`` (OpenWhisk's native
+    skeleton), whose actions run natively rather than on Docker."""
+    name = image.strip().removeprefix("docker.io/")
+    return name.partition(":")[0] in manifest().native_images

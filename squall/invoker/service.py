@@ -63,14 +63,15 @@ from squall.entities.activation import (
     now_ms,
     truncated_logs_message,
 )
-from squall.entities.kinds import CodeExec
+from squall.entities.kinds import BLACKBOX, CodeExec, is_native_image
 from squall.entities.names import parse_fqn
+from squall.entities.sequence import SequenceExec
 from squall.errors import ContainerError, NotFound, ProviderError
 from squall.invoker.apikeys import ActionKeys
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
 from squall.metrics.invoker import InvokerMetrics
-from squall.sandbox.contracts import Container
+from squall.sandbox.contracts import Container, ImageNotFound, image_kind
 from squall.store.contracts import ActivationStore, EntityStore
 
 log = logging.getLogger("squall.invoker")
@@ -125,6 +126,20 @@ async def _retrying(
                 raise
             log.warning("store or bus unavailable; trying again in %g s", pause_s)
             await asyncio.sleep(pause_s)
+
+
+def container_kind(code: CodeExec | SequenceExec) -> str:
+    """The kind the pool and the backends see: a custom image's own kind
+    (``blackbox:<image>``, Docker) or the action's kind (a skeleton ``blackbox`` runs
+    natively)."""
+    if isinstance(code, CodeExec) and code.kind == BLACKBOX and code.image:
+        return code.kind if is_native_image(code.image) else image_kind(code.image)
+    return code.kind
+
+
+def image_pull_error(image: str) -> str:
+    """OpenWhisk's ``Messages.imagePullError``."""
+    return f"Failed to pull container image '{image}'."
 
 
 def _concurrency(action: Action) -> int:
@@ -341,7 +356,7 @@ class Invoker:
         self._actions[key] = action
         return action
 
-    def _failure(self, message: ActivationMessage, error: str) -> Activation:
+    def _failure(self, message: ActivationMessage, error: str | ActivationResponse) -> Activation:
         now = now_ms()
         path = message.action.lstrip("/")
         return final_record(
@@ -351,7 +366,7 @@ class Invoker:
             activation_id=message.activation_id,
             start=now,
             end=now,
-            response=ActivationResponse.whisk_error(error),
+            response=(ActivationResponse.whisk_error(error) if isinstance(error, str) else error),
             annotations=[{"key": "path", "value": path}, *_caused_by(message)],
             cause=message.cause,
         )
@@ -407,7 +422,13 @@ class Invoker:
                 self.pool.stem_network if message.network is None else (message.network == "egress")
             )
             pc, cold = await self.pool.acquire(
-                key, action.exec.kind, limits.memory, _concurrency(action), network
+                key, container_kind(action.exec), limits.memory, _concurrency(action), network
+            )
+        except ImageNotFound as ex:
+            # OpenWhisk's answer when it cannot pull a blackbox image: a developer error.
+            log.warning("no image for %s: %s", message.action, ex.message)
+            return self._failure(
+                message, ActivationResponse.developer_error(image_pull_error(ex.image))
             )
         except ContainerError:
             log.exception("no container for %s", message.action)

@@ -29,7 +29,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from squall.errors import ContainerError
+
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+
+#: The kind of a container running a custom image: ``blackbox:<image>`` (the pool keys
+#: warm containers by kind, so two images never share one). Only a factory that runs
+#: images (the Docker backend) ``supports`` such kinds.
+IMAGE_KIND_PREFIX = "blackbox:"
+
+
+def image_kind(image: str) -> str:
+    """The container kind of a custom ``image``."""
+    return IMAGE_KIND_PREFIX + image
+
+
+def image_of(kind: str) -> str | None:
+    """The image of an image kind (``blackbox:<image>``), None for other kinds."""
+    if kind.startswith(IMAGE_KIND_PREFIX) and len(kind) > len(IMAGE_KIND_PREFIX):
+        return kind[len(IMAGE_KIND_PREFIX) :]
+    return None
+
+
+class ImageNotFound(ContainerError):
+    """``create`` of an image kind whose image the factory does not have (a developer
+    error: the operator has to load or build it first)."""
+
+    def __init__(self, image: str) -> None:
+        super().__init__(
+            f"the image '{image}' is not present on this invoker's Docker daemon "
+            "(load or build it there first)"
+        )
+        self.image = image
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Opening the sandbox a :class:`~squall.config.Settings` names: the process sandbox
-(bubblewrap + cgroups) with its isolation, network and runtimes, as ``store/factory.py``
-and ``bus/factory.py`` open the others.
+(bubblewrap + cgroups) with its isolation, network and runtimes, and the Docker backend
+beside it (custom images; every kind with ``container_backend`` "docker"), routed by
+``sandbox/backends.py`` — as ``store/factory.py`` and ``bus/factory.py`` open the others.
 
 The composition root (``squall/system.py``) calls it first: a host that cannot isolate
 actions is refused before anything else opens (unless the operator asked for
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 
 from squall.config import Settings
 from squall.errors import ContainerError
+from squall.sandbox.backends import BackendRouter
+from squall.sandbox.docker import DockerContainerFactory
 from squall.sandbox.egress import EgressPolicy
 from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation
@@ -88,11 +91,16 @@ def runtimes(settings: Settings) -> Runtimes:
     return found
 
 
-def container_factory(settings: Settings) -> ProcessContainerFactory:
-    """The process sandbox of ``settings``; ContainerError when the host cannot isolate
-    actions, ConfigError when an interpreter does not match the manifest."""
+def container_factory(settings: Settings) -> BackendRouter:
+    """The invoker's container backends: the process sandbox and Docker (custom images
+    always; the built-in kinds too with ``container_backend`` "docker"). Docker borrows
+    the process sandbox's network, so both give containers the same egress rules."""
     network_mode(settings)  # a wrong setting is refused before anything starts
-    return ProcessContainerFactory(
+    if settings.container_backend not in ("process", "docker"):
+        raise ContainerError(
+            f"container backend must be 'process' or 'docker', not {settings.container_backend!r}"
+        )
+    process = ProcessContainerFactory(
         settings.containers_dir,
         settings.effective_api_host,
         isolation=isolation(settings),
@@ -100,3 +108,25 @@ def container_factory(settings: Settings) -> ProcessContainerFactory:
         network=sandbox_network(settings),
         network_default=network_mode(settings),
     )
+    docker = DockerContainerFactory(
+        settings.docker_dir,
+        settings.effective_api_host,
+        docker_host=settings.docker_host,
+        builtin=settings.container_backend == "docker",
+        network=process.network,
+    )
+    if settings.container_backend == "docker":
+        return BackendRouter([docker, process], process.runtimes)
+    return BackendRouter([process, docker], process.runtimes)
+
+
+async def start_backends(settings: Settings, factory: BackendRouter) -> None:
+    """Connect the Docker backend and remove what a previous invoker left there. Without
+    a Docker daemon, custom-image actions fail (saying so) and the rest runs, unless
+    Docker runs the built-in kinds: then ContainerError."""
+    try:
+        await factory.start()
+    except ContainerError as ex:
+        if settings.container_backend == "docker":
+            raise
+        log.info("no Docker backend (custom-image actions cannot run): %s", ex.message)

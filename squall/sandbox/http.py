@@ -29,12 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 MAX_HEAD_BYTES = 64 * 1024
 #: Longest socket path bound directly; ``sun_path`` holds 107 bytes and a NUL.
 MAX_SOCKET_PATH = 100
+
+#: Opens one connection to the runtime given the stream reader's limit (see ``opener``).
+Opener = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 class HttpError(Exception):
@@ -74,16 +78,28 @@ class _Connection:
 
 
 class UnixHttpClient:
-    """POSTs JSON bodies to one Unix socket; see the module docstring for guarantees."""
+    """POSTs JSON bodies to one Unix socket; see the module docstring for guarantees.
 
-    def __init__(self, path: str | Path, *, max_response_bytes: int, max_idle: int = 8) -> None:
+    ``opener``, when given, opens the connections instead (``path`` then only names the
+    peer in messages): the Docker backend's connections into a container's namespace.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_response_bytes: int,
+        max_idle: int = 8,
+        opener: Opener | None = None,
+    ) -> None:
         self._path = str(path)
+        self._opener = opener
         self._max_response_bytes = max_response_bytes
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
         self._closed = False
         self._dir_fd: int | None = None
-        if len(os.fsencode(self._path)) > MAX_SOCKET_PATH:
+        if opener is None and len(os.fsencode(self._path)) > MAX_SOCKET_PATH:
             # Too long for sun_path: reach the socket through a descriptor of its directory
             # (/proc/self/fd/N/name is short and resolves to the same file).
             self._dir_fd = os.open(os.path.dirname(self._path), os.O_PATH | os.O_DIRECTORY)
@@ -139,9 +155,12 @@ class UnixHttpClient:
         if self._closed:
             raise ConnectionLost("the client is closed")
         try:
-            reader, writer = await asyncio.open_unix_connection(
-                self._connect_path, limit=MAX_HEAD_BYTES
-            )
+            if self._opener is not None:
+                reader, writer = await self._opener(MAX_HEAD_BYTES)
+            else:
+                reader, writer = await asyncio.open_unix_connection(
+                    self._connect_path, limit=MAX_HEAD_BYTES
+                )
         except OSError as ex:
             raise ConnectionLost(f"cannot connect to {self._path}: {ex}") from ex
         return _Connection(reader, writer)

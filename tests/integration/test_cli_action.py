@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from _cli_client import FAIL_JS, HELLO_JS, INC_PY, Wsk, write
+from _required import unavailable
 from _standalone import Standalone
+from dockersupport import docker_ready, tiny_image
 
 from squall.cli.client import exits
 
@@ -170,3 +172,21 @@ def test_helpful_errors(wsk: Wsk, standalone: Standalone, unique: Callable[[str]
     # None of them printed a traceback
     for result in (bad_kind, missing, absent, wrong, twice):
         assert "Traceback" not in result.err
+
+
+def test_docker_creates_a_custom_image_action(wsk: Wsk, unique: Callable[[str], str]) -> None:
+    # Given a custom image on the invoker's dockerd (tests/fixtures/tiny.c)
+    problem = docker_ready()
+    if problem is not None:
+        unavailable(f"Docker backend: {problem}")
+    image = tiny_image()
+    name = unique("tiny")
+    # When an action is created from it with --docker, without a file, and invoked
+    created = wsk.run("action", "create", name, "--docker", image)
+    result = wsk.run("action", "invoke", name, "-p", "n", "5", "--result")
+    # Then it is a blackbox action of that image, and the image answered the run
+    assert created.out == f"ok: created action {name}\n"
+    got = json.loads(wsk.run("action", "get", name).out.split("\n", 1)[1])
+    assert got["exec"]["kind"] == "blackbox"
+    assert got["exec"]["image"] == image
+    assert json.loads(result.out)["echo"]["value"] == {"n": 5}

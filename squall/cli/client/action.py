@@ -54,6 +54,7 @@ def action_body(
     kind: str | None = None,
     main: str | None = None,
     sequence: str | None = None,
+    docker: str | None = None,
     parameters: dict[str, Any] | None = None,
     annotations: dict[str, Any] | None = None,
     timeout_ms: int | None = None,
@@ -69,6 +70,16 @@ def action_body(
         if kind is not None:
             raise ClientError("A kind may not be specified for a sequence")
         body["exec"] = sequence_exec(sequence, namespace)
+    elif docker is not None:
+        # OpenWhisk's --docker: a blackbox action of that image, with the file as its code
+        # (a zip or a text file) or without code (the image brings it).
+        if kind is not None:
+            raise ClientError("A kind may not be specified for a --docker action")
+        body["exec"] = {"kind": "blackbox", "image": docker}
+        if artifact is not None:
+            body["exec"] = {**code_exec(artifact, "blackbox", main), "image": docker}
+        elif main is not None:
+            body["exec"]["main"] = main
     elif artifact is not None:
         body["exec"] = code_exec(artifact, kind, main)
     elif kind is not None or main is not None:
@@ -144,6 +155,12 @@ def _put_options(f: Any) -> Any:
             click.option(
                 "--sequence", default=None, metavar="A,B,C", help="A sequence of these actions."
             ),
+            click.option(
+                "--docker",
+                default=None,
+                metavar="IMAGE",
+                help="A blackbox action run from this Docker image (ARTIFACT optional).",
+            ),
             click.option("-t", "--timeout", type=int, default=None, help="Time limit in ms."),
             click.option("-m", "--memory", type=int, default=None, help="Memory limit in MB."),
             click.option("-l", "--logsize", type=int, default=None, help="Log size limit in MB."),
@@ -163,7 +180,7 @@ def _put_options(f: Any) -> Any:
 
 def _put(session: Session, overwrite: bool, name: str, artifact: Path | None, **o: Any) -> None:
     qname = session.name(name)
-    if not overwrite and artifact is None and o["sequence"] is None:
+    if not overwrite and artifact is None and o["sequence"] is None and o["docker"] is None:
         raise ClientError("An action name and code artifact are required.", exits.USAGE)
     annotations = collect(o["annotation"], o["annotation_file"], "annotation")
     annotations.update(web_annotations(o["web"], o["web_secure"]))
@@ -173,6 +190,7 @@ def _put(session: Session, overwrite: bool, name: str, artifact: Path | None, **
         kind=o["kind"],
         main=o["main"],
         sequence=o["sequence"],
+        docker=o["docker"],
         parameters=collect(o["param"], o["param_file"]),
         annotations=annotations,
         timeout_ms=o["timeout"],

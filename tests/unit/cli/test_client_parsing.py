@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from squall.cli.client import exits
-from squall.cli.client.action import web_annotations
+from squall.cli.client.action import action_body, web_annotations
 from squall.cli.client.action_exec import code_exec, infer_kind, sequence_exec
 from squall.cli.client.config import base_url, read_props, write_props
 from squall.cli.client.errors import ClientError
@@ -151,3 +151,21 @@ def test_web_flags() -> None:
     assert isinstance(web_annotations("yes", "true")["require-whisk-auth"], int)
     with pytest.raises(ClientError, match="only valid when the --web option is enabled"):
         web_annotations(None, "s3cret")
+
+
+def test_docker_makes_a_blackbox_exec_with_or_without_code(tmp_path: Path) -> None:
+    # When an action is made with --docker, with no file and with a zip
+    bare = action_body("_", docker="me/echo:1")
+    archive = tmp_path / "code.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("exec", "#!/bin/sh\n")
+    zipped = action_body("_", archive, docker="me/echo:1", main="run")
+    # Then both are blackbox actions of that image, the second with the zip as its code
+    assert bare["exec"] == {"kind": "blackbox", "image": "me/echo:1"}
+    assert zipped["exec"]["kind"] == "blackbox"
+    assert zipped["exec"]["image"] == "me/echo:1"
+    assert zipped["exec"]["main"] == "run"
+    assert base64.b64decode(zipped["exec"]["code"]) == archive.read_bytes()
+    # And a kind beside --docker is refused
+    with pytest.raises(ClientError):
+        action_body("_", docker="me/echo:1", kind="nodejs:20")

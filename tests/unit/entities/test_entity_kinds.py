@@ -13,6 +13,7 @@ from squall.entities.kinds import (
     MAX_CODE_BYTES,
     CodeExec,
     is_binary_code,
+    is_native_image,
     resolve_kind,
     runtimes_json,
     valid_kinds,
@@ -158,8 +159,18 @@ def test_blackbox_runs_as_native_on_the_skeleton_image(image: str | None) -> Non
     assert CodeExec.from_stored(exec_.to_json()) == exec_
 
 
-def test_blackbox_with_another_image_is_rejected() -> None:
-    # When a blackbox action names an image Squall cannot run / Then 400
+def test_blackbox_with_a_custom_image_needs_no_code() -> None:
+    # When a blackbox action names a custom image and no code
+    exec_ = CodeExec.from_request({"kind": "blackbox", "image": "me/mine:2"})
+    # Then it is kept with empty code; a bad image name is a 400
+    assert (exec_.kind, exec_.image, exec_.code, exec_.binary) == (
+        "blackbox",
+        "me/mine:2",
+        "",
+        False,
+    )
+    assert not is_native_image("me/mine:2")
+    assert is_native_image("openwhisk/dockerskeleton:1.3")
     with pytest.raises(BadRequest) as e:
-        CodeExec.from_request({"kind": "blackbox", "image": "me/mine", "code": "x"})
-    assert e.value.message.startswith("The specified image 'me/mine' is not supported")
+        CodeExec.from_request({"kind": "blackbox", "image": "UPPER/case"})
+    assert "'UPPER/case' is not a valid image name" in e.value.message

@@ -1,0 +1,472 @@
+"""The Docker backend: each container is a Docker container on the invoker's dockerd.
+
+:class:`DockerContainerFactory` implements ``ContainerFactory`` on the Docker Engine API
+(through ``aiodocker``). It runs the built-in kinds from Squall's runtime images
+(:mod:`squall.sandbox.images`) and custom images (``blackbox`` actions, kind
+``blackbox:<image>``, see :mod:`squall.sandbox.backends`) that speak OpenWhisk's action
+protocol on port 8080.
+
+Guarantees, beyond those of :mod:`squall.sandbox.contracts`:
+
+- Network: every container is created with network mode ``none`` (no Docker network, no
+  published port). The invoker talks to the runtime's ``127.0.0.1:8080`` through sockets
+  made inside the container's network namespace (:mod:`squall.sandbox.netns`), so no
+  port of the container is reachable from the host or a neighbour. A container created
+  with ``network`` gets its link out from the invoker's :class:`SandboxNetwork` (the veth
+  pair and the nftables table of the process sandbox, attached through the container's
+  pid): its egress rules are exactly the process sandbox's.
+- Limits: memory = the action's memory with no swap (``MemorySwap`` = ``Memory``), CPU
+  shares proportional to memory, a pids limit, an open-files limit, all capabilities
+  dropped and ``no-new-privileges``; the built-in runtime images run as ``nobody`` on a
+  read-only root with a size-capped ``/tmp``. An out-of-memory kill (dockerd's
+  ``OOMKilled``) is reported as ``RuntimeResponse.oom``.
+- Logs: the factory attaches to the container's stdout and stderr before it starts and
+  feeds them to a :class:`~squall.sandbox.logs.LogCollector` (the same sentinel split as
+  the process sandbox; a custom image that writes no sentinels gets its lines when the
+  log wait runs out).
+- ``pause``/``resume`` freeze and thaw the container's cgroup directly (v1 freezer or v2
+  ``cgroup.freeze``), synchronously, as the contract requires; ``destroy`` thaws first,
+  then removes the container with ``force`` (SIGKILL to all its processes).
+- Leftovers: every container carries the label :data:`OWNER_LABEL` naming the factory's
+  directory; a new factory on the same directory (one at a time: it holds
+  ``<workdir>/.docker.lock``) removes the containers a crashed predecessor left behind
+  in :meth:`start`. Containers do not die with the invoker by themselves (dockerd owns
+  them), so this clean-up is what bounds a crash's leftovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import orjson
+from aiodocker.exceptions import DockerError
+
+from squall.errors import ContainerError
+from squall.sandbox.contracts import ImageNotFound, LogResult, RuntimeResponse, image_of
+from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
+from squall.sandbox.images import image_for
+from squall.sandbox.logs import LogCollector
+from squall.sandbox.netns import NamespaceConnector
+from squall.sandbox.network import Lease, SandboxNetwork
+
+log = logging.getLogger(__name__)
+
+OWNER_LABEL = "org.squall.owner"
+KIND_LABEL = "org.squall.kind"
+RUNTIME_PORT = 8080
+PIDS_LIMIT = 1024
+NOFILE_LIMIT = 1024
+TMP_SIZE = "size=256m,mode=1777"
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024 + 64 * 1024
+DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024
+#: Between two connection attempts while a runtime starts.
+READY_POLL_S = 0.01
+
+
+def _cgroup_freeze_file(pid: int) -> tuple[Path, str, str] | None:
+    """(file, frozen value, thawed value) of the freezer of ``pid``'s cgroup."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "freezer" in controllers.split(","):
+            return Path("/sys/fs/cgroup/freezer" + path) / "freezer.state", "FROZEN", "THAWED"
+    for line in lines:
+        if line.startswith("0::"):
+            return Path("/sys/fs/cgroup" + line[3:]) / "cgroup.freeze", "1", "0"
+    return None
+
+
+class DockerContainer:
+    """One Docker container running a runtime; implements ``Container``."""
+
+    def __init__(
+        self,
+        factory: DockerContainerFactory,
+        handle: aiodocker.containers.DockerContainer,
+        kind: str,
+        memory_mb: int,
+        logs: LogCollector,
+        max_response_bytes: int,
+    ) -> None:
+        self._factory = factory
+        self._handle = handle
+        self._kind = kind
+        self._memory_mb = memory_mb
+        self._logs = logs
+        self._max_response_bytes = max_response_bytes
+        self.pid = 0
+        self.lease: Lease | None = None
+        self.connector: NamespaceConnector | None = None
+        self.http: UnixHttpClient | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self._destroying: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self._handle.id)[:12]
+
+    @property
+    def docker_id(self) -> str:
+        return str(self._handle.id)
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def memory_mb(self) -> int:
+        return self._memory_mb
+
+    async def initialize(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
+        return await self._request("/init", {"value": dict(payload)}, timeout)
+
+    async def run(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
+        return await self._request("/run", dict(payload), timeout)
+
+    async def logs(self, limit_bytes: int, wait: float) -> LogResult:
+        return await self._logs.collect(limit_bytes, wait)
+
+    def pause(self) -> None:
+        self._check_alive()
+        self._freeze(True)
+
+    def resume(self) -> None:
+        self._check_alive()
+        self._freeze(False)
+
+    async def destroy(self) -> None:
+        """Thaw, kill and remove the container, release its link. Idempotent; concurrent
+        callers wait for the same teardown, which a cancelled caller does not stop."""
+        if self._destroying is None:
+            self._destroying = asyncio.ensure_future(self._teardown())
+        await asyncio.shield(self._destroying)
+
+    async def state(self) -> dict[str, Any]:
+        """dockerd's ``State`` of the container ({} when it is gone)."""
+        try:
+            shown = await self._handle.show()
+        except DockerError:
+            return {}
+        return dict(shown.get("State") or {})
+
+    async def _request(
+        self, target: str, message: dict[str, Any], timeout: float
+    ) -> RuntimeResponse:
+        self._check_alive()
+        assert self.http is not None  # set before the factory hands the container out
+        body = orjson.dumps(message)
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await self.http.post(target, body)
+        except TimeoutError:
+            return RuntimeResponse(0, b"", timed_out=True)
+        except (ConnectionLost, ProtocolError):
+            state = await self._settled_state()
+            exited = not state.get("Running", False)
+            return RuntimeResponse(0, b"", exited=exited, oom=bool(state.get("OOMKilled")))
+        finally:
+            self._logs.expect_activation()
+        return RuntimeResponse(
+            answer.status, answer.body, truncated=answer.truncated, full_size=answer.full_size
+        )
+
+    async def _settled_state(self) -> dict[str, Any]:
+        """The state after a lost connection: a dying runtime may still show as running
+        for a moment, so wait briefly for its exit to be recorded."""
+        state = await self.state()
+        for _ in range(50):
+            if not state.get("Running", False):
+                break
+            await asyncio.sleep(0.02)
+            state = await self.state()
+        return state
+
+    def _check_alive(self) -> None:
+        if self._destroying is not None:
+            raise ContainerError(f"container {self.id} was destroyed")
+
+    def _freeze(self, frozen: bool) -> None:
+        found = _cgroup_freeze_file(self.pid)
+        if found is None:
+            raise ContainerError(f"container {self.id} has no freezer cgroup")
+        path, on, off = found
+        with contextlib.suppress(FileNotFoundError):  # it died: nothing left to freeze
+            path.write_text(on if frozen else off)
+
+    async def _teardown(self) -> None:
+        if self.pid:
+            with contextlib.suppress(ContainerError, OSError):
+                self._freeze(False)  # frozen tasks would not die before they are thawed
+        with contextlib.suppress(DockerError):
+            await self._handle.delete(force=True, v=True)
+        if self.lease is not None and self._factory.network is not None:
+            await self._factory.network.detach(self.lease)
+        if self.connector is not None:
+            self.connector.close()
+        if self.http is not None:
+            await self.http.aclose()
+        if self.reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.reader), 1.0)
+            self.reader.cancel()
+        self._factory.forget(self)
+
+
+class DockerContainerFactory:
+    """Starts runtimes as Docker containers; implements ``ContainerFactory`` (see the
+    module docstring for what it guarantees).
+
+    ``workdir`` identifies the factory (its lock and its containers' owner label);
+    ``docker_host`` the daemon's socket (``unix:///path``; empty: ``DOCKER_HOST`` or
+    ``/var/run/docker.sock``). ``builtin``: whether it also runs the built-in kinds that
+    have a runtime image (otherwise only ``blackbox:<image>`` kinds). ``network``: the
+    invoker's sandbox network, shared with the process sandbox (opened by whoever
+    created it; this factory never closes it). ``api_host`` becomes ``__OW_API_HOST``.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        api_host: str,
+        *,
+        docker_host: str = "",
+        builtin: bool = False,
+        network: SandboxNetwork | None = None,
+        start_timeout: float = 30.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.api_host = api_host
+        self.docker_host = docker_host
+        self.builtin = builtin
+        self.network = network
+        self._start_timeout = start_timeout
+        self._max_response_bytes = max_response_bytes
+        self._log_cap_bytes = log_cap_bytes
+        self.owner = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
+        self._containers: dict[str, DockerContainer] = {}
+        self._docker: aiodocker.Docker | None = None
+        self._started: asyncio.Task[None] | None = None
+        self._closed = False
+        self._lock: int | None = None
+        #: How many leftovers of a previous invoker :meth:`start` removed.
+        self.leftovers = 0
+
+    # -- life ----------------------------------------------------------------------------
+
+    def supports(self, kind: str) -> bool:
+        return image_of(kind) is not None or (self.builtin and image_for(kind) is not None)
+
+    @property
+    def containers(self) -> list[DockerContainer]:
+        return list(self._containers.values())
+
+    async def start(self) -> None:
+        """Connect to dockerd and remove a predecessor's leftovers (idempotent; also
+        done by the first ``create``). ContainerError when dockerd does not answer."""
+        if self._started is None or (self._started.done() and self._started.exception()):
+            self._started = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        if self._lock is None:
+            self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.workdir / ".docker.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as ex:
+                os.close(fd)
+                raise ContainerError(f"another invoker uses {self.workdir}") from ex
+            self._lock = fd
+        url = self.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if self._docker is None:
+            self._docker = aiodocker.Docker(url=url)
+        try:
+            await self._docker.system.info()
+        except Exception as ex:  # DockerError, or aiohttp's connection errors
+            raise ContainerError(f"the Docker daemon does not answer at {url}: {ex}") from ex
+        leftovers = await self._docker.containers.list(
+            all=True, filters={"label": [f"{OWNER_LABEL}={self.owner}"]}
+        )
+        for handle in leftovers:
+            with contextlib.suppress(DockerError):
+                await handle.delete(force=True, v=True)
+        self.leftovers = len(leftovers)
+        if leftovers:
+            log.info("removed %d Docker containers a previous invoker left", len(leftovers))
+
+    async def close(self) -> None:
+        """Destroy every container, then drop the daemon's connection. Idempotent."""
+        self._closed = True
+        await asyncio.gather(*(c.destroy() for c in list(self._containers.values())))
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def forget(self, container: DockerContainer) -> None:
+        self._containers.pop(container.docker_id, None)
+
+    # -- one container -------------------------------------------------------------------
+
+    def _image(self, kind: str) -> str:
+        image = image_of(kind) or (image_for(kind) if self.builtin else None)
+        if image is None:
+            raise ContainerError(f"the Docker backend cannot run kind {kind!r}")
+        return image
+
+    def _config(
+        self, kind: str, image: str, memory_mb: int, env: Mapping[str, str], network: bool
+    ) -> dict[str, Any]:
+        api_host = self.api_host
+        if network and self.network is not None:
+            api_host = self.network.api_host(api_host.partition(":")[0]) or api_host
+        values = {"__OW_API_HOST": api_host, **env}
+        host: dict[str, Any] = {
+            "NetworkMode": "none",
+            "Memory": memory_mb * 1024 * 1024,
+            "MemorySwap": memory_mb * 1024 * 1024,
+            "CpuShares": max(2, memory_mb * 4),
+            "PidsLimit": PIDS_LIMIT,
+            "Ulimits": [{"Name": "nofile", "Soft": NOFILE_LIMIT, "Hard": NOFILE_LIMIT}],
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "Init": True,  # docker-init reaps the action's orphans and forwards signals
+        }
+        if image_of(kind) is None:  # Squall's own images need no writable root
+            host["ReadonlyRootfs"] = True
+            host["Tmpfs"] = {"/tmp": TMP_SIZE}
+        if network and self.network is not None:
+            host["Dns"] = [str(a) for a in self.network.policy.resolvers if a.version == 4]
+        return {
+            "Image": image,
+            "Env": [f"{k}={v}" for k, v in values.items()],
+            "Labels": {OWNER_LABEL: self.owner, KIND_LABEL: kind},
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "HostConfig": host,
+        }
+
+    async def create(
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
+        tenant: str | None = None,
+    ) -> DockerContainer:
+        """Create, attach to and start the container, connect its network, wait until its
+        runtime accepts connections on port 8080. On any failure (cancellation included)
+        the container is removed before ContainerError is raised. ``tenant`` changes
+        nothing here: every container is a fresh process of its image, sharing no
+        interpreter (and so no hash seed) with another."""
+        if self._closed:
+            raise ContainerError("the container factory is closed")
+        await self.start()
+        docker = self._docker
+        assert docker is not None
+        image = self._image(kind)
+        try:
+            await docker.images.inspect(image)
+        except DockerError as ex:
+            if ex.status == 404:
+                raise ImageNotFound(image) from ex
+            raise ContainerError(f"cannot inspect the image '{image}': {ex}") from ex
+        concurrent = int((env or {}).get("__OW_CONCURRENCY", "1")) > 1
+        config = self._config(kind, image, memory_mb, env or {}, network)
+        name = f"squall-{self.owner[:8]}-{secrets.token_hex(4)}"
+        try:
+            handle = await docker.containers.create(config=config, name=name)
+        except DockerError as ex:
+            raise ContainerError(f"cannot create a container of '{image}': {ex}") from ex
+        logs = LogCollector(self._log_cap_bytes, split=not concurrent)
+        container = DockerContainer(self, handle, kind, memory_mb, logs, self._max_response_bytes)
+        self._containers[container.docker_id] = container
+        try:
+            await self._boot(container, network)
+        except BaseException as ex:
+            await container.destroy()
+            if isinstance(ex, (ContainerError, asyncio.CancelledError)):
+                raise
+            raise ContainerError(f"the {kind} container did not start: {ex}") from ex
+        return container
+
+    async def _boot(self, container: DockerContainer, network: bool) -> None:
+        attached = container._handle.attach(stdout=True, stderr=True, stdin=False, logs=False)
+        stream = await attached.__aenter__()
+        container.reader = asyncio.ensure_future(self._read_output(attached, stream, container))
+        try:
+            await container._handle.start()
+        except DockerError as ex:
+            raise ContainerError(f"cannot start the container: {ex.message}") from ex
+        state = await container.state()
+        container.pid = int(state.get("Pid") or 0)
+        if not container.pid:
+            raise ContainerError("the container exited at once")
+        container.connector = NamespaceConnector(container.pid, RUNTIME_PORT)
+        container.http = UnixHttpClient(
+            f"container {container.id} port {RUNTIME_PORT}",
+            max_response_bytes=self._max_response_bytes,
+            opener=container.connector.connect,
+        )
+        if network and self.network is not None:
+            container.lease = await self.network.attach(container.pid)
+        await self._wait_listening(container)
+
+    async def _wait_listening(self, container: DockerContainer) -> None:
+        assert container.connector is not None
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                while True:
+                    try:
+                        _, writer = await container.connector.connect(1024)
+                    except OSError:
+                        if container.reader is not None and container.reader.done():
+                            await container._logs.wait_closed(0.5)
+                            reason = container._logs.text("stderr") or "it exited before listening"
+                            raise ContainerError(f"the runtime did not start: {reason}") from None
+                        await asyncio.sleep(READY_POLL_S)
+                        continue
+                    writer.close()
+                    return
+        except TimeoutError:
+            waited = f"{self._start_timeout:.0f} s"
+            raise ContainerError(
+                f"the runtime did not listen on port {RUNTIME_PORT} within {waited}"
+            ) from None
+
+    @staticmethod
+    async def _read_output(attached: Any, stream: Any, container: DockerContainer) -> None:
+        """Feed the container's stdout and stderr to its log collector until they end."""
+        logs = container._logs
+        try:
+            while True:
+                message = await stream.read_out()
+                if message is None:
+                    break
+                logs.feed("stderr" if message.stream == 2 else "stdout", bytes(message.data))
+        except Exception as ex:  # the daemon dropped the attachment: the logs end here
+            log.debug("container %s: output stream ended: %s", container.id, ex)
+        finally:
+            logs.eof("stdout")
+            logs.eof("stderr")
+            logs.process_exited()
+            with contextlib.suppress(Exception):
+                await attached.__aexit__(None, None, None)
