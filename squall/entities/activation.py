@@ -201,7 +201,8 @@ def decode(data: bytes | str) -> Activation:
 
 
 def from_builtins(raw: Any) -> Activation:
-    """A record from its stored shape already parsed (e.g. a PostgreSQL ``json`` value)."""
+    """A record from its stored shape already parsed into dicts and lists (validated as
+    :func:`decode` validates)."""
     return msgspec.convert(raw, Activation)
 
 
