@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +13,6 @@ ADD_ONE = {
     PY: "def main(p):\n    return {'n': p.get('n', 0) + 1}",
     NODE: "function main(p) { return {n: (p.n || 0) + 1} }",
 }
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``check`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.005)
-    return True
 
 
 async def run_once(container: Any, n: int) -> Any:

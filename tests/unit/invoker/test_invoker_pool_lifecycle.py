@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from poolsupport import ADD_ONE, NODE, PY, process_state, run_once, until
+from _polling import until
+from poolsupport import ADD_ONE, NODE, PY, process_state, run_once
 
 from squall.invoker.container import State
 from squall.invoker.pool import ContainerPool

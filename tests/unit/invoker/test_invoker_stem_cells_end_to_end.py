@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from poolsupport import NODE, until
+from _polling import until
+from poolsupport import NODE
 
 from squall.cli.standalone import Standalone
 from squall.config import Settings

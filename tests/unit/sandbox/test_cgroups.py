@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _polling import until_blocking
 
 from squall.errors import ContainerError
 from squall.sandbox import cgroups
@@ -26,16 +26,6 @@ V1_MOUNTS = """\
 
 def state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
-def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``condition`` with a deadline (the kernel freezes and thaws asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @pytest.fixture
@@ -125,9 +115,9 @@ def test_limits_are_written_and_removal_kills_members(
             ).read_text() == "512\n"
         # When it is frozen, Then its process stops; thawed, it runs again
         group.freeze()
-        assert until(lambda: state(sleeper.pid) == "D")
+        assert until_blocking(lambda: state(sleeper.pid) == "D")
         group.thaw()
-        assert until(lambda: state(sleeper.pid) == "S")
+        assert until_blocking(lambda: state(sleeper.pid) == "S")
         # When the cgroup is removed (while frozen), Then its process was killed first
         group.freeze()
         assert group.remove()
@@ -162,7 +152,7 @@ def test_killing_a_forking_cgroup_leaves_it_empty(hierarchy: Hierarchy, root_nam
         assert forker.stdin is not None
         forker.stdin.write(b"go\n")
         forker.stdin.close()
-        assert until(lambda: len(group.pids()) >= 40, timeout=30)
+        assert until_blocking(lambda: len(group.pids()) >= 40, timeout=30)
         # When it is removed (freeze, wait until frozen, kill, thaw; until empty)
         assert group.remove(timeout=30)
         # Then nothing is left in it: the kernel removed it, which it does only when empty
@@ -206,9 +196,9 @@ def test_v2_freeze_and_kill_on_the_unified_hierarchy(
         group.attach(sleeper.pid)
         # When frozen, Then it stops; thawed, it runs
         group.freeze()
-        assert until(lambda: group.frozen() and state(sleeper.pid) in ("D", "S", "T"))
+        assert until_blocking(lambda: group.frozen() and state(sleeper.pid) in ("D", "S", "T"))
         group.thaw()
-        assert until(lambda: not group.frozen())
+        assert until_blocking(lambda: not group.frozen())
         # When killed and removed, Then the process is gone and so is the directory
         assert group.remove()
         assert sleeper.wait(5) == -9

@@ -9,9 +9,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _polling import until
 
 from squall.errors import ContainerError
 from squall.sandbox import launch
@@ -82,16 +82,6 @@ def gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
-
-
-async def until(condition: Any, timeout: float = 5.0) -> bool:
-    """Poll ``condition()`` until true or ``timeout``; for events the OS reports late."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 def as_contract(factory: ProcessContainerFactory, container: ProcessContainer) -> Container:

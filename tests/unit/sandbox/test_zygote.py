@@ -15,12 +15,12 @@ import signal
 import socket
 import sys
 import textwrap
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _polling import until
 from sandboxsupport import ForkBomb
 
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
@@ -114,15 +114,6 @@ def gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def test_a_forked_container_runs_an_action_unprivileged_and_alone(
