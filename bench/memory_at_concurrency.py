@@ -75,8 +75,9 @@ WARM_STATES = ("ready", "busy", "paused", "initializing")
 
 
 @contextlib.contextmanager
-def server(tmp: Path) -> Iterator[tuple[str, str, int]]:
-    """A ``squall standalone`` of our own: (apihost, auth, pid), stopped with SIGTERM."""
+def server(tmp: Path, checkout: Path = REPO) -> Iterator[tuple[str, str, int]]:
+    """A ``squall standalone`` of our own, run from ``checkout``'s ``squall`` package:
+    (apihost, auth, pid), stopped with SIGTERM."""
     home = tmp / "home"
     port = free_port()
     apihost = f"http://127.0.0.1:{port}"
@@ -91,7 +92,7 @@ def server(tmp: Path) -> Iterator[tuple[str, str, int]]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=clean_env(UNTHROTTLED),
-            cwd=REPO,
+            cwd=checkout,  # ``-m`` puts it first on sys.path
         )
     try:
         end = time.monotonic() + START_DEADLINE_S
@@ -156,14 +157,15 @@ def containers_of(pids: set[int], ppids: dict[int, int], server: int) -> list[li
     under squall*, limited to MEMORY_MB) plus the sandbox monitor above them when it is
     not in the cgroup (a zygote's fork; bubblewrap's monitor is moved in with the rest)."""
     found = []
+    # os.walk skips what vanishes meanwhile (other invokers on the host come and go).
     for top in CGROUP_MEMORY.glob("squall*"):
-        for procs in top.rglob("cgroup.procs"):
-            d = procs.parent
+        for path, dirs, _ in os.walk(top):
+            if dirs:
+                continue
+            d = Path(path)
             with contextlib.suppress(OSError, ValueError):
-                if any(p.is_dir() for p in d.iterdir()):
-                    continue
                 limit = int((d / "memory.limit_in_bytes").read_text()) // 2**20
-                members = {int(x) for x in procs.read_text().split()}
+                members = {int(x) for x in (d / "cgroup.procs").read_text().split()}
                 if limit != MEMORY_MB or not members or not members <= pids:
                     continue
                 monitors = {ppids[p] for p in members if ppids.get(p) not in members} - {server}
@@ -211,15 +213,11 @@ def loadavg() -> list[float]:
 # -- one scenario ----------------------------------------------------------------------
 
 
-def scenario(name: str, node: str, args: argparse.Namespace) -> dict[str, Any]:
+def scenario(name: str, node: str, args: argparse.Namespace, checkout: Path) -> dict[str, Any]:
     kind, code, concurrency = SCENARIOS[name]
     with (
         tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp,
-        server(Path(tmp)) as (
-            apihost,
-            auth,
-            pid,
-        ),
+        server(Path(tmp), checkout) as (apihost, auth, pid),
     ):
         uuid, _, key = auth.partition(":")
         action = f"noop-{name}"
@@ -244,6 +242,9 @@ def scenario(name: str, node: str, args: argparse.Namespace) -> dict[str, Any]:
             node,
             {**request, "connections": args.connections, "durationMs": int(args.duration * 1000)},
         )
+        if burst["errors"]:  # keep the server's account of them
+            log = (Path(tmp) / "server.log").read_text(errors="replace")
+            args.out.with_name(f"{args.out.stem}-{name}-server.log").write_text(log)
         time.sleep(1.0)  # the last runs' logs and records settle
         figures = platform(apihost, pid)
         goal = 4 * args.peer_pss_mb + 2 * figures["warm_containers"]
@@ -262,6 +263,7 @@ def scenario(name: str, node: str, args: argparse.Namespace) -> dict[str, Any]:
                 "p50_ms": burst["latencyMs"]["p50"],
                 "p99_ms": burst["latencyMs"]["p99"],
                 "errors": burst["errors"],
+                "statuses": burst["statuses"],
             },
             "after_stream": after_stream,
             "after_burst": figures,
@@ -272,7 +274,7 @@ def scenario(name: str, node: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: dict[str, Any], peer: float) -> str:
     head = (
-        f"{'scenario':<12}{'p50 c=1':>8}{'req/s':>8}{'err':>5}{'procs':>7}{'PSS MB':>8}"
+        f"{'scenario':<19}{'p50 c=1':>8}{'req/s':>8}{'err':>5}{'procs':>7}{'PSS MB':>8}"
         f"{'warm':>6}{'stem':>6}{'proc/c':>7}{'MB/c':>7}{'c/GiB':>7}{'goal MB':>9}  load"
     )
     rows = [head]
@@ -280,7 +282,7 @@ def table(results: dict[str, Any], peer: float) -> str:
         f = r["after_burst"]
         per = f["pss_per_container_mb"]
         rows.append(
-            f"{name:<12}{r['stream']['p50_ms']:>8.2f}{r['burst']['rps']:>8.0f}"
+            f"{name:<19}{r['stream']['p50_ms']:>8.2f}{r['burst']['rps']:>8.0f}"
             f"{r['burst']['errors']:>5}{f['processes']:>7}{f['pss_mb']:>8.0f}"
             f"{f['warm_containers']:>6}{f['stem_cells']:>6}"
             f"{f['processes_per_container'] or '-':>7}{per if per is not None else '-':>7}"
@@ -299,13 +301,23 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="warm stream at c=1")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
     parser.add_argument("--peer-pss-mb", type=float, default=38.0, help="best Python peer")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout whose squall runs each scenario first (e.g. a `git archive` of "
+        "the commit before a change), for before/after figures in one run",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     node = shutil.which("node")
     if node is None:
         raise SystemExit("node is needed for bench/load.js")
     started = time.time()
-    results = {name: scenario(name, node, args) for name in args.only.split(",")}
+    results = {}
+    for name in args.only.split(","):
+        if args.baseline is not None:
+            results[f"{name} (base)"] = scenario(name, node, args, args.baseline.resolve())
+        results[name] = scenario(name, node, args, REPO)
     report = {**report_head("memory_at_concurrency", started, "started", node), "results": results}
     report["loadavg_end"] = loadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,8 @@ class PooledContainer:
     #: Whether its sandbox has a network (fixed when it starts).
     network: bool = True
     last_used: float = field(default_factory=time.monotonic)
+    #: When a run asked for it (its cold start began: created, or a stem cell taken).
+    asked_at: float = field(default_factory=time.monotonic)
     seq: int = 0
     _container: Container | None = None
     #: When each run in flight was handed out (monotonic s), oldest first.
@@ -148,6 +150,8 @@ class PooledContainer:
         with the run that asked for it in flight."""
         if self.state is State.STARTING and container is None:
             raise InvalidTransition("a cold start is assigned with the container it started")
+        if self.state is State.PREWARMED:
+            self.asked_at = time.monotonic()
         self._to(State.INITIALIZING)
         if container is not None:
             self._container = container

@@ -14,7 +14,8 @@ revision, network setting), as the pool's rule 1 and WARM WAIT need them
   arrive meanwhile, which wait for them rather than start containers of their own;
 - ``waiters`` are the runs waiting for a slot, oldest first; :meth:`hand_to_waiter` gives
   a freed slot to the oldest one still waiting;
-- ``run_s`` is an exponential moving average of the key's run times.
+- ``run_s`` and ``cold_s`` are exponential moving averages of the key's run times and
+  cold start times (a run asking → /init done).
 
 Concurrency: used only by the pool, on the event loop, without awaits inside a method.
 """
@@ -35,6 +36,10 @@ GroupKey = tuple[PoolKey, bool]
 RUN_TIME_WEIGHT = 0.25
 
 
+def _average(current: float | None, sample: float) -> float:
+    return sample if current is None else current + RUN_TIME_WEIGHT * (sample - current)
+
+
 @dataclass(eq=False)
 class Waiter:
     """A run waiting for a slot of its key: ``future`` gets the container (with the run
@@ -42,6 +47,7 @@ class Waiter:
 
     future: asyncio.Future[PooledContainer | None]
     gave_up: bool = False
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -57,8 +63,11 @@ class KeyGroup:
     slots: int = 0
     starting: int = 0
     pending: int = 0
+    #: Runs that gave up waiting and have not yet begun their cold start (see the pool).
+    stale_starts: int = 0
     waiters: deque[Waiter] = field(default_factory=deque)
     run_s: float | None = None
+    cold_s: float | None = None
 
     @property
     def empty(self) -> bool:
@@ -100,10 +109,17 @@ class KeyGroup:
 
     def learn(self, seconds: float) -> None:
         """One run of this key took ``seconds``."""
-        if self.run_s is None:
-            self.run_s = seconds
-        else:
-            self.run_s += RUN_TIME_WEIGHT * (seconds - self.run_s)
+        self.run_s = _average(self.run_s, seconds)
+
+    def learn_cold(self, seconds: float) -> None:
+        """One cold start of this key took ``seconds`` (until its /init ended)."""
+        self.cold_s = _average(self.cold_s, seconds)
+
+    def window(self, base_s: float) -> float:
+        """How long a run may wait for a slot: ``base_s``, or longer when the key's cold
+        starts take longer (waiting is then still the sooner way to a container); 0 when
+        ``base_s`` is 0 (WARM WAIT off)."""
+        return 0.0 if base_s <= 0 else max(base_s, self.cold_s or 0.0)
 
     def may_wait(self, window_s: float) -> bool:
         """WARM WAIT: whether a new run is served by this key's slots within

@@ -187,8 +187,9 @@ class ContainerPool:
                     if handed is not None:
                         return handed, False
                     continue
-                if patient and group.may_wait(self.warm_wait_s):
-                    handed, patient = await self._wait_for_slot(group, self.warm_wait_s)
+                window = group.window(self.warm_wait_s)
+                if patient and group.may_wait(window):
+                    handed, patient = await self._wait_for_slot(group, window)
                     if handed is not None:
                         return handed, False
                     continue
@@ -268,9 +269,8 @@ class ContainerPool:
         loop = asyncio.get_running_loop()
         waiter = Waiter(loop.create_future())
         group.waiters.append(waiter)
-        timer = None
         if window_s is not None:
-            timer = loop.call_later(window_s, self._give_up, group, waiter)
+            waiter.timer = loop.call_later(window_s, self._give_up, group, waiter, window_s)
         try:
             handed = await waiter.future
         except BaseException:
@@ -283,14 +283,26 @@ class ContainerPool:
                 group.waiters.remove(waiter)
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            if waiter.gave_up:
+                # From here to its cold start's ``starting`` count there is no await.
+                group.stale_starts -= 1
         return handed, not waiter.gave_up
 
     @staticmethod
-    def _give_up(group: KeyGroup, waiter: Waiter) -> None:
+    def _give_up(group: KeyGroup, waiter: Waiter, window_s: float) -> None:
+        """The window ran out: start a container after all — unless one is starting for
+        the key already (or is about to: another run just gave up). Then its slots come
+        sooner than a new one's would, and the run keeps its place for another window."""
         if waiter.future.done():
             return
+        if group.starting or group.stale_starts:
+            loop = asyncio.get_running_loop()
+            again = ContainerPool._give_up
+            waiter.timer = loop.call_later(window_s, again, group, waiter, window_s)
+            return
+        group.stale_starts += 1
         waiter.gave_up = True
         with contextlib.suppress(ValueError):
             group.waiters.remove(waiter)
@@ -302,6 +314,7 @@ class ContainerPool:
         pc.initialized_ok()
         group = self._group_of(pc)
         if group is not None:
+            group.learn_cold(time.monotonic() - pc.asked_at)
             group.pending -= pc.max_concurrent - 1
             group.file(pc)
             while pc.has_slot() and group.hand_to_waiter(pc):
