@@ -23,7 +23,9 @@ Concurrency: used only by the pool, on the event loop, without awaits inside a m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from squall.invoker.container import PooledContainer, PoolKey, State
@@ -131,6 +133,53 @@ class KeyGroup:
         # Runs one slot ends within the window (OpenWhisk's "container throughput").
         per_slot = window_s / max(self.run_s, 1e-6)
         return len(self.waiters) + 1 <= self.slots * per_slot
+
+    async def wait_for_slot(
+        self, window_s: float | None, give_back: Callable[[PooledContainer], None]
+    ) -> tuple[PooledContainer | None, bool]:
+        """WARM WAIT: wait for a slot of this key's containers, at most ``window_s`` (None:
+        a slot of a starting container is reserved for it). Returns the container (the run
+        already taken on it) or None to look again, and whether it may wait again (not
+        after a whole window). Cancelled, a slot handed over meanwhile goes to
+        ``give_back`` (the pool's release: the next waiting run gets it)."""
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(loop.create_future())
+        self.waiters.append(waiter)
+        if window_s is not None:
+            waiter.timer = loop.call_later(window_s, self._give_up, waiter, window_s)
+        try:
+            handed = await waiter.future
+        except BaseException:
+            if waiter.future.done() and not waiter.future.cancelled():
+                slot = waiter.future.result()
+                if slot is not None:
+                    give_back(slot)
+            with contextlib.suppress(ValueError):
+                self.waiters.remove(waiter)
+            raise
+        finally:
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            if waiter.gave_up:
+                # From here to its cold start's ``starting`` count there is no await.
+                self.stale_starts -= 1
+        return handed, not waiter.gave_up
+
+    def _give_up(self, waiter: Waiter, window_s: float) -> None:
+        """The window ran out: start a container after all — unless one is starting for
+        the key already (or is about to: another run just gave up). Then its slots come
+        sooner than a new one's would, and the run keeps its place for another window."""
+        if waiter.future.done():
+            return
+        if self.starting or self.stale_starts:
+            loop = asyncio.get_running_loop()
+            waiter.timer = loop.call_later(window_s, self._give_up, waiter, window_s)
+            return
+        self.stale_starts += 1
+        waiter.gave_up = True
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(waiter)
+        waiter.future.set_result(None)
 
     def pending_slot_free(self) -> bool:
         """Whether a slot of a container still starting is left for one more run."""

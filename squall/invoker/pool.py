@@ -74,7 +74,7 @@ from typing import Any, TypeVar
 
 from squall.errors import ContainerError
 from squall.invoker.container import PooledContainer, PoolKey, State
-from squall.invoker.groups import GroupKey, KeyGroup, Waiter
+from squall.invoker.groups import GroupKey, KeyGroup
 from squall.invoker.prewarm import StemCellSpec
 from squall.sandbox.contracts import Container, ContainerFactory
 
@@ -183,13 +183,13 @@ class ContainerPool:
                     continue  # it could not be thawed and is gone; look again
                 if group.pending_slot_free():
                     # A container starting for this key has a slot for it: no window.
-                    handed, _ = await self._wait_for_slot(group, None)
+                    handed, _ = await group.wait_for_slot(None, self.release)
                     if handed is not None:
                         return handed, False
                     continue
                 window = group.window(self.warm_wait_s)
                 if patient and group.may_wait(window):
-                    handed, patient = await self._wait_for_slot(group, window)
+                    handed, patient = await group.wait_for_slot(window, self.release)
                     if handed is not None:
                         return handed, False
                     continue
@@ -258,55 +258,6 @@ class ContainerPool:
         group.pending -= slots - 1
         if group.empty and self._groups.get(gkey) is group:
             del self._groups[gkey]
-
-    async def _wait_for_slot(
-        self, group: KeyGroup, window_s: float | None
-    ) -> tuple[PooledContainer | None, bool]:
-        """WARM WAIT: wait for a slot of ``group``'s containers, at most ``window_s``
-        (None: a slot of a starting container is reserved for it). Returns the container
-        (the run already taken on it) or None to look again, and whether it may wait
-        again (not after a whole window)."""
-        loop = asyncio.get_running_loop()
-        waiter = Waiter(loop.create_future())
-        group.waiters.append(waiter)
-        if window_s is not None:
-            waiter.timer = loop.call_later(window_s, self._give_up, group, waiter, window_s)
-        try:
-            handed = await waiter.future
-        except BaseException:
-            # Cancelled: a slot handed over meanwhile goes back (to the next waiter).
-            if waiter.future.done() and not waiter.future.cancelled():
-                slot = waiter.future.result()
-                if slot is not None:
-                    self.release(slot)
-            with contextlib.suppress(ValueError):
-                group.waiters.remove(waiter)
-            raise
-        finally:
-            if waiter.timer is not None:
-                waiter.timer.cancel()
-            if waiter.gave_up:
-                # From here to its cold start's ``starting`` count there is no await.
-                group.stale_starts -= 1
-        return handed, not waiter.gave_up
-
-    @staticmethod
-    def _give_up(group: KeyGroup, waiter: Waiter, window_s: float) -> None:
-        """The window ran out: start a container after all — unless one is starting for
-        the key already (or is about to: another run just gave up). Then its slots come
-        sooner than a new one's would, and the run keeps its place for another window."""
-        if waiter.future.done():
-            return
-        if group.starting or group.stale_starts:
-            loop = asyncio.get_running_loop()
-            again = ContainerPool._give_up
-            waiter.timer = loop.call_later(window_s, again, group, waiter, window_s)
-            return
-        group.stale_starts += 1
-        waiter.gave_up = True
-        with contextlib.suppress(ValueError):
-            group.waiters.remove(waiter)
-        waiter.future.set_result(None)
 
     def initialized(self, pc: PooledContainer) -> None:
         """/init on a new container succeeded: it may take runs of its key from now on
