@@ -34,26 +34,33 @@ not succeed, is destroyed, never reused.
 WARM WAIT (rule 2; OpenWhisk's scheduler decides the same way, with its ``stale
 threshold`` as the window): a run of key K that finds no free slot waits for one of K's
 containers — those running and those still starting — instead of starting its own, when
-K's slots can serve it and every run already waiting for K within the window
-``warm_wait_s``, at the time K's runs recently took:
+K's slots can serve it and every run already waiting for K within the window, at the
+time K's runs recently took:
 
-    waiting(K) + 1  <=  slots(K) * warm_wait_s / run_time(K)
+    waiting(K) + 1  <=  slots(K) * window(K) / run_time(K)
 
-``run_time(K)`` is a moving average of K's runs (hand-out to release, /init excluded).
+``run_time(K)`` is a moving average of K's runs (hand-out to release, /init excluded);
+``window(K)`` is ``warm_wait_s``, or K's recent cold start time when that is longer
+(waiting is then still the sooner way to a container: under CPU contention both grow).
 A freed slot goes to K's oldest waiting run directly (first come, first served). A run
-waits at most ``warm_wait_s``; then (a slow run held the slots longer than expected) it
-starts a container after all, as a stale activation does in OpenWhisk. Consequences:
+that waited a whole window (a slow run held the slots longer than expected) starts a
+container after all, as a stale activation does in OpenWhisk — unless a container of K
+is starting already: then it keeps its place for another window, so a burst of runs
+going stale together starts one container at a time, not one each. Runs that arrive
+while a ``concurrency > 1`` container of K starts wait for its free slots (no window: the
+slots are theirs). Consequences:
 
 - a single stream never waits: its one run in flight always finds its container free, so
   its latency is unchanged;
 - a burst scales out as far as the work needs: each container serves
-  ``warm_wait_s / run_time`` queued runs, so ``waiting / that`` containers are started —
+  ``window / run_time`` queued runs, so about ``waiting / that`` containers are started —
   a noop at c=50 takes a few containers, not 50; runs that take longer than the window
-  get a container each as before;
-- before any run of K ended there is no estimate, and a burst on a new action starts a
-  container per run as before (latency first, as OpenWhisk does for stale activations);
-- a container of K removed (error, eviction) lowers K's slots: K's waiting runs look again.
-``warm_wait_s = 0`` turns the rule off.
+  get a container each, at once, as before;
+- before any run of K ended there is no estimate, and a burst on a new action of
+  concurrency 1 starts a container per run as before (latency first);
+- a container of K removed (error, eviction, failed start) lowers K's slots: K's waiting
+  runs look again.
+``warm_wait_s = 0`` turns the rule off (``concurrency > 1`` runs still share containers).
 
 Concurrency: everything runs on one event loop. Memory is reserved and states change
 synchronously (no await between a check and what it allows), so concurrent acquires cannot
