@@ -179,6 +179,13 @@ class PooledContainer:
         self.last_used = time.monotonic()
         self._run_starts.append(self.last_used)
 
+    def run_resumed(self) -> None:
+        """The run handed over last only now goes on (its task waited for the event loop
+        after the hand-over): its time counts from here, so the run times the pool learns
+        are the container's, not the loop's backlog."""
+        if self._run_starts:
+            self._run_starts[-1] = time.monotonic()
+
     def end_run(self) -> float:
         """One run ended well: BUSY → BUSY while others are in flight, else → READY.
         On a removed container it only counts the run out. Returns how long the oldest

@@ -33,6 +33,9 @@ from squall.invoker.container import PooledContainer, PoolKey, State
 #: (pool key, network): containers of one setting are never used for the other.
 GroupKey = tuple[PoolKey, bool]
 
+#: How far a key's patience grows: stale runs wait at most this many windows.
+MAX_PATIENCE = 32.0
+
 #: Weight of the newest run in the moving average: the estimate follows a change of load
 #: within a handful of runs, and one slow run moves it by a quarter only.
 RUN_TIME_WEIGHT = 0.25
@@ -67,6 +70,9 @@ class KeyGroup:
     pending: int = 0
     #: Runs that gave up waiting and have not yet begun their cold start (see the pool).
     stale_starts: int = 0
+    #: Windows a waiting run waits before it goes stale: doubled by each stale start,
+    #: back to 1 when a run finds a free slot (see :meth:`_give_up`).
+    patience: float = 1.0
     waiters: deque[Waiter] = field(default_factory=deque)
     run_s: float | None = None
     cold_s: float | None = None
@@ -146,6 +152,7 @@ class KeyGroup:
         waiter = Waiter(loop.create_future())
         self.waiters.append(waiter)
         if window_s is not None:
+            window_s *= self.patience
             waiter.timer = loop.call_later(window_s, self._give_up, waiter, window_s)
         try:
             handed = await waiter.future
@@ -163,6 +170,8 @@ class KeyGroup:
             if waiter.gave_up:
                 # From here to its cold start's ``starting`` count there is no await.
                 self.stale_starts -= 1
+        if handed is not None:
+            handed.run_resumed()
         return handed, not waiter.gave_up
 
     def _give_up(self, waiter: Waiter, window_s: float) -> None:
@@ -176,6 +185,11 @@ class KeyGroup:
             waiter.timer = loop.call_later(window_s, self._give_up, waiter, window_s)
             return
         self.stale_starts += 1
+        # Runs went stale although the run times said they would not: the time goes
+        # elsewhere than in the containers (on two busy cores, the invoker's own loop), and
+        # one more container may not help. The next stale start waits twice as long; a
+        # run finding a free slot (the containers outpace the work) resets it.
+        self.patience = min(MAX_PATIENCE, self.patience * 2)
         waiter.gave_up = True
         with contextlib.suppress(ValueError):
             self.waiters.remove(waiter)

@@ -46,7 +46,11 @@ A freed slot goes to K's oldest waiting run directly (first come, first served).
 that waited a whole window (a slow run held the slots longer than expected) starts a
 container after all, as a stale activation does in OpenWhisk — unless a container of K
 is starting already: then it keeps its place for another window, so a burst of runs
-going stale together starts one container at a time, not one each. Runs that arrive
+going stale together starts one container at a time, not one each. Each such stale start
+doubles K's patience (the windows a run waits before going stale, up to 32): runs that
+go stale although K's run times said they would not are held up outside the containers
+(on two busy cores, by the invoker's own loop), where more containers do not help; a run
+that finds a free slot resets it. Runs that arrive
 while a ``concurrency > 1`` container of K starts wait for its free slots (no window: the
 slots are theirs). Consequences:
 
@@ -185,6 +189,7 @@ class ContainerPool:
             if group is not None:
                 warm = group.take()
                 if warm is not None:
+                    group.patience = 1.0
                     if self._hand_out(warm, group):
                         return warm, False
                     continue  # it could not be thawed and is gone; look again
