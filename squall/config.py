@@ -40,6 +40,10 @@ class Settings:
     # Freeze (cgroup freezer) containers idle this many seconds; 0 = never. Off by default:
     # idle runtimes use <= 0.3 % of a CPU here, and a thaw adds ~0.2 ms to the next run.
     pause_grace_s: float = 0.0
+    # A run finding its action's containers busy waits up to this long for one of them
+    # when they free a slot sooner than a new container would be needed (the pool's WARM
+    # WAIT rule, as OpenWhisk's scheduler's stale threshold); 0 = start one at once.
+    warm_wait_ms: float = 20.0
     # Stem cells (prewarmed runtimes), ``kind@memoryMBxcount`` items, or "manifest": the
     # runtimes manifest's ``stemCells`` of the kinds offered; see invoker/prewarm.py.
     stem_cells: str = "manifest"

@@ -172,6 +172,7 @@ def _invoker(
         settings.user_memory_mb,
         settings.keep_warm_s,
         pause_grace_s=settings.pause_grace_s,
+        warm_wait_s=settings.warm_wait_ms / 1000,
         stem_cells=(
             manifest_stem_cells(factory.runtimes.manifest)
             if settings.stem_cells.strip() == "manifest"

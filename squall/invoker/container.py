@@ -26,7 +26,9 @@ States and the only transitions allowed (anything else raises :class:`InvalidTra
 
 Guarantees: ``active`` counts the runs in flight and is > 0 exactly in ``INITIALIZING`` and
 ``BUSY``; ``key`` is set from ``INITIALIZING`` on and never changes; ``uses`` grows on every
-hand-out, so a pause scheduled while the container was idle can tell it went stale.
+hand-out, so a pause scheduled while the container was idle can tell it went stale;
+``end_run`` returns how long the oldest run in flight took (from its hand-out, or from the
+end of /init for the run that did the /init), which the pool learns run times from.
 
 Concurrency: only the pool changes a container's state, on the event loop, without an
 await inside a transition, so a transition is atomic with respect to other tasks.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from squall.errors import ContainerError
@@ -90,8 +93,12 @@ class PooledContainer:
     #: Whether its sandbox has a network (fixed when it starts).
     network: bool = True
     last_used: float = field(default_factory=time.monotonic)
+    #: When a run asked for it (its cold start began: created, or a stem cell taken).
+    asked_at: float = field(default_factory=time.monotonic)
     seq: int = 0
     _container: Container | None = None
+    #: When each run in flight was handed out (monotonic s), oldest first.
+    _run_starts: deque[float] = field(default_factory=deque)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -143,6 +150,8 @@ class PooledContainer:
         with the run that asked for it in flight."""
         if self.state is State.STARTING and container is None:
             raise InvalidTransition("a cold start is assigned with the container it started")
+        if self.state is State.PREWARMED:
+            self.asked_at = time.monotonic()
         self._to(State.INITIALIZING)
         if container is not None:
             self._container = container
@@ -151,10 +160,13 @@ class PooledContainer:
         self.active = 1
         self.uses += 1
         self.last_used = time.monotonic()
+        self._run_starts.append(self.last_used)
 
     def initialized_ok(self) -> None:
-        """INITIALIZING → BUSY: /init succeeded; its run goes on."""
+        """INITIALIZING → BUSY: /init succeeded; its run goes on (timed from now: the
+        pool learns run times, not cold starts)."""
         self._to(State.BUSY)
+        self._run_starts[-1] = time.monotonic()
 
     def take_run(self) -> None:
         """READY, PAUSED or BUSY with a free slot → BUSY (the pool thaws a paused one
@@ -165,15 +177,25 @@ class PooledContainer:
         self.active += 1
         self.uses += 1
         self.last_used = time.monotonic()
+        self._run_starts.append(self.last_used)
 
-    def end_run(self) -> None:
+    def run_resumed(self) -> None:
+        """The run handed over last only now goes on (its task waited for the event loop
+        after the hand-over): its time counts from here, so the run times the pool learns
+        are the container's, not the loop's backlog."""
+        if self._run_starts:
+            self._run_starts[-1] = time.monotonic()
+
+    def end_run(self) -> float:
         """One run ended well: BUSY → BUSY while others are in flight, else → READY.
-        On a removed container it only counts the run out."""
+        On a removed container it only counts the run out. Returns how long the oldest
+        run in flight took, in seconds (runs of one container mostly end in order)."""
         self.active = max(0, self.active - 1)
         self.last_used = time.monotonic()
-        if self.state is State.REMOVED:
-            return
-        self._to(State.BUSY if self.active else State.READY)
+        started = self._run_starts.popleft() if self._run_starts else self.last_used
+        if self.state is not State.REMOVED:
+            self._to(State.BUSY if self.active else State.READY)
+        return self.last_used - started
 
     def paused(self) -> None:
         """READY → PAUSED (the pool froze its processes first)."""

@@ -1,31 +1,70 @@
 """The container pool: which container runs an activation, and when containers go away.
 
 POLICY: (the rules, in order)
-1. Reuse a warm container only for the same namespace + action + revision, never across
-   actions or users; with ``concurrency > 1`` a container takes that many runs at once.
-   Among usable ones prefer the busiest (so others go idle), then a ready one over a
-   paused one (no thaw), then the most recently used. A paused one is thawed first.
-2. Otherwise take a stem cell of the action's kind and memory (concurrency 1 only: a
+1. Reuse a warm container only for the same namespace + action + revision (and network
+   setting), never across actions or users; with ``concurrency > 1`` a container takes
+   that many runs at once. Prefer one already running some of the key's runs (so others
+   go idle), then the idle one released last (a ready one before a paused one: a paused
+   one was released before every ready one). A paused one is thawed first. Finding it
+   is O(1): each key keeps its containers with a free slot in two ordered sets.
+2. Otherwise wait a short moment for a slot of the key's own containers, when they will
+   free one soon enough (the rule of OpenWhisk's scheduler, see WARM WAIT below).
+3. Otherwise take a stem cell of the action's kind and memory (concurrency 1 only: a
    runtime's concurrency is fixed when it starts); it only needs /init. A replacement is
    started in the background once that /init ended (started at once, it slowed the /init
    by ~5 ms on 2 vCPUs).
-3. Otherwise start a new container if the invoker's user memory (the sum of the memory
+4. Otherwise start a new container if the invoker's user memory (the sum of the memory
    limits of live containers, stem cells and ones still starting included) leaves room.
-4. Otherwise evict stem cells (they are of another shape, or rule 2 would have taken
+5. Otherwise evict stem cells (they are of another shape, or rule 3 would have taken
    one), then idle containers least recently used first, until it fits.
-5. Otherwise wait: the request is queued (first come, first served) until a release or
+6. Otherwise wait: the request is queued (first come, first served) until a release or
    a removal frees memory.
-6. A container idle for ``keep_warm_s`` is removed by the reaper; stem cells are kept.
-7. With ``pause_grace_s > 0`` a container idle that long is frozen (cgroup freezer) and
+7. A container idle for ``keep_warm_s`` is removed by the reaper; stem cells are kept.
+8. With ``pause_grace_s > 0`` a container idle that long is frozen (cgroup freezer) and
    thawed on reuse. Off by default, by measurement (2 vCPUs, cgroup v1, bubblewrap): an
    idle runtime used 0 (Python) to 3 (Node.js) clock ticks of CPU in 10 s, i.e. at most
    0.3 % of a CPU, while the thaw made the next warm acquire + /run cost 0.78 ms instead
    of 0.52 ms (Node.js) and 0.44 ms instead of 0.24 ms (Python), p50 of 50 — freezing
    would save nearly nothing and slow the warm path that B1 measures by 50-80 %. Turn it
    on (``SQUALL_PAUSE_GRACE_S``, e.g. 1 s) where many idle Node.js containers are kept.
-8. Stem cells are refilled only from free memory and only when no request is waiting.
+9. Stem cells are refilled only from free memory and only when no request is waiting.
 A container whose activation ended in a developer or internal error, or whose /init did
 not succeed, is destroyed, never reused.
+
+WARM WAIT (rule 2; OpenWhisk's scheduler decides the same way, with its ``stale
+threshold`` as the window): a run of key K that finds no free slot waits for one of K's
+containers — those running and those still starting — instead of starting its own, when
+K's slots can serve it and every run already waiting for K within the window, at the
+time K's runs recently took:
+
+    waiting(K) + 1  <=  slots(K) * window(K) / run_time(K)
+
+``run_time(K)`` is a moving average of K's runs (hand-out to release, /init excluded);
+``window(K)`` is ``warm_wait_s``, or K's recent cold start time when that is longer
+(waiting is then still the sooner way to a container: under CPU contention both grow).
+A freed slot goes to K's oldest waiting run directly (first come, first served). A run
+that waited a whole window (a slow run held the slots longer than expected) starts a
+container after all, as a stale activation does in OpenWhisk — unless a container of K
+is starting already: then it keeps its place for another window, so a burst of runs
+going stale together starts one container at a time, not one each. Each such stale start
+doubles K's patience (the windows a run waits before going stale, up to 32): runs that
+go stale although K's run times said they would not are held up outside the containers
+(on two busy cores, by the invoker's own loop), where more containers do not help; a run
+that finds a free slot resets it. Runs that arrive
+while a ``concurrency > 1`` container of K starts wait for its free slots (no window: the
+slots are theirs). Consequences:
+
+- a single stream never waits: its one run in flight always finds its container free, so
+  its latency is unchanged;
+- a burst scales out as far as the work needs: each container serves
+  ``window / run_time`` queued runs, so about ``waiting / that`` containers are started —
+  a noop at c=50 takes a few containers, not 50; runs that take longer than the window
+  get a container each, at once, as before;
+- before any run of K ended there is no estimate, and a burst on a new action of
+  concurrency 1 starts a container per run as before (latency first);
+- a container of K removed (error, eviction, failed start) lowers K's slots: K's waiting
+  runs look again.
+``warm_wait_s = 0`` turns the rule off (``concurrency > 1`` runs still share containers).
 
 Concurrency: everything runs on one event loop. Memory is reserved and states change
 synchronously (no await between a check and what it allows), so concurrent acquires cannot
@@ -46,6 +85,7 @@ from typing import Any, TypeVar
 
 from squall.errors import ContainerError
 from squall.invoker.container import PooledContainer, PoolKey, State
+from squall.invoker.groups import GroupKey, KeyGroup
 from squall.invoker.prewarm import StemCellSpec
 from squall.sandbox.contracts import Container, ContainerFactory
 
@@ -55,6 +95,9 @@ __all__ = ["ContainerPool", "PoolKey", "PooledContainer"]
 
 #: After a stem cell failed to start, its shape is not tried again for this long.
 STEM_CELL_RETRY_S = 5.0
+#: WARM WAIT's window by default (OpenWhisk's stale threshold is 100 ms; a smaller window
+#: trades a few more containers for a shorter queue: see docs/architecture.md).
+DEFAULT_WARM_WAIT_S = 0.02  # Settings.warm_wait_ms
 
 Shape = tuple[str, int]  # (kind, memory MB)
 K = TypeVar("K")
@@ -80,8 +123,11 @@ class ContainerPool:
         pause_grace_s: float = 0.0,
         stem_cells: Iterable[StemCellSpec] = (),
         stem_network: bool = True,
+        warm_wait_s: float = DEFAULT_WARM_WAIT_S,
     ) -> None:
         self._factory = factory
+        #: WARM WAIT's window (0: never wait for a busy container).
+        self.warm_wait_s = warm_wait_s
         #: Whether stem cells get a network (the invoker's default for namespaces).
         self.stem_network = stem_network
         self.capacity_mb = capacity_mb
@@ -91,7 +137,7 @@ class ContainerPool:
         self.stem_cell_specs = tuple(s for s in specs if factory.supports(s.kind))
         for spec in set(specs) - set(self.stem_cell_specs):
             log.warning("no stem cells of %s: the container factory cannot run it", spec.kind)
-        self._containers: dict[PoolKey, list[PooledContainer]] = {}
+        self._groups: dict[GroupKey, KeyGroup] = {}
         self._stem: dict[Shape, list[PooledContainer]] = {}  # STARTING or PREWARMED
         self._stem_tasks: set[asyncio.Task[None]] = set()
         self._stem_retry_at: dict[Shape, float] = {}
@@ -110,8 +156,13 @@ class ContainerPool:
 
     def containers(self) -> list[PooledContainer]:
         """Every live container: those of actions, then stem cells (starting ones too)."""
-        warm = [pc for group in self._containers.values() for pc in group]
+        warm = [pc for group in self._groups.values() for pc in group.members]
         return warm + self.stem_cells()
+
+    def waiting_for(self, key: PoolKey, network: bool = True) -> int:
+        """Runs of ``key`` waiting for a slot of its containers (WARM WAIT)."""
+        group = self._groups.get((key, network))
+        return 0 if group is None else sum(not w.future.done() for w in group.waiters)
 
     def stem_cells(self) -> list[PooledContainer]:
         return [pc for group in self._stem.values() for pc in group]
@@ -129,21 +180,38 @@ class ContainerPool:
             raise ContainerError(
                 f"the action needs {memory_mb} MB but the invoker has {self.capacity_mb} MB"
             )
+        gkey = (key, network)
+        patient = True  # until it waited a whole window for a slot (WARM WAIT)
         while True:
             if self._closed:
                 raise ContainerError("the invoker is shutting down")
-            warm = self._warm(key, network)
-            if warm is not None:
-                if self._hand_out(warm):
-                    return warm, False
-                continue  # it could not be thawed and is gone; look again
+            group = self._groups.get(gkey)
+            if group is not None:
+                warm = group.take()
+                if warm is not None:
+                    group.patience = 1.0
+                    if self._hand_out(warm, group):
+                        return warm, False
+                    continue  # it could not be thawed and is gone; look again
+                if group.pending_slot_free():
+                    # A container starting for this key has a slot for it: no window.
+                    handed, _ = await group.wait_for_slot(None, self.release)
+                    if handed is not None:
+                        return handed, False
+                    continue
+                window = group.window(self.warm_wait_s)
+                if patient and group.may_wait(window):
+                    handed, patient = await group.wait_for_slot(window, self.release)
+                    if handed is not None:
+                        return handed, False
+                    continue
             if max_concurrent == 1 and network == self.stem_network:
                 cell = self._take_stem_cell(kind, memory_mb)
                 if cell is not None:
                     # Its replacement starts once this /init ended (initialized or
                     # release): started now, it would compete with the /init for CPU.
                     cell.assign(key, 1)
-                    self._containers.setdefault(key, []).append(cell)
+                    self._group(gkey).join(cell)
                     return cell, True
             if self._used_mb + memory_mb <= self.capacity_mb or self._evict_for(memory_mb):
                 self._used_mb += memory_mb
@@ -156,30 +224,71 @@ class ContainerPool:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
         pc = PooledContainer(kind, memory_mb, seq=next(self._seq), network=network)
+        # Its slots count for WARM WAIT while it starts: runs arriving meanwhile may wait.
+        starting = self._group(gkey)
+        starting.starting += max_concurrent
+        starting.slots += max_concurrent
+        starting.pending += max_concurrent - 1  # its run takes one slot
         try:
-            # The runtime must know it may overlap runs (it then writes no sentinels).
-            env = {"__OW_CONCURRENCY": str(max_concurrent)} if max_concurrent > 1 else None
+            # The runtime must know it may overlap runs (it then writes no sentinels);
+            # OpenWhisk's Node.js runtime accepts concurrent /run only with
+            # __OW_ALLOW_CONCURRENT, so an OpenWhisk runtime image gets it too.
+            env = (
+                {"__OW_CONCURRENCY": str(max_concurrent), "__OW_ALLOW_CONCURRENT": "true"}
+                if max_concurrent > 1
+                else None
+            )
             container = await self._factory.create(
                 kind, memory_mb, env, network=network, tenant=key[0]
             )
         except BaseException:
             self._used_mb -= memory_mb
+            self._started(gkey, starting, max_concurrent)
+            starting.wake_waiters()  # the slots they counted on will not come
             self._wake()
             raise
         if self._closed:  # close() ran while it started: it never saw this one
             self._used_mb -= memory_mb
+            self._started(gkey, starting, max_concurrent)
             await container.destroy()
             raise ContainerError("the invoker is shutting down")
+        # A group with a container starting is never dropped, so ``starting`` is current.
+        starting.starting -= max_concurrent
+        starting.slots -= max_concurrent
         pc.assign(key, max_concurrent, container)
-        self._containers.setdefault(key, []).append(pc)
+        starting.join(pc)
         return pc, True
+
+    def _group(self, gkey: GroupKey) -> KeyGroup:
+        group = self._groups.get(gkey)
+        if group is None:
+            group = self._groups[gkey] = KeyGroup()
+        return group
+
+    def _started(self, gkey: GroupKey, group: KeyGroup, slots: int) -> None:
+        """A container of ``group`` failed to start."""
+        group.starting -= slots
+        group.slots -= slots
+        group.pending -= slots - 1
+        if group.empty and self._groups.get(gkey) is group:
+            del self._groups[gkey]
 
     def initialized(self, pc: PooledContainer) -> None:
         """/init on a new container succeeded: it may take runs of its key from now on
         (and a stem cell taken for it is replaced)."""
         pc.initialized_ok()
+        group = self._group_of(pc)
+        if group is not None:
+            group.learn_cold(time.monotonic() - pc.asked_at)
+            group.pending -= pc.max_concurrent - 1
+            group.file(pc)
+            while pc.has_slot() and group.hand_to_waiter(pc):
+                pass
         if pc.stem_cell:
             self._refill_soon()
+
+    def _group_of(self, pc: PooledContainer) -> KeyGroup | None:
+        return None if pc.key is None else self._groups.get((pc.key, pc.network))
 
     def release(self, pc: PooledContainer, *, destroy: bool = False) -> None:
         """End one run on ``pc``; ``destroy`` removes it (after a developer or internal
@@ -188,7 +297,13 @@ class ContainerPool:
             pc.active = max(0, pc.active - 1)
             self._remove(pc)
         else:
-            pc.end_run()
+            took = pc.end_run()
+            group = self._group_of(pc)
+            if group is not None:
+                group.learn(took)
+                # A freed slot goes to the oldest run waiting for this key, directly.
+                if not group.hand_to_waiter(pc):
+                    group.file(pc)
             if pc.state is State.READY and self.pause_grace_s > 0:
                 # A timer, not a task: pausing is a synchronous cgroup write. ``uses`` tells
                 # the callback whether the container was handed out again meanwhile.
@@ -197,14 +312,7 @@ class ContainerPool:
                 )
         self._wake()
 
-    def _warm(self, key: PoolKey, network: bool) -> PooledContainer | None:
-        group = self._containers.get(key, ())
-        usable = [pc for pc in group if pc.has_slot() and pc.network == network]
-        if not usable:
-            return None
-        return max(usable, key=lambda p: (p.active, p.state is State.READY, p.last_used))
-
-    def _hand_out(self, pc: PooledContainer) -> bool:
+    def _hand_out(self, pc: PooledContainer, group: KeyGroup) -> bool:
         """Give ``pc`` one more run, thawing it first; False if it had to be removed."""
         if pc.state is State.PAUSED:
             try:
@@ -214,6 +322,7 @@ class ContainerPool:
                 self._remove(pc)
                 return False
         pc.take_run()
+        group.file(pc)
         return True
 
     def _pause_if_idle(self, pc: PooledContainer, uses: int) -> None:
@@ -231,7 +340,7 @@ class ContainerPool:
         ``memory_mb`` fits; False (and nothing removed) if even that is not enough."""
         cells = [pc for pc in self.stem_cells() if pc.state is State.PREWARMED]
         idle = sorted(
-            (pc for g in self._containers.values() for pc in g if pc.idle),
+            (pc for g in self._groups.values() for pc in g.idle),
             key=lambda p: p.last_used,
         )
         free = self.capacity_mb - self._used_mb
@@ -249,10 +358,18 @@ class ContainerPool:
 
     def _remove(self, pc: PooledContainer) -> None:
         """→ REMOVED: forget it, free its memory, destroy its runtime in the background."""
+        initializing = pc.state is State.INITIALIZING
         if not pc.removed():
             return
         if pc.key is not None:
-            _discard(self._containers, pc.key, pc)
+            gkey = (pc.key, pc.network)
+            group = self._groups.get(gkey)
+            if group is not None and group.leave(pc):
+                if initializing:
+                    group.pending -= pc.max_concurrent - 1
+                group.wake_waiters()  # fewer slots: each waiting run looks again
+                if group.empty:
+                    del self._groups[gkey]
         else:
             _discard(self._stem, (pc.kind, pc.memory_mb), pc)
         self._used_mb -= pc.memory_mb
@@ -355,12 +472,7 @@ class ContainerPool:
     def reap_idle(self) -> int:
         """Remove containers idle longer than the keep-warm period; returns how many."""
         deadline = time.monotonic() - self.keep_warm_s
-        expired = [
-            pc
-            for g in self._containers.values()
-            for pc in g
-            if pc.idle and pc.last_used <= deadline
-        ]
+        expired = [pc for g in self._groups.values() for pc in g.idle if pc.last_used <= deadline]
         for pc in expired:
             self._remove(pc)
         return len(expired)
@@ -380,5 +492,7 @@ class ContainerPool:
         await asyncio.gather(*list(self._stem_tasks), return_exceptions=True)
         for pc in self.containers():
             self._remove(pc)
+        for group in list(self._groups.values()):
+            group.wake_waiters()  # they see the pool closed
         await asyncio.gather(*list(self._background))
         self._wake()

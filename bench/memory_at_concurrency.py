@@ -1,0 +1,330 @@
+"""Memory at concurrency (issue 12, part 4): what 50 concurrent invokes of a noop leave.
+
+    .venv/bin/python bench/memory_at_concurrency.py [--connections 50] [--duration 5]
+        [--requests 500] [--only python,nodejs,nodejs-c50]
+
+For each scenario it starts a ``squall standalone`` of its own (temporary home, throttles
+out of the way, isolation, sandbox network and the default stem cells on, as a user runs
+it), so one scenario's containers never count in another's figures:
+
+- ``python``: a no-op ``python:3.11`` action (concurrency 1);
+- ``nodejs``: a no-op ``nodejs:20`` action (concurrency 1, OpenWhisk's default);
+- ``nodejs-c50``: the same with ``limits.concurrency`` 50 (runs share a container).
+
+Each scenario: one invoke (so the action has run once), a warm stream of ``--requests``
+blocking invokes on one keep-alive connection (p50/p99), then ``--connections`` keep-alive
+connections in a closed loop for ``--duration`` s (``bench/load.js``; req/s, errors),
+then, after a second's rest, the platform's figures:
+
+- processes and PSS of the platform: the server process and every descendant (sandboxes,
+  zygote, stem cells), PSS summed from ``/proc/PID/smaps_rollup`` (as ``smem`` does);
+- warm containers (assigned to the action) and stem cells, from ``GET /metrics``;
+- per warm container: its processes (those of its memory cgroup plus the sandbox's monitor,
+  the parent of the cgroup's first process) and their PSS; containers per GiB = 1024 / that;
+- the issue's goal: platform PSS <= 4 x the best Python peer's (functions-framework, 38 MB
+  in the issue's run, ``--peer-pss-mb``) + 2 MB per warm container.
+
+The 1-minute load average is recorded before and after. Prints a table and writes
+``bench/results/memory_at_concurrency.json``. Only loopback addresses are targeted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from invoke_latency import (
+    REPO,
+    START_DEADLINE_S,
+    STOP_DEADLINE_S,
+    UNTHROTTLED,
+    clean_env,
+    free_port,
+    load,
+    read_wskprops,
+    report_head,
+)
+
+RESULTS = REPO / "bench" / "results" / "memory_at_concurrency.json"
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+MEMORY_MB = 256
+#: scenario → (kind, code, limits.concurrency)
+SCENARIOS: dict[str, tuple[str, str, int]] = {
+    "python": ("python:3.11", "def main(args):\n    return {}\n", 1),
+    "nodejs": ("nodejs:20", "function main() { return {}; }", 1),
+    "nodejs-c50": ("nodejs:20", "function main() { return {}; }", 50),
+}
+WARM_STATES = ("ready", "busy", "paused", "initializing")
+
+
+@contextlib.contextmanager
+def server(tmp: Path, checkout: Path = REPO) -> Iterator[tuple[str, str, int]]:
+    """A ``squall standalone`` of our own, run from ``checkout``'s ``squall`` package:
+    (apihost, auth, pid), stopped with SIGTERM."""
+    home = tmp / "home"
+    port = free_port()
+    apihost = f"http://127.0.0.1:{port}"
+    log_path = tmp / "server.log"
+    args = [sys.executable, "-m", "squall.cli.main", "standalone"]
+    args += ["--host", "127.0.0.1", "--port", str(port), "--home", str(home)]
+    args += ["--keep-warm", "600", "--log-level", "warning"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=clean_env(UNTHROTTLED),
+            cwd=checkout,  # ``-m`` puts it first on sys.path
+        )
+    try:
+        end = time.monotonic() + START_DEADLINE_S
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"squall standalone exited:\n{log_path.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{apihost}/api/v1", trust_env=False).status_code == 200:
+                    break
+            if time.monotonic() > end:
+                raise SystemExit(f"squall standalone did not answer:\n{log_path.read_text()}")
+            time.sleep(0.05)
+        yield apihost, read_wskprops(home / "wskprops")["AUTH"], process.pid
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# -- /proc -----------------------------------------------------------------------------
+
+
+def parents() -> dict[int, int]:
+    """pid → ppid of every process on the host."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def tree(root: int, ppids: dict[int, int]) -> list[int]:
+    """``root`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in ppids.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def pss_kb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return float(line.split()[1])
+    return 0.0
+
+
+def containers_of(pids: set[int], ppids: dict[int, int], server: int) -> list[list[int]]:
+    """The processes of each action container among ``pids``: its memory cgroup's (a leaf
+    under squall*, limited to MEMORY_MB) plus the sandbox monitor above them when it is
+    not in the cgroup (a zygote's fork; bubblewrap's monitor is moved in with the rest)."""
+    found = []
+    # os.walk skips what vanishes meanwhile (other invokers on the host come and go).
+    for top in CGROUP_MEMORY.glob("squall*"):
+        for path, dirs, _ in os.walk(top):
+            if dirs:
+                continue
+            d = Path(path)
+            with contextlib.suppress(OSError, ValueError):
+                limit = int((d / "memory.limit_in_bytes").read_text()) // 2**20
+                members = {int(x) for x in (d / "cgroup.procs").read_text().split()}
+                if limit != MEMORY_MB or not members or not members <= pids:
+                    continue
+                monitors = {ppids[p] for p in members if ppids.get(p) not in members} - {server}
+                found.append(sorted(members | monitors))
+    return found
+
+
+def metrics(apihost: str) -> dict[str, int]:
+    """``squall_invoker_containers`` by state."""
+    text = httpx.get(f"{apihost}/metrics", trust_env=False).text
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"^squall_invoker_containers\{([^}]*)\} (\S+)$", text, re.M):
+        state = re.search(r'state="([^"]+)"', m.group(1))
+        if state:
+            counts[state.group(1)] = counts.get(state.group(1), 0) + int(float(m.group(2)))
+    return counts
+
+
+def platform(apihost: str, pid: int) -> dict[str, Any]:
+    ppids = parents()
+    pids = tree(pid, ppids)
+    pss = {p: pss_kb(p) for p in pids}
+    found = containers_of(set(pids), ppids, pid)
+    per = [sum(pss[p] for p in c) / 1024 for c in found]
+    counts = metrics(apihost)
+    warm = sum(counts.get(s, 0) for s in WARM_STATES)
+    return {
+        "processes": len(pids),
+        "pss_mb": round(sum(pss.values()) / 1024, 1),
+        "server_pss_mb": round(pss[pid] / 1024, 1),
+        "containers_by_state": counts,
+        "warm_containers": warm,
+        "stem_cells": counts.get("prewarmed", 0) + counts.get("starting", 0),
+        "container_cgroups": len(per),
+        "processes_per_container": (statistics.median(len(c) for c in found) if per else None),
+        "pss_per_container_mb": round(statistics.mean(per), 2) if per else None,
+        "containers_per_gib": int(1024 / statistics.mean(per)) if per else None,
+    }
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- one scenario ----------------------------------------------------------------------
+
+
+def scenario(name: str, node: str, args: argparse.Namespace, checkout: Path) -> dict[str, Any]:
+    kind, code, concurrency = SCENARIOS[name]
+    with (
+        tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp,
+        server(Path(tmp), checkout) as (apihost, auth, pid),
+    ):
+        uuid, _, key = auth.partition(":")
+        action = f"noop-{name}"
+        with httpx.Client(
+            base_url=f"{apihost}/api/v1/namespaces/_", auth=(uuid, key), trust_env=False
+        ) as c:
+            body = {"exec": {"kind": kind, "code": code}, "limits": {"concurrency": concurrency}}
+            c.put(f"/actions/{action}", json=body).raise_for_status()
+            r = c.post(f"/actions/{action}", params={"blocking": "true", "result": "true"})
+            if r.status_code != 200 or r.json() != {}:
+                raise SystemExit(f"{action} does not work: {r.status_code} {r.text}")
+        request = {
+            "url": f"{apihost}/api/v1/namespaces/_/actions/{action}?blocking=true&result=true",
+            "method": "POST",
+            "auth": auth,
+            "body": "{}",
+        }
+        before = loadavg()
+        stream = load(node, {**request, "connections": 1, "requests": args.requests})
+        after_stream = platform(apihost, pid)
+        burst = load(
+            node,
+            {**request, "connections": args.connections, "durationMs": int(args.duration * 1000)},
+        )
+        if burst["errors"]:  # keep the server's account of them
+            log = (Path(tmp) / "server.log").read_text(errors="replace")
+            args.out.with_name(f"{args.out.stem}-{name}-server.log").write_text(log)
+        time.sleep(1.0)  # the last runs' logs and records settle
+        figures = platform(apihost, pid)
+        goal = 4 * args.peer_pss_mb + 2 * figures["warm_containers"]
+        return {
+            "kind": kind,
+            "concurrency": concurrency,
+            "loadavg_before": before,
+            "loadavg_after": loadavg(),
+            "stream": {
+                "p50_ms": stream["latencyMs"]["p50"],
+                "p99_ms": stream["latencyMs"]["p99"],
+                "errors": stream["errors"],
+            },
+            "burst": {
+                "rps": round(burst["rps"], 1),
+                "p50_ms": burst["latencyMs"]["p50"],
+                "p99_ms": burst["latencyMs"]["p99"],
+                "errors": burst["errors"],
+                "statuses": burst["statuses"],
+            },
+            "after_stream": after_stream,
+            "after_burst": figures,
+            "goal_pss_mb": goal,
+            "meets_goal": figures["pss_mb"] <= goal,
+        }
+
+
+def table(results: dict[str, Any], peer: float) -> str:
+    head = (
+        f"{'scenario':<19}{'p50 c=1':>8}{'req/s':>8}{'err':>5}{'procs':>7}{'PSS MB':>8}"
+        f"{'warm':>6}{'stem':>6}{'proc/c':>7}{'MB/c':>7}{'c/GiB':>7}{'goal MB':>9}  load"
+    )
+    rows = [head]
+    for name, r in results.items():
+        f = r["after_burst"]
+        per = f["pss_per_container_mb"]
+        rows.append(
+            f"{name:<19}{r['stream']['p50_ms']:>8.2f}{r['burst']['rps']:>8.0f}"
+            f"{r['burst']['errors']:>5}{f['processes']:>7}{f['pss_mb']:>8.0f}"
+            f"{f['warm_containers']:>6}{f['stem_cells']:>6}"
+            f"{f['processes_per_container'] or '-':>7}{per if per is not None else '-':>7}"
+            f"{f['containers_per_gib'] or '-':>7}"
+            f"{r['goal_pss_mb']:>6.0f} {'ok' if r['meets_goal'] else 'NO'}"
+            f"  {r['loadavg_before'][0]}→{r['loadavg_after'][0]}"
+        )
+    rows.append(f"goal: platform PSS <= 4 x {peer:g} MB + 2 MB per warm container")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of c=N load")
+    parser.add_argument("--requests", type=int, default=500, help="warm stream at c=1")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
+    parser.add_argument("--peer-pss-mb", type=float, default=38.0, help="best Python peer")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout whose squall runs each scenario first (e.g. a `git archive` of "
+        "the commit before a change), for before/after figures in one run",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is needed for bench/load.js")
+    started = time.time()
+    results = {}
+    for name in args.only.split(","):
+        if args.baseline is not None:
+            results[f"{name} (base)"] = scenario(name, node, args, args.baseline.resolve())
+        results[name] = scenario(name, node, args, REPO)
+    report = {**report_head("memory_at_concurrency", started, "started", node), "results": results}
+    report["loadavg_end"] = loadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(table(results, args.peer_pss_mb))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
