@@ -22,6 +22,7 @@ from pgsupport import PG_DSN, fresh_schema, require_postgres
 
 from squall.cli.admin import admin
 from squall.config import Settings
+from squall.entities.activation import pending_record
 from squall.errors import ConfigError, ProviderError
 from squall.logforwarding.config import LogForwardingConfig
 from squall.store.contracts import LOG_FORWARDING
@@ -209,8 +210,15 @@ async def write_secrets(store: EncryptedStore) -> None:
     await entities.put("guest", LOG_FORWARDING, "config", forwarding.to_body(), None)
     alarm = {"alarm": {"cron": "* * * * *", "payload": {"p": SECRETS["payload"]}}, "id": "1"}
     await store.schedules.put("guest", "trg", alarm, 1_700_000_060_000, None)
-    record = {"activationId": "a" * 32, "namespace": "guest", "name": "act", "start": 1}
-    record |= {"response": {"status": "pending"}, "end": 0}
+    record = pending_record(
+        namespace="guest",
+        subject="guest",
+        activation_id="a" * 32,
+        name="act",
+        path="guest/act",
+        version="0.0.1",
+        accepted_ms=1,
+    )
     await store.activations.put_pending(record, orjson.dumps({"args": SECRETS["message"]}))
 
 
