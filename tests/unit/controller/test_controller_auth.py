@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from starlette.requests import Request
 
 from squall.controller.auth import (
     INVALID,
@@ -80,9 +81,10 @@ class CountingAuthStore:
         return self.valid.get((uuid, key))
 
 
-class FakeRequest:
-    def __init__(self, authorization: str | None) -> None:
-        self.headers = {} if authorization is None else {"authorization": authorization}
+def request_with(authorization: str | None) -> Request:
+    """A Starlette request carrying only an ``Authorization`` header (or none)."""
+    headers = [] if authorization is None else [(b"authorization", authorization.encode())]
+    return Request({"type": "http", "headers": headers})
 
 
 @pytest.mark.anyio
@@ -90,16 +92,16 @@ async def test_authenticate_messages() -> None:
     auth = Authenticator(CountingAuthStore())  # type: ignore[arg-type]
     # No header → 401 "not supplied"
     with pytest.raises(Unauthorized) as e:
-        await auth.authenticate(FakeRequest(None))  # type: ignore[arg-type]
+        await auth.authenticate(request_with(None))
     assert e.value.message == NOT_SUPPLIED
     assert e.value.status == 401
     # A wrong key or garbage → 401 "invalid"
     for header in (basic(f"{UUID}:{'x' * 64}"), "Basic !!!", "Token abc"):
         with pytest.raises(Unauthorized) as e:
-            await auth.authenticate(FakeRequest(header))  # type: ignore[arg-type]
+            await auth.authenticate(request_with(header))
         assert e.value.message == INVALID
     # The right key → the identity
-    identity = await auth.authenticate(FakeRequest(basic(f"{UUID}:{KEY}")))  # type: ignore[arg-type]
+    identity = await auth.authenticate(request_with(basic(f"{UUID}:{KEY}")))
     assert identity == Identity("guest", UUID)
 
 
