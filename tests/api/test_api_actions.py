@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -210,7 +211,7 @@ async def test_list_is_newest_first_and_paged(client: httpx.AsyncClient, unique:
     names = [unique(f"page{i}") for i in range(3)]
     for n in names:
         updated = (await put(client, n, node_action())).json()["updated"]
-        await poll(lambda u=updated: clock_past(u), what="the clock to pass the last update")
+        await poll(partial(clock_past, updated), what="the clock to pass the last update")
     # When listed with the default window
     listed = [a["name"] for a in (await client.get(f"{NS}/actions")).json()]
     # Then the newest come first

@@ -152,7 +152,7 @@ async def test_bad_configurations_are_400(client: httpx.AsyncClient) -> None:
         await client.put(LF, json={"new_relic": {"base_uri": "u", "license_key": ""}}), 400
     )
     assert_error(await client.put(LF, json={"a": {}, "b": {}}), 400)
-    two = {"adobe_io_runtime": {}, "new_relic": {}}
+    two: dict[str, dict[str, str]] = {"adobe_io_runtime": {}, "new_relic": {}}
     assert_error(await client.put(LF, json=two), 400)
 
 

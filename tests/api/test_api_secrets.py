@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from squall.cli.admin import admin
 from squall.cli.standalone import Standalone
 from squall.errors import Conflict
+from squall.store.encrypted import EncryptedEntityStore
 from squall.store.encryption import AES256, KEY_FILE, KeyRing, read_key_file
 
 pytestmark = pytest.mark.anyio
@@ -146,7 +147,9 @@ async def test_admin_rotation_under_a_running_server(
     after = read_key_file(home / KEY_FILE)
     assert after.current != before.current and after.previous == (before.current,)
     # And the stored parameter is under the new key alone
-    raw = await system.store.entities.inner.get("guest", "actions", name)
+    entities = system.store.entities
+    assert isinstance(entities, EncryptedEntityStore)  # the server's store encrypts parameters
+    raw = await entities.inner.get("guest", "actions", name)
     assert raw.body["parameters"][0]["encryption"] == AES256
     only_new = KeyRing(type(after)(after.current))
     assert only_new.unlock(raw.body["parameters"])[0]["value"] == secret

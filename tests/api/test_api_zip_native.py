@@ -11,7 +11,7 @@ import io
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def compiled_exec(tmp_path: Path) -> bytes:
     return (tmp_path / "exec").read_bytes()
 
 
-def zip_b64(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> str:
+def zip_b64(files: Mapping[str, str | bytes], modes: dict[str, int] | None = None) -> str:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():

@@ -17,10 +17,9 @@ from clustersupport import (
     Cluster,
     NatsServer,
     PrivatePostgres,
-    Witness,
     require,
 )
-from netsupport import OutsideHost
+from netsupport import OutsideHost, Witness
 
 from squall.cli.local_cluster import LocalCluster
 

@@ -164,14 +164,20 @@ def test_cluster_up_starts_again_a_member_killed_with_sigkill(tmp_path: Path) ->
             for victim in ("invoker1", "controller0"):
                 # When one member is killed with SIGKILL
                 os.kill(first[victim], signal.SIGKILL)
+
                 # Then cluster up starts it again, as a new process, and says so
-                pid = poll(lambda v=victim: _restarted_pid(out_path.read_text(), v),
-                           60, 0.2, f"{victim} to be restarted")  # fmt: skip
+                def restarted(v: str = victim) -> int | None:
+                    return _restarted_pid(out_path.read_text(), v)
+
+                pid = poll(restarted, 60, 0.2, f"{victim} to be restarted")
                 assert pid != first[victim]
                 assert process.poll() is None, out_path.read_text()
+
                 # And counts the restart in the controller's /metrics
-                poll(lambda v=victim: _restarts(apihost).get(v) == 1.0 or None,
-                     60, 0.2, f"{victim}'s restart in /metrics")  # fmt: skip
+                def counted(v: str = victim) -> bool | None:
+                    return _restarts(apihost).get(v) == 1.0 or None
+
+                poll(counted, 60, 0.2, f"{victim}'s restart in /metrics")
                 # And the cluster serves again, with every invoker healthy
                 poll(serves, 60, 0.2, f"an invoke after {victim} was killed")
                 poll(lambda: client.get("/invokers").json()

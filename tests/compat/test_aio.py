@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _standalone import Standalone, poll, start
@@ -217,7 +218,11 @@ def test_log_forwarding_to_each_destination_then_a_dead_one(
         # And an invocation's logs reach the receiver, which checked the credentials
         mark = f"aio-{destination}"
         aio.run("rt:action:invoke", "lfLogger", "--result", "-p", "mark", mark)
-        found = receiver.wait_for(lambda d, e, m=mark, t=destination: d == t and m in str(e))
+
+        def logged(d: str, e: dict[str, Any], m: str = mark, t: str = destination) -> bool:
+            return d == t and m in str(e)
+
+        found = receiver.wait_for(logged)
         assert "lfLogger" in str(found[0][1])
         errors = aio.run("rt:namespace:log-forwarding:errors").stdout
         assert (

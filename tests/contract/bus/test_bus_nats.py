@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from _required import unavailable
+from _standalone import free_port
 
 from squall.bus.contracts import Consumer, Delivery
 from squall.bus.factory import open_bus
@@ -24,7 +25,6 @@ from squall.errors import ProviderError
 from .bussupport import (
     NATS_URL,
     OwnNatsServer,
-    free_port,
     nats_server_binary,
     unique_prefix,
 )

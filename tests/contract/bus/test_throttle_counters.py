@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from _required import unavailable
@@ -132,7 +133,7 @@ async def test_in_flight_is_counted_across_controllers_until_ended(pair: Pair) -
     pair.b.ended(IDS[2])
     # Then both soon see none, never fewer
     for side in (pair.a, pair.b):
-        await _until(lambda s=side: _none_in_flight(s), "the releases")
+        await _until(partial(_none_in_flight, side), "the releases")
     assert pair.a.own("guest") == 0
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 
 import pytest
+from starlette.requests import Request
 
 from squall.controller.auth import (
     INVALID,
@@ -15,6 +17,9 @@ from squall.controller.auth import (
 )
 from squall.errors import Forbidden, Unauthorized
 from squall.store.contracts import Subject
+from squall.store.records import wall_clock_ms
+from squall.store.sqlite_auth import SqliteAuthStore
+from squall.store.sqlite_schema import Database, connect
 
 UUID = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502"
 KEY = "k" * 64
@@ -68,45 +73,55 @@ def test_identity_resolves_own_and_default_namespace() -> None:
     )
 
 
-class CountingAuthStore:
-    """Just enough of an AuthStore: one subject, and a count of look-ups."""
+class CountingAuthStore(SqliteAuthStore):
+    """The SQLite auth store, counting look-ups."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, wall_clock_ms)
         self.calls = 0
-        self.valid = {(UUID, KEY): Subject("guest", UUID)}
 
     async def authenticate(self, uuid: str, key: str) -> Subject | None:
         self.calls += 1
-        return self.valid.get((uuid, key))
+        return await super().authenticate(uuid, key)
 
 
-class FakeRequest:
-    def __init__(self, authorization: str | None) -> None:
-        self.headers = {} if authorization is None else {"authorization": authorization}
+@pytest.fixture
+async def store(anyio_backend: str) -> AsyncIterator[CountingAuthStore]:
+    """One subject, guest, with UUID:KEY, in an in-memory database."""
+    db = connect(":memory:")
+    counting = CountingAuthStore(db)
+    await counting.create_subject("guest", uuid=UUID, key=KEY)
+    yield counting
+    db.close()
+
+
+def request_with(authorization: str | None) -> Request:
+    """A Starlette request carrying only an ``Authorization`` header (or none)."""
+    headers = [] if authorization is None else [(b"authorization", authorization.encode())]
+    return Request({"type": "http", "headers": headers})
 
 
 @pytest.mark.anyio
-async def test_authenticate_messages() -> None:
-    auth = Authenticator(CountingAuthStore())  # type: ignore[arg-type]
+async def test_authenticate_messages(store: CountingAuthStore) -> None:
+    auth = Authenticator(store)
     # No header → 401 "not supplied"
     with pytest.raises(Unauthorized) as e:
-        await auth.authenticate(FakeRequest(None))  # type: ignore[arg-type]
+        await auth.authenticate(request_with(None))
     assert e.value.message == NOT_SUPPLIED
     assert e.value.status == 401
     # A wrong key or garbage → 401 "invalid"
     for header in (basic(f"{UUID}:{'x' * 64}"), "Basic !!!", "Token abc"):
         with pytest.raises(Unauthorized) as e:
-            await auth.authenticate(FakeRequest(header))  # type: ignore[arg-type]
+            await auth.authenticate(request_with(header))
         assert e.value.message == INVALID
     # The right key → the identity
-    identity = await auth.authenticate(FakeRequest(basic(f"{UUID}:{KEY}")))  # type: ignore[arg-type]
+    identity = await auth.authenticate(request_with(basic(f"{UUID}:{KEY}")))
     assert identity == Identity("guest", UUID)
 
 
 @pytest.mark.anyio
-async def test_successes_are_cached_failures_are_not() -> None:
-    store = CountingAuthStore()
-    auth = Authenticator(store)  # type: ignore[arg-type]
+async def test_successes_are_cached_failures_are_not(store: CountingAuthStore) -> None:
+    auth = Authenticator(store)
     good, bad = basic(f"{UUID}:{KEY}"), basic(f"{UUID}:wrong")
     # When the same good header comes twice / Then the store is asked once
     assert await auth.identify(good) == Identity("guest", UUID)
@@ -123,9 +138,8 @@ async def test_successes_are_cached_failures_are_not() -> None:
 
 
 @pytest.mark.anyio
-async def test_cache_entries_expire() -> None:
-    store = CountingAuthStore()
-    auth = Authenticator(store, ttl=0.0)  # type: ignore[arg-type]
+async def test_cache_entries_expire(store: CountingAuthStore) -> None:
+    auth = Authenticator(store, ttl=0.0)
     good = basic(f"{UUID}:{KEY}")
     await auth.identify(good)
     await auth.identify(good)

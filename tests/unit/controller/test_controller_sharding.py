@@ -37,6 +37,13 @@ SETTINGS = replace(
 )
 
 
+def state_of(registry: InvokerRegistry, invoker: str) -> str:
+    """The health state of a registered invoker."""
+    status = registry.get(invoker)
+    assert status is not None, f"invoker{invoker} is not registered"
+    return status.state
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -136,24 +143,24 @@ async def test_invoker_states_follow_pings_tests_and_errors() -> None:
     )
     # A new invoker is unhealthy until its health test passes
     registry.on_ping(ping("0"))
-    assert registry.get("0").state == UNHEALTHY  # type: ignore[union-attr]
+    assert state_of(registry, "0") == UNHEALTHY
     await asyncio.wait_for(tested.wait(), 5)
     for _ in range(50):
         if registry.usable("0"):
             break
         await asyncio.sleep(0.01)
-    assert registry.get("0").state == HEALTHY  # type: ignore[union-attr]
+    assert state_of(registry, "0") == HEALTHY
     # Silence makes it unresponsive, then offline
     clock.now += SETTINGS.unresponsive_after_s + 0.1
     registry.refresh()
-    assert registry.get("0").state == UNRESPONSIVE  # type: ignore[union-attr]
+    assert state_of(registry, "0") == UNRESPONSIVE
     clock.now += SETTINGS.offline_after_s
     registry.refresh()
-    assert registry.get("0").state == OFFLINE  # type: ignore[union-attr]
+    assert state_of(registry, "0") == OFFLINE
     # Coming back means testing again
     registry.health_test = None
     registry.on_ping(ping("0"))
-    assert registry.get("0").state == HEALTHY  # type: ignore[union-attr]
+    assert state_of(registry, "0") == HEALTHY
 
     # Repeated whisk internal errors make it unhealthy (until a health test passes)
     async def failing_test(invoker: str) -> bool:
@@ -162,10 +169,10 @@ async def test_invoker_states_follow_pings_tests_and_errors() -> None:
     registry.health_test = failing_test
     for _ in range(SYSTEM_ERRORS_LIMIT):
         registry.on_outcome("0", system_error=True)
-    assert registry.get("0").state == UNHEALTHY  # type: ignore[union-attr]
+    assert state_of(registry, "0") == UNHEALTHY
     # A stopping invoker is offline at once
     registry.on_ping(ping("0", state=INVOKER_STOPPING))
-    assert registry.get("0").state == OFFLINE  # type: ignore[union-attr]
+    assert state_of(registry, "0") == OFFLINE
     assert (UNRESPONSIVE, OFFLINE) in changes and (UNHEALTHY, HEALTHY) in changes
     await registry.close()
 
@@ -177,12 +184,12 @@ async def test_an_invoker_restarted_before_it_went_silent_counts_as_offline_once
     changes: list[tuple[str, str]] = []
     registry.add_listener(lambda status, previous: changes.append((previous, status.state)))
     registry.on_ping(replace(ping("0"), incarnation="first"))
-    assert registry.get("0").state == HEALTHY  # type: ignore[union-attr]
+    assert state_of(registry, "0") == HEALTHY
     # When it pings from a new process (restarted within the offline delay)
     registry.on_ping(replace(ping("0"), incarnation="second"))
     # Then it went through offline (recovery runs for the old process) and is back
     assert (HEALTHY, OFFLINE) in changes
-    assert registry.get("0").state == HEALTHY  # type: ignore[union-attr]
+    assert state_of(registry, "0") == HEALTHY
     # And further pings of the same process change nothing
     changes.clear()
     registry.on_ping(replace(ping("0"), incarnation="second"))

@@ -71,7 +71,10 @@ def test_merge_get_set_and_as_dict() -> None:
     assert params.get(merged, "c") == 30
     assert params.get(merged, "missing", "dflt") == "dflt"
     assert params.set_value(merged, "a", "x")[0] == {"key": "a", "value": "x"}
-    kvs = [{"key": "env", "value": "e", "init": True}, {"key": "arg", "value": "a"}]
+    kvs: list[dict[str, object]] = [
+        {"key": "env", "value": "e", "init": True},
+        {"key": "arg", "value": "a"},
+    ]
     assert params.as_dict(kvs) == {"env": "e", "arg": "a"}
     assert params.as_dict(kvs, init=True) == {"env": "e"}
     assert params.as_dict(kvs, init=False) == {"arg": "a"}
@@ -85,6 +88,7 @@ def test_bump_patch(before: str, after: str) -> None:
 def test_version_publish_and_object_checks() -> None:
     assert check_version(None) is None
     assert check_version("2.0.1") == "2.0.1"
+    bad: object
     for bad in ("1.0", "a.b.c", 1, "1.0.0-beta"):
         with pytest.raises(BadRequest):
             check_version(bad)

@@ -12,8 +12,17 @@ from squall.feeds.cron import CronExpression
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def at(*parts: int, tz: ZoneInfo | None = None) -> datetime:
-    return datetime(*parts, tzinfo=tz or UTC)  # type: ignore[misc]
+def at(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    tz: ZoneInfo | None = None,
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz or UTC)
 
 
 def nexts(text: str, start: datetime, n: int, zone: ZoneInfo | None = None) -> list[datetime]:

@@ -20,6 +20,12 @@ pytestmark = pytest.mark.anyio
 KEY = ("ns", "/ns/a", "1-x")
 
 
+def state(pc: PooledContainer) -> State:
+    """``pc.state`` read again: mypy keeps an attribute narrowed by an earlier ``assert
+    pc.state is ...`` across the method calls that change it."""
+    return pc.state
+
+
 async def test_a_cold_start_walks_starting_initializing_busy_ready_paused_busy_removed(
     factory: ProcessContainerFactory,
 ) -> None:
@@ -33,7 +39,7 @@ async def test_a_cold_start_walks_starting_initializing_busy_ready_paused_busy_r
     assert not pc.initialized and not pc.has_slot()
     # When /init succeeded / Then its run goes on
     pc.initialized_ok()
-    assert pc.state is State.BUSY and pc.initialized
+    assert state(pc) is State.BUSY and pc.initialized
     # When the run ends / Then it is ready for the same key
     pc.end_run()
     assert (pc.state, pc.active) == (State.READY, 0) and pc.idle and pc.has_slot()
@@ -61,7 +67,7 @@ async def test_a_stem_cell_walks_starting_prewarmed_initializing(
     with pytest.raises(InvalidTransition):
         pc.take_run()
     pc.assign(KEY, 1)
-    assert pc.state is State.INITIALIZING and pc.container is container and pc.key == KEY
+    assert state(pc) is State.INITIALIZING and pc.container is container and pc.key == KEY
     await container.destroy()
 
 

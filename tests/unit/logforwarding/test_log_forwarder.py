@@ -55,6 +55,7 @@ def test_configurations_are_checked_and_shown_without_secrets() -> None:
         "splunk_hec": {"host": "h", "port": "8088", "index": "i", "updated_at": config.updated_at}
     }
     assert config.updated_at == "1970-01-01T00:00:00.000+00:00"
+    bad: object
     for bad in ({}, {"x": {}}, {"new_relic": {"base_uri": "u"}}, {"new_relic": []}):
         with pytest.raises(BadRequest):
             LogForwardingConfig.from_request(bad, 0)

@@ -23,9 +23,10 @@ from netsupport import (
     OutsideHost,
 )
 
+from squall.sandbox.contracts import Container
 from squall.sandbox.egress import EgressPolicy, parse_rules
 from squall.sandbox.network import SandboxNetwork
-from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+from squall.sandbox.process import ProcessContainerFactory
 
 PY_CONNECT = """
 import os, socket
@@ -93,7 +94,7 @@ async def networked(
         await factory.close()
 
 
-async def run(container: ProcessContainer, code: str, value: Any) -> dict[str, Any]:
+async def run(container: Container, code: str, value: Any) -> dict[str, Any]:
     init = await container.initialize({"code": code}, timeout=10)
     assert init.status == 200, init.body
     answer = await container.run({"value": value}, timeout=30)

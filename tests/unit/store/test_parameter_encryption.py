@@ -211,9 +211,14 @@ async def write_secrets(store: EncryptedStore) -> None:
     alarm = {"alarm": {"cron": "* * * * *", "payload": {"p": SECRETS["payload"]}}, "id": "1"}
     await store.schedules.put("guest", "trg", alarm, 1_700_000_060_000, None)
     record = pending_record(
-        namespace="guest", subject="guest", activation_id="a" * 32, name="act",
-        path="guest/act", version="0.0.1", accepted_ms=1,
-    )  # fmt: skip
+        namespace="guest",
+        subject="guest",
+        activation_id="a" * 32,
+        name="act",
+        path="guest/act",
+        version="0.0.1",
+        accepted_ms=1,
+    )
     await store.activations.put_pending(record, orjson.dumps({"args": SECRETS["message"]}))
 
 
