@@ -8,7 +8,8 @@ import asyncio
 import time
 
 import pytest
-from poolsupport import ADD_ONE, NODE, PY, until
+from _polling import until
+from poolsupport import ADD_ONE, NODE, PY
 
 from squall.invoker.pool import ContainerPool, PooledContainer
 from squall.sandbox.process import ProcessContainerFactory
