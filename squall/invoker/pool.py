@@ -164,6 +164,11 @@ class ContainerPool:
         group = self._groups.get((key, network))
         return 0 if group is None else sum(not w.future.done() for w in group.waiters)
 
+    @property
+    def waiting_for_memory(self) -> int:
+        """Runs waiting until enough of the invoker's memory is free for a new container."""
+        return sum(not w.done() for w in self._waiters)
+
     def stem_cells(self) -> list[PooledContainer]:
         return [pc for group in self._stem.values() for pc in group]
 

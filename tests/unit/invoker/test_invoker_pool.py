@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _polling import until
 
 from squall.errors import ContainerError
 from squall.invoker.pool import ContainerPool
@@ -84,9 +85,9 @@ async def test_work_waits_when_nothing_can_be_evicted(
     a, b = ("ns", "/ns/a", "1"), ("ns", "/ns/b", "1")
     pa, _ = await pool.acquire(a, PY, 256, 1)
     pool.initialized(pa)
-    # When B asks for a container / Then it waits
+    # When B asks for a container / Then it waits for memory (parked, not answered)
     waiting = asyncio.create_task(pool.acquire(b, PY, 256, 1))
-    await asyncio.sleep(0.05)
+    assert await until(lambda: pool.waiting_for_memory == 1)
     assert not waiting.done()
     # When A's run ends / Then B gets a new container in A's place
     pool.release(pa)

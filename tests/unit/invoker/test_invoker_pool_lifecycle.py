@@ -36,6 +36,29 @@ async def _warm(pool: ContainerPool, key: tuple[str, str, str], kind: str = PY) 
     pool.release(pc)
 
 
+async def past_timers_due_in(delay_s: float) -> None:
+    """Return once every timer the pool set to fire within ``delay_s`` from now has run:
+    the event loop runs timers in the order of their deadlines, so a timer of ours due a
+    little later fires after them. An ordering, not a measure of time."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_later(delay_s * 2, done.set_result, None)
+    await done
+
+
+def pause_timers() -> list[asyncio.TimerHandle]:
+    """The timers on this loop that would freeze an idle container (the pool's only use of
+    ``call_later``). Reads asyncio's own heap of scheduled timers: there is no public view."""
+    loop = asyncio.get_running_loop()
+    assert hasattr(loop, "_scheduled"), "not asyncio's own event loop: no timers to read"
+    scheduled: list[asyncio.TimerHandle] = loop._scheduled
+    return [
+        h
+        for h in scheduled
+        if getattr(getattr(h, "_callback", None), "__name__", "") == "_pause_if_idle"
+    ]
+
+
 async def test_an_idle_container_is_frozen_after_the_grace_and_thawed_on_reuse(
     factory: ProcessContainerFactory,
 ) -> None:
@@ -63,8 +86,8 @@ async def test_a_container_reused_within_the_grace_is_not_frozen(
     pool = ContainerPool(factory, capacity_mb=512, pause_grace_s=0.05)
     await _warm(pool, A)
     pc, _ = await pool.acquire(A, PY, 256, 1)
-    # When the first release's timer fires while it is busy (well past the grace)
-    await asyncio.sleep(0.15)
+    # When the first release's timer fires while it is busy
+    await past_timers_due_in(0.05)
     # Then it was left running
     assert pc.state is State.BUSY
     assert await run_once(pc.container, 1) == {"n": 2}
@@ -77,7 +100,8 @@ async def test_freezing_is_off_by_default(factory: ProcessContainerFactory) -> N
     assert pool.pause_grace_s == 0
     await _warm(pool, A)
     [pc] = pool.containers()
-    await asyncio.sleep(0.05)
+    # Then releasing it set no timer that could freeze it
+    assert not [h for h in pause_timers() if not h.cancelled()]
     assert pc.state is State.READY
     await pool.close()
 
@@ -94,9 +118,9 @@ async def test_a_node_container_with_concurrency_is_frozen_only_when_all_runs_en
     assert second is first and not cold
     results = await asyncio.gather(*(first.container.run({"value": {"n": n}}, 10) for n in (1, 2)))
     assert sorted(r.body for r in results) == [b'{"n":2}', b'{"n":3}']
-    # When one run ends / Then it stays busy, unfrozen
+    # When one run ends / Then it stays busy, unfrozen (once any timer it set has fired)
     pool.release(first)
-    await asyncio.sleep(0.02)
+    await past_timers_due_in(0.001)
     assert first.state is State.BUSY and first.active == 1
     # When the other ends / Then it is frozen; and thawed it takes runs again
     pool.release(second)
