@@ -328,11 +328,18 @@ class CodeExec:
     #: The Docker image of a ``blackbox`` action (None: OpenWhisk's skeleton).
     image: str | None = None
 
+    @property
+    def has_code(self) -> bool:
+        """False only for a ``blackbox`` image that brings its own code: OpenWhisk then
+        stores, shows and sends to ``/init`` no ``code`` at all (an image built on its
+        ``dockerskeleton`` would take an empty one as its action)."""
+        return bool(self.code) or not (self.kind == BLACKBOX and self.image)
+
     def to_json(self, *, code: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
         if self.image:
             out["image"] = self.image
-        if code:
+        if code and self.has_code:
             out["code"] = self.code
         out["binary"] = self.binary
         if self.main:
@@ -363,8 +370,11 @@ class CodeExec:
             # New and updated actions only: stored ones of the kind keep running.
             raise BadRequest(runtime_deprecated(resolved))
         code = raw.get("code")
-        if code is None and resolved == BLACKBOX and raw.get("image") is not None:
-            code = ""  # an image that brings its own code (OpenWhisk: code is optional)
+        blank = code is None or (isinstance(code, str) and not code.strip())
+        if blank and resolved == BLACKBOX and raw.get("image") is not None:
+            # An image that brings its own code: OpenWhisk takes a missing or blank code
+            # as none (``wsk``/``aio --docker`` without a file send none).
+            code = ""
         if not isinstance(code, str):
             raise BadRequest(
                 "The request content was malformed:\n'code' must be a string defined in 'exec' "

@@ -510,13 +510,10 @@ class Invoker:
             # At /init too, as OpenWhisk sends it: code run when the action loads (an
             # `openwhisk()` client made at module level) reads it from the environment.
             env["__OW_API_KEY"] = api_key
-        return {
-            "name": action.path.name,
-            "main": code.main or "main",
-            "code": code.code,
-            "binary": code.binary,
-            "env": env,
-        }
+        payload: dict[str, Any] = {"name": action.path.name, "main": code.main or "main"}
+        if code.has_code:  # as OpenWhisk: an image without code gets no "code" member
+            payload["code"] = code.code
+        return {**payload, "binary": code.binary, "env": env}
 
     def _run_payload(
         self, action: Action, message: ActivationMessage, api_key: str | None

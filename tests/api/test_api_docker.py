@@ -40,6 +40,8 @@ async def test_a_custom_image_runs_as_an_action(
     exec_ = {"kind": "blackbox", "image": image}
     r = await client.put(f"{NS}/actions/{name}", json={"exec": exec_})
     assert r.status_code == 200, r.text
+    # And it shows as OpenWhisk shows it: no "code" member
+    assert r.json()["exec"] == {"kind": "blackbox", "image": image, "binary": False}
     # When it is invoked twice (cold, then warm)
     answers = []
     for n in (1, 2):
@@ -51,10 +53,29 @@ async def test_a_custom_image_runs_as_an_action(
         echo = record["response"]["result"]["echo"]
         assert echo["value"] == {"n": n}
         assert echo["activation_id"] == record["activationId"]
+        # And, as in OpenWhisk, /init had no "code" to replace the image's own with
+        assert record["response"]["result"]["code"] is None
         assert [line.endswith("stdout: tiny ran") for line in record["logs"]] == [True]
     # And the second reused the warm container (only a cold start has an initTime)
     init_times = [{a["key"] for a in r["annotations"]} >= {"initTime"} for r in answers]
     assert init_times == [True, False]
+
+
+async def test_a_custom_image_with_code_gets_it_at_init(
+    client: httpx.AsyncClient, unique: Unique, image: str
+) -> None:
+    # Given a blackbox action of a custom image with code (``wsk action create x f --docker``)
+    name = unique("tinycode")
+    code = 'printf "%s\\n" "hi"\n'
+    exec_ = {"kind": "blackbox", "image": image, "code": code, "main": "start"}
+    r = await client.put(f"{NS}/actions/{name}", json={"exec": exec_})
+    assert r.status_code == 200, r.text
+    assert r.json()["exec"] == {**exec_, "binary": False}
+    # When it is invoked
+    r = await client.post(f"{NS}/actions/{name}", json={}, params={"blocking": "true"})
+    # Then the image got the code, unchanged, at /init
+    assert r.status_code == 200, r.text
+    assert r.json()["response"]["result"]["code"] == code
 
 
 async def test_a_missing_image_is_a_developer_error_naming_it(

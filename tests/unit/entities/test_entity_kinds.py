@@ -159,18 +159,29 @@ def test_blackbox_runs_as_native_on_the_skeleton_image(image: str | None) -> Non
     assert CodeExec.from_stored(exec_.to_json()) == exec_
 
 
-def test_blackbox_with_a_custom_image_needs_no_code() -> None:
-    # When a blackbox action names a custom image and no code
-    exec_ = CodeExec.from_request({"kind": "blackbox", "image": "me/mine:2"})
-    # Then it is kept with empty code; a bad image name is a 400
+@pytest.mark.parametrize("code", [None, "", " \n"])
+def test_blackbox_with_a_custom_image_needs_no_code(code: str | None) -> None:
+    # When a blackbox action names a custom image and no code (or a blank one)
+    raw = {"kind": "blackbox", "image": "me/mine:2", **({} if code is None else {"code": code})}
+    exec_ = CodeExec.from_request(raw)
+    # Then it is kept without code, and shown as OpenWhisk shows it: no "code" member
     assert (exec_.kind, exec_.image, exec_.code, exec_.binary) == (
         "blackbox",
         "me/mine:2",
         "",
         False,
     )
+    assert not exec_.has_code
+    assert exec_.to_json() == {"kind": "blackbox", "image": "me/mine:2", "binary": False}
+    assert CodeExec.from_stored(exec_.to_json()) == exec_
+    # And with code it is kept and shown
+    with_code = CodeExec.from_request({**raw, "code": "function main() {}"})
+    assert with_code.has_code
+    assert with_code.to_json()["code"] == "function main() {}"
+    # And the image runs on Docker, not natively
     assert not is_native_image("me/mine:2")
     assert is_native_image("openwhisk/dockerskeleton:1.3")
+    # And a bad image name is a 400
     with pytest.raises(BadRequest) as e:
         CodeExec.from_request({"kind": "blackbox", "image": "UPPER/case"})
     assert "'UPPER/case' is not a valid image name" in e.value.message
