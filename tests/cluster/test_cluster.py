@@ -398,11 +398,12 @@ def test_nats_restarted_under_load_duplicates_nothing_and_hangs_nothing(
         assert invoke(c0, name, blocking=True).status_code == 200
     stop_at = time.monotonic() + 8
 
-    def load(i: int) -> list[tuple[float, int, str]]:
-        out = []
-        with cluster.client(i % 2, timeout=90) as client:
+    def load(i: int) -> list[tuple[bool, int, str]]:
+        """(hung, status, activation id) of each request; a request still unanswered past
+        the blocking wait (60 s) and a margin is cut by the client's deadline: hung."""
+        out: list[tuple[bool, int, str]] = []
+        with cluster.client(i % 2, timeout=65) as client:
             while time.monotonic() < stop_at:
-                started = time.monotonic()
                 try:
                     r = invoke(client, name, blocking=True)
                     body = (
@@ -410,10 +411,11 @@ def test_nats_restarted_under_load_duplicates_nothing_and_hangs_nothing(
                         if r.headers.get("content-type", "").startswith("application/json")
                         else {}
                     )
-                    out.append((time.monotonic() - started, r.status_code,
-                                body.get("activationId", "")))  # fmt: skip
+                    out.append((False, r.status_code, body.get("activationId", "")))
+                except httpx.TimeoutException:
+                    out.append((True, 0, ""))
                 except httpx.TransportError:
-                    out.append((time.monotonic() - started, 0, ""))
+                    out.append((False, 0, ""))
         return out
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -425,7 +427,7 @@ def test_nats_restarted_under_load_duplicates_nothing_and_hangs_nothing(
         cluster.nats.start()
         results = [x for f in futures for x in f.result(timeout=180)]
     # Then no request waited past the blocking wait (60 s) and a bit
-    assert max(took for took, _, _ in results) < 65, max(results)
+    assert results and not [r for r in results if r[0]], results
     # And no activation ran twice
     twice = {k: n for k, n in cluster.witness.calls.items() if n > 1}
     assert not twice, twice
