@@ -115,9 +115,10 @@ def main() -> None:
             for family, request in targets(apihost, auth, names).items():
                 if family != "baseline":
                     requests[(version, family)] = request
-        for request in requests.values():  # warm both concurrencies
+        for request in requests.values():  # warm both concurrencies (containers started)
             load(node, {**request, "connections": 1, "requests": 200})
-            load(node, {**request, "connections": args.connections, "durationMs": 1500})
+            for _ in range(2):
+                load(node, {**request, "connections": args.connections, "durationMs": 3000})
         for round_ in range(args.rounds):
             order = VERSIONS if round_ % 2 == 0 else VERSIONS[::-1]
             for family in ("nodejs", "python"):
