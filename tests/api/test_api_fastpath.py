@@ -1,10 +1,10 @@
-"""The invoke fast path (controller/fastpath.py) answers as Starlette's routing does.
+"""The fast path (controller/fastpath.py) answers as Starlette's routing does.
 
 Each request is sent twice to the same platform: through the application as served (the
-fast path takes ``POST .../actions/...``) and through the same Starlette application
-without it. Status, header names (in order) and values, and bodies must be the same; only
-what differs between two invokes by nature (the activation id, the record's times) is
-compared by shape.
+fast path takes ``POST .../actions/...`` and ``/api/v1/web/...``) and through the same
+Starlette application without it. Status, header names (in order) and values, and bodies
+must be the same; only what differs between two invokes by nature (the activation id,
+the record's times, an echo of the request's own headers) is compared by shape.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from apisupport import PY_APP_ERROR, assert_error, node_action, python_action
+from websupport import HTTP_ECHO_JS, RESPOND_JS, THROW_JS, url, web_action
 
 from squall.cli.standalone import Standalone
 from squall.controller.fastpath import InvokeFastPath
@@ -53,12 +54,15 @@ async def clients(
 
 
 async def both(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], path: str, **kwargs: Any
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    path: str,
+    method: str = "POST",
+    **kwargs: Any,
 ) -> tuple[httpx.Response, httpx.Response]:
     headers = {"X-Request-ID": TXID, **kwargs.pop("headers", {})}
     fast, plain = clients
-    a = await fast.post(path, headers=headers, **kwargs)
-    b = await plain.post(path, headers=headers, **kwargs)
+    a = await fast.request(method, path, headers=headers, **kwargs)
+    b = await plain.request(method, path, headers=headers, **kwargs)
     return a, b
 
 
@@ -137,3 +141,47 @@ async def test_results_are_the_same(
     assert list(a.json()) == list(b.json()) == ["activationId"]
     assert a.headers["x-openwhisk-activation-id"] == a.json()["activationId"]
     same_headers(a, b, except_values={"x-openwhisk-activation-id"})
+
+
+async def test_web_actions_are_the_same(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], unique: Unique
+) -> None:
+    fast = clients[0]
+    respond, echo, throw = unique("fast-web"), unique("fast-web-http"), unique("fast-web-x")
+    await web_action(fast, respond, RESPOND_JS, parameters={"respond": {"a": [1, "b"]}})
+    await web_action(fast, echo, HTTP_ECHO_JS)
+    await web_action(fast, throw, THROW_JS)
+    await web_action(fast, unique("fast-web-hidden"), export=None)
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", url(respond, ".json"), {}),
+        ("GET", url(respond, ".json", "/a/1"), {}),
+        ("GET", url(respond, ".text"), {}),
+        ("HEAD", url(respond, ".json"), {}),
+        ("POST", url(respond, ".json"), {"content": b"{not json"}),
+        ("OPTIONS", url(respond), {"headers": {"Origin": "http://x"}}),
+        ("PATCH", url(echo, ".http"), {"content": b"raw", "headers": {"Content-Type": "x/y"}}),
+        ("GET", url(throw, ".json"), {}),
+        ("GET", url(unique("fast-web-missing"), ".json"), {}),
+        ("GET", url(respond, ".json", namespace="not-a-namespace"), {}),
+        ("GET", "/api/v1/web/guest/default/", {}),
+        ("GET", "/api/v1/web/guest/default", {}),  # not the route: Starlette's 404
+        ("TRACE", url(respond, ".json"), {}),  # not the route's method: Starlette's 405
+        ("GET", "/api/v1/web/whisk.system/apimgmt/getApi", {}),  # API management
+    ]
+    statuses = []
+    for method, path, kwargs in requests:
+        a, b = await both(clients, path, method, **kwargs)
+        statuses.append(a.status_code)
+        assert a.status_code == b.status_code, (method, path, a.text, b.text)
+        if a.status_code < 400 and method != "HEAD":
+            body_a, body_b = a.content, b.content
+            if a.headers.get("content-type", "").startswith("application/json"):
+                body_a, body_b = a.json(), b.json()
+            if isinstance(body_a, dict):  # an echo holds the request's own headers
+                body_a.pop("__ow_headers", None)
+                body_b.pop("__ow_headers", None)
+            assert body_a == body_b, (method, path)
+        elif method != "HEAD":
+            assert a.content == b.content, (method, path)
+        same_headers(a, b, except_values={"x-openwhisk-activation-id", "content-length"})
+    assert statuses == [200, 200, 404, 200, 200, 200, 200, 400, 404, 404, 404, 404, 405, 200]
