@@ -64,10 +64,25 @@ def export(ref: str, into: Path) -> None:
     archive.unlink()
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited child not yet reaped is a zombie: state Z)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def measured(node: str, pid: int, options: dict[str, Any]) -> dict[str, Any]:
     cpu = cpu_seconds(pid)
     result = load(node, options)
     used = cpu_seconds(pid) - cpu
+    if not alive(pid) or result["errors"]:
+        # A dead server answers nothing, fast: its figures would look like a win.
+        raise SystemExit(
+            f"server {pid} {'exited' if not alive(pid) else 'answered errors'}: "
+            f"{result['errors']} errors, statuses {result.get('statuses')}"
+        )
     answered = max(1, result["requests"])
     return {
         "p50": result["latencyMs"]["p50"],

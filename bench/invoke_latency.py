@@ -138,6 +138,12 @@ def own_server(source: Path = REPO, pids: list[int] | None = None) -> Iterator[t
                 time.sleep(0.05)
             yield apihost, read_wskprops(home / "wskprops")["AUTH"]
         finally:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                print(
+                    f"squall standalone exited early ({process.returncode}):\n{tail}",
+                    file=sys.stderr,
+                )
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
