@@ -100,8 +100,12 @@ def read_wskprops(path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def own_server() -> Iterator[tuple[str, str]]:
-    """A ``squall standalone`` of our own: (apihost, auth), stopped with SIGTERM at exit."""
+def own_server(source: Path = REPO, pids: list[int] | None = None) -> Iterator[tuple[str, str]]:
+    """A ``squall standalone`` of our own: (apihost, auth), stopped with SIGTERM at exit.
+
+    ``source`` is the source tree it runs from (``-m`` puts the working directory first
+    on ``sys.path``): another checkout, to compare two versions in one run. The server's
+    pid is appended to ``pids`` when given (to read its CPU time)."""
     with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         home = Path(tmp) / "home"
         port = free_port()
@@ -117,8 +121,10 @@ def own_server() -> Iterator[tuple[str, str]]:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=clean_env(UNTHROTTLED),
-                cwd=REPO,
+                cwd=source,
             )
+        if pids is not None:
+            pids.append(process.pid)
         try:
             end = time.monotonic() + START_DEADLINE_S
             while True:
@@ -132,6 +138,12 @@ def own_server() -> Iterator[tuple[str, str]]:
                 time.sleep(0.05)
             yield apihost, read_wskprops(home / "wskprops")["AUTH"]
         finally:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                print(
+                    f"squall standalone exited early ({process.returncode}):\n{tail}",
+                    file=sys.stderr,
+                )
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:

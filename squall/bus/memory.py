@@ -52,6 +52,10 @@ class MemoryConsumer:
     async def _next(self, timeout: float | None) -> MemoryDelivery | None:
         if self._closed.is_set():
             raise ProviderError("consumer is closed")
+        if not self._queue.empty():
+            # A message is waiting (a consumer under load): take it without the two tasks
+            # and the wait below, which only serve to wait for one or for the close.
+            return self._delivered(self._queue.get_nowait())
         get = asyncio.ensure_future(self._queue.get())
         closed = asyncio.ensure_future(self._closed.wait())
         try:
@@ -66,7 +70,10 @@ class MemoryConsumer:
             if self._closed.is_set():
                 raise ProviderError("consumer is closed")
             return None
-        data = get.result()
+        return self._delivered(get.result())
+
+    def _delivered(self, data: bytes) -> MemoryDelivery:
+        """``data`` taken off the queue: a delivery, or the close it stands for."""
         if data is _CLOSED:
             # Wake the next waiter too, then report the close.
             self._queue.put_nowait(_CLOSED)

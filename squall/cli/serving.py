@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Generator
 import uvicorn
 from starlette.types import ASGIApp
 
+from squall.cli.coalescing import CoalescingHttpToolsProtocol
 from squall.config import Settings
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -59,7 +60,8 @@ async def serve_app(
         host=settings.host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with an answer's head and body sent in one write (coalescing.py).
+        http=CoalescingHttpToolsProtocol,
         lifespan="off",
         access_log=False,
         log_level=settings.log_level,

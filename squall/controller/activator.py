@@ -20,7 +20,13 @@ from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
 from squall.entities import params
 from squall.entities.action import Action, pending_invocation
-from squall.entities.activation import ActivationResponse, ended, new_activation_id, now_ms
+from squall.entities.activation import (
+    Activation,
+    ActivationResponse,
+    ended,
+    new_activation_id,
+    now_ms,
+)
 from squall.errors import SquallError
 from squall.metrics.controller import ACCEPTED, COMPLETED, FAILED, TIMEOUT, ControllerMetrics
 from squall.store.contracts import ActivationStore
@@ -149,23 +155,27 @@ class Activator:
             store_record=store,
             network=network,
         )
-        # The record of an accepted activation that has not ended (see below for when).
-        pending = pending_invocation(
-            action,
-            namespace=identity.namespace,
-            subject=identity.subject,
-            activation_id=activation_id,
-            accepted_ms=message.accepted_ms,
-            cause=request.cause,
-            caused_by=request.caused_by,
-        )
+
+        def pending() -> Activation:
+            """The record of an accepted activation that has not ended: built only when
+            it is stored (see below for when), not on a blocking invoke's warm path."""
+            return pending_invocation(
+                action,
+                namespace=identity.namespace,
+                subject=identity.subject,
+                activation_id=activation_id,
+                accepted_ms=message.accepted_ms,
+                cause=request.cause,
+                caused_by=request.caused_by,
+            )
+
         # A blocking caller learns the id only from the answer: its pending record is
         # written only if that answer is a 202 (below), which saves a store write on
         # the warm path. Anyone else may learn the id at once: record it now, with the
         # message, so that a restart runs it if it never started (the invoker marks the
         # record started before it runs it: ``ActivationStore.start``).
         if record_pending and not blocking:
-            await self._activations.put_pending(pending, message.to_bytes())
+            await self._activations.put_pending(pending(), message.to_bytes())
         if blocking:
             self._waiters.register(activation_id)
         try:
@@ -177,7 +187,7 @@ class Activator:
             self._throttles.ended(activation_id)
             # Nothing will run it: end the record instead of leaving it pending forever.
             failed = ended(
-                pending,
+                pending(),
                 ActivationResponse.whisk_error(
                     exc.message if isinstance(exc, SquallError) else "The activation was not sent."
                 ),
@@ -194,7 +204,7 @@ class Activator:
             # The caller gets a 202 with the id: from now on it must be found. The
             # final record, or the invoker's started one, may already be stored;
             # put_pending never replaces either.
-            await self._activations.put_pending(pending, message.to_bytes())
+            await self._activations.put_pending(pending(), message.to_bytes())
         return Invocation(activation_id, record)
 
     def _count(self, outcome: str) -> None:

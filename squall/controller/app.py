@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from squall.controller.core import Controller
+from squall.controller.fastpath import InvokeFastPath
 from squall.controller.http import error_response, transaction_id
 from squall.controller.middleware import RequestMiddleware
 from squall.controller.routes import (
@@ -97,4 +98,5 @@ def create_app(controller: Controller, *metrics: MetricFamilies) -> ASGIApp:
     )
     app.router.redirect_slashes = False
     app.state.controller = controller
-    return RequestMiddleware(app)
+    # The invoke route skips Starlette's routing and exception layers (fastpath.py).
+    return RequestMiddleware(InvokeFastPath(app, _squall_error, _internal_error))

@@ -1,7 +1,8 @@
 """Activation records in SQLite, written with group commit.
 
 Every ``put`` of one event-loop iteration goes into a single transaction: the first put
-schedules a flush with ``call_soon`` and every caller awaits that flush's commit. One
+schedules a flush with ``call_soon`` and every caller awaits that flush's commit (each
+through a future of its own, resolved once the transaction committed). One
 activation alone costs one transaction as before (one loop iteration later); under load
 the commit cost (WAL append, locks) is shared by the batch, roughly halving the cost per
 record. A ``put`` returns only after its record is committed, so a reader that got an
@@ -76,29 +77,30 @@ Row = tuple[str, str, str, int, str, str | None, bytes | None]
 
 
 class _Write:
-    """One queued write: its statement, its row, and (set by the flush) whether it
-    changed a row."""
+    """One queued write: its statement, its row, (set by the flush) whether it changed a
+    row, and the future its writer awaits."""
 
-    __slots__ = ("row", "statement", "stored")
+    __slots__ = ("committed", "row", "statement", "stored")
 
-    def __init__(self, statement: str, row: Row) -> None:
+    def __init__(self, statement: str, row: Row, committed: asyncio.Future[None]) -> None:
         self.statement = statement
         self.row = row
         self.stored = False
+        self.committed = committed
 
 
 class SqliteActivationStore:
     """:class:`~squall.store.contracts.ActivationStore` over the ``activations`` table.
 
     Records with the same ``start`` are ordered by activation id, descending, so paging
-    is stable. Concurrency: ``_pending`` and ``_flushed`` are touched only on the
+    is stable. Concurrency: ``_pending`` and ``_scheduled`` are touched only on the
     event-loop thread, and ``_flush`` runs between tasks, so no lock is needed.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._pending: builtins.list[_Write] = []
-        self._flushed: asyncio.Future[None] | None = None
+        self._scheduled = False
 
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
@@ -123,23 +125,24 @@ class SqliteActivationStore:
             raise ProviderError("store is closed")
         if state is None:
             message = None  # a final record needs nothing to run it again
-        write = _Write(statement, (*activation_key(record), dumps_record(record), state, message))
+        loop = asyncio.get_running_loop()
+        row = (*activation_key(record), dumps_record(record), state, message)
+        write = _Write(statement, row, loop.create_future())
         self._pending.append(write)
-        if self._flushed is None:
-            loop = asyncio.get_running_loop()
-            self._flushed = loop.create_future()
+        if not self._scheduled:
+            self._scheduled = True
             loop.call_soon(self.flush)
-        # Shielded: a cancelled caller must not cancel the batch of the others.
-        await asyncio.shield(self._flushed)
+        # Each writer awaits a future of its own (no shield, which cost one more loop
+        # iteration per write): a cancelled writer cancels only that future, and its row
+        # is committed with the batch all the same.
+        await write.committed
         return write
 
     def flush(self) -> None:
         """Commit every pending record in one transaction; wake their writers."""
         writes, self._pending = self._pending, []
-        done, self._flushed = self._flushed, None
+        self._scheduled = False
         if not writes:
-            if done is not None and not done.done():
-                done.set_result(None)
             return
         try:
             if len(writes) == 1:
@@ -150,15 +153,15 @@ class SqliteActivationStore:
                 with self._db.transaction() as conn:
                     self._apply(conn, writes)
         except Exception as exc:
-            if done is not None and not done.done():
-                done.set_exception(exc)
-                # Callers see it through their await; do not warn if all were cancelled.
-                done.exception()
-            else:
-                raise
+            waiting = [w.committed for w in writes if not w.committed.done()]
+            if not waiting:
+                raise  # every writer gave up: nobody else would see it
+            for committed in waiting:
+                committed.set_exception(exc)
         else:
-            if done is not None and not done.done():
-                done.set_result(None)
+            for w in writes:
+                if not w.committed.done():
+                    w.committed.set_result(None)
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, writes: builtins.list[_Write]) -> None:

@@ -65,3 +65,37 @@ async def test_empty_messages_are_refused() -> None:
     bus = MemoryBus()
     with pytest.raises(ProviderError):
         await bus.send("t", b"")
+
+
+async def test_a_queued_message_is_taken_at_once_even_by_a_zero_poll() -> None:
+    bus = MemoryBus()
+    consumer = await bus.consumer("t")
+    await bus.send("t", b"waiting")
+    delivery = await consumer.poll(0)
+    assert delivery is not None and delivery.data == b"waiting"
+    assert await consumer.poll(0) is None
+
+
+async def test_a_closed_consumer_leaves_queued_messages_to_the_others() -> None:
+    bus = MemoryBus()
+    closing, other = await bus.consumer("t"), await bus.consumer("t")
+    await bus.send("t", b"m")
+    await closing.close()
+    with pytest.raises(ProviderError):
+        await closing.receive()
+    assert (await other.receive()).data == b"m"
+
+
+async def test_a_waiter_whose_message_was_taken_waits_for_the_next() -> None:
+    # Given a consumer waiting on an empty topic, and another one that is not
+    bus = MemoryBus()
+    waiting, busy = await bus.consumer("t"), await bus.consumer("t")
+    first = asyncio.create_task(waiting.receive())
+    await asyncio.sleep(0)
+    # When a message arrives and the busy consumer takes it before the waiter runs
+    await bus.send("t", b"1")
+    assert (await busy.receive()).data == b"1"
+    # Then the waiter gets the next message, and nothing is lost or repeated
+    await bus.send("t", b"2")
+    assert (await asyncio.wait_for(first, 10)).data == b"2"
+    assert await bus.pending("t") == 0
