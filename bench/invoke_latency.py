@@ -99,6 +99,26 @@ def read_wskprops(path: Path) -> dict[str, str]:
     return props
 
 
+def wait_answering(
+    process: subprocess.Popen[bytes],
+    apihost: str,
+    log_path: Path,
+    deadline_s: float = START_DEADLINE_S,
+) -> None:
+    """Return once the standalone ``process`` serves ``GET /api/v1`` at ``apihost``; exit
+    with its log when it dies or does not answer within ``deadline_s``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"squall standalone exited:\n{log_path.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{apihost}/api/v1", trust_env=False).status_code == 200:
+                return
+        if time.monotonic() > end:
+            raise SystemExit(f"squall standalone did not answer:\n{log_path.read_text()}")
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def own_server(source: Path = REPO, pids: list[int] | None = None) -> Iterator[tuple[str, str]]:
     """A ``squall standalone`` of our own: (apihost, auth), stopped with SIGTERM at exit.
@@ -126,16 +146,7 @@ def own_server(source: Path = REPO, pids: list[int] | None = None) -> Iterator[t
         if pids is not None:
             pids.append(process.pid)
         try:
-            end = time.monotonic() + START_DEADLINE_S
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"squall standalone exited:\n{log_path.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{apihost}/api/v1", trust_env=False).status_code == 200:
-                        break
-                if time.monotonic() > end:
-                    raise SystemExit(f"squall standalone did not answer:\n{log_path.read_text()}")
-                time.sleep(0.05)
+            wait_answering(process, apihost, log_path)
             yield apihost, read_wskprops(home / "wskprops")["AUTH"]
         finally:
             if process.poll() is not None:

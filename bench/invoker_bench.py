@@ -65,8 +65,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -78,6 +76,7 @@ from invoke_latency import (  # noqa: E402
     load,
     read_wskprops,
     report_head,
+    wait_answering,
 )
 from trigger_latency import Api as _Api  # noqa: E402
 
@@ -142,16 +141,7 @@ def server(extra_env: dict[str, str], zygote: bool = True) -> Iterator[tuple[str
                 env=env, cwd=REPO,
             )  # fmt: skip
         try:
-            end = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"squall standalone exited:\n{log_path.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{apihost}/api/v1", trust_env=False).status_code == 200:
-                        break
-                if time.monotonic() > end:
-                    raise SystemExit(f"squall standalone did not answer:\n{log_path.read_text()}")
-                time.sleep(0.05)
+            wait_answering(process, apihost, log_path)
             time.sleep(1.0)  # let the stem cells start
             yield apihost, read_wskprops(home / "wskprops")["AUTH"], home
         finally:

@@ -52,7 +52,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from invoke_latency import (
     REPO,
-    START_DEADLINE_S,
     STOP_DEADLINE_S,
     UNTHROTTLED,
     clean_env,
@@ -60,6 +59,7 @@ from invoke_latency import (
     load,
     read_wskprops,
     report_head,
+    wait_answering,
 )
 
 RESULTS = REPO / "bench" / "results" / "memory_at_concurrency.json"
@@ -95,16 +95,7 @@ def server(tmp: Path, checkout: Path = REPO) -> Iterator[tuple[str, str, int]]:
             cwd=checkout,  # ``-m`` puts it first on sys.path
         )
     try:
-        end = time.monotonic() + START_DEADLINE_S
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"squall standalone exited:\n{log_path.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{apihost}/api/v1", trust_env=False).status_code == 200:
-                    break
-            if time.monotonic() > end:
-                raise SystemExit(f"squall standalone did not answer:\n{log_path.read_text()}")
-            time.sleep(0.05)
+        wait_answering(process, apihost, log_path)
         yield apihost, read_wskprops(home / "wskprops")["AUTH"], process.pid
     finally:
         if process.poll() is None:
