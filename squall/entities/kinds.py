@@ -369,9 +369,12 @@ class CodeExec:
         if described is not None and described.deprecated:
             # New and updated actions only: stored ones of the kind keep running.
             raise BadRequest(runtime_deprecated(resolved))
+        # OpenWhisk reads a blackbox's image before its code: a blackbox needs one (the
+        # native skeleton is named, as `wsk --native` does).
+        image = _blackbox_image(raw.get("image")) if resolved == BLACKBOX else None
         code = raw.get("code")
         blank = code is None or (isinstance(code, str) and not code.strip())
-        if blank and resolved == BLACKBOX and raw.get("image") is not None:
+        if blank and resolved == BLACKBOX:
             # An image that brings its own code: OpenWhisk takes a missing or blank code
             # as none (``wsk``/``aio --docker`` without a file send none).
             code = ""
@@ -386,19 +389,20 @@ class CodeExec:
         main = raw.get("main")
         if main is not None and (not isinstance(main, str) or not main.strip()):
             raise BadRequest("The request content was malformed:\n'main' must be a string.")
-        image = _blackbox_image(raw.get("image")) if resolved == BLACKBOX else None
         return cls(
             kind=resolved, code=code, binary=is_binary_code(code), main=main or None, image=image
         )
 
 
-def _blackbox_image(image: object) -> str | None:
+def _blackbox_image(image: object) -> str:
     """The image of a ``blackbox`` action: a Docker image name (``[registry/]name[:tag]``,
-    any image; whether the invoker has it is known only when it runs)."""
-    if image is None:
-        return None
+    any image; whether the invoker has it is known only when it runs). OpenWhisk refuses
+    a blackbox without one, in these words."""
     if not isinstance(image, str) or not image.strip():
-        raise BadRequest("The request content was malformed:\n'image' must be a string.")
+        raise BadRequest(
+            "The request content was malformed:\n'image' must be a string defined in 'exec' "
+            f"for '{BLACKBOX}' actions"
+        )
     if not _IMAGE_NAME.fullmatch(image.strip()):
         raise BadRequest(
             f"The request content was malformed:\n'{image}' is not a valid image name."

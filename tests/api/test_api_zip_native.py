@@ -253,6 +253,14 @@ async def test_blackbox_with_a_malformed_image_name_is_400(
     # Then 400 naming it
     error = assert_error(r, 400)
     assert "'Not An/Image!' is not a valid image name" in error
+    # And one that names no image is refused as OpenWhisk refuses it, and not created
+    name = unique("noimage")
+    r = await client.put(f"{NS}/actions/{name}", json={"exec": {"kind": "blackbox", "code": "x"}})
+    assert assert_error(r, 400) == (
+        "The request content was malformed:\n"
+        "'image' must be a string defined in 'exec' for 'blackbox' actions"
+    )
+    assert (await client.get(f"{NS}/actions/{name}")).status_code == 404
 
 
 async def test_root_lists_the_native_kind(anonymous: httpx.AsyncClient) -> None:

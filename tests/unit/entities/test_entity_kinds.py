@@ -142,21 +142,39 @@ def test_code_over_48_mb_is_413() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "image", [None, "openwhisk/dockerskeleton", "openwhisk/dockerskeleton:1.3"]
-)
-def test_blackbox_runs_as_native_on_the_skeleton_image(image: str | None) -> None:
-    # When a blackbox action names OpenWhisk's native skeleton (or no image)
-    raw = {"kind": "blackbox", "code": "#!/bin/sh\n", **({"image": image} if image else {})}
+@pytest.mark.parametrize("image", ["openwhisk/dockerskeleton", "openwhisk/dockerskeleton:1.3"])
+def test_blackbox_runs_as_native_on_the_skeleton_image(image: str) -> None:
+    # When a blackbox action names OpenWhisk's native skeleton
+    raw = {"kind": "blackbox", "code": "#!/bin/sh\n", "image": image}
     exec_ = CodeExec.from_request(raw)
     # Then it is kept as OpenWhisk shows it
     assert exec_.to_json() == {
         "kind": "blackbox",
-        **({"image": image} if image else {}),
+        "image": image,
         "code": "#!/bin/sh\n",
         "binary": False,
     }
     assert CodeExec.from_stored(exec_.to_json()) == exec_
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"kind": "blackbox", "code": "#!/bin/sh\n"},
+        {"kind": "blackbox"},
+        {"kind": "blackbox", "code": "#!/bin/sh\n", "image": ""},
+        {"kind": "blackbox", "code": "#!/bin/sh\n", "image": 7},
+    ],
+)
+def test_a_blackbox_without_an_image_is_refused_as_openwhisk_does(raw: dict[str, object]) -> None:
+    # When a blackbox action names no image (or no string), with or without code
+    with pytest.raises(BadRequest) as e:
+        CodeExec.from_request(raw)
+    # Then OpenWhisk's message says the image is needed, before anything about the code
+    assert e.value.message == (
+        "The request content was malformed:\n"
+        "'image' must be a string defined in 'exec' for 'blackbox' actions"
+    )
 
 
 @pytest.mark.parametrize("code", [None, "", " \n"])
