@@ -13,10 +13,11 @@ from pathlib import Path
 from squall.errors import ContainerError
 from squall.sandbox import launch
 from squall.sandbox.container import ProcessContainer
+from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.processbase import SOCKET_NAME, ZYGOTE_KIND, ProcessFactoryBase
-from squall.sandbox.zygote import ForkedRuntime, Zygote, script_path
+from squall.sandbox.zygote import Zygote, script_path
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from squall.errors import ContainerError
 from squall.runtimes import family
 from squall.sandbox import launch
 from squall.sandbox.container import ProcessContainer, RuntimeProcess
+from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.processbase import SOCKET_NAME, Confinement, ProcessFactoryBase
-from squall.sandbox.zygote import ForkedRuntime
 
 
 class SandboxStarts(ProcessFactoryBase):
