@@ -19,7 +19,7 @@ from squall.runtimes import SUPPORT_DIRS, family, proxy_path
 from squall.runtimes import interpreter as runs_on
 from squall.sandbox import launch
 from squall.sandbox.bwrap import RUNTIME_ROOT, BwrapSandbox, interpreter_prefix
-from squall.sandbox.cgroups import CgroupRoot
+from squall.sandbox.cgrouptree import CgroupRoot
 from squall.sandbox.container import ProcessContainer
 from squall.sandbox.interpreters import Runtimes
 from squall.sandbox.isolation import Isolation

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from squall.sandbox.cgroups import CgroupRoot
+from squall.sandbox.cgrouptree import CgroupRoot
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
 
