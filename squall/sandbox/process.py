@@ -300,7 +300,9 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         for kind in self.runtimes.interpreters:
             sources += [source for source, _ in self._binds(kind)]
         home = cgroups.create(SUPERVISOR_CGROUP, SUPERVISOR_LIMITS)
-        supervisor = Supervisor(str(self.workdir), home.procs_files, sources)
+        # Its containers' cgroups are the children of ``cgroups``: a frozen one is thawed
+        # (and so dies) when the invoker dies, not only at the next invoker's start.
+        supervisor = Supervisor(str(self.workdir), home.procs_files, sources, cgroups.directories)
         try:
             supervisor.start()
         except BaseException:
