@@ -337,10 +337,12 @@ async def test_a_paused_container_can_be_destroyed(factory: ProcessContainerFact
     members = container.cgroup.pids()
     container.pause()
     assert await until(lambda: all(_state(pid) == "D" for pid in members))
-    # When it is destroyed, Then every process of it is gone and so is its cgroup
+    # When it is destroyed, Then its cgroup is gone (it was empty: every process of it
+    # exited) and every process of it is dead (a zombie may wait a moment for its reaper)
     await container.destroy()
-    assert all(reaped(pid) for pid in members)
     assert not any(d.exists() for d in container.cgroup.directories)
+    assert all(gone(pid) for pid in members)
+    assert await until(lambda: all(reaped(pid) for pid in members))
 
 
 def _state(pid: int) -> str:
@@ -426,8 +428,9 @@ async def test_close_destroys_every_container(tmp_path: Path, anyio_backend: str
     # When the factory is closed (twice)
     await factory.close()
     await factory.close()
-    # Then every runtime is gone, and the factory creates no more
-    assert all(reaped(c.pid) for c in containers)
+    # Then every runtime is dead (and soon reaped), and the factory creates no more
+    assert all(gone(c.pid) for c in containers)
+    assert await until(lambda: all(reaped(c.pid) for c in containers))
     assert entries(tmp_path) == []
     with pytest.raises(ContainerError):
         await factory.create("nodejs:20", 128)
