@@ -2,8 +2,9 @@
 
 ``squall cluster up --controllers 2 --invokers 2`` on the machine's PostgreSQL (a fresh
 schema of database ``test``) and NATS (a stream prefix of its own), with the cluster
-tests' health timings. Each repetition kills every member in turn with SIGKILL (the pid
-its ``/ping`` gives) and measures, from the kill:
+tests' health timings (``cluster_up`` in tests/cluster/clustersupport.py). Each
+repetition kills every member in turn with SIGKILL (the pid its ``/ping`` gives) and
+measures, from the kill:
 
 - ``ping_s``: until the member's port answers ``/ping`` with a new start token (the
   supervisor started it again, and it serves);
@@ -22,26 +23,14 @@ import os
 import re
 import signal
 import statistics
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from _standalone import free_port
-from clustersupport import (
-    CLUSTER_ENV,
-    NATS_PORT,
-    PG_HOST,
-    PG_PORT,
-    delete_streams,
-    postgres_schema,
-    reachable,
-    require,
-)
+from clustersupport import cluster_up, shared_services
 
 MEMBER = re.compile(r"^(\w+): (http://\S+) \(pid \d+\)$", re.M)
 RESTART_WAIT = re.compile(
@@ -112,23 +101,11 @@ def _kill(
 
 
 def cluster_up_runs(reps: int, tmp: Path) -> list[dict[str, Any]]:
-    require("PostgreSQL on 127.0.0.1:5432", reachable(PG_HOST, PG_PORT))
-    require("NATS on 127.0.0.1:4222", reachable(PG_HOST, NATS_PORT))
-    prefix = f"b{uuid.uuid4().hex[:8]}"
     runs: list[dict[str, Any]] = []
     out = tmp / "up.out"
-    with postgres_schema() as schema:
-        store = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-        env = {k: v for k, v in CLUSTER_ENV.items() if "PING" in k or "AFTER" in k}
-        with open(out, "wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "squall.cli.main", "cluster", "up", "--controllers",
-                 "2", "--invokers", "2", "--store", store, "--bus",
-                 f"nats://127.0.0.1:4222?prefix={prefix}", "--home", str(tmp / "up-home"),
-                 "--port", str(free_port())],
-                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **env, "SQUALL_STEM_CELLS": ""},
-            )  # fmt: skip
+    with shared_services() as (store, bus):
+        process = cluster_up(tmp / "up-home", out, store, bus, "--controllers", "2",
+                             "--invokers", "2", "--port", str(free_port()))  # fmt: skip
         try:
 
             def ready() -> bool | None:
@@ -163,7 +140,6 @@ def cluster_up_runs(reps: int, tmp: Path) -> list[dict[str, Any]]:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(60)
-            delete_streams("nats://127.0.0.1:4222", prefix)
     return runs
 
 

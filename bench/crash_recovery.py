@@ -52,21 +52,10 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests"), str(HERE.parent / "tests" / "cluster")]
 
+import crashsupport as crash  # noqa: E402
 from _standalone import Standalone, start  # noqa: E402
 from clustersupport import Cluster, recovered, running_cluster  # noqa: E402
 from crash_cluster_up import cluster_up_runs, print_cluster_up  # noqa: E402
-from crashsupport import (  # noqa: E402
-    Accepted,
-    Finals,
-    Snapshot,
-    burst,
-    create_entities,
-    every_final,
-    gateway,
-    mixed_load,
-    outcome,
-    unfinished,
-)
 from invoke_latency import report_head  # noqa: E402
 from netsupport import OutsideHost, Witness, outside_host  # noqa: E402
 
@@ -93,14 +82,18 @@ def gateways(logs: dict[str, Path]) -> dict[str, str]:
 
 
 def loaded(
-    clients: list[httpx.Client], accepted: Accepted, rng: random.Random, kill: Callable[[], None]
+    clients: list[httpx.Client],
+    accepted: crash.Accepted,
+    rng: random.Random,
+    kill: Callable[[], None],
 ) -> float:
     """A burst through the first client, mixed load through all, ``kill`` at a random
     moment; returns how long the load ran before it."""
-    burst(clients[0], accepted, BURST)
+    crash.burst(clients[0], accepted, BURST)
     stop = threading.Event()
     threads = [
-        threading.Thread(target=mixed_load, args=(c, accepted, stop, rng.random())) for c in clients
+        threading.Thread(target=crash.mixed_load, args=(c, accepted, stop, rng.random()))
+        for c in clients
     ]
     for thread in threads:
         thread.start()
@@ -115,16 +108,18 @@ def loaded(
 
 
 def counted(
-    accepted: Accepted,
-    finals: Finals,
-    at_kill: Snapshot,
-    after: Snapshot,
+    accepted: crash.Accepted,
+    finals: crash.Finals,
+    at_kill: crash.Snapshot,
+    after: crash.Snapshot,
     witness: Witness,
     names: dict[str, str],
 ) -> dict[str, Any]:
     """One kill's outcome as JSON, with the evidence (each problem id's record as the API
     shows it) when it broke a promise."""
-    result = outcome(accepted.all(), finals, witness.calls, witness.via, names, at_kill, after)
+    result = crash.outcome(
+        accepted.all(), finals, witness.calls, witness.via, names, at_kill, after
+    )
     problems = result.problems()
     evidence: dict[str, Any] = {}
     if problems:
@@ -140,7 +135,7 @@ def standalone_kill(
 ) -> tuple[Standalone, dict[str, Any]]:
     """One kill of ``server`` under mixed load and its restart: the new server, and what
     the kill came to."""
-    home, accepted = server.home, Accepted()
+    home, accepted = server.home, crash.Accepted()
     clients = [server.client(timeout=10) for _ in range(CLIENTS)]
 
     def kill() -> None:
@@ -150,14 +145,14 @@ def standalone_kill(
     kill_after = loaded(clients, accepted, rng, kill)
     for c in clients:
         c.close()
-    at_kill = unfinished("", str(home))
+    at_kill = crash.unfinished("", str(home))
     began = time.monotonic()
     server = start(home, keep_warm_s=60, env=ENV)
     restart_s = time.monotonic() - began
     with server.client() as client:
-        finals = every_final(client, accepted, at_kill.queued | at_kill.started, DEADLINE_S)
-    names = {gateway(g): "standalone" for seen in witness.via.values() for g in seen}
-    run = counted(accepted, finals, at_kill, unfinished("", str(home)), witness, names)
+        finals = crash.every_final(client, accepted, at_kill.queued | at_kill.started, DEADLINE_S)
+    names = {crash.gateway(g): "standalone" for seen in witness.via.values() for g in seen}
+    run = counted(accepted, finals, at_kill, crash.unfinished("", str(home)), witness, names)
     run.update(rep=rep, kill_after_s=round(kill_after, 2), restart_s=round(restart_s, 2))
     return server, run
 
@@ -169,7 +164,7 @@ def standalone_runs(
     runs: list[dict[str, Any]] = []
     try:
         with server.client() as client:
-            create_entities(client, witness.url, SLEEP_MS)
+            crash.create_entities(client, witness.url, SLEEP_MS)
         for rep in range(reps):
             server, run = standalone_kill(server, witness, rep, rng)
             runs.append(run)
@@ -193,13 +188,13 @@ def cluster_kill_run(cluster: Cluster, victim: str, rep: int, rng: random.Random
     of its kind carries on, and ``victim`` is started again (a controller at once, an
     invoker once everything is final, so that what it held must run elsewhere)."""
     local, home = cluster.local, cluster.local.home
-    accepted = Accepted()
+    accepted = crash.Accepted()
     clients = _clients(cluster, 2)
     before = recovered(cluster)
     kill_after = loaded(clients, accepted, rng, lambda: local.kill(victim))
     for c in clients:
         c.close()
-    at_kill = unfinished(cluster.pg.url, str(home))
+    at_kill = crash.unfinished(cluster.pg.url, str(home))
     restart_s = None
     if victim.startswith("controller"):
         began = time.monotonic()
@@ -211,8 +206,8 @@ def cluster_kill_run(cluster: Cluster, victim: str, rep: int, rng: random.Random
     with httpx.Client(
         base_url=f"{survivor.url}/api/v1", auth=cluster.auth, timeout=30, trust_env=False
     ) as client:
-        finals = every_final(client, accepted, at_kill.queued | at_kill.started, DEADLINE_S)
-    after = unfinished(cluster.pg.url, str(home))
+        finals = crash.every_final(client, accepted, at_kill.queued | at_kill.started, DEADLINE_S)
+    after = crash.unfinished(cluster.pg.url, str(home))
     run = counted(accepted, finals, at_kill, after, cluster.witness, gateways(logs))
     if victim.startswith("invoker"):
         counts = recovered(cluster)
@@ -229,7 +224,7 @@ def cluster_runs(
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in which}
     with running_cluster(tmp / "cluster", outside, ENV) as cluster:
         with _clients(cluster, 1, timeout=60)[0] as client:
-            create_entities(client, cluster.witness.url, SLEEP_MS)
+            crash.create_entities(client, cluster.witness.url, SLEEP_MS)
         for rep in range(reps):  # interleaved, so that load changes hit both alike
             for name in which:
                 run = cluster_kill_run(cluster, f"{name}0", rep, rng)
