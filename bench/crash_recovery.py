@@ -244,7 +244,7 @@ def _progress(name: str, rep: int, run: dict[str, Any]) -> None:
 
 
 #: (column, how to count it from a run)
-COUNTS: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
+COUNTS: list[tuple[str, Callable[[dict[str, Any]], float | None]]] = [
     ("accepted", lambda r: r["accepted"]),
     ("final", lambda r: r["final"]),
     ("pending", lambda r: len(r["pending"])),
@@ -256,6 +256,9 @@ COUNTS: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
     ("started@kill", lambda r: r["started"]),
     ("started→error", lambda r: len(r["started_error"])),
     ("started→ok", lambda r: r["started_ok"]),
+    # The controllers' squall_controller_recovered_activations_total (an invoker's kill)
+    ("moved", lambda r: r["recovered"]["moved"] if "recovered" in r else None),
+    ("recorded lost", lambda r: r["recovered"]["lost"] if "recovered" in r else None),
 ]
 
 
@@ -265,7 +268,9 @@ def print_table(scenarios: dict[str, list[dict[str, Any]]]) -> None:
         if not runs or name == "cluster-up":
             continue
         for column, count in COUNTS:
-            values = [count(r) for r in runs]
+            values = [v for v in map(count, runs) if v is not None]
+            if not values:
+                continue
             print(f"{name:<12}{column:<15}{min(values):>6g}{statistics.median(values):>8g}"
                   f"{max(values):>6g}{sum(values):>7g}")  # fmt: skip
         ran: dict[str, int] = {}

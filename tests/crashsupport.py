@@ -195,7 +195,9 @@ def every_final(
             made |= rule_activations(record)
         elif activation_id in accepted.sequences:
             made |= set(record["logs"])
-    more = final_records(client, (made | held) - finals.records.keys(), deadline_s)
+    # What was waited for already is not waited for again.
+    asked = finals.records.keys() | finals.pending | finals.unknown
+    more = final_records(client, (made | held) - asked, deadline_s)
     finals.records.update(more.records)
     finals.pending |= more.pending
     finals.unknown |= more.unknown
