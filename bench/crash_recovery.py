@@ -131,7 +131,8 @@ def counted(
     if problems:
         bad = set(result.pending) | set(result.lost) | set(result.twice)
         bad |= set(result.queued_failed)
-        evidence = {i: finals.records.get(i, "no final record") for i in sorted(bad)}
+        shown = {**finals.last, **finals.records}
+        evidence = {i: shown.get(i, "no record") for i in sorted(bad)}
         print("  PROBLEM:", "; ".join(problems), file=sys.stderr)
     return {**asdict(result), "problems": problems, "evidence": evidence}
 
@@ -142,6 +143,8 @@ def standalone_kill(
     """One kill of ``server`` under mixed load and its restart: the new server, and what
     the kill came to."""
     home, accepted = server.home, crash.Accepted()
+    # Left unfinished by an earlier kill: counted there, not again.
+    earlier = crash.unfinished("", str(home))
     clients = [server.client(timeout=10) for _ in range(CLIENTS)]
 
     def kill() -> None:
@@ -151,14 +154,15 @@ def standalone_kill(
     kill_after = loaded(clients, accepted, rng, kill)
     for c in clients:
         c.close()
-    at_kill = crash.unfinished("", str(home))
+    at_kill = crash.unfinished("", str(home)) - earlier
     began = time.monotonic()
     server = start(home, keep_warm_s=60, env=ENV)
     restart_s = time.monotonic() - began
     with server.client() as client:
         finals = crash.every_final(client, accepted, at_kill.queued | at_kill.started, DEADLINE_S)
     names = {crash.gateway(g): "standalone" for seen in witness.via.values() for g in seen}
-    run = counted(accepted, finals, at_kill, crash.unfinished("", str(home)), witness, names)
+    after = crash.unfinished("", str(home)) - earlier
+    run = counted(accepted, finals, at_kill, after, witness, names)
     run.update(rep=rep, kill_after_s=round(kill_after, 2), restart_s=round(restart_s, 2))
     return server, run
 
@@ -195,12 +199,14 @@ def cluster_kill_run(cluster: Cluster, victim: str, rep: int, rng: random.Random
     invoker once everything is final, so that what it held must run elsewhere)."""
     local, home = cluster.local, cluster.local.home
     accepted = crash.Accepted()
+    # Left unfinished by an earlier kill: counted there, not again.
+    earlier = crash.unfinished(cluster.pg.url, str(home))
     clients = _clients(cluster, 2)
     before = recovered(cluster)
     kill_after = loaded(clients, accepted, rng, lambda: local.kill(victim))
     for c in clients:
         c.close()
-    at_kill = crash.unfinished(cluster.pg.url, str(home))
+    at_kill = crash.unfinished(cluster.pg.url, str(home)) - earlier
     restart_s = None
     if victim.startswith("controller"):
         began = time.monotonic()
@@ -213,7 +219,7 @@ def cluster_kill_run(cluster: Cluster, victim: str, rep: int, rng: random.Random
         base_url=f"{survivor.url}/api/v1", auth=cluster.auth, timeout=30, trust_env=False
     ) as client:
         finals = crash.every_final(client, accepted, at_kill.queued | at_kill.started, DEADLINE_S)
-    after = crash.unfinished(cluster.pg.url, str(home))
+    after = crash.unfinished(cluster.pg.url, str(home)) - earlier
     run = counted(accepted, finals, at_kill, after, cluster.witness, gateways(logs))
     if victim.startswith("invoker"):
         counts = recovered(cluster)

@@ -70,6 +70,13 @@ class Snapshot:
     queued: set[str]
     started: set[str]
 
+    def __sub__(self, before: Snapshot) -> Snapshot:
+        """What is here and was not unfinished ``before`` (left by an earlier kill)."""
+        return Snapshot(self.queued - before.all(), self.started - before.all())
+
+    def all(self) -> set[str]:
+        return self.queued | self.started
+
 
 def create_entities(client: httpx.Client, witness_url: str, sleep_ms: int) -> None:
     """The action, a two-step sequence of it, and a trigger whose rule runs it; then one
@@ -151,6 +158,8 @@ class Finals:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
+    #: The record of each id still pending, as last read (evidence).
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def final_records(client: httpx.Client, ids: set[str], deadline_s: float) -> Finals:
@@ -169,6 +178,7 @@ def final_records(client: httpx.Client, ids: set[str], deadline_s: float) -> Fin
             record: dict[str, Any] = r.json()
             if record["response"]["status"] == "pending":
                 out.pending.add(activation_id)
+                out.last[activation_id] = record
             else:
                 out.records[activation_id] = record
         if not (out.pending or out.unknown) or time.monotonic() > end:
@@ -201,6 +211,7 @@ def every_final(
     finals.records.update(more.records)
     finals.pending |= more.pending
     finals.unknown |= more.unknown
+    finals.last.update(more.last)
     return finals
 
 
