@@ -23,6 +23,8 @@ import os
 import re
 import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +34,15 @@ import httpx
 from _standalone import free_port
 from clustersupport import cluster_up, shared_services
 
+from squall.cli.local_cluster import port_free
+
 MEMBER = re.compile(r"^(\w+): (http://\S+) \(pid \d+\)$", re.M)
 RESTART_WAIT = re.compile(
     r"(\w+) \(pid \d+\) exited with signal SIGKILL .*; restart \d+ in (\S+) s"
 )
 UP_BEFORE_KILL_S = 31.0
 DEADLINE_S = 120.0
+START_TRIES = 3
 NOOP = {"exec": {"kind": "python:3.11", "code": "def main(a):\n  return {'ok': 1}"}}
 
 T = TypeVar("T")
@@ -100,19 +105,45 @@ def _kill(
     }
 
 
-def cluster_up_runs(reps: int, tmp: Path) -> list[dict[str, Any]]:
+def _ports() -> int:
+    """A port P with P + 1 free too (cluster up listens on both: one per controller)."""
+    for _ in range(100):
+        port = free_port()
+        if port < 65535 and port_free(port + 1):
+            return port
+    raise RuntimeError("no two free ports in a row on 127.0.0.1")
+
+
+def _launch(
+    tmp: Path, out: Path, store: str, bus: str, failures: list[str]
+) -> subprocess.Popen[bytes]:
+    """``cluster up``, ready. Another process may take a port between the choice and
+    the start: such a start is retried (up to ``START_TRIES`` in all), its message kept
+    in ``failures``."""
+    for _ in range(START_TRIES):
+        process = cluster_up(tmp / "up-home", out, store, bus, "--controllers", "2",
+                             "--invokers", "2", "--port", str(_ports()))  # fmt: skip
+
+        def ready(p: subprocess.Popen[bytes] = process) -> bool | None:
+            if p.poll() is not None:
+                return False
+            return "ready" in out.read_text().splitlines() or None
+
+        if _until(ready, "cluster up to be ready"):
+            return process
+        failures.append(f"cluster up: {out.read_text()[-2000:]}")
+        print(f"  {failures[-1]}", file=sys.stderr)
+        if "cannot listen" not in out.read_text():
+            break
+    raise RuntimeError(f"cluster up did not start: {failures[-1]}")
+
+
+def cluster_up_runs(reps: int, tmp: Path, failures: list[str]) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     out = tmp / "up.out"
     with shared_services() as (store, bus):
-        process = cluster_up(tmp / "up-home", out, store, bus, "--controllers", "2",
-                             "--invokers", "2", "--port", str(free_port()))  # fmt: skip
+        process = _launch(tmp, out, store, bus, failures)
         try:
-
-            def ready() -> bool | None:
-                assert process.poll() is None, out.read_text()
-                return "ready" in out.read_text().splitlines() or None
-
-            _until(ready, "cluster up to be ready")
             text = out.read_text()
             assert process.poll() is None and "ready" in text.splitlines(), text
             members = dict(MEMBER.findall(text))

@@ -333,6 +333,21 @@ def main() -> None:
     load_before = Path("/proc/loadavg").read_text().strip()
     scenarios: dict[str, list[dict[str, Any]]] = {}
     start_failures: list[str] = []
+
+    def save(load_after: str | None) -> None:
+        """The report so far (written after each scenario, so a failure keeps the rest)."""
+        report = {
+            **report_head("crash_recovery", started, "squall standalone / cluster", None),
+            "reps": args.reps,
+            "complete": load_after is not None,
+            "load_before": load_before,
+            "load_after": load_after,
+            "scenarios": scenarios,
+            "cluster_start_failures": start_failures,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(report, indent=2, default=sorted))
+
     with tempfile.TemporaryDirectory(prefix="crash-recovery-") as tmp_name:
         tmp = Path(tmp_name)
         with outside_host(tmp) as outside:
@@ -342,12 +357,14 @@ def main() -> None:
                     scenarios["standalone"] = standalone_runs(args.reps, witness, tmp, rng)
                 finally:
                     witness.close()
+                save(None)
             in_cluster = [s for s in ("invoker", "controller") if s in which]
             if in_cluster:
                 runs, start_failures = cluster_runs(args.reps, outside, tmp, rng, in_cluster)
                 scenarios.update(runs)
+                save(None)
         if "cluster-up" in which:
-            scenarios["cluster-up"] = cluster_up_runs(args.reps, tmp)
+            scenarios["cluster-up"] = cluster_up_runs(args.reps, tmp, start_failures)
     load_after = Path("/proc/loadavg").read_text().strip()
     print_table(scenarios)
     if "cluster-up" in scenarios:
@@ -355,16 +372,7 @@ def main() -> None:
     for failure in start_failures:
         print(f"\ncluster start failed (retried): {failure}")
     print(f"\nload average before: {load_before}; after: {load_after}")
-    report = {
-        **report_head("crash_recovery", started, "squall standalone / cluster", None),
-        "reps": args.reps,
-        "load_before": load_before,
-        "load_after": load_after,
-        "scenarios": scenarios,
-        "cluster_start_failures": start_failures,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=sorted))
+    save(load_after)
     print(f"written to {RESULTS}")
 
 
