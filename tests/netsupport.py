@@ -209,13 +209,15 @@ def outside_host(tmp: Path) -> Iterator[OutsideHost]:
 
 
 # A Node.js action that tells a Witness its activation id when it starts (POST
-# ``params.witness/<id>``), then sleeps ``params.sleepMs``, then answers ``{id}``.
+# ``params.witness/<id>``, with its ``__OW_API_HOST``: the gateway of the invoker that runs
+# it), then sleeps ``params.sleepMs``, then answers ``{id}``.
 WITNESS_JS = """
 const http = require('http');
 function main(params) {
   const id = process.env.__OW_ACTIVATION_ID;
   return new Promise((resolve) => {
-    const req = http.request(params.witness + '/' + id, {method: 'POST'}, (res) => {
+    const headers = {'x-api-host': process.env.__OW_API_HOST || ''};
+    const req = http.request(params.witness + '/' + id, {method: 'POST', headers}, (res) => {
       res.resume();
       setTimeout(() => resolve({id: id}), params.sleepMs || 0);
     });
@@ -227,20 +229,24 @@ function main(params) {
 
 
 class Witness:
-    """Counts ``POST /<activation id>`` calls: one per run of an action.
+    """Counts ``POST /<activation id>`` calls: one per run of an action; ``via`` keeps the
+    ``x-api-host`` header of each run (the ``__OW_API_HOST`` of the invoker that ran it).
 
     It listens on the test's own outside host: the only kind of place a sandbox may
     connect to."""
 
     def __init__(self, host: OutsideHost) -> None:
         self.calls: Counter[str] = Counter()
+        self.via: dict[str, list[str]] = {}
         lock = threading.Lock()
-        calls = self.calls
+        calls, via = self.calls, self.via
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                activation_id = self.path.strip("/")
                 with lock:
-                    calls[self.path.strip("/")] += 1
+                    calls[activation_id] += 1
+                    via.setdefault(activation_id, []).append(self.headers.get("x-api-host", ""))
                 self.send_response(204)
                 self.end_headers()
 

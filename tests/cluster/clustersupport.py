@@ -9,6 +9,10 @@
   activation ran twice.
 - :func:`postgres_schema`: a fresh schema in the machine's database ``test``, dropped
   afterwards (for tests that need no outage).
+- :func:`shared_services` and :func:`cluster_up`: ``squall cluster up`` as a user runs
+  it, on the machine's PostgreSQL and NATS (a schema and a stream prefix of its own).
+- :func:`running_cluster`: all of the above started together (the cluster tests' module
+  fixture, and ``bench/crash_recovery.py``).
 
 Every service is reached over a real connection; with ``CI=true`` a missing one fails
 the tests (``require``) instead of skipping them.
@@ -17,10 +21,14 @@ the tests (``require``) instead of skipping them.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +42,19 @@ from squall.cli.local_cluster import LocalCluster
 
 LOOPBACK = "127.0.0.1"
 NATS_PORT = 4222
+#: Health timings shortened (pings every 0.5 s, offline after 4 s) so that a killed
+#: invoker is noticed quickly; limits raised so that load never meets a throttle.
+CLUSTER_ENV = {
+    "SQUALL_PING_INTERVAL_S": "0.5",
+    "SQUALL_UNRESPONSIVE_AFTER_S": "2",
+    "SQUALL_OFFLINE_AFTER_S": "4",
+    "SQUALL_STEM_CELLS": "nodejs:20@256x1",
+    "SQUALL_USER_MEMORY_MB": "4096",
+    "SQUALL_INVOCATIONS_PER_MINUTE": "100000",
+    "SQUALL_CONCURRENT_INVOCATIONS": "10000",
+    "SQUALL_FIRES_PER_MINUTE": "100000",
+    "SQUALL_LOG_LEVEL": "info",
+}
 __all__ = ["PG_HOST", "PG_PORT", "reachable", "require"]
 
 
@@ -170,3 +191,87 @@ def delete_streams(url: str, prefix: str) -> None:
             await bus.close()
 
     asyncio.run(run())
+
+
+@contextlib.contextmanager
+def running_cluster(
+    home: Path, outside: OutsideHost, env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
+    """Two controllers and two invokers (:data:`CLUSTER_ENV`, then ``env``) over a private
+    PostgreSQL and a private NATS, with a witness on ``outside``; all stopped on exit."""
+    require("PostgreSQL's server binaries (Debian package postgresql)", PrivatePostgres.available())
+    require("nats-server (Debian package nats-server)", NatsServer.available())
+    home.mkdir(parents=True, exist_ok=True)
+    nats = NatsServer(home)
+    pg = PrivatePostgres()
+    witness = Witness(outside)
+    try:
+        nats.start()
+        pg.init()
+        pg.start()
+        local = LocalCluster(
+            home,
+            store_url=pg.url,
+            bus_url=f"{nats.url}?ack_wait_s=5",
+            controllers=2,
+            invokers=2,
+            # Sandboxes resolve names with the outside host's resolver: no query leaves.
+            env={**CLUSTER_ENV, **(env or {}), "SQUALL_SANDBOX_DNS": outside.resolver or ""},
+        )
+        try:
+            local.start()
+            yield Cluster(local, nats, pg, witness, outside)
+        finally:
+            local.close()
+    finally:
+        nats.stop()
+        pg.close()
+        witness.close()
+
+
+def recovered(cluster: Cluster) -> dict[str, float]:
+    """``squall_controller_recovered_activations_total`` by outcome, summed over the
+    running controllers."""
+    totals: dict[str, float] = {"requeued": 0.0, "moved": 0.0, "lost": 0.0}
+    for member in cluster.local.controllers:
+        if not member.running:
+            continue
+        page = httpx.get(f"{member.url}/metrics", timeout=5, trust_env=False).text
+        for line in page.splitlines():
+            if line.startswith("squall_controller_recovered_activations_total{"):
+                outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+                totals[outcome] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+@contextlib.contextmanager
+def shared_services() -> Iterator[tuple[str, str]]:
+    """A store URL (a fresh schema of the machine's database ``test``) and a bus URL (a
+    stream prefix of its own on the machine's NATS); on exit, after the caller stopped
+    what used them, the schema is dropped and the streams deleted."""
+    require(f"PostgreSQL on {PG_HOST}:{PG_PORT}", reachable(PG_HOST, PG_PORT))
+    require(f"NATS on {LOOPBACK}:{NATS_PORT}", reachable(LOOPBACK, NATS_PORT))
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    with postgres_schema() as schema:
+        store = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test?options=-csearch_path%3D{schema}"
+        try:
+            yield store, f"nats://{LOOPBACK}:{NATS_PORT}?prefix={prefix}"
+        finally:
+            delete_streams(f"nats://{LOOPBACK}:{NATS_PORT}", prefix)
+
+
+def cluster_up(
+    home: Path, out_path: Path, store: str, bus: str, *args: str, quick_offline: bool = True
+) -> subprocess.Popen[bytes]:
+    """``squall cluster up --store STORE --bus BUS --home HOME ARGS``, its output in
+    ``out_path``, with pings every 0.5 s and no stem cells; ``quick_offline``: a silent
+    invoker is offline after 4 s (else after the default)."""
+    env = {**os.environ, "SQUALL_PING_INTERVAL_S": "0.5", "SQUALL_STEM_CELLS": ""}
+    if quick_offline:
+        env.update(SQUALL_UNRESPONSIVE_AFTER_S="2", SQUALL_OFFLINE_AFTER_S="4")
+    with open(out_path, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "squall.cli.main", "cluster", "up", "--store", store,
+             "--bus", bus, "--home", str(home), *args],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        )  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from _apikey import NODE_ECHO, NODE_REAL, PY_WHO_AM_I, derive
-from clustersupport import PG_BIN, Cluster
+from clustersupport import PG_BIN, Cluster, recovered
 from netsupport import HTTP_PORT, NAME
 from netsupport import WITNESS_JS as WITNESS
 
@@ -263,19 +263,6 @@ def recovery_log(cluster: Cluster) -> list[str]:
         for line in member.log_path.read_text(errors="replace").splitlines()
         if any(word in line for word in words)
     ]
-
-
-def recovered(cluster: Cluster) -> dict[str, float]:
-    """``squall_controller_recovered_activations_total`` by outcome, summed over the
-    controllers."""
-    totals: dict[str, float] = {"requeued": 0.0, "moved": 0.0, "lost": 0.0}
-    for member in cluster.local.controllers:
-        page = httpx.get(f"{member.url}/metrics", timeout=5).text
-        for line in page.splitlines():
-            if line.startswith("squall_controller_recovered_activations_total{"):
-                outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
-                totals[outcome] += float(line.rsplit(" ", 1)[1])
-    return totals
 
 
 def test_an_invoker_killed_with_queued_work_moves_what_never_started_and_runs_none_twice(

@@ -9,25 +9,14 @@ import http.server
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from _standalone import free_port, poll
-from clustersupport import (
-    NATS_PORT,
-    PG_HOST,
-    PG_PORT,
-    delete_streams,
-    postgres_schema,
-    reachable,
-    require,
-)
+from clustersupport import cluster_up, shared_services
 
 pytestmark = pytest.mark.cluster
 
@@ -41,23 +30,11 @@ def member_pids(output: str) -> list[int]:
 
 
 def test_cluster_up_serves_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    require("PostgreSQL on 127.0.0.1:5432", reachable(PG_HOST, PG_PORT))
-    require("NATS on 127.0.0.1:4222", reachable(PG_HOST, NATS_PORT))
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    with postgres_schema() as schema:
-        store = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-        bus = f"nats://127.0.0.1:4222?prefix={prefix}"
+    with shared_services() as (store, bus):
         out_path = tmp_path / "up.out"
         # Given `squall cluster up` with one controller and two invokers
-        with open(out_path, "wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "squall.cli.main", "cluster", "up",
-                 "--controllers", "1", "--invokers", "2", "--store", store, "--bus", bus,
-                 "--home", str(tmp_path / "home"), "--port", "0"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "SQUALL_PING_INTERVAL_S": "0.5",
-                     "SQUALL_STEM_CELLS": ""},
-            )  # fmt: skip
+        process = cluster_up(tmp_path / "home", out_path, store, bus, "--controllers", "1",
+                             "--invokers", "2", "--port", "0", quick_offline=False)  # fmt: skip
         try:
             deadline = time.monotonic() + 90
             while "AUTH=" not in out_path.read_text():
@@ -85,7 +62,6 @@ def test_cluster_up_serves_and_stops_everything_on_sigterm(tmp_path: Path) -> No
             # When it gets SIGTERM
             process.send_signal(signal.SIGTERM)
             code = process.wait(60)
-            delete_streams("nats://127.0.0.1:4222", prefix)
         # Then it and every member exit
         assert code == 0, out_path.read_text()
         for pid in member_pids(out_path.read_text()):
@@ -97,19 +73,6 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except FileNotFoundError:
         return True
-
-
-def _up(
-    tmp_path: Path, out_path: Path, store: str, bus: str, *args: str
-) -> subprocess.Popen[bytes]:
-    with open(out_path, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "squall.cli.main", "cluster", "up", "--store", store,
-             "--bus", bus, "--home", str(tmp_path / "home"), *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "SQUALL_PING_INTERVAL_S": "0.5", "SQUALL_STEM_CELLS": "",
-                 "SQUALL_UNRESPONSIVE_AFTER_S": "2", "SQUALL_OFFLINE_AFTER_S": "4"},
-        )  # fmt: skip
 
 
 def _restarts(url: str) -> dict[str, float]:
@@ -128,17 +91,12 @@ def _restarted_pid(output: str, member: str) -> int | None:
 
 
 def test_cluster_up_starts_again_a_member_killed_with_sigkill(tmp_path: Path) -> None:
-    require("PostgreSQL on 127.0.0.1:5432", reachable(PG_HOST, PG_PORT))
-    require("NATS on 127.0.0.1:4222", reachable(PG_HOST, NATS_PORT))
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    with postgres_schema() as schema:
-        store = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-        bus = f"nats://127.0.0.1:4222?prefix={prefix}"
+    with shared_services() as (store, bus):
         out_path = tmp_path / "up.out"
         # Given `squall cluster up` with one controller and two invokers, ready
         port = free_port()
-        process = _up(tmp_path, out_path, store, bus, "--controllers", "1", "--invokers", "2",
-                      "--port", str(port))  # fmt: skip
+        process = cluster_up(tmp_path / "home", out_path, store, bus, "--controllers", "1",
+                             "--invokers", "2", "--port", str(port))  # fmt: skip
         apihost = f"http://127.0.0.1:{port}"
         try:
             poll(lambda: "ready" in out_path.read_text().splitlines() or None
@@ -189,7 +147,6 @@ def test_cluster_up_starts_again_a_member_killed_with_sigkill(tmp_path: Path) ->
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(60)
-            delete_streams("nats://127.0.0.1:4222", prefix)
         # And SIGTERM still stops it and every member, restarted ones included
         output = out_path.read_text()
         assert code == 0, output
@@ -223,9 +180,9 @@ def test_cluster_up_refuses_a_port_another_server_holds(tmp_path: Path) -> None:
     out_path = tmp_path / "up.out"
     try:
         # When `squall cluster up` is started on that port
-        process = _up(tmp_path, out_path, "postgresql://postgres@127.0.0.1:5432/test",
-                      "nats://127.0.0.1:4222", "--controllers", "1", "--invokers", "1",
-                      "--port", str(port))  # fmt: skip
+        store, bus = "postgresql://postgres@127.0.0.1:5432/test", "nats://127.0.0.1:4222"
+        process = cluster_up(tmp_path / "home", out_path, store, bus, "--controllers", "1",
+                             "--invokers", "1", "--port", str(port))  # fmt: skip
         code = process.wait(60)
         # And the other server still answers (nothing took its port)
         assert httpx.get(f"http://127.0.0.1:{port}/ping", trust_env=False).json()["start"] == (
