@@ -15,9 +15,9 @@ runs under this file's ``--serve`` wrapper, which adds, inside the server proces
 
 The driver creates a no-op action (Node.js and Python), warms it, loads it with 50
 connections for ``--warm-c50`` seconds (several containers, as after a throughput run),
-then sends ``--requests`` blocking invokes over one connection (``bench/load.js``) and
-counts the events of that window only. With ``--other DIR`` a second source tree (e.g.
-the main checkout) is measured too, in turns. Prints a table and writes
+then sends ``--requests`` blocking invokes over one connection (``--connections``: more)
+with ``bench/load.js`` and counts the events of that window only. With ``--other DIR``
+a second source tree (e.g. the main checkout) is measured too, in turns. Prints a table and writes
 ``bench/results/loop_stalls.json``. Only loopback is loaded.
 """
 
@@ -119,14 +119,15 @@ def _measure(source: Path, args: argparse.Namespace, node: str) -> dict[str, Any
                 il.load(node, {**request, "connections": 1, "requests": 200})
                 load0 = os.getloadavg()[0]
                 t0 = time.monotonic()
-                latency = il.load(node, {**request, "connections": 1, "requests": args.requests})
+                measured = {"connections": args.connections, "requests": args.requests}
+                latency = il.load(node, {**request, **measured})
                 t1 = time.monotonic()
                 load1 = os.getloadavg()[0]
         finally:
             il.subprocess.Popen = popen  # type: ignore[misc]
         window = [json.loads(line) for line in events.read_text().splitlines()]
     window = [e for e in window if t0 <= e["t"] <= t1]
-    return summarize(window, latency, args.requests, (load0, load1))
+    return summarize(window, latency, latency["requests"], (load0, load1))
 
 
 def summarize(
@@ -153,6 +154,10 @@ def summarize(
         "latency_ms": latency["latencyMs"],
         "load_average": load,
         "commits": len(commits),
+        # The loop's time in commits, preemption left out (CPU + blocked), per request.
+        "commit_ms_per_request": round(
+            sum(c["cpu_ms"] + max(0.0, c["blocked_ms"]) for c in commits) / requests, 3
+        ),
         "commits_blocked": len(blocked),
         "commits_blocked_per_100_requests": round(100 * len(blocked) / requests, 2),
         "blocked_ms_median": sorted(c["blocked_ms"] for c in blocked)[len(blocked) // 2]
@@ -167,6 +172,7 @@ def summarize(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--connections", type=int, default=1, help="of the measured window")
     parser.add_argument("--kind", choices=("nodejs", "python"), default="nodejs")
     parser.add_argument("--warm-c50", type=float, default=3.0, help="seconds at 50 connections")
     parser.add_argument("--other", type=Path, help="a second source tree to measure in turns")
@@ -188,16 +194,21 @@ def main() -> None:
         order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
         for name in order:
             results[name].append(_measure(trees[name], args, node))
-    head = f"{'tree':<7}{'round':>6}{'p50':>7}{'p99':>7}{'blocked':>9}{'per 100':>9}"
+    head = f"{'tree':<7}{'round':>6}{'p50':>7}{'p99':>7}{'commit ms/req':>14}"
+    head += f"{'blocked':>9}{'per 100':>9}"
     head += f"{'med ms':>8}{'max ms':>8}{'every':>7}"
     head += f"{'gc0 n/ms':>10}{'gc1 n/ms':>10}{'gc2 n/ms':>10}{'load':>11}"
-    print(f"{args.kind}, {args.requests} invokes at c=1; commits blocked > {BLOCKED_MS} ms")
+    print(
+        f"{args.kind}, {args.requests} invokes at c={args.connections};"
+        f" commits blocked > {BLOCKED_MS} ms; commit ms/req: loop time in commits per request"
+    )
     print(head)
     for name, rows in results.items():
         for i, r in enumerate(rows):
             g0, g1, g2 = (r["gc_per_generation"].get(g, (0, 0, 0)) for g in (0, 1, 2))
             print(
                 f"{name:<7}{i:>6}{r['latency_ms']['p50']:>7.2f}{r['latency_ms']['p99']:>7.2f}"
+                f"{r['commit_ms_per_request']:>14}"
                 f"{r['commits_blocked']:>9}{r['commits_blocked_per_100_requests']:>9}"
                 f"{r['blocked_ms_median']:>8.1f}{r['blocked_ms_max']:>8}"
                 f"{r['commits_between_blocked_median'] or '-':>7}"
