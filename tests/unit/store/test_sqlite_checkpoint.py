@@ -8,12 +8,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from _polling import until
 
 from squall.entities.activation import Activation, ActivationResponse
 from squall.store.contracts import ActivationQuery
 from squall.store.sqlite import SqliteStore
 from squall.store.sqlite_checkpoint import Checkpointer
-from tests._polling import until
 
 pytestmark = pytest.mark.anyio
 
