@@ -4,10 +4,11 @@ Why: SQLite checkpoints a WAL database by itself, inside the commit that takes t
 past ``wal_autocheckpoint`` pages (1000): that commit copies the WAL's pages into the
 database file and fsyncs both (with ``synchronous=NORMAL``, checkpoints are the only
 syncs). The store's connection is used on the event-loop thread (see
-:mod:`squall.store.sqlite_schema`), so every such commit stalled the loop for the copy and
-two fsyncs — 10 to 30 ms on this project's test machine, once every ~64 warm invokes (two
-commits of ~8 pages each per invoke: the started point and the final record). At one
-request at a time that was the ~17 ms p99 of issue 12.
+:mod:`squall.store.sqlite_schema`), so every such commit stalled the loop for the copy
+(1.1 to 1.6 ms of CPU) and two fsyncs (3 to 5 ms on this project's test machine when
+quiet, more while other processes write), once every ~63 warm invokes (two commits of
+~8 pages each per invoke: the started point and the final record). At one request at a
+time that was the ~17 ms p99 of issue 12 (bench/README.md, "loop_stalls.py").
 
 So the loop's connection checkpoints never (``PRAGMA wal_autocheckpoint = 0``) and a
 :class:`Checkpointer` thread, with a connection of its own, runs ``PRAGMA
