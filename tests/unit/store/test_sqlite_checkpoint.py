@@ -1,0 +1,121 @@
+"""The SQLite store's WAL is checkpointed by a thread of its own, never by the event
+loop's commits (squall/store/sqlite_checkpoint.py)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from _polling import until
+
+from squall.entities.activation import Activation, ActivationResponse
+from squall.store.contracts import ActivationQuery
+from squall.store.sqlite import SqliteStore
+from squall.store.sqlite_checkpoint import Checkpointer
+
+pytestmark = pytest.mark.anyio
+
+
+def _record(i: int) -> Activation:
+    return Activation(
+        activation_id=f"{i:032x}",
+        namespace="guest",
+        name="a",
+        start=1_000 + i,
+        response=ActivationResponse.ok({"n": i, "padding": "x" * 500}),
+        annotations=[{"key": "path", "value": "guest/a"}],
+    )
+
+
+def _checkpointer(store: SqliteStore) -> Checkpointer:
+    checkpointer = store._db.checkpointer
+    assert checkpointer is not None
+    return checkpointer
+
+
+async def _checkpointed(store: SqliteStore) -> bool:
+    """Whether a checkpoint begun after this call copied the whole WAL into the file."""
+    checkpointer = _checkpointer(store)
+    # The one under way may have begun before the last commit: wait for the one after it.
+    after = checkpointer.runs + 1
+
+    def done() -> bool:
+        last = checkpointer.last
+        return checkpointer.runs > after and last is not None and 0 < last[0] == last[1]
+
+    return await until(done)
+
+
+async def _write(store: SqliteStore, first: int, count: int) -> None:
+    for i in range(first, first + count):  # one commit each, as sequential invokes do
+        await store.activations.put(_record(i))
+
+
+async def test_the_event_loops_connection_never_checkpoints(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        row = store._db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        assert row[0] == 0
+        assert _checkpointer(store).running
+    finally:
+        await store.close()
+
+
+async def test_the_thread_copies_committed_records_into_the_database_file(
+    tmp_path: Path,
+) -> None:
+    # Given a file store and records committed to its WAL
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        await _write(store, 0, 300)
+        # When the checkpointer has copied every frame of the WAL
+        assert await _checkpointed(store)
+        # Then the database file alone (without its WAL) holds them all
+        shutil.copyfile(tmp_path / "s.db", tmp_path / "copy.db")
+        with sqlite3.connect(tmp_path / "copy.db") as copy:
+            assert copy.execute("SELECT count(*) FROM activations").fetchone()[0] == 300
+    finally:
+        await store.close()
+
+
+async def test_the_wal_starts_over_after_each_checkpoint(tmp_path: Path) -> None:
+    # Given a store whose WAL was checkpointed once after a batch of writes
+    store = await SqliteStore.open(tmp_path / "s.db")
+    wal = tmp_path / "s.db-wal"
+    try:
+        await _write(store, 0, 200)
+        assert await _checkpointed(store)
+        await _write(store, 200, 1)  # starts the WAL over from its beginning
+        first = wal.stat().st_size
+        # When more batches of the same size follow, each checkpointed
+        for batch in range(1, 5):
+            await _write(store, batch * 1000, 200)
+            assert await _checkpointed(store)
+        # Then the WAL file did not grow: its frames were reused, not appended
+        assert wal.stat().st_size <= 2 * first
+        assert await store.activations.count(ActivationQuery("guest", limit=None)) == 1001
+    finally:
+        await store.close()
+
+
+async def test_close_stops_the_thread_and_keeps_every_record(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    checkpointer = _checkpointer(store)
+    await _write(store, 0, 50)
+    await store.close()
+    assert not checkpointer.running
+    reopened = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        assert await reopened.activations.count(ActivationQuery("guest", limit=None)) == 50
+    finally:
+        await reopened.close()
+
+
+async def test_an_in_memory_store_has_no_checkpointer() -> None:
+    store = await SqliteStore.open(":memory:")
+    try:
+        assert store._db.checkpointer is None
+    finally:
+        await store.close()
