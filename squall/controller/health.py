@@ -4,7 +4,9 @@ Every invoker broadcasts an :class:`InvokerPing` on ``health`` each ping interva
 controller listens. An invoker's state, as OpenWhisk names them:
 
 - ``offline``: no ping for ``offline_after_s``, or it said it is stopping. Its queued
-  work is moved and its running activations recorded as failed (``controller/recovery.py``).
+  work is moved; what it had started is recorded as failed once it is known gone — it
+  restarted, or stayed silent ``lost_after_s`` — and left to it if the same process pings
+  again first (``controller/recovery.py``).
 - ``unresponsive``: no ping for ``unresponsive_after_s`` (but not yet offline): it gets
   no new work, nothing is moved yet — it may only be slow.
 - ``unhealthy``: it pings, but has not (yet) run the health-test action since it appeared

@@ -20,6 +20,15 @@ code runs. So for a dead invoker:
   is ended with a ``whisk internal error`` record saying why — written only if no final
   record exists (``put_unless_final``), so a result stored just before the death wins.
   So is one whose record is not stored (``storeActivations`` off: nobody can tell).
+  But only once the invoker is known gone. Offline says that its pings stopped, which a
+  loaded or paused machine also does: an invoker that went offline by its silence may
+  still be running what it started. Those are ended once it pings as another process
+  (its incarnation changed: it restarted, the process that ran them is dead) or stayed
+  silent ``lost_after_s`` since its last ping; if the same process pings first, they are
+  left to it, and its completions end them with their real results (OpenWhisk, which
+  never ends them, also only stops sending work to an offline invoker). An invoker that
+  said it is stopping is waited for through its grace instead (it records what it could
+  not finish).
 
 Order matters: the queue is emptied first (everyone's), then this controller's inbox, so
 that every message handed back to it has been routed before it decides that whatever is
@@ -35,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from msgspec import structs
 
@@ -70,6 +80,19 @@ DRAIN_DEADLINE_S = 45.0
 POLL_S = 0.2
 # An invoker that stops cleanly finishes its runs for 10 s, then records the rest.
 STOP_GRACE_S = 15.0
+# How long an invoker that went offline by its silence must stay silent before what it
+# started is ended as lost (Settings.lost_after_s).
+LOST_AFTER_S = 30.0
+
+
+@dataclass(frozen=True)
+class Silence:
+    """An invoker that went offline because its pings stopped: its status (the
+    registry's, kept current), and its incarnation and last ping at that moment."""
+
+    status: InvokerStatus
+    incarnation: str
+    last_ping: float  # time.monotonic(), the registry's clock
 
 
 def invoker_lost(invoker_id: str) -> str:
@@ -89,14 +112,18 @@ class Recovery:
         activations: ActivationStore,
         *,
         drain_deadline_s: float = DRAIN_DEADLINE_S,
+        lost_after_s: float = LOST_AFTER_S,
         metrics: ControllerMetrics | None = None,
     ) -> None:
+        """``lost_after_s``: how long an invoker that went offline by its silence must
+        stay silent (from its last ping) before what it had started is ended as lost."""
         self._id = controller_id
         self._bus = bus
         self._balancer = balancer
         self._waiters = waiters
         self._activations = activations
         self._drain_deadline_s = drain_deadline_s
+        self._lost_after_s = lost_after_s
         self._metrics = metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -111,8 +138,9 @@ class Recovery:
         # Taken now: what is sent there after this moment (it may come back while we
         # drain) is not this recovery's to end.
         suspects = {d.message.activation_id for d in self._balancer.on_invoker(status.id)}
+        silent = None if status.stopping else Silence(status, status.incarnation, status.last_ping)
         self._tasks[status.id] = asyncio.create_task(
-            self.recover(status.id, suspects, graceful=status.stopping),
+            self.recover(status.id, suspects, graceful=status.stopping, silent=silent),
             name=f"recover-{status.id}",
         )
 
@@ -143,13 +171,21 @@ class Recovery:
             )
 
     async def recover(
-        self, invoker_id: str, suspects: set[str] | None = None, *, graceful: bool = False
+        self,
+        invoker_id: str,
+        suspects: set[str] | None = None,
+        *,
+        graceful: bool = False,
+        silent: Silence | None = None,
     ) -> None:
         """Move ``invoker_id``'s queued work, then end this controller's lost activations
         (of ``suspects``, those sent there before it went offline; all when None).
 
         ``graceful``: it announced it is stopping; it finishes (or records) what it runs
-        within its grace, so the completions are awaited before anything is ended."""
+        within its grace, so the completions are awaited before anything is ended.
+        ``silent``: it went offline because its pings stopped; what it started is ended
+        only once it is known gone (:meth:`_gone`), never while it may still be running
+        it."""
         log.warning("invoker %s is offline: moving its queue", invoker_id)
         try:
             moved = await self._drain(invoker_id)
@@ -167,17 +203,46 @@ class Recovery:
             for d in self._balancer.on_invoker(invoker_id)
             if suspects is None or d.message.activation_id in suspects
         ]
-        lost = 0
+        started: list[Dispatched] = []
         for dispatched in held:
             if await self._move_unstarted(dispatched, invoker_id):
                 moved += 1
                 self._count(MOVED)
             else:
-                lost += 1
-                self._count(LOST)
-                await self._fail(dispatched, invoker_lost(invoker_id))
+                started.append(dispatched)
+        if started and silent is not None and not await self._gone(silent):
+            # The same process pings again: it was slow, not dead. What it started is
+            # its own to finish; its completions end them (and free their slots).
+            log.warning("invoker %s: %d activations that never started moved; it is back "
+                        "(the same process): the %d it had started are left to it",
+                        invoker_id, moved, len(started))  # fmt: skip
+            return
+        lost = 0
+        for dispatched in started:
+            current = self._balancer.dispatched.get(dispatched.message.activation_id)
+            if current is None or current.invoker != invoker_id:
+                continue  # its completion came meanwhile
+            lost += 1
+            self._count(LOST)
+            await self._fail(current, invoker_lost(invoker_id))
         log.warning("invoker %s: %d activations that never started moved, %d that had "
                     "started recorded as failed", invoker_id, moved, lost)  # fmt: skip
+
+    async def _gone(self, silent: Silence) -> bool:
+        """Whether an invoker that went offline by its silence is really gone: True once
+        it pings as another process (a restart: the one that ran its activations is
+        dead) or stayed silent ``lost_after_s`` since its last ping; False when the same
+        process pings again first (late pings: a loaded machine, a pause)."""
+        status = silent.status
+        deadline = silent.last_ping + self._lost_after_s
+        while True:
+            if status.incarnation != silent.incarnation:
+                return True
+            if status.last_ping > silent.last_ping:
+                return False  # a ping of the same process: alive (even if stopping)
+            if time.monotonic() >= deadline:
+                return True
+            await asyncio.sleep(POLL_S)
 
     async def _move_unstarted(self, dispatched: Dispatched, invoker_id: str) -> bool:
         """Move an activation the dead invoker took off its queue but never started (it

@@ -2,9 +2,10 @@
 (``squall.cli.local_cluster``) over a private PostgreSQL server and a private NATS
 JetStream server, which the tests stop and start again.
 
-Health timings are shortened (pings every 0.5 s, offline after 4 s) so that a killed
-invoker is noticed quickly; actions report each run to the :class:`Witness`, which
-listens on the test's own outside host (their default egress reaches it).
+Health timings are shortened (pings every 0.5 s, offline after 4 s, what a silent invoker
+had started ended as lost after 12 s of silence) so that a killed invoker is noticed
+quickly; actions report each run to the :class:`Witness`, which listens on the test's
+own outside host (their default egress reaches it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ENV = {
     "SQUALL_PING_INTERVAL_S": "0.5",
     "SQUALL_UNRESPONSIVE_AFTER_S": "2",
     "SQUALL_OFFLINE_AFTER_S": "4",
+    "SQUALL_LOST_AFTER_S": "12",
     "SQUALL_STEM_CELLS": "nodejs:20@256x1",
     "SQUALL_USER_MEMORY_MB": "4096",
     "SQUALL_INVOCATIONS_PER_MINUTE": "100000",

@@ -1,7 +1,7 @@
 """How the invoker tries again to get a container for an activation that has not started
 (squall.invoker.provisioning): which failures, how often, until when.
 
-The cluster test (tests/cluster/test_cluster_starts.py) makes real starts fail; these
+The cluster test (tests/cluster/test_cluster_slow.py) makes real starts fail; these
 pin the policy with attempts that fail as told."""
 
 from __future__ import annotations
