@@ -34,8 +34,13 @@ Order matters: the queue is emptied first (everyone's), then this controller's i
 that every message handed back to it has been routed before it decides that whatever is
 left must have started on the dead invoker.
 
+Work to be moved goes to a healthy invoker; when there is none, it waits for one (up to
+``route_wait_s`` in all per invoker moved off), then ends with an error, never pending.
+
 Concurrency: one recovery task per offline invoker, on the controller's loop; the
-balancer's table is only changed on that loop.
+balancer's table is only changed on that loop. ``on_redispatch`` runs in the consumer
+of the completion topic: while it waits for a healthy invoker, this controller's
+completions wait too (only while it knows no healthy invoker).
 """
 
 from __future__ import annotations
@@ -83,6 +88,8 @@ STOP_GRACE_S = 15.0
 # How long an invoker that went offline by its silence must stay silent before what it
 # started is ended as lost (Settings.lost_after_s).
 LOST_AFTER_S = 30.0
+# How long work to be moved off an invoker waits for a healthy invoker when none is.
+ROUTE_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -113,10 +120,13 @@ class Recovery:
         *,
         drain_deadline_s: float = DRAIN_DEADLINE_S,
         lost_after_s: float = LOST_AFTER_S,
+        route_wait_s: float = ROUTE_WAIT_S,
         metrics: ControllerMetrics | None = None,
     ) -> None:
         """``lost_after_s``: how long an invoker that went offline by its silence must
-        stay silent (from its last ping) before what it had started is ended as lost."""
+        stay silent (from its last ping) before what it had started is ended as lost;
+        ``route_wait_s``: how long work to be moved off an invoker waits for a healthy
+        one when there is none."""
         self._id = controller_id
         self._bus = bus
         self._balancer = balancer
@@ -124,6 +134,8 @@ class Recovery:
         self._activations = activations
         self._drain_deadline_s = drain_deadline_s
         self._lost_after_s = lost_after_s
+        self._route_wait_s = route_wait_s
+        self._waiting_since: dict[str, float] = {}  # by invoker moved off (monotonic)
         self._metrics = metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -160,6 +172,7 @@ class Recovery:
             return  # already moved (a redelivered copy)
         if current is None and await self._ended(message):
             return  # it ran and ended: nothing to move
+        await self._healthy_elsewhere(from_invoker)
         try:
             await self._balancer.reroute(message, from_invoker)
         except SquallError as error:
@@ -256,6 +269,7 @@ class Recovery:
         message = dispatched.message
         if not message.store_record or message.started:
             return False
+        await self._healthy_elsewhere(invoker_id)
         try:
             if not await self._activations.start(self._pending(message)):
                 return False  # it started there (or ended meanwhile)
@@ -272,6 +286,23 @@ class Recovery:
                 f"The activation could not be moved off invoker {invoker_id}: {error.message}",
             )
         return True
+
+    async def _healthy_elsewhere(self, from_invoker: str) -> None:
+        """Wait until a healthy invoker other than ``from_invoker`` can take what is
+        moved off it — for at most ``route_wait_s`` in all per invoker moved off, however
+        many activations wait — rather than end them at once: a controller that just
+        started has tested no invoker yet (the activations other controllers hand back
+        to it arrive first), and every invoker may have been slow at once. Once the time
+        is up, what cannot be moved ends with an error (``_fail``), never stays pending."""
+        if self._balancer.routable(exclude=from_invoker):
+            self._waiting_since.pop(from_invoker, None)
+            return
+        since = self._waiting_since.setdefault(from_invoker, time.monotonic())
+        while not self._balancer.routable(exclude=from_invoker):
+            if time.monotonic() - since >= self._route_wait_s:
+                return
+            await asyncio.sleep(POLL_S)
+        self._waiting_since.pop(from_invoker, None)
 
     @staticmethod
     def _pending(message: ActivationMessage) -> Activation:

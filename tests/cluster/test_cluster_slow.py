@@ -8,8 +8,9 @@ record is the action's result — none a ``whisk internal error``.
   that holds the invokers' sandboxes gets 0.1 % of a CPU until the invoker says a start
   failed, then its whole share back.
 - Pings that come later than the offline limit (a loaded or paused machine): the
-  controllers call the invoker offline, but it is alive and finishes what it started.
-  Its process is frozen (SIGSTOP) until both controllers call it offline, then thawed.
+  controllers call the invoker offline, but it is alive and finishes what it started,
+  and what waited on its queue runs once an invoker is healthy again. Its process is
+  frozen (SIGSTOP) until both controllers call it offline, then thawed.
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ def test_invokers_paused_past_the_offline_limit_keep_what_they_started_and_compl
     cluster: Cluster,
 ) -> None:
     # Given blocking activations of a 6 s action running, through both controllers
-    name = unique("paused")
+    name, quick = unique("paused"), unique("queued")
     with cluster.client(0) as c0:
         create(c0, name, WITNESS, witness=cluster.witness.url, sleepMs=6000)
+        create(c0, quick, WITNESS, witness=cluster.witness.url)
     before = recovered(cluster)
     invokers = [m for m in cluster.local.invokers if m.process is not None]
 
@@ -106,6 +108,7 @@ def test_invokers_paused_past_the_offline_limit_keep_what_they_started_and_compl
         with cluster.client(i % 2) as client:
             return invoke(client, name, blocking=True)
 
+    queued: list[str] = []
     pool = concurrent.futures.ThreadPoolExecutor(4)
     try:
         seen = started(cluster, set())
@@ -120,6 +123,14 @@ def test_invokers_paused_past_the_offline_limit_keep_what_they_started_and_compl
                 assert member.process is not None
                 os.kill(member.process.pid, signal.SIGSTOP)
                 paused.append(member.process.pid)
+            # And activations accepted meanwhile wait on their queues (those invoked
+            # once the controllers stopped sending work there are refused: 503)
+            for i in range(4):
+                with cluster.client(i % 2) as client:
+                    r = invoke(client, quick, blocking=False)
+                assert r.status_code in (202, 503), r.text
+                if r.status_code == 202:
+                    queued.append(r.json()["activationId"])
             names = [m.name for m in invokers]
             assert until_blocking(lambda: offline_everywhere(cluster, names), 60), recovery_log(
                 cluster
@@ -136,10 +147,15 @@ def test_invokers_paused_past_the_offline_limit_keep_what_they_started_and_compl
     assert [r.status_code for r in answers] == [200] * 4, (bodies, recovery_log(cluster))
     ids = [b["activationId"] for b in bodies]
     assert all(b["response"]["result"] == {"id": b["activationId"]} for b in bodies), bodies
-    # And so do their records, each run once
+    # And so do their records, each run once, and those of the queued ones: moved off
+    # the queues, they waited for an invoker to be healthy again, then ran
     with cluster.client(1) as c1:
-        assert all(final_record(c1, i, 30)["response"]["status"] == "success" for i in ids)
-    assert [cluster.witness.calls[i] for i in ids] == [1] * 4
+        records = [final_record(c1, i, 90) for i in ids + queued]
+    assert [r["response"]["status"] for r in records] == ["success"] * len(records), (
+        [r["response"] for r in records],
+        recovery_log(cluster),
+    )
+    assert [cluster.witness.calls[i] for i in ids + queued] == [1] * len(records)
     # And no controller recorded anything as lost
     assert recovered(cluster)["lost"] == before["lost"], recovery_log(cluster)
     cluster.local.wait_ready()
