@@ -36,6 +36,9 @@ left must have started on the dead invoker.
 
 Work to be moved goes to a healthy invoker; when there is none, it waits for one (up to
 ``route_wait_s`` in all per invoker moved off), then ends with an error, never pending.
+A health test on the queue is a probe of that invoker, not work: it fails at once (and
+is sent again by its controller). An invoker that went offline by its silence and pings
+again as the same process keeps the rest of its queue and what it had taken.
 
 Concurrency: one recovery task per offline invoker, on the controller's loop; the
 balancer's table is only changed on that loop. ``on_redispatch`` runs in the consumer
@@ -49,7 +52,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 
 from msgspec import structs
 
@@ -62,7 +64,8 @@ from squall.bus.messages import (
     completion_topic,
     invoker_topic,
 )
-from squall.controller.health import OFFLINE, InvokerStatus
+from squall.controller.cluster import is_health_test
+from squall.controller.health import OFFLINE, InvokerStatus, Silence
 from squall.controller.sharding import Dispatched, ShardingBalancer
 from squall.controller.waiters import CompletionWaiters
 from squall.entities.activation import (
@@ -92,14 +95,7 @@ LOST_AFTER_S = 30.0
 ROUTE_WAIT_S = 30.0
 
 
-@dataclass(frozen=True)
-class Silence:
-    """An invoker that went offline because its pings stopped: its status (the
-    registry's, kept current), and its incarnation and last ping at that moment."""
-
-    status: InvokerStatus
-    incarnation: str
-    last_ping: float  # time.monotonic(), the registry's clock
+HEALTH_TEST_DRAINED = "The health test was not run: its invoker was offline."
 
 
 def invoker_lost(invoker_id: str) -> str:
@@ -150,7 +146,7 @@ class Recovery:
         # Taken now: what is sent there after this moment (it may come back while we
         # drain) is not this recovery's to end.
         suspects = {d.message.activation_id for d in self._balancer.on_invoker(status.id)}
-        silent = None if status.stopping else Silence(status, status.incarnation, status.last_ping)
+        silent = None if status.stopping else Silence.of(status)
         self._tasks[status.id] = asyncio.create_task(
             self.recover(status.id, suspects, graceful=status.stopping, silent=silent),
             name=f"recover-{status.id}",
@@ -167,6 +163,12 @@ class Recovery:
             self._metrics.recovered(outcome)
 
     async def _route_again(self, message: ActivationMessage, from_invoker: str) -> None:
+        if is_health_test(message):
+            # A probe of that very invoker, not work to move: it fails now, never held
+            # waiting for a healthy invoker (which it may be what makes one healthy); its
+            # controller tests again shortly (health.py), on a queue no longer emptied.
+            await self._fail(Dispatched(message, from_invoker, 0), HEALTH_TEST_DRAINED)
+            return
         current = self._balancer.dispatched.get(message.activation_id)
         if current is not None and current.invoker != from_invoker:
             return  # already moved (a redelivered copy)
@@ -197,11 +199,11 @@ class Recovery:
         ``graceful``: it announced it is stopping; it finishes (or records) what it runs
         within its grace, so the completions are awaited before anything is ended.
         ``silent``: it went offline because its pings stopped; what it started is ended
-        only once it is known gone (:meth:`_gone`), never while it may still be running
+        only once it is known gone (:meth:`Silence.gone`), never while it may still be running
         it."""
         log.warning("invoker %s is offline: moving its queue", invoker_id)
         try:
-            moved = await self._drain(invoker_id)
+            moved = await self._drain(invoker_id, silent)
             await self._settle_inbox()
         except ProviderError as error:
             log.error("recovery of invoker %s stopped: %s", invoker_id, error)
@@ -218,16 +220,18 @@ class Recovery:
         ]
         started: list[Dispatched] = []
         for dispatched in held:
-            if await self._move_unstarted(dispatched, invoker_id):
+            if silent is not None and silent.pinged_again():
+                started.append(dispatched)  # back: it runs what it took (below)
+            elif await self._move_unstarted(dispatched, invoker_id):
                 moved += 1
                 self._count(MOVED)
             else:
                 started.append(dispatched)
-        if started and silent is not None and not await self._gone(silent):
-            # The same process pings again: it was slow, not dead. What it started is
-            # its own to finish; its completions end them (and free their slots).
+        if started and silent is not None and not await silent.gone(self._lost_after_s):
+            # The same process pings again: it was slow, not dead. What it took is its
+            # own to run and finish; its completions end them (and free their slots).
             log.warning("invoker %s: %d activations that never started moved; it is back "
-                        "(the same process): the %d it had started are left to it",
+                        "(the same process): the %d it had taken are left to it",
                         invoker_id, moved, len(started))  # fmt: skip
             return
         lost = 0
@@ -240,22 +244,6 @@ class Recovery:
             await self._fail(current, invoker_lost(invoker_id))
         log.warning("invoker %s: %d activations that never started moved, %d that had "
                     "started recorded as failed", invoker_id, moved, lost)  # fmt: skip
-
-    async def _gone(self, silent: Silence) -> bool:
-        """Whether an invoker that went offline by its silence is really gone: True once
-        it pings as another process (a restart: the one that ran its activations is
-        dead) or stayed silent ``lost_after_s`` since its last ping; False when the same
-        process pings again first (late pings: a loaded machine, a pause)."""
-        status = silent.status
-        deadline = silent.last_ping + self._lost_after_s
-        while True:
-            if status.incarnation != silent.incarnation:
-                return True
-            if status.last_ping > silent.last_ping:
-                return False  # a ping of the same process: alive (even if stopping)
-            if time.monotonic() >= deadline:
-                return True
-            await asyncio.sleep(POLL_S)
 
     async def _move_unstarted(self, dispatched: Dispatched, invoker_id: str) -> bool:
         """Move an activation the dead invoker took off its queue but never started (it
@@ -323,13 +311,18 @@ class Recovery:
             cause=message.cause,
         )
 
-    async def _drain(self, invoker_id: str) -> int:
+    async def _drain(self, invoker_id: str, silent: Silence | None = None) -> int:
+        """Move what is on ``invoker_id``'s queue, until it is empty — or, for one that
+        went offline by its silence (``silent``), until the same process pings again: it
+        takes its queue itself then (its health test comes on that queue too)."""
         topic = invoker_topic(invoker_id)
         consumer = await self._bus.consumer(topic)
         moved = 0
         deadline = time.monotonic() + self._drain_deadline_s
         try:
             while time.monotonic() < deadline:
+                if silent is not None and silent.pinged_again():
+                    break
                 delivery = await consumer.poll(POLL_S)
                 if delivery is None:
                     if await self._bus.pending(topic) == 0:
