@@ -95,11 +95,14 @@ class Settings:
     activation_retention_days: float = 0.0
     # Cluster health: invokers ping every ``ping_interval_s``; a controller calls one
     # unresponsive after ``unresponsive_after_s`` without a ping (no new work) and offline
-    # after ``offline_after_s`` (its queue is moved, its running activations recorded as
-    # failed). Each controller takes 1/``cluster_controllers`` of every invoker's memory.
+    # after ``offline_after_s`` (its queue is moved). What it had started is recorded as
+    # failed once it restarted, or stayed silent ``lost_after_s`` (a ping of the same
+    # process first: left to it). Each controller takes 1/``cluster_controllers`` of
+    # every invoker's memory.
     ping_interval_s: float = 1.0
     unresponsive_after_s: float = 3.0
     offline_after_s: float = 10.0
+    lost_after_s: float = 30.0
     cluster_controllers: int = 1
     # Standalone over https: PEM certificate (chain) and private key files; both or neither.
     # A cluster terminates TLS in nginx instead (deploy/nginx/).

@@ -143,6 +143,7 @@ class ShardingBalancing:
     def __init__(self, settings: Settings, bus: MessagingProvider) -> None:
         self._bus = bus
         self._id = settings.controller_id
+        self._lost_after_s = settings.lost_after_s
         # Two cycles, resolved late (both bound in ``attach``, before anything starts):
         # the registry tests an invoker with an activation whose completion comes
         # through the controller's waiters, whose listeners include the balancer, which
@@ -173,7 +174,7 @@ class ShardingBalancing:
         self._health.bind(HealthTest(self._bus, waiters, controller.catalog, self._id))
         recovery = Recovery(
             self._id, self._bus, self.sharding, waiters, controller.activations,
-            metrics=controller.metrics,
+            lost_after_s=self._lost_after_s, metrics=controller.metrics,
         )  # fmt: skip
         self._recovery.bind(recovery)
 

@@ -59,6 +59,12 @@ def health_action() -> Action:
     )
 
 
+def is_health_test(message: ActivationMessage) -> bool:
+    """Whether ``message`` is a health test (:class:`HealthTest`): a probe of the invoker
+    whose queue it is on, never work to move to another one."""
+    return message.namespace == SYSTEM_NAMESPACE and message.transid.startswith("health-")
+
+
 async def ensure_health_action(catalog: Catalog) -> Action:
     """The health-test action, created by whichever controller starts first."""
     for _ in range(3):

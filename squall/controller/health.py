@@ -4,7 +4,9 @@ Every invoker broadcasts an :class:`InvokerPing` on ``health`` each ping interva
 controller listens. An invoker's state, as OpenWhisk names them:
 
 - ``offline``: no ping for ``offline_after_s``, or it said it is stopping. Its queued
-  work is moved and its running activations recorded as failed (``controller/recovery.py``).
+  work is moved; what it had started is recorded as failed once it is known gone — it
+  restarted, or stayed silent ``lost_after_s`` — and left to it if the same process pings
+  again first (``controller/recovery.py``).
 - ``unresponsive``: no ping for ``unresponsive_after_s`` (but not yet offline): it gets
   no new work, nothing is moved yet — it may only be slow.
 - ``unhealthy``: it pings, but has not (yet) run the health-test action since it appeared
@@ -69,6 +71,43 @@ class InvokerStatus:
             "busyMb": self.busy_mb,
             "containers": self.containers,
         }
+
+
+@dataclass(frozen=True)
+class Silence:
+    """An invoker that went offline because its pings stopped: its status (the
+    registry's, kept current by it), and its incarnation and last ping at that moment.
+    Offline only says that its pings stopped, which a loaded or paused machine also
+    does; :meth:`gone` tells whether the process is really gone."""
+
+    status: InvokerStatus
+    incarnation: str
+    last_ping: float  # time.monotonic(), the registry's clock in a controller
+
+    @classmethod
+    def of(cls, status: InvokerStatus) -> Silence:
+        return cls(status, status.incarnation, status.last_ping)
+
+    def pinged_again(self) -> bool:
+        """Whether the same process pinged since (alive, even if it says it stops)."""
+        return self.status.incarnation == self.incarnation and (
+            self.status.last_ping > self.last_ping
+        )
+
+    async def gone(self, lost_after_s: float, poll_s: float = 0.2) -> bool:
+        """True once it pings as another process (it restarted: the one that ran its
+        activations is dead) or stayed silent ``lost_after_s`` since its last ping;
+        False when the same process pings again first (late pings, even a ``stopping``
+        one: it is alive and finishes or records its runs itself)."""
+        deadline = self.last_ping + lost_after_s
+        while True:
+            if self.status.incarnation != self.incarnation:
+                return True
+            if self.status.last_ping > self.last_ping:
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            await asyncio.sleep(poll_s)
 
 
 StateListener = Callable[[InvokerStatus, str], None]

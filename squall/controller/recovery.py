@@ -20,13 +20,30 @@ code runs. So for a dead invoker:
   is ended with a ``whisk internal error`` record saying why — written only if no final
   record exists (``put_unless_final``), so a result stored just before the death wins.
   So is one whose record is not stored (``storeActivations`` off: nobody can tell).
+  But only once the invoker is known gone. Offline says that its pings stopped, which a
+  loaded or paused machine also does: an invoker that went offline by its silence may
+  still be running what it started. Those are ended once it pings as another process
+  (its incarnation changed: it restarted, the process that ran them is dead) or stayed
+  silent ``lost_after_s`` since its last ping; if the same process pings first, they are
+  left to it, and its completions end them with their real results (OpenWhisk, which
+  never ends them, also only stops sending work to an offline invoker). An invoker that
+  said it is stopping is waited for through its grace instead (it records what it could
+  not finish).
 
 Order matters: the queue is emptied first (everyone's), then this controller's inbox, so
 that every message handed back to it has been routed before it decides that whatever is
 left must have started on the dead invoker.
 
+Work to be moved goes to a healthy invoker; when there is none, it waits for one (up to
+``route_wait_s`` in all per invoker moved off), then ends with an error, never pending.
+A health test on the queue is a probe of that invoker, not work: it fails at once (and
+is sent again by its controller). An invoker that went offline by its silence and pings
+again as the same process keeps the rest of its queue and what it had taken.
+
 Concurrency: one recovery task per offline invoker, on the controller's loop; the
-balancer's table is only changed on that loop.
+balancer's table is only changed on that loop. ``on_redispatch`` runs in the consumer
+of the completion topic: while it waits for a healthy invoker, this controller's
+completions wait too (only while it knows no healthy invoker).
 """
 
 from __future__ import annotations
@@ -47,7 +64,8 @@ from squall.bus.messages import (
     completion_topic,
     invoker_topic,
 )
-from squall.controller.health import OFFLINE, InvokerStatus
+from squall.controller.cluster import is_health_test
+from squall.controller.health import OFFLINE, InvokerStatus, Silence
 from squall.controller.sharding import Dispatched, ShardingBalancer
 from squall.controller.waiters import CompletionWaiters
 from squall.entities.activation import (
@@ -70,6 +88,14 @@ DRAIN_DEADLINE_S = 45.0
 POLL_S = 0.2
 # An invoker that stops cleanly finishes its runs for 10 s, then records the rest.
 STOP_GRACE_S = 15.0
+# How long an invoker that went offline by its silence must stay silent before what it
+# started is ended as lost (Settings.lost_after_s).
+LOST_AFTER_S = 30.0
+# How long work to be moved off an invoker waits for a healthy invoker when none is.
+ROUTE_WAIT_S = 30.0
+
+
+HEALTH_TEST_DRAINED = "The health test was not run: its invoker was offline."
 
 
 def invoker_lost(invoker_id: str) -> str:
@@ -89,14 +115,23 @@ class Recovery:
         activations: ActivationStore,
         *,
         drain_deadline_s: float = DRAIN_DEADLINE_S,
+        lost_after_s: float = LOST_AFTER_S,
+        route_wait_s: float = ROUTE_WAIT_S,
         metrics: ControllerMetrics | None = None,
     ) -> None:
+        """``lost_after_s``: how long an invoker that went offline by its silence must
+        stay silent (from its last ping) before what it had started is ended as lost;
+        ``route_wait_s``: how long work to be moved off an invoker waits for a healthy
+        one when there is none."""
         self._id = controller_id
         self._bus = bus
         self._balancer = balancer
         self._waiters = waiters
         self._activations = activations
         self._drain_deadline_s = drain_deadline_s
+        self._lost_after_s = lost_after_s
+        self._route_wait_s = route_wait_s
+        self._waiting_since: dict[str, float] = {}  # by invoker moved off (monotonic)
         self._metrics = metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -111,8 +146,9 @@ class Recovery:
         # Taken now: what is sent there after this moment (it may come back while we
         # drain) is not this recovery's to end.
         suspects = {d.message.activation_id for d in self._balancer.on_invoker(status.id)}
+        silent = None if status.stopping else Silence.of(status)
         self._tasks[status.id] = asyncio.create_task(
-            self.recover(status.id, suspects, graceful=status.stopping),
+            self.recover(status.id, suspects, graceful=status.stopping, silent=silent),
             name=f"recover-{status.id}",
         )
 
@@ -127,11 +163,18 @@ class Recovery:
             self._metrics.recovered(outcome)
 
     async def _route_again(self, message: ActivationMessage, from_invoker: str) -> None:
+        if is_health_test(message):
+            # A probe of that very invoker, not work to move: it fails now, never held
+            # waiting for a healthy invoker (which it may be what makes one healthy); its
+            # controller tests again shortly (health.py), on a queue no longer emptied.
+            await self._fail(Dispatched(message, from_invoker, 0), HEALTH_TEST_DRAINED)
+            return
         current = self._balancer.dispatched.get(message.activation_id)
         if current is not None and current.invoker != from_invoker:
             return  # already moved (a redelivered copy)
         if current is None and await self._ended(message):
             return  # it ran and ended: nothing to move
+        await self._healthy_elsewhere(from_invoker)
         try:
             await self._balancer.reroute(message, from_invoker)
         except SquallError as error:
@@ -143,16 +186,24 @@ class Recovery:
             )
 
     async def recover(
-        self, invoker_id: str, suspects: set[str] | None = None, *, graceful: bool = False
+        self,
+        invoker_id: str,
+        suspects: set[str] | None = None,
+        *,
+        graceful: bool = False,
+        silent: Silence | None = None,
     ) -> None:
         """Move ``invoker_id``'s queued work, then end this controller's lost activations
         (of ``suspects``, those sent there before it went offline; all when None).
 
         ``graceful``: it announced it is stopping; it finishes (or records) what it runs
-        within its grace, so the completions are awaited before anything is ended."""
+        within its grace, so the completions are awaited before anything is ended.
+        ``silent``: it went offline because its pings stopped; what it started is ended
+        only once it is known gone (:meth:`Silence.gone`), never while it may still be running
+        it."""
         log.warning("invoker %s is offline: moving its queue", invoker_id)
         try:
-            moved = await self._drain(invoker_id)
+            moved = await self._drain(invoker_id, silent)
             await self._settle_inbox()
         except ProviderError as error:
             log.error("recovery of invoker %s stopped: %s", invoker_id, error)
@@ -167,15 +218,30 @@ class Recovery:
             for d in self._balancer.on_invoker(invoker_id)
             if suspects is None or d.message.activation_id in suspects
         ]
-        lost = 0
+        started: list[Dispatched] = []
         for dispatched in held:
-            if await self._move_unstarted(dispatched, invoker_id):
+            if silent is not None and silent.pinged_again():
+                started.append(dispatched)  # back: it runs what it took (below)
+            elif await self._move_unstarted(dispatched, invoker_id):
                 moved += 1
                 self._count(MOVED)
             else:
-                lost += 1
-                self._count(LOST)
-                await self._fail(dispatched, invoker_lost(invoker_id))
+                started.append(dispatched)
+        if started and silent is not None and not await silent.gone(self._lost_after_s):
+            # The same process pings again: it was slow, not dead. What it took is its
+            # own to run and finish; its completions end them (and free their slots).
+            log.warning("invoker %s: %d activations that never started moved; it is back "
+                        "(the same process): the %d it had taken are left to it",
+                        invoker_id, moved, len(started))  # fmt: skip
+            return
+        lost = 0
+        for dispatched in started:
+            current = self._balancer.dispatched.get(dispatched.message.activation_id)
+            if current is None or current.invoker != invoker_id:
+                continue  # its completion came meanwhile
+            lost += 1
+            self._count(LOST)
+            await self._fail(current, invoker_lost(invoker_id))
         log.warning("invoker %s: %d activations that never started moved, %d that had "
                     "started recorded as failed", invoker_id, moved, lost)  # fmt: skip
 
@@ -191,6 +257,7 @@ class Recovery:
         message = dispatched.message
         if not message.store_record or message.started:
             return False
+        await self._healthy_elsewhere(invoker_id)
         try:
             if not await self._activations.start(self._pending(message)):
                 return False  # it started there (or ended meanwhile)
@@ -207,6 +274,23 @@ class Recovery:
                 f"The activation could not be moved off invoker {invoker_id}: {error.message}",
             )
         return True
+
+    async def _healthy_elsewhere(self, from_invoker: str) -> None:
+        """Wait until a healthy invoker other than ``from_invoker`` can take what is
+        moved off it — for at most ``route_wait_s`` in all per invoker moved off, however
+        many activations wait — rather than end them at once: a controller that just
+        started has tested no invoker yet (the activations other controllers hand back
+        to it arrive first), and every invoker may have been slow at once. Once the time
+        is up, what cannot be moved ends with an error (``_fail``), never stays pending."""
+        if self._balancer.routable(exclude=from_invoker):
+            self._waiting_since.pop(from_invoker, None)
+            return
+        since = self._waiting_since.setdefault(from_invoker, time.monotonic())
+        while not self._balancer.routable(exclude=from_invoker):
+            if time.monotonic() - since >= self._route_wait_s:
+                return
+            await asyncio.sleep(POLL_S)
+        self._waiting_since.pop(from_invoker, None)
 
     @staticmethod
     def _pending(message: ActivationMessage) -> Activation:
@@ -227,13 +311,18 @@ class Recovery:
             cause=message.cause,
         )
 
-    async def _drain(self, invoker_id: str) -> int:
+    async def _drain(self, invoker_id: str, silent: Silence | None = None) -> int:
+        """Move what is on ``invoker_id``'s queue, until it is empty — or, for one that
+        went offline by its silence (``silent``), until the same process pings again: it
+        takes its queue itself then (its health test comes on that queue too)."""
         topic = invoker_topic(invoker_id)
         consumer = await self._bus.consumer(topic)
         moved = 0
         deadline = time.monotonic() + self._drain_deadline_s
         try:
             while time.monotonic() < deadline:
+                if silent is not None and silent.pinged_again():
+                    break
                 delivery = await consumer.poll(POLL_S)
                 if delivery is None:
                     if await self._bus.pending(topic) == 0:

@@ -102,6 +102,10 @@ class ShardingBalancer:
         # Every healthy invoker is full: overload one at random; its pool queues the work.
         return self._take(self._rng.choice(healthy).id, memory_mb)
 
+    def routable(self, exclude: str = "") -> bool:
+        """Whether a healthy invoker other than ``exclude`` could take work now."""
+        return any(s.state == HEALTHY and s.id != exclude for s in self._registry.ordered())
+
     def _take(self, invoker_id: str, memory_mb: int) -> str:
         self._used[invoker_id] = self._used.get(invoker_id, 0) + memory_mb
         return invoker_id

@@ -29,6 +29,7 @@ from squall.invoker.apikeys import ActionKeys
 from squall.invoker.completion import Completing, caused_by
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
+from squall.invoker.provisioning import acquire_retrying
 from squall.sandbox.contracts import Container, ImageNotFound, image_kind
 from squall.store.contracts import EntityStore
 
@@ -166,8 +167,13 @@ class Activating(Completing):
             network = (
                 self.pool.stem_network if message.network is None else (message.network == "egress")
             )
-            pc, cold = await self.pool.acquire(
-                key, container_kind(action.exec), limits.memory, _concurrency(action), network
+            # A failed start is tried again: the activation has not started (provisioning.py).
+            pc, cold = await acquire_retrying(
+                lambda: self.pool.acquire(
+                    key, container_kind(action.exec), limits.memory, _concurrency(action), network
+                ),
+                self._open,
+                what=message.action,
             )
         except ImageNotFound as ex:
             # OpenWhisk's answer when it cannot pull a blackbox image: a developer error.

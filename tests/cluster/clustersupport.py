@@ -48,6 +48,7 @@ CLUSTER_ENV = {
     "SQUALL_PING_INTERVAL_S": "0.5",
     "SQUALL_UNRESPONSIVE_AFTER_S": "2",
     "SQUALL_OFFLINE_AFTER_S": "4",
+    "SQUALL_LOST_AFTER_S": "12",
     "SQUALL_STEM_CELLS": "nodejs:20@256x1",
     "SQUALL_USER_MEMORY_MB": "4096",
     "SQUALL_INVOCATIONS_PER_MINUTE": "100000",
@@ -275,3 +276,69 @@ def cluster_up(
              "--bus", bus, "--home", str(home), *args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         )  # fmt: skip
+
+
+def sandbox_cpu_files(pid: int) -> list[Path]:
+    """The CPU quota files of the cgroup that holds invoker ``pid``'s sandboxes (the
+    parent of its sandbox supervisor's cgroup, found through its processes): v1
+    ``cpu.cfs_quota_us``, v2 ``cpu.max``. Empty when the invoker runs no isolated
+    sandboxes or the host has no CPU controller."""
+    from squall.sandbox.cgrouptree import detect
+
+    hierarchy = detect()
+    if not hierarchy.cpu:
+        return []
+    found: list[Path] = []
+    for child in _descendants(pid):
+        try:
+            lines = Path(f"/proc/{child}/cgroup").read_text().splitlines()
+        except OSError:
+            continue  # it exited meanwhile
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if hierarchy.version == 1 and "cpu" in controllers.split(","):
+                quota = hierarchy.mounts["cpu"] / path.lstrip("/")
+                quota = quota.parent / "cpu.cfs_quota_us"
+            elif hierarchy.version == 2 and controllers == "":
+                quota = hierarchy.mounts["unified"] / path.lstrip("/")
+                quota = quota.parent / "cpu.max"
+            else:
+                continue
+            if quota.parent.name != "" and quota.exists() and quota not in found:
+                found.append(quota)
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                children = [int(c) for c in (task / "children").read_text().split()]
+                out += children
+                todo += children
+    return out
+
+
+@contextlib.contextmanager
+def cpu_starved(quota_files: list[Path]) -> Iterator[None]:
+    """Give the cgroups of ``quota_files`` 0.1 % of one CPU (1 ms per second), so that no
+    runtime in them starts within the factory's start timeout — a machine far beyond
+    loaded, on demand — and put their limits back on the way out."""
+    # v1 keeps the period in a file of its own; v2 writes "quota period" to cpu.max.
+    limits = {f: "1000 1000000" if f.name == "cpu.max" else "1000" for f in quota_files}
+    limits.update({f.parent / "cpu.cfs_period_us": "1000000"
+                   for f in quota_files if f.name != "cpu.max"})  # fmt: skip
+    # Written in this order, put back in the reverse one (v1 checks quota against period).
+    order = sorted(limits, key=lambda f: f.name != "cpu.cfs_period_us")
+    saved = {f: f.read_text().strip() for f in order}
+    try:
+        for f in order:
+            f.write_text(limits[f])
+        yield
+    finally:
+        for f in reversed(order):
+            with contextlib.suppress(OSError):
+                f.write_text(saved[f])

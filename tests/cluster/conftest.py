@@ -3,9 +3,10 @@
 JetStream server, which the tests stop and start again (``running_cluster`` in
 clustersupport.py).
 
-Health timings are shortened (pings every 0.5 s, offline after 4 s) so that a killed
-invoker is noticed quickly; actions report each run to the :class:`Witness`, which
-listens on the test's own outside host (their default egress reaches it).
+Health timings are shortened (pings every 0.5 s, offline after 4 s, what a silent invoker
+had started ended as lost after 12 s of silence) so that a killed invoker is noticed
+quickly; actions report each run to the :class:`Witness`, which listens on the test's
+own outside host (their default egress reaches it).
 """
 
 from __future__ import annotations
