@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -131,10 +133,14 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def nats_server_pid() -> int | None:
-    found = subprocess.run(["pgrep", "-x", "nats-server"], capture_output=True, text=True)
-    pids = found.stdout.split()
-    return int(pids[0]) if len(pids) == 1 else None
+def nats_server_pid(url: str) -> int | None:
+    """The pid of the server listening on ``url``'s port (``ss``), if it can be found."""
+    port = urlsplit(url).port or 4222
+    found = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    )
+    match = re.search(r"pid=(\d+)", found.stdout)
+    return int(match.group(1)) if match else None
 
 
 def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
@@ -147,7 +153,7 @@ def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
         load(node, {**request, "connections": args.connections, "durationMs": 2000})
         latency = load(node, {**request, "connections": 1, "requests": args.requests})
         pids = {m.name: m.process.pid for m in local.members.values() if m.process}
-        nats = nats_server_pid()
+        nats = nats_server_pid(args.nats)
         if nats is not None:
             pids["nats-server"] = nats
         before = {name: cpu_ms(pid) for name, pid in pids.items()}
