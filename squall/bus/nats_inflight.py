@@ -122,19 +122,25 @@ class LeasedInFlight:
             raise ProviderError(f"cannot count activations in flight in NATS: {e!r}") from e
         finally:
             self._waiting[namespace] -= 1
+            if not self._waiting[namespace]:
+                del self._waiting[namespace]
 
     async def _lease(self, namespace: str, allowed: int) -> int:
         """Reserve slots for the waiting admissions plus headroom; the slots taken
         (``>= allowed`` when none was free). Called under the namespace's lock."""
         known = self._holders.pop(namespace, None)
+        read = False  # whether ``known`` was read now (not remembered from before)
         for _ in range(MAX_TRIES):
             if known is None:
-                known = await self._read(namespace)
+                known, read = await self._read(namespace), True
             holders, revision = known
             holders = self._fresh(holders)
             others = self._others(holders)
             count = self._local.count(namespace)
             free = allowed - others - count
+            if free < 1 and not read:
+                known = None  # refused on what was seen before: look at the others now
+                continue
             if free < 1:
                 self._holders[namespace] = (holders, revision)
                 return others + count

@@ -174,6 +174,18 @@ async def test_concurrency_admits_up_to_allowed_across_controllers(pair: Pair) -
         await _until(partial(_admits, side, "conc", 3), "the released slots")
 
 
+async def test_a_refused_controller_admits_again_once_the_others_end(pair: Pair) -> None:
+    # Given b holding the whole limit of 2, and a refused
+    for i in range(2):
+        assert await pair.b.admit("held", 2) < 2
+        await pair.b.started("held", IDS[i])
+    assert await pair.a.admit("held", 2) >= 2
+    # When b's activations end (a writes nothing meanwhile) / Then a soon admits again
+    for i in range(2):
+        pair.b.ended(IDS[i])
+    await _until(partial(_admits, pair.a, "held", 2), "b's released slots")
+
+
 async def test_a_large_limit_admits_many_and_others_count_them(pair: Pair) -> None:
     # Given a large limit, When one controller admits and starts 100 activations
     for i in range(100):
