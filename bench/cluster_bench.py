@@ -15,6 +15,13 @@ blocking no-op invokes one after another (p50/p90/p99), and (b) B3 — ``--conne
 connections in a closed loop (requests/s), with ``GET /api/v1`` as the baseline of the
 same server. It prints both tables and the cluster/standalone ratios, and writes
 ``bench/results/cluster_bench.json``.
+
+``--baseline DIR`` (another checkout, e.g. ``/work/main``) compares two versions of the
+cluster in one run instead: ``--rounds`` rounds, each a cluster of DIR's tree then one of
+this tree (members run from the tree: ``-m`` puts the working directory first), measuring
+the Node.js no-op's B1 and B3 plus the CPU time the members (and the machine's
+nats-server, if it is found) used per invoke during B3 — a figure that holds up when
+other work shares the cores, where requests/s does not. Load average before and after.
 """
 
 from __future__ import annotations
@@ -22,24 +29,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from invoke_latency import (  # noqa: E402
+    REPO,
     UNTHROTTLED,
+    create_actions,
+    load,
     measure,
     own_server,
     ratio,
     report_head,
     table,
+    targets,
 )
 
 from squall.cli.local_cluster import LocalCluster  # noqa: E402
@@ -47,7 +63,11 @@ from squall.cli.local_cluster import LocalCluster  # noqa: E402
 RESULTS = HERE / "results" / "cluster_bench.json"
 
 
-def measure_cluster(args: argparse.Namespace, node: str) -> dict[str, Any]:
+def measure_cluster(
+    args: argparse.Namespace,
+    node: str,
+    measure_on: Callable[[str, str, LocalCluster], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     import psycopg
 
     schema = f"squall_bench_{uuid.uuid4().hex[:8]}"
@@ -71,6 +91,8 @@ def measure_cluster(args: argparse.Namespace, node: str) -> dict[str, Any]:
             )
             try:
                 local.start()
+                if measure_on is not None:
+                    return measure_on(local.controllers[0].url, local.auth, local)
                 return measure(args, local.controllers[0].url, local.auth, node)
             finally:
                 local.close()
@@ -105,6 +127,97 @@ def compare(standalone: dict[str, Any], cluster: dict[str, Any]) -> dict[str, An
     return out
 
 
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def nats_server_pid(url: str) -> int | None:
+    """The pid of the server listening on ``url``'s port (``ss``), if it can be found."""
+    port = urlsplit(url).port or 4222
+    found = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    )
+    match = re.search(r"pid=(\d+)", found.stdout)
+    return int(match.group(1)) if match else None
+
+
+def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
+    """B1 and B3 of the Node.js no-op, with CPU per invoke during B3."""
+
+    def on(apihost: str, auth: str, local: LocalCluster) -> dict[str, Any]:
+        name = create_actions(apihost, auth, str(os.getpid()))["nodejs"]
+        request = targets(apihost, auth, {"nodejs": name})["nodejs"]
+        load(node, {**request, "connections": 1, "requests": min(200, args.requests)})
+        load(node, {**request, "connections": args.connections, "durationMs": 2000})
+        latency = load(node, {**request, "connections": 1, "requests": args.requests})
+        pids = {m.name: m.process.pid for m in local.members.values() if m.process}
+        nats = nats_server_pid(args.nats)
+        if nats is not None:
+            pids["nats-server"] = nats
+        before = {name: cpu_ms(pid) for name, pid in pids.items()}
+        duration_ms = int(args.duration * 1000)
+        throughput = load(
+            node, {**request, "connections": args.connections, "durationMs": duration_ms}
+        )
+        served = max(1, throughput["requests"])
+        per_invoke = {n: round((cpu_ms(pid) - before[n]) / served, 3) for n, pid in pids.items()}
+        per_invoke["members"] = round(
+            sum(v for n, v in per_invoke.items() if n != "nats-server"), 3
+        )
+        return {
+            "p50_ms": latency["latencyMs"]["p50"],
+            "p99_ms": latency["latencyMs"]["p99"],
+            "rps": throughput["rps"],
+            "errors": latency["errors"] + throughput["errors"],
+            "cpu_ms_per_invoke": per_invoke,
+        }
+
+    return measure_cluster(args, node, on)
+
+
+def main_ab(args: argparse.Namespace, node: str) -> None:
+    started = time.time()
+    here = Path.cwd()
+    load_before = Path("/proc/loadavg").read_text().strip()
+    rounds: list[dict[str, Any]] = []
+    for i in range(args.rounds):
+        for label, tree in (("baseline", args.baseline), ("this", REPO)):
+            os.chdir(tree)  # the members run `python -m squall...` from here
+            try:
+                result = measure_ab_round(args, node)
+            finally:
+                os.chdir(here)
+            result.update(round=i + 1, tree=label, load=os.getloadavg()[0])
+            rounds.append(result)
+            cpu = result["cpu_ms_per_invoke"]
+            print(f"round {i + 1} {label:<8} p50 {result['p50_ms']:7.2f} ms  "
+                  f"p99 {result['p99_ms']:7.2f} ms  c={args.connections} {result['rps']:7.1f}/s  "
+                  f"CPU/invoke members {cpu['members']:.2f} ms, nats "
+                  f"{cpu.get('nats-server', float('nan')):.2f} ms  (load {result['load']:.1f})",
+                  flush=True)  # fmt: skip
+    load_after = Path("/proc/loadavg").read_text().strip()
+    print(f"load average before: {load_before}\nload average after:  {load_after}")
+    report = {
+        **report_head("cluster_bench_ab", started, "started", node),
+        "parameters": {
+            "baseline": str(args.baseline),
+            "rounds": args.rounds,
+            "requests": args.requests,
+            "duration_s": args.duration,
+            "connections": args.connections,
+        },
+        "load_before": load_before,
+        "load_after": load_after,
+        "results": rounds,
+    }
+    output = args.output.with_name("cluster_bench_ab.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {output}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests for (a)")
@@ -113,10 +226,15 @@ def main() -> None:
     parser.add_argument("--store", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--baseline", type=Path, help="another checkout: compare its cluster")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds with --baseline")
     args = parser.parse_args()
     node = shutil.which("node")
     if node is None:
         raise SystemExit("node is needed for bench/load.js")
+    if args.baseline is not None:
+        main_ab(args, node)
+        return
     started = time.time()
     with own_server() as (apihost, auth):
         standalone = measure(args, apihost, auth, node)

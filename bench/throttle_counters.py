@@ -7,7 +7,8 @@ For each provider it times, one request after another (``--requests``, at most
 ``--max-seconds`` each):
 
 - ``admit``: what an admitted invoke costs the throttles — the per-minute ``hit`` and the
-  ``in_flight`` read (``Throttles.admit_invoke``), then ``started`` (before publishing);
+  concurrency ``admit`` (``Throttles.admit_invoke``), then ``started`` (before
+  publishing), with a large limit (NATS: mostly from the controller's leases);
 - ``admit (2 ctl)``: the same, alternating between two controllers (NATS: two
   connections), so every per-minute write finds the other's revision first;
 - ``refused``: a request over its per-minute limit (``hit`` only);
@@ -64,7 +65,7 @@ def _admit(sides: list[ThrottleCounters], namespace: str) -> Callable[[int], Awa
     async def step(i: int) -> None:
         side = sides[i % len(sides)]
         await side.hit(INVOKES, namespace, MINUTE, 10**9)
-        await side.in_flight(namespace)
+        await side.admit(namespace, 10**6)
         activation = f"{i:032x}"
         await side.started(namespace, activation)
         side.ended(activation)

@@ -86,7 +86,13 @@ class MessagingProvider(Protocol):
         """Put ``data`` on the work-queue ``topic``; ``key`` deduplicates sends."""
         ...
 
-    async def consumer(self, topic: str) -> Consumer: ...
+    async def consumer(self, topic: str, *, prefetch: int = 1) -> Consumer:
+        """The topic's consumer. ``prefetch > 1`` lets a durable provider take up to that
+        many waiting messages from the server in one round trip, handed out in order by
+        ``receive``; until acknowledged they are as a received message is (this consumer
+        dying, they come back after the ack wait). For consumers that take every message
+        at once (completions), not for queues others may drain (an invoker's)."""
+        ...
 
     async def pending(self, topic: str) -> int:
         """Messages on ``topic`` not yet acknowledged (queue length, for metrics)."""

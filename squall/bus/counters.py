@@ -37,15 +37,32 @@ class ThrottleCounters(Protocol):
       (window, namespace, minute) are admitted, whatever the concurrency; a refused
       attempt returns a number ``> allowed`` (how far above is the provider's view of the
       attempts, for the message only). Windows and namespaces are counted apart.
+      A shared provider may grant attempts to a controller ahead of time (a lease):
+      then fewer than ``allowed`` may be admitted while a controller holds granted
+      attempts it has no requests for (within the provider's documented bound, for a
+      bounded time), never more.
+    - ``admit(namespace, allowed)`` decides one request against a concurrency limit:
+      it returns the slots taken across the sharing controllers as this controller sees
+      them, and the request is admitted when that is ``< allowed``. The caller then
+      counts the admitted activation with ``started`` (admission itself counts nothing:
+      requests admitted in the same instant, before any of them is started, may together
+      exceed ``allowed`` by their number — the race standalone has too). Otherwise the
+      activations started and not ended across the controllers never exceed ``allowed``
+      through admissions. A shared provider may hold slots for a controller ahead of its
+      requests (a reservation the others count as taken): then fewer may be admitted,
+      by at most the unused reserved slots, until they are released (provider's bound).
     - ``started(namespace, activation_id)`` counts an activation in flight until
       ``ended(activation_id)``; both are idempotent per id (a redelivered completion
       cannot count twice or go below zero); ``ended`` of an unknown id does nothing.
-      ``ended`` never blocks: a shared provider makes the release visible to the others
-      soon after (at most one round trip, or its refresh period if the store was away).
-    - ``in_flight(namespace)`` is the number started and not ended across the sharing
-      controllers, as of the call; ``own(namespace)`` this controller's alone, without
-      I/O. Counts of a controller that died stop counting within the provider's
-      documented bound (never negative, never for ever).
+      When ``started`` returns, every sharing controller counts the activation among
+      the slots taken. ``ended`` never blocks: a shared provider makes the release
+      visible to the others soon after (at most one round trip, or its refresh period
+      if the store was away).
+    - ``in_flight(namespace)`` is the slots taken across the sharing controllers as of
+      the call: the activations started and not ended, plus the unused slots reserved
+      by a provider that reserves; ``own(namespace)`` this controller's activations
+      alone, without I/O. Counts of a controller that died stop counting within the
+      provider's documented bound (never negative, never for ever).
     - Every method runs on the event loop; a shared provider whose store cannot be reached
       raises ``ProviderError`` from the async methods (the request answers 503).
     - ``close`` releases this controller's counts in the store where it can and stops
@@ -53,6 +70,8 @@ class ThrottleCounters(Protocol):
     """
 
     async def hit(self, window: str, namespace: str, minute: int, allowed: int) -> int: ...
+
+    async def admit(self, namespace: str, allowed: int) -> int: ...
 
     async def started(self, namespace: str, activation_id: str) -> None: ...
 
@@ -122,6 +141,9 @@ class MemoryCounters:
 
     async def hit(self, window: str, namespace: str, minute: int, allowed: int) -> int:
         return self._windows.setdefault((window, namespace), _Window()).hit(minute)
+
+    async def admit(self, namespace: str, allowed: int) -> int:
+        return self._in_flight.count(namespace)
 
     async def started(self, namespace: str, activation_id: str) -> None:
         self._in_flight.start(namespace, activation_id)

@@ -158,7 +158,7 @@ class MemoryBus:
             return
         self._queue(topic).put_nowait(data)
 
-    async def consumer(self, topic: str) -> MemoryConsumer:
+    async def consumer(self, topic: str, *, prefetch: int = 1) -> MemoryConsumer:
         self._check_open()
         return MemoryConsumer(self._queue(topic))
 

@@ -241,10 +241,10 @@ class NatsBus:
             except nats_errors.Error as e:  # closed, payload too large, bad subject
                 raise ProviderError(f"NATS refused a message on {topic}: {e!r}") from e
 
-    async def consumer(self, topic: str) -> NatsConsumer:
+    async def consumer(self, topic: str, *, prefetch: int = 1) -> NatsConsumer:
         self._check_open()
         route = self.layout.route(topic)
-        consumer = NatsConsumer(self, route, topic)
+        consumer = NatsConsumer(self, route, topic, prefetch=prefetch)
         try:
             await consumer._bind()
         except UNREACHABLE_OR_API as e:

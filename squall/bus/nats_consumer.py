@@ -9,6 +9,7 @@ their own message; ``close`` wakes a waiting pull at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -92,10 +93,13 @@ class NatsDelivery:
 class NatsConsumer:
     """A pull subscription bound to a topic's durable consumer."""
 
-    def __init__(self, bus: NatsBus, route: Route, topic: str) -> None:
+    def __init__(self, bus: NatsBus, route: Route, topic: str, *, prefetch: int = 1) -> None:
         self._bus = bus
         self._route = route
         self._topic = topic
+        # Messages fetched ahead (prefetch > 1), handed out before the next pull.
+        self._prefetch = max(1, prefetch)
+        self._ahead: collections.deque[Msg] = collections.deque()
         self._sub: JetStreamContext.PullSubscription | None = None
         self._generation = -1
         self._verified_at = 0.0
@@ -189,8 +193,18 @@ class NatsConsumer:
                 return NatsDelivery(msg, self._route.stream, self._bus)
 
     async def _pull(self, wait_s: float) -> Msg:
+        if self._ahead:
+            return self._ahead.popleft()
         sub = await self._bind()
         msgs = await sub.fetch(1, timeout=max(wait_s, MIN_WAIT_S))
+        waiting = msgs[0].metadata.num_pending
+        if self._prefetch > 1 and waiting:
+            # More are waiting: take them in one round trip. (A pull for one waits for
+            # the next message; nats-py's pull for several waits for all of them, so it
+            # is only asked for what the server said it has.)
+            with contextlib.suppress(TimeoutError):
+                more = await sub.fetch(min(self._prefetch, waiting), timeout=MIN_WAIT_S)
+                self._ahead.extend(more)
         return msgs[0]
 
     async def _until_closed(self, work: Any) -> Msg:

@@ -1,71 +1,70 @@
 """Throttle counts shared by a cluster's controllers, in NATS JetStream key-value buckets
-(a :class:`~squall.bus.counters.ThrottleCounters`).
+(a :class:`~squall.bus.counters.ThrottleCounters`), taken in leases so that an admitted
+request normally costs no round trip to NATS.
 
 Per-minute windows — bucket ``throttle-minutes``, key ``<window>.<namespace>.<minute>``
-holding the number of admitted attempts (entries expire 120 s after their last write;
-only the current minute's is ever read). An attempt reads nothing when it can: each
-controller remembers the count and revision it last saw and writes ``count + 1`` *if the
-revision is still that one* (``update(last=revision)``; ``create`` for a new minute). A
-write that lost the race (another controller wrote first) reads the key and tries again,
-so across the cluster at most ``allowed`` attempts per window and minute are admitted —
-exactly, not approximately. Once a controller has seen the window full, it refuses the
-rest of that minute without any I/O: a throttled request costs a dict lookup. Refused
-attempts are not written (that would make throttling cost a write); the count in a 429
-message is this controller's view: ``allowed`` plus the refusals it saw.
+holding the number of attempts *granted* to the controllers (entries expire 120 s after
+their last write; only the current minute's is ever read). A controller takes a lease —
+a run of numbers ``count + 1 .. count + n`` — by writing ``count + n`` *if the revision is
+still the one it read* (``update(last=revision)``; ``create`` for a new minute); a write
+that lost the race reads the key and tries again. It then admits attempts from its lease
+without I/O. ``n`` is the attempts waiting for the lease (concurrent ones share one
+write) plus a headroom of ``left // SHARE`` (at most ``MAX_CHUNK``) of what the window
+has left, so a small limit (under ``SHARE`` left) is leased one attempt at a time, as
+before. The key never exceeds ``allowed``, and every admitted attempt holds a number of
+a lease: across the cluster at most ``allowed`` attempts per window and minute are
+admitted — exactly, not approximately. A lease left unused for ``LEASE_IDLE_S`` is
+given back (``count - unused``, by compare-and-set), so its numbers can be leased by
+another controller; until then, that controller may refuse while the window has them
+(fewer admitted, never more). Once a controller has seen the window full, it refuses
+without I/O, and looks again at most every ``FULL_RECHECK_S`` (for numbers given back).
+Refused attempts are not written (that would make throttling cost a write); the count
+in a 429 message is this controller's view: ``allowed`` plus the refusals it saw.
 
-Activations in flight — bucket ``throttle-inflight``, one key per namespace holding
-``{incarnation: [count, stamp]}``, where an incarnation is one run of one controller
-(``<controller id>-<random>``) and ``stamp`` the wall-clock second it last wrote. The
-truth of a controller's own count is in its memory (ids it started and has not seen end);
-every write replaces its entry with that truth by compare-and-set (read, change, write
-if unchanged), dropping entries whose stamp is older than ``STALE_S``. It writes:
+Activations in flight — bucket ``throttle-inflight``, leased slots of the namespace's
+concurrency: :mod:`squall.bus.nats_inflight`. Bounds and the rest of the design:
+docs/cluster.md, "Limits across the cluster".
 
-- when an activation starts (awaited: once the invoke returns, the others see it),
-- soon after one ends (a background task, coalescing; completions arrive on a listener
-  that cannot await),
-- every ``REFRESH_S`` for each namespace it holds activations of (new stamp), and at
-  ``close`` (its entries removed).
-
-``in_flight`` is one read: the others' fresh entries plus this controller's own count.
-A controller that dies stops counting ``STALE_S`` after its last refresh: its slots are
-not lost for ever (no leak), and until then they are held (fewer admitted, never more).
-Since writes are the whole truth, a failed write (NATS away) is repaired by the next one.
-Stamps compare wall clocks of different machines: keep them in sync (NTP) within
-``STALE_S - REFRESH_S``. Bounds and the rest of the design: docs/cluster.md.
-
-Concurrency: everything runs on the controller's event loop; the dicts need no lock, and
-every shared write is a compare-and-set, so controllers need no lock either.
+Concurrency: everything runs on the controller's event loop; the dicts need no lock.
+At most one lease of a window is being taken at a time per controller (the others
+waiting for it share it), and every shared write is a compare-and-set, so controllers
+need no lock either.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import nats.errors as nats_errors
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
-from squall.bus.counters import InFlight
 from squall.bus.nats import NatsBus
 from squall.bus.nats_consumer import ANY_NATS
+from squall.bus.nats_inflight import REFRESH_S, STALE_S, LeasedInFlight, key_token
 from squall.errors import ProviderError
+
+__all__ = ["REFRESH_S", "STALE_S", "NatsCounters", "key_token"]
 
 log = logging.getLogger("squall.throttle")
 
 MINUTES, INFLIGHT = "throttle-minutes", "throttle-inflight"
 MINUTE_KEEP_S = 120.0
-#: A controller rewrites its in-flight entries this often; entries not rewritten for
-#: STALE_S are a dead controller's and no longer count.
-REFRESH_S = 10.0
-STALE_S = 30.0
+#: A lease may hold 1/SHARE of what the window has left beyond the attempts waiting ...
+SHARE = 8
+#: ... and at most this many numbers.
+MAX_CHUNK = 256
+#: A lease unused this long is given back; checked every LEASE_CHECK_S.
+LEASE_IDLE_S = 1.0
+LEASE_CHECK_S = 0.5
+#: A controller that saw a window full reads it again at most this often.
+FULL_RECHECK_S = 1.0
 #: Compare-and-set attempts before giving up (503): far more than two controllers racing
 #: for one key ever need.
 MAX_TRIES = 100
@@ -77,9 +76,24 @@ BUCKET_GONE: tuple[type[BaseException], ...] = (
 )
 
 
-def key_token(namespace: str) -> str:
-    """A namespace as a key token (namespaces may hold ``@`` or spaces; keys may not)."""
-    return base64.urlsafe_b64encode(namespace.encode("utf-8")).decode("ascii").rstrip("=")
+@dataclass
+class _Lease:
+    minute: int
+    allowed: int
+    next: int  # the number the next admitted attempt gets
+    last: int  # the lease's last number
+    used_at: float  # time.monotonic() of its last use
+
+    def fits(self, minute: int, allowed: int) -> bool:
+        return self.minute == minute and self.allowed == allowed and self.next <= self.last
+
+
+@dataclass
+class _Full:
+    minute: int
+    allowed: int
+    refusals: int
+    recheck_at: float  # time.monotonic()
 
 
 class NatsCounters:
@@ -97,12 +111,18 @@ class NatsCounters:
         self.incarnation = f"{controller_id}-{secrets.token_hex(4)}"
         # (window, namespace) → (minute, count, revision) last seen or written.
         self._seen: dict[tuple[str, str], tuple[int, int, int]] = {}
-        # (window, namespace) → (minute, allowed, refusals): known full this minute.
-        self._full: dict[tuple[str, str], tuple[int, int, int]] = {}
-        self._local = InFlight()
-        self._holders: dict[str, tuple[dict[str, Any], int]] = {}  # last read, by namespace
-        self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
+        self._full: dict[tuple[str, str], _Full] = {}
+        self._leases: dict[tuple[str, str], _Lease] = {}
+        # A lease being taken, by window; attempts waiting for one.
+        self._leasing: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._waiting: dict[tuple[str, str], int] = {}
+        self._inflight_leases = LeasedInFlight(
+            lambda: self._inflight,
+            self.incarnation,
+            clock=clock,
+            ready=self._ensure_buckets,
+            failed=self._failed,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         # Set by ``open``: a server that lost the buckets (restarted without its store)
         # gets them created again on the next operation, as the bus does its streams.
@@ -127,9 +147,8 @@ class NatsCounters:
         self._minutes = await self._bus.key_value(MINUTES, max_age_s=MINUTE_KEEP_S)
         self._inflight = await self._bus.key_value(INFLIGHT, max_age_s=2 * STALE_S)
         self._seen.clear()
-        self._holders.clear()
-        self._dirty.update(self._local.namespaces())  # write this controller's truth again
-        self._wake.set()
+        self._leases.clear()  # their numbers are gone with the bucket
+        self._inflight_leases.forget_reads()  # this controller's truth written again
         self._lost = False
         log.warning("throttle buckets created again on NATS")
 
@@ -138,20 +157,49 @@ class NatsCounters:
             self._lost = True
 
     def start(self) -> None:
+        inflight = self._inflight_leases
         self._tasks = [
-            asyncio.create_task(self._sync_loop(), name="throttle-sync"),
-            asyncio.create_task(self._refresh_loop(), name="throttle-refresh"),
+            asyncio.create_task(inflight.sync_loop(), name="throttle-sync"),
+            asyncio.create_task(inflight.refresh_loop(), name="throttle-refresh"),
+            asyncio.create_task(self._return_loop(), name="throttle-leases"),
         ]
 
     # -- per-minute windows ---------------------------------------------------------
 
     async def hit(self, window: str, namespace: str, minute: int, allowed: int) -> int:
         slot = (window, namespace)
-        full = self._full.get(slot)
-        if full is not None and full[0] == minute and full[1] == allowed:
-            refusals = full[2] + 1
-            self._full[slot] = (minute, allowed, refusals)
-            return allowed + refusals
+        for _ in range(MAX_TRIES):
+            full = self._full.get(slot)
+            if full is not None and full.minute == minute and full.allowed == allowed:
+                if time.monotonic() < full.recheck_at:
+                    full.refusals += 1
+                    return allowed + full.refusals
+                self._seen.pop(slot, None)  # look again: numbers may have been given back
+                del self._full[slot]
+            lease = self._leases.get(slot)
+            if lease is not None and lease.fits(minute, allowed):
+                number, lease.next = lease.next, lease.next + 1
+                lease.used_at = time.monotonic()
+                return number
+            pending = self._leasing.get(slot)
+            if pending is not None:  # share the lease being taken
+                self._waiting[slot] = self._waiting.get(slot, 0) + 1
+                try:
+                    await asyncio.shield(pending)
+                finally:
+                    self._waiting[slot] -= 1
+                continue
+            done = self._leasing[slot] = asyncio.get_running_loop().create_future()
+            try:
+                await self._lease(slot, minute, allowed)
+            finally:
+                del self._leasing[slot]
+                done.set_result(None)
+        raise ProviderError(f"throttle window of {namespace} kept changing")
+
+    async def _lease(self, slot: tuple[str, str], minute: int, allowed: int) -> None:
+        """Take a lease of the window (or learn that it is full)."""
+        window, namespace = slot
         key = f"{window}.{key_token(namespace)}.{minute}"
         seen = self._seen.get(slot)
         known = seen[1:] if seen is not None and seen[0] == minute else None
@@ -161,21 +209,28 @@ class NatsCounters:
                 if known is None:
                     known = await self._read_count(key)
                 count, revision = known
-                if count >= allowed:
-                    self._full[slot] = (minute, allowed, 1)
-                    return count + 1
+                left = allowed - count
+                if left <= 0:
+                    self._full[slot] = _Full(minute, allowed, 0, time.monotonic() + FULL_RECHECK_S)
+                    return
+                want = 1 + self._waiting.get(slot, 0)
+                size = min(left, want + min(MAX_CHUNK, (left - want) // SHARE))
+                size = max(1, size)
                 try:
                     if revision == 0:
-                        revision = await self._minutes.create(key, b"1")
+                        revision = await self._minutes.create(key, str(size).encode())
                     else:
                         revision = await self._minutes.update(
-                            key, str(count + 1).encode(), last=revision
+                            key, str(count + size).encode(), last=revision
                         )
                 except js_errors.KeyWrongLastSequenceError:
                     known = None  # another controller counted first: read again
                     continue
-                self._seen[slot] = (minute, count + 1, revision)
-                return count + 1
+                self._seen[slot] = (minute, count + size, revision)
+                self._leases[slot] = _Lease(
+                    minute, allowed, count + 1, count + size, time.monotonic()
+                )
+                return
         except ANY_NATS as e:
             self._seen.pop(slot, None)
             self._failed(e)
@@ -189,110 +244,64 @@ class NatsCounters:
             return 0, 0
         return int(entry.value or b"0"), entry.revision or 0
 
-    # -- in flight ------------------------------------------------------------------
+    async def _return_loop(self) -> None:
+        """Gives back the numbers of leases left unused for LEASE_IDLE_S."""
+        while True:
+            await asyncio.sleep(LEASE_CHECK_S)
+            now = time.monotonic()
+            for slot, lease in list(self._leases.items()):
+                if lease.next > lease.last:
+                    del self._leases[slot]  # used up
+                elif now - lease.used_at >= LEASE_IDLE_S and slot not in self._leasing:
+                    del self._leases[slot]  # no attempt takes from it from here on
+                    try:
+                        await self._give_back(slot, lease)
+                    except ProviderError as error:
+                        log.warning("%s (its numbers stay unused this minute)", error.message)
 
-    async def started(self, namespace: str, activation_id: str) -> None:
-        if self._local.start(namespace, activation_id):
-            await self._write(namespace)
-
-    def ended(self, activation_id: str) -> None:
-        namespace = self._local.end(activation_id)
-        if namespace is not None:
-            self._dirty.add(namespace)
-            self._wake.set()
-
-    def own(self, namespace: str) -> int:
-        return self._local.count(namespace)
-
-    async def in_flight(self, namespace: str) -> int:
+    async def _give_back(self, slot: tuple[str, str], lease: _Lease) -> None:
+        window, namespace = slot
+        key = f"{window}.{key_token(namespace)}.{lease.minute}"
+        unused = lease.last - lease.next + 1
+        seen = self._seen.get(slot)
+        known = seen[1:] if seen is not None and seen[0] == lease.minute else None
         try:
-            await self._ensure_buckets()
-            holders, revision = await self._read_holders(namespace)
-        except ANY_NATS as e:
-            self._failed(e)
-            raise ProviderError(f"cannot read activations in flight from NATS: {e!r}") from e
-        self._holders[namespace] = (holders, revision)
-        others = self._fresh(holders)
-        others.pop(self.incarnation, None)
-        return sum(int(count) for count, _ in others.values()) + self._local.count(namespace)
-
-    def _fresh(self, holders: dict[str, Any]) -> dict[str, Any]:
-        oldest = self._clock() - STALE_S
-        return {
-            who: held
-            for who, held in holders.items()
-            if isinstance(held, list) and len(held) == 2 and held[1] >= oldest
-        }
-
-    async def _read_holders(self, namespace: str) -> tuple[dict[str, Any], int]:
-        try:
-            entry = await self._inflight.get(key_token(namespace))
-        except js_errors.KeyNotFoundError:
-            return {}, 0
-        try:
-            holders = json.loads(entry.value or b"{}")
-        except ValueError:
-            holders = {}
-        return (holders if isinstance(holders, dict) else {}), entry.revision or 0
-
-    async def _write(self, namespace: str) -> None:
-        """Replace this incarnation's entry for ``namespace`` with its own count (and
-        drop the stale entries of others), by compare-and-set."""
-        key = key_token(namespace)
-        known = self._holders.pop(namespace, None)
-        try:
-            await self._ensure_buckets()
             for _ in range(MAX_TRIES):
                 if known is None:
-                    known = await self._read_holders(namespace)
-                holders, revision = known
-                holders = self._fresh(holders)
-                count = self._local.count(namespace)  # the truth as of this write
-                if count:
-                    holders[self.incarnation] = [count, self._clock()]
-                else:
-                    holders.pop(self.incarnation, None)
-                value = json.dumps(holders, separators=(",", ":")).encode()
+                    known = await self._read_count(key)
+                count, revision = known
+                if revision == 0 or count < unused:
+                    return  # the window is gone (expired, or the bucket was lost)
                 try:
-                    if revision == 0:
-                        revision = await self._inflight.create(key, value)
-                    else:
-                        revision = await self._inflight.update(key, value, last=revision)
+                    revision = await self._minutes.update(
+                        key, str(count - unused).encode(), last=revision
+                    )
                 except js_errors.KeyWrongLastSequenceError:
                     known = None
                     continue
-                self._holders[namespace] = (holders, revision)
+                self._seen[slot] = (lease.minute, count - unused, revision)
                 return
         except ANY_NATS as e:
-            # Written again by the refresh (the whole truth each time).
-            self._dirty.add(namespace)
+            self._seen.pop(slot, None)
             self._failed(e)
-            raise ProviderError(f"cannot count activations in flight in NATS: {e!r}") from e
-        raise ProviderError(f"in-flight counter of {namespace} kept changing")
+            raise ProviderError(f"cannot give back throttle numbers to NATS: {e!r}") from e
 
-    async def _sync_loop(self) -> None:
-        """Writes the namespaces whose own count changed without a write (ends)."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._dirty:
-                namespace = self._dirty.pop()
-                try:
-                    await self._write(namespace)
-                except ProviderError as error:
-                    log.warning("%s (retried within %.0f s)", error.message, REFRESH_S)
-                    break
+    # -- in flight (nats_inflight.py) -----------------------------------------------
 
-    async def _refresh_loop(self) -> None:
-        """Rewrites every namespace held (fresh stamps) and any write that failed."""
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            for namespace in {*self._local.namespaces(), *self._dirty}:
-                self._dirty.discard(namespace)
-                try:
-                    await self._write(namespace)
-                except ProviderError as error:
-                    log.warning("%s", error.message)
+    async def admit(self, namespace: str, allowed: int) -> int:
+        return await self._inflight_leases.admit(namespace, allowed)
+
+    async def started(self, namespace: str, activation_id: str) -> None:
+        await self._inflight_leases.started(namespace, activation_id)
+
+    def ended(self, activation_id: str) -> None:
+        self._inflight_leases.ended(activation_id)
+
+    def own(self, namespace: str) -> int:
+        return self._inflight_leases.own(namespace)
+
+    async def in_flight(self, namespace: str) -> int:
+        return await self._inflight_leases.in_flight(namespace)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -300,9 +309,10 @@ class NatsCounters:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # A clean stop: remove this incarnation's entries now rather than in STALE_S.
-        held = {*self._local.namespaces(), *self._dirty}
-        self._local = InFlight()
-        for namespace in held:
+        # A clean stop: give back unused numbers, and remove this incarnation's
+        # in-flight entries now rather than in STALE_S.
+        for slot, lease in list(self._leases.items()):
             with contextlib.suppress(ProviderError, TimeoutError):
-                await asyncio.wait_for(self._write(namespace), 2.0)
+                await asyncio.wait_for(self._give_back(slot, lease), 2.0)
+        self._leases.clear()
+        await self._inflight_leases.release_all(2.0)

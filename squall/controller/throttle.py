@@ -15,9 +15,11 @@ put the message on the bus, ``ended`` when the completion arrives or publication
 Where the counts live is a :class:`~squall.bus.counters.ThrottleCounters`
 provider: in memory (standalone, the default), or shared by a cluster's controllers in
 NATS key-value buckets (``bus/nats_counters.py``), so that a namespace's limits hold across
-the cluster rather than per controller. Admission reads the counts and then counts: two
-requests admitted at the same instant may both pass the concurrency check (the bound is
-in docs/cluster.md); the per-minute windows are exact in both shapes.
+the cluster rather than per controller; there a controller takes the counts in leases
+(numbers of a minute's window, slots of the concurrency) and admits from them without
+I/O. Admission reads the counts and then counts: two requests admitted at the same
+instant may both pass the concurrency check (the bound is in docs/cluster.md); the
+per-minute windows are exact in both shapes (a lease can only make them admit fewer).
 """
 
 from __future__ import annotations
@@ -131,8 +133,8 @@ class Throttles:
         if count > allowed:
             self._refused(namespace, INVOCATIONS_PER_MINUTE)
             raise TooManyRequests(too_many_per_minute(count, allowed))
-        in_flight = await self.counters.in_flight(namespace)
         allowed = limits[CONCURRENT_INVOCATIONS]
+        in_flight = await self.counters.admit(namespace, allowed)
         if in_flight >= allowed:
             self._refused(namespace, CONCURRENT_INVOCATIONS)
             raise TooManyRequests(too_many_concurrent(in_flight, allowed))

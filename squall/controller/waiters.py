@@ -4,7 +4,12 @@ The controller consumes its own completion topic (``completed.<controller id>``)
 task and resolves the future registered for each activation id. Everything runs on one
 event loop, so the dict needs no lock; a completion for an id nobody waits for (the
 caller already got 202, or the request was cancelled) is dropped — the invoker stored
-the record before sending it.
+the record before sending it. Under load the consumer takes the completions waiting in
+one round trip (``PREFETCH``), and each acknowledgement is confirmed in a task of its
+own: the loop goes on to the next completion instead of waiting a round trip for each
+(an ack that fails or is cut short leaves the message to be delivered again; a second
+completion of an id finds nobody waiting, and the listeners ignore ids they do not
+know).
 
 The same topic is this controller's inbox in a cluster: another controller that emptied
 a dead invoker's queue hands back the activations this one accepted as ``Redispatch``
@@ -20,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from squall.bus.contracts import Consumer, MessagingProvider
+from squall.bus.contracts import Consumer, Delivery, MessagingProvider
 from squall.bus.messages import (
     Completion,
     MessageError,
@@ -33,6 +38,9 @@ from squall.errors import NotFound, ProviderError, SquallError
 from squall.store.contracts import ActivationStore
 
 log = logging.getLogger("squall.controller.waiters")
+
+#: Completions taken from the bus in one round trip when that many are waiting.
+PREFETCH = 64
 
 
 class CompletionWaiters:
@@ -52,6 +60,7 @@ class CompletionWaiters:
         self._activations = activations
         self._waiting: dict[str, asyncio.Future[Activation]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._acks: set[asyncio.Task[None]] = set()  # acknowledgements being confirmed
         self._listeners: list[Callable[[Completion], None]] = list(listeners)
         self._on_redispatch = on_redispatch
 
@@ -60,7 +69,7 @@ class CompletionWaiters:
         return self._topic
 
     async def start(self) -> None:
-        consumer = await self._bus.consumer(self._topic)
+        consumer = await self._bus.consumer(self._topic, prefetch=PREFETCH)
         self._task = asyncio.create_task(self._consume(consumer), name="completions")
 
     async def _consume(self, consumer: Consumer) -> None:
@@ -79,12 +88,17 @@ class CompletionWaiters:
                     self.deliver(message)
                 else:
                     await self._redispatch(message)
-            try:
-                await delivery.ack()
-            except ProviderError:
-                # Not confirmed: the bus delivers it again; a second completion for the
-                # same id finds nobody waiting and listeners ignore unknown ids.
-                log.warning("could not acknowledge a message on %s", self._topic)
+            ack = asyncio.create_task(self._ack(delivery))
+            self._acks.add(ack)
+            ack.add_done_callback(self._acks.discard)
+
+    async def _ack(self, delivery: Delivery) -> None:
+        try:
+            await delivery.ack()
+        except ProviderError:
+            # Not confirmed: the bus delivers it again; a second completion for the
+            # same id finds nobody waiting and listeners ignore unknown ids.
+            log.warning("could not acknowledge a message on %s", self._topic)
 
     async def _redispatch(self, redispatch: Redispatch) -> None:
         if self._on_redispatch is None:
@@ -160,6 +174,8 @@ class CompletionWaiters:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # Acks still being confirmed finish (each is bounded by the bus's timeout).
+        await asyncio.gather(*self._acks, return_exceptions=True)
         for future in self._waiting.values():
             future.cancel()
         self._waiting.clear()

@@ -50,17 +50,22 @@ class Intake(Activating):
             if message.activation_id in self._recent or message.activation_id in self._running:
                 await self._ack(delivery)  # a redelivery of a message already taken
                 continue
-            # Acknowledged before it runs: never run twice (see the module docstring).
-            if not await self._ack(delivery):
-                # Not confirmed: the bus may redeliver it (to us or to a controller
-                # emptying our queue) or may have recorded the ack after all, and then
-                # nobody ever runs it. Check later that it did end somewhere.
-                self._watch_unconfirmed(message)
-                continue
-            self._remember(message.activation_id)
-            task = asyncio.create_task(self._handle(message))
+            # Acknowledged before it runs, in a task of its own: the loop pulls the next
+            # message while the ack is confirmed (a redelivery meanwhile finds it running).
+            task = asyncio.create_task(self._take(delivery, message))
             self._running[message.activation_id] = (task, message)
             task.add_done_callback(self._forget_task(message.activation_id))
+
+    async def _take(self, delivery: Delivery, message: ActivationMessage) -> None:
+        """Acknowledge ``message``, then run it: never run twice (see service.py's docstring)."""
+        if not await self._ack(delivery):
+            # Not confirmed: the bus may redeliver it (to us or to a controller emptying
+            # our queue) or may have recorded the ack after all, and then nobody ever
+            # runs it. Check later that it did end somewhere.
+            self._watch_unconfirmed(message)
+            return
+        self._remember(message.activation_id)
+        await self._handle(message)
 
     @staticmethod
     async def _ack(delivery: Delivery) -> bool:

@@ -116,3 +116,26 @@ async def test_unfinished_records_survive_a_reopen(
         }
     finally:
         await second.close()
+
+
+async def test_many_writes_at_once_each_get_their_own_answer(stores: Stores) -> None:
+    # Given 20 activations, half queued; When each is started at once, with the final
+    # records of others and late pending ones in the same instant (one group commit)
+    queued = [f"{i:032x}" for i in range(1, 11)]
+    unknown = [f"{i:032x}" for i in range(11, 21)]
+    for activation_id in queued:
+        await stores.activations.put_pending(pending(activation_id, 1000), b"run me")
+    ended = [f"{i:032x}" for i in range(21, 26)]
+    answers = await asyncio.gather(
+        *(stores.activations.start(pending(a, 1000)) for a in queued + unknown),
+        *(stores.activations.put(record(a, 1000)) for a in ended),
+        *(stores.activations.put_pending(pending(a, 1000)) for a in ended),
+    )
+    # Then every start was granted, the final records stay final, and a second round
+    # of starts (again all at once) is refused for every one
+    assert answers[:20] == [True] * 20
+    for activation_id in ended:
+        assert (await stores.activations.get(NS, activation_id)).response.status == "success"
+    again = await asyncio.gather(*(stores.activations.start(pending(a, 1000)) for a in queued))
+    assert again == [False] * 10
+    assert {a for a, u in (await unfinished(stores)).items() if u.started} == set(queued + unknown)

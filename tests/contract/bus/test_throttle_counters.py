@@ -26,6 +26,7 @@ from squall.bus.counters import (
     ThrottleCounters,
 )
 from squall.bus.nats_counters import STALE_S, NatsCounters
+from squall.bus.nats_inflight import MAX_HEADROOM
 from squall.errors import ProviderError
 
 from .bussupport import NATS_URL, reachable
@@ -116,6 +117,23 @@ async def test_a_raised_limit_admits_again_within_the_minute(pair: Pair) -> None
     assert await pair.a.hit(INVOKES, "raised", MINUTE, 3) <= 3
 
 
+async def test_numbers_leased_and_unused_come_back_to_the_others(pair: Pair) -> None:
+    # Given a limit of 40 and one attempt through a (which may lease more than one)
+    assert await pair.a.hit(INVOKES, "lent", MINUTE, 40) == 1
+    admitted = [1]
+
+    async def all_admitted() -> bool:
+        # When b takes attempts until it is refused (polled: numbers a leased and did
+        # not use come back to the window after a while)
+        while await pair.b.hit(INVOKES, "lent", MINUTE, 40) <= 40:
+            admitted.append(1)
+        return len(admitted) == 40
+
+    # Then b is admitted the other 39, never more
+    await _until(all_admitted, "the unused numbers given back")
+    assert len(admitted) == 40
+
+
 async def test_in_flight_is_counted_across_controllers_until_ended(pair: Pair) -> None:
     # Given two activations started on a and one on b (a's second start is a repeat)
     await pair.a.started("guest", IDS[0])
@@ -135,6 +153,61 @@ async def test_in_flight_is_counted_across_controllers_until_ended(pair: Pair) -
     for side in (pair.a, pair.b):
         await _until(partial(_none_in_flight, side), "the releases")
     assert pair.a.own("guest") == 0
+
+
+async def test_concurrency_admits_up_to_allowed_across_controllers(pair: Pair) -> None:
+    # Given a limit of 3 in flight, When 6 requests alternate between two controllers,
+    # each admitted one started (as the activator does)
+    taken = []
+    for i in range(6):
+        side = pair.a if i % 2 else pair.b
+        taken.append(await side.admit("conc", 3))
+        if taken[-1] < 3:
+            await side.started("conc", IDS[i])
+    # Then exactly 3 are admitted, and the refused ones see the 3 taken
+    assert sum(1 for t in taken if t < 3) == 3, taken
+    assert all(t >= 3 for t in taken[3:]), taken
+    # When they end / Then both controllers soon admit again
+    for i in range(3):
+        (pair.a if i % 2 else pair.b).ended(IDS[i])
+    for side in (pair.a, pair.b):
+        await _until(partial(_admits, side, "conc", 3), "the released slots")
+
+
+async def test_a_refused_controller_admits_again_once_the_others_end(pair: Pair) -> None:
+    # Given b holding the whole limit of 2, and a refused
+    for i in range(2):
+        assert await pair.b.admit("held", 2) < 2
+        await pair.b.started("held", IDS[i])
+    assert await pair.a.admit("held", 2) >= 2
+    # When b's activations end (a writes nothing meanwhile) / Then a soon admits again
+    for i in range(2):
+        pair.b.ended(IDS[i])
+    await _until(partial(_admits, pair.a, "held", 2), "b's released slots")
+
+
+async def test_a_large_limit_admits_many_and_others_count_them(pair: Pair) -> None:
+    # Given a large limit, When one controller admits and starts 100 activations
+    for i in range(100):
+        assert await pair.a.admit("many", 1000) < 1000
+        await pair.a.started("many", IDS[i])
+    # Then the other counts at least those 100 as taken (and, reserved ahead, at most
+    # the limit), and admits within what is left
+    seen = await pair.b.in_flight("many")
+    assert 100 <= seen <= 1000, seen
+    assert await pair.b.admit("many", 1000) < 1000
+    # When they end / Then what stays taken is at most a's headroom (none in memory)
+    for i in range(100):
+        pair.a.ended(IDS[i])
+    await _until(partial(_taken_at_most, pair.b, "many", MAX_HEADROOM), "the releases")
+
+
+async def _taken_at_most(counters: ThrottleCounters, namespace: str, most: int) -> bool:
+    return await counters.in_flight(namespace) <= most
+
+
+async def _admits(counters: ThrottleCounters, namespace: str, allowed: int) -> bool:
+    return await counters.admit(namespace, allowed) < allowed
 
 
 async def _none_in_flight(counters: ThrottleCounters) -> bool:
