@@ -25,6 +25,20 @@ again only what no one won it for, and the new run must win it too.
 Namespaces whose records are not stored (``storeActivations`` off) leave nothing in the
 store: their accepted non-blocking activations that had not ended are lost with the
 process, as OpenWhisk loses them (their ids were never findable).
+
+**A cluster controller** (:func:`resume_owned`) has the same rule for what only it was
+running: its composer's topmost sequences and compositions (a primitive activation's
+message is on an invoker's queue, durable in NATS, and runs on; recovery.py moves it
+if its invoker dies). The composer stores each run's pending record with its owner,
+``<controller id>/<incarnation>`` (a fresh incarnation per process). When a controller
+starts, it takes the unfinished records owned by *earlier incarnations of its own id*
+and handles them as above: never started → its composer runs them; started → ended
+with :data:`CONTROLLER_INTERRUPTED`. Ownership is what keeps this safe: no other
+controller touches them, and the only process that ran them — an earlier incarnation
+of this id — is gone once this one starts (two live controllers must never share an
+id, as for their completion topics). A run resumed here keeps its stored owner (the
+earlier incarnation's), which the next restart of this id takes again. A controller
+id that never starts again leaves its runs pending (docs/cluster.md, "Limits").
 """
 
 from __future__ import annotations
@@ -55,6 +69,10 @@ UNRECOVERABLE = (
     "Squall stopped before this activation completed, and it could not be run again: {why}"
 )
 NOTHING_STORED = "nothing to run it from was stored."
+CONTROLLER_INTERRUPTED = (
+    "The controller running this sequence or composition stopped while it was running; it "
+    "was not run again, as that could repeat its side effects."
+)
 # How many unfinished records are read at a time.
 BATCH = 500
 DEFAULT_MEMORY_MB = 256
@@ -72,15 +90,42 @@ async def resume_unfinished(ctl: Controller, balancer: LoadBalancer) -> Resumed:
     """Run again every unfinished activation that never started, end the others (see
     the module docstring). Call it once the invoker and the controller are started, and
     before serving requests."""
+    return await _resume_all(ctl, balancer, None, INTERRUPTED)
+
+
+async def resume_owned(ctl: Controller, balancer: LoadBalancer) -> Resumed:
+    """A cluster controller's: run again the sequences and compositions that earlier
+    incarnations of its id accepted and never started, end those they had started (see
+    the module docstring). Call it once the controller is started; it may run while
+    requests are served (the records it reads are no one else's)."""
+    composer = ctl.activator.composer
+    if composer is None:
+        return Resumed()
+    return await _resume_all(
+        ctl, balancer, f"{ctl.settings.controller_id}/", CONTROLLER_INTERRUPTED, composer.owner
+    )
+
+
+async def _resume_all(
+    ctl: Controller,
+    balancer: LoadBalancer,
+    owned_by: str | None,
+    interrupted: str,
+    running: str | None = None,
+) -> Resumed:
+    """Every unfinished record (``owned_by`` a prefix of its owner, when given) except
+    those owned by ``running`` (this process's own)."""
     done = Resumed()
     after = ""
     while True:
-        page = await ctl.activations.unfinished(after, BATCH)
+        page = await ctl.activations.unfinished(after, BATCH, owned_by)
         if not page:
             break
         for unfinished in page:
             after = unfinished.record.activation_id
-            if await _resume(ctl, balancer, unfinished):
+            if running is not None and unfinished.owner == running:
+                continue
+            if await _resume(ctl, balancer, unfinished, interrupted):
                 done.ran += 1
             else:
                 done.ended += 1
@@ -90,11 +135,13 @@ async def resume_unfinished(ctl: Controller, balancer: LoadBalancer) -> Resumed:
     return done
 
 
-async def _resume(ctl: Controller, balancer: LoadBalancer, unfinished: Unfinished) -> bool:
+async def _resume(
+    ctl: Controller, balancer: LoadBalancer, unfinished: Unfinished, interrupted: str
+) -> bool:
     """True when it was sent to run, False when it was ended."""
     record = unfinished.record
     if unfinished.started:
-        await _end(ctl, record, INTERRUPTED)
+        await _end(ctl, record, interrupted)
         return False
     if unfinished.message is None:
         await _end(ctl, record, UNRECOVERABLE.format(why=NOTHING_STORED))

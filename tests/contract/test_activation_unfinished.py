@@ -121,7 +121,8 @@ async def test_an_owned_record_keeps_its_owner_until_it_ends(stores: Stores) -> 
     assert [u.record.activation_id for u in await stores.activations.unfinished(A, 10, "1/")] == [B]
     # When one ends / Then it leaves the owner's list
     assert await stores.activations.put_unless_final(whisk_error(A, 1001)) is True
-    assert [u.record.activation_id for u in await stores.activations.unfinished("", 10, "1/")] == [B]
+    left = await stores.activations.unfinished("", 10, "1/")
+    assert [u.record.activation_id for u in left] == [B]
 
 
 async def test_unfinished_records_survive_a_reopen(
