@@ -56,7 +56,7 @@ from squall.controller.entitlement import resolve_action
 from squall.entities.activation import Activation, ActivationResponse, ended, now_ms
 from squall.entities.names import parse_fqn
 from squall.entities.sequence import SEQUENCE_KIND
-from squall.errors import SquallError
+from squall.errors import ServiceUnavailable, SquallError
 from squall.store.contracts import Unfinished
 
 log = logging.getLogger("squall.controller.restart")
@@ -117,18 +117,23 @@ async def _resume_all(
     those owned by ``running`` (this process's own)."""
     done = Resumed()
     after = ""
-    while True:
+    stopping = False
+    while not stopping:
         page = await ctl.activations.unfinished(after, BATCH, owned_by)
-        if not page:
-            break
         for unfinished in page:
             after = unfinished.record.activation_id
             if running is not None and unfinished.owner == running:
                 continue
-            if await _resume(ctl, balancer, unfinished, interrupted):
+            outcome = await _resume(ctl, balancer, unfinished, interrupted)
+            # None: this process is stopping; the rest is left for the next start.
+            stopping = outcome is None
+            if stopping:
+                break
+            if outcome:
                 done.ran += 1
             else:
                 done.ended += 1
+        stopping = stopping or not page
     if done.ran or done.ended:
         log.warning("after a restart: %d unfinished activations run again (never started), "
                     "%d ended as whisk internal errors", done.ran, done.ended)  # fmt: skip
@@ -137,8 +142,9 @@ async def _resume_all(
 
 async def _resume(
     ctl: Controller, balancer: LoadBalancer, unfinished: Unfinished, interrupted: str
-) -> bool:
-    """True when it was sent to run, False when it was ended."""
+) -> bool | None:
+    """True when it was sent to run, False when it was ended, None when the composer
+    stopped meanwhile (it is left as it was)."""
     record = unfinished.record
     if unfinished.started:
         await _end(ctl, record, interrupted)
@@ -156,7 +162,8 @@ async def _resume(
     message = structs.replace(message, blocking=False, controller=ctl.settings.controller_id)
     try:
         if record.annotation("kind") == SEQUENCE_KIND:
-            await _compose(ctl, message)
+            if not await _compose(ctl, message):
+                return None
         else:
             await ctl.throttles.started(message.namespace, message.activation_id)
             await balancer.publish(message, _memory(record))
@@ -167,10 +174,10 @@ async def _resume(
     return True
 
 
-async def _compose(ctl: Controller, message: ActivationMessage) -> None:
+async def _compose(ctl: Controller, message: ActivationMessage) -> bool:
     """Hand a sequence or composition that never started to the composer again, as the
     namespace that invoked it (its action resolved again: it must still exist at the
-    revision that was accepted)."""
+    revision that was accepted); False, leaving it as it is, when the composer closed."""
     composer = ctl.activator.composer
     if composer is None:
         raise SquallError("no composer runs sequences here.")
@@ -179,7 +186,11 @@ async def _compose(ctl: Controller, message: ActivationMessage) -> None:
     action = await resolve_action(ctl, identity.namespace, parse_fqn(message.action, "_"))
     if action.rev != message.revision:
         raise SquallError("the action was changed after it was accepted.")
-    composer.resume(identity, action, message)
+    try:
+        composer.resume(identity, action, message)
+    except ServiceUnavailable:
+        return False  # the composer is closed: this process is stopping
+    return True
 
 
 def _memory(record: Activation) -> int:

@@ -238,3 +238,29 @@ async def test_a_controller_takes_back_only_what_earlier_runs_of_its_id_left(
             runs["mine"][0].activation_id: composer.owner,
             runs["other"][0].activation_id: "1/alive",
         }
+
+
+async def test_a_stopping_controller_leaves_what_it_had_not_resumed_yet(tmp_path: Path) -> None:
+    # Given a sequence an earlier incarnation of controller 0 accepted and never started
+    async with platform(tmp_path / "home") as (system, client):
+        for name, body in (
+            ("add", {"exec": {"kind": "nodejs:20", "code": ADD_ONE}}),
+            ("twice", {"exec": {"kind": "sequence", "components": ["/_/add", "/_/add"]}}),
+        ):
+            r = await client.put(f"/actions/{name}", json=body)
+            assert r.status_code == 200, r.text
+        doc = await system.store.entities.get("guest", "actions", "twice")
+        record, message = left_over({"name": "twice", "rev": doc.rev}, 1, "sequence")
+        await system.store.activations.put_pending(record, message.to_bytes(), "0/gone")
+        # When the composer has closed (the process is stopping) before it is resumed
+        composer = system.controller.activator.composer
+        assert composer is not None
+        await composer.close()
+        balancer = LeanBalancer(system.system.bus, system.settings.invoker_id)
+        done = await resume_owned(system.controller, balancer)
+        # Then it is neither run nor ended: still queued, for the next start
+        assert (done.ran, done.ended) == (0, 0)
+        left = await system.store.activations.unfinished("", 10)
+        assert [(u.record.activation_id, u.started, u.owner) for u in left] == [
+            (record.activation_id, False, "0/gone")
+        ]
