@@ -23,8 +23,10 @@ are put together is ``squall/system.py``'s, the same for every shape.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,15 +42,22 @@ from squall.config import Settings
 from squall.controller.balancer import LeanBalancer, LoadBalancer
 from squall.controller.cluster import CACHE_TTL_S, CacheInvalidation, HealthTest
 from squall.controller.core import Controller
-from squall.controller.health import InvokerRegistry
+from squall.controller.health import HEALTHY, InvokerRegistry
 from squall.controller.recovery import Recovery
-from squall.controller.restart import resume_unfinished
+from squall.controller.restart import resume_owned, resume_unfinished
 from squall.controller.sharding import ShardingBalancer
 from squall.late import Late
 from squall.sandbox.backends import BackendRouter
 from squall.sandbox.factory import container_factory
 from squall.store.contracts import Store
 from squall.store.factory import open_store
+
+log = logging.getLogger("squall.providers")
+
+#: How long a cluster controller that starts waits for a healthy invoker before it
+#: resumes what an earlier run of it left (a resumed sequence's steps need one; without
+#: any by then, they end as whisk errors like any sequence's).
+RESUME_WAIT_S = 30.0
 
 
 class Balancing(Protocol):
@@ -162,6 +171,13 @@ class ShardingBalancing:
         self.listeners: Sequence[Callable[[Completion], None]] = (self.sharding.on_completion,)
         self._invalidation = CacheInvalidation(bus, self._id)
         self.on_change: Callable[[str, str], None] | None = self._invalidation.changed
+        # What an earlier run of this controller's id left (``ready``), until it is done;
+        # it waits for the first invoker seen healthy.
+        self._resuming: asyncio.Task[None] | None = None
+        self._healthy = asyncio.Event()
+        self.registry.add_listener(
+            lambda status, _previous: self._healthy.set() if status.state == HEALTHY else None
+        )
 
     async def on_redispatch(self, redispatch: Redispatch) -> None:
         await self._recovery.get().on_redispatch(redispatch)
@@ -185,9 +201,28 @@ class ShardingBalancing:
         await self.registry.start()
         stack.push_async_callback(self.registry.close)
         stack.push_async_callback(self._recovery.get().close)
+        stack.push_async_callback(self._stop_resuming)
 
     async def ready(self, controller: Controller) -> None:
-        pass  # moving dead invokers' work is recovery's (controller/recovery.py)
+        # Moving dead invokers' work is recovery's (controller/recovery.py). What an
+        # earlier run of this controller's id left to its composer is resumed here, in
+        # the background: the invokers' health is only known after their next pings.
+        self._resuming = asyncio.create_task(self._resume(controller), name="resume-owned")
+
+    async def _resume(self, controller: Controller) -> None:
+        if not any(s.state == HEALTHY for s in self.registry.ordered()):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._healthy.wait(), RESUME_WAIT_S)
+        try:
+            await resume_owned(controller, self.balancer)
+        except Exception:
+            # The store or bus failed: the records stay as they are, for the next start.
+            log.exception("resuming what an earlier run of this controller left failed")
+
+    async def _stop_resuming(self) -> None:
+        if self._resuming is not None:
+            self._resuming.cancel()
+            await asyncio.gather(self._resuming, return_exceptions=True)
 
 
 LEAN = BalancerProvider("lean", local_invoker=True, create=LeanBalancing)

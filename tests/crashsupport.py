@@ -27,7 +27,13 @@ from urllib.parse import urlsplit
 import httpx
 from netsupport import WITNESS_JS
 
+from squall.bus.messages import ActivationMessage
 from squall.config import Settings
+from squall.controller.auth import Identity
+from squall.controller.composition import Run
+from squall.entities.action import Action
+from squall.entities.activation import new_activation_id, now_ms
+from squall.entities.names import EntityPath
 from squall.store.factory import open_provider
 
 #: The action every kind of load runs, the two-step sequence of it, and the trigger
@@ -130,6 +136,46 @@ def mixed_load(
             return  # killed
         if r.status_code in (200, 202):
             accepted.add(kind, r.json()["activationId"])
+
+
+def leave_unstarted_run(
+    store_url: str, home: str, identity: tuple[str, str], name: str, owner: str
+) -> str:
+    """What a controller's kill between accepting a topmost sequence and starting it
+    leaves: its pending record and message, owned by ``owner`` (a controller id and an
+    incarnation, as the composer writes them), written with the store's own provider.
+    ``identity`` is the namespace and its uuid; returns the activation id."""
+
+    async def write() -> str:
+        settings = Settings.from_env({"SQUALL_STORE_URL": store_url, "SQUALL_HOME": home})
+        store = await open_provider(settings)
+        try:
+            namespace, uuid = identity
+            doc = await store.entities.get(namespace, "actions", name)
+            action = Action.from_store(
+                EntityPath(namespace, "", name), doc.body, doc.rev, doc.updated
+            )
+            run = Run(
+                Identity(namespace, uuid), action, new_activation_id(), "tx", None, True, now_ms()
+            )
+            message = ActivationMessage(
+                transid=run.txid,
+                activation_id=run.activation_id,
+                namespace=namespace,
+                subject=namespace,
+                action=action.path.fqn,
+                revision=action.rev,
+                content={},
+                blocking=False,
+                controller=owner.split("/", 1)[0],
+                accepted_ms=run.start,
+            )
+            await store.activations.put_pending(run.pending(), message.to_bytes(), owner)
+        finally:
+            await store.close()
+        return run.activation_id
+
+    return asyncio.run(write())
 
 
 def unfinished(store_url: str, home: str) -> Snapshot:

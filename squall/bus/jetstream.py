@@ -174,9 +174,15 @@ async def ensure_streams(js: JetStreamContext, layout: Layout) -> None:
         try:
             info = await js.stream_info(want.name)
         except js_errors.NotFoundError:
-            # Racing creators with the same configuration all succeed.
-            await js.add_stream(want)
-            continue
+            try:
+                # Racing creators with the same configuration all succeed.
+                await js.add_stream(want)
+                continue
+            except js_errors.BadRequestError:
+                # Another process created it in between with another configuration
+                # ("stream name already in use"): read it and upgrade it as below. A
+                # request the server refuses for any other reason fails here again.
+                info = await js.stream_info(want.name)
         if not _same_stream(info.config, want):
             log.info("updating JetStream stream %s to this version's configuration", want.name)
             await js.update_stream(want)

@@ -97,6 +97,37 @@ class NatsSubscription:
                 await self._sub.unsubscribe()
 
 
+async def _set_up(bus: NatsBus, timeout_s: float) -> None:
+    """Create or upgrade the layout's streams, retrying for ``timeout_s`` while NATS is
+    away or not answering yet: a connection lost during the set-up (a server that just
+    started and restarts, a network blip) reconnects by itself, and the set-up is
+    idempotent, so it is simply done again. A request the server refuses (a JetStream
+    API error other than "unavailable", e.g. a stream it will not change to this
+    configuration) is a misconfiguration and fails at once, with the server's words."""
+    deadline = time.monotonic() + timeout_s
+    backoff = BACKOFF_S
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            await asyncio.wait_for(ensure_streams(bus._js, bus.layout), max(MIN_WAIT_S, left))
+            return
+        except UNREACHABLE as e:
+            if time.monotonic() + backoff >= deadline:
+                raise
+            log.warning("NATS: setting up the streams failed (%s); trying again", describe(e))
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+def describe(error: BaseException) -> str:
+    """A NATS error as a message: a JetStream API error with the server's description
+    (nats-py's repr of one shows no field)."""
+    if isinstance(error, js_errors.APIError):
+        return (f"{type(error).__name__}: {error.description} "
+                f"(code {error.code}, error code {error.err_code})")  # fmt: skip
+    return repr(error)
+
+
 class NatsBus:
     """``MessagingProvider`` over NATS JetStream; open it with :meth:`connect`."""
 
@@ -186,10 +217,12 @@ class NatsBus:
                 send_timeout_s=send_timeout_s,
                 request_timeout_s=request_timeout_s,
             )
-            await asyncio.wait_for(ensure_streams(bus._js, layout), connect_timeout_s)
+            await _set_up(bus, connect_timeout_s)
         except ANY_NATS as e:
+            if bus is not None:
+                bus._closed = True  # closing: no "disconnected; reconnecting" warning
             await nc.close()
-            raise ProviderError(f"cannot use NATS JetStream at {url}: {e!r}") from e
+            raise ProviderError(f"cannot use NATS JetStream at {url}: {describe(e)}") from e
         return bus
 
     def _check_open(self) -> None:

@@ -35,6 +35,12 @@ from squall.store.contracts import ActivationStore
 class Composer(Protocol):
     """Runs sequences and conductor actions (their steps through ``invoke_primitive``)."""
 
+    @property
+    def owner(self) -> str:
+        """``<controller id>/<incarnation>``: stored with each topmost run's pending
+        record; another process never has the same."""
+        ...
+
     def handles(self, action: Action) -> bool:
         """True for a sequence or a conductor action."""
         ...

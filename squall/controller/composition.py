@@ -8,7 +8,8 @@ invoke; ``sequences.py`` and ``conductors.py`` decide which step comes next.
 Guarantees:
 
 - An accepted sequence or composition has a record at once (``response.status``
-  ``"pending"``, stored with the message that runs it again after a crash), marked
+  ``"pending"``, stored with the message that runs it again after a crash and with
+  :attr:`Composer.owner`, this controller's id and incarnation), marked
   started when its task begins, before its first step; replaced exactly once by its
   final record: the response of the step
   that ended it, the step ids as ``logs``, the summed step durations as ``duration``,
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +169,11 @@ class Composer:
         self._closed = False
         #: The most primitive actions a sequence tree, or components a composition, runs.
         self.limit = ctl.settings.sequence_max_length
+        #: Who runs this composer's topmost runs, stored with their pending records:
+        #: ``<controller id>/<incarnation>``, a fresh incarnation per process, so a
+        #: restart of the same controller id can tell what an earlier run of it left
+        #: (controller/restart.py) from what it runs itself.
+        self.owner = f"{ctl.settings.controller_id}/{secrets.token_hex(6)}"
 
     def handles(self, action: Action) -> bool:
         return isinstance(action.exec, SequenceExec) or is_conductor(
@@ -202,7 +209,7 @@ class Composer:
             accepted_ms=run.start,
             cause=cause,
         )
-        await self._ctl.activations.put_pending(run.pending(), message.to_bytes())
+        await self._ctl.activations.put_pending(run.pending(), message.to_bytes(), self.owner)
         task = self._spawn(run, request.payload)
         if not request.blocking:
             return Invocation(run.activation_id, None)

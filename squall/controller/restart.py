@@ -25,6 +25,20 @@ again only what no one won it for, and the new run must win it too.
 Namespaces whose records are not stored (``storeActivations`` off) leave nothing in the
 store: their accepted non-blocking activations that had not ended are lost with the
 process, as OpenWhisk loses them (their ids were never findable).
+
+**A cluster controller** (:func:`resume_owned`) has the same rule for what only it was
+running: its composer's topmost sequences and compositions (a primitive activation's
+message is on an invoker's queue, durable in NATS, and runs on; recovery.py moves it
+if its invoker dies). The composer stores each run's pending record with its owner,
+``<controller id>/<incarnation>`` (a fresh incarnation per process). When a controller
+starts, it takes the unfinished records owned by *earlier incarnations of its own id*
+and handles them as above: never started → its composer runs them; started → ended
+with :data:`CONTROLLER_INTERRUPTED`. Ownership is what keeps this safe: no other
+controller touches them, and the only process that ran them — an earlier incarnation
+of this id — is gone once this one starts (two live controllers must never share an
+id, as for their completion topics). A run resumed here keeps its stored owner (the
+earlier incarnation's), which the next restart of this id takes again. A controller
+id that never starts again leaves its runs pending (docs/cluster.md, "Limits").
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ from squall.controller.entitlement import resolve_action
 from squall.entities.activation import Activation, ActivationResponse, ended, now_ms
 from squall.entities.names import parse_fqn
 from squall.entities.sequence import SEQUENCE_KIND
-from squall.errors import SquallError
+from squall.errors import ServiceUnavailable, SquallError
 from squall.store.contracts import Unfinished
 
 log = logging.getLogger("squall.controller.restart")
@@ -55,6 +69,10 @@ UNRECOVERABLE = (
     "Squall stopped before this activation completed, and it could not be run again: {why}"
 )
 NOTHING_STORED = "nothing to run it from was stored."
+CONTROLLER_INTERRUPTED = (
+    "The controller running this sequence or composition stopped while it was running; it "
+    "was not run again, as that could repeat its side effects."
+)
 # How many unfinished records are read at a time.
 BATCH = 500
 DEFAULT_MEMORY_MB = 256
@@ -72,29 +90,64 @@ async def resume_unfinished(ctl: Controller, balancer: LoadBalancer) -> Resumed:
     """Run again every unfinished activation that never started, end the others (see
     the module docstring). Call it once the invoker and the controller are started, and
     before serving requests."""
+    return await _resume_all(ctl, balancer, None, INTERRUPTED)
+
+
+async def resume_owned(ctl: Controller, balancer: LoadBalancer) -> Resumed:
+    """A cluster controller's: run again the sequences and compositions that earlier
+    incarnations of its id accepted and never started, end those they had started (see
+    the module docstring). Call it once the controller is started; it may run while
+    requests are served (the records it reads are no one else's)."""
+    composer = ctl.activator.composer
+    if composer is None:
+        return Resumed()
+    return await _resume_all(
+        ctl, balancer, f"{ctl.settings.controller_id}/", CONTROLLER_INTERRUPTED, composer.owner
+    )
+
+
+async def _resume_all(
+    ctl: Controller,
+    balancer: LoadBalancer,
+    owned_by: str | None,
+    interrupted: str,
+    running: str | None = None,
+) -> Resumed:
+    """Every unfinished record (``owned_by`` a prefix of its owner, when given) except
+    those owned by ``running`` (this process's own)."""
     done = Resumed()
     after = ""
-    while True:
-        page = await ctl.activations.unfinished(after, BATCH)
-        if not page:
-            break
+    stopping = False
+    while not stopping:
+        page = await ctl.activations.unfinished(after, BATCH, owned_by)
         for unfinished in page:
             after = unfinished.record.activation_id
-            if await _resume(ctl, balancer, unfinished):
+            if running is not None and unfinished.owner == running:
+                continue
+            outcome = await _resume(ctl, balancer, unfinished, interrupted)
+            # None: this process is stopping; the rest is left for the next start.
+            stopping = outcome is None
+            if stopping:
+                break
+            if outcome:
                 done.ran += 1
             else:
                 done.ended += 1
+        stopping = stopping or not page
     if done.ran or done.ended:
         log.warning("after a restart: %d unfinished activations run again (never started), "
                     "%d ended as whisk internal errors", done.ran, done.ended)  # fmt: skip
     return done
 
 
-async def _resume(ctl: Controller, balancer: LoadBalancer, unfinished: Unfinished) -> bool:
-    """True when it was sent to run, False when it was ended."""
+async def _resume(
+    ctl: Controller, balancer: LoadBalancer, unfinished: Unfinished, interrupted: str
+) -> bool | None:
+    """True when it was sent to run, False when it was ended, None when the composer
+    stopped meanwhile (it is left as it was)."""
     record = unfinished.record
     if unfinished.started:
-        await _end(ctl, record, INTERRUPTED)
+        await _end(ctl, record, interrupted)
         return False
     if unfinished.message is None:
         await _end(ctl, record, UNRECOVERABLE.format(why=NOTHING_STORED))
@@ -109,7 +162,8 @@ async def _resume(ctl: Controller, balancer: LoadBalancer, unfinished: Unfinishe
     message = structs.replace(message, blocking=False, controller=ctl.settings.controller_id)
     try:
         if record.annotation("kind") == SEQUENCE_KIND:
-            await _compose(ctl, message)
+            if not await _compose(ctl, message):
+                return None
         else:
             await ctl.throttles.started(message.namespace, message.activation_id)
             await balancer.publish(message, _memory(record))
@@ -120,10 +174,10 @@ async def _resume(ctl: Controller, balancer: LoadBalancer, unfinished: Unfinishe
     return True
 
 
-async def _compose(ctl: Controller, message: ActivationMessage) -> None:
+async def _compose(ctl: Controller, message: ActivationMessage) -> bool:
     """Hand a sequence or composition that never started to the composer again, as the
     namespace that invoked it (its action resolved again: it must still exist at the
-    revision that was accepted)."""
+    revision that was accepted); False, leaving it as it is, when the composer closed."""
     composer = ctl.activator.composer
     if composer is None:
         raise SquallError("no composer runs sequences here.")
@@ -132,7 +186,11 @@ async def _compose(ctl: Controller, message: ActivationMessage) -> None:
     action = await resolve_action(ctl, identity.namespace, parse_fqn(message.action, "_"))
     if action.rev != message.revision:
         raise SquallError("the action was changed after it was accepted.")
-    composer.resume(identity, action, message)
+    try:
+        composer.resume(identity, action, message)
+    except ServiceUnavailable:
+        return False  # the composer is closed: this process is stopping
+    return True
 
 
 def _memory(record: Activation) -> int:

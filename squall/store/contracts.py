@@ -120,11 +120,13 @@ class Unfinished:
     """A stored record that is still pending, as :meth:`ActivationStore.unfinished`
     lists it: ``started`` once a run of it began (:meth:`ActivationStore.start`), else
     ``message`` holds what :meth:`ActivationStore.put_pending` was given to run it
-    (None when it was given nothing)."""
+    (None when it was given nothing); ``owner`` is the owner ``put_pending`` was given
+    (None: nobody in particular, e.g. a primitive activation, whose message is on a queue)."""
 
     record: Activation
     started: bool
     message: bytes | None
+    owner: str | None = None
 
 
 class ActivationStore(Protocol):
@@ -136,6 +138,9 @@ class ActivationStore(Protocol):
       written late never hides the final one. ``message`` (opaque bytes, e.g. the
       activation message) is kept beside the record, never in it: what it takes to run
       the activation after a crash. It is dropped when the activation starts or ends.
+      ``owner`` (opaque text, e.g. a controller's id and incarnation) names who runs it;
+      it is kept while the record is unfinished, also once started, and only
+      ``unfinished`` reads it.
     - ``start`` is the *started* point of an activation: atomically, it stores ``record``
       (a pending record) if no record with its id exists, or marks the stored pending
       record started if no run of it started yet, and returns True — the caller may run
@@ -145,7 +150,9 @@ class ActivationStore(Protocol):
     - ``unfinished(after, limit)`` lists the pending records (:class:`Unfinished`) with
       an activation id greater than ``after``, by id, at most ``limit``: what a restart
       must finish. A record written final by any method leaves the list; one written
-      pending by ``put`` is listed as not started, with no message.
+      pending by ``put`` is listed as not started, with no message. With ``owned_by``,
+      only the records whose owner begins with that text are listed (a controller's
+      own, left by its earlier incarnations: ``"<controller id>/"``).
     - ``put_unless_final`` stores a record only if none with its id exists or the stored
       one is still pending (``response.status == "pending"``), atomically, and returns
       whether it stored: how an activation whose invoker died is ended with an error
@@ -164,13 +171,17 @@ class ActivationStore(Protocol):
 
     async def put(self, record: Activation) -> None: ...
 
-    async def put_pending(self, record: Activation, message: bytes | None = None) -> None: ...
+    async def put_pending(
+        self, record: Activation, message: bytes | None = None, owner: str | None = None
+    ) -> None: ...
 
     async def put_unless_final(self, record: Activation) -> bool: ...
 
     async def start(self, record: Activation) -> bool: ...
 
-    async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]: ...
+    async def unfinished(
+        self, after: str, limit: int, owned_by: str | None = None
+    ) -> builtins.list[Unfinished]: ...
 
     async def prune(self, before_ms: int) -> int: ...
 

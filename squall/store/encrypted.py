@@ -173,9 +173,11 @@ class EncryptedActivationStore:
     async def put(self, record: Activation) -> None:
         await self.inner.put(record)
 
-    async def put_pending(self, record: Activation, message: bytes | None = None) -> None:
+    async def put_pending(
+        self, record: Activation, message: bytes | None = None, owner: str | None = None
+    ) -> None:
         sealed = None if message is None else self._ring.seal(message)
-        await self.inner.put_pending(record, sealed)
+        await self.inner.put_pending(record, sealed, owner)
 
     async def put_unless_final(self, record: Activation) -> bool:
         return await self.inner.put_unless_final(record)
@@ -183,8 +185,10 @@ class EncryptedActivationStore:
     async def start(self, record: Activation) -> bool:
         return await self.inner.start(record)
 
-    async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]:
-        found = await self.inner.unfinished(after, limit)
+    async def unfinished(
+        self, after: str, limit: int, owned_by: str | None = None
+    ) -> builtins.list[Unfinished]:
+        found = await self.inner.unfinished(after, limit, owned_by)
         return [
             u if u.message is None else replace(u, message=self._ring.unseal(u.message))
             for u in found

@@ -41,9 +41,11 @@ Conn = AsyncConnection[Any]
 
 PRUNE_BATCH = 5000
 
+# ``owner`` is only ever written by an insert (put_pending's): a replace or a start
+# keeps the stored one, and it is read only while the record is unfinished.
 _INSERT = (
-    "INSERT INTO activations (activation_id, namespace, name, start, body, state, message)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (activation_id)"
+    "INSERT INTO activations (activation_id, namespace, name, start, body, state, message,"
+    " owner) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (activation_id)"
 )
 _REPLACE = (
     " DO UPDATE SET namespace = excluded.namespace, name = excluded.name,"
@@ -87,8 +89,10 @@ class PostgresActivationStore:
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
 
-    async def put_pending(self, record: Activation, message: bytes | None = None) -> None:
-        await self._write(_INSERT_IF_ABSENT, record, run_state(record), message)
+    async def put_pending(
+        self, record: Activation, message: bytes | None = None, owner: str | None = None
+    ) -> None:
+        await self._write(_INSERT_IF_ABSENT, record, run_state(record), message, owner)
 
     async def put_unless_final(self, record: Activation) -> bool:
         return await self._write(_REPLACE_PENDING, record, run_state(record))
@@ -102,10 +106,11 @@ class PostgresActivationStore:
         record: Activation,
         state: str | None,
         message: bytes | None = None,
+        owner: str | None = None,
     ) -> bool:
         if state is None:
             message = None  # a final record needs nothing to run it again
-        row = (*activation_key(record), dumps_record(record), state, message)
+        row = (*activation_key(record), dumps_record(record), state, message, owner)
 
         async def work(conn: Conn) -> bool:
             cur = await conn.execute(statement, row)
@@ -115,21 +120,28 @@ class PostgresActivationStore:
         # change (False after their own first attempt committed), so they are not repeated.
         return await self._db.run(work, idempotent=statement not in _ANSWERING)
 
-    async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]:
+    async def unfinished(
+        self, after: str, limit: int, owned_by: str | None = None
+    ) -> builtins.list[Unfinished]:
+        # Owned ones: a prefix compared as text (no LIKE, whose % and _ would match more).
+        owned = "" if owned_by is None else " AND left(owner, length(%s)) = %s"
+        params = (after, *(() if owned_by is None else (owned_by, owned_by)), limit)
+
         async def work(conn: Conn) -> builtins.list[Unfinished]:
             cur = await conn.execute(
-                "SELECT body::text, state, message FROM activations"
-                " WHERE state IS NOT NULL AND activation_id > %s"
+                "SELECT body::text, state, message, owner FROM activations"
+                f" WHERE state IS NOT NULL AND activation_id > %s{owned}"
                 " ORDER BY activation_id LIMIT %s",
-                (after, limit),
+                params,
             )
             return [
                 Unfinished(
                     loads_record(body),
                     state == STARTED,
                     None if message is None else bytes(message),
+                    owner,
                 )
-                for body, state, message in await cur.fetchall()
+                for body, state, message, owner in await cur.fetchall()
             ]
 
         return await self._db.run(work, idempotent=True)

@@ -177,6 +177,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX gateway_apis_by_tenant ON gateway_apis (tenant, base_path)",
     ),
+    (
+        # Who runs an unfinished activation, when one member must finish it after a
+        # crash: a cluster controller's composer writes "<controller id>/<incarnation>"
+        # with the pending record of a topmost sequence or composition, and a restart
+        # of that controller id ends or runs what an earlier incarnation left
+        # (controller/restart.py). NULL for everything else.
+        "ALTER TABLE activations ADD COLUMN owner text",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

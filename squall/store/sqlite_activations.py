@@ -43,9 +43,11 @@ from squall.store.records import (
 from squall.store.sqlite_schema import Database, limit_offset
 from squall.store.stats import ActivationStats, summarize
 
+# ``owner`` is only ever written by an insert (put_pending's): a replace or a start
+# keeps the stored one, and it is read only while the record is unfinished.
 _INSERT = (
-    "INSERT INTO activations (activation_id, namespace, name, start, body, state, message)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO activations (activation_id, namespace, name, start, body, state, message,"
+    " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT = (
     _INSERT + " ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace,"
@@ -73,7 +75,7 @@ _START = (
 
 PRUNE_BATCH = 5000
 
-Row = tuple[str, str, str, int, str, str | None, bytes | None]
+Row = tuple[str, str, str, int, str, str | None, bytes | None, str | None]
 
 
 class _Write:
@@ -105,8 +107,10 @@ class SqliteActivationStore:
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
 
-    async def put_pending(self, record: Activation, message: bytes | None = None) -> None:
-        await self._write(_INSERT_IF_ABSENT, record, run_state(record), message)
+    async def put_pending(
+        self, record: Activation, message: bytes | None = None, owner: str | None = None
+    ) -> None:
+        await self._write(_INSERT_IF_ABSENT, record, run_state(record), message, owner)
 
     async def put_unless_final(self, record: Activation) -> bool:
         return (await self._write(_REPLACE_PENDING, record, run_state(record))).stored
@@ -120,13 +124,14 @@ class SqliteActivationStore:
         record: Activation,
         state: str | None,
         message: bytes | None = None,
+        owner: str | None = None,
     ) -> _Write:
         if self._db.closed:
             raise ProviderError("store is closed")
         if state is None:
             message = None  # a final record needs nothing to run it again
         loop = asyncio.get_running_loop()
-        row = (*activation_key(record), dumps_record(record), state, message)
+        row = (*activation_key(record), dumps_record(record), state, message, owner)
         write = _Write(statement, row, loop.create_future())
         self._pending.append(write)
         if not self._scheduled:
@@ -197,19 +202,26 @@ class SqliteActivationStore:
                 return removed
             await asyncio.sleep(0)  # let requests in between batches
 
-    async def unfinished(self, after: str, limit: int) -> builtins.list[Unfinished]:
+    async def unfinished(
+        self, after: str, limit: int, owned_by: str | None = None
+    ) -> builtins.list[Unfinished]:
+        # Owned ones: a prefix compared as text (no LIKE, whose % and _ would match more).
+        owned = "" if owned_by is None else " AND substr(owner, 1, length(?)) = ?"
         with self._db.autocommit() as conn:
             rows = conn.execute(
-                "SELECT body, state, message FROM activations"
-                " WHERE state IS NOT NULL AND activation_id > ?"
+                "SELECT body, state, message, owner FROM activations"
+                f" WHERE state IS NOT NULL AND activation_id > ?{owned}"
                 " ORDER BY activation_id LIMIT ?",
-                (after, limit),
+                (after, *(() if owned_by is None else (owned_by, owned_by)), limit),
             ).fetchall()
         return [
             Unfinished(
-                loads_record(body), state == STARTED, None if message is None else bytes(message)
+                loads_record(body),
+                state == STARTED,
+                None if message is None else bytes(message),
+                owner,
             )
-            for body, state, message in rows
+            for body, state, message, owner in rows
         ]
 
     async def get(self, namespace: str, activation_id: str) -> Activation:

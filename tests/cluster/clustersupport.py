@@ -85,16 +85,22 @@ class NatsServer:
 
     def start(self) -> None:
         binary = self.binary()
+        # Only this start's lines: a restart appends to the same log.
+        start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [binary, "-js", "-a", LOOPBACK, "-p", str(self.port), "-sd", str(self.store)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
+        # Ready when *this* server says so: the port answering is not enough, as another
+        # process may have taken the free port first (this one then exits, and the
+        # members would use someone else's server).
         deadline = time.monotonic() + 15
-        while not reachable(LOOPBACK, self.port):
+        while b"Server is ready" not in self.log.read_bytes()[start:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nats-server did not start: {self.log.read_text()}")
             time.sleep(0.05)
+        assert reachable(LOOPBACK, self.port)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

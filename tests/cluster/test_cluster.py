@@ -17,9 +17,11 @@ import time
 import uuid
 from typing import Any
 
+import crashsupport as crash
 import httpx
 import pytest
 from _apikey import NODE_ECHO, NODE_REAL, PY_WHO_AM_I, derive
+from _polling import until_blocking
 from clustersupport import PG_BIN, Cluster, recovered
 from netsupport import HTTP_PORT, NAME
 from netsupport import WITNESS_JS as WITNESS
@@ -352,17 +354,36 @@ def test_an_invoker_killed_with_queued_work_moves_what_never_started_and_runs_no
 
 def test_a_restarted_controller_loses_no_accepted_work(cluster: Cluster) -> None:
     # Given 20 accepted non-blocking invocations through controller 0
-    name = unique("accepted")
+    name, slow, seq = unique("accepted"), unique("slow"), unique("seq")
+    store_url, home = cluster.local.store_url, str(cluster.local.home)
     with cluster.client(1) as c1:
         create(c1, name, WITNESS, witness=cluster.witness.url, sleepMs=500)
+        create(c1, slow, WITNESS, witness=cluster.witness.url, sleepMs=4000)
+        steps = [f"/_/{slow}", f"/_/{name}"]
+        r = c1.put(
+            f"/api/v1/namespaces/_/actions/{seq}",
+            json={"exec": {"kind": "sequence", "components": steps}},
+        )
+        assert r.status_code == 200, r.text
         with cluster.client(0) as c0:
             ids = []
             for _ in range(20):
                 r = invoke(c0, name, blocking=False)
                 assert r.status_code == 202, r.text
                 ids.append(r.json()["activationId"])
-        # When controller 0 is killed and started again
+            # And a sequence controller 0's composer has started (its first step runs)
+            r = invoke(c0, seq, blocking=False)
+            assert r.status_code == 202, r.text
+            started = r.json()["activationId"]
+        assert until_blocking(lambda: started in crash.unfinished(store_url, home).started, 60)
+        # When controller 0 is killed
         cluster.local.kill("controller0")
+        # And (as a kill between accepting a sequence and starting it leaves) a sequence
+        # an earlier incarnation of controller 0 accepted and never started is stored
+        queued = crash.leave_unstarted_run(
+            store_url, home, ("guest", cluster.auth[0]), seq, "0/gone"
+        )
+        # And controller 0 is started again
         cluster.local.spawn("controller0")
         cluster.local.wait_ready()
         # Then every accepted activation ran once and has its record
@@ -373,6 +394,15 @@ def test_a_restarted_controller_loses_no_accepted_work(cluster: Cluster) -> None
                 recovery_log(cluster),
             )
             assert cluster.witness.calls[activation_id] == 1
+        # And the started sequence ended with the error saying why, not run again
+        cut = final_record(c1, started, 90)
+        assert cut["response"]["status"] == "whisk internal error", cut["response"]
+        assert "stopped while it was running" in cut["response"]["result"]["error"]
+        # And the one that never started ran, once, to its result
+        ran = final_record(c1, queued, 90)
+        assert ran["response"]["status"] == "success", ran["response"]
+        assert len(ran["logs"]) == 2
+        assert [cluster.witness.calls[step] for step in ran["logs"]] == [1, 1]
 
 
 def test_nats_restarted_under_load_duplicates_nothing_and_hangs_nothing(

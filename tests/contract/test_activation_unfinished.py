@@ -99,6 +99,32 @@ async def test_unfinished_pages_by_activation_id(stores: Stores) -> None:
     assert [(u.record.activation_id, u.started, u.message) for u in rest] == [(D, False, b"d")]
 
 
+async def test_an_owned_record_keeps_its_owner_until_it_ends(stores: Stores) -> None:
+    # Given records owned by two incarnations of controller 1, one of controller 10
+    # (whose id begins with "1" too, and an owner with LIKE's wildcards), and one of nobody
+    await stores.activations.put_pending(pending(A, 1000), b"a", owner="1/old")
+    await stores.activations.put_pending(pending(B, 1000), b"b", owner="1/new")
+    await stores.activations.put_pending(pending(C, 1000), b"c", owner="10/%_")
+    await stores.activations.put_pending(pending(D, 1000), b"d")
+    # When one of controller 1's is started / Then it keeps its owner
+    assert await stores.activations.start(pending(A, 1000)) is True
+    # And listing by owner finds controller 1's only, started or not, with their owners
+    owned = await stores.activations.unfinished("", 10, owned_by="1/")
+    assert owned == [
+        Unfinished(pending(A, 1000), True, None, "1/old"),
+        Unfinished(pending(B, 1000), False, b"b", "1/new"),
+    ]
+    # And the full list still has every one, owned or not
+    listed = await unfinished(stores)
+    assert {i: u.owner for i, u in listed.items()} == {A: "1/old", B: "1/new", C: "10/%_", D: None}
+    # And pages by owner continue after the given id
+    assert [u.record.activation_id for u in await stores.activations.unfinished(A, 10, "1/")] == [B]
+    # When one ends / Then it leaves the owner's list
+    assert await stores.activations.put_unless_final(whisk_error(A, 1001)) is True
+    left = await stores.activations.unfinished("", 10, "1/")
+    assert [u.record.activation_id for u in left] == [B]
+
+
 async def test_unfinished_records_survive_a_reopen(
     durable_provider: Provider, tmp_path: Path, clock: FakeClock
 ) -> None:

@@ -49,8 +49,12 @@ class OwnNatsServer:
         self.url = f"nats://127.0.0.1:{self.port}"
         self._process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
-        args = ["-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)]
+    async def start(self, *, jetstream: bool = True) -> None:
+        """Start it (without ``jetstream``: a server whose JetStream API nobody answers,
+        as one not ready yet)."""
+        args = ["-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)]
+        if jetstream:
+            args.insert(0, "-js")
         self._process = await asyncio.create_subprocess_exec(
             self.binary, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

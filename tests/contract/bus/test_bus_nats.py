@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+from _polling import until
 from _required import unavailable
 from _standalone import free_port
+from nats.js import api as js_api
 
 from squall.bus.contracts import Consumer, Delivery
 from squall.bus.factory import open_bus
+from squall.bus.jetstream import Layout
 from squall.bus.nats import NatsBus
 from squall.config import Settings
 from squall.errors import ProviderError
@@ -168,6 +173,56 @@ async def bus_on(server: OwnNatsServer, **options: Any) -> AsyncIterator[NatsBus
         yield bus
     finally:
         await bus.close()
+
+
+async def test_a_connection_sets_up_the_streams_once_jetstream_answers(
+    server: OwnNatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a server whose JetStream does not answer (as one that just started and
+    # restarts, or is not ready)
+    await server.kill()
+    await server.start(jetstream=False)
+    caplog.set_level(logging.WARNING, logger="squall.bus.nats")
+    connecting = asyncio.create_task(
+        NatsBus.connect(server.url, prefix=unique_prefix(), connect_timeout_s=120.0,
+                        reconnect_wait_s=0.1)
+    )  # fmt: skip
+    try:
+        # When its set-up of the streams has failed once
+        assert await until(lambda: "setting up the streams failed" in caplog.text, 60)
+        # And the server is back, with JetStream, on the same port
+        await server.kill()
+        await server.start()
+        # Then the connection sets the streams up and is usable
+        bus = await asyncio.wait_for(connecting, 120)
+    finally:
+        if not connecting.done():
+            connecting.cancel()
+    try:
+        await bus.send("invoker.s", b"x")
+        assert await bus.pending("invoker.s") == 1
+    finally:
+        await bus.close()
+
+
+async def test_a_stream_the_server_will_not_change_fails_with_its_reason(
+    server: OwnNatsServer,
+) -> None:
+    # Given the activations stream made in memory (this version keeps it in files, and
+    # JetStream cannot change a stream's storage)
+    prefix = unique_prefix()
+    layout = Layout(prefix=prefix)
+    wrong = layout.stream_config(layout.streams[0])
+    wrong.storage = js_api.StorageType.MEMORY
+    nc = await nats.connect(server.url)
+    try:
+        await nc.jetstream().add_stream(wrong)
+    finally:
+        await nc.close()
+    # When a process connects / Then it fails at once, saying what the server refused
+    with pytest.raises(ProviderError) as refused:
+        await asyncio.wait_for(NatsBus.connect(server.url, prefix=prefix), 60)
+    assert "stream configuration update can not change storage type" in str(refused.value)
 
 
 async def test_a_killed_and_restarted_server_loses_nothing_and_repeats_nothing(

@@ -18,7 +18,14 @@ import pytest
 from squall.bus.messages import ActivationMessage, invoker_topic
 from squall.cli.standalone import Standalone
 from squall.config import Settings
-from squall.controller.restart import INTERRUPTED, NOTHING_STORED, UNRECOVERABLE
+from squall.controller.balancer import LeanBalancer
+from squall.controller.restart import (
+    CONTROLLER_INTERRUPTED,
+    INTERRUPTED,
+    NOTHING_STORED,
+    UNRECOVERABLE,
+    resume_owned,
+)
 from squall.entities.activation import (
     Activation,
     ActivationResponse,
@@ -186,3 +193,74 @@ async def test_the_invoker_runs_nothing_whose_start_it_does_not_win(
         # ... and leaves the record as it was: nothing ran, nothing was recorded
         stored = await system.store.activations.get("guest", record.activation_id)
         assert stored == ended
+
+
+async def test_a_controller_takes_back_only_what_earlier_runs_of_its_id_left(
+    tmp_path: Path,
+) -> None:
+    # Given a running platform (controller id 0) with a sequence
+    async with platform(tmp_path / "home") as (system, client):
+        for name, body in (
+            ("add", {"exec": {"kind": "nodejs:20", "code": ADD_ONE}}),
+            ("twice", {"exec": {"kind": "sequence", "components": ["/_/add", "/_/add"]}}),
+        ):
+            r = await client.put(f"/actions/{name}", json=body)
+            assert r.status_code == 200, r.text
+        doc = await system.store.entities.get("guest", "actions", "twice")
+        twice = {"name": "twice", "rev": doc.rev}
+        composer = system.controller.activator.composer
+        assert composer is not None and composer.owner.startswith("0/")
+        # And sequences its composer's owner records: two of an earlier incarnation of
+        # id 0 (one never started, one started), one of this incarnation (running), one
+        # of controller 1
+        runs = {
+            key: left_over(twice, 1, "sequence") for key in ("queued", "started", "mine", "other")
+        }
+        owners = {"queued": "0/gone", "started": "0/gone", "mine": composer.owner,
+                  "other": "1/alive"}  # fmt: skip
+        for key, (record, message) in runs.items():
+            await system.store.activations.put_pending(record, message.to_bytes(), owners[key])
+            if key != "queued":
+                assert await system.store.activations.start(record) is True
+        # When the controller resumes what is its id's
+        balancer = LeanBalancer(system.system.bus, system.settings.invoker_id)
+        done = await resume_owned(system.controller, balancer)
+        # Then the never-started one ran, the started one ended with the error saying why
+        assert (done.ran, done.ended) == (1, 1)
+        ran = await final(client, runs["queued"][0].activation_id)
+        assert ran["response"]["result"] == {"n": 3}, ran
+        cut = await final(client, runs["started"][0].activation_id)
+        assert cut["response"]["status"] == "whisk internal error"
+        assert cut["response"]["result"] == {"error": CONTROLLER_INTERRUPTED}
+        # And what this incarnation and another controller run is left to them
+        left = await system.store.activations.unfinished("", 10)
+        assert {u.record.activation_id: u.owner for u in left} == {
+            runs["mine"][0].activation_id: composer.owner,
+            runs["other"][0].activation_id: "1/alive",
+        }
+
+
+async def test_a_stopping_controller_leaves_what_it_had_not_resumed_yet(tmp_path: Path) -> None:
+    # Given a sequence an earlier incarnation of controller 0 accepted and never started
+    async with platform(tmp_path / "home") as (system, client):
+        for name, body in (
+            ("add", {"exec": {"kind": "nodejs:20", "code": ADD_ONE}}),
+            ("twice", {"exec": {"kind": "sequence", "components": ["/_/add", "/_/add"]}}),
+        ):
+            r = await client.put(f"/actions/{name}", json=body)
+            assert r.status_code == 200, r.text
+        doc = await system.store.entities.get("guest", "actions", "twice")
+        record, message = left_over({"name": "twice", "rev": doc.rev}, 1, "sequence")
+        await system.store.activations.put_pending(record, message.to_bytes(), "0/gone")
+        # When the composer has closed (the process is stopping) before it is resumed
+        composer = system.controller.activator.composer
+        assert composer is not None
+        await composer.close()
+        balancer = LeanBalancer(system.system.bus, system.settings.invoker_id)
+        done = await resume_owned(system.controller, balancer)
+        # Then it is neither run nor ended: still queued, for the next start
+        assert (done.ran, done.ended) == (0, 0)
+        left = await system.store.activations.unfinished("", 10)
+        assert [(u.record.activation_id, u.started, u.owner) for u in left] == [
+            (record.activation_id, False, "0/gone")
+        ]
