@@ -120,18 +120,25 @@ def wait_answering(
 
 
 @contextlib.contextmanager
-def own_server(source: Path = REPO, pids: list[int] | None = None) -> Iterator[tuple[str, str]]:
+def own_server(
+    source: Path = REPO,
+    pids: list[int] | None = None,
+    launcher: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, str]]:
     """A ``squall standalone`` of our own: (apihost, auth), stopped with SIGTERM at exit.
 
     ``source`` is the source tree it runs from (``-m`` puts the working directory first
     on ``sys.path``): another checkout, to compare two versions in one run. The server's
-    pid is appended to ``pids`` when given (to read its CPU time)."""
+    pid is appended to ``pids`` when given (to read its CPU time). ``launcher`` replaces
+    ``python -m squall.cli.main`` (a script that runs the CLI inside a probe), ``env``
+    adds to the server's environment."""
     with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         home = Path(tmp) / "home"
         port = free_port()
         apihost = f"http://127.0.0.1:{port}"
         log_path = Path(tmp) / "server.log"
-        args = [sys.executable, "-m", "squall.cli.main", "standalone"]
+        args = [*(launcher or [sys.executable, "-m", "squall.cli.main"]), "standalone"]
         args += ["--host", "127.0.0.1", "--port", str(port), "--home", str(home)]
         args += ["--keep-warm", "600", "--log-level", "warning"]
         with open(log_path, "wb") as log:
@@ -140,7 +147,7 @@ def own_server(source: Path = REPO, pids: list[int] | None = None) -> Iterator[t
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=clean_env(UNTHROTTLED),
+                env=clean_env({**UNTHROTTLED, **(env or {})}),
                 cwd=source,
             )
         if pids is not None:

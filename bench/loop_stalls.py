@@ -91,40 +91,29 @@ def _serve() -> None:
 
 
 def _measure(source: Path, args: argparse.Namespace, node: str) -> dict[str, Any]:
-    import subprocess
     import tempfile
 
     import invoke_latency as il
 
     with tempfile.TemporaryDirectory(prefix="squall-stalls-") as tmp:
         events = Path(tmp) / "events.jsonl"
-        popen = subprocess.Popen
-
-        def wrapped(argv: list[str], *a: Any, **k: Any) -> subprocess.Popen[bytes]:
-            if "squall.cli.main" in argv:  # own_server's command: run it under _serve
-                at = argv.index("-m")
-                argv = [argv[0], str(Path(__file__).resolve()), "--serve", *argv[at + 2 :]]
-                k["env"] = {**k.get("env", os.environ), EVENTS_ENV: str(events)}
-            return popen(argv, *a, **k)
-
-        il.subprocess.Popen = wrapped  # type: ignore[misc]
-        try:
-            with il.own_server(source) as (apihost, auth):
-                names = il.create_actions(apihost, auth, f"{os.getpid()}")
-                request = il.targets(apihost, auth, names)[args.kind]
-                il.load(node, {**request, "connections": 1, "requests": 200})
-                il.load(
-                    node, {**request, "connections": 50, "durationMs": int(args.warm_c50 * 1e3)}
-                )
-                il.load(node, {**request, "connections": 1, "requests": 200})
-                load0 = os.getloadavg()[0]
-                t0 = time.monotonic()
-                measured = {"connections": args.connections, "requests": args.requests}
-                latency = il.load(node, {**request, **measured})
-                t1 = time.monotonic()
-                load1 = os.getloadavg()[0]
-        finally:
-            il.subprocess.Popen = popen  # type: ignore[misc]
+        # The server runs under this script's --serve probe (same CLI, same arguments).
+        probe = [sys.executable, str(Path(__file__).resolve()), "--serve"]
+        with il.own_server(source, launcher=probe, env={EVENTS_ENV: str(events)}) as (
+            apihost,
+            auth,
+        ):
+            names = il.create_actions(apihost, auth, f"{os.getpid()}")
+            request = il.targets(apihost, auth, names)[args.kind]
+            il.load(node, {**request, "connections": 1, "requests": 200})
+            il.load(node, {**request, "connections": 50, "durationMs": int(args.warm_c50 * 1e3)})
+            il.load(node, {**request, "connections": 1, "requests": 200})
+            load0 = os.getloadavg()[0]
+            t0 = time.monotonic()
+            measured = {"connections": args.connections, "requests": args.requests}
+            latency = il.load(node, {**request, **measured})
+            t1 = time.monotonic()
+            load1 = os.getloadavg()[0]
         window = [json.loads(line) for line in events.read_text().splitlines()]
     window = [e for e in window if t0 <= e["t"] <= t1]
     return summarize(window, latency, latency["requests"], (load0, load1))

@@ -56,7 +56,7 @@ WAYS = ("dict+json", "dict+orjson", "msgspec")
 BASELINE = "dict+orjson"
 
 Dumps = Callable[[Any], bytes]
-Loads = Callable[[bytes], Any]
+Loads = Callable[[bytes | str], Any]
 
 
 def _json_dumps(value: Any) -> bytes:

@@ -106,7 +106,7 @@ async def main(colds: int) -> dict[str, Any]:
     load_after = os.getloadavg()[0]
     table: dict[str, Any] = {}
     for tier, by_mode in samples.items():
-        row = {mode: summary(values) for mode, values in by_mode.items()}
+        row: dict[str, Any] = {mode: summary(values) for mode, values in by_mode.items()}
         row["uid/root"] = row["uid"]["p50"] / row["root"]["p50"]
         table[tier] = row
     return {

@@ -49,7 +49,9 @@ def create_targets(apihost: str, auth: str, lengths: list[int], suffix: str) -> 
     with httpx.Client(
         base_url=f"{apihost}/api/v1/namespaces/_", auth=(uuid, key), trust_env=False, timeout=60
     ) as c:
-        bodies = {noop: {"exec": {"kind": "nodejs:default", "code": NOOP}}}
+        bodies: dict[str, dict[str, Any]] = {
+            noop: {"exec": {"kind": "nodejs:default", "code": NOOP}}
+        }
         for n in lengths:
             components = [f"/_/{noop}"] * n
             bodies[f"bench-seq{n}-{suffix}"] = {
@@ -104,7 +106,7 @@ def slope(results: dict[str, Any]) -> float | None:
     mean_n = sum(n for n, _ in points) / len(points)
     mean_t = sum(t for _, t in points) / len(points)
     spread = sum((n - mean_n) ** 2 for n, _ in points)
-    return round(sum((n - mean_n) * (t - mean_t) for n, t in points) / spread, 3)
+    return round(float(sum((n - mean_n) * (t - mean_t) for n, t in points) / spread), 3)
 
 
 def table(results: dict[str, Any]) -> str:

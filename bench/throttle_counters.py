@@ -32,7 +32,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ async def _time(step: Callable[[int], Awaitable[None]], requests: int, max_s: fl
     return samples
 
 
-def _admit(sides: list[ThrottleCounters], namespace: str) -> Callable[[int], Awaitable[None]]:
+def _admit(sides: Sequence[ThrottleCounters], namespace: str) -> Callable[[int], Awaitable[None]]:
     async def step(i: int) -> None:
         side = sides[i % len(sides)]
         await side.hit(INVOKES, namespace, MINUTE, 10**9)

@@ -92,7 +92,7 @@ class Api:
                     last = record
             if time.monotonic() > end:
                 raise SystemExit(f"activations still pending after {POLL_DEADLINE_S} s")
-        assert last is not None
+        assert isinstance(last, dict)
         return last
 
     def close(self) -> None:
@@ -175,7 +175,11 @@ def measure(args: argparse.Namespace, apihost: str, auth: str) -> dict[str, Any]
         action, triggers = setup(api, args.rules, str(os.getpid()))
         results: dict[str, Any] = {"direct": run(args.samples, lambda: invoke_sample(api, action))}
         for n, trigger in triggers.items():
-            results[f"rules={n}"] = run(args.samples, lambda t=trigger, n=n: fire_sample(api, t, n))
+
+            def fire(t: str = trigger, n: int = n) -> dict[str, float]:
+                return fire_sample(api, t, n)
+
+            results[f"rules={n}"] = run(args.samples, fire)
     finally:
         api.close()
     baseline = results["direct"]["invoke+poll"]["p50"]
