@@ -17,8 +17,8 @@ container. Per container the invoker:
    removes its link when the container must have no network, writes the cgroup's limits
    for the action's memory, and sends ``go`` with the
    runtime's descriptors (listening socket, ready and lifeline pipes, stdout, stderr):
-   init mounts ``/proc``, ``/tmp`` and ``/dev/shm``, drops every capability and forks the
-   runtime, which signals readiness like a started one.
+   the runtime (init forked it, in the cgroup, once confined) resizes its ``/tmp`` and
+   ``/dev/shm``, drops every capability and signals readiness like a started one.
 
 The container is then a :class:`~squall.sandbox.container.ProcessContainer` like any
 other: same socket, logs, cgroup (memory limit, OOM report, pids, freezing), ``destroy``
@@ -38,7 +38,7 @@ Guarantees:
   zygote forks the containers of one namespace only (:mod:`squall.sandbox.zygotes`).
 - Lifetime: the zygote dies with the invoker (it lives in the supervisor's pid namespace,
   :mod:`squall.sandbox.supervisor`; also ``--die-with-parent`` and its control socket's
-  EOF); each container's monitor and init die with the zygote (PDEATHSIG), and
+  EOF); each container's init dies with the zygote (PDEATHSIG), its runtime with it, and
   killing the zygote sandbox's init kills every pid namespace below it. Spares die on
   ``close``, or when the invoker drops their socket.
 - ``close`` kills the spares and the zygote and removes their cgroups; idempotent.
@@ -75,7 +75,7 @@ from squall.sandbox.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 SCRIPT = "zygote.py"
-#: The zygote's own cgroup (its monitors live there too): generous, it runs no action.
+#: The zygote's own cgroup: generous, it runs no action.
 ZYGOTE_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
 DEFAULT_SPARES = 2
 #: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
@@ -106,7 +106,8 @@ class ForkedRuntime:
     supervisor) as a container's process: its pipes and its exit.
 
     Feeds stdout and stderr into ``logs`` and resolves ``exited`` when ``pid`` exits (a
-    zygote container's init, which exits when the runtime did; or bubblewrap's monitor). Implements
+    zygote container's init, which exits when the runtime did; or bubblewrap's monitor).
+    Implements
     :class:`~squall.sandbox.container.RuntimeProcess`.
     """
 
@@ -336,7 +337,7 @@ class Zygote:
 
     def pids(self) -> set[int]:
         """Every process of the zygote and its spares (bubblewrap's, the zygote, the
-        monitors of its containers, the spares' inits and runtimes)."""
+        spares' inits and runtimes)."""
         found = {self._process.get_pid()} if self._process is not None else set()
         groups = [self._cgroup, *(spare.cgroup for spare in self._spares)]
         return found.union(*(group.pids() for group in groups if group is not None))

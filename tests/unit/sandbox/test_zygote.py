@@ -305,9 +305,9 @@ async def test_nothing_is_left_when_the_invoker_dies(tmp_path: Path, anyio_backe
     )
     assert invoker.stdout is not None
     pids = json.loads(await asyncio.wait_for(invoker.stdout.readline(), timeout=30))
-    # (bwrap's monitor and init, the zygote; the container's monitor, init, runtime and
-    # child; each spare's monitor, init and runtime)
-    assert len(pids) == 13 and not any(gone(pid) for pid in pids)
+    # (bwrap's monitor and init, the zygote; the container's init, runtime and child; each
+    # spare's init and runtime)
+    assert len(pids) == 10 and not any(gone(pid) for pid in pids)
     # When the invoker is killed without any chance to clean up
     invoker.kill()
     await invoker.wait()
