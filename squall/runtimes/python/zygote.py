@@ -11,36 +11,36 @@ Protocol, over ``SOCK_SEQPACKET`` Unix sockets (one message per packet):
 - control socket (fd ``__OW_ZYGOTE_FD``): the zygote sends ``ready`` once warm; then each
   ``fork`` message carries one descriptor, the child's end of a fresh socket pair, and the
   zygote forks a container on it. EOF (the invoker let go, or died) ends the zygote.
-- child socket: right after forking a container's init, the zygote sends ``here`` for it
-  with ``SCM_CREDENTIALS`` carrying init's pid (the kernel translates it into the
-  invoker's pid namespace); init waits; the invoker moves it into the container's cgroup
-  and answers ``confined``; init forks the runtime, which waits.
-  When the container is wanted, the invoker sends ``go`` + JSON ``{"env", "fds",
+- child socket: the container's pid 1 sends ``here`` with ``SCM_CREDENTIALS`` (the kernel
+  translates its pid into the invoker's pid namespace) and waits; the invoker moves it
+  into the container's cgroup and answers ``confined``; it sets up its namespaces and
+  waits. When the container is wanted, the invoker sends ``go`` + JSON ``{"env", "fds",
   "tmp_bytes"}`` with the runtime's descriptors (listening socket, ready and lifeline
   pipes, stdout, stderr). EOF instead of ``confined`` or ``go`` ends the container.
 
 Process tree of one container (all forked, nothing exec'd)::
 
-    zygote ── init (pid 1): cloned straight into new user (uid 65534 → the zygote's uid 0,
-              │   no further user namespaces allowed in it), mount, pid, ipc, uts and net
-              │   namespaces; once confined forks the runtime and reaps every process of
-              │   the namespace; dies with the zygote (PDEATHSIG), its namespace with it
-              └── runtime (pid 2): maps its user ids, makes its mounts private, brings
-                  loopback up, mounts its own read-only /proc, empties the capability
-                  bounding set; on ``go`` mounts its size-capped /tmp and /dev/shm, drops
-                  every capability, sets no_new_privs, and runs the proxy's ``main`` on the
-                  given descriptors
+    zygote ── (enter: new user namespace, uid 65534 → the zygote's uid 0, no further user
+              │  namespaces allowed in it; new mount/pid/ipc/uts/net namespaces; forks,
+              │  exits at once)
+              └── runtime (pid 1, reparented to the zygote sandbox's init): ``here``; once
+                  confined: private mounts, loopback up, its own read-only /proc, empty
+                  capability bounding set, size-capped /tmp and /dev/shm; on ``go`` drops
+                  every capability, sets no_new_privs and runs the proxy's ``main`` on the
+                  given descriptors — which, as its namespace's init, reaps the orphans
+                  it is handed (``proxy.Orphans``). Its exit ends the namespace.
 
-Two processes per container, and init does next to nothing: every page a forked process
-writes — or that the zygote or the runtime rewrite after it was forked — becomes a private
-copy of that process (``bench/container_memory.py`` measures each). Before it forks
-anything the zygote serves a no-op action a few times (:func:`warm_up`) and freezes its
-objects (``gc.freeze``), so that the writes a container's first requests would make to
-shared pages were made once, in the zygote.
+One process per container: every page a forked process writes — or that the zygote
+rewrites after the fork — becomes a private copy of that process, about 1 MB for a
+Python process doing next to nothing (``bench/container_memory.py`` measures each), so
+there is no separate init, and the process that entered the namespaces does not stay.
+Before it forks anything the zygote serves a no-op action a few times (:func:`warm_up`)
+and freezes its objects (``gc.freeze``), so that the writes a container's first requests
+would make to shared pages were made once, in the zygote.
 
 Everything that runs action code is an unprivileged uid in a user namespace of its own
 (capabilities there would not reach the zygote's), in namespaces of its own, in the
-cgroup the invoker moved init into before ``go``.
+cgroup the invoker moved the runtime into before it set anything up.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_REC, MS_PRIVATE = 0x20, 0x4000, 0x40000
 MNT_DETACH = 2
-PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
@@ -96,11 +95,6 @@ SPARE_TMP_BYTES = 256 * 1024 * 1024
 WARM_UP_ROUNDS = 20
 
 libc = ctypes.CDLL(None, use_errno=True)
-pythonapi = ctypes.pythonapi
-SYS_CLONE = 56 if os.uname().machine == "x86_64" else 220  # aarch64: 220
-CONTAINER_FLAGS = (
-    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
-)
 
 
 def check(result: int, what: str) -> None:
@@ -142,72 +136,59 @@ def uncover_proc() -> None:
 # -- the container ---------------------------------------------------------------------
 
 
-def clone_container() -> int:
-    """Fork this process into new user, mount, pid, ipc, uts and net namespaces at once
-    (``clone(2)`` with fork's semantics: the child returns 0, the parent its pid); the
-    child is pid 1 of its pid namespace. ``os.fork`` cannot take namespace flags, and
-    ``unshare`` would put the caller's *children* only in a new pid namespace: one more
-    process per container. Python's own fork hooks run as ``os.fork`` runs them."""
-    pythonapi.PyOS_BeforeFork()
-    pid = libc.syscall(SYS_CLONE, CONTAINER_FLAGS | signal.SIGCHLD, 0, 0, 0, 0)
-    errno = ctypes.get_errno()
-    if pid == 0:
-        pythonapi.PyOS_AfterFork_Child()
-        return 0
-    pythonapi.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(errno, f"clone: {os.strerror(errno)}")
-    return int(pid)
+def enter(child: socket.socket) -> None:
+    """First process of a container, short-lived: enters a new user namespace (uid 65534
+    → the zygote's uid 0, no further user namespaces allowed in it), then new mount, pid,
+    ipc, uts and net namespaces, forks the container's pid 1 and exits at once.
 
-
-def init(child: socket.socket) -> None:
-    """Pid 1 of a container (see the module docstring); never returns.
-
-    As little as possible happens here, so that few of the zygote's pages are copied into
-    this process, which lives as long as the container: wait for ``confined``, fork the
-    runtime (born in the container's cgroup), then reap every process of the namespace
-    until the runtime exits. glibc's own idea of this thread's id is the zygote's (a raw
-    ``clone`` does not update it): nothing here raises a signal at itself."""
-    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-    # Pid 1 gets only the signals it handles: with the zygote's SIGINT handler left in
-    # place, the action could end its own container with kill(1, SIGINT).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The zygote sent ``here`` for it. The runtime is forked only once init is in the
-    # container's cgroup: born inside.
-    message, fds = receive(child)
-    for fd in fds:
-        os.close(fd)
-    if message != b"confined":
-        os._exit(0)  # the invoker let go of this spare
-    pid = os.fork()
-    if pid == 0:
-        try:
-            runtime(child)
-        finally:
-            os._exit(1)
-    child.close()
-    reap(pid)
-
-
-def enter() -> None:
-    """The runtime's side of the namespaces init was cloned into: its user ids, a private
-    mount tree with a /proc of its own, hostname, loopback, and an empty capability
-    bounding set (no process of the container can ever regain a capability; the effective
-    ones go when the runtime gets "go", after its mounts)."""
+    ``unshare`` puts only the caller's *children* in a new pid namespace, hence the fork;
+    exiting at once, this process holds no memory for as long as the container lives (its
+    pid 1 is reparented to the zygote sandbox's init, which reaps it)."""
+    check(libc.unshare(CLONE_NEWUSER), "unshare user")
     write("/proc/self/setgroups", "deny")
     write("/proc/self/uid_map", f"{SANDBOX_UID} 0 1")
     write("/proc/self/gid_map", f"{SANDBOX_UID} 0 1")
     # The user namespace's own limit: nothing in it may create a user namespace.
     write("/proc/sys/user/max_user_namespaces", "0")
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    # A network namespace of its own: loopback only, until the invoker gives it a link.
+    check(libc.unshare(flags | CLONE_NEWNET), "unshare")
+    if os.fork() == 0:
+        try:
+            container(child)
+        finally:
+            os._exit(1)
+    os._exit(0)
+
+
+def container(child: socket.socket) -> None:
+    """Pid 1 of the container, and its runtime; never returns.
+
+    Pid 1 gets only the signals it handles (SIGINT is ignored until the proxy starts: the
+    zygote's handler would end the container on kill(1, SIGINT)); as its namespace's
+    init it reaps the orphans the kernel hands it (the proxy's :class:`proxy.Orphans`).
+    Nothing of the action runs before the invoker moved it into the container's cgroup.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
+    child.sendmsg([b"here"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
+    message, fds = receive(child)
+    for fd in fds:
+        os.close(fd)
+    if message != b"confined":
+        os._exit(0)  # the invoker let go of this spare
     check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private /")
     socket.sethostname(HOSTNAME)
     loopback_up()
     mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # The bounding set now (no process of the container can ever regain a capability);
+    # the effective ones go on "go", after the mounts.
     with open("/proc/sys/kernel/cap_last_cap") as file:
         last = int(file.read())
     for cap in range(last + 1):
         check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "capbset")
     check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "ambient")
+    runtime(child)
 
 
 def loopback_up() -> None:
@@ -218,7 +199,7 @@ def loopback_up() -> None:
 
 
 def drop_privileges() -> None:
-    """No capabilities left (init emptied the bounding and ambient sets) and no way to
+    """No capabilities left (the bounding and ambient sets were emptied) and no way to
     gain any (no_new_privs), as bubblewrap leaves a sandbox's processes."""
     header = struct.pack("Ii", LINUX_CAPABILITY_VERSION_3, 0)
     data = bytes(24)  # two empty __user_cap_data_struct: effective, permitted, inheritable
@@ -226,23 +207,8 @@ def drop_privileges() -> None:
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
-def reap(runtime_pid: int) -> None:
-    """Reap every orphan of the namespace; exit as the runtime did (the kernel then kills
-    whatever is left in the namespace)."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            os._exit(1)
-        if pid == runtime_pid:
-            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-
-
 def runtime(child: socket.socket) -> None:
-    """The runtime process: waits for "go", then runs the proxy on the descriptors sent."""
-    enter()
+    """The runtime: waits for "go", then runs the proxy on the descriptors sent."""
     # Touch every object once while waiting: the copy-on-write faults of the first
     # reference count updates happen now, not while the invoker waits for readiness.
     for _ in gc.get_objects():
@@ -299,7 +265,7 @@ def receive(sock: socket.socket) -> tuple[bytes | None, list[int]]:
 def fork_container(child_fd: int, control: socket.socket) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = clone_container()
+    pid = os.fork()
     if pid == 0:
         try:
             control.close()
@@ -307,22 +273,16 @@ def fork_container(child_fd: int, control: socket.socket) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.closerange(3, child_fd)
             os.closerange(child_fd + 1, 1 << 16)
-            init(socket.socket(fileno=child_fd))
+            enter(socket.socket(fileno=child_fd))
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(1)
-    # ``here`` with init's pid, sent for it (it has no uid the kernel could vouch for until
-    # its runtime writes the user namespace's map): the kernel translates the pid into the
-    # invoker's pid namespace.
-    with socket.socket(fileno=child_fd) as child:
-        creds = struct.pack("3i", pid, os.getuid(), os.getgid())
-        with contextlib.suppress(OSError):  # the invoker let go already
-            child.sendmsg([b"here"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
+    os.close(child_fd)
 
 
 def serve(control: socket.socket) -> None:
-    """Fork a container per ``fork`` message, reap their inits, end at EOF."""
+    """Fork a container per ``fork`` message, reap what it forked, end at EOF."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
