@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from squall.sandbox.contracts import Container, ContainerFactory  # noqa: E402
-from squall.sandbox.docker import DockerContainer, DockerContainerFactory  # noqa: E402
+from squall.sandbox.docker import DockerContainerFactory  # noqa: E402
+from squall.sandbox.dockercontainer import DockerContainer  # noqa: E402
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "docker_vs_process.json"

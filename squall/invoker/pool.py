@@ -70,6 +70,9 @@ Concurrency: everything runs on one event loop. Memory is reserved and states ch
 synchronously (no await between a check and what it allows), so concurrent acquires cannot
 overshoot the capacity or take the same container; destroying and starting runtimes is
 awaited outside the bookkeeping.
+
+The bookkeeping (holdings, figures, removal, waking waiters, stocking stem cells) is
+:mod:`squall.invoker.poolbooks`; this module is the policy.
 """
 
 from __future__ import annotations
@@ -80,38 +83,25 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
 
 from squall.errors import ContainerError
 from squall.invoker.container import PooledContainer, PoolKey, State
 from squall.invoker.groups import GroupKey, KeyGroup
+from squall.invoker.poolbooks import PoolBooks, Shape
 from squall.invoker.prewarm import StemCellSpec
-from squall.sandbox.contracts import Container, ContainerFactory
+from squall.sandbox.contracts import ContainerFactory
 
 log = logging.getLogger("squall.invoker.pool")
 
 __all__ = ["ContainerPool", "PoolKey", "PooledContainer"]
 
-#: After a stem cell failed to start, its shape is not tried again for this long.
-STEM_CELL_RETRY_S = 5.0
 #: WARM WAIT's window by default (OpenWhisk's stale threshold is 100 ms; a smaller window
 #: trades a few more containers for a shorter queue: see docs/architecture.md).
 DEFAULT_WARM_WAIT_S = 0.02  # Settings.warm_wait_ms
 
-Shape = tuple[str, int]  # (kind, memory MB)
-K = TypeVar("K")
 
-
-def _discard(table: dict[K, list[PooledContainer]], key: K, pc: PooledContainer) -> None:
-    group = table.get(key)
-    if group is not None and pc in group:
-        group.remove(pc)
-        if not group:
-            del table[key]
-
-
-class ContainerPool:
+class ContainerPool(PoolBooks):
     """Hands out containers by the POLICY above; see the module docstring."""
 
     def __init__(
@@ -147,30 +137,6 @@ class ContainerPool:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
-
-    # -- figures ----------------------------------------------------------------------
-
-    @property
-    def used_mb(self) -> int:
-        return self._used_mb
-
-    def containers(self) -> list[PooledContainer]:
-        """Every live container: those of actions, then stem cells (starting ones too)."""
-        warm = [pc for group in self._groups.values() for pc in group.members]
-        return warm + self.stem_cells()
-
-    def waiting_for(self, key: PoolKey, network: bool = True) -> int:
-        """Runs of ``key`` waiting for a slot of its containers (WARM WAIT)."""
-        group = self._groups.get((key, network))
-        return 0 if group is None else sum(not w.future.done() for w in group.waiters)
-
-    @property
-    def waiting_for_memory(self) -> int:
-        """Runs waiting until enough of the invoker's memory is free for a new container."""
-        return sum(not w.done() for w in self._waiters)
-
-    def stem_cells(self) -> list[PooledContainer]:
-        return [pc for group in self._stem.values() for pc in group]
 
     # -- acquire / release ------------------------------------------------------------
 
@@ -264,20 +230,6 @@ class ContainerPool:
         starting.join(pc)
         return pc, True
 
-    def _group(self, gkey: GroupKey) -> KeyGroup:
-        group = self._groups.get(gkey)
-        if group is None:
-            group = self._groups[gkey] = KeyGroup()
-        return group
-
-    def _started(self, gkey: GroupKey, group: KeyGroup, slots: int) -> None:
-        """A container of ``group`` failed to start."""
-        group.starting -= slots
-        group.slots -= slots
-        group.pending -= slots - 1
-        if group.empty and self._groups.get(gkey) is group:
-            del self._groups[gkey]
-
     def initialized(self, pc: PooledContainer) -> None:
         """/init on a new container succeeded: it may take runs of its key from now on
         (and a stem cell taken for it is replaced)."""
@@ -291,9 +243,6 @@ class ContainerPool:
                 pass
         if pc.stem_cell:
             self._refill_soon()
-
-    def _group_of(self, pc: PooledContainer) -> KeyGroup | None:
-        return None if pc.key is None else self._groups.get((pc.key, pc.network))
 
     def release(self, pc: PooledContainer, *, destroy: bool = False) -> None:
         """End one run on ``pc``; ``destroy`` removes it (after a developer or internal
@@ -360,106 +309,6 @@ class ContainerPool:
         for pc in victims:
             self._remove(pc)
         return True
-
-    def _remove(self, pc: PooledContainer) -> None:
-        """→ REMOVED: forget it, free its memory, destroy its runtime in the background."""
-        initializing = pc.state is State.INITIALIZING
-        if not pc.removed():
-            return
-        if pc.key is not None:
-            gkey = (pc.key, pc.network)
-            group = self._groups.get(gkey)
-            if group is not None and group.leave(pc):
-                if initializing:
-                    group.pending -= pc.max_concurrent - 1
-                group.wake_waiters()  # fewer slots: each waiting run looks again
-                if group.empty:
-                    del self._groups[gkey]
-        else:
-            _discard(self._stem, (pc.kind, pc.memory_mb), pc)
-        self._used_mb -= pc.memory_mb
-        if pc.started:
-            self._spawn(self._destroy(pc.container))
-
-    def _wake(self) -> None:
-        # Wake every waiter: each re-checks warm containers and capacity in FIFO order.
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-        self._refill_soon()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        # Keep a reference: the loop holds tasks only weakly.
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _destroy(self, container: Container) -> None:
-        try:
-            await container.destroy()
-        except Exception:
-            log.exception("destroying container %s failed", container.id)
-        finally:
-            self._wake()
-
-    # -- stem cells -------------------------------------------------------------------
-
-    def _take_stem_cell(self, kind: str, memory_mb: int) -> PooledContainer | None:
-        for pc in self._stem.get((kind, memory_mb), ()):
-            if pc.state is State.PREWARMED:
-                _discard(self._stem, (kind, memory_mb), pc)
-                return pc
-        return None
-
-    def _refill_soon(self) -> None:
-        # After the callbacks already scheduled: woken waiters re-check first, so a refill
-        # never takes memory a queued request was about to get.
-        if not self._closed and self.stem_cell_specs:
-            asyncio.get_running_loop().call_soon(self.refill)
-
-    def refill(self) -> int:
-        """Start the missing stem cells that fit in free memory now; returns how many.
-        Does nothing while requests wait for memory or the pool is closed."""
-        if self._closed or self._waiters:
-            return 0
-        started = 0
-        now = time.monotonic()
-        for spec in self.stem_cell_specs:
-            if self._stem_retry_at.get(spec.shape, 0.0) > now:
-                continue
-            group = self._stem.setdefault(spec.shape, [])
-            while len(group) < spec.count and self._used_mb + spec.memory_mb <= self.capacity_mb:
-                pc = PooledContainer(
-                    spec.kind, spec.memory_mb, seq=next(self._seq), network=self.stem_network
-                )
-                group.append(pc)
-                self._used_mb += spec.memory_mb
-                task = asyncio.get_running_loop().create_task(self._start_stem_cell(pc))
-                self._stem_tasks.add(task)
-                task.add_done_callback(self._stem_tasks.discard)
-                started += 1
-            if not group:
-                del self._stem[spec.shape]
-        return started
-
-    async def _start_stem_cell(self, pc: PooledContainer) -> None:
-        try:
-            container = await self._factory.create(pc.kind, pc.memory_mb, network=pc.network)
-        except asyncio.CancelledError:
-            self._remove(pc)  # the factory cleaned up the half-started runtime
-            raise
-        except Exception:
-            log.exception("stem cell %s@%d MB did not start", pc.kind, pc.memory_mb)
-            self._stem_retry_at[(pc.kind, pc.memory_mb)] = time.monotonic() + STEM_CELL_RETRY_S
-            self._remove(pc)
-            return
-        if self._closed or pc.state is State.REMOVED:  # the pool closed while it started
-            self._remove(pc)
-            await container.destroy()
-            return
-        pc.started_as_stem_cell(container)
-        self._wake()  # a queued request of this shape can take it
 
     # -- keep-warm reaper -------------------------------------------------------------
 

@@ -1,14 +1,8 @@
 """Control groups for containers: memory, pids and CPU limits, freezing, killing them all.
 
-One interface over both kernel layouts. :func:`detect` reads ``/proc/self/mountinfo`` and
-picks cgroup v2 when a unified hierarchy offers the ``memory`` and ``pids`` controllers,
-else cgroup v1 when the ``memory``, ``pids`` and ``freezer`` hierarchies are mounted (the
-``cpu`` controller is used when present, in either layout). A hybrid host (v1 controllers
-plus an empty ``/sys/fs/cgroup/unified``) is treated as v1.
-
-Layout: ``<hierarchy>/<root>/<container id>`` — :class:`CgroupRoot` is the parent of one
-container factory's cgroups; each container gets a :class:`Cgroup` below it. In v1 the
-same relative path exists in every controller's hierarchy.
+One interface over both kernel layouts (v1: one hierarchy per controller, the same
+relative path in each; v2: one unified hierarchy); which one this host has, and where a
+factory's cgroups live, is :mod:`squall.sandbox.cgrouptree`'s.
 
 Limits written per container (:class:`Limits`):
 
@@ -31,12 +25,10 @@ Guarantees:
   The directories can only be removed once no task is left in the cgroup (the kernel
   refuses with ``EBUSY``), so a removed cgroup is the proof that every process of it is
   gone — whatever became of their pids.
-- :meth:`CgroupRoot.prepare` kills and removes every leftover child cgroup (a previous
-  invoker that crashed): call it only while holding the factory's lock on its directory.
 
 All methods are synchronous file writes of a few bytes; they run on the event loop
-thread; ``remove`` and ``prepare`` block (bounded) while killed processes exit, so they
-are for start-up, and containers use ``aremove``.
+thread; ``remove`` blocks (bounded) while killed processes exit, so it is for start-up,
+and containers use ``aremove``.
 """
 
 from __future__ import annotations
@@ -50,11 +42,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from squall.errors import ContainerError
-
-MOUNTINFO = Path("/proc/self/mountinfo")
-V1_REQUIRED = ("memory", "pids", "freezer")
-V2_REQUIRED = ("memory", "pids")
 #: How long ``remove``/``prepare`` wait for killed processes to leave a cgroup.
 EMPTY_TIMEOUT_SECONDS = 5.0
 #: How long :meth:`Cgroup.kill` waits for a v1 freezer to report ``FROZEN``.
@@ -76,7 +63,8 @@ class Limits:
         return 1 + ((shares - 2) * 9999) // 262142
 
 
-def _write(path: Path, value: str) -> None:
+def write(path: Path, value: str) -> None:
+    """Write ``value`` to the cgroup file ``path``."""
     # One write() of the whole value: cgroup files take one value per write call.
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
@@ -120,7 +108,7 @@ class Cgroup(ABC):
     def attach(self, pid: int) -> None:
         """Move process ``pid`` (not its existing children) into this cgroup."""
         for procs in self.procs_files:
-            _write(procs, str(pid))
+            write(procs, str(pid))
 
     def pids(self) -> set[int]:
         """The processes currently in the cgroup (as seen from the invoker)."""
@@ -210,22 +198,22 @@ class CgroupV1(Cgroup):
 
     def limit(self, limits: Limits) -> None:
         memory = self._controllers["memory"]
-        _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+        write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
         memsw = memory / "memory.memsw.limit_in_bytes"
         if memsw.exists():  # absent when the kernel does not account swap
-            _write(memsw, str(limits.memory_bytes))
+            write(memsw, str(limits.memory_bytes))
         with contextlib.suppress(OSError):
-            _write(memory / "memory.swappiness", "0")
-        _write(self._controllers["pids"] / "pids.max", str(limits.pids))
+            write(memory / "memory.swappiness", "0")
+        write(self._controllers["pids"] / "pids.max", str(limits.pids))
         if "cpu" in self._controllers:
-            _write(self._controllers["cpu"] / "cpu.shares", str(max(2, limits.cpu_shares)))
+            write(self._controllers["cpu"] / "cpu.shares", str(max(2, limits.cpu_shares)))
 
     def freeze(self) -> None:
-        _write(self._controllers["freezer"] / "freezer.state", "FROZEN")
+        write(self._controllers["freezer"] / "freezer.state", "FROZEN")
 
     def thaw(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            _write(self._controllers["freezer"] / "freezer.state", "THAWED")
+            write(self._controllers["freezer"] / "freezer.state", "THAWED")
 
     def frozen(self) -> bool:
         try:
@@ -252,21 +240,21 @@ class CgroupV2(Cgroup):
         self._cpu = cpu
 
     def limit(self, limits: Limits) -> None:
-        _write(self._dir / "memory.max", str(limits.memory_bytes))
+        write(self._dir / "memory.max", str(limits.memory_bytes))
         if (self._dir / "memory.swap.max").exists():
-            _write(self._dir / "memory.swap.max", "0")
+            write(self._dir / "memory.swap.max", "0")
         with contextlib.suppress(OSError):
-            _write(self._dir / "memory.oom.group", "1")
-        _write(self._dir / "pids.max", str(limits.pids))
+            write(self._dir / "memory.oom.group", "1")
+        write(self._dir / "pids.max", str(limits.pids))
         if self._cpu:
-            _write(self._dir / "cpu.weight", str(limits.cpu_weight))
+            write(self._dir / "cpu.weight", str(limits.cpu_weight))
 
     def freeze(self) -> None:
-        _write(self._dir / "cgroup.freeze", "1")
+        write(self._dir / "cgroup.freeze", "1")
 
     def thaw(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            _write(self._dir / "cgroup.freeze", "0")
+            write(self._dir / "cgroup.freeze", "0")
 
     def frozen(self) -> bool:
         return _counter(self._dir / "cgroup.events", "frozen") == 1
@@ -276,130 +264,6 @@ class CgroupV2(Cgroup):
 
     def kill(self) -> None:
         try:
-            _write(self._dir / "cgroup.kill", "1")  # Linux 5.14+: kills frozen tasks too
+            write(self._dir / "cgroup.kill", "1")  # Linux 5.14+: kills frozen tasks too
         except FileNotFoundError:
             super().kill()
-
-
-@dataclass(frozen=True)
-class Hierarchy:
-    """The cgroup mounts of this host: v2 (one mount) or v1 (one mount per controller)."""
-
-    version: int
-    mounts: dict[str, Path]  # v1: controller -> mount point; v2: {"unified": mount point}
-    cpu: bool  # whether CPU shares/weight can be set
-
-    def root(self, relative: str) -> CgroupRoot:
-        """The parent cgroup ``relative`` (e.g. ``squall/3f2a``) in this hierarchy."""
-        return CgroupRoot(self, relative.strip("/"))
-
-
-def detect(mountinfo: Path = MOUNTINFO) -> Hierarchy:
-    """The usable cgroup hierarchy; raises ContainerError saying what is missing."""
-    v1: dict[str, Path] = {}
-    v2: Path | None = None
-    for line in mountinfo.read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        fields = right.split()
-        if len(fields) < 3:
-            continue
-        point = Path(left.split()[4].replace("\\040", " "))
-        if fields[0] == "cgroup2":
-            v2 = v2 or point
-        elif fields[0] == "cgroup":
-            for option in fields[2].split(","):
-                v1.setdefault(option, point)
-    if v2 is not None:
-        try:
-            available = (v2 / "cgroup.controllers").read_text().split()
-        except OSError:
-            available = []
-        if all(c in available for c in V2_REQUIRED):
-            return Hierarchy(2, {"unified": v2}, cpu="cpu" in available)
-    missing = [c for c in V1_REQUIRED if c not in v1]
-    if missing:
-        raise ContainerError(
-            "no usable cgroups: cgroup v2 without the memory and pids controllers, and "
-            f"no cgroup v1 hierarchy for {', '.join(missing)}"
-        )
-    controllers = {c: v1[c] for c in (*V1_REQUIRED, "cpu") if c in v1}
-    return Hierarchy(1, controllers, cpu="cpu" in controllers)
-
-
-class CgroupRoot:
-    """The parent cgroup of one factory's containers; see the module docstring."""
-
-    def __init__(self, hierarchy: Hierarchy, relative: str) -> None:
-        self.hierarchy = hierarchy
-        self.relative = relative
-        self.directories = [mount / relative for mount in hierarchy.mounts.values()]
-
-    def prepare(self) -> int:
-        """Create the parent cgroup, then kill and remove leftover children.
-
-        Returns how many leftovers were removed. Raises ContainerError when the parent
-        cannot be created or configured (a read-only or non-delegated cgroup tree).
-        """
-        try:
-            for directory in self.directories:
-                directory.mkdir(parents=True, exist_ok=True)
-            if self.hierarchy.version == 2:
-                self._enable_v2_controllers()
-        except OSError as ex:
-            raise ContainerError(f"cannot create cgroup {self.relative}: {ex}") from ex
-        stale = {
-            child.name
-            for directory in self.directories
-            for child in directory.iterdir()
-            if child.is_dir()
-        }
-        for name in stale:
-            self._group(name).remove()
-        return len(stale)
-
-    def create(self, name: str, limits: Limits | None) -> Cgroup:
-        """A new child cgroup with ``limits`` written; ContainerError if that fails.
-
-        ``None`` leaves the limits to a later ``limit`` call, which must come before any
-        untrusted code runs in it (the zygote prepares spare cgroups this way)."""
-        group = self._group(name)
-        try:
-            for directory in group.directories:
-                directory.mkdir()
-            if limits is not None:
-                group.limit(limits)
-        except OSError as ex:
-            group.remove(timeout=0)
-            raise ContainerError(f"cannot set up cgroup {self.relative}/{name}: {ex}") from ex
-        return group
-
-    def remove(self) -> None:
-        """Remove the (empty) parent directories; leftovers keep them, silently."""
-        for directory in self.directories:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-
-    def _group(self, name: str) -> Cgroup:
-        if self.hierarchy.version == 2:
-            return CgroupV2(name, self.directories[0] / name, self.hierarchy.cpu)
-        controllers = {
-            controller: mount / self.relative / name
-            for controller, mount in self.hierarchy.mounts.items()
-        }
-        return CgroupV1(name, controllers)
-
-    def _enable_v2_controllers(self) -> None:
-        # Each level from the mount down to our parent must hand the controllers to its
-        # children ("no internal processes": only levels without processes of their own
-        # can, which is why containers are leaves below a parent of their own).
-        wanted = ["memory", "pids"] + (["cpu"] if self.hierarchy.cpu else [])
-        level = self.hierarchy.mounts["unified"]
-        levels = [level]
-        for part in self.relative.split("/"):
-            level = level / part
-            levels.append(level)
-        for level in levels:
-            enabled = (level / "cgroup.subtree_control").read_text().split()
-            for controller in wanted:
-                if controller not in enabled:
-                    _write(level / "cgroup.subtree_control", f"+{controller}")

@@ -37,8 +37,9 @@ import orjson
 from squall.config import default_user_memory_mb
 from squall.errors import ContainerError
 from squall.sandbox import bwrap as bw
-from squall.sandbox import cgroups
-from squall.sandbox.cgroups import Cgroup, Hierarchy, Limits
+from squall.sandbox import cgrouptree
+from squall.sandbox.cgroups import Cgroup, Limits
+from squall.sandbox.cgrouptree import Hierarchy
 from squall.sandbox.supervisor import DEFAULT_UIDS, UidRange
 
 MIB = 1024 * 1024
@@ -106,7 +107,7 @@ class Isolation:
         if failure is not None:
             raise ContainerError(UNAVAILABLE.format(reason=failure))
         try:
-            hierarchy = cgroups.detect()
+            hierarchy = cgrouptree.detect()
         except ContainerError as ex:
             raise ContainerError(UNAVAILABLE.format(reason=ex.message)) from ex
         return cls(

@@ -4,9 +4,10 @@ Run by :class:`squall.sandbox.supervisor.Supervisor` as ``python -I -S pid1.py <
 (standard library only, never imports ``squall``: it starts in milliseconds). Two
 processes:
 
-- the *launcher*, the invoker's child: sets ``PR_SET_PDEATHSIG`` (SIGKILL), then checks
-  that its parent is still the invoker (``getppid()``; if the invoker died between the
-  fork and the ``prctl``, it exits) — so it dies with the invoker whatever the timing;
+- the *launcher*, the invoker's child: sets ``PR_SET_PDEATHSIG`` (SIGTERM, handled: see
+  below), then checks that its parent is still the invoker (``getppid()``; if the invoker
+  died between the fork and the ``prctl``, it exits) — so it dies with the invoker
+  whatever the timing;
   joins the supervisor's cgroup (every process it starts is born there until the invoker
   moves it into its container's); unshares a pid namespace and forks its only child;
 - *pid 1* of that namespace: sets ``PR_SET_PDEATHSIG`` too, then checks a pipe whose only
@@ -15,6 +16,16 @@ processes:
   of its namespace and of the namespaces below it — every bubblewrap, sandbox, zygote and
   runtime the invoker ever started. That is the guarantee: a SIGKILLed invoker takes its
   launcher, which takes pid 1, which takes everything, and no step has a window.
+
+The launcher's death signal is SIGTERM, which it handles (installed before the ``prctl``,
+so it is never missed) by tearing down: SIGKILL to pid 1, then every *frozen* cgroup below
+the sandboxes' parent cgroups (``thaw`` in the config, one directory per hierarchy) gets
+its members SIGKILLed and is thawed (v1 ``freezer.state`` = ``THAWED``; v2 ``cgroup.kill``,
+else ``cgroup.freeze`` = 0). A frozen task acts on SIGKILL only once thawed, so without
+this a container paused when the invoker died would linger — and keep pid 1's exit
+waiting — until the next invoker cleaned up. A frozen cgroup cannot fork, so the members
+read are all of them. If the launcher itself is SIGKILLed, pid 1 still dies with it and
+only frozen containers are left for the next invoker's start-up clean-up.
 
 Pid 1 also prepares a mount namespace of its own (private to it and its children): a
 ``/proc`` of its pid namespace (where bubblewrap looks up the pids it sees), a tmpfs at
@@ -227,9 +238,64 @@ def pid1(alive: int, control: socket.socket, config: dict[str, list[str] | str])
     serve(control)
 
 
+def write(path: str, value: str) -> None:
+    # One write() of the whole value: cgroup files take one value per write call.
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def frozen(group: str) -> bool:
+    """Whether cgroup directory ``group`` is frozen or freezing (v1 or v2)."""
+    with contextlib.suppress(OSError), open(os.path.join(group, "freezer.state")) as state:
+        return state.read().strip() != "THAWED"
+    with contextlib.suppress(OSError), open(os.path.join(group, "cgroup.freeze")) as state:
+        return state.read().strip() == "1"
+    return False
+
+
+def thaw(roots: list[str]) -> None:
+    """Kill and thaw every frozen cgroup below ``roots`` (see the module docstring)."""
+    for root in roots:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            group = os.path.join(root, name)
+            if not os.path.isdir(group) or not frozen(group):
+                continue
+            with contextlib.suppress(OSError):
+                write(os.path.join(group, "cgroup.kill"), "1")  # v2, Linux 5.14+
+                continue
+            with contextlib.suppress(OSError), open(os.path.join(group, "cgroup.procs")) as procs:
+                for pid in procs.read().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+            for file, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+                with contextlib.suppress(OSError):
+                    write(os.path.join(group, file), value)
+
+
+def teardown(roots: list[str], namespace: list[int]) -> None:
+    """The invoker died (or asked so): pid 1 and every sandbox go now, frozen ones too."""
+    try:
+        for pid in namespace:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # the kernel kills its whole pid namespace
+        thaw(roots)
+    finally:
+        os._exit(1)
+
+
 def launcher(config: dict[str, list[str] | str]) -> int:
     """The invoker's child; returns the exit status."""
-    die_with_parent()
+    namespace: list[int] = []  # pid 1, once forked
+    roots = [str(root) for root in config.get("thaw", [])]
+    signal.signal(signal.SIGTERM, lambda *_: teardown(roots, namespace))
+    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "pdeathsig")
     if os.getppid() != int(config["parent"]):  # type: ignore[arg-type]
         return 0  # the invoker died before the prctl
     control = socket.socket(fileno=int(os.environ.pop("__SQUALL_CONTROL_FD")))
@@ -241,12 +307,14 @@ def launcher(config: dict[str, list[str] | str]) -> int:
     pid = os.fork()
     if pid == 0:
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.close(keep)
             pid1(alive, control, config)
         except BaseException:
             traceback.print_exc()
             os._exit(1)
         os._exit(0)
+    namespace.append(pid)
     os.close(alive)
     control.close()
     while True:

@@ -20,6 +20,9 @@ spawn each bubblewrap (a container's, or a zygote's). Guarantees:
 - If the supervisor was killed (and every sandbox with it), the next :meth:`spawn` starts
   a new one (logged).
 - :meth:`close` ends the supervisor and with it every process it spawned; idempotent.
+- When the invoker dies, a sandbox whose cgroup below ``thaw`` (the sandboxes' parent
+  cgroup directories) is frozen dies at once too: the launcher kills its members and thaws
+  it (frozen tasks act on SIGKILL only once thawed; see :mod:`squall.sandbox.pid1`).
 
 :class:`UidRange` hands out the host uids: one per container started through
 bubblewrap, one per zygote (shared by that zygote's containers, which all belong to one
@@ -121,12 +124,21 @@ class Supervisor:
     """One supervisor per isolating factory; see the module docstring.
 
     ``label`` (the factory's directory) is in the supervisor's command line, so an
-    operator sees whose it is; ``cgroup`` the ``cgroup.procs`` files it joins.
+    operator sees whose it is; ``cgroup`` the ``cgroup.procs`` files it joins; ``thaw``
+    the directories (one per hierarchy) whose frozen child cgroups are killed and thawed
+    when the invoker dies.
     """
 
-    def __init__(self, label: str, cgroup: Sequence[Path], sources: Sequence[str]) -> None:
+    def __init__(
+        self,
+        label: str,
+        cgroup: Sequence[Path],
+        sources: Sequence[str],
+        thaw: Sequence[Path] = (),
+    ) -> None:
         self._label = label
         self._cgroup = [str(p) for p in cgroup]
+        self._thaw = [str(p) for p in thaw]
         self._sources = list(dict.fromkeys(sources))
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -149,6 +161,7 @@ class Supervisor:
             "stage": str(STAGE),
             "sources": self._sources,
             "label": self._label,
+            "thaw": self._thaw,
         }
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {"PATH": "/usr/bin:/bin", "__SQUALL_CONTROL_FD": str(theirs.fileno())}

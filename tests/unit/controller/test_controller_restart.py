@@ -27,7 +27,7 @@ from squall.entities.activation import (
     pending_record,
 )
 from squall.entities.activation import ended as end_of
-from squall.invoker.service import ACTION_REMOVED
+from squall.invoker.activate import ACTION_REMOVED
 from squall.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio

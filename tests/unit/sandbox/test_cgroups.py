@@ -13,8 +13,9 @@ import pytest
 from _polling import until_blocking
 
 from squall.errors import ContainerError
-from squall.sandbox import cgroups
-from squall.sandbox.cgroups import CgroupV2, Hierarchy, Limits
+from squall.sandbox import cgrouptree
+from squall.sandbox.cgroups import CgroupV2, Limits
+from squall.sandbox.cgrouptree import Hierarchy
 
 V1_MOUNTS = """\
 30 25 0:27 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu
@@ -40,7 +41,7 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 
 @pytest.fixture
 def hierarchy() -> Hierarchy:
-    return cgroups.detect()
+    return cgrouptree.detect()
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_a_pure_v2_host_is_detected(tmp_path: Path) -> None:
     info = tmp_path / "mountinfo"
     info.write_text(f"30 25 0:26 / {tmp_path} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
     # When detected, Then it is v2 with CPU weights
-    assert cgroups.detect(info) == Hierarchy(2, {"unified": tmp_path}, cpu=True)
+    assert cgrouptree.detect(info) == Hierarchy(2, {"unified": tmp_path}, cpu=True)
 
 
 def test_a_hybrid_host_uses_its_v1_controllers(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_a_hybrid_host_uses_its_v1_controllers(tmp_path: Path) -> None:
     info = tmp_path / "mountinfo"
     info.write_text(V1_MOUNTS + f"34 25 0:31 / {tmp_path} rw - cgroup2 cgroup2 rw\n")
     # When detected, Then v1 is used
-    found = cgroups.detect(info)
+    found = cgrouptree.detect(info)
     assert found.version == 1 and found.cpu
     assert found.mounts["memory"] == Path("/sys/fs/cgroup/memory")
 
@@ -87,7 +88,7 @@ def test_a_host_without_the_controllers_is_refused(tmp_path: Path) -> None:
     info = tmp_path / "mountinfo"
     info.write_text(V1_MOUNTS.splitlines()[0] + "\n")
     with pytest.raises(ContainerError, match="memory, pids, freezer"):
-        cgroups.detect(info)
+        cgrouptree.detect(info)
 
 
 def test_cpu_shares_convert_to_v2_weights() -> None:

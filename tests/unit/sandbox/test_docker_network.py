@@ -19,7 +19,8 @@ from dockersupport import docker_ready
 from netsupport import NAME, OutsideHost
 from test_sandbox_network import NODE_CONNECT, PY_CONNECT, api_server, run, targets
 
-from squall.sandbox.docker import DockerContainer, DockerContainerFactory
+from squall.sandbox.docker import DockerContainerFactory
+from squall.sandbox.dockercontainer import DockerContainer
 from squall.sandbox.egress import EgressPolicy
 from squall.sandbox.network import SandboxNetwork
 

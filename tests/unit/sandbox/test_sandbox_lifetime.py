@@ -6,7 +6,7 @@ supervisor's, a zygote's or a container's. Afterwards nothing of it may survive:
 cgroup below the factory's is empty, and no process carries the run's marker (in its
 environment, as the containers' processes do, or on its command line, as the
 supervisor's do). Real bubblewrap, cgroups and runtimes; 200 kills, each waited on with
-a deadline.
+a deadline. A container paused (frozen) when its invoker is killed dies at once too.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _polling import until
 
-from squall.sandbox.cgroups import CgroupRoot
+from squall.sandbox.cgrouptree import CgroupRoot
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.process import ProcessContainerFactory
 
@@ -67,6 +68,26 @@ for line in sys.stdin:
         finally:
             os._exit(1)
     print(pid, flush=True)
+"""
+
+
+# An invoker with one paused container: prints the container's cgroup directories once
+# the freezer reports it frozen, then waits to be killed.
+PAUSED_INVOKER = """
+import asyncio, sys
+from pathlib import Path
+from squall.sandbox.process import ProcessContainerFactory
+
+async def invoker(workdir):
+    factory = ProcessContainerFactory(workdir, "https://api")
+    container = await factory.create("nodejs:20", 128)
+    container.pause()
+    while not container.cgroup.frozen():
+        await asyncio.sleep(0.01)
+    print(" ".join(str(d) for d in container.cgroup.directories), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(invoker(Path(sys.argv[1])))
 """
 
 
@@ -209,3 +230,38 @@ async def test_a_killed_supervisor_takes_its_sandboxes_along_and_is_replaced(
         assert (await again.run({"value": {}}, timeout=10)).body == b'{"again":true}'
     finally:
         await factory.close()
+
+
+async def test_a_paused_container_dies_with_its_killed_invoker(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # Given an invoker with a paused container (frozen: on cgroup v1 its tasks cannot act
+    # on a SIGKILL until they are thawed)
+    isolation = Isolation.detect()
+    workdir = tmp_path / "containers"
+    invoker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PAUSED_INVOKER, str(workdir), stdout=asyncio.subprocess.PIPE, cwd=REPO
+    )
+    assert invoker.stdout is not None
+    try:
+        line = await asyncio.wait_for(invoker.stdout.readline(), START_DEADLINE_S)
+        procs = [Path(directory) / "cgroup.procs" for directory in line.decode().split()]
+        assert procs, "the invoker did not report a paused container"
+
+        def members() -> set[int]:
+            return {int(pid) for p in procs if p.exists() for pid in p.read_text().split()}
+
+        assert members()
+        # When the invoker is SIGKILLed (nothing of it may clean up after it)
+        invoker.kill()
+        await invoker.wait()
+        # Then the container's processes die at once, not when a next invoker starts:
+        # its cgroup empties
+        assert await until(lambda: not members(), SURVIVOR_DEADLINE_S), members()
+    finally:
+        if invoker.returncode is None:
+            invoker.kill()
+            await invoker.wait()
+        root = cgroup_root(isolation, workdir)
+        root.prepare()  # the cgroups it left, as the next invoker would
+        root.remove()

@@ -1,0 +1,120 @@
+"""How the invoker takes messages off its topic: acknowledged before they run (never
+twice), redeliveries of what it took dropped, and a message whose acknowledgement was not
+confirmed watched until it ends somewhere or counts as lost (see
+:mod:`squall.invoker.service`). Part of :class:`~squall.invoker.service.Invoker`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from squall.bus.contracts import Consumer, Delivery
+from squall.bus.messages import ActivationMessage, MessageError
+from squall.invoker.activate import Activating
+
+log = logging.getLogger("squall.invoker")
+
+UNCONFIRMED = (
+    "The activation was lost: the message bus could not confirm it was taken, and it was not run."
+)
+# Activation ids taken recently, to drop a redelivery of a message already taken.
+RECENT_IDS = 10_000
+# How long an unconfirmed message may take to come back before it counts as lost: well
+# past the bus's acknowledgement wait (30 s for NATS), and the blocking wait.
+UNCONFIRMED_AFTER_S = 90.0
+
+
+class Intake(Activating):
+    """Taking messages; the attributes are set by the invoker's constructor. One consumer
+    task runs ``_consume``; each message it takes runs in a task of its own."""
+
+    _running: dict[str, tuple[asyncio.Task[None], ActivationMessage]]
+    _recent: dict[str, None]  # insertion-ordered: oldest first
+    _taken: int
+    _watchers: set[asyncio.Task[None]]
+    _unconfirmed_after_s: float
+
+    async def _consume(self, consumer: Consumer) -> None:
+        while True:
+            try:
+                delivery = await consumer.receive()
+            except Exception:
+                return
+            try:
+                message = ActivationMessage.from_bytes(delivery.data)
+            except MessageError:
+                log.exception("dropping a malformed activation message")
+                await self._ack(delivery)
+                continue
+            if message.activation_id in self._recent or message.activation_id in self._running:
+                await self._ack(delivery)  # a redelivery of a message already taken
+                continue
+            # Acknowledged before it runs: never run twice (see the module docstring).
+            if not await self._ack(delivery):
+                # Not confirmed: the bus may redeliver it (to us or to a controller
+                # emptying our queue) or may have recorded the ack after all, and then
+                # nobody ever runs it. Check later that it did end somewhere.
+                self._watch_unconfirmed(message)
+                continue
+            self._remember(message.activation_id)
+            task = asyncio.create_task(self._handle(message))
+            self._running[message.activation_id] = (task, message)
+            task.add_done_callback(self._forget_task(message.activation_id))
+
+    @staticmethod
+    async def _ack(delivery: Delivery) -> bool:
+        try:
+            await delivery.ack()
+        except Exception:
+            log.exception("could not acknowledge an activation message")
+            return False
+        return True
+
+    def _watch_unconfirmed(self, message: ActivationMessage) -> None:
+        task = asyncio.create_task(self._unconfirmed(message), name="unconfirmed-ack")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _unconfirmed(self, message: ActivationMessage) -> None:
+        """A message whose acknowledgement was not confirmed: if after a long while it
+        was neither taken again nor ended anywhere, record it as lost (not run)."""
+        await asyncio.sleep(self._unconfirmed_after_s)
+        if message.activation_id in self._recent or message.activation_id in self._running:
+            return  # redelivered to us and taken
+        record = self._failure(message, UNCONFIRMED)
+        try:
+            if await self._activations.put_unless_final(record):
+                log.warning("activation %s recorded as lost: its message's acknowledgement "
+                            "was never confirmed", message.activation_id)  # fmt: skip
+        except Exception:
+            log.exception("could not record the loss of activation %s", message.activation_id)
+
+    def _durably_queued(self, message: ActivationMessage) -> bool:
+        """Whether an activation this invoker holds is queued in the store, message and
+        all, and has not started: a non-blocking one (its pending record and message were
+        stored before it was sent) not marked started here."""
+        return (
+            message.store_record
+            and not message.blocking
+            and not message.started
+            and message.activation_id not in self._started
+        )
+
+    @property
+    def taken(self) -> int:
+        """Activations taken off the bus since start (for ``/ping``)."""
+        return self._taken
+
+    def _remember(self, activation_id: str) -> None:
+        self._taken += 1
+        self._recent[activation_id] = None
+        if len(self._recent) > RECENT_IDS:
+            del self._recent[next(iter(self._recent))]
+
+    def _forget_task(self, activation_id: str) -> Any:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._running.pop(activation_id, None)
+            self._started.discard(activation_id)
+
+        return done

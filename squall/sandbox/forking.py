@@ -1,0 +1,140 @@
+"""The zygote's start path of the process sandbox: containers forked from a warm
+interpreter (:mod:`squall.sandbox.zygote`), one zygote per tenant (:mod:`squall.sandbox.
+zygotes`). Mixed into :class:`~squall.sandbox.process.ProcessContainerFactory`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from squall.errors import ContainerError
+from squall.sandbox import launch
+from squall.sandbox.container import ProcessContainer
+from squall.sandbox.forkedruntime import ForkedRuntime
+from squall.sandbox.http import UnixHttpClient
+from squall.sandbox.logs import LogCollector
+from squall.sandbox.processbase import SOCKET_NAME, ZYGOTE_KIND, ProcessFactoryBase
+from squall.sandbox.zygote import Zygote, script_path
+
+log = logging.getLogger(__name__)
+
+
+class ZygoteStarts(ProcessFactoryBase):
+    """Starting, using and closing the tenants' zygotes."""
+
+    @property
+    def zygote(self) -> Zygote | None:
+        """The most recently used running zygote, if any (see :meth:`zygote_of`)."""
+        return self._zygotes.latest
+
+    def zygote_of(self, tenant: str) -> Zygote | None:
+        """The zygote of ``tenant``, if it runs (started on its first ``python:3.11``
+        create)."""
+        return self._zygotes.get(tenant)
+
+    async def _start_zygote(self, tenant: str) -> Zygote | None:
+        """A new zygote for ``tenant`` (None, with a warning, when it cannot start)."""
+        confinement = self._confinement
+        assert confinement is not None
+        argv, binds = self._argv(ZYGOTE_KIND)
+        argv[-1] = str(script_path(Path(argv[-1])))
+        zygote = Zygote(
+            argv=argv,
+            binds=binds,
+            sandbox=confinement.sandbox,
+            isolation=confinement.isolation,
+            cgroups=confinement.cgroups,
+            start_timeout=self._start_timeout,
+            spares=self._zygote_spares,
+            network=self.network,
+            spare_network=self._network_default,
+            supervisor=confinement.supervisor,
+            uid=confinement.uids.take() if confinement.uids is not None else None,
+        )
+        try:
+            await zygote.start()
+        except ContainerError as ex:
+            log.warning("%s; python:3.11 containers start as usual", ex.message)
+            self._close_zygote_uid(zygote)
+            return None
+        log.info("started a Python zygote for namespace %s", tenant)
+        return zygote
+
+    def _close_zygote_uid(self, zygote: Zygote) -> None:
+        """Give a closed zygote's uid back (its processes and containers are gone)."""
+        uids = self._confinement.uids if self._confinement is not None else None
+        if zygote.uid is not None and uids is not None:
+            uids.give_back(zygote.uid)
+            zygote.uid = None
+
+    async def _fork(
+        self,
+        zygote: Zygote,
+        container_id: str,
+        memory_mb: int,
+        directory: Path,
+        env: Mapping[str, str] | None,
+        network: bool,
+    ) -> ProcessContainer:
+        """A python:3.11 container forked by the zygote (see :mod:`squall.sandbox.zygote`)."""
+        loop = asyncio.get_running_loop()
+        logs = LogCollector(self._log_cap_bytes)
+        exited: asyncio.Future[None] = loop.create_future()
+        theirs: dict[str, int] = {}
+        ours: dict[str, int] = {}
+        try:
+            theirs["listen"] = launch.listen(directory).detach()
+            ours["ready"], theirs["ready"] = os.pipe()
+            theirs["lifeline"], ours["lifeline"] = os.pipe()
+            ours["stdout"], theirs["stdout"] = os.pipe()
+            ours["stderr"], theirs["stderr"] = os.pipe()
+            environment = self._environment(ZYGOTE_KIND, directory, env or {}, {}, network)
+            sandbox, cgroup, lease = await zygote.spawn(memory_mb, environment, theirs, network)
+        except BaseException:
+            for fd in ours.values():
+                os.close(fd)
+            zygote.replenish()
+            raise
+        finally:
+            for fd in theirs.values():  # the runtime holds the only copies now
+                os.close(fd)
+        runtime = ForkedRuntime(sandbox.pid, logs, exited)
+        for stream in ("stdout", "stderr"):
+            await runtime.attach(stream, ours.pop(stream))
+        container = ProcessContainer(
+            container_id=container_id,
+            kind=ZYGOTE_KIND,
+            memory_mb=memory_mb,
+            directory=directory,
+            transport=runtime,
+            logs=logs,
+            exited=exited,
+            http=UnixHttpClient(
+                directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes
+            ),
+            lifeline=ours.pop("lifeline"),
+            cgroup=cgroup,
+            on_destroyed=self._forget,
+        )
+        container.sandbox = sandbox
+        if lease is not None:
+            self._leases[container_id] = lease
+        ready_r = ours.pop("ready")
+        try:
+            launch.write_pid_file(directory, container.pid)
+            ready = await launch.wait_ready(ready_r, self._start_timeout)
+        except BaseException:
+            await container.destroy()
+            raise
+        finally:
+            os.close(ready_r)
+            zygote.replenish()
+        if not ready:
+            await logs.wait_closed(1.0)
+            await container.destroy()
+            reason = logs.text("stderr") or "it exited or hung before listening"
+            raise ContainerError(f"the forked python:3.11 runtime did not start: {reason}")
+        return container

@@ -1,0 +1,205 @@
+"""The bubblewrap start path of the process sandbox: a runtime started by the supervisor
+in a sandbox of its own (:mod:`squall.sandbox.supervisor`, :mod:`squall.sandbox.bwrap`,
+:mod:`squall.sandbox.isolation`), or, without isolation, as a plain child process. Mixed
+into :class:`~squall.sandbox.process.ProcessContainerFactory`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from squall.errors import ContainerError
+from squall.runtimes import family
+from squall.sandbox import launch
+from squall.sandbox.container import ProcessContainer, RuntimeProcess
+from squall.sandbox.forkedruntime import ForkedRuntime
+from squall.sandbox.http import UnixHttpClient
+from squall.sandbox.isolation import confine
+from squall.sandbox.logs import LogCollector
+from squall.sandbox.network import SandboxNetwork
+from squall.sandbox.processbase import SOCKET_NAME, Confinement, ProcessFactoryBase
+
+
+class SandboxStarts(ProcessFactoryBase):
+    """Starting one runtime through bubblewrap (or as a plain process)."""
+
+    async def _start(
+        self,
+        container_id: str,
+        kind: str,
+        memory_mb: int,
+        directory: Path,
+        env: Mapping[str, str],
+        network: SandboxNetwork | None,
+    ) -> ProcessContainer:
+        loop = asyncio.get_running_loop()
+        # Node.js with concurrency > 1 writes no sentinels; the Python proxy always does.
+        concurrent = int(env.get("__OW_CONCURRENCY", "1") or "1") > 1
+        logs = LogCollector(self._log_cap_bytes, split=not concurrent or family(kind) != "nodejs")
+        exited: asyncio.Future[None] = loop.create_future()
+        argv, binds = self._argv(kind)
+        confinement = self._confinement
+        cgroup = None
+        uid = None
+        if confinement is not None:
+            limits = confinement.isolation.limits(memory_mb)
+            cgroup = confinement.cgroups.create(container_id, limits)
+            uid = confinement.uids.take() if confinement.uids is not None else None
+        # Descriptors the child inherits (in this order: 3, 4, ... in a sandbox), and the
+        # parent's ends it keeps.
+        child_fds: list[int] = []
+        keep: dict[str, int] = {}
+        transport: RuntimeProcess
+        try:
+            listener = launch.listen(directory)
+            child_fds.append(listener.detach())
+            keep["ready"], ready_w = os.pipe()
+            lifeline_r, keep["lifeline"] = os.pipe()
+            child_fds += [ready_w, lifeline_r]
+            fds = {"LISTEN": child_fds[0], "READY": ready_w, "LIFELINE": lifeline_r}
+            if confinement is None:
+                environment = self._environment(kind, directory, env, fds, network is not None)
+                try:
+                    transport, _ = await loop.subprocess_exec(
+                        lambda: launch.RuntimeProtocol(logs, exited),
+                        *argv,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        env=environment,
+                        cwd=directory,
+                        start_new_session=True,
+                        pass_fds=child_fds,
+                    )
+                except OSError as ex:
+                    raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
+            else:
+                keep["info"], info_w = os.pipe()
+                block_r, keep["block"] = os.pipe()
+                child_fds += [info_w, block_r]
+                inside = {name: 3 + child_fds.index(fd) for name, fd in fds.items()}
+                environment = self._environment(kind, directory, env, inside, network is not None)
+                argv = confinement.sandbox.command(
+                    argv,
+                    binds=binds,
+                    tmp_bytes=confinement.isolation.tmp_bytes(memory_mb),
+                    info_fd=3 + child_fds.index(info_w),
+                    block_fd=3 + child_fds.index(block_r),
+                )
+                transport = await self._spawn(
+                    confinement, argv, environment, child_fds, uid, logs, exited
+                )
+        except BaseException:
+            for fd in keep.values():
+                os.close(fd)
+            if cgroup is not None:
+                cgroup.remove(timeout=0)
+            if uid is not None and confinement is not None and confinement.uids is not None:
+                confinement.uids.give_back(uid)
+            raise
+        finally:
+            for fd in child_fds:  # the child holds the only copies now (EOF = it died)
+                os.close(fd)
+        if uid is not None:
+            self._uids[container_id] = uid
+        container = ProcessContainer(
+            container_id=container_id,
+            kind=kind,
+            memory_mb=memory_mb,
+            directory=directory,
+            transport=transport,
+            logs=logs,
+            exited=exited,
+            http=UnixHttpClient(
+                directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes
+            ),
+            lifeline=keep.pop("lifeline"),
+            cgroup=cgroup,
+            on_destroyed=self._forget,
+        )
+        ready_r = keep.pop("ready")
+        try:
+            launch.write_pid_file(directory, container.pid)
+            if confinement is not None and cgroup is not None:
+
+                async def connect(pid: int) -> None:
+                    if network is not None:
+                        self._leases[container_id] = await network.attach(pid)
+
+                try:
+                    container.sandbox = await confine(
+                        container.pid,
+                        keep.pop("info"),
+                        keep.pop("block"),
+                        cgroup,
+                        None,  # set when it was spawned
+                        self._start_timeout,
+                        connect,
+                    )
+                except ContainerError as ex:
+                    await logs.wait_closed(1.0)  # bubblewrap's last words say why
+                    said = logs.text("stderr").strip()
+                    reason = f"{ex.message} ({said})" if said else ex.message
+                    raise ContainerError(f"the {kind} runtime did not start: {reason}") from ex
+            ready = await launch.wait_ready(ready_r, self._start_timeout)
+        except BaseException:
+            await container.destroy()  # before the block pipe closes and lets it run
+            for fd in keep.values():
+                os.close(fd)
+            raise
+        finally:
+            os.close(ready_r)
+        if not ready:
+            await logs.wait_closed(1.0)
+            await container.destroy()
+            reason = logs.text("stderr") or "it exited or hung before listening"
+            raise ContainerError(f"the {kind} runtime did not start: {reason}")
+        return container
+
+    async def _spawn(
+        self,
+        confinement: Confinement,
+        argv: list[str],
+        environment: Mapping[str, str],
+        fds: list[int],
+        uid: int | None,
+        logs: LogCollector,
+        exited: asyncio.Future[None],
+    ) -> ForkedRuntime:
+        """Start a sandbox through the supervisor; its output goes to ``logs``."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            spawned = await confinement.supervisor.spawn(
+                argv,
+                environment,
+                stdout=out_w,
+                stderr=err_w,
+                fds=fds,
+                uid=uid,
+                nofile=confinement.isolation.nofile,
+            )
+        except ContainerError as ex:
+            os.close(out_w)
+            os.close(err_w)
+            os.close(out_r)
+            os.set_blocking(err_r, False)
+            try:  # its last words say why, if it wrote them already
+                reason = os.read(err_r, 4096).decode(errors="replace").strip()
+            except BlockingIOError:
+                reason = ""
+            finally:
+                os.close(err_r)
+            raise ContainerError(f"{ex.message}: {reason}" if reason else ex.message) from ex
+        except BaseException:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise
+        os.close(out_w)
+        os.close(err_w)
+        runtime = ForkedRuntime(spawned.pid, logs, exited, pidfd=spawned.pidfd)
+        await runtime.attach("stdout", out_r)
+        await runtime.attach("stderr", err_r)
+        return runtime
