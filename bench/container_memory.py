@@ -4,8 +4,8 @@
 
 Starts a ``ProcessContainerFactory`` (isolation on, the Python zygote on) in a temporary
 directory, creates ``--count`` containers of ``--kind`` for one namespace, initializes a
-no-op action in each and runs it once (warm), then reads ``/proc/PID/smaps_rollup`` of
-every process a container adds:
+no-op action in each and runs it ``--runs`` times (default once), then reads
+``/proc/PID/smaps_rollup`` of every process a container adds:
 
 - its cgroup's processes (for a zygote's container: its pid 1 and what it forked; for one
   started through bubblewrap: the sandbox's init and the runtime);
@@ -139,7 +139,7 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
 
-async def measure(kind: str, count: int) -> dict[str, Any]:
+async def measure(kind: str, count: int, runs: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="squall-contmem-") as home:
         factory = ProcessContainerFactory(Path(home), "127.0.0.1:1")
         containers: list[ProcessContainer] = []
@@ -148,8 +148,9 @@ async def measure(kind: str, count: int) -> dict[str, Any]:
                 container = await factory.create(kind, 256, tenant="bench")
                 answer = await container.initialize({"code": NOOP[kind]}, timeout=20)
                 assert answer.status == 200, answer
-                ran = await container.run({"value": {}}, timeout=20)
-                assert ran.status == 200, ran
+                for _ in range(runs):
+                    ran = await container.run({"value": {}}, timeout=20)
+                    assert ran.status == 200, ran
                 containers.append(container)
             await asyncio.sleep(1.0)  # spares forked again after the last create
             if DETAIL:
@@ -208,12 +209,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--kind", default="python:3.11", choices=sorted(NOOP))
+    parser.add_argument("--runs", type=int, default=1, help="/run per container")
     parser.add_argument("--detail", action="store_true", help="private kB per mapping")
     args = parser.parse_args()
     global DETAIL
     DETAIL = args.detail
     before = loadavg()
-    result = asyncio.run(measure(args.kind, args.count))
+    result = asyncio.run(measure(args.kind, args.count, args.runs))
     result["loadavg_before"], result["loadavg_after"] = before, loadavg()
     print(f"{args.kind}: {args.count} warm containers; load {before} -> {result['loadavg_after']}")
     print(f"{'role':<20} {'procs':>5} {'USS kB':>8} {'PSS kB':>8} {'RSS kB':>8}")

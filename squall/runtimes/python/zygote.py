@@ -63,7 +63,9 @@ import proxy
 
 sys.path.pop(0)  # a container's sys.path is that of a started proxy (-I: no script dir)
 
-# What /init imports on first use in a started proxy: imported once, here.
+# What /init imports on first use in a started proxy, and what the runtime imports as its
+# namespace's init (proxy.Orphans): imported once, here.
+import _posixsubprocess  # noqa: F401
 import base64  # noqa: F401
 import importlib.util  # noqa: F401
 import tempfile
