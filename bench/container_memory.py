@@ -1,6 +1,6 @@
 """What each process of a warm container costs: USS, PSS and what it is for.
 
-    .venv/bin/python bench/container_memory.py [--count 20] [--kind python:3.11]
+    .venv/bin/python bench/container_memory.py [--count 20] [--kind K] [--runs 1] [--detail]
 
 Starts a ``ProcessContainerFactory`` (isolation on, the Python zygote on) in a temporary
 directory, creates ``--count`` containers of ``--kind`` for one namespace, initializes a

@@ -112,7 +112,7 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between open and read
         return True
 
 
@@ -245,6 +245,7 @@ async def test_a_container_cannot_signal_the_zygote_or_its_neighbours(
     neighbour = await python(zygotic, PROBE)
     killer = await python(zygotic, KILL_ALL)
     zygote = running_zygote(zygotic)
+    await zygote.filled()  # no spare being forked: its short-lived first process would go
     # When the killer runs, Then there was nothing it could signal (it is its namespace's
     # init, and nothing outside its pid namespace exists for it)
     assert await result(killer, {}) == {"error": "ProcessLookupError"}
@@ -324,11 +325,12 @@ async def main():
     container = await factory.create("python:3.11", 256, tenant="guest")
     await container.initialize({"code": sys.argv[2]}, timeout=10)
     await container.run({"value": {}}, timeout=10)
+    zygote = factory.zygote
     deadline = time.monotonic() + 10
-    pids = set()
-    while len(pids) < 13 and time.monotonic() < deadline:  # a spare's runtime forks last
+    while zygote.spares < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-        pids = container.cgroup.pids() | factory.zygote.pids()
+    await zygote.filled()  # no spare being forked (its first process is short-lived)
+    pids = container.cgroup.pids() | zygote.pids()
     print(json.dumps(sorted(pids)), flush=True)
     await asyncio.Event().wait()
 
