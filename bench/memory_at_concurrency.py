@@ -20,7 +20,8 @@ then, after a second's rest, the platform's figures:
   zygote, stem cells), PSS summed from ``/proc/PID/smaps_rollup`` (as ``smem`` does);
 - warm containers (assigned to the action) and stem cells, from ``GET /metrics``;
 - per warm container: its processes (those of its memory cgroup plus the sandbox's monitor,
-  the parent of the cgroup's first process) and their PSS; containers per GiB = 1024 / that;
+  the parent of the cgroup's first process, unless that is the zygote) and their PSS;
+  containers per GiB = 1024 / that;
 - the issue's goal: platform PSS <= 4 x the best Python peer's (functions-framework, 38 MB
   in the issue's run, ``--peer-pss-mb``) + 2 MB per warm container.
 
@@ -143,10 +144,23 @@ def pss_kb(pid: int) -> float:
     return 0.0
 
 
+def is_zygote(pid: int, ppids: dict[int, int]) -> bool:
+    """Whether ``pid`` is a Python zygote (shared by a namespace's containers)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        parent = Path(f"/proc/{ppids.get(pid, 0)}/comm").read_text().strip()
+    except OSError:
+        return False
+    return b"zygote.py" in command and parent == "bwrap"
+
+
 def containers_of(pids: set[int], ppids: dict[int, int], server: int) -> list[list[int]]:
     """The processes of each action container among ``pids``: its memory cgroup's (a leaf
     under squall*, limited to MEMORY_MB) plus the sandbox monitor above them when it is
-    not in the cgroup (a zygote's fork; bubblewrap's monitor is moved in with the rest)."""
+    not in the cgroup and exists for it alone (the per-container monitor a zygote forked
+    before its containers' inits were cloned straight into their namespaces; never the
+    zygote itself, whose parent is bubblewrap; bubblewrap's monitor is moved in with the
+    rest)."""
     found = []
     # os.walk skips what vanishes meanwhile (other invokers on the host come and go).
     for top in CGROUP_MEMORY.glob("squall*"):
@@ -159,7 +173,8 @@ def containers_of(pids: set[int], ppids: dict[int, int], server: int) -> list[li
                 members = {int(x) for x in (d / "cgroup.procs").read_text().split()}
                 if limit != MEMORY_MB or not members or not members <= pids:
                     continue
-                monitors = {ppids[p] for p in members if ppids.get(p) not in members} - {server}
+                monitors = {ppids[p] for p in members if ppids.get(p) not in members}
+                monitors -= {server} | {m for m in monitors if is_zygote(m, ppids)}
                 found.append(sorted(members | monitors))
     return found
 

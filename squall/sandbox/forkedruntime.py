@@ -19,7 +19,8 @@ class ForkedRuntime:
     supervisor) as a container's process: its pipes and its exit.
 
     Feeds stdout and stderr into ``logs`` and resolves ``exited`` when ``pid`` exits (a
-    zygote container's init, which exits when the runtime did; or bubblewrap's monitor). Implements
+    zygote container's runtime, its pid namespace's init; or bubblewrap's monitor).
+    Implements
     :class:`~squall.sandbox.container.RuntimeProcess`.
     """
 

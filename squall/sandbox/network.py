@@ -1,7 +1,7 @@
 """A path out for each sandbox: veth pairs, addresses and routes, one nftables table.
 
 Each sandbox has a network namespace of its own (bubblewrap's ``--unshare-net``, or the
-one a zygote container's monitor makes). :class:`SandboxNetwork` gives such a namespace a
+one a zygote clones a container's init into). :class:`SandboxNetwork` gives such a namespace a
 way out, from the host's side (the invoker runs as root; the sandbox itself holds no
 capability over its own network and cannot change addresses or routes):
 

@@ -7,8 +7,9 @@ documents the in-sandbox protocol and process tree) has imported the proxy, and 
 container. Per container the invoker:
 
 1. ahead of time, keeps ``spares`` containers forked and waiting before their runtime
-   starts: each has its own user, mount, pid, ipc, uts and net namespaces, its init has
-   been moved into a fresh cgroup of its own (the ~10 ms ``cgroup.procs`` write happens
+   starts: each has its own user, mount, pid, ipc, uts and net namespaces, its one
+   process (the runtime, pid 1 of its namespace) has been moved into a fresh cgroup of
+   its own (the ~10 ms ``cgroup.procs`` write happens
    here, off the request path, in a worker thread), its open-files limit is the zygote's
    (set when the supervisor spawned it) and, when
    the factory has a network, its network namespace has its link out
@@ -17,14 +18,14 @@ container. Per container the invoker:
    removes its link when the container must have no network, writes the cgroup's limits
    for the action's memory, and sends ``go`` with the
    runtime's descriptors (listening socket, ready and lifeline pipes, stdout, stderr):
-   init mounts ``/proc``, ``/tmp`` and ``/dev/shm``, drops every capability and forks the
-   runtime, which signals readiness like a started one.
+   the runtime resizes its ``/tmp`` and ``/dev/shm`` if needed, drops every capability
+   and signals readiness like a started one.
 
 The container is then a :class:`~squall.sandbox.container.ProcessContainer` like any
 other: same socket, logs, cgroup (memory limit, OOM report, pids, freezing), ``destroy``
-(SIGKILL to init through a pidfd takes the pid namespace down, then the cgroup is killed
-and removed). The invoker learns init's pid through ``SCM_CREDENTIALS``: the kernel
-translates it into the invoker's pid namespace.
+(SIGKILL to its pid 1, the runtime, through a pidfd takes the pid namespace down, then
+the cgroup is killed and removed). The invoker learns that pid through
+``SCM_CREDENTIALS``: the kernel translates it into the invoker's pid namespace.
 
 Guarantees:
 
@@ -38,8 +39,8 @@ Guarantees:
   zygote forks the containers of one namespace only (:mod:`squall.sandbox.zygotes`).
 - Lifetime: the zygote dies with the invoker (it lives in the supervisor's pid namespace,
   :mod:`squall.sandbox.supervisor`; also ``--die-with-parent`` and its control socket's
-  EOF); each container's monitor and init die with the zygote (PDEATHSIG), and
-  killing the zygote sandbox's init kills every pid namespace below it. Spares die on
+  EOF); a container's pid namespace is nested in the zygote sandbox's, whose init exits
+  with the zygote: the kernel then kills every pid namespace below it. Spares die on
   ``close``, or when the invoker drops their socket.
 - ``close`` kills the spares and the zygote and removes their cgroups; idempotent.
 
@@ -77,7 +78,7 @@ from squall.sandbox.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 SCRIPT = "zygote.py"
-#: The zygote's own cgroup (its monitors live there too): generous, it runs no action.
+#: The zygote's own cgroup: generous, it runs no action.
 ZYGOTE_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
 DEFAULT_SPARES = 2
 #: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
@@ -87,7 +88,7 @@ _CREDS = struct.calcsize("3i")
 
 @dataclass
 class _Spare:
-    """A forked container waiting for ``go``: its socket, init's pid, pidfd, cgroup, and
+    """A forked container waiting for ``go``: its socket, its pid 1's pid, pidfd, cgroup, and
     its network link if it has one."""
 
     sock: socket.socket
@@ -212,7 +213,8 @@ class Zygote:
     async def spawn(
         self, memory_mb: int, env: Mapping[str, str], fds: Mapping[str, int], network: bool
     ) -> tuple[SandboxInit, Cgroup, Lease | None]:
-        """Start a runtime in a spare container; returns its init, cgroup and network link
+        """Start a runtime in a spare container; returns it (its pid namespace's init), its
+        cgroup and network link
         (None without ``network``; the caller releases it when the container ends).
 
         ``fds`` names the runtime's descriptors (:data:`GO_FDS`); the caller keeps and
@@ -279,7 +281,7 @@ class Zygote:
 
     def pids(self) -> set[int]:
         """Every process of the zygote and its spares (bubblewrap's, the zygote, the
-        monitors of its containers, the spares' inits and runtimes)."""
+        spares' runtimes)."""
         found = {self._process.get_pid()} if self._process is not None else set()
         groups = [self._cgroup, *(spare.cgroup for spare in self._spares)]
         return found.union(*(group.pids() for group in groups if group is not None))
@@ -314,7 +316,7 @@ class Zygote:
             log.warning("the Python zygote could not fork a spare container: %s", ex)
 
     async def _fork(self, network: bool = True) -> _Spare:
-        """Fork one container and confine its init (its cgroup); with
+        """Fork one container and confine its pid 1 (its cgroup); with
         ``network`` and a factory network, give it its link out."""
         if not self.alive or self._control is None:
             raise ContainerError("the Python zygote is not running")
@@ -338,7 +340,7 @@ class Zygote:
             await asyncio.to_thread(cgroup.attach, pid)
             if network and self._network is not None:
                 lease = await self._network.attach(pid)
-            ours.send(b"confined")  # init forks the runtime, born in the cgroup
+            ours.send(b"confined")  # nothing of it was set up before it is in its cgroup
         except BaseException:
             ours.close()
             if pidfd >= 0:

@@ -14,7 +14,12 @@ pipe fd ``__OW_READY_FD``. It takes its process group down when the pipe
 Guarantees:
 
 - Requests are served one at a time, on any number of keep-alive connections; the action
-  runs on the main thread (signals and ``os._exit`` behave as in a plain script).
+  runs on the main thread (signals and ``os._exit`` behave as in a plain script — except
+  that a runtime that is its pid namespace's first process, as in a container forked by
+  the Python zygote or an OpenWhisk Docker container, is not sent the signals it has no
+  handler for from inside its namespace: the kernel protects a namespace's init).
+- As its pid namespace's init, the runtime reaps the orphans it is handed, never a child
+  the action started (:class:`Orphans`).
 - ``/init`` is accepted once; any later ``/init`` answers 403. A failed ``/init`` answers
   502 ``{"error": "Initialization has failed due to: ..."}``. Source code is loaded as
   module ``main__`` (so an ``if __name__ == "__main__":`` block does not run); a zip must
@@ -181,6 +186,93 @@ class Runtime:
                 self.run_env_keys.append(name)
 
 
+class Orphans:
+    """Pid 1's duty, when the runtime is its pid namespace's first process (a container
+    forked by the Python zygote): reap the orphans the kernel hands it — processes whose
+    parent exited before them — without ever reaping a child of its own, whose exit
+    status belongs to the action (``subprocess`` reports 0 for a child someone else
+    reaped).
+
+    The kernel does not tell an adopted process from an own child, so the runtime notes
+    the pids of the processes it starts: :meth:`track` wraps ``os.fork``, ``os.forkpty``,
+    ``os.posix_spawn``, ``os.posix_spawnp`` and ``_posixsubprocess.fork_exec`` (what
+    ``subprocess``, ``multiprocessing``, ``pty`` and ``os.spawn*`` start processes with).
+    A process started otherwise (a C extension forking by itself) is taken for an orphan
+    once it exited. :meth:`reap` runs on the main thread between requests, so never while
+    the action waits for a child on it; a zombie is reaped at the latest at the next
+    request, and the container's pids limit bounds them meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.own: set[int] = set()
+
+    def track(self) -> None:
+        """Note the pid of every process started from now on (see the class docstring)."""
+        import _posixsubprocess
+
+        for module, names in (
+            (os, ("fork", "forkpty", "posix_spawn", "posix_spawnp")),
+            (_posixsubprocess, ("fork_exec",)),
+        ):
+            for name in names:
+                start = getattr(module, name, None)
+                if start is not None:
+                    setattr(module, name, self._noting(start))
+        subprocess = sys.modules.get("subprocess")  # it binds fork_exec when imported
+        if subprocess is not None and hasattr(subprocess, "_fork_exec"):
+            subprocess._fork_exec = _posixsubprocess.fork_exec
+
+    def _noting(self, start: Callable[..., Any]) -> Callable[..., Any]:
+        own = self.own
+
+        def started(*args: Any, **kwargs: Any) -> Any:
+            result = start(*args, **kwargs)
+            pid = result[0] if isinstance(result, tuple) else result  # forkpty: (pid, fd)
+            if isinstance(pid, int) and pid > 0:
+                own.add(pid)
+            return result
+
+        started.__name__ = started.__qualname__ = start.__name__
+        started.__doc__ = start.__doc__
+        started.__wrapped__ = start  # type: ignore[attr-defined]
+        return started
+
+    def reap(self) -> None:
+        """Reap every orphan that exited; one system call when no child did."""
+        try:
+            exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # no child at all
+            self.own.clear()
+            return
+        if exited is None:
+            return
+        children = self.children()
+        # Own pids that no longer exist are forgotten: the kernel may hand them out again.
+        self.own -= {p for p in self.own if p not in children and not os.path.exists(f"/proc/{p}")}
+        for pid, zombie in children.items():
+            if zombie and pid not in self.own:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    @staticmethod
+    def children() -> dict[int, bool]:
+        """This process's children (from its pid namespace's own ``/proc``): pid → zombie."""
+        found: dict[int, bool] = {}
+        me = str(os.getpid()).encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as file:
+                    stat = file.read()
+            except OSError:
+                continue  # it went meanwhile
+            fields = stat[stat.rfind(b")") + 2 :].split()  # state, ppid, ...
+            if len(fields) > 1 and fields[1] == me:
+                found[int(entry)] = fields[0] == b"Z"
+        return found
+
+
 def write_sentinels() -> None:
     """End the activation's logs: flush what the action wrote, then the sentinel lines."""
     for current, original in ((sys.stdout, sys.__stdout__), (sys.stderr, sys.__stderr__)):
@@ -252,8 +344,9 @@ def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool] | None:
     return method, target, body, keep_alive
 
 
-def serve(listener: socket.socket, runtime: Runtime) -> None:
-    """Serve requests forever, one at a time, over any number of connections."""
+def serve(listener: socket.socket, runtime: Runtime, orphans: Orphans | None = None) -> None:
+    """Serve requests forever, one at a time, over any number of connections; reap
+    ``orphans`` after each batch of requests."""
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     buffers: dict[socket.socket, bytearray] = {}
@@ -271,6 +364,8 @@ def serve(listener: socket.socket, runtime: Runtime) -> None:
                 selector.unregister(sock)
                 del buffers[sock]
                 sock.close()
+        if orphans is not None:
+            orphans.reap()
 
 
 def serve_ready(conn: socket.socket, buffer: bytearray, runtime: Runtime) -> bool:
@@ -368,8 +463,12 @@ def main() -> None:
         reconfigure(line_buffering=True)
     watch_lifeline()
     listener = listen()
+    orphans = None
+    if os.getpid() == 1:  # this namespace's init: see Orphans
+        orphans = Orphans()
+        orphans.track()
     signal_ready()
-    serve(listener, Runtime())
+    serve(listener, Runtime(), orphans)
 
 
 if __name__ == "__main__":

@@ -11,28 +11,36 @@ Protocol, over ``SOCK_SEQPACKET`` Unix sockets (one message per packet):
 - control socket (fd ``__OW_ZYGOTE_FD``): the zygote sends ``ready`` once warm; then each
   ``fork`` message carries one descriptor, the child's end of a fresh socket pair, and the
   zygote forks a container on it. EOF (the invoker let go, or died) ends the zygote.
-- child socket: the container's init sends ``here`` with ``SCM_CREDENTIALS`` (the kernel
-  translates its pid into the invoker's pid namespace) and waits; the invoker moves it into
-  the container's cgroup and answers ``confined``; init forks the runtime, which waits.
-  When the container is wanted, the invoker sends ``go`` + JSON ``{"env", "fds",
+- child socket: the container's pid 1 sends ``here`` with ``SCM_CREDENTIALS`` (the kernel
+  translates its pid into the invoker's pid namespace) and waits; the invoker moves it
+  into the container's cgroup and answers ``confined``; it sets up its namespaces and
+  waits. When the container is wanted, the invoker sends ``go`` + JSON ``{"env", "fds",
   "tmp_bytes"}`` with the runtime's descriptors (listening socket, ready and lifeline
   pipes, stdout, stderr). EOF instead of ``confined`` or ``go`` ends the container.
 
 Process tree of one container (all forked, nothing exec'd)::
 
-    zygote ── monitor: new user namespace (uid 65534 → the zygote's uid 0, no further
-              │        user namespaces allowed in it), then new mount/pid/ipc/uts(/net)
-              │        namespaces; waits for init; dies with the zygote (PDEATHSIG)
-              └── init (pid 1): loopback up, its own read-only /proc, empty capability
-                  │   bounding set; sends ``here``; once confined forks the runtime and
-                  │   reaps; dies with the monitor, and its pid namespace with it
-                  └── runtime (pid 2): on ``go`` mounts its size-capped /tmp and /dev/shm,
-                      drops every capability, sets no_new_privs, and runs the proxy's
-                      ``main`` on the given descriptors
+    zygote ── (enter: new user namespace, uid 65534 → the zygote's uid 0, no further user
+              │  namespaces allowed in it; new mount/pid/ipc/uts/net namespaces; forks,
+              │  exits at once)
+              └── runtime (pid 1, reparented to the zygote sandbox's init): ``here``; once
+                  confined: private mounts, loopback up, its own read-only /proc, empty
+                  capability bounding set, size-capped /tmp and /dev/shm; on ``go`` drops
+                  every capability, sets no_new_privs and runs the proxy's ``main`` on the
+                  given descriptors — which, as its namespace's init, reaps the orphans
+                  it is handed (``proxy.Orphans``). Its exit ends the namespace.
+
+One process per container: every page a forked process writes — or that the zygote
+rewrites after the fork — becomes a private copy of that process, about 1 MB for a
+Python process doing next to nothing (``bench/container_memory.py`` measures each), so
+there is no separate init, and the process that entered the namespaces does not stay.
+Before it forks anything the zygote serves a no-op action a few times (:func:`warm_up`)
+and freezes its objects (``gc.freeze``), so that the writes a container's first requests
+would make to shared pages were made once, in the zygote.
 
 Everything that runs action code is an unprivileged uid in a user namespace of its own
 (capabilities there would not reach the zygote's), in namespaces of its own, in the
-cgroup the invoker moved init into before ``go``.
+cgroup the invoker moved the runtime into before it set anything up.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import gc
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -54,10 +63,12 @@ import proxy
 
 sys.path.pop(0)  # a container's sys.path is that of a started proxy (-I: no script dir)
 
-# What /init imports on first use in a started proxy: imported once, here.
+# What /init imports on first use in a started proxy, and what the runtime imports as its
+# namespace's init (proxy.Orphans): imported once, here.
+import _posixsubprocess  # noqa: F401
 import base64  # noqa: F401
 import importlib.util  # noqa: F401
-import tempfile  # noqa: F401
+import tempfile
 import traceback
 import zipfile  # noqa: F401
 
@@ -70,7 +81,6 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_REC, MS_PRIVATE = 0x20, 0x4000, 0x40000
 MNT_DETACH = 2
-PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
@@ -82,6 +92,9 @@ HOSTNAME = "squall"
 #: The size a spare's /tmp and /dev/shm are mounted with, changed on "go" when the
 #: container's differs (a remount is cheaper than a mount). OpenWhisk's default memory.
 SPARE_TMP_BYTES = 256 * 1024 * 1024
+#: How many no-op actions the zygote initializes and runs before it forks anything (see
+#: :func:`warm_up`): CPython 3.11 specializes a function's bytecode after 8 calls.
+WARM_UP_ROUNDS = 20
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -125,9 +138,14 @@ def uncover_proc() -> None:
 # -- the container ---------------------------------------------------------------------
 
 
-def monitor(child: socket.socket) -> None:
-    """First process of a container (see the module docstring); never returns."""
-    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+def enter(child: socket.socket) -> None:
+    """First process of a container, short-lived: enters a new user namespace (uid 65534
+    → the zygote's uid 0, no further user namespaces allowed in it), then new mount, pid,
+    ipc, uts and net namespaces, forks the container's pid 1 and exits at once.
+
+    ``unshare`` puts only the caller's *children* in a new pid namespace, hence the fork;
+    exiting at once, this process holds no memory for as long as the container lives (its
+    pid 1 is reparented to the zygote sandbox's init, which reaps it)."""
     check(libc.unshare(CLONE_NEWUSER), "unshare user")
     write("/proc/self/setgroups", "deny")
     write("/proc/self/uid_map", f"{SANDBOX_UID} 0 1")
@@ -137,55 +155,42 @@ def monitor(child: socket.socket) -> None:
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     # A network namespace of its own: loopback only, until the invoker gives it a link.
     check(libc.unshare(flags | CLONE_NEWNET), "unshare")
-    pid = os.fork()
-    if pid == 0:
+    if os.fork() == 0:
         try:
-            init(child)
+            container(child)
         finally:
             os._exit(1)
-    child.close()
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except InterruptedError:
-            continue
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    os._exit(0)
 
 
-def init(child: socket.socket) -> None:
-    """Pid 1 of the container; returns only on failure."""
-    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-    # Pid 1 gets only the signals it handles: with the zygote's SIGINT handler left in
-    # place, the action could end its own container with kill(1, SIGINT).
+def container(child: socket.socket) -> None:
+    """Pid 1 of the container, and its runtime; never returns.
+
+    Pid 1 gets only the signals it handles (SIGINT is ignored until the proxy starts: the
+    zygote's handler would end the container on kill(1, SIGINT)); as its namespace's
+    init it reaps the orphans the kernel hands it (the proxy's :class:`proxy.Orphans`).
+    Nothing of the action runs before the invoker moved it into the container's cgroup.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.setsid()
-    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private /")
-    socket.sethostname(HOSTNAME)
-    loopback_up()
-    mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # The bounding set now (no process of the container can ever regain a capability);
-    # the effective ones go when the runtime gets "go", after its mounts.
-    with open("/proc/sys/kernel/cap_last_cap") as file:
-        last = int(file.read())
-    for cap in range(last + 1):
-        check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "capbset")
-    check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "ambient")
     creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
     child.sendmsg([b"here"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
-    # The runtime is forked only once init is in the container's cgroup: born inside.
     message, fds = receive(child)
     for fd in fds:
         os.close(fd)
     if message != b"confined":
         os._exit(0)  # the invoker let go of this spare
-    pid = os.fork()
-    if pid == 0:
-        try:
-            runtime(child)
-        finally:
-            os._exit(1)
-    child.close()
-    reap(pid)
+    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private /")
+    socket.sethostname(HOSTNAME)
+    loopback_up()
+    mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # The bounding set now (no process of the container can ever regain a capability);
+    # the effective ones go on "go", after the mounts.
+    with open("/proc/sys/kernel/cap_last_cap") as file:
+        last = int(file.read())
+    for cap in range(last + 1):
+        check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "capbset")
+    check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "ambient")
+    runtime(child)
 
 
 def loopback_up() -> None:
@@ -196,7 +201,7 @@ def loopback_up() -> None:
 
 
 def drop_privileges() -> None:
-    """No capabilities left (init emptied the bounding and ambient sets) and no way to
+    """No capabilities left (the bounding and ambient sets were emptied) and no way to
     gain any (no_new_privs), as bubblewrap leaves a sandbox's processes."""
     header = struct.pack("Ii", LINUX_CAPABILITY_VERSION_3, 0)
     data = bytes(24)  # two empty __user_cap_data_struct: effective, permitted, inheritable
@@ -204,22 +209,8 @@ def drop_privileges() -> None:
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
-def reap(runtime_pid: int) -> None:
-    """Reap every orphan of the namespace; exit as the runtime did (the kernel then kills
-    whatever is left in the namespace)."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            os._exit(1)
-        if pid == runtime_pid:
-            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-
-
 def runtime(child: socket.socket) -> None:
-    """The runtime process: waits for "go", then runs the proxy on the descriptors sent."""
+    """The runtime: waits for "go", then runs the proxy on the descriptors sent."""
     # Touch every object once while waiting: the copy-on-write faults of the first
     # reference count updates happen now, not while the invoker waits for readiness.
     for _ in gc.get_objects():
@@ -284,7 +275,7 @@ def fork_container(child_fd: int, control: socket.socket) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.closerange(3, child_fd)
             os.closerange(child_fd + 1, 1 << 16)
-            monitor(socket.socket(fileno=child_fd))
+            enter(socket.socket(fileno=child_fd))
         except BaseException:
             traceback.print_exc()
         finally:
@@ -293,7 +284,7 @@ def fork_container(child_fd: int, control: socket.socket) -> None:
 
 
 def serve(control: socket.socket) -> None:
-    """Fork a container per ``fork`` message, reap the monitors, end at EOF."""
+    """Fork a container per ``fork`` message, reap what it forked, end at EOF."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -319,9 +310,55 @@ def serve(control: socket.socket) -> None:
                     os.close(fd)
 
 
+def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
+    """Serve ``/init`` and two ``/run`` of a no-op action ``rounds`` times, as a container
+    does, then undo every trace of it (``sys.path``, ``sys.modules``, the environment, the
+    working directory, the action's directory, tempfile's cached directory).
+
+    Why: what a container's first requests write to memory they share with the zygote is
+    copied into the container, page by page, and stays there. CPython 3.11 rewrites a
+    function's bytecode in place once it ran a few times (specialization) and the first
+    ``/init`` fills caches (importlib's, tempfile's): done here once, those writes are
+    shared by every container instead of being copied into each (``bench/
+    container_memory.py``: about 0.6 MB less per container)."""
+    init = json.dumps({"value": {"code": "def main(args):\n    return {}\n"}}).encode()
+    run = json.dumps({"value": {}, "activation_id": "0", "namespace": "_"}).encode()
+    streams = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
+    path, cwd, environ = list(sys.path), os.getcwd(), dict(os.environ)
+    ours, theirs = socket.socketpair()
+    try:
+        with open(os.devnull, "w") as sink:
+            # The sentinels a request ends with go nowhere (not into the zygote's log).
+            sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = sink
+            for _ in range(rounds):
+                runtime, buffer = proxy.Runtime(), bytearray()
+                for target, body in ((b"/init", init), (b"/run", run), (b"/run", run)):
+                    head = b"POST %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (target, len(body))
+                    ours.sendall(head + body)
+                    proxy.serve_ready(theirs, buffer, runtime)
+                    ours.recv(1 << 16)
+                action = os.getcwd()  # /init made it and moved there
+                os.chdir(cwd)
+                shutil.rmtree(action, ignore_errors=True)
+                sys.path[:] = path
+                sys.modules.pop("main__", None)
+    finally:
+        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = streams
+        ours.close()
+        theirs.close()
+        sys.path[:] = path
+        sys.modules.pop("main__", None)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        tempfile.tempdir = None  # a container finds its own (its TMPDIR, its /tmp)
+    gc.collect()
+
+
 def main() -> None:
     control = socket.socket(fileno=int(os.environ.pop("__OW_ZYGOTE_FD")))
     uncover_proc()
+    warm_up()
     gc.freeze()  # the collector never writes to (so never copies) the zygote's objects
     control.send(b"ready")
     serve(control)

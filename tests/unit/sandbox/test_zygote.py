@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _polling import until
+from _polling import DEADLINE_S, until
 from sandboxsupport import ForkBomb
 
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
@@ -112,7 +112,7 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between open and read
         return True
 
 
@@ -124,9 +124,10 @@ async def test_a_forked_container_runs_an_action_unprivileged_and_alone(
     zygote = running_zygote(zygotic)
     # When the action looks at itself
     seen = await result(container, {})
-    # Then it is nobody without any capability, in pid and uts namespaces of its own
+    # Then it is nobody without any capability, in pid and uts namespaces of its own,
+    # where it is the first and only process
     assert (seen["uid"], seen["caps"], seen["no_new_privs"]) == (65534, "0" * 32, "1")
-    assert (seen["pid"], seen["processes"], seen["hostname"]) == (2, [1, 2], "squall")
+    assert (seen["pid"], seen["processes"], seen["hostname"]) == (1, [1], "squall")
     assert container.cgroup is not None and container.sandbox_pid == container.pid
     # And its init is in its own cgroup with the action's limits, not with the zygote
     assert container.cgroup.pids() & zygote.pids() == set()
@@ -194,6 +195,49 @@ async def test_a_fork_bomb_stops_at_the_pids_limit(
     assert await result(await python(zygotic, PROBE), {})
 
 
+ORPHANS = """
+import os, subprocess, sys
+kept = []
+def main(args):
+    if args.get("start"):
+        # A child of its own that exits with 3 at once, waited for in a later activation
+        kept.append(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+        # And an orphan: its parent (the shell) exits at once, the sleep a moment later
+        subprocess.run(["/bin/sh", "-c", "sleep 0.1 &"], check=True)
+        return {"own": kept[0].pid}
+    if args.get("wait"):
+        return {"status": kept[0].wait()}
+    zombies = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with open(f"/proc/{entry}/stat") as file:
+                stat = file.read()
+            if stat[stat.rfind(")") + 2] == "Z":
+                zombies.append(int(entry))
+    return {"zombies": zombies, "pid": os.getpid()}
+"""
+
+
+async def test_the_runtime_reaps_orphans_but_not_its_own_children(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a forked container (its runtime is its pid namespace's init) whose action
+    # left a child of its own that exited, not waited for, and an orphan that exits
+    container = await python(zygotic, ORPHANS)
+    own = (await result(container, {"start": True}))["own"]
+    # When activations go on, Then the orphan is reaped between them, and the own child
+    # is left a zombie for the action to wait for (bounded: a deadline, 20 ms apart)
+    seen: dict[str, Any] = {}
+    async with asyncio.timeout(DEADLINE_S):
+        while seen.get("zombies") != [own]:
+            seen = await result(container, {})
+            await asyncio.sleep(0.02)
+    assert seen["pid"] == 1
+    # And the action gets its own child's exit status
+    assert await result(container, {"wait": True}) == {"status": 3}
+    assert (await result(container, {}))["zombies"] == []
+
+
 async def test_a_container_cannot_signal_the_zygote_or_its_neighbours(
     zygotic: ProcessContainerFactory,
 ) -> None:
@@ -201,11 +245,12 @@ async def test_a_container_cannot_signal_the_zygote_or_its_neighbours(
     neighbour = await python(zygotic, PROBE)
     killer = await python(zygotic, KILL_ALL)
     zygote = running_zygote(zygotic)
-    # When the killer runs, Then there was nothing it could signal (its init ignores it,
-    # and nothing outside its pid namespace exists for it)
+    await zygote.filled()  # no spare being forked: its short-lived first process would go
+    # When the killer runs, Then there was nothing it could signal (it is its namespace's
+    # init, and nothing outside its pid namespace exists for it)
     assert await result(killer, {}) == {"error": "ProcessLookupError"}
     assert zygote.alive and not any(gone(pid) for pid in zygote.pids())
-    assert (await result(neighbour, {}))["pid"] == 2
+    assert (await result(neighbour, {}))["pid"] == 1
 
 
 async def test_destroy_kills_every_process(zygotic: ProcessContainerFactory) -> None:
@@ -214,7 +259,7 @@ async def test_destroy_kills_every_process(zygotic: ProcessContainerFactory) -> 
     await result(container, {})
     assert container.cgroup is not None
     members = container.cgroup.pids()
-    assert len(members) == 3  # init, the runtime, the child
+    assert len(members) == 2  # the runtime (its pid 1), the child
     # When it is destroyed
     await container.destroy()
     # Then all of them are gone, with its directory and cgroup
@@ -280,11 +325,12 @@ async def main():
     container = await factory.create("python:3.11", 256, tenant="guest")
     await container.initialize({"code": sys.argv[2]}, timeout=10)
     await container.run({"value": {}}, timeout=10)
+    zygote = factory.zygote
     deadline = time.monotonic() + 10
-    pids = set()
-    while len(pids) < 13 and time.monotonic() < deadline:  # a spare's runtime forks last
+    while zygote.spares < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-        pids = container.cgroup.pids() | factory.zygote.pids()
+    await zygote.filled()  # no spare being forked (its first process is short-lived)
+    pids = container.cgroup.pids() | zygote.pids()
     print(json.dumps(sorted(pids)), flush=True)
     await asyncio.Event().wait()
 
@@ -305,9 +351,9 @@ async def test_nothing_is_left_when_the_invoker_dies(tmp_path: Path, anyio_backe
     )
     assert invoker.stdout is not None
     pids = json.loads(await asyncio.wait_for(invoker.stdout.readline(), timeout=30))
-    # (bwrap's monitor and init, the zygote; the container's monitor, init, runtime and
-    # child; each spare's monitor, init and runtime)
-    assert len(pids) == 13 and not any(gone(pid) for pid in pids)
+    # (bwrap's monitor and init, the zygote; the container's runtime and child; each
+    # spare's runtime)
+    assert len(pids) == 7 and not any(gone(pid) for pid in pids)
     # When the invoker is killed without any chance to clean up
     invoker.kill()
     await invoker.wait()
