@@ -41,9 +41,9 @@ is sent again by its controller). An invoker that went offline by its silence an
 again as the same process keeps the rest of its queue and what it had taken.
 
 Concurrency: one recovery task per offline invoker, on the controller's loop; the
-balancer's table is only changed on that loop. ``on_redispatch`` runs in the consumer
-of the completion topic: while it waits for a healthy invoker, this controller's
-completions wait too (only while it knows no healthy invoker).
+balancer's table is only changed on that loop. ``on_redispatch`` runs in a task of its
+own per activation handed back (``CompletionWaiters``), so while it waits for a healthy
+invoker this controller's completions go on — the health tests' among them.
 """
 
 from __future__ import annotations

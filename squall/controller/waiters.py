@@ -13,9 +13,14 @@ know).
 
 The same topic is this controller's inbox in a cluster: another controller that emptied
 a dead invoker's queue hands back the activations this one accepted as ``Redispatch``
-messages (``on_redispatch`` routes them again). And since a completion can be late or
-lost with a controller's connection, a wait that runs out asks the store for the final
-record before the caller gets its 202.
+messages (``on_redispatch`` routes them again). Each is routed in a task of its own and
+acknowledged once routed (a controller that dies meanwhile gets it again when it comes
+back): routing may wait for a healthy invoker, and the completions behind it must not
+wait with it — the health tests' completions among them are what make an invoker
+healthy again. A redelivered copy of one being routed is left to that task.
+
+And since a completion can be late or lost with a controller's connection, a wait that
+runs out asks the store for the final record before the caller gets its 202.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class CompletionWaiters:
         self._waiting: dict[str, asyncio.Future[Activation]] = {}
         self._task: asyncio.Task[None] | None = None
         self._acks: set[asyncio.Task[None]] = set()  # acknowledgements being confirmed
+        self._routing: dict[str, asyncio.Task[None]] = {}  # redispatches, by activation id
         self._listeners: list[Callable[[Completion], None]] = list(listeners)
         self._on_redispatch = on_redispatch
 
@@ -87,7 +93,8 @@ class CompletionWaiters:
                 if isinstance(message, Completion):
                     self.deliver(message)
                 else:
-                    await self._redispatch(message)
+                    self._route(message, delivery)
+                    continue
             ack = asyncio.create_task(self._ack(delivery))
             self._acks.add(ack)
             ack.add_done_callback(self._acks.discard)
@@ -99,6 +106,21 @@ class CompletionWaiters:
             # Not confirmed: the bus delivers it again; a second completion for the
             # same id finds nobody waiting and listeners ignore unknown ids.
             log.warning("could not acknowledge a message on %s", self._topic)
+
+    def _route(self, redispatch: Redispatch, delivery: Delivery) -> None:
+        """Route ``redispatch`` in a task of its own, acknowledged once routed (the
+        module docstring says why); a copy of one already being routed is left to it."""
+        activation_id = redispatch.message.activation_id
+        if activation_id in self._routing:
+            return
+
+        async def route() -> None:
+            await self._redispatch(redispatch)
+            await self._ack(delivery)
+
+        task = asyncio.create_task(route(), name=f"redispatch-{activation_id}")
+        self._routing[activation_id] = task
+        task.add_done_callback(lambda _: self._routing.pop(activation_id, None))
 
     async def _redispatch(self, redispatch: Redispatch) -> None:
         if self._on_redispatch is None:
@@ -174,6 +196,12 @@ class CompletionWaiters:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # Redispatches still waiting to be routed stop unacknowledged: the bus delivers
+        # them again to this controller's next start.
+        routing = list(self._routing.values())
+        for task in routing:
+            task.cancel()
+        await asyncio.gather(*routing, return_exceptions=True)
         # Acks still being confirmed finish (each is bounded by the bus's timeout).
         await asyncio.gather(*self._acks, return_exceptions=True)
         for future in self._waiting.values():
