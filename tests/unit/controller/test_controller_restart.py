@@ -195,19 +195,24 @@ async def test_the_invoker_runs_nothing_whose_start_it_does_not_win(
         assert stored == ended
 
 
+async def sequence_twice(system: Standalone, client: httpx.AsyncClient) -> dict[str, str]:
+    """Create ``add`` and the sequence ``twice`` (add, add); its name and revision."""
+    for name, body in (
+        ("add", {"exec": {"kind": "nodejs:20", "code": ADD_ONE}}),
+        ("twice", {"exec": {"kind": "sequence", "components": ["/_/add", "/_/add"]}}),
+    ):
+        r = await client.put(f"/actions/{name}", json=body)
+        assert r.status_code == 200, r.text
+    doc = await system.store.entities.get("guest", "actions", "twice")
+    return {"name": "twice", "rev": doc.rev}
+
+
 async def test_a_controller_takes_back_only_what_earlier_runs_of_its_id_left(
     tmp_path: Path,
 ) -> None:
     # Given a running platform (controller id 0) with a sequence
     async with platform(tmp_path / "home") as (system, client):
-        for name, body in (
-            ("add", {"exec": {"kind": "nodejs:20", "code": ADD_ONE}}),
-            ("twice", {"exec": {"kind": "sequence", "components": ["/_/add", "/_/add"]}}),
-        ):
-            r = await client.put(f"/actions/{name}", json=body)
-            assert r.status_code == 200, r.text
-        doc = await system.store.entities.get("guest", "actions", "twice")
-        twice = {"name": "twice", "rev": doc.rev}
+        twice = await sequence_twice(system, client)
         composer = system.controller.activator.composer
         assert composer is not None and composer.owner.startswith("0/")
         # And sequences its composer's owner records: two of an earlier incarnation of
@@ -243,14 +248,7 @@ async def test_a_controller_takes_back_only_what_earlier_runs_of_its_id_left(
 async def test_a_stopping_controller_leaves_what_it_had_not_resumed_yet(tmp_path: Path) -> None:
     # Given a sequence an earlier incarnation of controller 0 accepted and never started
     async with platform(tmp_path / "home") as (system, client):
-        for name, body in (
-            ("add", {"exec": {"kind": "nodejs:20", "code": ADD_ONE}}),
-            ("twice", {"exec": {"kind": "sequence", "components": ["/_/add", "/_/add"]}}),
-        ):
-            r = await client.put(f"/actions/{name}", json=body)
-            assert r.status_code == 200, r.text
-        doc = await system.store.entities.get("guest", "actions", "twice")
-        record, message = left_over({"name": "twice", "rev": doc.rev}, 1, "sequence")
+        record, message = left_over(await sequence_twice(system, client), 1, "sequence")
         await system.store.activations.put_pending(record, message.to_bytes(), "0/gone")
         # When the composer has closed (the process is stopping) before it is resumed
         composer = system.controller.activator.composer
