@@ -58,6 +58,8 @@ log = logging.getLogger("squall.providers")
 #: resumes what an earlier run of it left (a resumed sequence's steps need one; without
 #: any by then, they end as whisk errors like any sequence's).
 RESUME_WAIT_S = 30.0
+# The longest pause between tries of resuming what an earlier run left (store away).
+RESUME_RETRY_MAX_S = 30.0
 
 
 class Balancing(Protocol):
@@ -213,11 +215,18 @@ class ShardingBalancing:
         if not any(s.state == HEALTHY for s in self.registry.ordered()):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._healthy.wait(), RESUME_WAIT_S)
-        try:
-            await resume_owned(controller, self.balancer)
-        except Exception:
-            # The store or bus failed: the records stay as they are, for the next start.
-            log.exception("resuming what an earlier run of this controller left failed")
+        pause = 1.0
+        while True:
+            try:
+                await resume_owned(controller, self.balancer)
+                return
+            except Exception:
+                # The store or bus failed: tried again (starting and ending are
+                # idempotent per id), until it succeeds or this controller stops.
+                log.exception("resuming what an earlier run of this controller left "
+                              "failed; trying again in %.0f s", pause)  # fmt: skip
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RESUME_RETRY_MAX_S)
 
     async def _stop_resuming(self) -> None:
         if self._resuming is not None:

@@ -178,11 +178,14 @@ async def ensure_streams(js: JetStreamContext, layout: Layout) -> None:
                 # Racing creators with the same configuration all succeed.
                 await js.add_stream(want)
                 continue
-            except js_errors.BadRequestError:
+            except js_errors.BadRequestError as refused:
                 # Another process created it in between with another configuration
-                # ("stream name already in use"): read it and upgrade it as below. A
-                # request the server refuses for any other reason fails here again.
-                info = await js.stream_info(want.name)
+                # ("stream name already in use"): read it and upgrade it as below. Refused
+                # for any other reason, there is no such stream: the refusal is the error.
+                try:
+                    info = await js.stream_info(want.name)
+                except js_errors.NotFoundError:
+                    raise refused from None
         if not _same_stream(info.config, want):
             log.info("updating JetStream stream %s to this version's configuration", want.name)
             await js.update_stream(want)

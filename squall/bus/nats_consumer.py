@@ -202,9 +202,15 @@ class NatsConsumer:
             # More are waiting: take them in one round trip. (A pull for one waits for
             # the next message; nats-py's pull for several waits for all of them, so it
             # is only asked for what the server said it has.)
-            with contextlib.suppress(TimeoutError):
+            try:
                 more = await sub.fetch(min(self._prefetch, waiting), timeout=MIN_WAIT_S)
                 self._ahead.extend(more)
+            except TimeoutError:
+                pass
+            except Exception:
+                # The one already taken is still served; the next pull meets the
+                # failure again if it lasts (and reports it then).
+                log.warning("taking more waiting messages failed", exc_info=True)
         return msgs[0]
 
     async def _until_closed(self, work: Any) -> Msg:

@@ -98,7 +98,8 @@ class Silence:
         """True once it pings as another process (it restarted: the one that ran its
         activations is dead) or stayed silent ``lost_after_s`` since its last ping;
         False when the same process pings again first (late pings, even a ``stopping``
-        one: it is alive and finishes or records its runs itself)."""
+        one: it is alive and finishes or records its runs itself — the recovery then
+        treats a stopping one as a graceful stop, ``controller/recovery.py``)."""
         deadline = self.last_ping + lost_after_s
         while True:
             if self.status.incarnation != self.incarnation:

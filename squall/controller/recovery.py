@@ -134,23 +134,41 @@ class Recovery:
         self._waiting_since: dict[str, float] = {}  # by invoker moved off (monotonic)
         self._metrics = metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Invokers that went offline again while their recovery ran: recovered once more
+        # when it ends (what was sent there meanwhile is not the running one's to end).
+        self._again: dict[str, InvokerStatus] = {}
+        self._closing = False
 
     def on_state(self, status: InvokerStatus, previous: str) -> None:
         """An invoker's state changed (an ``InvokerRegistry`` listener): recover one
         that went offline."""
-        if status.state != OFFLINE:
+        if status.state != OFFLINE or self._closing:
             return
         running = self._tasks.get(status.id)
         if running is not None and not running.done():
+            self._again[status.id] = status
             return
+        self._start(status)
+
+    def _start(self, status: InvokerStatus) -> None:
         # Taken now: what is sent there after this moment (it may come back while we
         # drain) is not this recovery's to end.
         suspects = {d.message.activation_id for d in self._balancer.on_invoker(status.id)}
         silent = None if status.stopping else Silence.of(status)
-        self._tasks[status.id] = asyncio.create_task(
+        task = asyncio.create_task(
             self.recover(status.id, suspects, graceful=status.stopping, silent=silent),
             name=f"recover-{status.id}",
         )
+        self._tasks[status.id] = task
+        task.add_done_callback(lambda _: self._recover_again(status.id))
+
+    def _recover_again(self, invoker_id: str) -> None:
+        """A recovery ended: its wait for a healthy invoker is forgotten, and the next
+        one starts if the invoker went offline again meanwhile and still is."""
+        self._waiting_since.pop(invoker_id, None)
+        status = self._again.pop(invoker_id, None)
+        if status is not None and status.state == OFFLINE and not self._closing:
+            self._start(status)
 
     async def on_redispatch(self, redispatch: Redispatch) -> None:
         """Route again an activation of this controller that another one took off a
@@ -208,6 +226,11 @@ class Recovery:
         except ProviderError as error:
             log.error("recovery of invoker %s stopped: %s", invoker_id, error)
             return
+        if silent is not None and silent.pinged_again() and silent.status.stopping:
+            # Back only to say it stops (its state stays offline: no new recovery comes):
+            # as for any stopping invoker, its completions are awaited through its grace,
+            # then what it left queued is moved and what it ran ended.
+            graceful, silent = True, None
         if graceful:
             for _ in range(int(STOP_GRACE_S / POLL_S)):
                 if not self._balancer.on_invoker(invoker_id):
@@ -228,6 +251,12 @@ class Recovery:
             else:
                 started.append(dispatched)
         if started and silent is not None and not await silent.gone(self._lost_after_s):
+            if silent.status.stopping:
+                # Back only to say it stops: recovered as a graceful stop (see above).
+                await self.recover(
+                    invoker_id, {d.message.activation_id for d in started}, graceful=True
+                )
+                return
             # The same process pings again: it was slow, not dead. What it took is its
             # own to run and finish; its completions end them (and free their slots).
             log.warning("invoker %s: %d activations that never started moved; it is back "
@@ -288,6 +317,8 @@ class Recovery:
         since = self._waiting_since.setdefault(from_invoker, time.monotonic())
         while not self._balancer.routable(exclude=from_invoker):
             if time.monotonic() - since >= self._route_wait_s:
+                # Spent: the rest of this outage's moves fail at once (the caller ends
+                # them); forgotten when its recovery ends, so a later outage waits anew.
                 return
             await asyncio.sleep(POLL_S)
         self._waiting_since.pop(from_invoker, None)
@@ -402,6 +433,8 @@ class Recovery:
                                          dispatched.invoker, record))  # fmt: skip
 
     async def close(self) -> None:
+        self._closing = True
+        self._again.clear()
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():

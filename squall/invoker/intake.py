@@ -47,8 +47,13 @@ class Intake(Activating):
                 log.exception("dropping a malformed activation message")
                 await self._ack(delivery)
                 continue
-            if message.activation_id in self._recent or message.activation_id in self._running:
+            if message.activation_id in self._recent:
                 await self._ack(delivery)  # a redelivery of a message already taken
+                continue
+            if message.activation_id in self._running:
+                # Taken, its ack not confirmed yet: left unacknowledged, so that if that
+                # ack fails the bus still has it (and delivers it again) — acking this
+                # copy would consume it with nobody to run it.
                 continue
             # Acknowledged before it runs, in a task of its own: the loop pulls the next
             # message while the ack is confirmed (a redelivery meanwhile finds it running).

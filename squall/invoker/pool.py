@@ -94,6 +94,12 @@ from squall.sandbox.contracts import ContainerFactory
 
 log = logging.getLogger("squall.invoker.pool")
 
+
+class NeverFits(ContainerError):
+    """The action needs more memory than this invoker has at all: no later try can
+    succeed (so it is not tried again, :mod:`squall.invoker.provisioning`)."""
+
+
 __all__ = ["ContainerPool", "PoolKey", "PooledContainer"]
 
 #: WARM WAIT's window by default (OpenWhisk's stale threshold is 100 ms; a smaller window
@@ -148,7 +154,7 @@ class ContainerPool(PoolBooks):
         the other setting is never reused for it). Raises ContainerError when the action
         can never fit or the pool is closing."""
         if memory_mb > self.capacity_mb:
-            raise ContainerError(
+            raise NeverFits(
                 f"the action needs {memory_mb} MB but the invoker has {self.capacity_mb} MB"
             )
         gkey = (key, network)

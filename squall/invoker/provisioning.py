@@ -18,7 +18,8 @@ before it raises; the activation is marked started only after a later attempt ha
 a ready container.
 
 What is not tried again: an image that is not there (``ImageNotFound``, a developer
-error that waiting does not cure), and anything once the invoker is shutting down
+error that waiting does not cure), an action larger than the invoker (``NeverFits``),
+and anything once the invoker is shutting down
 (``keep_trying`` says so; the pool refuses too).
 
 The pauses grow with each attempt and are spread at random (from half to one and a half
@@ -38,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from squall.errors import ContainerError
+from squall.invoker.pool import NeverFits
 from squall.sandbox.contracts import ImageNotFound
 
 log = logging.getLogger("squall.invoker")
@@ -59,7 +61,8 @@ async def acquire_retrying(
     pause_s: float = PAUSE_S,
     rng: random.Random | None = None,
 ) -> T:
-    """``acquire()``, again after a ContainerError (not ``ImageNotFound``), up to
+    """``acquire()``, again after a ContainerError (not ``ImageNotFound`` or
+    ``NeverFits``: no later try can succeed), up to
     ``attempts`` times in all and only while ``keep_trying()``; the last error is raised.
     ``what`` names the action in the log lines."""
     jitter = rng or random
@@ -67,7 +70,7 @@ async def acquire_retrying(
     while True:
         try:
             return await acquire()
-        except ImageNotFound:
+        except (ImageNotFound, NeverFits):
             raise
         except ContainerError as error:
             if attempt >= attempts or not keep_trying():

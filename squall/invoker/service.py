@@ -140,4 +140,7 @@ class Invoker(Intake, Pings):
                                  message.activation_id)  # fmt: skip
                         continue
                     await self._finish(message, self._failure(message, SHUT_DOWN))
+        for watcher in list(self._watchers):  # made by acks that failed during the grace
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
         await self.pool.close()

@@ -186,6 +186,10 @@ class Runtime:
                 self.run_env_keys.append(name)
 
 
+# How many pids of its own the runtime notes before it forgets those that are gone.
+OWN_PRUNE_AT = 256
+
+
 class Orphans:
     """Pid 1's duty, when the runtime is its pid namespace's first process (a container
     forked by the Python zygote): reap the orphans the kernel hands it — processes whose
@@ -245,6 +249,8 @@ class Orphans:
             self.own.clear()
             return
         if exited is None:
+            if len(self.own) > OWN_PRUNE_AT:  # an action that reaps its children itself
+                self.own = {p for p in self.own if os.path.exists(f"/proc/{p}")}
             return
         children = self.children()
         # Own pids that no longer exist are forgotten: the kernel may hand them out again.

@@ -339,6 +339,8 @@ def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
                     ours.recv(1 << 16)
                 action = os.getcwd()  # /init made it and moved there
                 os.chdir(cwd)
+                if action == cwd:
+                    break  # /init failed (no directory made): nothing to warm, or undo
                 shutil.rmtree(action, ignore_errors=True)
                 sys.path[:] = path
                 sys.modules.pop("main__", None)

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 from _polling import until
 
-from squall.errors import ContainerError
-from squall.invoker.pool import ContainerPool
+from squall.invoker.pool import ContainerPool, NeverFits
 from squall.sandbox.process import ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
@@ -101,7 +100,8 @@ async def test_an_action_larger_than_the_invoker_is_refused(
     factory: ProcessContainerFactory,
 ) -> None:
     pool = ContainerPool(factory, capacity_mb=128)
-    with pytest.raises(ContainerError):
+    # (as NeverFits: no later try can succeed, so the invoker does not try again)
+    with pytest.raises(NeverFits, match="needs 256 MB but the invoker has 128 MB"):
         await pool.acquire(("ns", "/ns/a", "1"), PY, 256, 1)
     assert pool.used_mb == 0
 

@@ -11,6 +11,7 @@ import random
 import pytest
 
 from squall.errors import ContainerError
+from squall.invoker.pool import NeverFits
 from squall.invoker.provisioning import START_ATTEMPTS, acquire_retrying
 from squall.sandbox.contracts import ImageNotFound
 
@@ -53,6 +54,13 @@ async def test_after_the_last_attempt_the_error_is_raised() -> None:
 async def test_a_missing_image_is_not_tried_again() -> None:
     starts = Starts(1, ImageNotFound("nope:1"))
     with pytest.raises(ImageNotFound):
+        await acquire_retrying(starts, always, what="/guest/a", pause_s=0.0)
+    assert starts.calls == 1
+
+
+async def test_an_action_larger_than_the_invoker_is_not_tried_again() -> None:
+    starts = Starts(1, NeverFits("the action needs 512 MB but the invoker has 256 MB"))
+    with pytest.raises(NeverFits):
         await acquire_retrying(starts, always, what="/guest/a", pause_s=0.0)
     assert starts.calls == 1
 
