@@ -31,6 +31,17 @@ async def _cold_run(pool: ContainerPool, kind: str, concurrency: int) -> PooledC
     return pc
 
 
+async def _busy_again(
+    factory: ProcessContainerFactory,
+) -> tuple[ContainerPool, PooledContainer, tuple[PooledContainer, bool]]:
+    """A pool (a long WARM WAIT window) whose one warm Python container ran once and
+    ended (its runs are known to be short), then what the next run acquired."""
+    pool = ContainerPool(factory, capacity_mb=1024, warm_wait_s=LONG_WINDOW_S)
+    pc = await _cold_run(pool, PY, 1)
+    pool.release(pc)
+    return pool, pc, await pool.acquire(KEY, PY, 256, 1)
+
+
 async def test_concurrent_runs_of_a_concurrency_10_node_action_share_3_containers(
     factory: ProcessContainerFactory,
 ) -> None:
@@ -72,10 +83,7 @@ async def test_a_run_waits_for_the_busy_warm_container_instead_of_starting_one(
     factory: ProcessContainerFactory,
 ) -> None:
     # Given one warm container whose runs are short (one ran and ended) and busy again
-    pool = ContainerPool(factory, capacity_mb=1024, warm_wait_s=LONG_WINDOW_S)
-    pc = await _cold_run(pool, PY, 1)
-    pool.release(pc)
-    busy, cold = await pool.acquire(KEY, PY, 256, 1)
+    pool, pc, (busy, cold) = await _busy_again(factory)
     assert busy is pc and not cold
     # When three more runs arrive
     waiting = [asyncio.create_task(pool.acquire(KEY, PY, 256, 1)) for _ in range(3)]
@@ -133,10 +141,7 @@ async def test_a_waiting_run_looks_again_when_the_busy_container_is_destroyed(
     factory: ProcessContainerFactory,
 ) -> None:
     # Given a run waiting for the key's one busy container
-    pool = ContainerPool(factory, capacity_mb=1024, warm_wait_s=LONG_WINDOW_S)
-    pc = await _cold_run(pool, PY, 1)
-    pool.release(pc)
-    await pool.acquire(KEY, PY, 256, 1)
+    pool, pc, _ = await _busy_again(factory)
     waiting = asyncio.create_task(pool.acquire(KEY, PY, 256, 1))
     assert await until(lambda: pool.waiting_for(KEY) == 1)
     # When the busy run fails and its container is destroyed
@@ -151,10 +156,7 @@ async def test_a_cancelled_waiting_run_leaves_no_slot_taken(
     factory: ProcessContainerFactory,
 ) -> None:
     # Given two runs waiting for the key's busy container
-    pool = ContainerPool(factory, capacity_mb=1024, warm_wait_s=LONG_WINDOW_S)
-    pc = await _cold_run(pool, PY, 1)
-    pool.release(pc)
-    await pool.acquire(KEY, PY, 256, 1)
+    pool, pc, _ = await _busy_again(factory)
     first = asyncio.create_task(pool.acquire(KEY, PY, 256, 1))
     assert await until(lambda: pool.waiting_for(KEY) == 1)
     second = asyncio.create_task(pool.acquire(KEY, PY, 256, 1))
