@@ -125,6 +125,7 @@ def own_server(
     pids: list[int] | None = None,
     launcher: list[str] | None = None,
     env: dict[str, str] | None = None,
+    workdir: Path | None = None,
 ) -> Iterator[tuple[str, str]]:
     """A ``squall standalone`` of our own: (apihost, auth), stopped with SIGTERM at exit.
 
@@ -132,8 +133,13 @@ def own_server(
     on ``sys.path``): another checkout, to compare two versions in one run. The server's
     pid is appended to ``pids`` when given (to read its CPU time). ``launcher`` replaces
     ``python -m squall.cli.main`` (a script that runs the CLI inside a probe), ``env``
-    adds to the server's environment."""
-    with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
+    adds to the server's environment. ``workdir`` holds its home and ``server.log``
+    (kept, to be read after it stopped); a temporary directory when None."""
+    with (
+        contextlib.nullcontext(str(workdir))
+        if workdir is not None
+        else tempfile.TemporaryDirectory(prefix="squall-bench-")
+    ) as tmp:
         home = Path(tmp) / "home"
         port = free_port()
         apihost = f"http://127.0.0.1:{port}"

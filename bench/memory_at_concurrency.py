@@ -37,13 +37,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from invoke_latency import (
     REPO,
-    STOP_DEADLINE_S,
-    UNTHROTTLED,
-    clean_env,
-    free_port,
     load,
-    read_wskprops,
+    own_server,
     report_head,
-    wait_answering,
 )
 
 RESULTS = REPO / "bench" / "results" / "memory_at_concurrency.json"
@@ -73,39 +65,6 @@ SCENARIOS: dict[str, tuple[str, str, int]] = {
     "nodejs-c50": ("nodejs:20", "function main() { return {}; }", 50),
 }
 WARM_STATES = ("ready", "busy", "paused", "initializing")
-
-
-@contextlib.contextmanager
-def server(tmp: Path, checkout: Path = REPO) -> Iterator[tuple[str, str, int]]:
-    """A ``squall standalone`` of our own, run from ``checkout``'s ``squall`` package:
-    (apihost, auth, pid), stopped with SIGTERM."""
-    home = tmp / "home"
-    port = free_port()
-    apihost = f"http://127.0.0.1:{port}"
-    log_path = tmp / "server.log"
-    args = [sys.executable, "-m", "squall.cli.main", "standalone"]
-    args += ["--host", "127.0.0.1", "--port", str(port), "--home", str(home)]
-    args += ["--keep-warm", "600", "--log-level", "warning"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=clean_env(UNTHROTTLED),
-            cwd=checkout,  # ``-m`` puts it first on sys.path
-        )
-    try:
-        wait_answering(process, apihost, log_path)
-        yield apihost, read_wskprops(home / "wskprops")["AUTH"], process.pid
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 # -- /proc -----------------------------------------------------------------------------
@@ -221,10 +180,12 @@ def loadavg() -> list[float]:
 
 def scenario(name: str, node: str, args: argparse.Namespace, checkout: Path) -> dict[str, Any]:
     kind, code, concurrency = SCENARIOS[name]
+    pids: list[int] = []
     with (
         tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp,
-        server(Path(tmp), checkout) as (apihost, auth, pid),
+        own_server(checkout, pids, workdir=Path(tmp)) as (apihost, auth),
     ):
+        pid = pids[0]
         uuid, _, key = auth.partition(":")
         action = f"noop-{name}"
         with httpx.Client(
