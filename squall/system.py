@@ -51,7 +51,7 @@ from squall.controller.core import Controller
 from squall.controller.retention import Retention
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
-from squall.entities.kinds import use_manifest
+from squall.entities.manifest import use_manifest
 from squall.errors import ConfigError
 from squall.feeds.actions import FeedActions
 from squall.feeds.provider import AlarmsProvider

@@ -35,7 +35,8 @@ from typing import Any
 
 from squall.entities import params
 from squall.entities.action import Action
-from squall.entities.kinds import CodeExec, resolve_kind
+from squall.entities.kinds import CodeExec
+from squall.entities.manifest import resolve_kind
 from squall.entities.names import EntityPath
 from squall.entities.package import Package
 

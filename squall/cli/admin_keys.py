@@ -47,7 +47,7 @@ NO_KEY = (
 
 
 class HasSettings(Protocol):
-    """What the admin group passes its commands (``squall.cli.admin.Target``)."""
+    """What the admin group passes its commands (``squall.cli.admin_store.Target``)."""
 
     settings: Settings
 

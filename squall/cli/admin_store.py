@@ -16,19 +16,25 @@ a new namespace works at once (failed look-ups are never cached).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 from squall.config import Settings
+from squall.errors import SquallError
 from squall.store.contracts import COLLECTIONS, Store
 from squall.store.factory import SQLITE_PREFIX, open_store
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
+
+T = TypeVar("T")
 
 
 def describe(settings: Settings) -> str:
@@ -206,3 +212,31 @@ def _size(n: int) -> str:
             return f"{n} B" if unit == "B" else f"{value:.1f} {unit} ({n} B)"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def namespace_missing(namespace: str) -> str:
+    """wskadmin's words for a namespace without a subject."""
+    return f"no identities found for namespace '{namespace}'"
+
+
+class Target:
+    """The store the commands act on (from the group's options)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def run(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """Open the store, run ``work`` on it, close it; Squall errors become a one-line
+        message and exit status 1."""
+
+        async def main() -> T:
+            async with open_admin_store(self.settings) as store:
+                return await work(store)
+
+        try:
+            return asyncio.run(main())
+        except SquallError as error:
+            raise click.ClickException(error.message) from None
+
+
+pass_target = click.make_pass_decorator(Target)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import click
 
-from squall.entities.kinds import Install, RuntimeKind
+from squall.entities.manifest import Install, RuntimeKind
 from squall.sandbox.interpreters import (
     default_cache,
     detect,

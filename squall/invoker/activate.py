@@ -21,7 +21,8 @@ from squall.entities.activation import (
     now_ms,
     truncated_logs_message,
 )
-from squall.entities.kinds import BLACKBOX, CodeExec, is_native_image
+from squall.entities.kinds import CodeExec, is_native_image
+from squall.entities.manifest import BLACKBOX
 from squall.entities.names import parse_fqn
 from squall.entities.sequence import SequenceExec
 from squall.errors import ContainerError, NotFound

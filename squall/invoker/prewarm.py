@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from squall.entities.kinds import Manifest
+from squall.entities.manifest import Manifest
 
 _ITEM = re.compile(r"^\s*(?P<kind>[a-z0-9.:_-]+)@(?P<memory>\d+)x(?P<count>\d+)\s*$")
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from squall.config import Settings
-from squall.entities.kinds import Manifest, RuntimeKind, shipped_manifest_text
+from squall.entities.manifest import Manifest, RuntimeKind, shipped_manifest_text
 from squall.errors import ConfigError
 from squall.runtimes import interpreter as runs_on
 

@@ -20,8 +20,8 @@ from apisupport import NS, assert_error
 
 from squall.cli.standalone import Standalone, serve
 from squall.config import Settings
-from squall.entities import kinds
-from squall.entities.kinds import runtime_deprecated
+from squall.entities import manifest as in_use
+from squall.entities.manifest import runtime_deprecated
 
 pytestmark = pytest.mark.anyio
 
@@ -189,16 +189,16 @@ async def test_a_python_action_imports_the_shipped_libraries(
 async def restore_manifest() -> AsyncIterator[None]:
     """The platforms of this test install their manifest process-wide: put back the one
     the module's platform installed."""
-    before = kinds.manifest()
+    before = in_use.manifest()
     try:
         yield
     finally:
-        kinds.use_manifest(before)
+        in_use.use_manifest(before)
 
 
 def deprecating(path: Path, kind: str) -> Path:
     """An operator's manifest that marks ``kind`` of the shipped manifest deprecated."""
-    shipped = json.loads(kinds.shipped_manifest_text())
+    shipped = json.loads(in_use.shipped_manifest_text())
     family = kind.partition(":")[0]
     [entry] = [k for k in shipped["runtimes"][family] if k["kind"] == kind]
     path.write_text(json.dumps({"runtimes": {family: [{**entry, "deprecated": True}]}}))

@@ -23,7 +23,7 @@ from squall.bus.messages import (
 )
 from squall.config import Settings
 from squall.controller.cluster import HEALTH_ACTION, SYSTEM_NAMESPACE
-from squall.entities import kinds
+from squall.entities import manifest as in_use
 from squall.entities.action import Action
 from squall.entities.activation import now_ms
 from squall.entities.kinds import CodeExec
@@ -41,11 +41,11 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def restore_manifest() -> AsyncIterator[None]:
     """A controller installs its manifest process-wide: put back the one before."""
-    before = kinds.manifest()
+    before = in_use.manifest()
     try:
         yield
     finally:
-        kinds.use_manifest(before)
+        in_use.use_manifest(before)
 
 
 def test_a_late_part_is_bound_once_and_never_used_unbound() -> None:

@@ -18,7 +18,7 @@ from squall.controller.core import caller, controller_of
 from squall.controller.http import JSONResponse
 from squall.controller.throttle import ALLOWED_KINDS, STORE_ACTIVATIONS
 from squall.entities import limits as L
-from squall.entities.kinds import runtimes_json
+from squall.entities.manifest import runtimes_json
 from squall.errors import NotFound
 
 

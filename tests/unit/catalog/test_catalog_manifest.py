@@ -11,7 +11,7 @@ from pathlib import Path
 from _required import unavailable
 
 from squall.catalog.manifest import PACKAGES, SAMPLES, SYSTEM_NAMESPACE, UTILS
-from squall.entities.kinds import valid_kinds
+from squall.entities.manifest import valid_kinds
 
 ROOT = Path(__file__).resolve().parents[3]
 

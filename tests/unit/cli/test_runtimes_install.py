@@ -12,7 +12,7 @@ import pytest
 from _required import unavailable
 
 from squall.cli import runtimes
-from squall.entities.kinds import Install, RuntimeKind
+from squall.entities.manifest import Install, RuntimeKind
 
 
 @pytest.fixture

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 
-from squall.entities.kinds import (
-    MAX_CODE_BYTES,
-    CodeExec,
-    is_binary_code,
-    is_native_image,
-    resolve_kind,
-    runtimes_json,
-    valid_kinds,
-)
+from squall.entities.kinds import MAX_CODE_BYTES, CodeExec, is_binary_code, is_native_image
+from squall.entities.manifest import resolve_kind, runtimes_json, valid_kinds
 from squall.errors import BadRequest, PayloadTooLarge
 
 MALFORMED = "The request content was malformed:\n"

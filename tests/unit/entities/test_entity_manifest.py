@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from squall.entities.kinds import (
-    CodeExec,
+from squall.entities.kinds import CodeExec
+from squall.entities.manifest import (
     Install,
     Manifest,
     StemCell,
@@ -163,11 +163,11 @@ def test_only_keeps_the_kinds_a_host_offers() -> None:
 
 def test_a_deprecated_kind_refuses_new_code_but_stored_actions_still_load() -> None:
     # Given a manifest whose nodejs:18 is deprecated, in use
-    from squall.entities import kinds
+    from squall.entities import manifest as in_use
 
-    before = kinds.manifest()
+    before = in_use.manifest()
     extra = Manifest.from_json({"runtimes": {"nodejs": [kind_entry("nodejs:18", deprecated=True)]}})
-    kinds.use_manifest(shipped().merged(extra))
+    in_use.use_manifest(shipped().merged(extra))
     try:
         # When an action of that kind is created or updated, Then OpenWhisk's message (400)
         with pytest.raises(BadRequest) as refused:
@@ -183,4 +183,4 @@ def test_a_deprecated_kind_refuses_new_code_but_stored_actions_still_load() -> N
         # While the other kinds of the family are accepted
         assert CodeExec.from_request({"kind": "nodejs:22", "code": "x"}).kind == "nodejs:22"
     finally:
-        kinds.use_manifest(before)
+        in_use.use_manifest(before)

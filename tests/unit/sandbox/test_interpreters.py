@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from squall.entities.kinds import Manifest
+from squall.entities.manifest import Manifest
 from squall.errors import ConfigError
 from squall.sandbox.interpreters import detect, load_manifest
 
