@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NOT_IN_STANDALONE = ("nats", "httpx", "rich", "pygments", "psycopg")
+NOT_IN_STANDALONE = ("nats", "aiohttp", "aiodocker", "httpx", "rich", "pygments", "psycopg")
 PROBE = (
     "import json, sys\n"
     "import squall.cli.main, squall.cli.standalone, squall.system, squall.providers\n"
