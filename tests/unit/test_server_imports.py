@@ -2,9 +2,10 @@
 
 Each module is memory the server holds for its whole life (bench/README.md,
 "memory_at_concurrency.py": NATS's client and aiohttp, the Docker client, httpx with
-rich and pygments, PostgreSQL's driver cost it ~20 MB together). They are imported where
-they are used: the cluster's providers, the Docker backend's first connection, the log
-forwarder's first batch, the PostgreSQL store.
+rich and pygments, pyroute2 cost it ~22 MiB together). They are imported where they are
+used: the cluster's providers, the Docker backend's first connection, the log
+forwarder's first batch, the PostgreSQL store; the sandbox network speaks rtnetlink
+itself (squall/sandbox/rtnl.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NOT_IN_STANDALONE = ("nats", "aiohttp", "aiodocker", "httpx", "rich", "pygments", "psycopg")
+NOT_IN_STANDALONE = (
+    "nats", "aiohttp", "aiodocker", "httpx", "rich", "pygments", "psycopg", "pyroute2",
+)  # fmt: skip
 PROBE = (
     "import json, sys\n"
     "import squall.cli.main, squall.cli.standalone, squall.system, squall.providers\n"
