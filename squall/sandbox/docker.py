@@ -119,6 +119,8 @@ class DockerContainerFactory:
         self._lock: int | None = None
         #: How many leftovers of a previous invoker :meth:`start` removed.
         self.leftovers = 0
+        #: Container creations dockerd may not have answered yet.
+        self._creating = 0
 
     # -- life ----------------------------------------------------------------------------
 
@@ -191,12 +193,14 @@ class DockerContainerFactory:
         """Destroy every container, then drop the daemon's connection. Idempotent."""
         self._closed = True
         await asyncio.gather(*(c.destroy() for c in list(self._containers.values())))
-        if self._docker is not None and self._lock is not None:
+        if self._docker is not None and self._lock is not None and self._idle():
             # dockerd holds no container of this directory any more (a removal that
-            # failed leaves one, and the mark): nothing for a successor to clean.
+            # failed leaves one, and the mark; a creation still under way may add one,
+            # and keeps it): nothing for a successor to clean.
             with contextlib.suppress(Exception):  # dockerd gone: the mark stays
                 mine = {"label": [f"{OWNER_LABEL}={self.owner}"]}
-                if not await self._docker.containers.list(all=True, filters=mine):
+                left = await self._docker.containers.list(all=True, filters=mine)
+                if not left and self._idle():
                     self._marker.unlink(missing_ok=True)
         if self._docker is not None:
             await self._docker.close()
@@ -204,6 +208,10 @@ class DockerContainerFactory:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def _idle(self) -> bool:
+        """No container of this factory lives or is being created."""
+        return not self._creating and not self._containers
 
     def forget(self, container: DockerContainer) -> None:
         self._containers.pop(container.docker_id, None)
@@ -282,11 +290,16 @@ class DockerContainerFactory:
         concurrent = int((env or {}).get("__OW_CONCURRENCY", "1")) > 1
         config = self._config(kind, image, memory_mb, env or {}, network)
         name = f"squall-{self.owner[:8]}-{secrets.token_hex(4)}"
+        if self._closed:  # close() may be deciding about the mark: no new container
+            raise ContainerError("the container factory is closed")
         self._marker.touch(mode=0o600)  # before dockerd may hold a container of ours
+        self._creating += 1  # a close meanwhile keeps the mark (see close)
         try:
             handle = await docker.containers.create(config=config, name=name)
         except DockerError as ex:
             raise ContainerError(f"cannot create a container of '{image}': {ex}") from ex
+        finally:
+            self._creating -= 1
         logs = LogCollector(self._log_cap_bytes, split=not concurrent)
         container = DockerContainer(self, handle, kind, memory_mb, logs, self._max_response_bytes)
         self._containers[container.docker_id] = container
