@@ -22,11 +22,15 @@ then, after a second's rest, the platform's figures:
 - per warm container: its processes (those of its memory cgroup plus the sandbox's monitor,
   the parent of the cgroup's first process, unless that is the zygote) and their PSS;
   containers per GiB = 1024 / that;
+- the tree by role and the server by mapping (``tree_memory.py``: server, supervisor,
+  zygote, containers by kind; Python heap, extensions, libraries);
 - the issue's goal: platform PSS <= 4 x the best Python peer's (functions-framework, 38 MB
   in the issue's run, ``--peer-pss-mb``) + 2 MB per warm container.
 
-The 1-minute load average is recorded before and after. Prints a table and writes
-``bench/results/memory_at_concurrency.json``. Only loopback addresses are targeted.
+``--env KEY=VALUE`` adds to every server's environment (a variant, e.g.
+``SQUALL_WARM_WAIT_MS=100``). The 1-minute load average is recorded before and after.
+Prints a table and writes ``bench/results/memory_at_concurrency.json``. Only loopback
+addresses are targeted.
 """
 
 from __future__ import annotations
