@@ -22,11 +22,15 @@ then, after a second's rest, the platform's figures:
 - per warm container: its processes (those of its memory cgroup plus the sandbox's monitor,
   the parent of the cgroup's first process, unless that is the zygote) and their PSS;
   containers per GiB = 1024 / that;
+- the tree by role and the server by mapping (``tree_memory.py``: server, supervisor,
+  zygote, containers by kind; Python heap, extensions, libraries);
 - the issue's goal: platform PSS <= 4 x the best Python peer's (functions-framework, 38 MB
   in the issue's run, ``--peer-pss-mb``) + 2 MB per warm container.
 
-The 1-minute load average is recorded before and after. Prints a table and writes
-``bench/results/memory_at_concurrency.json``. Only loopback addresses are targeted.
+``--env KEY=VALUE`` adds to every server's environment (a variant, e.g.
+``SQUALL_WARM_WAIT_MS=100``). The 1-minute load average is recorded before and after.
+Prints a table and writes ``bench/results/memory_at_concurrency.json``. Only loopback
+addresses are targeted.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from invoke_latency import (
     own_server,
     report_head,
 )
+from tree_memory import by_mapping, by_role, roles
 
 RESULTS = REPO / "bench" / "results" / "memory_at_concurrency.json"
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
@@ -158,6 +163,8 @@ def platform(apihost: str, pid: int) -> dict[str, Any]:
     counts = metrics(apihost)
     warm = sum(counts.get(s, 0) for s in WARM_STATES)
     return {
+        "by_role": by_role(pss, roles(pids, ppids, pid)),
+        "server_by_mapping": by_mapping(pid),
         "processes": len(pids),
         "pss_mb": round(sum(pss.values()) / 1024, 1),
         "server_pss_mb": round(pss[pid] / 1024, 1),
@@ -181,9 +188,10 @@ def loadavg() -> list[float]:
 def scenario(name: str, node: str, args: argparse.Namespace, checkout: Path) -> dict[str, Any]:
     kind, code, concurrency = SCENARIOS[name]
     pids: list[int] = []
+    environment = dict(item.split("=", 1) for item in args.env)
     with (
         tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp,
-        own_server(checkout, pids, workdir=Path(tmp)) as (apihost, auth),
+        own_server(checkout, pids, env=environment, workdir=Path(tmp)) as (apihost, auth),
     ):
         pid = pids[0]
         uuid, _, key = auth.partition(":")
@@ -234,6 +242,7 @@ def scenario(name: str, node: str, args: argparse.Namespace, checkout: Path) -> 
             },
             "after_stream": after_stream,
             "after_burst": figures,
+            "environment": environment,
             "goal_pss_mb": goal,
             "meets_goal": figures["pss_mb"] <= goal,
         }
@@ -261,6 +270,19 @@ def table(results: dict[str, Any], peer: float) -> str:
     return "\n".join(rows)
 
 
+def breakdown(results: dict[str, Any]) -> str:
+    """Per scenario: processes and PSS by role, and the server's PSS by mapping."""
+    rows = []
+    for name, r in results.items():
+        f = r["after_burst"]
+        roles_ = ", ".join(
+            f"{role} {v['pss_mb']:g} ({v['processes']:g})" for role, v in f["by_role"].items()
+        )
+        server = ", ".join(f"{k} {v:g}" for k, v in f["server_by_mapping"].items() if v >= 0.1)
+        rows += [f"{name}: MiB (processes) by role: {roles_}", f"  server by mapping: {server}"]
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=50)
@@ -273,6 +295,13 @@ def main() -> None:
         type=Path,
         help="a checkout whose squall runs each scenario first (e.g. a `git archive` of "
         "the commit before a change), for before/after figures in one run",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="added to every server's environment (e.g. SQUALL_WARM_WAIT_MS=50)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -290,6 +319,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(table(results, args.peer_pss_mb))
+    print(breakdown(results))
     print(f"written to {args.out}")
 
 

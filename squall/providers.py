@@ -36,8 +36,6 @@ from squall.bus.counters import MemoryCounters, ThrottleCounters
 from squall.bus.factory import open_bus
 from squall.bus.memory import MemoryBus
 from squall.bus.messages import Completion, Redispatch
-from squall.bus.nats import NatsBus
-from squall.bus.nats_counters import NatsCounters
 from squall.config import Settings
 from squall.controller.balancer import LeanBalancer, LoadBalancer
 from squall.controller.cluster import CACHE_TTL_S, CacheInvalidation, HealthTest
@@ -260,6 +258,11 @@ async def shared_counters(settings: Settings, bus: MessagingProvider) -> Throttl
     """A cluster's throttle counts: in NATS key-value buckets every controller shares
     (bus/nats_counters.py); a controller on the in-process bus is a cluster of one
     and counts in memory."""
+    # Imported here: NATS's client (and aiohttp under it) costs a standalone server
+    # ~9 MB it never uses (bench/README.md, "memory_at_concurrency.py").
+    from squall.bus.nats import NatsBus
+    from squall.bus.nats_counters import NatsCounters
+
     if isinstance(bus, NatsBus):
         return await NatsCounters.open(bus, settings.controller_id)
     return MemoryCounters()

@@ -12,7 +12,10 @@ POLICY: (the rules, in order)
 3. Otherwise take a stem cell of the action's kind and memory (concurrency 1 only: a
    runtime's concurrency is fixed when it starts); it only needs /init. A replacement is
    started in the background once that /init ended (started at once, it slowed the /init
-   by ~5 ms on 2 vCPUs).
+   by ~5 ms on 2 vCPUs). Not when the factory would fork the container from the
+   namespace's running zygote (``forks``): a forked Python container starts as fast and
+   is one process of ~3.4 MiB, where a stem cell is three of ~6.7 MiB, and its
+   replacement would cost a bubblewrap start in the middle of a burst.
 4. Otherwise start a new container if the invoker's user memory (the sum of the memory
    limits of live containers, stem cells and ones still starting included) leaves room.
 5. Otherwise evict stem cells (they are of another shape, or rule 3 would have taken
@@ -182,7 +185,11 @@ class ContainerPool(PoolBooks):
                     if handed is not None:
                         return handed, False
                     continue
-            if max_concurrent == 1 and network == self.stem_network:
+            if (
+                max_concurrent == 1
+                and network == self.stem_network
+                and not self._forks(kind, key[0])
+            ):
                 cell = self._take_stem_cell(kind, memory_mb)
                 if cell is not None:
                     # Its replacement starts once this /init ended (initialized or
@@ -235,6 +242,13 @@ class ContainerPool(PoolBooks):
         pc.assign(key, max_concurrent, container)
         starting.join(pc)
         return pc, True
+
+    def _forks(self, kind: str, tenant: str) -> bool:
+        """Whether the factory would fork a container of ``kind`` for ``tenant`` from a
+        running zygote (rule 3: then no stem cell is taken; a factory without ``forks``
+        never does)."""
+        forks = getattr(self._factory, "forks", None)
+        return bool(forks(kind, tenant)) if forks is not None else False
 
     def initialized(self, pc: PooledContainer) -> None:
         """/init on a new container succeeded: it may take runs of its key from now on

@@ -38,8 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from squall.entities.activation import Activation
 from squall.errors import Conflict, NotFound
@@ -47,6 +46,9 @@ from squall.logforwarding.config import LogForwardingConfig, iso_time
 from squall.logforwarding.destinations import Destination, LogEntry, destination_of
 from squall.metrics.controller import ControllerMetrics
 from squall.store.contracts import LOG_FORWARDING, EntityStore
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("squall.logforwarding")
 
@@ -315,6 +317,10 @@ class LogForwarder:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            # Imported on the first forwarded batch: httpx (with the rich and pygments
+            # its command line pulls in) costs a server ~4 MB that forwards nothing.
+            import httpx
+
             self._client = httpx.AsyncClient(
                 transport=self._transport, timeout=self._limits.timeout_s
             )

@@ -41,6 +41,13 @@ class BackendRouter:
     def supports(self, kind: str) -> bool:
         return any(f.supports(kind) for f in self.factories)
 
+    def forks(self, kind: str, tenant: str | None) -> bool:
+        """Whether the backend of ``kind`` would fork its container for ``tenant`` from a
+        running zygote (the process sandbox's ``forks``; False for a backend without)."""
+        factory = next((f for f in self.factories if f.supports(kind)), None)
+        forks = getattr(factory, "forks", None)
+        return bool(forks(kind, tenant)) if forks is not None else False
+
     def factory_for(self, kind: str) -> ContainerFactory:
         for factory in self.factories:
             if factory.supports(kind):

@@ -31,7 +31,12 @@ Guarantees, beyond those of :mod:`squall.sandbox.contracts`:
   directory; a new factory on the same directory (one at a time: it holds
   ``<workdir>/.docker.lock``) removes the containers a crashed predecessor left behind
   in :meth:`start`. Containers do not die with the invoker by themselves (dockerd owns
-  them), so this clean-up is what bounds a crash's leftovers.
+  them), so this clean-up is what bounds a crash's leftovers. A factory notes that it
+  may leave containers (``<workdir>/.docker-containers``, made before its first one and
+  removed by a :meth:`close` that removed them all), so that ``start`` connects to dockerd
+  only when there may be leftovers or the backend runs the built-in kinds; otherwise the
+  first ``create`` connects. An invoker that never runs a custom image then never loads
+  the Docker client (aiodocker, aiohttp: ~8 MB of the server's memory).
 """
 
 from __future__ import annotations
@@ -45,19 +50,20 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import aiodocker
-from aiodocker.exceptions import DockerError
+from typing import TYPE_CHECKING, Any
 
 from squall.errors import ContainerError
 from squall.sandbox.contracts import ImageNotFound, image_of
-from squall.sandbox.dockercontainer import DockerContainer
 from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.images import image_for
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.netns import NamespaceConnector
 from squall.sandbox.network import SandboxNetwork
+
+if TYPE_CHECKING:
+    import aiodocker
+
+    from squall.sandbox.dockercontainer import DockerContainer
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +119,8 @@ class DockerContainerFactory:
         self._lock: int | None = None
         #: How many leftovers of a previous invoker :meth:`start` removed.
         self.leftovers = 0
+        #: Container creations dockerd may not have answered yet.
+        self._creating = 0
 
     # -- life ----------------------------------------------------------------------------
 
@@ -123,14 +131,32 @@ class DockerContainerFactory:
     def containers(self) -> list[DockerContainer]:
         return list(self._containers.values())
 
+    @property
+    def connected(self) -> bool:
+        """Whether this factory has connected to dockerd (and so loaded its client)."""
+        return self._docker is not None
+
+    @property
+    def _marker(self) -> Path:
+        """Exists while containers of this directory may exist (see the module docstring)."""
+        return self.workdir / ".docker-containers"
+
     async def start(self) -> None:
-        """Connect to dockerd and remove a predecessor's leftovers (idempotent; also
-        done by the first ``create``). ContainerError when dockerd does not answer."""
+        """Take the directory's lock; connect to dockerd and remove a predecessor's
+        leftovers when there may be some (or the built-in kinds run here), else leave
+        that to the first ``create``. Idempotent. ContainerError when another invoker
+        holds the directory or dockerd, asked, does not answer."""
+        self._lock_workdir()
+        if self.builtin or self._marker.exists():
+            await self._connected()
+
+    async def _connected(self) -> None:
+        """Connect to dockerd and remove a predecessor's leftovers, once."""
         if self._started is None or (self._started.done() and self._started.exception()):
             self._started = asyncio.ensure_future(self._start())
         await asyncio.shield(self._started)
 
-    async def _start(self) -> None:
+    def _lock_workdir(self) -> None:
         if self._lock is None:
             self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.workdir / ".docker.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
@@ -140,6 +166,12 @@ class DockerContainerFactory:
                 os.close(fd)
                 raise ContainerError(f"another invoker uses {self.workdir}") from ex
             self._lock = fd
+
+    async def _start(self) -> None:
+        import aiodocker  # here, not at import: see the module docstring
+        from aiodocker.exceptions import DockerError
+
+        self._lock_workdir()
         url = self.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         if self._docker is None:
             self._docker = aiodocker.Docker(url=url)
@@ -161,12 +193,25 @@ class DockerContainerFactory:
         """Destroy every container, then drop the daemon's connection. Idempotent."""
         self._closed = True
         await asyncio.gather(*(c.destroy() for c in list(self._containers.values())))
+        if self._docker is not None and self._lock is not None and self._idle():
+            # dockerd holds no container of this directory any more (a removal that
+            # failed leaves one, and the mark; a creation still under way may add one,
+            # and keeps it): nothing for a successor to clean.
+            with contextlib.suppress(Exception):  # dockerd gone: the mark stays
+                mine = {"label": [f"{OWNER_LABEL}={self.owner}"]}
+                left = await self._docker.containers.list(all=True, filters=mine)
+                if not left and self._idle():
+                    self._marker.unlink(missing_ok=True)
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def _idle(self) -> bool:
+        """No container of this factory lives or is being created."""
+        return not self._creating and not self._containers
 
     def forget(self, container: DockerContainer) -> None:
         self._containers.pop(container.docker_id, None)
@@ -225,9 +270,14 @@ class DockerContainerFactory:
         the container is removed before ContainerError is raised. ``tenant`` changes
         nothing here: every container is a fresh process of its image, sharing no
         interpreter (and so no hash seed) with another."""
+        from aiodocker.exceptions import DockerError
+
+        from squall.sandbox.dockercontainer import DockerContainer
+
         if self._closed:
             raise ContainerError("the container factory is closed")
-        await self.start()
+        self._lock_workdir()
+        await self._connected()
         docker = self._docker
         assert docker is not None
         image = self._image(kind)
@@ -240,10 +290,16 @@ class DockerContainerFactory:
         concurrent = int((env or {}).get("__OW_CONCURRENCY", "1")) > 1
         config = self._config(kind, image, memory_mb, env or {}, network)
         name = f"squall-{self.owner[:8]}-{secrets.token_hex(4)}"
+        if self._closed:  # close() may be deciding about the mark: no new container
+            raise ContainerError("the container factory is closed")
+        self._marker.touch(mode=0o600)  # before dockerd may hold a container of ours
+        self._creating += 1  # a close meanwhile keeps the mark (see close)
         try:
             handle = await docker.containers.create(config=config, name=name)
         except DockerError as ex:
             raise ContainerError(f"cannot create a container of '{image}': {ex}") from ex
+        finally:
+            self._creating -= 1
         logs = LogCollector(self._log_cap_bytes, split=not concurrent)
         container = DockerContainer(self, handle, kind, memory_mb, logs, self._max_response_bytes)
         self._containers[container.docker_id] = container
@@ -257,6 +313,8 @@ class DockerContainerFactory:
         return container
 
     async def _boot(self, container: DockerContainer, network: bool) -> None:
+        from aiodocker.exceptions import DockerError
+
         attached = container._handle.attach(stdout=True, stderr=True, stdin=False, logs=False)
         stream = await attached.__aenter__()
         container.reader = asyncio.ensure_future(self._read_output(attached, stream, container))

@@ -26,10 +26,10 @@ bridge: sandboxes never share a link, so one cannot spoof or sniff another's tra
 anything between two sandboxes is routed through the host, where the table drops it.
 
 Concurrency: netlink work runs in one worker thread of its own (:attr:`_executor`), never
-on the event loop — pyroute2's synchronous API runs an event loop of its own, which must
-not be the invoker's; the thread briefly enters a sandbox's network namespace (``setns``
-acts on the calling thread only) and always returns to the host's before it takes the
-next job. Address bookkeeping happens on the event loop.
+on the event loop — the requests (:mod:`squall.sandbox.rtnl`) are synchronous; the thread
+briefly enters a sandbox's network namespace (``setns`` acts on the calling thread only)
+and always returns to the host's before it takes the next job. Address bookkeeping
+happens on the event loop.
 """
 
 from __future__ import annotations
@@ -48,11 +48,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from squall.errors import ContainerError
 from squall.sandbox.egress import Block, EgressPolicy, ruleset
+from squall.sandbox.rtnl import NetlinkError, Rtnl
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +117,11 @@ def _remove_dead_tables() -> None:
 
 
 def _delete_links(prefix: str) -> None:
-    with IPRoute() as ipr:
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME") or ""
+    with Rtnl() as rtnl:
+        for index, name in rtnl.links():
             if name.startswith(prefix):
                 with contextlib.suppress(NetlinkError):
-                    ipr.link("del", index=link["index"])
+                    rtnl.delete_link(index)
 
 
 class SandboxNetwork:
@@ -139,7 +136,7 @@ class SandboxNetwork:
         self.api = api
         self.block: Block | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="squall-net")
-        self._ipr: IPRoute | None = None
+        self._rtnl: Rtnl | None = None
         # Free addresses, oldest released first: an address is reused as late as possible.
         self._free: deque[ipaddress.IPv4Address] = deque()
         self._names = itertools.count()
@@ -188,9 +185,9 @@ class SandboxNetwork:
 
     def _close_links(self, prefix: str) -> None:
         _delete_links(prefix)
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        if self._rtnl is not None:
+            self._rtnl.close()
+            self._rtnl = None
 
     def api_host(self, scheme: str) -> str | None:
         """``__OW_API_HOST`` as a sandbox must write it, None when no API is reachable."""
@@ -230,25 +227,23 @@ class SandboxNetwork:
         self._free.append(lease.address)
 
     def _attach(self, pid: int, lease: Lease, block: Block) -> None:
-        if self._ipr is None:
-            self._ipr = IPRoute()  # in this thread (see Concurrency above)
-        ipr = self._ipr
+        if self._rtnl is None:
+            self._rtnl = Rtnl()  # in this thread (see Concurrency above)
+        rtnl = self._rtnl
         gateway = str(block.gateway)
         try:
-            ipr.link(
-                "add", ifname=lease.ifname, kind="veth", peer={"ifname": "eth0", "net_ns_pid": pid}
-            )
-            index = ipr.link_lookup(ifname=lease.ifname)[0]
-            ipr.addr("add", index=index, address=gateway, prefixlen=32)
-            ipr.link("set", index=index, state="up")
-            ipr.route("add", dst=f"{lease.address}/32", oif=index, scope="link")
+            rtnl.add_veth(lease.ifname, "eth0", pid)
+            index = rtnl.link_index(lease.ifname)
+            rtnl.add_address(index, gateway, 32)
+            rtnl.set_up(index)
+            rtnl.add_route(str(lease.address), 32, index)
             if self.api is not None and ipaddress.ip_address(self.api[0]).is_loopback:
                 # The API's DNAT leads to loopback: allowed for packets from this link only.
                 Path(f"/proc/sys/net/ipv4/conf/{lease.ifname}/route_localnet").write_text("1")
             self._configure_inside(pid, str(lease.address), gateway)
-        except (NetlinkError, OSError, IndexError) as ex:
-            with contextlib.suppress(NetlinkError, IndexError):
-                ipr.link("del", index=ipr.link_lookup(ifname=lease.ifname)[0])
+        except OSError as ex:  # NetlinkError among them
+            with contextlib.suppress(NetlinkError):
+                rtnl.delete_link(rtnl.link_index(lease.ifname))
             raise ContainerError(f"cannot connect the sandbox to the network: {ex}") from ex
 
     @staticmethod
@@ -259,7 +254,7 @@ class SandboxNetwork:
             if _libc.setns(theirs, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns into the sandbox's network")
             try:
-                inner = IPRoute()  # its netlink socket belongs to the sandbox's namespace
+                inner = Rtnl()  # its netlink socket belongs to the sandbox's namespace
             finally:
                 if _libc.setns(own, CLONE_NEWNET) != 0:  # pragma: no cover - cannot fail
                     os.abort()  # a worker thread stuck in a sandbox's namespace
@@ -267,15 +262,15 @@ class SandboxNetwork:
             os.close(own)
             os.close(theirs)
         with inner:
-            eth0 = inner.link_lookup(ifname="eth0")[0]
-            inner.addr("add", index=eth0, address=address, prefixlen=32)
-            inner.link("set", index=eth0, state="up")
-            inner.route("add", dst=f"{gateway}/32", oif=eth0, scope="link")
-            inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
+            eth0 = inner.link_index("eth0")
+            inner.add_address(eth0, address, 32)
+            inner.set_up(eth0)
+            inner.add_route(gateway, 32, eth0)
+            inner.add_route("0.0.0.0", 0, eth0, gateway=gateway)
 
     def _detach(self, lease: Lease) -> None:
-        ipr = self._ipr
-        if ipr is None:
+        rtnl = self._rtnl
+        if rtnl is None:
             return
-        with contextlib.suppress(NetlinkError, IndexError):
-            ipr.link("del", index=ipr.link_lookup(ifname=lease.ifname)[0])
+        with contextlib.suppress(NetlinkError):
+            rtnl.delete_link(rtnl.link_index(lease.ifname))

@@ -192,6 +192,15 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         """Whether ``kind`` is offered here (its interpreter was found at start-up)."""
         return self.runtimes.get(kind) is not None
 
+    def forks(self, kind: str, tenant: str | None) -> bool:
+        """Whether a ``create`` of ``kind`` for ``tenant`` now would be forked from the
+        tenant's running zygote (a container of ~3 MiB, one process) rather than started
+        through bubblewrap. The pool then leaves stem cells to others."""
+        if kind != ZYGOTE_KIND or tenant is None or not self._zygotes.enabled:
+            return False
+        zygote = self._zygotes.get(tenant)
+        return zygote is not None and zygote.alive
+
     @property
     def supervisor(self) -> Supervisor | None:
         """The supervisor that spawns this factory's sandboxes (None without isolation)."""
