@@ -162,6 +162,64 @@ async def test_tmp_is_private_and_sized_and_the_host_is_out_of_sight(
     assert (await result(await python(zygotic, size), {}))["bytes"] == 256 * MIB
 
 
+SETTINGS = """
+import os
+def main(args):
+    tasks = {}
+    for task in os.listdir("/proc/self/task"):
+        status = open(f"/proc/self/task/{task}/status").read().splitlines()
+        fields = dict(line.split(":\\t", 1) for line in status)
+        tasks[task] = [fields[name].strip() for name in ("CapEff", "CapPrm", "NoNewPrivs")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("__OW_ACTIVATION")}
+    return {"tasks": tasks, "env": env}
+"""
+
+
+async def test_a_started_spare_takes_the_containers_own_settings(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given spares started ahead (listening, waiting to be taken) for 256 MB containers
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2
+    spare_sockets = sorted((zygotic.workdir / "spares").iterdir())
+    assert len(spare_sockets) == 2 and all(p.is_socket() for p in spare_sockets)
+    # When a 128 MB container with an environment of its own takes one
+    env = {"__OW_CONCURRENCY": "1", "SOME": "value"}
+    container = await zygotic.create("python:3.11", 128, env, tenant="guest")
+    answer = await container.initialize({"code": SETTINGS}, timeout=10)
+    assert answer.status == 200, answer.body
+    seen = await result(container, {})
+    # Then it serves on its own directory's socket, the spare's name is gone
+    assert (container.directory / "proxy.sock").is_socket()
+    assert sum(path.exists() for path in spare_sockets) == 1
+    # And its environment is exactly its own (nothing of the zygote's or the spare's)
+    assert seen["env"]["SOME"] == "value" and seen["env"]["__OW_CONCURRENCY"] == "1"
+    assert seen["env"]["__OW_API_HOST"] == "https://api"
+    assert not [k for k in seen["env"] if k.endswith("_FD") or k == "__OW_LIBRARIES"]
+    # And no thread of its runtime has a capability (capabilities are per thread), each
+    # with no_new_privs
+    assert seen["tasks"] and set(map(tuple, seen["tasks"].values())) == {("0" * 16, "0" * 16, "1")}
+    # And its cgroup has its own memory limit
+    assert container.cgroup is not None
+    memory = container.cgroup.directories[0]
+    assert (memory / "memory.limit_in_bytes").read_text().strip() == str(128 * MIB)
+
+
+async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) -> None:
+    # Given started spares, one of which was killed while it waited
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    victim = zygote._spares[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    assert await until(lambda: not victim.alive())
+    # When containers are created, Then each is served by a live runtime
+    for _ in range(3):
+        assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
+
+
 async def test_there_is_no_network_but_its_own_loopback(zygotic: ProcessContainerFactory) -> None:
     # Given a server on the host's loopback
     with socket.create_server(("127.0.0.1", 0)) as server:
