@@ -57,6 +57,7 @@ import fcntl
 import gc
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -249,6 +250,11 @@ def runtime(child: socket.socket) -> None:
     # Not its lifeline thread yet: capabilities are a thread's own, and "take" drops the
     # main thread's; a thread started before would keep them.
     listener, orphans = proxy.start(lifeline=False)
+    if not select.select([child], [], [], 0)[0]:
+        # A spare with time to wait (not one forked for a waiting create): a rehearsal of
+        # a container's first requests makes the copies of the pages they write now,
+        # not while an activation waits for its /init.
+        warm_up(rounds=1)
     # A started spare: what is left on "take" is what only the container's action decides.
     message, fds = receive(child)
     for fd in fds:
