@@ -9,8 +9,8 @@ container. Per container the invoker:
 1. ahead of time, keeps ``spares`` containers forked and *started*: each has its own
    user, mount, pid, ipc, uts and net namespaces, its one process (the runtime, pid 1 of
    its namespace) has been moved into a fresh cgroup of its own (the ~10 ms
-   ``cgroup.procs`` write happens here, off the request path, in a worker thread) with the
-   limits of a :data:`SPARE_MEMORY_MB` container, its open-files limit is the zygote's
+   ``cgroup.procs`` write happens here, off the request path, in a worker thread), its
+   open-files limit is the zygote's
    (set when the supervisor spawned it) and, when the factory has a network, its network
    namespace has its link out (:mod:`squall.sandbox.network`; another ~5-10 ms kept off
    the request path). It was sent ``go`` with the runtime's descriptors (a listening
@@ -19,8 +19,8 @@ container. Per container the invoker:
    and still holds its capabilities until it is taken. The forking of spares starts
    :data:`REFILL_DELAY_S` after one was taken, not to compete with its first requests;
 2. on ``create``, takes a started spare (or forks and starts one on the spot when a burst
-   used them all), removes its link when the container must have no network, rewrites
-   the cgroup's limits when the action's memory is not the spare's, moves the listening
+   used them all), removes its link when the container must have no network, writes
+   the cgroup's limits for the action's memory (~0.1 ms), moves the listening
    socket into the container's directory (a rename: the socket keeps listening) and sends
    ``take`` with the container's environment and /tmp size: the runtime resizes its
    ``/tmp`` and ``/dev/shm`` if needed, drops every capability, takes that environment
@@ -88,8 +88,8 @@ SCRIPT = "zygote.py"
 #: The zygote's own cgroup: generous, it runs no action.
 ZYGOTE_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
 DEFAULT_SPARES = 2
-#: The memory a spare is started for (OpenWhisk's default): its cgroup limits and /tmp
-#: size, rewritten on ``take`` for a container of another size.
+#: The memory a spare is started for (OpenWhisk's default): its /tmp size, changed on
+#: ``take`` for a container of another size.
 SPARE_MEMORY_MB = 256
 #: The directory of the factory's workdir where spares' sockets wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
@@ -441,7 +441,8 @@ class Zygote:
             while self.alive and len(self._spares) < self._spares_wanted:
                 spare = await self._fork(self._spare_network)
                 try:
-                    self._limit(spare, SPARE_MEMORY_MB)
+                    # No limits of its own until taken (its parent's apply): a spare's
+                    # cgroup is told apart from a container's by that (invoker_bench B6).
                     self._go(spare, self._spare_network, SPARE_MEMORY_MB)
                     await self._ready(spare)
                 except BaseException:
