@@ -223,10 +223,6 @@ def runtime(child: socket.socket) -> None:
     """The runtime: on "go", starts the proxy on the descriptors sent (listening, ready
     byte written) while still a spare; on "take", applies the container's own settings,
     drops every capability and serves."""
-    # Touch every object once while waiting: the copy-on-write faults of the first
-    # reference count updates happen now, not while the invoker waits for readiness.
-    for _ in gc.get_objects():
-        pass
     for target in ("/tmp", "/dev/shm"):
         options = f"size={SPARE_TMP_BYTES},mode=1777"
         mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
