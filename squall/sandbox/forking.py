@@ -20,7 +20,7 @@ from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import SandboxInit
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.processbase import SOCKET_NAME, ZYGOTE_KIND, ProcessFactoryBase
-from squall.sandbox.zygote import Zygote, script_path
+from squall.sandbox.zygote import SPARES_DIRECTORY, Zygote, script_path
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,11 @@ class ZygoteStarts(ProcessFactoryBase):
         return zygote
 
     def _close_zygote_uid(self, zygote: Zygote) -> None:
-        """Give a closed zygote's uid back (its processes and containers are gone)."""
+        """Give a closed zygote's uid back (its processes and containers are gone), and
+        remove the spares' directory once no zygote has a spare there (not to be taken for
+        a leftover by the next factory on this directory)."""
+        with contextlib.suppress(OSError):  # absent, or another zygote's spares wait there
+            (self.workdir / SPARES_DIRECTORY).rmdir()
         uids = self._confinement.uids if self._confinement is not None else None
         if zygote.uid is not None and uids is not None:
             uids.give_back(zygote.uid)

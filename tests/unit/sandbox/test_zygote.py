@@ -368,6 +368,8 @@ async def test_close_leaves_no_process_and_no_cgroup(tmp_path: Path, anyio_backe
     # Then no process of it is left, and neither are its cgroups
     assert await until(lambda: all(gone(pid) for pid in processes))
     assert not any(d.exists() for d in confinement.cgroups.directories)
+    # And nothing is left in its directory: the spares' sockets went with them
+    assert [p.name for p in (tmp_path / "containers").iterdir() if not p.name.startswith(".")] == []
 
 
 # An "invoker" that starts a forked container running a child process, waits until the
