@@ -60,13 +60,10 @@ import contextlib
 import logging
 import os
 import secrets
-import select
 import signal
 import socket
-import struct
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -80,6 +77,7 @@ from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
+from squall.sandbox.spare import Spare, receive_pid
 from squall.sandbox.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -96,42 +94,6 @@ SPARE_MEMORY_MB = 256
 SPARES_DIRECTORY = "spares"
 #: How long after a spare was taken the background forking of the next one starts.
 REFILL_DELAY_S = 0.05
-#: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
-GO_FDS = ("listen", "ready", "lifeline", "stdout", "stderr")
-_CREDS = struct.calcsize("3i")
-
-
-@dataclass
-class Spare:
-    """A forked container: its socket to the runtime (until ``take``), its pid 1's pid,
-    pidfd, cgroup, the limits written there, its network link if it has one, and once
-    started (``go``) its directory with the listening socket and the invoker's ends of its
-    pipes (``lifeline``, ``stdout``, ``stderr``: the taker owns them)."""
-
-    sock: socket.socket
-    pid: int
-    pidfd: int
-    cgroup: Cgroup
-    limits: Limits | None = None
-    lease: Lease | None = None
-    socket_path: Path | None = None
-    fds: dict[str, int] = field(default_factory=dict)
-
-    def alive(self) -> bool:
-        """Whether its runtime still runs (a pidfd turns readable when it exits)."""
-        return not select.select([self.pidfd], [], [], 0)[0]
-
-    def discard(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        os.close(self.pidfd)
-        self.sock.close()
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
-        if self.socket_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.socket_path.unlink()
 
 
 class Zygote:
@@ -284,7 +246,7 @@ class Zygote:
             config = {"env": dict(env), "tmp_bytes": self._isolation.tmp_bytes(memory_mb)}
             spare.sock.send(b"take" + orjson.dumps(config))
             if fresh:
-                await self._ready(spare)
+                await spare.ready(self._timeout)
         except BaseException:
             if spare is not None:
                 await self._discard(spare)
@@ -313,48 +275,15 @@ class Zygote:
     def _go(
         self, spare: Spare, network: bool, memory_mb: int, directory: Path | None = None
     ) -> None:
-        """Start the runtime of a forked container: its listening socket (in the
-        container's ``directory``, else among the spares' to be moved there when taken),
-        its pipes, ``go``. Its readiness is :meth:`_ready`'s to wait for."""
+        """Start the runtime of a forked container: its listening socket in the container's
+        ``directory``, else among the spares' (moved into the container's when taken)."""
         if directory is None:
             directory = self._workdir / SPARES_DIRECTORY
             directory.mkdir(mode=0o700, exist_ok=True)
             name = f"{secrets.token_hex(6)}.sock"
         else:
             name = launch.SOCKET_NAME
-        theirs: dict[str, int] = {}
-        try:
-            theirs["listen"] = launch.listen(directory, name=name).detach()
-            spare.socket_path = directory / name
-            spare.fds["ready"], theirs["ready"] = os.pipe()
-            theirs["lifeline"], spare.fds["lifeline"] = os.pipe()
-            spare.fds["stdout"], theirs["stdout"] = os.pipe()
-            spare.fds["stderr"], theirs["stderr"] = os.pipe()
-            config = {
-                "env": self._environment(network),
-                "fds": list(GO_FDS),
-                "tmp_bytes": self._isolation.tmp_bytes(memory_mb),
-            }
-            message = b"go" + orjson.dumps(config)
-            socket.send_fds(spare.sock, [message], [theirs[name] for name in GO_FDS])
-        finally:
-            for fd in theirs.values():  # the runtime holds the only copies now
-                os.close(fd)
-
-    async def _ready(self, spare: Spare) -> None:
-        """Wait for a started runtime's ready byte; ContainerError with its last words."""
-        ready_r = spare.fds.pop("ready")
-        try:
-            ready = await launch.wait_ready(ready_r, self._timeout)
-        finally:
-            os.close(ready_r)
-        if not ready:
-            said = b""
-            os.set_blocking(spare.fds["stderr"], False)
-            with contextlib.suppress(OSError):
-                said = os.read(spare.fds["stderr"], 4096)
-            reason = said.decode(errors="replace").strip() or "it exited or hung before listening"
-            raise ContainerError(f"the forked python:3.11 runtime did not start: {reason}")
+        spare.go(directory, name, self._environment(network), self._isolation.tmp_bytes(memory_mb))
 
     async def _discard(self, spare: Spare) -> None:
         spare.discard()
@@ -444,7 +373,7 @@ class Zygote:
                     # No limits of its own until taken (its parent's apply): a spare's
                     # cgroup is told apart from a container's by that (invoker_bench B6).
                     self._go(spare, self._spare_network, SPARE_MEMORY_MB)
-                    await self._ready(spare)
+                    await spare.ready(self._timeout)
                 except BaseException:
                     await self._discard(spare)
                     raise
@@ -472,7 +401,7 @@ class Zygote:
                 raise ContainerError(f"the Python zygote is gone: {ex}") from ex
             finally:
                 theirs.close()
-            pid = await _receive_pid(ours, self._timeout)
+            pid = await receive_pid(ours, self._timeout)
             pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
             cgroup = self._cgroups.create(secrets.token_hex(6), None)
             # In a worker thread: moving a process into a cgroup waits for an RCU grace
@@ -493,33 +422,6 @@ class Zygote:
                 await self._network.detach(lease)
             raise
         return Spare(ours, pid, pidfd, cgroup, lease=lease)
-
-
-async def _receive_pid(sock: socket.socket, timeout: float) -> int:
-    """Wait for a forked init's ``here`` and return its pid as this process sees it."""
-    loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    arrived: asyncio.Future[None] = loop.create_future()
-
-    def on_readable() -> None:
-        if not arrived.done():
-            arrived.set_result(None)
-
-    loop.add_reader(sock, on_readable)
-    try:
-        async with asyncio.timeout(timeout):
-            await arrived
-        data, ancillary, _, _ = sock.recvmsg(64, socket.CMSG_SPACE(_CREDS))
-    except (TimeoutError, OSError) as ex:
-        raise ContainerError(f"a forked container did not report: {ex!r}") from ex
-    finally:
-        loop.remove_reader(sock)
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-            pid = int(struct.unpack("3i", payload[:_CREDS])[0])
-            if data == b"here" and pid > 0:
-                return pid
-    raise ContainerError("a forked container exited before it reported")
 
 
 def script_path(proxy: Path) -> Path:
