@@ -384,6 +384,9 @@ def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
                 shutil.rmtree(action, ignore_errors=True)
                 sys.path[:] = path
                 sys.modules.pop("main__", None)
+                # The action's own /init makes a directory of the same name (action-main):
+                # it must not find this one's directory listing cached by the import system.
+                sys.path_importer_cache.pop(action, None)
     finally:
         sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = streams
         listener.close()

@@ -8,6 +8,8 @@ one was created) and checks containment from inside and outside.
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import logging
 import os
@@ -15,6 +17,7 @@ import signal
 import socket
 import sys
 import textwrap
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -218,6 +221,25 @@ async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) 
     # When containers are created, Then each is served by a live runtime
     for _ in range(3):
         assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
+
+
+async def test_a_zip_actions_own_modules_import_after_the_spares_rehearsal(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a started spare (it rehearsed an /init in the same action directory name)
+    await python(zygotic, PROBE)
+    await running_zygote(zygotic).filled()
+    # When a zip action whose __main__ imports a module of its own is initialized in it
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("__main__.py", "import helper\ndef main(a):\n    return helper.v()\n")
+        archive.writestr("helper.py", "def v():\n    return {'helper': True}\n")
+    code = base64.b64encode(buffer.getvalue()).decode()
+    container = await zygotic.create("python:3.11", 256, tenant="guest")
+    answer = await container.initialize({"code": code, "binary": True}, timeout=10)
+    # Then its module is found, and runs
+    assert answer.status == 200, answer.body
+    assert await result(container, {}) == {"helper": True}
 
 
 async def test_there_is_no_network_but_its_own_loopback(zygotic: ProcessContainerFactory) -> None:
