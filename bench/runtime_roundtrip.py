@@ -24,8 +24,9 @@ isolation costs (``iso/plain``). Writes ``bench/results/runtime_roundtrip.json``
 ``--zygote`` measures only ``python:3.11`` cold starts (isolated), by tier, taking turns:
 
 - ``bwrap``: a true cold start, the runtime started through bubblewrap (zygote off);
-- ``zygote``: forked by the zygote from a spare (the spares are refilled, untimed, before
-  each sample: an invoker between bursts);
+- ``zygote``: forked by the zygote from a spare (the spares are refilled, untimed, after
+  each sample of a tier with a zygote: an invoker between bursts; and no tier's sample
+  competes with another tier's refill);
 - ``zygote-no-spare``: forked by a zygote without spares (fork, namespaces and the cgroup
   move on the request path: a burst that used up the spares);
 - ``stem-cell``: a container started beforehand (untimed) and taken: only /init.
@@ -234,6 +235,8 @@ async def tier_cold_start(
     assert answer.status == 200 and run.status == 200, (answer, run)
     await container.logs(1 << 20, wait=5)
     await container.destroy()
+    if zygote is not None:  # its spares back, untimed: not forked during another tier's turn
+        await zygote.filled()
     into["create"].append(t1 - t0)
     into["init"].append(t2 - t1)
     into["first-run"].append(t3 - t2)

@@ -5,8 +5,10 @@ zygotes`). Mixed into :class:`~squall.sandbox.process.ProcessContainerFactory`."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,9 +17,10 @@ from squall.sandbox import launch
 from squall.sandbox.container import ProcessContainer
 from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
+from squall.sandbox.isolation import SandboxInit
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.processbase import SOCKET_NAME, ZYGOTE_KIND, ProcessFactoryBase
-from squall.sandbox.zygote import Zygote, script_path
+from squall.sandbox.zygote import SPARES_DIRECTORY, Zygote, script_path
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class ZygoteStarts(ProcessFactoryBase):
             spare_network=self._network_default,
             supervisor=confinement.supervisor,
             uid=confinement.uids.take() if confinement.uids is not None else None,
+            workdir=self.workdir,
+            environment=lambda network: self._environment(
+                ZYGOTE_KIND, self.workdir, {}, {}, network
+            ),
         )
         try:
             await zygote.start()
@@ -64,7 +71,11 @@ class ZygoteStarts(ProcessFactoryBase):
         return zygote
 
     def _close_zygote_uid(self, zygote: Zygote) -> None:
-        """Give a closed zygote's uid back (its processes and containers are gone)."""
+        """Give a closed zygote's uid back (its processes and containers are gone), and
+        remove the spares' directory once no zygote has a spare there (not to be taken for
+        a leftover by the next factory on this directory)."""
+        with contextlib.suppress(OSError):  # absent, or another zygote's spares wait there
+            (self.workdir / SPARES_DIRECTORY).rmdir()
         uids = self._confinement.uids if self._confinement is not None else None
         if zygote.uid is not None and uids is not None:
             uids.give_back(zygote.uid)
@@ -79,31 +90,29 @@ class ZygoteStarts(ProcessFactoryBase):
         env: Mapping[str, str] | None,
         network: bool,
     ) -> ProcessContainer:
-        """A python:3.11 container forked by the zygote (see :mod:`squall.sandbox.zygote`)."""
+        """A python:3.11 container forked by the zygote (see :mod:`squall.sandbox.zygote`):
+        a started spare taken, serving as soon as this returns (no readiness to wait for)."""
         loop = asyncio.get_running_loop()
         logs = LogCollector(self._log_cap_bytes)
         exited: asyncio.Future[None] = loop.create_future()
-        theirs: dict[str, int] = {}
-        ours: dict[str, int] = {}
+        environment = self._environment(ZYGOTE_KIND, directory, env or {}, {}, network)
+        spare = await zygote.take(memory_mb, environment, network, directory)
+        sandbox = SandboxInit(spare.pid, spare.pidfd)
+        ours = spare.fds
         try:
-            theirs["listen"] = launch.listen(directory).detach()
-            ours["ready"], theirs["ready"] = os.pipe()
-            theirs["lifeline"], ours["lifeline"] = os.pipe()
-            ours["stdout"], theirs["stdout"] = os.pipe()
-            ours["stderr"], theirs["stderr"] = os.pipe()
-            environment = self._environment(ZYGOTE_KIND, directory, env or {}, {}, network)
-            sandbox, cgroup, lease = await zygote.spawn(memory_mb, environment, theirs, network)
+            runtime = ForkedRuntime(spare.pid, logs, exited)
+            for stream in ("stdout", "stderr"):
+                await runtime.attach(stream, ours.pop(stream))
         except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+            os.close(spare.pidfd)
             for fd in ours.values():
                 os.close(fd)
-            zygote.replenish()
+            await spare.cgroup.aremove()
+            if spare.lease is not None and self.network is not None:
+                await self.network.detach(spare.lease)
             raise
-        finally:
-            for fd in theirs.values():  # the runtime holds the only copies now
-                os.close(fd)
-        runtime = ForkedRuntime(sandbox.pid, logs, exited)
-        for stream in ("stdout", "stderr"):
-            await runtime.attach(stream, ours.pop(stream))
         container = ProcessContainer(
             container_id=container_id,
             kind=ZYGOTE_KIND,
@@ -116,25 +125,15 @@ class ZygoteStarts(ProcessFactoryBase):
                 directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes
             ),
             lifeline=ours.pop("lifeline"),
-            cgroup=cgroup,
+            cgroup=spare.cgroup,
             on_destroyed=self._forget,
         )
         container.sandbox = sandbox
-        if lease is not None:
-            self._leases[container_id] = lease
-        ready_r = ours.pop("ready")
+        if spare.lease is not None:
+            self._leases[container_id] = spare.lease
         try:
             launch.write_pid_file(directory, container.pid)
-            ready = await launch.wait_ready(ready_r, self._start_timeout)
         except BaseException:
             await container.destroy()
             raise
-        finally:
-            os.close(ready_r)
-            zygote.replenish()
-        if not ready:
-            await logs.wait_closed(1.0)
-            await container.destroy()
-            reason = logs.text("stderr") or "it exited or hung before listening"
-            raise ContainerError(f"the forked python:3.11 runtime did not start: {reason}")
         return container

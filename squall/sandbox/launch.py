@@ -58,16 +58,16 @@ class RuntimeProtocol(asyncio.SubprocessProtocol):
             self._exited.set_result(None)
 
 
-def listen(directory: Path, backlog: int = 128) -> socket.socket:
-    """A listening Unix socket at ``directory/proxy.sock`` (any path length)."""
+def listen(directory: Path, backlog: int = 128, name: str = SOCKET_NAME) -> socket.socket:
+    """A listening Unix socket at ``directory/name`` (any path length)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        path = directory / SOCKET_NAME
+        path = directory / name
         if len(os.fsencode(str(path))) > MAX_SOCKET_PATH:
             # Too long for sun_path: bind through a descriptor of the directory.
             dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
             try:
-                sock.bind(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
+                sock.bind(f"/proc/self/fd/{dir_fd}/{name}")
             finally:
                 os.close(dir_fd)
         else:

@@ -6,20 +6,26 @@ these once: one sandboxed CPython per factory (``squall/runtimes/python/zygote.p
 documents the in-sandbox protocol and process tree) has imported the proxy, and forks each
 container. Per container the invoker:
 
-1. ahead of time, keeps ``spares`` containers forked and waiting before their runtime
-   starts: each has its own user, mount, pid, ipc, uts and net namespaces, its one
-   process (the runtime, pid 1 of its namespace) has been moved into a fresh cgroup of
-   its own (the ~10 ms ``cgroup.procs`` write happens
-   here, off the request path, in a worker thread), its open-files limit is the zygote's
-   (set when the supervisor spawned it) and, when
-   the factory has a network, its network namespace has its link out
-   (:mod:`squall.sandbox.network`; another ~5-10 ms kept off the request path);
-2. on ``create``, takes a spare (or makes one on the spot when a burst used them all),
-   removes its link when the container must have no network, writes the cgroup's limits
-   for the action's memory, and sends ``go`` with the
-   runtime's descriptors (listening socket, ready and lifeline pipes, stdout, stderr):
-   the runtime resizes its ``/tmp`` and ``/dev/shm`` if needed, drops every capability
-   and signals readiness like a started one.
+1. ahead of time, keeps ``spares`` containers forked and *started*: each has its own
+   user, mount, pid, ipc, uts and net namespaces, its one process (the runtime, pid 1 of
+   its namespace) has been moved into a fresh cgroup of its own (the ~10 ms
+   ``cgroup.procs`` write happens here, off the request path, in a worker thread), its
+   open-files limit is the zygote's
+   (set when the supervisor spawned it) and, when the factory has a network, its network
+   namespace has its link out (:mod:`squall.sandbox.network`; another ~5-10 ms kept off
+   the request path). It was sent ``go`` with the runtime's descriptors (a listening
+   socket in the ``spares`` directory of the factory's workdir, ready and lifeline pipes,
+   stdout, stderr), and its proxy wrote its ready byte: it listens, but serves nothing
+   and still holds its capabilities until it is taken. The forking of spares starts
+   :data:`REFILL_DELAY_S` after one was taken, not to compete with its first requests;
+2. on ``create``, takes a started spare (or forks and starts one on the spot when a burst
+   used them all), removes its link when the container must have no network, writes
+   the cgroup's limits for the action's memory (~0.1 ms), moves the listening
+   socket into the container's directory (a rename: the socket keeps listening) and sends
+   ``take`` with the container's environment and /tmp size: the runtime resizes its
+   ``/tmp`` and ``/dev/shm`` if needed, drops every capability, takes that environment
+   and serves what waits in its socket's backlog. ``create`` returns without waiting
+   for the runtime: a first request waits in the backlog until it serves.
 
 The container is then a :class:`~squall.sandbox.container.ProcessContainer` like any
 other: same socket, logs, cgroup (memory limit, OOM report, pids, freezing), ``destroy``
@@ -56,10 +62,8 @@ import os
 import secrets
 import signal
 import socket
-import struct
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import orjson
@@ -73,6 +77,7 @@ from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
+from squall.sandbox.spare import Spare, receive_pid
 from squall.sandbox.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -81,27 +86,14 @@ SCRIPT = "zygote.py"
 #: The zygote's own cgroup: generous, it runs no action.
 ZYGOTE_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
 DEFAULT_SPARES = 2
-#: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
-GO_FDS = ("listen", "ready", "lifeline", "stdout", "stderr")
-_CREDS = struct.calcsize("3i")
-
-
-@dataclass
-class _Spare:
-    """A forked container waiting for ``go``: its socket, its pid 1's pid, pidfd, cgroup, and
-    its network link if it has one."""
-
-    sock: socket.socket
-    pid: int
-    pidfd: int
-    cgroup: Cgroup
-    lease: Lease | None = None
-
-    def discard(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        os.close(self.pidfd)
-        self.sock.close()
+#: The memory a spare is started for (OpenWhisk's default): its /tmp size, changed on
+#: ``take`` for a container of another size.
+SPARE_MEMORY_MB = 256
+#: The directory of the factory's workdir where spares' sockets wait (named like no
+#: container's: a leftover of a dead invoker is cleaned like a container's directory).
+SPARES_DIRECTORY = "spares"
+#: How long after a spare was taken the background forking of the next one starts.
+REFILL_DELAY_S = 0.05
 
 
 class Zygote:
@@ -126,8 +118,15 @@ class Zygote:
         spare_network: bool = True,
         supervisor: Supervisor,
         uid: int | None = None,
+        workdir: Path,
+        environment: Callable[[bool], dict[str, str]],
     ) -> None:
         self._supervisor = supervisor
+        #: Where spares' directories (their listening sockets) are made.
+        self._workdir = workdir
+        #: A runtime's environment with or without a network, before ``take`` gives its own.
+        self._environment = environment
+        self._refill_timer: asyncio.TimerHandle | None = None
         #: The host uid of the zygote and of every container it forks.
         self.uid = uid
         self._network = network
@@ -140,7 +139,7 @@ class Zygote:
         self._cgroups = cgroups
         self._timeout = start_timeout
         self._spares_wanted = spares
-        self._spares: deque[_Spare] = deque()
+        self._spares: deque[Spare] = deque()
         self._refilling: asyncio.Task[None] | None = None
         self._control: socket.socket | None = None
         self._process: ForkedRuntime | None = None
@@ -210,40 +209,83 @@ class Zygote:
             raise ContainerError(f"the Python zygote did not start: {reason}") from ex
         self.replenish()
 
-    async def spawn(
-        self, memory_mb: int, env: Mapping[str, str], fds: Mapping[str, int], network: bool
-    ) -> tuple[SandboxInit, Cgroup, Lease | None]:
-        """Start a runtime in a spare container; returns it (its pid namespace's init), its
-        cgroup and network link
-        (None without ``network``; the caller releases it when the container ends).
+    async def take(
+        self, memory_mb: int, env: Mapping[str, str], network: bool, directory: Path
+    ) -> Spare:
+        """A runtime for a container of ``memory_mb`` with the environment ``env``, serving
+        on the listening socket now in ``directory`` (an empty directory it replaces):
+        a started spare, or one forked on the spot when a burst used them all.
 
-        ``fds`` names the runtime's descriptors (:data:`GO_FDS`); the caller keeps and
-        closes its copies, and calls :meth:`replenish` once the runtime is ready (or
-        failed). Raises ContainerError when the zygote is gone.
+        Before it serves anything the runtime has the container's cgroup limits, /tmp size,
+        environment and link (None without ``network``), and no capability. The caller
+        owns what it returns: the runtime (its pid namespace's init: ``pid``, ``pidfd``),
+        ``cgroup``, ``lease`` (released when the container ends) and the pipes in ``fds``
+        (``lifeline``, ``stdout``, ``stderr``). Spares are forked again in the background
+        shortly after. Raises ContainerError when the zygote is gone or a runtime forked on
+        the spot does not start.
         """
-        spare = self._spares.popleft() if self._spares else await self._fork(network)
+        spare = await self._take_spare()
+        fresh = spare is None
         try:
+            if spare is None:
+                spare = await self._fork(network)
+                self._limit(spare, memory_mb)
+                self._go(spare, network, memory_mb, directory)
             if spare.lease is not None and not network and self._network is not None:
                 lease, spare.lease = spare.lease, None
                 await self._network.detach(lease)
             elif spare.lease is None and network and self._network is not None:
                 spare.lease = await self._network.attach(spare.pid)
-            spare.cgroup.limit(self._isolation.limits(memory_mb))
-            config = {
-                "env": dict(env),
-                "fds": list(GO_FDS),
-                "tmp_bytes": self._isolation.tmp_bytes(memory_mb),
-            }
-            message = b"go" + orjson.dumps(config)
-            socket.send_fds(spare.sock, [message], [fds[name] for name in GO_FDS])
+            self._limit(spare, memory_mb)
+            if not fresh:
+                assert spare.socket_path is not None
+                # A listening socket's inode keeps listening under its new name (a rename
+                # of the spare's directory over the container's would cost 1-2 ms on ext4).
+                os.rename(spare.socket_path, directory / launch.SOCKET_NAME)
+            spare.socket_path = None  # the container's directory goes with the container
+            config = {"env": dict(env), "tmp_bytes": self._isolation.tmp_bytes(memory_mb)}
+            spare.sock.send(b"take" + orjson.dumps(config))
+            if fresh:
+                await spare.ready(self._timeout)
         except BaseException:
-            await self._discard(spare)
+            if spare is not None:
+                await self._discard(spare)
             raise
         finally:
-            spare.sock.close()
-        return SandboxInit(spare.pid, spare.pidfd), spare.cgroup, spare.lease
+            if spare is not None:
+                spare.sock.close()
+            self._refill_soon()
+        return spare
 
-    async def _discard(self, spare: _Spare) -> None:
+    async def _take_spare(self) -> Spare | None:
+        """The oldest started spare still alive, if any."""
+        while self._spares:
+            spare = self._spares.popleft()
+            if spare.alive():
+                return spare
+            await self._discard(spare)
+        return None
+
+    def _limit(self, spare: Spare, memory_mb: int) -> None:
+        limits = self._isolation.limits(memory_mb)
+        if limits != spare.limits:
+            spare.cgroup.limit(limits)
+            spare.limits = limits
+
+    def _go(
+        self, spare: Spare, network: bool, memory_mb: int, directory: Path | None = None
+    ) -> None:
+        """Start the runtime of a forked container: its listening socket in the container's
+        ``directory``, else among the spares' (moved into the container's when taken)."""
+        if directory is None:
+            directory = self._workdir / SPARES_DIRECTORY
+            directory.mkdir(mode=0o700, exist_ok=True)
+            name = f"{secrets.token_hex(6)}.sock"
+        else:
+            name = launch.SOCKET_NAME
+        spare.go(directory, name, self._environment(network), self._isolation.tmp_bytes(memory_mb))
+
+    async def _discard(self, spare: Spare) -> None:
         spare.discard()
         await spare.cgroup.aremove()
         if spare.lease is not None and self._network is not None:
@@ -252,6 +294,9 @@ class Zygote:
     async def close(self) -> None:
         """Kill the spares and the zygote, remove their cgroups. Idempotent."""
         self._closed = True
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+            self._refill_timer = None
         if self._refilling is not None:
             self._refilling.cancel()
             with contextlib.suppress(asyncio.CancelledError, ContainerError):
@@ -292,15 +337,31 @@ class Zygote:
         return len(self._spares)
 
     async def filled(self) -> None:
-        """Wait until the background forking of spares (if any) has finished."""
+        """Wait until the background forking of spares (if any, or due soon) has finished."""
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+            self._refill_timer = None
+            self.replenish()
         if self._refilling is not None:
             await asyncio.shield(self._refilling)
 
     def replenish(self) -> None:
-        """Fork spares in the background until there are ``spares`` again. Called once a
-        taken spare's runtime is ready: forking meanwhile would compete with it for CPU."""
+        """Fork and start spares in the background until there are ``spares`` again."""
         if self._refilling is None or self._refilling.done():
             self._refilling = asyncio.ensure_future(self._keep_spares())
+
+    def _refill_soon(self) -> None:
+        """:meth:`replenish` after :data:`REFILL_DELAY_S`: forking and starting a spare
+        right away would compete for the CPU with the taken container's /init and /run."""
+        if self._closed or self._refill_timer is not None:
+            return
+
+        def due() -> None:
+            self._refill_timer = None
+            if not self._closed:
+                self.replenish()
+
+        self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, due)
 
     # -- spares ------------------------------------------------------------------------
 
@@ -308,6 +369,14 @@ class Zygote:
         try:
             while self.alive and len(self._spares) < self._spares_wanted:
                 spare = await self._fork(self._spare_network)
+                try:
+                    # No limits of its own until taken (its parent's apply): a spare's
+                    # cgroup is told apart from a container's by that (invoker_bench B6).
+                    self._go(spare, self._spare_network, SPARE_MEMORY_MB)
+                    await spare.ready(self._timeout)
+                except BaseException:
+                    await self._discard(spare)
+                    raise
                 if self._closed:
                     await self._discard(spare)
                     return
@@ -315,7 +384,7 @@ class Zygote:
         except ContainerError as ex:
             log.warning("the Python zygote could not fork a spare container: %s", ex)
 
-    async def _fork(self, network: bool = True) -> _Spare:
+    async def _fork(self, network: bool = True) -> Spare:
         """Fork one container and confine its pid 1 (its cgroup); with
         ``network`` and a factory network, give it its link out."""
         if not self.alive or self._control is None:
@@ -332,7 +401,7 @@ class Zygote:
                 raise ContainerError(f"the Python zygote is gone: {ex}") from ex
             finally:
                 theirs.close()
-            pid = await _receive_pid(ours, self._timeout)
+            pid = await receive_pid(ours, self._timeout)
             pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
             cgroup = self._cgroups.create(secrets.token_hex(6), None)
             # In a worker thread: moving a process into a cgroup waits for an RCU grace
@@ -352,34 +421,7 @@ class Zygote:
             if lease is not None and self._network is not None:
                 await self._network.detach(lease)
             raise
-        return _Spare(ours, pid, pidfd, cgroup, lease)
-
-
-async def _receive_pid(sock: socket.socket, timeout: float) -> int:
-    """Wait for a forked init's ``here`` and return its pid as this process sees it."""
-    loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    arrived: asyncio.Future[None] = loop.create_future()
-
-    def on_readable() -> None:
-        if not arrived.done():
-            arrived.set_result(None)
-
-    loop.add_reader(sock, on_readable)
-    try:
-        async with asyncio.timeout(timeout):
-            await arrived
-        data, ancillary, _, _ = sock.recvmsg(64, socket.CMSG_SPACE(_CREDS))
-    except (TimeoutError, OSError) as ex:
-        raise ContainerError(f"a forked container did not report: {ex!r}") from ex
-    finally:
-        loop.remove_reader(sock)
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-            pid = int(struct.unpack("3i", payload[:_CREDS])[0])
-            if data == b"here" and pid > 0:
-                return pid
-    raise ContainerError("a forked container exited before it reported")
+        return Spare(ours, pid, pidfd, cgroup, lease=lease)
 
 
 def script_path(proxy: Path) -> Path:

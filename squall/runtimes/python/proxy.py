@@ -38,6 +38,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
@@ -45,7 +46,6 @@ import selectors
 import signal
 import socket
 import sys
-import threading
 import types
 from collections.abc import Callable
 
@@ -61,6 +61,9 @@ SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
 MAX_HEADER_BYTES = 64 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 502: "Bad Gateway"}
 NOT_A_DICT = "The action did not return a dictionary or array."
+#: What json.dumps(ensure_ascii=False, allow_nan=False, separators=(",", ":")) would make
+#: anew for every answer.
+ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 class InitError(Exception):
@@ -93,7 +96,6 @@ class Runtime:
 
     def _load(self, value: dict[str, Any]) -> Callable[[Any], Any]:
         import importlib.util
-        import tempfile
 
         main_name = value.get("main") or "main"
         code = value.get("code")
@@ -102,14 +104,15 @@ class Runtime:
         env = value.get("env")
         for key, val in (env if isinstance(env, dict) else {}).items():
             os.environ[str(key)] = val if isinstance(val, str) else json.dumps(val)
-        root = os.environ.get("__OW_WORKDIR") or tempfile.gettempdir()
-        directory = tempfile.mkdtemp(prefix="action-", dir=root)
+        directory = action_directory(os.environ.get("__OW_WORKDIR"))
+        source: str | None = None
         if value.get("binary"):
             entry = self._extract(code, directory)
         else:
             entry = os.path.join(directory, "main__.py")
             with open(entry, "w", encoding="utf-8") as file:
-                file.write(code)
+                file.write(code)  # for tracebacks (linecache) and the action's own reading
+            source = code.removeprefix("\ufeff")  # as the file's decoder drops a BOM
         sys.path.insert(0, directory)
         os.chdir(directory)  # relative file access in the action refers to its own files
         spec = importlib.util.spec_from_file_location("main__", entry)
@@ -117,7 +120,12 @@ class Runtime:
             raise InitError(f"cannot load {entry}")
         module = importlib.util.module_from_spec(spec)
         sys.modules["main__"] = module
-        spec.loader.exec_module(module)
+        if source is None:
+            spec.loader.exec_module(module)
+        else:
+            # The code as given, compiled once: the file loader would stat, read and decode
+            # it again and write a .pyc nobody reads (0.2-0.6 ms of a forked /init).
+            exec(compile(source, entry, "exec", dont_inherit=True), module.__dict__)
         target: Any = module
         for part in main_name.split("."):
             target = getattr(target, part, None)
@@ -184,6 +192,23 @@ class Runtime:
                 name = f"__OW_{key.upper()}"
                 os.environ[name] = val
                 self.run_env_keys.append(name)
+
+
+def action_directory(root: str | None) -> str:
+    """A new directory for the action's files: ``<root>/action-main`` under the container's
+    own working directory (``__OW_WORKDIR``: private to this container, and /init runs once),
+    else a fresh temporary directory (``tempfile`` draws a random name: slower in a
+    forked process, whose first draw seeds a generator)."""
+    if root:
+        directory = os.path.join(root, "action-main")
+        try:
+            os.mkdir(directory, 0o700)
+            return directory
+        except FileExistsError:
+            pass
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="action-", dir=root or tempfile.gettempdir())
 
 
 # How many pids of its own the runtime notes before it forgets those that are gone.
@@ -295,7 +320,7 @@ def write_sentinels() -> None:
 def encode(status: int, payload: Any) -> bytes:
     """One HTTP answer; a result that is not JSON (a set, NaN, ...) becomes a 502."""
     try:
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = ENCODER.encode(payload)
     except (TypeError, ValueError) as ex:
         status = 502
         text = json.dumps({"error": f"The action did not return a valid JSON value: {ex}"})
@@ -350,13 +375,21 @@ def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool] | None:
     return method, target, body, keep_alive
 
 
-def serve(listener: socket.socket, runtime: Runtime, orphans: Orphans | None = None) -> None:
-    """Serve requests forever, one at a time, over any number of connections; reap
-    ``orphans`` after each batch of requests."""
+def serve(
+    listener: socket.socket,
+    runtime: Runtime,
+    orphans: Orphans | None = None,
+    rounds: int | None = None,
+) -> None:
+    """Serve requests forever (or for ``rounds`` waits for readiness: the Python zygote's
+    warm-up), one at a time, over any number of connections; reap ``orphans`` after each
+    batch of requests."""
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     buffers: dict[socket.socket, bytearray] = {}
-    while True:
+    while rounds is None or rounds > 0:
+        if rounds is not None:
+            rounds -= 1
         for key, _ in selector.select():
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
@@ -372,6 +405,9 @@ def serve(listener: socket.socket, runtime: Runtime, orphans: Orphans | None = N
                 sock.close()
         if orphans is not None:
             orphans.reap()
+    for sock in buffers:
+        sock.close()
+    selector.close()
 
 
 def serve_ready(conn: socket.socket, buffer: bytearray, runtime: Runtime) -> bool:
@@ -428,14 +464,16 @@ def signal_ready() -> None:
         os.close(int(fd))
 
 
-def watch_lifeline() -> None:
-    """Take the process group down once the factory lets go of ``__OW_LIFELINE_FD``.
+def watch_lifeline(fd: str | None = None) -> None:
+    """Take the process group down once the factory lets go of ``fd`` (by default
+    ``__OW_LIFELINE_FD``, removed from the environment).
 
     The factory holds the pipe's write end for as long as it wants the container; EOF means
     it destroyed the container or died itself (an invoker crash). A thread waits for it, so
     this works even while an action runs forever on the main thread.
     """
-    fd = os.environ.pop("__OW_LIFELINE_FD", "")
+    if fd is None:
+        fd = os.environ.pop("__OW_LIFELINE_FD", "")
     if not fd.isdigit():
         return
 
@@ -449,7 +487,9 @@ def watch_lifeline() -> None:
             os.killpg(os.getpid(), signal.SIGKILL)  # the group this proxy leads, itself included
         os._exit(1)
 
-    threading.Thread(target=wait, name="lifeline", daemon=True).start()
+    # A bare thread (as daemon as threading's daemons): threading.Thread.start would wait
+    # until the new thread runs, a context switch on the cold start's path.
+    _thread.start_new_thread(wait, ())
 
 
 def add_libraries() -> None:
@@ -461,19 +501,29 @@ def add_libraries() -> None:
         sys.path.append(libraries)
 
 
-def main() -> None:
+def start(lifeline: bool = True) -> tuple[socket.socket, Orphans | None]:
+    """Everything before serving: the library set, line-buffered output, the lifeline
+    (unless not ``lifeline``: the caller starts :func:`watch_lifeline` itself), the
+    listening socket, orphan reaping as pid 1; then the ready byte. Connections arriving
+    from then on wait in the socket's backlog until :func:`serve` runs."""
     add_libraries()
     # Line buffering: each printed line reaches the invoker (and its timestamp) when written.
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(line_buffering=True)
-    watch_lifeline()
+    if lifeline:
+        watch_lifeline()
     listener = listen()
     orphans = None
     if os.getpid() == 1:  # this namespace's init: see Orphans
         orphans = Orphans()
         orphans.track()
     signal_ready()
+    return listener, orphans
+
+
+def main() -> None:
+    listener, orphans = start()
     serve(listener, Runtime(), orphans)
 
 

@@ -14,9 +14,15 @@ Protocol, over ``SOCK_SEQPACKET`` Unix sockets (one message per packet):
 - child socket: the container's pid 1 sends ``here`` with ``SCM_CREDENTIALS`` (the kernel
   translates its pid into the invoker's pid namespace) and waits; the invoker moves it
   into the container's cgroup and answers ``confined``; it sets up its namespaces and
-  waits. When the container is wanted, the invoker sends ``go`` + JSON ``{"env", "fds",
-  "tmp_bytes"}`` with the runtime's descriptors (listening socket, ready and lifeline
-  pipes, stdout, stderr). EOF instead of ``confined`` or ``go`` ends the container.
+  waits. Then the invoker sends ``go`` + JSON ``{"env", "fds", "tmp_bytes"}`` with the
+  runtime's descriptors (listening socket, ready and lifeline pipes, stdout, stderr):
+  the runtime starts the proxy (lifeline thread, listening socket, line-buffered
+  output) and writes its ready byte, but serves nothing yet — a *started spare*. When
+  the container is wanted, the invoker sends ``take`` + JSON ``{"env", "tmp_bytes"}``
+  (the container's own environment and /tmp size): the runtime resizes ``/tmp`` and
+  ``/dev/shm`` if needed, drops every capability, replaces its environment and only
+  then serves the requests waiting in its socket's backlog. EOF instead of
+  ``confined``, ``go`` or ``take`` ends the container.
 
 Process tree of one container (all forked, nothing exec'd)::
 
@@ -25,10 +31,11 @@ Process tree of one container (all forked, nothing exec'd)::
               │  exits at once)
               └── runtime (pid 1, reparented to the zygote sandbox's init): ``here``; once
                   confined: private mounts, loopback up, its own read-only /proc, empty
-                  capability bounding set, size-capped /tmp and /dev/shm; on ``go`` drops
-                  every capability, sets no_new_privs and runs the proxy's ``main`` on the
-                  given descriptors — which, as its namespace's init, reaps the orphans
-                  it is handed (``proxy.Orphans``). Its exit ends the namespace.
+                  capability bounding set, size-capped /tmp and /dev/shm; on ``go``
+                  starts the proxy on the given descriptors; on ``take`` drops every
+                  capability, sets no_new_privs and serves — as its namespace's init
+                  reaping the orphans it is handed (``proxy.Orphans``). Its exit ends the
+                  namespace.
 
 One process per container: every page a forked process writes — or that the zygote
 rewrites after the fork — becomes a private copy of that process, about 1 MB for a
@@ -45,13 +52,12 @@ cgroup the invoker moved the runtime into before it set anything up.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import gc
 import json
 import os
-import selectors
+import select
 import shutil
 import signal
 import socket
@@ -97,6 +103,10 @@ SPARE_TMP_BYTES = 256 * 1024 * 1024
 WARM_UP_ROUNDS = 20
 
 libc = ctypes.CDLL(None, use_errno=True)
+# Resolved here, once: resolving caches a function object in libc's dictionary, a write
+# each container would otherwise make to a page it shares with the zygote.
+for _name in ("mount", "umount2", "unshare", "prctl", "syscall"):
+    getattr(libc, _name)
 
 
 def check(result: int, what: str) -> None:
@@ -210,24 +220,17 @@ def drop_privileges() -> None:
 
 
 def runtime(child: socket.socket) -> None:
-    """The runtime: waits for "go", then runs the proxy on the descriptors sent."""
-    # Touch every object once while waiting: the copy-on-write faults of the first
-    # reference count updates happen now, not while the invoker waits for readiness.
-    for _ in gc.get_objects():
-        pass
+    """The runtime: on "go", starts the proxy on the descriptors sent (listening, ready
+    byte written) while still a spare; on "take", applies the container's own settings,
+    drops every capability and serves."""
     for target in ("/tmp", "/dev/shm"):
         options = f"size={SPARE_TMP_BYTES},mode=1777"
         mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
     message, fds = receive(child)
     if message is None or not message.startswith(b"go"):
         os._exit(0)  # the invoker let go of this spare
-    child.close()
     config = json.loads(message[len(b"go") :])
-    size = max(int(config["tmp_bytes"]), 1024 * 1024)
-    if size != SPARE_TMP_BYTES:
-        for target in ("/tmp", "/dev/shm"):
-            mount("tmpfs", target, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, f"size={size}")
-    drop_privileges()
+    tmp_bytes = resize_tmp(int(config["tmp_bytes"]), SPARE_TMP_BYTES)
     os.setsid()
     given = dict(zip(config["fds"], fds, strict=True))
     null = os.open("/dev/null", os.O_RDONLY)
@@ -236,20 +239,58 @@ def runtime(child: socket.socket) -> None:
     os.dup2(given.pop("stderr"), 2)
     for fd in {null, *fds} - {0, 1, 2, *given.values()}:
         os.close(fd)
-    os.environ.clear()
-    os.environ.update({str(k): str(v) for k, v in config["env"].items()})
+    set_environment(config["env"])
     os.environ.update({f"__OW_{name.upper()}_FD": str(fd) for name, fd in given.items()})
     os.chdir("/tmp")
+    lifeline = os.environ.pop("__OW_LIFELINE_FD", "")
+    # Not its lifeline thread yet: capabilities are a thread's own, and "take" drops the
+    # main thread's; a thread started before would keep them.
+    listener, orphans = proxy.start(lifeline=False)
+    if not select.select([child], [], [], 0)[0]:
+        # A spare with time to wait (not one forked for a waiting create): a rehearsal of
+        # a container's first requests makes the copies of the pages they write now,
+        # not while an activation waits for its /init.
+        warm_up(rounds=1)
+    # A started spare: what is left on "take" is what only the container's action decides.
+    message, fds = receive(child)
+    for fd in fds:
+        os.close(fd)
+    if message is None or not message.startswith(b"take"):
+        os._exit(0)  # the invoker let go of this spare
+    child.close()
+    config = json.loads(message[len(b"take") :])
+    resize_tmp(int(config["tmp_bytes"]), tmp_bytes)
+    drop_privileges()  # the only thread: capabilities and no_new_privs are per thread
+    proxy.watch_lifeline(lifeline)
+    set_environment(config["env"])
+    proxy.add_libraries()  # pops its variable again (the path was added on "go")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    proxy.main()
+    proxy.serve(listener, proxy.Runtime(), orphans)
 
 
-def receive(sock: socket.socket) -> tuple[bytes | None, list[int]]:
-    """One message and the descriptors sent with it; (None, []) at EOF."""
+def resize_tmp(size: int, mounted: int) -> int:
+    """Remount /tmp and /dev/shm with ``size`` bytes (at least 1 MiB) if they have another
+    size; returns the size they have now. Needs the capabilities (before "take" drops them)."""
+    size = max(size, 1024 * 1024)
+    if size != mounted:
+        for target in ("/tmp", "/dev/shm"):
+            mount("tmpfs", target, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, f"size={size}")
+    return size
+
+
+def set_environment(env: dict[str, object]) -> None:
+    """Exactly ``env`` (nothing of the zygote's, nor of the spare's before)."""
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in env.items()})
+
+
+def receive(sock: socket.socket, size: int = 1 << 20) -> tuple[bytes | None, list[int]]:
+    """One message (at most ``size`` bytes) and the descriptors sent with it; (None, [])
+    at EOF."""
     while True:
         try:
-            data, ancillary, _, _ = sock.recvmsg(1 << 20, socket.CMSG_SPACE(16 * 4))
+            data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(16 * 4))
             break
         except InterruptedError:
             continue
@@ -271,7 +312,6 @@ def fork_container(child_fd: int, control: socket.socket) -> None:
     if pid == 0:
         try:
             control.close()
-            signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.closerange(3, child_fd)
             os.closerange(child_fd + 1, 1 << 16)
@@ -284,30 +324,23 @@ def fork_container(child_fd: int, control: socket.socket) -> None:
 
 
 def serve(control: socket.socket) -> None:
-    """Fork a container per ``fork`` message, reap what it forked, end at EOF."""
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    selector = selectors.DefaultSelector()
-    selector.register(control, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
+    """Fork a container per ``fork`` message, end at EOF.
+
+    As little as possible runs here between forks: every page of memory this loop writes
+    after a fork (reference counts of the objects it touches) stops being shared with the
+    containers forked before, and becomes their own copy. So no selector and no reaping:
+    the processes it forks exit at once and, SIGCHLD being ignored, the kernel reaps them.
+    """
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
-        for key, _ in selector.select():
-            if key.fileobj == wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wake_r, 4096)
-                with contextlib.suppress(ChildProcessError):
-                    while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                        pass
-                continue
-            message, fds = receive(control)
-            if message is None:
-                return
-            if message == b"fork" and len(fds) == 1:
-                fork_container(fds[0], control)
-            else:
-                for fd in fds:
-                    os.close(fd)
+        message, fds = receive(control, 64)
+        if message is None:
+            return
+        if message == b"fork" and len(fds) == 1:
+            fork_container(fds[0], control)
+        else:
+            for fd in fds:
+                os.close(fd)
 
 
 def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
@@ -325,18 +358,25 @@ def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
     run = json.dumps({"value": {}, "activation_id": "0", "namespace": "_"}).encode()
     streams = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
     path, cwd, environ = list(sys.path), os.getcwd(), dict(os.environ)
-    ours, theirs = socket.socketpair()
+    requests = b"".join(
+        b"POST %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (target, len(body), body)
+        for target, body in ((b"/init", init), (b"/run", run), (b"/run", run))
+    )
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(f"\0squall-zygote-{os.getpid()}")  # abstract: in its own network namespace
+    listener.listen(1)
     try:
         with open(os.devnull, "w") as sink:
             # The sentinels a request ends with go nowhere (not into the zygote's log).
             sys.stdout = sys.stderr = sys.__stdout__ = sys.__stderr__ = sink
             for _ in range(rounds):
-                runtime, buffer = proxy.Runtime(), bytearray()
-                for target, body in ((b"/init", init), (b"/run", run), (b"/run", run)):
-                    head = b"POST %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (target, len(body))
-                    ours.sendall(head + body)
-                    proxy.serve_ready(theirs, buffer, runtime)
-                    ours.recv(1 << 16)
+                # The container's path: its environment set, the proxy's loop (accept,
+                # then the three requests at once), the reaping of orphans (there are none).
+                set_environment(environ)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.connect(listener.getsockname())
+                    client.sendall(requests)
+                    proxy.serve(listener, proxy.Runtime(), proxy.Orphans(), rounds=2)
                 action = os.getcwd()  # /init made it and moved there
                 os.chdir(cwd)
                 if action == cwd:
@@ -344,10 +384,12 @@ def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
                 shutil.rmtree(action, ignore_errors=True)
                 sys.path[:] = path
                 sys.modules.pop("main__", None)
+                # The action's own /init makes a directory of the same name (action-main):
+                # it must not find this one's directory listing cached by the import system.
+                sys.path_importer_cache.pop(action, None)
     finally:
         sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = streams
-        ours.close()
-        theirs.close()
+        listener.close()
         sys.path[:] = path
         sys.modules.pop("main__", None)
         os.chdir(cwd)

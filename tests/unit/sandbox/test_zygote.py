@@ -8,6 +8,8 @@ one was created) and checks containment from inside and outside.
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import logging
 import os
@@ -15,6 +17,7 @@ import signal
 import socket
 import sys
 import textwrap
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -160,6 +163,83 @@ async def test_tmp_is_private_and_sized_and_the_host_is_out_of_sight(
     """
     assert (await result(await python(zygotic, size, memory_mb=128), {}))["bytes"] == 128 * MIB
     assert (await result(await python(zygotic, size), {}))["bytes"] == 256 * MIB
+
+
+SETTINGS = """
+import os
+def main(args):
+    tasks = {}
+    for task in os.listdir("/proc/self/task"):
+        status = open(f"/proc/self/task/{task}/status").read().splitlines()
+        fields = dict(line.split(":\\t", 1) for line in status)
+        tasks[task] = [fields[name].strip() for name in ("CapEff", "CapPrm", "NoNewPrivs")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("__OW_ACTIVATION")}
+    return {"tasks": tasks, "env": env}
+"""
+
+
+async def test_a_started_spare_takes_the_containers_own_settings(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given spares started ahead (listening, waiting to be taken) for 256 MB containers
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2
+    spare_sockets = sorted((zygotic.workdir / "spares").iterdir())
+    assert len(spare_sockets) == 2 and all(p.is_socket() for p in spare_sockets)
+    # When a 128 MB container with an environment of its own takes one
+    env = {"__OW_CONCURRENCY": "1", "SOME": "value"}
+    container = await zygotic.create("python:3.11", 128, env, tenant="guest")
+    answer = await container.initialize({"code": SETTINGS}, timeout=10)
+    assert answer.status == 200, answer.body
+    seen = await result(container, {})
+    # Then it serves on its own directory's socket, the spare's name is gone
+    assert (container.directory / "proxy.sock").is_socket()
+    assert sum(path.exists() for path in spare_sockets) == 1
+    # And its environment is exactly its own (nothing of the zygote's or the spare's)
+    assert seen["env"]["SOME"] == "value" and seen["env"]["__OW_CONCURRENCY"] == "1"
+    assert seen["env"]["__OW_API_HOST"] == "https://api"
+    assert not [k for k in seen["env"] if k.endswith("_FD") or k == "__OW_LIBRARIES"]
+    # And no thread of its runtime has a capability (capabilities are per thread), each
+    # with no_new_privs
+    assert seen["tasks"] and set(map(tuple, seen["tasks"].values())) == {("0" * 16, "0" * 16, "1")}
+    # And its cgroup has its own memory limit
+    assert container.cgroup is not None
+    memory = container.cgroup.directories[0]
+    assert (memory / "memory.limit_in_bytes").read_text().strip() == str(128 * MIB)
+
+
+async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) -> None:
+    # Given started spares, one of which was killed while it waited
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    victim = zygote._spares[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    assert await until(lambda: not victim.alive())
+    # When containers are created, Then each is served by a live runtime
+    for _ in range(3):
+        assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
+
+
+async def test_a_zip_actions_own_modules_import_after_the_spares_rehearsal(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a started spare (it rehearsed an /init in the same action directory name)
+    await python(zygotic, PROBE)
+    await running_zygote(zygotic).filled()
+    # When a zip action whose __main__ imports a module of its own is initialized in it
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("__main__.py", "import helper\ndef main(a):\n    return helper.v()\n")
+        archive.writestr("helper.py", "def v():\n    return {'helper': True}\n")
+    code = base64.b64encode(buffer.getvalue()).decode()
+    container = await zygotic.create("python:3.11", 256, tenant="guest")
+    answer = await container.initialize({"code": code, "binary": True}, timeout=10)
+    # Then its module is found, and runs
+    assert answer.status == 200, answer.body
+    assert await result(container, {}) == {"helper": True}
 
 
 async def test_there_is_no_network_but_its_own_loopback(zygotic: ProcessContainerFactory) -> None:
@@ -310,6 +390,8 @@ async def test_close_leaves_no_process_and_no_cgroup(tmp_path: Path, anyio_backe
     # Then no process of it is left, and neither are its cgroups
     assert await until(lambda: all(gone(pid) for pid in processes))
     assert not any(d.exists() for d in confinement.cgroups.directories)
+    # And nothing is left in its directory: the spares' sockets went with them
+    assert [p.name for p in (tmp_path / "containers").iterdir() if not p.name.startswith(".")] == []
 
 
 # An "invoker" that starts a forked container running a child process, waits until the

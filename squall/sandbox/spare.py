@@ -1,0 +1,123 @@
+"""A container forked by a Python zygote, from its fork until it is taken: :class:`Spare`
+(:mod:`squall.sandbox.zygote` makes and takes them), and :func:`receive_pid`, how the
+invoker learns its pid.
+
+Event loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import signal
+import socket
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from squall.errors import ContainerError
+from squall.sandbox import launch
+from squall.sandbox.cgroups import Cgroup, Limits
+from squall.sandbox.network import Lease
+
+_CREDS = struct.calcsize("3i")
+#: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
+GO_FDS = ("listen", "ready", "lifeline", "stdout", "stderr")
+
+
+@dataclass
+class Spare:
+    """A forked container: its socket to the runtime (until ``take``), its pid 1's pid,
+    pidfd, cgroup, the limits written there, its network link if it has one, and once
+    started (``go``) its directory with the listening socket and the invoker's ends of its
+    pipes (``lifeline``, ``stdout``, ``stderr``: the taker owns them)."""
+
+    sock: socket.socket
+    pid: int
+    pidfd: int
+    cgroup: Cgroup
+    limits: Limits | None = None
+    lease: Lease | None = None
+    socket_path: Path | None = None
+    fds: dict[str, int] = field(default_factory=dict)
+
+    def go(self, directory: Path, name: str, env: dict[str, str], tmp_bytes: int) -> None:
+        """Start its runtime: a listening socket at ``directory/name``, its pipes (the
+        invoker's ends in :attr:`fds`), ``go`` with the spare's environment ``env`` and
+        /tmp size. Its readiness is :meth:`ready`'s to wait for."""
+        theirs: dict[str, int] = {}
+        try:
+            theirs["listen"] = launch.listen(directory, name=name).detach()
+            self.socket_path = directory / name
+            self.fds["ready"], theirs["ready"] = os.pipe()
+            theirs["lifeline"], self.fds["lifeline"] = os.pipe()
+            self.fds["stdout"], theirs["stdout"] = os.pipe()
+            self.fds["stderr"], theirs["stderr"] = os.pipe()
+            config = {"env": env, "fds": list(GO_FDS), "tmp_bytes": tmp_bytes}
+            message = b"go" + orjson.dumps(config)
+            socket.send_fds(self.sock, [message], [theirs[fd] for fd in GO_FDS])
+        finally:
+            for fd in theirs.values():  # the runtime holds the only copies now
+                os.close(fd)
+
+    async def ready(self, timeout: float) -> None:
+        """Wait for a started runtime's ready byte; ContainerError with its last words."""
+        ready_r = self.fds.pop("ready")
+        try:
+            ready = await launch.wait_ready(ready_r, timeout)
+        finally:
+            os.close(ready_r)
+        if not ready:
+            said = b""
+            os.set_blocking(self.fds["stderr"], False)
+            with contextlib.suppress(OSError):
+                said = os.read(self.fds["stderr"], 4096)
+            reason = said.decode(errors="replace").strip() or "it exited or hung before listening"
+            raise ContainerError(f"the forked python:3.11 runtime did not start: {reason}")
+
+    def alive(self) -> bool:
+        """Whether its runtime still runs (a pidfd turns readable when it exits)."""
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def discard(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        os.close(self.pidfd)
+        self.sock.close()
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+
+
+async def receive_pid(sock: socket.socket, timeout: float) -> int:
+    """Wait for a forked init's ``here`` and return its pid as this process sees it."""
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    arrived: asyncio.Future[None] = loop.create_future()
+
+    def on_readable() -> None:
+        if not arrived.done():
+            arrived.set_result(None)
+
+    loop.add_reader(sock, on_readable)
+    try:
+        async with asyncio.timeout(timeout):
+            await arrived
+        data, ancillary, _, _ = sock.recvmsg(64, socket.CMSG_SPACE(_CREDS))
+    except (TimeoutError, OSError) as ex:
+        raise ContainerError(f"a forked container did not report: {ex!r}") from ex
+    finally:
+        loop.remove_reader(sock)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = int(struct.unpack("3i", payload[:_CREDS])[0])
+            if data == b"here" and pid > 0:
+                return pid
+    raise ContainerError("a forked container exited before it reported")
