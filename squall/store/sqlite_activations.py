@@ -228,6 +228,7 @@ class SqliteActivationStore:
             row = conn.execute(_FIRST_NAMESPACE).fetchone()
         while row is not None:
             removed += await self._prune_batches(_PRUNE_FINAL, (row[0], before_ms))
+            await asyncio.sleep(0)  # many namespaces: let requests in between them too
             with self._db.autocommit() as conn:
                 row = conn.execute(_NEXT_NAMESPACE, (row[0],)).fetchone()
         return removed + await self._prune_batches(_PRUNE_UNFINISHED, (before_ms,))
