@@ -27,10 +27,10 @@ hold final records only (partial indexes, ``sqlite_schema``'s migration 9), so a
 record — the ``start`` mark of a blocking invoke, a queued non-blocking one — is written
 into three b-trees (the table, its primary key, ``activations_unfinished``) and enters
 the two others once, when its final record replaces it. A commit appends one WAL frame
-per b-tree page it changes: a warm blocking invoke's two commits write about 7 frames
-instead of 13 (bench/README.md, "store_syscalls.py"). Reads see every record as before:
-each one is the union of the final records (by those indexes) and the unfinished ones
-(few: what runs or waits now, by ``activations_unfinished``).
+per b-tree page it changes: a warm blocking invoke's two commits write about 8 frames
+instead of 16 (bench/README.md, "store_syscalls.py and store_cost.py"). Reads see every
+record as before: each one is the union of the final records (by those indexes) and the
+unfinished ones (few: what runs or waits now, by ``activations_unfinished``).
 """
 
 from __future__ import annotations
