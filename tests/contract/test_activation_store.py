@@ -276,6 +276,74 @@ async def test_prune_goes_on_batch_after_batch(
     assert ids(await stores.activations.list(ActivationQuery(NS))) == [f"{5:032x}"]
 
 
+async def test_unfinished_records_are_listed_paged_and_counted_among_final_ones(
+    stores: Stores,
+) -> None:
+    # Given final records started at 1000, 1002 and 1005, a queued one at 1001, a
+    # started one at 1004 (the mark of a blocking invoke) and one queued, then started,
+    # at 1003 — of which 1002 and 1004 are of pkg/hello
+    await stores.activations.put(record("0" * 32, 1000))
+    await stores.activations.put_pending(pending("1" * 32, 1001))
+    await stores.activations.put(record("2" * 32, 1002, package="pkg"))
+    await stores.activations.put_pending(pending("3" * 32, 1003))
+    assert await stores.activations.start(pending("3" * 32, 1003))
+    started = replace(record("4" * 32, 1004, package="pkg"), response=ActivationResponse.waiting())
+    assert await stores.activations.start(started)
+    await stores.activations.put(record("5" * 32, 1005))
+    # When listing / Then every record is there, newest first, whatever its state
+    listed = await stores.activations.list(ActivationQuery(NS))
+    assert [r.start for r in listed] == [1005, 1004, 1003, 1002, 1001, 1000]
+    assert [r.response.status for r in listed][:3] == ["success", "pending", "pending"]
+    # And pages run across both kinds in the same order
+    page = await stores.activations.list(ActivationQuery(NS, skip=1, limit=3))
+    assert [r.start for r in page] == [1004, 1003, 1002]
+    window = ActivationQuery(NS, since=1001, upto=1004)
+    assert [r.start for r in await stores.activations.list(window)] == [1004, 1003, 1002, 1001]
+    # And the name filter, count and get see the unfinished ones too
+    in_pkg = await stores.activations.list(ActivationQuery(NS, name="pkg/hello"))
+    assert [r.start for r in in_pkg] == [1004, 1002]
+    assert await stores.activations.count(ActivationQuery(NS)) == 6
+    assert await stores.activations.count(window) == 4
+    assert await stores.activations.count(ActivationQuery(NS, name="pkg/hello")) == 2
+    assert (await stores.activations.get(NS, "4" * 32)).response.status == "pending"
+    # When the started one ends / Then it is listed once, final, in the same place
+    await stores.activations.put(record("4" * 32, 1004, package="pkg"))
+    listed = await stores.activations.list(ActivationQuery(NS))
+    assert [(r.start, r.response.status) for r in listed][:2] == [
+        (1005, "success"),
+        (1004, "success"),
+    ]
+    assert await stores.activations.count(ActivationQuery(NS)) == 6
+
+
+async def test_prune_reaches_every_namespace_and_the_unfinished_records(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given batches of two rows, and in three namespaces old and new final records plus
+    # an old queued and an old started record
+    from squall.store import postgres_activations, sqlite_activations
+
+    monkeypatch.setattr(sqlite_activations, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(postgres_activations, "PRUNE_BATCH", 2)
+    for n, namespace in enumerate(("alpha", "beta", "gamma")):
+        for i in range(3):
+            await stores.activations.put(
+                record(f"{n}{i}".ljust(32, "0"), 1000 + i, namespace=namespace)
+            )
+        await stores.activations.put(record(f"{n}9".ljust(32, "0"), 2000, namespace=namespace))
+    await stores.activations.put_pending(pending("q" * 32, 1000))
+    assert await stores.activations.start(pending("s" * 32, 1001))
+    # When pruning before 1500 / Then the nine old final records and both unfinished
+    # ones are deleted, and the new one of each namespace is kept
+    assert await stores.activations.prune(1500) == 11
+    for namespace in ("alpha", "beta", "gamma"):
+        assert [r.start for r in await stores.activations.list(ActivationQuery(namespace))] == [
+            2000
+        ]
+    assert await stores.activations.count(ActivationQuery(NS)) == 0
+    assert await stores.activations.unfinished("", 10) == []
+
+
 async def test_records_round_trip_exactly(stores: Stores) -> None:
     # Given a record whose result has keys out of order and strings with NUL and
     # non-ASCII characters, and logs with them too

@@ -25,7 +25,9 @@ T0 = 1_700_000_040_000
 def _before_figures(migrations: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
     """The migrations up to (not including) the one that creates the figures' index."""
     (position,) = [
-        i for i, m in enumerate(migrations) if any("activations_figures" in s for s in m)
+        i
+        for i, m in enumerate(migrations)
+        if any("CREATE INDEX activations_figures" in s for s in m)
     ]
     return migrations[:position]
 
