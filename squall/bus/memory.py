@@ -12,7 +12,6 @@ and dies with the process that consumes it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -122,7 +121,9 @@ class MemoryConsumer:
                 self._waiter = None
                 if not waiter.done():
                     waiter.cancel()
-                with contextlib.suppress(ValueError):
+                if waiter.cancelled() and waiter in topic.waiters:
+                    # Not woken (a woken waiter has left the deque). Checked first, not
+                    # ``remove`` in a ``suppress``: its ValueError formats the future's repr.
                     topic.waiters.remove(waiter)
 
     async def close(self) -> None:
