@@ -109,8 +109,11 @@ class MemoryConsumer:
             topic.waiters.append(waiter)
             self._waiter = waiter
             try:
-                async with asyncio.timeout_at(deadline):
-                    await waiter
+                if deadline is None:
+                    await waiter  # a receive: no timer (most waits, once per message)
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
             except (asyncio.CancelledError, TimeoutError) as stopped:
                 if waiter.done() and not waiter.cancelled() and topic.messages:
                     topic.wake_next()  # woken, but not taking the message: pass it on
