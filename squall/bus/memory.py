@@ -1,4 +1,4 @@
-"""The in-process bus: one ``asyncio.Queue`` per topic (standalone's provider).
+"""The in-process bus: one queue of messages per topic (standalone's provider).
 
 It is first class, not a test double: messages are the same bytes the NATS provider
 carries, so the controller and invoker cannot tell the providers apart. Everything runs
@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 from squall.errors import ProviderError
 
-_CLOSED = b""  # wakes waiters at close; sends refuse empty messages, so it is unambiguous
-
 # Keys remembered for deduplication: for ``dedup_window_s``, at most ``_MAX_KEYS`` of them
 # (the oldest are forgotten first, so memory stays bounded under any send rate).
 _MAX_KEYS = 100_000
@@ -36,10 +34,52 @@ class MemoryDelivery:
         return None
 
 
+class _Topic:
+    """A work-queue topic: its messages, oldest first, and its idle consumers' wake-ups.
+
+    A send appends the message and resolves the future of the consumer that has waited
+    longest: that consumer's task runs in the next loop iteration and takes the oldest
+    message. (``asyncio.Queue`` woke a ``get`` task, whose end woke an ``asyncio.wait``,
+    whose end woke the consumer: three iterations per message instead of one.) The
+    message stays on the topic until a consumer takes it, so a consumer that runs first
+    may take it; a woken consumer that finds nothing waits again, and one that stops
+    waiting after it was woken (a poll's timeout, a cancel, its close) passes the
+    wake-up on while messages wait, so no message is left with idle consumers.
+    """
+
+    __slots__ = ("closed", "messages", "waiters")
+
+    def __init__(self) -> None:
+        self.messages: deque[bytes] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.closed = False
+
+    def put(self, data: bytes) -> None:
+        self.messages.append(data)
+        self.wake_next()
+
+    def wake_next(self) -> None:
+        """Wake the longest-waiting consumer, if any (one per message waiting)."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        """Wake every consumer: each takes what is left, then reports the close."""
+        self.closed = True
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class MemoryConsumer:
-    def __init__(self, queue: asyncio.Queue[bytes]) -> None:
-        self._queue = queue
-        self._closed = asyncio.Event()
+    def __init__(self, topic: _Topic) -> None:
+        self._topic = topic
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
 
     async def receive(self) -> MemoryDelivery:
         delivery = await self._next(None)
@@ -50,42 +90,50 @@ class MemoryConsumer:
         return await self._next(max(0.0, timeout))
 
     async def _next(self, timeout: float | None) -> MemoryDelivery | None:
-        if self._closed.is_set():
-            raise ProviderError("consumer is closed")
-        if not self._queue.empty():
-            # A message is waiting (a consumer under load): take it without the two tasks
-            # and the wait below, which only serve to wait for one or for the close.
-            return self._delivered(self._queue.get_nowait())
-        get = asyncio.ensure_future(self._queue.get())
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({get, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if not get.done():
-                # Queue.get is cancellation safe: a message it had been woken for stays
-                # on the queue for the next getter.
-                get.cancel()
-        if not get.done() or get.cancelled():
-            if self._closed.is_set():
+        topic = self._topic
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._closed:
+                # Closed while a message arrived: leave it to the topic's other consumers.
+                if topic.messages:
+                    topic.wake_next()
                 raise ProviderError("consumer is closed")
-            return None
-        return self._delivered(get.result())
-
-    def _delivered(self, data: bytes) -> MemoryDelivery:
-        """``data`` taken off the queue: a delivery, or the close it stands for."""
-        if data is _CLOSED:
-            # Wake the next waiter too, then report the close.
-            self._queue.put_nowait(_CLOSED)
-            raise ProviderError("bus is closed")
-        if self._closed.is_set():
-            # Closed while the message arrived: leave it for the topic's other consumers.
-            self._queue.put_nowait(data)
-            raise ProviderError("consumer is closed")
-        return MemoryDelivery(data)
+            if topic.messages:
+                return MemoryDelivery(topic.messages.popleft())
+            if topic.closed:
+                raise ProviderError("bus is closed")
+            if deadline is not None and deadline <= loop.time():
+                return None
+            waiter: asyncio.Future[None] = loop.create_future()
+            topic.waiters.append(waiter)
+            self._waiter = waiter
+            try:
+                if deadline is None:
+                    await waiter  # a receive: no timer (most waits, once per message)
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
+            except (asyncio.CancelledError, TimeoutError) as stopped:
+                if waiter.done() and not waiter.cancelled() and topic.messages:
+                    topic.wake_next()  # woken, but not taking the message: pass it on
+                if isinstance(stopped, TimeoutError):
+                    return None
+                raise
+            finally:
+                self._waiter = None
+                if not waiter.done():
+                    waiter.cancel()
+                if waiter.cancelled() and waiter in topic.waiters:
+                    # Not woken (a woken waiter has left the deque). Checked first, not
+                    # ``remove`` in a ``suppress``: its ValueError formats the future's repr.
+                    topic.waiters.remove(waiter)
 
     async def close(self) -> None:
-        self._closed.set()
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # its receive raises "consumer is closed"
 
 
 class MemorySubscription:
@@ -120,7 +168,7 @@ class MemoryBus:
     """``MessagingProvider`` over in-process queues."""
 
     def __init__(self, *, dedup_window_s: float = 120.0) -> None:
-        self._topics: dict[str, asyncio.Queue[bytes]] = {}
+        self._topics: dict[str, _Topic] = {}
         self._subscribers: dict[str, set[MemorySubscription]] = {}
         # key -> monotonic time it was first sent, oldest first.
         self._keys: OrderedDict[str, float] = OrderedDict()
@@ -131,11 +179,11 @@ class MemoryBus:
         if self._closed:
             raise ProviderError("bus is closed")
 
-    def _queue(self, topic: str) -> asyncio.Queue[bytes]:
-        queue = self._topics.get(topic)
-        if queue is None:
-            queue = self._topics[topic] = asyncio.Queue()
-        return queue
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = _Topic()
+        return topic
 
     def _seen(self, key: str) -> bool:
         """Whether ``key`` was sent within the window; remembers it if not."""
@@ -156,17 +204,17 @@ class MemoryBus:
             raise ProviderError("empty message")
         if key is not None and self._seen(key):
             return
-        self._queue(topic).put_nowait(data)
+        self._topic(topic).put(data)
 
     async def consumer(self, topic: str, *, prefetch: int = 1) -> MemoryConsumer:
         self._check_open()
-        return MemoryConsumer(self._queue(topic))
+        return MemoryConsumer(self._topic(topic))
 
     async def pending(self, topic: str) -> int:
         """Messages waiting on ``topic`` (not yet received)."""
         self._check_open()
         queue = self._topics.get(topic)
-        return queue.qsize() if queue else 0
+        return len(queue.messages) if queue else 0
 
     async def publish(self, subject: str, data: bytes) -> None:
         self._check_open()
@@ -190,8 +238,8 @@ class MemoryBus:
         if self._closed:
             return
         self._closed = True
-        for queue in self._topics.values():
-            queue.put_nowait(_CLOSED)
+        for topic in self._topics.values():
+            topic.close()
         for subscribers in tuple(self._subscribers.values()):
             for subscription in tuple(subscribers):
                 await subscription.close()

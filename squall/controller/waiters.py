@@ -63,7 +63,8 @@ class CompletionWaiters:
         self._bus = bus
         self._topic = completion_topic(controller_id)
         self._activations = activations
-        self._waiting: dict[str, asyncio.Future[Activation]] = {}
+        # None: the wait ran out first (``wait``).
+        self._waiting: dict[str, asyncio.Future[Activation | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._acks: set[asyncio.Task[None]] = set()  # acknowledgements being confirmed
         self._routing: dict[str, asyncio.Task[None]] = {}  # redispatches, by activation id
@@ -150,9 +151,9 @@ class CompletionWaiters:
         reaches this controller, waited for or not (e.g. to count activations in flight)."""
         self._listeners.append(listener)
 
-    def register(self, activation_id: str) -> asyncio.Future[Activation]:
+    def register(self, activation_id: str) -> asyncio.Future[Activation | None]:
         """Register before publishing, so a fast completion cannot be missed."""
-        future: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Activation | None] = asyncio.get_running_loop().create_future()
         self._waiting[activation_id] = future
         return future
 
@@ -169,13 +170,18 @@ class CompletionWaiters:
         future = self._waiting.get(activation_id)
         if future is None:
             return None
+        # A timer that resolves the future with None, rather than ``asyncio.timeout``
+        # (which looks up the task and cancels it into a TimeoutError): once per blocking
+        # invoke. Whichever of the completion and the timer comes first resolves it.
+        timer = asyncio.get_running_loop().call_later(timeout_s, _run_out, future)
         try:
-            async with asyncio.timeout(timeout_s):
-                return await future
-        except TimeoutError:
-            return await self._stored(namespace, activation_id)
+            record = await future
         finally:
+            timer.cancel()
             self.forget(activation_id)
+        if record is None:
+            return await self._stored(namespace, activation_id)
+        return record
 
     async def _stored(self, namespace: str, activation_id: str) -> Activation | None:
         if self._activations is None or not namespace:
@@ -207,3 +213,9 @@ class CompletionWaiters:
         for future in self._waiting.values():
             future.cancel()
         self._waiting.clear()
+
+
+def _run_out(future: asyncio.Future[Activation | None]) -> None:
+    """A blocking wait's time is up: its waiter gets None, unless its record came first."""
+    if not future.done():
+        future.set_result(None)

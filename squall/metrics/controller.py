@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.messages import invoker_topic
+from squall.metrics.children import Children
 
 log = logging.getLogger("squall.metrics")
 
@@ -112,6 +113,7 @@ class ControllerMetrics:
         )
         self._queues = _QueueCollector()
         self._registry.register(self._queues)
+        self._invocation = Children(self._invocations)  # once per invoke: see children.py
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -119,7 +121,7 @@ class ControllerMetrics:
 
     def invocation(self, outcome: str) -> None:
         """Count one published activation's outcome (``ACCEPTED``, ``COMPLETED``, ...)."""
-        self._invocations.labels(outcome).inc()
+        self._invocation(outcome).inc()
 
     def recovered(self, outcome: str) -> None:
         """Count one activation taken over from an offline invoker (``REQUEUED``,

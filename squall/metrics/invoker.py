@@ -43,6 +43,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from squall.entities.activation import STATUS_NAMES, WHISK_ERROR, Activation
+from squall.metrics.children import Children
 
 #: Seconds, from a warm run (~1 ms) to the longest action time limit (5 minutes).
 TIME_BUCKETS = (
@@ -160,6 +161,12 @@ class InvokerMetrics:
             registry=r,
         )
         r.register(_PoolCollector(pool))
+        # Each observed once per activation: children looked up once (children.py).
+        self._activations = Children(self.activations)
+        self._starts = Children(self.starts)
+        self._wait = Children(self.wait)
+        self._init = Children(self.init)
+        self._duration = Children(self.duration)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -174,18 +181,18 @@ class InvokerMetrics:
         kind = notes.get("kind")
         kind = kind if isinstance(kind, str) and kind else UNKNOWN_KIND
         status = status_label(record.response.code)
-        self.activations.labels(kind, status).inc()
+        self._activations(kind, status).inc()
         wait = _seconds(notes.get("waitTime"))
         if wait is None:
             return  # made without a container (action gone, expired, shut down)
-        self.wait.labels(kind).observe(wait)
+        self._wait(kind).observe(wait)
         init = _seconds(notes.get("initTime"))
         if init is None:
             start = WARM
         else:
             start = PREWARMED if notes.get("prewarmed") is True else COLD
-            self.init.labels(kind).observe(init)
-        self.starts.labels(kind, start).inc()
+            self._init(kind).observe(init)
+        self._starts(kind, start).inc()
         duration = _seconds(record.duration)
         if duration is not None:
-            self.duration.labels(kind).observe(duration)
+            self._duration(kind).observe(duration)

@@ -99,3 +99,54 @@ async def test_a_waiter_whose_message_was_taken_waits_for_the_next() -> None:
     await bus.send("t", b"2")
     assert (await asyncio.wait_for(first, 10)).data == b"2"
     assert await bus.pending("t") == 0
+
+
+async def test_a_waiter_cancelled_after_it_was_woken_passes_the_message_on() -> None:
+    # Given two consumers waiting on an empty topic
+    bus = MemoryBus()
+    first, second = await bus.consumer("t"), await bus.consumer("t")
+    woken = asyncio.create_task(first.receive())
+    await asyncio.sleep(0)
+    other = asyncio.create_task(second.receive())
+    await asyncio.sleep(0)
+    # When a message wakes the longest waiter, which is cancelled before it runs
+    await bus.send("t", b"m")
+    woken.cancel()
+    # Then the other waiter gets the message and the cancelled one got nothing
+    assert (await asyncio.wait_for(other, 10)).data == b"m"
+    with pytest.raises(asyncio.CancelledError):
+        await woken
+    assert await bus.pending("t") == 0
+
+
+async def test_a_poll_that_runs_out_leaves_later_messages_to_the_next_receive() -> None:
+    bus = MemoryBus()
+    consumer = await bus.consumer("t")
+    assert await consumer.poll(0.01) is None
+    await bus.send("t", b"after")
+    assert (await consumer.receive()).data == b"after"
+
+
+async def test_closing_a_waiting_consumer_wakes_it_and_leaves_messages_to_the_others() -> None:
+    bus = MemoryBus()
+    closing, other = await bus.consumer("t"), await bus.consumer("t")
+    waiting = asyncio.create_task(closing.receive())
+    await asyncio.sleep(0)
+    await closing.close()
+    with pytest.raises(ProviderError):
+        await asyncio.wait_for(waiting, 10)
+    await bus.send("t", b"m")
+    assert (await other.receive()).data == b"m"
+
+
+async def test_a_message_wakes_its_waiting_consumer_in_one_loop_iteration() -> None:
+    # Given a consumer waiting on an empty topic
+    bus = MemoryBus()
+    consumer = await bus.consumer("t")
+    waiting = asyncio.create_task(consumer.receive())
+    await asyncio.sleep(0)
+    # When a message is sent, Then the consumer has it after one pass of the loop
+    # (a hop costs a loop iteration each: see _Topic)
+    await bus.send("t", b"m")
+    await asyncio.sleep(0)
+    assert waiting.done() and waiting.result().data == b"m"
