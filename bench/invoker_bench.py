@@ -123,8 +123,11 @@ NO_ZYGOTE = (
 
 
 @contextlib.contextmanager
-def server(extra_env: dict[str, str], zygote: bool = True) -> Iterator[tuple[str, str, Path]]:
-    """A ``squall standalone`` of our own: (apihost, auth, home); SIGTERM at exit."""
+def server(
+    extra_env: dict[str, str], zygote: bool = True, tree: Path = REPO
+) -> Iterator[tuple[str, str, Path]]:
+    """A ``squall standalone`` of our own: (apihost, auth, home); SIGTERM at exit. ``tree``:
+    the checkout whose ``squall`` it runs (another version's, for ``--before``)."""
     with tempfile.TemporaryDirectory(prefix="squall-ibench-") as tmp:
         home = Path(tmp) / "home"
         port = free_port()
@@ -135,10 +138,12 @@ def server(extra_env: dict[str, str], zygote: bool = True) -> Iterator[tuple[str
         args += ["--port", str(port), "--home", str(home), "--keep-warm", "600"]
         args += ["--log-level", "warning"]
         env = clean_env({**UNTHROTTLED, "SQUALL_USER_MEMORY_MB": "65536", **extra_env})
+        if tree != REPO:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=REPO,
+                env=env, cwd=tree,
             )  # fmt: skip
         try:
             wait_answering(process, apihost, log_path)
@@ -281,15 +286,23 @@ TIERS = (
 NO_NETWORK = ", no network"
 
 
+#: ``--before``: the tiers of server "main" also measured on one running another tree.
+BEFORE = " (before)"
+
+
 def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
     tiers = [(f, t + net, m, where + net) for f, t, m, where in TIERS for net in ("", NO_NETWORK)]
+    if "before" in apis:
+        tiers += [(f, t + BEFORE, m, "before") for f, t, m, where in TIERS if where == "main"]
+    if args.family:
+        tiers = [tier for tier in tiers if tier[0] == args.family]
     samples: dict[str, dict[str, list[float]]] = {
         f"{f} {t}": {"delta": [], "cold": [], "warm": [], "initTime": [], "waitTime": []}
         for f, t, _, _ in tiers
     }
     prewarmed = dict.fromkeys(samples, 0)
-    # Warm the HTTP path of each server and start the zygote (on the first fork).
-    for api in apis.values():
+    # Warm the HTTP path of each server used and start the zygote (on the first fork).
+    for api in {apis[where] for _, _, _, where in tiers}:
         for family in CODE:
             for memory in (128, 256):
                 name = f"b2-warm-{family}-{memory}"
@@ -551,6 +564,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 out.append((f"B2 {key}{NO_NETWORK} p50/p99",
                             f"{d['p50']:.1f} / {d['p99']:.1f} ms (network costs {cost:+.1f} ms)",
                             "", ""))  # fmt: skip
+            before = results["b2"].get(key + BEFORE)
+            if before is not None:
+                d, it = before["delta"], before["initTime"]
+                change = r["delta"]["p50"] / d["p50"] if d["p50"] else float("nan")
+                out.append((f"B2 {key}{BEFORE} p50/p99",
+                            f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} "
+                            f"ms; after/before {change:.2f})", "", ""))  # fmt: skip
     if "b3" in results:
         r50 = results["b3"].get("50 conn", {}).get("rps")
         for key, r in results["b3"].items():
@@ -630,6 +650,10 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=100, help="B8 actions per burst")
     parser.add_argument("--bursts", type=int, default=2, help="B8 bursts per kind")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--before", type=Path, help="B2: also a server of this tree (another version), in turn"
+    )
+    parser.add_argument("--family", choices=sorted(CODE), help="B2: only this family's tiers")
     args = parser.parse_args()
     only = set(args.only.split(","))
     node = shutil.which("node")
@@ -650,6 +674,7 @@ def main() -> None:
                         server(cold_env, zygote=False) as (cold, cold_auth, _),
                         server(bare) as (main2, main2_auth, _),
                         server({**cold_env, **bare}, zygote=False) as (cold2, cold2_auth, _),
+                        contextlib.ExitStack() as others,
                     ):
                         apis = {
                             "main": api,
@@ -657,6 +682,9 @@ def main() -> None:
                             "main" + NO_NETWORK: Api(main2, main2_auth),
                             "cold" + NO_NETWORK: Api(cold2, cold2_auth),
                         }
+                        if args.before is not None:
+                            host, key, _ = others.enter_context(server({}, tree=args.before))
+                            apis["before"] = Api(host, key)
                         results["b2"] = phase(b2, apis, args)
                         for other in list(apis.values())[1:]:
                             other.close()
