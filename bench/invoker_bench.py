@@ -660,7 +660,9 @@ def main() -> None:
     if node is None:
         raise SystemExit("node is needed")
     started = time.time()
-    results: dict[str, Any] = {"parameters": vars(args) | {"output": str(args.output)}}
+    results: dict[str, Any] = {
+        "parameters": vars(args) | {"output": str(args.output), "before": str(args.before)}
+    }
     with LoadSampler() as sampler:
         if only & {"b1", "b2", "b3"}:
             with server({}) as (apihost, auth, _home):

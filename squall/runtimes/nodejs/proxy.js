@@ -39,15 +39,13 @@
 //   > 1, runs overlap, logs cannot be split per activation and no sentinels are written.
 'use strict';
 
+// Only what every container needs is loaded at start: a cold start waits for it. The
+// zip support (with zlib), `url` and the warm-up are loaded where they are used.
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
-const os = require('os');
 const path = require('path');
-const url = require('url');
 const Module = require('module');
-const { isZip, extractZip } = require('./unzip');
-const { warmUp } = require('./warmup');
 
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n';
 const CONCURRENCY = Math.max(1, parseInt(process.env.__OW_CONCURRENCY || '1', 10) || 1);
@@ -74,7 +72,7 @@ const WARM_UP_AFTER_MS = (() => {
 class InitError extends Error {}
 
 function workRoot() {
-  return process.env.__OW_WORKDIR || os.tmpdir();
+  return process.env.__OW_WORKDIR || require('os').tmpdir();
 }
 
 function lookup(object, dotted) {
@@ -118,6 +116,7 @@ function loadSource(code, main) {
 }
 
 async function loadZip(code, main) {
+  const { isZip, extractZip } = require('./unzip');
   const buffer = Buffer.from(code, 'base64');
   if (!isZip(buffer)) throw new InitError('the action code is not a valid zip file');
   const dir = fs.mkdtempSync(path.join(workRoot(), 'action-'));
@@ -133,7 +132,7 @@ async function loadZip(code, main) {
     exported = require(dir); // package.json "main", else index.js; node_modules resolve from dir
   } catch (err) {
     if (err.code !== 'ERR_REQUIRE_ESM') throw err;
-    exported = await import(url.pathToFileURL(require.resolve(dir)).href);
+    exported = await import(require('url').pathToFileURL(require.resolve(dir)).href);
   }
   return lookup(exported, main);
 }
@@ -345,7 +344,7 @@ function reset() {
 function warmUpIfIdle() {
   if (connected || initStarted) return;
   warming = true;
-  warmUpDone = warmUp(onRequest).then(reset);
+  warmUpDone = require('./warmup').warmUp(onRequest).then(reset);
 }
 
 function listening() {
