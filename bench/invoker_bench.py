@@ -39,6 +39,10 @@ B8  burst: ``--burst`` distinct never-invoked no-op 128 MB actions, blocking inv
     answers: no polling): sandboxes per second over the server's span (first
     acceptance to last end, from the records), and from the client's send.
 
+``--before TREE`` (a checkout of another version) also starts servers running that tree's
+``squall``: B2's tiers of server A and B8's bursts are then measured on both, taking turns
+(rows ``(before)``). ``--family`` keeps B2's and B8's figures of one family only.
+
 The 1-minute load average is sampled every 5 s during the run and reported (other work
 on the machine disturbs every figure).
 Prints a table and writes ``bench/results/invoker_bench.json``.
@@ -502,26 +506,33 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
     }
 
 
-def b8(apihost: str, auth: str, api: Api, args: argparse.Namespace) -> dict[str, Any]:
+def b8(servers: dict[str, tuple[str, str, Api]], args: argparse.Namespace) -> dict[str, Any]:
+    """Bursts per family on each server ("" and, with ``--before``, BEFORE), taking turns."""
     out: dict[str, Any] = {}
-    for family in ("python", "nodejs"):
-        runs = []
+    for family in [f for f in ("python", "nodejs") if args.family in (None, f)]:
+        every: dict[str, list[dict[str, Any]]] = {which: [] for which in servers}
         for rep in range(args.bursts):
-            names = [f"b8-{family}-{rep}-{i:03d}" for i in range(args.burst)]
-            for n in names:
-                create(api, n, family, 128)
-            runs.append(asyncio.run(burst(apihost, auth, names)))
-            time.sleep(2.0)
-        out[family] = {
-            "sandboxes_per_s": statistics.median(r["sandboxes_per_s"] for r in runs),
-            "server_span_s": statistics.median(r["server_span_s"] for r in runs),
-            "sandboxes_per_s_from_client": statistics.median(
-                r["sandboxes_per_s_from_client"] for r in runs
-            ),
-            "failed": sum(r["n"] - r["success"] for r in runs),
-            "runs": runs,
-        }
+            for which, (apihost, auth, api) in servers.items():
+                names = [f"b8-{family}-{rep}-{i:03d}" for i in range(args.burst)]
+                for n in names:
+                    create(api, n, family, 128)
+                every[which].append(asyncio.run(burst(apihost, auth, names)))
+                time.sleep(2.0)
+        for which, runs in every.items():
+            out[family + which] = summarize_bursts(runs)
     return out
+
+
+def summarize_bursts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "sandboxes_per_s": statistics.median(r["sandboxes_per_s"] for r in runs),
+        "server_span_s": statistics.median(r["server_span_s"] for r in runs),
+        "sandboxes_per_s_from_client": statistics.median(
+            r["sandboxes_per_s_from_client"] for r in runs
+        ),
+        "failed": sum(r["n"] - r["success"] for r in runs),
+        "runs": runs,
+    }
 
 
 # -- report ----------------------------------------------------------------------------
@@ -651,9 +662,9 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=2, help="B8 bursts per kind")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
-        "--before", type=Path, help="B2: also a server of this tree (another version), in turn"
+        "--before", type=Path, help="B2, B8: also a server of this tree (another version), in turn"
     )
-    parser.add_argument("--family", choices=sorted(CODE), help="B2: only this family's tiers")
+    parser.add_argument("--family", choices=sorted(CODE), help="B2, B8: only this family")
     args = parser.parse_args()
     only = set(args.only.split(","))
     node = shutil.which("node")
@@ -699,7 +710,13 @@ def main() -> None:
                 if "b6" in only:
                     results["b6"] = phase(b6, api, args)
                 if "b8" in only:
-                    results["b8"] = phase(b8, apihost, auth, api, args)
+                    servers = {"": (apihost, auth, api)}
+                    with contextlib.ExitStack() as others:
+                        if args.before is not None:
+                            cells = {"SQUALL_STEM_CELLS": ""}
+                            host, key, _ = others.enter_context(server(cells, tree=args.before))
+                            servers[BEFORE] = (host, key, Api(host, key))
+                        results["b8"] = phase(b8, servers, args)
                 api.close()
     results["load_average_1min"] = sampler.report()
     head = report_head("invoker_bench", started, "started", node)
