@@ -11,8 +11,8 @@
 // __OW_READY_FD. It takes its process group down when the pipe __OW_LIFELINE_FD reaches
 // EOF (the factory let go of the container, or died).
 //
-// A runtime that nobody connected to within WARM_UP_AFTER_MS (50 ms) of saying it is ready
-// was started ahead of its action (a stem cell): it then runs its own /init and /run on an
+// A runtime that got no request within WARM_UP_AFTER_MS (50 ms) of saying it is ready was
+// started ahead of its action (a stem cell): it then runs its own /init and /run on an
 // internal no-op (warmup.js) and resets itself, so that its first real /init and /run do
 // not compile those paths first. __OW_WARM_UP_AFTER_MS=0 warms up before saying it is ready
 // instead (every container, a cold start too: it then pays more than it saves).
@@ -58,7 +58,7 @@ let actionMain = null; // the action's entry point once /init succeeded
 let runEnvKeys = []; // __OW_* names exported by the previous run, cleared by the next one
 let warming = false; // during the warm-up: no sentinels (its output would be in the logs)
 let warmUpDone = null; // the warm-up in progress (a Promise): the invoker's requests wait
-let connected = false; // whether the invoker connected: then there is no warm-up
+let requested = false; // whether a request of the invoker came: then no warm-up starts
 
 // A cold start's /init arrives a millisecond or two after the ready byte, and would pay
 // more for a warm-up (its own HTTP server and client) than it saves: only a runtime left
@@ -278,12 +278,11 @@ function onRequest(req, res) {
 
 // The invoker's requests: never handled during the warm-up (the proxy's state is then the
 // warm-up's own), only after it ended and the proxy was reset.
+// (A connection alone does not count: Docker's invoker probes the port before /init.)
 const server = http.createServer((req, res) => {
+  requested = true;
   if (warmUpDone === null) return onRequest(req, res);
   warmUpDone.then(() => onRequest(req, res)); // the request's body waits, paused
-});
-server.on('connection', () => {
-  connected = true;
 });
 // The invoker keeps one connection open for the life of the container, possibly idle for
 // minutes between activations: never close idle keep-alive connections on our side.
@@ -342,7 +341,7 @@ function reset() {
 }
 
 function warmUpIfIdle() {
-  if (connected || initStarted) return;
+  if (requested || initStarted) return;
   warming = true;
   warmUpDone = require('./warmup').warmUp(onRequest).then(reset);
 }
