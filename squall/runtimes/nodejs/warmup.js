@@ -1,12 +1,11 @@
-// The Node.js proxy's warm-up: its own /init and /run, once, before it says it is ready.
+// The Node.js proxy's warm-up: its own /init and /run, once, while nobody needs it.
 //
 // V8 compiles a function on its first call, and Node.js builds much of what serves a
 // request lazily: the HTTP parser and response code, process.stdout/stderr, the module
-// compiler. A runtime that starts before its action is known (a stem cell, or a cold
-// start's runtime waiting for /init) pays that on its first /init and /run unless
-// something ran those paths before. So the proxy serves one internal /init of a no-op
-// and one /run through a private HTTP server with the very request handler the invoker's
-// requests reach, and only then listens on the invoker's socket and says it is ready.
+// compiler. A runtime started before its action is known (a stem cell) would pay that on
+// its first /init and /run. So, while it waits (see proxy.js for when), the proxy serves
+// one internal /init of a no-op and one /run through a private HTTP server with the very
+// request handler the invoker's requests reach; the invoker's requests wait meanwhile.
 //
 // Guarantees:
 // - The exchange goes over an abstract Unix socket named with a random token, and
