@@ -39,6 +39,10 @@ B8  burst: ``--burst`` distinct never-invoked no-op 128 MB actions, blocking inv
     answers: no polling): sandboxes per second over the server's span (first
     acceptance to last end, from the records), and from the client's send.
 
+``--before TREE`` (a checkout of another version) also starts servers running that tree's
+``squall``: B2's tiers of server A and B8's bursts are then measured on both, taking turns
+(rows ``(before)``). ``--family`` keeps B2's and B8's figures of one family only.
+
 The 1-minute load average is sampled every 5 s during the run and reported (other work
 on the machine disturbs every figure).
 Prints a table and writes ``bench/results/invoker_bench.json``.
@@ -123,8 +127,11 @@ NO_ZYGOTE = (
 
 
 @contextlib.contextmanager
-def server(extra_env: dict[str, str], zygote: bool = True) -> Iterator[tuple[str, str, Path]]:
-    """A ``squall standalone`` of our own: (apihost, auth, home); SIGTERM at exit."""
+def server(
+    extra_env: dict[str, str], zygote: bool = True, tree: Path = REPO
+) -> Iterator[tuple[str, str, Path]]:
+    """A ``squall standalone`` of our own: (apihost, auth, home); SIGTERM at exit. ``tree``:
+    the checkout whose ``squall`` it runs (another version's, for ``--before``)."""
     with tempfile.TemporaryDirectory(prefix="squall-ibench-") as tmp:
         home = Path(tmp) / "home"
         port = free_port()
@@ -135,10 +142,12 @@ def server(extra_env: dict[str, str], zygote: bool = True) -> Iterator[tuple[str
         args += ["--port", str(port), "--home", str(home), "--keep-warm", "600"]
         args += ["--log-level", "warning"]
         env = clean_env({**UNTHROTTLED, "SQUALL_USER_MEMORY_MB": "65536", **extra_env})
+        if tree != REPO:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=REPO,
+                env=env, cwd=tree,
             )  # fmt: skip
         try:
             wait_answering(process, apihost, log_path)
@@ -281,15 +290,23 @@ TIERS = (
 NO_NETWORK = ", no network"
 
 
+#: ``--before``: the tiers of server "main" also measured on one running another tree.
+BEFORE = " (before)"
+
+
 def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
     tiers = [(f, t + net, m, where + net) for f, t, m, where in TIERS for net in ("", NO_NETWORK)]
+    if "before" in apis:
+        tiers += [(f, t + BEFORE, m, "before") for f, t, m, where in TIERS if where == "main"]
+    if args.family:
+        tiers = [tier for tier in tiers if tier[0] == args.family]
     samples: dict[str, dict[str, list[float]]] = {
         f"{f} {t}": {"delta": [], "cold": [], "warm": [], "initTime": [], "waitTime": []}
         for f, t, _, _ in tiers
     }
     prewarmed = dict.fromkeys(samples, 0)
-    # Warm the HTTP path of each server and start the zygote (on the first fork).
-    for api in apis.values():
+    # Warm the HTTP path of each server used and start the zygote (on the first fork).
+    for api in {apis[where] for _, _, _, where in tiers}:
         for family in CODE:
             for memory in (128, 256):
                 name = f"b2-warm-{family}-{memory}"
@@ -489,26 +506,33 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
     }
 
 
-def b8(apihost: str, auth: str, api: Api, args: argparse.Namespace) -> dict[str, Any]:
+def b8(servers: dict[str, tuple[str, str, Api]], args: argparse.Namespace) -> dict[str, Any]:
+    """Bursts per family on each server ("" and, with ``--before``, BEFORE), taking turns."""
     out: dict[str, Any] = {}
-    for family in ("python", "nodejs"):
-        runs = []
+    for family in [f for f in ("python", "nodejs") if args.family in (None, f)]:
+        every: dict[str, list[dict[str, Any]]] = {which: [] for which in servers}
         for rep in range(args.bursts):
-            names = [f"b8-{family}-{rep}-{i:03d}" for i in range(args.burst)]
-            for n in names:
-                create(api, n, family, 128)
-            runs.append(asyncio.run(burst(apihost, auth, names)))
-            time.sleep(2.0)
-        out[family] = {
-            "sandboxes_per_s": statistics.median(r["sandboxes_per_s"] for r in runs),
-            "server_span_s": statistics.median(r["server_span_s"] for r in runs),
-            "sandboxes_per_s_from_client": statistics.median(
-                r["sandboxes_per_s_from_client"] for r in runs
-            ),
-            "failed": sum(r["n"] - r["success"] for r in runs),
-            "runs": runs,
-        }
+            for which, (apihost, auth, api) in servers.items():
+                names = [f"b8-{family}-{rep}-{i:03d}" for i in range(args.burst)]
+                for n in names:
+                    create(api, n, family, 128)
+                every[which].append(asyncio.run(burst(apihost, auth, names)))
+                time.sleep(2.0)
+        for which, runs in every.items():
+            out[family + which] = summarize_bursts(runs)
     return out
+
+
+def summarize_bursts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "sandboxes_per_s": statistics.median(r["sandboxes_per_s"] for r in runs),
+        "server_span_s": statistics.median(r["server_span_s"] for r in runs),
+        "sandboxes_per_s_from_client": statistics.median(
+            r["sandboxes_per_s_from_client"] for r in runs
+        ),
+        "failed": sum(r["n"] - r["success"] for r in runs),
+        "runs": runs,
+    }
 
 
 # -- report ----------------------------------------------------------------------------
@@ -551,6 +575,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 out.append((f"B2 {key}{NO_NETWORK} p50/p99",
                             f"{d['p50']:.1f} / {d['p99']:.1f} ms (network costs {cost:+.1f} ms)",
                             "", ""))  # fmt: skip
+            before = results["b2"].get(key + BEFORE)
+            if before is not None:
+                d, it = before["delta"], before["initTime"]
+                change = r["delta"]["p50"] / d["p50"] if d["p50"] else float("nan")
+                out.append((f"B2 {key}{BEFORE} p50/p99",
+                            f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} "
+                            f"ms; after/before {change:.2f})", "", ""))  # fmt: skip
     if "b3" in results:
         r50 = results["b3"].get("50 conn", {}).get("rps")
         for key, r in results["b3"].items():
@@ -630,13 +661,19 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=100, help="B8 actions per burst")
     parser.add_argument("--bursts", type=int, default=2, help="B8 bursts per kind")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--before", type=Path, help="B2, B8: also a server of this tree (another version), in turn"
+    )
+    parser.add_argument("--family", choices=sorted(CODE), help="B2, B8: only this family")
     args = parser.parse_args()
     only = set(args.only.split(","))
     node = shutil.which("node")
     if node is None:
         raise SystemExit("node is needed")
     started = time.time()
-    results: dict[str, Any] = {"parameters": vars(args) | {"output": str(args.output)}}
+    results: dict[str, Any] = {
+        "parameters": vars(args) | {"output": str(args.output), "before": str(args.before)}
+    }
     with LoadSampler() as sampler:
         if only & {"b1", "b2", "b3"}:
             with server({}) as (apihost, auth, _home):
@@ -650,6 +687,7 @@ def main() -> None:
                         server(cold_env, zygote=False) as (cold, cold_auth, _),
                         server(bare) as (main2, main2_auth, _),
                         server({**cold_env, **bare}, zygote=False) as (cold2, cold2_auth, _),
+                        contextlib.ExitStack() as others,
                     ):
                         apis = {
                             "main": api,
@@ -657,6 +695,9 @@ def main() -> None:
                             "main" + NO_NETWORK: Api(main2, main2_auth),
                             "cold" + NO_NETWORK: Api(cold2, cold2_auth),
                         }
+                        if args.before is not None:
+                            host, key, _ = others.enter_context(server({}, tree=args.before))
+                            apis["before"] = Api(host, key)
                         results["b2"] = phase(b2, apis, args)
                         for other in list(apis.values())[1:]:
                             other.close()
@@ -669,7 +710,13 @@ def main() -> None:
                 if "b6" in only:
                     results["b6"] = phase(b6, api, args)
                 if "b8" in only:
-                    results["b8"] = phase(b8, apihost, auth, api, args)
+                    servers = {"": (apihost, auth, api)}
+                    with contextlib.ExitStack() as others:
+                        if args.before is not None:
+                            cells = {"SQUALL_STEM_CELLS": ""}
+                            host, key, _ = others.enter_context(server(cells, tree=args.before))
+                            servers[BEFORE] = (host, key, Api(host, key))
+                        results["b8"] = phase(b8, servers, args)
                 api.close()
     results["load_average_1min"] = sampler.report()
     head = report_head("invoker_bench", started, "started", node)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/runtime_roundtrip.py [--runs 2000] [--colds 30] [--isolation]
     .venv/bin/python bench/runtime_roundtrip.py --zygote [--colds 40]
+    .venv/bin/python bench/runtime_roundtrip.py --node [--colds 30] [--before TREE]
 
 Creates one container per runtime (``nodejs:20``, ``python:3.11``) through
 :class:`~squall.sandbox.process.ProcessContainerFactory`, initializes a no-op action, warms
@@ -34,12 +35,30 @@ isolation costs (``iso/plain``). Writes ``bench/results/runtime_roundtrip.json``
 Per tier: ``create``, ``init``, ``first-run`` (the first /run), ``cold`` (the three), and
 ``cold-warm``: ``cold`` minus a warm /run's p50 — the cold start's own cost. Writes
 ``bench/results/runtime_roundtrip_zygote.json``.
+
+``--node`` measures ``nodejs:20`` cold starts (isolated, no network), the same figures,
+by tier, taking turns:
+
+- ``true cold``: create, then /init at once (the proxy gets no time to warm up);
+- ``true cold, warm-up first``: the same with ``__OW_WARM_UP_AFTER_MS=0`` (the proxy warms
+  up before it says it is ready: what warming every container would cost a cold start);
+- ``stem cell``: a container created beforehand and left idle ``--idle`` seconds
+  (untimed: a stem cell waiting for its action), then /init and the first /run.
+
+Besides the wall times, ``runtime-cpu``: the CPU time the container's processes spent on
+the /init and the first /run (``/proc/PID/task/TID/schedstat``), steadier under load.
+
+With ``--before TREE`` (a checkout of another version, e.g. ``git worktree add --detach
+/tmp/base main``), ``true cold`` and ``stem cell`` are also measured with that tree's
+Node.js proxy (``before ...``), every sample taking turns with this tree's. Writes
+``bench/results/runtime_roundtrip_node.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -47,17 +66,23 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import squall.sandbox.processbase as processbase  # noqa: E402
+from squall.runtimes import proxy_path  # noqa: E402
 from squall.sandbox.http import UnixHttpClient  # noqa: E402
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "runtime_roundtrip.json"
 ZYGOTE_RESULTS = REPO / "bench" / "results" / "runtime_roundtrip_zygote.json"
+NODE_RESULTS = REPO / "bench" / "results" / "runtime_roundtrip_node.json"
+NODE_KIND = "nodejs:20"
 TIERS = ("bwrap", "zygote", "zygote-no-spare", "stem-cell")
 TIER_FIGURES = ("create", "init", "first-run", "cold", "cold-warm")
 FIGURES = ("run", "run+logs", "create", "init", "create+init", "destroy")
@@ -279,16 +304,117 @@ async def measure_tiers(workdir: Path, colds: int) -> dict[str, dict[str, dict[s
     return result
 
 
-def print_tiers(tiers: dict[str, dict[str, dict[str, float]]]) -> None:
-    print(f"{'python:3.11 tier':<34}{'p50':>10}{'p90':>10}{'p99':>10}{'mean':>10}")
-    for tier in TIERS:
-        for what in TIER_FIGURES:
-            row = tiers[tier][what]
+NodeTier = tuple[str, Path | None, dict[str, str], float]  # name, proxy tree, env, idle s
+
+
+@contextlib.contextmanager
+def proxy_of(tree: Path | None) -> Iterator[None]:
+    """Factories made and containers created inside use ``tree``'s proxy (None: this
+    tree's): a factory stages the proxy's directory when it starts, and reads the proxy's
+    path at each ``create``; samples run one at a time."""
+    if tree is None:
+        yield
+        return
+    with mock.patch.object(
+        processbase, "proxy_path", lambda kind: tree / proxy_path(kind).relative_to(REPO)
+    ):
+        yield
+
+
+def cpu_ns(container: ProcessContainer) -> int:
+    """CPU time so far of every thread of every process in the container's cgroup
+    (``/proc/PID/task/TID/schedstat``, nanoseconds): what its runtime did, whatever the
+    load on the machine did to its wall time."""
+    assert container.cgroup is not None
+    total = 0
+    for pid in container.cgroup.pids():
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                    total += int(stat.read().split()[0])
+    return total
+
+
+async def node_cold_start(
+    factory: ProcessContainerFactory, tier: NodeTier, warm_p50_ns: float, into: Samples
+) -> None:
+    """One nodejs:20 cold start of ``tier`` (see the module docstring)."""
+    _, tree, env, idle = tier
+    with proxy_of(tree):
+        ready = await factory.create(NODE_KIND, 256, env, network=False) if idle else None
+    if ready is not None:
+        await asyncio.sleep(idle)
+    with proxy_of(tree):
+        t0 = time.perf_counter_ns()
+        container = ready or await factory.create(NODE_KIND, 256, env, network=False)
+    t1 = time.perf_counter_ns()
+    cpu_before = cpu_ns(container)
+    answer = await container.initialize({"name": "noop", "code": ACTIONS[NODE_KIND]}, timeout=10)
+    t2 = time.perf_counter_ns()
+    run = await container.run(PAYLOAD, timeout=10)
+    t3 = time.perf_counter_ns()
+    into["runtime-cpu"].append(cpu_ns(container) - cpu_before)
+    assert answer.status == 200 and run.status == 200, (answer, run)
+    await container.logs(1 << 20, wait=5)
+    await container.destroy()
+    into["create"].append(t1 - t0)
+    into["init"].append(t2 - t1)
+    into["first-run"].append(t3 - t2)
+    into["cold"].append(t3 - t0)
+    into["cold-warm"].append(int(t3 - t0 - warm_p50_ns))
+
+
+async def measure_node(
+    workdir: Path, colds: int, idle: float, before: Path | None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """nodejs:20 cold starts per tier, taking turns; see the module docstring."""
+    tiers: list[NodeTier] = [
+        ("true cold", None, {}, 0.0),
+        ("true cold, warm-up first", None, {"__OW_WARM_UP_AFTER_MS": "0"}, 0.0),
+        ("stem cell", None, {}, idle),
+    ]
+    if before is not None:
+        tiers += [("before true cold", before, {}, 0.0), ("before stem cell", before, {}, idle)]
+    factories: dict[Path | None, ProcessContainerFactory] = {}
+    for tree in {t[1] for t in tiers}:
+        with proxy_of(tree):
+            name = "node-before" if tree else "node"
+            factories[tree] = ProcessContainerFactory(workdir / name, "http://127.0.0.1:3233")
+    factory = factories[None]
+    figures = (*TIER_FIGURES, "runtime-cpu")
+    samples: dict[str, Samples] = {t[0]: {what: [] for what in figures} for t in tiers}
+    try:
+        warm = await warm_container(factory, NODE_KIND)
+        runs: Samples = {"run": [], "run+logs": []}
+        await warm_runs(warm, 1000, runs)
+        await warm.destroy()
+        warm_p50_ns = summary(runs["run"])["p50_us"] * 1000
+        for tier in tiers:  # one untimed round: files in the page cache, the factory warm
+            untimed: Samples = {f: [] for f in figures}
+            await node_cold_start(factories[tier[1]], tier, warm_p50_ns, untimed)
+        for i in range(colds):
+            for tier in tiers if i % 2 else tiers[::-1]:
+                await node_cold_start(factories[tier[1]], tier, warm_p50_ns, samples[tier[0]])
+    finally:
+        for each in factories.values():
+            await each.close()
+    result = {
+        tier: {what: summary(ns) for what, ns in figures.items()}
+        for tier, figures in samples.items()
+    }
+    result["warm"] = {"run": summary(runs["run"])}
+    return result
+
+
+def print_tiers(tiers: dict[str, dict[str, dict[str, float]]], kind: str = "python:3.11") -> None:
+    print(f"{f'{kind} tier':<44}{'p50':>10}{'p90':>10}{'p99':>10}{'mean':>10}")
+    for tier in (t for t in tiers if t != "warm"):
+        for what, row in tiers[tier].items():
             print(
-                f"{f'{tier} {what}':<34}{row['p50_us']:>10}{row['p90_us']:>10}"
+                f"{f'{tier} {what}':<44}{row['p50_us']:>10}{row['p90_us']:>10}"
                 f"{row['p99_us']:>10}{row['mean_us']:>10}"
             )
-    print(f"{'warm run':<34}{tiers['warm']['run']['p50_us']:>10}")
+    print(f"{'warm run':<44}{tiers['warm']['run']['p50_us']:>10}")
     print("(microseconds; cold = create + /init + first /run of a 256 MB container)")
 
 
@@ -329,7 +455,30 @@ async def main() -> None:
     parser.add_argument(
         "--zygote", action="store_true", help="python:3.11 cold starts by tier only"
     )
+    parser.add_argument("--node", action="store_true", help="nodejs:20 cold starts by tier")
+    parser.add_argument("--idle", type=float, default=0.3, help="--node: a stem cell's idle s")
+    parser.add_argument("--before", type=Path, help="--node: a tree whose proxy to compare")
     args = parser.parse_args()
+    if args.node:
+        load = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
+            node = await measure_node(Path(tmp), args.colds, args.idle, args.before)
+        load_after = os.getloadavg()[0]
+        print(f"nodejs:20 cold starts by tier, {args.colds} per tier; load {load} -> {load_after}")
+        print_tiers(node, NODE_KIND)
+        machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
+        report = {
+            "colds": args.colds,
+            "idle_s": args.idle,
+            "before": str(args.before) if args.before else None,
+            "load_average_1min": {"before": load, "after": load_after},
+            "machine": machine,
+            "tiers": node,
+        }
+        NODE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        NODE_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {NODE_RESULTS.relative_to(REPO)}")
+        return
     if args.zygote:
         with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
             tiers = await measure_tiers(Path(tmp), args.colds)

@@ -73,7 +73,11 @@ RUNTIME_IMAGES: dict[str, RuntimeImage] = {
         "nodejs:20",
         "squall/runtime-nodejs:20",
         "nodejs-20",
-        (("proxy.js", "nodejs/proxy.js"), ("unzip.js", "nodejs/unzip.js")),
+        (
+            ("proxy.js", "nodejs/proxy.js"),
+            ("unzip.js", "nodejs/unzip.js"),
+            ("warmup.js", "nodejs/warmup.js"),
+        ),
     ),
     "python:3.11": RuntimeImage(
         "python:3.11",

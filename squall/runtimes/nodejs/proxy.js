@@ -8,12 +8,23 @@
 // Serves on the listening socket inherited as fd __OW_LISTEN_FD, else listens on the Unix
 // socket named by env __OW_SOCKET (or TCP port __OW_PORT, default 8080, like OpenWhisk
 // images), and tells the factory it is ready by writing one byte to the inherited pipe fd
-// __OW_READY_FD. It takes its process group down when the pipe
-// __OW_LIFELINE_FD reaches EOF (the factory let go of the container, or died).
+// __OW_READY_FD. It takes its process group down when the pipe __OW_LIFELINE_FD reaches
+// EOF (the factory let go of the container, or died).
+//
+// A runtime that got no request within WARM_UP_AFTER_MS (50 ms) of saying it is ready was
+// started ahead of its action (a stem cell): it then runs its own /init and /run on an
+// internal no-op (warmup.js) and resets itself, so that its first real /init and /run do
+// not compile those paths first. __OW_WARM_UP_AFTER_MS=0 warms up before saying it is ready
+// instead (every container, a cold start too: it then pays more than it saves).
 //
 // Guarantees:
-// - /init is accepted once; any later /init answers 403. A failed /init answers 502
-//   {"error": "Initialization has failed due to: ..."} and the container stays unusable.
+// - /init is accepted once; any later /init answers 403. The warm-up's internal /init is
+//   not one: the action sees a fresh proxy (no action, no __OW_* run variables left).
+//   A request arriving during the warm-up waits for its end and the reset.
+// - A failed /init answers 502 {"error": "Initialization has failed due to: ..."} and the
+//   container stays unusable.
+// - Inline (not zipped) code is compiled from memory; nothing is written for it:
+//   __filename is <workdir>/index.js, __dirname the work directory.
 // - /run before a successful /init answers 403 {"error": "Cannot run the action before
 //   initialization."} (OpenWhisk's own proxies disagree here: 403, 500 or 502; Squall's
 //   invoker never does it, and 403 says plainly that the caller is at fault).
@@ -28,14 +39,13 @@
 //   > 1, runs overlap, logs cannot be split per activation and no sentinels are written.
 'use strict';
 
+// Only what every container needs is loaded at start: a cold start waits for it. The
+// zip support (with zlib), `url` and the warm-up are loaded where they are used.
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
-const os = require('os');
 const path = require('path');
-const url = require('url');
 const Module = require('module');
-const { isZip, extractZip } = require('./unzip');
 
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n';
 const CONCURRENCY = Math.max(1, parseInt(process.env.__OW_CONCURRENCY || '1', 10) || 1);
@@ -46,11 +56,23 @@ const MAIN_NAME = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
 let initStarted = false; // set on the first /init: a container is initialized at most once
 let actionMain = null; // the action's entry point once /init succeeded
 let runEnvKeys = []; // __OW_* names exported by the previous run, cleared by the next one
+let warming = false; // during the warm-up: no sentinels (its output would be in the logs)
+let warmUpDone = null; // the warm-up in progress (a Promise): the invoker's requests wait
+let requested = false; // whether a request of the invoker came: then no warm-up starts
+
+// A cold start's /init arrives a millisecond or two after the ready byte, and would pay
+// more for a warm-up (its own HTTP server and client) than it saves: only a runtime left
+// idle this long warms up; 0: every runtime, before it says it is ready.
+const WARM_UP_AFTER_MS = (() => {
+  const ms = parseInt(process.env.__OW_WARM_UP_AFTER_MS || '', 10);
+  delete process.env.__OW_WARM_UP_AFTER_MS;
+  return Number.isNaN(ms) || ms < 0 ? 50 : ms;
+})();
 
 class InitError extends Error {}
 
 function workRoot() {
-  return process.env.__OW_WORKDIR || os.tmpdir();
+  return process.env.__OW_WORKDIR || require('os').tmpdir();
 }
 
 function lookup(object, dotted) {
@@ -74,9 +96,10 @@ function errorText(err) {
 }
 
 function loadSource(code, main) {
-  const dir = fs.mkdtempSync(path.join(workRoot(), 'action-'));
+  // The file name is only for stack traces and module resolution: the code is compiled
+  // from memory, as OpenWhisk's runtime evaluates inline code, and nothing is written.
+  const dir = workRoot();
   const filename = path.join(dir, 'index.js');
-  fs.writeFileSync(filename, code); // only for readable stack traces; compiled from memory
   const mod = new Module(filename, null);
   mod.filename = filename;
   mod.paths = Module._nodeModulePaths(dir);
@@ -93,6 +116,7 @@ function loadSource(code, main) {
 }
 
 async function loadZip(code, main) {
+  const { isZip, extractZip } = require('./unzip');
   const buffer = Buffer.from(code, 'base64');
   if (!isZip(buffer)) throw new InitError('the action code is not a valid zip file');
   const dir = fs.mkdtempSync(path.join(workRoot(), 'action-'));
@@ -108,7 +132,7 @@ async function loadZip(code, main) {
     exported = require(dir); // package.json "main", else index.js; node_modules resolve from dir
   } catch (err) {
     if (err.code !== 'ERR_REQUIRE_ESM') throw err;
-    exported = await import(url.pathToFileURL(require.resolve(dir)).href);
+    exported = await import(require('url').pathToFileURL(require.resolve(dir)).href);
   }
   return lookup(exported, main);
 }
@@ -178,7 +202,9 @@ async function run(message) {
 
 function writeSentinels() {
   if (!WRITE_SENTINELS) return Promise.resolve();
-  const write = (stream) => new Promise((resolve) => stream.write(SENTINEL, () => resolve()));
+  // Warming up, an empty write: the streams and their write path are made, no byte sent.
+  const line = warming ? '' : SENTINEL;
+  const write = (stream) => new Promise((resolve) => stream.write(line, () => resolve()));
   return Promise.all([write(process.stdout), write(process.stderr)]);
 }
 
@@ -235,7 +261,7 @@ async function handle(req, res, body) {
   respond(res, status, payload);
 }
 
-const server = http.createServer((req, res) => {
+function onRequest(req, res) {
   if (req.method !== 'POST' || (req.url !== '/init' && req.url !== '/run')) {
     req.resume();
     return respond(res, 404, { error: 'Not found.' });
@@ -248,6 +274,15 @@ const server = http.createServer((req, res) => {
       if (!res.headersSent) respond(res, 500, { error: `The runtime proxy failed: ${err}` });
     });
   });
+}
+
+// The invoker's requests: never handled during the warm-up (the proxy's state is then the
+// warm-up's own), only after it ended and the proxy was reset.
+// (A connection alone does not count: Docker's invoker probes the port before /init.)
+const server = http.createServer((req, res) => {
+  requested = true;
+  if (warmUpDone === null) return onRequest(req, res);
+  warmUpDone.then(() => onRequest(req, res)); // the request's body waits, paused
 });
 // The invoker keeps one connection open for the life of the container, possibly idle for
 // minutes between activations: never close idle keep-alive connections on our side.
@@ -295,22 +330,53 @@ server.on('error', (err) => {
   process.exit(1);
 });
 
-watchLifeline();
-const listenFd = parseInt(process.env.__OW_LISTEN_FD || '', 10);
-delete process.env.__OW_LISTEN_FD;
-const socketPath = process.env.__OW_SOCKET;
-if (!Number.isNaN(listenFd)) {
-  // The factory created and bound the socket: a sandbox needs no writable directory.
-  server.listen({ fd: listenFd }, signalReady);
-} else if (socketPath) {
-  // sun_path holds 107 bytes; the factory starts us in the socket's directory, so a long
-  // absolute path can be bound by its short relative name instead.
-  const bindPath =
-    socketPath.length > 100 && path.dirname(socketPath) === process.cwd()
-      ? path.basename(socketPath)
-      : socketPath;
-  fs.rmSync(bindPath, { force: true });
-  server.listen(bindPath, signalReady);
-} else {
-  server.listen(parseInt(process.env.__OW_PORT || '8080', 10), '0.0.0.0', signalReady);
+// After the warm-up, the state a fresh proxy has: the invoker's /init is the first.
+function reset() {
+  warming = false;
+  warmUpDone = null;
+  initStarted = false;
+  actionMain = null;
+  for (const key of runEnvKeys) delete process.env[key];
+  runEnvKeys = [];
 }
+
+function warmUpIfIdle() {
+  if (requested || initStarted) return;
+  warming = true;
+  warmUpDone = require('./warmup').warmUp(onRequest).then(reset);
+}
+
+function listening() {
+  if (WARM_UP_AFTER_MS === 0) {
+    // The invoker connects after the ready byte: the warm-up and the reset end first.
+    warmUpIfIdle();
+    warmUpDone.then(signalReady);
+    return;
+  }
+  signalReady();
+  setTimeout(warmUpIfIdle, WARM_UP_AFTER_MS);
+}
+
+function listen() {
+  const listenFd = parseInt(process.env.__OW_LISTEN_FD || '', 10);
+  delete process.env.__OW_LISTEN_FD;
+  const socketPath = process.env.__OW_SOCKET;
+  if (!Number.isNaN(listenFd)) {
+    // The factory created and bound the socket: a sandbox needs no writable directory.
+    server.listen({ fd: listenFd }, listening);
+  } else if (socketPath) {
+    // sun_path holds 107 bytes; the factory starts us in the socket's directory, so a long
+    // absolute path can be bound by its short relative name instead.
+    const bindPath =
+      socketPath.length > 100 && path.dirname(socketPath) === process.cwd()
+        ? path.basename(socketPath)
+        : socketPath;
+    fs.rmSync(bindPath, { force: true });
+    server.listen(bindPath, listening);
+  } else {
+    server.listen(parseInt(process.env.__OW_PORT || '8080', 10), '0.0.0.0', listening);
+  }
+}
+
+watchLifeline();
+listen();
