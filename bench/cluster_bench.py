@@ -20,14 +20,16 @@ same server. It prints both tables and the cluster/standalone ratios, and writes
 cluster in one run instead: ``--rounds`` rounds, each a cluster of DIR's tree then one of
 this tree (members run from the tree: ``-m`` puts the working directory first), measuring
 the Node.js no-op's B1 and B3 plus the CPU time the members (and the machine's
-nats-server, if it is found) used per invoke during B3 — a figure that holds up when
-other work shares the cores, where requests/s does not. Load average before and after.
+nats-server, if it is found, and its PostgreSQL's processes) used per invoke during B3 —
+a figure that holds up when other work shares the cores, where requests/s does not.
+Load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -143,6 +145,22 @@ def nats_server_pid(url: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def postgres_pids() -> list[int]:
+    """Every process of the machine's PostgreSQL (its user's): the server is shared, so
+    their CPU over a run includes anything else using it meanwhile."""
+    found = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def total_cpu_ms(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        # Ended meanwhile (a backend whose client disconnected): not counted.
+        with contextlib.suppress(OSError):
+            total += cpu_ms(pid)
+    return total
+
+
 def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
     """B1 and B3 of the Node.js no-op, with CPU per invoke during B3."""
 
@@ -157,6 +175,7 @@ def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
         if nats is not None:
             pids["nats-server"] = nats
         before = {name: cpu_ms(pid) for name, pid in pids.items()}
+        postgres_before = total_cpu_ms(postgres_pids())
         duration_ms = int(args.duration * 1000)
         throughput = load(
             node, {**request, "connections": args.connections, "durationMs": duration_ms}
@@ -165,6 +184,10 @@ def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
         per_invoke = {n: round((cpu_ms(pid) - before[n]) / served, 3) for n, pid in pids.items()}
         per_invoke["members"] = round(
             sum(v for n, v in per_invoke.items() if n != "nats-server"), 3
+        )
+        # Processes that ended during the run are missed (their CPU is not counted).
+        per_invoke["postgres"] = round(
+            (total_cpu_ms(postgres_pids()) - postgres_before) / served, 3
         )
         return {
             "p50_ms": latency["latencyMs"]["p50"],
@@ -195,7 +218,8 @@ def main_ab(args: argparse.Namespace, node: str) -> None:
             print(f"round {i + 1} {label:<8} p50 {result['p50_ms']:7.2f} ms  "
                   f"p99 {result['p99_ms']:7.2f} ms  c={args.connections} {result['rps']:7.1f}/s  "
                   f"CPU/invoke members {cpu['members']:.2f} ms, nats "
-                  f"{cpu.get('nats-server', float('nan')):.2f} ms  (load {result['load']:.1f})",
+                  f"{cpu.get('nats-server', float('nan')):.2f} ms, postgres "
+                  f"{cpu['postgres']:.2f} ms  (load {result['load']:.1f})",
                   flush=True)  # fmt: skip
     load_after = Path("/proc/loadavg").read_text().strip()
     print(f"load average before: {load_before}\nload average after:  {load_after}")

@@ -82,8 +82,16 @@ class Subscription(Protocol):
 
 
 class MessagingProvider(Protocol):
-    async def send(self, topic: str, data: bytes, *, key: str | None = None) -> None:
-        """Put ``data`` on the work-queue ``topic``; ``key`` deduplicates sends."""
+    async def send(
+        self, topic: str, data: bytes, *, key: str | None = None, direct: bool = False
+    ) -> None:
+        """Put ``data`` on the work-queue ``topic``; ``key`` deduplicates sends.
+
+        ``direct``: a durable provider may hand the message straight to a live consumer
+        of the topic without storing it, and then returns once that consumer acknowledged
+        it; otherwise (no consumer, no acknowledgement in a short wait) it stores it as
+        any send. Delivered once either way. Only for topics whose consumers acknowledge
+        promptly (completions); the in-memory provider's sends are always direct."""
         ...
 
     async def consumer(self, topic: str, *, prefetch: int = 1) -> Consumer:

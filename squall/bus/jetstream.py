@@ -7,6 +7,11 @@ and creating (or upgrading) streams and consumers idempotently.
     stream SQUALL_COMPLETIONS   subjects completed.>   work queue, file storage, short max age
     durable pull consumer per topic, filter subject = the topic (invoker.0 -> "invoker_0")
 
+Completion topics also take *direct hand-offs* (``Layout.direct_subject``): a core NATS
+subject ``direct.<topic>`` each consumer of the topic listens on (one queue group), so a
+sender may hand a message straight to a live consumer instead of storing it (see
+``nats.py``, ``send(direct=True)``). Nothing is stored under it: no stream captures it.
+
 A *work queue* stream keeps a message until a consumer acknowledges it, and allows one
 consumer per subject: every process that consumes ``invoker.0`` binds to the same
 durable consumer, so they share one queue. Both streams deduplicate on ``Nats-Msg-Id``
@@ -55,6 +60,7 @@ class StreamSpec:
     family: str  # first token of the topics it holds
     name: str  # stream name without prefix
     max_age_s: float  # 0 = messages wait for ever
+    direct: bool = False  # its topics' consumers take direct hand-offs too
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +103,7 @@ class Layout:
         self.dedup_window_s = dedup_window_s
         self.streams = (
             StreamSpec("invoker", "SQUALL_ACTIVATIONS", activation_max_age_s),
-            StreamSpec("completed", "SQUALL_COMPLETIONS", completion_max_age_s),
+            StreamSpec("completed", "SQUALL_COMPLETIONS", completion_max_age_s, direct=True),
         )
 
     def stream_name(self, spec: StreamSpec) -> str:
@@ -122,6 +128,17 @@ class Layout:
                 return Route(self.stream_name(spec), self.subject(topic), durable_name(topic))
         families = ", ".join(s.family for s in self.streams)
         raise ProviderError(f"topic {topic!r}: no stream holds {family!r} (only {families})")
+
+    def direct_subject(self, topic: str) -> str | None:
+        """The core NATS subject on which ``topic``'s consumers take direct hand-offs, or
+        None when its stream's topics take none (an invoker's queue: its messages must
+        be stored before anyone may count on them)."""
+        family = topic.partition(".")[0]
+        for spec in self.streams:
+            if spec.family == family and spec.direct:
+                self.route(topic)  # validates the topic
+                return self.subject(f"direct.{topic}")
+        return None
 
     def broadcast_subject(self, subject: str) -> str:
         if not _SUBJECT_TAIL.match(subject):

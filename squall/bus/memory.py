@@ -198,7 +198,9 @@ class MemoryBus:
         self._keys[key] = now
         return False
 
-    async def send(self, topic: str, data: bytes, *, key: str | None = None) -> None:
+    async def send(
+        self, topic: str, data: bytes, *, key: str | None = None, direct: bool = False
+    ) -> None:
         self._check_open()
         if not data:
             raise ProviderError("empty message")

@@ -3,6 +3,12 @@
 Topics are JetStream work-queue streams (layout and names: ``jetstream.py``); broadcast
 subjects are core NATS subjects. What the contract's guarantees rest on:
 
+- ``send(direct=True)`` to a completion topic first hands the message to a live
+  consumer of the topic (core NATS request/reply on ``direct.<topic>``, nothing stored)
+  and returns once that consumer acknowledged it — after it handled the message, the
+  same point at which it would have acknowledged a stored one. No consumer, or no
+  answer within ``DIRECT_WAIT_S``: the message is stored as below, with the same id.
+  Only for consumers that acknowledge promptly (a controller's completions).
 - ``send`` publishes with a ``Nats-Msg-Id`` header (the caller's key, or a fresh id for
   this one call) and waits for JetStream's publish acknowledgement, retrying until the
   send timeout: a retry of the same send is dropped by the stream's duplicate window, so
@@ -59,6 +65,9 @@ from squall.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
+# How long a direct hand-off (``send(direct=True)``) waits for the consumer's answer
+# before the message is stored instead: well above a loaded controller's ack delay.
+DIRECT_WAIT_S = 1.0
 # Messages a subscriber may fall behind before it loses the oldest ones.
 SUBSCRIPTION_BACKLOG = 10_000
 
@@ -240,13 +249,17 @@ class NatsBus:
         except UNREACHABLE_OR_API as e:
             log.debug("cannot recreate streams yet: %r", e)
 
-    async def send(self, topic: str, data: bytes, *, key: str | None = None) -> None:
+    async def send(
+        self, topic: str, data: bytes, *, key: str | None = None, direct: bool = False
+    ) -> None:
         self._check_open()
         if not data:
             raise ProviderError("empty message")
         route = self.layout.route(topic)
         # The same id on every retry of this send: JetStream stores it at most once.
         headers = {MSG_ID: key if key is not None else uuid.uuid4().hex}
+        if direct and await self._hand_off(topic, data, headers):
+            return
         deadline = time.monotonic() + self._send_timeout_s
         backoff = BACKOFF_S
         while True:
@@ -274,13 +287,33 @@ class NatsBus:
             except nats_errors.Error as e:  # closed, payload too large, bad subject
                 raise ProviderError(f"NATS refused a message on {topic}: {e!r}") from e
 
+    async def _hand_off(self, topic: str, data: bytes, headers: dict[str, str]) -> bool:
+        """Hand ``data`` straight to a live consumer of ``topic`` (a core NATS request on
+        its direct subject); True once that consumer acknowledged it. False — nobody
+        listens, no answer within ``DIRECT_WAIT_S``, NATS away, a topic that takes no
+        hand-offs — leaves the message to be stored as any send (same id: a consumer that
+        did take it drops the stored copy, see ``nats_consumer.py``)."""
+        subject = self.layout.direct_subject(topic)
+        if subject is None:
+            return False
+        try:
+            answer = await self._nc.request(
+                subject, data, timeout=min(DIRECT_WAIT_S, self._send_timeout_s), headers=headers
+            )
+        except ANY_NATS as e:
+            log.debug("no direct hand-off on %s (%r): storing it", topic, e)
+            return False
+        return answer.data == b"+"
+
     async def consumer(self, topic: str, *, prefetch: int = 1) -> NatsConsumer:
         self._check_open()
         route = self.layout.route(topic)
         consumer = NatsConsumer(self, route, topic, prefetch=prefetch)
         try:
             await consumer._bind()
+            await consumer._listen()
         except UNREACHABLE_OR_API as e:
+            await consumer.close()
             raise ProviderError(f"cannot consume {topic} from NATS: {e!r}") from e
         self._consumers.add(consumer)
         return consumer

@@ -2,8 +2,20 @@
 topic's durable consumer, and its deliveries with confirmed acks (see ``nats.py`` for the
 bus as a whole).
 
+A consumer of a topic that takes direct hand-offs (``Layout.direct_subject``: completion
+topics) also listens on that core NATS subject, in a queue group of the topic's
+consumers (one of them gets each hand-off). A hand-off is delivered like a stored
+message; its ``ack`` answers the sender, whose ``send`` returns only then (no answer in
+time: the sender stores the message on the stream, with the same id). Its id is then
+remembered as acknowledged (``AckedIds``), so a stored copy pulled later is dropped, and
+a stored copy pulled while the hand-off is still unacknowledged is left unacknowledged
+(it comes back after the ack wait, and is dropped then if the hand-off was acknowledged).
+
 Concurrency: a consumer pulls under a lock, so concurrent ``receive`` calls each get
-their own message; ``close`` wakes a waiting pull at once.
+their own message; ``close`` wakes a waiting pull at once. A pull in flight when a
+hand-off arrives is not cancelled (that would cost a new pull request per hand-off): it
+stays in flight for the next ``receive``, and a message it brings meanwhile waits there
+unacknowledged, as a prefetched one does.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import nats.errors as nats_errors
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSub
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
@@ -90,6 +103,43 @@ class NatsDelivery:
             self._bus._acked_ids.add(self._stream, msg_id)
 
 
+class DirectDelivery:
+    """A message handed to this consumer directly (core NATS request); ``ack`` answers the
+    sender, which waits for that answer before its ``send`` returns."""
+
+    def __init__(self, msg: Msg, stream: str, bus: NatsBus, on_done: Any) -> None:
+        self._msg = msg
+        self._stream = stream
+        self._bus = bus
+        self._on_done = on_done
+        self._acked = False
+
+    @property
+    def data(self) -> bytes:
+        return self._msg.data
+
+    @property
+    def attempt(self) -> int:
+        return 1
+
+    async def ack(self) -> None:
+        if self._acked:
+            return
+        msg_id = _msg_id(self._msg)
+        # Remembered first: a stored copy (the sender's fallback, should this answer be
+        # late) pulled from now on is dropped rather than delivered a second time.
+        if msg_id is not None:
+            self._bus._acked_ids.add(self._stream, msg_id)
+        try:
+            await self._msg.respond(b"+")
+        except ANY_NATS as e:
+            # The sender times out and stores it; the stored copy is dropped as acked.
+            raise ProviderError(f"NATS did not take the answer to a hand-off: {e!r}") from e
+        finally:
+            self._on_done(msg_id)
+        self._acked = True
+
+
 class NatsConsumer:
     """A pull subscription bound to a topic's durable consumer."""
 
@@ -105,6 +155,43 @@ class NatsConsumer:
         self._verified_at = 0.0
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
+        # Direct hand-offs (completion topics): received, not yet handed out; and the ids
+        # of those handed out and not yet acknowledged (their stored copies must wait).
+        self._direct_subject = bus.layout.direct_subject(topic)
+        self._direct_sub: NatsSub | None = None
+        self._direct: collections.deque[Msg] = collections.deque()
+        self._direct_ready = asyncio.Event()
+        self._direct_unacked: set[str] = set()
+        # A pull in flight, kept across receives when a hand-off came first.
+        self._pulling: asyncio.Task[Msg] | None = None
+
+    async def _listen(self) -> None:
+        """Subscribe to the topic's direct subject (once; nats-py subscribes again by
+        itself after a reconnect)."""
+        if self._direct_subject is None or self._direct_sub is not None:
+            return
+
+        async def on_msg(msg: Msg) -> None:
+            if msg.reply:
+                self._direct.append(msg)
+                self._direct_ready.set()
+
+        self._direct_sub = await self._bus._nc.subscribe(
+            self._direct_subject, queue=self._route.durable, cb=on_msg
+        )
+
+    def _direct_done(self, msg_id: str | None) -> None:
+        self._direct_unacked.discard(msg_id or "")
+
+    def _take_direct(self) -> DirectDelivery | None:
+        while self._direct:
+            msg = self._direct.popleft()
+            msg_id = _msg_id(msg)
+            if msg_id is not None:
+                self._direct_unacked.add(msg_id)
+            return DirectDelivery(msg, self._route.stream, self._bus, self._direct_done)
+        self._direct_ready.clear()
+        return None
 
     async def _bind(self) -> JetStreamContext.PullSubscription:
         # After a reconnect the server may have come back without the durable consumer
@@ -146,15 +233,15 @@ class NatsConsumer:
             raise ProviderError(f"consumer of {self._topic} is closed")
         self._bus._check_open()
 
-    async def receive(self) -> NatsDelivery:
+    async def receive(self) -> NatsDelivery | DirectDelivery:
         delivery = await self._next(None)
         assert delivery is not None  # no deadline: only a message or an error ends it
         return delivery
 
-    async def poll(self, timeout: float) -> NatsDelivery | None:
+    async def poll(self, timeout: float) -> NatsDelivery | DirectDelivery | None:
         return await self._next(time.monotonic() + max(0.0, timeout))
 
-    async def _next(self, deadline: float | None) -> NatsDelivery | None:
+    async def _next(self, deadline: float | None) -> NatsDelivery | DirectDelivery | None:
         self._check_open()
         async with self._lock:
             backoff = BACKOFF_S
@@ -163,8 +250,11 @@ class NatsConsumer:
                 left = _PULL_S if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     return None
+                direct = self._take_direct()
+                if direct is not None:
+                    return direct
                 try:
-                    msg = await self._until_closed(self._pull(min(left, _PULL_S)))
+                    pulled = await self._pulled(min(left, _PULL_S))
                 except TimeoutError:
                     # Nothing within this pull, or the server went away mid-pull, or it
                     # lost the durable consumer (pulls on a missing consumer just expire).
@@ -182,10 +272,18 @@ class NatsConsumer:
                     continue
                 except nats_errors.ConnectionClosedError as e:
                     raise ProviderError("NATS connection is closed") from e
+                if pulled is None:
+                    continue  # a hand-off came first: hand it out
+                msg = pulled
                 msg_id = _msg_id(msg)
+                if msg_id in self._direct_unacked:
+                    # The stored copy of a hand-off being handled: left unacknowledged, it
+                    # comes back after the ack wait (and is dropped if that one was acked).
+                    continue
                 if msg_id is not None and (self._route.stream, msg_id) in self._bus._acked_ids:
-                    # Acknowledged before, forgotten by a server that restarted uncleanly:
-                    # acknowledge it again instead of handing it out a second time.
+                    # Acknowledged before — forgotten by a server that restarted uncleanly,
+                    # or the stored copy of a hand-off whose answer came too late for its
+                    # sender: acknowledge it again instead of handing it out a second time.
                     log.warning("NATS delivered acknowledged message %s again; dropped", msg_id)
                     with contextlib.suppress(*ANY_NATS):
                         await msg.ack_sync(timeout=self._bus._request_timeout_s)
@@ -213,24 +311,43 @@ class NatsConsumer:
                 log.warning("taking more waiting messages failed", exc_info=True)
         return msgs[0]
 
-    async def _until_closed(self, work: Any) -> Msg:
-        """Run ``work``; if the consumer closes first, cancel it and raise.
+    async def _pulled(self, wait_s: float) -> Msg | None:
+        """The message of the pull in flight (one is started if none is), or None when a
+        hand-off arrived first (the pull then stays in flight for the next call). If the
+        consumer closes first, the pull is cancelled and this raises.
 
         Cancelling a pull loses nothing: a message that arrives afterwards waits in the
         subscription for the next pull, or (consumer closed) comes back after the ack
         wait."""
-        task: asyncio.Task[Msg] = asyncio.ensure_future(work)
+        if self._pulling is None:
+            self._pulling = asyncio.ensure_future(self._pull(wait_s))
+        task = self._pulling
         closed = asyncio.ensure_future(self._closed.wait())
+        waits: set[asyncio.Future[Any]] = {task, closed}
+        handed: asyncio.Future[Any] | None = None
+        if self._direct_subject is not None:
+            handed = asyncio.ensure_future(self._direct_ready.wait())
+            waits.add(handed)
         try:
-            await asyncio.wait({task, closed}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             closed.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            if handed is not None:
+                handed.cancel()
+            if not task.done() and self._closed.is_set():
+                await self._cancel_pull()
+        if not task.done():
+            return None  # a hand-off
+        self._pulling = None
         if task.cancelled():
             self._check_open()
         return task.result()
+
+    async def _cancel_pull(self) -> None:
+        task, self._pulling = self._pulling, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _pause(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None:
@@ -244,4 +361,12 @@ class NatsConsumer:
         self._closed.set()
         self._bus._consumers.discard(self)
         async with self._lock:  # waits for a pull in flight to notice the close
+            await self._cancel_pull()
             await self._unbind()
+            sub, self._direct_sub = self._direct_sub, None
+            if sub is not None:
+                with contextlib.suppress(*ANY_NATS):
+                    await sub.unsubscribe()
+            # Hand-offs received and never handed out: their senders time out and store
+            # them.
+            self._direct.clear()

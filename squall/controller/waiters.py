@@ -142,7 +142,10 @@ class CompletionWaiters:
                 listener(completion)
             except Exception:
                 log.exception("a completion listener failed")
-        future = self._waiting.pop(completion.activation_id, None)
+        # Left registered: the completion may come before its caller reaches ``wait``
+        # (while the publish still waits for the bus's acknowledgement); ``wait`` or
+        # ``forget`` removes it.
+        future = self._waiting.get(completion.activation_id)
         if future is not None and not future.done():
             future.set_result(completion.record)
 
@@ -152,7 +155,8 @@ class CompletionWaiters:
         self._listeners.append(listener)
 
     def register(self, activation_id: str) -> asyncio.Future[Activation | None]:
-        """Register before publishing, so a fast completion cannot be missed."""
+        """Register before publishing, so a fast completion cannot be missed; every
+        registration ends with ``wait`` or ``forget``."""
         future: asyncio.Future[Activation | None] = asyncio.get_running_loop().create_future()
         self._waiting[activation_id] = future
         return future

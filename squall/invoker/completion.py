@@ -71,8 +71,11 @@ class Completing:
         finally:
             completion = Completion(message.transid, message.activation_id, self.id, record)
             data = completion.to_bytes()
+            # Handed straight to the controller when it is up (nothing stored on the
+            # bus, no pull and ack round trips there); stored on its topic otherwise.
             await _retrying(
-                lambda: self._bus.send(completion_topic(message.controller), data), self._open
+                lambda: self._bus.send(completion_topic(message.controller), data, direct=True),
+                self._open,
             )
 
     def _failure(self, message: ActivationMessage, error: str | ActivationResponse) -> Activation:

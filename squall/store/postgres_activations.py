@@ -1,7 +1,8 @@
 """Activation records in PostgreSQL (:class:`~squall.store.contracts.ActivationStore`).
 
-Each write is one autocommit statement on a pooled connection: concurrent puts run in
-parallel on as many connections as the pool has, instead of queueing behind one. The
+Each write is one statement, committed with the writes that arrived while the previous
+batch was being committed (a group commit, ``postgres_batch.py``: one transaction and one
+round trip for many under load, a single autocommit statement at one at a time). The
 conditions of ``put_pending``, ``put_unless_final`` and ``start`` are part of their
 statement (``ON CONFLICT DO NOTHING``, ``ON CONFLICT DO UPDATE … WHERE <stored one is
 pending>`` / ``… WHERE <stored one is queued>``), so they hold against writers in other
@@ -26,6 +27,7 @@ from psycopg import AsyncConnection
 from squall.entities.activation import Activation
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery, Unfinished
+from squall.store.postgres_batch import WriteBatcher
 from squall.store.postgres_schema import PgDatabase, limit_offset
 from squall.store.records import (
     STARTED,
@@ -85,6 +87,7 @@ class PostgresActivationStore:
 
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
+        self._batcher = WriteBatcher(db)
 
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
@@ -111,14 +114,9 @@ class PostgresActivationStore:
         if state is None:
             message = None  # a final record needs nothing to run it again
         row = (*activation_key(record), dumps_record(record), state, message, owner)
-
-        async def work(conn: Conn) -> bool:
-            cur = await conn.execute(statement, row)
-            return cur.rowcount == 1
-
         # Repeating a write ends in the same state; only the answering ones' answer would
         # change (False after their own first attempt committed), so they are not repeated.
-        return await self._db.run(work, idempotent=statement not in _ANSWERING)
+        return await self._batcher.write(statement, row, answering=statement in _ANSWERING)
 
     async def unfinished(
         self, after: str, limit: int, owned_by: str | None = None

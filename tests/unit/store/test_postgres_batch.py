@@ -1,0 +1,119 @@
+"""The PostgreSQL group commit of activation writes (``store/postgres_batch.py``): writes
+that arrive together share a transaction, each keeps its own answer, and a write the
+server refuses fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from pgsupport import PG_DSN, fresh_schema, require_postgres
+
+from squall.entities.activation import (
+    Activation,
+    ActivationResponse,
+    final_record,
+    pending_record,
+)
+from squall.errors import ProviderError
+from squall.store.postgres import PostgresStore
+from squall.store.postgres_activations import PostgresActivationStore
+
+pytestmark = pytest.mark.anyio
+
+NS = "guest"
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    require_postgres()
+    with fresh_schema() as name:
+        yield name
+
+
+def pending(activation_id: str) -> Activation:
+    return pending_record(
+        namespace=NS,
+        subject=NS,
+        activation_id=activation_id,
+        name="noop",
+        path=f"{NS}/noop",
+        version="0.0.1",
+        accepted_ms=1_000,
+    )
+
+
+def final(activation_id: str) -> Activation:
+    return final_record(
+        namespace=NS,
+        name="noop",
+        subject=NS,
+        activation_id=activation_id,
+        start=1_000,
+        end=1_002,
+        response=ActivationResponse.ok({"done": True}),
+        annotations=[{"key": "path", "value": f"{NS}/noop"}],
+    )
+
+
+def batcher_of(store: PostgresStore) -> PostgresActivationStore:
+    activations = store.activations
+    assert isinstance(activations, PostgresActivationStore)
+    return activations
+
+
+async def test_concurrent_writes_share_transactions_and_keep_their_answers(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        ids = [uuid.uuid4().hex for _ in range(40)]
+        # When 40 activations are started at once, and then started again at once
+        first = await asyncio.gather(*(activations.start(pending(i)) for i in ids))
+        again = await asyncio.gather(*(activations.start(pending(i)) for i in reversed(ids)))
+        # Then each first start won and each second lost, row by row
+        assert first == [True] * 40
+        assert again == [False] * 40
+        # And they were committed in fewer transactions than writes
+        counts = activations._batcher
+        assert counts.written == 80
+        assert counts.commits < counts.written
+        # When the final records are put at once / Then each is stored, final
+        await asyncio.gather(*(activations.put(final(i)) for i in ids))
+        for i in ids:
+            assert not (await activations.get(NS, i)).pending
+        # And a start after the end loses
+        assert await activations.start(pending(ids[0])) is False
+
+
+async def test_two_writes_of_one_activation_in_one_batch_apply_in_order(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        activation_id = uuid.uuid4().hex
+        # When a start and a second start of the same id are written together
+        answers = await asyncio.gather(
+            activations.start(pending(activation_id)), activations.start(pending(activation_id))
+        )
+        # Then one of them won
+        assert sorted(answers) == [False, True]
+
+
+async def test_a_write_the_server_refuses_fails_alone(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        good = [uuid.uuid4().hex for _ in range(5)]
+        # Given a record the server refuses (a NUL character in a text column)
+        bad = final(uuid.uuid4().hex)
+        bad.name = "no\x00pe"
+        # When it is written together with good ones
+        results = await asyncio.gather(
+            *(activations.start(pending(i)) for i in good[:3]),
+            activations.put(bad),
+            *(activations.start(pending(i)) for i in good[3:]),
+            return_exceptions=True,
+        )
+        # Then only it failed; the others are stored, each with its own answer
+        assert [type(r) for r in results] == [bool] * 3 + [ProviderError] + [bool] * 2
+        assert [r for r in results if isinstance(r, bool)] == [True] * 5
+        for i in good:
+            assert (await activations.get(NS, i)).pending
