@@ -226,7 +226,9 @@ class PostgresStore:
         return self._db
 
     async def close(self) -> None:
-        """Close the pool; idempotent. Every store method raises afterwards."""
+        """Close the pool; idempotent. Every store method raises afterwards; a write still
+        waiting for its group commit fails with ``ProviderError``."""
+        await self.activations.close()
         await self._db.close()
 
     async def __aenter__(self) -> PostgresStore:

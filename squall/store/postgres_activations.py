@@ -89,6 +89,10 @@ class PostgresActivationStore:
         self._db = db
         self._batcher = WriteBatcher(db)
 
+    async def close(self) -> None:
+        """Answer the writes still waiting for a group commit (``ProviderError``)."""
+        await self._batcher.close()
+
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
 

@@ -23,10 +23,15 @@ are unchanged):
 - A batch the server refused (any error it reports: a statement it would not run, a
   deadlock, a serialization failure), or one psycopg would not send (a value PostgreSQL
   cannot hold), was rolled back as a whole: each of its writes is
-  then run again alone, so one bad write fails only its own caller. A batch whose
-  connection broke may or may not have committed: its idempotent writes are run again
-  alone; an *answering* one (``start``, ``put_unless_final``, whose answer would change
-  once committed) is not, and fails with ``ProviderError`` as a single statement does.
+  then run again alone, so one bad write fails only its own caller. A batch that got no
+  connection (the pool's timeout, a closed store) was never sent: every write in it
+  fails with that ``ProviderError`` at once, after one wait, not one per write. A batch
+  whose connection broke may or may not have committed: its idempotent writes are sent
+  again together, once; an *answering* one (``start``, ``put_unless_final``, whose
+  answer would change once committed) is not, and fails with ``ProviderError`` as a
+  single statement does.
+- Closing (:meth:`WriteBatcher.close`) answers every write not committed yet with
+  ``ProviderError("store is closed")``; none is left waiting.
 
 Concurrency: everything runs on the event loop's thread; the flusher is one task at a
 time, started by the first write that finds none running. A caller cancelled while it
@@ -36,12 +41,14 @@ waits does not cancel its write (it is in the batch already); only its answer is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from squall.errors import ProviderError
 from squall.store.postgres_schema import PgDatabase
@@ -66,10 +73,16 @@ class _Write:
         return str(self.row[0])  # the activation id: locks taken in id order
 
 
+def _unsent(error: ProviderError) -> bool:
+    """Whether a failed batch was never sent: no connection (the pool timed out or is
+    closed) or the store is closed."""
+    return error.__cause__ is None or isinstance(error.__cause__, (PoolTimeout, PoolClosed))
+
+
 def _ambiguous(error: ProviderError) -> bool:
     """Whether a failed batch may have committed: its connection broke (an operational
-    error without a server's SQLSTATE). An error the server reported, one psycopg raised
-    before sending (a value it cannot send), or no connection at all, means it did not."""
+    error without a server's SQLSTATE). An error the server reported, or one psycopg
+    raised before sending (a value it cannot send), means it did not."""
     cause = error.__cause__
     return isinstance(cause, psycopg.OperationalError) and cause.sqlstate is None
 
@@ -102,8 +115,23 @@ class WriteBatcher:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._commit(batch)
+        except BaseException:
+            # Cancelled (the store closes): the writes still queued get an answer too.
+            rest, self._queue = self._queue, []
+            for write in rest:
+                _settle(write, error=ProviderError("store is closed"))
+            raise
         finally:
             self._flusher = None
+
+    async def close(self) -> None:
+        """Stop the flusher; every write not committed yet fails with ``ProviderError``
+        (a write that arrives later fails as the closed store's statements do)."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
 
     async def _commit(self, batch: list[_Write]) -> None:
         if len(batch) == 1:
@@ -119,22 +147,59 @@ class WriteBatcher:
         try:
             answers = await self._db.run(work, idempotent=False)
         except ProviderError as error:
-            ambiguous = _ambiguous(error)
+            if _unsent(error):
+                # Nothing was sent: every write fails now, as it would have alone (one
+                # by one, each would wait the pool's timeout again).
+                for write in ordered:
+                    _settle(write, error=error)
+                return
+            if _ambiguous(error):
+                # The connection broke: it may have committed. An answering write fails
+                # (its answer would change once committed); the idempotent ones are sent
+                # again, together, once (as ``run`` retries a single idempotent write).
+                again = [w for w in ordered if not w.answering]
+                for write in ordered:
+                    if write.answering:
+                        _settle(write, error=error)
+                if again:
+                    await self._again(again)
+                return
             log.warning("a batch of %d activation writes failed (%s); writing them one by one",
                         len(batch), error.message)  # fmt: skip
             for write in ordered:
-                if ambiguous and write.answering:
-                    _settle(write, error=error)
-                else:
-                    await self._alone(write)
+                await self._alone(write)
             return
-        except BaseException as error:  # cancelled (closing): nobody gets an answer
+        except BaseException:  # cancelled (closing): nobody gets an answer
             for write in ordered:
-                _settle(write, error=error)
+                _settle(write, error=ProviderError("store is closed"))
             raise
         self.commits += 1
         self.written += len(ordered)
         for write, answer in zip(ordered, answers, strict=True):
+            _settle(write, answer=answer)
+
+    async def _again(self, writes: list[_Write]) -> None:
+        """Idempotent writes of a batch whose connection broke, sent once more as one
+        batch; if that fails too, each gets the error."""
+
+        async def work(conn: Conn) -> list[bool]:
+            async with conn.pipeline(), conn.transaction():
+                cursors = [await conn.execute(w.statement, w.row) for w in writes]
+            return [cursor.rowcount == 1 for cursor in cursors]
+
+        try:
+            answers = await self._db.run(work, idempotent=True)
+        except ProviderError as error:
+            for write in writes:
+                _settle(write, error=error)
+            return
+        except BaseException:
+            for write in writes:
+                _settle(write, error=ProviderError("store is closed"))
+            raise
+        self.commits += 1
+        self.written += len(writes)
+        for write, answer in zip(writes, answers, strict=True):
             _settle(write, answer=answer)
 
     async def _alone(self, write: _Write) -> None:

@@ -117,3 +117,51 @@ async def test_a_write_the_server_refuses_fails_alone(schema: str) -> None:
         assert [r for r in results if isinstance(r, bool)] == [True] * 5
         for i in good:
             assert (await activations.get(NS, i)).pending
+
+
+async def test_a_batch_that_gets_no_connection_fails_every_write_after_one_wait(
+    schema: str,
+) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema, max_size=1, timeout=0.5) as store:
+        activations = batcher_of(store)
+        pool = store.database.pool
+        ids = [uuid.uuid4().hex for _ in range(6)]
+        # Given the pool's only connection held elsewhere
+        async with pool.connection():
+            pool.pop_stats()
+            # When six writes arrive together (one batch)
+            results = await asyncio.gather(
+                *(activations.start(pending(i)) for i in ids[:3]),
+                *(activations.put(final(i)) for i in ids[3:]),
+                return_exceptions=True,
+            )
+            stats = pool.pop_stats()
+        # Then every write failed with the pool's words after one wait for a connection:
+        # the batch was not tried again write by write (each would wait again)
+        assert all(isinstance(r, ProviderError) for r in results)
+        messages = [r.message for r in results if isinstance(r, ProviderError)]
+        assert all("no connection within" in m for m in messages)
+        assert stats.get("requests_num") == 1
+        assert activations._batcher.commits == 0
+
+
+async def test_closing_answers_the_writes_still_waiting(schema: str) -> None:
+    store = await PostgresStore.open(PG_DSN, schema=schema, max_size=1, timeout=30)
+    activations = batcher_of(store)
+    pool = store.database.pool
+    try:
+        # Given writes waiting for the group commit (the only connection held elsewhere)
+        async with pool.connection():
+            writes = [
+                asyncio.ensure_future(activations.start(pending(uuid.uuid4().hex)))
+                for _ in range(4)
+            ]
+            await asyncio.sleep(0.05)
+            assert not any(w.done() for w in writes)
+            # When the activation store closes
+            await activations.close()
+            # Then each of them got an answer: the store is closed
+            results = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(isinstance(r, ProviderError) for r in results), results
+    finally:
+        await store.close()
