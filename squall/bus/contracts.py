@@ -90,8 +90,12 @@ class MessagingProvider(Protocol):
         ``direct``: a durable provider may hand the message straight to a live consumer
         of the topic without storing it, and then returns once that consumer acknowledged
         it; otherwise (no consumer, no acknowledgement in a short wait) it stores it as
-        any send. Delivered once either way. Only for topics whose consumers acknowledge
-        promptly (completions); the in-memory provider's sends are always direct."""
+        any send, with the same id. Delivered at least once: the stored copy of a
+        hand-off whose answer came after the wait is dropped by a consumer that saw the
+        hand-off first, but one can arrive before the hand-off it copies (a consumer's
+        loop stalled past the wait) and both are handed out. Only for topics whose
+        consumers acknowledge promptly and take a second copy as a no-op (completions: the
+        second finds nobody waiting); the in-memory provider's sends are always direct."""
         ...
 
     async def consumer(self, topic: str, *, prefetch: int = 1) -> Consumer:

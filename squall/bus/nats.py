@@ -315,6 +315,9 @@ class NatsBus:
         except UNREACHABLE_OR_API as e:
             await consumer.close()
             raise ProviderError(f"cannot consume {topic} from NATS: {e!r}") from e
+        except BaseException:  # any other failure (a closed connection, cancelled)
+            await consumer.close()
+            raise
         self._consumers.add(consumer)
         return consumer
 

@@ -123,6 +123,9 @@ class HealthTest:
         except ProviderError:
             waiters.forget(activation_id)
             return False
+        except BaseException:  # cancelled (closing): nobody will wait for it
+            waiters.forget(activation_id)
+            raise
         record = await waiters.wait(activation_id, HEALTH_TEST_TIMEOUT_S, SYSTEM_NAMESPACE)
         passed = record is not None and record.response.status_code == SUCCESS
         log.info("health test of invoker %s: %s", invoker_id, "passed" if passed else "failed")

@@ -36,7 +36,9 @@ Guarantees, beyond those of :mod:`squall.sandbox.contracts`:
   removed by a :meth:`close` that removed them all), so that ``start`` connects to dockerd
   only when there may be leftovers or the backend runs the built-in kinds; otherwise the
   first ``create`` connects. An invoker that never runs a custom image then never loads
-  the Docker client (aiodocker, aiohttp: ~8 MB of the server's memory).
+  the Docker client (aiodocker, aiohttp: ~8 MB of the server's memory). A directory last
+  used by a Squall older than the mark has none: what a crash of that version left is
+  removed by the first ``create`` (or by ``squall`` stopping that invoker cleanly first).
 """
 
 from __future__ import annotations

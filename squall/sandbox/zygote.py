@@ -224,7 +224,28 @@ class Zygote:
         shortly after. Raises ContainerError when the zygote is gone or a runtime forked on
         the spot does not start.
         """
-        spare = await self._take_spare()
+        while True:
+            spare = await self._take_spare()
+            try:
+                return await self._hand_over(spare, memory_mb, env, network, directory)
+            except OSError:
+                if spare is None:
+                    raise
+                # A spare that died between its liveness check and ``take`` (its socket
+                # is gone): the next spare, or one forked now, takes its place. Its
+                # listening socket, if already renamed into ``directory``, goes too.
+                log.warning("a Python spare died as it was taken; taking another")
+                (directory / launch.SOCKET_NAME).unlink(missing_ok=True)
+
+    async def _hand_over(
+        self,
+        spare: Spare | None,
+        memory_mb: int,
+        env: Mapping[str, str],
+        network: bool,
+        directory: Path,
+    ) -> Spare:
+        """``take``'s work for one spare (None: fork one now)."""
         fresh = spare is None
         try:
             if spare is None:

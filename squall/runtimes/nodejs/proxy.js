@@ -343,7 +343,17 @@ function reset() {
 function warmUpIfIdle() {
   if (requested || initStarted) return;
   warming = true;
-  warmUpDone = require('./warmup').warmUp(onRequest).then(reset);
+  let running;
+  try {
+    running = require('./warmup').warmUp(onRequest);
+  } catch (err) {
+    running = Promise.reject(err);
+  }
+  // Whatever happens to the warm-up, the proxy is reset and the requests waiting for it
+  // go on: a failed warm-up leaves a proxy as cold as one that never warmed up.
+  warmUpDone = running
+    .catch((err) => console.error(`runtime proxy warm-up failed: ${err && err.message}`))
+    .then(reset);
 }
 
 function listening() {

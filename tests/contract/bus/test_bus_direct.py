@@ -23,7 +23,11 @@ async def take(consumer: Consumer, timeout: float = ARRIVES_S) -> Delivery:
     return delivery
 
 
-async def test_a_direct_send_reaches_a_waiting_consumer_once(bus: MessagingProvider) -> None:
+async def test_a_direct_send_reaches_a_waiting_consumer_once(
+    bus: MessagingProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (a hand-off waits long enough for a loaded machine's consumer: none is stored)
+    monkeypatch.setattr(nats_bus, "DIRECT_WAIT_S", ARRIVES_S)
     # Given a consumer waiting on a completion topic
     consumer = await bus.consumer("completed.0")
     receiving = asyncio.create_task(take(consumer))
@@ -40,8 +44,10 @@ async def test_a_direct_send_reaches_a_waiting_consumer_once(bus: MessagingProvi
 
 
 async def test_a_direct_send_is_not_stored_and_returns_once_acknowledged(
-    nats_buses: NatsBuses,
+    nats_buses: NatsBuses, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (a hand-off waits long enough for a loaded machine's consumer: none is stored)
+    monkeypatch.setattr(nats_bus, "DIRECT_WAIT_S", ARRIVES_S)
     # Given a controller consuming its completion topic, and an invoker
     controller, invoker = await nats_buses.open(), await nats_buses.open()
     consumer = await controller.consumer("completed.3")

@@ -28,6 +28,7 @@ from sandboxsupport import ForkBomb
 
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+from squall.sandbox.spare import Spare
 from squall.sandbox.zygote import Zygote
 
 pytestmark = pytest.mark.anyio
@@ -221,6 +222,25 @@ async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) 
     # When containers are created, Then each is served by a live runtime
     for _ in range(3):
         assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
+
+
+async def test_a_spare_that_dies_as_it_is_taken_is_replaced(
+    zygotic: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given started spares, one of which dies right after its liveness was checked (the
+    # check is made to pass once more for it: the window between check and take)
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    victim = zygote._spares[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    assert await until(lambda: not victim.alive())
+    checked = Spare.alive
+    monkeypatch.setattr(Spare, "alive", lambda spare: spare is victim or checked(spare))
+    # When a container is created, Then another runtime serves it
+    container = await python(zygotic, PROBE)
+    assert (await result(container, {}))["pid"] == 1
+    assert victim not in zygote._spares
 
 
 async def test_a_zip_actions_own_modules_import_after_the_spares_rehearsal(
