@@ -24,7 +24,6 @@ import argparse
 import base64
 import contextlib
 import http.client
-import json
 import os
 import statistics
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from invoke_latency import REPO, create_actions, own_server, report_head
+from invoke_latency import REPO, create_actions, own_server, write_turns_report
 
 RESULTS = REPO / "bench" / "results" / "invoke_interleaved.json"
 
@@ -118,15 +117,7 @@ def main() -> None:
         f"this tree's block median lower in {summary['blocks_this_faster']}/{args.blocks}"
         f" blocks; median ratio this/other {summary['median_block_ratio']}"
     )
-    report = {
-        **report_head("invoke_interleaved", started, "started", None),
-        "parameters": {**vars(args), "other": str(args.other)},
-        "load_average": load,
-        "results": summary,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwritten to {args.output}")
+    write_turns_report("invoke_interleaved", started, args, load, summary)
 
 
 if __name__ == "__main__":

@@ -316,6 +316,22 @@ def report_head(name: str, started: float, server: str, node: str | None) -> dic
     }
 
 
+def write_turns_report(
+    name: str, started: float, args: argparse.Namespace, load: Any, results: Any
+) -> None:
+    """Write ``args.output``: the JSON report of a benchmark that runs this tree and
+    ``args.other`` in turns (its head, the parameters, load average and results)."""
+    report = {
+        **report_head(name, started, "started", None),
+        "parameters": {**vars(args), "other": str(args.other)},
+        "load_average": load,
+        "results": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwritten to {args.output}")
+
+
 def git_commit() -> str | None:
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         out = subprocess.run(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import signal
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from invoke_interleaved import Target
-from invoke_latency import REPO, create_actions, own_server, report_head
+from invoke_latency import REPO, create_actions, own_server, write_turns_report
 
 RESULTS = REPO / "bench" / "results" / "invoke_syscalls.json"
 SHOWN = ("epoll_pwait", "write", "sendto", "read", "recvfrom", "pwrite64", "fcntl", "getpid")
@@ -124,15 +123,7 @@ def main() -> None:
     print(f"{'tree':<7}" + "".join(f"{k[:12]:>13}" for k in keys))
     for name in trees:
         print(f"{name:<7}" + "".join(f"{summary[name][k]:>13}" for k in keys))
-    report = {
-        **report_head("invoke_syscalls", started, "started", None),
-        "parameters": {**vars(args), "other": str(args.other)},
-        "load_average": load,
-        "results": summary,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwritten to {args.output}")
+    write_turns_report("invoke_syscalls", started, args, load, summary)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from invoke_interleaved import Target
-from invoke_latency import REPO, create_actions, own_server, report_head
+from invoke_latency import REPO, create_actions, own_server, write_turns_report
 
 RESULTS = REPO / "bench" / "results" / "store_syscalls.json"
 SHOWN = ("pwrite64", "fcntl", "pread64", "write", "epoll_pwait", "getpid")
@@ -93,15 +92,7 @@ def main() -> None:
     for name, results in runs.items():
         for r in results:
             print(f"{name:<7}{r['all']:>8}" + "".join(f"{r[s]:>13}" for s in SHOWN))
-    report = {
-        **report_head("store_syscalls", started, "started", None),
-        "parameters": {**vars(args), "other": str(args.other)},
-        "load_average": load,
-        "results": runs,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwritten to {args.output}")
+    write_turns_report("store_syscalls", started, args, load, runs)
 
 
 if __name__ == "__main__":
