@@ -74,7 +74,10 @@ def _msg_id(msg: Msg) -> str | None:
     return msg.headers.get(MSG_ID) if msg.headers else None
 
 
-class NatsDelivery:
+class _Received:
+    """What both kinds of delivery hold: the message, its stream (for the acked ids) and
+    the bus."""
+
     def __init__(self, msg: Msg, stream: str, bus: NatsBus) -> None:
         self._msg = msg
         self._stream = stream
@@ -84,6 +87,10 @@ class NatsDelivery:
     @property
     def data(self) -> bytes:
         return self._msg.data
+
+
+class NatsDelivery(_Received):
+    """A message pulled from its stream; ``ack`` is confirmed by the server."""
 
     @property
     def attempt(self) -> int:
@@ -103,20 +110,13 @@ class NatsDelivery:
             self._bus._acked_ids.add(self._stream, msg_id)
 
 
-class DirectDelivery:
+class DirectDelivery(_Received):
     """A message handed to this consumer directly (core NATS request); ``ack`` answers the
     sender, which waits for that answer before its ``send`` returns."""
 
     def __init__(self, msg: Msg, stream: str, bus: NatsBus, on_done: Any) -> None:
-        self._msg = msg
-        self._stream = stream
-        self._bus = bus
+        super().__init__(msg, stream, bus)
         self._on_done = on_done
-        self._acked = False
-
-    @property
-    def data(self) -> bytes:
-        return self._msg.data
 
     @property
     def attempt(self) -> int:

@@ -20,7 +20,18 @@ from urllib.parse import urlparse
 from _required import reachable as tcp_reachable
 from _standalone import free_port
 
+from squall.bus.contracts import Consumer, Delivery
+
 NATS_URL = os.environ.get("SQUALL_TEST_NATS_URL", "nats://127.0.0.1:4222")
+# Generous bound for "a message that is there arrives": never reached when things work.
+ARRIVES_S = 30.0
+
+
+async def take(consumer: Consumer, timeout: float = ARRIVES_S) -> Delivery:
+    """The next message of ``consumer``, which must come within ``timeout``."""
+    delivery = await consumer.poll(timeout)
+    assert delivery is not None, "expected a message"
+    return delivery
 
 
 def reachable(url: str) -> bool:

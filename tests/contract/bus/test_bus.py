@@ -10,23 +10,16 @@ import asyncio
 
 import pytest
 
-from squall.bus.contracts import Consumer, Delivery, MessagingProvider
+from squall.bus.contracts import Consumer, MessagingProvider
 from squall.errors import ProviderError
 
+from .bussupport import ARRIVES_S, take
 from .conftest import ACK_WAIT_S, MAX_DELIVER, BusKind
 
 pytestmark = pytest.mark.anyio
 
-# Generous bound for "a message that is there arrives": never reached when things work.
-ARRIVES_S = 30.0
 # How long to wait for a message that must not come.
 QUIET_S = 0.3
-
-
-async def take(consumer: Consumer, timeout: float = ARRIVES_S) -> Delivery:
-    delivery = await consumer.poll(timeout)
-    assert delivery is not None, "expected a message"
-    return delivery
 
 
 async def test_messages_arrive_in_send_order(bus: MessagingProvider) -> None:

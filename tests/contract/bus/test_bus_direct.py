@@ -8,19 +8,12 @@ import asyncio
 import pytest
 
 import squall.bus.nats as nats_bus
-from squall.bus.contracts import Consumer, Delivery, MessagingProvider
+from squall.bus.contracts import MessagingProvider
 
+from .bussupport import ARRIVES_S, take
 from .conftest import ACK_WAIT_S, NatsBuses
 
 pytestmark = pytest.mark.anyio
-
-ARRIVES_S = 30.0
-
-
-async def take(consumer: Consumer, timeout: float = ARRIVES_S) -> Delivery:
-    delivery = await consumer.poll(timeout)
-    assert delivery is not None, "expected a message"
-    return delivery
 
 
 async def test_a_direct_send_reaches_a_waiting_consumer_once(

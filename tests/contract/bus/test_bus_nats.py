@@ -28,22 +28,16 @@ from squall.config import Settings
 from squall.errors import ProviderError
 
 from .bussupport import (
+    ARRIVES_S,
     NATS_URL,
     OwnNatsServer,
     nats_server_binary,
+    take,
     unique_prefix,
 )
 from .conftest import ACK_WAIT_S, NatsBuses
 
 pytestmark = pytest.mark.anyio
-
-ARRIVES_S = 30.0
-
-
-async def take(consumer: Consumer, timeout: float = ARRIVES_S) -> Delivery:
-    delivery = await consumer.poll(timeout)
-    assert delivery is not None, "expected a message"
-    return delivery
 
 
 async def drain(bus: NatsBus, consumer: Consumer, topic: str) -> list[Delivery]:
