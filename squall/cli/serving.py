@@ -6,6 +6,10 @@ kill the process before the invoker records in-flight activations and kills the
 runtimes; here a signal only asks the server to stop (a second one forces it), and the
 caller's ``close`` then runs while the signals are still routed to the server, so a
 second Ctrl-C cannot interrupt an orderly shutdown half-way.
+
+The protocol is uvicorn's httptools protocol writing through a coalescing transport
+(coalescing.py); for an application built by ``create_app`` it also serves the invoke
+route itself, without ASGI (``controller/hotroute.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from starlette.types import ASGIApp
 
 from squall.cli.coalescing import CoalescingHttpToolsProtocol
 from squall.config import Settings
+from squall.controller.hotroute import HotRoute, HotRouteProtocol, hot_route_of
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -36,6 +41,21 @@ class _Server(uvicorn.Server):
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
+
+
+def protocol_for(app: ASGIApp) -> type[asyncio.Protocol]:
+    """The HTTP protocol that serves ``app``: with its hot route when it has one."""
+    route = hot_route_of(app)
+    if route is None:
+        return CoalescingHttpToolsProtocol
+    return _hot_protocol(route)
+
+
+def _hot_protocol(route: HotRoute) -> type[asyncio.Protocol]:
+    class ServedProtocol(HotRouteProtocol, CoalescingHttpToolsProtocol):
+        hot_route = route
+
+    return ServedProtocol
 
 
 async def serve_app(
@@ -60,8 +80,9 @@ async def serve_app(
         host=settings.host,
         port=port,
         loop="uvloop",
-        # httptools, with an answer's head and body sent in one write (coalescing.py).
-        http=CoalescingHttpToolsProtocol,
+        # httptools, with an answer's head and body sent in one write (coalescing.py),
+        # and the invoke route served by the protocol itself (controller/hotroute.py).
+        http=protocol_for(app),
         lifespan="off",
         access_log=False,
         log_level=settings.log_level,

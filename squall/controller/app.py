@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -12,7 +10,7 @@ from starlette.types import ASGIApp
 
 from squall.controller.core import Controller
 from squall.controller.fastpath import InvokeFastPath
-from squall.controller.http import error_response, transaction_id
+from squall.controller.http import error_for, error_response, transaction_id
 from squall.controller.middleware import RequestMiddleware
 from squall.controller.routes import (
     actions,
@@ -28,20 +26,8 @@ from squall.controller.routes import (
     web,
 )
 from squall.controller.ui import routes as ui_routes
-from squall.errors import (
-    ContainerError,
-    MethodNotAllowed,
-    NotFound,
-    ProviderError,
-    ServiceUnavailable,
-    SquallError,
-)
+from squall.errors import MethodNotAllowed, NotFound, SquallError
 from squall.metrics.exposition import MetricFamilies, metrics_routes
-
-# OpenWhisk's words for a service that cannot answer now.
-UNAVAILABLE = (
-    "The server is currently unavailable (because it is overloaded or down for maintenance)."
-)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -53,22 +39,9 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(request, error)
 
 
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error [txid %s]", transaction_id(request), exc_info=exc)
-    return error_response(request, SquallError())
-
-
-async def _squall_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SquallError)
-    if isinstance(exc, ProviderError) and not isinstance(exc, ContainerError):
-        # The store or the bus is unreachable: a transient 503 the caller may retry (never
-        # a 401 or a 404 made up from a failed lookup); the details stay in the log.
-        log.warning("provider unavailable [txid %s]: %s", transaction_id(request), exc.message)
-        return error_response(request, ServiceUnavailable(UNAVAILABLE))
-    return error_response(request, exc)
-
-
-log = logging.getLogger("squall.controller")
+async def _handler_error(request: Request, exc: Exception) -> Response:
+    """A handler's ``SquallError`` or crash, as the hot-route protocol answers it too."""
+    return error_response(request, error_for(exc, transaction_id(request)))
 
 
 def create_app(controller: Controller, *metrics: MetricFamilies) -> ASGIApp:
@@ -92,11 +65,11 @@ def create_app(controller: Controller, *metrics: MetricFamilies) -> ASGIApp:
         ],
         exception_handlers={
             HTTPException: _http_exception,
-            SquallError: _squall_error,
-            Exception: _internal_error,
+            SquallError: _handler_error,
+            Exception: _handler_error,
         },
     )
     app.router.redirect_slashes = False
     app.state.controller = controller
     # The invoke route skips Starlette's routing and exception layers (fastpath.py).
-    return RequestMiddleware(InvokeFastPath(app, _squall_error, _internal_error))
+    return RequestMiddleware(InvokeFastPath(app, _handler_error, _handler_error))

@@ -14,8 +14,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from starlette.requests import Request
-
+from squall.controller.http import HttpRequest
 from squall.entities.names import DEFAULT_NAMESPACE
 from squall.errors import Forbidden, Unauthorized
 from squall.store.contracts import AuthStore
@@ -89,7 +88,7 @@ class Authenticator:
         self._cache[digest] = (identity, now + self._ttl)
         return identity
 
-    async def authenticate(self, request: Request) -> Identity:
+    async def authenticate(self, request: HttpRequest) -> Identity:
         """The caller of ``request``, or 401 with OpenWhisk's message."""
         header = request.headers.get("authorization")
         if not header:

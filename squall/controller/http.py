@@ -1,18 +1,86 @@
-"""HTTP plumbing shared by the routes: JSON responses, bodies, query parameters, errors."""
+"""HTTP plumbing shared by the routes: JSON responses, bodies, query parameters, errors.
+
+:class:`HttpRequest` is the part of a request the invoke route reads. Starlette's
+``Request`` has it, and so has the hot-route protocol's own request (hotroute.py), so the
+helpers here that take an ``HttpRequest`` serve both with one implementation.
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from squall.errors import BadRequest, PayloadTooLarge, SquallError, UnsupportedMediaType
+from squall.errors import (
+    BadRequest,
+    ContainerError,
+    PayloadTooLarge,
+    ProviderError,
+    ServiceUnavailable,
+    SquallError,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("squall.controller")
 
 TXID_HEADER = "x-request-id"
 ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
+JSON_MEDIA_TYPE = "application/json"
+
+
+class HttpRequest(Protocol):
+    """What a route handler written for both servers reads of a request.
+
+    - ``headers.get(name)`` takes a lower-case name and gives the first such header's
+      value (latin-1), as Starlette's ``Headers`` does.
+    - ``query_params.get(name)`` gives the last value of that name (``parse_qsl`` with
+      blank values kept, latin-1), as Starlette's ``QueryParams`` does.
+    - ``stream()`` yields the body in chunks, once; it may end with an empty chunk.
+    """
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def query_params(self) -> Mapping[str, str]: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+
+# OpenWhisk's words for a service that cannot answer now.
+UNAVAILABLE = (
+    "The server is currently unavailable (because it is overloaded or down for maintenance)."
+)
+
+
+def error_for(exc: Exception, txid: str) -> SquallError:
+    """The error a handler's exception is answered with, by either server.
+
+    A ``SquallError`` as itself, except a provider failure (the store or the bus is
+    unreachable): a transient 503 the caller may retry, never a 401 or a 404 made up from
+    a failed lookup, with the details only in the log. Anything else is logged and
+    answered as OpenWhisk's internal error (500).
+    """
+    if isinstance(exc, SquallError):
+        if isinstance(exc, ProviderError) and not isinstance(exc, ContainerError):
+            log.warning("provider unavailable [txid %s]: %s", txid, exc.message)
+            return ServiceUnavailable(UNAVAILABLE)
+        return exc
+    log.error("unhandled error [txid %s]", txid, exc_info=exc)
+    return SquallError()
+
+
+def error_body(error: SquallError, txid: str) -> bytes:
+    """OpenWhisk's error document: ``{"error": <message>, "code": <transaction id>}``."""
+    return orjson.dumps({"error": error.message, "code": txid})
 
 
 def new_transaction_id() -> str:
@@ -32,13 +100,12 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(request: Request, error: SquallError) -> JSONResponse:
-    return JSONResponse(
-        {"error": error.message, "code": transaction_id(request)}, status_code=error.status
-    )
+def error_response(request: Request, error: SquallError) -> Response:
+    body = error_body(error, transaction_id(request))
+    return Response(body, error.status, media_type=JSON_MEDIA_TYPE)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: HttpRequest, limit: int) -> bytes:
     """The request body, refusing anything over ``limit`` bytes with OpenWhisk's 413."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -53,7 +120,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int, *, empty: Any = None) -> Any:
+async def read_json(request: HttpRequest, limit: int, *, empty: Any = None) -> Any:
     """Parse the body as JSON; an empty body gives ``empty``; bad JSON → 400."""
     body = await read_body(request, limit)
     if not body.strip():
@@ -62,9 +129,6 @@ async def read_json(request: Request, limit: int, *, empty: Any = None) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"The request content was malformed:\n{e}") from e
-
-
-JSON_MEDIA_TYPE = "application/json"
 
 
 def _content_type(request: Request, body: bytes) -> str | None:
@@ -119,7 +183,7 @@ async def read_entity(request: Request, limit: int) -> Any:
         raise BadRequest(f"The request content was malformed:\n{e}") from e
 
 
-def query_bool(request: Request, name: str, default: bool = False) -> bool:
+def query_bool(request: HttpRequest, name: str, default: bool = False) -> bool:
     raw = request.query_params.get(name)
     if raw is None:
         return default

@@ -17,7 +17,7 @@ from squall.errors import SquallError
 
 log = logging.getLogger("squall.controller")
 
-_CORS = [
+CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, DELETE, POST, PUT, HEAD, PATCH, OPTIONS"),
     (
@@ -53,7 +53,7 @@ class RequestMiddleware:
         # gateway, which runs web actions (routes/gateway.py).
         web = scope["path"].startswith(WEB_PREFIX) or is_gateway_path(scope["path"])
         if not web:
-            extra.extend(_CORS)
+            extra.extend(CORS_HEADERS)
 
         if scope["method"] == "OPTIONS" and not web:
             await send({"type": "http.response.start", "status": 200, "headers": extra})

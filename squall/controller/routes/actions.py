@@ -1,18 +1,27 @@
-"""``/namespaces/{ns}/actions``: CRUD, listing (also per package) and invocation."""
+"""``/namespaces/{ns}/actions``: CRUD, listing (also per package) and invocation.
+
+The invoke (:func:`invoke`) is written against :class:`~squall.controller.http.HttpRequest`
+and answers an :class:`InvokeAnswer`, so that Starlette's route and the hot-route
+protocol (``controller/hotroute.py``), which serves it without ASGI, run the same code
+and send the same bytes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from squall.controller.core import Controller, caller, reader
+from squall.controller.core import Controller, caller, controller_of, reader
 from squall.controller.entitlement import check_final, readable_package, resolve_action
 from squall.controller.http import (
     ACTIVATION_ID_HEADER,
+    JSON_MEDIA_TYPE,
+    HttpRequest,
     JSONResponse,
     list_window,
     query_bool,
@@ -66,6 +75,10 @@ async def _list(ctl: Controller, request: Request, namespace: str, package: str 
 
 
 async def action_entity(request: Request) -> Response:
+    if request.method == "POST":
+        params = request.path_params
+        ctl, txid = controller_of(request), transaction_id(request)
+        return _response(await invoke(ctl, request, txid, params["namespace"], params["rest"]))
     # Another namespace's actions may be read and invoked inside its published packages
     # only; resolve_action and readable_package check that (403 either way).
     ctl, identity, namespace = await reader(request)
@@ -89,7 +102,12 @@ async def action_entity(request: Request) -> Response:
         action = await ctl.catalog.get(Action, path)
         await ctl.catalog.delete(action)
         return JSONResponse(action.to_json())
-    return await _invoke(ctl, request, identity, path)
+    # HEAD (Starlette adds it to a GET route) invokes, as it always has here.
+    return _response(await _invoke(ctl, request, identity, path, transaction_id(request)))
+
+
+def _response(answer: InvokeAnswer) -> Response:
+    return Response(answer.body, answer.status, answer.headers(), media_type=JSON_MEDIA_TYPE)
 
 
 async def _put(ctl: Controller, request: Request, path: EntityPath) -> Response:
@@ -122,7 +140,7 @@ async def _check_kind(ctl: Controller, namespace: str, kind: str) -> None:
         raise Forbidden(kind_not_allowed(kind))
 
 
-def _wait_ms(request: Request, maximum: int) -> int:
+def _wait_ms(request: HttpRequest, maximum: int) -> int:
     raw = request.query_params.get("timeout")
     if raw is None:
         return maximum
@@ -140,7 +158,35 @@ def status_for(record: Activation) -> int:
     return 200 if code == SUCCESS else 500 if code == WHISK_ERROR else 502
 
 
-async def _invoke(ctl: Controller, request: Request, identity: Any, path: EntityPath) -> Response:
+class InvokeAnswer(NamedTuple):
+    """An invoke's answer: status, the JSON body's bytes, the activation id (header)."""
+
+    status: int
+    body: bytes
+    activation_id: str
+
+    def headers(self) -> dict[str, str]:
+        return {ACTIVATION_ID_HEADER: self.activation_id}
+
+
+async def invoke(
+    ctl: Controller, request: HttpRequest, txid: str, namespace: str, rest: str
+) -> InvokeAnswer:
+    """``POST /api/v1/namespaces/{namespace}/actions/{rest}``: invoke an action.
+
+    Raises ``SquallError`` for OpenWhisk's error answers (``http.error_for`` renders it);
+    the checks run in OpenWhisk's order: authentication, the path, the query, the body.
+    """
+    identity = await ctl.authenticator.authenticate(request)
+    path, _ = _split(identity.namespace if namespace == "_" else namespace, rest)
+    if path is None:
+        raise NotFound()
+    return await _invoke(ctl, request, identity, path, txid)
+
+
+async def _invoke(
+    ctl: Controller, request: HttpRequest, identity: Any, path: EntityPath, txid: str
+) -> InvokeAnswer:
     blocking = query_bool(request, "blocking")
     result_only = query_bool(request, "result")
     wait_ms = _wait_ms(request, ctl.settings.max_blocking_wait_ms)
@@ -157,16 +203,16 @@ async def _invoke(ctl: Controller, request: Request, identity: Any, path: Entity
             payload=payload,
             blocking=blocking,
             wait_ms=wait_ms,
-            txid=transaction_id(request),
+            txid=txid,
         )
     )
-    headers = {ACTIVATION_ID_HEADER: invocation.activation_id}
+    activation_id = invocation.activation_id
     record = invocation.record
     if record is None:
-        return JSONResponse({"activationId": invocation.activation_id}, 202, headers)
+        return InvokeAnswer(202, orjson.dumps({"activationId": activation_id}), activation_id)
     result = record.response.result
     body = ({} if result is None else result) if result_only else rest_json(record)
-    return JSONResponse(body, status_for(record), headers)
+    return InvokeAnswer(status_for(record), orjson.dumps(body), activation_id)
 
 
 ROUTES = [
