@@ -1,0 +1,219 @@
+"""CPU of one warm invoke served over loopback: the hot-route protocol vs uvicorn + ASGI.
+
+    .venv/bin/python bench/invoke_protocol.py [--invokes 2000] [--rounds 7] [--concurrency 20]
+
+The whole platform in this process (``Standalone``, as ``squall standalone`` builds it),
+served on loopback by two uvicorn servers at once, on uvloop as ``squall standalone``:
+
+- ``asgi``: uvicorn's httptools protocol with the coalescing transport (every request
+  through the ASGI application: ``RequestMiddleware``, the fast path, Starlette's
+  ``Request`` and ``Response``) — the protocol ``squall standalone`` used before;
+- ``hot``: the protocol ``squall standalone`` serves with (``cli/serving.py``
+  ``protocol_for``): plain invokes served by ``controller/hotroute.py`` without ASGI.
+
+A client in the same process (raw keep-alive sockets, one request at a time on each of
+``--concurrency`` connections, or one connection for ``c=1``) posts blocking
+``result=true`` invokes of a no-op Node.js and Python action, and ``missing``: an action
+that does not exist (route, authentication, lookup, a 404: the HTTP layer alone). The
+variants take turns (the first one alternates by round). Figures: this process's CPU
+time per invoke (``time.process_time``: server and client, not the runtimes — the client
+is the same for both, so the difference is the server's) and wall time per invoke;
+medians over ``--rounds``, hot/asgi ratios, the 1-minute load average. Writes
+``bench/results/invoke_protocol.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvicorn
+import uvloop
+
+from squall.cli.coalescing import CoalescingHttpToolsProtocol
+from squall.cli.serving import protocol_for
+from squall.cli.standalone import Standalone
+from squall.config import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results" / "invoke_protocol.json"
+MISSING = "bench-protocol-missing"
+ACTIONS = {
+    "nodejs": ("nodejs:default", "function main() { return {}; }"),
+    "python": ("python:default", "def main(args):\n    return {}\n"),
+}
+
+
+async def serve(app: Any, protocol: type[asyncio.Protocol]) -> tuple[uvicorn.Server, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, http=protocol, loop="none", lifespan="off", log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    for _ in range(1000):
+        if server.started:
+            return server, sock.getsockname()[1]
+        await asyncio.sleep(0.01)
+    raise SystemExit("uvicorn did not start")
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, bytes]:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.split(b"\r\ncontent-length: ", 1)[1].split(b"\r\n", 1)[0])
+    return int(head[9:12]), await reader.readexactly(length)
+
+
+def invoke_request(path: str, auth: bytes, body: bytes) -> bytes:
+    return (
+        b"POST %s?blocking=true&result=true HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    ) % (path.encode(), auth, len(body), body)
+
+
+async def sample(
+    port: int, path: str, auth: bytes, invokes: int, concurrency: int
+) -> dict[str, float]:
+    raw = invoke_request(path, auth, b"{}")
+    missing = MISSING in path
+
+    async def worker(count: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(count):
+                status, answer = await exchange(reader, writer, raw)
+                if (status, answer) != (200, b"{}") and not (missing and status == 404):
+                    raise SystemExit(f"{path}: {status} {answer[:200]!r}")
+        finally:
+            writer.close()
+
+    per_worker = [invokes // concurrency + (i < invokes % concurrency) for i in range(concurrency)]
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in per_worker))
+    return {
+        "cpu_ms": 1000 * (time.process_time() - cpu) / invokes,
+        "wall_ms": 1000 * (time.perf_counter() - wall) / invokes,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+    with tempfile.TemporaryDirectory(prefix="squall-protocol-") as tmp:
+        settings = Settings(
+            home=Path(tmp),
+            keep_warm_s=600,
+            invocations_per_minute=100_000_000,
+            concurrent_invocations=100_000,
+        )
+        system = await Standalone.start(settings)
+        servers: list[uvicorn.Server] = []
+        try:
+            ports: dict[str, int] = {}
+            for name, protocol in (
+                ("asgi", CoalescingHttpToolsProtocol),
+                ("hot", protocol_for(system.app)),
+            ):
+                server, ports[name] = await serve(system.app, protocol)
+                servers.append(server)
+            auth = b"Basic " + base64.b64encode(system.guest_auth.encode())
+            paths = {}
+            for family, (kind, code) in ACTIONS.items():
+                path = f"/api/v1/namespaces/_/actions/bench-protocol-{family}"
+                body = orjson.dumps({"exec": {"kind": kind, "code": code}})
+                put = (
+                    b"PUT %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                ) % (path.encode(), auth, len(body), body)
+                reader, writer = await asyncio.open_connection("127.0.0.1", ports["asgi"])
+                status, answer = await exchange(reader, writer, put)
+                writer.close()
+                if status != 200:
+                    raise SystemExit(f"cannot create {path}: {status} {answer[:200]!r}")
+                paths[family] = path
+                for port in ports.values():  # warm: containers for both concurrencies
+                    await sample(port, path, auth, 100, 1)
+                    await sample(port, path, auth, 4 * args.concurrency, args.concurrency)
+            paths["missing"] = f"/api/v1/namespaces/_/actions/{MISSING}"
+            samples: dict[str, list[dict[str, float]]] = {}
+            for round_ in range(args.rounds):
+                order = list(ports) if round_ % 2 == 0 else list(ports)[::-1]
+                for family, path in paths.items():
+                    for conc in (1, args.concurrency):
+                        for name in order:
+                            got = await sample(ports[name], path, auth, args.invokes, conc)
+                            samples.setdefault(f"{family} c={conc} {name}", []).append(got)
+                print(f"round {round_ + 1} done, load {os.getloadavg()[0]:.1f}", flush=True)
+            return samples
+        finally:
+            for server in servers:
+                server.should_exit = True
+            await asyncio.sleep(0.5)
+            await system.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--invokes", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not (1 <= args.invokes <= 100_000 and 1 <= args.rounds <= 50):
+        parser.error("1 ≤ --invokes ≤ 100000, 1 ≤ --rounds ≤ 50")
+    if not 1 <= args.concurrency <= 200:
+        parser.error("1 ≤ --concurrency ≤ 200")
+    load_before = os.getloadavg()[0]
+    started = time.time()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        samples = runner.run(run(args))
+    load_after = os.getloadavg()[0]
+    rows = [f"{'target':<16}{'figure':<8}{'asgi':>9}{'hot':>9}{'hot/asgi':>10}{'pairs <':>9}"]
+    summary: dict[str, Any] = {}
+    for family in (*ACTIONS, "missing"):
+        for conc in (1, args.concurrency):
+            for figure in ("cpu_ms", "wall_ms"):
+                a = [s[figure] for s in samples[f"{family} c={conc} asgi"]]
+                h = [s[figure] for s in samples[f"{family} c={conc} hot"]]
+                ratios = [y / x for x, y in zip(a, h, strict=True)]
+                label = f"{family} c={conc}"
+                summary[f"{label} {figure}"] = {
+                    "asgi": statistics.median(a),
+                    "hot": statistics.median(h),
+                    "median_pair_ratio": statistics.median(ratios),
+                    "pairs_hot_lower": sum(r < 1 for r in ratios),
+                }
+                rows.append(
+                    f"{label:<16}{figure:<8}{statistics.median(a):>9.3f}"
+                    f"{statistics.median(h):>9.3f}{statistics.median(ratios):>10.2f}"
+                    f"{sum(r < 1 for r in ratios):>6}/{len(ratios)}"
+                )
+    rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
+    print("\n".join(rows))
+    report = {
+        "benchmark": "invoke_protocol",
+        "started": started,
+        "seconds": round(time.time() - started, 1),
+        "parameters": {k: v for k, v in vars(args).items() if k != "output"},
+        "load_average": {"before": load_before, "after": load_after},
+        "summary": summary,
+        "samples": samples,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
