@@ -4,7 +4,8 @@ Two real uvicorn servers on loopback serve the same platform: one with the proto
 ``squall standalone`` serves (the invoke route taken off before ASGI), one with plain
 uvicorn (every request through the ASGI application). The same raw requests go to both
 over raw sockets — keep-alive, pipelined, ``Expect: 100-continue``, chunked, too large to
-hold, ``Connection: close``, HTTP/1.0 — and the answers must be the same bytes, but for
+hold, ``Connection: close``, HTTP/1.0, a graceful shutdown or a client that leaves
+during an invoke — and the answers must be the same bytes, but for
 what differs between two requests by nature: the ``date`` header's second, activation
 and generated transaction ids (32 hex digits), and a whole record's times.
 """
@@ -287,3 +288,55 @@ async def test_keep_alive_serves_one_connection(
                 assert b'"Hello %d"' % i in answer
         finally:
             writer.close()
+
+
+SLOW_JS = "function main() { return new Promise(r => setTimeout(() => r({done: true}), 1500)); }"
+
+
+async def _in_flight(served: _Served, *, running: bool = True) -> None:
+    """Wait (with a deadline) until the server runs a request's task (or none)."""
+    for _ in range(3000):
+        if bool(served.server.server_state.tasks) == running:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"tasks running never became {running}")
+
+
+async def test_shutdown_and_disconnect_during_an_invoke(
+    system: Standalone, servers: tuple[_Served, _Served, list[str]], auth: str, unique: Unique
+) -> None:
+    slow = unique("hot-slow")
+    put = request(
+        f"{BASE}/{slow}",
+        auth,
+        orjson.dumps(node_action(SLOW_JS)),
+        method="PUT",
+        headers=("Content-Type: application/json",),
+    )
+    assert (await exchange(servers[0].port, put))[0][0].startswith(b"HTTP/1.1 200 OK")
+    raw = request(f"{BASE}/{slow}?blocking=true&result=true", auth, b"{}")
+    # A client that goes away mid-invoke: nothing is written, the server goes on.
+    for served in servers[:2]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(raw)
+        await _in_flight(served)
+        writer.close()
+        (answer,), _ = await exchange(served.port, request(f"{BASE}/no-such-action", auth))
+        assert answer.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    # A graceful shutdown during an invoke: the answer still comes, with connection: close.
+    answers = []
+    for served in servers[:2]:
+        await _in_flight(served, running=False)  # the abandoned invoke above ends
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        try:
+            writer.write(raw)
+            await _in_flight(served)
+            served.server.should_exit = True
+            answers.append(await read_answer(reader))
+            assert await asyncio.wait_for(reader.read(), 60) == b""
+        finally:
+            writer.close()
+        await served.stop()
+    assert masked(answers[0]) == masked(answers[1])
+    assert b"\r\nconnection: close\r\n" in answers[0] and answers[0].endswith(b'{"done":true}')
+    assert len(servers[2]) >= 2 and servers[2][-1] == slow
