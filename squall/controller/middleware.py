@@ -1,7 +1,9 @@
 """Pure ASGI middleware: transaction ids, CORS, and rendering of Squall errors.
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware) because it adds no task or stream copy per
-request, which matters on the sub-millisecond invoke path.
+request, which matters on the sub-millisecond invoke path. The hot-route protocol
+(hotroute.py), which serves plain invokes without ASGI, adds the same headers
+(``CORS_HEADERS``, the transaction id) in the same order itself.
 """
 
 from __future__ import annotations
