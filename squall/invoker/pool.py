@@ -91,6 +91,7 @@ from collections.abc import Iterable
 from squall.errors import ContainerError
 from squall.invoker.container import PooledContainer, PoolKey, State
 from squall.invoker.groups import GroupKey, KeyGroup
+from squall.invoker.loopload import LoopLoad
 from squall.invoker.poolbooks import PoolBooks, Shape
 from squall.invoker.prewarm import StemCellSpec
 from squall.sandbox.contracts import ContainerFactory
@@ -146,6 +147,9 @@ class ContainerPool(PoolBooks):
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
+        self._refill_scheduled = False
+        #: The event loop's busy share, for WARM WAIT (made here: the loop's thread).
+        self._loop_load = LoopLoad()
 
     # -- acquire / release ------------------------------------------------------------
 
@@ -180,7 +184,7 @@ class ContainerPool(PoolBooks):
                         return handed, False
                     continue
                 window = group.window(self.warm_wait_s)
-                if patient and group.may_wait(window):
+                if patient and group.may_wait(window, self._loop_load.busy()):
                     handed, patient = await group.wait_for_slot(window, self.release)
                     if handed is not None:
                         return handed, False
@@ -271,6 +275,7 @@ class ContainerPool(PoolBooks):
             pc.active = max(0, pc.active - 1)
             self._remove(pc)
         else:
+            self._loop_load.busy()  # sampled every run: current when a burst begins
             took = pc.end_run()
             group = self._group_of(pc)
             if group is not None:
