@@ -42,7 +42,17 @@ time K's runs recently took:
 
     waiting(K) + 1  <=  slots(K) * window(K) / run_time(K)
 
-``run_time(K)`` is a moving average of K's runs (hand-out to release, /init excluded);
+``run_time(K)`` is the containers' share of K's runs: the moving average of K's run
+times (hand-out to release, /init excluded) times the share of time the event loop is
+not busy (:mod:`squall.invoker.loopload`), at least the fastest of K's last 16 runs
+(:meth:`KeyGroup.service_s`). A run's hold is the container's time plus its task's waits
+for the loop (the started point's commit, reading the answer, resuming); with the loop
+saturated (a noop at c=50 on two cores) those waits are most of it and grow with the
+number of containers (Little's law: hold = containers / throughput), so the plain
+average kept the queue at ``window x throughput`` whatever the count and a quiet machine
+ended a c=50 noop with 20-30 containers; the fastest recent run is then the container's
+time. With the loop idle the whole average counts: a slow or varying action, or runs
+starved of CPU by other work, scale as before.
 ``window(K)`` is ``warm_wait_s``, or K's recent cold start time when that is longer
 (waiting is then still the sooner way to a container: under CPU contention both grow).
 A freed slot goes to K's oldest waiting run directly (first come, first served). A run
@@ -61,8 +71,10 @@ slots are theirs). Consequences:
   its latency is unchanged;
 - a burst scales out as far as the work needs: each container serves
   ``window / run_time`` queued runs, so about ``waiting / that`` containers are started —
-  a noop at c=50 takes a few containers, not 50; runs that take longer than the window
-  get a container each, at once, as before;
+  a noop at c=50 takes a few containers, not 50 (on a saturated loop the stale starts
+  below add the rest, one at a time); runs that take longer than the window get a
+  container each, at once, as before (their fastest run is longer than the window
+  too);
 - before any run of K ended there is no estimate, and a burst on a new action of
   concurrency 1 starts a container per run as before (latency first);
 - a container of K removed (error, eviction, failed start) lowers K's slots: K's waiting
