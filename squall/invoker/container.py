@@ -179,17 +179,12 @@ class PooledContainer:
         self.last_used = time.monotonic()
         self._run_starts.append(self.last_used)
 
-    def run_resumed(self) -> float:
+    def run_resumed(self) -> None:
         """The run handed over last only now goes on (its task waited for the event loop
         after the hand-over): its time counts from here, so the run times the pool learns
-        are the container's, not the loop's backlog. Returns that wait in seconds (the
-        event loop's lag, which the pool learns too)."""
-        if not self._run_starts:
-            return 0.0
-        now = time.monotonic()
-        lag = now - self._run_starts[-1]
-        self._run_starts[-1] = now
-        return lag
+        are the container's, not the loop's backlog."""
+        if self._run_starts:
+            self._run_starts[-1] = time.monotonic()
 
     def end_run(self) -> float:
         """One run ended well: BUSY → BUSY while others are in flight, else → READY.
