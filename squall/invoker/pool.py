@@ -196,7 +196,9 @@ class ContainerPool(PoolBooks):
                         return handed, False
                     continue
                 window = group.window(self.warm_wait_s)
-                if patient and group.may_wait(window, self._loop_load.busy()):
+                if patient and (
+                    group.may_wait(window, self._loop_load.busy()) or group.starting_enough(window)
+                ):
                     handed, patient = await group.wait_for_slot(window, self.release)
                     if handed is not None:
                         return handed, False

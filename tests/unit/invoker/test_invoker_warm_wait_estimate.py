@@ -77,3 +77,18 @@ def test_the_loop_load_rises_while_the_thread_works_and_falls_while_it_sleeps() 
     # Then the first figure is high and the second low
     assert busy > 0.8
     assert load.busy() < 0.2
+
+
+def test_growth_waits_for_the_containers_starting_once_as_many_start_as_run() -> None:
+    # Given a key with one container (its runs fast) and one starting
+    group = KeyGroup(slots=2, starting=1)
+    group.members[object()] = None  # type: ignore[index]
+    group.learn(0.001)
+    # Then a run that the queue rule would not let wait waits for them (one runs, one starts)
+    assert group.starting_enough(0.02)
+    # But not when its runs are longer than the window (they scale out at once), nor with
+    # nothing starting, nor with WARM WAIT off
+    assert not group.starting_enough(0.0005)
+    assert not group.starting_enough(0.0)
+    group.starting = 0
+    assert not group.starting_enough(0.02)
