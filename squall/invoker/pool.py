@@ -65,7 +65,12 @@ go stale although K's run times said they would not are held up outside the cont
 (on two busy cores, by the invoker's own loop), where more containers do not help; a run
 that finds a free slot resets it. Runs that arrive
 while a ``concurrency > 1`` container of K starts wait for its free slots (no window: the
-slots are theirs). Consequences:
+slots are theirs). A brake on growth: once K has as many containers starting as started,
+while K's fastest recent run fits the window, a run waits for their slots instead of
+starting one more (:meth:`KeyGroup.starting_enough`): a burst at most doubles K's
+containers per cold start, since cold starts take the CPU the running containers need,
+lengthening the very run times the rule reads (on two busy cores a c=50 noop started 25
+Node.js containers within 1.7 s that way). Consequences:
 
 - a single stream never waits: its one run in flight always finds its container free, so
   its latency is unchanged;
