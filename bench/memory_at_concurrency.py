@@ -1,7 +1,7 @@
 """Memory at concurrency (issue 12, part 4): what 50 concurrent invokes of a noop leave.
 
     .venv/bin/python bench/memory_at_concurrency.py [--connections 50] [--duration 5]
-        [--requests 500] [--only python,nodejs,nodejs-c50]
+        [--requests 500] [--only python,nodejs,nodejs-c50] [--baseline DIR [--rounds N]]
 
 For each scenario it starts a ``squall standalone`` of its own (temporary home, throttles
 out of the way, isolation, sandbox network and the default stem cells on, as a user runs
@@ -28,9 +28,10 @@ then, after a second's rest, the platform's figures:
   in the issue's run, ``--peer-pss-mb``) + 2 MB per warm container.
 
 ``--env KEY=VALUE`` adds to every server's environment (a variant, e.g.
-``SQUALL_WARM_WAIT_MS=100``). The 1-minute load average is recorded before and after.
-Prints a table and writes ``bench/results/memory_at_concurrency.json``. Only loopback
-addresses are targeted.
+``SQUALL_WARM_WAIT_MS=100``). ``--rounds N`` (with ``--baseline``) runs both trees N
+times, taking turns, the order swapped every round. The 1-minute load average is
+recorded before and after. Prints a table and writes
+``bench/results/memory_at_concurrency.json``. Only loopback addresses are targeted.
 """
 
 from __future__ import annotations
@@ -303,6 +304,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="added to every server's environment (e.g. SQUALL_WARM_WAIT_MS=50)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --baseline: both trees this many times, taking turns (the order swapped "
+        "each round), for figures on a machine whose load moves",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     node = shutil.which("node")
@@ -310,10 +318,14 @@ def main() -> None:
         raise SystemExit("node is needed for bench/load.js")
     started = time.time()
     results = {}
-    for name in args.only.split(","):
-        if args.baseline is not None:
-            results[f"{name} (base)"] = scenario(name, node, args, args.baseline.resolve())
-        results[name] = scenario(name, node, args, REPO)
+    for number in range(args.rounds):
+        suffix = f" r{number + 1}" if args.rounds > 1 else ""
+        for name in args.only.split(","):
+            trees = [(f"{name}{suffix}", REPO)]
+            if args.baseline is not None:
+                trees.insert(0, (f"{name} (base){suffix}", args.baseline.resolve()))
+            for label, tree in trees if number % 2 == 0 else trees[::-1]:
+                results[label] = scenario(name, node, args, tree)
     report = {**report_head("memory_at_concurrency", started, "started", node), "results": results}
     report["loadavg_end"] = loadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)

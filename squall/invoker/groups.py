@@ -15,7 +15,12 @@ revision, network setting), as the pool's rule 1 and WARM WAIT need them
 - ``waiters`` are the runs waiting for a slot, oldest first; :meth:`hand_to_waiter` gives
   a freed slot to the oldest one still waiting;
 - ``run_s`` and ``cold_s`` are exponential moving averages of the key's run times and
-  cold start times (a run asking → /init done).
+  cold start times (a run asking → /init done); ``fastest_s`` the fastest of the key's
+  last :data:`RUN_SAMPLES` runs (a sliding minimum, kept in a monotonic deque: O(1)
+  amortized per run);
+- :meth:`service_s` is what a run holds a slot for *because of the container*, the time
+  WARM WAIT divides the window by: the run time less the event loop's busy share of it,
+  never below the fastest recent run (see the pool's docstring, "WARM WAIT").
 
 Concurrency: used only by the pool, on the event loop, without awaits inside a method.
 """
@@ -39,6 +44,10 @@ MAX_PATIENCE = 32.0
 #: Weight of the newest run in the moving average: the estimate follows a change of load
 #: within a handful of runs, and one slow run moves it by a quarter only.
 RUN_TIME_WEIGHT = 0.25
+
+#: How many of a key's latest runs ``fastest_s`` is the fastest of: enough that one of
+#: them met a short loop queue, few enough to follow a slower action within a burst.
+RUN_SAMPLES = 16
 
 
 def _average(current: float | None, sample: float) -> float:
@@ -76,6 +85,10 @@ class KeyGroup:
     waiters: deque[Waiter] = field(default_factory=deque)
     run_s: float | None = None
     cold_s: float | None = None
+    fastest_s: float | None = None
+    #: The sliding minimum's candidates: (run number, seconds), seconds increasing.
+    _recent: deque[tuple[int, float]] = field(default_factory=deque)
+    _runs: int = 0
 
     @property
     def empty(self) -> bool:
@@ -118,6 +131,38 @@ class KeyGroup:
     def learn(self, seconds: float) -> None:
         """One run of this key took ``seconds``."""
         self.run_s = _average(self.run_s, seconds)
+        self._runs += 1
+        recent = self._recent
+        while recent and recent[-1][1] >= seconds:
+            recent.pop()  # never the minimum again while this run is in the window
+        recent.append((self._runs, seconds))
+        if recent[0][0] <= self._runs - RUN_SAMPLES:
+            recent.popleft()
+        self.fastest_s = recent[0][1]
+
+    def service_s(self, loop_busy: float) -> float | None:
+        """How long a run holds a slot because of the container (None before any run
+        ended), given the event loop's busy share (0 to 1, :mod:`squall.invoker.loopload`):
+        the run time times the loop's idle share, at least the fastest recent run. With
+        the loop idle it is the run time (a slow or varying action counts whole); with
+        the loop saturated (a noop at c=50) a run's hold is mostly its task waiting for
+        the loop, which more containers lengthen rather than shorten, and the fastest
+        recent run is the better estimate of what the container takes."""
+        if self.run_s is None:
+            return None
+        return max(self.fastest_s or 0.0, self.run_s * (1.0 - loop_busy))
+
+    def starting_enough(self, window_s: float) -> bool:
+        """WARM WAIT's brake on growth: whether this key already has as many containers
+        starting as it has started, while its fastest recent run fits ``window_s`` (its
+        containers could serve waiting runs, were they not slowed). A run then waits for
+        a slot rather than start one more, so a burst at most doubles the key's
+        containers per cold start: cold starts take CPU, which slows the running
+        containers, which lengthens the run times the rule reads, which started more
+        (measured on two busy cores: 25 Node.js starts within 1.7 s of a c=50 noop)."""
+        if window_s <= 0 or self.fastest_s is None or self.fastest_s > window_s:
+            return False
+        return self.starting > 0 and len(self.members) <= self.starting
 
     def learn_cold(self, seconds: float) -> None:
         """One cold start of this key took ``seconds`` (until its /init ended)."""
@@ -129,15 +174,16 @@ class KeyGroup:
         ``base_s`` is 0 (WARM WAIT off)."""
         return 0.0 if base_s <= 0 else max(base_s, self.cold_s or 0.0)
 
-    def may_wait(self, window_s: float) -> bool:
+    def may_wait(self, window_s: float, loop_busy: float = 0.0) -> bool:
         """WARM WAIT: whether a new run is served by this key's slots within
         ``window_s``, behind the runs already waiting (see the pool's docstring)."""
         if self.pending_slot_free():
             return True
-        if window_s <= 0 or self.run_s is None or self.slots <= 0:
+        service = self.service_s(loop_busy)
+        if window_s <= 0 or service is None or self.slots <= 0:
             return False
         # Runs one slot ends within the window (OpenWhisk's "container throughput").
-        per_slot = window_s / max(self.run_s, 1e-6)
+        per_slot = window_s / max(service, 1e-6)
         return len(self.waiters) + 1 <= self.slots * per_slot
 
     async def wait_for_slot(

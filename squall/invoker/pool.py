@@ -42,7 +42,17 @@ time K's runs recently took:
 
     waiting(K) + 1  <=  slots(K) * window(K) / run_time(K)
 
-``run_time(K)`` is a moving average of K's runs (hand-out to release, /init excluded);
+``run_time(K)`` is the containers' share of K's runs: the moving average of K's run
+times (hand-out to release, /init excluded) times the share of time the event loop is
+not busy (:mod:`squall.invoker.loopload`), at least the fastest of K's last 16 runs
+(:meth:`KeyGroup.service_s`). A run's hold is the container's time plus its task's waits
+for the loop (the started point's commit, reading the answer, resuming); with the loop
+saturated (a noop at c=50 on two cores) those waits are most of it and grow with the
+number of containers (Little's law: hold = containers / throughput), so the plain
+average kept the queue at ``window x throughput`` whatever the count and a quiet machine
+ended a c=50 noop with 20-30 containers; the fastest recent run is then the container's
+time. With the loop idle the whole average counts: a slow or varying action, or runs
+starved of CPU by other work, scale as before.
 ``window(K)`` is ``warm_wait_s``, or K's recent cold start time when that is longer
 (waiting is then still the sooner way to a container: under CPU contention both grow).
 A freed slot goes to K's oldest waiting run directly (first come, first served). A run
@@ -55,14 +65,21 @@ go stale although K's run times said they would not are held up outside the cont
 (on two busy cores, by the invoker's own loop), where more containers do not help; a run
 that finds a free slot resets it. Runs that arrive
 while a ``concurrency > 1`` container of K starts wait for its free slots (no window: the
-slots are theirs). Consequences:
+slots are theirs). A brake on growth: once K has as many containers starting as started,
+while K's fastest recent run fits the window, a run waits for their slots instead of
+starting one more (:meth:`KeyGroup.starting_enough`): a burst at most doubles K's
+containers per cold start, since cold starts take the CPU the running containers need,
+lengthening the very run times the rule reads (on two busy cores a c=50 noop started 25
+Node.js containers within 1.7 s that way). Consequences:
 
 - a single stream never waits: its one run in flight always finds its container free, so
   its latency is unchanged;
 - a burst scales out as far as the work needs: each container serves
   ``window / run_time`` queued runs, so about ``waiting / that`` containers are started —
-  a noop at c=50 takes a few containers, not 50; runs that take longer than the window
-  get a container each, at once, as before;
+  a noop at c=50 takes a few containers, not 50 (on a saturated loop the stale starts
+  below add the rest, one at a time); runs that take longer than the window get a
+  container each, at once, as before (their fastest run is longer than the window
+  too);
 - before any run of K ended there is no estimate, and a burst on a new action of
   concurrency 1 starts a container per run as before (latency first);
 - a container of K removed (error, eviction, failed start) lowers K's slots: K's waiting
@@ -91,6 +108,7 @@ from collections.abc import Iterable
 from squall.errors import ContainerError
 from squall.invoker.container import PooledContainer, PoolKey, State
 from squall.invoker.groups import GroupKey, KeyGroup
+from squall.invoker.loopload import LoopLoad
 from squall.invoker.poolbooks import PoolBooks, Shape
 from squall.invoker.prewarm import StemCellSpec
 from squall.sandbox.contracts import ContainerFactory
@@ -146,6 +164,9 @@ class ContainerPool(PoolBooks):
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
+        self._refill_scheduled = False
+        #: The event loop's busy share, for WARM WAIT (made here: the loop's thread).
+        self._loop_load = LoopLoad()
 
     # -- acquire / release ------------------------------------------------------------
 
@@ -180,7 +201,9 @@ class ContainerPool(PoolBooks):
                         return handed, False
                     continue
                 window = group.window(self.warm_wait_s)
-                if patient and group.may_wait(window):
+                if patient and (
+                    group.may_wait(window, self._loop_load.busy()) or group.starting_enough(window)
+                ):
                     handed, patient = await group.wait_for_slot(window, self.release)
                     if handed is not None:
                         return handed, False
@@ -271,6 +294,7 @@ class ContainerPool(PoolBooks):
             pc.active = max(0, pc.active - 1)
             self._remove(pc)
         else:
+            self._loop_load.busy()  # sampled every run: current when a burst begins
             took = pc.end_run()
             group = self._group_of(pc)
             if group is not None:
