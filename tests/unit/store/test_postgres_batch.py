@@ -131,6 +131,36 @@ async def test_writes_of_every_kind_in_one_batch_keep_their_own_answers(schema: 
             assert not (await activations.get(NS, activation_id)).pending
 
 
+async def test_records_written_in_one_batch_read_back_as_written(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        results: list[dict[str, object]] = [
+            {"nul": "a\u0000b"},
+            {"text": "é ü € 😀", "quotes": '"\\'},
+            {"big": "x" * 100_000},
+            {},
+        ]
+        records = []
+        for result in results:
+            record = final(uuid.uuid4().hex)
+            record.response = ActivationResponse.ok(result)
+            records.append(record)
+        queued = pending(uuid.uuid4().hex)
+        # When final records of every shape and a pending one with its message and owner
+        # are written together (one batch)
+        await asyncio.gather(
+            *(activations.put(r) for r in records),
+            activations.put_pending(queued, b"\x00\xffmessage", "controller0/abc"),
+        )
+        assert activations._batcher.commits == 1
+        # Then each reads back as it was written
+        for record in records:
+            assert await activations.get(NS, record.activation_id) == record
+        (unfinished,) = await activations.unfinished("", 10)
+        assert unfinished.record == queued
+        assert (unfinished.message, unfinished.owner) == (b"\x00\xffmessage", "controller0/abc")
+
+
 async def test_a_write_the_server_refuses_fails_alone(schema: str) -> None:
     async with await PostgresStore.open(PG_DSN, schema=schema) as store:
         activations = batcher_of(store)
