@@ -50,7 +50,8 @@ PRUNE_BATCH = 5000
 _REPLACE = (
     "DO UPDATE SET namespace = excluded.namespace, name = excluded.name,"
     " start = excluded.start, body = excluded.body, state = excluded.state,"
-    " message = excluded.message"
+    " message = excluded.message, status = excluded.status, duration = excluded.duration,"
+    " init_time = excluded.init_time"
 )
 # A stored pending record has a state; one written by an older Squall (a member not yet
 # upgraded in a rolling upgrade) has none, so its body says it too.
@@ -77,6 +78,26 @@ _START = WriteKind(
     f" WHERE activations.state = 'queued' OR (activations.state IS NULL AND {_PENDING_BODY})",
     answering=True,
 )
+
+
+def figures(record: Activation) -> tuple[str, float | None, float | None]:
+    """(status, duration, init_time) of a record, as the ``activation_figures`` trigger
+    reads them from its JSON (``postgres_schema.py``): ``response.status``; ``duration``
+    when it is a number; the first ``initTime`` annotation whose value is a number. Given
+    with every write (the trigger then leaves them: ``FIGURES_GIVEN``)."""
+    duration = record.duration
+    init_time = None
+    for annotation in record.annotations:
+        if isinstance(annotation, dict) and annotation.get("key") == "initTime":
+            value = annotation.get("value")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                init_time = float(value)
+                break
+    return (
+        record.response.status,
+        float(duration) if isinstance(duration, int) else None,
+        init_time,
+    )
 
 
 class PostgresActivationStore:
@@ -118,7 +139,10 @@ class PostgresActivationStore:
     ) -> bool:
         if state is None:
             message = None  # a final record needs nothing to run it again
-        row = (*activation_key(record), dumps_record(record), state, message, owner)
+        row = (
+            *activation_key(record), dumps_record(record), state, message, owner,
+            *figures(record),
+        )  # fmt: skip
         return await self._batcher.write(kind, row)
 
     async def unfinished(

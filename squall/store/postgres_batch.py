@@ -80,8 +80,14 @@ MAX_BATCH = 64
 
 #: The columns every activation write gives, in the order of its row, with their types
 #: (the casts of the batch statement's arrays).
-COLUMNS = ("activation_id", "namespace", "name", "start", "body", "state", "message", "owner")
-_ARRAY_TYPES = ("text", "text", "text", "bigint", "json", "text", "bytea", "text")
+COLUMNS = (
+    "activation_id", "namespace", "name", "start", "body", "state", "message", "owner",
+    "status", "duration", "init_time",
+)  # fmt: skip
+_ARRAY_TYPES = (
+    "text", "text", "text", "bigint", "json", "text", "bytea", "text",
+    "text", "float8", "float8",
+)  # fmt: skip
 _INSERT = f"INSERT INTO activations ({', '.join(COLUMNS)})"
 _UNNEST = "SELECT * FROM unnest({})".format(", ".join(f"%b::{t}[]" for t in _ARRAY_TYPES))
 
