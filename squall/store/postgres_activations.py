@@ -8,6 +8,10 @@ statement (``ON CONFLICT DO NOTHING``, ``ON CONFLICT DO UPDATE … WHERE <stored
 pending>`` / ``… WHERE <stored one is queued>``), so they hold against writers in other
 controllers and invokers too: of two invokers starting one activation, one gets False.
 
+Every write gives the dashboard's figures (``status``, ``duration``, ``init_time``:
+:func:`figures`), so the ``activation_figures`` trigger does not run for it (the pool's
+connections say so at connect: ``postgres_schema.FIGURES_GIVEN``).
+
 Retention: ``prune`` deletes through the ``start`` index in batches of
 :data:`PRUNE_BATCH` rows, each its own short transaction, so row locks are held briefly,
 autovacuum can follow, and the controllers' writes go on meanwhile. Time partitions
