@@ -119,7 +119,7 @@ async def test_writes_of_every_kind_in_one_batch_keep_their_own_answers(schema: 
         )
         # Then each has its own row's answer: the queued one started, the final one did
         # not start and was not replaced, the pending one was replaced
-        assert answers == [True, False, True, False, None, None]
+        assert list(answers) == [True, False, True, False, None, None]
         # And they took two statements: the batch, then the id written twice, after it
         assert (counts.commits - commits, counts.written - written) == (2, 6)
         # And the rows are as each write left them
