@@ -53,6 +53,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 #: activations in flight per namespace (bus/nats_counters.py).
 BUCKETS = ("throttle-minutes", "throttle-inflight")
 _SUBJECT_TAIL = re.compile(r"^[^\s*>.]+(\.[^\s*>.]+)*$")
+#: Routes a layout keeps (a member uses a few topics: its own, one per invoker).
+_ROUTES_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class Layout:
             raise ProviderError(f"NATS prefix {prefix!r}: letters, digits, '_' and '-' only")
         self.prefix = prefix
         self.dedup_window_s = dedup_window_s
+        self._routes: dict[str, Route] = {}
         self.streams = (
             StreamSpec("invoker", "SQUALL_ACTIVATIONS", activation_max_age_s),
             StreamSpec("completed", "SQUALL_COMPLETIONS", completion_max_age_s, direct=True),
@@ -120,6 +123,17 @@ class Layout:
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def route(self, topic: str) -> Route:
+        """Where ``topic`` lives (``ProviderError`` for a topic no stream holds). Kept per
+        topic once found: every send and pull asks again."""
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._find_route(topic)
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()  # topics are a few per member; this only bounds it
+            self._routes[topic] = route
+        return route
+
+    def _find_route(self, topic: str) -> Route:
         family, _, rest = topic.partition(".")
         if not rest or not _SUBJECT_TAIL.match(rest):
             raise ProviderError(f"topic {topic!r}: expected <family>.<id> without wildcards")

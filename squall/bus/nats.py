@@ -37,9 +37,11 @@ import uuid
 from collections import deque
 
 import nats.errors as nats_errors
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSub
+from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
@@ -266,12 +268,8 @@ class NatsBus:
             self._check_open()
             left = deadline - time.monotonic()
             try:
-                await self._js.publish(
-                    route.subject,
-                    data,
-                    timeout=max(MIN_WAIT_S, min(left, self._request_timeout_s)),
-                    stream=route.stream,
-                    headers=dict(headers),
+                await self._publish(
+                    route, data, headers, max(MIN_WAIT_S, min(left, self._request_timeout_s))
                 )
                 return
             except UNREACHABLE_OR_API as e:
@@ -286,6 +284,25 @@ class NatsBus:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
             except nats_errors.Error as e:  # closed, payload too large, bad subject
                 raise ProviderError(f"NATS refused a message on {topic}: {e!r}") from e
+
+    async def _publish(
+        self, route: Route, data: bytes, headers: dict[str, str], timeout: float
+    ) -> None:
+        """Publish ``data`` to ``route``'s stream and wait for the stream's acknowledgement
+        (``js.publish`` without building a ``PubAck``: its answer is parsed by orjson and
+        only checked for an error)."""
+        try:
+            answer = await self._nc.request(
+                route.subject,
+                data,
+                timeout=timeout,
+                headers={**headers, js_api.Header.EXPECTED_STREAM: route.stream},
+            )
+        except nats_errors.NoRespondersError as e:
+            raise js_errors.NoStreamResponseError from e
+        reply = orjson.loads(answer.data)
+        if "error" in reply:
+            raise js_errors.APIError.from_error(reply["error"])
 
     async def _hand_off(self, topic: str, data: bytes, headers: dict[str, str]) -> bool:
         """Hand ``data`` straight to a live consumer of ``topic`` (a core NATS request on

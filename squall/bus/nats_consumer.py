@@ -295,8 +295,10 @@ class NatsConsumer:
             return self._ahead.popleft()
         sub = await self._bind()
         msgs = await sub.fetch(1, timeout=max(wait_s, MIN_WAIT_S))
+        if self._prefetch == 1:
+            return msgs[0]  # (its metadata, parsed from its reply subject, is not needed)
         waiting = msgs[0].metadata.num_pending
-        if self._prefetch > 1 and waiting:
+        if waiting:
             # More are waiting: take them in one round trip. (A pull for one waits for
             # the next message; nats-py's pull for several waits for all of them, so it
             # is only asked for what the server said it has.)

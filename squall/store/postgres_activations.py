@@ -1,12 +1,16 @@
 """Activation records in PostgreSQL (:class:`~squall.store.contracts.ActivationStore`).
 
-Each write is one statement, committed with the writes that arrived while the previous
-batch was being committed (a group commit, ``postgres_batch.py``: one transaction and one
-round trip for many under load, a single autocommit statement at one at a time). The
+Each write is one insert of one row, committed with the writes that arrived while the
+previous batch was being committed (a group commit, ``postgres_batch.py``: one statement
+and one round trip for many under load, a single autocommit statement at one at a time). The
 conditions of ``put_pending``, ``put_unless_final`` and ``start`` are part of their
 statement (``ON CONFLICT DO NOTHING``, ``ON CONFLICT DO UPDATE … WHERE <stored one is
 pending>`` / ``… WHERE <stored one is queued>``), so they hold against writers in other
 controllers and invokers too: of two invokers starting one activation, one gets False.
+
+Every write gives the dashboard's figures (``status``, ``duration``, ``init_time``:
+:func:`figures`), so the ``activation_figures`` trigger does not run for it (the pool's
+connections say so at connect: ``postgres_schema.FIGURES_GIVEN``).
 
 Retention: ``prune`` deletes through the ``start`` index in batches of
 :data:`PRUNE_BATCH` rows, each its own short transaction, so row locks are held briefly,
@@ -27,7 +31,7 @@ from psycopg import AsyncConnection
 from squall.entities.activation import Activation
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery, Unfinished
-from squall.store.postgres_batch import WriteBatcher
+from squall.store.postgres_batch import WriteBatcher, WriteKind
 from squall.store.postgres_schema import PgDatabase, limit_offset
 from squall.store.records import (
     STARTED,
@@ -45,18 +49,14 @@ PRUNE_BATCH = 5000
 
 # ``owner`` is only ever written by an insert (put_pending's): a replace or a start
 # keeps the stored one, and it is read only while the record is unfinished.
-_INSERT = (
-    "INSERT INTO activations (activation_id, namespace, name, start, body, state, message,"
-    " owner) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (activation_id)"
-)
+# Each kind is ``INSERT INTO activations (<the row>) … ON CONFLICT (activation_id)``
+# followed by its clause (``postgres_batch.WriteKind``).
 _REPLACE = (
-    " DO UPDATE SET namespace = excluded.namespace, name = excluded.name,"
+    "DO UPDATE SET namespace = excluded.namespace, name = excluded.name,"
     " start = excluded.start, body = excluded.body, state = excluded.state,"
-    " message = excluded.message"
+    " message = excluded.message, status = excluded.status, duration = excluded.duration,"
+    " init_time = excluded.init_time"
 )
-_UPSERT = _INSERT + _REPLACE
-# A pending record never replaces a stored one: the final record may have won the race.
-_INSERT_IF_ABSENT = _INSERT + " DO NOTHING"
 # A stored pending record has a state; one written by an older Squall (a member not yet
 # upgraded in a rolling upgrade) has none, so its body says it too.
 # (Read from a copy whose \u0000 escapes are \ufffd: PostgreSQL refuses to de-escape
@@ -65,17 +65,43 @@ _PENDING_BODY = (
     "replace(activations.body::text, '\\u0000', '\\ufffd')::json -> 'response' ->> 'status'"
     " = 'pending'"
 )
-# The WHERE is evaluated on the stored row under its row lock, inside the statement.
-_REPLACE_PENDING = _INSERT + _REPLACE + f" WHERE activations.state IS NOT NULL OR {_PENDING_BODY}"
-# The started point: the record if none is stored, else the stored one marked started if
-# it is queued (pending, not started), under its row lock; never a final or started one.
-_START = (
-    _INSERT + " DO UPDATE SET state = 'started', message = NULL"
-    f" WHERE activations.state = 'queued' OR (activations.state IS NULL AND {_PENDING_BODY})"
-)
+# Repeating these ends in the same state.
+_UPSERT = WriteKind(_REPLACE, answering=False)
+# A pending record never replaces a stored one: the final record may have won the race.
+_INSERT_IF_ABSENT = WriteKind("DO NOTHING", answering=False)
 # Their answer changes once their first attempt committed (False after True): a broken
 # connection must not make them run twice.
-_ANSWERING = (_REPLACE_PENDING, _START)
+# The WHERE is evaluated on the stored row under its row lock, inside the statement.
+_REPLACE_PENDING = WriteKind(
+    f"{_REPLACE} WHERE activations.state IS NOT NULL OR {_PENDING_BODY}", answering=True
+)
+# The started point: the record if none is stored, else the stored one marked started if
+# it is queued (pending, not started), under its row lock; never a final or started one.
+_START = WriteKind(
+    "DO UPDATE SET state = 'started', message = NULL"
+    f" WHERE activations.state = 'queued' OR (activations.state IS NULL AND {_PENDING_BODY})",
+    answering=True,
+)
+
+
+def figures(record: Activation) -> tuple[str, float | None, float | None]:
+    """(status, duration, init_time) of a record, as the ``activation_figures`` trigger
+    reads them from its JSON (``postgres_schema.py``): ``response.status``; ``duration``
+    when it is a number; the first ``initTime`` annotation whose value is a number. Given
+    with every write (the trigger then leaves them: ``FIGURES_GIVEN``)."""
+    duration = record.duration
+    init_time = None
+    for annotation in record.annotations:
+        if isinstance(annotation, dict) and annotation.get("key") == "initTime":
+            value = annotation.get("value")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                init_time = float(value)
+                break
+    return (
+        record.response.status,
+        float(duration) if isinstance(duration, int) else None,
+        init_time,
+    )
 
 
 class PostgresActivationStore:
@@ -109,7 +135,7 @@ class PostgresActivationStore:
 
     async def _write(
         self,
-        statement: str,
+        kind: WriteKind,
         record: Activation,
         state: str | None,
         message: bytes | None = None,
@@ -117,10 +143,11 @@ class PostgresActivationStore:
     ) -> bool:
         if state is None:
             message = None  # a final record needs nothing to run it again
-        row = (*activation_key(record), dumps_record(record), state, message, owner)
-        # Repeating a write ends in the same state; only the answering ones' answer would
-        # change (False after their own first attempt committed), so they are not repeated.
-        return await self._batcher.write(statement, row, answering=statement in _ANSWERING)
+        row = (
+            *activation_key(record), dumps_record(record), state, message, owner,
+            *figures(record),
+        )  # fmt: skip
+        return await self._batcher.write(kind, row)
 
     async def unfinished(
         self, after: str, limit: int, owned_by: str | None = None

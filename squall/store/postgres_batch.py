@@ -1,25 +1,42 @@
 """Group commit of activation writes in PostgreSQL: the writes that arrive while a batch
-is being committed are committed together next, in one transaction sent in one round
-trip (psycopg's pipeline mode).
+is being committed are committed together next, as **one statement** (one round trip,
+one transaction, one statement for the server to run).
 
 Why: a cluster invoker writes twice per activation (the started mark, then the final
 record), each an autocommit statement of its own — a pool checkout, a round trip that
 wakes a backend, a transaction and its commit record. Under load most of that is per
-statement, not per row. Last session's group commit batched the writes of one event
-loop iteration and measured no gain: under load they rarely arrive in the same
-iteration. This one waits for the batch in flight instead (one batch at a time per
-process), so the batch grows with the load: at one activation at a time nothing waits
-and a write is the single statement it was; with many, one commit carries many.
+statement, not per row. The batch waits for the batch in flight (one batch at a time per
+process), so it grows with the load: at one activation at a time nothing waits and a
+write is the single statement it was; with many, one commit carries many.
+
+How a batch is one statement: every activation write is ``INSERT INTO activations …
+ON CONFLICT (activation_id) <what to do with a stored row>`` (a :class:`WriteKind`). A
+batch groups its writes by kind; each kind present becomes one data-modifying CTE
+``INSERT … SELECT * FROM unnest(<one array per column>) ON CONFLICT … RETURNING
+activation_id``, and the statement returns the ids each CTE wrote. A write's answer (was
+its row written: inserted, or updated because the stored one matched its condition) is
+whether its id is among its kind's returned ids — what ``rowcount == 1`` said of the
+statement alone. The text depends only on the kinds present, so psycopg prepares it
+after a few uses. The arrays go in binary (``%b``): psycopg's text form of an array
+escapes every element with a regular expression, which cost as much as the rest of the
+batch's Python side. (The previous batch — ``BEGIN``, one ``INSERT`` per write, ``COMMIT``
+in psycopg's pipeline mode — spent most of the invoker's store CPU in the pipeline's
+Python machinery, and made the server run every statement and the transaction's
+commands one by one.)
 
 Guarantees (those of :class:`~squall.store.postgres_activations.PostgresActivationStore`
 are unchanged):
 
-- A write returns only after the transaction that holds it committed (the server's
-  ``synchronous_commit`` applies as before); its answer (``rowcount == 1``) is its own
-  statement's, evaluated under the row's lock inside the transaction.
-- Rows are written in activation id order, so two processes' batches lock their rows in
-  the same order (no deadlock between them; a deadlock with anything else is refused by
-  the server, which rolls the batch back — see below).
+- A write returns only after the statement that holds it committed (the server's
+  ``synchronous_commit`` applies as before); its answer is its own row's, evaluated by
+  the server under the row's lock as it writes.
+- One activation id appears at most once in a batch (an ``ON CONFLICT DO UPDATE`` may
+  not touch a row twice in one statement): a second write of the same id waits for the
+  next batch, so writes of one id apply in the order they were made.
+- Each kind's rows are written in activation id order. Across the kinds of one batch the
+  server picks the order; two processes' batches that wrote the same rows in opposite
+  orders would deadlock, which the server refuses (one batch rolled back, see below) —
+  in practice one activation's writes come from one process at a time.
 - A batch the server refused (any error it reports: a statement it would not run, a
   deadlock, a serialization failure), or one psycopg would not send (a value PostgreSQL
   cannot hold), was rolled back as a whole: each of its writes is
@@ -43,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,15 +75,57 @@ log = logging.getLogger(__name__)
 
 Conn = AsyncConnection[Any]
 
-#: Writes committed in one transaction at most.
+#: Writes committed in one statement at most.
 MAX_BATCH = 64
+
+#: The columns every activation write gives, in the order of its row, with their types
+#: (the casts of the batch statement's arrays).
+COLUMNS = (
+    "activation_id", "namespace", "name", "start", "body", "state", "message", "owner",
+    "status", "duration", "init_time",
+)  # fmt: skip
+_ARRAY_TYPES = (
+    "text", "text", "text", "bigint", "json", "text", "bytea", "text",
+    "text", "float8", "float8",
+)  # fmt: skip
+_INSERT = f"INSERT INTO activations ({', '.join(COLUMNS)})"
+_UNNEST = "SELECT * FROM unnest({})".format(", ".join(f"%b::{t}[]" for t in _ARRAY_TYPES))
+
+
+class WriteKind:
+    """One kind of activation write: an insert of one row (``COLUMNS``) and what it does
+    when a row with that id is stored already (``on_conflict``: the text after ``ON
+    CONFLICT (activation_id)``, which may read ``excluded`` and the stored row as
+    ``activations``). ``answering``: its answer changes once its first attempt committed
+    (False after True), so it is never sent again after a broken connection."""
+
+    __slots__ = ("alone", "answering", "on_conflict")
+
+    def __init__(self, on_conflict: str, *, answering: bool) -> None:
+        self.on_conflict = on_conflict
+        self.answering = answering
+        values = ", ".join(["%s"] * len(COLUMNS))
+        #: The statement of one write of this kind.
+        self.alone = f"{_INSERT} VALUES ({values}) ON CONFLICT (activation_id) {on_conflict}"
+
+
+def batch_statement(kinds: tuple[WriteKind, ...]) -> str:
+    """One statement writing rows of each of ``kinds`` (its parameters: one array per
+    column, per kind, in order), returning ``(kind index, activation_id)`` of every row
+    it wrote."""
+    ctes = ", ".join(
+        f"w{i} AS ({_INSERT} {_UNNEST} ON CONFLICT (activation_id) {kind.on_conflict}"
+        " RETURNING activation_id)"
+        for i, kind in enumerate(kinds)
+    )
+    union = " UNION ALL ".join(f"SELECT {i}, activation_id FROM w{i}" for i in range(len(kinds)))
+    return f"WITH {ctes} {union}"
 
 
 @dataclass
 class _Write:
-    statement: str
+    kind: WriteKind
     row: tuple[Any, ...]
-    answering: bool
     done: asyncio.Future[bool] = field(repr=False)
 
     @property
@@ -87,6 +147,24 @@ def _ambiguous(error: ProviderError) -> bool:
     return isinstance(cause, psycopg.OperationalError) and cause.sqlstate is None
 
 
+def _take(queue: list[_Write]) -> tuple[list[_Write], list[_Write]]:
+    """The next batch out of ``queue`` (at most ``MAX_BATCH`` writes, each id once) and
+    what stays queued, in order: a later write of an id already taken waits, so the
+    writes of one id are committed in the order they were made."""
+    if len(queue) == 1:
+        return queue, []
+    batch: list[_Write] = []
+    rest: list[_Write] = []
+    ids: set[str] = set()
+    for write in queue:
+        if len(batch) < MAX_BATCH and write.order not in ids:
+            ids.add(write.order)
+            batch.append(write)
+        else:
+            rest.append(write)
+    return batch, rest
+
+
 class WriteBatcher:
     """Commits activation writes in batches (see the module docstring)."""
 
@@ -94,16 +172,18 @@ class WriteBatcher:
         self._db = db
         self._queue: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
-        #: Transactions that committed writes (a batch, or a write alone), and the writes
+        #: Batch statements by the kinds they write (their text is built once).
+        self._statements: dict[tuple[WriteKind, ...], str] = {}
+        #: Statements that committed writes (a batch, or a write alone), and the writes
         #: they held: their ratio is the batch size achieved.
         self.commits = 0
         self.written = 0
 
-    async def write(self, statement: str, row: tuple[Any, ...], *, answering: bool) -> bool:
-        """Run ``statement`` with ``row`` (an activation write whose first parameter is
-        the activation id) once committed; True when it wrote the row."""
+    async def write(self, kind: WriteKind, row: tuple[Any, ...]) -> bool:
+        """Write ``row`` (its ``COLUMNS``) as ``kind`` once committed; True when it wrote
+        the row."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(statement, row, answering, done))
+        self._queue.append(_Write(kind, row, done))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="pg-group-commit")
         # Awaited as it is (a shield costs a loop iteration per write): a caller
@@ -113,7 +193,7 @@ class WriteBatcher:
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                batch, self._queue = _take(self._queue)
                 await self._commit(batch)
         except BaseException:
             # Cancelled (the store closes): the writes still queued get an answer too.
@@ -133,62 +213,84 @@ class WriteBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
 
+    def _statement(
+        self, writes: list[_Write]
+    ) -> tuple[str, tuple[WriteKind, ...], list[list[Any]]]:
+        """The batch statement for ``writes`` (distinct ids), its kinds in the order it
+        writes them (a fixed order, so a set of kinds is always the same text) and its
+        parameters: per kind, its rows in id order, column by column."""
+        by_kind: dict[WriteKind, list[_Write]] = {}
+        for write in writes:
+            by_kind.setdefault(write.kind, []).append(write)
+        kinds = tuple(sorted(by_kind, key=lambda k: k.on_conflict))
+        statement = self._statements.get(kinds)
+        if statement is None:
+            statement = self._statements[kinds] = batch_statement(kinds)
+        params: list[list[Any]] = []
+        for kind in kinds:
+            rows = sorted((w.row for w in by_kind[kind]), key=lambda row: str(row[0]))
+            params.extend(list(column) for column in zip(*rows, strict=True))
+        return statement, kinds, params
+
+    async def _run_batch(self, writes: list[_Write], *, idempotent: bool) -> list[bool]:
+        """Commit ``writes`` in one statement; each one's answer, in the same order."""
+        statement, kinds, params = self._statement(writes)
+        index = {kind: i for i, kind in enumerate(kinds)}
+
+        async def work(conn: Conn) -> set[tuple[int, str]]:
+            cursor = await conn.execute(statement, params)
+            return {(int(i), str(activation_id)) for i, activation_id in await cursor.fetchall()}
+
+        written = await self._db.run(work, idempotent=idempotent)
+        return [(index[w.kind], w.order) in written for w in writes]
+
     async def _commit(self, batch: list[_Write]) -> None:
         if len(batch) == 1:
             await self._alone(batch[0])
             return
-        ordered = sorted(batch, key=lambda w: w.order)
-
-        async def work(conn: Conn) -> list[bool]:
-            async with conn.pipeline(), conn.transaction():
-                cursors = [await conn.execute(w.statement, w.row) for w in ordered]
-            return [cursor.rowcount == 1 for cursor in cursors]
-
         try:
-            answers = await self._db.run(work, idempotent=False)
+            answers = await self._run_batch(batch, idempotent=False)
         except ProviderError as error:
             if _unsent(error):
                 # Nothing was sent: every write fails now, as it would have alone (one
                 # by one, each would wait the pool's timeout again).
-                for write in ordered:
+                for write in batch:
                     _settle(write, error=error)
                 return
             if _ambiguous(error):
                 # The connection broke: it may have committed. An answering write fails
                 # (its answer would change once committed); the idempotent ones are sent
                 # again, together, once (as ``run`` retries a single idempotent write).
-                again = [w for w in ordered if not w.answering]
-                for write in ordered:
-                    if write.answering:
+                again = [w for w in batch if not w.kind.answering]
+                for write in batch:
+                    if write.kind.answering:
                         _settle(write, error=error)
                 if again:
                     await self._again(again)
                 return
             log.warning("a batch of %d activation writes failed (%s); writing them one by one",
                         len(batch), error.message)  # fmt: skip
-            for write in ordered:
+            for write in sorted(batch, key=lambda w: w.order):
                 await self._alone(write)
             return
         except BaseException:  # cancelled (closing): nobody gets an answer
-            for write in ordered:
+            for write in batch:
                 _settle(write, error=ProviderError("store is closed"))
             raise
         self.commits += 1
-        self.written += len(ordered)
-        for write, answer in zip(ordered, answers, strict=True):
+        self.written += len(batch)
+        for write, answer in zip(batch, answers, strict=True):
             _settle(write, answer=answer)
 
     async def _again(self, writes: list[_Write]) -> None:
         """Idempotent writes of a batch whose connection broke, sent once more as one
         batch; if that fails too, each gets the error."""
 
-        async def work(conn: Conn) -> list[bool]:
-            async with conn.pipeline(), conn.transaction():
-                cursors = [await conn.execute(w.statement, w.row) for w in writes]
-            return [cursor.rowcount == 1 for cursor in cursors]
-
         try:
-            answers = await self._db.run(work, idempotent=True)
+            if len(writes) == 1:
+                answers = [await self._db.run(_alone_work(writes[0]), idempotent=True)]
+            else:
+                answers = await self._run_batch(writes, idempotent=True)
         except ProviderError as error:
             for write in writes:
                 _settle(write, error=error)
@@ -203,14 +305,10 @@ class WriteBatcher:
             _settle(write, answer=answer)
 
     async def _alone(self, write: _Write) -> None:
-        async def work(conn: Conn) -> bool:
-            cursor = await conn.execute(write.statement, write.row)
-            return cursor.rowcount == 1
-
         try:
             # An answering write is not repeated after an ambiguous failure (its answer
             # would change once its first attempt committed).
-            answer = await self._db.run(work, idempotent=not write.answering)
+            answer = await self._db.run(_alone_work(write), idempotent=not write.kind.answering)
         except BaseException as error:
             _settle(write, error=error)
             if not isinstance(error, Exception):
@@ -219,6 +317,14 @@ class WriteBatcher:
         self.commits += 1
         self.written += 1
         _settle(write, answer=answer)
+
+
+def _alone_work(write: _Write) -> Callable[[Conn], Awaitable[bool]]:
+    async def work(conn: Conn) -> bool:
+        cursor = await conn.execute(write.kind.alone, write.row)
+        return cursor.rowcount == 1
+
+    return work
 
 
 def _settle(write: _Write, *, answer: bool = False, error: BaseException | None = None) -> None:

@@ -98,6 +98,69 @@ async def test_two_writes_of_one_activation_in_one_batch_apply_in_order(schema: 
         assert sorted(answers) == [False, True]
 
 
+async def test_writes_of_every_kind_in_one_batch_keep_their_own_answers(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        queued, ended, waiting, new_pending, new_final = (uuid.uuid4().hex for _ in range(5))
+        # Given a queued record, a final one and another queued one
+        await activations.put_pending(pending(queued), b"message")
+        await activations.put(final(ended))
+        await activations.put_pending(pending(waiting))
+        counts = activations._batcher
+        commits, written = counts.commits, counts.written
+        # When writes of every kind arrive together, one id twice
+        answers = await asyncio.gather(
+            activations.start(pending(queued)),
+            activations.start(pending(ended)),
+            activations.put_unless_final(final(waiting)),
+            activations.put_unless_final(final(ended)),
+            activations.put_pending(pending(new_pending)),
+            activations.put(final(new_final)),
+        )
+        # Then each has its own row's answer: the queued one started, the final one did
+        # not start and was not replaced, the pending one was replaced
+        assert list(answers) == [True, False, True, False, None, None]
+        # And they took two statements: the batch, then the id written twice, after it
+        assert (counts.commits - commits, counts.written - written) == (2, 6)
+        # And the rows are as each write left them
+        unfinished = {u.record.activation_id: u for u in await activations.unfinished("", 10)}
+        assert set(unfinished) == {queued, new_pending}
+        assert unfinished[queued].started and unfinished[queued].message is None
+        assert not unfinished[new_pending].started
+        for activation_id in (ended, waiting, new_final):
+            assert not (await activations.get(NS, activation_id)).pending
+
+
+async def test_records_written_in_one_batch_read_back_as_written(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        results: list[dict[str, object]] = [
+            {"nul": "a\u0000b"},
+            {"text": "é ü € 😀", "quotes": '"\\'},
+            {"big": "x" * 100_000},
+            {},
+        ]
+        records = []
+        for result in results:
+            record = final(uuid.uuid4().hex)
+            record.response = ActivationResponse.ok(result)
+            records.append(record)
+        queued = pending(uuid.uuid4().hex)
+        # When final records of every shape and a pending one with its message and owner
+        # are written together (one batch)
+        await asyncio.gather(
+            *(activations.put(r) for r in records),
+            activations.put_pending(queued, b"\x00\xffmessage", "controller0/abc"),
+        )
+        assert activations._batcher.commits == 1
+        # Then each reads back as it was written
+        for record in records:
+            assert await activations.get(NS, record.activation_id) == record
+        (unfinished,) = await activations.unfinished("", 10)
+        assert unfinished.record == queued
+        assert (unfinished.message, unfinished.owner) == (b"\x00\xffmessage", "controller0/abc")
+
+
 async def test_a_write_the_server_refuses_fails_alone(schema: str) -> None:
     async with await PostgresStore.open(PG_DSN, schema=schema) as store:
         activations = batcher_of(store)
