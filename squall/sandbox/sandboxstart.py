@@ -13,6 +13,7 @@ from pathlib import Path
 from squall.errors import ContainerError
 from squall.runtimes import family
 from squall.sandbox import launch
+from squall.sandbox.cgroups import Cgroup
 from squall.sandbox.container import ProcessContainer, RuntimeProcess
 from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
@@ -89,7 +90,7 @@ class SandboxStarts(ProcessFactoryBase):
                     block_fd=3 + child_fds.index(block_r),
                 )
                 transport = await self._spawn(
-                    confinement, argv, environment, child_fds, uid, logs, exited
+                    confinement, argv, environment, child_fds, uid, logs, exited, cgroup
                 )
         except BaseException:
             for fd in keep.values():
@@ -167,8 +168,10 @@ class SandboxStarts(ProcessFactoryBase):
         uid: int | None,
         logs: LogCollector,
         exited: asyncio.Future[None],
+        cgroup: Cgroup | None,
     ) -> ForkedRuntime:
-        """Start a sandbox through the supervisor; its output goes to ``logs``."""
+        """Start a sandbox through the supervisor, born in ``cgroup``; its output goes to
+        ``logs``."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -180,6 +183,7 @@ class SandboxStarts(ProcessFactoryBase):
                 fds=fds,
                 uid=uid,
                 nofile=confinement.isolation.nofile,
+                cgroup=None if cgroup is None else cgroup.procs_files,
             )
         except ContainerError as ex:
             os.close(out_w)
