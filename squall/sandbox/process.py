@@ -180,6 +180,7 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
             #: How many leftovers of a previous invoker were cleaned up at start.
             self.leftovers = self._clean_leftovers()
             self._confinement = None if self.isolation is None else self._confine(self.isolation)
+            self._compile_proxies()
             if self.network is not None and self.network.block is None:
                 self.network.open()
         except BaseException:

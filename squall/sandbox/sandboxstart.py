@@ -40,7 +40,7 @@ class SandboxStarts(ProcessFactoryBase):
         concurrent = int(env.get("__OW_CONCURRENCY", "1") or "1") > 1
         logs = LogCollector(self._log_cap_bytes, split=not concurrent or family(kind) != "nodejs")
         exited: asyncio.Future[None] = loop.create_future()
-        argv, binds = self._argv(kind)
+        argv, binds = self._started_argv(kind)
         confinement = self._confinement
         cgroup = None
         uid = None
