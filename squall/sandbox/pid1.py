@@ -36,16 +36,18 @@ unprivileged uid and binds from the stage, whose path needs no search permission
 ``/root`` (mode 700).
 
 Protocol on the control socket (``SOCK_SEQPACKET``, fd ``__SQUALL_CONTROL_FD``): pid 1
-sends ``ready``; each ``spawn`` + JSON ``{"argv", "env", "uid", "nofile", "cgroup"}`` message
-carries descriptors: a reply socket, the child's stdout and stderr, then the descriptors it
-inherits as 3, 4, ... in that order. Pid 1 forks; the child moves the descriptors into
-place, starts a session, joins the container's cgroup when ``cgroup`` names one (its
-``cgroup.procs`` files: see :func:`join`; a failure ends the child before it execs, and
-the invoker sees the spawn fail), sets its open-files limit to ``nofile`` (inherited by
-everything it starts), drops root (no supplementary groups, uid and gid ``uid``), sends
-``pid`` on the reply socket with ``SCM_CREDENTIALS`` (the kernel translates its pid into
-the invoker's pid namespace) and a pidfd of itself, and execs ``argv``. EOF on the
-control socket (the invoker let go) ends pid 1, and with it every sandbox.
+sends ``ready``; each ``spawn`` + JSON ``{"argv", "env", "uid", "nofile", "cgroup", "netns"}``
+message carries descriptors: a reply socket, the child's stdout and stderr, then the
+descriptors it inherits as 3, 4, ... in that order, and last, when ``netns`` is true, a
+network namespace. Pid 1 forks; the child joins that namespace (``setns``), moves the
+descriptors into place, starts a session, joins the container's cgroup when ``cgroup``
+names one (its ``cgroup.procs`` files: see :func:`join`; a failure ends the child before
+it execs, and the invoker sees the spawn fail), sets its open-files limit to ``nofile``
+(inherited by everything it starts), drops root (no supplementary groups, uid and gid
+``uid``), sends ``pid`` on the reply socket with ``SCM_CREDENTIALS`` (the kernel
+translates its pid into the invoker's pid namespace) and a pidfd of itself, and execs
+``argv``. EOF on the control socket (the invoker let go) ends pid 1, and with it every
+sandbox.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ import traceback
 
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 2, 4, 8, 0x1000, 0x4000
 MS_SLAVE = 0x80000
@@ -133,6 +136,13 @@ def receive(sock: socket.socket) -> tuple[bytes | None, list[int]]:
 
 def child(config: dict[str, object], fds: list[int]) -> None:
     """In the forked child: descriptors into place, drop root, report, exec. Never returns."""
+    if config.get("netns") is True:
+        # A network namespace prepared by the invoker (the last descriptor): joined while
+        # still root in the host's user namespace, which owns it; what this process execs
+        # then makes no network namespace of its own (see squall.sandbox.network).
+        namespace = fds.pop()
+        check(libc.setns(namespace, CLONE_NEWNET), "setns into the prepared network")
+        os.close(namespace)
     stdio, inherited = fds[1:3], fds[3:]
     # Out of the way of the targets first: every given descriptor above all targets.
     high = 3 + len(inherited) + 64

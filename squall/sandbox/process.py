@@ -75,6 +75,8 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: until the invoker moves it into its container's cgroup).
 SUPERVISOR_CGROUP = "supervisor"
 SUPERVISOR_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
+#: Network namespaces kept prepared (with their links) for true cold starts.
+PREPARED_NETWORKS = 2
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ProcessContainer", "ProcessContainerFactory"]
 
@@ -183,6 +185,10 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
             self._compile_proxies()
             if self.network is not None and self.network.block is None:
                 self.network.open()
+            if self.network is not None and self._confinement is not None and network_default:
+                # Namespaces with their links made ahead, for sandboxes started through
+                # bubblewrap (see squall.sandbox.network): the link off the start's path.
+                self.network.keep_prepared(PREPARED_NETWORKS)
         except BaseException:
             if self._confinement is not None:
                 self._confinement.supervisor.close()

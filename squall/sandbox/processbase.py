@@ -79,7 +79,12 @@ class ProcessFactoryBase:
         uids = self._confinement.uids if self._confinement is not None else None
         if uid is not None and uids is not None:
             uids.give_back(uid)  # its processes are all gone
-        lease = self._leases.pop(container.id, None)
+        self._forget_lease(container.id)
+
+    def _forget_lease(self, container_id: str) -> None:
+        """Detach the link of a container that is gone (or never started), in the
+        background."""
+        lease = self._leases.pop(container_id, None)
         if lease is not None and self.network is not None:
             # Its namespace is gone with its processes, and the link with it; removing it
             # explicitly makes sure the address is free before it is handed out again.

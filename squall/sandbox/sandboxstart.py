@@ -44,10 +44,17 @@ class SandboxStarts(ProcessFactoryBase):
         confinement = self._confinement
         cgroup = None
         uid = None
+        # A network namespace made ahead with its link, if one is ready: then nothing of
+        # the network is left for the start's path (see squall.sandbox.network).
+        prepared = None
         if confinement is not None:
             limits = confinement.isolation.limits(memory_mb)
             cgroup = confinement.cgroups.create(container_id, limits)
             uid = confinement.uids.take() if confinement.uids is not None else None
+            if network is not None:
+                prepared = network.take_prepared()
+            if prepared is not None:
+                self._leases[container_id] = prepared.lease  # detached with the container
         # Descriptors the child inherits (in this order: 3, 4, ... in a sandbox), and the
         # parent's ends it keeps.
         child_fds: list[int] = []
@@ -88,13 +95,17 @@ class SandboxStarts(ProcessFactoryBase):
                     tmp_bytes=confinement.isolation.tmp_bytes(memory_mb),
                     info_fd=3 + child_fds.index(info_w),
                     block_fd=3 + child_fds.index(block_r),
+                    own_network=prepared is None,
                 )
+                netns = None if prepared is None else prepared.fd
                 transport = await self._spawn(
-                    confinement, argv, environment, child_fds, uid, logs, exited, cgroup
+                    confinement, argv, environment, child_fds, uid, logs, exited, cgroup, netns
                 )
         except BaseException:
             for fd in keep.values():
                 os.close(fd)
+            if prepared is not None:
+                self._forget_lease(container_id)
             if cgroup is not None:
                 cgroup.remove(timeout=0)
             if uid is not None and confinement is not None and confinement.uids is not None:
@@ -103,6 +114,8 @@ class SandboxStarts(ProcessFactoryBase):
         finally:
             for fd in child_fds:  # the child holds the only copies now (EOF = it died)
                 os.close(fd)
+            if prepared is not None:  # the sandbox is in it now (or never will be)
+                os.close(prepared.fd)
         if uid is not None:
             self._uids[container_id] = uid
         container = ProcessContainer(
@@ -126,7 +139,7 @@ class SandboxStarts(ProcessFactoryBase):
             if confinement is not None and cgroup is not None:
 
                 async def connect(pid: int) -> None:
-                    if network is not None:
+                    if network is not None and prepared is None:
                         self._leases[container_id] = await network.attach(pid)
 
                 try:
@@ -169,9 +182,10 @@ class SandboxStarts(ProcessFactoryBase):
         logs: LogCollector,
         exited: asyncio.Future[None],
         cgroup: Cgroup | None,
+        netns: int | None = None,
     ) -> ForkedRuntime:
-        """Start a sandbox through the supervisor, born in ``cgroup``; its output goes to
-        ``logs``."""
+        """Start a sandbox through the supervisor, born in ``cgroup`` and in the network
+        namespace ``netns`` if given; its output goes to ``logs``."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -184,6 +198,7 @@ class SandboxStarts(ProcessFactoryBase):
                 uid=uid,
                 nofile=confinement.isolation.nofile,
                 cgroup=None if cgroup is None else cgroup.procs_files,
+                netns=netns,
             )
         except ContainerError as ex:
             os.close(out_w)

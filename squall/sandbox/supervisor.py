@@ -207,14 +207,17 @@ class Supervisor:
         uid: int | None,
         nofile: int | None = None,
         cgroup: Sequence[Path] | None = None,
+        netns: int | None = None,
     ) -> Spawned:
         """Start ``argv`` with ``env``, ``stdout`` and ``stderr``, inheriting ``fds`` as 3,
         4, ... (in order), as host ``uid``/gid (None: as root), with ``nofile`` open files at
         most (soft and hard; set before it drops root), born in the cgroup whose
         ``cgroup.procs`` files ``cgroup`` names, if given (the process joins it before it
         execs ``argv``, so ``argv`` and all it starts never run outside; None: in the
-        supervisor's). The caller keeps and closes its copies. ContainerError when the
-        supervisor is gone or the process did not start (nor joined its cgroup)."""
+        supervisor's), in the network namespace of descriptor ``netns`` if given (joined
+        before it execs; None: the host's, to be left by ``argv``). The caller keeps and
+        closes its copies. ContainerError when the supervisor is gone or the process did
+        not start (nor joined its cgroup or network namespace)."""
         if self._control is None:
             raise ContainerError("the sandbox supervisor is not running")
         if not self.alive:
@@ -232,11 +235,14 @@ class Supervisor:
                 "uid": uid,
                 "nofile": nofile,
                 "cgroup": None if cgroup is None else [str(p) for p in cgroup],
+                "netns": netns is not None,
             }
         )
         try:
             try:
-                socket.send_fds(self._control, [message], [theirs.fileno(), stdout, stderr, *fds])
+                extra = [] if netns is None else [netns]
+                given = [theirs.fileno(), stdout, stderr, *fds, *extra]
+                socket.send_fds(self._control, [message], given)
             except OSError as ex:
                 raise ContainerError(f"the sandbox supervisor is gone: {ex}") from ex
             finally:
