@@ -18,7 +18,9 @@ on the way (``time.monotonic_ns``, which the sandboxes share), so every sample g
 - ``go``: until the block pipe was written (the cgroup move and the network, if any);
 - ``interpreter+proxy``: from ``go`` to the ready byte (bubblewrap's last steps, the
   interpreter's start, the proxy's imports, its listening socket);
-- ``ready→create``, ``/init``, ``first /run``: the rest of the invoker's cold start.
+- ``ready→create``, ``/init``, ``first /run``: the rest of the invoker's cold start;
+- ``sandbox cpu``: the CPU time the container's processes used from their birth through
+  the first ``/run`` (steadier than the wall times when other work loads the machine).
 
 ``--strace`` adds one sample traced (``strace -f --seccomp-bpf`` on the supervisor's
 pid 1, only the system calls that mark a phase: exec, clone, mount, pivot_root, the
@@ -74,6 +76,7 @@ PHASES = (
     "/init",
     "first /run",
     "cold",
+    "sandbox cpu",
 )
 TRACED = "execve,clone,clone3,vfork,mount,pivot_root,umask,write,accept4"
 
@@ -162,10 +165,24 @@ async def sample(factory: Any, kind: str, marks: Marks) -> dict[str, float]:
     marks.mark("initialized")
     run = await container.run(PAYLOAD, timeout=10)
     marks.mark("ran")
+    cpu = cpu_ms(container)
     assert answer.status == 200 and run.status == 200, (answer, run)
     await container.logs(1 << 20, wait=5)
     await container.destroy()
-    return phases(marks.at)
+    return {**phases(marks.at), "sandbox cpu": cpu}
+
+
+def cpu_ms(container: Any) -> float:
+    """CPU time (ms) every thread of the container's processes used since it was born
+    (``/proc/PID/task/TID/schedstat``): bubblewrap, the sandbox's init, the runtime,
+    through its first /run; steadier than wall times on a loaded machine."""
+    total = 0
+    for pid in container.cgroup.pids():
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                    total += int(stat.read().split()[0])
+    return round(total / 1e6, 3)
 
 
 def pid1_of(factory: Any) -> int:

@@ -39,8 +39,11 @@ anything between two sandboxes is routed through the host, where the table drops
 Concurrency: netlink work runs in one worker thread of its own (:attr:`_executor`), never
 on the event loop — the requests (:mod:`squall.sandbox.rtnl`) are synchronous; the thread
 briefly enters a sandbox's network namespace (``setns`` acts on the calling thread only)
-and always returns to the host's before it takes the next job. Address bookkeeping
-happens on the event loop.
+and always returns to the host's before it takes the next job (a prepared namespace is
+made by ``unshare`` on that thread, which goes back at once). Address bookkeeping and the
+pool of prepared namespaces live on the event loop; :meth:`SandboxNetwork.close` may run
+on another thread, and a lock hands each prepared namespace's descriptor over exactly
+once (to a sandbox, or to close()).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import logging
 import os
 import re
 import subprocess
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -166,9 +170,11 @@ class SandboxNetwork:
         self._prepared: deque[Prepared] = deque()
         self._keep = 0
         self._refill: asyncio.Task[None] | None = None
-        # Descriptors the worker made and the loop did not take yet (a refill cancelled by
-        # close): closed by close() once the worker is done.
+        # Descriptors the worker made that the loop has not taken yet: closed by close()
+        # if it comes first. ``_handover`` orders close() (any thread) against the loop
+        # taking a descriptor into, or out of, the pool: each is closed exactly once.
         self._unclaimed: set[int] = set()
+        self._handover = threading.Lock()
 
     # -- life ----------------------------------------------------------------------------
 
@@ -203,19 +209,22 @@ class SandboxNetwork:
         return block
 
     def close(self) -> None:
-        """Remove the table and the links still there (blocking). Idempotent."""
-        block, self.block = self.block, None
-        self._keep = 0
-        if self._refill is not None:
-            self._refill.cancel()  # its namespace, if it makes one now, is closed below
+        """Remove the table and the links still there, close the prepared namespaces
+        (blocking; from any thread: a refill running on the event loop stops by itself).
+        Idempotent."""
+        with self._handover:
+            block, self.block = self.block, None
+            self._keep = 0
         if block is None:
             return
+        # The worker finishes what it was given first: nothing makes a namespace after.
         self._executor.submit(self._close_links, block.prefix).result()
-        while self._prepared:
-            os.close(self._prepared.popleft().fd)
-        for fd in list(self._unclaimed):  # the worker is done: nothing adds to it now
+        with self._handover:
+            fds = [p.fd for p in self._prepared] + list(self._unclaimed)
+            self._prepared.clear()
+            self._unclaimed.clear()
+        for fd in fds:
             os.close(fd)
-        self._unclaimed.clear()
         _nft(None, "delete", "table", "inet", block.table)
         self._executor.shutdown(wait=False)
 
@@ -272,7 +281,8 @@ class SandboxNetwork:
         """A prepared namespace, or None when none is ready (then :meth:`attach` as
         before). The caller owns it: it joins the namespace and closes ``fd``, and
         detaches ``lease`` when the sandbox is gone. Event loop thread."""
-        prepared = self._prepared.popleft() if self._prepared else None
+        with self._handover:
+            prepared = self._prepared.popleft() if self._prepared else None
         self._start_refill()
         return prepared
 
@@ -297,12 +307,12 @@ class SandboxNetwork:
                 self._free.append(address)
                 log.warning("cannot prepare a sandbox network namespace: %s", ex)
                 return
-            self._unclaimed.discard(fd)
-            if self.block is None:  # closed meanwhile
-                os.close(fd)
-                return
-            self._leases[lease.ifname] = lease
-            self._prepared.append(Prepared(fd, lease))
+            with self._handover:
+                if self.block is None:  # closed meanwhile: close() closes it
+                    return
+                self._unclaimed.discard(fd)
+                self._leases[lease.ifname] = lease
+                self._prepared.append(Prepared(fd, lease))
 
     async def detach(self, lease: Lease) -> None:
         """Remove the sandbox's link (it keeps its loopback). Idempotent."""
@@ -329,6 +339,9 @@ class SandboxNetwork:
     def _prepare(self, lease: Lease, block: Block) -> int:
         """A new network namespace with loopback up and ``lease``'s link (worker thread);
         returns a descriptor of it. ContainerError on failure (nothing is left)."""
+        if self.block is None:
+            # close() began: its link removal may have run already (jobs run in order).
+            raise ContainerError("the sandbox network is closed")
         if self._rtnl is None:
             self._rtnl = Rtnl()  # in this thread (see Concurrency above)
         rtnl = self._rtnl
@@ -362,7 +375,8 @@ class SandboxNetwork:
             if namespace >= 0:
                 os.close(namespace)
             raise ContainerError(f"cannot prepare a sandbox network namespace: {ex}") from ex
-        self._unclaimed.add(namespace)  # set.add: atomic under the GIL
+        with self._handover:
+            self._unclaimed.add(namespace)
         return namespace
 
     def _link(self, rtnl: Rtnl, lease: Lease, block: Block, make: Callable[[], None]) -> None:
