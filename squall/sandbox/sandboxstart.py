@@ -1,7 +1,14 @@
 """The bubblewrap start path of the process sandbox: a runtime started by the supervisor
 in a sandbox of its own (:mod:`squall.sandbox.supervisor`, :mod:`squall.sandbox.bwrap`,
 :mod:`squall.sandbox.isolation`), or, without isolation, as a plain child process. Mixed
-into :class:`~squall.sandbox.process.ProcessContainerFactory`."""
+into :class:`~squall.sandbox.process.ProcessContainerFactory`.
+
+A true cold start's path is kept to what only it can do: bubblewrap is born in the
+container's cgroup (no move, and no RCU grace period, afterwards), in a network namespace
+prepared with its link when one is ready (:meth:`SandboxNetwork.take_prepared
+<squall.sandbox.network.SandboxNetwork.take_prepared>`; else the link is attached while
+bubblewrap waits, as before), and the CPython proxy is imported from cached bytecode
+(:meth:`~squall.sandbox.processbase.ProcessFactoryBase._started_argv`)."""
 
 from __future__ import annotations
 
