@@ -4,10 +4,11 @@
     .venv/bin/python bench/cold_breakdown.py --kind nodejs:20 --samples 20
     .venv/bin/python bench/cold_breakdown.py --before /tmp/base-cold   # two trees in turns
 
-A ``ProcessContainerFactory`` without zygote and without network (isolated, as the
-invoker runs sandboxes) starts a no-op action ``--samples`` times: create, ``/init``,
-first ``/run``, destroy. The invoker's side is timed by wrapping the functions it calls
-on the way (``time.monotonic_ns``, which the sandboxes share), so every sample gives:
+A ``ProcessContainerFactory`` without zygote and without network (``--network``: with
+one, the default egress rules), isolated as the invoker runs sandboxes, starts a no-op
+action ``--samples`` times: create, ``/init``, first ``/run``, destroy. The invoker's
+side is timed by wrapping the functions it calls on the way (``time.monotonic_ns``,
+which the sandboxes share), so every sample gives:
 
 - ``spawn``: from ``create`` to the supervisor's answer (bubblewrap forked, as the
   sandbox's host uid, not yet exec'd: container directory, socket, pipes, cgroup limits);
@@ -156,10 +157,13 @@ def phases(at: dict[str, int]) -> dict[str, float]:
     }
 
 
+NETWORK = {"on": False}
+
+
 async def sample(factory: Any, kind: str, marks: Marks) -> dict[str, float]:
     marks.at = {}
     marks.mark("start")
-    container = await factory.create(kind, 256, network=False)
+    container = await factory.create(kind, 256, network=NETWORK["on"])
     marks.mark("created")
     answer = await container.initialize({"name": "noop", "code": ACTIONS[kind]}, timeout=10)
     marks.mark("initialized")
@@ -260,7 +264,15 @@ async def run_samples(kind: str, samples: int, extra: dict[str, Any]) -> dict[st
     instrument(marks)
     result: dict[str, Any] = {"samples": []}
     with tempfile.TemporaryDirectory(prefix="squall-cold-") as tmp:
-        factory = ProcessContainerFactory(Path(tmp), "http://127.0.0.1:3233", zygote=False)
+        network = None
+        if NETWORK["on"]:
+            from squall.sandbox.egress import EgressPolicy
+            from squall.sandbox.network import SandboxNetwork
+
+            network = SandboxNetwork(EgressPolicy(), None)
+        factory = ProcessContainerFactory(
+            Path(tmp), "http://127.0.0.1:3233", zygote=False, network=network
+        )
         try:
             for _ in range(2):  # untimed: files in the page cache
                 await sample(factory, kind, marks)
@@ -310,7 +322,8 @@ def turns(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
     for name, tree in (("after", REPO), ("before", args.before)):
         env = {**os.environ, "PYTHONPATH": str(tree)}
         procs[name] = subprocess.Popen(
-            [sys.executable, __file__, "--kind", args.kind, "--turns"],
+            [sys.executable, __file__, "--kind", args.kind, "--turns"]
+            + (["--network"] if args.network else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -341,8 +354,10 @@ def main() -> None:
     parser.add_argument("--strace", action="store_true")
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--before", type=Path, help="a tree to compare with, in turns")
+    parser.add_argument("--network", action="store_true", help="sandboxes with a network")
     parser.add_argument("--turns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    NETWORK["on"] = args.network
     if args.turns:
         asyncio.run(run_samples(args.kind, 0, {"turns": True}))
         return
@@ -363,7 +378,8 @@ def main() -> None:
         if "importtime" in result:
             print(result["importtime"])
     load = (load_before, os.getloadavg()[0])
-    print(f"{args.kind} true cold starts (no network), {args.samples} samples")
+    network = "a network (egress)" if args.network else "no network"
+    print(f"{args.kind} true cold starts ({network}), {args.samples} samples")
     print_table(columns, load)
     report["columns"] = columns
     report["load_average_1min"] = {"before": load[0], "after": load[1]}

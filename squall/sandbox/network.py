@@ -19,7 +19,8 @@ capability over its own network and cannot change addresses or routes):
   disappears by itself when its namespace dies;
 - :meth:`keep_prepared` keeps a few network namespaces made ahead, each with its link
   configured (loopback up, the pair, addresses, routes) as :meth:`attach` would: a
-  sandbox started through bubblewrap joins one (:meth:`take_prepared`; its launcher
+  sandbox started through bubblewrap joins one (:meth:`take_prepared`, then
+  :meth:`replenish` once started; its launcher
   ``setns`` into it before bubblewrap runs, bubblewrap then makes no network namespace)
   instead of waiting on its start for the ~5 ms of netlink work :meth:`attach` does.
   Each prepared namespace is handed out once, to one sandbox, and its descriptor closed
@@ -280,11 +281,16 @@ class SandboxNetwork:
     def take_prepared(self) -> Prepared | None:
         """A prepared namespace, or None when none is ready (then :meth:`attach` as
         before). The caller owns it: it joins the namespace and closes ``fd``, and
-        detaches ``lease`` when the sandbox is gone. Event loop thread."""
+        detaches ``lease`` when the sandbox is gone; it calls :meth:`replenish` once its
+        start is over. Event loop thread."""
         with self._handover:
-            prepared = self._prepared.popleft() if self._prepared else None
+            return self._prepared.popleft() if self._prepared else None
+
+    def replenish(self) -> None:
+        """Make up for what was taken, in the background (event loop thread). Called
+        once the start that took one is over, so that the replacement's netlink and
+        namespace work does not compete with that start for the CPU."""
         self._start_refill()
-        return prepared
 
     def _start_refill(self) -> None:
         idle = self._refill is None or self._refill.done()

@@ -247,9 +247,13 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
                     zygote, container_id, memory_mb, directory, env, net is not None
                 )
             else:
-                container = await self._start(
-                    container_id, kind, memory_mb, directory, env or {}, net
-                )
+                try:
+                    container = await self._start(
+                        container_id, kind, memory_mb, directory, env or {}, net
+                    )
+                finally:
+                    if net is not None:
+                        net.replenish()  # after the start: the refill does not compete
         except BaseException:
             self._zygotes.released(container_id)
             await asyncio.to_thread(shutil.rmtree, directory, True)
