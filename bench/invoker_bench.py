@@ -40,8 +40,8 @@ B8  burst: ``--burst`` distinct never-invoked no-op 128 MB actions, blocking inv
     acceptance to last end, from the records), and from the client's send.
 
 ``--before TREE`` (a checkout of another version) also starts servers running that tree's
-``squall``: B2's tiers of server A and B8's bursts are then measured on both, taking turns
-(rows ``(before)``). ``--family`` keeps B2's and B8's figures of one family only.
+``squall``: B2's tiers of servers A and C and B8's bursts are then measured on both,
+taking turns (rows ``(before)``). ``--family`` keeps B2's and B8's figures of one family only.
 
 The 1-minute load average is sampled every 5 s during the run and reported (other work
 on the machine disturbs every figure).
@@ -298,6 +298,7 @@ def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
     tiers = [(f, t + net, m, where + net) for f, t, m, where in TIERS for net in ("", NO_NETWORK)]
     if "before" in apis:
         tiers += [(f, t + BEFORE, m, "before") for f, t, m, where in TIERS if where == "main"]
+        tiers += [(f, t + BEFORE, m, "cold before") for f, t, m, w in TIERS if w == "cold"]
     if args.family:
         tiers = [tier for tier in tiers if tier[0] == args.family]
     samples: dict[str, dict[str, list[float]]] = {
@@ -698,6 +699,10 @@ def main() -> None:
                         if args.before is not None:
                             host, key, _ = others.enter_context(server({}, tree=args.before))
                             apis["before"] = Api(host, key)
+                            host, key, _ = others.enter_context(
+                                server(cold_env, zygote=False, tree=args.before)
+                            )
+                            apis["cold before"] = Api(host, key)
                         results["b2"] = phase(b2, apis, args)
                         for other in list(apis.values())[1:]:
                             other.close()

@@ -4,8 +4,10 @@
 
 - runs in new user, pid, mount, ipc, uts and network namespaces — its network namespace
   has only a loopback device until the invoker gives it a link out
-  (:mod:`squall.sandbox.network`, which also decides what that link may reach); the
-  sandbox holds no capability over it, so it cannot change its addresses or routes;
+  (:mod:`squall.sandbox.network`, which also decides what that link may reach), or is
+  one the invoker prepared with its link beforehand, joined before bubblewrap runs (then
+  bubblewrap makes no network namespace); the sandbox holds no capability over it, so it
+  cannot change its addresses or routes;
 - is uid/gid 65534 ("nobody") inside, holds no capabilities, cannot create further user
   namespaces (``--disable-userns``) and cannot gain privileges (bubblewrap sets
   ``no_new_privs``; every mount is ``nosuid``);
@@ -50,6 +52,14 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: Public certificate stores, for actions allowed to open TLS connections.
 CERTIFICATES = ("/etc/ssl/certs", "/etc/ca-certificates", "/etc/pki/tls/certs")
 PROBE_TIMEOUT_SECONDS = 10.0
+#: What ``--unshare-all`` unshares, but the network namespace.
+UNSHARE_ALL_BUT_NETWORK = (
+    "--unshare-user-try",
+    "--unshare-ipc",
+    "--unshare-pid",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+)
 
 _PASSWD = "root:x:0:0:root:/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/bin/sh\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
@@ -132,10 +142,13 @@ class BwrapSandbox:
         #: The system directories' options (computed once: the host's layout is fixed).
         self.system = system_binds()
 
-    def namespaces(self) -> list[str]:
-        """The namespace, identity and lifetime options (no file system view)."""
+    def namespaces(self, network: bool = True) -> list[str]:
+        """The namespace, identity and lifetime options (no file system view). Without
+        ``network``, every namespace but the network's: the sandbox stays in the one it
+        was started in (a namespace prepared for it, see :mod:`squall.sandbox.network`)."""
+        unshare = ["--unshare-all"] if network else list(UNSHARE_ALL_BUT_NETWORK)
         return [
-            "--unshare-all",
+            *unshare,
             "--unshare-user",
             "--disable-userns",
             "--uid",
@@ -155,10 +168,12 @@ class BwrapSandbox:
         tmp_bytes: int,
         info_fd: int,
         block_fd: int,
+        own_network: bool = True,
     ) -> list[str]:
         """``bwrap`` options then ``argv``; ``binds`` are extra (source, target) read-only
-        binds (interpreter prefix, runtime directory)."""
-        args = [self.bwrap, *self.namespaces(), "--info-fd", str(info_fd)]
+        binds (interpreter prefix, runtime directory). Without ``own_network`` bubblewrap
+        makes no network namespace: it was started in one prepared for the sandbox."""
+        args = [self.bwrap, *self.namespaces(own_network), "--info-fd", str(info_fd)]
         args += ["--block-fd", str(block_fd), *self.system]
         for source, target in binds:
             args += ["--ro-bind", source, target]

@@ -8,11 +8,14 @@ error unless its operator explicitly chose ``--unsafe-no-isolation``.
 
 :func:`confine` is the start-up handshake of one sandbox: bubblewrap reports the pid of
 the sandbox's first process on ``--info-fd`` and then waits on ``--block-fd``; in between
-the invoker moves both bubblewrap processes into the container's cgroup (their open-files
-limit was set when the supervisor spawned bubblewrap; ``nofile`` sets it here otherwise),
-so every process of the container inherits both before the runtime (or anything the
-action starts) exists. Bubblewrap runs in the supervisor's pid namespace and reports its
-child's pid as seen there; :func:`confine` finds it as the invoker sees it.
+the invoker makes sure both bubblewrap processes are in the container's cgroup — a
+bubblewrap the supervisor spawned into that cgroup was born there (its launcher joined it
+before the exec, without the ~10 ms RCU grace period a move by another process waits
+for; see :func:`squall.sandbox.pid1.join`), anything not inside yet is moved — and their
+open-files limit was set when the supervisor spawned bubblewrap (``nofile`` sets it here
+otherwise), so every process of the container inherits both before the runtime (or
+anything the action starts) exists. Bubblewrap runs in the supervisor's pid namespace and
+reports its child's pid as seen there; :func:`confine` finds it as the invoker sees it.
 
 The pieces stay separate (``bwrap.py`` builds command lines, ``cgroups.py`` manages cgroups,
 ``confine`` joins them to one process) so that another way of creating processes — e.g. a
@@ -215,11 +218,22 @@ def _as_seen_here(launcher_pid: int, reported: int) -> int:
 def _attach(cgroup: Cgroup, pids: tuple[int, int], nofile: int | None) -> None:
     # The monitor first: it is the parent, and whatever it forks from now on is born
     # inside. The sandbox's first process has not forked yet (it waits on the block
-    # pipe), so the whole tree of the container starts confined.
+    # pipe), so the whole tree of the container starts confined. A process already in
+    # every hierarchy's cgroup (born there) is not moved again: the move would only wait
+    # for the kernel's grace period.
     for pid in pids:
-        cgroup.attach(pid)
+        if not all(_inside(procs, pid) for procs in cgroup.procs_files):
+            cgroup.attach(pid)
         if nofile is not None:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (nofile, nofile))
+
+
+def _inside(procs: Path, pid: int) -> bool:
+    """Whether ``pid`` is listed in the ``cgroup.procs`` file ``procs``."""
+    try:
+        return str(pid) in procs.read_text().split()
+    except OSError:
+        return False
 
 
 def _kill_launch(launcher_pid: int, sandbox_pid: int | None) -> None:

@@ -17,7 +17,19 @@ capability over its own network and cannot change addresses or routes):
   and bubblewrap fails if it finds it configured already);
 - :meth:`detach` removes the pair (the sandbox is left with loopback only); a pair also
   disappears by itself when its namespace dies;
-- :meth:`close` removes the table and every pair still there.
+- :meth:`keep_prepared` keeps a few network namespaces made ahead, each with its link
+  configured (loopback up, the pair, addresses, routes) as :meth:`attach` would: a
+  sandbox started through bubblewrap joins one (:meth:`take_prepared`, then
+  :meth:`replenish` once started; its launcher
+  ``setns`` into it before bubblewrap runs, bubblewrap then makes no network namespace)
+  instead of waiting on its start for the ~5 ms of netlink work :meth:`attach` does.
+  Each prepared namespace is handed out once, to one sandbox, and its descriptor closed
+  then: the namespace lives as long as that sandbox. It belongs to the host's user
+  namespace, in which a sandbox holds no capability: it cannot change its addresses or
+  routes, as with the namespace bubblewrap makes (owned by the sandbox's user namespace,
+  where bubblewrap dropped every capability). Taken ones are replaced in the background;
+- :meth:`close` removes the table and every pair still there, and the prepared
+  namespaces.
 
 Why veth pairs and nftables rather than a user-mode stack (slirp4netns, pasta): no extra
 process per sandbox (memory per container matters), kernel-speed forwarding, and one
@@ -28,8 +40,11 @@ anything between two sandboxes is routed through the host, where the table drops
 Concurrency: netlink work runs in one worker thread of its own (:attr:`_executor`), never
 on the event loop — the requests (:mod:`squall.sandbox.rtnl`) are synchronous; the thread
 briefly enters a sandbox's network namespace (``setns`` acts on the calling thread only)
-and always returns to the host's before it takes the next job. Address bookkeeping
-happens on the event loop.
+and always returns to the host's before it takes the next job (a prepared namespace is
+made by ``unshare`` on that thread, which goes back at once). Address bookkeeping and the
+pool of prepared namespaces live on the event loop; :meth:`SandboxNetwork.close` may run
+on another thread, and a lock hands each prepared namespace's descriptor over exactly
+once (to a sandbox, or to close()).
 """
 
 from __future__ import annotations
@@ -43,7 +58,9 @@ import logging
 import os
 import re
 import subprocess
+import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +83,15 @@ class Lease:
 
     ifname: str
     address: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A network namespace made ahead, its link set up: ``fd`` holds the namespace (the
+    taker joins it, then closes ``fd``), ``lease`` is its link (detached as any)."""
+
+    fd: int
+    lease: Lease
 
 
 def _start_time(pid: int) -> int | None:
@@ -141,6 +167,15 @@ class SandboxNetwork:
         self._free: deque[ipaddress.IPv4Address] = deque()
         self._names = itertools.count()
         self._leases: dict[str, Lease] = {}
+        # Prepared namespaces (event loop thread), how many to keep, the refill running.
+        self._prepared: deque[Prepared] = deque()
+        self._keep = 0
+        self._refill: asyncio.Task[None] | None = None
+        # Descriptors the worker made that the loop has not taken yet: closed by close()
+        # if it comes first. ``_handover`` orders close() (any thread) against the loop
+        # taking a descriptor into, or out of, the pool: each is closed exactly once.
+        self._unclaimed: set[int] = set()
+        self._handover = threading.Lock()
 
     # -- life ----------------------------------------------------------------------------
 
@@ -175,11 +210,22 @@ class SandboxNetwork:
         return block
 
     def close(self) -> None:
-        """Remove the table and the links still there (blocking). Idempotent."""
-        block, self.block = self.block, None
+        """Remove the table and the links still there, close the prepared namespaces
+        (blocking; from any thread: a refill running on the event loop stops by itself).
+        Idempotent."""
+        with self._handover:
+            block, self.block = self.block, None
+            self._keep = 0
         if block is None:
             return
+        # The worker finishes what it was given first: nothing makes a namespace after.
         self._executor.submit(self._close_links, block.prefix).result()
+        with self._handover:
+            fds = [p.fd for p in self._prepared] + list(self._unclaimed)
+            self._prepared.clear()
+            self._unclaimed.clear()
+        for fd in fds:
+            os.close(fd)
         _nft(None, "delete", "table", "inet", block.table)
         self._executor.shutdown(wait=False)
 
@@ -217,6 +263,63 @@ class SandboxNetwork:
         self._leases[lease.ifname] = lease
         return lease
 
+    def keep_prepared(self, count: int) -> None:
+        """Keep ``count`` namespaces prepared (see the module docstring); the refill starts
+        now when an event loop runs here, else on the first :meth:`take_prepared`."""
+        self._keep = count
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._start_refill()
+
+    @property
+    def prepared(self) -> int:
+        """How many prepared namespaces are ready now."""
+        return len(self._prepared)
+
+    def take_prepared(self) -> Prepared | None:
+        """A prepared namespace, or None when none is ready (then :meth:`attach` as
+        before). The caller owns it: it joins the namespace and closes ``fd``, and
+        detaches ``lease`` when the sandbox is gone; it calls :meth:`replenish` once its
+        start is over. Event loop thread."""
+        with self._handover:
+            return self._prepared.popleft() if self._prepared else None
+
+    def replenish(self) -> None:
+        """Make up for what was taken, in the background (event loop thread). Called
+        once the start that took one is over, so that the replacement's netlink and
+        namespace work does not compete with that start for the CPU."""
+        self._start_refill()
+
+    def _start_refill(self) -> None:
+        idle = self._refill is None or self._refill.done()
+        if idle and len(self._prepared) < self._keep and self.block is not None:
+            self._refill = asyncio.ensure_future(self._fill())
+
+    async def _fill(self) -> None:
+        """Prepare namespaces until ``_keep`` are ready (one at a time, on the worker
+        thread: it never delays an :meth:`attach` by more than one preparation)."""
+        loop = asyncio.get_running_loop()
+        while len(self._prepared) < self._keep:
+            block = self.block
+            if block is None or not self._free:
+                return
+            address = self._free.popleft()
+            lease = Lease(f"{block.prefix}{next(self._names):x}", address)
+            try:
+                fd = await loop.run_in_executor(self._executor, self._prepare, lease, block)
+            except (ContainerError, RuntimeError) as ex:  # RuntimeError: executor shut down
+                self._free.append(address)
+                log.warning("cannot prepare a sandbox network namespace: %s", ex)
+                return
+            with self._handover:
+                if self.block is None:  # closed meanwhile: close() closes it
+                    return
+                self._unclaimed.discard(fd)
+                self._leases[lease.ifname] = lease
+                self._prepared.append(Prepared(fd, lease))
+
     async def detach(self, lease: Lease) -> None:
         """Remove the sandbox's link (it keeps its loopback). Idempotent."""
         if self._leases.pop(lease.ifname, None) is None:
@@ -232,19 +335,66 @@ class SandboxNetwork:
         rtnl = self._rtnl
         gateway = str(block.gateway)
         try:
-            rtnl.add_veth(lease.ifname, "eth0", pid)
-            index = rtnl.link_index(lease.ifname)
-            rtnl.add_address(index, gateway, 32)
-            rtnl.set_up(index)
-            rtnl.add_route(str(lease.address), 32, index)
-            if self.api is not None and ipaddress.ip_address(self.api[0]).is_loopback:
-                # The API's DNAT leads to loopback: allowed for packets from this link only.
-                Path(f"/proc/sys/net/ipv4/conf/{lease.ifname}/route_localnet").write_text("1")
+            self._link(rtnl, lease, block, lambda: rtnl.add_veth(lease.ifname, "eth0", pid))
             self._configure_inside(pid, str(lease.address), gateway)
         except OSError as ex:  # NetlinkError among them
             with contextlib.suppress(NetlinkError):
                 rtnl.delete_link(rtnl.link_index(lease.ifname))
             raise ContainerError(f"cannot connect the sandbox to the network: {ex}") from ex
+
+    def _prepare(self, lease: Lease, block: Block) -> int:
+        """A new network namespace with loopback up and ``lease``'s link (worker thread);
+        returns a descriptor of it. ContainerError on failure (nothing is left)."""
+        if self.block is None:
+            # close() began: its link removal may have run already (jobs run in order).
+            raise ContainerError("the sandbox network is closed")
+        if self._rtnl is None:
+            self._rtnl = Rtnl()  # in this thread (see Concurrency above)
+        rtnl = self._rtnl
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        namespace = -1
+        try:
+            try:
+                # unshare acts on this thread alone, which goes back to the host's at once.
+                if _libc.unshare(CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "unshare a network namespace")
+                try:
+                    namespace = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                    inner = Rtnl()  # its socket belongs to the new namespace
+                finally:
+                    if _libc.setns(own, CLONE_NEWNET) != 0:  # pragma: no cover - cannot fail
+                        os.abort()  # a worker thread stuck in a sandbox's namespace
+            finally:
+                os.close(own)
+            with inner:
+                inner.set_up(inner.link_index("lo"))  # bubblewrap does it in its own ones
+                self._link(
+                    rtnl,
+                    lease,
+                    block,
+                    lambda: rtnl.add_veth(lease.ifname, "eth0", peer_netns=namespace),
+                )
+                self._configure(inner, str(lease.address), str(block.gateway))
+        except OSError as ex:
+            with contextlib.suppress(NetlinkError):
+                rtnl.delete_link(rtnl.link_index(lease.ifname))
+            if namespace >= 0:
+                os.close(namespace)
+            raise ContainerError(f"cannot prepare a sandbox network namespace: {ex}") from ex
+        with self._handover:
+            self._unclaimed.add(namespace)
+        return namespace
+
+    def _link(self, rtnl: Rtnl, lease: Lease, block: Block, make: Callable[[], None]) -> None:
+        """The pair (``make``) and its host end: the gateway address, up, the route."""
+        make()
+        index = rtnl.link_index(lease.ifname)
+        rtnl.add_address(index, str(block.gateway), 32)
+        rtnl.set_up(index)
+        rtnl.add_route(str(lease.address), 32, index)
+        if self.api is not None and ipaddress.ip_address(self.api[0]).is_loopback:
+            # The API's DNAT leads to loopback: allowed for packets from this link only.
+            Path(f"/proc/sys/net/ipv4/conf/{lease.ifname}/route_localnet").write_text("1")
 
     @staticmethod
     def _configure_inside(pid: int, address: str, gateway: str) -> None:
@@ -262,11 +412,16 @@ class SandboxNetwork:
             os.close(own)
             os.close(theirs)
         with inner:
-            eth0 = inner.link_index("eth0")
-            inner.add_address(eth0, address, 32)
-            inner.set_up(eth0)
-            inner.add_route(gateway, 32, eth0)
-            inner.add_route("0.0.0.0", 0, eth0, gateway=gateway)
+            SandboxNetwork._configure(inner, address, gateway)
+
+    @staticmethod
+    def _configure(inner: Rtnl, address: str, gateway: str) -> None:
+        """The sandbox's end, through a netlink socket of its namespace."""
+        eth0 = inner.link_index("eth0")
+        inner.add_address(eth0, address, 32)
+        inner.set_up(eth0)
+        inner.add_route(gateway, 32, eth0)
+        inner.add_route("0.0.0.0", 0, eth0, gateway=gateway)
 
     def _detach(self, lease: Lease) -> None:
         rtnl = self._rtnl

@@ -36,14 +36,18 @@ unprivileged uid and binds from the stage, whose path needs no search permission
 ``/root`` (mode 700).
 
 Protocol on the control socket (``SOCK_SEQPACKET``, fd ``__SQUALL_CONTROL_FD``): pid 1
-sends ``ready``; each ``spawn`` + JSON ``{"argv", "env", "uid", "nofile"}`` message carries
-descriptors: a reply socket, the child's stdout and stderr, then the descriptors it
-inherits as 3, 4, ... in that order. Pid 1 forks; the child moves the descriptors into
-place, starts a session, sets its open-files limit to ``nofile`` (inherited by everything
-it starts), drops root (no supplementary groups, uid and gid ``uid``), sends
-``pid`` on the reply socket with ``SCM_CREDENTIALS`` (the kernel translates its pid into
-the invoker's pid namespace) and a pidfd of itself, and execs ``argv``. EOF on the
-control socket (the invoker let go) ends pid 1, and with it every sandbox.
+sends ``ready``; each ``spawn`` + JSON ``{"argv", "env", "uid", "nofile", "cgroup", "netns"}``
+message carries descriptors: a reply socket, the child's stdout and stderr, then the
+descriptors it inherits as 3, 4, ... in that order, and last, when ``netns`` is true, a
+network namespace. Pid 1 forks; the child joins that namespace (``setns``), moves the
+descriptors into place, starts a session, joins the container's cgroup when ``cgroup``
+names one (its ``cgroup.procs`` files: see :func:`join`; a failure ends the child before
+it execs, and the invoker sees the spawn fail), sets its open-files limit to ``nofile``
+(inherited by everything it starts), drops root (no supplementary groups, uid and gid
+``uid``), sends ``pid`` on the reply socket with ``SCM_CREDENTIALS`` (the kernel
+translates its pid into the invoker's pid namespace) and a pidfd of itself, and execs
+``argv``. EOF on the control socket (the invoker let go) ends pid 1, and with it every
+sandbox.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ import traceback
 
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 2, 4, 8, 0x1000, 0x4000
 MS_SLAVE = 0x80000
@@ -131,6 +136,13 @@ def receive(sock: socket.socket) -> tuple[bytes | None, list[int]]:
 
 def child(config: dict[str, object], fds: list[int]) -> None:
     """In the forked child: descriptors into place, drop root, report, exec. Never returns."""
+    if config.get("netns") is True:
+        # A network namespace prepared by the invoker (the last descriptor): joined while
+        # still root in the host's user namespace, which owns it; what this process execs
+        # then makes no network namespace of its own (see squall.sandbox.network).
+        namespace = fds.pop()
+        check(libc.setns(namespace, CLONE_NEWNET), "setns into the prepared network")
+        os.close(namespace)
     stdio, inherited = fds[1:3], fds[3:]
     # Out of the way of the targets first: every given descriptor above all targets.
     high = 3 + len(inherited) + 64
@@ -150,6 +162,7 @@ def child(config: dict[str, object], fds: list[int]) -> None:
         os.close(fd)
     os.setsid()
     os.chdir("/")
+    join(config.get("cgroup"))
     nofile = config.get("nofile")
     if isinstance(nofile, int):  # lowering one's own limit needs no capability
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
@@ -173,6 +186,25 @@ def child(config: dict[str, object], fds: list[int]) -> None:
     env = {str(k): str(v) for k, v in config["env"].items()}  # type: ignore[attr-defined]
     os.closerange(3 + len(inherited), high + len(moved) + 2)
     os.execve(argv[0], argv, env)
+
+
+def join(procs_files: object) -> None:
+    """Move this process into the container's cgroup (one ``cgroup.procs`` path per
+    hierarchy) before it execs: everything it starts is born inside.
+
+    By writing ``0`` to the hierarchy's ``tasks`` file (cgroup v1) where there is one: a
+    thread moving itself skips the kernel's global threadgroup lock, whose write side
+    waits for an RCU grace period (about 10 ms here, on the cold start's path when the
+    invoker moved bubblewrap's processes after the fact). This process has one thread (a
+    fork's child), so moving that thread moves the whole process. Without a ``tasks``
+    file (cgroup v2) it writes ``0`` to ``cgroup.procs``: the same move, with the lock.
+    Raises OSError when a hierarchy refuses it: the spawn then fails (nothing runs
+    unconfined)."""
+    if not isinstance(procs_files, list):
+        return
+    for procs in procs_files:
+        tasks = os.path.join(os.path.dirname(str(procs)), "tasks")
+        write(tasks if os.path.exists(tasks) else str(procs), "0")
 
 
 def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:

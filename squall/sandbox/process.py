@@ -75,6 +75,8 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: until the invoker moves it into its container's cgroup).
 SUPERVISOR_CGROUP = "supervisor"
 SUPERVISOR_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
+#: Network namespaces kept prepared (with their links) for true cold starts.
+PREPARED_NETWORKS = 2
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ProcessContainer", "ProcessContainerFactory"]
 
@@ -180,8 +182,13 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
             #: How many leftovers of a previous invoker were cleaned up at start.
             self.leftovers = self._clean_leftovers()
             self._confinement = None if self.isolation is None else self._confine(self.isolation)
+            self._compile_proxies()
             if self.network is not None and self.network.block is None:
                 self.network.open()
+            if self.network is not None and self._confinement is not None and network_default:
+                # Namespaces with their links made ahead, for sandboxes started through
+                # bubblewrap (see squall.sandbox.network): the link off the start's path.
+                self.network.keep_prepared(PREPARED_NETWORKS)
         except BaseException:
             if self._confinement is not None:
                 self._confinement.supervisor.close()
@@ -240,9 +247,13 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
                     zygote, container_id, memory_mb, directory, env, net is not None
                 )
             else:
-                container = await self._start(
-                    container_id, kind, memory_mb, directory, env or {}, net
-                )
+                try:
+                    container = await self._start(
+                        container_id, kind, memory_mb, directory, env or {}, net
+                    )
+                finally:
+                    if net is not None:
+                        net.replenish()  # after the start: the refill does not compete
         except BaseException:
             self._zygotes.released(container_id)
             await asyncio.to_thread(shutil.rmtree, directory, True)

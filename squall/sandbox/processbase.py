@@ -21,7 +21,7 @@ from squall.sandbox import launch
 from squall.sandbox.bwrap import RUNTIME_ROOT, BwrapSandbox, interpreter_prefix
 from squall.sandbox.cgrouptree import CgroupRoot
 from squall.sandbox.container import ProcessContainer
-from squall.sandbox.interpreters import Runtimes
+from squall.sandbox.interpreters import Runtimes, cached_bytecode
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import Lease, SandboxNetwork
 from squall.sandbox.supervisor import Supervisor, UidRange
@@ -79,7 +79,12 @@ class ProcessFactoryBase:
         uids = self._confinement.uids if self._confinement is not None else None
         if uid is not None and uids is not None:
             uids.give_back(uid)  # its processes are all gone
-        lease = self._leases.pop(container.id, None)
+        self._forget_lease(container.id)
+
+    def _forget_lease(self, container_id: str) -> None:
+        """Detach the link of a container that is gone (or never started), in the
+        background."""
+        lease = self._leases.pop(container_id, None)
         if lease is not None and self.network is not None:
             # Its namespace is gone with its processes, and the link with it; removing it
             # explicitly makes sure the address is free before it is handed out again.
@@ -120,6 +125,32 @@ class ProcessFactoryBase:
         if runs_on(kind) == "python":
             return [interpreter, "-I", "-S", str(script)], binds
         return [interpreter, str(script)], binds
+
+    def _started_argv(self, kind: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """:meth:`_argv` as a container started from nothing runs it. The CPython proxy
+        is imported, not run as a script: from its cached bytecode (compiled once per
+        factory, see :func:`squall.sandbox.interpreters.cached_bytecode`) instead of
+        compiled at every start. Its directory leaves ``sys.path`` and its module
+        ``sys.modules`` again before it serves: an action sees the same ``sys.path``
+        and modules as with the script. The zygote's start uses :meth:`_argv`."""
+        argv, binds = self._argv(kind)
+        if family(kind) != "python":
+            return argv, binds
+        script = Path(argv[-1])
+        code = (
+            f"import sys; sys.path.insert(0, {str(script.parent)!r}); "
+            f"import {script.stem} as proxy; del sys.path[0], sys.modules[{script.stem!r}]; "
+            "proxy.main()"
+        )
+        return [*argv[:-1], "-c", code], binds
+
+    def _compile_proxies(self) -> None:
+        """Compile the CPython proxy once for each Python interpreter of the factory (at
+        start-up: blocking, an interpreter start each time it is stale)."""
+        script = proxy_path("python")
+        for kind, found in self.runtimes.interpreters.items():
+            if family(kind) == "python":
+                cached_bytecode(found.executable, found.version, script)
 
     def _environment(
         self,

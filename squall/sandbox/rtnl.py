@@ -28,7 +28,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x300, 0x200, 0x400
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
-IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_PID = 3, 18, 19
+IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_PID, IFLA_NET_NS_FD = 3, 18, 19, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
@@ -111,13 +111,17 @@ class Rtnl:
             return int(_IFINFO.unpack_from(body)[2])
         raise NetlinkError(errno.ENODEV, f"no link {name}")
 
-    def add_veth(self, name: str, peer: str, peer_pid: int) -> None:
-        """A veth pair: ``name`` here, ``peer`` in the network namespace of ``peer_pid``."""
-        peer_info = (
-            _IFINFO.pack(0, 0, 0, 0, 0)
-            + _attr(IFLA_IFNAME, _name(peer))
-            + _attr(IFLA_NET_NS_PID, struct.pack("=I", peer_pid))
+    def add_veth(
+        self, name: str, peer: str, peer_pid: int | None = None, *, peer_netns: int | None = None
+    ) -> None:
+        """A veth pair: ``name`` here, ``peer`` in the network namespace of ``peer_pid``, or
+        in the one the descriptor ``peer_netns`` holds."""
+        where = (
+            _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns))
+            if peer_netns is not None
+            else _attr(IFLA_NET_NS_PID, struct.pack("=I", peer_pid or 0))
         )
+        peer_info = _IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(peer)) + where
         link_info = _attr(IFLA_INFO_KIND, _name("veth")) + _attr(
             IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info)
         )

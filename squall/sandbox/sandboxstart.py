@@ -1,7 +1,14 @@
 """The bubblewrap start path of the process sandbox: a runtime started by the supervisor
 in a sandbox of its own (:mod:`squall.sandbox.supervisor`, :mod:`squall.sandbox.bwrap`,
 :mod:`squall.sandbox.isolation`), or, without isolation, as a plain child process. Mixed
-into :class:`~squall.sandbox.process.ProcessContainerFactory`."""
+into :class:`~squall.sandbox.process.ProcessContainerFactory`.
+
+A true cold start's path is kept to what only it can do: bubblewrap is born in the
+container's cgroup (no move, and no RCU grace period, afterwards), in a network namespace
+prepared with its link when one is ready (:meth:`SandboxNetwork.take_prepared
+<squall.sandbox.network.SandboxNetwork.take_prepared>`; else the link is attached while
+bubblewrap waits, as before), and the CPython proxy is imported from cached bytecode
+(:meth:`~squall.sandbox.processbase.ProcessFactoryBase._started_argv`)."""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from pathlib import Path
 from squall.errors import ContainerError
 from squall.runtimes import family
 from squall.sandbox import launch
+from squall.sandbox.cgroups import Cgroup
 from squall.sandbox.container import ProcessContainer, RuntimeProcess
 from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
@@ -39,14 +47,21 @@ class SandboxStarts(ProcessFactoryBase):
         concurrent = int(env.get("__OW_CONCURRENCY", "1") or "1") > 1
         logs = LogCollector(self._log_cap_bytes, split=not concurrent or family(kind) != "nodejs")
         exited: asyncio.Future[None] = loop.create_future()
-        argv, binds = self._argv(kind)
+        argv, binds = self._started_argv(kind)
         confinement = self._confinement
         cgroup = None
         uid = None
+        # A network namespace made ahead with its link, if one is ready: then nothing of
+        # the network is left for the start's path (see squall.sandbox.network).
+        prepared = None
         if confinement is not None:
             limits = confinement.isolation.limits(memory_mb)
             cgroup = confinement.cgroups.create(container_id, limits)
             uid = confinement.uids.take() if confinement.uids is not None else None
+            if network is not None:
+                prepared = network.take_prepared()
+            if prepared is not None:
+                self._leases[container_id] = prepared.lease  # detached with the container
         # Descriptors the child inherits (in this order: 3, 4, ... in a sandbox), and the
         # parent's ends it keeps.
         child_fds: list[int] = []
@@ -87,13 +102,17 @@ class SandboxStarts(ProcessFactoryBase):
                     tmp_bytes=confinement.isolation.tmp_bytes(memory_mb),
                     info_fd=3 + child_fds.index(info_w),
                     block_fd=3 + child_fds.index(block_r),
+                    own_network=prepared is None,
                 )
+                netns = None if prepared is None else prepared.fd
                 transport = await self._spawn(
-                    confinement, argv, environment, child_fds, uid, logs, exited
+                    confinement, argv, environment, child_fds, uid, logs, exited, cgroup, netns
                 )
         except BaseException:
             for fd in keep.values():
                 os.close(fd)
+            if prepared is not None:
+                self._forget_lease(container_id)
             if cgroup is not None:
                 cgroup.remove(timeout=0)
             if uid is not None and confinement is not None and confinement.uids is not None:
@@ -102,6 +121,8 @@ class SandboxStarts(ProcessFactoryBase):
         finally:
             for fd in child_fds:  # the child holds the only copies now (EOF = it died)
                 os.close(fd)
+            if prepared is not None:  # the sandbox is in it now (or never will be)
+                os.close(prepared.fd)
         if uid is not None:
             self._uids[container_id] = uid
         container = ProcessContainer(
@@ -125,7 +146,7 @@ class SandboxStarts(ProcessFactoryBase):
             if confinement is not None and cgroup is not None:
 
                 async def connect(pid: int) -> None:
-                    if network is not None:
+                    if network is not None and prepared is None:
                         self._leases[container_id] = await network.attach(pid)
 
                 try:
@@ -167,8 +188,11 @@ class SandboxStarts(ProcessFactoryBase):
         uid: int | None,
         logs: LogCollector,
         exited: asyncio.Future[None],
+        cgroup: Cgroup | None,
+        netns: int | None = None,
     ) -> ForkedRuntime:
-        """Start a sandbox through the supervisor; its output goes to ``logs``."""
+        """Start a sandbox through the supervisor, born in ``cgroup`` and in the network
+        namespace ``netns`` if given; its output goes to ``logs``."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -180,6 +204,8 @@ class SandboxStarts(ProcessFactoryBase):
                 fds=fds,
                 uid=uid,
                 nofile=confinement.isolation.nofile,
+                cgroup=None if cgroup is None else cgroup.procs_files,
+                netns=netns,
             )
         except ContainerError as ex:
             os.close(out_w)

@@ -14,7 +14,9 @@ spawn each bubblewrap (a container's, or a zygote's). Guarantees:
   the bind sources named at start (``sources``) are found at :meth:`staged` paths that an
   unprivileged uid can reach, even when the originals are under ``/root`` (mode 700).
 - Every process the supervisor starts is born in the supervisor's cgroup (``cgroup``)
-  until the invoker moves it into its container's.
+  until the invoker moves it into its container's — or, when :meth:`spawn` names the
+  container's cgroup, joins that one before it execs (bubblewrap then never runs
+  outside it, nor does anything it starts).
 - ``spawn`` returns the process's pid *as the invoker sees it* and a pidfd that can never
   designate another process; the invoker never reaps it (pid 1 does).
 - If the supervisor was killed (and every sandbox with it), the next :meth:`spawn` starts
@@ -204,12 +206,18 @@ class Supervisor:
         fds: Sequence[int],
         uid: int | None,
         nofile: int | None = None,
+        cgroup: Sequence[Path] | None = None,
+        netns: int | None = None,
     ) -> Spawned:
         """Start ``argv`` with ``env``, ``stdout`` and ``stderr``, inheriting ``fds`` as 3,
         4, ... (in order), as host ``uid``/gid (None: as root), with ``nofile`` open files at
-        most (soft and hard; set before it drops root). The caller keeps and closes
-        its copies. ContainerError when the supervisor is gone or the process did not
-        start."""
+        most (soft and hard; set before it drops root), born in the cgroup whose
+        ``cgroup.procs`` files ``cgroup`` names, if given (the process joins it before it
+        execs ``argv``, so ``argv`` and all it starts never run outside; None: in the
+        supervisor's), in the network namespace of descriptor ``netns`` if given (joined
+        before it execs; None: the host's, to be left by ``argv``). The caller keeps and
+        closes its copies. ContainerError when the supervisor is gone or the process did
+        not start (nor joined its cgroup or network namespace)."""
         if self._control is None:
             raise ContainerError("the sandbox supervisor is not running")
         if not self.alive:
@@ -221,11 +229,20 @@ class Supervisor:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         message = b"spawn" + orjson.dumps(
-            {"argv": list(argv), "env": dict(env), "uid": uid, "nofile": nofile}
+            {
+                "argv": list(argv),
+                "env": dict(env),
+                "uid": uid,
+                "nofile": nofile,
+                "cgroup": None if cgroup is None else [str(p) for p in cgroup],
+                "netns": netns is not None,
+            }
         )
         try:
             try:
-                socket.send_fds(self._control, [message], [theirs.fileno(), stdout, stderr, *fds])
+                extra = [] if netns is None else [netns]
+                given = [theirs.fileno(), stdout, stderr, *fds, *extra]
+                socket.send_fds(self._control, [message], given)
             except OSError as ex:
                 raise ContainerError(f"the sandbox supervisor is gone: {ex}") from ex
             finally:

@@ -38,21 +38,28 @@ Guarantees:
 
 from __future__ import annotations
 
+# Start-up time is cold-start time. A true cold start runs the interpreter and then this
+# module, so it imports only what the interpreter has loaded already or is built in (C
+# modules: no Python code to unmarshal and run). ``json``, ``socket``, ``signal``,
+# ``selectors``, ``contextlib`` and ``types`` would cost 15 ms here (``json`` pulls in
+# ``re``, ``enum``, ``functools``, ``collections``...), more than the interpreter's own
+# start: the JSON codec below drives the same C accelerator (``_json``) that ``json``
+# uses, the sockets are ``_socket``'s, the loop is ``select.poll``. Modules only /init, a
+# zip or errors need (zipfile, tempfile, traceback, asyncio, json itself, ...) are
+# imported where they are used.
+import _frozen_importlib  # importlib's core: loaded at the interpreter's start
+import _frozen_importlib_external
+import _json
+import _signal
+import _socket
 import _thread
-import contextlib
-import json
 import os
-import selectors
-import signal
-import socket
+import select
 import sys
-import types
-from collections.abc import Callable
 
-# Start-up time is cold-start time: modules only /init or errors need (zipfile, tempfile,
-# importlib.util, traceback, typing, ...) are imported where they are used.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     Reply = tuple[int, Any]
@@ -61,9 +68,68 @@ SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
 MAX_HEADER_BYTES = 64 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 502: "Bad Gateway"}
 NOT_A_DICT = "The action did not return a dictionary or array."
-#: What json.dumps(ensure_ascii=False, allow_nan=False, separators=(",", ":")) would make
-#: anew for every answer.
-ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+WHITESPACE = " \t\n\r"
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+
+class _Decoding:
+    """What ``_json.make_scanner`` reads from ``json.JSONDecoder()`` (its defaults)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+_SCAN = _json.make_scanner(_Decoding())
+
+
+def loads(body: bytes) -> Any:
+    """``json.loads(body)``: the same C scanner, without importing ``json``. A document it
+    does not take at once (not UTF-8, a BOM, an error) goes to ``json.loads`` itself, so
+    what is accepted and every error message stay ``json``'s. (The scanner builds its
+    errors from ``json.decoder``, which is not loaded yet: SystemError then.)"""
+    try:
+        text = body.decode("utf-8")
+        start = len(text) - len(text.lstrip(WHITESPACE))
+        value, end = _SCAN(text, start)
+        if text[end:].strip(WHITESPACE):
+            raise ValueError("Extra data")
+    except (ValueError, StopIteration, SystemError):
+        import json
+
+        return json.loads(body)
+    return value
+
+
+def _not_serializable(value: object) -> Any:
+    # json.JSONEncoder.default's error, word for word.
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))``:
+    the C encoder ``json`` uses for it, with its errors (TypeError, ValueError)."""
+    if isinstance(value, str):
+        return str(_json.encode_basestring(value))
+    # A fresh encoder per answer, as json makes one: its circular-reference markers.
+    encoder = _json.make_encoder(
+        {}, _not_serializable, _json.encode_basestring, None, ":", ",", False, False, False
+    )
+    return "".join(encoder(value, 0))
+
+
+async def _coroutine() -> None:
+    pass
+
+
+_c = _coroutine()
+#: types.CoroutineType, without importing types.
+CoroutineType = type(_c)
+_c.close()
+del _c
 
 
 class InitError(Exception):
@@ -95,15 +161,17 @@ class Runtime:
         return 200, {"ok": True}
 
     def _load(self, value: dict[str, Any]) -> Callable[[Any], Any]:
-        import importlib.util
-
         main_name = value.get("main") or "main"
         code = value.get("code")
         if not isinstance(code, str) or not code:
             raise InitError("Missing main/no code to execute.")
         env = value.get("env")
         for key, val in (env if isinstance(env, dict) else {}).items():
-            os.environ[str(key)] = val if isinstance(val, str) else json.dumps(val)
+            if not isinstance(val, str):
+                import json  # only for parameters that are not strings
+
+                val = json.dumps(val)
+            os.environ[str(key)] = val
         directory = action_directory(os.environ.get("__OW_WORKDIR"))
         source: str | None = None
         if value.get("binary"):
@@ -115,10 +183,12 @@ class Runtime:
             source = code.removeprefix("\ufeff")  # as the file's decoder drops a BOM
         sys.path.insert(0, directory)
         os.chdir(directory)  # relative file access in the action refers to its own files
-        spec = importlib.util.spec_from_file_location("main__", entry)
+        # importlib.util's two functions, from the modules they come from (loaded at the
+        # interpreter's start: importlib.util would import contextlib, types, ...).
+        spec = _frozen_importlib_external.spec_from_file_location("main__", entry)
         if spec is None or spec.loader is None:
             raise InitError(f"cannot load {entry}")
-        module = importlib.util.module_from_spec(spec)
+        module = _frozen_importlib.module_from_spec(spec)
         sys.modules["main__"] = module
         if source is None:
             spec.loader.exec_module(module)
@@ -169,7 +239,7 @@ class Runtime:
         args = message.get("value")
         try:
             result = self.main({} if args is None else args)
-            if isinstance(result, types.CoroutineType):
+            if isinstance(result, CoroutineType):
                 import asyncio  # only actions written as `async def main` pay for it
 
                 result = asyncio.run(result)
@@ -282,8 +352,10 @@ class Orphans:
         self.own -= {p for p in self.own if p not in children and not os.path.exists(f"/proc/{p}")}
         for pid, zombie in children.items():
             if zombie and pid not in self.own:
-                with contextlib.suppress(ChildProcessError):
+                try:  # noqa: SIM105 (contextlib is not imported: see the imports)
                     os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
     @staticmethod
     def children() -> dict[int, bool]:
@@ -309,19 +381,25 @@ def write_sentinels() -> None:
     for current, original in ((sys.stdout, sys.__stdout__), (sys.stderr, sys.__stderr__)):
         # The action may have replaced or closed sys.stdout: flush its stream if it can be,
         # and write the sentinel on the process's own stream either way.
-        with contextlib.suppress(OSError, ValueError):
+        try:  # noqa: SIM105 (contextlib is not imported: see the imports)
             current.flush()
+        except (OSError, ValueError):
+            pass
         if original is not None:
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 original.write(SENTINEL)
                 original.flush()
+            except (OSError, ValueError):
+                pass
 
 
 def encode(status: int, payload: Any) -> bytes:
     """One HTTP answer; a result that is not JSON (a set, NaN, ...) becomes a 502."""
     try:
-        text = ENCODER.encode(payload)
+        text = dumps(payload)
     except (TypeError, ValueError) as ex:
+        import json
+
         status = 502
         text = json.dumps({"error": f"The action did not return a valid JSON value: {ex}"})
     body = text.encode("utf-8")
@@ -340,7 +418,7 @@ def dispatch(runtime: Runtime, method: str, target: str, body: bytes) -> bytes:
     status: int
     payload: Any
     try:
-        message = json.loads(body) if body else {}
+        message = loads(body) if body else {}
     except ValueError as ex:
         status, payload = 400, {"error": f"The request body is not valid JSON: {ex}"}
     else:
@@ -376,41 +454,41 @@ def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool] | None:
 
 
 def serve(
-    listener: socket.socket,
+    listener: _socket.socket,
     runtime: Runtime,
     orphans: Orphans | None = None,
     rounds: int | None = None,
 ) -> None:
     """Serve requests forever (or for ``rounds`` waits for readiness: the Python zygote's
     warm-up), one at a time, over any number of connections; reap ``orphans`` after each
-    batch of requests."""
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    buffers: dict[socket.socket, bytearray] = {}
+    batch of requests. ``listener`` is a ``_socket.socket`` or a ``socket.socket``."""
+    poller = select.poll()
+    listening = listener.fileno()
+    poller.register(listening, select.POLLIN)
+    connections: dict[int, tuple[_socket.socket, bytearray]] = {}
     while rounds is None or rounds > 0:
         if rounds is not None:
             rounds -= 1
-        for key, _ in selector.select():
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            if sock is listener:
-                conn, _ = listener.accept()
+        for fd, _ in poller.poll():
+            if fd == listening:
+                accepted, _ = listener._accept()  # what socket.accept wraps
+                conn = _socket.socket(fileno=accepted)
                 conn.setblocking(True)
-                buffers[conn] = bytearray()
-                selector.register(conn, selectors.EVENT_READ)
+                connections[accepted] = (conn, bytearray())
+                poller.register(accepted, select.POLLIN)
                 continue
-            if not serve_ready(sock, buffers[sock], runtime):
-                selector.unregister(sock)
-                del buffers[sock]
-                sock.close()
+            conn, buffer = connections[fd]
+            if not serve_ready(conn, buffer, runtime):
+                poller.unregister(fd)
+                del connections[fd]
+                conn.close()
         if orphans is not None:
             orphans.reap()
-    for sock in buffers:
-        sock.close()
-    selector.close()
+    for conn, _ in connections.values():
+        conn.close()
 
 
-def serve_ready(conn: socket.socket, buffer: bytearray, runtime: Runtime) -> bool:
+def serve_ready(conn: _socket.socket, buffer: bytearray, runtime: Runtime) -> bool:
     """Read what arrived on ``conn`` and answer complete requests; False to close it."""
     try:
         data = conn.recv(256 * 1024)
@@ -436,11 +514,13 @@ def serve_ready(conn: socket.socket, buffer: bytearray, runtime: Runtime) -> boo
             return False
 
 
-def listen() -> socket.socket:
+def listen() -> _socket.socket:
     fd = os.environ.pop("__OW_LISTEN_FD", "")
     if fd.isdigit():
         # The factory created and bound the socket: a sandbox needs no writable directory.
-        return socket.socket(fileno=int(fd))
+        return _socket.socket(fileno=int(fd))
+    import socket  # not in a sandbox: no hurry
+
     path = os.environ.get("__OW_SOCKET")
     if not path:
         port = int(os.environ.get("__OW_PORT") or "8080")
@@ -484,7 +564,7 @@ def watch_lifeline(fd: str | None = None) -> None:
         except OSError:
             pass
         if os.getpgid(0) == os.getpid():
-            os.killpg(os.getpid(), signal.SIGKILL)  # the group this proxy leads, itself included
+            os.killpg(os.getpid(), _signal.SIGKILL)  # the group this proxy leads, itself included
         os._exit(1)
 
     # A bare thread (as daemon as threading's daemons): threading.Thread.start would wait
@@ -501,7 +581,7 @@ def add_libraries() -> None:
         sys.path.append(libraries)
 
 
-def start(lifeline: bool = True) -> tuple[socket.socket, Orphans | None]:
+def start(lifeline: bool = True) -> tuple[_socket.socket, Orphans | None]:
     """Everything before serving: the library set, line-buffered output, the lifeline
     (unless not ``lifeline``: the caller starts :func:`watch_lifeline` itself), the
     listening socket, orphan reaping as pid 1; then the ready byte. Connections arriving

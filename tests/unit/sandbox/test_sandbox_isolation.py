@@ -323,3 +323,86 @@ async def test_root_inside_is_an_unprivileged_uid_on_the_host(
     other = await factory.create(kind, 256, tenant=tenant)
     assert other.cgroup is not None
     assert (host_uid(min(other.cgroup.pids())) == uid) == (tenant is not None)
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def members(procs_files: list[Path]) -> list[set[int]]:
+    return [{int(pid) for pid in procs.read_text().split()} for procs in procs_files]
+
+
+async def test_every_process_of_a_sandbox_is_in_its_cgroup_bubblewrap_included(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given a container started through bubblewrap (no zygote for it: no tenant)
+    container = await python(factory, "def main(args):\n    return {}\n")
+    assert container.cgroup is not None and factory.supervisor is not None
+    # When its processes are looked up: bubblewrap's monitor, the sandbox's init, the runtime
+    monitor = container.pid
+    (init,) = children(monitor)
+    tree = {monitor, init, *children(init)}
+    assert len(tree) == 3
+    # Then every one of them is in every hierarchy of the container's cgroup
+    for found in members(container.cgroup.procs_files):
+        assert tree <= found
+    await container.destroy()
+
+
+async def test_a_spawn_that_cannot_join_its_cgroup_never_runs(
+    factory: ProcessContainerFactory, tmp_path: Path
+) -> None:
+    # Given the supervisor, and a cgroup that does not exist
+    supervisor = factory.supervisor
+    assert supervisor is not None
+    marker = tmp_path / "ran"
+    missing = [Path("/sys/fs/cgroup/memory/squall-no-such-cgroup/cgroup.procs")]
+    out_r, out_w = os.pipe()
+    try:
+        # When a process is spawned into it
+        with pytest.raises(ContainerError):
+            await supervisor.spawn(
+                ["/bin/sh", "-c", f"touch {marker}"],
+                {"PATH": "/usr/bin:/bin"},
+                stdout=out_w,
+                stderr=out_w,
+                fds=[],
+                uid=None,
+                cgroup=missing,
+            )
+    finally:
+        os.close(out_r)
+        os.close(out_w)
+    # Then the spawn fails and the command never ran
+    assert not marker.exists()
+
+
+async def test_a_spawned_process_is_born_in_the_cgroup_it_names(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given a container's cgroup of the factory
+    supervisor, confinement = factory.supervisor, factory._confinement
+    assert supervisor is not None and confinement is not None
+    cgroup = confinement.cgroups.create("born-inside", confinement.isolation.limits(64))
+    read_r, write_w = os.pipe()
+    try:
+        # When the supervisor spawns a process into it, which waits on a pipe
+        spawned = await supervisor.spawn(
+            ["/bin/sh", "-c", "read line"],
+            {"PATH": "/usr/bin:/bin"},
+            stdout=write_w,
+            stderr=write_w,
+            fds=[],
+            uid=None,
+            cgroup=cgroup.procs_files,
+        )
+        # Then it is in every hierarchy of that cgroup already, as the invoker gets its pid
+        for found in members(cgroup.procs_files):
+            assert spawned.pid in found
+        os.kill(spawned.pid, 9)
+        os.close(spawned.pidfd)
+    finally:
+        os.close(read_r)
+        os.close(write_w)
+        await cgroup.aremove()

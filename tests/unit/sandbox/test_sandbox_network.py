@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +27,7 @@ from netsupport import (
 from squall.sandbox.contracts import Container
 from squall.sandbox.egress import EgressPolicy, parse_rules
 from squall.sandbox.network import SandboxNetwork
-from squall.sandbox.process import ProcessContainerFactory
+from squall.sandbox.process import PREPARED_NETWORKS, ProcessContainerFactory
 
 PY_CONNECT = """
 import os, socket
@@ -177,16 +178,18 @@ async def test_links_go_with_their_containers_and_the_rules_with_the_factory(
         node = await factory.create("nodejs:20", 256)
         python = await factory.create("python:3.11", 256, tenant="guest")
         assert len(links(prefix)) >= 2
-        # When both are destroyed, Then their links go (the zygote's spares keep theirs)
+        # When both are destroyed, Then their links go (the zygote's spares and the
+        # namespaces prepared for true cold starts keep theirs)
         await node.destroy()
         await python.destroy()
         assert factory.zygote is not None
         await factory.zygote.filled()
+        kept = factory.zygote.spares + PREPARED_NETWORKS
         for _ in range(200):  # the links are removed in the background: 10 s at most
-            if len(links(prefix)) == factory.zygote.spares:
+            if len(links(prefix)) == kept:
                 break
             await asyncio.sleep(0.05)
-        assert len(links(prefix)) == factory.zygote.spares
+        assert len(links(prefix)) == kept
     finally:
         await factory.close()
     # And when the factory closes, no link and no table of it is left
@@ -216,3 +219,75 @@ def test_rules_parse_and_refuse_what_is_malformed() -> None:
     for bad in ("10.0.0.0/33", "example.test", "10.0.0.1:0", "10.0.0.1:9-8", "10.0.0.1:70000"):
         with pytest.raises(Exception, match="egress rule"):
             parse_rules(bad)
+
+
+PY_CHANGE_NETWORK = """
+import fcntl, os, socket, struct
+def main(args):
+    out = {"net": os.readlink("/proc/self/ns/net")}
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+        out["raw"] = "ok"
+    except OSError as ex:
+        out["raw"] = type(ex).__name__
+    try:  # SIOCSIFFLAGS: take eth0 down
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"eth0", 0))
+        out["down"] = "ok"
+    except OSError as ex:
+        out["down"] = type(ex).__name__
+    return out
+"""
+
+
+async def prepared_ready(network: SandboxNetwork, count: int) -> None:
+    for _ in range(200):  # prepared in the background: 10 s at most
+        if network.prepared >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{network.prepared} prepared namespaces, not {count}")
+
+
+async def test_a_true_cold_start_joins_a_prepared_namespace_it_cannot_change(
+    networked: ProcessContainerFactory,
+    outside: OutsideHost,
+    api_server: socket.socket,
+) -> None:
+    # Given a factory whose network keeps namespaces prepared, all of them ready
+    network = networked.network
+    assert network is not None and network.block is not None
+    await prepared_ready(network, PREPARED_NETWORKS)
+    gateway = str(network.block.gateway)
+    port = api_server.getsockname()[1]
+    ready = set(links(network.block.prefix))
+    # When two containers start through bubblewrap
+    first = await networked.create("python:3.11", 256)
+    second = await networked.create("python:3.11", 256)
+    # Then each took a prepared namespace with its link (none was attached on the start's
+    # path), and the pool is refilled
+    taken = {networked._leases[c.id].ifname for c in (first, second)}
+    assert len(taken) == 2 and taken <= ready
+    await prepared_ready(network, PREPARED_NETWORKS)
+    # And the first reaches what it may, and nothing else
+    result = await run(
+        first, PY_CONNECT, {"targets": targets(outside, port, gateway), "name": NAME}
+    )
+    assert result["outside"] == "connected" and result["api"] == "connected"
+    refused = {"EHOSTUNREACH", "ENETUNREACH", "OSError", "ConnectionRefusedError"}
+    for name in ("gateway_other_port", "loopback_api", "host_address", "private", "metadata"):
+        assert result[name] in refused, (name, result)
+    # And the second cannot change its network (no capability over it)
+    seen = await run(second, PY_CHANGE_NETWORK, {})
+    assert seen["raw"] == "PermissionError" and seen["down"] == "PermissionError", seen
+    # And the two share no namespace with each other or with the host
+    namespaces = {net_namespace(c.pid) for c in (first, second)}
+    assert len(namespaces) == 2 and net_namespace(os.getpid()) not in namespaces
+    await first.destroy()
+    await second.destroy()
+
+
+def net_namespace(monitor: int) -> str:
+    """The network namespace of bubblewrap's sandbox (the monitor's child), or a pid's."""
+    children = Path(f"/proc/{monitor}/task/{monitor}/children").read_text().split()
+    pid = int(children[0]) if children else monitor
+    return os.readlink(f"/proc/{pid}/ns/net")
