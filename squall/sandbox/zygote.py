@@ -6,7 +6,8 @@ these once: one sandboxed CPython per factory (``squall/runtimes/python/zygote.p
 documents the in-sandbox protocol and process tree) has imported the proxy, and forks each
 container. Per container the invoker:
 
-1. ahead of time, keeps ``spares`` containers forked and *started*: each has its own
+1. ahead of time, keeps containers forked and *started* — ``spares`` of them, more for a
+   while after a burst (:mod:`squall.sandbox.sparedemand`): each has its own
    user, mount, pid, ipc, uts and net namespaces, its one process (the runtime, pid 1 of
    its namespace) has been moved into a fresh cgroup of its own (the ~10 ms
    ``cgroup.procs`` write happens here, off the request path, in a worker thread), its
@@ -17,7 +18,9 @@ container. Per container the invoker:
    socket in the ``spares`` directory of the factory's workdir, ready and lifeline pipes,
    stdout, stderr), and its proxy wrote its ready byte: it listens, but serves nothing
    and still holds its capabilities until it is taken. The forking of spares starts
-   :data:`REFILL_DELAY_S` after one was taken, not to compete with its first requests;
+   :data:`REFILL_DELAY_S` after the last create took its runtime, not to compete with
+   the taken containers' first requests (postponed while a burst's creates wait: a spare
+   forked then would serve none of them), with up to :data:`REFILL_PARALLEL` in flight;
 2. on ``create``, takes a started spare (or forks and starts one on the spot when a burst
    used them all), removes its link when the container must have no network, writes
    the cgroup's limits for the action's memory (~0.1 ms), moves the listening
@@ -78,6 +81,7 @@ from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
 from squall.sandbox.spare import Spare, receive_pid
+from squall.sandbox.sparedemand import SpareDemand
 from squall.sandbox.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -92,8 +96,14 @@ SPARE_MEMORY_MB = 256
 #: The directory of the factory's workdir where spares' sockets wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
-#: How long after a spare was taken the background forking of the next one starts.
+#: How long after the last create took its runtime the background forking of spares
+#: starts (not to compete with the taken containers' first requests).
 REFILL_DELAY_S = 0.05
+#: The longest creates in flight without end postpone that forking (a steady stream).
+REFILL_MAX_DELAY_S = 1.0
+#: Spares forked at once while refilling: a fork waits on the zygote, the cgroup move
+#: (an RCU grace period) and the network's thread as much as on the CPU.
+REFILL_PARALLEL = 4
 
 
 class Zygote:
@@ -127,6 +137,10 @@ class Zygote:
         #: A runtime's environment with or without a network, before ``take`` gives its own.
         self._environment = environment
         self._refill_timer: asyncio.TimerHandle | None = None
+        #: When the pending refill was first asked for (it is postponed while creates wait).
+        self._refill_asked: float | None = None
+        #: Falls the wanted spares back to the base count after a burst.
+        self._shrink_timer: asyncio.TimerHandle | None = None
         #: The host uid of the zygote and of every container it forks.
         self.uid = uid
         self._network = network
@@ -138,9 +152,14 @@ class Zygote:
         self._isolation = isolation
         self._cgroups = cgroups
         self._timeout = start_timeout
-        self._spares_wanted = spares
+        #: How many spares to keep: ``spares``, more after a burst (module sparedemand).
+        self._demand = SpareDemand(spares)
         self._spares: deque[Spare] = deque()
-        self._refilling: asyncio.Task[None] | None = None
+        #: The refill's workers (at most REFILL_PARALLEL) and the forks they have going.
+        self._refilling: set[asyncio.Task[None]] = set()
+        self._forking = 0
+        #: Spares beyond the wanted count being killed (awaited, never cancelled, on close).
+        self._discarding: set[asyncio.Task[None]] = set()
         self._control: socket.socket | None = None
         self._process: ForkedRuntime | None = None
         self._init: SandboxInit | None = None
@@ -224,18 +243,24 @@ class Zygote:
         shortly after. Raises ContainerError when the zygote is gone or a runtime forked on
         the spot does not start.
         """
-        while True:
-            spare = await self._take_spare()
-            try:
-                return await self._hand_over(spare, memory_mb, env, network, directory)
-            except OSError:
-                if spare is None:
-                    raise
-                # A spare that died between its liveness check and ``take`` (its socket
-                # is gone): the next spare, or one forked now, takes its place. Its
-                # listening socket, if already renamed into ``directory``, goes too.
-                log.warning("a Python spare died as it was taken; taking another")
-                (directory / launch.SOCKET_NAME).unlink(missing_ok=True)
+        self._demand.started(asyncio.get_running_loop().time())
+        self._keep_grown()
+        try:
+            while True:
+                spare = await self._take_spare()
+                try:
+                    return await self._hand_over(spare, memory_mb, env, network, directory)
+                except OSError:
+                    if spare is None:
+                        raise
+                    # A spare that died between its liveness check and ``take`` (its socket
+                    # is gone): the next spare, or one forked now, takes its place. Its
+                    # listening socket, if already renamed into ``directory``, goes too.
+                    log.warning("a Python spare died as it was taken; taking another")
+                    (directory / launch.SOCKET_NAME).unlink(missing_ok=True)
+        finally:
+            self._demand.ended()
+            self._refill_soon()
 
     async def _hand_over(
         self,
@@ -275,7 +300,6 @@ class Zygote:
         finally:
             if spare is not None:
                 spare.sock.close()
-            self._refill_soon()
         return spare
 
     async def _take_spare(self) -> Spare | None:
@@ -315,14 +339,14 @@ class Zygote:
     async def close(self) -> None:
         """Kill the spares and the zygote, remove their cgroups. Idempotent."""
         self._closed = True
-        if self._refill_timer is not None:
-            self._refill_timer.cancel()
-            self._refill_timer = None
-        if self._refilling is not None:
-            self._refilling.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ContainerError):
-                await self._refilling
-            self._refilling = None
+        for timer in (self._refill_timer, self._shrink_timer):
+            if timer is not None:
+                timer.cancel()
+        self._refill_timer = self._shrink_timer = None
+        refilling, self._refilling = self._refilling, set()
+        for task in refilling:
+            task.cancel()
+        await asyncio.gather(*refilling, *self._discarding, return_exceptions=True)
         while self._spares:
             await self._discard(self._spares.popleft())
         if self._control is not None:
@@ -362,42 +386,95 @@ class Zygote:
         if self._refill_timer is not None:
             self._refill_timer.cancel()
             self._refill_timer = None
+            self._refill_asked = None
             self.replenish()
-        if self._refilling is not None:
-            await asyncio.shield(self._refilling)
+        while self._refilling:
+            await asyncio.shield(asyncio.gather(*self._refilling, return_exceptions=True))
 
     def replenish(self) -> None:
-        """Fork and start spares in the background until there are ``spares`` again."""
-        if self._refilling is None or self._refilling.done():
-            self._refilling = asyncio.ensure_future(self._keep_spares())
+        """Fork and start spares in the background until there are as many as wanted,
+        up to :data:`REFILL_PARALLEL` at once."""
+        missing = self._demand.wanted - len(self._spares) - self._forking
+        workers = min(REFILL_PARALLEL - len(self._refilling), missing)
+        for _ in range(max(0, workers)):
+            task = asyncio.ensure_future(self._keep_spares())
+            self._refilling.add(task)
+            task.add_done_callback(self._refilling.discard)
 
     def _refill_soon(self) -> None:
-        """:meth:`replenish` after :data:`REFILL_DELAY_S`: forking and starting a spare
-        right away would compete for the CPU with the taken container's /init and /run."""
-        if self._closed or self._refill_timer is not None:
+        """:meth:`replenish` :data:`REFILL_DELAY_S` after the last create took its
+        runtime: forking and starting spares at once would compete for the CPU with the
+        taken containers' /init and /run, and a spare forked while creates wait serves
+        none of them (each forks its own). Postponed while creates wait: at most
+        :data:`REFILL_MAX_DELAY_S` in all (a steady stream), until it ends for a burst."""
+        if self._closed:
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._refill_asked is None:
+            self._refill_asked = now
+        elif now - self._refill_asked >= REFILL_MAX_DELAY_S and self._refill_timer is not None:
+            return  # postponed long enough: the timer set stays
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
 
         def due() -> None:
             self._refill_timer = None
-            if not self._closed:
-                self.replenish()
+            if self._closed:
+                return
+            asked = self._refill_asked or 0.0
+            waiting = self._demand.in_flight and loop.time() - asked < REFILL_MAX_DELAY_S
+            if waiting or self._demand.bursting:
+                return  # the last create in flight asks again when it has its runtime
+            self._refill_asked = None
+            self.replenish()
 
-        self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, due)
+        self._refill_timer = loop.call_later(REFILL_DELAY_S, due)
+
+    def _keep_grown(self) -> None:
+        """Watch a grown spare count: back to the base count, and the spares beyond it
+        discarded, once the last burst is older than the demand's ttl."""
+        if self._shrink_timer is not None or not self._demand.grown:
+            return
+        loop = asyncio.get_running_loop()
+
+        def due() -> None:
+            self._shrink_timer = None
+            if self._closed:
+                return
+            if self._demand.expire(loop.time()) is not None:
+                self._keep_grown()
+                return
+            surplus = len(self._spares) - self._demand.wanted
+            for _ in range(max(0, surplus)):  # the oldest first
+                task = asyncio.ensure_future(self._discard(self._spares.popleft()))
+                self._discarding.add(task)
+                task.add_done_callback(self._discarding.discard)
+
+        left = self._demand.expire(loop.time())
+        if left is not None:
+            self._shrink_timer = loop.call_later(left, due)
 
     # -- spares ------------------------------------------------------------------------
 
     async def _keep_spares(self) -> None:
+        """One refill worker: forks and starts spares while fewer are there or coming
+        than wanted."""
         try:
-            while self.alive and len(self._spares) < self._spares_wanted:
-                spare = await self._fork(self._spare_network)
+            while self.alive and len(self._spares) + self._forking < self._demand.wanted:
+                self._forking += 1
                 try:
-                    # No limits of its own until taken (its parent's apply): a spare's
-                    # cgroup is told apart from a container's by that (invoker_bench B6).
-                    self._go(spare, self._spare_network, SPARE_MEMORY_MB)
-                    await spare.ready(self._timeout)
-                except BaseException:
-                    await self._discard(spare)
-                    raise
+                    spare = await self._fork(self._spare_network)
+                    try:
+                        # No limits of its own until taken (its parent's apply): a spare's
+                        # cgroup is told apart from a container's by that (invoker_bench B6).
+                        self._go(spare, self._spare_network, SPARE_MEMORY_MB)
+                        await spare.ready(self._timeout)
+                    except BaseException:
+                        await self._discard(spare)
+                        raise
+                finally:
+                    self._forking -= 1
                 if self._closed:
                     await self._discard(spare)
                     return

@@ -26,6 +26,7 @@ import pytest
 from _polling import DEADLINE_S, until
 from sandboxsupport import ForkBomb
 
+from squall.sandbox import sparedemand
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 from squall.sandbox.spare import Spare
@@ -241,6 +242,40 @@ async def test_a_spare_that_dies_as_it_is_taken_is_replaced(
     container = await python(zygotic, PROBE)
     assert (await result(container, {}))["pid"] == 1
     assert victim not in zygote._spares
+
+
+async def test_after_a_burst_the_zygote_keeps_more_spares_for_a_while(
+    zygotic: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a zygote with its 2 spares, where 8 creates at once are a burst and grown
+    # spares are kept for 2 s after it
+    monkeypatch.setattr(sparedemand, "BURST_CREATES", 8)
+    monkeypatch.setattr(sparedemand, "BURST_SPARES_TTL_S", 2.0)
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    zygote._demand = sparedemand.SpareDemand(2)  # the constants above
+    await zygote.filled()
+    assert zygote.spares == 2
+    # When 10 containers are created at once
+    burst = await asyncio.gather(*(python(zygotic, PROBE, 128) for _ in range(10)))
+    # Then each serves, alone in its pid namespace
+    assert [(await result(c, {}))["pid"] for c in burst] == [1] * 10
+    # And once the burst is over as many started spares wait as it had creates waiting
+    # at once (the first two may have taken theirs before the last began), each in a
+    # cgroup of its own
+    await zygote.filled()
+    grown = zygote.spares
+    assert 8 <= grown <= 10 and grown == zygote._demand.wanted
+    groups = [spare.cgroup for spare in zygote._spares]
+    assert len({group.name for group in groups}) == grown
+    # And 2 s after the burst the count is back to 2: the others are gone, with their
+    # cgroups
+    assert await until(lambda: zygote.spares == 2, timeout=DEADLINE_S + 2.0)
+    await zygote.filled()
+    kept = {spare.cgroup.name for spare in zygote._spares}
+    dropped = [group for group in groups if group.name not in kept]
+    assert len(dropped) == grown - 2
+    assert await until(lambda: not any(d.exists() for g in dropped for d in g.directories))
 
 
 async def test_a_zip_actions_own_modules_import_after_the_spares_rehearsal(
