@@ -225,6 +225,29 @@ async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) 
         assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
 
 
+async def test_spares_are_watched_with_descriptors_past_1024(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given two started spares whose pidfds are past select's limit (an invoker with
+    # hundreds of containers), the second of which was killed
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    live, dead = zygote._spares
+    for spare, fd in ((live, 1500), (dead, 1501)):
+        os.dup2(spare.pidfd, fd)
+        os.close(spare.pidfd)
+        spare.pidfd = fd
+    os.kill(dead.pid, signal.SIGKILL)
+    # Then the first is seen alive, the second dead
+    assert live.alive()
+    assert await until(lambda: not dead.alive())
+    # And containers are served by live runtimes, the dead spare never taken
+    for _ in range(2):
+        assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
+    assert live not in zygote._spares and dead not in zygote._spares
+
+
 async def test_a_spare_that_dies_as_it_is_taken_is_replaced(
     zygotic: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
