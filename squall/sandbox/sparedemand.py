@@ -23,11 +23,15 @@ Spares are forked again only once no create is waiting (:mod:`squall.sandbox.zyg
 spare forked during a burst serves none of the creates already waiting, which fork their
 own, and would only compete with them for the CPU.
 
-Pure bookkeeping, no I/O: the caller passes the time (the event loop's clock). Event loop
-thread only.
+:class:`SpareDemand` is pure bookkeeping (the caller passes the time);
+:class:`SpareSchedule` puts the event loop's timers around it: when to fork spares again,
+when to drop the grown ones. Event loop thread only.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
 
 #: Creates in flight at once from which a zygote counts a burst.
 BURST_CREATES = 8
@@ -35,6 +39,11 @@ BURST_CREATES = 8
 MAX_SPARES = 100
 #: How long after the last burst the grown spares are kept.
 BURST_SPARES_TTL_S = 30.0
+#: How long after the last create took its runtime the forking of spares starts (not to
+#: compete with the taken containers' first requests).
+REFILL_DELAY_S = 0.05
+#: The longest creates in flight postpone that forking, unless they are a burst's.
+REFILL_MAX_DELAY_S = 1.0
 
 
 class SpareDemand:
@@ -62,6 +71,7 @@ class SpareDemand:
         self._ttl = BURST_SPARES_TTL_S if ttl is None else ttl
         self._wanted = base
         self._in_flight = 0
+        self._in_burst = False
         self._last_burst: float | None = None
 
     @property
@@ -76,8 +86,9 @@ class SpareDemand:
 
     @property
     def bursting(self) -> bool:
-        """Whether a burst's creates are in flight now."""
-        return self._in_flight >= self._burst
+        """Whether a burst's creates are in flight: from when ``burst`` of them waited at
+        once until none waits any more."""
+        return self._in_burst
 
     @property
     def grown(self) -> bool:
@@ -87,13 +98,17 @@ class SpareDemand:
     def started(self, now: float) -> None:
         """A create began waiting for a runtime (``now``: the clock)."""
         self._in_flight += 1
-        if self.bursting and self._ceiling > 0:
+        if self._in_flight >= self._burst:
+            self._in_burst = True
+        if self._in_burst and self._ceiling > 0:
             self._last_burst = now
             self._wanted = min(self._ceiling, max(self._wanted, self._in_flight))
 
     def ended(self) -> None:
         """A create got its runtime, or failed."""
         self._in_flight -= 1
+        if self._in_flight == 0:
+            self._in_burst = False
 
     def expire(self, now: float) -> float | None:
         """Fall back to ``base`` if the last burst is ``ttl`` old; the seconds until that
@@ -106,3 +121,83 @@ class SpareDemand:
         self._wanted = self.base
         self._last_burst = None
         return None
+
+
+class SpareSchedule:
+    """The timers around a zygote's :class:`SpareDemand`.
+
+    ``refill()`` is called to fork spares up to ``demand.wanted``: :data:`REFILL_DELAY_S`
+    after the last create took its runtime — postponed while creates wait, at most
+    :data:`REFILL_MAX_DELAY_S` in all (a steady stream), until the last create of a
+    burst has its runtime (a spare forked during a burst serves none of its creates,
+    which fork their own). ``shrink()`` is called once a grown count fell back to the
+    base count (the zygote then drops the spares beyond it).
+    """
+
+    def __init__(
+        self, demand: SpareDemand, refill: Callable[[], None], shrink: Callable[[], None]
+    ) -> None:
+        self.demand = demand
+        self._refill = refill
+        self._shrink = shrink
+        self._refill_timer: asyncio.TimerHandle | None = None
+        #: When the pending refill was first asked for.
+        self._asked: float | None = None
+        self._shrink_timer: asyncio.TimerHandle | None = None
+
+    def started(self) -> None:
+        """A create began waiting for a runtime."""
+        self.demand.started(asyncio.get_running_loop().time())
+        self._watch_growth()
+
+    def ended(self) -> None:
+        """A create got its runtime (or failed): a refill is due soon."""
+        self.demand.ended()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._asked is None:
+            self._asked = now
+        elif now - self._asked >= REFILL_MAX_DELAY_S and self._refill_timer is not None:
+            return  # postponed long enough: the timer set stays
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+        self._refill_timer = loop.call_later(REFILL_DELAY_S, self._refill_due)
+
+    def pending(self) -> bool:
+        """Cancel a refill that is due soon; whether there was one (the caller refills)."""
+        if self._refill_timer is None:
+            return False
+        self._refill_timer.cancel()
+        self._refill_timer = None
+        self._asked = None
+        return True
+
+    def close(self) -> None:
+        for timer in (self._refill_timer, self._shrink_timer):
+            if timer is not None:
+                timer.cancel()
+        self._refill_timer = self._shrink_timer = None
+
+    def _refill_due(self) -> None:
+        self._refill_timer = None
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - (self._asked or 0.0)
+        if (self.demand.in_flight and waited < REFILL_MAX_DELAY_S) or self.demand.bursting:
+            return  # the last create in flight asks again when it has its runtime
+        self._asked = None
+        self._refill()
+
+    def _watch_growth(self) -> None:
+        if self._shrink_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        left = self.demand.expire(loop.time())
+        if left is not None:
+            self._shrink_timer = loop.call_later(left, self._shrink_due)
+
+    def _shrink_due(self) -> None:
+        self._shrink_timer = None
+        if self.demand.expire(asyncio.get_running_loop().time()) is not None:
+            self._watch_growth()  # a later burst: its own ttl
+        else:
+            self._shrink()

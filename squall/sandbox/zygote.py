@@ -18,9 +18,9 @@ container. Per container the invoker:
    socket in the ``spares`` directory of the factory's workdir, ready and lifeline pipes,
    stdout, stderr), and its proxy wrote its ready byte: it listens, but serves nothing
    and still holds its capabilities until it is taken. The forking of spares starts
-   :data:`REFILL_DELAY_S` after the last create took its runtime, not to compete with
-   the taken containers' first requests (postponed while a burst's creates wait: a spare
-   forked then would serve none of them), with up to :data:`REFILL_PARALLEL` in flight;
+   shortly after the last create took its runtime, not to compete with the taken
+   containers' first requests (postponed while a burst's creates wait: a spare forked
+   then would serve none of them), with up to :data:`REFILL_PARALLEL` in flight;
 2. on ``create``, takes a started spare (or forks and starts one on the spot when a burst
    used them all), removes its link when the container must have no network, writes
    the cgroup's limits for the action's memory (~0.1 ms), moves the listening
@@ -81,7 +81,7 @@ from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
 from squall.sandbox.spare import Spare, receive_pid
-from squall.sandbox.sparedemand import SpareDemand
+from squall.sandbox.sparedemand import SpareDemand, SpareSchedule
 from squall.sandbox.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,6 @@ SPARE_MEMORY_MB = 256
 #: The directory of the factory's workdir where spares' sockets wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
-#: How long after the last create took its runtime the background forking of spares
-#: starts (not to compete with the taken containers' first requests).
-REFILL_DELAY_S = 0.05
-#: The longest creates in flight without end postpone that forking (a steady stream).
-REFILL_MAX_DELAY_S = 1.0
 #: Spares forked at once while refilling: a fork waits on the zygote, the cgroup move
 #: (an RCU grace period) and the network's thread as much as on the CPU.
 REFILL_PARALLEL = 4
@@ -136,11 +131,6 @@ class Zygote:
         self._workdir = workdir
         #: A runtime's environment with or without a network, before ``take`` gives its own.
         self._environment = environment
-        self._refill_timer: asyncio.TimerHandle | None = None
-        #: When the pending refill was first asked for (it is postponed while creates wait).
-        self._refill_asked: float | None = None
-        #: Falls the wanted spares back to the base count after a burst.
-        self._shrink_timer: asyncio.TimerHandle | None = None
         #: The host uid of the zygote and of every container it forks.
         self.uid = uid
         self._network = network
@@ -152,8 +142,8 @@ class Zygote:
         self._isolation = isolation
         self._cgroups = cgroups
         self._timeout = start_timeout
-        #: How many spares to keep: ``spares``, more after a burst (module sparedemand).
-        self._demand = SpareDemand(spares)
+        #: How many spares to keep (``spares``, more after a burst) and when to refill.
+        self._schedule = SpareSchedule(SpareDemand(spares), self.replenish, self._shrink)
         self._spares: deque[Spare] = deque()
         #: The refill's workers (at most REFILL_PARALLEL) and the forks they have going.
         self._refilling: set[asyncio.Task[None]] = set()
@@ -243,8 +233,7 @@ class Zygote:
         shortly after. Raises ContainerError when the zygote is gone or a runtime forked on
         the spot does not start.
         """
-        self._demand.started(asyncio.get_running_loop().time())
-        self._keep_grown()
+        self._schedule.started()
         try:
             while True:
                 spare = await self._take_spare()
@@ -259,8 +248,7 @@ class Zygote:
                     log.warning("a Python spare died as it was taken; taking another")
                     (directory / launch.SOCKET_NAME).unlink(missing_ok=True)
         finally:
-            self._demand.ended()
-            self._refill_soon()
+            self._schedule.ended()
 
     async def _hand_over(
         self,
@@ -339,10 +327,7 @@ class Zygote:
     async def close(self) -> None:
         """Kill the spares and the zygote, remove their cgroups. Idempotent."""
         self._closed = True
-        for timer in (self._refill_timer, self._shrink_timer):
-            if timer is not None:
-                timer.cancel()
-        self._refill_timer = self._shrink_timer = None
+        self._schedule.close()
         refilling, self._refilling = self._refilling, set()
         for task in refilling:
             task.cancel()
@@ -383,10 +368,7 @@ class Zygote:
 
     async def filled(self) -> None:
         """Wait until the background forking of spares (if any, or due soon) has finished."""
-        if self._refill_timer is not None:
-            self._refill_timer.cancel()
-            self._refill_timer = None
-            self._refill_asked = None
+        if self._schedule.pending():
             self.replenish()
         while self._refilling:
             await asyncio.shield(asyncio.gather(*self._refilling, return_exceptions=True))
@@ -394,66 +376,24 @@ class Zygote:
     def replenish(self) -> None:
         """Fork and start spares in the background until there are as many as wanted,
         up to :data:`REFILL_PARALLEL` at once."""
-        missing = self._demand.wanted - len(self._spares) - self._forking
+        if self._closed:
+            return
+        missing = self._schedule.demand.wanted - len(self._spares) - self._forking
         workers = min(REFILL_PARALLEL - len(self._refilling), missing)
         for _ in range(max(0, workers)):
             task = asyncio.ensure_future(self._keep_spares())
             self._refilling.add(task)
             task.add_done_callback(self._refilling.discard)
 
-    def _refill_soon(self) -> None:
-        """:meth:`replenish` :data:`REFILL_DELAY_S` after the last create took its
-        runtime: forking and starting spares at once would compete for the CPU with the
-        taken containers' /init and /run, and a spare forked while creates wait serves
-        none of them (each forks its own). Postponed while creates wait: at most
-        :data:`REFILL_MAX_DELAY_S` in all (a steady stream), until it ends for a burst."""
+    def _shrink(self) -> None:
+        """Drop the spares beyond the wanted count (it fell back after a burst), the
+        oldest first."""
         if self._closed:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._refill_asked is None:
-            self._refill_asked = now
-        elif now - self._refill_asked >= REFILL_MAX_DELAY_S and self._refill_timer is not None:
-            return  # postponed long enough: the timer set stays
-        if self._refill_timer is not None:
-            self._refill_timer.cancel()
-
-        def due() -> None:
-            self._refill_timer = None
-            if self._closed:
-                return
-            asked = self._refill_asked or 0.0
-            waiting = self._demand.in_flight and loop.time() - asked < REFILL_MAX_DELAY_S
-            if waiting or self._demand.bursting:
-                return  # the last create in flight asks again when it has its runtime
-            self._refill_asked = None
-            self.replenish()
-
-        self._refill_timer = loop.call_later(REFILL_DELAY_S, due)
-
-    def _keep_grown(self) -> None:
-        """Watch a grown spare count: back to the base count, and the spares beyond it
-        discarded, once the last burst is older than the demand's ttl."""
-        if self._shrink_timer is not None or not self._demand.grown:
-            return
-        loop = asyncio.get_running_loop()
-
-        def due() -> None:
-            self._shrink_timer = None
-            if self._closed:
-                return
-            if self._demand.expire(loop.time()) is not None:
-                self._keep_grown()
-                return
-            surplus = len(self._spares) - self._demand.wanted
-            for _ in range(max(0, surplus)):  # the oldest first
-                task = asyncio.ensure_future(self._discard(self._spares.popleft()))
-                self._discarding.add(task)
-                task.add_done_callback(self._discarding.discard)
-
-        left = self._demand.expire(loop.time())
-        if left is not None:
-            self._shrink_timer = loop.call_later(left, due)
+        for _ in range(max(0, len(self._spares) - self._schedule.demand.wanted)):
+            task = asyncio.ensure_future(self._discard(self._spares.popleft()))
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
 
     # -- spares ------------------------------------------------------------------------
 
@@ -461,7 +401,8 @@ class Zygote:
         """One refill worker: forks and starts spares while fewer are there or coming
         than wanted."""
         try:
-            while self.alive and len(self._spares) + self._forking < self._demand.wanted:
+            wanted = self._schedule.demand
+            while self.alive and len(self._spares) + self._forking < wanted.wanted:
                 self._forking += 1
                 try:
                     spare = await self._fork(self._spare_network)

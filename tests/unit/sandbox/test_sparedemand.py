@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from squall.sandbox.sparedemand import SpareDemand
+import asyncio
+
+import pytest
+from _polling import DEADLINE_S
+
+from squall.sandbox import sparedemand
+from squall.sandbox.sparedemand import SpareDemand, SpareSchedule
 
 
 def test_a_sequence_of_creates_keeps_the_base_count() -> None:
@@ -30,9 +36,11 @@ def test_a_burst_grows_the_count_to_its_creates_in_flight_up_to_the_ceiling() ->
     for _ in range(50):
         demand.started(0.1)
     assert demand.wanted == 40
-    # And the count stays when the burst's creates end
-    for _ in range(58):
+    # And the burst lasts until its last create has its runtime, the count with it
+    for _ in range(57):
         demand.ended()
+    assert demand.bursting and demand.in_flight == 1
+    demand.ended()
     assert demand.wanted == 40 and not demand.bursting and demand.in_flight == 0
 
 
@@ -59,3 +67,48 @@ def test_no_spares_means_no_growth_either() -> None:
     for _ in range(20):
         demand.started(0.0)
     assert demand.wanted == 0 and demand.expire(1.0) is None
+
+
+@pytest.mark.anyio
+async def test_spares_are_forked_again_only_once_a_bursts_last_create_has_its_runtime(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    # Given a schedule whose refill is due at the next turn of the loop after a create,
+    # however many creates still wait (unless they are a burst's)
+    monkeypatch.setattr(sparedemand, "REFILL_DELAY_S", 0.0)
+    monkeypatch.setattr(sparedemand, "REFILL_MAX_DELAY_S", 0.0)
+    refilled = asyncio.Event()
+    schedule = SpareSchedule(SpareDemand(2, burst=8), refilled.set, lambda: None)
+    # When a burst of 10 creates waits, and 9 of them got their runtime
+    for _ in range(10):
+        schedule.started()
+    for _ in range(9):
+        schedule.ended()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    # Then no spare is forked yet (it would serve none of the burst's creates)
+    assert not refilled.is_set()
+    # When the last one has its runtime, Then the spares are forked again
+    schedule.ended()
+    async with asyncio.timeout(DEADLINE_S):
+        await refilled.wait()
+    schedule.close()
+
+
+@pytest.mark.anyio
+async def test_grown_spares_are_dropped_once_the_ttl_ran_out(anyio_backend: str) -> None:
+    # Given a schedule whose grown count lasts 0.05 s after a burst
+    shrunk = asyncio.Event()
+    demand = SpareDemand(2, burst=8, ttl=0.05)
+    schedule = SpareSchedule(demand, lambda: None, shrunk.set)
+    # When a burst of 8 comes and goes
+    for _ in range(8):
+        schedule.started()
+    for _ in range(8):
+        schedule.ended()
+    assert demand.wanted == 8
+    # Then the zygote is told to drop the grown spares, the count back at 2
+    async with asyncio.timeout(DEADLINE_S):
+        await shrunk.wait()
+    assert demand.wanted == 2
+    schedule.close()

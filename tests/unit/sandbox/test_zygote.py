@@ -276,7 +276,7 @@ async def test_after_a_burst_the_zygote_keeps_more_spares_for_a_while(
     monkeypatch.setattr(sparedemand, "BURST_SPARES_TTL_S", 2.0)
     await python(zygotic, PROBE)
     zygote = running_zygote(zygotic)
-    zygote._demand = sparedemand.SpareDemand(2)  # the constants above
+    zygote._schedule.demand = sparedemand.SpareDemand(2)  # the constants above
     await zygote.filled()
     assert zygote.spares == 2
     # When 10 containers are created at once
@@ -288,7 +288,7 @@ async def test_after_a_burst_the_zygote_keeps_more_spares_for_a_while(
     # cgroup of its own
     await zygote.filled()
     grown = zygote.spares
-    assert 8 <= grown <= 10 and grown == zygote._demand.wanted
+    assert 8 <= grown <= 10 and grown == zygote._schedule.demand.wanted
     groups = [spare.cgroup for spare in zygote._spares]
     assert len({group.name for group in groups}) == grown
     # And 2 s after the burst the count is back to 2: the others are gone, with their
