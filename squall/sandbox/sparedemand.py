@@ -19,9 +19,10 @@ So the count follows demand, as OpenWhisk's reactive prewarming (``reactive``:
   beyond it are discarded: memory (≈ 3 MB per started spare) is held only while bursts
   keep coming.
 
-Spares are forked again only once no create is waiting (:mod:`squall.sandbox.zygote`): a
-spare forked during a burst serves none of the creates already waiting, which fork their
-own, and would only compete with them for the CPU.
+Spares are forked again only once no create is waiting (:mod:`squall.sandbox.zygote`), and
+a refill under way stops when a burst begins: a spare forked during a burst serves none
+of the creates already waiting, which fork their own, and would only compete with them
+for the CPU.
 
 :class:`SpareDemand` is pure bookkeeping (the caller passes the time);
 :class:`SpareSchedule` puts the event loop's timers around it: when to fork spares again,

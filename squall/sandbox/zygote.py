@@ -399,10 +399,16 @@ class Zygote:
 
     async def _keep_spares(self) -> None:
         """One refill worker: forks and starts spares while fewer are there or coming
-        than wanted."""
+        than wanted, and no burst is on."""
         try:
-            wanted = self._schedule.demand
-            while self.alive and len(self._spares) + self._forking < wanted.wanted:
+            demand = self._schedule.demand
+            # A burst stops the refill: its creates fork their own, and a spare forked now
+            # would only compete with them (it starts again once the burst is over).
+            while (
+                self.alive
+                and not demand.bursting
+                and len(self._spares) + self._forking < demand.wanted
+            ):
                 self._forking += 1
                 try:
                     spare = await self._fork(self._spare_network)
