@@ -93,6 +93,10 @@ DEFAULT_SPARES = 2
 #: The memory a spare is started for (OpenWhisk's default): its /tmp size, changed on
 #: ``take`` for a container of another size.
 SPARE_MEMORY_MB = 256
+#: A spare's CPU weight until taken (v1 shares; the least there is): its start, rehearsal
+#: and copy-on-write faults yield to the containers at work — the creates of a burst
+#: above all — and use the CPU they leave. ``take`` writes the container's own weight.
+SPARE_CPU_SHARES = 2
 #: The directory of the factory's workdir where spares' sockets wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
@@ -411,7 +415,7 @@ class Zygote:
             ):
                 self._forking += 1
                 try:
-                    spare = await self._fork(self._spare_network)
+                    spare = await self._fork(self._spare_network, background=True)
                     try:
                         # No limits of its own until taken (its parent's apply): a spare's
                         # cgroup is told apart from a container's by that (invoker_bench B6).
@@ -429,9 +433,10 @@ class Zygote:
         except ContainerError as ex:
             log.warning("the Python zygote could not fork a spare container: %s", ex)
 
-    async def _fork(self, network: bool = True) -> Spare:
+    async def _fork(self, network: bool = True, background: bool = False) -> Spare:
         """Fork one container and confine its pid 1 (its cgroup); with
-        ``network`` and a factory network, give it its link out."""
+        ``network`` and a factory network, give it its link out. ``background``: a spare,
+        whose cgroup gets the least CPU weight until it is taken (:data:`SPARE_CPU_SHARES`)."""
         if not self.alive or self._control is None:
             raise ContainerError("the Python zygote is not running")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -449,6 +454,8 @@ class Zygote:
             pid = await receive_pid(ours, self._timeout)
             pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
             cgroup = self._cgroups.create(secrets.token_hex(6), None)
+            if background:
+                cgroup.weigh(SPARE_CPU_SHARES)
             # In a worker thread: moving a process into a cgroup waits for an RCU grace
             # period. Its open-files limit is the zygote's (set when it was spawned).
             await asyncio.to_thread(cgroup.attach, pid)

@@ -27,6 +27,7 @@ from _polling import DEADLINE_S, until
 from sandboxsupport import ForkBomb
 
 from squall.sandbox import sparedemand
+from squall.sandbox.cgroups import Cgroup
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 from squall.sandbox.spare import Spare
@@ -112,6 +113,14 @@ def running_zygote(factory: ProcessContainerFactory) -> Zygote:
     return factory.zygote
 
 
+def cpu_shares(cgroup: Cgroup) -> str | None:
+    """A v1 cgroup's ``cpu.shares`` (None without that controller)."""
+    for directory in cgroup.directories:
+        if (directory / "cpu.shares").exists():
+            return (directory / "cpu.shares").read_text().strip()
+    return None
+
+
 def gone(pid: int) -> bool:
     """Whether ``pid`` no longer runs (absent, or a zombie nobody reaped yet)."""
     try:
@@ -190,6 +199,8 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     assert zygote.spares == 2
     spare_sockets = sorted((zygotic.workdir / "spares").iterdir())
     assert len(spare_sockets) == 2 and all(p.is_socket() for p in spare_sockets)
+    # (with the least CPU weight while they wait)
+    assert {cpu_shares(spare.cgroup) for spare in zygote._spares} <= {None, "2"}
     # When a 128 MB container with an environment of its own takes one
     env = {"__OW_CONCURRENCY": "1", "SOME": "value"}
     container = await zygotic.create("python:3.11", 128, env, tenant="guest")
@@ -210,6 +221,10 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     assert container.cgroup is not None
     memory = container.cgroup.directories[0]
     assert (memory / "memory.limit_in_bytes").read_text().strip() == str(128 * MIB)
+    # And its own CPU weight
+    isolation = zygotic.isolation
+    assert isolation is not None
+    assert cpu_shares(container.cgroup) in (None, str(isolation.limits(128).cpu_shares))
 
 
 async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) -> None:
