@@ -273,12 +273,15 @@ async def bursts(
         )
         try:
             # The zygote's start and its spares, untimed (the namespace's first cold start).
+            t0 = time.perf_counter()
             first = await factory.create("python:3.11", 128, tenant=TENANT, network=network)
+            zygote_start_ms = round((time.perf_counter() - t0) * 1000, 1)
             await first.destroy()
             await asyncio.sleep(gap)
             for i in range(rounds):
                 r = await measured_burst(factory, burst, network, stages, tree_group)
-                out.append({"tree": tree, "burst": burst, "round": i, "network": network} | r)
+                head = {"tree": tree, "burst": burst, "round": i, "network": network}
+                out.append(head | {"zygote_start_ms": zygote_start_ms} | r)
                 await asyncio.sleep(gap)
         finally:
             await factory.close()
@@ -312,7 +315,8 @@ def print_row(label: str, r: dict[str, Any]) -> None:
         f"{label:<8} {r['per_s']:>6.1f}/s  ready p50/max {r['ready_ms']['p50']:>6.0f}/"
         f"{r['ready_ms']['max']:<6.0f} CPU inv {cpu['invoker']:.2f} zyg {cpu['zygote']:.2f} "
         f"rt {cpu['runtimes']:.2f} all {cpu['all']:.2f} ms spares {r['spares_before']} "
-        f"load {r['load_average_1min'][0]:.1f}  {stages}"
+        f"load {r['load_average_1min'][0]:.1f} (zygote's start {r['zygote_start_ms']:.0f} ms)  "
+        f"{stages}"
     )
     print(f"         invoker threads: {cpu['invoker_threads']}")
 

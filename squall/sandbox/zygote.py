@@ -455,7 +455,8 @@ class Zygote:
             pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
             cgroup = self._cgroups.create(secrets.token_hex(6), None)
             if background:
-                cgroup.weigh(SPARE_CPU_SHARES)
+                with contextlib.suppress(OSError):  # then it waits with the default weight
+                    cgroup.weigh(SPARE_CPU_SHARES)
             # In a worker thread: moving a process into a cgroup waits for an RCU grace
             # period. Its open-files limit is the zygote's (set when it was spawned).
             await asyncio.to_thread(cgroup.attach, pid)
