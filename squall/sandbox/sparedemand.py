@@ -39,7 +39,7 @@ BURST_CREATES = 8
 #: Most spares a zygote keeps after a burst (≈ 3 MB each while they wait).
 MAX_SPARES = 100
 #: How long after the last burst the grown spares are kept.
-BURST_SPARES_TTL_S = 30.0
+BURST_SPARES_TTL_S = 60.0
 #: How long after the last create took its runtime the forking of spares starts (not to
 #: compete with the taken containers' first requests).
 REFILL_DELAY_S = 0.05
