@@ -39,9 +39,9 @@ B8  burst: ``--burst`` distinct never-invoked no-op 128 MB actions, blocking inv
     answers: no polling): sandboxes per second over the server's span (first
     acceptance to last end, from the records), and from the client's send; each burst's
     own figure (the first of a server finds 2 spares, later ones the spares grown after
-    the one before: ``sandbox/sparedemand.py``), and the server process's CPU per
-    sandbox (its threads' ``schedstat``, not its children's: HTTP, controller, invoker,
-    factory, records).
+    the one before: ``sandbox/sparedemand.py``; the spares waiting are counted), and the
+    server process's CPU per sandbox (its threads' ``schedstat``, not its children's:
+    HTTP, controller, invoker, factory, records).
 
 ``--before TREE`` (a checkout of another version) also starts servers running that tree's
 ``squall``: B2's tiers of server A and B8's bursts are then measured on both, taking turns
@@ -466,6 +466,18 @@ def server_pid(apihost: str) -> int | None:
     return None
 
 
+def spares_waiting(pid: int | None) -> int | None:
+    """How many started Python spares wait in the server's containers directory (their
+    sockets in ``<home>/containers/spares``; the server's ``--home`` from its command line)."""
+    if pid is None:
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        spares = Path(argv[argv.index("--home") + 1]) / "containers" / "spares"
+        return len(list(spares.iterdir())) if spares.exists() else 0
+    return None
+
+
 def process_cpu_ns(pid: int | None) -> int:
     """CPU time so far of every thread of ``pid`` (not of its children), ``schedstat``."""
     total = 0
@@ -493,6 +505,7 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
     ]  # fmt: skip
     conns = [await asyncio.open_connection(host, int(port)) for _ in names]
     pid = server_pid(apihost)
+    spares = spares_waiting(pid)
     cpu0 = process_cpu_ns(pid)
     load0 = os.getloadavg()[0]
     t0_wall = time.time()
@@ -536,6 +549,7 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
         "waitTime_ms": summary(waits),
         "initTime_ms": summary(inits),
         "server_cpu_ms_per_sandbox": round(server_cpu_ms, 2),
+        "spares_waiting": spares,
         "load_average_1min": [load0, os.getloadavg()[0]],
     }
 
@@ -646,7 +660,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                         f"{r['sandboxes_per_s']:.0f} sandboxes/s ({r['server_span_s']:.2f} s; "
                         f"{r['sandboxes_per_s_from_client']:.0f}/s from the client's t0"
                         f"{'; ' + str(r['failed']) + ' failed' if r['failed'] else ''}; "
-                        f"each: {', '.join(str(round(x['sandboxes_per_s'])) for x in r['runs'])}; "
+                        f"each: {', '.join(str(round(x['sandboxes_per_s'])) for x in r['runs'])}"
+                        f" (spares: {', '.join(str(x.get('spares_waiting')) for x in r['runs'])}); "
                         f"server CPU {r.get('server_cpu_ms_per_sandbox', 0):.1f} ms each)",
                         "≥ 200/s", verdict(r["sandboxes_per_s"], 200, True)))  # fmt: skip
     return out
