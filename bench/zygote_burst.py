@@ -263,13 +263,14 @@ async def bursts(
     tree_group = own_cpuacct()
     api = ("127.0.0.1", 3233)
     out: list[dict[str, Any]] = []
+    options: dict[str, Any] = {} if spares is None else {"zygote_spares": spares}
     with tempfile.TemporaryDirectory(prefix="squall-zburst-") as tmp:
         factory = ProcessContainerFactory(
             Path(tmp) / "containers",
             f"http://{api[0]}:{api[1]}",
             network=SandboxNetwork(EgressPolicy(), api) if network else None,
             network_default=network,
-            **({} if spares is None else {"zygote_spares": spares}),
+            **options,
         )
         try:
             # The zygote's start and its spares, untimed (the namespace's first cold start).
