@@ -316,6 +316,31 @@ async def test_after_a_burst_the_zygote_keeps_more_spares_for_a_while(
     assert await until(lambda: not any(d.exists() for g in dropped for d in g.directories))
 
 
+async def test_no_spare_is_forked_while_a_bursts_creates_wait(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a zygote with its 2 spares, whose demand counts a burst from one create
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    demand = sparedemand.SpareDemand(2, ceiling=10, burst=1)
+    zygote._schedule.demand = demand
+    # When 6 creates wait at once (the burst wants 6 spares) and a refill is asked for
+    for _ in range(6):
+        demand.started(0.0)
+    assert demand.bursting and demand.wanted == 6
+    zygote.replenish()
+    await zygote.filled()
+    # Then no spare was forked while they wait
+    assert zygote.spares == 2
+    # When they have their runtimes, Then the refill forks the 4 missing
+    for _ in range(6):
+        demand.ended()
+    zygote.replenish()
+    await zygote.filled()
+    assert zygote.spares == 6
+
+
 async def test_a_zip_actions_own_modules_import_after_the_spares_rehearsal(
     zygotic: ProcessContainerFactory,
 ) -> None:
