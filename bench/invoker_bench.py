@@ -37,7 +37,11 @@ B6  memory per warm container: K distinct 256 MB Python and K Node.js actions wa
 B8  burst: ``--burst`` distinct never-invoked no-op 128 MB actions, blocking invokes
     written together on connections opened beforehand (the records come back with the
     answers: no polling): sandboxes per second over the server's span (first
-    acceptance to last end, from the records), and from the client's send.
+    acceptance to last end, from the records), and from the client's send; each burst's
+    own figure (the first of a server finds 2 spares, later ones the spares grown after
+    the one before: ``sandbox/sparedemand.py``; the spares waiting are counted), and the
+    server process's CPU per sandbox (its threads' ``schedstat``, not its children's:
+    HTTP, controller, invoker, factory, records).
 
 ``--before TREE`` (a checkout of another version) also starts servers running that tree's
 ``squall``: B2's tiers of servers A and C and B8's bursts are then measured on both,
@@ -450,6 +454,42 @@ async def _blocking_invoke(
     return int(lines[0].split()[1]), body
 
 
+def server_pid(apihost: str) -> int | None:
+    """The pid of the ``squall standalone`` listening at ``apihost`` (by its command line)."""
+    port = apihost.rsplit(":", 1)[1]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if b"standalone" in argv and port.encode() in argv:
+                return int(entry)
+    return None
+
+
+def spares_waiting(pid: int | None) -> int | None:
+    """How many started Python spares wait in the server's containers directory (their
+    sockets in ``<home>/containers/spares``; the server's ``--home`` from its command line)."""
+    if pid is None:
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        spares = Path(argv[argv.index("--home") + 1]) / "containers" / "spares"
+        return len(list(spares.iterdir())) if spares.exists() else 0
+    return None
+
+
+def process_cpu_ns(pid: int | None) -> int:
+    """CPU time so far of every thread of ``pid`` (not of its children), ``schedstat``."""
+    total = 0
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+    return total
+
+
 async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
     """Blocking invokes of every action at once; the full records come with the answers.
 
@@ -465,6 +505,10 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
         for n in names
     ]  # fmt: skip
     conns = [await asyncio.open_connection(host, int(port)) for _ in names]
+    pid = server_pid(apihost)
+    spares = spares_waiting(pid)
+    cpu0 = process_cpu_ns(pid)
+    load0 = os.getloadavg()[0]
     t0_wall = time.time()
     t0 = time.perf_counter()
     for (_, writer), request in zip(conns, requests, strict=True):
@@ -472,6 +516,7 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
     t_sent = time.perf_counter()
     answers = await asyncio.wait_for(asyncio.gather(*(_blocking_invoke(c) for c in conns)), 120)
     t_final = time.perf_counter()
+    server_cpu_ms = (process_cpu_ns(pid) - cpu0) / 1e6 / len(names)
     for _, writer in conns:
         writer.close()
     # A container that could not start answers 500 with its record: counted, not fatal.
@@ -504,6 +549,9 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
         "sandboxes_per_s_from_client": round(len(names) / recorded, 1),
         "waitTime_ms": summary(waits),
         "initTime_ms": summary(inits),
+        "server_cpu_ms_per_sandbox": round(server_cpu_ms, 2),
+        "spares_waiting": spares,
+        "load_average_1min": [load0, os.getloadavg()[0]],
     }
 
 
@@ -532,6 +580,9 @@ def summarize_bursts(runs: list[dict[str, Any]]) -> dict[str, Any]:
             r["sandboxes_per_s_from_client"] for r in runs
         ),
         "failed": sum(r["n"] - r["success"] for r in runs),
+        "server_cpu_ms_per_sandbox": statistics.median(
+            r["server_cpu_ms_per_sandbox"] for r in runs
+        ),
         "runs": runs,
     }
 
@@ -609,7 +660,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             out.append((f"B8 burst of {results['parameters']['burst']} {f}",
                         f"{r['sandboxes_per_s']:.0f} sandboxes/s ({r['server_span_s']:.2f} s; "
                         f"{r['sandboxes_per_s_from_client']:.0f}/s from the client's t0"
-                        f"{'; ' + str(r['failed']) + ' failed' if r['failed'] else ''})",
+                        f"{'; ' + str(r['failed']) + ' failed' if r['failed'] else ''}; "
+                        f"each: {', '.join(str(round(x['sandboxes_per_s'])) for x in r['runs'])}"
+                        f" (spares: {', '.join(str(x.get('spares_waiting')) for x in r['runs'])}); "
+                        f"server CPU {r.get('server_cpu_ms_per_sandbox', 0):.1f} ms each)",
                         "≥ 200/s", verdict(r["sandboxes_per_s"], 200, True)))  # fmt: skip
     return out
 

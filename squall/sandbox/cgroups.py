@@ -119,6 +119,12 @@ class Cgroup(ABC):
         """Write the limits; called once, before any process joins."""
 
     @abstractmethod
+    def weigh(self, cpu_shares: int) -> None:
+        """Write only the CPU weight (``cpu_shares`` on the v1 scale; nothing without a
+        cpu controller): how much of a contended CPU its processes get against their
+        siblings'. ``limit`` writes it again."""
+
+    @abstractmethod
     def freeze(self) -> None:
         """Stop every process of the cgroup until ``thaw`` (asynchronous in the kernel)."""
 
@@ -205,8 +211,11 @@ class CgroupV1(Cgroup):
         with contextlib.suppress(OSError):
             write(memory / "memory.swappiness", "0")
         write(self._controllers["pids"] / "pids.max", str(limits.pids))
+        self.weigh(limits.cpu_shares)
+
+    def weigh(self, cpu_shares: int) -> None:
         if "cpu" in self._controllers:
-            write(self._controllers["cpu"] / "cpu.shares", str(max(2, limits.cpu_shares)))
+            write(self._controllers["cpu"] / "cpu.shares", str(max(2, cpu_shares)))
 
     def freeze(self) -> None:
         write(self._controllers["freezer"] / "freezer.state", "FROZEN")
@@ -246,8 +255,11 @@ class CgroupV2(Cgroup):
         with contextlib.suppress(OSError):
             write(self._dir / "memory.oom.group", "1")
         write(self._dir / "pids.max", str(limits.pids))
+        self.weigh(limits.cpu_shares)
+
+    def weigh(self, cpu_shares: int) -> None:
         if self._cpu:
-            write(self._dir / "cpu.weight", str(limits.cpu_weight))
+            write(self._dir / "cpu.weight", str(Limits(0, 0, cpu_shares).cpu_weight))
 
     def freeze(self) -> None:
         write(self._dir / "cgroup.freeze", "1")

@@ -81,7 +81,11 @@ class Spare:
 
     def alive(self) -> bool:
         """Whether its runtime still runs (a pidfd turns readable when it exits)."""
-        return not select.select([self.pidfd], [], [], 0)[0]
+        # poll, not select: an invoker with a few hundred containers has descriptors past
+        # select's 1024, and a spare's pidfd among them.
+        watch = select.poll()
+        watch.register(self.pidfd, select.POLLIN)
+        return not watch.poll(0)
 
     def discard(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -6,7 +6,8 @@ these once: one sandboxed CPython per factory (``squall/runtimes/python/zygote.p
 documents the in-sandbox protocol and process tree) has imported the proxy, and forks each
 container. Per container the invoker:
 
-1. ahead of time, keeps ``spares`` containers forked and *started*: each has its own
+1. ahead of time, keeps containers forked and *started* — ``spares`` of them, more for a
+   while after a burst (:mod:`squall.sandbox.sparedemand`): each has its own
    user, mount, pid, ipc, uts and net namespaces, its one process (the runtime, pid 1 of
    its namespace) has been moved into a fresh cgroup of its own (the ~10 ms
    ``cgroup.procs`` write happens here, off the request path, in a worker thread), its
@@ -17,7 +18,9 @@ container. Per container the invoker:
    socket in the ``spares`` directory of the factory's workdir, ready and lifeline pipes,
    stdout, stderr), and its proxy wrote its ready byte: it listens, but serves nothing
    and still holds its capabilities until it is taken. The forking of spares starts
-   :data:`REFILL_DELAY_S` after one was taken, not to compete with its first requests;
+   shortly after the last create took its runtime, not to compete with the taken
+   containers' first requests (postponed while a burst's creates wait: a spare forked
+   then would serve none of them), with up to :data:`REFILL_PARALLEL` in flight;
 2. on ``create``, takes a started spare (or forks and starts one on the spot when a burst
    used them all), removes its link when the container must have no network, writes
    the cgroup's limits for the action's memory (~0.1 ms), moves the listening
@@ -78,6 +81,7 @@ from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
 from squall.sandbox.spare import Spare, receive_pid
+from squall.sandbox.sparedemand import SpareDemand, SpareSchedule
 from squall.sandbox.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -89,11 +93,16 @@ DEFAULT_SPARES = 2
 #: The memory a spare is started for (OpenWhisk's default): its /tmp size, changed on
 #: ``take`` for a container of another size.
 SPARE_MEMORY_MB = 256
+#: A spare's CPU weight until taken (v1 shares; the least there is): its start, rehearsal
+#: and copy-on-write faults yield to the containers at work — the creates of a burst
+#: above all — and use the CPU they leave. ``take`` writes the container's own weight.
+SPARE_CPU_SHARES = 2
 #: The directory of the factory's workdir where spares' sockets wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
-#: How long after a spare was taken the background forking of the next one starts.
-REFILL_DELAY_S = 0.05
+#: Spares forked at once while refilling: a fork waits on the zygote, the cgroup move
+#: (an RCU grace period) and the network's thread as much as on the CPU.
+REFILL_PARALLEL = 4
 
 
 class Zygote:
@@ -126,7 +135,6 @@ class Zygote:
         self._workdir = workdir
         #: A runtime's environment with or without a network, before ``take`` gives its own.
         self._environment = environment
-        self._refill_timer: asyncio.TimerHandle | None = None
         #: The host uid of the zygote and of every container it forks.
         self.uid = uid
         self._network = network
@@ -138,9 +146,14 @@ class Zygote:
         self._isolation = isolation
         self._cgroups = cgroups
         self._timeout = start_timeout
-        self._spares_wanted = spares
+        #: How many spares to keep (``spares``, more after a burst) and when to refill.
+        self._schedule = SpareSchedule(SpareDemand(spares), self.replenish, self._shrink)
         self._spares: deque[Spare] = deque()
-        self._refilling: asyncio.Task[None] | None = None
+        #: The refill's workers (at most REFILL_PARALLEL) and the forks they have going.
+        self._refilling: set[asyncio.Task[None]] = set()
+        self._forking = 0
+        #: Spares beyond the wanted count being killed (awaited, never cancelled, on close).
+        self._discarding: set[asyncio.Task[None]] = set()
         self._control: socket.socket | None = None
         self._process: ForkedRuntime | None = None
         self._init: SandboxInit | None = None
@@ -224,18 +237,22 @@ class Zygote:
         shortly after. Raises ContainerError when the zygote is gone or a runtime forked on
         the spot does not start.
         """
-        while True:
-            spare = await self._take_spare()
-            try:
-                return await self._hand_over(spare, memory_mb, env, network, directory)
-            except OSError:
-                if spare is None:
-                    raise
-                # A spare that died between its liveness check and ``take`` (its socket
-                # is gone): the next spare, or one forked now, takes its place. Its
-                # listening socket, if already renamed into ``directory``, goes too.
-                log.warning("a Python spare died as it was taken; taking another")
-                (directory / launch.SOCKET_NAME).unlink(missing_ok=True)
+        self._schedule.started()
+        try:
+            while True:
+                spare = await self._take_spare()
+                try:
+                    return await self._hand_over(spare, memory_mb, env, network, directory)
+                except OSError:
+                    if spare is None:
+                        raise
+                    # A spare that died between its liveness check and ``take`` (its socket
+                    # is gone): the next spare, or one forked now, takes its place. Its
+                    # listening socket, if already renamed into ``directory``, goes too.
+                    log.warning("a Python spare died as it was taken; taking another")
+                    (directory / launch.SOCKET_NAME).unlink(missing_ok=True)
+        finally:
+            self._schedule.ended()
 
     async def _hand_over(
         self,
@@ -275,7 +292,6 @@ class Zygote:
         finally:
             if spare is not None:
                 spare.sock.close()
-            self._refill_soon()
         return spare
 
     async def _take_spare(self) -> Spare | None:
@@ -315,14 +331,11 @@ class Zygote:
     async def close(self) -> None:
         """Kill the spares and the zygote, remove their cgroups. Idempotent."""
         self._closed = True
-        if self._refill_timer is not None:
-            self._refill_timer.cancel()
-            self._refill_timer = None
-        if self._refilling is not None:
-            self._refilling.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ContainerError):
-                await self._refilling
-            self._refilling = None
+        self._schedule.close()
+        refilling, self._refilling = self._refilling, set()
+        for task in refilling:
+            task.cancel()
+        await asyncio.gather(*refilling, *self._discarding, return_exceptions=True)
         while self._spares:
             await self._discard(self._spares.popleft())
         if self._control is not None:
@@ -359,45 +372,60 @@ class Zygote:
 
     async def filled(self) -> None:
         """Wait until the background forking of spares (if any, or due soon) has finished."""
-        if self._refill_timer is not None:
-            self._refill_timer.cancel()
-            self._refill_timer = None
+        if self._schedule.pending():
             self.replenish()
-        if self._refilling is not None:
-            await asyncio.shield(self._refilling)
+        while self._refilling:
+            await asyncio.shield(asyncio.gather(*self._refilling, return_exceptions=True))
 
     def replenish(self) -> None:
-        """Fork and start spares in the background until there are ``spares`` again."""
-        if self._refilling is None or self._refilling.done():
-            self._refilling = asyncio.ensure_future(self._keep_spares())
-
-    def _refill_soon(self) -> None:
-        """:meth:`replenish` after :data:`REFILL_DELAY_S`: forking and starting a spare
-        right away would compete for the CPU with the taken container's /init and /run."""
-        if self._closed or self._refill_timer is not None:
+        """Fork and start spares in the background until there are as many as wanted,
+        up to :data:`REFILL_PARALLEL` at once."""
+        if self._closed:
             return
+        missing = self._schedule.demand.wanted - len(self._spares) - self._forking
+        workers = min(REFILL_PARALLEL - len(self._refilling), missing)
+        for _ in range(max(0, workers)):
+            task = asyncio.ensure_future(self._keep_spares())
+            self._refilling.add(task)
+            task.add_done_callback(self._refilling.discard)
 
-        def due() -> None:
-            self._refill_timer = None
-            if not self._closed:
-                self.replenish()
-
-        self._refill_timer = asyncio.get_running_loop().call_later(REFILL_DELAY_S, due)
+    def _shrink(self) -> None:
+        """Drop the spares beyond the wanted count (it fell back after a burst), the
+        oldest first."""
+        if self._closed:
+            return
+        for _ in range(max(0, len(self._spares) - self._schedule.demand.wanted)):
+            task = asyncio.ensure_future(self._discard(self._spares.popleft()))
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
 
     # -- spares ------------------------------------------------------------------------
 
     async def _keep_spares(self) -> None:
+        """One refill worker: forks and starts spares while fewer are there or coming
+        than wanted, and no burst is on."""
         try:
-            while self.alive and len(self._spares) < self._spares_wanted:
-                spare = await self._fork(self._spare_network)
+            demand = self._schedule.demand
+            # A burst stops the refill: its creates fork their own, and a spare forked now
+            # would only compete with them (it starts again once the burst is over).
+            while (
+                self.alive
+                and not demand.bursting
+                and len(self._spares) + self._forking < demand.wanted
+            ):
+                self._forking += 1
                 try:
-                    # No limits of its own until taken (its parent's apply): a spare's
-                    # cgroup is told apart from a container's by that (invoker_bench B6).
-                    self._go(spare, self._spare_network, SPARE_MEMORY_MB)
-                    await spare.ready(self._timeout)
-                except BaseException:
-                    await self._discard(spare)
-                    raise
+                    spare = await self._fork(self._spare_network, background=True)
+                    try:
+                        # No limits of its own until taken (its parent's apply): a spare's
+                        # cgroup is told apart from a container's by that (invoker_bench B6).
+                        self._go(spare, self._spare_network, SPARE_MEMORY_MB)
+                        await spare.ready(self._timeout)
+                    except BaseException:
+                        await self._discard(spare)
+                        raise
+                finally:
+                    self._forking -= 1
                 if self._closed:
                     await self._discard(spare)
                     return
@@ -405,9 +433,10 @@ class Zygote:
         except ContainerError as ex:
             log.warning("the Python zygote could not fork a spare container: %s", ex)
 
-    async def _fork(self, network: bool = True) -> Spare:
+    async def _fork(self, network: bool = True, background: bool = False) -> Spare:
         """Fork one container and confine its pid 1 (its cgroup); with
-        ``network`` and a factory network, give it its link out."""
+        ``network`` and a factory network, give it its link out. ``background``: a spare,
+        whose cgroup gets the least CPU weight until it is taken (:data:`SPARE_CPU_SHARES`)."""
         if not self.alive or self._control is None:
             raise ContainerError("the Python zygote is not running")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -425,6 +454,9 @@ class Zygote:
             pid = await receive_pid(ours, self._timeout)
             pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
             cgroup = self._cgroups.create(secrets.token_hex(6), None)
+            if background:
+                with contextlib.suppress(OSError):  # then it waits with the default weight
+                    cgroup.weigh(SPARE_CPU_SHARES)
             # In a worker thread: moving a process into a cgroup waits for an RCU grace
             # period. Its open-files limit is the zygote's (set when it was spawned).
             await asyncio.to_thread(cgroup.attach, pid)

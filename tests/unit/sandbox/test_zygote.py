@@ -26,6 +26,8 @@ import pytest
 from _polling import DEADLINE_S, until
 from sandboxsupport import ForkBomb
 
+from squall.sandbox import sparedemand
+from squall.sandbox.cgroups import Cgroup
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 from squall.sandbox.spare import Spare
@@ -111,6 +113,14 @@ def running_zygote(factory: ProcessContainerFactory) -> Zygote:
     return factory.zygote
 
 
+def cpu_shares(cgroup: Cgroup) -> str | None:
+    """A v1 cgroup's ``cpu.shares`` (None without that controller)."""
+    for directory in cgroup.directories:
+        if (directory / "cpu.shares").exists():
+            return (directory / "cpu.shares").read_text().strip()
+    return None
+
+
 def gone(pid: int) -> bool:
     """Whether ``pid`` no longer runs (absent, or a zombie nobody reaped yet)."""
     try:
@@ -189,6 +199,8 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     assert zygote.spares == 2
     spare_sockets = sorted((zygotic.workdir / "spares").iterdir())
     assert len(spare_sockets) == 2 and all(p.is_socket() for p in spare_sockets)
+    # (with the least CPU weight while they wait)
+    assert {cpu_shares(spare.cgroup) for spare in zygote._spares} <= {None, "2"}
     # When a 128 MB container with an environment of its own takes one
     env = {"__OW_CONCURRENCY": "1", "SOME": "value"}
     container = await zygotic.create("python:3.11", 128, env, tenant="guest")
@@ -209,6 +221,10 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     assert container.cgroup is not None
     memory = container.cgroup.directories[0]
     assert (memory / "memory.limit_in_bytes").read_text().strip() == str(128 * MIB)
+    # And its own CPU weight
+    isolation = zygotic.isolation
+    assert isolation is not None
+    assert cpu_shares(container.cgroup) in (None, str(isolation.limits(128).cpu_shares))
 
 
 async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) -> None:
@@ -222,6 +238,29 @@ async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) 
     # When containers are created, Then each is served by a live runtime
     for _ in range(3):
         assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
+
+
+async def test_spares_are_watched_with_descriptors_past_1024(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given two started spares whose pidfds are past select's limit (an invoker with
+    # hundreds of containers), the second of which was killed
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    live, dead = zygote._spares
+    for spare, fd in ((live, 1500), (dead, 1501)):
+        os.dup2(spare.pidfd, fd)
+        os.close(spare.pidfd)
+        spare.pidfd = fd
+    os.kill(dead.pid, signal.SIGKILL)
+    # Then the first is seen alive, the second dead
+    assert live.alive()
+    assert await until(lambda: not dead.alive())
+    # And containers are served by live runtimes, the dead spare never taken
+    for _ in range(2):
+        assert (await result(await python(zygotic, PROBE), {}))["pid"] == 1
+    assert live not in zygote._spares and dead not in zygote._spares
 
 
 async def test_a_spare_that_dies_as_it_is_taken_is_replaced(
@@ -241,6 +280,65 @@ async def test_a_spare_that_dies_as_it_is_taken_is_replaced(
     container = await python(zygotic, PROBE)
     assert (await result(container, {}))["pid"] == 1
     assert victim not in zygote._spares
+
+
+async def test_after_a_burst_the_zygote_keeps_more_spares_for_a_while(
+    zygotic: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a zygote with its 2 spares, where 8 creates at once are a burst and grown
+    # spares are kept for 2 s after it
+    monkeypatch.setattr(sparedemand, "BURST_CREATES", 8)
+    monkeypatch.setattr(sparedemand, "BURST_SPARES_TTL_S", 2.0)
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    zygote._schedule.demand = sparedemand.SpareDemand(2)  # the constants above
+    await zygote.filled()
+    assert zygote.spares == 2
+    # When 10 containers are created at once
+    burst = await asyncio.gather(*(python(zygotic, PROBE, 128) for _ in range(10)))
+    # Then each serves, alone in its pid namespace
+    assert [(await result(c, {}))["pid"] for c in burst] == [1] * 10
+    # And once the burst is over as many started spares wait as it had creates waiting
+    # at once (the first two may have taken theirs before the last began), each in a
+    # cgroup of its own
+    await zygote.filled()
+    grown = zygote.spares
+    assert 8 <= grown <= 10 and grown == zygote._schedule.demand.wanted
+    groups = [spare.cgroup for spare in zygote._spares]
+    assert len({group.name for group in groups}) == grown
+    # And 2 s after the burst the count is back to 2: the others are gone, with their
+    # cgroups
+    assert await until(lambda: zygote.spares == 2, timeout=DEADLINE_S + 2.0)
+    await zygote.filled()
+    kept = {spare.cgroup.name for spare in zygote._spares}
+    dropped = [group for group in groups if group.name not in kept]
+    assert len(dropped) == grown - 2
+    assert await until(lambda: not any(d.exists() for g in dropped for d in g.directories))
+
+
+async def test_no_spare_is_forked_while_a_bursts_creates_wait(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a zygote with its 2 spares, whose demand counts a burst from one create
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    demand = sparedemand.SpareDemand(2, ceiling=10, burst=1)
+    zygote._schedule.demand = demand
+    # When 6 creates wait at once (the burst wants 6 spares) and a refill is asked for
+    for _ in range(6):
+        demand.started(0.0)
+    assert demand.bursting and demand.wanted == 6
+    zygote.replenish()
+    await zygote.filled()
+    # Then no spare was forked while they wait
+    assert zygote.spares == 2
+    # When they have their runtimes, Then the refill forks the 4 missing
+    for _ in range(6):
+        demand.ended()
+    zygote.replenish()
+    await zygote.filled()
+    assert zygote.spares == 6
 
 
 async def test_a_zip_actions_own_modules_import_after_the_spares_rehearsal(
