@@ -185,6 +185,23 @@ async def test_get_missing_is_404(client: httpx.AsyncClient) -> None:
     assert_error(await get(client, "does-not-exist"), 404, NOT_FOUND)
 
 
+async def test_head_reads_the_action_and_never_invokes_it(
+    client: httpx.AsyncClient, unique: Unique
+) -> None:
+    # Given an action
+    name = unique("head")
+    await put(client, name, node_action())
+    # When it is asked for with HEAD / Then the answer is a GET's (a missing one a 404)
+    r = await client.head(f"{NS}/actions/{name}")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert (await client.head(f"{NS}/actions/{unique('missing')}")).status_code == 404
+    # And nothing was invoked: no activation of it, pending or final, exists
+    r = await client.get(f"{NS}/activations", params={"name": name})
+    assert r.status_code == 200, r.text
+    assert r.json() == []
+
+
 # -- list and count ---------------------------------------------------------------------
 
 

@@ -82,28 +82,30 @@ async def action_entity(request: Request) -> Response:
     # Another namespace's actions may be read and invoked inside its published packages
     # only; resolve_action and readable_package check that (403 either way).
     ctl, identity, namespace = await reader(request)
-    if namespace != identity.namespace and request.method not in ("GET", "POST"):
+    # HEAD is a GET without its body (Starlette adds it to the route's GET; the server
+    # drops the body), as for any GET route in OpenWhisk's HTTP server: it reads the
+    # action, never invokes it.
+    reading = request.method in ("GET", "HEAD")
+    if namespace != identity.namespace and not reading:
         raise Forbidden()
     path, package = _split(namespace, request.path_params["rest"])
     if path is None:
-        if request.method != "GET":
+        if not reading:
             raise NotFound()
         source = EntityPath(namespace, "", package or "")
         await readable_package(ctl, identity.namespace, source)
         return await list_collection(ctl, request, Action, namespace, package)
-    if request.method == "GET":
+    if reading:
         action = await resolve_action(ctl, identity.namespace, path)
         shown = ctl.parameters_for(action.path.namespace, identity.namespace, action.parameters)
         action = replace(action, parameters=shown)
         return JSONResponse(action.to_json(code=query_bool(request, "code", True)))
     if request.method == "PUT":
         return await _put(ctl, request, path)
-    if request.method == "DELETE":
-        action = await ctl.catalog.get(Action, path)
-        await ctl.catalog.delete(action)
-        return JSONResponse(action.to_json())
-    # HEAD (Starlette adds it to a GET route) invokes, as it always has here.
-    return _response(await _invoke(ctl, request, identity, path, transaction_id(request)))
+    # DELETE: the route allows no other method.
+    action = await ctl.catalog.get(Action, path)
+    await ctl.catalog.delete(action)
+    return JSONResponse(action.to_json())
 
 
 def _response(answer: InvokeAnswer) -> Response:
