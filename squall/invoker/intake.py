@@ -26,14 +26,28 @@ UNCONFIRMED_AFTER_S = 90.0
 
 
 class Intake(Activating):
-    """Taking messages; the attributes are set by the invoker's constructor. One consumer
-    task runs ``_consume``; each message it takes runs in a task of its own."""
+    """Taking messages; the attributes are set by the invoker's constructor.
+
+    One task at a time consumes the topic (``_consume``; ``_loop_task`` is it). When it
+    takes a message it hands the topic over to a new consumer task and runs that
+    activation itself, at once: the activation starts in the loop iteration that
+    received it, and the new consumer's first step waits for the next iteration (which
+    an activation needs anyway: it awaits its container). A task of its own for each
+    activation, started by the consumer, cost the activation one more iteration first.
+    Either way every activation runs in a task of its own (``_running``), one consumer
+    receives at a time, and the acknowledgement is awaited in the activation's task, so
+    the next message is pulled while it is confirmed."""
 
     _running: dict[str, tuple[asyncio.Task[None], ActivationMessage]]
+    _loop_task: asyncio.Task[None] | None
     _recent: dict[str, None]  # insertion-ordered: oldest first
     _taken: int
     _watchers: set[asyncio.Task[None]]
     _unconfirmed_after_s: float
+
+    def _consume_in_new_task(self, consumer: Consumer) -> None:
+        """Start the task that consumes the topic next (``close`` cancels this one)."""
+        self._loop_task = asyncio.create_task(self._consume(consumer), name="invoker")
 
     async def _consume(self, consumer: Consumer) -> None:
         while True:
@@ -55,11 +69,17 @@ class Intake(Activating):
                 # ack fails the bus still has it (and delivers it again) — acking this
                 # copy would consume it with nobody to run it.
                 continue
-            # Acknowledged before it runs, in a task of its own: the loop pulls the next
-            # message while the ack is confirmed (a redelivery meanwhile finds it running).
-            task = asyncio.create_task(self._take(delivery, message))
-            self._running[message.activation_id] = (task, message)
-            task.add_done_callback(self._forget_task(message.activation_id))
+            break
+        # This task becomes the activation's; a new one consumes the topic meanwhile, so
+        # the next message is pulled while this one is acknowledged (a redelivery then
+        # finds it running) and run. Nothing awaits between the receive and here: close
+        # either cancelled this task before it took the message, or cancels the new one.
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine run by a task (Invoker.start's)
+        self._running[message.activation_id] = (task, message)
+        task.add_done_callback(self._forget_task(message.activation_id))
+        self._consume_in_new_task(consumer)
+        await self._take(delivery, message)
 
     async def _take(self, delivery: Delivery, message: ActivationMessage) -> None:
         """Acknowledge ``message``, then run it: never run twice (see service.py's docstring)."""
