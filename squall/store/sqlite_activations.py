@@ -5,19 +5,20 @@ committed, so a reader that got an activation id from a completion always finds 
 record; ``flush`` at close writes what is pending, so nothing is lost on a clean
 shutdown. How writes share commits:
 
-- *Alone, at once.* The first write of a loop iteration after a quiet one (one whose
-  writes had no company) commits in its own call, without awaiting, and schedules a
-  flush for the next iteration (``call_soon``) to commit whatever else this iteration
-  writes. A lone writer (a warm invoke at c=1: the started mark, the final record) so
-  costs no loop iteration: the group commit as it was — the flush one iteration later,
-  then the writer's future another — cost two per write, four per invoke.
+- *Alone, at once.* The first write of a loop iteration after quiet ones (whose
+  writes had no company: :data:`QUIET_FLUSHES` flushes in a row) commits in its own
+  call, without awaiting, and schedules a flush for the next iteration (``call_soon``)
+  to commit whatever else this iteration writes. A lone writer (a warm invoke at c=1:
+  the started mark, the final record) so costs no loop iteration: the group commit as
+  it was — the flush one iteration later, then the writer's future another — cost two
+  per write, four per invoke.
 - *Together, under load.* Once an iteration's flush found company (another write after
   the one committed at once, or two or more in a batch), every write of the next
   iterations joins the batch: it queues its row, the flush commits the batch in one
   transaction and wakes each writer through a future of its own. It goes back to
-  committing at once after an iteration whose flush had at most the one write. Under
-  load the commit cost (WAL append, locks) is so shared by the batch, roughly halving
-  the cost per record, as before.
+  committing at once after :data:`QUIET_FLUSHES` flushes in a row had at most the one
+  write each. Under load the commit cost (WAL append, locks) is so shared by the
+  batch, roughly halving the cost per record, as before.
 
 Nothing else changed: a write committed at once is the one write of its transaction,
 as a batch of one was; it precedes the batch of its iteration, which is an order its
@@ -102,6 +103,14 @@ _START = (
 
 PRUNE_BATCH = 5000
 
+# Quiet flushes in a row (none found a write beside the first of its iteration) before a
+# write commits at once again: under load an iteration with one write is often followed
+# by busier ones, whose first write would then commit alone and the rest in a batch —
+# two commits where one does (bench/loaded_syscalls.py at c=50, one quiet flush: 3.1 and
+# 3.3 fcntl per invoke against main's 2.3 and 2.4, i.e. a third more commits, in the two
+# rounds at load 8). At c=1 every flush is quiet, so it stays at once.
+QUIET_FLUSHES = 2
+
 # Final records are in the indexes of listings, counts and figures, which are partial
 # (sqlite_schema's migration 9): a pending record is indexed by `activations_unfinished`
 # only, so writing one, or marking it started, touches three b-trees instead of seven.
@@ -146,7 +155,7 @@ class SqliteActivationStore:
     """:class:`~squall.store.contracts.ActivationStore` over the ``activations`` table.
 
     Records with the same ``start`` are ordered by activation id, descending, so paging
-    is stable. Concurrency: ``_pending``, ``_scheduled``, ``_at_once`` and ``_alone`` are
+    is stable. Concurrency: ``_pending``, ``_scheduled``, ``_at_once`` and ``_quiet`` are
     touched only on the event-loop thread, a write committed at once does not await, and
     ``flush`` runs between tasks, so no lock is needed.
     """
@@ -159,8 +168,9 @@ class SqliteActivationStore:
         # This iteration's first write was committed at once (so a batch of one beside it
         # is company).
         self._at_once = False
-        # The last flush found no company: the next first write commits at once.
-        self._alone = True
+        # Flushes in a row that found no company; from QUIET_FLUSHES on, the next first
+        # write commits at once.
+        self._quiet = QUIET_FLUSHES
 
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
@@ -193,7 +203,7 @@ class SqliteActivationStore:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self.flush)
-            if self._alone:
+            if self._quiet >= QUIET_FLUSHES:
                 # The first write after a quiet iteration: committed here, without
                 # awaiting (the module docstring says why); the flush takes the rest of
                 # this iteration's writes, and sees from them whether it is quiet still.
@@ -215,7 +225,8 @@ class SqliteActivationStore:
         """Commit every pending record in one transaction; wake their writers."""
         writes, self._pending = self._pending, []
         # Company: any write beside the one committed at once, or a batch of several.
-        self._alone = len(writes) <= (0 if self._at_once else 1)
+        alone = len(writes) <= (0 if self._at_once else 1)
+        self._quiet = self._quiet + 1 if alone else 0
         self._scheduled = self._at_once = False
         if not writes:
             return

@@ -122,18 +122,20 @@ async def test_writes_join_batches_under_load_and_go_back_to_at_once(tmp_path: P
     await asyncio.gather(*(store.activations.put(_record(i)) for i in range(20, 40)))
     # Then all 20 share one transaction
     assert _commits(statements) == ["batch"]
-    # When one writer writes alone, twice: the first joins a batch (of one, committed as
-    # one statement), which tells the store it is quiet again: the second commits at once
+    # When one writer writes alone, three times: the first two join batches (of one,
+    # each committed as one statement), two quiet flushes in a row, which tell the store
+    # it is quiet again: the third commits at once
     statements.clear()
-    lone = asyncio.create_task(store.activations.put(_record(40)))
-    await asyncio.sleep(0)
-    assert not lone.done()  # queued for the flush
-    await lone
+    for n in (40, 41):
+        lone = asyncio.create_task(store.activations.put(_record(n)))
+        await asyncio.sleep(0)
+        assert not lone.done()  # queued for the flush
+        await lone
     await asyncio.sleep(0)  # the iteration after the flush: quiet
-    second = store.activations.put(_record(41))
+    third = store.activations.put(_record(42))
     with pytest.raises(StopIteration):
-        second.send(None)
-    assert _commits(statements) == ["at once", "at once"]
+        third.send(None)
+    assert _commits(statements) == ["at once", "at once", "at once"]
     store._db.conn.set_trace_callback(None)
-    assert await store.activations.count(ActivationQuery("guest", limit=None)) == 42
+    assert await store.activations.count(ActivationQuery("guest", limit=None)) == 43
     await store.close()
