@@ -12,6 +12,7 @@ from squall.entities.activation import Activation, ActivationResponse
 from squall.errors import ProviderError
 from squall.store.contracts import ActivationQuery
 from squall.store.sqlite import SqliteStore
+from squall.store.sqlite_activations import QUIET_FLUSHES
 
 pytestmark = pytest.mark.anyio
 
@@ -122,20 +123,21 @@ async def test_writes_join_batches_under_load_and_go_back_to_at_once(tmp_path: P
     await asyncio.gather(*(store.activations.put(_record(i)) for i in range(20, 40)))
     # Then all 20 share one transaction
     assert _commits(statements) == ["batch"]
-    # When one writer writes alone, three times: the first two join batches (of one,
-    # each committed as one statement), two quiet flushes in a row, which tell the store
-    # it is quiet again: the third commits at once
+    # When one writer writes alone, one write after the other: the first QUIET_FLUSHES
+    # join batches (of one, each committed as one statement), quiet flushes in a row,
+    # which tell the store it is quiet again: the next commits at once
     statements.clear()
-    for n in (40, 41):
+    for n in range(40, 40 + QUIET_FLUSHES):
         lone = asyncio.create_task(store.activations.put(_record(n)))
         await asyncio.sleep(0)
         assert not lone.done()  # queued for the flush
         await lone
     await asyncio.sleep(0)  # the iteration after the flush: quiet
-    third = store.activations.put(_record(42))
+    last = store.activations.put(_record(40 + QUIET_FLUSHES))
     with pytest.raises(StopIteration):
-        third.send(None)
-    assert _commits(statements) == ["at once", "at once", "at once"]
+        last.send(None)
+    assert _commits(statements) == ["at once"] * (QUIET_FLUSHES + 1)
     store._db.conn.set_trace_callback(None)
-    assert await store.activations.count(ActivationQuery("guest", limit=None)) == 43
+    total = 41 + QUIET_FLUSHES
+    assert await store.activations.count(ActivationQuery("guest", limit=None)) == total
     await store.close()
