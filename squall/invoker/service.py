@@ -27,9 +27,10 @@ use); controllers route work only to invokers they hear from. It announces ``sto
 when it shuts down.
 
 Concurrency: one consumer task reads the topic; each activation runs in its own task, so
-a slow action never holds up the others — the consumer that took it, which hands the topic
-to a new consumer task first (:mod:`squall.invoker.intake` says why). The pool bounds how
-many containers exist.
+a slow action never holds up the others — on an idle invoker the consumer that took it,
+which first hands the topic to a new consumer task; on a busy one a task the consumer
+starts (:mod:`squall.invoker.intake` says why). The pool bounds how many containers
+exist.
 
 Parts: :mod:`squall.invoker.intake` (taking messages), :mod:`squall.invoker.activate`
 (one activation), :mod:`squall.invoker.completion` (storing the record, sending the
