@@ -9,7 +9,8 @@ one round trip (``PREFETCH``), and each acknowledgement is confirmed in a task o
 own: the loop goes on to the next completion instead of waiting a round trip for each
 (an ack that fails or is cut short leaves the message to be delivered again; a second
 completion of an id finds nobody waiting, and the listeners ignore ids they do not
-know).
+know). A delivery that is ``settled`` (the in-process bus's: nothing to confirm, see
+``bus/contracts.py``) gets no ack and no task.
 
 The same topic is this controller's inbox in a cluster: another controller that emptied
 a dead invoker's queue hands back the activations this one accepted as ``Redispatch``
@@ -96,6 +97,8 @@ class CompletionWaiters:
                 else:
                     self._route(message, delivery)
                     continue
+            if getattr(delivery, "settled", False):
+                continue  # nothing to confirm (the contract's optional attribute)
             ack = asyncio.create_task(self._ack(delivery))
             self._acks.add(ack)
             ack.add_done_callback(self._acks.discard)

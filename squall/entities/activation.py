@@ -17,8 +17,8 @@ or Squall's pending one) has no ``end``. Only the HTTP edge renders the REST sha
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,7 +63,13 @@ def truncated_logs_message(limit_bytes: int) -> str:
 
 
 def new_activation_id() -> str:
-    return uuid.uuid4().hex
+    """A random version-4 UUID as 32 lowercase hex digits (OpenWhisk's activation id
+    shape), as ``uuid.uuid4().hex`` gives it but without building a ``UUID`` (~4 µs of a
+    warm invoke's ~800 µs: once per invoke)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def now_ms() -> int:

@@ -27,7 +27,10 @@ use); controllers route work only to invokers they hear from. It announces ``sto
 when it shuts down.
 
 Concurrency: one consumer task reads the topic; each activation runs in its own task, so
-a slow action never holds up the others. The pool bounds how many containers exist.
+a slow action never holds up the others — on an idle invoker the consumer that took it,
+which first hands the topic to a new consumer task; on a busy one a task the consumer
+starts (:mod:`squall.invoker.intake` says why). The pool bounds how many containers
+exist.
 
 Parts: :mod:`squall.invoker.intake` (taking messages), :mod:`squall.invoker.activate`
 (one activation), :mod:`squall.invoker.completion` (storing the record, sending the
@@ -98,7 +101,7 @@ class Invoker(Intake, Pings):
     async def start(self) -> None:
         self.pool.start()
         self._consumer = await self._bus.consumer(invoker_topic(self.id))
-        self._loop_task = asyncio.create_task(self._consume(self._consumer), name="invoker")
+        self._consume_in_new_task(self._consumer)
         if self._ping_interval_s > 0:
             await self._ping(INVOKER_UP)
             self._ping_task = asyncio.create_task(self._pings(), name="invoker-pings")

@@ -9,15 +9,16 @@ collector each time a request was answered (:meth:`LogCollector.expect_activatio
 the segments that ended, and nothing written after them.
 
 Concurrency: everything runs on the event loop thread. ``feed``/``eof``/``process_exited``
-are plain callbacks (from the subprocess protocol); waiters in ``collect`` are woken through
-an :class:`asyncio.Event` that is replaced after each wake-up, so every waiter sees every
-change without a lock.
+are plain callbacks (from the subprocess protocol); a waiter in ``collect`` or
+``wait_closed`` waits on a future of its own, and each change resolves every future waiting
+then, so every waiter sees every change without a lock. (An :class:`asyncio.Event` replaced
+after each change cost a new Event per sentinel, twice per activation, though a warm run's
+sentinels are almost always read before anybody waits for them.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import time
 from collections import deque
@@ -27,6 +28,8 @@ from squall.sandbox.contracts import SENTINEL, LogLine, LogResult
 
 STREAMS = ("stdout", "stderr")
 _SENTINEL = SENTINEL.encode("ascii")
+# What a stream usually shows after a run: the sentinel line alone, read in one chunk.
+_SENTINEL_LINE = _SENTINEL + b"\n"
 #: A line longer than this is cut into pieces: a runaway ``write`` without newline must not
 #: grow a buffer without bound.
 MAX_LINE_BYTES = 64 * 1024
@@ -70,19 +73,25 @@ class LogCollector:
         self._buffered = 0
         self._expected = 0
         self._exited = False
-        self._changed = asyncio.Event()
+        # Futures of those waiting for the next change (_changed); resolved by _notify.
+        self._waiters: list[asyncio.Future[bool]] = []
 
     # -- feeding (subprocess protocol callbacks) ---------------------------------------
 
     def feed(self, stream: str, data: bytes) -> None:
         """Bytes read from ``stream`` ("stdout" or "stderr")."""
         state = self._streams[stream]
-        state.partial += data
+        if data == _SENTINEL_LINE and not state.partial:
+            state.seen += 1  # a run that printed nothing (or whose lines came before)
+            self._notify()
+            return
         if b"\n" in data:
-            *lines, rest = state.partial.split(b"\n")
+            *lines, rest = (bytes(state.partial) + data if state.partial else data).split(b"\n")
             state.partial = bytearray(rest)
             for raw in lines:
-                self._line(state, bytes(raw))
+                self._line(state, raw)
+        else:
+            state.partial += data
         while len(state.partial) > MAX_LINE_BYTES:
             piece = bytes(state.partial[:MAX_LINE_BYTES])
             del state.partial[:MAX_LINE_BYTES]
@@ -152,10 +161,10 @@ class LogCollector:
 
     async def wait_closed(self, timeout: float) -> None:
         """Wait until both streams closed, at most ``timeout`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while not all(s.eof for s in self._streams.values()):
-                    await self._changed.wait()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not all(s.eof for s in self._streams.values()):
+            if not await self._changed(deadline):
+                return
 
     async def _wait_for(self, target: int, wait: float) -> None:
         loop = asyncio.get_running_loop()
@@ -165,15 +174,27 @@ class LogCollector:
             if self._exited and not drain_from_exit:
                 drain_from_exit = True
                 deadline = min(deadline, loop.time() + EXIT_DRAIN_SECONDS)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if not await self._changed(deadline):
                 return
-            changed = self._changed
-            try:
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-            except TimeoutError:
-                return
+
+    async def _changed(self, deadline: float) -> bool:
+        """Wait for the next change until ``deadline`` (loop time); False if none came."""
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            return False
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        # A timer resolving the future with False, rather than ``asyncio.timeout`` (a task
+        # lookup and a cancellation turned into TimeoutError): whichever comes first wins.
+        timer = loop.call_at(deadline, _time_up, waiter)
+        try:
+            return bool(await waiter)
+        finally:
+            timer.cancel()
+            if not waiter.done():
+                waiter.cancel()  # the waiting task was cancelled
+            if waiter in self._waiters:  # timed out or cancelled: not left for _notify
+                self._waiters.remove(waiter)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -197,6 +218,14 @@ class LogCollector:
         state.entries.append(_Entry(state.seen, size, line))
 
     def _notify(self) -> None:
-        # Wake every current waiter, then start a fresh event for the next change.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        # Wake every current waiter; a later change wakes those that wait again by then.
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
+
+
+def _time_up(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

@@ -1,23 +1,41 @@
 """Activation records in SQLite, written with group commit.
 
-Every ``put`` of one event-loop iteration goes into a single transaction: the first put
-schedules a flush with ``call_soon`` and every caller awaits that flush's commit (each
-through a future of its own, resolved once the transaction committed). One
-activation alone costs one transaction as before (one loop iteration later); under load
-the commit cost (WAL append, locks) is shared by the batch, roughly halving the cost per
-record. A ``put`` returns only after its record is committed, so a reader that got an
-activation id from a completion always finds the record; ``flush`` at close writes what
-is pending, so nothing is lost on a clean shutdown.
+A write is committed before it returns: a ``put`` returns only after its record is
+committed, so a reader that got an activation id from a completion always finds the
+record; ``flush`` at close writes what is pending, so nothing is lost on a clean
+shutdown. How writes share commits:
 
-Writes queued in one batch are concurrent (none has returned yet), so any order of them
-is a valid outcome; the batch applies replacing puts first, then ``put_unless_final``
-writes one by one (each needs its own answer), then pending ones, then ``start`` claims
-one by one. That order keeps the guarantees whatever the callers' order: a final record
-is never replaced by an error record nor hidden by a pending one, and never started.
+- *Alone, at once.* The first write of a loop iteration after quiet ones (whose
+  writes had no company: :data:`QUIET_FLUSHES` flushes in a row) commits in its own
+  call, without awaiting, and schedules a flush for the next iteration (``call_soon``)
+  to commit whatever else this iteration writes. A lone writer (a warm invoke at c=1:
+  the started mark, the final record) so costs no loop iteration: the group commit as
+  it was — the flush one iteration later, then the writer's future another — cost two
+  per write, four per invoke.
+- *Together, under load.* Once an iteration's flush found company (another write after
+  the one committed at once, or two or more in a batch), every write of the next
+  iterations joins the batch: it queues its row, the flush commits the batch in one
+  transaction and wakes each writer through a future of its own. It goes back to
+  committing at once after :data:`QUIET_FLUSHES` flushes in a row had at most the one
+  write each. Under load the commit cost (WAL append, locks) is so shared by the
+  batch, roughly halving the cost per record, as before.
 
-The started point (``start``) is an ordinary write of the batch, so marking an
-activation started before it runs shares the commit of the other writes of its loop
-iteration instead of paying one of its own; it returns once committed, as ``put`` does.
+Nothing else changed: a write committed at once is the one write of its transaction,
+as a batch of one was; it precedes the batch of its iteration, which is an order its
+writers could have had anyway (none of them has returned, so they are concurrent).
+Writes queued in one batch are concurrent, so any order of them is a valid outcome;
+the batch applies replacing puts first, then ``put_unless_final`` writes one by one
+(each needs its own answer), then pending ones, then ``start`` claims one by one. Each
+statement keeps the guarantees in any order of the callers (a final record is never
+replaced by an error record nor hidden by a pending one, and never started); the order
+makes a ``start`` claim a ``put_pending`` of the same batch.
+
+The started point (``start``) is an ordinary write, so marking an activation started
+before it runs shares the commit of the other writes of its loop iteration under load
+instead of paying one of its own; it returns once committed, as ``put`` does.
+
+A writer loop that awaits nothing else (recovery's, a test's) still yields: with a flush
+scheduled, its next write joins the batch and awaits it.
 
 ``prune`` deletes in batches of :data:`PRUNE_BATCH` rows, yielding to the event loop
 between batches: the connection is shared, so one huge DELETE would stall every request.
@@ -85,6 +103,15 @@ _START = (
 
 PRUNE_BATCH = 5000
 
+# Quiet flushes in a row (none found a write beside the first of its iteration) before a
+# write commits at once again: under load an iteration with one write is often followed
+# by busier ones, whose first write would then commit alone and the rest in a batch —
+# two commits where one does. bench/group_commit_policy.py (seeded schedules, a real
+# store): at c=10, 0.500 commits per write after 1 quiet flush, 0.444 after 2, 0.425
+# after 4, 0.426 when every write joins a batch; at c=50 0.129-0.132 for all. At c=1
+# every flush is quiet, so writes stay at once.
+QUIET_FLUSHES = 4
+
 # Final records are in the indexes of listings, counts and figures, which are partial
 # (sqlite_schema's migration 9): a pending record is indexed by `activations_unfinished`
 # only, so writing one, or marking it started, touches three b-trees instead of seven.
@@ -111,12 +138,14 @@ Row = tuple[str, str, str, int, str, str | None, bytes | None, str | None]
 
 
 class _Write:
-    """One queued write: its statement, its row, (set by the flush) whether it changed a
-    row, and the future its writer awaits."""
+    """One write: its statement, its row, (set once committed) whether it changed a row,
+    and, for a write queued in a batch, the future its writer awaits."""
 
     __slots__ = ("committed", "row", "statement", "stored")
 
-    def __init__(self, statement: str, row: Row, committed: asyncio.Future[None]) -> None:
+    def __init__(
+        self, statement: str, row: Row, committed: asyncio.Future[None] | None = None
+    ) -> None:
         self.statement = statement
         self.row = row
         self.stored = False
@@ -127,14 +156,22 @@ class SqliteActivationStore:
     """:class:`~squall.store.contracts.ActivationStore` over the ``activations`` table.
 
     Records with the same ``start`` are ordered by activation id, descending, so paging
-    is stable. Concurrency: ``_pending`` and ``_scheduled`` are touched only on the
-    event-loop thread, and ``_flush`` runs between tasks, so no lock is needed.
+    is stable. Concurrency: ``_pending``, ``_scheduled``, ``_at_once`` and ``_quiet`` are
+    touched only on the event-loop thread, a write committed at once does not await, and
+    ``flush`` runs between tasks, so no lock is needed.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._pending: builtins.list[_Write] = []
+        # A flush is scheduled (call_soon): this iteration's further writes join it.
         self._scheduled = False
+        # This iteration's first write was committed at once (so a batch of one beside it
+        # is company).
+        self._at_once = False
+        # Flushes in a row that found no company; from QUIET_FLUSHES on, the next first
+        # write commits at once.
+        self._quiet = QUIET_FLUSHES
 
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
@@ -164,21 +201,34 @@ class SqliteActivationStore:
             message = None  # a final record needs nothing to run it again
         loop = asyncio.get_running_loop()
         row = (*activation_key(record), dumps_record(record), state, message, owner)
-        write = _Write(statement, row, loop.create_future())
-        self._pending.append(write)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self.flush)
+            if self._quiet >= QUIET_FLUSHES:
+                # The first write after a quiet iteration: committed here, without
+                # awaiting (the module docstring says why); the flush takes the rest of
+                # this iteration's writes, and sees from them whether it is quiet still.
+                self._at_once = True
+                write = _Write(statement, row)
+                with self._db.autocommit() as conn:  # one statement commits by itself
+                    write.stored = conn.execute(statement, row).rowcount == 1
+                return write
+        committed: asyncio.Future[None] = loop.create_future()
+        write = _Write(statement, row, committed)
+        self._pending.append(write)
         # Each writer awaits a future of its own (no shield, which cost one more loop
         # iteration per write): a cancelled writer cancels only that future, and its row
         # is committed with the batch all the same.
-        await write.committed
+        await committed
         return write
 
     def flush(self) -> None:
         """Commit every pending record in one transaction; wake their writers."""
         writes, self._pending = self._pending, []
-        self._scheduled = False
+        # Company: any write beside the one committed at once, or a batch of several.
+        alone = len(writes) <= (0 if self._at_once else 1)
+        self._quiet = self._quiet + 1 if alone else 0
+        self._scheduled = self._at_once = False
         if not writes:
             return
         try:
@@ -190,14 +240,14 @@ class SqliteActivationStore:
                 with self._db.transaction() as conn:
                     self._apply(conn, writes)
         except Exception as exc:
-            waiting = [w.committed for w in writes if not w.committed.done()]
+            waiting = [w.committed for w in writes if w.committed and not w.committed.done()]
             if not waiting:
                 raise  # every writer gave up: nobody else would see it
             for committed in waiting:
                 committed.set_exception(exc)
         else:
             for w in writes:
-                if not w.committed.done():
+                if w.committed is not None and not w.committed.done():
                     w.committed.set_result(None)
 
     @staticmethod

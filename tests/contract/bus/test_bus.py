@@ -250,3 +250,22 @@ async def test_close_wakes_everyone_and_refuses_everything(bus: MessagingProvide
 async def test_empty_messages_are_refused(bus: MessagingProvider) -> None:
     with pytest.raises(ProviderError):
         await bus.send("invoker.empty", b"")
+
+
+async def test_a_settled_delivery_needs_no_ack(bus: MessagingProvider, bus_kind: BusKind) -> None:
+    # Given a message received and never acknowledged, its consumer closed
+    consumer = await bus.consumer("completed.settled")
+    await bus.send("completed.settled", b"once")
+    delivery = await take(consumer)
+    settled = getattr(delivery, "settled", False)
+    assert isinstance(settled, bool)
+    # (the in-process bus's deliveries are settled: nothing to confirm)
+    assert settled is (not bus_kind.durable)
+    await consumer.close()
+    if not settled:
+        return  # acknowledged as any delivery: the tests above
+    # Then nothing is pending, and another consumer never gets it again
+    assert await bus.pending("completed.settled") == 0
+    other = await bus.consumer("completed.settled")
+    assert await other.poll(QUIET_S) is None
+    await other.close()

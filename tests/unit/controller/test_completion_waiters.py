@@ -92,3 +92,30 @@ async def test_a_cancelled_wait_leaves_nobody_waiting(tmp_path: Path) -> None:
     # a late completion finds nobody waiting (and does not fail)
     waiters.deliver(Completion("t" * 32, activation_id, "invoker0", record(activation_id)))
     await waiters.close()
+
+
+async def test_completions_of_the_in_process_bus_need_no_ack_task(tmp_path: Path) -> None:
+    # Given waiters consuming their topic on the in-process bus (settled deliveries)
+    bus, store = MemoryBus(), await SqliteStore.open(tmp_path / "squall.db")
+    waiters = CompletionWaiters(bus, "0", store.activations)
+    acks_seen: list[int] = []  # acknowledgements in flight as each completion arrives
+    waiters.add_listener(lambda _: acks_seen.append(len(waiters._acks)))
+    await waiters.start()
+    try:
+        ids = [new_activation_id() for _ in range(3)]
+        waiting = []
+        for activation_id in ids:
+            waiters.register(activation_id)
+            waiting.append(asyncio.create_task(waiters.wait(activation_id, 60.0, "guest")))
+        # When their completions come over the bus (taken in one step of the consumer)
+        for activation_id in ids:
+            completion = Completion("t" * 32, activation_id, "invoker0", record(activation_id))
+            await bus.send(waiters.topic, completion.to_bytes())
+        got = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        # Then each wait has its record, and no task was started to acknowledge them
+        assert [r.activation_id for r in got if r is not None] == ids
+        assert acks_seen == [0, 0, 0]
+    finally:
+        await waiters.close()
+        await bus.close()
+        await store.close()

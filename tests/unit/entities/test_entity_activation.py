@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,8 @@ def test_activation_ids_are_32_lowercase_hex() -> None:
     ids = {new_activation_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    # random UUIDs (version 4, RFC 4122 variant), as OpenWhisk's are
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
 
 
 @pytest.mark.parametrize(

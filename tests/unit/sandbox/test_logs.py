@@ -154,3 +154,33 @@ async def test_unsplit_logs_return_what_arrived_without_waiting() -> None:
     # When collected with a long wait, Then it returns at once
     result = await asyncio.wait_for(logs.collect(10_000, wait=30), timeout=5)
     assert [line.text for line in result.lines] == ["a", "b"]
+
+
+async def test_several_waiters_each_see_the_change_and_leave_nothing_behind() -> None:
+    # Given two collectors' waits on one stream's sentinel (collect and wait_closed)
+    logs = LogCollector(10_000)
+    logs.feed("stderr", END)
+    logs.expect_activation()
+    collecting = asyncio.create_task(logs.collect(10_000, wait=30))
+    closing = asyncio.create_task(logs.wait_closed(30))
+    await asyncio.sleep(0)
+    # When the sentinel comes in a chunk of its own, split across two reads
+    logs.feed("stdout", END[:5])
+    logs.feed("stdout", END[5:])
+    # Then the collect ends with no line, the closing wait goes on until both streams close
+    assert (await asyncio.wait_for(collecting, 5)).lines == []
+    assert not closing.done()
+    logs.eof("stdout")
+    logs.eof("stderr")
+    await asyncio.wait_for(closing, 5)
+    # And no waiter is left behind, nor after a wait that timed out or was cancelled
+    logs.expect_activation()
+    assert (await logs.collect(10_000, wait=0.01)).lines == []
+    logs2 = LogCollector(10_000)
+    logs2.expect_activation()
+    cancelled = asyncio.create_task(logs2.collect(10_000, wait=30))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not logs._waiters and not logs2._waiters
