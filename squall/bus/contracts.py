@@ -27,10 +27,10 @@ Guarantees every provider gives:
   message acknowledged is never delivered again, also across a restart of the bus) and
   raises ``ProviderError`` when it cannot say so. The in-memory provider delivers
   exactly once within its process: ``attempt`` is always 1 and ``ack`` records nothing.
-- A delivery whose ``ack`` has nothing to confirm may say so with an attribute
-  ``settled`` that is True (the in-memory provider's do): a consumer may then leave
-  ``ack`` uncalled — e.g. not start a task to confirm it. A delivery without the
-  attribute, or with it False, is acknowledged as above.
+- ``Delivery.settled`` is True when ``ack`` has nothing to confirm (the in-memory
+  provider's deliveries): a consumer may then leave ``ack`` uncalled — e.g. not start a
+  task to confirm it. A durable provider's deliveries say False and are acknowledged as
+  above.
 - ``pending(topic)`` counts the messages on a topic not yet acknowledged (waiting, or
   delivered and not yet acknowledged; the in-memory provider: not yet received).
 - ``publish`` is fire-and-forget: never blocks for long, raises only when the provider is
@@ -56,6 +56,11 @@ class Delivery(Protocol):
     @property
     def attempt(self) -> int:
         """How many times this message has been delivered, this time included (1 first)."""
+        ...
+
+    @property
+    def settled(self) -> bool:
+        """True when ``ack`` has nothing to confirm: it may be left uncalled."""
         ...
 
     async def ack(self) -> None:

@@ -88,6 +88,10 @@ class _Received:
     def data(self) -> bytes:
         return self._msg.data
 
+    @property
+    def settled(self) -> bool:
+        return False  # an ack is confirmed by the server (the stored one) or the sender
+
 
 class NatsDelivery(_Received):
     """A message pulled from its stream; ``ack`` is confirmed by the server."""

@@ -97,8 +97,8 @@ class CompletionWaiters:
                 else:
                     self._route(message, delivery)
                     continue
-            if getattr(delivery, "settled", False):
-                continue  # nothing to confirm (the contract's optional attribute)
+            if delivery.settled:
+                continue  # nothing to confirm (bus/contracts.py)
             ack = asyncio.create_task(self._ack(delivery))
             self._acks.add(ack)
             ack.add_done_callback(self._acks.discard)

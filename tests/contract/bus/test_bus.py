@@ -257,7 +257,7 @@ async def test_a_settled_delivery_needs_no_ack(bus: MessagingProvider, bus_kind:
     consumer = await bus.consumer("completed.settled")
     await bus.send("completed.settled", b"once")
     delivery = await take(consumer)
-    settled = getattr(delivery, "settled", False)
+    settled = delivery.settled
     assert isinstance(settled, bool)
     # (the in-process bus's deliveries are settled: nothing to confirm)
     assert settled is (not bus_kind.durable)
