@@ -363,19 +363,28 @@ def test_an_action_exiting_mid_run_is_a_developer_error(
 # Answers its own /run with an HTTP answer whose body is not JSON, then exits: what a
 # broken runtime image would do.
 INVALID_JSON_ANSWER = """
-    import gc, os, socket
+    import os, socket
     def main(args):
         if not args.get("harm"):
             return {"ok": True}
-        for obj in gc.get_objects():
-            if isinstance(obj, socket.socket) and obj.type == socket.SOCK_STREAM:
-                try:
-                    obj.getpeername()
-                except OSError:
+        # Every connected stream socket of the process, found by descriptor: the proxy's
+        # connection need not be a socket.socket object the action could find otherwise.
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            try:
+                sock = socket.socket(fileno=fd)
+            except OSError:
+                continue  # not a socket
+            try:
+                if sock.type != socket.SOCK_STREAM:
                     continue
-                if obj.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                     continue
-                obj.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 9\\r\\n\\r\\n{not json")
+                sock.getpeername()
+                sock.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 9\\r\\n\\r\\n{not json")
+            except OSError:
+                continue
+            finally:
+                sock.detach()
         os._exit(0)
 """
 
