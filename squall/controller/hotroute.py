@@ -333,6 +333,17 @@ class HotRouteProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
 
+    def shutdown(self) -> None:
+        """A graceful shutdown (uvicorn's rule: a request in progress is answered, with
+        ``connection: close``, then the connection closes). A hot request whose body is
+        still arriving has no cycle yet, where uvicorn's own would: without this, uvicorn
+        would see no request in progress and close the connection under it."""
+        hot = self._hot
+        if hot is not None:
+            hot.keep_alive = False  # its cycle closes the connection once answered
+            return
+        super().shutdown()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._hot = None
         super().connection_lost(exc)

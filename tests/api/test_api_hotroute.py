@@ -340,3 +340,56 @@ async def test_shutdown_and_disconnect_during_an_invoke(
     assert masked(answers[0]) == masked(answers[1])
     assert b"\r\nconnection: close\r\n" in answers[0] and answers[0].endswith(b'{"done":true}')
     assert len(servers[2]) >= 2 and servers[2][-1] == slow
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+def _reading(served: _Served) -> bool:
+    """Whether a connection of ``served`` holds a request being read: the hot protocol's
+    hot request, uvicorn's cycle."""
+    return any(
+        getattr(c, "_hot", None) is not None or getattr(c, "cycle", None) is not None
+        for c in served.server.server_state.connections
+    )
+
+
+def _refuses(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_shutdown_while_an_invoke_body_arrives(
+    system: Standalone, servers: tuple[_Served, _Served, list[str]], auth: str, unique: Unique
+) -> None:
+    # Given an invoke whose headers arrived and whose body has not (both protocols)
+    ok, _ = await _actions(system, auth, unique, servers[0])
+    raw = request(f"{BASE}/{ok}?blocking=true&result=true", auth, b'{"late": true}')
+    head, tail = raw[:-5], raw[-5:]
+    answers = []
+    for served in servers[:2]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        try:
+            writer.write(head)
+            await writer.drain()
+            await _until(lambda: _reading(served), "the request's headers read")  # noqa: B023
+            # When a graceful shutdown begins (the listener closes, then every connection
+            # is told in the same step), and only then the body's last bytes come
+            served.server.should_exit = True
+            await _until(lambda: _refuses(served.port), "the listener closed")  # noqa: B023
+            writer.write(tail)
+            await writer.drain()
+            # Then the invoke is answered, with connection: close, and the connection ends
+            answers.append(await read_answer(reader))
+            assert await asyncio.wait_for(reader.read(), 60) == b""
+        finally:
+            writer.close()
+        await served.stop()
+    assert masked(answers[0]) == masked(answers[1])
+    assert answers[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nconnection: close\r\n" in answers[0]
