@@ -4,6 +4,7 @@ busy share it reads (:mod:`squall.invoker.loopload`, the real thread's figures).
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -74,9 +75,13 @@ def test_the_loop_load_rises_while_the_thread_works_and_falls_while_it_sleeps() 
     for _ in range(6):
         time.sleep(loopload.SAMPLE_S)
         load.busy()
-    # Then the first figure is high and the second low
-    assert busy > 0.8
-    assert load.busy() < 0.2
+    # Then the first figure is high and the second low. Spinning counts as busy whether
+    # the thread ran or waited for a CPU when the kernel's schedstat says both; without
+    # it only the CPU time counts, which a loaded machine may keep well under one core.
+    idle = load.busy()
+    assert idle < 0.2 and busy > idle
+    if os.path.exists(loopload.SCHEDSTAT):
+        assert busy > 0.8
 
 
 def test_growth_waits_for_the_containers_starting_once_as_many_start_as_run() -> None:
