@@ -17,17 +17,8 @@ capability over its own network and cannot change addresses or routes):
   and bubblewrap fails if it finds it configured already);
 - :meth:`detach` removes the pair (the sandbox is left with loopback only); a pair also
   disappears by itself when its namespace dies;
-- :meth:`keep_prepared` keeps a few network namespaces made ahead, each with its link
-  configured (loopback up, the pair, addresses, routes) as :meth:`attach` would: a
-  sandbox started through bubblewrap joins one (:meth:`take_prepared`, then
-  :meth:`replenish` once started; its launcher
-  ``setns`` into it before bubblewrap runs, bubblewrap then makes no network namespace)
-  instead of waiting on its start for the ~5 ms of netlink work :meth:`attach` does.
-  Each prepared namespace is handed out once, to one sandbox, and its descriptor closed
-  then: the namespace lives as long as that sandbox. It belongs to the host's user
-  namespace, in which a sandbox holds no capability: it cannot change its addresses or
-  routes, as with the namespace bubblewrap makes (owned by the sandbox's user namespace,
-  where bubblewrap dropped every capability). Taken ones are replaced in the background;
+- :meth:`keep_prepared` keeps a few network namespaces made ahead, each with its link,
+  for sandboxes started through bubblewrap (:mod:`squall.sandbox.netprepared`);
 - :meth:`close` removes the table and every pair still there, and the prepared
   namespaces.
 
@@ -40,11 +31,9 @@ anything between two sandboxes is routed through the host, where the table drops
 Concurrency: netlink work runs in one worker thread of its own (:attr:`_executor`), never
 on the event loop — the requests (:mod:`squall.sandbox.rtnl`) are synchronous; the thread
 briefly enters a sandbox's network namespace (``setns`` acts on the calling thread only)
-and always returns to the host's before it takes the next job (a prepared namespace is
-made by ``unshare`` on that thread, which goes back at once). Address bookkeeping and the
-pool of prepared namespaces live on the event loop; :meth:`SandboxNetwork.close` may run
-on another thread, and a lock hands each prepared namespace's descriptor over exactly
-once (to a sandbox, or to close()).
+and always returns to the host's before it takes the next job. Address bookkeeping
+happens on the event loop; the prepared namespaces' handover between the loop and
+:meth:`SandboxNetwork.close` is :mod:`squall.sandbox.netprepared`'s.
 """
 
 from __future__ import annotations
@@ -58,7 +47,6 @@ import logging
 import os
 import re
 import subprocess
-import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -67,13 +55,12 @@ from pathlib import Path
 
 from squall.errors import ContainerError
 from squall.sandbox.egress import Block, EgressPolicy, ruleset
+from squall.sandbox.netprepared import CLONE_NEWNET, PreparedNamespaces, libc
 from squall.sandbox.rtnl import NetlinkError, Rtnl
 
 log = logging.getLogger(__name__)
 
-CLONE_NEWNET = 0x40000000
 NFT_TIMEOUT_S = 10.0
-_libc = ctypes.CDLL(None, use_errno=True)
 _OWNER = re.compile(r'comment "pid=(\d+) start=(\d+)"')
 
 
@@ -83,15 +70,6 @@ class Lease:
 
     ifname: str
     address: ipaddress.IPv4Address
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A network namespace made ahead, its link set up: ``fd`` holds the namespace (the
-    taker joins it, then closes ``fd``), ``lease`` is its link (detached as any)."""
-
-    fd: int
-    lease: Lease
 
 
 def _start_time(pid: int) -> int | None:
@@ -150,7 +128,7 @@ def _delete_links(prefix: str) -> None:
                     rtnl.delete_link(index)
 
 
-class SandboxNetwork:
+class SandboxNetwork(PreparedNamespaces):
     """Egress for the sandboxes of one invoker; see the module docstring.
 
     ``api`` is where sandboxes reach the platform: (host, port) of the API as the invoker
@@ -167,15 +145,7 @@ class SandboxNetwork:
         self._free: deque[ipaddress.IPv4Address] = deque()
         self._names = itertools.count()
         self._leases: dict[str, Lease] = {}
-        # Prepared namespaces (event loop thread), how many to keep, the refill running.
-        self._prepared: deque[Prepared] = deque()
-        self._keep = 0
-        self._refill: asyncio.Task[None] | None = None
-        # Descriptors the worker made that the loop has not taken yet: closed by close()
-        # if it comes first. ``_handover`` orders close() (any thread) against the loop
-        # taking a descriptor into, or out of, the pool: each is closed exactly once.
-        self._unclaimed: set[int] = set()
-        self._handover = threading.Lock()
+        self._init_prepared()
 
     # -- life ----------------------------------------------------------------------------
 
@@ -220,12 +190,7 @@ class SandboxNetwork:
             return
         # The worker finishes what it was given first: nothing makes a namespace after.
         self._executor.submit(self._close_links, block.prefix).result()
-        with self._handover:
-            fds = [p.fd for p in self._prepared] + list(self._unclaimed)
-            self._prepared.clear()
-            self._unclaimed.clear()
-        for fd in fds:
-            os.close(fd)
+        self._close_prepared()
         _nft(None, "delete", "table", "inet", block.table)
         self._executor.shutdown(wait=False)
 
@@ -253,7 +218,7 @@ class SandboxNetwork:
         if block is None or not self._free:
             raise ContainerError("the sandbox network has no free address")
         address = self._free.popleft()
-        lease = Lease(f"{block.prefix}{next(self._names):x}", address)
+        lease = self._lease(address, block)
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._attach, pid, lease, block)
@@ -262,63 +227,6 @@ class SandboxNetwork:
             raise
         self._leases[lease.ifname] = lease
         return lease
-
-    def keep_prepared(self, count: int) -> None:
-        """Keep ``count`` namespaces prepared (see the module docstring); the refill starts
-        now when an event loop runs here, else on the first :meth:`take_prepared`."""
-        self._keep = count
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._start_refill()
-
-    @property
-    def prepared(self) -> int:
-        """How many prepared namespaces are ready now."""
-        return len(self._prepared)
-
-    def take_prepared(self) -> Prepared | None:
-        """A prepared namespace, or None when none is ready (then :meth:`attach` as
-        before). The caller owns it: it joins the namespace and closes ``fd``, and
-        detaches ``lease`` when the sandbox is gone; it calls :meth:`replenish` once its
-        start is over. Event loop thread."""
-        with self._handover:
-            return self._prepared.popleft() if self._prepared else None
-
-    def replenish(self) -> None:
-        """Make up for what was taken, in the background (event loop thread). Called
-        once the start that took one is over, so that the replacement's netlink and
-        namespace work does not compete with that start for the CPU."""
-        self._start_refill()
-
-    def _start_refill(self) -> None:
-        idle = self._refill is None or self._refill.done()
-        if idle and len(self._prepared) < self._keep and self.block is not None:
-            self._refill = asyncio.ensure_future(self._fill())
-
-    async def _fill(self) -> None:
-        """Prepare namespaces until ``_keep`` are ready (one at a time, on the worker
-        thread: it never delays an :meth:`attach` by more than one preparation)."""
-        loop = asyncio.get_running_loop()
-        while len(self._prepared) < self._keep:
-            block = self.block
-            if block is None or not self._free:
-                return
-            address = self._free.popleft()
-            lease = Lease(f"{block.prefix}{next(self._names):x}", address)
-            try:
-                fd = await loop.run_in_executor(self._executor, self._prepare, lease, block)
-            except (ContainerError, RuntimeError) as ex:  # RuntimeError: executor shut down
-                self._free.append(address)
-                log.warning("cannot prepare a sandbox network namespace: %s", ex)
-                return
-            with self._handover:
-                if self.block is None:  # closed meanwhile: close() closes it
-                    return
-                self._unclaimed.discard(fd)
-                self._leases[lease.ifname] = lease
-                self._prepared.append(Prepared(fd, lease))
 
     async def detach(self, lease: Lease) -> None:
         """Remove the sandbox's link (it keeps its loopback). Idempotent."""
@@ -342,48 +250,8 @@ class SandboxNetwork:
                 rtnl.delete_link(rtnl.link_index(lease.ifname))
             raise ContainerError(f"cannot connect the sandbox to the network: {ex}") from ex
 
-    def _prepare(self, lease: Lease, block: Block) -> int:
-        """A new network namespace with loopback up and ``lease``'s link (worker thread);
-        returns a descriptor of it. ContainerError on failure (nothing is left)."""
-        if self.block is None:
-            # close() began: its link removal may have run already (jobs run in order).
-            raise ContainerError("the sandbox network is closed")
-        if self._rtnl is None:
-            self._rtnl = Rtnl()  # in this thread (see Concurrency above)
-        rtnl = self._rtnl
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        namespace = -1
-        try:
-            try:
-                # unshare acts on this thread alone, which goes back to the host's at once.
-                if _libc.unshare(CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "unshare a network namespace")
-                try:
-                    namespace = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                    inner = Rtnl()  # its socket belongs to the new namespace
-                finally:
-                    if _libc.setns(own, CLONE_NEWNET) != 0:  # pragma: no cover - cannot fail
-                        os.abort()  # a worker thread stuck in a sandbox's namespace
-            finally:
-                os.close(own)
-            with inner:
-                inner.set_up(inner.link_index("lo"))  # bubblewrap does it in its own ones
-                self._link(
-                    rtnl,
-                    lease,
-                    block,
-                    lambda: rtnl.add_veth(lease.ifname, "eth0", peer_netns=namespace),
-                )
-                self._configure(inner, str(lease.address), str(block.gateway))
-        except OSError as ex:
-            with contextlib.suppress(NetlinkError):
-                rtnl.delete_link(rtnl.link_index(lease.ifname))
-            if namespace >= 0:
-                os.close(namespace)
-            raise ContainerError(f"cannot prepare a sandbox network namespace: {ex}") from ex
-        with self._handover:
-            self._unclaimed.add(namespace)
-        return namespace
+    def _lease(self, address: ipaddress.IPv4Address, block: Block) -> Lease:
+        return Lease(f"{block.prefix}{next(self._names):x}", address)
 
     def _link(self, rtnl: Rtnl, lease: Lease, block: Block, make: Callable[[], None]) -> None:
         """The pair (``make``) and its host end: the gateway address, up, the route."""
@@ -401,12 +269,12 @@ class SandboxNetwork:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         theirs = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if _libc.setns(theirs, CLONE_NEWNET) != 0:
+            if libc.setns(theirs, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns into the sandbox's network")
             try:
                 inner = Rtnl()  # its netlink socket belongs to the sandbox's namespace
             finally:
-                if _libc.setns(own, CLONE_NEWNET) != 0:  # pragma: no cover - cannot fail
+                if libc.setns(own, CLONE_NEWNET) != 0:  # pragma: no cover - cannot fail
                     os.abort()  # a worker thread stuck in a sandbox's namespace
         finally:
             os.close(own)
