@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from invoke_latency import write_report
 
 import squall.store.sqlite_activations as activations_module
 from squall.entities.activation import Activation, ActivationResponse
@@ -115,20 +115,13 @@ def main() -> None:
     args = parser.parse_args()
     if not (2 <= args.writes <= 200_000 and all(1 <= c <= 1000 for c in args.concurrency)):
         parser.error("2 ≤ --writes ≤ 200000, 1 ≤ --concurrency ≤ 1000")
+    started = time.time()
     load = [os.getloadavg()[0]]
     uvloop.install()
     results = asyncio.run(run(args))
     load.append(os.getloadavg()[0])
     print(f"load average {load[0]:.1f} → {load[1]:.1f}")
-    report = {
-        "benchmark": "group_commit_policy",
-        "parameters": {**vars(args), "output": str(args.output)},
-        "load_average": load,
-        "results": results,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.output}")
+    write_report("group_commit_policy", started, args, load_average=load, results=results)
 
 
 if __name__ == "__main__":

@@ -316,20 +316,22 @@ def report_head(name: str, started: float, server: str, node: str | None) -> dic
     }
 
 
+def write_report(name: str, started: float, args: argparse.Namespace, **fields: Any) -> None:
+    """Write ``args.output``: a benchmark's JSON report (its head, the parameters but the
+    output's path, then ``fields``), and say where."""
+    parameters = {k: v for k, v in vars(args).items() if k != "output"}
+    report = {**report_head(name, started, "started", None), "parameters": parameters, **fields}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwritten to {args.output}")
+
+
 def write_turns_report(
     name: str, started: float, args: argparse.Namespace, load: Any, results: Any
 ) -> None:
     """Write ``args.output``: the JSON report of a benchmark that runs this tree and
     ``args.other`` in turns (its head, the parameters, load average and results)."""
-    report = {
-        **report_head(name, started, "started", None),
-        "parameters": {**vars(args), "other": str(args.other)},
-        "load_average": load,
-        "results": results,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwritten to {args.output}")
+    write_report(name, started, args, load_average=load, results=results)
 
 
 def git_commit() -> str | None:

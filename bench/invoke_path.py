@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import statistics
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from invoke_latency import write_report
 from starlette.types import ASGIApp, Message
 
 from squall.cli.standalone import Standalone
@@ -194,18 +194,14 @@ def main() -> None:
                 )
     rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
     print("\n".join(rows))
-    report = {
-        "benchmark": "invoke_path",
-        "started": started,
-        "seconds": round(time.time() - started, 1),
-        "parameters": {k: v for k, v in vars(args).items() if k != "output"},
-        "load_average": {"before": load_before, "after": load_after},
-        "summary": summary,
-        "samples": samples,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {args.output}")
+    write_report(
+        "invoke_path",
+        started,
+        args,
+        load_average={"before": load_before, "after": load_after},
+        summary=summary,
+        samples=samples,
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import socket
 import statistics
@@ -39,6 +38,7 @@ from typing import Any
 import orjson
 import uvicorn
 import uvloop
+from invoke_latency import write_report
 
 from squall.cli.coalescing import CoalescingHttpToolsProtocol
 from squall.cli.serving import protocol_for
@@ -201,18 +201,14 @@ def main() -> None:
                 )
     rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
     print("\n".join(rows))
-    report = {
-        "benchmark": "invoke_protocol",
-        "started": started,
-        "seconds": round(time.time() - started, 1),
-        "parameters": {k: v for k, v in vars(args).items() if k != "output"},
-        "load_average": {"before": load_before, "after": load_after},
-        "summary": summary,
-        "samples": samples,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {args.output}")
+    write_report(
+        "invoke_protocol",
+        started,
+        args,
+        load_average={"before": load_before, "after": load_after},
+        summary=summary,
+        samples=samples,
+    )
 
 
 if __name__ == "__main__":
