@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from pgsupport import PG_DSN, fresh_schema, require_postgres
+from pgsupport import PG_DSN
 
 from squall.entities.activation import (
     Activation,
@@ -24,13 +23,6 @@ from squall.store.postgres_activations import PostgresActivationStore
 pytestmark = pytest.mark.anyio
 
 NS = "guest"
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    require_postgres()
-    with fresh_schema() as name:
-        yield name
 
 
 def pending(activation_id: str) -> Activation:

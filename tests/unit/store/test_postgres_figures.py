@@ -6,12 +6,11 @@ older Squall during a rolling upgrade) still gets them from the trigger."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from pgsupport import PG_DSN, fresh_schema, require_postgres
+from pgsupport import PG_DSN
 
 from squall.entities.activation import ActivationResponse, final_record, pending_record
 from squall.store.postgres import PostgresStore
@@ -22,13 +21,6 @@ pytestmark = pytest.mark.anyio
 
 NS = "guest"
 FIGURES = "SELECT activation_id, status, duration, init_time FROM activations ORDER BY 1"
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    require_postgres()
-    with fresh_schema() as name:
-        yield name
 
 
 def _final(activation_id: str, annotations: list[dict[str, Any]], ok: bool = True) -> Any:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
-from pgsupport import PG_DSN, Relay, fresh_schema, require_postgres
+from pgsupport import PG_DSN, Relay
 
 from squall.entities.activation import Activation, ActivationResponse
 from squall.errors import NotFound, ProviderError
@@ -22,13 +21,6 @@ from squall.store.postgres_schema import SCHEMA_VERSION, schema_version
 pytestmark = pytest.mark.anyio
 
 NS = "guest"
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    require_postgres()
-    with fresh_schema() as name:
-        yield name
 
 
 async def _eventually_works(store: PostgresStore, subject: Subject) -> None:
