@@ -387,13 +387,14 @@ async def test_a_spawned_process_is_born_in_the_cgroup_it_names(
     cgroup = confinement.cgroups.create("born-inside", confinement.isolation.limits(64))
     read_r, write_w = os.pipe()
     try:
-        # When the supervisor spawns a process into it, which waits on a pipe
+        # When the supervisor spawns a process into it, which waits on a pipe (given as
+        # its descriptor 3: its stdin is /dev/null, where `read` would end it at once)
         spawned = await supervisor.spawn(
-            ["/bin/sh", "-c", "read line"],
+            ["/bin/sh", "-c", "read line <&3"],
             {"PATH": "/usr/bin:/bin"},
             stdout=write_w,
             stderr=write_w,
-            fds=[],
+            fds=[read_r],
             uid=None,
             cgroup=cgroup.procs_files,
         )
