@@ -9,7 +9,7 @@ second Ctrl-C cannot interrupt an orderly shutdown half-way.
 
 The protocol is uvicorn's httptools protocol writing through a coalescing transport
 (coalescing.py); for an application built by ``create_app`` it also serves the invoke
-route itself, without ASGI (``controller/hotroute.py``).
+and web action routes itself, without ASGI (``controller/hotroute.py``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def serve_app(
         port=port,
         loop="uvloop",
         # httptools, with an answer's head and body sent in one write (coalescing.py),
-        # and the invoke route served by the protocol itself (controller/hotroute.py).
+        # and the invoke and web routes served by the protocol itself (hotroute.py).
         http=protocol_for(app),
         lifespan="off",
         access_log=False,

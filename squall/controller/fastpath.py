@@ -18,10 +18,10 @@ route's methods), same exception handlers (a ``SquallError`` as its OpenWhisk er
 provider failure as 503, anything else as a logged 500). ``RequestMiddleware``, which
 wraps this, still adds the transaction id and CORS headers to every answer.
 
-Served by ``squall standalone`` or ``squall controller``, a plain invoke does not reach
-this at all: the HTTP protocol serves it with the same handler (hotroute.py). What comes
-here is the rest — an invoke with ``Expect: 100-continue`` or a body over 64 KiB, web
-actions, and any ASGI server other than Squall's.
+Served by ``squall standalone`` or ``squall controller``, a plain invoke or web action
+request does not reach this at all: the HTTP protocol serves it with the same handler
+(hotroute.py). What comes here is the rest — one with ``Expect: 100-continue`` or a body
+over 64 KiB, and any ASGI server other than Squall's.
 """
 
 from __future__ import annotations

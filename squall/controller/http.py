@@ -1,8 +1,9 @@
 """HTTP plumbing shared by the routes: JSON responses, bodies, query parameters, errors.
 
-:class:`HttpRequest` is the part of a request the invoke route reads. Starlette's
-``Request`` has it, and so has the hot-route protocol's own request (hotroute.py), so the
-helpers here that take an ``HttpRequest`` serve both with one implementation.
+:class:`HttpRequest` is the part of a request the invoke route reads,
+:class:`WebHttpRequest` the part the web action route reads. Starlette's ``Request`` has
+both, and so has the hot-route protocol's own request (hotroute.py), so the helpers here
+that take them serve both with one implementation.
 """
 
 from __future__ import annotations
@@ -51,6 +52,42 @@ class HttpRequest(Protocol):
 
     @property
     def query_params(self) -> Mapping[str, str]: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+
+class HeaderLookup(Protocol):
+    """``get(name)``: the first value of a header (lower-case name), as in HttpRequest."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+class RawHeaders(HeaderLookup, Protocol):
+    """Also ``raw``: every header as received, in order, names lower-cased (uvicorn's
+    list, which Starlette's ``Headers.raw`` is)."""
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]: ...
+
+
+class BodyRequest(Protocol):
+    """What :func:`read_body` reads of a request."""
+
+    @property
+    def headers(self) -> HeaderLookup: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+
+class WebHttpRequest(Protocol):
+    """What the web action route reads of a request: the method, the headers with their
+    raw list (a web action sees all of them), the body."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def headers(self) -> RawHeaders: ...
 
     def stream(self) -> AsyncIterator[bytes]: ...
 
@@ -105,7 +142,7 @@ def error_response(request: Request, error: SquallError) -> Response:
     return Response(body, error.status, media_type=JSON_MEDIA_TYPE)
 
 
-async def read_body(request: HttpRequest, limit: int) -> bytes:
+async def read_body(request: BodyRequest, limit: int) -> bytes:
     """The request body, refusing anything over ``limit`` bytes with OpenWhisk's 413."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -2,7 +2,7 @@
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware) because it adds no task or stream copy per
 request, which matters on the sub-millisecond invoke path. The hot-route protocol
-(hotroute.py), which serves plain invokes without ASGI, adds the same headers
+(hotroute.py), which serves plain invokes and web actions without ASGI, adds the same headers
 (``CORS_HEADERS``, the transaction id) in the same order itself.
 """
 

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from squall.controller.http import HeaderLookup
 from squall.entities import params
 from squall.entities.action import Action
 from squall.entities.names import is_valid_name
@@ -152,7 +153,7 @@ def authorized(action: Action, headers: Mapping[str, str], user: str | None) -> 
     return False
 
 
-def cors_headers(request_headers: Mapping[str, str]) -> list[tuple[str, str]]:
+def cors_headers(request_headers: HeaderLookup) -> list[tuple[str, str]]:
     """OpenWhisk's default CORS headers; a preflight's ``Access-Control-Request-Headers``
     is echoed as the allowed headers."""
     requested = request_headers.get("access-control-request-headers")

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from squall.controller import gateway, web
 from squall.controller.core import controller_of
 from squall.controller.http import error_response
-from squall.controller.routes.web import ALL_METHODS, serve
+from squall.controller.routes.web import ALL_METHODS, serve_request
 from squall.errors import NotFound
 
 
@@ -60,7 +60,7 @@ async def serve_route(request: Request) -> Response:
         return error_response(request, NotFound(gateway.VERB_NOT_SUPPORTED))
     key = gateway.secure_key(route.api.swagger, op)
     extra = [(web.REQUIRE_WHISK_AUTH_HEADER, key)] if key is not None else []
-    return await serve(request, gateway.target(route, op), extra)
+    return await serve_request(request, gateway.target(route, op), extra)
 
 
 ROUTES = [Route("/api/{tenant:gwtenant}/{rest:path}", serve_route, methods=ALL_METHODS)]
