@@ -1,6 +1,7 @@
 """CPU and latency of a warm web action served over loopback: hot-route protocol vs ASGI.
 
     .venv/bin/python bench/web_protocol.py [--requests 2000] [--rounds 7] [--concurrency 20]
+        [--targets json,http,options,missing]
 
 The whole platform in this process (``Standalone``, as ``squall standalone`` builds it),
 served on loopback by two uvicorn servers at once, on uvloop as ``squall standalone``:
@@ -30,7 +31,10 @@ thread's alone (``loop_ms``, ``time.thread_time``: the HTTP layer, controller, i
 client, without the store's threads; this machine has no hardware counters to count
 instructions), wall time per request,
 and at c=1 the p50/p99 of each request's latency; medians over ``--rounds``, hot/asgi
-ratios per round, the 1-minute load average. Writes ``bench/results/web_protocol.json``.
+ratios per round, the 1-minute load average. Then, once per variant, a count that the
+machine's load does not change: Python and C function calls on the event loop thread per
+request (``sys.setprofile``, 200 requests at c=1, the client's included: the same for
+both). Writes ``bench/results/web_protocol.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import base64
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -146,6 +151,23 @@ async def sample(port: int, target: str, requests: int, concurrency: int) -> dic
     }
 
 
+async def count_calls(port: int, target: str, requests: int) -> float:
+    """Python and C function calls on this thread per request (server and client)."""
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call" or event == "c_call":
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        await sample(port, target, requests, 1)
+    finally:
+        sys.setprofile(None)
+    return calls / requests
+
+
 async def _create(port: int, auth: bytes) -> None:
     for name, (kind, code) in ACTIONS.items():
         path = f"/api/v1/namespaces/_/actions/{name}"
@@ -185,19 +207,23 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
                 server, ports[name] = await serve(system.app, protocol)
                 servers.append(server)
             await _create(ports["asgi"], b"Basic " + base64.b64encode(system.guest_auth.encode()))
-            for target in TARGETS:
+            for target in args.targets:
                 for port in ports.values():  # warm: containers for both concurrencies
                     await sample(port, target, 100, 1)
                     await sample(port, target, 4 * args.concurrency, args.concurrency)
             samples: dict[str, list[dict[str, float]]] = {}
             for round_ in range(args.rounds):
                 order = list(ports) if round_ % 2 == 0 else list(ports)[::-1]
-                for target in TARGETS:
+                for target in args.targets:
                     for conc in (1, args.concurrency):
                         for name in order:
                             got = await sample(ports[name], target, args.requests, conc)
                             samples.setdefault(f"{target} c={conc} {name}", []).append(got)
                 print(f"round {round_ + 1} done, load {os.getloadavg()[0]:.1f}", flush=True)
+            for target in args.targets:
+                for name in ports:
+                    calls = await count_calls(ports[name], target, 200)
+                    samples[f"{target} calls {name}"] = [{"calls": calls}]
             return samples
         finally:
             for server in servers:
@@ -211,8 +237,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.targets = args.targets.split(",")
+    if not set(args.targets) <= set(TARGETS):
+        parser.error(f"--targets: some of {','.join(TARGETS)}")
     if not (1 <= args.requests <= 100_000 and 1 <= args.rounds <= 50):
         parser.error("1 ≤ --requests ≤ 100000, 1 ≤ --rounds ≤ 50")
     if not 1 <= args.concurrency <= 200:
@@ -224,7 +254,7 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     rows = [f"{'target':<14}{'figure':<8}{'asgi':>9}{'hot':>9}{'hot/asgi':>10}{'pairs <':>9}"]
     summary: dict[str, Any] = {}
-    for target in TARGETS:
+    for target in args.targets:
         for conc in (1, args.concurrency):
             figures: tuple[str, ...] = ("cpu_ms", "loop_ms", "wall_ms")
             if conc == 1:
@@ -245,6 +275,13 @@ def main() -> None:
                     f"{statistics.median(h):>9.3f}{statistics.median(ratios):>10.2f}"
                     f"{sum(r < 1 for r in ratios):>6}/{len(ratios)}"
                 )
+        a_calls = samples[f"{target} calls asgi"][0]["calls"]
+        h_calls = samples[f"{target} calls hot"][0]["calls"]
+        summary[f"{target} calls"] = {"asgi": a_calls, "hot": h_calls}
+        label = f"{target} c=1"
+        rows.append(
+            f"{label:<14}{'calls':<8}{a_calls:>9.0f}{h_calls:>9.0f}{h_calls / a_calls:>10.2f}"
+        )
     rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
     print("\n".join(rows))
     write_report(
