@@ -3,7 +3,9 @@
 Successful look-ups are cached for ``ttl`` seconds keyed by a digest of the header (the
 key itself is never kept in memory beyond the request), so the hot path costs a dict hit.
 A rotated or deleted key therefore stops working on this controller within ``ttl``.
-Failures are not cached: a typo fixed by the user works at once.
+Failures are not cached: a typo fixed by the user works at once. The owner of a
+namespace (whom a web action runs as, :meth:`Authenticator.owner`) is cached by the same
+rule: a deleted subject stops owning its namespace on this controller within ``ttl``.
 """
 
 from __future__ import annotations
@@ -64,9 +66,26 @@ class Authenticator:
         self._ttl = ttl
         self._max = max_entries
         self._cache: dict[bytes, tuple[Identity, float]] = {}
+        self._owners: dict[str, tuple[Identity, float]] = {}
 
     def forget_all(self) -> None:
         self._cache.clear()
+        self._owners.clear()
+
+    async def owner(self, namespace: str) -> Identity:
+        """The identity of the subject owning ``namespace`` (NotFound if there is none),
+        cached for ``ttl`` as :meth:`identify` caches: every web action request needs it,
+        and without the cache it is a store read per request."""
+        now = time.monotonic()
+        hit = self._owners.get(namespace)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        subject = await self._store.get_subject(namespace)
+        identity = Identity(subject.namespace, subject.uuid)
+        if len(self._owners) >= self._max:
+            self._owners.clear()
+        self._owners[namespace] = (identity, now + self._ttl)
+        return identity
 
     async def identify(self, header: str | None) -> Identity | None:
         """The identity for an ``Authorization`` header, or None if absent/invalid."""

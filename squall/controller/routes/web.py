@@ -72,10 +72,9 @@ async def _exported_action(ctl: Controller, target: web.WebTarget) -> tuple[Iden
     """The owner's identity and the web-exported action, or 404 for anything missing (an
     unknown namespace, package or action, or an action that is not exported)."""
     try:
-        subject = await ctl.auth_store.get_subject(target.namespace)
+        owner = await ctl.authenticator.owner(target.namespace)
     except NotFound:
         raise NotFound() from None
-    owner = Identity(subject.namespace, subject.uuid)
     path = EntityPath(target.namespace, target.package, target.name)
     action = await resolve_action(ctl, owner.namespace, path)
     if not web.is_exported(action):
