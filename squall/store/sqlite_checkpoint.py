@@ -43,24 +43,34 @@ import threading
 
 log = logging.getLogger(__name__)
 
-#: How often the thread checkpoints. At ~500 commits/s of ~8 pages (one request at a
-#: time, two commits per invoke) the WAL holds ~4 MB between checkpoints; SQLite's own
-#: threshold (1000 pages) was crossed about every 0.25 s at that rate too.
-INTERVAL_S = 0.25
+#: How often the thread checkpoints. Each checkpoint, however little it copies, costs
+#: the process a wake-up, two turns of the GIL, the WAL index's scan and two fsyncs (with
+#: the journal commit they cause): ~1-2 ms of CPU and 10-25 ms of wall time beside the
+#: loop, during which a request's three processes have one core fewer. The pages it
+#: copies are mostly the same few (the tails of the activations table and its indexes,
+#: rewritten by every commit), so checkpointing less often copies them fewer times: at
+#: one request at a time, every 1 s instead of every 0.25 s took the thread's CPU from
+#: 3.4-4.5 to 2.5 ms per second and the share of time a checkpoint runs from ~5 % to
+#: ~2.5 % (bench/README.md, "request_breakdown.py"). The WAL holds at most about what
+#: is committed in a second (~16 MB at ~500 commits/s of ~8 pages); SQLite's own
+#: threshold (1000 pages) was crossed every ~0.25 s at that rate.
+INTERVAL_S = 1.0
 
 #: How long :meth:`Checkpointer.stop` waits for a checkpoint under way.
 STOP_TIMEOUT_S = 10.0
 
 
 class Checkpointer:
-    """Checkpoints the WAL of the database file at ``path`` every ``interval_s`` on a
-    daemon thread until :meth:`stop`; see the module docstring."""
+    """Checkpoints the WAL of the database file at ``path`` every ``interval_s``
+    (:data:`INTERVAL_S` by default) on a daemon thread until :meth:`stop`; see the module
+    docstring."""
 
-    def __init__(self, path: str, *, interval_s: float = INTERVAL_S, busy_timeout_ms: int) -> None:
+    def __init__(self, path: str, *, interval_s: float | None = None, busy_timeout_ms: int) -> None:
         # Opened here, so that a file that cannot be opened fails the caller, not the thread.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        self._interval_s = interval_s
+        # INTERVAL_S read now, not at import: tests shorten it for the stores they open.
+        self._interval_s = INTERVAL_S if interval_s is None else interval_s
         self._stopping = threading.Event()
         self._failing = False
         #: Read by tests and benchmarks, from other threads (each a single assignment):
