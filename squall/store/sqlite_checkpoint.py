@@ -23,10 +23,13 @@ Guarantees:
   reader or writer (it copies only the frames no reader still needs), and ``sqlite3``
   releases the GIL while the statement runs, so the copy and the fsyncs happen beside the
   loop. A checkpoint with nothing new to copy returns without any I/O.
-- The WAL stays bounded as with SQLite's own checkpoints: once a checkpoint has copied
-  every frame, the next commit starts the WAL over from its beginning. It holds at most
-  about what is committed in :data:`INTERVAL_S` (and more only while a reader keeps an
-  old snapshot, as before).
+- Once a checkpoint has copied every frame, the next commit starts the WAL over from its
+  beginning. That needs a checkpoint during which nothing was committed: while commits
+  never pause for a checkpoint's length (its two fsyncs take milliseconds; sequential
+  invokes commit every ~0.5 ms), every checkpoint copies the frames but the WAL file
+  keeps growing, until the load pauses (measured: ~300 MB in 6 s of back-to-back puts,
+  with this interval or 0.25 s alike; bench/README.md, "request_breakdown.py"). SQLite's
+  own checkpoints bounded it, at the price of the stalls above.
 - :meth:`Checkpointer.stop` wakes the thread, waits for it and closes its connection;
   the last ``close`` of the store's own connection then checkpoints what is left, as
   SQLite always does.
@@ -51,9 +54,8 @@ log = logging.getLogger(__name__)
 #: rewritten by every commit), so checkpointing less often copies them fewer times: at
 #: one request at a time, every 1 s instead of every 0.25 s took the thread's CPU from
 #: 3.4-4.5 to 2.5 ms per second and the share of time a checkpoint runs from ~5 % to
-#: ~2.5 % (bench/README.md, "request_breakdown.py"). The WAL holds at most about what
-#: is committed in a second (~16 MB at ~500 commits/s of ~8 pages); SQLite's own
-#: threshold (1000 pages) was crossed every ~0.25 s at that rate.
+#: ~2.5 % (bench/README.md, "request_breakdown.py"). Between two checkpoints the WAL
+#: takes what is committed in a second (~16 MB at ~500 commits/s of ~8 pages).
 INTERVAL_S = 1.0
 
 #: How long :meth:`Checkpointer.stop` waits for a checkpoint under way.
