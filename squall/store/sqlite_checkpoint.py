@@ -23,10 +23,13 @@ Guarantees:
   reader or writer (it copies only the frames no reader still needs), and ``sqlite3``
   releases the GIL while the statement runs, so the copy and the fsyncs happen beside the
   loop. A checkpoint with nothing new to copy returns without any I/O.
-- The WAL stays bounded as with SQLite's own checkpoints: once a checkpoint has copied
-  every frame, the next commit starts the WAL over from its beginning. It holds at most
-  about what is committed in :data:`INTERVAL_S` (and more only while a reader keeps an
-  old snapshot, as before).
+- Once a checkpoint has copied every frame, the next commit starts the WAL over from its
+  beginning. That needs a checkpoint during which nothing was committed: while commits
+  never pause for a checkpoint's length (its two fsyncs take milliseconds; sequential
+  invokes commit every ~0.5 ms), every checkpoint copies the frames but the WAL file
+  keeps growing, until the load pauses (measured: ~300 MB in 6 s of back-to-back puts,
+  with this interval or 0.25 s alike; bench/README.md, "request_breakdown.py"). SQLite's
+  own checkpoints bounded it, at the price of the stalls above.
 - :meth:`Checkpointer.stop` wakes the thread, waits for it and closes its connection;
   the last ``close`` of the store's own connection then checkpoints what is left, as
   SQLite always does.
@@ -43,24 +46,33 @@ import threading
 
 log = logging.getLogger(__name__)
 
-#: How often the thread checkpoints. At ~500 commits/s of ~8 pages (one request at a
-#: time, two commits per invoke) the WAL holds ~4 MB between checkpoints; SQLite's own
-#: threshold (1000 pages) was crossed about every 0.25 s at that rate too.
-INTERVAL_S = 0.25
+#: How often the thread checkpoints. Each checkpoint, however little it copies, costs
+#: the process a wake-up, two turns of the GIL, the WAL index's scan and two fsyncs (with
+#: the journal commit they cause): ~1-2 ms of CPU and 10-25 ms of wall time beside the
+#: loop, during which a request's three processes have one core fewer. The pages it
+#: copies are mostly the same few (the tails of the activations table and its indexes,
+#: rewritten by every commit), so checkpointing less often copies them fewer times: at
+#: one request at a time, every 1 s instead of every 0.25 s took the thread's CPU from
+#: 3.4-4.5 to 2.5 ms per second and the share of time a checkpoint runs from ~5 % to
+#: ~2.5 % (bench/README.md, "request_breakdown.py"). Between two checkpoints the WAL
+#: takes what is committed in a second (~16 MB at ~500 commits/s of ~8 pages).
+INTERVAL_S = 1.0
 
 #: How long :meth:`Checkpointer.stop` waits for a checkpoint under way.
 STOP_TIMEOUT_S = 10.0
 
 
 class Checkpointer:
-    """Checkpoints the WAL of the database file at ``path`` every ``interval_s`` on a
-    daemon thread until :meth:`stop`; see the module docstring."""
+    """Checkpoints the WAL of the database file at ``path`` every ``interval_s``
+    (:data:`INTERVAL_S` by default) on a daemon thread until :meth:`stop`; see the module
+    docstring."""
 
-    def __init__(self, path: str, *, interval_s: float = INTERVAL_S, busy_timeout_ms: int) -> None:
+    def __init__(self, path: str, *, interval_s: float | None = None, busy_timeout_ms: int) -> None:
         # Opened here, so that a file that cannot be opened fails the caller, not the thread.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        self._interval_s = interval_s
+        # INTERVAL_S read now, not at import: tests shorten it for the stores they open.
+        self._interval_s = INTERVAL_S if interval_s is None else interval_s
         self._stopping = threading.Event()
         self._failing = False
         #: Read by tests and benchmarks, from other threads (each a single assignment):

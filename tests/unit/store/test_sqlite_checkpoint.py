@@ -11,11 +11,20 @@ import pytest
 from _polling import until
 
 from squall.entities.activation import Activation, ActivationResponse
+from squall.store import sqlite_checkpoint
 from squall.store.contracts import ActivationQuery
 from squall.store.sqlite import SqliteStore
 from squall.store.sqlite_checkpoint import Checkpointer
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _frequent_checkpoints(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stores these tests open checkpoint every 0.05 s, so that waiting for a few
+    checkpoints takes a fraction of a second (the default is a second or more)."""
+    if "by_default" not in request.node.name:
+        monkeypatch.setattr(sqlite_checkpoint, "INTERVAL_S", 0.05)
 
 
 def _record(i: int) -> Activation:
@@ -117,5 +126,16 @@ async def test_an_in_memory_store_has_no_checkpointer() -> None:
     store = await SqliteStore.open(":memory:")
     try:
         assert store._db.checkpointer is None
+    finally:
+        await store.close()
+
+
+async def test_a_store_checkpoints_at_most_once_a_second_by_default(tmp_path: Path) -> None:
+    # Each checkpoint costs the server a wake-up, the GIL twice and two fsyncs beside the
+    # event loop, whatever it copies; and the pages it copies are mostly the same few, so
+    # fewer checkpoints copy less (bench/README.md, "request_breakdown.py").
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        assert _checkpointer(store)._interval_s >= 1.0
     finally:
         await store.close()
