@@ -86,9 +86,13 @@ NODE_KIND = "nodejs:20"
 TIERS = ("bwrap", "zygote", "zygote-no-spare", "stem-cell")
 TIER_FIGURES = ("create", "init", "first-run", "cold", "cold-warm")
 FIGURES = ("run", "run+logs", "create", "init", "create+init", "destroy")
+#: The Python kind measured (``--python``; a zygote forks it when it is the default Python
+#: kind, e.g. through an operator's manifest in SQUALL_RUNTIMES_MANIFEST).
+PYTHON_KIND = "python:3.11"
+PYTHON_NOOP = "def main(args):\n    return {}\n"
 ACTIONS = {
     "nodejs:20": "function main(params) { return {}; }",
-    "python:3.11": "def main(args):\n    return {}\n",
+    PYTHON_KIND: PYTHON_NOOP,
 }
 PAYLOAD = {
     "value": {"name": "bench"},
@@ -244,8 +248,8 @@ async def measure(
 async def tier_cold_start(
     factory: ProcessContainerFactory, tier: str, warm_p50_ns: float, into: Samples
 ) -> None:
-    """One python:3.11 cold start of ``tier`` (see the module docstring)."""
-    kind = "python:3.11"
+    """One Python cold start of ``tier`` (see the module docstring)."""
+    kind = PYTHON_KIND
     zygote = factory.zygote
     if tier == "zygote" and zygote is not None:
         await zygote.filled()
@@ -283,7 +287,7 @@ async def measure_tiers(workdir: Path, colds: int) -> dict[str, dict[str, dict[s
     }
     samples: dict[str, Samples] = {tier: {what: [] for what in TIER_FIGURES} for tier in TIERS}
     try:
-        warm = await warm_container(factories["bwrap"], "python:3.11")
+        warm = await warm_container(factories["bwrap"], PYTHON_KIND)
         runs: Samples = {"run": [], "run+logs": []}
         await warm_runs(warm, 1000, runs)
         await warm.destroy()
@@ -445,6 +449,14 @@ def print_table(
     print(" --colds cold starts of a 256 MB container)")
 
 
+def set_python_kind(kind: str) -> None:
+    """Measure ``kind`` instead of python:3.11."""
+    global PYTHON_KIND
+    ACTIONS.pop(PYTHON_KIND)
+    ACTIONS[kind] = PYTHON_NOOP
+    PYTHON_KIND = kind
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
@@ -456,9 +468,11 @@ async def main() -> None:
         "--zygote", action="store_true", help="python:3.11 cold starts by tier only"
     )
     parser.add_argument("--node", action="store_true", help="nodejs:20 cold starts by tier")
+    parser.add_argument("--python", default=PYTHON_KIND, help="the Python kind (python:3.13)")
     parser.add_argument("--idle", type=float, default=0.3, help="--node: a stem cell's idle s")
     parser.add_argument("--before", type=Path, help="--node: a tree whose proxy to compare")
     args = parser.parse_args()
+    set_python_kind(args.python)
     if args.node:
         load = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
@@ -482,8 +496,8 @@ async def main() -> None:
     if args.zygote:
         with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
             tiers = await measure_tiers(Path(tmp), args.colds)
-        print(f"python:3.11 cold starts by tier, {args.colds} per tier")
-        print_tiers(tiers)
+        print(f"{PYTHON_KIND} cold starts by tier, {args.colds} per tier")
+        print_tiers(tiers, PYTHON_KIND)
         machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
         report = {"colds": args.colds, "machine": machine, "tiers": tiers}
         ZYGOTE_RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,10 @@ lock files beside the manifest (``squall/runtimes/``), into the runtimes cache
   library set;
 - ``pip``: ``pip install --no-deps --only-binary=:all: --target`` of a fully pinned
   requirements file, with a pip of the kind's own Python version (wheels with C code are
-  built for one version).
+  built for one version): its ``pip`` module, else the pip wheel its prefix ships
+  (``share/python-wheels``, Debian's ``python3-pip-whl``);
+- ``debian``: an interpreter made of the Debian packages of another suite, relocated into
+  its directory (:mod:`squall.cli.debian`: CPython 3.13 on a Debian 12 host).
 
 Guarantees: an item whose lock file (and, for pip, interpreter version) is unchanged since
 it was installed is skipped, so running it again costs nothing; an item is installed into
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import click
 
+from squall.cli import debian
 from squall.entities.manifest import Install, RuntimeKind
 from squall.sandbox.interpreters import (
     default_cache,
@@ -57,7 +61,7 @@ def runtimes() -> None:
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Runtimes cache.")
 @click.option("--manifest", default=None, help="An operator's runtimes manifest to merge.")
 def install(cache: Path | None, manifest: str | None) -> None:
-    """Install every kind's Node.js build and library set (skips what is up to date)."""
+    """Install every kind's interpreter and library set (skips what is up to date)."""
     cache = cache or _setting_cache()
     manifest = manifest or os.environ.get("SQUALL_RUNTIMES_MANIFEST") or None
     values = template_values(cache)
@@ -106,18 +110,21 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _install(kind: RuntimeKind, item: Install, into: Path, values: dict[str, str]) -> None:
     source = SOURCES / item.source
+    command: list[str] = []
     if item.tool == "npm":
         files = [source / "package.json", source / "package-lock.json"]
         command = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
         fingerprint = "npm"
+    elif item.tool == "debian":
+        files, fingerprint = [source], "debian"
     else:
         files = [source]
         python = _pip_python(kind, values)
         if python is None:
             click.echo(f"squall: {kind.kind} has no interpreter here: libraries skipped", err=True)
             return
-        executable, version = python
-        command = [executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+        pip, version = python
+        command = [*pip, "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
         command += ["--only-binary=:all:", "--target", ".", "-r", str(source)]
         fingerprint = f"pip {version}"
     missing = [str(f) for f in files if not f.is_file()]
@@ -138,9 +145,12 @@ def _install(kind: RuntimeKind, item: Install, into: Path, values: dict[str, str
         if item.tool == "npm":
             for file in files:
                 shutil.copyfile(file, fresh / file.name)
-        done = subprocess.run(command, cwd=fresh, check=False)
-        if done.returncode != 0:
-            raise click.ClickException(f"{' '.join(command[:3])} for {item.source} failed")
+        if item.tool == "debian":
+            debian.extract(source, fresh, into)
+        else:
+            done = subprocess.run(command, cwd=fresh, check=False)
+            if done.returncode != 0:
+                raise click.ClickException(f"{' '.join(command[:3])} for {item.source} failed")
         (fresh / STAMP).write_text(stamp + "\n")
         old = into.with_name(f".{into.name}.{os.getpid()}.old")
         if into.exists():
@@ -151,16 +161,27 @@ def _install(kind: RuntimeKind, item: Install, into: Path, values: dict[str, str
         shutil.rmtree(fresh, ignore_errors=True)
 
 
-def _pip_python(kind: RuntimeKind, values: dict[str, str]) -> tuple[str, str] | None:
-    """A Python with pip for the kind's version: the one running Squall when its version is
-    the kind's (a venv has pip; the system's Python may not), else the kind's own."""
+def _pip_python(kind: RuntimeKind, values: dict[str, str]) -> tuple[list[str], str] | None:
+    """The pip command for the kind's Python version, and that version: the pip of the
+    Python running Squall when its version is the kind's (a venv has pip; the system's
+    Python may not), else the kind's own interpreter's ``pip`` module, else the pip wheel
+    its prefix ships (run from the wheel, as pip allows: Debian's interpreter packages
+    have no pip module, ``python3-pip-whl`` has the wheel)."""
     mine = f"{sys.version_info.major}.{sys.version_info.minor}"
     if kind.version == mine:
-        return sys.executable, mine
+        return [sys.executable, "-m", "pip"], mine
     for template in kind.executables:
         candidate = shutil.which(RuntimeKind.expand(template, values))
-        if candidate is not None:
-            found = probe_python(candidate)
-            if found is not None:
-                return candidate, found
+        if candidate is None:
+            continue
+        found = probe_python(candidate)
+        if found is None:
+            continue
+        pip = subprocess.run([candidate, "-c", "import pip"], capture_output=True, check=False)
+        if pip.returncode == 0:
+            return [candidate, "-m", "pip"], found
+        prefix = Path(candidate).resolve().parent.parent
+        wheels = sorted(prefix.glob("share/python-wheels/pip-*.whl"))
+        if wheels:
+            return [candidate, str(wheels[-1] / "pip")], found
     return None

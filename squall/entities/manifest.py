@@ -24,6 +24,7 @@ from squall.errors import BadRequest
 
 #: The shipped manifest, a data file of the package that holds the runtime proxies.
 MANIFEST_PACKAGE, MANIFEST_FILE = "squall.runtimes", "runtimes.json"
+INSTALL_TOOLS: tuple[Literal["npm", "pip", "debian"], ...] = ("npm", "pip", "debian")
 _MEMORY = re.compile(r"^\s*(\d+)\s*(MB|M)?\s*$", re.IGNORECASE)
 
 
@@ -39,10 +40,11 @@ class StemCell:
 class Install:
     """One thing ``squall runtimes install`` puts in place: ``tool`` (``npm``: ``npm ci``
     of the ``package.json`` and lock in directory ``source``; ``pip``: the pinned
-    requirements file ``source``), ``source`` relative to the manifest's directory,
+    requirements file ``source``; ``debian``: the Debian packages listed in ``source``,
+    see :mod:`squall.cli.debian`), ``source`` relative to the manifest's directory,
     installed into ``into`` (a path template, see :meth:`RuntimeKind.expand`)."""
 
-    tool: Literal["npm", "pip"]
+    tool: Literal["npm", "pip", "debian"]
     source: str
     into: str
 
@@ -227,15 +229,14 @@ def _kind(family: str, raw: object) -> RuntimeKind:
     if isinstance(executables, str):
         executables = [executables]
     installs = []
+    problem = f"{name}: an install names 'npm', 'pip' or 'debian', and 'into'"
     for item in ours.get("install") or ():
         if not isinstance(item, dict) or not isinstance(item.get("into"), str):
-            raise ValueError(f"{name}: an install names 'npm' or 'pip' and 'into'")
-        if "npm" in item:
-            installs.append(Install("npm", str(item["npm"]), item["into"]))
-        elif "pip" in item:
-            installs.append(Install("pip", str(item["pip"]), item["into"]))
-        else:
-            raise ValueError(f"{name}: an install names 'npm' or 'pip' and 'into'")
+            raise ValueError(problem)
+        tools = [tool for tool in INSTALL_TOOLS if tool in item]
+        if len(tools) != 1:
+            raise ValueError(problem)
+        installs.append(Install(tools[0], str(item[tools[0]]), item["into"]))
     return RuntimeKind(
         kind=name,
         family=family,

@@ -19,7 +19,7 @@ from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import SandboxInit
 from squall.sandbox.logs import LogCollector
-from squall.sandbox.processbase import SOCKET_NAME, ZYGOTE_KIND, ProcessFactoryBase
+from squall.sandbox.processbase import SOCKET_NAME, ProcessFactoryBase
 from squall.sandbox.zygote import SPARES_DIRECTORY, Zygote, script_path
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class ZygoteStarts(ProcessFactoryBase):
         """A new zygote for ``tenant`` (None, with a warning, when it cannot start)."""
         confinement = self._confinement
         assert confinement is not None
-        argv, binds = self._argv(ZYGOTE_KIND)
+        argv, binds = self._argv(self.zygote_kind)
         argv[-1] = str(script_path(Path(argv[-1])))
         zygote = Zygote(
             argv=argv,
@@ -58,7 +58,7 @@ class ZygoteStarts(ProcessFactoryBase):
             uid=confinement.uids.take() if confinement.uids is not None else None,
             workdir=self.workdir,
             environment=lambda network: self._environment(
-                ZYGOTE_KIND, self.workdir, {}, {}, network
+                self.zygote_kind, self.workdir, {}, {}, network
             ),
         )
         try:
@@ -95,7 +95,7 @@ class ZygoteStarts(ProcessFactoryBase):
         loop = asyncio.get_running_loop()
         logs = LogCollector(self._log_cap_bytes)
         exited: asyncio.Future[None] = loop.create_future()
-        environment = self._environment(ZYGOTE_KIND, directory, env or {}, {}, network)
+        environment = self._environment(self.zygote_kind, directory, env or {}, {}, network)
         spare = await zygote.take(memory_mb, environment, network, directory)
         sandbox = SandboxInit(spare.pid, spare.pidfd)
         ours = spare.fds
@@ -115,7 +115,7 @@ class ZygoteStarts(ProcessFactoryBase):
             raise
         container = ProcessContainer(
             container_id=container_id,
-            kind=ZYGOTE_KIND,
+            kind=self.zygote_kind,
             memory_mb=memory_mb,
             directory=directory,
             transport=runtime,

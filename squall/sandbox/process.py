@@ -59,7 +59,7 @@ from squall.sandbox.forking import ZygoteStarts
 from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import Lease, SandboxNetwork
-from squall.sandbox.processbase import ZYGOTE_KIND, Confinement
+from squall.sandbox.processbase import Confinement, zygote_kind
 from squall.sandbox.sandboxstart import SandboxStarts
 from squall.sandbox.supervisor import Supervisor
 from squall.sandbox.zygote import DEFAULT_SPARES
@@ -118,7 +118,8 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
     ``network_default``: whether most containers will have a network (the invoker's
     default): the zygote's spares are prepared that way.
 
-    ``zygote``: isolated ``python:3.11`` containers created for a ``tenant`` are forked
+    ``zygote``: isolated containers of the default Python kind (``python:3.11``, see
+    :func:`~squall.sandbox.processbase.zygote_kind`) created for a ``tenant`` are forked
     from that tenant's warm zygote (:mod:`squall.sandbox.zygote`; one per namespace, at
     most ``zygotes`` at a time, see :mod:`squall.sandbox.zygotes`; each started on its
     tenant's first such ``create``, keeping ``zygote_spares`` containers forked ahead)
@@ -158,6 +159,8 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         self.api_host = api_host
         self.isolation = Isolation.detect() if isolation == "auto" else isolation
         self.runtimes = runtimes if runtimes is not None else for_settings(Settings.from_env())
+        #: The kind a zygote forks: the default Python kind (see ``zygote`` above).
+        self.zygote_kind = zygote_kind(self.runtimes)
         self._max_response_bytes = max_response_bytes
         self._log_cap_bytes = log_cap_bytes
         self._start_timeout = start_timeout
@@ -203,7 +206,7 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         """Whether a ``create`` of ``kind`` for ``tenant`` now would be forked from the
         tenant's running zygote (a container of ~3 MiB, one process) rather than started
         through bubblewrap. The pool then leaves stem cells to others."""
-        if kind != ZYGOTE_KIND or tenant is None or not self._zygotes.enabled:
+        if kind != self.zygote_kind or tenant is None or not self._zygotes.enabled:
             return False
         zygote = self._zygotes.get(tenant)
         return zygote is not None and zygote.alive
@@ -240,7 +243,7 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         directory.mkdir(mode=0o700)
         try:
             net = self.network if network else None
-            zygote = await self._zygotes.for_tenant(tenant) if kind == ZYGOTE_KIND else None
+            zygote = await self._zygotes.for_tenant(tenant) if kind == self.zygote_kind else None
             if zygote is not None:
                 self._zygotes.holds(container_id, zygote)  # never evicted while it forks
                 container = await self._fork(

