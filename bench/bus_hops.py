@@ -12,7 +12,8 @@ register a waiter, send an ``ActivationMessage`` to ``invoker.0`` and wait for i
 record, as the controller's blocking invoke does. The action does not exist, so the
 invoker ends every activation with a stored failure record and its completion: the
 bus hops, the intake, the store's group commit and the waiters, no runtime. Prints per
-activation: loop iterations (counted: the load barely moves them) and process CPU ms
+activation: loop iterations (counted: the load barely moves them), SQLite commits (from
+its statement trace, as ``group_commit_policy.py`` counts them) and process CPU ms
 (``time.process_time``: moved by the load, so the medians of the rounds and how many
 rounds were lower), with the 1-minute load average before and after. JSON to
 ``bench/results/bus_hops.json``.
@@ -32,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from group_commit_policy import _commits as commits
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "bus_hops.json"
@@ -84,11 +87,16 @@ async def _run(concurrency: int, activations: int, home: Path) -> dict[str, floa
         await asyncio.gather(*(caller(WARM_UP // concurrency + 1) for _ in range(concurrency)))
         per_caller = max(1, activations // concurrency)
         done = per_caller * concurrency
+        statements: list[str] = []  # SQLite's statement trace: its commits
+        store._db.conn.set_trace_callback(statements.append)
         iterations, cpu = CountingSelector.calls, time.process_time()
         await asyncio.gather(*(caller(per_caller) for _ in range(concurrency)))
+        cpu = time.process_time() - cpu
+        store._db.conn.set_trace_callback(None)
         return {
             "iterations": (CountingSelector.calls - iterations) / done,
-            "cpu_ms": (time.process_time() - cpu) * 1000 / done,
+            "cpu_ms": cpu * 1000 / done,
+            "commits": commits(statements) / done,
         }
     finally:
         await waiters.close()
@@ -145,7 +153,9 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     print(f"{args.activations} activations per run, {args.rounds} rounds, "
           f"load average {load_before:.1f} → {load_after:.1f}")  # fmt: skip
-    print(f"{'c':>3} {'tree':<6} {'iterations':>11} {'cpu ms':>8} {'rounds lower':>13}")
+    print(
+        f"{'c':>3} {'tree':<6} {'iterations':>11} {'commits':>8} {'cpu ms':>8} {'rounds lower':>13}"
+    )
     summary: dict[str, Any] = {}
     for c, by_tree in rounds.items():
         this, other = by_tree["this"], by_tree["other"]
@@ -153,9 +163,15 @@ def main() -> None:
         for name, runs in by_tree.items():
             its = statistics.median(r["iterations"] for r in runs)
             cpu = statistics.median(r["cpu_ms"] for r in runs)
-            summary.setdefault(str(c), {})[name] = {"iterations": its, "cpu_ms": cpu, "runs": runs}
+            com = statistics.median(r["commits"] for r in runs)
+            summary.setdefault(str(c), {})[name] = {
+                "iterations": its,
+                "commits": com,
+                "cpu_ms": cpu,
+                "runs": runs,
+            }
             shown = f"{lower}/{len(this)}" if name == "this" else ""
-            print(f"{c:>3} {name:<6} {its:>11.3f} {cpu:>8.4f} {shown:>13}")
+            print(f"{c:>3} {name:<6} {its:>11.3f} {com:>8.3f} {cpu:>8.4f} {shown:>13}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "benchmark": "bus_hops", "started": started, "seconds": round(time.time() - started, 1),
