@@ -42,11 +42,35 @@ Guarantees every provider gives:
   closing a consumer or subscription does the same for it alone. ``close`` is
   idempotent.
 - All methods are safe to call from many tasks of one event loop.
+
+Push delivery (``listen``, :class:`Pushing`): instead of a task that awaits ``receive``
+(a future resolved by the bus, so one loop iteration per wake-up), a consumer may register
+a *handler* the bus calls with each delivery. Use ``squall.bus.push.listen``: it takes a
+provider's own ``listen`` when it has one (the in-process bus) and otherwise runs the
+handler from a task over a ``consumer`` (any provider, NATS included). Guarantees:
+
+- A listener is one more consumer of the topic: each message goes to one of the topic's
+  consumers and listeners, with the same order, ``attempt``, ``settled`` and ``ack`` as
+  ``receive`` would give it (a durable provider's must be acknowledged as before).
+- The handler is a plain function, called on the event loop: it must return promptly and
+  never block — it starts a task or resolves a future for anything that awaits. Calls
+  never overlap nor nest: a message sent while a handler runs is handed after it returns.
+- The handler may run inside the sender's ``send`` (the in-process bus hands a message
+  over before ``send`` returns, in the sender's task and context), so it must not depend
+  on the task it runs in nor raise into it: an exception it raises is logged and the
+  delivery counts as taken (a durable provider's, unacknowledged, comes back after the
+  ack wait; the in-process bus's is gone, as a received message whose consumer failed).
+- Messages waiting when ``listen`` is called are handed after it returned, not inside it.
+- There is no flow control: the handler is called as messages arrive (a consumer that
+  must bound what it holds uses ``consumer``).
+- After ``Listener.close()`` returned the handler is not called again; messages not yet
+  handed stay on the topic. Closing the bus ends its listeners the same way.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 
 class Delivery(Protocol):
@@ -80,6 +104,29 @@ class Consumer(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Listener(Protocol):
+    """A handler registered on a topic (push delivery, see the module docstring)."""
+
+    async def close(self) -> None:
+        """Stop: once this returns the handler is not called again."""
+        ...
+
+
+#: Called with each delivery of a listened topic; returns promptly, never awaits.
+Handler = Callable[[Delivery], None]
+
+
+@runtime_checkable
+class Pushing(Protocol):
+    """A provider that delivers by push natively (the in-process bus); the others are
+    adapted by ``squall.bus.push.listen`` over their pull consumers."""
+
+    async def listen(self, topic: str, handler: Handler, *, prefetch: int = 1) -> Listener:
+        """Hand each message of ``topic`` to ``handler`` (``prefetch`` as for
+        ``MessagingProvider.consumer``), until the returned listener is closed."""
+        ...
 
 
 class Subscription(Protocol):

@@ -7,6 +7,11 @@ on one event loop, so queues, the key window and the subscriber sets need no loc
 Delivery is exactly once within the process: a message leaves its queue when it is
 received, so ``attempt`` is always 1 and ``ack`` has nothing to record (the queue lives
 and dies with the process that consumes it).
+
+Push delivery (``listen``, see ``bus/contracts.py``) is native: ``send`` calls the topic's
+listener's handler before it returns, so the message reaches its consumer with no task
+woken. A topic's messages go to its listeners (in turns) while it has any, and wait for
+its pull consumers otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
+from squall.bus.contracts import Handler
+from squall.bus.push import hand
 from squall.errors import ProviderError
 
 # Keys remembered for deduplication: for ``dedup_window_s``, at most ``_MAX_KEYS`` of them
@@ -49,16 +56,38 @@ class _Topic:
     wake-up on while messages wait, so no message is left with idle consumers.
     """
 
-    __slots__ = ("closed", "messages", "waiters")
+    __slots__ = ("closed", "handing", "listeners", "messages", "waiters")
 
     def __init__(self) -> None:
         self.messages: deque[bytes] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
+        self.listeners: deque[MemoryListener] = deque()
+        self.handing = False  # a handler runs now (``hand_out`` is on the stack)
         self.closed = False
 
     def put(self, data: bytes) -> None:
         self.messages.append(data)
-        self.wake_next()
+        if self.listeners:
+            self.hand_out()
+        else:
+            self.wake_next()
+
+    def hand_out(self) -> None:
+        """Hand what waits to the listeners, in turns, oldest first. Not reentrant: a
+        message put while a handler runs (by code it called) is handed by this same
+        loop after that handler returned, so calls never nest and order is kept."""
+        if self.handing:
+            return
+        self.handing = True
+        try:
+            while self.messages and self.listeners:
+                listener = self.listeners[0]
+                self.listeners.rotate(-1)
+                listener.hand(MemoryDelivery(self.messages.popleft()))
+        finally:
+            self.handing = False
+        if self.messages:
+            self.wake_next()  # every listener left meanwhile: the pull consumers' now
 
     def wake_next(self) -> None:
         """Wake the longest-waiting consumer, if any (one per message waiting)."""
@@ -69,8 +98,10 @@ class _Topic:
                 return
 
     def close(self) -> None:
-        """Wake every consumer: each takes what is left, then reports the close."""
+        """Wake every consumer: each takes what is left, then reports the close; drop
+        the listeners (no handler is called after the bus closed)."""
         self.closed = True
+        self.listeners.clear()
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -136,6 +167,27 @@ class MemoryConsumer:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)  # its receive raises "consumer is closed"
+
+
+class MemoryListener:
+    """A handler registered on a topic; ``_Topic.hand_out`` calls it."""
+
+    __slots__ = ("_handler", "_topic")
+
+    def __init__(self, topic: _Topic, handler: Handler) -> None:
+        self._topic = topic
+        self._handler = handler
+
+    def hand(self, delivery: MemoryDelivery) -> None:
+        # Runs inside the sender's ``send``: a failing handler must not fail the send.
+        hand(self._handler, delivery)
+
+    async def close(self) -> None:
+        topic = self._topic
+        if self in topic.listeners:
+            topic.listeners.remove(self)
+        if not topic.listeners and topic.messages:
+            topic.wake_next()  # left by a handler that ran while this one closed
 
 
 class MemorySubscription:
@@ -213,6 +265,17 @@ class MemoryBus:
     async def consumer(self, topic: str, *, prefetch: int = 1) -> MemoryConsumer:
         self._check_open()
         return MemoryConsumer(self._topic(topic))
+
+    async def listen(self, topic: str, handler: Handler, *, prefetch: int = 1) -> MemoryListener:
+        """Push delivery (``bus/contracts.py``): ``send`` calls ``handler`` at once."""
+        self._check_open()
+        queue = self._topic(topic)
+        listener = MemoryListener(queue, handler)
+        queue.listeners.append(listener)
+        if queue.messages:
+            # Sent before anybody listened: handed once this returned, not inside it.
+            asyncio.get_running_loop().call_soon(queue.hand_out)
+        return listener
 
     async def pending(self, topic: str) -> int:
         """Messages waiting on ``topic`` (not yet received)."""

@@ -1,16 +1,18 @@
 """Blocking invokes waiting for their completions.
 
-The controller consumes its own completion topic (``completed.<controller id>``) in one
-task and resolves the future registered for each activation id. Everything runs on one
-event loop, so the dict needs no lock; a completion for an id nobody waits for (the
-caller already got 202, or the request was cancelled) is dropped — the invoker stored
-the record before sending it. Under load the consumer takes the completions waiting in
-one round trip (``PREFETCH``), and each acknowledgement is confirmed in a task of its
-own: the loop goes on to the next completion instead of waiting a round trip for each
-(an ack that fails or is cut short leaves the message to be delivered again; a second
-completion of an id finds nobody waiting, and the listeners ignore ids they do not
-know). A delivery that is ``settled`` (the in-process bus's: nothing to confirm, see
-``bus/contracts.py``) gets no ack and no task.
+The controller listens on its own completion topic (``completed.<controller id>``: push
+delivery, ``bus/contracts.py``) and resolves the future registered for each activation
+id: on the in-process bus inside the invoker's ``send``, so the waiting request resumes
+in the next loop iteration with no consumer task woken in between; on NATS from the
+listener's task. Everything runs on one event loop, so the dict needs no lock; a
+completion for an id nobody waits for (the caller already got 202, or the request was
+cancelled) is dropped — the invoker stored the record before sending it. Under load the
+listener takes the completions waiting in one round trip (``PREFETCH``), and each
+acknowledgement is confirmed in a task of its own: the handler never awaits, and the
+next completion does not wait a round trip for the previous one's (an ack that fails or
+is cut short leaves the message to be delivered again; a second completion of an id
+finds nobody waiting, and the listeners ignore ids they do not know). A delivery that is
+``settled`` (the in-process bus's: nothing to confirm) gets no ack and no task.
 
 The same topic is this controller's inbox in a cluster: another controller that emptied
 a dead invoker's queue hands back the activations this one accepted as ``Redispatch``
@@ -27,11 +29,10 @@ runs out asks the store for the final record before the caller gets its 202.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from squall.bus.contracts import Consumer, Delivery, MessagingProvider
+from squall.bus.contracts import Delivery, Listener, MessagingProvider
 from squall.bus.messages import (
     Completion,
     MessageError,
@@ -39,6 +40,7 @@ from squall.bus.messages import (
     completion_topic,
     decode_inbox,
 )
+from squall.bus.push import listen
 from squall.entities.activation import Activation
 from squall.errors import NotFound, ProviderError, SquallError
 from squall.store.contracts import ActivationStore
@@ -66,7 +68,7 @@ class CompletionWaiters:
         self._activations = activations
         # None: the wait ran out first (``wait``).
         self._waiting: dict[str, asyncio.Future[Activation | None]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._listener: Listener | None = None
         self._acks: set[asyncio.Task[None]] = set()  # acknowledgements being confirmed
         self._routing: dict[str, asyncio.Task[None]] = {}  # redispatches, by activation id
         self._listeners: list[Callable[[Completion], None]] = list(listeners)
@@ -77,31 +79,25 @@ class CompletionWaiters:
         return self._topic
 
     async def start(self) -> None:
-        consumer = await self._bus.consumer(self._topic, prefetch=PREFETCH)
-        self._task = asyncio.create_task(self._consume(consumer), name="completions")
+        self._listener = await listen(self._bus, self._topic, self._on_delivery, prefetch=PREFETCH)
 
-    async def _consume(self, consumer: Consumer) -> None:
-        while True:
-            try:
-                delivery = await consumer.receive()
-            except ProviderError:
-                return
-            try:
-                # Decoded once, typed, whichever of the two it is (their tag says).
-                message = decode_inbox(delivery.data)
-            except MessageError:
-                log.exception("dropping a malformed message on %s", self._topic)
+    def _on_delivery(self, delivery: Delivery) -> None:
+        try:
+            # Decoded once, typed, whichever of the two it is (their tag says).
+            message = decode_inbox(delivery.data)
+        except MessageError:
+            log.exception("dropping a malformed message on %s", self._topic)
+        else:
+            if isinstance(message, Completion):
+                self.deliver(message)
             else:
-                if isinstance(message, Completion):
-                    self.deliver(message)
-                else:
-                    self._route(message, delivery)
-                    continue
-            if delivery.settled:
-                continue  # nothing to confirm (bus/contracts.py)
-            ack = asyncio.create_task(self._ack(delivery))
-            self._acks.add(ack)
-            ack.add_done_callback(self._acks.discard)
+                self._route(message, delivery)
+                return
+        if delivery.settled:
+            return  # nothing to confirm (bus/contracts.py)
+        ack = asyncio.create_task(self._ack(delivery))
+        self._acks.add(ack)
+        ack.add_done_callback(self._acks.discard)
 
     async def _ack(self, delivery: Delivery) -> None:
         try:
@@ -205,10 +201,8 @@ class CompletionWaiters:
         return record
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._listener is not None:
+            await self._listener.close()
         # Redispatches still waiting to be routed stop unacknowledged: the bus delivers
         # them again to this controller's next start.
         routing = list(self._routing.values())

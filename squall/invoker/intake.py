@@ -6,11 +6,13 @@ confirmed watched until it ends somewhere or counts as lost (see
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import Any
 
-from squall.bus.contracts import Consumer, Delivery
-from squall.bus.messages import ActivationMessage, MessageError
+from squall.bus.contracts import Delivery, Listener
+from squall.bus.messages import ActivationMessage, MessageError, invoker_topic
+from squall.bus.push import listen
 from squall.invoker.activate import Activating
 
 log = logging.getLogger("squall.invoker")
@@ -28,69 +30,69 @@ UNCONFIRMED_AFTER_S = 90.0
 class Intake(Activating):
     """Taking messages; the attributes are set by the invoker's constructor.
 
-    One task at a time consumes the topic (``_consume``; ``_loop_task`` is it), and every
-    activation runs in a task of its own (``_running``), whose first step acknowledges it.
-    Which task that is depends on the load:
+    The invoker listens on its topic (push delivery, ``bus/contracts.py``): the bus calls
+    ``_on_delivery`` with each message — the in-process bus inside the controller's
+    ``send``, NATS from its listener's task — and it starts a task for the activation,
+    whose first step acknowledges it. On the in-process bus that task runs in the next
+    loop iteration, with no consumer task woken first nor one to start after it (a
+    pulling consumer cost the activation one wake-up, and its successor a step).
 
-    - *Idle* (nothing else running: a warm invoke at c=1): the consumer hands the topic
-      over to a new consumer task and runs the activation itself, at once — it starts in
-      the loop iteration that received it, and the new consumer's first step runs in the
-      next one, which the activation needs anyway (it awaits its container). A task of
-      its own started by the consumer would cost the activation one more iteration.
-    - *Busy* (others running): the consumer starts a task for the activation and goes on
-      taking what waits on the topic, so a burst is taken in one step. Handing the topic
-      over for each message would take one message per loop iteration (measured: at c=50
-      the server's CPU per invoke rose and its throughput fell).
+    Under load every message still gets a task of its own at once, in send order (their
+    first steps, and so their acks, run in that order), and nothing waits for the tasks:
+    what a burst brings is taken as it comes. The handler never awaits, so the ack of a
+    message that is only dropped (malformed, or a second copy of one taken) is confirmed
+    in a task of its own (``_acks``), none for a settled delivery.
 
-    Either way one consumer receives at a time, and the acknowledgement is awaited in the
-    activation's task, so the next message is pulled while it is confirmed."""
+    The activations' tasks run in a copy of the context ``listen`` was called in (the
+    invoker's start), not the sender's: a controller's request does not leak into them."""
 
     _running: dict[str, tuple[asyncio.Task[None], ActivationMessage]]
-    _loop_task: asyncio.Task[None] | None
+    _listener: Listener | None
+    _intake_context: contextvars.Context
+    _acks: set[asyncio.Task[bool]]
     _recent: dict[str, None]  # insertion-ordered: oldest first
     _taken: int
     _watchers: set[asyncio.Task[None]]
     _unconfirmed_after_s: float
 
-    def _consume_in_new_task(self, consumer: Consumer) -> None:
-        """Start the task that consumes the topic next (``close`` cancels this one)."""
-        self._loop_task = asyncio.create_task(self._consume(consumer), name="invoker")
+    async def _start_intake(self) -> None:
+        self._intake_context = contextvars.copy_context()
+        self._listener = await listen(self._bus, invoker_topic(self.id), self._on_delivery)
 
-    async def _consume(self, consumer: Consumer) -> None:
-        while True:
-            try:
-                delivery = await consumer.receive()
-            except Exception:
-                return
-            try:
-                message = ActivationMessage.from_bytes(delivery.data)
-            except MessageError:
-                log.exception("dropping a malformed activation message")
-                await self._ack(delivery)
-                continue
-            if message.activation_id in self._recent:
-                await self._ack(delivery)  # a redelivery of a message already taken
-                continue
-            if message.activation_id in self._running:
-                # Taken, its ack not confirmed yet: left unacknowledged, so that if that
-                # ack fails the bus still has it (and delivers it again) — acking this
-                # copy would consume it with nobody to run it.
-                continue
-            # Registered in ``_running`` before anything awaits: a redelivery pulled
-            # while this one is acknowledged finds it running.
-            if self._running:
-                # Busy: its own task; this one goes on taking what waits.
-                self._run_in_task(asyncio.create_task(self._take(delivery, message)), message)
-                continue
-            # Idle: this task becomes the activation's, and a new one consumes the topic.
-            # Nothing awaited since the receive: close either cancelled this task before
-            # it took the message, or finds the new one in ``_loop_task``.
-            task = asyncio.current_task()
-            assert task is not None  # a coroutine run by a task (Invoker.start's)
-            self._run_in_task(task, message)
-            self._consume_in_new_task(consumer)
-            await self._take(delivery, message)
+    async def _stop_intake(self) -> None:
+        """No message is taken once this returned; drop-acks in flight end."""
+        if self._listener is not None:
+            await self._listener.close()
+        await asyncio.gather(*self._acks, return_exceptions=True)
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        try:
+            message = ActivationMessage.from_bytes(delivery.data)
+        except MessageError:
+            log.exception("dropping a malformed activation message")
+            self._ack_later(delivery)
             return
+        if message.activation_id in self._recent:
+            self._ack_later(delivery)  # a redelivery of a message already taken
+            return
+        if message.activation_id in self._running:
+            # Taken, its ack not confirmed yet: left unacknowledged, so that if that
+            # ack fails the bus still has it (and delivers it again) — acking this
+            # copy would consume it with nobody to run it.
+            return
+        # Registered in ``_running`` before anything awaits: a redelivery handed over
+        # while this one is acknowledged finds it running.
+        task = asyncio.create_task(
+            self._take(delivery, message), context=self._intake_context.copy()
+        )
+        self._run_in_task(task, message)
+
+    def _ack_later(self, delivery: Delivery) -> None:
+        if delivery.settled:
+            return  # nothing to confirm (bus/contracts.py)
+        ack = asyncio.create_task(self._ack(delivery))
+        self._acks.add(ack)
+        ack.add_done_callback(self._acks.discard)
 
     def _run_in_task(self, task: asyncio.Task[None], message: ActivationMessage) -> None:
         self._running[message.activation_id] = (task, message)

@@ -26,11 +26,9 @@ Health: every ping interval the invoker broadcasts an ``InvokerPing`` (capacity,
 use); controllers route work only to invokers they hear from. It announces ``stopping``
 when it shuts down.
 
-Concurrency: one consumer task reads the topic; each activation runs in its own task, so
-a slow action never holds up the others — on an idle invoker the consumer that took it,
-which first hands the topic to a new consumer task; on a busy one a task the consumer
-starts (:mod:`squall.invoker.intake` says why). The pool bounds how many containers
-exist.
+Concurrency: the invoker listens on its topic (the bus hands it each message); each
+activation runs in its own task, so a slow action never holds up the others
+(:mod:`squall.invoker.intake`). The pool bounds how many containers exist.
 
 Parts: :mod:`squall.invoker.intake` (taking messages), :mod:`squall.invoker.activate`
 (one activation), :mod:`squall.invoker.completion` (storing the record, sending the
@@ -45,8 +43,8 @@ import contextlib
 import logging
 import uuid
 
-from squall.bus.contracts import Consumer, MessagingProvider
-from squall.bus.messages import INVOKER_STOPPING, INVOKER_UP, ActivationMessage, invoker_topic
+from squall.bus.contracts import Listener, MessagingProvider
+from squall.bus.messages import INVOKER_STOPPING, INVOKER_UP, ActivationMessage
 from squall.entities.action import Action
 from squall.invoker.apikeys import ActionKeys
 from squall.invoker.intake import UNCONFIRMED_AFTER_S, Intake
@@ -83,8 +81,8 @@ class Invoker(Intake, Pings):
         self.pool = pool
         self.metrics = InvokerMetrics(pool)  # its own registry: several invokers per process
         self._actions: dict[tuple[str, str], Action] = {}
-        self._consumer: Consumer | None = None
-        self._loop_task: asyncio.Task[None] | None = None
+        self._listener: Listener | None = None
+        self._acks: set[asyncio.Task[bool]] = set()  # of dropped messages (intake.py)
         self._running: dict[str, tuple[asyncio.Task[None], ActivationMessage]] = {}
         self._started: set[str] = set()  # of _running: those marked started (_start)
         self._recent: dict[str, None] = {}  # insertion-ordered: oldest first
@@ -100,8 +98,7 @@ class Invoker(Intake, Pings):
 
     async def start(self) -> None:
         self.pool.start()
-        self._consumer = await self._bus.consumer(invoker_topic(self.id))
-        self._consume_in_new_task(self._consumer)
+        await self._start_intake()
         if self._ping_interval_s > 0:
             await self._ping(INVOKER_UP)
             self._ping_task = asyncio.create_task(self._pings(), name="invoker-pings")
@@ -121,12 +118,7 @@ class Invoker(Intake, Pings):
                 await self._ping(INVOKER_STOPPING)
         for watcher in list(self._watchers):
             watcher.cancel()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        if self._consumer is not None:
-            await self._consumer.close()
+        await self._stop_intake()
         running = list(self._running.values())
         if running:
             _, pending = await asyncio.wait([t for t, _ in running], timeout=grace_s)

@@ -119,3 +119,25 @@ async def test_completions_of_the_in_process_bus_need_no_ack_task(tmp_path: Path
         await waiters.close()
         await bus.close()
         await store.close()
+
+
+async def test_a_completion_resolves_its_waiter_inside_the_send(tmp_path: Path) -> None:
+    # Given waiters listening on the in-process bus and a registered activation
+    bus = MemoryBus()
+    waiters = CompletionWaiters(bus, "0")
+    await waiters.start()
+    try:
+        activation_id = new_activation_id()
+        future = waiters.register(activation_id)
+        # When the invoker sends its completion
+        completion = Completion("t" * 32, activation_id, "invoker0", record(activation_id))
+        await bus.send(waiters.topic, completion.to_bytes())
+        # Then the waiter has its record when the send returns (push delivery: no
+        # consumer task had to wake first), and nothing is left on the topic
+        assert future.done() and future.result() is not None
+        assert await bus.pending(waiters.topic) == 0
+        got = await asyncio.wait_for(waiters.wait(activation_id, 60.0), 10)
+        assert got is not None and got.activation_id == activation_id
+    finally:
+        await waiters.close()
+        await bus.close()

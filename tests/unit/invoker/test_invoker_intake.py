@@ -1,7 +1,7 @@
-"""The invoker's intake on the in-process bus: the consumer that takes a message runs its
-activation at once (a new consumer task takes the topic over), every message still ends
-with one record and one completion, a second copy of a taken message is dropped, and
-closing the invoker stops the consumer of the moment.
+"""The invoker's intake on the in-process bus: the bus hands a message to the invoker
+inside the sender's ``send`` and its activation runs in the next loop iteration, every
+message still ends with one record and one completion (a burst in send order), a second
+copy of a taken message is dropped, and closing the invoker stops its listener.
 
 The activations here name an action that does not exist: the invoker records them as
 failures without a container, so the tests need no sandbox (their pool is never used)."""
@@ -120,19 +120,41 @@ async def test_a_second_copy_of_a_taken_message_is_dropped(setup: Setup) -> None
     assert await setup.bus.pending(completion_topic("c0")) == 0
 
 
-async def test_close_stops_the_consumer_that_took_over(setup: Setup) -> None:
-    # Given an invoker whose consumer handed over the topic a few times
+async def test_the_activation_task_exists_when_the_send_returns(setup: Setup) -> None:
+    # Given an idle invoker
+    await asyncio.sleep(0)
+    # When a message is sent
+    await setup.bus.send(invoker_topic("0"), _message(1).to_bytes())
+    # Then its activation's task was started inside that send (push delivery: no
+    # consumer task had to wake first), and nothing is left on the topic
+    assert f"{1:032x}" in setup.invoker._running
+    assert await setup.bus.pending(invoker_topic("0")) == 0
+    await _completions(setup.bus, 1)
+
+
+async def test_a_burst_starts_its_activations_in_send_order(setup: Setup) -> None:
+    # Given activations running (their tasks not yet past their first step)
+    started: list[str] = []
+    for n in range(1, 6):
+        await setup.bus.send(invoker_topic("0"), _message(n).to_bytes())
+        started = list(setup.invoker._running)
+    # Then each has a task of its own, in send order, and each ends once
+    assert started == [f"{n:032x}" for n in range(1, 6)]
+    ids = [c.activation_id for c in await _completions(setup.bus, 5)]
+    assert ids == [f"{n:032x}" for n in range(1, 6)]
+
+
+async def test_close_stops_the_listener(setup: Setup) -> None:
+    # Given an invoker that took a few messages
     for n in range(1, 4):
         await setup.bus.send(invoker_topic("0"), _message(n).to_bytes())
     await _completions(setup.bus, 3)
-    consumer = setup.invoker._loop_task
-    assert consumer is not None and not consumer.done()
     # When it closes
     await setup.invoker.close(grace_s=5)
-    # Then the consumer of the moment is stopped and nothing is left running
-    assert consumer.done()
+    # Then nothing is left running
     assert not setup.invoker._running
     # And a message sent afterwards stays on the topic
     await setup.bus.send(invoker_topic("0"), _message(9).to_bytes())
     await asyncio.sleep(0)
     assert await setup.bus.pending(invoker_topic("0")) == 1
+    assert not setup.invoker._running
