@@ -15,7 +15,7 @@ from squall.bus.memory import MemoryBus
 from squall.bus.push import PullListener, listen
 
 from .bussupport import ARRIVES_S, take
-from .conftest import ACK_WAIT_S, BusKind
+from .conftest import ACK_WAIT_S, KINDS, BusKind
 
 pytestmark = pytest.mark.anyio
 
@@ -54,23 +54,29 @@ class Taken:
         return self.data
 
 
-@pytest.fixture(params=["native", "pull"])
-async def listening(
-    request: pytest.FixtureRequest, bus: MessagingProvider, bus_kind: BusKind
-) -> AsyncIterator[OpenListener]:
-    """``listen`` as the invoker calls it, and the pull adapter on the in-process bus
-    (NATS always goes through the adapter: its ``native`` run is the same)."""
-    if request.param == "pull" and bus_kind.name != "memory":
-        pytest.skip("NATS is always adapted (its native run)")
+# Every provider through ``listen`` (the in-process bus natively, NATS through the pull
+# adapter), and the adapter over the in-process bus's consumer too. NATS has no second
+# run: ``listen`` already adapts it.
+EVERY_WAY = pytest.mark.parametrize(
+    ("bus_kind", "mode"),
+    [(kind, "native") for kind in KINDS] + [(KINDS[0], "pull")],
+    ids=[f"{kind.name}-native" for kind in KINDS] + ["memory-pull"],
+)
+
+
+@pytest.fixture
+async def listening(bus: MessagingProvider, mode: str) -> AsyncIterator[OpenListener]:
+    """``listen`` as the invoker calls it, or (``mode`` "pull") the pull adapter."""
 
     async def open_listener(topic: str, handler: Handler) -> Listener:
-        if request.param == "pull":
+        if mode == "pull":
             return PullListener(await bus.consumer(topic), handler)
         return await listen(bus, topic, handler)
 
     yield open_listener
 
 
+@EVERY_WAY
 async def test_a_listener_is_handed_every_message_in_send_order(
     bus: MessagingProvider, listening: OpenListener
 ) -> None:
@@ -87,6 +93,7 @@ async def test_a_listener_is_handed_every_message_in_send_order(
     await listener.close()
 
 
+@EVERY_WAY
 async def test_messages_sent_before_listen_are_handed_after_it_returned(
     bus: MessagingProvider, listening: OpenListener
 ) -> None:
@@ -102,6 +109,7 @@ async def test_messages_sent_before_listen_are_handed_after_it_returned(
     await listener.close()
 
 
+@EVERY_WAY
 async def test_a_closed_listener_is_handed_nothing_and_the_topic_keeps_it(
     bus: MessagingProvider, listening: OpenListener
 ) -> None:
@@ -124,6 +132,7 @@ async def test_a_closed_listener_is_handed_nothing_and_the_topic_keeps_it(
     await consumer.close()
 
 
+@EVERY_WAY
 async def test_a_listener_shares_the_topic_with_a_consumer(
     bus: MessagingProvider, listening: OpenListener
 ) -> None:
@@ -148,6 +157,7 @@ async def test_a_listener_shares_the_topic_with_a_consumer(
     await consumer.close()
 
 
+@EVERY_WAY
 async def test_an_unacknowledged_delivery_comes_back_on_a_durable_bus(
     bus: MessagingProvider, bus_kind: BusKind, listening: OpenListener
 ) -> None:
@@ -170,6 +180,7 @@ async def test_an_unacknowledged_delivery_comes_back_on_a_durable_bus(
     await listener.close()
 
 
+@EVERY_WAY
 async def test_a_failing_handler_fails_neither_the_send_nor_the_listener(
     bus: MessagingProvider, listening: OpenListener
 ) -> None:
@@ -190,6 +201,7 @@ async def test_a_failing_handler_fails_neither_the_send_nor_the_listener(
     await listener.close()
 
 
+@EVERY_WAY
 async def test_closing_the_bus_ends_its_listeners(
     bus: MessagingProvider, listening: OpenListener
 ) -> None:
