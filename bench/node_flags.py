@@ -1,10 +1,10 @@
 """What Node.js options do to one runtime proxy: its private memory, threads and CPU.
 
     .venv/bin/python bench/node_flags.py [--rounds 3] [--runs 2000] [--kind nodejs:20]
-        [VARIANT ...]
+        [-- VARIANT ...]
 
 A variant is a space-separated list of ``node`` options and ``NAME=VALUE`` environment
-variables (``-`` for none), e.g. ``"--v8-pool-size=1"`` or ``"MALLOC_ARENA_MAX=1"``;
+variables (``-`` for none), e.g. ``"--v8-pool-size=1"`` or ``"MALLOC_ARENA_MAX=1"``, after ``--``;
 without variants: none, and the options Squall starts its runtimes with
 (``squall.sandbox.processbase.NODE_OPTIONS``). Each sample starts the kind's
 interpreter on ``squall/runtimes/nodejs/proxy.js`` (plain processes, no sandbox: the
