@@ -20,8 +20,9 @@ then, after a second's rest, the platform's figures:
   zygote, stem cells), PSS summed from ``/proc/PID/smaps_rollup`` (as ``smem`` does);
 - warm containers (assigned to the action) and stem cells, from ``GET /metrics``;
 - per warm container: its processes (those of its memory cgroup plus the sandbox's monitor,
-  the parent of the cgroup's first process, unless that is the zygote) and their PSS;
-  containers per GiB = 1024 / that;
+  the parent of the cgroup's first process, unless that is the zygote) and their PSS and
+  private dirty memory (what other processes on the host cannot move); containers per
+  GiB = 1024 / PSS;
 - the tree by role and the server by mapping (``tree_memory.py``: server, supervisor,
   zygote, containers by kind; Python heap, extensions, libraries);
 - the issue's goal: platform PSS <= 4 x the best Python peer's (functions-framework, 38 MB
@@ -102,11 +103,21 @@ def tree(root: int, ppids: dict[int, int]) -> list[int]:
 
 
 def pss_kb(pid: int) -> float:
+    return memory_kb(pid)[0]
+
+
+def memory_kb(pid: int) -> tuple[float, float]:
+    """``pid``'s PSS and private dirty memory (``Private_Dirty``: the pages it wrote that
+    no other process maps — heaps, stacks), in kB. Other work on the host moves PSS (its
+    share of a binary's pages) and even USS (a binary's clean pages count as private
+    while no other process maps them), not this."""
+    found: dict[str, float] = {}
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return float(line.split()[1])
-    return 0.0
+            name, _, value = line.partition(":")
+            if name in ("Pss", "Private_Dirty"):
+                found[name] = float(value.split()[0])
+    return found.get("Pss", 0.0), found.get("Private_Dirty", 0.0)
 
 
 def is_zygote(pid: int, ppids: dict[int, int]) -> bool:
@@ -158,13 +169,16 @@ def metrics(apihost: str) -> dict[str, int]:
 def platform(apihost: str, pid: int) -> dict[str, Any]:
     ppids = parents()
     pids = tree(pid, ppids)
-    pss = {p: pss_kb(p) for p in pids}
+    memory = {p: memory_kb(p) for p in pids}
+    pss = {p: m[0] for p, m in memory.items()}
+    dirty = {p: m[1] for p, m in memory.items()}
     found = containers_of(set(pids), ppids, pid)
     per = [sum(pss[p] for p in c) / 1024 for c in found]
+    per_dirty = [sum(dirty[p] for p in c) / 1024 for c in found]
     counts = metrics(apihost)
     warm = sum(counts.get(s, 0) for s in WARM_STATES)
     return {
-        "by_role": by_role(pss, roles(pids, ppids, pid)),
+        "by_role": by_role(pss, roles(pids, ppids, pid), dirty),
         "server_by_mapping": by_mapping(pid),
         "processes": len(pids),
         "pss_mb": round(sum(pss.values()) / 1024, 1),
@@ -175,6 +189,7 @@ def platform(apihost: str, pid: int) -> dict[str, Any]:
         "container_cgroups": len(per),
         "processes_per_container": (statistics.median(len(c) for c in found) if per else None),
         "pss_per_container_mb": round(statistics.mean(per), 2) if per else None,
+        "dirty_per_container_mb": round(statistics.mean(per_dirty), 2) if per else None,
         "containers_per_gib": int(1024 / statistics.mean(per)) if per else None,
     }
 
@@ -252,7 +267,8 @@ def scenario(name: str, node: str, args: argparse.Namespace, checkout: Path) -> 
 def table(results: dict[str, Any], peer: float) -> str:
     head = (
         f"{'scenario':<19}{'p50 c=1':>8}{'req/s':>8}{'err':>5}{'procs':>7}{'PSS MB':>8}"
-        f"{'warm':>6}{'stem':>6}{'proc/c':>7}{'MB/c':>7}{'c/GiB':>7}{'goal MB':>9}  load"
+        f"{'warm':>6}{'stem':>6}{'proc/c':>7}{'MB/c':>7}{'dirty/c':>8}{'c/GiB':>7}{'goal MB':>9}"
+        "  load"
     )
     rows = [head]
     for name, r in results.items():
@@ -263,6 +279,7 @@ def table(results: dict[str, Any], peer: float) -> str:
             f"{r['burst']['errors']:>5}{f['processes']:>7}{f['pss_mb']:>8.0f}"
             f"{f['warm_containers']:>6}{f['stem_cells']:>6}"
             f"{f['processes_per_container'] or '-':>7}{per if per is not None else '-':>7}"
+            f"{f.get('dirty_per_container_mb') or '-':>8}"
             f"{f['containers_per_gib'] or '-':>7}"
             f"{r['goal_pss_mb']:>6.0f} {'ok' if r['meets_goal'] else 'NO'}"
             f"  {r['loadavg_before'][0]}→{r['loadavg_after'][0]}"
@@ -277,7 +294,8 @@ def breakdown(results: dict[str, Any]) -> str:
     for name, r in results.items():
         f = r["after_burst"]
         roles_ = ", ".join(
-            f"{role} {v['pss_mb']:g} ({v['processes']:g})" for role, v in f["by_role"].items()
+            f"{role} {v['pss_mb']:g} ({v['processes']:g}, dirty {v.get('dirty_mb', 0):g})"
+            for role, v in f["by_role"].items()
         )
         server = ", ".join(f"{k} {v:g}" for k, v in f["server_by_mapping"].items() if v >= 0.1)
         rows += [f"{name}: MiB (processes) by role: {roles_}", f"  server by mapping: {server}"]

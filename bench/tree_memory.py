@@ -119,11 +119,23 @@ def by_mapping(pid: int) -> dict[str, float]:
     return {k: round(v / 1024, 2) for k, v in pss.most_common()}
 
 
-def by_role(pss_kb: dict[int, float], role: dict[int, str]) -> dict[str, dict[str, float]]:
-    """role → processes and PSS in MiB."""
+def by_role(
+    pss_kb: dict[int, float], role: dict[int, str], dirty_kb: dict[int, float] | None = None
+) -> dict[str, dict[str, float]]:
+    """role → processes, PSS and private dirty memory in MiB. Private dirty memory
+    (heaps, stacks) does not move with what else runs on the host: PSS's share of a
+    binary's pages does (the Node.js binary's text, ~30 MiB touched, is split among
+    every ``node`` that maps the same file), and so does USS (those pages count as
+    private while no other process maps them)."""
     out: dict[str, dict[str, float]] = {}
     for pid, kb in pss_kb.items():
-        entry = out.setdefault(role.get(pid, "other"), {"processes": 0, "pss_mb": 0.0})
+        entry = out.setdefault(
+            role.get(pid, "other"), {"processes": 0, "pss_mb": 0.0, "dirty_mb": 0.0}
+        )
         entry["processes"] += 1
         entry["pss_mb"] += kb / 1024
-    return {k: {**v, "pss_mb": round(v["pss_mb"], 1)} for k, v in sorted(out.items())}
+        entry["dirty_mb"] += (dirty_kb or {}).get(pid, 0.0) / 1024
+    return {
+        k: {**v, "pss_mb": round(v["pss_mb"], 1), "dirty_mb": round(v["dirty_mb"], 1)}
+        for k, v in sorted(out.items())
+    }

@@ -63,7 +63,6 @@ import signal
 import socket
 import struct
 import sys
-import traceback
 
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNS = 0x00020000
@@ -222,6 +221,11 @@ def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
                 signal.signal(signum, signal.SIG_DFL)
             child(config, fds)
         except BaseException:
+            # Imported here, not at the top: traceback (with linecache and tokenize) is
+            # ~0.45 MiB of the launcher's heap, which pid 1 shares, for a path taken
+            # only when something fails.
+            import traceback
+
             traceback.print_exc()
         finally:
             os._exit(127)
@@ -343,6 +347,8 @@ def launcher(config: dict[str, list[str] | str]) -> int:
             os.close(keep)
             pid1(alive, control, config)
         except BaseException:
+            import traceback  # only when something failed (see spawn)
+
             traceback.print_exc()
             os._exit(1)
         os._exit(0)

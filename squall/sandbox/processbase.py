@@ -35,6 +35,15 @@ SANDBOX_WORKDIR = "/tmp"
 ZYGOTE_KIND = "python:3.11"
 #: Where a sandbox sees its kind's library set (read-only).
 SANDBOX_LIBRARIES = f"{RUNTIME_ROOT}/libraries"
+#: Node.js options every Node.js runtime starts with. One V8 background thread instead of
+#: Node's default four: each thread that runs V8's background jobs (concurrent marking,
+#: parallel scavenges, optimizing compiles) touches a malloc arena and a stack of its
+#: own, ~0.6 MiB of private memory apiece — 2 MiB of a no-op container's ~12 (measured:
+#: ``bench/README.md``, "memory_at_concurrency.py"), in every warm container and stem
+#: cell. The background jobs still run off the main thread, on one: a host's containers
+#: share its few cores anyway. Heap sizes stay V8's own (an action gets its memory
+#: limit's worth), and an action's code runs unchanged (``process.execArgv`` shows it).
+NODE_OPTIONS = ("--v8-pool-size=1",)
 
 
 def zygote_kind(runtimes: Runtimes) -> str:
@@ -136,6 +145,8 @@ class ProcessFactoryBase:
             script = Path(f"{RUNTIME_ROOT}/{family(kind)}") / script.name
         if runs_on(kind) == "python":
             return [interpreter, "-I", "-S", str(script)], binds
+        if runs_on(kind) == "nodejs":
+            return [interpreter, *NODE_OPTIONS, str(script)], binds
         return [interpreter, str(script)], binds
 
     def _started_argv(self, kind: str) -> tuple[list[str], list[tuple[str, str]]]:

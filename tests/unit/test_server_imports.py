@@ -40,3 +40,22 @@ def test_the_standalone_server_loads_no_client_it_does_not_use() -> None:
     # Then the server's own stack is there, the other shapes' clients are not
     assert {"squall", "uvicorn", "starlette", "msgspec"} <= packages
     assert packages.isdisjoint(NOT_IN_STANDALONE), packages & set(NOT_IN_STANDALONE)
+
+
+def test_the_sandbox_supervisor_loads_no_module_for_its_failure_paths() -> None:
+    # Given the supervisor's script as its launcher runs it (``python -I -S pid1.py``: the
+    # launcher and its fork, pid 1, hold what it imports for the invoker's whole life)
+    probe = (
+        "import json, runpy, sys\n"
+        "runpy.run_path(sys.argv[1], run_name='pid1')\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, str(ROOT / "squall/sandbox/pid1.py")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    modules = set(json.loads(done.stdout))
+    # Then it has what it serves with, and not traceback (with linecache and tokenize,
+    # ~0.45 MiB): that is imported only when a spawn or pid 1 fails
+    assert {"ctypes", "socket", "selectors"} <= modules
+    assert "traceback" not in modules and "tokenize" not in modules

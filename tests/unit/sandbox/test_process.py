@@ -292,6 +292,24 @@ async def test_node_concurrency_lets_runs_overlap(factory: ProcessContainerFacto
     assert sorted(line.text for line in logs.lines) == ["run 0", "run 1", "run 2"]
 
 
+async def test_a_node_runtime_keeps_one_v8_background_thread(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given a Node.js container whose action counts its process's threads (synchronous
+    # reads only: libuv's own pool is not started by them)
+    container = await factory.create("nodejs:20", 256)
+    code = """function main() {
+        const fs = require('fs');
+        return {threads: fs.readdirSync('/proc/self/task').length} }"""
+    assert (await container.initialize({"code": code}, timeout=10)).status == 200
+    # When it runs after the proxy served its /init and /run
+    answer = await container.run({"value": {}}, timeout=10)
+    # Then the runtime has the main thread, one V8 worker, V8's delayed-task scheduler and
+    # the signal watchdog: not Node's default four V8 workers (7 threads), each of which
+    # keeps a malloc arena and a stack of its own in every container
+    assert json.loads(answer.body)["threads"] <= 4
+
+
 async def test_the_runtime_environment_is_minimal(
     factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
