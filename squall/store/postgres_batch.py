@@ -7,7 +7,10 @@ record), each an autocommit statement of its own — a pool checkout, a round tr
 wakes a backend, a transaction and its commit record. Under load most of that is per
 statement, not per row. The batch waits for the batch in flight (one batch at a time per
 process), so it grows with the load: at one activation at a time nothing waits and a
-write is the single statement it was; with many, one commit carries many.
+write is the single statement it was; with many, one commit carries many. The flusher
+takes one pooled connection for as long as writes keep coming and returns it when its
+queue is empty (``PgDatabase.hold``): a batch after the first skips the pool's checkout
+and return.
 
 How a batch is one statement: every activation write is ``INSERT INTO activations …
 ON CONFLICT (activation_id) <what to do with a stored row>`` (a :class:`WriteKind`). A
@@ -69,7 +72,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from squall.errors import ProviderError
-from squall.store.postgres_schema import PgDatabase
+from squall.store.postgres_schema import HeldConnection, PgDatabase
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +177,8 @@ class WriteBatcher:
         self._flusher: asyncio.Task[None] | None = None
         #: Batch statements by the kinds they write (their text is built once).
         self._statements: dict[tuple[WriteKind, ...], str] = {}
+        #: The flusher's connection (taken at its first statement, kept while it runs).
+        self._held: HeldConnection | None = None
         #: Statements that committed writes (a batch, or a write alone), and the writes
         #: they held: their ratio is the batch size achieved.
         self.commits = 0
@@ -191,6 +196,8 @@ class WriteBatcher:
         return await done
 
     async def _flush(self) -> None:
+        # One connection for as long as writes keep coming (see the module docstring).
+        self._held = held = self._db.hold()
         try:
             while self._queue:
                 batch, self._queue = _take(self._queue)
@@ -202,7 +209,10 @@ class WriteBatcher:
                 _settle(write, error=ProviderError("store is closed"))
             raise
         finally:
+            # No flusher from here: a write that arrives while the connection goes back
+            # starts the next one (with a connection of its own).
             self._flusher = None
+            await held.release()
 
     async def close(self) -> None:
         """Stop the flusher; every write not committed yet fails with ``ProviderError``
@@ -241,7 +251,7 @@ class WriteBatcher:
             cursor = await conn.execute(statement, params)
             return {(int(i), str(activation_id)) for i, activation_id in await cursor.fetchall()}
 
-        written = await self._db.run(work, idempotent=idempotent)
+        written = await self._db.run(work, idempotent=idempotent, held=self._held)
         return [(index[w.kind], w.order) in written for w in writes]
 
     async def _commit(self, batch: list[_Write]) -> None:
@@ -288,7 +298,9 @@ class WriteBatcher:
 
         try:
             if len(writes) == 1:
-                answers = [await self._db.run(_alone_work(writes[0]), idempotent=True)]
+                answers = [
+                    await self._db.run(_alone_work(writes[0]), idempotent=True, held=self._held)
+                ]
             else:
                 answers = await self._run_batch(writes, idempotent=True)
         except ProviderError as error:
@@ -308,7 +320,9 @@ class WriteBatcher:
         try:
             # An answering write is not repeated after an ambiguous failure (its answer
             # would change once its first attempt committed).
-            answer = await self._db.run(_alone_work(write), idempotent=not write.kind.answering)
+            answer = await self._db.run(
+                _alone_work(write), idempotent=not write.kind.answering, held=self._held
+            )
         except BaseException as error:
             _settle(write, error=error)
             if not isinstance(error, Exception):
