@@ -105,7 +105,9 @@ class NatsDelivery(_Received):
             return
         try:
             # A request on the ack subject: the server answers once the ack is recorded.
-            await self._msg.ack_sync(timeout=self._bus._request_timeout_s)
+            await self._bus._nc.lean_request(
+                self._msg.reply, b"", None, self._bus._request_timeout_s
+            )
         except ANY_NATS as e:
             raise ProviderError(f"NATS did not confirm an ack: {e!r}") from e
         self._acked = True
@@ -135,7 +137,8 @@ class DirectDelivery(_Received):
         if msg_id is not None:
             self._bus._acked_ids.add(self._stream, msg_id)
         try:
-            await self._msg.respond(b"+")
+            # (Without the hand-off's headers, which ``respond`` would send back.)
+            await self._bus._nc.lean_publish(self._msg.reply, b"+")
         except ANY_NATS as e:
             # The sender times out and stores it; the stored copy is dropped as acked.
             raise ProviderError(f"NATS did not take the answer to a hand-off: {e!r}") from e
