@@ -167,10 +167,17 @@ class NatsConsumer:
         self._direct_subject = bus.layout.direct_subject(topic)
         self._direct_sub: NatsSub | None = None
         self._direct: collections.deque[Msg] = collections.deque()
-        self._direct_ready = asyncio.Event()
         self._direct_unacked: set[str] = set()
         # A pull in flight, kept across receives when a hand-off came first.
         self._pulling: asyncio.Task[Msg] | None = None
+        # What a waiting receive waits for: resolved by the pull in flight ending, a
+        # hand-off arriving or the consumer closing (one future, not a task per cause).
+        self._wake: asyncio.Future[None] | None = None
+
+    def _wake_up(self, _: object = None) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def _listen(self) -> None:
         """Subscribe to the topic's direct subject (once; nats-py subscribes again by
@@ -181,7 +188,7 @@ class NatsConsumer:
         async def on_msg(msg: Msg) -> None:
             if msg.reply:
                 self._direct.append(msg)
-                self._direct_ready.set()
+                self._wake_up()
 
         self._direct_sub = await self._bus._nc.subscribe(
             self._direct_subject, queue=self._route.durable, cb=on_msg
@@ -197,7 +204,6 @@ class NatsConsumer:
             if msg_id is not None:
                 self._direct_unacked.add(msg_id)
             return DirectDelivery(msg, self._route.stream, self._bus, self._direct_done)
-        self._direct_ready.clear()
         return None
 
     async def _bind(self) -> JetStreamContext.PullSubscription:
@@ -331,20 +337,16 @@ class NatsConsumer:
         if self._pulling is None:
             self._pulling = asyncio.ensure_future(self._pull(wait_s))
         task = self._pulling
-        closed = asyncio.ensure_future(self._closed.wait())
-        waits: set[asyncio.Future[Any]] = {task, closed}
-        handed: asyncio.Future[Any] | None = None
-        if self._direct_subject is not None:
-            handed = asyncio.ensure_future(self._direct_ready.wait())
-            waits.add(handed)
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if handed is not None:
-                handed.cancel()
-            if not task.done() and self._closed.is_set():
-                await self._cancel_pull()
+        if not task.done() and not self._direct and not self._closed.is_set():
+            self._wake = asyncio.get_running_loop().create_future()
+            task.add_done_callback(self._wake_up)
+            try:
+                await self._wake
+            finally:
+                task.remove_done_callback(self._wake_up)
+                self._wake = None
+                if not task.done() and self._closed.is_set():
+                    await self._cancel_pull()
         if not task.done():
             return None  # a hand-off
         self._pulling = None
@@ -368,6 +370,7 @@ class NatsConsumer:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._wake_up()
         self._bus._consumers.discard(self)
         async with self._lock:  # waits for a pull in flight to notice the close
             await self._cancel_pull()
