@@ -33,7 +33,9 @@ import re
 import nats.errors as nats_errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js import errors as js_errors
 
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s")
@@ -42,6 +44,12 @@ _NO_RESPONDERS = "503"
 # Tokens of nats-py's own requests are 26 characters (a NUID and 4 hex digits); these
 # start with "q" and are far shorter, so the two never meet in ``_resp_map``.
 _TOKEN_PREFIX = "q"
+# Statuses that end a pull for one without a message (nats-py: a timeout to retry).
+_TEMPORARY = (
+    js_api.StatusCode.NO_MESSAGES,
+    js_api.StatusCode.CONFLICT,
+    js_api.StatusCode.REQUEST_TIMEOUT,
+)
 
 
 def header_block(headers: dict[str, str]) -> bytes:
@@ -122,6 +130,37 @@ class LeanClient(Client):
         await self._send_command(command)
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
+
+    async def lean_fetch_one(self, sub: JetStreamContext.PullSubscription, wait_s: float) -> Msg:
+        """``sub.fetch(1, timeout=wait_s)[0]``: a message already delivered to ``sub``,
+        else a pull request for one that expires after ``wait_s``, and its message —
+        without nats-py's task, ``uuid4`` and ``wait_for`` per wait (``next_msg``) or a
+        ``json.dumps`` per request. Status messages as nats-py treats them: a heartbeat
+        is skipped, no message / conflict / request timeout is ``TimeoutError``, any
+        other is the server's ``APIError``. A connection closed meanwhile surfaces as
+        the pull's timeout."""
+        inner = sub._sub
+        queue = inner._pending_queue
+        while not queue.empty():
+            msg = queue.get_nowait()
+            inner._pending_size -= len(msg.data)
+            if JetStreamContext.is_status_msg(msg) is None:
+                return msg  # (statuses left here were meant for earlier pulls)
+        expires = int(wait_s * 1_000_000_000) - 100_000
+        await self.lean_publish(sub._nms, b'{"batch":1,"expires":%d}' % expires, None, sub._deliver)
+        async with asyncio.timeout(wait_s):
+            while True:
+                msg = await queue.get()
+                inner._pending_size -= len(msg.data)
+                queue.task_done()
+                status = JetStreamContext.is_status_msg(msg)
+                if status is None:
+                    return msg
+                if status == js_api.StatusCode.CONTROL_MESSAGE:
+                    continue
+                if status in _TEMPORARY:
+                    raise nats_errors.TimeoutError
+                raise js_errors.APIError.from_msg(msg)
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:

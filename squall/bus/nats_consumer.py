@@ -307,9 +307,10 @@ class NatsConsumer:
         if self._ahead:
             return self._ahead.popleft()
         sub = await self._bind()
-        msgs = await sub.fetch(1, timeout=max(wait_s, MIN_WAIT_S))
         if self._prefetch == 1:
-            return msgs[0]  # (its metadata, parsed from its reply subject, is not needed)
+            # (Its metadata, parsed from its reply subject, is not needed.)
+            return await self._bus._nc.lean_fetch_one(sub, max(wait_s, MIN_WAIT_S))
+        msgs = await sub.fetch(1, timeout=max(wait_s, MIN_WAIT_S))
         waiting = msgs[0].metadata.num_pending
         if waiting:
             # More are waiting: take them in one round trip. (A pull for one waits for
