@@ -38,7 +38,6 @@ from collections import deque
 
 import nats.errors as nats_errors
 import orjson
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSub
 from nats.js import api as js_api
@@ -53,6 +52,7 @@ from squall.bus.jetstream import (
     ensure_consumer,
     ensure_streams,
 )
+from squall.bus.nats_client import LeanClient, header_block
 from squall.bus.nats_consumer import (
     ANY_NATS,
     BACKOFF_S,
@@ -144,7 +144,7 @@ class NatsBus:
 
     def __init__(
         self,
-        nc: Client,
+        nc: LeanClient,
         layout: Layout,
         *,
         ack_wait_s: float,
@@ -188,7 +188,7 @@ class NatsBus:
         layout = Layout(
             prefix=prefix, dedup_window_s=dedup_window_s, completion_max_age_s=completion_max_age_s
         )
-        nc = Client()
+        nc = LeanClient()
         bus: NatsBus | None = None
 
         async def on_error(e: Exception) -> None:
@@ -259,9 +259,10 @@ class NatsBus:
             raise ProviderError("empty message")
         route = self.layout.route(topic)
         # The same id on every retry of this send: JetStream stores it at most once.
-        headers = {MSG_ID: key if key is not None else uuid.uuid4().hex}
-        if direct and await self._hand_off(topic, data, headers):
+        msg_id = key if key is not None else uuid.uuid4().hex
+        if direct and await self._hand_off(topic, data, msg_id):
             return
+        header = header_block({MSG_ID: msg_id, js_api.Header.EXPECTED_STREAM: route.stream})
         deadline = time.monotonic() + self._send_timeout_s
         backoff = BACKOFF_S
         while True:
@@ -269,7 +270,7 @@ class NatsBus:
             left = deadline - time.monotonic()
             try:
                 await self._publish(
-                    route, data, headers, max(MIN_WAIT_S, min(left, self._request_timeout_s))
+                    route, data, header, max(MIN_WAIT_S, min(left, self._request_timeout_s))
                 )
                 return
             except UNREACHABLE_OR_API as e:
@@ -285,26 +286,19 @@ class NatsBus:
             except nats_errors.Error as e:  # closed, payload too large, bad subject
                 raise ProviderError(f"NATS refused a message on {topic}: {e!r}") from e
 
-    async def _publish(
-        self, route: Route, data: bytes, headers: dict[str, str], timeout: float
-    ) -> None:
+    async def _publish(self, route: Route, data: bytes, header: bytes, timeout: float) -> None:
         """Publish ``data`` to ``route``'s stream and wait for the stream's acknowledgement
         (``js.publish`` without building a ``PubAck``: its answer is parsed by orjson and
-        only checked for an error)."""
+        only checked for an error). ``header``: the message id and the expected stream."""
         try:
-            answer = await self._nc.request(
-                route.subject,
-                data,
-                timeout=timeout,
-                headers={**headers, js_api.Header.EXPECTED_STREAM: route.stream},
-            )
+            answer = await self._nc.lean_request(route.subject, data, header, timeout)
         except nats_errors.NoRespondersError as e:
             raise js_errors.NoStreamResponseError from e
         reply = orjson.loads(answer.data)
         if "error" in reply:
             raise js_errors.APIError.from_error(reply["error"])
 
-    async def _hand_off(self, topic: str, data: bytes, headers: dict[str, str]) -> bool:
+    async def _hand_off(self, topic: str, data: bytes, msg_id: str) -> bool:
         """Hand ``data`` straight to a live consumer of ``topic`` (a core NATS request on
         its direct subject); True once that consumer acknowledged it. False — nobody
         listens, no answer within ``DIRECT_WAIT_S``, NATS away, a topic that takes no
@@ -314,8 +308,11 @@ class NatsBus:
         if subject is None:
             return False
         try:
-            answer = await self._nc.request(
-                subject, data, timeout=min(DIRECT_WAIT_S, self._send_timeout_s), headers=headers
+            answer = await self._nc.lean_request(
+                subject,
+                data,
+                header_block({MSG_ID: msg_id}),
+                min(DIRECT_WAIT_S, self._send_timeout_s),
             )
         except ANY_NATS as e:
             log.debug("no direct hand-off on %s (%r): storing it", topic, e)

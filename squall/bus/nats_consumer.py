@@ -105,7 +105,9 @@ class NatsDelivery(_Received):
             return
         try:
             # A request on the ack subject: the server answers once the ack is recorded.
-            await self._msg.ack_sync(timeout=self._bus._request_timeout_s)
+            await self._bus._nc.lean_request(
+                self._msg.reply, b"", None, self._bus._request_timeout_s
+            )
         except ANY_NATS as e:
             raise ProviderError(f"NATS did not confirm an ack: {e!r}") from e
         self._acked = True
@@ -135,7 +137,8 @@ class DirectDelivery(_Received):
         if msg_id is not None:
             self._bus._acked_ids.add(self._stream, msg_id)
         try:
-            await self._msg.respond(b"+")
+            # (Without the hand-off's headers, which ``respond`` would send back.)
+            await self._bus._nc.lean_publish(self._msg.reply, b"+")
         except ANY_NATS as e:
             # The sender times out and stores it; the stored copy is dropped as acked.
             raise ProviderError(f"NATS did not take the answer to a hand-off: {e!r}") from e
@@ -164,10 +167,17 @@ class NatsConsumer:
         self._direct_subject = bus.layout.direct_subject(topic)
         self._direct_sub: NatsSub | None = None
         self._direct: collections.deque[Msg] = collections.deque()
-        self._direct_ready = asyncio.Event()
         self._direct_unacked: set[str] = set()
         # A pull in flight, kept across receives when a hand-off came first.
         self._pulling: asyncio.Task[Msg] | None = None
+        # What a waiting receive waits for: resolved by the pull in flight ending, a
+        # hand-off arriving or the consumer closing (one future, not a task per cause).
+        self._wake: asyncio.Future[None] | None = None
+
+    def _wake_up(self, _: object = None) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def _listen(self) -> None:
         """Subscribe to the topic's direct subject (once; nats-py subscribes again by
@@ -178,7 +188,7 @@ class NatsConsumer:
         async def on_msg(msg: Msg) -> None:
             if msg.reply:
                 self._direct.append(msg)
-                self._direct_ready.set()
+                self._wake_up()
 
         self._direct_sub = await self._bus._nc.subscribe(
             self._direct_subject, queue=self._route.durable, cb=on_msg
@@ -194,7 +204,6 @@ class NatsConsumer:
             if msg_id is not None:
                 self._direct_unacked.add(msg_id)
             return DirectDelivery(msg, self._route.stream, self._bus, self._direct_done)
-        self._direct_ready.clear()
         return None
 
     async def _bind(self) -> JetStreamContext.PullSubscription:
@@ -298,9 +307,10 @@ class NatsConsumer:
         if self._ahead:
             return self._ahead.popleft()
         sub = await self._bind()
-        msgs = await sub.fetch(1, timeout=max(wait_s, MIN_WAIT_S))
         if self._prefetch == 1:
-            return msgs[0]  # (its metadata, parsed from its reply subject, is not needed)
+            # (Its metadata, parsed from its reply subject, is not needed.)
+            return await self._bus._nc.lean_fetch_one(sub, max(wait_s, MIN_WAIT_S))
+        msgs = await sub.fetch(1, timeout=max(wait_s, MIN_WAIT_S))
         waiting = msgs[0].metadata.num_pending
         if waiting:
             # More are waiting: take them in one round trip. (A pull for one waits for
@@ -328,20 +338,16 @@ class NatsConsumer:
         if self._pulling is None:
             self._pulling = asyncio.ensure_future(self._pull(wait_s))
         task = self._pulling
-        closed = asyncio.ensure_future(self._closed.wait())
-        waits: set[asyncio.Future[Any]] = {task, closed}
-        handed: asyncio.Future[Any] | None = None
-        if self._direct_subject is not None:
-            handed = asyncio.ensure_future(self._direct_ready.wait())
-            waits.add(handed)
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if handed is not None:
-                handed.cancel()
-            if not task.done() and self._closed.is_set():
-                await self._cancel_pull()
+        if not task.done() and not self._direct and not self._closed.is_set():
+            self._wake = asyncio.get_running_loop().create_future()
+            task.add_done_callback(self._wake_up)
+            try:
+                await self._wake
+            finally:
+                task.remove_done_callback(self._wake_up)
+                self._wake = None
+                if not task.done() and self._closed.is_set():
+                    await self._cancel_pull()
         if not task.done():
             return None  # a hand-off
         self._pulling = None
@@ -365,6 +371,7 @@ class NatsConsumer:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._wake_up()
         self._bus._consumers.discard(self)
         async with self._lock:  # waits for a pull in flight to notice the close
             await self._cancel_pull()

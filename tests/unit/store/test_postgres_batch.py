@@ -220,3 +220,50 @@ async def test_closing_answers_the_writes_still_waiting(schema: str) -> None:
         assert all(isinstance(r, ProviderError) for r in results), results
     finally:
         await store.close()
+
+
+async def test_writes_that_keep_coming_take_one_connection_from_the_pool(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        pool = store.database.pool
+        ids = [uuid.uuid4().hex for _ in range(150)]
+        pool.pop_stats()
+        # When more writes arrive at once than one batch holds (three batches in a row)
+        answers = await asyncio.gather(*(activations.start(pending(i)) for i in ids))
+        stats = pool.pop_stats()
+        # Then each kept its answer, in several commits, on one connection of the pool
+        assert answers == [True] * 150
+        assert activations._batcher.commits >= 3
+        assert stats.get("requests_num") == 1
+        # And the connection went back to the pool once the writes stopped
+        assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]
+
+
+async def test_a_batch_sends_its_columns_without_psycopg_scanning_them(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg.types.array import BaseListDumper
+
+    scans = 0
+    scan = BaseListDumper._find_list_element
+
+    def counted(self: BaseListDumper, *args: object) -> object:
+        nonlocal scans
+        scans += 1
+        return scan(self, *args)  # type: ignore[arg-type]
+
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        ids = [uuid.uuid4().hex for _ in range(8)]
+        monkeypatch.setattr(BaseListDumper, "_find_list_element", counted)
+        # When writes of two kinds are committed in one batch
+        await asyncio.gather(
+            *(activations.start(pending(i)) for i in ids[:4]),
+            *(activations.put(final(i)) for i in ids[4:]),
+        )
+        # Then psycopg never looked inside a column for its type (each is typed)
+        assert activations._batcher.commits == 1
+        assert scans == 0
+        # And the rows read back as written
+        stored = [await activations.get(NS, i) for i in ids]
+        assert [r.pending for r in stored] == [True] * 4 + [False] * 4

@@ -1,0 +1,182 @@
+"""nats-py's client with a lean path for the messages of every activation.
+
+Per warm activation the cluster sends four NATS requests (the controller's publish of the
+activation and its PubAck, the invoker's confirmed ack, the completion's hand-off and
+its answer) and parses the headers of each message it gets (``Nats-Msg-Id``). nats-py's
+generic paths cost more Python than the wire needs:
+
+- ``request`` makes a NUID and ``secrets.token_hex`` (a ``getrandom`` system call) per
+  request, a done-callback to forget it, and waits with ``asyncio.wait_for`` (another
+  future and callback); ``publish`` validates the subjects and checks each header name
+  with a regular expression;
+- every message with headers is parsed line by line, each name tested character by
+  character in a generator (a fifth of the message's handling).
+
+:meth:`LeanClient.lean_request` is the same request on nats-py's own response
+subscription (the ``_INBOX.<nuid>.*`` wildcard, its ``_resp_map``): a counter for the
+token, the header block built once by the caller (:func:`header_block`), one timer for
+the timeout. Its errors are nats-py's: ``TimeoutError`` (an ``asyncio.TimeoutError``),
+``NoRespondersError``, ``ConnectionClosedError``, ``OutboundBufferLimitError`` (not
+connected: the bus has no reconnect buffer), ``MaxPayloadError``. It relies on nats-py
+internals (``_resp_map``, ``_resp_sub_prefix``, ``_init_request_sub``, ``_send_command``,
+``_flush_pending``), pinned with the dependency; ``tests/unit/bus/test_nats_client.py``
+holds them against the installed version.
+
+Concurrency: everything on the client's event loop, as nats-py itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import nats.errors as nats_errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js import errors as js_errors
+
+_CRLF = b"\r\n"
+_WHITESPACE = re.compile(r"\s")
+_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_NO_RESPONDERS = "503"
+# Tokens of nats-py's own requests are 26 characters (a NUID and 4 hex digits); these
+# start with "q" and are far shorter, so the two never meet in ``_resp_map``.
+_TOKEN_PREFIX = "q"
+# Statuses that end a pull for one without a message (nats-py: a timeout to retry).
+_TEMPORARY = (
+    js_api.StatusCode.NO_MESSAGES,
+    js_api.StatusCode.CONFLICT,
+    js_api.StatusCode.REQUEST_TIMEOUT,
+)
+
+
+def header_block(headers: dict[str, str]) -> bytes:
+    """NATS headers as sent in ``HPUB`` (``NATS/1.0``, ``Name: value`` lines, a blank
+    line). Names are Squall's own constants; values have CR and LF replaced by spaces,
+    as nats-py does."""
+    lines = [b"NATS/1.0"]
+    for name, value in headers.items():
+        lines.append(f"{name}: {value.strip().translate(_NEWLINES)}".encode())
+    return _CRLF.join(lines) + _CRLF + _CRLF
+
+
+def _expire(future: asyncio.Future[Msg]) -> None:
+    if not future.done():
+        future.set_exception(nats_errors.TimeoutError())
+
+
+class LeanClient(Client):
+    """nats-py's ``Client`` with :meth:`lean_request`, :meth:`lean_publish` and a faster
+    header parser (see the module docstring)."""
+
+    _lean_requests = 0
+
+    async def lean_request(
+        self, subject: str, payload: bytes, header: bytes | None, timeout: float
+    ) -> Msg:
+        """``request(subject, payload, headers=..., timeout=...)`` with the header block
+        already built (``header_block``), or none."""
+        if self._resp_sub_prefix is None:
+            await self._init_request_sub()
+        assert self._resp_sub_prefix is not None
+        self._lean_requests += 1
+        token = f"{_TOKEN_PREFIX}{self._lean_requests}"
+        reply = f"{self._resp_sub_prefix.decode()}{token}"
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        self._resp_map[token] = future
+        try:
+            await self.lean_publish(subject, payload, header, reply)
+            timer = loop.call_later(timeout, _expire, future)
+            try:
+                msg = await future
+            finally:
+                timer.cancel()
+        finally:
+            self._resp_map.pop(token, None)
+        if msg.headers and msg.headers.get(js_api.Header.STATUS) == _NO_RESPONDERS:
+            raise nats_errors.NoRespondersError
+        return msg
+
+    async def lean_publish(
+        self, subject: str, payload: bytes, header: bytes | None = None, reply: str = ""
+    ) -> None:
+        """``publish`` of Squall's own subjects (valid by construction: not validated
+        again) with the header block already built, or none."""
+        if self.is_closed:
+            raise nats_errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats_errors.ConnectionDrainingError
+        size = len(payload)
+        if not self.is_connected:
+            # No reconnect buffer (the bus's ``pending_size=0``): fail at once.
+            raise nats_errors.OutboundBufferLimitError
+        if size > self._max_payload:
+            raise nats_errors.MaxPayloadError
+        if header is None:
+            command = f"PUB {subject} {reply} {size}\r\n".encode() + payload + _CRLF
+        else:
+            total = len(header) + size
+            command = (
+                f"HPUB {subject} {reply} {len(header)} {total}\r\n".encode()
+                + header
+                + payload
+                + _CRLF
+            )
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += size
+        await self._send_command(command)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
+
+    async def lean_fetch_one(self, sub: JetStreamContext.PullSubscription, wait_s: float) -> Msg:
+        """``sub.fetch(1, timeout=wait_s)[0]``: a message already delivered to ``sub``,
+        else a pull request for one that expires after ``wait_s``, and its message —
+        without nats-py's task, ``uuid4`` and ``wait_for`` per wait (``next_msg``) or a
+        ``json.dumps`` per request. Status messages as nats-py treats them: a heartbeat
+        is skipped, no message / conflict / request timeout is ``TimeoutError``, any
+        other is the server's ``APIError``. A connection closed meanwhile surfaces as
+        the pull's timeout."""
+        inner = sub._sub
+        queue = inner._pending_queue
+        while not queue.empty():
+            msg = queue.get_nowait()
+            inner._pending_size -= len(msg.data)
+            if JetStreamContext.is_status_msg(msg) is None:
+                return msg  # (statuses left here were meant for earlier pulls)
+        expires = int(wait_s * 1_000_000_000) - 100_000
+        await self.lean_publish(sub._nms, b'{"batch":1,"expires":%d}' % expires, None, sub._deliver)
+        async with asyncio.timeout(wait_s):
+            while True:
+                msg = await queue.get()
+                inner._pending_size -= len(msg.data)
+                queue.task_done()
+                status = JetStreamContext.is_status_msg(msg)
+                if status is None:
+                    return msg
+                if status == js_api.StatusCode.CONTROL_MESSAGE:
+                    continue
+                if status in _TEMPORARY:
+                    raise nats_errors.TimeoutError
+                raise js_errors.APIError.from_msg(msg)
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        """nats-py's parser of a header block, with the same results (lines without a
+        colon, names not ASCII or holding whitespace are skipped; values stripped and
+        decoded as UTF-8 with replacement), without a generator per name."""
+        out: dict[str, str] = {}
+        for line in raw.split(_CRLF):
+            name, colon, value = line.partition(b":")
+            if not colon:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if _WHITESPACE.search(key) is not None:
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out

@@ -1,0 +1,114 @@
+"""The lean request path of the NATS client (``bus/nats_client.py``) against the
+machine's NATS server and the installed nats-py: it answers, fails and parses headers as
+nats-py's own ``request``, ``publish`` and header parser do (it relies on nats-py
+internals, which these tests hold)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import nats.errors as nats_errors
+import pytest
+from _required import unavailable
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from squall.bus.nats_client import LeanClient, header_block
+
+from .bussupport import NATS_URL, reachable
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[LeanClient]:
+    if not reachable(NATS_URL):
+        unavailable(f"NATS is not reachable at {NATS_URL}")
+    nc = LeanClient()
+    await nc.connect(servers=[NATS_URL], pending_size=0)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def subject() -> str:
+    return f"test.lean.{uuid.uuid4().hex}"
+
+
+async def test_a_lean_request_carries_its_headers_and_gets_the_answer(client: LeanClient) -> None:
+    # Given a responder that answers with what it got
+    seen: list[Msg] = []
+
+    async def answer(msg: Msg) -> None:
+        seen.append(msg)
+        await client.publish(msg.reply, b"got " + msg.data)
+
+    target = subject()
+    await client.subscribe(target, cb=answer)
+    await client.flush()
+    # When two lean requests and one of nats-py's are made at once
+    header = header_block({"Nats-Msg-Id": "a1/1", "Nats-Expected-Stream": "S\r\nX"})
+    answers = await asyncio.gather(
+        client.lean_request(target, b"one", header, 5.0),
+        client.lean_request(target, b"two", None, 5.0),
+        client.request(target, b"three", timeout=5.0, headers={"Nats-Msg-Id": "a1/1"}),
+    )
+    # Then each got its own answer
+    assert [a.data for a in answers] == [b"got one", b"got two", b"got three"]
+    # And the headers arrived as nats-py sends them (newlines in a value become spaces)
+    by_data = {m.data: m.headers for m in seen}
+    assert by_data[b"one"] == {"Nats-Msg-Id": "a1/1", "Nats-Expected-Stream": "S  X"}
+    assert by_data[b"two"] is None
+    assert by_data[b"three"] == {"Nats-Msg-Id": "a1/1"}
+    # And nothing is left waiting in the response map
+    assert not client._resp_map
+
+
+async def test_a_lean_request_without_a_responder_fails_as_nats_py_does(
+    client: LeanClient,
+) -> None:
+    # When nobody listens on the subject / Then: no responders, as with request()
+    with pytest.raises(nats_errors.NoRespondersError):
+        await client.lean_request(subject(), b"x", None, 5.0)
+    with pytest.raises(nats_errors.NoRespondersError):
+        await client.request(subject(), b"x", timeout=5.0)
+    assert not client._resp_map
+
+
+async def test_a_lean_request_nobody_answers_times_out(client: LeanClient) -> None:
+    # Given a responder that never answers
+    async def ignore(msg: Msg) -> None:
+        return None
+
+    target = subject()
+    await client.subscribe(target, cb=ignore)
+    await client.flush()
+    # When a lean request waits for it / Then it times out (an asyncio.TimeoutError)
+    with pytest.raises(asyncio.TimeoutError):
+        await client.lean_request(target, b"x", None, 0.2)
+    assert not client._resp_map
+
+
+async def test_a_closed_client_refuses_a_lean_request(client: LeanClient) -> None:
+    await client.close()
+    with pytest.raises(nats_errors.ConnectionClosedError):
+        await client.lean_request(subject(), b"x", None, 1.0)
+    with pytest.raises(nats_errors.ConnectionClosedError):
+        await client.lean_publish(subject(), b"x")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Nats-Msg-Id: a1/1\r\nNats-Expected-Stream: S\r\n\r\n",
+        b"A:b\r\nC:\tvalue with spaces \r\n\r\n",
+        b"no colon here\r\nBad Name: x\r\nOk: \xff\xfe\r\n\r\n",
+        b"\xc3\xa9: x\r\n: empty\r\nA\x1c: y\r\nDup: 1\r\nDup: 2\r\n",
+        b"",
+    ],
+)
+def test_the_header_parser_gives_what_nats_py_gives(raw: bytes) -> None:
+    assert LeanClient._parse_header_lines(raw) == Client._parse_header_lines(raw)
