@@ -34,6 +34,10 @@ The started point (``start``) is an ordinary write, so marking an activation sta
 before it runs shares the commit of the other writes of its loop iteration under load
 instead of paying one of its own; it returns once committed, as ``put`` does.
 
+*Held.* While the checkpoint thread catches up a long WAL (``sqlite_writehold.py``), every
+write queues as in a batch, and the batch commits when the hold ends (a few
+milliseconds; at most ``HOLD_MAX_S``): that commit starts the WAL over.
+
 A writer loop that awaits nothing else (recovery's, a test's) still yields: with a flush
 scheduled, its next write joins the batch and awaits it.
 
@@ -172,6 +176,11 @@ class SqliteActivationStore:
         # Flushes in a row that found no company; from QUIET_FLUSHES on, the next first
         # write commits at once.
         self._quiet = QUIET_FLUSHES
+        # The checkpoint thread's hold on these writes (a file database's), registered
+        # with the loop of the first write: while held, writes queue (sqlite_writehold.py).
+        checkpointer = db.checkpointer
+        self._hold = checkpointer.hold if checkpointer is not None else None
+        self._registered = False
 
     async def put(self, record: Activation) -> None:
         await self._write(_UPSERT, record, run_state(record))
@@ -201,9 +210,13 @@ class SqliteActivationStore:
             message = None  # a final record needs nothing to run it again
         loop = asyncio.get_running_loop()
         row = (*activation_key(record), dumps_record(record), state, message, owner)
-        if not self._scheduled:
+        hold = self._hold
+        if hold is not None and not self._registered:
+            self._registered = True
+            hold.register(loop, self._released)
+        if not self._scheduled and not (hold is not None and hold.held):
             self._scheduled = True
-            loop.call_soon(self.flush)
+            loop.call_soon(self._scheduled_flush)
             if self._quiet >= QUIET_FLUSHES:
                 # The first write after a quiet iteration: committed here, without
                 # awaiting (the module docstring says why); the flush takes the rest of
@@ -222,8 +235,23 @@ class SqliteActivationStore:
         await committed
         return write
 
+    def _scheduled_flush(self) -> None:
+        """The iteration's flush, unless the writes are held: then the hold's end
+        (:meth:`_released`) schedules it."""
+        if self._hold is not None and self._hold.held:
+            self._scheduled = self._at_once = False
+            return
+        self.flush()
+
+    def _released(self) -> None:
+        """A hold ended (on the loop): commit what waited, as this iteration's flush."""
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
     def flush(self) -> None:
-        """Commit every pending record in one transaction; wake their writers."""
+        """Commit every pending record in one transaction; wake their writers. (Held or
+        not: the store's close calls it.)"""
         writes, self._pending = self._pending, []
         # Company: any write beside the one committed at once, or a batch of several.
         alone = len(writes) <= (0 if self._at_once else 1)

@@ -29,7 +29,11 @@ Guarantees:
   invokes commit every ~0.5 ms), every checkpoint copies the frames but the WAL file
   keeps growing, until the load pauses (measured: ~300 MB in 6 s of back-to-back puts,
   with this interval or 0.25 s alike; bench/README.md, "request_breakdown.py"). SQLite's
-  own checkpoints bounded it, at the price of the stalls above.
+  own checkpoints bounded it, at the price of the stalls above. So a WAL past
+  :data:`CATCH_UP_FRAMES` is *caught up*: the activation store's group commit is held
+  for one more checkpoint (:mod:`squall.store.sqlite_writehold` says how and what it
+  costs), and the commit after it starts the WAL over; ``journal_size_limit`` then
+  truncates the file to :data:`WAL_LIMIT_BYTES`.
 - :meth:`Checkpointer.stop` wakes the thread, waits for it and closes its connection;
   the last ``close`` of the store's own connection then checkpoints what is left, as
   SQLite always does.
@@ -44,6 +48,8 @@ import logging
 import sqlite3
 import threading
 
+from squall.store.sqlite_writehold import WriteHold
+
 log = logging.getLogger(__name__)
 
 #: How often the thread checkpoints. Each checkpoint, however little it copies, costs
@@ -57,6 +63,18 @@ log = logging.getLogger(__name__)
 #: ~2.5 % (bench/README.md, "request_breakdown.py"). Between two checkpoints the WAL
 #: takes what is committed in a second (~16 MB at ~500 commits/s of ~8 pages).
 INTERVAL_S = 1.0
+
+#: A WAL of this many frames or more is caught up (see the module docstring): with 4 KiB
+#: pages 32 MiB, ~1000 warm invokes' worth at one request at a time.
+CATCH_UP_FRAMES = 8192
+
+#: What the WAL file is truncated to when it starts over (``PRAGMA journal_size_limit``
+#: of the store's connection, set by ``sqlite_schema.connect``).
+WAL_LIMIT_BYTES = 32 * 1024 * 1024
+
+#: How long the thread waits for the event loop to grant a hold before it gives up (a
+#: loop that busy has its writers queued anyway; the next checkpoint tries again).
+HOLD_WAIT_S = 0.1
 
 #: How long :meth:`Checkpointer.stop` waits for a checkpoint under way.
 STOP_TIMEOUT_S = 10.0
@@ -80,6 +98,10 @@ class Checkpointer:
         #: it copied into the database file so far): equal once everything is copied.
         self.runs = 0
         self.last: tuple[int, int] | None = None
+        #: Catch-ups done (the writers held and the last frames copied).
+        self.catch_ups = 0
+        #: The group commit registers itself here (sqlite_activations.py).
+        self.hold = WriteHold()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
 
@@ -91,8 +113,23 @@ class Checkpointer:
             self._conn.close()
 
     def checkpoint(self) -> None:
-        """One PASSIVE checkpoint; a failure is logged (once until one succeeds again)
-        and the next interval tries again."""
+        """One PASSIVE checkpoint, and a catch-up when the WAL is long (see the module
+        docstring); a failure is logged (once until one succeeds again) and the next
+        interval tries again."""
+        frames = self._passive()
+        if frames is None or frames[0] < CATCH_UP_FRAMES:
+            return
+        # Long: copy what was committed during that checkpoint with the writers held, so
+        # that the WAL is wholly copied when they commit again and the next commit starts
+        # it over.
+        try:
+            if self.hold.hold(HOLD_WAIT_S) and self._passive() is not None:
+                self.catch_ups += 1
+        finally:
+            self.hold.release()
+
+    def _passive(self) -> tuple[int, int] | None:
+        """A PASSIVE checkpoint: (frames in the WAL, frames of it copied), None if it failed."""
         try:
             row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
@@ -103,11 +140,13 @@ class Checkpointer:
                     exc,
                 )
             self._failing = True
-            return
+            return None
         self._failing = False
-        if row is not None:  # (busy, frames in the WAL, frames copied); -1s if not WAL
-            self.last = (int(row[1]), int(row[2]))
-        self.runs += 1
+        frames = None
+        if row is not None and int(row[1]) >= 0:  # (busy, frames, copied); -1s if not WAL
+            frames = self.last = (int(row[1]), int(row[2]))
+        self.runs += 1  # after ``last``: a reader of ``runs`` then finds its ``last``
+        return frames
 
     @property
     def running(self) -> bool:

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from squall.errors import ProviderError
+from squall.store import sqlite_checkpoint
 from squall.store.records import dumps_body
 from squall.store.sqlite_checkpoint import Checkpointer
 
@@ -299,6 +300,8 @@ def connect(path: str | Path) -> Database:
             # Checkpoints (a copy and two fsyncs) off the event loop: sqlite_checkpoint.py.
             with db.autocommit() as c:
                 c.execute("PRAGMA wal_autocheckpoint = 0")
+                # The WAL file shrinks back to this when it starts over (a catch-up).
+                c.execute(f"PRAGMA journal_size_limit = {sqlite_checkpoint.WAL_LIMIT_BYTES}")
             try:
                 db.checkpointer = Checkpointer(target, busy_timeout_ms=BUSY_TIMEOUT_MS)
             except sqlite3.Error as exc:

@@ -3,6 +3,7 @@ loop's commits (squall/store/sqlite_checkpoint.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from _polling import until
 
 from squall.entities.activation import Activation, ActivationResponse
-from squall.store import sqlite_checkpoint
+from squall.store import sqlite_checkpoint, sqlite_writehold
 from squall.store.contracts import ActivationQuery
 from squall.store.sqlite import SqliteStore
 from squall.store.sqlite_checkpoint import Checkpointer
@@ -139,3 +140,74 @@ async def test_a_store_checkpoints_at_most_once_a_second_by_default(tmp_path: Pa
         assert _checkpointer(store)._interval_s >= 1.0
     finally:
         await store.close()
+
+
+async def test_a_steady_stream_of_writes_keeps_the_wal_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a store whose WAL is caught up past 300 frames and cut back to 1 MiB
+    monkeypatch.setattr(sqlite_checkpoint, "CATCH_UP_FRAMES", 300)
+    monkeypatch.setattr(sqlite_checkpoint, "WAL_LIMIT_BYTES", 1 << 20)
+    store = await SqliteStore.open(tmp_path / "s.db")
+    wal = tmp_path / "s.db-wal"
+    try:
+        # When writes follow each other without a pause (a commit never waits for a
+        # checkpoint: without the catch-up the WAL grows by every commit's frames,
+        # ~100 MB here)
+        largest = 0
+        for first in range(0, 6000, 500):
+            await _write(store, first, 500)
+            largest = max(largest, wal.stat().st_size)
+        # Then the WAL was started over along the way and stayed small
+        assert _checkpointer(store).catch_ups >= 1
+        assert largest < 48 << 20  # ~130 MB without the catch-up, ~13 MB with it
+        assert await store.activations.count(ActivationQuery("guest", limit=None)) == 6000
+    finally:
+        await store.close()
+
+
+async def test_writes_held_for_a_catch_up_commit_when_it_ends(tmp_path: Path) -> None:
+    # Given a store whose writes the checkpoint thread holds
+    store = await SqliteStore.open(tmp_path / "s.db")
+    hold = _checkpointer(store).hold
+    try:
+        await _write(store, 0, 1)  # the group commit registers with the hold
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, hold.hold, 5.0)
+        # When two records are written meanwhile
+        writes = [asyncio.ensure_future(store.activations.put(_record(i))) for i in (1, 2)]
+        await asyncio.sleep(0.02)
+        # Then they wait, uncommitted (another connection does not see them)
+        assert not any(w.done() for w in writes)
+        with sqlite3.connect(tmp_path / "s.db") as other:
+            assert other.execute("SELECT count(*) FROM activations").fetchone()[0] == 1
+        # And once the hold ends they are committed, in one batch
+        hold.release()
+        await asyncio.wait_for(asyncio.gather(*writes), 5.0)
+        with sqlite3.connect(tmp_path / "s.db") as other:
+            assert other.execute("SELECT count(*) FROM activations").fetchone()[0] == 3
+    finally:
+        await store.close()
+
+
+async def test_a_hold_ends_by_itself_and_close_commits_held_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a hold the thread never lets go of
+    monkeypatch.setattr(sqlite_writehold, "HOLD_MAX_S", 0.2)
+    store = await SqliteStore.open(tmp_path / "s.db")
+    hold = _checkpointer(store).hold
+    await _write(store, 0, 1)
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, hold.hold, 5.0)
+    # Then a write made during it still returns (after HOLD_MAX_S)
+    await asyncio.wait_for(store.activations.put(_record(1)), 5.0)
+    assert not hold.held
+    # And a write queued during a second hold is committed by the store's close
+    assert await loop.run_in_executor(None, hold.hold, 5.0)
+    pending = asyncio.ensure_future(store.activations.put(_record(2)))
+    await asyncio.sleep(0.01)
+    await store.close()
+    await asyncio.wait_for(pending, 5.0)
+    with sqlite3.connect(tmp_path / "s.db") as other:
+        assert other.execute("SELECT count(*) FROM activations").fetchone()[0] == 3
