@@ -20,8 +20,10 @@ Tiers: ``python zygote`` (128 MB Python action: a started zygote spare taken) an
 and the two take turns sample by sample, so load changes hit both alike.
 
 Prints per tier and tree: client RTTs (cold, warm p50, idle; B2's cold - warm and
-cold - idle) and each phase's median over the samples for cold, warm and idle requests.
-The 1-minute load average is recorded before and after. Writes
+cold - idle) and each phase's median over the samples for cold, warm and idle requests;
+``factory: create #`` and ``pid file #`` count how many began while the request ran
+(background work included: a stem cell's replacement started meanwhile is one more
+create). The 1-minute load average is recorded before and after. Writes
 ``bench/results/cold_api.json``.
 """
 
@@ -59,6 +61,8 @@ from invoker_bench import Api, annotation, create, timed_invoke  # noqa: E402
 RESULTS = HERE / "results" / "cold_api.json"
 TIERS = {"python zygote": ("python", 128), "nodejs stem cell": ("nodejs", 256)}
 WARM = 5
+#: Phases whose count per request is printed (the rest are in the JSON only).
+COUNTED = ("factory: create", "pid file")
 
 #: The server's entry point: wrappers that append (request number, label, ns) to a list
 #: dumped at exit. A request's number is taken when the invoke route starts (requests
@@ -165,13 +169,16 @@ def server(tree: Path) -> Iterator[tuple[Api, Path]]:
 
 
 def spans(events: list[tuple[int, str, int]]) -> dict[int, dict[str, float]]:
-    """Per request number: label -> ms spent inside (summed over its spans)."""
+    """Per request number: label -> ms spent inside (summed over its spans), and
+    ``label + " #"`` -> how many spans of it began (background work counts too: a stem
+    cell's replacement started while the request runs shows as a second create)."""
     out: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     opened: dict[tuple[int, str], int] = {}
     for request, label, t in events:
         name, edge = label[:-1], label[-1]
         if edge == ">":
             opened[(request, name)] = t
+            out[request][name + " #"] += 1
         elif (request, name) in opened:
             out[request][name] += (t - opened.pop((request, name))) / 1e6
     return out
@@ -277,6 +284,8 @@ def main() -> None:
                   f"initTime {r['initTime']}")  # fmt: skip
             print(f"  {'phase (ms, p50)':34} {'cold':>8} {'warm':>8} {'idle':>8} {'cold-warm':>10}")
             for label, v in results[tree][tier]["phases"].items():
+                if label.endswith(" #") and label[:-2] not in COUNTED:
+                    continue
                 print(f"  {label:34} {v['cold']:8.3f} {v['warm']:8.3f} {v['idle']:8.3f} "
                       f"{v['cold'] - v['warm']:10.3f}")  # fmt: skip
     report = {
