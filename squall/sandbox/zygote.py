@@ -324,12 +324,13 @@ class Zygote:
         """Start the runtime of a forked container in the container's empty ``directory``,
         else in a directory of its own among the spares' (renamed to the container's when
         taken)."""
+        env, tmp_bytes = self._environment(network), self._isolation.tmp_bytes(memory_mb)
         if directory is None:
             spares = self._workdir / SPARES_DIRECTORY
             spares.mkdir(mode=0o700, exist_ok=True)
             directory = spares / secrets.token_hex(6)
             directory.mkdir(mode=0o700)
-        spare.go(directory, self._environment(network), self._isolation.tmp_bytes(memory_mb))
+        spare.go(directory, env, tmp_bytes)  # the spare owns ``directory`` from here on
 
     async def _discard(self, spare: Spare) -> None:
         spare.discard()
