@@ -11,11 +11,13 @@ POLICY: (the rules, in order)
    free one soon enough (the rule of OpenWhisk's scheduler, see WARM WAIT below).
 3. Otherwise take a stem cell of the action's kind and memory (concurrency 1 only: a
    runtime's concurrency is fixed when it starts); it only needs /init. A replacement is
-   started in the background once that /init ended (started at once, it slowed the /init
-   by ~5 ms on 2 vCPUs). Not when the factory would fork the container from the
-   namespace's running zygote (``forks``): a forked Python container starts as fast and
-   is one process of ~3.4 MiB, where a stem cell is three of ~6.7 MiB, and its
-   replacement would cost a bubblewrap start in the middle of a burst.
+   started in the background once that /init ended and ``STEM_CELL_REFILL_DELAY_S`` (50
+   ms) after the take, when the cold start has answered (started at once, it slowed the
+   /init by ~5 ms on 2 vCPUs; started when /init ended, the first /run). Not when the
+   factory would fork the container from the namespace's running zygote (``forks``): a
+   forked Python container starts as fast and is one process of ~3.4 MiB, where a stem
+   cell is three of ~6.7 MiB, and its replacement would cost a bubblewrap start in the
+   middle of a burst.
 4. Otherwise start a new container if the invoker's user memory (the sum of the memory
    limits of live containers, stem cells and ones still starting included) leaves room.
 5. Otherwise evict stem cells (they are of another shape, or rule 3 would have taken
@@ -165,6 +167,7 @@ class ContainerPool(PoolBooks):
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
         self._refill_scheduled = False
+        self._refill_after = 0.0
         #: The event loop's busy share, for WARM WAIT (made here: the loop's thread).
         self._loop_load = LoopLoad()
 
@@ -216,7 +219,8 @@ class ContainerPool(PoolBooks):
                 cell = self._take_stem_cell(kind, memory_mb)
                 if cell is not None:
                     # Its replacement starts once this /init ended (initialized or
-                    # release): started now, it would compete with the /init for CPU.
+                    # release) and a moment after this take (poolbooks), not to compete
+                    # with the /init, the first /run and the answer for CPU.
                     cell.assign(key, 1)
                     self._group(gkey).join(cell)
                     return cell, True

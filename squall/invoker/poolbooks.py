@@ -27,6 +27,13 @@ log = logging.getLogger("squall.invoker.pool")
 
 #: After a stem cell failed to start, its shape is not tried again for this long.
 STEM_CELL_RETRY_S = 5.0
+#: A taken stem cell's replacement starts no sooner than this after the take: by then
+#: the cold start that took it has answered (a Node.js stem cell's /init and first /run
+#: take a few ms; started when /init ended, the replacement's bubblewrap and runtime
+#: start — ~50 ms of CPU, and its spawn's work on this loop — competed with the first
+#: /run and the answer for the two cores: bench/README.md "coldapi"). The zygote waits
+#: as long before refilling its spares (``sandbox/sparedemand.py``).
+STEM_CELL_REFILL_DELAY_S = 0.05
 
 Shape = tuple[str, int]  # (kind, memory MB)
 K = TypeVar("K")
@@ -58,7 +65,8 @@ class PoolBooks:
     _seq: itertools.count[int]
     _closed: bool
     _background: set[asyncio.Task[None]]
-    _refill_scheduled: bool  # a refill is in the loop's ready queue
+    _refill_scheduled: bool  # a refill is in the loop's ready queue or on a timer
+    _refill_after: float  # monotonic: no refill before (STEM_CELL_REFILL_DELAY_S)
 
     # -- figures ----------------------------------------------------------------------
 
@@ -151,6 +159,7 @@ class PoolBooks:
         for pc in self._stem.get((kind, memory_mb), ()):
             if pc.state is State.PREWARMED:
                 _discard(self._stem, (kind, memory_mb), pc)
+                self._refill_after = time.monotonic() + STEM_CELL_REFILL_DELAY_S
                 return pc
         return None
 
@@ -159,10 +168,16 @@ class PoolBooks:
         # never takes memory a queued request was about to get. Every release comes here:
         # with every stem cell in place (the usual case) or a refill already queued,
         # nothing is scheduled (a handle and a loop step per run, ~1 % of a c=50 profile).
+        # Shortly after a stem cell was taken, on a timer instead (STEM_CELL_REFILL_DELAY_S).
         if self._refill_scheduled or self._closed or not self._stem_missing():
             return
         self._refill_scheduled = True
-        asyncio.get_running_loop().call_soon(self._refill_now)
+        loop = asyncio.get_running_loop()
+        delay = self._refill_after - time.monotonic()
+        if delay > 0:
+            loop.call_later(delay, self._refill_now)
+        else:
+            loop.call_soon(self._refill_now)
 
     def _stem_missing(self) -> bool:
         """Whether a stem cell of some shape is missing (starting ones count as there)."""

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from squall.errors import ContainerError
-from squall.sandbox import launch
 from squall.sandbox.container import ProcessContainer
 from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
@@ -91,7 +90,8 @@ class ZygoteStarts(ProcessFactoryBase):
         network: bool,
     ) -> ProcessContainer:
         """A python:3.11 container forked by the zygote (see :mod:`squall.sandbox.zygote`):
-        a started spare taken, serving as soon as this returns (no readiness to wait for)."""
+        a started spare taken, serving as soon as this returns (no readiness to wait for),
+        in ``directory``, which the zygote makes (it must not exist yet)."""
         loop = asyncio.get_running_loop()
         logs = LogCollector(self._log_cap_bytes)
         exited: asyncio.Future[None] = loop.create_future()
@@ -131,9 +131,4 @@ class ZygoteStarts(ProcessFactoryBase):
         container.sandbox = sandbox
         if spare.lease is not None:
             self._leases[container_id] = spare.lease
-        try:
-            launch.write_pid_file(directory, container.pid)
-        except BaseException:
-            await container.destroy()
-            raise
-        return container
+        return container  # its pid file is in ``directory`` already (Spare.go)

@@ -240,16 +240,17 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
             raise ContainerError(f"kind {kind!r} is not supported by the process sandbox")
         container_id = secrets.token_hex(6)
         directory = self.workdir / container_id
-        directory.mkdir(mode=0o700)
         try:
             net = self.network if network else None
             zygote = await self._zygotes.for_tenant(tenant) if kind == self.zygote_kind else None
             if zygote is not None:
                 self._zygotes.holds(container_id, zygote)  # never evicted while it forks
+                # The zygote makes the directory (a started spare's, renamed: no mkdir).
                 container = await self._fork(
                     zygote, container_id, memory_mb, directory, env, net is not None
                 )
             else:
+                directory.mkdir(mode=0o700)
                 try:
                     container = await self._start(
                         container_id, kind, memory_mb, directory, env or {}, net

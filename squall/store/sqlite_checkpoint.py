@@ -27,25 +27,42 @@ Guarantees:
   beginning. That needs a checkpoint during which nothing was committed: while commits
   never pause for a checkpoint's length (its two fsyncs take milliseconds; sequential
   invokes commit every ~0.5 ms), every checkpoint copies the frames but the WAL file
-  keeps growing, until the load pauses (measured: ~300 MB in 6 s of back-to-back puts,
-  with this interval or 0.25 s alike; bench/README.md, "request_breakdown.py"). SQLite's
-  own checkpoints bounded it, at the price of the stalls above. So a WAL past
-  :data:`CATCH_UP_FRAMES` is *caught up*: the activation store's group commit is held
-  for one more checkpoint (:mod:`squall.store.sqlite_writehold` says how and what it
-  costs), and the commit after it starts the WAL over; ``journal_size_limit`` then
-  truncates the file to :data:`WAL_LIMIT_BYTES`.
+  kept growing, until the load paused (measured: ~300 MB in 6 s of back-to-back puts;
+  bench/README.md, "request_breakdown.py"). SQLite's own checkpoints bounded it, at the
+  price of the stalls above. So a WAL past :data:`CATCH_UP_FRAMES` is *caught up*: the
+  activation store's group commit is held for one more checkpoint
+  (:mod:`squall.store.sqlite_writehold` says how and what it costs), and the commit
+  after it starts the WAL over; ``journal_size_limit`` then truncates the file to
+  :data:`WAL_LIMIT_BYTES`. Below that, the WAL holds at most about :data:`MIN_FRAMES`
+  frames plus what is committed in :data:`INTERVAL_S` (more only while a reader keeps an
+  old snapshot).
 - :meth:`Checkpointer.stop` wakes the thread, waits for it and closes its connection;
   the last ``close`` of the store's own connection then checkpoints what is left, as
   SQLite always does.
 
-Concurrency: the thread touches only its own connection and the ``threading.Event`` that
-stops it; nothing is shared with the event loop.
+Not while the WAL is small (fewer than :data:`MIN_FRAMES` frames, read from the
+wal-index header in the ``-shm`` file; documented at sqlite.org/walformat.html): once a
+checkpoint has copied every frame, the next commit restarts the WAL, and SQLite writes
+and *fsyncs* the new WAL header in that commit, on the event loop (1.5-8 ms on this
+project's test machine; with ``synchronous=NORMAL`` it is the checkpoints' sync). With a
+checkpoint of every quiet WAL, that was nearly every first request after 0.25 s of quiet
+— B2's cold starts among them (bench/README.md, "cold_api.py"). Now a quiet store keeps
+its last few hundred frames in the WAL, and the restart is paid once per
+:data:`MIN_FRAMES` frames written, as with SQLite's own threshold. A ``-shm`` file that
+cannot be read, or a header caught mid-update, means a checkpoint as before.
+
+Concurrency: the thread touches only its own connection, its descriptor of the ``-shm``
+file (read only), the ``threading.Event`` that stops it and, for a catch-up, the
+:class:`~squall.store.sqlite_writehold.WriteHold` (which reaches the loop through
+``call_soon_threadsafe``); nothing else is shared with the event loop.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import struct
 import threading
 
 from squall.store.sqlite_writehold import WriteHold
@@ -79,6 +96,15 @@ HOLD_WAIT_S = 0.1
 #: How long :meth:`Checkpointer.stop` waits for a checkpoint under way.
 STOP_TIMEOUT_S = 10.0
 
+#: A WAL with fewer frames is not checkpointed (SQLite's own ``wal_autocheckpoint``
+#: default; ~4 MB of 4 KiB pages, ~60 warm invokes): see the module docstring.
+MIN_FRAMES = 1000
+
+# The wal-index header (native byte order): two copies of a 48-byte header, mxFrame (the
+# WAL's last valid frame) at offset 16 of each, then nBackfill (frames copied) at 96.
+_HEADER = struct.Struct("=48s48sI")
+_MX_FRAME = struct.Struct("=I")
+
 
 class Checkpointer:
     """Checkpoints the WAL of the database file at ``path`` every ``interval_s``
@@ -89,6 +115,7 @@ class Checkpointer:
         # Opened here, so that a file that cannot be opened fails the caller, not the thread.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        self._shm = f"{path}-shm"
         # INTERVAL_S read now, not at import: tests shorten it for the stores they open.
         self._interval_s = INTERVAL_S if interval_s is None else interval_s
         self._stopping = threading.Event()
@@ -102,6 +129,8 @@ class Checkpointer:
         self.catch_ups = 0
         #: The group commit registers itself here (sqlite_activations.py).
         self.hold = WriteHold()
+        #: Intervals ended (a checkpoint done or a small WAL left alone).
+        self.looked = 0
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
 
@@ -112,10 +141,34 @@ class Checkpointer:
         finally:
             self._conn.close()
 
+    def wal_frames(self) -> tuple[int, int] | None:
+        """(frames in the WAL, frames of it copied) from the wal-index header, or None
+        when it cannot be read consistently."""
+        try:
+            fd = os.open(self._shm, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            data = os.pread(fd, _HEADER.size, 0)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(data) < _HEADER.size:
+            return None
+        first, second, backfill = _HEADER.unpack(data)
+        if first != second:  # a writer is updating it: no answer this time
+            return None
+        return _MX_FRAME.unpack_from(first, 16)[0], backfill
+
     def checkpoint(self) -> None:
-        """One PASSIVE checkpoint, and a catch-up when the WAL is long (see the module
-        docstring); a failure is logged (once until one succeeds again) and the next
-        interval tries again."""
+        """One PASSIVE checkpoint unless the WAL is small, and a catch-up when it is long
+        (see the module docstring); a failure is logged (once until one succeeds again)
+        and the next interval tries again."""
+        header = self.wal_frames()
+        self.looked += 1
+        if header is not None and header[0] < MIN_FRAMES:
+            return
         frames = self._passive()
         if frames is None or frames[0] < CATCH_UP_FRAMES:
             return

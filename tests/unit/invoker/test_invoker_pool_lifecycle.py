@@ -8,6 +8,7 @@ import pytest
 from _polling import until
 from poolsupport import ADD_ONE, NODE, PY, process_state, run_once
 
+from squall.invoker import poolbooks
 from squall.invoker.container import State
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import StemCellSpec, parse_stem_cells
@@ -234,6 +235,33 @@ async def test_a_cold_start_takes_a_stem_cell_and_a_new_one_is_started(
     pool.release(again)
     await pool.close()
     assert factory.containers == []
+
+
+async def test_a_taken_stem_cells_replacement_waits_until_the_cold_start_answered(
+    factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool keeping one Python stem cell, whose replacement waits a long moment
+    # after a take (poolbooks.STEM_CELL_REFILL_DELAY_S, 50 ms by default)
+    monkeypatch.setattr(poolbooks, "STEM_CELL_REFILL_DELAY_S", 3600.0)
+    pool = ContainerPool(factory, capacity_mb=1024, stem_cells=parse_stem_cells(f"{PY}@256x1"))
+    pool.start()
+    assert await until(lambda: [c.state for c in pool.stem_cells()] == [State.PREWARMED])
+    # When a cold start takes it, its /init ends and its first run ends
+    pc, cold = await pool.acquire(A, PY, 256, 1)
+    assert cold and pc.stem_cell
+    assert (await pc.container.initialize({"code": ADD_ONE[PY]}, 10)).status == 200
+    pool.initialized(pc)
+    assert await run_once(pc.container, 1) == {"n": 2}
+    pool.release(pc)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # Then no replacement has started meanwhile (started when /init ended, it competed
+    # with the first run and the answer for the CPU)
+    assert pool.stem_cells() == [] and pool.used_mb == 256
+    # And one is started by the refill that comes then
+    assert pool.refill() == 1
+    assert await until(lambda: [c.state for c in pool.stem_cells()] == [State.PREWARMED])
+    await pool.close()
 
 
 async def test_stem_cells_do_not_serve_another_memory_or_concurrency(

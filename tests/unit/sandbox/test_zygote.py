@@ -197,8 +197,8 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     zygote = running_zygote(zygotic)
     await zygote.filled()
     assert zygote.spares == 2
-    spare_sockets = sorted((zygotic.workdir / "spares").iterdir())
-    assert len(spare_sockets) == 2 and all(p.is_socket() for p in spare_sockets)
+    spare_dirs = sorted((zygotic.workdir / "spares").iterdir())
+    assert len(spare_dirs) == 2 and all(p.is_dir() for p in spare_dirs)
     # (with the least CPU weight while they wait)
     assert {cpu_shares(spare.cgroup) for spare in zygote._spares} <= {None, "2"}
     # When a 128 MB container with an environment of its own takes one
@@ -209,7 +209,7 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     seen = await result(container, {})
     # Then it serves on its own directory's socket, the spare's name is gone
     assert (container.directory / "proxy.sock").is_socket()
-    assert sum(path.exists() for path in spare_sockets) == 1
+    assert sum(path.exists() for path in spare_dirs) == 1
     # And its environment is exactly its own (nothing of the zygote's or the spare's)
     assert seen["env"]["SOME"] == "value" and seen["env"]["__OW_CONCURRENCY"] == "1"
     assert seen["env"]["__OW_API_HOST"] == "https://api"
@@ -225,6 +225,34 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     isolation = zygotic.isolation
     assert isolation is not None
     assert cpu_shares(container.cgroup) in (None, str(isolation.limits(128).cpu_shares))
+
+
+async def test_a_started_spare_waits_in_a_directory_a_container_takes_whole(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given started spares, each in a directory of its own with its listening socket and
+    # the pid file a container's directory holds (written ahead, off a cold start's path)
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    spares = {spare.pid: spare.directory for spare in zygote._spares}
+    for pid, directory in spares.items():
+        assert directory is not None and directory.parent == zygotic.workdir / "spares"
+        assert (directory / "proxy.sock").is_socket()
+        assert (directory / "pid").read_text().split()[0] == str(pid)
+    # When a container takes one
+    container = await python(zygotic, PROBE)
+    assert (await result(container, {}))["pid"] == 1
+    # Then the spare's directory is the container's, renamed with its pid file
+    assert container.pid in spares
+    assert not spares[container.pid].exists()
+    assert (container.directory / "pid").read_text().split()[0] == str(container.pid)
+    assert sorted(p.name for p in container.directory.iterdir()) == ["pid", "proxy.sock"]
+    # And once destroyed nothing of it is left, nor of a spare discarded at close
+    await container.destroy()
+    assert not container.directory.exists()
+    await zygote.close()
+    assert not [p for p in spares.values() if p.exists()]
 
 
 async def test_a_spare_that_died_is_not_taken(zygotic: ProcessContainerFactory) -> None:

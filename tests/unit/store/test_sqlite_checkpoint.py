@@ -15,7 +15,7 @@ from squall.entities.activation import Activation, ActivationResponse
 from squall.store import sqlite_checkpoint, sqlite_writehold
 from squall.store.contracts import ActivationQuery
 from squall.store.sqlite import SqliteStore
-from squall.store.sqlite_checkpoint import Checkpointer
+from squall.store.sqlite_checkpoint import MIN_FRAMES, Checkpointer
 
 pytestmark = pytest.mark.anyio
 
@@ -90,8 +90,12 @@ async def test_the_thread_copies_committed_records_into_the_database_file(
         await store.close()
 
 
-async def test_the_wal_starts_over_after_each_checkpoint(tmp_path: Path) -> None:
-    # Given a store whose WAL was checkpointed once after a batch of writes
+async def test_the_wal_starts_over_after_each_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a store whose WAL was checkpointed once after a batch of writes (of more
+    # frames than a WAL needs to be checkpointed)
+    monkeypatch.setattr(sqlite_checkpoint, "MIN_FRAMES", 100)
     store = await SqliteStore.open(tmp_path / "s.db")
     wal = tmp_path / "s.db-wal"
     try:
@@ -106,6 +110,33 @@ async def test_the_wal_starts_over_after_each_checkpoint(tmp_path: Path) -> None
         # Then the WAL file did not grow: its frames were reused, not appended
         assert wal.stat().st_size <= 2 * first
         assert await store.activations.count(ActivationQuery("guest", limit=None)) == 1001
+    finally:
+        await store.close()
+
+
+async def test_a_quiet_store_does_not_restart_its_wal_on_the_next_commit(
+    tmp_path: Path,
+) -> None:
+    # Given a store whose WAL holds a few commits (fewer frames than MIN_FRAMES), quiet
+    # for two of the checkpointer's intervals
+    store = await SqliteStore.open(tmp_path / "s.db")
+    wal = tmp_path / "s.db-wal"
+    checkpointer = _checkpointer(store)
+    try:
+        await _write(store, 0, 5)
+        frames = checkpointer.wal_frames()
+        assert frames is not None and 0 < frames[0] < MIN_FRAMES
+        salts = wal.read_bytes()[16:24]
+        after = checkpointer.looked + 2
+        assert await until(lambda: checkpointer.looked >= after)
+        # When the next commit comes
+        await _write(store, 5, 1)
+        # Then it appended to the WAL: no restart (new salts, the header written and
+        # fsynced by that commit, on the event loop), nothing copied yet
+        assert wal.read_bytes()[16:24] == salts
+        grown = checkpointer.wal_frames()
+        assert grown is not None and grown[0] > frames[0] and grown[1] == 0
+        assert await store.activations.count(ActivationQuery("guest", limit=None)) == 6
     finally:
         await store.close()
 
