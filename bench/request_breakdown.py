@@ -67,14 +67,14 @@ def _serve() -> None:
             return int(f.read().split()[1])
 
     sys.path.insert(0, os.getcwd())  # the tree own_server runs in, not this script's
-    from squall.controller import hotroute
+    from squall.controller import hotcycle
     from squall.sandbox import http
     from squall.store import sqlite_checkpoint
 
     in_runtime = [0.0]  # the runtime exchange's wall ms of the request being served (c=1)
-    run_asgi = hotroute.HotCycle.run_asgi
+    run_asgi = hotcycle.HotCycle.run_asgi
 
-    async def timed_run_asgi(self: hotroute.HotCycle, app: Any) -> None:
+    async def timed_run_asgi(self: hotcycle.HotCycle, app: Any) -> None:
         wall, cpu, queued = time.perf_counter(), time.thread_time(), run_queue_ns()
         in_runtime[0] = 0.0
         try:
@@ -106,7 +106,7 @@ def _serve() -> None:
         row = [wall, (time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3]
         emit(["ckpt", *(round(x, 6) for x in row)])
 
-    hotroute.HotCycle.run_asgi = timed_run_asgi  # type: ignore[method-assign]
+    hotcycle.HotCycle.run_asgi = timed_run_asgi  # type: ignore[method-assign]
     http.UnixHttpClient.post = timed_post  # type: ignore[method-assign]
     sqlite_checkpoint.Checkpointer.checkpoint = timed_checkpoint  # type: ignore[method-assign]
     sys.argv = ["squall", *sys.argv[sys.argv.index("--serve") + 1 :]]

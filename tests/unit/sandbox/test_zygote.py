@@ -235,9 +235,12 @@ async def test_a_started_spare_waits_in_a_directory_a_container_takes_whole(
     await python(zygotic, PROBE)
     zygote = running_zygote(zygotic)
     await zygote.filled()
-    spares = {spare.pid: spare.directory for spare in zygote._spares}
+    spares: dict[int, Path] = {}
+    for spare in zygote._spares:
+        assert spare.directory is not None
+        spares[spare.pid] = spare.directory
     for pid, directory in spares.items():
-        assert directory is not None and directory.parent == zygotic.workdir / "spares"
+        assert directory.parent == zygotic.workdir / "spares"
         assert (directory / "proxy.sock").is_socket()
         assert (directory / "pid").read_text().split()[0] == str(pid)
     # When a container takes one
