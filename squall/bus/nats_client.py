@@ -19,7 +19,8 @@ the timeout. Its errors are nats-py's: ``TimeoutError`` (an ``asyncio.TimeoutErr
 ``NoRespondersError``, ``ConnectionClosedError``, ``OutboundBufferLimitError`` (not
 connected: the bus has no reconnect buffer), ``MaxPayloadError``. It relies on nats-py
 internals (``_resp_map``, ``_resp_sub_prefix``, ``_init_request_sub``, ``_send_command``,
-``_flush_pending``), pinned with the dependency; ``tests/unit/bus/test_nats_client.py``
+``_flush_pending``), pinned with the dependency (pyproject.toml);
+``tests/contract/bus/test_nats_client.py``
 holds them against the installed version.
 
 Concurrency: everything on the client's event loop, as nats-py itself.
