@@ -146,7 +146,13 @@ def _install(kind: RuntimeKind, item: Install, into: Path, values: dict[str, str
             for file in files:
                 shutil.copyfile(file, fresh / file.name)
         if item.tool == "debian":
-            debian.extract(source, fresh, into)
+            try:
+                debian.extract(source, fresh, into)
+            except click.ClickException as exc:
+                # An optional interpreter (not the host's): the other kinds install and
+                # run without it; ``squall runtimes list`` shows it as not offered.
+                click.echo(f"squall: {kind.kind} not installed: {exc.format_message()}", err=True)
+                return
         else:
             done = subprocess.run(command, cwd=fresh, check=False)
             if done.returncode != 0:

@@ -11,7 +11,8 @@ import click
 import pytest
 from _required import unavailable
 
-from squall.cli import debian
+from squall.cli import debian, runtimes
+from squall.sandbox.interpreters import load_manifest, template_values
 
 SHIPPED_LOCK = (
     Path(__file__).resolve().parents[3] / "squall/runtimes/python/python-3.13/packages.txt"
@@ -118,3 +119,18 @@ def test_relocated_programs_use_the_extracted_loader_and_libraries(tmp_path: Pat
     # And the loader itself and files that are not ELF are left alone
     assert (libraries / "ld-linux-x86-64.so.2").read_bytes() == Path("/bin/true").read_bytes()
     assert (root / "usr" / "bin" / "script").read_text() == "#!/bin/sh\n"
+
+
+def test_an_interpreter_that_cannot_be_had_is_left_out_with_a_message(
+    host: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a host without Debian sources, and the python:3.13 kind's Debian item
+    kind = next(k for k in load_manifest(None).kinds if k.kind == "python:3.13")
+    item = next(i for i in kind.installs if i.tool == "debian")
+    into = tmp_path / "cache" / "python-3.13"
+    # When the runtimes install reaches it
+    runtimes._install(kind, item, into, template_values(tmp_path / "cache"))
+    # Then it says why and goes on (the other kinds install without it), leaving nothing
+    assert "python:3.13 not installed" in capsys.readouterr().err
+    assert not into.exists()
+    assert not into.parent.exists() or not list(into.parent.iterdir())
