@@ -16,10 +16,12 @@ place once complete, and only then):
 
 1. Fetches apt's index of that suite with a private apt state (lists and cache
    directories of its own: the host's apt state and sources are untouched), from the
-   archive the host's own Debian sources use, trusted through the host's Debian archive
-   keyring (apt checks the suite's signed Release file, then each package's hash).
-2. ``apt-get download`` of the packages: the suite's current version of each (the
-   versions are written to ``debian-packages.txt`` in the directory).
+   archive the host's own Debian sources use, and of its security updates
+   (``<suite>-security``) from the security archive they use, trusted through the host's
+   keyrings (apt checks each suite's signed Release file, then each package's hash).
+2. ``apt-get download`` of the packages: the newest version of each in the two (the
+   versions are written to ``debian-packages.txt`` in the directory). ``squall runtimes
+   install --refresh`` fetches them again (security updates since the last install).
 3. ``dpkg-deb -x`` of each: no maintainer script runs, nothing is registered with the
    host's dpkg.
 4. Relocates the tree: the suite's C library is newer than the host's, so every program
@@ -94,6 +96,15 @@ def host_archive() -> tuple[str, str]:
     )
 
 
+def host_security_archive() -> tuple[str, str] | None:
+    """(URI, keyring) of the Debian security archive the host's apt sources use (the one
+    serving its ``<codename>-security`` suite); None when the host has none."""
+    for uri, suites, keyring in _sources():
+        if any(s.endswith("-security") for s in suites):
+            return uri, keyring or KEYRING
+    return None
+
+
 def _sources() -> list[tuple[str, list[str], str]]:
     """(URI, suites, Signed-By keyring or "") of every binary ``deb`` source."""
     found: list[tuple[str, list[str], str]] = []
@@ -124,9 +135,12 @@ def _sources() -> list[tuple[str, list[str], str]]:
 def extract(lock: Path, fresh: Path, final: Path) -> None:
     """Install ``lock``'s packages into ``fresh``, relocated for ``final`` (see above)."""
     wanted = Lock(lock)
-    uri, keyring = host_archive()
+    lines = [_source_line(*host_archive(), wanted.suite)]
+    security = host_security_archive()
+    if security is not None:  # the suite's security updates, as a Debian host gets them
+        lines.append(_source_line(*security, f"{wanted.suite}-security"))
     with tempfile.TemporaryDirectory(prefix="squall-apt-") as state:
-        apt = _apt_options(Path(state), uri, wanted.suite, keyring)
+        apt = _apt_options(Path(state), lines)
         debs = Path(state) / "debs"
         debs.mkdir()
         _run(
@@ -147,12 +161,17 @@ def extract(lock: Path, fresh: Path, final: Path) -> None:
     _run(check, fresh, "the check of the extracted interpreter")
 
 
-def _apt_options(state: Path, uri: str, suite: str, keyring: str) -> list[str]:
-    """apt options for a private state under ``state`` with the one source ``suite``."""
+def _source_line(uri: str, keyring: str, suite: str) -> str:
+    return f"deb [signed-by={keyring}] {uri} {suite} main\n"
+
+
+def _apt_options(state: Path, lines: list[str]) -> list[str]:
+    """apt options for a private state under ``state`` with the sources ``lines`` (apt
+    takes the highest version of a package any of them has: a security update)."""
     (state / "lists" / "partial").mkdir(parents=True)
     (state / "cache" / "archives" / "partial").mkdir(parents=True)
     sources = state / "sources.list"
-    sources.write_text(f"deb [signed-by={keyring}] {uri} {suite} main\n")
+    sources.write_text("".join(lines))
     return [
         "-q",
         "-o", f"Dir::Etc::SourceList={sources}",

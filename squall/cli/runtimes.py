@@ -60,7 +60,12 @@ def runtimes() -> None:
 @runtimes.command()
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="Runtimes cache.")
 @click.option("--manifest", default=None, help="An operator's runtimes manifest to merge.")
-def install(cache: Path | None, manifest: str | None) -> None:
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="Fetch the Debian-built interpreters again (their security updates).",
+)
+def install(cache: Path | None, manifest: str | None, refresh: bool) -> None:
     """Install every kind's interpreter and library set (skips what is up to date)."""
     cache = cache or _setting_cache()
     manifest = manifest or os.environ.get("SQUALL_RUNTIMES_MANIFEST") or None
@@ -74,7 +79,7 @@ def install(cache: Path | None, manifest: str | None) -> None:
                 if key in done:
                     continue
                 done.add(key)
-                _install(kind, item, Path(key[2]), values)
+                _install(kind, item, Path(key[2]), values, refresh=refresh)
 
 
 @runtimes.command(name="list")
@@ -108,7 +113,9 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _install(kind: RuntimeKind, item: Install, into: Path, values: dict[str, str]) -> None:
+def _install(
+    kind: RuntimeKind, item: Install, into: Path, values: dict[str, str], *, refresh: bool = False
+) -> None:
     source = SOURCES / item.source
     command: list[str] = []
     if item.tool == "npm":
@@ -116,7 +123,8 @@ def _install(kind: RuntimeKind, item: Install, into: Path, values: dict[str, str
         command = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
         fingerprint = "npm"
     elif item.tool == "debian":
-        files, fingerprint = [source], "debian"
+        # "+security": installs made before the security suite was fetched are redone.
+        files, fingerprint = [source], "debian+security"
     else:
         files = [source]
         python = _pip_python(kind, values)
@@ -135,7 +143,7 @@ def _install(kind: RuntimeKind, item: Install, into: Path, values: dict[str, str
         digest.update(file.read_bytes())
     stamp = digest.hexdigest()
     with contextlib.suppress(OSError):
-        if (into / STAMP).read_text().strip() == stamp:
+        if (into / STAMP).read_text().strip() == stamp and not (refresh and item.tool == "debian"):
             return  # up to date
     click.echo(f"squall: installing {item.source} into {into}", err=True)
     fresh = into.with_name(f".{into.name}.{os.getpid()}.new")

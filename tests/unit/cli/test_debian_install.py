@@ -134,3 +134,17 @@ def test_an_interpreter_that_cannot_be_had_is_left_out_with_a_message(
     assert "python:3.13 not installed" in capsys.readouterr().err
     assert not into.exists()
     assert not into.parent.exists() or not list(into.parent.iterdir())
+
+
+def test_the_suites_security_updates_come_from_the_hosts_security_archive(host: Path) -> None:
+    (host / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\n"
+        "Types: deb\nURIs: http://security.invalid/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\nSigned-By: /s.gpg\n"
+    )
+    assert debian.host_security_archive() == ("http://security.invalid/debian-security", "/s.gpg")
+    (host / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\nComponents: main\n"
+    )
+    assert debian.host_security_archive() is None
