@@ -185,6 +185,10 @@ class PoolBooks:
         return any(len(stem.get(spec.shape, ())) < spec.count for spec in self.stem_cell_specs)
 
     def _refill_now(self) -> None:
+        delay = self._refill_after - time.monotonic()
+        if delay > 0 and not self._closed:  # another stem cell was taken since the timer was set: wait for it
+            asyncio.get_running_loop().call_later(delay, self._refill_now)
+            return
         self._refill_scheduled = False
         self.refill()
 

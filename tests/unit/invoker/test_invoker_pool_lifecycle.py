@@ -264,6 +264,24 @@ async def test_a_taken_stem_cells_replacement_waits_until_the_cold_start_answere
     await pool.close()
 
 
+async def test_a_refill_timer_set_before_a_later_take_waits_for_that_take_too(
+    factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool whose stem cell was taken, its refill's timer set (the delay long)
+    monkeypatch.setattr(poolbooks, "STEM_CELL_REFILL_DELAY_S", 3600.0)
+    pool = ContainerPool(factory, capacity_mb=1024, stem_cells=parse_stem_cells(f"{PY}@256x1"))
+    pool.start()
+    assert await until(lambda: [c.state for c in pool.stem_cells()] == [State.PREWARMED])
+    pc, cold = await pool.acquire(A, PY, 256, 1)
+    assert cold and pc.stem_cell
+    pool.release(pc)
+    # When a timer set before that take fires (a later take moved the delay on)
+    pool._refill_now()
+    # Then it starts nothing yet: the refill waits for the delay after the last take
+    assert pool.stem_cells() == []
+    await pool.close()
+
+
 async def test_stem_cells_do_not_serve_another_memory_or_concurrency(
     factory: ProcessContainerFactory,
 ) -> None:
