@@ -186,7 +186,8 @@ class PoolBooks:
 
     def _refill_now(self) -> None:
         delay = self._refill_after - time.monotonic()
-        if delay > 0 and not self._closed:  # another stem cell was taken since the timer was set: wait for it
+        if delay > 0 and not self._closed:
+            # Another stem cell was taken since the timer was set: wait for its delay too.
             asyncio.get_running_loop().call_later(delay, self._refill_now)
             return
         self._refill_scheduled = False
