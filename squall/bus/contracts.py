@@ -51,7 +51,9 @@ handler from a task over a ``consumer`` (any provider, NATS included). Guarantee
 
 - A listener is one more consumer of the topic: each message goes to one of the topic's
   consumers and listeners, with the same order, ``attempt``, ``settled`` and ``ack`` as
-  ``receive`` would give it (a durable provider's must be acknowledged as before).
+  ``receive`` would give it (a durable provider's must be acknowledged as before). A
+  provider may prefer listeners: the in-process bus hands every message to a listener
+  while the topic has one, and its pull consumers get messages only when it has none.
 - The handler is a plain function, called on the event loop: it must return promptly and
   never block — it starts a task or resolves a future for anything that awaits. Calls
   never overlap nor nest: a message sent while a handler runs is handed after it returns.

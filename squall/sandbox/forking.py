@@ -89,9 +89,10 @@ class ZygoteStarts(ProcessFactoryBase):
         env: Mapping[str, str] | None,
         network: bool,
     ) -> ProcessContainer:
-        """A python:3.11 container forked by the zygote (see :mod:`squall.sandbox.zygote`):
-        a started spare taken, serving as soon as this returns (no readiness to wait for),
-        in ``directory``, which the zygote makes (it must not exist yet)."""
+        """A container of the zygote's kind (the default Python kind) forked by the zygote
+        (see :mod:`squall.sandbox.zygote`): a started spare taken, serving as soon as this
+        returns (no readiness to wait for), in ``directory``, which the zygote makes (it
+        must not exist yet)."""
         loop = asyncio.get_running_loop()
         logs = LogCollector(self._log_cap_bytes)
         exited: asyncio.Future[None] = loop.create_future()

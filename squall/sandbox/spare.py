@@ -84,7 +84,7 @@ class Spare:
             with contextlib.suppress(OSError):
                 said = os.read(self.fds["stderr"], 4096)
             reason = said.decode(errors="replace").strip() or "it exited or hung before listening"
-            raise ContainerError(f"the forked python:3.11 runtime did not start: {reason}")
+            raise ContainerError(f"the forked Python runtime did not start: {reason}")
 
     def alive(self) -> bool:
         """Whether its runtime still runs (a pidfd turns readable when it exits)."""
