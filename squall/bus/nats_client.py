@@ -138,8 +138,8 @@ class LeanClient(Client):
         without nats-py's task, ``uuid4`` and ``wait_for`` per wait (``next_msg``) or a
         ``json.dumps`` per request. Status messages as nats-py treats them: a heartbeat
         is skipped, no message / conflict / request timeout is ``TimeoutError``, any
-        other is the server's ``APIError``. A connection closed meanwhile surfaces as
-        the pull's timeout."""
+        other is the server's ``APIError``. A connection closed meanwhile is
+        ``ConnectionClosedError`` when the pull's wait ends."""
         inner = sub._sub
         queue = inner._pending_queue
         while not queue.empty():
@@ -149,19 +149,24 @@ class LeanClient(Client):
                 return msg  # (statuses left here were meant for earlier pulls)
         expires = int(wait_s * 1_000_000_000) - 100_000
         await self.lean_publish(sub._nms, b'{"batch":1,"expires":%d}' % expires, None, sub._deliver)
-        async with asyncio.timeout(wait_s):
-            while True:
-                msg = await queue.get()
-                inner._pending_size -= len(msg.data)
-                queue.task_done()
-                status = JetStreamContext.is_status_msg(msg)
-                if status is None:
-                    return msg
-                if status == js_api.StatusCode.CONTROL_MESSAGE:
-                    continue
-                if status in _TEMPORARY:
-                    raise nats_errors.TimeoutError
-                raise js_errors.APIError.from_msg(msg)
+        try:
+            async with asyncio.timeout(wait_s):
+                while True:
+                    msg = await queue.get()
+                    inner._pending_size -= len(msg.data)
+                    queue.task_done()
+                    status = JetStreamContext.is_status_msg(msg)
+                    if status is None:
+                        return msg
+                    if status == js_api.StatusCode.CONTROL_MESSAGE:
+                        continue
+                    if status in _TEMPORARY:
+                        raise nats_errors.TimeoutError
+                    raise js_errors.APIError.from_msg(msg)
+        except TimeoutError:
+            if self.is_closed:  # closed meanwhile: say so, not "no message"
+                raise nats_errors.ConnectionClosedError from None
+            raise
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:

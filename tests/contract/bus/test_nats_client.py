@@ -100,6 +100,28 @@ async def test_a_closed_client_refuses_a_lean_request(client: LeanClient) -> Non
         await client.lean_publish(subject(), b"x")
 
 
+async def test_a_pull_whose_client_closed_says_so_when_its_wait_ends(client: LeanClient) -> None:
+    # Given a pull subscription on a stream of its own, waiting for a message
+    js = client.jetstream()
+    name = f"LEAN{uuid.uuid4().hex[:12]}"
+    topic = subject()
+    await js.add_stream(name=name, subjects=[topic])
+    try:
+        sub = await js.pull_subscribe(topic, durable=name.lower(), stream=name)
+        pull = asyncio.ensure_future(client.lean_fetch_one(sub, 0.5))
+        await asyncio.sleep(0.05)
+        # When the connection closes meanwhile
+        await client.close()
+        # Then the pull ends as closed, not as "no message"
+        with pytest.raises(nats_errors.ConnectionClosedError):
+            await pull
+    finally:
+        cleanup = LeanClient()  # the test's own client is closed
+        await cleanup.connect(servers=[NATS_URL])
+        await cleanup.jetstream().delete_stream(name)
+        await cleanup.close()
+
+
 @pytest.mark.parametrize(
     "raw",
     [
