@@ -36,6 +36,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from squall.errors import ProviderError, SquallError
+from squall.store.postgres_held import HeldConnection
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection[Any]], Awaitable[T]]
@@ -309,46 +310,6 @@ class PgDatabase:
         """Close every connection; idempotent. Every later :meth:`run` raises."""
         self._closed = True
         await self._pool.close()
-
-
-class HeldConnection:
-    """One pooled connection kept out of the pool across several :meth:`PgDatabase.run`
-    calls of one caller, for a caller with a run of work in a row (the group commit's
-    flusher while writes keep coming): each call after the first saves the pool's
-    checkout and return (its lock, the idle check, its statistics), which cost a fifth
-    of a single write's Python. The caller returns it with :meth:`release` when its run
-    ends, so an idle connection always waits in the pool, where the pool's idle check
-    finds one the server closed meanwhile.
-
-    A call that fails in any way (the server's error, a broken connection, cancelled)
-    returns the connection to the pool at once — which discards a broken one — and the
-    next call takes another: errors and retries are :meth:`PgDatabase.run`'s.
-
-    Concurrency: for one task at a time (the connection runs one statement at a time).
-    """
-
-    __slots__ = ("_conn", "_pool")
-
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
-        self._pool = pool
-        self._conn: AsyncConnection[Any] | None = None
-
-    async def use(self, work: Work[T]) -> T:
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = await self._pool.getconn()
-        try:
-            return await work(conn)
-        except BaseException:
-            self._conn = None
-            await self._pool.putconn(conn)
-            raise
-
-    async def release(self) -> None:
-        """Return the connection to the pool (nothing when none is held); idempotent."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._pool.putconn(conn)
 
 
 def _with_defaults(dsn: str, schema: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from squall.entities.activation import (
     pending_record,
 )
 from squall.errors import ProviderError
+from squall.store import postgres_held
 from squall.store.postgres import PostgresStore
 from squall.store.postgres_activations import PostgresActivationStore
 
@@ -237,6 +238,24 @@ async def test_writes_that_keep_coming_take_one_connection_from_the_pool(schema:
         assert stats.get("requests_num") == 1
         # And the connection went back to the pool once the writes stopped
         assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]
+
+
+async def test_a_connection_held_for_long_goes_back_to_the_pool_all_the_same(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a held connection returned after two calls (MAX_USES, 1000 by default)
+    monkeypatch.setattr(postgres_held, "MAX_USES", 2)
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        pool = store.database.pool
+        pool.pop_stats()
+        # When writes keep coming for three batches and more
+        ids = [uuid.uuid4().hex for _ in range(150)]
+        answers = await asyncio.gather(*(activations.start(pending(i)) for i in ids))
+        # Then the flusher took a connection from the pool again along the way
+        assert answers == [True] * 150
+        assert activations._batcher.commits >= 3
+        assert pool.pop_stats().get("requests_num", 0) >= 2
 
 
 async def test_a_batch_sends_its_columns_without_psycopg_scanning_them(
