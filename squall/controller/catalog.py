@@ -60,12 +60,7 @@ class Catalog:
         self._on_change = on_change
 
     def invalidate(self, namespace: str, path: str) -> None:
-        """Forget ``path``'s action; a write of it in flight then caches nothing (the
-        change told may be another controller's, after this one's write)."""
-        key = (namespace, path)
-        self._actions.pop(key, None)
-        for flag in self._writing.get(key, ()):
-            flag[0] = True
+        self._actions.pop((namespace, path), None)
 
     def _changed(self, namespace: str, path: str) -> None:
         self.invalidate(namespace, path)
