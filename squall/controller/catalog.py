@@ -3,12 +3,8 @@
 Only actions are cached (they are read on every invoke); the cache is filled on read and
 dropped on every write or delete made through this catalog, and ``on_change`` is told
 (``controller/cluster.py`` broadcasts it, so other controllers ``invalidate`` their
-copy). An action written through this catalog is cached as stored (its first invoke,
-right after, finds it: no store read and decode, ~0.2 ms of a cold start), unless
-another write or delete of the same action overlapped its write here: which of them the
-store holds is then not known, and the next read fills the cache. Standalone has
-exactly one controller, so its cache is always current and kept for ever; a cluster's
-also expires after ``ttl_s``, in case an invalidation was missed.
+copy). Standalone has exactly one controller, so its cache is always current and kept
+for ever; a cluster's also expires after ``ttl_s``, in case an invalidation was missed.
 """
 
 from __future__ import annotations
@@ -51,9 +47,6 @@ class Catalog:
     ) -> None:
         self.store = store
         self._actions: dict[tuple[str, str], tuple[Action, float]] = {}
-        # Writes and deletes in flight, by (namespace, path): each one's flag says whether
-        # another of the same entity overlapped it (then its result is not cached).
-        self._writing: dict[tuple[str, str], list[list[bool]]] = {}
         self._max = max_cached
         self._ttl_s = ttl_s
         # Called with (namespace, path) after every write or delete through this catalog.
@@ -75,68 +68,32 @@ class Catalog:
         doc = await self.store.get(path.namespace, COLLECTION_OF[cls], path.path)
         entity = cls.from_store(path, doc.body, doc.rev, doc.updated)
         if isinstance(entity, Action):
-            self._cache((path.namespace, path.path), entity)
+            if len(self._actions) >= self._max:
+                self._actions.clear()
+            expires = time.monotonic() + self._ttl_s if self._ttl_s is not None else 0.0
+            self._actions[(path.namespace, path.path)] = (entity, expires)
         return entity
 
     async def put(self, entity: E, *, create: bool) -> E:
         """Store ``entity`` (create, or replace at its revision) and return it as stored."""
         path = entity.path
-        key = (path.namespace, path.path)
-        self.invalidate(*key)
-        overlapped = self._write_begins(key)
-        try:
-            doc = await self.store.put(
-                path.namespace,
-                COLLECTION_OF[type(entity)],
-                path.path,
-                entity.to_store(),
-                None if create else entity.rev,
-            )
-        finally:
-            self._write_ends(key, overlapped)
+        self.invalidate(path.namespace, path.path)
+        doc = await self.store.put(
+            path.namespace,
+            COLLECTION_OF[type(entity)],
+            path.path,
+            entity.to_store(),
+            None if create else entity.rev,
+        )
         # After the write: a controller told earlier could read the old version again.
-        self._changed(*key)
-        stored = type(entity).from_store(path, doc.body, doc.rev, doc.updated)
-        if isinstance(stored, Action) and not overlapped[0]:
-            self._cache(key, stored)
-        return stored
+        self._changed(path.namespace, path.path)
+        return type(entity).from_store(path, doc.body, doc.rev, doc.updated)
 
     async def delete(self, entity: Entity) -> None:
         path = entity.path
-        key = (path.namespace, path.path)
-        self.invalidate(*key)
-        overlapped = self._write_begins(key)
-        try:
-            await self.store.delete(
-                path.namespace, COLLECTION_OF[type(entity)], path.path, entity.rev
-            )
-        finally:
-            self._write_ends(key, overlapped)
-        self._changed(*key)
-
-    def _cache(self, key: tuple[str, str], action: Action) -> None:
-        if len(self._actions) >= self._max:
-            self._actions.clear()
-        expires = time.monotonic() + self._ttl_s if self._ttl_s is not None else 0.0
-        self._actions[key] = (action, expires)
-
-    def _write_begins(self, key: tuple[str, str]) -> list[bool]:
-        """A write of ``key`` starts: its overlap flag, set (on it and on every write of
-        ``key`` in flight) when another one is in flight."""
-        flag = [False]
-        others = self._writing.setdefault(key, [])
-        if others:
-            flag[0] = True
-            for other in others:
-                other[0] = True
-        others.append(flag)
-        return flag
-
-    def _write_ends(self, key: tuple[str, str], flag: list[bool]) -> None:
-        others = self._writing[key]
-        others.remove(flag)
-        if not others:
-            del self._writing[key]
+        self.invalidate(path.namespace, path.path)
+        await self.store.delete(path.namespace, COLLECTION_OF[type(entity)], path.path, entity.rev)
+        self._changed(path.namespace, path.path)
 
     async def list(
         self,
