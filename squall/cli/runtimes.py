@@ -44,6 +44,7 @@ from squall.sandbox.interpreters import (
     detect,
     load_manifest,
     probe_python,
+    stand_in_message,
     template_values,
 )
 
@@ -96,6 +97,8 @@ def list_(cache: Path | None, manifest: str | None) -> None:
         click.echo(f"    libraries: {interpreter.libraries or 'none'}")
     for kind_name, reason in found.missing.items():
         click.echo(f"{kind_name}: not offered, {reason}")
+    for kind_name, stand_in in found.stand_ins.items():
+        click.echo(stand_in_message(kind_name, stand_in))
 
 
 def _setting_cache() -> Path:

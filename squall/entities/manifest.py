@@ -149,9 +149,36 @@ class Manifest:
         return merged
 
     def only(self, kinds: Iterable[str]) -> Manifest:
-        """The manifest restricted to ``kinds`` (the ones this host can run)."""
+        """The manifest restricted to ``kinds`` (the ones this host can run). A family
+        whose default kind is left out gets a stand-in default (:meth:`stand_ins`), which
+        takes over the stem cells of the default it replaces when it has none: so
+        ``python:default`` still means a kind this host runs."""
         keep = set(kinds)
-        return Manifest((k for k in self.kinds if k.kind in keep), self.blackboxes)
+        replacing = {stand_in: gone for gone, stand_in in self.stand_ins(keep).items()}
+        out: list[RuntimeKind] = []
+        for k in self.kinds:
+            if k.kind not in keep:
+                continue
+            gone = replacing.get(k.kind)
+            if gone is not None:
+                cells = k.stem_cells or self._by_kind[gone].stem_cells
+                k = replace(k, default=True, stem_cells=cells)
+            out.append(k)
+        return Manifest(out, self.blackboxes)
+
+    def stand_ins(self, kinds: Iterable[str]) -> dict[str, str]:
+        """Each default kind that is not among ``kinds`` → the kind of its family among
+        ``kinds`` that stands in for it: the newest version, preferring ones that are not
+        deprecated (a family with none of its kinds left has no stand-in)."""
+        keep = set(kinds)
+        out: dict[str, str] = {}
+        for family, default in self._defaults.items():
+            if default in keep:
+                continue
+            left = [k for k in self.kinds if k.family == family and k.kind in keep]
+            if left:
+                out[default] = max(left, key=lambda k: (not k.deprecated, _version_key(k))).kind
+        return out
 
     def get(self, kind: str) -> RuntimeKind | None:
         return self._by_kind.get(kind)
@@ -187,6 +214,12 @@ class Manifest:
     def stem_cells(self) -> list[tuple[str, StemCell]]:
         """(kind, stem cell) for every stem cell the manifest asks for."""
         return [(k.kind, cell) for k in self.kinds for cell in k.stem_cells]
+
+
+def _version_key(kind: RuntimeKind) -> tuple[int, ...]:
+    """``python:3.13`` → ``(3, 13)``; a label that is not dotted numbers sorts first."""
+    parts = kind.version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
 
 
 def _image(raw: object) -> str:

@@ -14,6 +14,10 @@ and its library set:
 - a kind none of whose candidates exists is not offered: it is left out of the manifest
   ``GET /`` lists and kinds are checked against, and :attr:`Runtimes.missing` says why
   (logged once at start-up);
+- a default kind that is not offered leaves its family's newest offered kind as the
+  default in its place (with its stem cells), and says so at start-up: ``python:default``
+  keeps working on a host where ``squall runtimes install`` could not install
+  ``python:3.13``, on ``python:3.11``;
 - a library directory that is absent (``squall runtimes install`` not run) leaves the
   kind without libraries, and is logged too.
 
@@ -91,12 +95,15 @@ class Interpreter:
 
 @dataclass(frozen=True)
 class Runtimes:
-    """The kinds this host offers (``manifest``), the interpreter of each, and why the
-    others are not offered (``missing``: kind → reason)."""
+    """The kinds this host offers (``manifest``), the interpreter of each, why the
+    others are not offered (``missing``: kind → reason), and which offered kind is the
+    default in place of a default kind that is missing (``stand_ins``: missing → stand-in,
+    see :meth:`~squall.entities.manifest.Manifest.only`)."""
 
     manifest: Manifest
     interpreters: Mapping[str, Interpreter]
     missing: Mapping[str, str] = field(default_factory=dict)
+    stand_ins: Mapping[str, str] = field(default_factory=dict)
 
     def get(self, kind: str) -> Interpreter | None:
         """The interpreter of ``kind``; ``blackbox`` actions run as ``native`` ones."""
@@ -108,6 +115,18 @@ class Runtimes:
             log.info("kind %s: %s (%s), %s", kind, found.executable, found.version, libraries)
         for kind, reason in self.missing.items():
             log.warning("kind %s is not offered: %s", kind, reason)
+        for kind, stand_in in self.stand_ins.items():
+            log.warning("%s", stand_in_message(kind, stand_in))
+
+
+def stand_in_message(missing: str, stand_in: str) -> str:
+    """What start-up and ``squall runtimes list`` say when the default kind ``missing``
+    cannot run here and ``stand_in`` is the default instead."""
+    family = missing.partition(":")[0]
+    return (
+        f"the default kind {missing} is not offered here, so {family}:default is "
+        f"{stand_in} (run: squall runtimes install, then restart)"
+    )
 
 
 def template_values(cache: Path) -> dict[str, str]:
@@ -139,7 +158,7 @@ def detect(manifest: Manifest, cache: Path | None = None) -> Runtimes:
                     path,
                 )
         found[kind.kind] = Interpreter(kind.kind, executable, version, libraries)
-    return Runtimes(manifest.only(found), found, missing)
+    return Runtimes(manifest.only(found), found, missing, manifest.stand_ins(found))
 
 
 def _first_existing(kind: RuntimeKind, values: Mapping[str, str]) -> str | None:

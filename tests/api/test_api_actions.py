@@ -75,8 +75,8 @@ async def test_create_python_default_and_ignores_extra_fields(
     assert r.status_code == 200, r.text
     action = r.json()
     assert action["name"] == name
-    assert action["exec"]["kind"] == "python:3.11"
-    assert annotation(action, "exec") == "python:3.11"
+    assert action["exec"]["kind"] == "python:3.13"
+    assert annotation(action, "exec") == "python:3.13"
     assert action["parameters"] == [{"key": "a", "value": 1}]
 
 
@@ -153,8 +153,8 @@ async def test_update_bumps_version_and_merges(client: httpx.AsyncClient, unique
     r = await put(client, name, python_action(), overwrite="true")
     action = r.json()
     assert action["version"] == "0.0.3"
-    assert action["exec"]["kind"] == "python:3.11"
-    assert annotation(action, "exec") == "python:3.11"
+    assert action["exec"]["kind"] == "python:3.13"
+    assert annotation(action, "exec") == "python:3.13"
     assert (await get(client, name)).json()["version"] == "0.0.3"
 
 

@@ -86,7 +86,7 @@ def assert_record(record: dict[str, Any], name: str, kind: str, status_code: int
     ("body", "kind", "greeting_log"),
     [
         (node_action(), "nodejs:20", "stdout: hello from node world"),
-        (python_action(), "python:3.11", "stdout: hello from python world"),
+        (python_action(), "python:3.13", "stdout: hello from python world"),
     ],
     ids=["nodejs", "python"],
 )
@@ -213,7 +213,7 @@ async def test_python_error_result_is_an_application_error(
     r = await invoke(client, name, blocking="true")
     assert r.status_code == 502, r.text
     record = r.json()
-    assert_record(record, name, "python:3.11", 1)
+    assert_record(record, name, "python:3.13", 1)
     assert record["response"]["result"] == {"error": "bad input"}
 
 

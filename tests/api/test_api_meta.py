@@ -33,9 +33,9 @@ async def test_root_describes_the_platform(anonymous: httpx.AsyncClient) -> None
     assert body["limits"]["max_action_duration"] == 300_000
     assert body["limits"]["min_action_duration"] == 100
     kinds = {k["kind"] for family in body["runtimes"].values() for k in family}
-    assert {"nodejs:20", "python:3.11"} <= kinds
+    assert {"nodejs:20", "python:3.13"} <= kinds
     defaults = {k["kind"] for family in body["runtimes"].values() for k in family if k["default"]}
-    assert defaults == {"nodejs:20", "python:3.11", "native"}
+    assert defaults == {"nodejs:20", "python:3.13", "native"}
 
 
 async def test_api_v1_has_description_and_version(anonymous: httpx.AsyncClient) -> None:

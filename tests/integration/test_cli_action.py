@@ -92,7 +92,7 @@ def test_update_python_with_params_limits_and_annotations(
 
     assert updated.out == f"ok: updated action {name}\n"
     action = wsk.json("action", "get", name)
-    assert action["exec"]["kind"] == "python:3.11"
+    assert action["exec"]["kind"] == "python:3.13"
     assert {p["key"]: p["value"] for p in action["parameters"]} == {"n": 41, "note": "from file"}
     assert action["limits"]["memory"] == 128 and action["limits"]["timeout"] == 5000
     annotations = {a["key"]: a["value"] for a in action["annotations"]}
@@ -112,7 +112,7 @@ def test_zip_kind_from_its_contents_and_sequences(wsk: Wsk, unique: Callable[[st
     wsk.run("action", "create", seq, "--sequence", f"{inc},{inc}")
 
     action = wsk.json("action", "get", inc)
-    assert action["exec"]["binary"] is True and action["exec"]["kind"] == "python:3.11"
+    assert action["exec"]["binary"] is True and action["exec"]["kind"] == "python:3.13"
     sequence = wsk.json("action", "get", seq)
     assert sequence["exec"]["components"] == [f"/guest/{inc}", f"/guest/{inc}"]
     assert json.loads(wsk.run("action", "invoke", seq, "-p", "n", "1", "-r").out) == {"n": 3}

@@ -127,8 +127,8 @@ def test_update_replaces_parameters_and_moves_the_exec_annotation() -> None:
             "publish": True,
         }
     )
-    assert updated.exec.kind == "python:3.11"
-    assert params.get(updated.annotations, "exec") == "python:3.11"
+    assert updated.exec.kind == "python:3.13"
+    assert params.get(updated.annotations, "exec") == "python:3.13"
     assert updated.parameters == [{"key": "q", "value": 2}]
     assert updated.publish is True
     # an empty parameter list clears them

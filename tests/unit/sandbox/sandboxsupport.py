@@ -53,13 +53,12 @@ def controller_file(cgroup: Cgroup, name: str) -> Path:
 async def run_fork_bomb(
     factory: ProcessContainerFactory, tenant: str | None = None
 ) -> ProcessContainer:
-    """Run a fork bomb in a ``python:3.11`` container of ``factory`` (for ``tenant``: then
-    a zygote may fork it), check
-    that it stopped at the pids limit, destroy the container and check that its cgroup is
-    empty and gone — by the cgroup, never by pids the host may have reused. Returns the
-    destroyed container."""
+    """Run a fork bomb in a ``python:3.13`` (the default kind) container of ``factory``
+    (for ``tenant``: then a zygote may fork it), check that it stopped at the pids limit,
+    destroy the container and check that its cgroup is empty and gone — by the cgroup,
+    never by pids the host may have reused. Returns the destroyed container."""
     # Given a container running a fork bomb until it hits the limit
-    container = await factory.create("python:3.11", 256, tenant=tenant)
+    container = await factory.create("python:3.13", 256, tenant=tenant)
     code = textwrap.dedent(FORK_BOMB)
     assert (await container.initialize({"code": code}, timeout=10)).status == 200
     answer = await container.run({"value": {"seconds": 25}}, timeout=30)

@@ -114,3 +114,23 @@ def test_a_broken_operator_file_refuses_to_start(tmp_path: Path, text: str) -> N
         load_manifest(path)
     with pytest.raises(ConfigError, match="No such file"):
         load_manifest(tmp_path / "absent.json")
+
+
+def test_a_default_kind_without_an_interpreter_leaves_a_stand_in_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a default kind that is not installed, and another kind of its family that is
+    absent = {**python_kind("python:3.99", "{cache}/python-3.99/bin/python"), "default": True}
+    present = python_kind(f"python:{MINE}", "{python}")
+    # When the host is checked
+    found = detect(manifest(present, absent), tmp_path)
+    # Then python:default is the kind that runs here, in place of the missing default
+    assert found.manifest.resolve_kind("python:default") == f"python:{MINE}"
+    assert found.stand_ins == {"python:3.99": f"python:{MINE}"}
+    # And start-up says why, and how to get the default back
+    with caplog.at_level("WARNING", logger="squall.sandbox.interpreters"):
+        found.log_summary()
+    assert (
+        f"the default kind python:3.99 is not offered here, so python:default is python:{MINE} "
+        "(run: squall runtimes install, then restart)"
+    ) in caplog.messages

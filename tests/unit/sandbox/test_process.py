@@ -37,7 +37,7 @@ ACTIONS: dict[str, dict[str, str]] = {
             for (let i = 0; i < 200; i++) console.log('x'.repeat(99));
             return {} }""",
     },
-    "python:3.11": {
+    "python:3.13": {
         "chatty": """import sys
 def main(p):
     print('out', p['n']); print('err', p['n'], file=sys.stderr); print('out2', p['n'])
@@ -100,7 +100,7 @@ async def test_the_factory_knows_its_kinds(tmp_path: Path, anyio_backend: str) -
         tmp_path / "b", "x", runtimes=Runtimes(found.manifest, without_node)
     )
     try:
-        assert factory.supports("nodejs:20") and factory.supports("python:3.11")
+        assert factory.supports("nodejs:20") and factory.supports("python:3.13")
         assert not factory.supports("java:8")
         assert not nodeless.supports("nodejs:20")
     finally:
@@ -199,7 +199,7 @@ async def test_destroy_kills_every_process_and_is_idempotent(
     assert answer.status == 200
     assert container.cgroup is not None
     members = container.cgroup.pids()
-    forked = kind == "python:3.11" and factory.zygote is not None
+    forked = kind == "python:3.13" and factory.zygote is not None
     assert len(members) == (2 if forked else 4) and container.pid in members
     # When it is destroyed twice, once concurrently
     await asyncio.gather(container.destroy(), container.destroy())
@@ -253,7 +253,7 @@ async def test_runtimes_die_with_their_invoker(
     assert invoker.stdout is not None
     pids = json.loads(await asyncio.wait_for(invoker.stdout.readline(), timeout=20))
     # (python:3.11 is forked by the zygote: the runtime and its child)
-    forked = kind == "python:3.11"
+    forked = kind == "python:3.13"
     assert len(pids) == (2 if forked else 4) and not any(gone(pid) for pid in pids)
     # When the invoker is killed without any chance to clean up
     invoker.kill()
@@ -315,7 +315,7 @@ async def test_the_runtime_environment_is_minimal(
 ) -> None:
     # Given a secret in the invoker's environment
     monkeypatch.setenv("SQUALL_TEST_SECRET", "leak")
-    container = await factory.create("python:3.11", 256, {"EXTRA": "1"})
+    container = await factory.create("python:3.13", 256, {"EXTRA": "1"})
     code = "import os\ndef main(p):\n    return dict(os.environ)"
     assert (await container.initialize({"code": code}, timeout=10)).status == 200
     # When the action lists its environment
@@ -332,7 +332,7 @@ async def test_the_runtime_environment_is_minimal(
 
 async def test_pause_freezes_and_resume_continues(factory: ProcessContainerFactory) -> None:
     # Given a warm container
-    container = await started(factory, "python:3.11", "chatty")
+    container = await started(factory, "python:3.13", "chatty")
     assert container.cgroup is not None
     members = container.cgroup.pids()
     # (bubblewrap's monitor, init, the runtime; a zygote-forked one is its runtime alone)
@@ -393,7 +393,7 @@ async def test_a_long_work_directory_path_still_works(tmp_path: Path, anyio_back
         # When a container is created and runs, Then the socket was reachable
         for kind, code in (
             ("nodejs:20", "function main() { return {ok: 1} }"),
-            ("python:3.11", "def main(p):\n    return {'ok': 1}"),
+            ("python:3.13", "def main(p):\n    return {'ok': 1}"),
         ):
             container = await factory.create(kind, 256)
             assert len(str(container.directory / "proxy.sock")) > 108

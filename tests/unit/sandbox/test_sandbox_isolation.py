@@ -301,7 +301,7 @@ def host_uid(pid: int) -> int:
 
 
 @pytest.mark.parametrize(
-    ("kind", "tenant"), [("nodejs:20", None), ("python:3.11", None), ("python:3.11", "guest")]
+    ("kind", "tenant"), [("nodejs:20", None), ("python:3.11", None), ("python:3.13", "guest")]
 )
 async def test_root_inside_is_an_unprivileged_uid_on_the_host(
     factory: ProcessContainerFactory, kind: str, tenant: str | None

@@ -168,7 +168,7 @@ async def test_a_killed_invoker_never_leaves_a_sandbox_behind(
         # Given how long one invoker takes to start its factory and a first container
         # of each kind here and now (a calibration run, not an assertion)
         full: dict[str, float] = {}
-        for kind in ("nodejs:20", "python:3.11"):
+        for kind in ("nodejs:20", "python:3.13"):
             began = time.monotonic()
             pid, progress, marker, root = await start(-len(full) - 1, kind)
             while "created" not in (progress.read_text() if progress.exists() else ""):
@@ -183,7 +183,7 @@ async def test_a_killed_invoker_never_leaves_a_sandbox_behind(
         failures: list[str] = []
         # When an invoker is SIGKILLed at a random moment of its start, 200 times
         for index in range(KILLS):
-            kind = ("nodejs:20", "python:3.11")[index % 2]
+            kind = ("nodejs:20", "python:3.13")[index % 2]
             pid, progress, marker, root = await start(index, kind)
             await asyncio.sleep(rng.uniform(0, 1.25 * full[kind]))
             kill(pid)

@@ -176,7 +176,7 @@ async def test_links_go_with_their_containers_and_the_rules_with_the_factory(
     prefix, table = network.block.prefix, network.block.table
     try:
         node = await factory.create("nodejs:20", 256)
-        python = await factory.create("python:3.11", 256, tenant="guest")
+        python = await factory.create("python:3.13", 256, tenant="guest")
         assert len(links(prefix)) >= 2
         # When both are destroyed, Then their links go (the zygote's spares and the
         # namespaces prepared for true cold starts keep theirs)

@@ -1,8 +1,9 @@
 """Containers forked by the Python zygote keep every guarantee of the bubblewrap sandbox.
 
-Real bubblewrap, real cgroups, real CPython: each test starts a factory whose
-``python:3.11`` containers come from its zygote (``factory.zygote`` is set once the first
-one was created) and checks containment from inside and outside.
+Real bubblewrap, real cgroups, real CPython: each test starts a factory whose containers
+of the default Python kind (``factory.zygote_kind``) come from its zygote
+(``factory.zygote`` is set once the first one was created) and checks containment from
+inside and outside.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ async def zygotic(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessCo
 async def python(
     factory: ProcessContainerFactory, code: str, memory_mb: int = 256, tenant: str = "guest"
 ) -> ProcessContainer:
-    container = await factory.create("python:3.11", memory_mb, tenant=tenant)
+    container = await factory.create(factory.zygote_kind, memory_mb, tenant=tenant)
     answer = await container.initialize({"code": textwrap.dedent(code)}, timeout=10)
     assert answer.status == 200, answer.body
     return container
@@ -109,7 +110,7 @@ async def result(container: ProcessContainer, value: Any) -> Any:
 
 
 def running_zygote(factory: ProcessContainerFactory) -> Zygote:
-    assert factory.zygote is not None, "python:3.11 containers should come from the zygote"
+    assert factory.zygote is not None, "default Python kind containers should come from the zygote"
     return factory.zygote
 
 
@@ -133,7 +134,7 @@ def gone(pid: int) -> bool:
 async def test_a_forked_container_runs_an_action_unprivileged_and_alone(
     zygotic: ProcessContainerFactory,
 ) -> None:
-    # Given a python:3.11 container, forked by the zygote
+    # Given a container of the default Python kind, forked by the zygote
     container = await python(zygotic, PROBE)
     zygote = running_zygote(zygotic)
     # When the action looks at itself
@@ -203,7 +204,7 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     assert {cpu_shares(spare.cgroup) for spare in zygote._spares} <= {None, "2"}
     # When a 128 MB container with an environment of its own takes one
     env = {"__OW_CONCURRENCY": "1", "SOME": "value"}
-    container = await zygotic.create("python:3.11", 128, env, tenant="guest")
+    container = await zygotic.create(zygotic.zygote_kind, 128, env, tenant="guest")
     answer = await container.initialize({"code": SETTINGS}, timeout=10)
     assert answer.status == 200, answer.body
     seen = await result(container, {})
@@ -384,7 +385,7 @@ async def test_a_zip_actions_own_modules_import_after_the_spares_rehearsal(
         archive.writestr("__main__.py", "import helper\ndef main(a):\n    return helper.v()\n")
         archive.writestr("helper.py", "def v():\n    return {'helper': True}\n")
     code = base64.b64encode(buffer.getvalue()).decode()
-    container = await zygotic.create("python:3.11", 256, tenant="guest")
+    container = await zygotic.create(zygotic.zygote_kind, 256, tenant="guest")
     answer = await container.initialize({"code": code, "binary": True}, timeout=10)
     # Then its module is found, and runs
     assert answer.status == 200, answer.body
@@ -515,7 +516,7 @@ async def test_when_the_zygote_dies_its_containers_die_and_starts_fall_back(
     assert await until(lambda: all(gone(pid) for pid in victims))
     answer = await container.run({"value": {}}, timeout=10)
     assert answer.exited
-    # And the next python:3.11 container is started by bubblewrap, with a warning saying so
+    # And the next container of the kind is started by bubblewrap, with a warning saying so
     with caplog.at_level(logging.WARNING, logger="squall.sandbox.process"):
         started = await python(zygotic, PROBE)
     assert "zygote exited" in caplog.text
@@ -553,7 +554,7 @@ from squall.sandbox.process import ProcessContainerFactory
 
 async def main():
     factory = ProcessContainerFactory(Path(sys.argv[1]), "https://api")
-    container = await factory.create("python:3.11", 256, tenant="guest")
+    container = await factory.create(factory.zygote_kind, 256, tenant="guest")
     await container.initialize({"code": sys.argv[2]}, timeout=10)
     await container.run({"value": {}}, timeout=10)
     zygote = factory.zygote
@@ -593,7 +594,7 @@ async def test_nothing_is_left_when_the_invoker_dies(tmp_path: Path, anyio_backe
 
 
 async def test_without_isolation_there_is_no_zygote(tmp_path: Path, anyio_backend: str) -> None:
-    # Given a factory without isolation, When a python:3.11 container is created
+    # Given a factory without isolation, When a default Python kind container is made
     factory = ProcessContainerFactory(tmp_path, "https://api", isolation=None)
     try:
         container = await python(factory, PROBE)
@@ -630,8 +631,8 @@ async def test_namespaces_share_no_hash_seed_and_no_random_state(
 async def test_a_container_for_no_known_namespace_is_not_forked(
     zygotic: ProcessContainerFactory,
 ) -> None:
-    # Given a python:3.11 container that any namespace may take later (a stem cell)
-    container = await zygotic.create("python:3.11", 256)
+    # Given a default Python kind container any namespace may take later (a stem cell)
+    container = await zygotic.create(zygotic.zygote_kind, 256)
     # Then no zygote forked it: bubblewrap started a fresh interpreter (its monitor is
     # in the container's cgroup, with init and the runtime)
     assert zygotic.zygote is None
