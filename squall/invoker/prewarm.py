@@ -11,7 +11,7 @@ Defaults: the ``stemCells`` of the runtimes manifest's offered kinds
 (``squall/runtimes/runtimes.json``; ``Settings.stem_cells``, ``SQUALL_STEM_CELLS`` give an
 explicit list instead): 2 x ``nodejs:20`` at 256 MB,
 as OpenWhisk's invoker ships (two, so two cold starts arriving together both find one),
-and 1 x ``python:3.11`` at 256 MB (the default action memory): a stem cell cuts a Python
+and 1 x ``python:3.13`` at 256 MB (the default action memory): a stem cell cuts a Python
 cold start as much as a Node.js one, but Python is to get zygotes for its cold starts, so
 one cell covers the first of them for 256 MB of capacity. Measured through the factory
 and the pool (2 vCPUs, bubblewrap + cgroups, p50 of 20, acquire + /init + first /run):

@@ -33,7 +33,7 @@ class ZygoteStarts(ProcessFactoryBase):
         return self._zygotes.latest
 
     def zygote_of(self, tenant: str) -> Zygote | None:
-        """The zygote of ``tenant``, if it runs (started on its first ``python:3.11``
+        """The zygote of ``tenant``, if it runs (started on its first ``zygote_kind``
         create)."""
         return self._zygotes.get(tenant)
 
@@ -63,7 +63,7 @@ class ZygoteStarts(ProcessFactoryBase):
         try:
             await zygote.start()
         except ContainerError as ex:
-            log.warning("%s; python:3.11 containers start as usual", ex.message)
+            log.warning("%s; %s containers start as usual", ex.message, self.zygote_kind)
             self._close_zygote_uid(zygote)
             return None
         log.info("started a Python zygote for namespace %s", tenant)

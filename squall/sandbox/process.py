@@ -118,7 +118,7 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
     ``network_default``: whether most containers will have a network (the invoker's
     default): the zygote's spares are prepared that way.
 
-    ``zygote``: isolated containers of the default Python kind (``python:3.11``, see
+    ``zygote``: isolated containers of the default Python kind (``python:3.13``, see
     :func:`~squall.sandbox.processbase.zygote_kind`) created for a ``tenant`` are forked
     from that tenant's warm zygote (:mod:`squall.sandbox.zygote`; one per namespace, at
     most ``zygotes`` at a time, see :mod:`squall.sandbox.zygotes`; each started on its

@@ -32,7 +32,7 @@ SOCKET_NAME = launch.SOCKET_NAME
 SANDBOX_WORKDIR = "/tmp"
 #: The kind whose isolated containers a zygote forks (see :mod:`squall.sandbox.zygote`)
 #: when the manifest has no default Python kind; else that default (:func:`zygote_kind`).
-ZYGOTE_KIND = "python:3.11"
+ZYGOTE_KIND = "python:3.13"
 #: Where a sandbox sees its kind's library set (read-only).
 SANDBOX_LIBRARIES = f"{RUNTIME_ROOT}/libraries"
 #: Node.js options every Node.js runtime starts with. One V8 background thread instead of
@@ -48,8 +48,10 @@ NODE_OPTIONS = ("--v8-pool-size=1",)
 
 def zygote_kind(runtimes: Runtimes) -> str:
     """The kind whose isolated containers a zygote forks: the default Python kind of the
-    manifest (``python:3.11``; an operator's manifest may make it ``python:3.13``). The
-    zygote runs on that kind's interpreter; other Python kinds start through bubblewrap."""
+    manifest (``python:3.13``; ``python:3.11`` where 3.13 is not installed, see
+    :meth:`~squall.entities.manifest.Manifest.only`, or where an operator's manifest makes
+    it the default). The zygote runs on that kind's interpreter; other Python kinds start
+    through bubblewrap."""
     try:
         return runtimes.manifest.resolve_kind("python")
     except BadRequest:

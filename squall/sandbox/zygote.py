@@ -1,6 +1,6 @@
 """Python containers forked from a warm interpreter: :class:`Zygote`, the invoker's side.
 
-A ``python:3.11`` cold start through bubblewrap costs an interpreter start, its imports,
+A Python cold start through bubblewrap costs an interpreter start, its imports,
 about twenty mounts and a cgroup move that waits for an RCU grace period. The zygote pays
 these once: one sandboxed CPython per factory (``squall/runtimes/python/zygote.py``, which
 documents the in-sandbox protocol and process tree) has imported the proxy, and forks each

@@ -86,7 +86,7 @@ class Zygotes:
             if zygote.alive:
                 self._running.move_to_end(tenant)
                 return zygote
-            log.warning("a Python zygote exited; python:3.11 containers start as usual")
+            log.warning("a Python zygote exited; its kind's containers start as usual")
             self.enabled = False
             await self._close(tenant)
             return None
