@@ -170,12 +170,14 @@ class ProcessFactoryBase:
         return [*argv[:-1], "-c", code], binds
 
     def _compile_proxies(self) -> None:
-        """Compile the CPython proxy once for each Python interpreter of the factory (at
-        start-up: blocking, an interpreter start each time it is stale)."""
-        script = proxy_path("python")
+        """Compile the CPython proxy, and the modules beside it that it and the zygote
+        import, once for each Python interpreter of the factory (at start-up: blocking,
+        an interpreter start each time one is stale)."""
+        modules = sorted(proxy_path("python").parent.glob("*.py"))
         for kind, found in self.runtimes.interpreters.items():
             if family(kind) == "python":
-                cached_bytecode(found.executable, found.version, script)
+                for module in modules:
+                    cached_bytecode(found.executable, found.version, module)
 
     def _environment(
         self,
