@@ -212,7 +212,7 @@ async def measure(kind: str, count: int, runs: int = 1) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20)
-    parser.add_argument("--kind", default="python:3.11", help="python:* or nodejs:*")
+    parser.add_argument("--kind", default="python:3.13", help="python:* or nodejs:*")
     parser.add_argument("--runs", type=int, default=1, help="/run per container")
     parser.add_argument("--detail", action="store_true", help="private kB per mapping")
     args = parser.parse_args()
