@@ -83,7 +83,11 @@ RUNTIME_IMAGES: dict[str, RuntimeImage] = {
         "python:3.11",
         "squall/runtime-python:3.11",
         "python-3.11",
-        (("proxy.py", "python/proxy.py"),),
+        (
+            ("proxy.py", "python/proxy.py"),
+            ("proxy_action.py", "python/proxy_action.py"),
+            ("proxy_orphans.py", "python/proxy_orphans.py"),
+        ),
     ),
 }
 

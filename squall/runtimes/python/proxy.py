@@ -1,6 +1,10 @@
 """Squall's CPython runtime proxy: the OpenWhisk runtime protocol over HTTP.
 
 Runs inside a sandbox, so it uses the standard library only and never imports ``squall``.
+This module is the HTTP side (the requests, the JSON codec, the answers and their log
+sentinels, the process's start); the action's ``/init`` and ``/run`` are
+:mod:`proxy_action`'s, pid 1's reaping :mod:`proxy_orphans`'s (both beside it, and shown
+here under their names: ``proxy.Runtime``, ``proxy.Orphans``).
 
     POST /init {"value": {"name", "main", "code", "binary", "env"}}   once per container
     POST /run  {"value": args, "namespace", "action_name", "activation_id", ...}
@@ -19,7 +23,7 @@ Guarantees:
   the Python zygote or an OpenWhisk Docker container, is not sent the signals it has no
   handler for from inside its namespace: the kernel protects a namespace's init).
 - As its pid namespace's init, the runtime reaps the orphans it is handed, never a child
-  the action started (:class:`Orphans`).
+  the action started (:class:`proxy_orphans.Orphans`).
 - ``/init`` is accepted once; any later ``/init`` answers 403. A failed ``/init`` answers
   502 ``{"error": "Initialization has failed due to: ..."}``. Source code is loaded as
   module ``main__`` (so an ``if __name__ == "__main__":`` block does not run); a zip must
@@ -47,8 +51,6 @@ from __future__ import annotations
 # uses, the sockets are ``_socket``'s, the loop is ``select.poll``. Modules only /init, a
 # zip or errors need (zipfile, tempfile, traceback, asyncio, json itself, ...) are
 # imported where they are used.
-import _frozen_importlib  # importlib's core: loaded at the interpreter's start
-import _frozen_importlib_external
 import _json
 import _signal
 import _socket
@@ -57,17 +59,27 @@ import os
 import select
 import sys
 
+# The action and pid 1's reaping, from the modules beside this one: the interpreter runs
+# with -I (no script directory on sys.path), so the directory is added for these imports
+# only. They leave sys.modules again (their objects stay, held here): an action's own
+# modules of those names import as before, and sys.modules is what it was.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    from proxy_action import NOT_A_DICT, InitError, Runtime, action_directory  # noqa: F401
+    from proxy_orphans import OWN_PRUNE_AT, Orphans  # noqa: F401
+finally:
+    del sys.path[0]
+    sys.modules.pop("proxy_action", None)
+    sys.modules.pop("proxy_orphans", None)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
-    Reply = tuple[int, Any]
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
 MAX_HEADER_BYTES = 64 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 502: "Bad Gateway"}
-NOT_A_DICT = "The action did not return a dictionary or array."
 WHITESPACE = " \t\n\r"
 _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
 
@@ -119,261 +131,6 @@ def dumps(value: Any) -> str:
         {}, _not_serializable, _json.encode_basestring, None, ":", ",", False, False, False
     )
     return "".join(encoder(value, 0))
-
-
-async def _coroutine() -> None:
-    pass
-
-
-_c = _coroutine()
-#: types.CoroutineType, without importing types.
-CoroutineType = type(_c)
-_c.close()
-del _c
-
-
-class InitError(Exception):
-    """An /init failure whose message is already meant for the user."""
-
-
-class Runtime:
-    """The action's state: the /init protocol and calling ``main`` for /run."""
-
-    def __init__(self) -> None:
-        self.init_started = False  # a container is initialized at most once
-        self.main: Callable[[Any], Any] | None = None
-        self.run_env_keys: list[str] = []
-
-    def init(self, message: dict[str, Any]) -> Reply:
-        if self.init_started:
-            return 403, {"error": "Cannot initialize the action more than once."}
-        self.init_started = True
-        value = message.get("value")
-        try:
-            self.main = self._load(value if isinstance(value, dict) else {})
-        except InitError as ex:
-            return 502, {"error": f"Initialization has failed due to: {ex}"}
-        except Exception as ex:
-            import traceback
-
-            traceback.print_exc()
-            return 502, {"error": f"Initialization has failed due to: {type(ex).__name__}: {ex}"}
-        return 200, {"ok": True}
-
-    def _load(self, value: dict[str, Any]) -> Callable[[Any], Any]:
-        main_name = value.get("main") or "main"
-        code = value.get("code")
-        if not isinstance(code, str) or not code:
-            raise InitError("Missing main/no code to execute.")
-        env = value.get("env")
-        for key, val in (env if isinstance(env, dict) else {}).items():
-            if not isinstance(val, str):
-                import json  # only for parameters that are not strings
-
-                val = json.dumps(val)
-            os.environ[str(key)] = val
-        directory = action_directory(os.environ.get("__OW_WORKDIR"))
-        source: str | None = None
-        if value.get("binary"):
-            entry = self._extract(code, directory)
-        else:
-            entry = os.path.join(directory, "main__.py")
-            with open(entry, "w", encoding="utf-8") as file:
-                file.write(code)  # for tracebacks (linecache) and the action's own reading
-            source = code.removeprefix("\ufeff")  # as the file's decoder drops a BOM
-        sys.path.insert(0, directory)
-        os.chdir(directory)  # relative file access in the action refers to its own files
-        # importlib.util's two functions, from the modules they come from (loaded at the
-        # interpreter's start: importlib.util would import contextlib, types, ...).
-        spec = _frozen_importlib_external.spec_from_file_location("main__", entry)
-        if spec is None or spec.loader is None:
-            raise InitError(f"cannot load {entry}")
-        module = _frozen_importlib.module_from_spec(spec)
-        sys.modules["main__"] = module
-        if source is None:
-            spec.loader.exec_module(module)
-        else:
-            # The code as given, compiled once: the file loader would stat, read and decode
-            # it again and write a .pyc nobody reads (0.2-0.6 ms of a forked /init).
-            exec(compile(source, entry, "exec", dont_inherit=True), module.__dict__)
-        target: Any = module
-        for part in main_name.split("."):
-            target = getattr(target, part, None)
-        if not callable(target):
-            raise InitError(f"Action entrypoint '{main_name}' is not a function.")
-        return target  # type: ignore[no-any-return]
-
-    @staticmethod
-    def _extract(code: str, directory: str) -> str:
-        import base64
-        import binascii
-        import glob
-        import io
-        import zipfile
-
-        try:
-            with zipfile.ZipFile(io.BytesIO(base64.b64decode(code))) as archive:
-                archive.extractall(directory)  # zipfile drops "..", absolute names
-        except (binascii.Error, zipfile.BadZipFile, ValueError) as ex:
-            raise InitError(f"the action code is not a valid zip file: {ex}") from None
-        entry = os.path.join(directory, "__main__.py")
-        if not os.path.isfile(entry):
-            raise InitError("Zip file does not include __main__.py")
-        site_dirs = glob.glob(os.path.join(directory, "virtualenv/lib/python*/site-packages"))
-        if site_dirs:
-            import site  # the interpreter runs with -S; site is only needed here
-
-            before = list(sys.path)
-            for site_dir in site_dirs:
-                site.addsitedir(site_dir)  # also runs its .pth files
-            # In front, as virtualenv's activate_this.py puts them: the zip's packages win
-            # over same-named ones of the standard library.
-            added = [p for p in sys.path if p not in before]
-            sys.path[:] = added + before
-        return entry
-
-    def run(self, message: dict[str, Any]) -> Reply:
-        if self.main is None:
-            return 403, {"error": "Cannot run the action before initialization."}
-        self._export_env(message)
-        args = message.get("value")
-        try:
-            result = self.main({} if args is None else args)
-            if isinstance(result, CoroutineType):
-                import asyncio  # only actions written as `async def main` pay for it
-
-                result = asyncio.run(result)
-        except Exception as ex:
-            import traceback
-
-            tb = ex.__traceback__
-            traceback.print_exception(type(ex), ex, tb.tb_next if tb else None)
-            return 200, {"error": str(ex)}
-        if not isinstance(result, dict | list):
-            return 502, {"error": NOT_A_DICT}
-        return 200, result
-
-    def _export_env(self, message: dict[str, Any]) -> None:
-        for key in self.run_env_keys:
-            os.environ.pop(key, None)
-        self.run_env_keys = []
-        for key, val in message.items():
-            if key != "value" and isinstance(val, str):
-                name = f"__OW_{key.upper()}"
-                os.environ[name] = val
-                self.run_env_keys.append(name)
-
-
-def action_directory(root: str | None) -> str:
-    """A new directory for the action's files: ``<root>/action-main`` under the container's
-    own working directory (``__OW_WORKDIR``: private to this container, and /init runs once),
-    else a fresh temporary directory (``tempfile`` draws a random name: slower in a
-    forked process, whose first draw seeds a generator)."""
-    if root:
-        directory = os.path.join(root, "action-main")
-        try:
-            os.mkdir(directory, 0o700)
-            return directory
-        except FileExistsError:
-            pass
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="action-", dir=root or tempfile.gettempdir())
-
-
-# How many pids of its own the runtime notes before it forgets those that are gone.
-OWN_PRUNE_AT = 256
-
-
-class Orphans:
-    """Pid 1's duty, when the runtime is its pid namespace's first process (a container
-    forked by the Python zygote): reap the orphans the kernel hands it — processes whose
-    parent exited before them — without ever reaping a child of its own, whose exit
-    status belongs to the action (``subprocess`` reports 0 for a child someone else
-    reaped).
-
-    The kernel does not tell an adopted process from an own child, so the runtime notes
-    the pids of the processes it starts: :meth:`track` wraps ``os.fork``, ``os.forkpty``,
-    ``os.posix_spawn``, ``os.posix_spawnp`` and ``_posixsubprocess.fork_exec`` (what
-    ``subprocess``, ``multiprocessing``, ``pty`` and ``os.spawn*`` start processes with).
-    A process started otherwise (a C extension forking by itself) is taken for an orphan
-    once it exited. :meth:`reap` runs on the main thread between requests, so never while
-    the action waits for a child on it; a zombie is reaped at the latest at the next
-    request, and the container's pids limit bounds them meanwhile.
-    """
-
-    def __init__(self) -> None:
-        self.own: set[int] = set()
-
-    def track(self) -> None:
-        """Note the pid of every process started from now on (see the class docstring)."""
-        import _posixsubprocess
-
-        for module, names in (
-            (os, ("fork", "forkpty", "posix_spawn", "posix_spawnp")),
-            (_posixsubprocess, ("fork_exec",)),
-        ):
-            for name in names:
-                start = getattr(module, name, None)
-                if start is not None:
-                    setattr(module, name, self._noting(start))
-        subprocess = sys.modules.get("subprocess")  # it binds fork_exec when imported
-        if subprocess is not None and hasattr(subprocess, "_fork_exec"):
-            subprocess._fork_exec = _posixsubprocess.fork_exec
-
-    def _noting(self, start: Callable[..., Any]) -> Callable[..., Any]:
-        own = self.own
-
-        def started(*args: Any, **kwargs: Any) -> Any:
-            result = start(*args, **kwargs)
-            pid = result[0] if isinstance(result, tuple) else result  # forkpty: (pid, fd)
-            if isinstance(pid, int) and pid > 0:
-                own.add(pid)
-            return result
-
-        started.__name__ = started.__qualname__ = start.__name__
-        started.__doc__ = start.__doc__
-        started.__wrapped__ = start  # type: ignore[attr-defined]
-        return started
-
-    def reap(self) -> None:
-        """Reap every orphan that exited; one system call when no child did."""
-        try:
-            exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:  # no child at all
-            self.own.clear()
-            return
-        if exited is None:
-            if len(self.own) > OWN_PRUNE_AT:  # an action that reaps its children itself
-                self.own = {p for p in self.own if os.path.exists(f"/proc/{p}")}
-            return
-        children = self.children()
-        # Own pids that no longer exist are forgotten: the kernel may hand them out again.
-        self.own -= {p for p in self.own if p not in children and not os.path.exists(f"/proc/{p}")}
-        for pid, zombie in children.items():
-            if zombie and pid not in self.own:
-                try:  # noqa: SIM105 (contextlib is not imported: see the imports)
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-
-    @staticmethod
-    def children() -> dict[int, bool]:
-        """This process's children (from its pid namespace's own ``/proc``): pid → zombie."""
-        found: dict[int, bool] = {}
-        me = str(os.getpid()).encode()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as file:
-                    stat = file.read()
-            except OSError:
-                continue  # it went meanwhile
-            fields = stat[stat.rfind(b")") + 2 :].split()  # state, ppid, ...
-            if len(fields) > 1 and fields[1] == me:
-                found[int(entry)] = fields[0] == b"Z"
-        return found
 
 
 def write_sentinels() -> None:

@@ -1,0 +1,185 @@
+"""The action inside Squall's CPython runtime proxy (:mod:`proxy`): ``/init`` loads it,
+``/run`` calls its ``main``.
+
+:class:`Runtime` holds one container's action and answers the two requests as (status,
+payload) pairs; :mod:`proxy` serves them over HTTP. What each answer means is the
+guarantees list of :mod:`proxy`'s docstring. Standard library only, never ``squall``; as
+:mod:`proxy`, it imports only what the interpreter has loaded at its start (what
+``/init`` of a zip, an ``async def main`` or an error needs is imported where used).
+"""
+
+from __future__ import annotations
+
+import _frozen_importlib  # importlib's core: loaded at the interpreter's start
+import _frozen_importlib_external
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Reply = tuple[int, Any]
+
+NOT_A_DICT = "The action did not return a dictionary or array."
+
+
+async def _coroutine() -> None:
+    pass
+
+
+_c = _coroutine()
+#: types.CoroutineType, without importing types.
+CoroutineType = type(_c)
+_c.close()
+del _c
+
+
+class InitError(Exception):
+    """An /init failure whose message is already meant for the user."""
+
+
+class Runtime:
+    """The action's state: the /init protocol and calling ``main`` for /run."""
+
+    def __init__(self) -> None:
+        self.init_started = False  # a container is initialized at most once
+        self.main: Callable[[Any], Any] | None = None
+        self.run_env_keys: list[str] = []
+
+    def init(self, message: dict[str, Any]) -> Reply:
+        if self.init_started:
+            return 403, {"error": "Cannot initialize the action more than once."}
+        self.init_started = True
+        value = message.get("value")
+        try:
+            self.main = self._load(value if isinstance(value, dict) else {})
+        except InitError as ex:
+            return 502, {"error": f"Initialization has failed due to: {ex}"}
+        except Exception as ex:
+            import traceback
+
+            traceback.print_exc()
+            return 502, {"error": f"Initialization has failed due to: {type(ex).__name__}: {ex}"}
+        return 200, {"ok": True}
+
+    def _load(self, value: dict[str, Any]) -> Callable[[Any], Any]:
+        main_name = value.get("main") or "main"
+        code = value.get("code")
+        if not isinstance(code, str) or not code:
+            raise InitError("Missing main/no code to execute.")
+        env = value.get("env")
+        for key, val in (env if isinstance(env, dict) else {}).items():
+            if not isinstance(val, str):
+                import json  # only for parameters that are not strings
+
+                val = json.dumps(val)
+            os.environ[str(key)] = val
+        directory = action_directory(os.environ.get("__OW_WORKDIR"))
+        source: str | None = None
+        if value.get("binary"):
+            entry = self._extract(code, directory)
+        else:
+            entry = os.path.join(directory, "main__.py")
+            with open(entry, "w", encoding="utf-8") as file:
+                file.write(code)  # for tracebacks (linecache) and the action's own reading
+            source = code.removeprefix("\ufeff")  # as the file's decoder drops a BOM
+        sys.path.insert(0, directory)
+        os.chdir(directory)  # relative file access in the action refers to its own files
+        # importlib.util's two functions, from the modules they come from (loaded at the
+        # interpreter's start: importlib.util would import contextlib, types, ...).
+        spec = _frozen_importlib_external.spec_from_file_location("main__", entry)
+        if spec is None or spec.loader is None:
+            raise InitError(f"cannot load {entry}")
+        module = _frozen_importlib.module_from_spec(spec)
+        sys.modules["main__"] = module
+        if source is None:
+            spec.loader.exec_module(module)
+        else:
+            # The code as given, compiled once: the file loader would stat, read and decode
+            # it again and write a .pyc nobody reads (0.2-0.6 ms of a forked /init).
+            exec(compile(source, entry, "exec", dont_inherit=True), module.__dict__)
+        target: Any = module
+        for part in main_name.split("."):
+            target = getattr(target, part, None)
+        if not callable(target):
+            raise InitError(f"Action entrypoint '{main_name}' is not a function.")
+        return target  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _extract(code: str, directory: str) -> str:
+        import base64
+        import binascii
+        import glob
+        import io
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(io.BytesIO(base64.b64decode(code))) as archive:
+                archive.extractall(directory)  # zipfile drops "..", absolute names
+        except (binascii.Error, zipfile.BadZipFile, ValueError) as ex:
+            raise InitError(f"the action code is not a valid zip file: {ex}") from None
+        entry = os.path.join(directory, "__main__.py")
+        if not os.path.isfile(entry):
+            raise InitError("Zip file does not include __main__.py")
+        site_dirs = glob.glob(os.path.join(directory, "virtualenv/lib/python*/site-packages"))
+        if site_dirs:
+            import site  # the interpreter runs with -S; site is only needed here
+
+            before = list(sys.path)
+            for site_dir in site_dirs:
+                site.addsitedir(site_dir)  # also runs its .pth files
+            # In front, as virtualenv's activate_this.py puts them: the zip's packages win
+            # over same-named ones of the standard library.
+            added = [p for p in sys.path if p not in before]
+            sys.path[:] = added + before
+        return entry
+
+    def run(self, message: dict[str, Any]) -> Reply:
+        if self.main is None:
+            return 403, {"error": "Cannot run the action before initialization."}
+        self._export_env(message)
+        args = message.get("value")
+        try:
+            result = self.main({} if args is None else args)
+            if isinstance(result, CoroutineType):
+                import asyncio  # only actions written as `async def main` pay for it
+
+                result = asyncio.run(result)
+        except Exception as ex:
+            import traceback
+
+            tb = ex.__traceback__
+            traceback.print_exception(type(ex), ex, tb.tb_next if tb else None)
+            return 200, {"error": str(ex)}
+        if not isinstance(result, dict | list):
+            return 502, {"error": NOT_A_DICT}
+        return 200, result
+
+    def _export_env(self, message: dict[str, Any]) -> None:
+        for key in self.run_env_keys:
+            os.environ.pop(key, None)
+        self.run_env_keys = []
+        for key, val in message.items():
+            if key != "value" and isinstance(val, str):
+                name = f"__OW_{key.upper()}"
+                os.environ[name] = val
+                self.run_env_keys.append(name)
+
+
+def action_directory(root: str | None) -> str:
+    """A new directory for the action's files: ``<root>/action-main`` under the container's
+    own working directory (``__OW_WORKDIR``: private to this container, and /init runs once),
+    else a fresh temporary directory (``tempfile`` draws a random name: slower in a
+    forked process, whose first draw seeds a generator)."""
+    if root:
+        directory = os.path.join(root, "action-main")
+        try:
+            os.mkdir(directory, 0o700)
+            return directory
+        except FileExistsError:
+            pass
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="action-", dir=root or tempfile.gettempdir())
