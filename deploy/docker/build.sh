@@ -4,9 +4,12 @@
 # The base comes from debootstrap (python -m squall.sandbox.images --platform-base,
 # cached); Squall and its dependencies are installed from PyPI as CPython 3.11 manylinux
 # wheels, at the versions of constraints.txt, into the build context (Debian bookworm's
-# python3 is 3.11); the Node.js 20 build and the library sets come from the runtimes
-# cache (./dev installs them). Needs the project's .venv (./dev sets it up), docker and a
-# dockerd.
+# python3 is 3.11, which runs Squall and the python:3.11 kind); the Node.js 20 build, the
+# library sets and the CPython 3.13 of python:3.13 (the default Python kind: Debian 13's,
+# relocated again with patchelf for /opt/squall/runtimes) come from the runtimes cache
+# (./dev installs them). Without python:3.13 in the cache the image is built without it
+# and says at start that python:default is python:3.11 there. Needs the project's .venv
+# (./dev sets it up), patchelf, docker and a dockerd.
 set -eu
 tag=${1:-squall/squall:dev}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,6 +28,13 @@ for part in node-20 nodejs-libraries python3.11-libraries; do
   [ -d "$cache/$part" ] || { echo "build.sh: $cache/$part is missing: run ./dev (squall runtimes install)" >&2; exit 1; }
   cp -a "$cache/$part" "$ctx/runtimes/"
 done
+if [ -x "$cache/python-3.13/usr/bin/python3.13" ] && [ -d "$cache/python3.13-libraries" ]; then
+  cp -a "$cache/python-3.13" "$cache/python3.13-libraries" "$ctx/runtimes/"
+  PYTHONPATH="$repo" "$py" -c 'import sys; from pathlib import Path; from squall.cli.debian import relocate_tree; relocate_tree(Path(sys.argv[1]), Path(sys.argv[2]))' \
+    "$ctx/runtimes/python-3.13" /opt/squall/runtimes/python-3.13
+else
+  echo "build.sh: python:3.13 is not in $cache, so the image's python:default is python:3.11: run ./dev (squall runtimes install)" >&2
+fi
 cp -a "$repo/deploy/nginx" "$ctx/nginx"
 cp -a "$repo/deploy/docker/bin" "$ctx/bin"
 docker build --quiet --build-arg "BASE=$base" -t "$tag" -f "$repo/deploy/docker/Dockerfile" "$ctx" >/dev/null

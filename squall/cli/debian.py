@@ -225,6 +225,15 @@ def relocate(root: Path, final: Path, loader: Path, libraries: Path) -> int:
     return changed
 
 
+def relocate_tree(root: Path, final: Path) -> int:
+    """Point an interpreter :func:`extract` installed (now at ``root``) at ``final``
+    instead: its programs name their loader and libraries by absolute path, so a copy
+    moved elsewhere (deploy/docker/build.sh puts the runtimes cache's into Squall's image
+    at ``/opt/squall/runtimes``) needs this. Returns how many files were changed."""
+    loader, libraries = _loader(root)
+    return relocate(root, final, loader, libraries)
+
+
 def _has_interpreter(path: Path) -> bool:
     try:
         done = subprocess.run(
