@@ -152,7 +152,7 @@ async def test_root_lists_the_kinds_of_the_manifest(
         assert entry["deprecated"] is False
         assert entry["image"] == f"openwhisk/action-nodejs-v{entry['kind'][7:]}:nightly"
     assert [k["kind"] for k in runtimes["python"]] == PYTHON_KINDS
-    assert [k["default"] for k in runtimes["python"]] == [True, False]
+    assert [k["default"] for k in runtimes["python"]] == [False, True]  # python:3.13
 
 
 @pytest.mark.parametrize("kind", NODE_KINDS)

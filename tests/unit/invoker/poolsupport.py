@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-PY = "python:3.11"
+PY = "python:3.13"  # the default Python kind: its containers are forked by the zygote
 NODE = "nodejs:20"
 #: Per kind: an action that adds one to ``n``.
 ADD_ONE = {

@@ -192,7 +192,7 @@ async def test_destroy_after_a_developer_error_kills_it_and_never_reuses_it(
 
 
 def test_stem_cell_settings_parse() -> None:
-    assert parse_stem_cells("nodejs:20@256x2, python:3.11@128x1,x@1x0") == (
+    assert parse_stem_cells("nodejs:20@256x2, python:3.13@128x1,x@1x0") == (
         StemCellSpec(NODE, 256, 2),
         StemCellSpec(PY, 128, 1),
     )
