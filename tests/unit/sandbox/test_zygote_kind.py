@@ -1,10 +1,11 @@
 """The zygote forks the containers of the default Python kind, on that kind's interpreter.
 
-With ``python:3.13`` made the default by an operator's manifest, its containers come from
-a CPython 3.13 zygote, and the zygote's objects are immortal (PEP 683) in them: reading
-one writes no reference count, so the page holding it stays shared with the zygote
-(``bench/container_memory.py`` measures what that saves). Real bubblewrap, cgroups and
-the ``python:3.13`` interpreter ``squall runtimes install`` puts in the runtimes cache.
+With ``python:3.13`` the default (shipped so; the tests' operator's manifest says it
+again, so they keep meaning it), its containers come from a CPython 3.13 zygote, and the
+zygote's objects are immortal (PEP 683) in them: reading one writes no reference count,
+so the page holding it stays shared with the zygote (``bench/container_memory.py``
+measures what that saves). Real bubblewrap, cgroups and the ``python:3.13`` interpreter
+``squall runtimes install`` puts in the runtimes cache.
 """
 
 from __future__ import annotations
