@@ -19,7 +19,8 @@ from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import SandboxInit
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.processbase import SOCKET_NAME, ProcessFactoryBase
-from squall.sandbox.zygote import SPARES_DIRECTORY, Zygote, script_path
+from squall.sandbox.zygote import SPARES_DIRECTORY, Zygote
+from squall.sandbox.zygoteprocess import script_path
 
 log = logging.getLogger(__name__)
 

@@ -508,9 +508,9 @@ async def test_when_the_zygote_dies_its_containers_die_and_starts_fall_back(
     assert container.cgroup is not None
     victims = container.cgroup.pids() | zygote.pids()
     # When the zygote is killed
-    zygote_process = zygote._process  # the bubblewrap monitor of its sandbox
-    assert zygote_process is not None
-    os.kill(zygote_process.get_pid(), signal.SIGKILL)
+    monitor = zygote._process.pid  # the bubblewrap monitor of its sandbox
+    assert monitor is not None
+    os.kill(monitor, signal.SIGKILL)
     # Then every process of it, of its spares and of its containers goes too
     assert await until(lambda: all(gone(pid) for pid in victims))
     answer = await container.run({"value": {}}, timeout=10)
