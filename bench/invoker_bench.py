@@ -92,6 +92,9 @@ from invoke_latency import (  # noqa: E402
 LOAD_JS = HERE / "load.js"
 RESULTS = HERE / "results" / "invoker_bench.json"
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+#: A waiting zygote spare's CPU weight (squall.sandbox.zygoteprocess.SPARE_CPU_SHARES).
+SPARE_CPU_SHARES = 2
 #: B2's goals, ms of cold RTT - warm RTT (p50).
 B2_GOALS = {
     "python zygote": 2.0,
@@ -308,6 +311,12 @@ def memory_limit_mb(path: str) -> float:
     return int((Path(path) / "memory.limit_in_bytes").read_text()) / 2**20
 
 
+def cpu_shares(memory_path: str) -> int | None:
+    """The v1 ``cpu.shares`` of the cgroup whose memory controller's directory is given."""
+    shares = CGROUP_CPU / Path(memory_path).relative_to(CGROUP_MEMORY) / "cpu.shares"
+    return int(shares.read_text()) if shares.exists() else None
+
+
 def measure_containers(
     groups: dict[str, list[int]], others: dict[str, list[int]]
 ) -> dict[str, Any]:
@@ -362,8 +371,14 @@ def b6(api: Api, args: argparse.Namespace) -> dict[str, Any]:
         now = leaf_cgroups()
         new = {p: pids for p, pids in now.items() if p not in before}
         # An action's container has the action's memory as its limit; the zygote (1 GiB)
-        # and its spares (no limit until taken) do not.
-        mine = {p: pids for p, pids in new.items() if memory_limit_mb(p) == 256}
+        # does not, and its spares (limits written ahead for the size they expect) have
+        # the least CPU weight until taken (a 256 MB container's is 4 at this server's
+        # SQUALL_USER_MEMORY_MB).
+        mine = {
+            p: pids
+            for p, pids in new.items()
+            if memory_limit_mb(p) == 256 and cpu_shares(p) != SPARE_CPU_SHARES
+        }
         others = {p: pids for p, pids in new.items() if p not in mine}
         out[family] = measure_containers(mine, others)
         before = set(now)

@@ -46,6 +46,8 @@ class Spare:
     lease: Lease | None = None
     #: Its directory until a container takes it (None then: the container's own).
     directory: Path | None = None
+    #: The container size its runtime was started for (its /tmp size; ``go``).
+    memory_mb: int | None = None
     fds: dict[str, int] = field(default_factory=dict)
 
     def go(self, directory: Path, env: dict[str, str], tmp_bytes: int) -> None:

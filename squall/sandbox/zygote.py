@@ -14,7 +14,10 @@ container. Per container the invoker:
    open-files limit is the zygote's
    (set when the supervisor spawned it) and, when the factory has a network, its network
    namespace has its link out (:mod:`squall.sandbox.network`; another ~5-10 ms kept off
-   the request path). It was sent ``go`` with the runtime's descriptors (a listening
+   the request path). Each is made ready for a container size — the size of the take
+   it replaces: its cgroup's memory and pids limits are written (its CPU weight stays
+   the least until taken) and its ``/tmp`` and ``/dev/shm`` are mounted with that size.
+   It was sent ``go`` with the runtime's descriptors (a listening
    socket in a directory of its own under ``spares`` in the factory's workdir, beside
    its pid file; ready and lifeline pipes, stdout, stderr), and its proxy wrote its
    ready byte: it listens, but serves nothing and still holds its capabilities until it
@@ -22,9 +25,11 @@ container. Per container the invoker:
    shortly after the last create took its runtime, not to compete with the taken
    containers' first requests (postponed while a burst's creates wait: a spare forked
    then would serve none of them), with up to :data:`REFILL_PARALLEL` in flight;
-2. on ``create``, takes a started spare (or forks and starts one on the spot when a burst
-   used them all), removes its link when the container must have no network, writes
-   the cgroup's limits for the action's memory (~0.1 ms), renames the spare's
+2. on ``create``, takes a started spare — the oldest one ready for the container's size,
+   else the oldest — (or forks and starts one on the spot when a burst used them all),
+   removes its link when the container must have no network, writes the cgroup's CPU
+   weight (one write; all its limits, ~0.3 ms, for a spare of another size), renames the
+   spare's
    directory (its listening socket, which keeps listening, and its pid file) to the
    container's and sends ``take`` with the container's environment and /tmp size: the
    runtime resizes its ``/tmp`` and ``/dev/shm`` if needed, drops every capability,
@@ -74,20 +79,24 @@ import orjson
 
 from squall.errors import ContainerError
 from squall.sandbox.bwrap import BwrapSandbox
+from squall.sandbox.cgroups import Limits
 from squall.sandbox.cgrouptree import CgroupRoot
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.spare import Spare
 from squall.sandbox.sparedemand import SpareDemand, SpareSchedule
 from squall.sandbox.supervisor import Supervisor
-from squall.sandbox.zygoteprocess import ZygoteProcess
+from squall.sandbox.zygoteprocess import SPARE_CPU_SHARES, ZygoteProcess
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SPARES = 2
-#: The memory a spare is started for (OpenWhisk's default): its /tmp size, changed on
-#: ``take`` for a container of another size.
+#: The memory a spare is started for (OpenWhisk's default) before any take: its /tmp size
+#: and the memory and pids limits of its cgroup, changed on ``take`` for a container of
+#: another size. Later spares are started for the size of the take they replace.
 SPARE_MEMORY_MB = 256
+#: The sizes of the last takes kept, each for the spare that replaces the one taken.
+SIZES_KEPT = 64
 #: The directory of the factory's workdir where spares' directories wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
@@ -148,6 +157,13 @@ class Zygote:
         #: How many spares to keep (``spares``, more after a burst) and when to refill.
         self._schedule = SpareSchedule(SpareDemand(spares), self.replenish, self._shrink)
         self._spares: deque[Spare] = deque()
+        #: The memory sizes the next spares are started for: a spare replaces the one a
+        #: take used and is made ready for the same size (its cgroup's memory and pids
+        #: limits and its /tmp), so that taking it for that size writes only its CPU weight
+        #: and remounts nothing. The oldest first; when none is noted (spares grown after
+        #: a burst's forks on the spot), the last take's size.
+        self._sizes: deque[int] = deque(maxlen=SIZES_KEPT)
+        self._last_size = SPARE_MEMORY_MB
         #: The refill's workers (at most REFILL_PARALLEL) and the forks they have going.
         self._refilling: set[asyncio.Task[None]] = set()
         self._forking = 0
@@ -182,9 +198,12 @@ class Zygote:
         the spot does not start.
         """
         self._schedule.started()
+        self._last_size = memory_mb
         try:
             while True:
-                spare = await self._take_spare()
+                spare = await self._take_spare(memory_mb)
+                if spare is not None:
+                    self._sizes.append(memory_mb)  # for the spare that replaces it
                 try:
                     return await self._hand_over(spare, memory_mb, env, network, directory)
                 except OSError:
@@ -243,10 +262,13 @@ class Zygote:
                 spare.sock.close()
         return spare
 
-    async def _take_spare(self) -> Spare | None:
-        """The oldest started spare still alive, if any."""
+    async def _take_spare(self, memory_mb: int) -> Spare | None:
+        """The oldest started spare still alive made ready for ``memory_mb``, else the
+        oldest one still alive, if any."""
         while self._spares:
-            spare = self._spares.popleft()
+            ready = (s for s in self._spares if s.memory_mb == memory_mb)
+            spare = next(ready, self._spares[0])
+            self._spares.remove(spare)
             if spare.alive():
                 return spare
             await self._discard(spare)
@@ -254,9 +276,30 @@ class Zygote:
 
     def _limit(self, spare: Spare, memory_mb: int) -> None:
         limits = self._isolation.limits(memory_mb)
-        if limits != spare.limits:
+        if limits == spare.limits:
+            return
+        ahead = spare.limits
+        if ahead is not None and (ahead.memory_bytes, ahead.pids) == (
+            limits.memory_bytes,
+            limits.pids,
+        ):
+            spare.cgroup.weigh(limits.cpu_shares)  # memory and pids written ahead
+        else:
             spare.cgroup.limit(limits)
-            spare.limits = limits
+        spare.limits = limits
+
+    def _prepare(self, spare: Spare, memory_mb: int) -> None:
+        """Write a waiting spare's memory and pids limits for a container of ``memory_mb``
+        (keeping the least CPU weight until it is taken); without them (an error) its
+        take writes them all."""
+        limits = self._isolation.limits(memory_mb)
+        waiting = Limits(limits.memory_bytes, limits.pids, SPARE_CPU_SHARES)
+        try:
+            spare.cgroup.limit(waiting)
+        except OSError as ex:
+            log.warning("a Python spare's limits could not be written ahead: %s", ex)
+            return
+        spare.limits = waiting
 
     def _go(
         self, spare: Spare, network: bool, memory_mb: int, directory: Path | None = None
@@ -271,6 +314,7 @@ class Zygote:
             directory = spares / secrets.token_hex(6)
             directory.mkdir(mode=0o700)
         spare.go(directory, env, tmp_bytes)  # the spare owns ``directory`` from here on
+        spare.memory_mb = memory_mb
 
     async def _discard(self, spare: Spare) -> None:
         spare.discard()
@@ -347,9 +391,12 @@ class Zygote:
                 try:
                     spare = await self._process.fork(self._spare_network, background=True)
                     try:
-                        # No limits of its own until taken (its parent's apply): a spare's
-                        # cgroup is told apart from a container's by that (invoker_bench B6).
-                        self._go(spare, self._spare_network, SPARE_MEMORY_MB)
+                        size = self._sizes.popleft() if self._sizes else self._last_size
+                        # Its cgroup's memory and pids limits for that size, before its
+                        # runtime starts; a waiting spare's CPU weight stays the least
+                        # (told apart from a container's by that: invoker_bench B6).
+                        self._prepare(spare, size)
+                        self._go(spare, self._spare_network, size)
                         await spare.ready(self._timeout)
                     except BaseException:
                         await self._discard(spare)

@@ -227,6 +227,49 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     assert cpu_shares(container.cgroup) in (None, str(isolation.limits(128).cpu_shares))
 
 
+TMP_SIZE = """
+import os
+def main(args):
+    tmp, shm = os.statvfs("/tmp"), os.statvfs("/dev/shm")
+    return {"sizes": [tmp.f_blocks * tmp.f_frsize, shm.f_blocks * shm.f_frsize]}
+"""
+
+
+async def test_a_spare_replacing_a_taken_one_waits_ready_for_the_same_size(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a zygote with its spares started (for 256 MB containers)
+    await zygotic.create("python:3.11", 256, {}, tenant="guest")
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2
+    # And a 128 MB container that took one of them
+    await zygotic.create("python:3.11", 128, {}, tenant="guest")
+    await zygote.filled()
+
+    # Then a spare made to replace it waits with a 128 MB container's memory limit
+    # (written ahead, off the next take's path) and still the least CPU weight
+    def memory_limit(spare: Spare) -> str:
+        return (spare.cgroup.directories[0] / "memory.limit_in_bytes").read_text().strip()
+
+    ready = [spare for spare in zygote._spares if memory_limit(spare) == str(128 * MIB)]
+    assert ready
+    assert cpu_shares(ready[0].cgroup) in (None, "2")
+    # When the next 128 MB container is created
+    container = await zygotic.create("python:3.11", 128, {}, tenant="guest")
+    # Then it is that spare, now with its own CPU weight, and its /tmp and /dev/shm have
+    # a 128 MB container's size
+    assert (
+        container.cgroup is not None and container.cgroup.directories == ready[0].cgroup.directories
+    )
+    isolation = zygotic.isolation
+    assert isolation is not None
+    assert cpu_shares(container.cgroup) in (None, str(isolation.limits(128).cpu_shares))
+    answer = await container.initialize({"code": TMP_SIZE}, timeout=10)
+    assert answer.status == 200, answer.body
+    assert (await result(container, {}))["sizes"] == [isolation.tmp_bytes(128)] * 2
+
+
 async def test_a_started_spare_waits_in_a_directory_a_container_takes_whole(
     zygotic: ProcessContainerFactory,
 ) -> None:
