@@ -130,6 +130,7 @@ class Zygote:
         uid: int | None = None,
         workdir: Path,
         environment: Callable[[bool], dict[str, str]],
+        log_cap_bytes: int | None = None,
     ) -> None:
         #: Where spares' directories (their listening sockets) are made.
         self._workdir = workdir
@@ -143,6 +144,9 @@ class Zygote:
         self._spare_network = spare_network
         self._isolation = isolation
         self._timeout = start_timeout
+        #: A started spare's output is read into a log collector of this size ahead of
+        #: its take (None: its taker attaches the pipes).
+        self._log_cap_bytes = log_cap_bytes
         self._process = ZygoteProcess(
             argv=argv,
             binds=binds,
@@ -398,6 +402,8 @@ class Zygote:
                         self._prepare(spare, size)
                         self._go(spare, self._spare_network, size)
                         await spare.ready(self._timeout)
+                        if self._log_cap_bytes is not None:
+                            await spare.watch(self._log_cap_bytes)
                     except BaseException:
                         await self._discard(spare)
                         raise
