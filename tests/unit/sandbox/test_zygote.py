@@ -270,6 +270,37 @@ async def test_a_spare_replacing_a_taken_one_waits_ready_for_the_same_size(
     assert (await result(container, {}))["sizes"] == [isolation.tmp_bytes(128)] * 2
 
 
+CHATTY = """
+import sys
+def main(args):
+    print("out", args["n"])
+    print("err", args["n"], file=sys.stderr)
+    return {}
+"""
+
+
+async def test_a_taken_spare_whose_output_was_read_while_it_waited_logs_its_runs(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given started spares, their output read (and their exit watched) while they wait
+    await zygotic.create("python:3.11", 256, {}, tenant="guest")
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2 and all(spare.runtime is not None for spare in zygote._spares)
+    # When a container takes one and runs twice
+    container = await python(zygotic, CHATTY)
+    for n in (1, 2):
+        await result(container, {"n": n})
+        logs = await container.logs(10_000, wait=5)
+        # Then each run's lines are its logs, from both streams
+        by_stream = {(line.stream, line.text) for line in logs.lines}
+        assert by_stream == {("stdout", f"out {n}"), ("stderr", f"err {n}")}
+    # And its exit is seen: destroyed, its runtime is gone
+    pid = container.pid
+    await container.destroy()
+    assert await until(lambda: gone(pid))
+
+
 async def test_a_started_spare_waits_in_a_directory_a_container_takes_whole(
     zygotic: ProcessContainerFactory,
 ) -> None:
