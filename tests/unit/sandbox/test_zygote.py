@@ -189,6 +189,34 @@ def main(args):
 """
 
 
+def thread_privileges(pid: int) -> dict[str, tuple[str, str, str]]:
+    """Per thread of ``pid`` (seen from the host): CapEff, CapPrm, NoNewPrivs."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines())
+        found[task.name] = (fields["CapEff"], fields["CapPrm"], fields["NoNewPrivs"])
+    return found
+
+
+async def test_a_started_spares_lifeline_thread_runs_without_capabilities_while_it_waits(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given started spares waiting to be taken
+    await zygotic.create("python:3.11", 256, {}, tenant="guest")
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2
+    nothing = ("0" * 16, "0" * 16, "1")
+    for pid in [spare.pid for spare in zygote._spares]:
+        # Then each already has its lifeline thread (started off a take's path), which
+        # drops every capability and sets no_new_privs (the main thread drops its own on
+        # take)
+        def lifeline(pid: int = pid) -> list[tuple[str, str, str]]:
+            return [v for task, v in thread_privileges(pid).items() if task != str(pid)]
+
+        assert await until(lambda: lifeline() == [nothing])
+
+
 async def test_a_started_spare_takes_the_containers_own_settings(
     zygotic: ProcessContainerFactory,
 ) -> None:
