@@ -17,13 +17,13 @@ Protocol, over ``SOCK_SEQPACKET`` Unix sockets (one message per packet):
   waits. Then the invoker sends ``go`` + JSON ``{"env", "fds", "tmp_bytes"}`` with the
   runtime's descriptors (listening socket, ready and lifeline pipes, stdout, stderr):
   the runtime starts the proxy (lifeline thread, which drops its own capabilities
-  first, listening socket, line-buffered output) and writes its ready byte, but serves nothing yet — a *started spare*. When
-  the container is wanted, the invoker sends ``take`` + JSON ``{"env", "tmp_bytes"}``
-  (the container's own environment and /tmp size): the runtime resizes ``/tmp`` and
-  ``/dev/shm`` if needed, drops its main thread's capabilities (and waits until the
-  lifeline thread has dropped its own), replaces its environment and only
-  then serves the requests waiting in its socket's backlog. EOF instead of
-  ``confined``, ``go`` or ``take`` ends the container.
+  first, listening socket, line-buffered output) and writes its ready byte, but
+  serves nothing yet — a *started spare*. When the container is wanted, the invoker
+  sends ``take`` + JSON ``{"env", "tmp_bytes"}`` (the container's own environment and
+  /tmp size): the runtime resizes ``/tmp`` and ``/dev/shm`` if needed, drops its main
+  thread's capabilities (and waits until the lifeline thread has dropped its own),
+  replaces its environment and only then serves the requests waiting in its socket's
+  backlog. EOF instead of ``confined``, ``go`` or ``take`` ends the container.
 
 Process tree of one container (all forked, nothing exec'd)::
 
