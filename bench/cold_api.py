@@ -32,10 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,16 +44,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from invoke_latency import (  # noqa: E402
-    REPO,
-    UNTHROTTLED,
-    clean_env,
-    free_port,
-    read_wskprops,
-    report_head,
-    wait_answering,
-)
-from invoker_bench import Api, annotation, create, timed_invoke  # noqa: E402
+from b2common import QUIET_S, Api, annotation, cold_sample, standalone, timed_invoke, warm_up  # noqa: E402
+from invoke_latency import REPO, report_head  # noqa: E402
 
 RESULTS = HERE / "results" / "cold_api.json"
 TIERS = {"python zygote": ("python", 128), "nodejs stem cell": ("nodejs", 256)}
@@ -74,8 +63,8 @@ def mark(label):
     EVENTS.append((REQUEST[0], label, time.perf_counter_ns()))
 def wrap(owner, name, label, first=False):
     original = getattr(owner, name, None)
-    if original is None:
-        return
+    if original is None:  # renamed: every span of it would silently be missing
+        raise SystemExit(f"cold_api: nothing to time at {owner.__name__}.{name}")
     if hasattr(original, "__code__") and original.__code__.co_flags & 0x80:  # coroutine
         @functools.wraps(original)
         async def timed(*a, **k):
@@ -95,7 +84,7 @@ def wrap(owner, name, label, first=False):
             finally:
                 mark(label + "<")
     setattr(owner, name, timed)
-import squall.controller.hotroute as hotroute
+import squall.controller.hotroutes as hotroutes
 import squall.controller.routes.actions as actions
 import squall.controller.activator as activator
 import squall.invoker.activate as activate
@@ -107,7 +96,7 @@ import squall.sandbox.container as container
 import squall.sandbox.launch as launch
 import squall.sandbox.http as http
 import squall.store.sqlite_activations as sqlite_activations
-wrap(hotroute, "invoke", "route", first=True)
+wrap(hotroutes, "_invoke", "route", first=True)
 wrap(actions, "resolve_action", "controller: action lookup")
 wrap(activator.Activator, "invoke", "activator")
 wrap(activate.Activating, "_handle", "invoker")
@@ -138,34 +127,14 @@ main()
 def server(tree: Path) -> Iterator[tuple[Api, Path]]:
     """A timed ``squall standalone`` of ``tree``: (client, events file: written when the
     server exits, left for the caller to read and remove)."""
-    with tempfile.TemporaryDirectory(prefix="squall-coldapi-") as tmp:
-        home, log_path = Path(tmp) / "home", Path(tmp) / "log"
-        port = free_port()
-        events = Path(tempfile.gettempdir()) / f"cold_api-{os.getpid()}-{port}.json"
-        apihost = f"http://127.0.0.1:{port}"
-        args = [sys.executable, "-c", LAUNCHER, "standalone", "--host", "127.0.0.1"]
-        args += ["--port", str(port), "--home", str(home), "--keep-warm", "600"]
-        args += ["--log-level", "warning"]
-        env = clean_env({**UNTHROTTLED, "SQUALL_USER_MEMORY_MB": "65536",
-                         "SQUALL_BENCH_EVENTS": str(events), "PYTHONPATH": str(tree)})  # fmt: skip
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env, cwd=tree)  # fmt: skip
-        api: Api | None = None
+    events = Path(tempfile.mkstemp(prefix="cold_api-", suffix=".json")[1])
+    extra = {"SQUALL_BENCH_EVENTS": str(events)}
+    with standalone(extra, tree, ["-c", LAUNCHER]) as running:
+        api = Api(running.apihost, running.auth)
         try:
-            wait_answering(process, apihost, log_path)
-            time.sleep(1.0)  # the stem cells start
-            api = Api(apihost, read_wskprops(home / "wskprops")["AUTH"])
             yield api, events
         finally:
-            if api is not None:
-                api.close()
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            api.close()
 
 
 def spans(events: list[tuple[int, str, int]]) -> dict[int, dict[str, float]]:
@@ -223,27 +192,19 @@ def main() -> None:
             return timed_invoke(apis[tree], name)
 
         for tree in trees:  # warm the HTTP path and start the zygote
-            for family in ("python", "nodejs"):
-                create(apis[tree], f"warm-{family}", family, 128)
-                for _ in range(10):
-                    invoke(tree, f"warm-{family}")
+            counters[tree] += warm_up(apis[tree], (128,))  # the server numbers invokes
         for i in range(args.samples):
             for tier in tiers:
                 for tree in trees:  # the trees take turns, sample by sample
                     family, memory = TIERS[tier]
                     name = f"{family}-{memory}-{i}"
-                    create(apis[tree], name, family, memory)
-                    time.sleep(0.4)  # as B2: the stem cell or spare taken last is back
-                    cold, record = invoke(tree, name)
-                    if record["response"]["status"] != "success":
-                        raise SystemExit(f"{name}: {record['response']}")
+                    sample = cold_sample(apis[tree], name, family, memory, WARM)
                     n = numbers[tree][tier]
-                    n["cold"].append(counters[tree])
-                    warms = []
-                    for _ in range(WARM):
-                        warms.append(invoke(tree, name)[0])
-                        n["warm"].append(counters[tree])
-                    time.sleep(0.4)
+                    n["cold"].append(counters[tree] + 1)
+                    n["warm"] += range(counters[tree] + 2, counters[tree] + 2 + WARM)
+                    counters[tree] += 1 + WARM
+                    cold, warms, record = sample.cold, sample.warms, sample.record
+                    time.sleep(QUIET_S)
                     idle, _ = invoke(tree, name)
                     n["idle"].append(counters[tree])
                     r = rtts[tree][tier]

@@ -58,15 +58,12 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -76,37 +73,28 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from b2common import (  # noqa: E402
+    CODE,
+    Api,
+    annotation,
+    cold_sample,
+    create,
+    standalone,
+    warm_up,
+)
 from invoke_latency import (  # noqa: E402
     REPO,
-    UNTHROTTLED,
     clean_env,
-    free_port,
     load,
-    read_wskprops,
     report_head,
-    wait_answering,
 )
-from trigger_latency import Api as _Api  # noqa: E402
-
-
-class Api(_Api):
-    """trigger_latency's client, reconnecting once when the server closed an idle socket."""
-
-    def call(self, method: str, path: str, body: Any = None, **query: str) -> tuple[int, Any]:
-        try:
-            return super().call(method, path, body, **query)
-        except (ConnectionError, http.client.HTTPException):
-            self._conn.close()
-            return super().call(method, path, body, **query)
-
 
 LOAD_JS = HERE / "load.js"
 RESULTS = HERE / "results" / "invoker_bench.json"
-CODE = {
-    "nodejs": ("nodejs:20", "function main() { return {}; }"),
-    "python": ("python:3.11", "def main(args):\n    return {}\n"),
-}
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+#: A waiting zygote spare's CPU weight (squall.sandbox.zygoteprocess.SPARE_CPU_SHARES).
+SPARE_CPU_SHARES = 2
 #: B2's goals, ms of cold RTT - warm RTT (p50).
 B2_GOALS = {
     "python zygote": 2.0,
@@ -134,37 +122,10 @@ NO_ZYGOTE = (
 def server(
     extra_env: dict[str, str], zygote: bool = True, tree: Path = REPO
 ) -> Iterator[tuple[str, str, Path]]:
-    """A ``squall standalone`` of our own: (apihost, auth, home); SIGTERM at exit. ``tree``:
-    the checkout whose ``squall`` it runs (another version's, for ``--before``)."""
-    with tempfile.TemporaryDirectory(prefix="squall-ibench-") as tmp:
-        home = Path(tmp) / "home"
-        port = free_port()
-        apihost = f"http://127.0.0.1:{port}"
-        log_path = Path(tmp) / "server.log"
-        entry = ["-m", "squall.cli.main"] if zygote else ["-c", NO_ZYGOTE]
-        args = [sys.executable, *entry, "standalone", "--host", "127.0.0.1"]
-        args += ["--port", str(port), "--home", str(home), "--keep-warm", "600"]
-        args += ["--log-level", "warning"]
-        env = clean_env({**UNTHROTTLED, "SQUALL_USER_MEMORY_MB": "65536", **extra_env})
-        if tree != REPO:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=tree,
-            )  # fmt: skip
-        try:
-            wait_answering(process, apihost, log_path)
-            time.sleep(1.0)  # let the stem cells start
-            yield apihost, read_wskprops(home / "wskprops")["AUTH"], home
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    """A ``squall standalone`` of our own (``b2common.standalone``): (apihost, auth,
+    home); ``zygote=False``: its factory without the Python zygote."""
+    with standalone(extra_env, tree, None if zygote else ["-c", NO_ZYGOTE]) as running:
+        yield running.apihost, running.auth, running.home
 
 
 def pct(values: list[float], p: float) -> float:
@@ -182,18 +143,8 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def create(api: Api, name: str, family: str, memory: int = 256) -> None:
-    kind, code = CODE[family]
-    api.ok("PUT", f"/actions/{name}", {"exec": {"kind": kind, "code": code},
-                                       "limits": {"memory": memory}}, overwrite="true")  # fmt: skip
-
-
 def invoke_url(apihost: str, name: str) -> str:
     return f"{apihost}/api/v1/namespaces/_/actions/{name}?blocking=true&result=true"
-
-
-def annotation(record: dict[str, Any], key: str) -> Any:
-    return next((a["value"] for a in record.get("annotations", []) if a["key"] == key), None)
 
 
 # -- B1 / B3 ---------------------------------------------------------------------------
@@ -274,12 +225,6 @@ def digest(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # -- B2 --------------------------------------------------------------------------------
 
 
-def timed_invoke(api: Api, name: str) -> tuple[float, dict[str, Any]]:
-    t0 = time.perf_counter()
-    record = api.ok("POST", f"/actions/{name}", {}, blocking="true")
-    return (time.perf_counter() - t0) * 1000, record
-
-
 #: B2's tiers: (family, tier, memory, server). Server "main" keeps the default stem cells
 #: (256 MB) and the Python zygote, so a 256 MB action takes a stem cell and a 128 MB Python
 #: action is forked from a zygote spare; server "cold" has neither.
@@ -312,22 +257,12 @@ def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
     prewarmed = dict.fromkeys(samples, 0)
     # Warm the HTTP path of each server used and start the zygote (on the first fork).
     for api in {apis[where] for _, _, _, where in tiers}:
-        for family in CODE:
-            for memory in (128, 256):
-                name = f"b2-warm-{family}-{memory}"
-                create(api, name, family, memory)
-                for _ in range(10):
-                    timed_invoke(api, name)
+        warm_up(api)
     for i in range(args.colds):  # tiers take turns, so load changes hit all alike
         for family, tier, memory, where in tiers:
             api = apis[where]
-            name = f"b2-{family}-{memory}-{i}"
-            create(api, name, family, memory)
-            time.sleep(0.4)  # the stem cell or zygote spare taken last time is back
-            cold, record = timed_invoke(api, name)
-            if record["response"]["status"] != "success":
-                raise SystemExit(f"{name}: {record['response']}")
-            warm = statistics.median(timed_invoke(api, name)[0] for _ in range(5))
+            sample = cold_sample(api, f"b2-{family}-{memory}-{i}", family, memory)
+            cold, warm, record = sample.cold, sample.warm, sample.record
             s = samples[f"{family} {tier}"]
             s["cold"].append(cold)
             s["warm"].append(warm)
@@ -374,6 +309,12 @@ def smaps(pid: int) -> tuple[float, float]:
 
 def memory_limit_mb(path: str) -> float:
     return int((Path(path) / "memory.limit_in_bytes").read_text()) / 2**20
+
+
+def cpu_shares(memory_path: str) -> int | None:
+    """The v1 ``cpu.shares`` of the cgroup whose memory controller's directory is given."""
+    shares = CGROUP_CPU / Path(memory_path).relative_to(CGROUP_MEMORY) / "cpu.shares"
+    return int(shares.read_text()) if shares.exists() else None
 
 
 def measure_containers(
@@ -430,8 +371,14 @@ def b6(api: Api, args: argparse.Namespace) -> dict[str, Any]:
         now = leaf_cgroups()
         new = {p: pids for p, pids in now.items() if p not in before}
         # An action's container has the action's memory as its limit; the zygote (1 GiB)
-        # and its spares (no limit until taken) do not.
-        mine = {p: pids for p, pids in new.items() if memory_limit_mb(p) == 256}
+        # does not, and its spares (limits written ahead for the size they expect) have
+        # the least CPU weight until taken (a 256 MB container's is 4 at this server's
+        # SQUALL_USER_MEMORY_MB).
+        mine = {
+            p: pids
+            for p, pids in new.items()
+            if memory_limit_mb(p) == 256 and cpu_shares(p) != SPARE_CPU_SHARES
+        }
         others = {p: pids for p, pids in new.items() if p not in mine}
         out[family] = measure_containers(mine, others)
         before = set(now)

@@ -19,7 +19,8 @@ from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import SandboxInit
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.processbase import SOCKET_NAME, ProcessFactoryBase
-from squall.sandbox.zygote import SPARES_DIRECTORY, Zygote, script_path
+from squall.sandbox.zygote import SPARES_DIRECTORY, Zygote
+from squall.sandbox.zygoteprocess import script_path
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ZygoteStarts(ProcessFactoryBase):
             environment=lambda network: self._environment(
                 self.zygote_kind, self.workdir, {}, {}, network
             ),
+            log_cap_bytes=self._log_cap_bytes,
         )
         try:
             await zygote.start()
@@ -93,17 +95,20 @@ class ZygoteStarts(ProcessFactoryBase):
         (see :mod:`squall.sandbox.zygote`): a started spare taken, serving as soon as this
         returns (no readiness to wait for), in ``directory``, which the zygote makes (it
         must not exist yet)."""
-        loop = asyncio.get_running_loop()
-        logs = LogCollector(self._log_cap_bytes)
-        exited: asyncio.Future[None] = loop.create_future()
         environment = self._environment(self.zygote_kind, directory, env or {}, {}, network)
         spare = await zygote.take(memory_mb, environment, network, directory)
         sandbox = SandboxInit(spare.pid, spare.pidfd)
         ours = spare.fds
         try:
-            runtime = ForkedRuntime(spare.pid, logs, exited)
-            for stream in ("stdout", "stderr"):
-                await runtime.attach(stream, ours.pop(stream))
+            if spare.runtime is not None and spare.logs is not None and spare.exited is not None:
+                # A started spare's exit and output were watched while it waited.
+                runtime, logs, exited = spare.runtime, spare.logs, spare.exited
+            else:  # one forked on the spot
+                logs = LogCollector(self._log_cap_bytes)
+                exited = asyncio.get_running_loop().create_future()
+                runtime = ForkedRuntime(spare.pid, logs, exited)
+                for stream in ("stdout", "stderr"):
+                    await runtime.attach(stream, ours.pop(stream))
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)

@@ -23,6 +23,8 @@ import orjson
 from squall.errors import ContainerError
 from squall.sandbox import launch
 from squall.sandbox.cgroups import Cgroup, Limits
+from squall.sandbox.forkedruntime import ForkedRuntime
+from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease
 
 _CREDS = struct.calcsize("3i")
@@ -36,7 +38,8 @@ class Spare:
     pidfd, cgroup, the limits written there, its network link if it has one, and once
     started (``go``) its directory — the listening socket and the pid file a container's
     directory holds, so that taking it is one rename — and the invoker's ends of its
-    pipes (``lifeline``, ``stdout``, ``stderr``: the taker owns them)."""
+    pipes (``lifeline``, and ``stdout``, ``stderr`` until :meth:`watch` reads them: the
+    taker owns them)."""
 
     sock: socket.socket
     pid: int
@@ -46,6 +49,13 @@ class Spare:
     lease: Lease | None = None
     #: Its directory until a container takes it (None then: the container's own).
     directory: Path | None = None
+    #: The container size its runtime was started for (its /tmp size; ``go``).
+    memory_mb: int | None = None
+    #: Once :meth:`watch`\ ed: its exit watched and its output read into ``logs`` (the
+    #: container's from its take on), ``exited`` resolved when it exits.
+    runtime: ForkedRuntime | None = None
+    logs: LogCollector | None = None
+    exited: asyncio.Future[None] | None = None
     fds: dict[str, int] = field(default_factory=dict)
 
     def go(self, directory: Path, env: dict[str, str], tmp_bytes: int) -> None:
@@ -86,6 +96,19 @@ class Spare:
             reason = said.decode(errors="replace").strip() or "it exited or hung before listening"
             raise ContainerError(f"the forked Python runtime did not start: {reason}")
 
+    async def watch(self, log_cap_bytes: int) -> None:
+        """Watch a started runtime ahead of its take: its exit, and its stdout and stderr
+        read into a log collector of ``log_cap_bytes`` — what a create would do on the
+        request path otherwise (two pipe transports, each a loop iteration to connect).
+        Whatever it writes before its take reaches the container's logs, as it would
+        when its pipes were read from the take on."""
+        loop = asyncio.get_running_loop()
+        self.logs = LogCollector(log_cap_bytes)
+        self.exited = loop.create_future()
+        self.runtime = ForkedRuntime(self.pid, self.logs, self.exited)
+        for stream in ("stdout", "stderr"):
+            await self.runtime.attach(stream, self.fds.pop(stream))
+
     def alive(self) -> bool:
         """Whether its runtime still runs (a pidfd turns readable when it exits)."""
         # poll, not select: an invoker with a few hundred containers has descriptors past
@@ -99,6 +122,9 @@ class Spare:
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         os.close(self.pidfd)
         self.sock.close()
+        if self.runtime is not None:
+            self.runtime.close()  # its pipes (attached ones) and its exit watcher
+            self.runtime = None
         for fd in self.fds.values():
             os.close(fd)
         self.fds.clear()

@@ -14,7 +14,10 @@ container. Per container the invoker:
    open-files limit is the zygote's
    (set when the supervisor spawned it) and, when the factory has a network, its network
    namespace has its link out (:mod:`squall.sandbox.network`; another ~5-10 ms kept off
-   the request path). It was sent ``go`` with the runtime's descriptors (a listening
+   the request path). Each is made ready for a container size — the size of the take
+   it replaces: its cgroup's memory and pids limits are written (its CPU weight stays
+   the least until taken) and its ``/tmp`` and ``/dev/shm`` are mounted with that size.
+   It was sent ``go`` with the runtime's descriptors (a listening
    socket in a directory of its own under ``spares`` in the factory's workdir, beside
    its pid file; ready and lifeline pipes, stdout, stderr), and its proxy wrote its
    ready byte: it listens, but serves nothing and still holds its capabilities until it
@@ -22,9 +25,11 @@ container. Per container the invoker:
    shortly after the last create took its runtime, not to compete with the taken
    containers' first requests (postponed while a burst's creates wait: a spare forked
    then would serve none of them), with up to :data:`REFILL_PARALLEL` in flight;
-2. on ``create``, takes a started spare (or forks and starts one on the spot when a burst
-   used them all), removes its link when the container must have no network, writes
-   the cgroup's limits for the action's memory (~0.1 ms), renames the spare's
+2. on ``create``, takes a started spare — the oldest one ready for the container's size,
+   else the oldest — (or forks and starts one on the spot when a burst used them all),
+   removes its link when the container must have no network, writes the cgroup's CPU
+   weight (one write; all its limits, ~0.3 ms, for a spare of another size), renames the
+   spare's
    directory (its listening socket, which keeps listening, and its pid file) to the
    container's and sends ``take`` with the container's environment and /tmp size: the
    runtime resizes its ``/tmp`` and ``/dev/shm`` if needed, drops every capability,
@@ -48,12 +53,13 @@ Guarantees:
   zygote's unprivileged uid. Differences: the read-only root is the zygote's (the same
   view), and every container shares the zygote's Python hash seed — which is why a
   zygote forks the containers of one namespace only (:mod:`squall.sandbox.zygotes`).
-- Lifetime: the zygote dies with the invoker (it lives in the supervisor's pid namespace,
-  :mod:`squall.sandbox.supervisor`; also ``--die-with-parent`` and its control socket's
-  EOF); a container's pid namespace is nested in the zygote sandbox's, whose init exits
-  with the zygote: the kernel then kills every pid namespace below it. Spares die on
-  ``close``, or when the invoker drops their socket.
+- Lifetime: the zygote process (:mod:`squall.sandbox.zygoteprocess`) dies with the
+  invoker, and every container's pid namespace with it. Spares die on ``close``, or
+  when the invoker drops their socket.
 - ``close`` kills the spares and the zygote and removes their cgroups; idempotent.
+
+Here: the spares (their refill, in the background) and the hand-over. The zygote
+process itself — its start, the forks and its end — is :mod:`squall.sandbox.zygoteprocess`.
 
 Everything runs on the event loop thread except the cgroup moves.
 """
@@ -61,13 +67,10 @@ Everything runs on the event loop thread except the cgroup moves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import shutil
-import signal
-import socket
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -75,31 +78,25 @@ from pathlib import Path
 import orjson
 
 from squall.errors import ContainerError
-from squall.sandbox import launch
 from squall.sandbox.bwrap import BwrapSandbox
-from squall.sandbox.cgroups import Cgroup, Limits
+from squall.sandbox.cgroups import Limits
 from squall.sandbox.cgrouptree import CgroupRoot
-from squall.sandbox.forkedruntime import ForkedRuntime
-from squall.sandbox.isolation import Isolation, SandboxInit, confine
-from squall.sandbox.logs import LogCollector
-from squall.sandbox.network import Lease, SandboxNetwork
-from squall.sandbox.spare import Spare, receive_pid
+from squall.sandbox.isolation import Isolation
+from squall.sandbox.network import SandboxNetwork
+from squall.sandbox.spare import Spare
 from squall.sandbox.sparedemand import SpareDemand, SpareSchedule
 from squall.sandbox.supervisor import Supervisor
+from squall.sandbox.zygoteprocess import SPARE_CPU_SHARES, ZygoteProcess
 
 log = logging.getLogger(__name__)
 
-SCRIPT = "zygote.py"
-#: The zygote's own cgroup: generous, it runs no action.
-ZYGOTE_LIMITS = Limits(memory_bytes=1024 * 1024 * 1024, pids=4096, cpu_shares=1024)
 DEFAULT_SPARES = 2
-#: The memory a spare is started for (OpenWhisk's default): its /tmp size, changed on
-#: ``take`` for a container of another size.
+#: The memory a spare is started for (OpenWhisk's default) before any take: its /tmp size
+#: and the memory and pids limits of its cgroup, changed on ``take`` for a container of
+#: another size. Later spares are started for the size of the take they replace.
 SPARE_MEMORY_MB = 256
-#: A spare's CPU weight until taken (v1 shares; the least there is): its start, rehearsal
-#: and copy-on-write faults yield to the containers at work — the creates of a burst
-#: above all — and use the CPU they leave. ``take`` writes the container's own weight.
-SPARE_CPU_SHARES = 2
+#: The sizes of the last takes kept, each for the spare that replaces the one taken.
+SIZES_KEPT = 64
 #: The directory of the factory's workdir where spares' directories wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
@@ -111,9 +108,10 @@ REFILL_PARALLEL = 4
 class Zygote:
     """One sandboxed CPython zygote and its spare containers; see the module docstring.
 
-    ``python`` is the resolved interpreter, ``binds`` what its sandbox needs beyond the
-    system directories (its prefix, the proxy directory at ``script``'s parent), ``cgroups``
-    the factory's parent cgroup.
+    ``argv``, ``binds``, ``sandbox``, ``cgroups`` and ``supervisor`` start the zygote
+    process (:class:`~squall.sandbox.zygoteprocess.ZygoteProcess`); ``workdir`` is where
+    spares' directories wait, ``environment`` a spare's environment with or without a
+    network.
     """
 
     def __init__(
@@ -132,97 +130,59 @@ class Zygote:
         uid: int | None = None,
         workdir: Path,
         environment: Callable[[bool], dict[str, str]],
+        log_cap_bytes: int | None = None,
     ) -> None:
-        self._supervisor = supervisor
         #: Where spares' directories (their listening sockets) are made.
         self._workdir = workdir
         #: A runtime's environment with or without a network, before ``take`` gives its own.
         self._environment = environment
-        #: The host uid of the zygote and of every container it forks.
+        #: The host uid of the zygote and of every container it forks (the factory gives
+        #: it back after ``close``).
         self.uid = uid
         self._network = network
         #: Whether spares are forked with a link (what most containers will want).
         self._spare_network = spare_network
-        self._argv = argv
-        self._binds = binds
-        self._sandbox = sandbox
         self._isolation = isolation
-        self._cgroups = cgroups
         self._timeout = start_timeout
+        #: A started spare's output is read into a log collector of this size ahead of
+        #: its take (None: its taker attaches the pipes).
+        self._log_cap_bytes = log_cap_bytes
+        self._process = ZygoteProcess(
+            argv=argv,
+            binds=binds,
+            sandbox=sandbox,
+            isolation=isolation,
+            cgroups=cgroups,
+            start_timeout=start_timeout,
+            network=network,
+            supervisor=supervisor,
+            uid=uid,
+        )
         #: How many spares to keep (``spares``, more after a burst) and when to refill.
         self._schedule = SpareSchedule(SpareDemand(spares), self.replenish, self._shrink)
         self._spares: deque[Spare] = deque()
+        #: The memory sizes the next spares are started for: a spare replaces the one a
+        #: take used and is made ready for the same size (its cgroup's memory and pids
+        #: limits and its /tmp), so that taking it for that size writes only its CPU weight
+        #: and remounts nothing. The oldest first; when none is noted (spares grown after
+        #: a burst's forks on the spot), the last take's size.
+        self._sizes: deque[int] = deque(maxlen=SIZES_KEPT)
+        self._last_size = SPARE_MEMORY_MB
         #: The refill's workers (at most REFILL_PARALLEL) and the forks they have going.
         self._refilling: set[asyncio.Task[None]] = set()
         self._forking = 0
         #: Spares beyond the wanted count being killed (awaited, never cancelled, on close).
         self._discarding: set[asyncio.Task[None]] = set()
-        self._control: socket.socket | None = None
-        self._process: ForkedRuntime | None = None
-        self._init: SandboxInit | None = None
-        self._cgroup: Cgroup | None = None
-        self._logs = LogCollector(64 * 1024)
-        self._exited: asyncio.Future[None] | None = None
         self._closed = False
 
     @property
     def alive(self) -> bool:
-        return self._exited is not None and not self._exited.done() and not self._closed
+        return self._process.alive and not self._closed
 
     async def start(self) -> None:
         """Start the zygote and wait until it is warm; ContainerError (with its stderr)
         if it cannot start. The first spares are forked in the background."""
-        loop = asyncio.get_running_loop()
-        self._exited = loop.create_future()
-        self._cgroup = self._cgroups.create(f"zygote-{secrets.token_hex(4)}", ZYGOTE_LIMITS)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        self._control = ours
-        try:
-            # Inherited as 3 (control socket), 4 (info), 5 (block): see Supervisor.spawn.
-            argv = self._sandbox.zygote_command(
-                self._argv, binds=self._binds, info_fd=4, block_fd=5
-            )
-            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "__OW_ZYGOTE_FD": "3"}
-            spawned = await self._supervisor.spawn(
-                argv,
-                env,
-                stdout=out_w,
-                stderr=err_w,
-                fds=[theirs.fileno(), info_w, block_r],
-                uid=self.uid,
-                nofile=self._isolation.nofile,
-            )
-        except BaseException as ex:
-            for fd in (info_r, block_w, out_r, err_r):
-                os.close(fd)
-            await self.close()
-            if isinstance(ex, ContainerError):
-                raise ContainerError(f"cannot start the Python zygote: {ex.message}") from ex
-            raise
-        finally:
-            theirs.close()
-            for fd in (info_w, block_r, out_w, err_w):
-                os.close(fd)
-        self._process = ForkedRuntime(spawned.pid, self._logs, self._exited, pidfd=spawned.pidfd)
-        await self._process.attach("stdout", out_r)
-        await self._process.attach("stderr", err_r)
-        try:
-            pid = self._process.get_pid()
-            self._init = await confine(pid, info_r, block_w, self._cgroup, None, self._timeout)
-            ours.setblocking(False)
-            async with asyncio.timeout(self._timeout):
-                ready = await loop.sock_recv(ours, 64)
-            if ready != b"ready":
-                raise ContainerError("it exited before it was ready")
-        except (ContainerError, TimeoutError, OSError) as ex:
-            await self._logs.wait_closed(1.0)
-            reason = self._logs.text("stderr") or str(ex) or "it did not get ready in time"
-            await self.close()
-            raise ContainerError(f"the Python zygote did not start: {reason}") from ex
+        await self._process.start()
         self.replenish()
 
     async def take(
@@ -242,9 +202,12 @@ class Zygote:
         the spot does not start.
         """
         self._schedule.started()
+        self._last_size = memory_mb
         try:
             while True:
-                spare = await self._take_spare()
+                spare = await self._take_spare(memory_mb)
+                if spare is not None:
+                    self._sizes.append(memory_mb)  # for the spare that replaces it
                 try:
                     return await self._hand_over(spare, memory_mb, env, network, directory)
                 except OSError:
@@ -271,7 +234,7 @@ class Zygote:
         fresh = spare is None
         try:
             if spare is None:
-                spare = await self._fork(network)
+                spare = await self._process.fork(network)
                 self._limit(spare, memory_mb)
                 os.mkdir(directory, 0o700)
                 self._go(spare, network, memory_mb, directory)
@@ -303,10 +266,13 @@ class Zygote:
                 spare.sock.close()
         return spare
 
-    async def _take_spare(self) -> Spare | None:
-        """The oldest started spare still alive, if any."""
+    async def _take_spare(self, memory_mb: int) -> Spare | None:
+        """The oldest started spare still alive made ready for ``memory_mb``, else the
+        oldest one still alive, if any."""
         while self._spares:
-            spare = self._spares.popleft()
+            ready = (s for s in self._spares if s.memory_mb == memory_mb)
+            spare = next(ready, self._spares[0])
+            self._spares.remove(spare)
             if spare.alive():
                 return spare
             await self._discard(spare)
@@ -314,9 +280,30 @@ class Zygote:
 
     def _limit(self, spare: Spare, memory_mb: int) -> None:
         limits = self._isolation.limits(memory_mb)
-        if limits != spare.limits:
+        if limits == spare.limits:
+            return
+        ahead = spare.limits
+        if ahead is not None and (ahead.memory_bytes, ahead.pids) == (
+            limits.memory_bytes,
+            limits.pids,
+        ):
+            spare.cgroup.weigh(limits.cpu_shares)  # memory and pids written ahead
+        else:
             spare.cgroup.limit(limits)
-            spare.limits = limits
+        spare.limits = limits
+
+    def _prepare(self, spare: Spare, memory_mb: int) -> None:
+        """Write a waiting spare's memory and pids limits for a container of ``memory_mb``
+        (keeping the least CPU weight until it is taken); without them (an error) its
+        take writes them all."""
+        limits = self._isolation.limits(memory_mb)
+        waiting = Limits(limits.memory_bytes, limits.pids, SPARE_CPU_SHARES)
+        try:
+            spare.cgroup.limit(waiting)
+        except OSError as ex:
+            log.warning("a Python spare's limits could not be written ahead: %s", ex)
+            return
+        spare.limits = waiting
 
     def _go(
         self, spare: Spare, network: bool, memory_mb: int, directory: Path | None = None
@@ -331,6 +318,7 @@ class Zygote:
             directory = spares / secrets.token_hex(6)
             directory.mkdir(mode=0o700)
         spare.go(directory, env, tmp_bytes)  # the spare owns ``directory`` from here on
+        spare.memory_mb = memory_mb
 
     async def _discard(self, spare: Spare) -> None:
         spare.discard()
@@ -348,32 +336,12 @@ class Zygote:
         await asyncio.gather(*refilling, *self._discarding, return_exceptions=True)
         while self._spares:
             await self._discard(self._spares.popleft())
-        if self._control is not None:
-            self._control.close()  # EOF: the zygote exits
-            self._control = None
-        if self._init is not None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._init.pidfd, signal.SIGKILL)
-        if self._process is not None and self._exited is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await asyncio.shield(self._exited)
-            self._process.close()
-            self._process = None
-        if self._init is not None:
-            await launch.reap_orphan(self._init.pidfd)
-            os.close(self._init.pidfd)
-            self._init = None
-        if self._cgroup is not None:
-            await self._cgroup.aremove()
-            self._cgroup = None
+        await self._process.close()
 
     def pids(self) -> set[int]:
         """Every process of the zygote and its spares (bubblewrap's, the zygote, the
         spares' runtimes)."""
-        found = {self._process.get_pid()} if self._process is not None else set()
-        groups = [self._cgroup, *(spare.cgroup for spare in self._spares)]
-        return found.union(*(group.pids() for group in groups if group is not None))
+        return self._process.pids().union(*(spare.cgroup.pids() for spare in self._spares))
 
     @property
     def spares(self) -> int:
@@ -425,12 +393,17 @@ class Zygote:
             ):
                 self._forking += 1
                 try:
-                    spare = await self._fork(self._spare_network, background=True)
+                    spare = await self._process.fork(self._spare_network, background=True)
                     try:
-                        # No limits of its own until taken (its parent's apply): a spare's
-                        # cgroup is told apart from a container's by that (invoker_bench B6).
-                        self._go(spare, self._spare_network, SPARE_MEMORY_MB)
+                        size = self._sizes.popleft() if self._sizes else self._last_size
+                        # Its cgroup's memory and pids limits for that size, before its
+                        # runtime starts; a waiting spare's CPU weight stays the least
+                        # (told apart from a container's by that: invoker_bench B6).
+                        self._prepare(spare, size)
+                        self._go(spare, self._spare_network, size)
                         await spare.ready(self._timeout)
+                        if self._log_cap_bytes is not None:
+                            await spare.watch(self._log_cap_bytes)
                     except BaseException:
                         await self._discard(spare)
                         raise
@@ -442,51 +415,3 @@ class Zygote:
                 self._spares.append(spare)
         except ContainerError as ex:
             log.warning("the Python zygote could not fork a spare container: %s", ex)
-
-    async def _fork(self, network: bool = True, background: bool = False) -> Spare:
-        """Fork one container and confine its pid 1 (its cgroup); with
-        ``network`` and a factory network, give it its link out. ``background``: a spare,
-        whose cgroup gets the least CPU weight until it is taken (:data:`SPARE_CPU_SHARES`)."""
-        if not self.alive or self._control is None:
-            raise ContainerError("the Python zygote is not running")
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        cgroup: Cgroup | None = None
-        lease: Lease | None = None
-        pidfd = -1
-        try:
-            try:
-                socket.send_fds(self._control, [b"fork"], [theirs.fileno()])
-            except OSError as ex:
-                raise ContainerError(f"the Python zygote is gone: {ex}") from ex
-            finally:
-                theirs.close()
-            pid = await receive_pid(ours, self._timeout)
-            pidfd = os.pidfd_open(pid)  # it waits for "go": the pid is still its own
-            cgroup = self._cgroups.create(secrets.token_hex(6), None)
-            if background:
-                with contextlib.suppress(OSError):  # then it waits with the default weight
-                    cgroup.weigh(SPARE_CPU_SHARES)
-            # In a worker thread: moving a process into a cgroup waits for an RCU grace
-            # period. Its open-files limit is the zygote's (set when it was spawned).
-            await asyncio.to_thread(cgroup.attach, pid)
-            if network and self._network is not None:
-                lease = await self._network.attach(pid)
-            ours.send(b"confined")  # nothing of it was set up before it is in its cgroup
-        except BaseException:
-            ours.close()
-            if pidfd >= 0:
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                os.close(pidfd)
-            if cgroup is not None:
-                await cgroup.aremove()
-            if lease is not None and self._network is not None:
-                await self._network.detach(lease)
-            raise
-        return Spare(ours, pid, pidfd, cgroup, lease=lease)
-
-
-def script_path(proxy: Path) -> Path:
-    """The zygote script next to the Python proxy."""
-    return proxy.parent / SCRIPT

@@ -301,9 +301,11 @@ def signal_ready() -> None:
         os.close(int(fd))
 
 
-def watch_lifeline(fd: str | None = None) -> None:
+def watch_lifeline(fd: str | None = None, first: Callable[[], None] | None = None) -> bool:
     """Take the process group down once the factory lets go of ``fd`` (by default
-    ``__OW_LIFELINE_FD``, removed from the environment).
+    ``__OW_LIFELINE_FD``, removed from the environment); False when there is none.
+    ``first`` runs first on the watching thread (the zygote's runtime drops that
+    thread's capabilities there).
 
     The factory holds the pipe's write end for as long as it wants the container; EOF means
     it destroyed the container or died itself (an invoker crash). A thread waits for it, so
@@ -312,9 +314,11 @@ def watch_lifeline(fd: str | None = None) -> None:
     if fd is None:
         fd = os.environ.pop("__OW_LIFELINE_FD", "")
     if not fd.isdigit():
-        return
+        return False
 
     def wait() -> None:
+        if first is not None:
+            first()
         try:
             while os.read(int(fd), 1):
                 pass
@@ -327,6 +331,7 @@ def watch_lifeline(fd: str | None = None) -> None:
     # A bare thread (as daemon as threading's daemons): threading.Thread.start would wait
     # until the new thread runs, a context switch on the cold start's path.
     _thread.start_new_thread(wait, ())
+    return True
 
 
 def add_libraries() -> None:

@@ -10,12 +10,14 @@ forks a container on each one it receives): the container's pid 1 sends ``here``
 waits; the invoker moves it into the container's cgroup and answers ``confined``; it
 sets up its namespaces and waits. Then the invoker sends ``go`` + JSON ``{"env", "fds",
 "tmp_bytes"}`` with the runtime's descriptors (listening socket, ready and lifeline
-pipes, stdout, stderr): the runtime starts the proxy (lifeline thread, listening socket,
-line-buffered output) and writes its ready byte, but serves nothing yet — a *started
-spare*. When the container is wanted, the invoker sends ``take`` + JSON ``{"env",
-"tmp_bytes"}`` (the container's own environment and /tmp size): the runtime resizes
-``/tmp`` and ``/dev/shm`` if needed, drops every capability, replaces its environment
-and only then serves the requests waiting in its socket's backlog. EOF instead of
+pipes, stdout, stderr): the runtime starts the proxy (lifeline thread, which drops its
+own capabilities first, listening socket, line-buffered output) and writes its ready
+byte, but serves nothing yet — a *started spare*. When the container is wanted, the
+invoker sends ``take`` + JSON ``{"env", "tmp_bytes"}`` (the container's own environment
+and /tmp size): the runtime resizes ``/tmp`` and ``/dev/shm`` if needed, drops its main
+thread's capabilities (and waits until the lifeline thread has dropped its own),
+replaces its environment and only then serves the requests waiting in its socket's
+backlog. EOF instead of
 ``confined``, ``go`` or ``take`` ends the container.
 
 Process tree of one container (all forked, nothing exec'd)::
@@ -42,6 +44,7 @@ would make to shared pages were made once, in the zygote.
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import fcntl
 import gc
@@ -222,8 +225,22 @@ def runtime(child: socket.socket) -> None:
     os.environ.update({f"__OW_{name.upper()}_FD": str(fd) for name, fd in given.items()})
     os.chdir("/tmp")
     lifeline = os.environ.pop("__OW_LIFELINE_FD", "")
-    # Not its lifeline thread yet: capabilities are a thread's own, and "take" drops the
-    # main thread's; a thread started before would keep them.
+    # Its lifeline thread starts now, off a take's path (a thread's start and the GIL's
+    # first hand-overs between the two threads were most of the runtime's "take"). As
+    # capabilities and no_new_privs are a thread's own, that thread drops its own before
+    # anything else (or ends the runtime), and "take" waits until it has.
+    confined = _thread.allocate_lock()
+    confined.acquire()
+
+    def confine_thread() -> None:
+        try:
+            drop_privileges()
+        except BaseException:
+            os._exit(1)
+        confined.release()
+
+    if not proxy.watch_lifeline(lifeline, first=confine_thread):
+        confined.release()
     listener, orphans = proxy.start(lifeline=False)
     if not select.select([child], [], [], 0)[0]:
         # A spare with time to wait (not one forked for a waiting create): a rehearsal of
@@ -239,8 +256,8 @@ def runtime(child: socket.socket) -> None:
     child.close()
     config = json.loads(message[len(b"take") :])
     resize_tmp(int(config["tmp_bytes"]), tmp_bytes)
-    drop_privileges()  # the only thread: capabilities and no_new_privs are per thread
-    proxy.watch_lifeline(lifeline)
+    drop_privileges()  # capabilities and no_new_privs are per thread: the main one's
+    confined.acquire()  # and the lifeline thread's (dropped long ago, unless just forked)
     set_environment(config["env"])
     proxy.add_libraries()  # pops its variable again (the path was added on "go")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -190,6 +190,34 @@ def main(args):
 """
 
 
+def thread_privileges(pid: int) -> dict[str, tuple[str, str, str]]:
+    """Per thread of ``pid`` (seen from the host): CapEff, CapPrm, NoNewPrivs."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines())
+        found[task.name] = (fields["CapEff"], fields["CapPrm"], fields["NoNewPrivs"])
+    return found
+
+
+async def test_a_started_spares_lifeline_thread_runs_without_capabilities_while_it_waits(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given started spares waiting to be taken
+    await zygotic.create(zygotic.zygote_kind, 256, {}, tenant="guest")
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2
+    nothing = ("0" * 16, "0" * 16, "1")
+    for pid in [spare.pid for spare in zygote._spares]:
+        # Then each already has its lifeline thread (started off a take's path), which
+        # drops every capability and sets no_new_privs (the main thread drops its own on
+        # take)
+        def lifeline(pid: int = pid) -> list[tuple[str, str, str]]:
+            return [v for task, v in thread_privileges(pid).items() if task != str(pid)]
+
+        assert await until(lambda: lifeline() == [nothing])
+
+
 async def test_a_started_spare_takes_the_containers_own_settings(
     zygotic: ProcessContainerFactory,
 ) -> None:
@@ -226,6 +254,80 @@ async def test_a_started_spare_takes_the_containers_own_settings(
     isolation = zygotic.isolation
     assert isolation is not None
     assert cpu_shares(container.cgroup) in (None, str(isolation.limits(128).cpu_shares))
+
+
+TMP_SIZE = """
+import os
+def main(args):
+    tmp, shm = os.statvfs("/tmp"), os.statvfs("/dev/shm")
+    return {"sizes": [tmp.f_blocks * tmp.f_frsize, shm.f_blocks * shm.f_frsize]}
+"""
+
+
+async def test_a_spare_replacing_a_taken_one_waits_ready_for_the_same_size(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given a zygote with its spares started (for 256 MB containers)
+    await zygotic.create(zygotic.zygote_kind, 256, {}, tenant="guest")
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2
+    # And a 128 MB container that took one of them
+    await zygotic.create(zygotic.zygote_kind, 128, {}, tenant="guest")
+    await zygote.filled()
+
+    # Then a spare made to replace it waits with a 128 MB container's memory limit
+    # (written ahead, off the next take's path) and still the least CPU weight
+    def memory_limit(spare: Spare) -> str:
+        return (spare.cgroup.directories[0] / "memory.limit_in_bytes").read_text().strip()
+
+    ready = [spare for spare in zygote._spares if memory_limit(spare) == str(128 * MIB)]
+    assert ready
+    assert cpu_shares(ready[0].cgroup) in (None, "2")
+    # When the next 128 MB container is created
+    container = await zygotic.create(zygotic.zygote_kind, 128, {}, tenant="guest")
+    # Then it is that spare, now with its own CPU weight, and its /tmp and /dev/shm have
+    # a 128 MB container's size
+    assert (
+        container.cgroup is not None and container.cgroup.directories == ready[0].cgroup.directories
+    )
+    isolation = zygotic.isolation
+    assert isolation is not None
+    assert cpu_shares(container.cgroup) in (None, str(isolation.limits(128).cpu_shares))
+    answer = await container.initialize({"code": TMP_SIZE}, timeout=10)
+    assert answer.status == 200, answer.body
+    assert (await result(container, {}))["sizes"] == [isolation.tmp_bytes(128)] * 2
+
+
+CHATTY = """
+import sys
+def main(args):
+    print("out", args["n"])
+    print("err", args["n"], file=sys.stderr)
+    return {}
+"""
+
+
+async def test_a_taken_spare_whose_output_was_read_while_it_waited_logs_its_runs(
+    zygotic: ProcessContainerFactory,
+) -> None:
+    # Given started spares, their output read (and their exit watched) while they wait
+    await zygotic.create(zygotic.zygote_kind, 256, {}, tenant="guest")
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2 and all(spare.runtime is not None for spare in zygote._spares)
+    # When a container takes one and runs twice
+    container = await python(zygotic, CHATTY)
+    for n in (1, 2):
+        await result(container, {"n": n})
+        logs = await container.logs(10_000, wait=5)
+        # Then each run's lines are its logs, from both streams
+        by_stream = {(line.stream, line.text) for line in logs.lines}
+        assert by_stream == {("stdout", f"out {n}"), ("stderr", f"err {n}")}
+    # And its exit is seen: destroyed, its runtime is gone
+    pid = container.pid
+    await container.destroy()
+    assert await until(lambda: gone(pid))
 
 
 async def test_a_started_spare_waits_in_a_directory_a_container_takes_whole(
@@ -509,9 +611,9 @@ async def test_when_the_zygote_dies_its_containers_die_and_starts_fall_back(
     assert container.cgroup is not None
     victims = container.cgroup.pids() | zygote.pids()
     # When the zygote is killed
-    zygote_process = zygote._process  # the bubblewrap monitor of its sandbox
-    assert zygote_process is not None
-    os.kill(zygote_process.get_pid(), signal.SIGKILL)
+    monitor = zygote._process.pid  # the bubblewrap monitor of its sandbox
+    assert monitor is not None
+    os.kill(monitor, signal.SIGKILL)
     # Then every process of it, of its spares and of its containers goes too
     assert await until(lambda: all(gone(pid) for pid in victims))
     answer = await container.run({"value": {}}, timeout=10)
