@@ -43,7 +43,11 @@ SANDBOX_LIBRARIES = f"{RUNTIME_ROOT}/libraries"
 #: cell. The background jobs still run off the main thread, on one: a host's containers
 #: share its few cores anyway. Heap sizes stay V8's own (an action gets its memory
 #: limit's worth), and an action's code runs unchanged (``process.execArgv`` shows it).
-NODE_OPTIONS = ("--v8-pool-size=1",)
+#: Optimizing compiles run on the main thread (``--no-concurrent-recompilation``): a
+#: compile on the worker kept ~0.8 MiB more private memory per runtime (2000 warm runs
+#: of a no-op: 10.2 → 9.4 MiB anonymous), at no CPU cost measured; the price is that a
+#: hot function's compile (a few ms, once) pauses that runtime's other runs in flight.
+NODE_OPTIONS = ("--v8-pool-size=1", "--no-concurrent-recompilation")
 
 
 def zygote_kind(runtimes: Runtimes) -> str:

@@ -26,7 +26,15 @@ Guarantees of :class:`KeyRing`:
   does with no key, and a warning is logged once).
 - ``unlock`` returns plain values, or raises ``ProviderError`` when a value is marked but
   no key of the ring opens it: a ciphertext is never handed out as if it were the value.
-- Thread- and task-safe: keys are replaced as a whole tuple, never mutated.
+- Thread- and task-safe: keys are replaced as a whole tuple, never mutated; the ciphers
+  are built from them on first use and rebuilt when they change (paired with the keys
+  they came from, so a reader never mixes two rings).
+
+``cryptography`` is imported when a first value or message is encrypted or opened, not
+at start: its Rust extension and OpenSSL's ``libcrypto`` are ~10 MiB of a server's
+resident pages (and 0.9 MiB of its heap) that a server which never seals anything (only
+blocking invokes of actions without parameters) does not need (bench/README.md,
+"memory_at_concurrency.py", the server's memory).
 """
 
 from __future__ import annotations
@@ -41,14 +49,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from squall.config import Settings
 from squall.errors import ConfigError, ProviderError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger("squall.store")
 
@@ -111,11 +120,21 @@ class KeyRing:
 
     def __init__(self, keys: Keys, *, path: Path | None = None) -> None:
         self._keys = keys
-        self._ciphers = tuple(AESGCM(k) for k in keys.all)
+        self._built: tuple[Keys, tuple[AESGCM, ...]] | None = None
         self._path = path
         self._stamp = _stamp(path) if path is not None else None
         self._checked = time.monotonic()
         self._warned = False
+
+    @property
+    def _ciphers(self) -> tuple[AESGCM, ...]:
+        """One cipher per key of the ring, current first, built for the keys in place."""
+        keys, built = self._keys, self._built
+        if built is None or built[0] is not keys:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            built = self._built = (keys, tuple(AESGCM(k) for k in keys.all))
+        return built[1]
 
     @property
     def enabled(self) -> bool:
@@ -130,7 +149,7 @@ class KeyRing:
     def encrypt_value(self, value: Any) -> str | None:
         """``value`` encrypted under the current key, or None without a key."""
         self._maybe_reload()
-        if not self._ciphers or self._keys.current is None:
+        if self._keys.current is None or not self._ciphers:
             self._warn_plain()
             return None
         iv = os.urandom(IV_BYTES)
@@ -147,8 +166,10 @@ class KeyRing:
     def is_current(self, text: object) -> bool:
         """Whether the current key opens ``text`` (a rotation leaves such values alone)."""
         self._maybe_reload()
-        if not self._ciphers or self._keys.current is None:
+        if self._keys.current is None or not self._ciphers:
             return False
+        from cryptography.exceptions import InvalidTag
+
         iv, sealed = _split(text)
         try:
             self._ciphers[0].decrypt(iv, sealed, None)
@@ -214,6 +235,8 @@ class KeyRing:
     # -- keys ----------------------------------------------------------------------------
 
     def _open(self, parts: tuple[bytes, bytes]) -> bytes | None:
+        from cryptography.exceptions import InvalidTag
+
         iv, sealed = parts
         for attempt in range(2):
             for cipher in self._ciphers:
@@ -242,9 +265,9 @@ class KeyRing:
         self._stamp = stamp
         if keys == self._keys:
             return False
-        # One assignment each: a concurrent reader sees the old ring or the new one.
+        # One assignment: a concurrent reader sees the old ring or the new one (its
+        # ciphers are rebuilt on their next use, see ``_ciphers``).
         self._keys = keys
-        self._ciphers = tuple(AESGCM(k) for k in keys.all)
         log.info("parameter keys re-read from %s", self._path)
         return True
 

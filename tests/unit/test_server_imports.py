@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 NOT_IN_STANDALONE = (
     "nats", "aiohttp", "aiodocker", "httpx", "rich", "pygments", "psycopg", "pyroute2",
+    "cryptography",  # its first seal or open imports it (store/encryption.py)
 )  # fmt: skip
 PROBE = (
     "import json, sys\n"
