@@ -84,7 +84,7 @@ from squall.sandbox.isolation import Isolation, SandboxInit, confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease, SandboxNetwork
 from squall.sandbox.spare import Spare, receive_pid
-from squall.sandbox.sparedemand import SpareDemand, SpareSchedule
+from squall.sandbox.sparedemand import REFILL_PARALLEL, SpareDemand, SpareSchedule
 from squall.sandbox.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,6 @@ SPARE_CPU_SHARES = 2
 #: The directory of the factory's workdir where spares' directories wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
-#: Spares forked at once while refilling: a fork waits on the zygote, the cgroup move
-#: (an RCU grace period) and the network's thread as much as on the CPU.
-REFILL_PARALLEL = 4
 
 
 class Zygote:
