@@ -33,6 +33,8 @@ POLICY: (the rules, in order)
    would save nearly nothing and slow the warm path that B1 measures by 50-80 %. Turn it
    on (``SQUALL_PAUSE_GRACE_S``, e.g. 1 s) where many idle Node.js containers are kept.
 9. Stem cells are refilled only from free memory and only when no request is waiting.
+   A kind whose stem cells are reactive (Node.js) keeps more after a burst of cold starts
+   of one shape, for a while (:mod:`squall.invoker.prewarm`, BURSTS).
 A container whose activation ended in a developer or internal error, or whose /init did
 not succeed, is destroyed, never reused.
 
