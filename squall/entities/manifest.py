@@ -26,14 +26,19 @@ from squall.errors import BadRequest
 MANIFEST_PACKAGE, MANIFEST_FILE = "squall.runtimes", "runtimes.json"
 INSTALL_TOOLS: tuple[Literal["npm", "pip", "debian"], ...] = ("npm", "pip", "debian")
 _MEMORY = re.compile(r"^\s*(\d+)\s*(MB|M)?\s*$", re.IGNORECASE)
+_TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class StemCell:
-    """Keep ``count`` prewarmed containers of a kind with ``memory_mb`` each."""
+    """Keep ``count`` prewarmed containers of a kind with ``memory_mb`` each; with
+    ``reactive`` (OpenWhisk's option of the same name: ``maxCount``, ``ttl``), up to
+    ``max_count`` of a burst's shape for ``ttl_s`` after a burst (invoker/prewarm.py)."""
 
     count: int
     memory_mb: int
+    max_count: int = 0
+    ttl_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +252,25 @@ def _stem_cell(kind: str, raw: object) -> StemCell:
     count = raw.get("initialCount")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ValueError(problem)
-    return StemCell(count, _memory_mb(raw.get("memory")))
+    max_count, ttl_s = _reactive(kind, raw.get("reactive"))
+    return StemCell(count, _memory_mb(raw.get("memory")), max_count, ttl_s)
+
+
+def _reactive(kind: str, raw: object) -> tuple[int, float]:
+    """A stem cell's ``reactive``: ``{"maxCount": N, "ttl": "60 seconds"}`` → (N, 60.0);
+    absent → (0, 0.0). OpenWhisk's ``minCount``, ``threshold`` and ``increment`` are
+    accepted and not used: a burst here is :data:`~squall.sandbox.sparedemand.BURST_CREATES`
+    cold starts in flight at once, and the count follows it (sandbox/sparedemand.py)."""
+    if raw is None:
+        return 0, 0.0
+    problem = f"{kind}: 'reactive' has a 'maxCount' (a count) and a 'ttl' like '60 seconds'"
+    if not isinstance(raw, dict):
+        raise ValueError(problem)
+    count = raw.get("maxCount")
+    ttl = _TTL.match(str(raw.get("ttl")))
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0 or ttl is None:
+        raise ValueError(problem)
+    return count, float(ttl[1]) * (60.0 if ttl[2].lower().startswith("m") else 1.0)
 
 
 def _kind(family: str, raw: object) -> RuntimeKind:

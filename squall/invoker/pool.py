@@ -33,6 +33,8 @@ POLICY: (the rules, in order)
    would save nearly nothing and slow the warm path that B1 measures by 50-80 %. Turn it
    on (``SQUALL_PAUSE_GRACE_S``, e.g. 1 s) where many idle Node.js containers are kept.
 9. Stem cells are refilled only from free memory and only when no request is waiting.
+   A kind whose stem cells are reactive (Node.js) keeps more after a burst of cold starts
+   of one shape, for a while (:mod:`squall.invoker.prewarm`, BURSTS).
 A container whose activation ended in a developer or internal error, or whose /init did
 not succeed, is destroyed, never reused.
 
@@ -168,6 +170,8 @@ class ContainerPool(PoolBooks):
         self._background: set[asyncio.Task[None]] = set()
         self._refill_scheduled = False
         self._refill_after = 0.0
+        self._bursts = {}
+        self._cold = {}
         #: The event loop's busy share, for WARM WAIT (made here: the loop's thread).
         self._loop_load = LoopLoad()
 
@@ -211,13 +215,15 @@ class ContainerPool(PoolBooks):
                     if handed is not None:
                         return handed, False
                     continue
-            if (
+            stem_shaped = (
                 max_concurrent == 1
                 and network == self.stem_network
                 and not self._forks(kind, key[0])
-            ):
+            )
+            if stem_shaped:
                 cell = self._take_stem_cell(kind, memory_mb)
                 if cell is not None:
+                    self._cold_started(cell)
                     # Its replacement starts once this /init ended (initialized or
                     # release) and a moment after this take (poolbooks), not to compete
                     # with the /init, the first /run and the answer for CPU.
@@ -235,6 +241,8 @@ class ContainerPool(PoolBooks):
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
         pc = PooledContainer(kind, memory_mb, seq=next(self._seq), network=network)
+        if stem_shaped:
+            self._cold_started(pc)  # a stem cell's shape: counted for its bursts
         # Its slots count for WARM WAIT while it starts: runs arriving meanwhile may wait.
         starting = self._group(gkey)
         starting.starting += max_concurrent
@@ -253,12 +261,14 @@ class ContainerPool(PoolBooks):
                 kind, memory_mb, env, network=network, tenant=key[0]
             )
         except BaseException:
+            self._cold_ended(pc)
             self._used_mb -= memory_mb
             self._started(gkey, starting, max_concurrent)
             starting.wake_waiters()  # the slots they counted on will not come
             self._wake()
             raise
         if self._closed:  # close() ran while it started: it never saw this one
+            self._cold_ended(pc)
             self._used_mb -= memory_mb
             self._started(gkey, starting, max_concurrent)
             await container.destroy()
@@ -281,6 +291,7 @@ class ContainerPool(PoolBooks):
         """/init on a new container succeeded: it may take runs of its key from now on
         (and a stem cell taken for it is replaced)."""
         pc.initialized_ok()
+        self._cold_ended(pc)
         group = self._group_of(pc)
         if group is not None:
             group.learn_cold(time.monotonic() - pc.asked_at)
@@ -383,6 +394,8 @@ class ContainerPool(PoolBooks):
         """Destroy every container (also busy ones: the invoker already gave up on them)
         and stop starting stem cells."""
         self._closed = True
+        for schedule in self._bursts.values():
+            schedule.close()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

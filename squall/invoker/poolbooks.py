@@ -22,6 +22,7 @@ from squall.invoker.container import PooledContainer, PoolKey, State
 from squall.invoker.groups import GroupKey, KeyGroup
 from squall.invoker.prewarm import StemCellSpec
 from squall.sandbox.contracts import Container, ContainerFactory
+from squall.sandbox.sparedemand import REFILL_PARALLEL, SpareDemand, SpareSchedule
 
 log = logging.getLogger("squall.invoker.pool")
 
@@ -67,6 +68,10 @@ class PoolBooks:
     _background: set[asyncio.Task[None]]
     _refill_scheduled: bool  # a refill is in the loop's ready queue or on a timer
     _refill_after: float  # monotonic: no refill before (STEM_CELL_REFILL_DELAY_S)
+    #: Stem cells that follow bursts (invoker/prewarm.py, BURSTS): per shape of a
+    #: reactive kind, and the cold starts in flight counted there (by ``seq``).
+    _bursts: dict[Shape, SpareSchedule]
+    _cold: dict[int, Shape]
 
     # -- figures ----------------------------------------------------------------------
 
@@ -127,6 +132,7 @@ class PoolBooks:
                     del self._groups[gkey]
         else:
             _discard(self._stem, (pc.kind, pc.memory_mb), pc)
+        self._cold_ended(pc)
         self._used_mb -= pc.memory_mb
         if pc.started:
             self._spawn(self._destroy(pc.container))
@@ -182,7 +188,18 @@ class PoolBooks:
     def _stem_missing(self) -> bool:
         """Whether a stem cell of some shape is missing (starting ones count as there)."""
         stem = self._stem
-        return any(len(stem.get(spec.shape, ())) < spec.count for spec in self.stem_cell_specs)
+        return any(len(stem.get(shape, ())) < want for shape, _, want in self._stem_wanted())
+
+    def _stem_wanted(self) -> list[tuple[Shape, int, int]]:
+        """(shape, stem cells kept at all times, stem cells wanted now) for every shape:
+        those of the specs, and those grown after a burst (not while one is under way: a
+        cell started then serves none of its cold starts and takes CPU from them)."""
+        wanted = {spec.shape: (spec.count, spec.count) for spec in self.stem_cell_specs}
+        for shape, schedule in self._bursts.items():
+            demand = schedule.demand
+            now = demand.base if demand.bursting else max(demand.base, demand.wanted)
+            wanted[shape] = (demand.base, now)
+        return [(shape, base, want) for shape, (base, want) in wanted.items()]
 
     def _refill_now(self) -> None:
         delay = self._refill_after - time.monotonic()
@@ -200,22 +217,26 @@ class PoolBooks:
             return 0
         started = 0
         now = time.monotonic()
-        for spec in self.stem_cell_specs:
-            if self._stem_retry_at.get(spec.shape, 0.0) > now:
+        for (kind, memory_mb), base, want in self._stem_wanted():
+            if self._stem_retry_at.get((kind, memory_mb), 0.0) > now:
                 continue
-            group = self._stem.setdefault(spec.shape, [])
-            while len(group) < spec.count and self._used_mb + spec.memory_mb <= self.capacity_mb:
+            group = self._stem.setdefault((kind, memory_mb), [])
+            starting = sum(pc.state is State.STARTING for pc in group)
+            while len(group) < want and self._used_mb + memory_mb <= self.capacity_mb:
+                if len(group) >= base and starting >= REFILL_PARALLEL:
+                    break  # grown ones a few at a time, as a zygote forks its spares
                 pc = PooledContainer(
-                    spec.kind, spec.memory_mb, seq=next(self._seq), network=self.stem_network
+                    kind, memory_mb, seq=next(self._seq), network=self.stem_network
                 )
                 group.append(pc)
-                self._used_mb += spec.memory_mb
+                self._used_mb += memory_mb
                 task = asyncio.get_running_loop().create_task(self._start_stem_cell(pc))
                 self._stem_tasks.add(task)
                 task.add_done_callback(self._stem_tasks.discard)
                 started += 1
+                starting += 1
             if not group:
-                del self._stem[spec.shape]
+                del self._stem[(kind, memory_mb)]
         return started
 
     async def _start_stem_cell(self, pc: PooledContainer) -> None:
@@ -235,3 +256,46 @@ class PoolBooks:
             return
         pc.started_as_stem_cell(container)
         self._wake()  # a queued request of this shape can take it
+
+    # -- stem cells that follow bursts (invoker/prewarm.py, BURSTS) ----------------------
+
+    def _burst_schedule(self, shape: Shape) -> SpareSchedule | None:
+        """The demand of ``shape``'s stem cells, if its kind's stem cells are reactive."""
+        schedule = self._bursts.get(shape)
+        if schedule is not None:
+            return schedule
+        reactive = [s for s in self.stem_cell_specs if s.kind == shape[0] and s.max_count > 0]
+        if not reactive:
+            return None
+        base = sum(spec.count for spec in self.stem_cell_specs if spec.shape == shape)
+        ceiling, ttl = reactive[0].max_count, reactive[0].ttl_s
+        demand = SpareDemand(base, ceiling=ceiling, ttl=ttl, from_none=True)
+        schedule = SpareSchedule(demand, self._refill_soon, lambda: self._shrink_stem(shape))
+        self._bursts[shape] = schedule
+        return schedule
+
+    def _cold_started(self, pc: PooledContainer) -> None:
+        """A cold start of ``pc``'s shape began (a stem cell taken, or a container of a
+        stem cell's shape starting): counted for its shape's bursts until its /init
+        ended (:meth:`_cold_ended`). The shapes a stem cell could serve only."""
+        shape = (pc.kind, pc.memory_mb)
+        schedule = self._burst_schedule(shape)
+        if schedule is not None and pc.seq not in self._cold:
+            self._cold[pc.seq] = shape
+            schedule.started()
+
+    def _cold_ended(self, pc: PooledContainer) -> None:
+        """``pc``'s /init ended, or it failed or was removed before (once per start)."""
+        shape = self._cold.pop(pc.seq, None)
+        if shape is not None:
+            # The refill comes on the schedule's timer, once no burst is under way.
+            self._bursts[shape].ended()
+
+    def _shrink_stem(self, shape: Shape) -> None:
+        """``ttl`` after the last burst: remove idle stem cells of ``shape`` beyond the
+        count kept at all times."""
+        want = next((w for s, _, w in self._stem_wanted() if s == shape), 0)
+        group = self._stem.get(shape, [])
+        idle = [pc for pc in group if pc.state is State.PREWARMED]
+        for pc in idle[: max(0, len(group) - want)]:
+            self._remove(pc)

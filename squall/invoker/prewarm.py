@@ -17,6 +17,24 @@ one cell covers the first of them for 256 MB of capacity. Measured through the f
 and the pool (2 vCPUs, bubblewrap + cgroups, p50 of 20, acquire + /init + first /run):
 ``nodejs:20`` 78 ms cold, 16 ms from a stem cell; ``python:3.11`` 71 ms cold, 16 ms from a
 stem cell — what is left is the /init itself (11-12 ms).
+
+BURSTS. A Node.js sandbox is a new ``node`` process (+ ``bwrap`` and the sandbox's pid 1):
+≈ 60 ms of CPU in a burst, so two cores start ≈ 35 a second however the invoker orders
+them (bench/README.md, "Node.js stem cells follow bursts"). Taking a stem cell instead
+costs the burst its /init only. So a kind whose manifest stem cell is ``reactive``
+(OpenWhisk's option: ``maxCount``, ``ttl``; ``nodejs:20`` ships ``100``, ``60 seconds``)
+keeps stem cells the way a Python zygote keeps its spares, by the same code
+(:class:`~squall.sandbox.sparedemand.SpareDemand` and ``SpareSchedule``): once
+:data:`~squall.sandbox.sparedemand.BURST_CREATES` cold starts of one shape (kind, memory)
+are in flight at once — a cold start is in flight from the take of a stem cell or the
+start of a container until its /init ended — the pool keeps as many stem cells of that
+shape as the burst had in flight, up to ``maxCount``, for ``ttl`` after the last burst,
+then falls back to the shape's ``initialCount`` (0 for a memory the manifest does not
+name) and removes the idle ones beyond it. They are started once the burst's last cold
+start has its runtime, :data:`~squall.sandbox.sparedemand.REFILL_PARALLEL` at a time, only
+from the invoker's free memory (each counts its memory like any container) and only while
+no request waits for memory, and they are the first evicted (POLICY rule 5). An explicit
+``SQUALL_STEM_CELLS`` list has no reactive cells.
 """
 
 from __future__ import annotations
@@ -31,11 +49,15 @@ _ITEM = re.compile(r"^\s*(?P<kind>[a-z0-9.:_-]+)@(?P<memory>\d+)x(?P<count>\d+)\
 
 @dataclass(frozen=True, slots=True)
 class StemCellSpec:
-    """Keep ``count`` stem cells of ``kind`` with ``memory_mb`` each."""
+    """Keep ``count`` stem cells of ``kind`` with ``memory_mb`` each; ``max_count`` > 0:
+    after a burst of cold starts of ``kind`` (any memory), up to that many of the burst's
+    shape for ``ttl_s`` (BURSTS above)."""
 
     kind: str
     memory_mb: int
     count: int
+    max_count: int = 0
+    ttl_s: float = 0.0
 
     @property
     def shape(self) -> tuple[str, int]:
@@ -68,7 +90,7 @@ def parse_stem_cells(text: str) -> tuple[StemCellSpec, ...]:
 def manifest_stem_cells(manifest: Manifest) -> tuple[StemCellSpec, ...]:
     """The stem cells the manifest's kinds ask for (``stemCells``: count and memory)."""
     return tuple(
-        StemCellSpec(kind, cell.memory_mb, cell.count)
+        StemCellSpec(kind, cell.memory_mb, cell.count, cell.max_count, cell.ttl_s)
         for kind, cell in manifest.stem_cells()
         if cell.count > 0
     )

@@ -45,15 +45,21 @@ BURST_SPARES_TTL_S = 60.0
 REFILL_DELAY_S = 0.05
 #: The longest creates in flight postpone that forking, unless they are a burst's.
 REFILL_MAX_DELAY_S = 1.0
+#: Spares forked (stem cells started) at once while refilling: a fork waits on the
+#: zygote, the cgroup move (an RCU grace period) and the network's thread as much as on
+#: the CPU; a stem cell's start on bubblewrap and the same cgroup and network steps.
+REFILL_PARALLEL = 4
 
 
 class SpareDemand:
-    """The wanted number of spares of one zygote; see the module docstring.
+    """The wanted number of spares of one zygote (or stem cells of one shape, the pool's:
+    invoker/prewarm.py); see the module docstring.
 
-    ``base``: kept at all times (0: none, and no growth either); ``ceiling``: the most
-    after a burst (:data:`MAX_SPARES`); ``burst``: creates in flight at once that make a
-    burst (:data:`BURST_CREATES`); ``ttl``: how long grown spares are kept after the last
-    burst (:data:`BURST_SPARES_TTL_S`).
+    ``base``: kept at all times (0: none, and no growth either, unless ``from_none``: the
+    pool's stem cells of a shape it keeps only after bursts); ``ceiling``: the most after
+    a burst (:data:`MAX_SPARES`); ``burst``: creates in flight at once that make a burst
+    (:data:`BURST_CREATES`); ``ttl``: how long grown spares are kept after the last burst
+    (:data:`BURST_SPARES_TTL_S`).
     """
 
     def __init__(
@@ -63,11 +69,12 @@ class SpareDemand:
         ceiling: int | None = None,
         burst: int | None = None,
         ttl: float | None = None,
+        from_none: bool = False,
     ) -> None:
         self.base = base
         # The module's constants are read now (not when this was defined): tests set them.
         ceiling = MAX_SPARES if ceiling is None else ceiling
-        self._ceiling = max(base, ceiling) if base > 0 else 0
+        self._ceiling = max(base, ceiling) if base > 0 or from_none else 0
         self._burst = BURST_CREATES if burst is None else burst
         self._ttl = BURST_SPARES_TTL_S if ttl is None else ttl
         self._wanted = base

@@ -84,7 +84,7 @@ from squall.sandbox.cgrouptree import CgroupRoot
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.spare import Spare
-from squall.sandbox.sparedemand import SpareDemand, SpareSchedule
+from squall.sandbox.sparedemand import REFILL_PARALLEL, SpareDemand, SpareSchedule
 from squall.sandbox.supervisor import Supervisor
 from squall.sandbox.zygoteprocess import SPARE_CPU_SHARES, ZygoteProcess
 
@@ -100,9 +100,6 @@ SIZES_KEPT = 64
 #: The directory of the factory's workdir where spares' directories wait (named like no
 #: container's: a leftover of a dead invoker is cleaned like a container's directory).
 SPARES_DIRECTORY = "spares"
-#: Spares forked at once while refilling: a fork waits on the zygote, the cgroup move
-#: (an RCU grace period) and the network's thread as much as on the CPU.
-REFILL_PARALLEL = 4
 
 
 class Zygote:

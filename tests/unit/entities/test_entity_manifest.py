@@ -21,6 +21,7 @@ from squall.errors import BadRequest
 LOTS_OF_MEMORY = {"initialCount": 1, "memory": "lots"}
 NO_COUNT = {"memory": "256 MB"}
 INSTALL_WITHOUT_TOOL = {"install": [{"into": "x"}]}
+BAD_TTL = {"initialCount": 1, "memory": "256 MB", "reactive": {"maxCount": 4, "ttl": "soon"}}
 
 
 def shipped() -> Manifest:
@@ -46,9 +47,10 @@ def test_the_shipped_manifest_offers_node_18_to_24_and_python_3_11_and_3_13() ->
     ]
     assert manifest.resolve_kind("nodejs:default") == "nodejs:20"
     assert manifest.resolve_kind("python") == "python:3.13"
-    # And OpenWhisk's stock stem cells: 2 x nodejs:20, here also 1 x python:3.13
+    # And OpenWhisk's stock stem cells: 2 x nodejs:20, reactive here (up to 100 of a
+    # burst's shape for 60 s after it), and 1 x python:3.13 (its zygote serves bursts)
     assert manifest.stem_cells() == [
-        ("nodejs:20", StemCell(2, 256)),
+        ("nodejs:20", StemCell(2, 256, 100, 60.0)),
         ("python:3.13", StemCell(1, 256)),
     ]
     # And each kind says what runs it and what installs it
@@ -118,6 +120,10 @@ def test_get_root_entries_have_openwhisk_shape() -> None:
         (
             {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=[NO_COUNT])]}},
             "a stem cell has an 'initialCount'",
+        ),
+        (
+            {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=[BAD_TTL])]}},
+            "'reactive' has a 'maxCount'",
         ),
         (
             {
@@ -246,3 +252,14 @@ def test_a_deprecated_kind_refuses_new_code_but_stored_actions_still_load() -> N
         assert CodeExec.from_request({"kind": "nodejs:22", "code": "x"}).kind == "nodejs:22"
     finally:
         in_use.use_manifest(before)
+
+
+def test_a_reactive_stem_cell_reads_openwhisks_max_count_and_ttl() -> None:
+    # Given a stem cell with OpenWhisk's "reactive" options (minCount and the rest unused)
+    reactive = {"minCount": 1, "maxCount": 8, "ttl": "2 minutes", "threshold": 1}
+    cells = [{"initialCount": 1, "memory": "128 MB", "reactive": reactive}]
+    manifest = Manifest.from_json(
+        {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=cells)]}}
+    )
+    # Then its cells grow to 8 after a burst, kept 120 s
+    assert manifest.stem_cells() == [("nodejs:20", StemCell(1, 128, 8, 120.0))]

@@ -1,0 +1,101 @@
+"""Stem cells that follow bursts (invoker/prewarm.py, BURSTS), with real Node.js runtimes:
+after a burst of cold starts of one shape the pool keeps that many stem cells of it, up to
+the kind's ``maxCount``, for ``ttl``; then it falls back to the count kept at all times."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from _polling import until
+from poolsupport import ADD_ONE, NODE, run_once
+
+from squall.invoker.container import PooledContainer, State
+from squall.invoker.pool import ContainerPool
+from squall.invoker.prewarm import StemCellSpec
+from squall.sandbox import sparedemand
+from squall.sandbox.process import ProcessContainerFactory
+
+pytestmark = pytest.mark.anyio
+
+
+def cells(pool: ContainerPool, memory_mb: int) -> list[State]:
+    return [pc.state for pc in pool.stem_cells() if pc.memory_mb == memory_mb]
+
+
+async def burst(pool: ContainerPool, name: str, count: int) -> list[PooledContainer]:
+    """``count`` cold starts of new 128 MB Node.js actions at once, each /init, one run and
+    its release (a cold start is in flight until its /init ended)."""
+    keys = [("ns", f"/ns/{name}-{i}", "1") for i in range(count)]
+    taken = await asyncio.gather(*(pool.acquire(key, NODE, 128, 1) for key in keys))
+    assert all(cold for _, cold in taken)
+
+    async def serve(pc: PooledContainer) -> None:
+        assert (await pc.container.initialize({"code": ADD_ONE[NODE]}, 10)).status == 200
+        pool.initialized(pc)
+        assert await run_once(pc.container, 1) == {"n": 2}
+        pool.release(pc)
+
+    await asyncio.gather(*(serve(pc) for pc, _ in taken))
+    return [pc for pc, _ in taken]
+
+
+async def test_stem_cells_follow_a_burst_of_their_shape_up_to_max_count(
+    factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool keeping one 256 MB Node.js stem cell, reactive up to 3, where 3 cold
+    # starts in flight at once make a burst
+    monkeypatch.setattr(sparedemand, "BURST_CREATES", 3)
+    spec = StemCellSpec(NODE, 256, 1, max_count=3, ttl_s=3600.0)
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[spec])
+    pool.start()
+    assert await until(lambda: cells(pool, 256) == [State.PREWARMED])
+    # When a burst of 4 new 128 MB actions starts cold (no stem cell of that shape)
+    first = await burst(pool, "a", 4)
+    assert not any(pc.stem_cell for pc in first)
+    # Then once its /inits ended, 3 stem cells of 128 MB are started (the ceiling, not
+    # the burst's 4), and the 256 MB one is still the only one of its shape
+    assert await until(lambda: cells(pool, 128) == [State.PREWARMED] * 3)
+    assert cells(pool, 256) == [State.PREWARMED]
+    # When the next burst of that shape comes
+    second = await burst(pool, "b", 3)
+    # Then each of its cold starts took a stem cell (only /init), and they are replaced
+    assert all(pc.stem_cell for pc in second)
+    assert await until(lambda: cells(pool, 128) == [State.PREWARMED] * 3)
+    assert pool.used_mb == 256 + 128 * (3 + 4 + 3)
+    await pool.close()
+    assert factory.containers == []
+
+
+async def test_grown_stem_cells_are_removed_ttl_after_the_last_burst(
+    factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool whose Node.js stem cells follow bursts for a short ttl, none kept at
+    # all times of the 128 MB shape
+    monkeypatch.setattr(sparedemand, "BURST_CREATES", 2)
+    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=0.5)
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[spec])
+    pool.start()
+    # When a burst of 2 new 128 MB actions started cold
+    await burst(pool, "a", 2)
+    # Then the 128 MB stem cells are gone (or never started) once the ttl passed, and
+    # their memory is free; the 256 MB one stays
+    assert await until(lambda: cells(pool, 128) == [] and cells(pool, 256) == [State.PREWARMED])
+    assert pool.used_mb == 256 + 2 * 128
+    await pool.close()
+
+
+async def test_a_kind_whose_stem_cells_are_not_reactive_keeps_its_count(
+    factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool keeping one Node.js stem cell that is not reactive (maxCount 0)
+    monkeypatch.setattr(sparedemand, "BURST_CREATES", 2)
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[StemCellSpec(NODE, 128, 1)])
+    pool.start()
+    assert await until(lambda: cells(pool, 128) == [State.PREWARMED])
+    # When a burst of 2 cold starts of its shape comes (the first takes the cell)
+    await burst(pool, "a", 2)
+    # Then only the one stem cell is started again, and no more are missing
+    assert await until(lambda: cells(pool, 128) == [State.PREWARMED])
+    assert pool.refill() == 0
+    await pool.close()
