@@ -73,8 +73,8 @@ from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from squall.errors import ProviderError
+from squall.store.postgres_database import PgDatabase
 from squall.store.postgres_held import HeldConnection
-from squall.store.postgres_schema import PgDatabase
 
 log = logging.getLogger(__name__)
 
