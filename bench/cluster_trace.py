@@ -22,8 +22,9 @@ minimum of each gap between two steps (ms), with the load average before and aft
 A gap between two steps of one process is that process's own work (Python, and waiting
 for the CPU on a loaded machine); a gap across processes is the other side's work plus
 the wake-ups (nats-server storing and delivering, PostgreSQL writing and flushing its
-WAL). ``perf trace`` itself adds a few µs per traced call. Needs root (``perf``) and
-``node``-free: the invokes come from ``httpx`` in this process.
+WAL). ``perf trace`` itself adds a few µs per traced call. Needs ``perf`` (root) and
+``node`` (the warm-up goes through ``bench/load.js``); the traced invokes come from
+``httpx`` in this process.
 """
 
 from __future__ import annotations
