@@ -106,7 +106,6 @@ class Recovery:
         self._bus = bus
         self._balancer = balancer
         self._waiters = waiters
-        self._activations = activations
         self._drain_deadline_s = drain_deadline_s
         self._lost_after_s = lost_after_s
         self._moves = Moves(
