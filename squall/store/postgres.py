@@ -20,7 +20,7 @@ Guarantees, beyond those of the contracts:
   a read in this process followed by a write, so no interleaving can lose an update.
 - Every failure to reach the database raises ``ProviderError`` (the API answers 5xx),
   including in :meth:`PostgresAuthStore.authenticate`: an outage must never look like a
-  wrong key (401). See :mod:`squall.store.postgres_schema` for recovery.
+  wrong key (401). See :mod:`squall.store.postgres_database` for recovery.
 - Bodies are sent as JSON text (orjson) and come back as fresh ``dict``s.
 - ``updated`` times come from ``clock`` (epoch ms; wall clock by default).
 """
@@ -38,8 +38,8 @@ from squall.store.contracts import Document
 from squall.store.postgres_activations import PostgresActivationStore
 from squall.store.postgres_apis import PostgresApiStore
 from squall.store.postgres_auth import PostgresAuthStore
+from squall.store.postgres_database import PgDatabase, connect, limit_offset
 from squall.store.postgres_schedules import PostgresScheduleStore
-from squall.store.postgres_schema import PgDatabase, connect, limit_offset
 from squall.store.records import (
     EXISTS,
     STALE,

@@ -32,7 +32,7 @@ from squall.entities.activation import Activation
 from squall.errors import NotFound
 from squall.store.contracts import ActivationQuery, Unfinished
 from squall.store.postgres_batch import WriteBatcher, WriteKind
-from squall.store.postgres_schema import PgDatabase, limit_offset
+from squall.store.postgres_database import PgDatabase, limit_offset
 from squall.store.records import (
     STARTED,
     activation_filter,

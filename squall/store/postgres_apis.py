@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 
 from squall.errors import Conflict, NotFound
 from squall.store.contracts import GatewayApi
-from squall.store.postgres_schema import PgDatabase
+from squall.store.postgres_database import PgDatabase
 from squall.store.records import EXISTS, STALE, Clock, dumps_body, loads_body, next_rev
 
 Conn = AsyncConnection[Any]

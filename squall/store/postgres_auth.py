@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from squall.errors import Conflict, NotFound
 from squall.store import keys
 from squall.store.contracts import Subject
-from squall.store.postgres_schema import PgDatabase
+from squall.store.postgres_database import PgDatabase
 from squall.store.records import (
     NAMESPACE_EXISTS,
     UUID_TAKEN,

@@ -9,8 +9,9 @@ statement, not per row. The batch waits for the batch in flight (one batch at a 
 process), so it grows with the load: at one activation at a time nothing waits and a
 write is the single statement it was; with many, one commit carries many. The flusher
 takes one pooled connection for as long as writes keep coming and returns it when its
-queue is empty (``PgDatabase.hold``): a batch after the first skips the pool's checkout
-and return.
+queue is still empty one loop iteration after its last commit (``PgDatabase.hold``): a
+batch after the first skips the pool's checkout and return, and the callers it answered
+run before the return.
 
 How a batch is one statement: every activation write is ``INSERT INTO activations …
 ON CONFLICT (activation_id) <what to do with a stored row>`` (a :class:`WriteKind`). A
@@ -73,8 +74,8 @@ from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from squall.errors import ProviderError
+from squall.store.postgres_database import PgDatabase
 from squall.store.postgres_held import HeldConnection
-from squall.store.postgres_schema import PgDatabase
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +230,15 @@ class WriteBatcher:
         self._held = held = self._db.hold()
         try:
             while self._queue:
-                batch, self._queue = _take(self._queue)
-                await self._commit(batch)
+                while self._queue:
+                    batch, self._queue = _take(self._queue)
+                    await self._commit(batch)
+                # One loop iteration before the connection goes back: the callers just
+                # answered run first (their wake-ups were queued before this step), so
+                # the pool's return is off their answer's path, and a write one of them
+                # makes at once (a mark, then its next step's) still finds the flusher
+                # and its connection.
+                await asyncio.sleep(0)
         except BaseException:
             # Cancelled (the store closes): the writes still queued get an answer too.
             rest, self._queue = self._queue, []

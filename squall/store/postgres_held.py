@@ -1,6 +1,6 @@
 """A PostgreSQL connection held out of the pool across several calls of one caller.
 
-See :class:`HeldConnection`; :meth:`squall.store.postgres_schema.PgDatabase.hold` makes
+See :class:`HeldConnection`; :meth:`squall.store.postgres_database.PgDatabase.hold` makes
 one and ``PgDatabase.run(held=)`` uses it (the activation group commit's flusher,
 ``postgres_batch.py``).
 """

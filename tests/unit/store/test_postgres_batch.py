@@ -240,6 +240,30 @@ async def test_writes_that_keep_coming_take_one_connection_from_the_pool(schema:
         assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]
 
 
+async def test_a_caller_answered_runs_before_the_connection_goes_back(schema: str) -> None:
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        pool = store.database.pool
+        activation_id = uuid.uuid4().hex
+        pool.pop_stats()
+        # When one activation is marked started, alone
+        assert await activations.start(pending(activation_id))
+        # Then its caller runs on while the flusher still holds the connection (the
+        # pool's return is not on the answer's path)
+        stats = pool.get_stats()
+        assert stats["pool_available"] == stats["pool_size"] - 1
+        # And a write it makes at once goes on that connection: one checkout for both
+        assert await activations.put(final(activation_id)) is None
+        assert pool.pop_stats().get("requests_num") == 1
+        # And the connection goes back once the flusher finds its queue still empty
+        for _ in range(100):
+            stats = pool.get_stats()
+            if stats["pool_available"] == stats["pool_size"]:
+                break
+            await asyncio.sleep(0)  # a loop iteration: the flusher's next step
+        assert stats["pool_available"] == stats["pool_size"]
+
+
 async def test_a_connection_held_for_long_goes_back_to_the_pool_all_the_same(
     schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
