@@ -160,8 +160,10 @@ def _install(
             try:
                 debian.extract(source, fresh, into)
             except click.ClickException as exc:
-                # An optional interpreter (not the host's): the other kinds install and
-                # run without it; ``squall runtimes list`` shows it as not offered.
+                # An interpreter from Debian's archive, not the host's: the other kinds
+                # install and run without it; ``squall runtimes list`` shows it as not
+                # offered, and where it is its family's default (python:3.13) the newest
+                # offered kind of the family stands in for it, as start-up says.
                 click.echo(f"squall: {kind.kind} not installed: {exc.format_message()}", err=True)
                 return
         else:

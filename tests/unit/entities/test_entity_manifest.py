@@ -202,7 +202,7 @@ def test_a_default_kind_this_host_lacks_has_the_newest_offered_kind_stand_in() -
     assert shipped_manifest.stand_ins(offered) == {"python:3.13": "python:3.11"}
     assert manifest.resolve_kind("python:default") == "python:3.11"
     assert manifest.stem_cells() == [
-        ("nodejs:20", StemCell(2, 256)),
+        ("nodejs:20", StemCell(2, 256, 100, 60.0)),
         ("python:3.11", StemCell(1, 256)),
     ]
     python311 = manifest.get("python:3.11")

@@ -252,7 +252,7 @@ async def test_runtimes_die_with_their_invoker(
     )
     assert invoker.stdout is not None
     pids = json.loads(await asyncio.wait_for(invoker.stdout.readline(), timeout=20))
-    # (python:3.11 is forked by the zygote: the runtime and its child)
+    # (the default Python kind is forked by the zygote: the runtime and its child)
     forked = kind == "python:3.13"
     assert len(pids) == (2 if forked else 4) and not any(gone(pid) for pid in pids)
     # When the invoker is killed without any chance to clean up
