@@ -36,8 +36,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from invoke_latency import write_report
-from protocol_support import compare, header, platform, spread, take_turns
+from protocol_support import (
+    NOOPS,
+    arguments,
+    compare,
+    header,
+    platform,
+    report,
+    spread,
+    take_turns,
+)
 from starlette.types import ASGIApp, Message
 
 from squall.controller.fastpath import InvokeFastPath
@@ -46,10 +54,7 @@ from squall.controller.middleware import RequestMiddleware
 RESULTS = Path(__file__).resolve().parent / "results" / "invoke_path.json"
 #: A target without an invoke: the same route, authentication and action lookup, a 404.
 MISSING = "bench-path-missing"
-ACTIONS = {
-    "nodejs": ("nodejs:default", "function main() { return {}; }"),
-    "python": ("python:default", "def main(args):\n    return {}\n"),
-}
+ACTIONS = NOOPS
 
 
 async def request(
@@ -146,16 +151,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--invokes", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    if not (1 <= args.invokes <= 100_000 and 1 <= args.rounds <= 50):
-        parser.error("1 ≤ --invokes ≤ 100000, 1 ≤ --rounds ≤ 50")
-    if not 1 <= args.concurrency <= 200:
-        parser.error("1 ≤ --concurrency ≤ 200")
+    _, args = arguments(__doc__, "invokes", RESULTS)
     load_before = os.getloadavg()[0]
     started = time.time()
     samples = asyncio.run(run(args))
@@ -168,16 +164,7 @@ def main() -> None:
             got, entries = compare(samples, label, ("cpu_ms", "wall_ms"), "starlette", "fast")
             rows += got
             summary |= entries
-    rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
-    print("\n".join(rows))
-    write_report(
-        "invoke_path",
-        started,
-        args,
-        load_average={"before": load_before, "after": load_after},
-        summary=summary,
-        samples=samples,
-    )
+    report("invoke_path", started, args, (load_before, load_after), rows, summary, samples)
 
 
 if __name__ == "__main__":

@@ -34,13 +34,15 @@ from typing import Any
 
 import orjson
 import uvloop
-from invoke_latency import write_report
 from protocol_support import (
+    NOOPS,
+    arguments,
     compare,
     exchange,
     header,
     platform,
     put_once,
+    report,
     serve_variants,
     spread,
     take_turns,
@@ -51,10 +53,7 @@ from squall.cli.serving import protocol_for
 
 RESULTS = Path(__file__).resolve().parent / "results" / "invoke_protocol.json"
 MISSING = "bench-protocol-missing"
-ACTIONS = {
-    "nodejs": ("nodejs:default", "function main() { return {}; }"),
-    "python": ("python:default", "def main(args):\n    return {}\n"),
-}
+ACTIONS = NOOPS
 
 
 def invoke_request(path: str, auth: bytes, body: bytes) -> bytes:
@@ -118,16 +117,7 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--invokes", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    if not (1 <= args.invokes <= 100_000 and 1 <= args.rounds <= 50):
-        parser.error("1 ≤ --invokes ≤ 100000, 1 ≤ --rounds ≤ 50")
-    if not 1 <= args.concurrency <= 200:
-        parser.error("1 ≤ --concurrency ≤ 200")
+    _, args = arguments(__doc__, "invokes", RESULTS)
     load_before = os.getloadavg()[0]
     started = time.time()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -142,16 +132,7 @@ def main() -> None:
             )
             rows += got
             summary |= figures
-    rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
-    print("\n".join(rows))
-    write_report(
-        "invoke_protocol",
-        started,
-        args,
-        load_average={"before": load_before, "after": load_after},
-        summary=summary,
-        samples=samples,
-    )
+    report("invoke_protocol", started, args, (load_before, load_after), rows, summary, samples)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,15 @@
 - :func:`take_turns`: the rounds, the variants taking turns (the first one alternates by
   round, so neither always runs on a machine the other just warmed);
 - :func:`compare`: medians of two variants per figure, with the median of the per-round
-  ratios (new/base) and in how many rounds the new one was lower, as a table and a summary.
+  ratios (new/base) and in how many rounds the new one was lower, as a table and a summary;
+- :func:`arguments`, :func:`report`: the common flags (a count per sample, ``--rounds``,
+  ``--concurrency``, ``--output``), and the table printed with the load average and written
+  as JSON.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -26,11 +30,62 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from invoke_latency import write_report
 
 from squall.cli.standalone import Standalone
 from squall.config import Settings
 
 Samples = dict[str, list[dict[str, float]]]
+#: A no-op action of each family, as the invoke benchmarks run them.
+NOOPS = {
+    "nodejs": ("nodejs:default", "function main() { return {}; }"),
+    "python": ("python:default", "def main(args):\n    return {}\n"),
+}
+
+
+def arguments(
+    doc: str,
+    count: str,
+    results: Path,
+    more: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse ``--<count>`` (requests per sample), ``--rounds``, ``--concurrency``,
+    ``--output`` and what ``more`` adds; the parser is returned for further checks."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(f"--{count}", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=results)
+    if more is not None:
+        more(parser)
+    args = parser.parse_args()
+    if not (1 <= getattr(args, count) <= 100_000 and 1 <= args.rounds <= 50):
+        parser.error(f"1 ≤ --{count} ≤ 100000, 1 ≤ --rounds ≤ 50")
+    if not 1 <= args.concurrency <= 200:
+        parser.error("1 ≤ --concurrency ≤ 200")
+    return parser, args
+
+
+def report(
+    name: str,
+    started: float,
+    args: argparse.Namespace,
+    load: tuple[float, float],
+    rows: list[str],
+    summary: dict[str, Any],
+    samples: dict[str, Any],
+) -> None:
+    """Print ``rows`` and the load average (before, after); write the JSON report."""
+    rows.append(f"load average (1 min): {load[0]:.2f} before, {load[1]:.2f} after")
+    print("\n".join(rows))
+    write_report(
+        name,
+        started,
+        args,
+        load_average={"before": load[0], "after": load[1]},
+        summary=summary,
+        samples=samples,
+    )
 
 
 @contextlib.asynccontextmanager

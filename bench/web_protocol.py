@@ -50,13 +50,14 @@ from typing import Any
 
 import orjson
 import uvloop
-from invoke_latency import write_report
 from protocol_support import (
+    arguments,
     compare,
     exchange,
     header,
     platform,
     put_once,
+    report,
     serve_variants,
     spread,
     take_turns,
@@ -188,20 +189,15 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--targets", default=",".join(TARGETS))
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    parser, args = arguments(
+        __doc__,
+        "requests",
+        RESULTS,
+        lambda parser: parser.add_argument("--targets", default=",".join(TARGETS)),
+    )
     args.targets = args.targets.split(",")
     if not set(args.targets) <= set(TARGETS):
         parser.error(f"--targets: some of {','.join(TARGETS)}")
-    if not (1 <= args.requests <= 100_000 and 1 <= args.rounds <= 50):
-        parser.error("1 ≤ --requests ≤ 100000, 1 ≤ --rounds ≤ 50")
-    if not 1 <= args.concurrency <= 200:
-        parser.error("1 ≤ --concurrency ≤ 200")
     load_before = os.getloadavg()[0]
     started = time.time()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -224,16 +220,7 @@ def main() -> None:
         rows.append(
             f"{label:<14}{'calls':<8}{a_calls:>11.0f}{h_calls:>11.0f}{h_calls / a_calls:>16.2f}"
         )
-    rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
-    print("\n".join(rows))
-    write_report(
-        "web_protocol",
-        started,
-        args,
-        load_average={"before": load_before, "after": load_after},
-        summary=summary,
-        samples=samples,
-    )
+    report("web_protocol", started, args, (load_before, load_after), rows, summary, samples)
 
 
 if __name__ == "__main__":
