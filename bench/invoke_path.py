@@ -21,7 +21,8 @@ A no-op Node.js and a no-op Python action, warmed, are invoked blocking with
 ``--concurrency`` at once; the variants take turns (the first one alternates by round).
 Figures: this process's CPU time (``time.process_time``: every thread, not the runtimes)
 per invoke, and wall time per invoke; medians over ``--rounds``, with fast/starlette
-ratios and the 1-minute load average. Writes ``bench/results/invoke_path.json``.
+ratios (the median of the per-round ratios, and in how many rounds ``fast`` was lower)
+and the 1-minute load average. Writes ``bench/results/invoke_path.json``.
 """
 
 from __future__ import annotations
@@ -30,28 +31,30 @@ import argparse
 import asyncio
 import base64
 import os
-import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from invoke_latency import write_report
+from protocol_support import (
+    NOOPS,
+    arguments,
+    compare,
+    header,
+    platform,
+    report,
+    spread,
+    take_turns,
+)
 from starlette.types import ASGIApp, Message
 
-from squall.cli.standalone import Standalone
-from squall.config import Settings
 from squall.controller.fastpath import InvokeFastPath
 from squall.controller.middleware import RequestMiddleware
 
 RESULTS = Path(__file__).resolve().parent / "results" / "invoke_path.json"
 #: A target without an invoke: the same route, authentication and action lookup, a 404.
 MISSING = "bench-path-missing"
-ACTIONS = {
-    "nodejs": ("nodejs:default", "function main() { return {}; }"),
-    "python": ("python:default", "def main(args):\n    return {}\n"),
-}
+ACTIONS = NOOPS
 
 
 async def request(
@@ -111,9 +114,8 @@ async def sample(
             if (status, answer) != (200, b"{}") and not (status == 404 and MISSING in path):
                 raise SystemExit(f"{path}: {status} {answer[:200]!r}")
 
-    per_worker = [invokes // concurrency + (i < invokes % concurrency) for i in range(concurrency)]
     cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker(n) for n in per_worker))
+    await asyncio.gather(*(worker(n) for n in spread(invokes, concurrency)))
     return {
         "cpu_ms": 1000 * (time.process_time() - cpu) / invokes,
         "wall_ms": 1000 * (time.perf_counter() - wall) / invokes,
@@ -121,87 +123,48 @@ async def sample(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="squall-path-") as tmp:
-        settings = Settings(
-            home=Path(tmp),
-            keep_warm_s=600,
-            invocations_per_minute=100_000_000,
-            concurrent_invocations=100_000,
-        )
-        system = await Standalone.start(settings)
-        try:
-            served = system.app
-            assert isinstance(served, RequestMiddleware) and isinstance(served.app, InvokeFastPath)
-            variants: dict[str, ASGIApp] = {
-                "starlette": RequestMiddleware(served.app.app),
-                "fast": served,
-            }
-            auth = b"Basic " + base64.b64encode(system.guest_auth.encode())
-            paths = {}
-            for family, (kind, code) in ACTIONS.items():
-                path = f"/api/v1/namespaces/_/actions/bench-path-{family}"
-                body = orjson.dumps({"exec": {"kind": kind, "code": code}})
-                status, answer = await request(served, "PUT", path, "", auth, body)
-                if status != 200:
-                    raise SystemExit(f"cannot create {path}: {status} {answer[:200]!r}")
-                paths[family] = path
-                for app in variants.values():  # warm: containers for both concurrencies
-                    await sample(app, path, auth, 100, 1)
-                    await sample(app, path, auth, 4 * args.concurrency, args.concurrency)
-            paths["missing"] = f"/api/v1/namespaces/_/actions/{MISSING}"
-            samples: dict[str, list[dict[str, float]]] = {}
-            for round_ in range(args.rounds):
-                order = list(variants) if round_ % 2 == 0 else list(variants)[::-1]
-                for family, path in paths.items():
-                    for conc in (1, args.concurrency):
-                        for name in order:
-                            got = await sample(variants[name], path, auth, args.invokes, conc)
-                            samples.setdefault(f"{family} c={conc} {name}", []).append(got)
-                print(f"round {round_ + 1} done, load {os.getloadavg()[0]:.1f}", flush=True)
-            return samples
-        finally:
-            await system.close()
+    async with platform("squall-path-") as system:
+        served = system.app
+        assert isinstance(served, RequestMiddleware) and isinstance(served.app, InvokeFastPath)
+        variants: dict[str, ASGIApp] = {
+            "starlette": RequestMiddleware(served.app.app),
+            "fast": served,
+        }
+        auth = b"Basic " + base64.b64encode(system.guest_auth.encode())
+        paths = {}
+        for family, (kind, code) in ACTIONS.items():
+            path = f"/api/v1/namespaces/_/actions/bench-path-{family}"
+            body = orjson.dumps({"exec": {"kind": kind, "code": code}})
+            status, answer = await request(served, "PUT", path, "", auth, body)
+            if status != 200:
+                raise SystemExit(f"cannot create {path}: {status} {answer[:200]!r}")
+            paths[family] = path
+            for app in variants.values():  # warm: containers for both concurrencies
+                await sample(app, path, auth, 100, 1)
+                await sample(app, path, auth, 4 * args.concurrency, args.concurrency)
+        paths["missing"] = f"/api/v1/namespaces/_/actions/{MISSING}"
+
+        async def one(name: str, family: str, conc: int) -> dict[str, float]:
+            return await sample(variants[name], paths[family], auth, args.invokes, conc)
+
+        return await take_turns(args.rounds, list(variants), paths, (1, args.concurrency), one)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--invokes", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    if not (1 <= args.invokes <= 100_000 and 1 <= args.rounds <= 50):
-        parser.error("1 ≤ --invokes ≤ 100000, 1 ≤ --rounds ≤ 50")
-    if not 1 <= args.concurrency <= 200:
-        parser.error("1 ≤ --concurrency ≤ 200")
+    _, args = arguments(__doc__, "invokes", RESULTS)
     load_before = os.getloadavg()[0]
     started = time.time()
     samples = asyncio.run(run(args))
     load_after = os.getloadavg()[0]
-    rows = [f"{'target':<16}{'figure':<8}{'starlette':>11}{'fast':>9}{'fast/starlette':>16}"]
+    rows = [header("starlette", "fast")]
     summary: dict[str, Any] = {}
     for family in (*ACTIONS, "missing"):
         for conc in (1, args.concurrency):
-            for figure in ("cpu_ms", "wall_ms"):
-                plain = statistics.median(
-                    s[figure] for s in samples[f"{family} c={conc} starlette"]
-                )
-                fast = statistics.median(s[figure] for s in samples[f"{family} c={conc} fast"])
-                label = f"{family} c={conc}"
-                summary[f"{label} {figure}"] = {"starlette": plain, "fast": fast}
-                rows.append(
-                    f"{label:<16}{figure:<8}{plain:>11.3f}{fast:>9.3f}{fast / plain:>16.2f}"
-                )
-    rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
-    print("\n".join(rows))
-    write_report(
-        "invoke_path",
-        started,
-        args,
-        load_average={"before": load_before, "after": load_after},
-        summary=summary,
-        samples=samples,
-    )
+            label = f"{family} c={conc}"
+            got, entries = compare(samples, label, ("cpu_ms", "wall_ms"), "starlette", "fast")
+            rows += got
+            summary |= entries
+    report("invoke_path", started, args, (load_before, load_after), rows, summary, samples)
 
 
 if __name__ == "__main__":

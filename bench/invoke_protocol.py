@@ -28,53 +28,32 @@ import argparse
 import asyncio
 import base64
 import os
-import socket
-import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-import uvicorn
 import uvloop
-from invoke_latency import write_report
+from protocol_support import (
+    NOOPS,
+    arguments,
+    compare,
+    exchange,
+    header,
+    platform,
+    put_once,
+    report,
+    serve_variants,
+    spread,
+    take_turns,
+)
 
 from squall.cli.coalescing import CoalescingHttpToolsProtocol
 from squall.cli.serving import protocol_for
-from squall.cli.standalone import Standalone
-from squall.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "invoke_protocol.json"
 MISSING = "bench-protocol-missing"
-ACTIONS = {
-    "nodejs": ("nodejs:default", "function main() { return {}; }"),
-    "python": ("python:default", "def main(args):\n    return {}\n"),
-}
-
-
-async def serve(app: Any, protocol: type[asyncio.Protocol]) -> tuple[uvicorn.Server, int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, http=protocol, loop="none", lifespan="off", log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    for _ in range(1000):
-        if server.started:
-            return server, sock.getsockname()[1]
-        await asyncio.sleep(0.01)
-    raise SystemExit("uvicorn did not start")
-
-
-async def exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
-) -> tuple[int, bytes]:
-    writer.write(raw)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = int(head.split(b"\r\ncontent-length: ", 1)[1].split(b"\r\n", 1)[0])
-    return int(head[9:12]), await reader.readexactly(length)
+ACTIONS = NOOPS
 
 
 def invoke_request(path: str, auth: bytes, body: bytes) -> bytes:
@@ -100,9 +79,8 @@ async def sample(
         finally:
             writer.close()
 
-    per_worker = [invokes // concurrency + (i < invokes % concurrency) for i in range(concurrency)]
     cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker(n) for n in per_worker))
+    await asyncio.gather(*(worker(n) for n in spread(invokes, concurrency)))
     return {
         "cpu_ms": 1000 * (time.process_time() - cpu) / invokes,
         "wall_ms": 1000 * (time.perf_counter() - wall) / invokes,
@@ -110,23 +88,12 @@ async def sample(
 
 
 async def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
-    with tempfile.TemporaryDirectory(prefix="squall-protocol-") as tmp:
-        settings = Settings(
-            home=Path(tmp),
-            keep_warm_s=600,
-            invocations_per_minute=100_000_000,
-            concurrent_invocations=100_000,
-        )
-        system = await Standalone.start(settings)
-        servers: list[uvicorn.Server] = []
-        try:
-            ports: dict[str, int] = {}
-            for name, protocol in (
-                ("asgi", CoalescingHttpToolsProtocol),
-                ("hot", protocol_for(system.app)),
-            ):
-                server, ports[name] = await serve(system.app, protocol)
-                servers.append(server)
+    async with platform("squall-protocol-") as system:
+        protocols: dict[str, type[asyncio.Protocol]] = {
+            "asgi": CoalescingHttpToolsProtocol,
+            "hot": protocol_for(system.app),
+        }
+        async with serve_variants(system.app, protocols) as ports:
             auth = b"Basic " + base64.b64encode(system.guest_auth.encode())
             paths = {}
             for family, (kind, code) in ACTIONS.items():
@@ -136,79 +103,36 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
                     b"PUT %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                 ) % (path.encode(), auth, len(body), body)
-                reader, writer = await asyncio.open_connection("127.0.0.1", ports["asgi"])
-                status, answer = await exchange(reader, writer, put)
-                writer.close()
-                if status != 200:
-                    raise SystemExit(f"cannot create {path}: {status} {answer[:200]!r}")
+                await put_once(ports["asgi"], put, path)
                 paths[family] = path
                 for port in ports.values():  # warm: containers for both concurrencies
                     await sample(port, path, auth, 100, 1)
                     await sample(port, path, auth, 4 * args.concurrency, args.concurrency)
             paths["missing"] = f"/api/v1/namespaces/_/actions/{MISSING}"
-            samples: dict[str, list[dict[str, float]]] = {}
-            for round_ in range(args.rounds):
-                order = list(ports) if round_ % 2 == 0 else list(ports)[::-1]
-                for family, path in paths.items():
-                    for conc in (1, args.concurrency):
-                        for name in order:
-                            got = await sample(ports[name], path, auth, args.invokes, conc)
-                            samples.setdefault(f"{family} c={conc} {name}", []).append(got)
-                print(f"round {round_ + 1} done, load {os.getloadavg()[0]:.1f}", flush=True)
-            return samples
-        finally:
-            for server in servers:
-                server.should_exit = True
-            await asyncio.sleep(0.5)
-            await system.close()
+
+            async def one(name: str, family: str, conc: int) -> dict[str, float]:
+                return await sample(ports[name], paths[family], auth, args.invokes, conc)
+
+            return await take_turns(args.rounds, list(ports), paths, (1, args.concurrency), one)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--invokes", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    if not (1 <= args.invokes <= 100_000 and 1 <= args.rounds <= 50):
-        parser.error("1 ≤ --invokes ≤ 100000, 1 ≤ --rounds ≤ 50")
-    if not 1 <= args.concurrency <= 200:
-        parser.error("1 ≤ --concurrency ≤ 200")
+    _, args = arguments(__doc__, "invokes", RESULTS)
     load_before = os.getloadavg()[0]
     started = time.time()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         samples = runner.run(run(args))
     load_after = os.getloadavg()[0]
-    rows = [f"{'target':<16}{'figure':<8}{'asgi':>9}{'hot':>9}{'hot/asgi':>10}{'pairs <':>9}"]
+    rows = [header("asgi", "hot")]
     summary: dict[str, Any] = {}
     for family in (*ACTIONS, "missing"):
         for conc in (1, args.concurrency):
-            for figure in ("cpu_ms", "wall_ms"):
-                a = [s[figure] for s in samples[f"{family} c={conc} asgi"]]
-                h = [s[figure] for s in samples[f"{family} c={conc} hot"]]
-                ratios = [y / x for x, y in zip(a, h, strict=True)]
-                label = f"{family} c={conc}"
-                summary[f"{label} {figure}"] = {
-                    "asgi": statistics.median(a),
-                    "hot": statistics.median(h),
-                    "median_pair_ratio": statistics.median(ratios),
-                    "pairs_hot_lower": sum(r < 1 for r in ratios),
-                }
-                rows.append(
-                    f"{label:<16}{figure:<8}{statistics.median(a):>9.3f}"
-                    f"{statistics.median(h):>9.3f}{statistics.median(ratios):>10.2f}"
-                    f"{sum(r < 1 for r in ratios):>6}/{len(ratios)}"
-                )
-    rows.append(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
-    print("\n".join(rows))
-    write_report(
-        "invoke_protocol",
-        started,
-        args,
-        load_average={"before": load_before, "after": load_after},
-        summary=summary,
-        samples=samples,
-    )
+            got, figures = compare(
+                samples, f"{family} c={conc}", ("cpu_ms", "wall_ms"), "asgi", "hot"
+            )
+            rows += got
+            summary |= figures
+    report("invoke_protocol", started, args, (load_before, load_after), rows, summary, samples)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ class EntityStore(Protocol):
       when the document exists; with a ``rev`` it replaces and raises
       ``Conflict`` when that revision is no longer current (someone wrote in between).
       It returns the stored document with its new revision and ``updated`` time.
+    - ``rewrite`` replaces the body at ``rev`` and keeps both the revision and ``updated``
+      (``Conflict`` when stale or gone): only for a change that leaves the entity as users
+      see it (parameters re-encrypted under a new key), so every cache keyed by revision
+      (controllers' catalogs, invokers') stays right without being told.
     - ``get`` raises ``NotFound`` for a missing document.
     - ``delete`` with a ``rev`` raises ``Conflict`` when stale; returns the deleted document.
     - ``list`` is ordered newest ``updated`` first, then by name; ``package=None`` lists the
@@ -78,6 +82,10 @@ class EntityStore(Protocol):
         name: str,
         body: dict[str, Any],
         rev: str | None,
+    ) -> Document: ...
+
+    async def rewrite(
+        self, namespace: str, collection: str, name: str, body: dict[str, Any], rev: str
     ) -> Document: ...
 
     async def delete(

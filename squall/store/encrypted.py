@@ -95,6 +95,12 @@ class EncryptedEntityStore:
         stored = await self.inner.put(namespace, collection, name, lock_body(self._ring, body), rev)
         return self._open(stored)
 
+    async def rewrite(
+        self, namespace: str, collection: str, name: str, body: dict[str, Any], rev: str
+    ) -> Document:
+        locked = lock_body(self._ring, body)
+        return self._open(await self.inner.rewrite(namespace, collection, name, locked, rev))
+
     async def delete(
         self, namespace: str, collection: str, name: str, rev: str | None = None
     ) -> Document:

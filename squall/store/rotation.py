@@ -10,9 +10,12 @@ Guarantees:
 - Each rewrite is a compare-and-set on the document's revision (a server writing the same
   document meanwhile wins; the document is read again and retried, a few times), so a
   rotation can run while servers serve.
-- A document already entirely under the current key is not written (its revision and
-  ``updated`` time stay); a rewritten one gets a new revision and ``updated`` time, like
-  any write.
+- A rewritten entity keeps its revision and ``updated`` time (``EntityStore.rewrite``):
+  its content is unchanged, and a running server's caches hold actions by revision — a
+  standalone server's for ever, since another process's write never reaches it — so a new
+  revision would make its next invoke of a cached action fail ("Action version is not
+  compatible"). A server writing the document after the rewrite still needs that revision,
+  as before it. Feed schedules (no cache) are written as usual.
 - Idempotent: a second run after a complete one rewrites nothing.
 - Pending activation messages are not rewritten: they live until their activation starts,
   so the previous key must stay configured until those are gone (seconds, normally).
@@ -81,7 +84,7 @@ async def _rewrite_entity(
             return  # rewritten meanwhile
         try:
             body = unlock_body(store.ring, doc.body)
-            await store.entities.put(namespace, collection, name, body, doc.rev)
+            await store.entities.rewrite(namespace, collection, name, body, doc.rev)
         except Conflict:
             continue
         report.count(collection)

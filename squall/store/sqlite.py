@@ -120,6 +120,21 @@ class SqliteEntityStore:
                 )
         return Document(namespace, collection, name, new_rev, orjson.loads(text), updated)
 
+    async def rewrite(
+        self, namespace: str, collection: str, name: str, body: dict[str, Any], rev: str
+    ) -> Document:
+        text = dumps_body(body)
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "UPDATE entities SET body = ?"
+                " WHERE namespace = ? AND collection = ? AND name = ? AND rev = ?"
+                " RETURNING updated",
+                (text, namespace, collection, name, rev),
+            ).fetchone()
+            if row is None:
+                raise Conflict(STALE)
+        return Document(namespace, collection, name, rev, orjson.loads(text), row[0])
+
     async def delete(
         self, namespace: str, collection: str, name: str, rev: str | None = None
     ) -> Document:

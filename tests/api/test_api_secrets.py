@@ -50,6 +50,12 @@ async def other(system: Standalone) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def entities_of(system: Standalone) -> EncryptedEntityStore:
+    entities = system.store.entities
+    assert isinstance(entities, EncryptedEntityStore)  # the server's store encrypts parameters
+    return entities
+
+
 def raw_store(home: Path) -> bytes:
     return b"".join(p.read_bytes() for p in home.iterdir() if p.name.startswith("squall.db"))
 
@@ -135,6 +141,9 @@ async def test_admin_rotation_under_a_running_server(
     name, secret = unique("rot"), unique("rotated-secret")
     action = node_action(DIGEST, parameters=[{"key": "token", "value": secret}])
     assert (await client.put(f"{NS}/actions/{name}", json=action)).status_code == 200
+    # And read once, so the server's catalog caches it (a standalone one for ever)
+    assert (await client.get(f"{NS}/actions/{name}")).status_code == 200
+    rev = (await entities_of(system).inner.get("guest", "actions", name)).rev
     home = system.settings.home
     before = read_key_file(home / KEY_FILE)
     # When the operator rotates the key while the server runs
@@ -147,13 +156,14 @@ async def test_admin_rotation_under_a_running_server(
     after = read_key_file(home / KEY_FILE)
     assert after.current != before.current and after.previous == (before.current,)
     # And the stored parameter is under the new key alone
-    entities = system.store.entities
-    assert isinstance(entities, EncryptedEntityStore)  # the server's store encrypts parameters
-    raw = await entities.inner.get("guest", "actions", name)
+    raw = await entities_of(system).inner.get("guest", "actions", name)
     assert raw.body["parameters"][0]["encryption"] == AES256
+    # And its revision is kept: the entity did not change, so what a server cached stays
+    # right (another process's write reaches no standalone cache)
+    assert raw.rev == rev
     only_new = KeyRing(type(after)(after.current))
     assert only_new.unlock(raw.body["parameters"])[0]["value"] == secret
-    # And the running server still reads and runs it
+    # And the running server still reads and runs it (with what it cached before)
     got = (await client.get(f"{NS}/actions/{name}")).json()
     assert got["parameters"] == [{"key": "token", "value": secret}]
     r = await client.post(f"{NS}/actions/{name}", params={"blocking": "true", "result": "true"})

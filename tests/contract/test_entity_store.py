@@ -73,6 +73,38 @@ async def test_update_with_stale_revision_conflicts_and_changes_nothing(stores: 
     assert await stores.entities.get(NS, "actions", "hello") == second
 
 
+async def test_rewrite_keeps_revision_and_update_time_and_conflicts_when_stale(
+    stores: Stores, clock: FakeClock
+) -> None:
+    # Given an action written twice, so its first revision is stale
+    first = await stores.entities.put(NS, "actions", "hello", {"v": 1}, None)
+    clock.advance(5)
+    second = await stores.entities.put(NS, "actions", "hello", {"v": 2}, first.rev)
+    clock.advance(5)
+    # When its body is rewritten at the current revision (a re-encryption)
+    rewritten = await stores.entities.rewrite(NS, "actions", "hello", {"v": "2"}, second.rev)
+    # Then the body changes, the revision and the update time stay
+    assert (rewritten.rev, rewritten.updated, rewritten.body) == (
+        second.rev,
+        second.updated,
+        {"v": "2"},
+    )
+    assert await stores.entities.get(NS, "actions", "hello") == rewritten
+    # And a rewrite at a stale revision, or of a deleted document, conflicts
+    with pytest.raises(Conflict) as caught:
+        await stores.entities.rewrite(NS, "actions", "hello", {"v": 3}, first.rev)
+    assert caught.value.message == STALE
+    await stores.entities.delete(NS, "actions", "hello")
+    with pytest.raises(Conflict):
+        await stores.entities.rewrite(NS, "actions", "hello", {"v": 4}, second.rev)
+    # And the rewritten revision still replaces, moving the revision on
+    recreated = await stores.entities.put(NS, "actions", "hello", {"v": 5}, None)
+    assert await stores.entities.rewrite(NS, "actions", "hello", {}, recreated.rev)
+    assert (await stores.entities.put(NS, "actions", "hello", {}, recreated.rev)).rev != (
+        recreated.rev
+    )
+
+
 async def test_update_of_missing_document_conflicts(stores: Stores) -> None:
     # Given a revision of a document that was deleted
     first = await stores.entities.put(NS, "actions", "hello", {"v": 1}, None)

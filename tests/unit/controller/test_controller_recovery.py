@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import squall.controller.recovery as recovery_module
 from squall.bus.memory import MemoryBus
 from squall.bus.messages import INVOKER_STOPPING, INVOKER_UP, ActivationMessage, InvokerPing
 from squall.bus.messages import invoker_topic as topic
@@ -58,8 +59,11 @@ def accepted() -> ActivationMessage:
 
 
 async def test_a_silent_invoker_back_only_to_stop_has_its_unstarted_work_moved(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (the stop grace cut to a second: nothing completes here, so the grace is waited
+    # through in full whatever its length, which changes nothing this test checks)
+    monkeypatch.setattr(recovery_module, "STOP_GRACE_S", 1.0)
     # Given two healthy invokers, and an activation that invoker "a" took off its queue
     # and holds, never started (it waited there for a container)
     bus, store = MemoryBus(), await SqliteStore.open(tmp_path / "squall.db")
