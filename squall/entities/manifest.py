@@ -26,7 +26,25 @@ from squall.errors import BadRequest
 MANIFEST_PACKAGE, MANIFEST_FILE = "squall.runtimes", "runtimes.json"
 INSTALL_TOOLS: tuple[Literal["npm", "pip", "debian"], ...] = ("npm", "pip", "debian")
 _MEMORY = re.compile(r"^\s*(\d+)\s*(MB|M)?\s*$", re.IGNORECASE)
-_TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?)\s*$", re.IGNORECASE)
+#: A duration as OpenWhisk reads a reactive stem cell's ``ttl`` (Scala's ``Duration(s)``:
+#: a number, then a unit's label; whitespace ignored): label → seconds. Matched without
+#: regard to case, as Squall always did (Scala is case-sensitive).
+_TTL = re.compile(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)([a-zµ]+)$", re.IGNORECASE)
+_TTL_UNITS = {
+    label: seconds
+    for labels, seconds in (
+        ("d day", 86400.0),
+        ("h hr hour", 3600.0),
+        ("m min minute", 60.0),
+        ("s sec second", 1.0),
+        ("ms milli millisecond", 1e-3),
+        ("µs micro microsecond", 1e-6),
+        ("ns nano nanosecond", 1e-9),
+    )
+    # Scala's expandLabels: the first label as is, the others also with an "s".
+    for i, word in enumerate(labels.split())
+    for label in ((word,) if i == 0 else (word, word + "s"))
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +285,23 @@ def _reactive(kind: str, raw: object) -> tuple[int, float]:
     if not isinstance(raw, dict):
         raise ValueError(problem)
     count = raw.get("maxCount")
-    ttl = _TTL.match(str(raw.get("ttl")))
-    if not isinstance(count, int) or isinstance(count, bool) or count < 0 or ttl is None:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ValueError(problem)
-    return count, float(ttl[1]) * (60.0 if ttl[2].lower().startswith("m") else 1.0)
+    return count, _ttl_s(kind, raw.get("ttl"))
+
+
+def _ttl_s(kind: str, raw: object) -> float:
+    """``"60 seconds"``, ``"500 milliseconds"``, ``"1 hour"`` → seconds (the units of
+    OpenWhisk's durations: :data:`_TTL_UNITS`)."""
+    match = _TTL.match("".join(str(raw).split())) if isinstance(raw, str) else None
+    seconds = None if match is None else _TTL_UNITS.get(match[2].lower())
+    if match is None or seconds is None:
+        raise ValueError(
+            f"{kind}: the 'ttl' of 'reactive', {raw!r}, is not a duration like '60 seconds' "
+            "(a number and a unit: d, h, min, s, ms, µs, ns, or day, hour, minute, second, "
+            "millisecond, microsecond, nanosecond)"
+        )
+    return float(match[1]) * seconds
 
 
 def _kind(family: str, raw: object) -> RuntimeKind:

@@ -186,9 +186,17 @@ class PoolBooks:
             loop.call_soon(self._refill_now)
 
     def _stem_missing(self) -> bool:
-        """Whether a stem cell of some shape is missing (starting ones count as there)."""
-        stem = self._stem
-        return any(len(stem.get(shape, ())) < want for shape, _, want in self._stem_wanted())
+        """Whether a stem cell of some shape is missing (starting ones count as there).
+        Asked at every release (:meth:`_wake`): it builds nothing, and with no burst
+        remembered it only compares the specs' counts (as :meth:`_stem_wanted`, which
+        gives a shape of the bursts the count of its schedule instead)."""
+        stem, bursts = self._stem, self._bursts
+        for spec in self.stem_cell_specs:
+            if len(stem.get(spec.shape, ())) < spec.count and spec.shape not in bursts:
+                return True
+        if not bursts:
+            return False
+        return any(len(stem.get(s, ())) < _wanted_now(b.demand) for s, b in bursts.items())
 
     def _stem_wanted(self) -> list[tuple[Shape, int, int]]:
         """(shape, stem cells kept at all times, stem cells wanted now) for every shape:
@@ -196,9 +204,7 @@ class PoolBooks:
         cell started then serves none of its cold starts and takes CPU from them)."""
         wanted = {spec.shape: (spec.count, spec.count) for spec in self.stem_cell_specs}
         for shape, schedule in self._bursts.items():
-            demand = schedule.demand
-            now = demand.base if demand.bursting else max(demand.base, demand.wanted)
-            wanted[shape] = (demand.base, now)
+            wanted[shape] = (schedule.demand.base, _wanted_now(schedule.demand))
         return [(shape, base, want) for shape, (base, want) in wanted.items()]
 
     def _refill_now(self) -> None:
@@ -292,10 +298,22 @@ class PoolBooks:
             self._bursts[shape].ended()
 
     def _shrink_stem(self, shape: Shape) -> None:
-        """``ttl`` after the last burst: remove idle stem cells of ``shape`` beyond the
-        count kept at all times."""
+        """``ttl`` after the last burst: remove the stem cells of ``shape`` beyond the
+        count kept at all times, idle ones first, then ones still starting. Nothing else
+        checks a starting one against the count once it was started: it would stay
+        PREWARMED, its memory counted, until evicted. Removed while starting, its memory
+        is free at once; its start destroys the runtime when that listens
+        (:meth:`_start_stem_cell` sees it REMOVED)."""
         want = next((w for s, _, w in self._stem_wanted() if s == shape), 0)
         group = self._stem.get(shape, [])
-        idle = [pc for pc in group if pc.state is State.PREWARMED]
-        for pc in idle[: max(0, len(group) - want)]:
+        # sorted() is stable: PREWARMED ones (False) first, each kind in start order.
+        beyond = sorted(group, key=lambda pc: pc.state is not State.PREWARMED)
+        for pc in beyond[: max(0, len(group) - want)]:
             self._remove(pc)
+
+
+def _wanted_now(demand: SpareDemand) -> int:
+    """Stem cells of a burst schedule's shape wanted now: its base while a burst is under
+    way (a cell started then serves none of its cold starts), else as many as the last
+    bursts had in flight (up to the ceiling) until their ttl passed."""
+    return demand.base if demand.bursting else max(demand.base, demand.wanted)

@@ -30,10 +30,12 @@ are in flight at once — a cold start is in flight from the take of a stem cell
 start of a container until its /init ended — the pool keeps as many stem cells of that
 shape as the burst had in flight, up to ``maxCount``, for ``ttl`` after the last burst,
 then falls back to the shape's ``initialCount`` (0 for a memory the manifest does not
-name) and removes the idle ones beyond it. They are started once the burst's last cold
-start has its runtime, :data:`~squall.sandbox.sparedemand.REFILL_PARALLEL` at a time, only
-from the invoker's free memory (each counts its memory like any container) and only while
-no request waits for memory, and they are the first evicted (POLICY rule 5). An explicit
+name) and removes the ones beyond it (idle ones first, then ones still starting). They
+are started once the burst's last cold start has its runtime,
+:data:`~squall.sandbox.sparedemand.REFILL_PARALLEL` at a time, only from the invoker's
+free memory (each counts its memory like any container) and only while no request waits
+for memory, and they are the first evicted (POLICY rule 5); the controller's balancer
+does not see them (it routes by the memory of the activations it sent). An explicit
 ``SQUALL_STEM_CELLS`` list has no reactive cells.
 """
 

@@ -123,7 +123,7 @@ def test_get_root_entries_have_openwhisk_shape() -> None:
         ),
         (
             {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=[BAD_TTL])]}},
-            "'reactive' has a 'maxCount'",
+            "nodejs:20: the 'ttl' of 'reactive', 'soon', is not a duration like '60 seconds'",
         ),
         (
             {
@@ -263,3 +263,37 @@ def test_a_reactive_stem_cell_reads_openwhisks_max_count_and_ttl() -> None:
     )
     # Then its cells grow to 8 after a burst, kept 120 s
     assert manifest.stem_cells() == [("nodejs:20", StemCell(1, 128, 8, 120.0))]
+
+
+@pytest.mark.parametrize(
+    ("ttl", "seconds"),
+    [
+        ("500 milliseconds", 0.5),
+        ("250ms", 0.25),
+        ("1 hour", 3600.0),
+        ("2 hrs", 7200.0),
+        ("1 day", 86400.0),
+        ("1.5 min", 90.0),
+        ("90 s", 90.0),
+        ("2 Minutes", 120.0),
+    ],
+)
+def test_a_reactive_ttl_takes_the_units_of_openwhisks_durations(ttl: str, seconds: float) -> None:
+    # Given a reactive stem cell whose ttl has another unit than seconds or minutes
+    reactive = {"maxCount": 8, "ttl": ttl}
+    cells = [{"initialCount": 1, "memory": "128 MB", "reactive": reactive}]
+    # When the manifest is read
+    manifest = Manifest.from_json(
+        {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=cells)]}}
+    )
+    # Then the ttl is that duration in seconds
+    assert manifest.stem_cells() == [("nodejs:20", StemCell(1, 128, 8, seconds))]
+
+
+@pytest.mark.parametrize("ttl", ["60", "1 year", "-1 s", "Inf", 60, None])
+def test_a_reactive_ttl_that_is_no_duration_is_refused(ttl: object) -> None:
+    reactive = {"maxCount": 8, "ttl": ttl}
+    cells = [{"initialCount": 1, "memory": "128 MB", "reactive": reactive}]
+    raw = {"runtimes": {"nodejs": [kind_entry("nodejs:20", stemCells=cells)]}}
+    with pytest.raises(ValueError, match="is not a duration like '60 seconds'"):
+        Manifest.from_json(raw)

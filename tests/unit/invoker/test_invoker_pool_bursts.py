@@ -5,6 +5,8 @@ the kind's ``maxCount``, for ``ttl``; then it falls back to the count kept at al
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 from _polling import until
@@ -14,7 +16,7 @@ from squall.invoker.container import PooledContainer, State
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import StemCellSpec
 from squall.sandbox import sparedemand
-from squall.sandbox.process import ProcessContainerFactory
+from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -70,19 +72,86 @@ async def test_stem_cells_follow_a_burst_of_their_shape_up_to_max_count(
 async def test_grown_stem_cells_are_removed_ttl_after_the_last_burst(
     factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a pool whose Node.js stem cells follow bursts for a short ttl, none kept at
-    # all times of the 128 MB shape
+    # Given a pool whose Node.js stem cells follow bursts for a short ttl (long enough
+    # for the grown cells to be started), none kept at all times of the 128 MB shape
     monkeypatch.setattr(sparedemand, "BURST_CREATES", 2)
-    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=0.5)
+    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=1.0)
     pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[spec])
     pool.start()
     # When a burst of 2 new 128 MB actions started cold
     await burst(pool, "a", 2)
-    # Then the 128 MB stem cells are gone (or never started) once the ttl passed, and
-    # their memory is free; the 256 MB one stays
+    # Then 2 stem cells of 128 MB are kept (started, or still starting)
+    assert await until(lambda: len(cells(pool, 128)) == 2)
+    assert pool.used_mb == 256 + 2 * 128 + 2 * 128
+    # And once the ttl passed they are removed and their memory is free; the 256 MB one
+    # stays
     assert await until(lambda: cells(pool, 128) == [] and cells(pool, 256) == [State.PREWARMED])
     assert pool.used_mb == 256 + 2 * 128
     await pool.close()
+
+
+class HeldFactory(ProcessContainerFactory):
+    """A process sandbox whose starts of ``held_mb`` containers after the first
+    ``passed`` wait for ``go``: a stem cell is still starting for as long as the test
+    wants."""
+
+    def __init__(self, root: Path, held_mb: int, passed: int) -> None:
+        super().__init__(root, "https://api.example.test")
+        self.held_mb = held_mb
+        self.passed = passed
+        self.held = 0  # starts that waited for ``go``
+        self.ended = 0  # ... and then returned their runtime
+        self.go = asyncio.Event()
+
+    async def create(
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
+        tenant: str | None = None,
+    ) -> ProcessContainer:
+        if memory_mb != self.held_mb or self.passed > 0:
+            self.passed -= memory_mb == self.held_mb
+            return await super().create(kind, memory_mb, env, network=network, tenant=tenant)
+        self.held += 1
+        await self.go.wait()
+        container = await super().create(kind, memory_mb, env, network=network, tenant=tenant)
+        self.ended += 1
+        return container
+
+
+async def test_a_grown_stem_cell_still_starting_at_the_ttl_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool whose Node.js stem cells follow bursts for a short ttl, none kept at
+    # all times of the 128 MB shape, where the starts of 128 MB containers after the
+    # burst's 2 are held
+    monkeypatch.setattr(sparedemand, "BURST_CREATES", 2)
+    factory = HeldFactory(tmp_path / "containers", held_mb=128, passed=2)
+    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=1.0)
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[spec])
+    pool.start()
+    try:
+        # When a burst of 2 new 128 MB actions started cold, and the stem cells grown
+        # after it are still starting when the ttl passes
+        await burst(pool, "a", 2)
+        assert await until(lambda: factory.held == 2)
+        assert cells(pool, 128) == [State.STARTING] * 2
+        assert pool.used_mb == 256 + 2 * 128 + 2 * 128
+        # Then they are removed at the ttl, their memory free
+        assert await until(lambda: cells(pool, 128) == [])
+        assert pool.used_mb == 256 + 2 * 128
+        # And once their starts end, their runtimes are destroyed, not kept
+        factory.go.set()
+        assert await until(lambda: factory.ended == 2 and len(factory.containers) == 1 + 2)
+        assert cells(pool, 128) == [] and pool.used_mb == 256 + 2 * 128
+    finally:
+        factory.go.set()  # the pool's close waits for the stem cells' starts
+        await pool.close()
+        await factory.close()
+    assert factory.containers == []
 
 
 async def test_a_kind_whose_stem_cells_are_not_reactive_keeps_its_count(
