@@ -18,7 +18,7 @@ from squall.invoker.container import State
 
 pytestmark = pytest.mark.anyio
 
-PY = "python:3.11"
+PY = "python:3.13"  # python:default, the kind python_action() creates
 NODE = "nodejs:20"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -40,7 +40,7 @@ async def system(tmp_path: Path) -> AsyncIterator[Standalone]:
     # A platform of its own: 7 invokes a minute (one minute for the whole test), so the
     # counts below are this test's alone; one python stem cell of 256 MB.
     settings = Settings(
-        home=tmp_path, keep_warm_s=60, invocations_per_minute=7, stem_cells="python:3.11@256x1"
+        home=tmp_path, keep_warm_s=60, invocations_per_minute=7, stem_cells=f"{PY}@256x1"
     )
     platform = await Standalone.start(settings)
     platform.controller.throttles.clock = lambda: 600.0
