@@ -48,7 +48,7 @@ class Api(_Api):
 
 CODE = {
     "nodejs": ("nodejs:20", "function main() { return {}; }"),
-    "python": ("python:3.11", "def main(args):\n    return {}\n"),
+    "python": ("python:default", "def main(args):\n    return {}\n"),
 }
 #: B2's pause before a cold invoke: the stem cell or zygote spare taken last is back.
 QUIET_S = 0.4

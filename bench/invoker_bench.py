@@ -5,7 +5,7 @@
 Starts its own ``squall standalone`` servers on loopback (temporary homes, throttles and
 invoker memory raised out of the way, isolation on) and stops them at the end:
 
-- server A, the defaults: stem cells ``nodejs:20@256x2,python:3.11@256x1`` and the Python
+- server A, the defaults: stem cells ``nodejs:20@256x2,python:3.13@256x1`` and the Python
   zygote: B1, B2, B3;
 - server C, no stem cells and no zygote (the factory built with ``zygote=False``: there is
   no setting for it): B2's Python true cold tier, running alongside A;

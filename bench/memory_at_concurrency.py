@@ -7,7 +7,7 @@ For each scenario it starts a ``squall standalone`` of its own (temporary home, 
 out of the way, isolation, sandbox network and the default stem cells on, as a user runs
 it), so one scenario's containers never count in another's figures:
 
-- ``python``: a no-op ``python:3.11`` action (concurrency 1);
+- ``python``: a no-op ``python:default`` action (concurrency 1; forked by the zygote);
 - ``nodejs``: a no-op ``nodejs:20`` action (concurrency 1, OpenWhisk's default);
 - ``nodejs-c50``: the same with ``limits.concurrency`` 50 (runs share a container).
 
@@ -67,7 +67,7 @@ CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
 MEMORY_MB = 256
 #: scenario → (kind, code, limits.concurrency)
 SCENARIOS: dict[str, tuple[str, str, int]] = {
-    "python": ("python:3.11", "def main(args):\n    return {}\n", 1),
+    "python": ("python:default", "def main(args):\n    return {}\n", 1),
     "nodejs": ("nodejs:20", "function main() { return {}; }", 1),
     "nodejs-c50": ("nodejs:20", "function main() { return {}; }", 50),
 }

@@ -54,7 +54,7 @@ FLOOR = SHARED / "floor" / "faas"
 FLOOR_PORT, FLOOR_RUNTIME_PORT = 19100, 19101
 NOOP = {
     "js": ("nodejs:20", "function main() { return { ok: true }; }"),
-    "py": ("python:3.11", "def main(args):\n    return {'ok': True}\n"),
+    "py": ("python:default", "def main(args):\n    return {'ok': True}\n"),
 }
 QUIET = {**UNTHROTTLED, "SQUALL_LOG_LEVEL": "warning"}
 

@@ -195,7 +195,7 @@ async def measured_burst(
     ready: list[float] = []
 
     async def cold() -> Any:
-        container = await factory.create("python:3.11", 128, tenant=TENANT, network=network)
+        container = await factory.create(factory.zygote_kind, 128, tenant=TENANT, network=network)
         created.append(time.perf_counter() - t0)
         answer = await container.initialize({"name": "noop", "code": CODE}, timeout=30)
         assert answer.status == 200, answer.body
@@ -275,7 +275,7 @@ async def bursts(
         try:
             # The zygote's start and its spares, untimed (the namespace's first cold start).
             t0 = time.perf_counter()
-            first = await factory.create("python:3.11", 128, tenant=TENANT, network=network)
+            first = await factory.create(factory.zygote_kind, 128, tenant=TENANT, network=network)
             zygote_start_ms = round((time.perf_counter() - t0) * 1000, 1)
             await first.destroy()
             await asyncio.sleep(gap)
