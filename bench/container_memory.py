@@ -161,7 +161,7 @@ async def measure(kind: str, count: int, runs: int = 1) -> dict[str, Any]:
                 for role, pid in roles(containers[0], set()):
                     print(role, pid)
                     detail(pid)
-            zygote = factory._zygotes.get("bench")  # a bench looks inside
+            zygote = factory.zygote_of("bench", kind)  # None for a Node.js kind
             shared: set[int] = zygote.pids() if zygote is not None else set()
             known = set(shared)
             if factory.supervisor is not None:

@@ -57,7 +57,7 @@ MODES = ("root", "uid")
 
 async def cold(factory: ProcessContainerFactory, kind: str, tenant: str | None) -> float:
     """One cold start (create, /init, first /run) in ms; the container is destroyed."""
-    if tenant is not None and (zygote := factory.zygote_of(tenant)) is not None:
+    if tenant is not None and (zygote := factory.zygote_of(tenant, kind)) is not None:
         await zygote.filled()  # an invoker between bursts: spares ready
     began = time.perf_counter()
     container = await factory.create(kind, 256, tenant=tenant)

@@ -1,6 +1,7 @@
 """The zygote's start path of the process sandbox: containers forked from a warm
-interpreter (:mod:`squall.sandbox.zygote`), one zygote per tenant (:mod:`squall.sandbox.
-zygotes`). Mixed into :class:`~squall.sandbox.process.ProcessContainerFactory`."""
+interpreter (:mod:`squall.sandbox.zygote`), one zygote per tenant and Python kind
+(:mod:`squall.sandbox.zygotes`). Mixed into
+:class:`~squall.sandbox.process.ProcessContainerFactory`."""
 
 from __future__ import annotations
 
@@ -33,16 +34,17 @@ class ZygoteStarts(ProcessFactoryBase):
         """The most recently used running zygote, if any (see :meth:`zygote_of`)."""
         return self._zygotes.latest
 
-    def zygote_of(self, tenant: str) -> Zygote | None:
-        """The zygote of ``tenant``, if it runs (started on its first ``zygote_kind``
-        create)."""
-        return self._zygotes.get(tenant)
+    def zygote_of(self, tenant: str, kind: str | None = None) -> Zygote | None:
+        """The zygote of ``tenant`` for ``kind`` (default: ``zygote_kind``), if it runs
+        (started on its first create of that kind)."""
+        return self._zygotes.get(tenant, kind or self.zygote_kind)
 
-    async def _start_zygote(self, tenant: str) -> Zygote | None:
-        """A new zygote for ``tenant`` (None, with a warning, when it cannot start)."""
+    async def _start_zygote(self, tenant: str, kind: str) -> Zygote | None:
+        """A new zygote for ``tenant``'s containers of ``kind``, on that kind's
+        interpreter and library set (None, with a warning, when it cannot start)."""
         confinement = self._confinement
         assert confinement is not None
-        argv, binds = self._argv(self.zygote_kind)
+        argv, binds = self._argv(kind)
         argv[-1] = str(script_path(Path(argv[-1])))
         zygote = Zygote(
             argv=argv,
@@ -57,18 +59,16 @@ class ZygoteStarts(ProcessFactoryBase):
             supervisor=confinement.supervisor,
             uid=confinement.uids.take() if confinement.uids is not None else None,
             workdir=self.workdir,
-            environment=lambda network: self._environment(
-                self.zygote_kind, self.workdir, {}, {}, network
-            ),
+            environment=lambda network: self._environment(kind, self.workdir, {}, {}, network),
             log_cap_bytes=self._log_cap_bytes,
         )
         try:
             await zygote.start()
         except ContainerError as ex:
-            log.warning("%s; %s containers start as usual", ex.message, self.zygote_kind)
+            log.warning("%s; %s containers start as usual", ex.message, kind)
             self._close_zygote_uid(zygote)
             return None
-        log.info("started a Python zygote for namespace %s", tenant)
+        log.info("started a %s zygote for namespace %s", kind, tenant)
         return zygote
 
     def _close_zygote_uid(self, zygote: Zygote) -> None:
@@ -85,17 +85,18 @@ class ZygoteStarts(ProcessFactoryBase):
     async def _fork(
         self,
         zygote: Zygote,
+        kind: str,
         container_id: str,
         memory_mb: int,
         directory: Path,
         env: Mapping[str, str] | None,
         network: bool,
     ) -> ProcessContainer:
-        """A container of the zygote's kind (the default Python kind) forked by the zygote
-        (see :mod:`squall.sandbox.zygote`): a started spare taken, serving as soon as this
+        """A container of ``kind`` (the zygote's) forked by the zygote (see
+        :mod:`squall.sandbox.zygote`): a started spare taken, serving as soon as this
         returns (no readiness to wait for), in ``directory``, which the zygote makes (it
         must not exist yet)."""
-        environment = self._environment(self.zygote_kind, directory, env or {}, {}, network)
+        environment = self._environment(kind, directory, env or {}, {}, network)
         spare = await zygote.take(memory_mb, environment, network, directory)
         sandbox = SandboxInit(spare.pid, spare.pidfd)
         ours = spare.fds
@@ -121,7 +122,7 @@ class ZygoteStarts(ProcessFactoryBase):
             raise
         container = ProcessContainer(
             container_id=container_id,
-            kind=self.zygote_kind,
+            kind=kind,
             memory_mb=memory_mb,
             directory=directory,
             transport=runtime,

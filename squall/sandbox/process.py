@@ -59,7 +59,7 @@ from squall.sandbox.forking import ZygoteStarts
 from squall.sandbox.interpreters import Runtimes, for_settings
 from squall.sandbox.isolation import Isolation
 from squall.sandbox.network import Lease, SandboxNetwork
-from squall.sandbox.processbase import Confinement, zygote_kind
+from squall.sandbox.processbase import Confinement, zygote_kind, zygote_kinds
 from squall.sandbox.sandboxstart import SandboxStarts
 from squall.sandbox.supervisor import Supervisor
 from squall.sandbox.zygote import DEFAULT_SPARES
@@ -118,14 +118,15 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
     ``network_default``: whether most containers will have a network (the invoker's
     default): the zygote's spares are prepared that way.
 
-    ``zygote``: isolated containers of the default Python kind (``python:3.13``, see
-    :func:`~squall.sandbox.processbase.zygote_kind`) created for a ``tenant`` are forked
-    from that tenant's warm zygote (:mod:`squall.sandbox.zygote`; one per namespace, at
-    most ``zygotes`` at a time, see :mod:`squall.sandbox.zygotes`; each started on its
-    tenant's first such ``create``, keeping ``zygote_spares`` containers forked ahead)
-    instead of started through bubblewrap; if a zygote cannot start or dies, a warning
-    says why and they are started as usual. Without isolation there is no zygote: plain
-    processes start as they always did.
+    ``zygote``: isolated containers of a Python kind (``python:3.13``, ``python:3.11``:
+    every one of :func:`~squall.sandbox.processbase.zygote_kinds`) created for a
+    ``tenant`` are forked from that tenant's warm zygote of that kind, running the kind's
+    interpreter (:mod:`squall.sandbox.zygote`; one per namespace and kind, at most
+    ``zygotes`` of all kinds at a time, see :mod:`squall.sandbox.zygotes`; each started on
+    its tenant's first such ``create``, keeping ``zygote_spares`` containers forked
+    ahead) instead of started through bubblewrap; if a zygote cannot start or dies, a
+    warning says why and that kind's containers are started as usual. Without isolation
+    there is no zygote: plain processes start as they always did.
 
     Every sandbox is started by the factory's supervisor (:mod:`squall.sandbox.
     supervisor`), as an unprivileged host uid: one per container started through
@@ -159,8 +160,10 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         self.api_host = api_host
         self.isolation = Isolation.detect() if isolation == "auto" else isolation
         self.runtimes = runtimes if runtimes is not None else for_settings(Settings.from_env())
-        #: The kind a zygote forks: the default Python kind (see ``zygote`` above).
+        #: The default Python kind (see ``zygote`` above), the one stem cells are of.
         self.zygote_kind = zygote_kind(self.runtimes)
+        #: The kinds zygotes fork: every offered Python kind whose interpreter runs one.
+        self.zygote_kinds = zygote_kinds(self.runtimes)
         self._max_response_bytes = max_response_bytes
         self._log_cap_bytes = log_cap_bytes
         self._start_timeout = start_timeout
@@ -206,9 +209,9 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         """Whether a ``create`` of ``kind`` for ``tenant`` now would be forked from the
         tenant's running zygote (a container of ~3 MiB, one process) rather than started
         through bubblewrap. The pool then leaves stem cells to others."""
-        if kind != self.zygote_kind or tenant is None or not self._zygotes.enabled:
+        if kind not in self.zygote_kinds or tenant is None or not self._zygotes.enabled:
             return False
-        zygote = self._zygotes.get(tenant)
+        zygote = self._zygotes.get(tenant, kind)
         return zygote is not None and zygote.alive
 
     @property
@@ -242,12 +245,13 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         directory = self.workdir / container_id
         try:
             net = self.network if network else None
-            zygote = await self._zygotes.for_tenant(tenant) if kind == self.zygote_kind else None
+            forked = kind in self.zygote_kinds
+            zygote = await self._zygotes.for_tenant(tenant, kind) if forked else None
             if zygote is not None:
                 self._zygotes.holds(container_id, zygote)  # never evicted while it forks
                 # The zygote makes the directory (a started spare's, renamed: no mkdir).
                 container = await self._fork(
-                    zygote, container_id, memory_mb, directory, env, net is not None
+                    zygote, kind, container_id, memory_mb, directory, env, net is not None
                 )
             else:
                 directory.mkdir(mode=0o700)

@@ -30,9 +30,11 @@ from squall.sandbox.zygotes import Zygotes
 SOCKET_NAME = launch.SOCKET_NAME
 #: Where a sandboxed runtime keeps the action's files (a tmpfs of its own).
 SANDBOX_WORKDIR = "/tmp"
-#: The kind whose isolated containers a zygote forks (see :mod:`squall.sandbox.zygote`)
-#: when the manifest has no default Python kind; else that default (:func:`zygote_kind`).
+#: The default Python kind (:func:`zygote_kind`) when the manifest has none.
 ZYGOTE_KIND = "python:3.13"
+#: The oldest CPython that runs the zygote (``squall/runtimes/python/zygote.py`` and
+#: ``zygote_container.py``; tested on 3.11 and 3.13).
+ZYGOTE_MIN_PYTHON = (3, 11)
 #: Where a sandbox sees its kind's library set (read-only).
 SANDBOX_LIBRARIES = f"{RUNTIME_ROOT}/libraries"
 #: Node.js options every Node.js runtime starts with. One V8 background thread instead of
@@ -51,15 +53,30 @@ NODE_OPTIONS = ("--v8-pool-size=1", "--no-concurrent-recompilation")
 
 
 def zygote_kind(runtimes: Runtimes) -> str:
-    """The kind whose isolated containers a zygote forks: the default Python kind of the
-    manifest (``python:3.13``; ``python:3.11`` where 3.13 is not installed, see
-    :meth:`~squall.entities.manifest.Manifest.only`, or where an operator's manifest makes
-    it the default). The zygote runs on that kind's interpreter; other Python kinds start
-    through bubblewrap."""
+    """The default Python kind of the manifest (``python:3.13``; ``python:3.11`` where
+    3.13 is not installed, see :meth:`~squall.entities.manifest.Manifest.only`, or where
+    an operator's manifest makes it the default): the kind stem cells and docs call the
+    zygote's. Every kind of :func:`zygote_kinds` is forked, each from zygotes of its own."""
     try:
         return runtimes.manifest.resolve_kind("python")
     except BadRequest:
         return ZYGOTE_KIND
+
+
+def zygote_kinds(runtimes: Runtimes) -> frozenset[str]:
+    """The kinds whose isolated containers are forked from a zygote: every offered kind
+    of the Python family whose interpreter runs the zygote (CPython
+    :data:`ZYGOTE_MIN_PYTHON` or later). A zygote runs its kind's interpreter and library
+    set; other kinds start through bubblewrap."""
+    kinds = set()
+    for kind, found in runtimes.interpreters.items():
+        try:
+            version = tuple(int(part) for part in found.version.split(".")[:2])
+        except ValueError:  # not a CPython version: not one to fork
+            continue
+        if family(kind) == "python" and version >= ZYGOTE_MIN_PYTHON:
+            kinds.add(kind)
+    return frozenset(kinds)
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,7 @@ class ProcessFactoryBase:
     api_host: str
     runtimes: Runtimes
     zygote_kind: str
+    zygote_kinds: frozenset[str]
     network: SandboxNetwork | None
     _max_response_bytes: int
     _log_cap_bytes: int

@@ -199,7 +199,7 @@ async def test_destroy_kills_every_process_and_is_idempotent(
     assert answer.status == 200
     assert container.cgroup is not None
     members = container.cgroup.pids()
-    forked = kind == "python:3.13" and factory.zygote is not None
+    forked = kind in factory.zygote_kinds and factory.zygote is not None
     assert len(members) == (2 if forked else 4) and container.pid in members
     # When it is destroyed twice, once concurrently
     await asyncio.gather(container.destroy(), container.destroy())
