@@ -180,7 +180,7 @@ async def measured_burst(
     factory: Any, burst: int, network: bool, stages: Stages, tree_group: Path | None
 ) -> dict[str, Any]:
     """One burst on ``factory`` (its zygote running): the figures of the module docstring."""
-    zygote = factory.zygote_of(TENANT, "python:3.11")
+    zygote = factory.zygote_of(TENANT, factory.zygote_kind)
     assert zygote is not None, "no zygote"
     stages.__init__()  # type: ignore[misc]
     spares = zygote.spares
