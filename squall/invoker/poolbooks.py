@@ -304,7 +304,7 @@ class PoolBooks:
         PREWARMED, its memory counted, until evicted. Removed while starting, its memory
         is free at once; its start destroys the runtime when that listens
         (:meth:`_start_stem_cell` sees it REMOVED)."""
-        want = next((w for s, _, w in self._stem_wanted() if s == shape), 0)
+        want = _wanted_now(self._bursts[shape].demand)  # the schedule calling this one's
         group = self._stem.get(shape, [])
         # sorted() is stable: PREWARMED ones (False) first, each kind in start order.
         beyond = sorted(group, key=lambda pc: pc.state is not State.PREWARMED)
