@@ -4,15 +4,19 @@ No registry is reachable from a Squall host, so the base image is made here: Deb
 ``bookworm`` (``--variant=minbase`` plus ``python3``, which is 3.11 there) from the Debian
 mirror apt uses, by ``debootstrap``, then ``docker import``. The runtime images are built on
 it from the Dockerfiles in ``squall/runtimes/images/<family>-<version>/``, with Squall's own
-runtime proxies (and, for Node.js, the Node.js build of the runtimes cache) copied in. They
+runtime proxies (and, for Node.js, the Node.js build of the runtimes cache; for python:3.13,
+which bookworm lacks, the runtimes cache's CPython 3.13: :mod:`squall.sandbox.imagetree`)
+copied in. They
 answer OpenWhisk's action protocol on port 8080 (``POST /init``, ``POST /run``), so they
 also run under Apache OpenWhisk as ``--docker`` images.
 
 Caching: the debootstrapped root file system is kept as a tar file in
 ``~/.cache/squall/images`` (``$XDG_CACHE_HOME``), named by a hash of what made it; each
 image carries the label :data:`INPUTS_LABEL`, a hash of everything that went into it
-(base, Dockerfile, copied files), and is rebuilt only when that hash changes. Running
-:func:`ensure_images` with an empty cache builds everything (a few minutes, once).
+(base, Dockerfile, copied files, an interpreter tree's contents), and is rebuilt only when
+that hash changes. Running :func:`ensure_images` with an empty cache builds everything (a
+few minutes, once); an image whose interpreter the runtimes cache lacks is left out (and
+said so by ``main``).
 
 ``python -m squall.sandbox.images`` (called by ``./dev`` and the tests) builds what is
 missing and prints the images; with ``--platform-base`` it makes the base of Squall's own
