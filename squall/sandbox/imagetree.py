@@ -2,7 +2,8 @@
 
 The kind's interpreter is the one the process sandbox runs: a directory of the runtimes
 cache that ``squall runtimes install`` extracted from another Debian suite's packages and
-relocated onto its own loader and C library (:mod:`squall.cli.debian`). Its programs name
+relocated onto its own loader and C library (:mod:`squall.cli.debian`,
+:mod:`squall.sandbox.relocation`). Its programs name
 that loader and library directory by absolute path, so the copy put into the image's build
 context is relocated again for its place in the image (``patchelf``, as
 deploy/docker/build.sh does for Squall's own image). Nothing is fetched: it works offline.
@@ -23,6 +24,7 @@ from typing import Protocol
 from squall.config import Settings
 from squall.errors import ContainerError
 from squall.sandbox.interpreters import for_settings
+from squall.sandbox.relocation import relocate_tree
 
 #: Below an extracted interpreter's root: the program (``<root>/usr/bin/python3.13``).
 PROGRAM_DEPTH = 3
@@ -81,15 +83,9 @@ def copy_relocated(root: Path, into: Path, final: str) -> None:
     """Copy the interpreter at ``root`` to ``into`` (a build context's directory),
     relocated for ``final``, its place in the image."""
     shutil.copytree(root, into, symlinks=True, ignore=shutil.ignore_patterns(*SKIPPED))
-    # The relocation lives with the install that made the tree (squall.cli.debian, whose
-    # click errors are turned into ours here); imported late: only an image build needs it.
-    import click
-
-    from squall.cli.debian import relocate_tree
-
     try:
         relocate_tree(into, Path(final))
-    except click.ClickException as ex:
+    except ContainerError as ex:
         raise ContainerError(f"cannot relocate {root} for the image: {ex.message}") from ex
     _compile_standard_library(root, into, final)
 
