@@ -1,10 +1,11 @@
 """Docker backend next to the process sandbox: cold start, warm invoke, containers per GiB.
 
     .venv/bin/python bench/docker_vs_process.py [--colds 10] [--runs 300] [--idle 10]
+        [--kinds python:3.11,python:3.13,nodejs:20]
 
 Both factories run in the same process and take turns, so load on the machine hits both
 alike (the load average is recorded before and after). Per backend and kind
-(``python:3.11``, ``nodejs:20``):
+(``python:3.11``, ``python:3.13``, ``nodejs:20``, or those of ``--kinds``):
 
 - ``cold``: ``create`` (until the runtime accepts connections) + ``/init`` of a no-op
   action + the first ``/run`` (with its logs), ``--colds`` times; destroy is not timed;
@@ -43,9 +44,10 @@ from squall.sandbox.dockercontainer import DockerContainer  # noqa: E402
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "docker_vs_process.json"
-KINDS = ("python:3.11", "nodejs:20")
+KINDS = ("python:3.11", "python:3.13", "nodejs:20")
 NOOP = {
     "python:3.11": "def main(p):\n    return {}\n",
+    "python:3.13": "def main(p):\n    return {}\n",
     "nodejs:20": "function main(p) { return {}; }\n",
 }
 BACKENDS = ("process", "docker")
@@ -153,7 +155,12 @@ async def main() -> None:
     parser.add_argument("--colds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--idle", type=int, default=10)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds")
     args = parser.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = sorted(set(kinds) - set(NOOP))
+    if unknown:
+        parser.error(f"no no-op action for {', '.join(unknown)}")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as work:
         factories: dict[str, ContainerFactory] = {
@@ -165,7 +172,7 @@ async def main() -> None:
         await docker.start()
         results: dict[str, dict[str, Any]] = {}
         try:
-            for kind in KINDS:
+            for kind in kinds:
                 colds: dict[str, list[float]] = {b: [] for b in BACKENDS}
                 for _ in range(args.colds):  # taking turns
                     for backend in BACKENDS:
@@ -195,7 +202,7 @@ async def main() -> None:
         "containers_per_gib",
     )
     print(f"{'':24}" + "".join(f"{c:>20}" for c in columns))
-    for kind in KINDS:
+    for kind in kinds:
         for backend in BACKENDS:
             row = results[f"{backend} {kind}"]
             print(f"{backend + ' ' + kind:24}" + "".join(f"{row[c]:>20.2f}" for c in columns))

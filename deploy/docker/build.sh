@@ -30,7 +30,7 @@ for part in node-20 nodejs-libraries python3.11-libraries; do
 done
 if [ -x "$cache/python-3.13/usr/bin/python3.13" ] && [ -d "$cache/python3.13-libraries" ]; then
   cp -a "$cache/python-3.13" "$cache/python3.13-libraries" "$ctx/runtimes/"
-  PYTHONPATH="$repo" "$py" -c 'import sys; from pathlib import Path; from squall.cli.debian import relocate_tree; relocate_tree(Path(sys.argv[1]), Path(sys.argv[2]))' \
+  PYTHONPATH="$repo" "$py" -c 'import sys; from pathlib import Path; from squall.sandbox.relocation import relocate_tree; relocate_tree(Path(sys.argv[1]), Path(sys.argv[2]))' \
     "$ctx/runtimes/python-3.13" /opt/squall/runtimes/python-3.13
 else
   echo "build.sh: python:3.13 is not in $cache, so the image's python:default is python:3.11: run ./dev (squall runtimes install)" >&2

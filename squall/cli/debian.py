@@ -31,12 +31,13 @@ place once complete, and only then):
    the libraries the packages do not bring come from the host (older ones run on a newer
    glibc). Inside a sandbox the whole directory is bound read-only (an interpreter's
    prefix, ``squall.sandbox.bwrap.interpreter_prefix``), so the paths hold there too.
+   (:mod:`squall.sandbox.relocation`, which a copy elsewhere uses too: python:3.13's
+   runtime image, Squall's own image.)
 5. Runs the check through the extracted loader (the final paths do not exist yet).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -45,6 +46,9 @@ from pathlib import Path
 
 import click
 
+from squall.errors import ContainerError
+from squall.sandbox.relocation import loader_of, relocate
+
 #: The keyring a Debian host trusts its archive with (package debian-archive-keyring).
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 SOURCES_LIST = Path("/etc/apt/sources.list")
@@ -52,8 +56,6 @@ SOURCES_DIR = Path("/etc/apt/sources.list.d")
 OS_RELEASE = Path("/etc/os-release")
 #: A one-line ``deb [options] URI suite components`` source.
 _ONE_LINE = re.compile(r"^\s*deb\s+(?P<options>\[[^\]]*\]\s+)?(?P<uri>\S+)\s+(?P<suite>\S+)")
-#: An ELF file starts with these bytes.
-ELF_MAGIC = b"\x7fELF"
 
 
 class Lock:
@@ -154,8 +156,11 @@ def extract(lock: Path, fresh: Path, final: Path) -> None:
             _run(["dpkg-deb", "-x", str(deb), str(fresh)], debs, f"unpacking {deb.name}")
             versions.append(deb.name)
     (fresh / "debian-packages.txt").write_text("\n".join(versions) + "\n")
-    loader, libraries = _loader(fresh)
-    relocate(fresh, final, loader, libraries)
+    try:
+        loader, libraries = loader_of(fresh)
+        relocate(fresh, final, loader, libraries)
+    except ContainerError as ex:
+        raise click.ClickException(ex.message) from ex
     check = [str(fresh / loader), "--library-path", str(fresh / libraries)]
     check += [str(fresh / wanted.check[0]), *wanted.check[1:]]
     _run(check, fresh, "the check of the extracted interpreter")
@@ -192,53 +197,3 @@ def _run(command: list[str], cwd: Path, what: str) -> None:
         said = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
         hint = " (is the Debian archive reachable?)" if command[0] == "apt-get" else ""
         raise click.ClickException(f"{what} failed{hint}: {' '.join(said)}")
-
-
-def _loader(root: Path) -> tuple[Path, Path]:
-    """The extracted dynamic loader and its library directory, relative to ``root``."""
-    found = sorted(root.glob("usr/lib/*/ld-linux*.so.*"))
-    if not found:
-        raise click.ClickException("the Debian packages hold no dynamic loader (add libc6)")
-    loader = found[0].relative_to(root)
-    return loader, loader.parent
-
-
-def relocate(root: Path, final: Path, loader: Path, libraries: Path) -> int:
-    """Point every ELF program and library under ``root``'s ``usr`` at ``final``'s loader
-    and library directory (``patchelf``); the loader and the C library are left as they
-    are. Returns how many files were changed."""
-    changed = 0
-    keep = {root / loader}
-    for directory, _, files in os.walk(root / "usr"):
-        for name in files:
-            path = Path(directory) / name
-            if path in keep or path.is_symlink() or name.startswith("libc.so"):
-                continue
-            with path.open("rb") as file:
-                if file.read(4) != ELF_MAGIC:
-                    continue
-            command = ["patchelf", "--set-rpath", str(final / libraries)]
-            if _has_interpreter(path):
-                command += ["--set-interpreter", str(final / loader)]
-            _run([*command, str(path)], root, f"relocating {path.relative_to(root)}")
-            changed += 1
-    return changed
-
-
-def relocate_tree(root: Path, final: Path) -> int:
-    """Point an interpreter :func:`extract` installed (now at ``root``) at ``final``
-    instead: its programs name their loader and libraries by absolute path, so a copy
-    moved elsewhere (deploy/docker/build.sh puts the runtimes cache's into Squall's image
-    at ``/opt/squall/runtimes``) needs this. Returns how many files were changed."""
-    loader, libraries = _loader(root)
-    return relocate(root, final, loader, libraries)
-
-
-def _has_interpreter(path: Path) -> bool:
-    try:
-        done = subprocess.run(
-            ["patchelf", "--print-interpreter", str(path)], capture_output=True, check=False
-        )
-    except OSError as ex:
-        raise click.ClickException(f"cannot run patchelf: {ex} (apt-get install patchelf)") from ex
-    return done.returncode == 0

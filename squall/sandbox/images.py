@@ -4,15 +4,19 @@ No registry is reachable from a Squall host, so the base image is made here: Deb
 ``bookworm`` (``--variant=minbase`` plus ``python3``, which is 3.11 there) from the Debian
 mirror apt uses, by ``debootstrap``, then ``docker import``. The runtime images are built on
 it from the Dockerfiles in ``squall/runtimes/images/<family>-<version>/``, with Squall's own
-runtime proxies (and, for Node.js, the Node.js build of the runtimes cache) copied in. They
+runtime proxies (and, for Node.js, the Node.js build of the runtimes cache; for python:3.13,
+which bookworm lacks, the runtimes cache's CPython 3.13: :mod:`squall.sandbox.imagetree`)
+copied in. They
 answer OpenWhisk's action protocol on port 8080 (``POST /init``, ``POST /run``), so they
 also run under Apache OpenWhisk as ``--docker`` images.
 
 Caching: the debootstrapped root file system is kept as a tar file in
 ``~/.cache/squall/images`` (``$XDG_CACHE_HOME``), named by a hash of what made it; each
 image carries the label :data:`INPUTS_LABEL`, a hash of everything that went into it
-(base, Dockerfile, copied files), and is rebuilt only when that hash changes. Running
-:func:`ensure_images` with an empty cache builds everything (a few minutes, once).
+(base, Dockerfile, copied files, an interpreter tree's contents), and is rebuilt only when
+that hash changes. Running :func:`ensure_images` with an empty cache builds everything (a
+few minutes, once); an image whose interpreter the runtimes cache lacks is left out (and
+said so by ``main``).
 
 ``python -m squall.sandbox.images`` (called by ``./dev`` and the tests) builds what is
 missing and prints the images; with ``--platform-base`` it makes the base of Squall's own
@@ -35,6 +39,7 @@ from pathlib import Path
 
 from squall.config import Settings
 from squall.errors import ContainerError
+from squall.sandbox.imagetree import copy_relocated, interpreter_root, tree_digest
 from squall.sandbox.interpreters import for_settings
 
 SUITE = "bookworm"
@@ -66,6 +71,10 @@ class RuntimeImage:
     directory: str
     #: Files of ``squall/runtimes`` copied into the build context, by name in the context.
     files: tuple[tuple[str, str], ...]
+    #: The kind's interpreter of the runtimes cache, copied into the context under this
+    #: name and relocated for :data:`INTERPRETER_ROOT`/<name> (:mod:`.imagetree`); "" when
+    #: the image brings its own (bookworm's python3, the Node.js build of ``files``).
+    interpreter: str = ""
 
 
 RUNTIME_IMAGES: dict[str, RuntimeImage] = {
@@ -89,7 +98,23 @@ RUNTIME_IMAGES: dict[str, RuntimeImage] = {
             ("proxy_orphans.py", "python/proxy_orphans.py"),
         ),
     ),
+    # CPython 3.13 is not in bookworm: the image carries the runtimes cache's (Debian 13's
+    # build on its own loader and C library), the interpreter python:3.13 runs on in the
+    # process sandbox too.
+    "python:3.13": RuntimeImage(
+        "python:3.13",
+        "squall/runtime-python:3.13",
+        "python-3.13",
+        (
+            ("proxy.py", "python/proxy.py"),
+            ("proxy_action.py", "python/proxy_action.py"),
+            ("proxy_orphans.py", "python/proxy_orphans.py"),
+        ),
+        interpreter="python-3.13",
+    ),
 }
+#: Where an image's relocated interpreter lives (its Dockerfile copies it there).
+INTERPRETER_ROOT = "/opt/squall"
 
 
 def image_for(kind: str) -> str | None:
@@ -205,18 +230,25 @@ def _context_files(image: RuntimeImage) -> dict[str, Path]:
 
 
 def runtime_image(kind: str, base: str) -> str:
-    """The runtime image of ``kind``, built on ``base`` when missing or out of date."""
+    """The runtime image of ``kind``, built on ``base`` when missing or out of date;
+    ContainerError when its interpreter is not in the runtimes cache."""
     image = RUNTIME_IMAGES[kind]
     files = _context_files(image)
+    tree = interpreter_root(kind) if image.interpreter else None
     digest = hashlib.sha256(base.encode())
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
+    if tree is not None:
+        tree_digest(tree, digest)
     inputs = digest.hexdigest()[:16]
     if _label(image.tag) == inputs:
         return image.tag
     with tempfile.TemporaryDirectory() as context:
         for name, source in files.items():
             shutil.copy(source, Path(context) / name)  # with its mode: node is executable
+        if tree is not None:
+            final = f"{INTERPRETER_ROOT}/{image.interpreter}"
+            copy_relocated(tree, Path(context) / image.interpreter, final)
         _run(
             "docker",
             "build",
@@ -231,8 +263,27 @@ def runtime_image(kind: str, base: str) -> str:
     return image.tag
 
 
-def ensure_images(kinds: tuple[str, ...] = tuple(RUNTIME_IMAGES)) -> dict[str, str]:
-    """Build what is missing of the base and runtime images; kind → image tag."""
+def buildable_kinds() -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the kinds whose image this host can build, kind → why not for the others): an
+    image carrying an interpreter of the runtimes cache needs it installed there."""
+    kinds: list[str] = []
+    missing: dict[str, str] = {}
+    for kind, image in RUNTIME_IMAGES.items():
+        if image.interpreter:
+            try:
+                interpreter_root(kind)
+            except ContainerError as ex:
+                missing[kind] = ex.message
+                continue
+        kinds.append(kind)
+    return tuple(kinds), missing
+
+
+def ensure_images(kinds: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Build what is missing of the base and runtime images of ``kinds`` (None: those of
+    :func:`buildable_kinds`); kind → image tag."""
+    if kinds is None:
+        kinds, _ = buildable_kinds()
     base = base_image()
     return {kind: runtime_image(kind, base) for kind in kinds}
 
@@ -242,7 +293,10 @@ def main() -> int:
         if sys.argv[1:] == ["--platform-base"]:
             print(base_image(include=PLATFORM_INCLUDE, repository=PLATFORM_REPOSITORY))
             return 0
-        for kind, tag in ensure_images().items():
+        kinds, missing = buildable_kinds()
+        for kind, reason in missing.items():
+            print(f"squall: no runtime image for {kind}: {reason}", file=sys.stderr)
+        for kind, tag in ensure_images(kinds).items():
             print(f"{kind}\t{tag}")
     except ContainerError as ex:
         print(f"squall: cannot build the runtime images: {ex}", file=sys.stderr)

@@ -27,15 +27,19 @@ pytestmark = pytest.mark.anyio
 
 REPO = Path(__file__).resolve().parents[3]
 KIND = "python:3.11"
-
+#: Every Python kind: python:3.13 (the default) runs on another interpreter than python:3.11
+#: in each backend (Docker: an image of its own carrying the runtimes cache's CPython 3.13).
+PYTHON_KINDS = ("python:3.11", "python:3.13")
+PY_ECHO = (
+    "import sys\n"
+    "def main(p):\n"
+    "    print('out', p.get('n'))\n"
+    "    print('err', p.get('n'), file=sys.stderr)\n"
+    "    return {'n': p.get('n', 0) + 1}\n"
+)
 ECHO = {
-    "python:3.11": (
-        "import sys\n"
-        "def main(p):\n"
-        "    print('out', p.get('n'))\n"
-        "    print('err', p.get('n'), file=sys.stderr)\n"
-        "    return {'n': p.get('n', 0) + 1}\n"
-    ),
+    "python:3.11": PY_ECHO,
+    "python:3.13": PY_ECHO,
     "nodejs:20": (
         "function main(p) {\n"
         "  console.log('out', p.n); console.error('err', p.n);\n"
@@ -115,11 +119,13 @@ async def test_a_container_initializes_runs_pauses_resumes_and_is_destroyed(
         container.pause()
 
 
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
 async def test_logs_are_the_lines_of_each_activation_up_to_the_sentinels(
     factory: ContainerFactory,
+    kind: str,
 ) -> None:
     # Given an initialized container (its /init wrote a sentinel pair too)
-    container = await initialized(factory, ECHO[KIND])
+    container = await initialized(factory, ECHO[kind], kind)
     await container.logs(10_000, 5)
     try:
         # When two activations run, each followed by a logs call
@@ -142,9 +148,10 @@ async def test_logs_are_the_lines_of_each_activation_up_to_the_sentinels(
     assert all(ln.time_ns > 0 for ln in first.lines) and not first.truncated
 
 
-async def test_a_run_past_its_time_limit_times_out(factory: ContainerFactory) -> None:
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
+async def test_a_run_past_its_time_limit_times_out(factory: ContainerFactory, kind: str) -> None:
     # Given a container whose action sleeps for 30 s
-    container = await initialized(factory, SLEEP)
+    container = await initialized(factory, SLEEP, kind)
     try:
         # When it runs with a 500 ms limit
         answer = await container.run({"value": {}}, 0.5)
@@ -156,11 +163,13 @@ async def test_a_run_past_its_time_limit_times_out(factory: ContainerFactory) ->
     assert outcome.result == {"error": timed_out_message(500, init=False)}
 
 
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
 async def test_a_container_over_its_memory_limit_is_killed_and_says_so(
     factory: ContainerFactory,
+    kind: str,
 ) -> None:
     # Given a 128 MB container whose action fills 400 MB
-    container = await initialized(factory, HOG, memory_mb=128)
+    container = await initialized(factory, HOG, memory_mb=128, kind=kind)
     try:
         # When it runs
         answer = await container.run({"value": {"mb": 400}}, 30)
@@ -171,11 +180,13 @@ async def test_a_container_over_its_memory_limit_is_killed_and_says_so(
     assert run_outcome(answer, 30_000).result == {"error": MEMORY_EXHAUSTED}
 
 
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
 async def test_a_crash_is_reported_as_an_exit_with_its_last_words(
     factory: ContainerFactory,
+    kind: str,
 ) -> None:
     # Given a container whose action exits mid-run
-    container = await initialized(factory, CRASH)
+    container = await initialized(factory, CRASH, kind)
     await container.logs(10_000, 5)
     try:
         answer = await container.run({"value": {}}, 20)
@@ -188,10 +199,13 @@ async def test_a_crash_is_reported_as_an_exit_with_its_last_words(
     assert ("stdout", "bye") in [(ln.stream, ln.text) for ln in logs.lines]
 
 
-async def test_destroy_kills_every_process_of_the_container(factory: ContainerFactory) -> None:
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
+async def test_destroy_kills_every_process_of_the_container(
+    factory: ContainerFactory, kind: str
+) -> None:
     # Given a container whose action left a process in a session of its own
     marker = f"squall-contract-{uuid.uuid4().hex}"
-    container = await initialized(factory, SPAWN)
+    container = await initialized(factory, SPAWN, kind)
     answer = await container.run({"value": {"marker": marker}}, 20)
     assert answer.status == 200, answer
     assert await until(lambda: bool(processes_with(marker)))

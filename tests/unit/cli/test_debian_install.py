@@ -1,5 +1,6 @@
 """``debian`` install items (squall/cli/debian.py): the lock file, the host's Debian
-archive, and relocating extracted programs onto their own loader and libraries."""
+archive, and relocating extracted programs onto their own loader and libraries
+(squall/sandbox/relocation.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from _required import unavailable
 
 from squall.cli import debian, runtimes
+from squall.sandbox import relocation
 from squall.sandbox.interpreters import load_manifest, template_values
 
 SHIPPED_LOCK = (
@@ -102,7 +104,7 @@ def test_relocated_programs_use_the_extracted_loader_and_libraries(tmp_path: Pat
     final = tmp_path / "python-3.13"
     loader = Path("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
     # When relocated for its final place
-    changed = debian.relocate(root, final, loader, loader.parent)
+    changed = relocation.relocate(root, final, loader, loader.parent)
     # Then the program and the library point at the final loader and library directory
     assert changed == 2
 
