@@ -14,8 +14,11 @@ record and completion. Each sample is B2's (``invoker_bench.py``): a fresh no-op
 B2 does not take: 0.4 s of quiet again and one more warm invoke (``idle``), which pays
 whatever any first request after a quiet moment pays, cold or not.
 
-Tiers: ``python zygote`` (128 MB Python action: a started zygote spare taken) and
-``nodejs stem cell`` (256 MB Node.js action: a stem cell taken, /init only).
+Tiers: ``python zygote`` (128 MB Python action: a started zygote spare taken),
+``nodejs stem cell`` (256 MB Node.js action: a stem cell taken, /init only) and ``python
+true cold`` (the 128 MB Python action again, on servers started with ``--no-zygote``:
+their factory has no zygote, so it starts through bubblewrap; the ``bwrap:`` phases are
+its start, the supervisor's spawn, the pid and cgroup check, the wait for the ready byte).
 ``--before TREE`` runs a second server of another tree (e.g. a ``git archive`` of main)
 and the two take turns sample by sample, so load changes hit both alike.
 
@@ -48,7 +51,11 @@ from b2common import QUIET_S, Api, annotation, cold_sample, standalone, timed_in
 from invoke_latency import REPO, report_head  # noqa: E402
 
 RESULTS = HERE / "results" / "cold_api.json"
-TIERS = {"python zygote": ("python", 128), "nodejs stem cell": ("nodejs", 256)}
+TIERS = {
+    "python zygote": ("python", 128),
+    "nodejs stem cell": ("nodejs", 256),
+    "python true cold": ("python", 128),
+}
 WARM = 5
 #: Phases whose count per request is printed (the rest are in the JSON only).
 COUNTED = ("factory: create", "pid file")
@@ -113,6 +120,17 @@ wrap(container.ProcessContainer, "initialize", "container: /init")
 wrap(container.ProcessContainer, "run", "container: /run")
 wrap(http.UnixHttpClient, "_connect", "runtime: connect")
 wrap(sqlite_activations.SqliteActivationStore, "start", "store: start")
+import squall.sandbox.sandboxstart as sandboxstart
+import squall.sandbox.supervisor as supervisor
+wrap(sandboxstart.SandboxStarts, "_start", "bwrap: start")
+wrap(supervisor.Supervisor, "spawn", "bwrap: spawn")
+wrap(sandboxstart, "confine", "bwrap: confine")
+wrap(launch, "wait_ready", "bwrap: wait ready")
+if os.environ.get("SQUALL_BENCH_NO_ZYGOTE"):  # --no-zygote: Python starts through bwrap
+    import squall.sandbox.factory as factory
+    factory.ProcessContainerFactory = functools.partial(
+        factory.ProcessContainerFactory, zygote=False
+    )
 def dump():
     with open(os.environ["SQUALL_BENCH_EVENTS"], "w") as f:
         json.dump(EVENTS, f)
@@ -124,11 +142,14 @@ main()
 
 
 @contextlib.contextmanager
-def server(tree: Path) -> Iterator[tuple[Api, Path]]:
+def server(tree: Path, zygote: bool = True) -> Iterator[tuple[Api, Path]]:
     """A timed ``squall standalone`` of ``tree``: (client, events file: written when the
-    server exits, left for the caller to read and remove)."""
+    server exits, left for the caller to read and remove); without ``zygote``, its
+    factory has none (a Python action's cold start goes through bubblewrap)."""
     events = Path(tempfile.mkstemp(prefix="cold_api-", suffix=".json")[1])
     extra = {"SQUALL_BENCH_EVENTS": str(events)}
+    if not zygote:
+        extra["SQUALL_BENCH_NO_ZYGOTE"] = "1"
     with standalone(extra, tree, ["-c", LAUNCHER]) as running:
         api = Api(running.apihost, running.auth)
         try:
@@ -163,6 +184,9 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="also a server of this tree, in turn")
     parser.add_argument("--tiers", default=",".join(TIERS), help="comma-separated")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-zygote", action="store_true", help="servers without the Python zygote"
+    )
     args = parser.parse_args()
     tiers = [t.strip() for t in args.tiers.split(",")]
     trees = {"after": REPO, **({"before": args.before.resolve()} if args.before else {})}
@@ -184,7 +208,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         apis = {}
         for tree, path in trees.items():
-            api, events = stack.enter_context(server(path))
+            api, events = stack.enter_context(server(path, zygote=not args.no_zygote))
             apis[tree], event_files[tree] = api, events
 
         def invoke(tree: str, name: str) -> tuple[float, dict[str, Any]]:

@@ -25,9 +25,11 @@
   ``/etc/shadow``, ``/sys``;
 - dies with its parent (``--die-with-parent``: bubblewrap's monitor process, itself a
   child of the invoker);
-- is held before it execs the runtime until the invoker wrote to ``--block-fd``, after it
-  learnt the sandbox's pid from ``--info-fd``: the invoker puts it into its cgroup and sets
-  its resource limits first, so nothing the action does ever runs unconfined.
+- never runs the runtime unconfined: it is born in its container's cgroup, with its
+  resource limits (the supervisor's child joins the cgroup and sets them before it execs
+  bubblewrap, or the start fails), and when the invoker still has something to do before
+  the runtime runs (a link to give its network namespace) it is held on ``--block-fd``
+  until the invoker, which learnt the sandbox's pid from ``--info-fd``, wrote to it.
 
 Why ``/proc`` is read-only: when the invoker runs as root, the sandbox's uid 65534 is
 mapped to host uid 0; without capabilities that is harmless, except that files owned by
@@ -167,14 +169,19 @@ class BwrapSandbox:
         binds: Sequence[tuple[str, str]],
         tmp_bytes: int,
         info_fd: int,
-        block_fd: int,
+        block_fd: int | None,
         own_network: bool = True,
     ) -> list[str]:
         """``bwrap`` options then ``argv``; ``binds`` are extra (source, target) read-only
         binds (interpreter prefix, runtime directory). Without ``own_network`` bubblewrap
-        makes no network namespace: it was started in one prepared for the sandbox."""
+        makes no network namespace: it was started in one prepared for the sandbox.
+        Without ``block_fd`` the sandbox does not wait for the invoker after its
+        namespaces are made: only for a bubblewrap born in its container's cgroup with
+        its limits, with nothing left to do for it before the runtime runs."""
         args = [self.bwrap, *self.namespaces(own_network), "--info-fd", str(info_fd)]
-        args += ["--block-fd", str(block_fd), *self.system]
+        if block_fd is not None:
+            args += ["--block-fd", str(block_fd)]
+        args += self.system
         for source, target in binds:
             args += ["--ro-bind", source, target]
         # Every mount costs about 0.3 ms of start-up: /etc is one directory, certificates

@@ -7,11 +7,13 @@ message saying what to install or configure otherwise. The invoker refuses to st
 error unless its operator explicitly chose ``--unsafe-no-isolation``.
 
 :func:`confine` is the start-up handshake of one sandbox: bubblewrap reports the pid of
-the sandbox's first process on ``--info-fd`` and then waits on ``--block-fd``; in between
+the sandbox's first process on ``--info-fd`` and then, when the invoker has more to do
+before the runtime runs (a network link to attach), waits on ``--block-fd``; in between
 the invoker makes sure both bubblewrap processes are in the container's cgroup — a
 bubblewrap the supervisor spawned into that cgroup was born there (its launcher joined it
 before the exec, without the ~10 ms RCU grace period a move by another process waits
-for; see :func:`squall.sandbox.pid1.join`), anything not inside yet is moved — and their
+for; see :func:`squall.sandbox.pid1.join`), anything not inside yet is moved while it
+waits (one that did not wait is refused instead: a move would come too late) — and their
 open-files limit was set when the supervisor spawned bubblewrap (``nofile`` sets it here
 otherwise), so every process of the container inherits both before the runtime (or
 anything the action starts) exists. Bubblewrap runs in the supervisor's pid namespace and
@@ -154,7 +156,7 @@ class SandboxInit:
 async def confine(
     launcher_pid: int,
     info_fd: int,
-    block_fd: int,
+    block_fd: int | None,
     cgroup: Cgroup,
     nofile: int | None,
     timeout: float,
@@ -169,6 +171,12 @@ async def confine(
     the runtime finds it done. Raises ContainerError when bubblewrap did not report a pid
     within ``timeout`` or the process could not be confined or set up; the caller then
     destroys the container. The caller owns the returned pidfd.
+
+    Without ``block_fd`` (and so without ``setup``) bubblewrap did not wait: it was born in
+    ``cgroup`` with its limits set (:meth:`Supervisor.spawn
+    <squall.sandbox.supervisor.Supervisor.spawn>` joined it before the exec), and this
+    only checks that both processes are inside — a move now would come after the runtime
+    started, so one that is not inside is an error, never moved.
     """
     sandbox_pid: int | None = None
     pidfd: int | None = None
@@ -178,10 +186,23 @@ async def confine(
                 info = await _read_to_eof(info_fd)
             reported = int(orjson.loads(info)["child-pid"])
             sandbox_pid = _as_seen_here(launcher_pid, reported)
-            # It waits on the block pipe, alive: this pid is still that process.
+            # It waits on the block pipe, alive: this pid is still that process. Without a
+            # block pipe it runs on, and only its monitor reaps it, which reads its pid from
+            # /proc/<monitor>/.../children: while listed there, the pid is still that process.
             pidfd = os.pidfd_open(sandbox_pid)
         except (TimeoutError, ValueError, KeyError, TypeError, OSError) as ex:
             raise ContainerError(f"the sandbox did not report its pid: {ex!r}") from ex
+        if block_fd is None:
+            # Born inside: reading the cgroups' member lists is quick (no move, no grace
+            # period), and the sandbox goes on meanwhile.
+            outside = [
+                pid
+                for pid in (launcher_pid, sandbox_pid)
+                if not all(_inside(procs, pid) for procs in cgroup.procs_files)
+            ]
+            if outside:
+                raise ContainerError(f"the sandbox's processes {outside} are not in its cgroup")
+            return SandboxInit(sandbox_pid, pidfd)
         try:
             # In a worker thread: moving a process into a cgroup may wait for an RCU grace
             # period (about 10 ms here), which must not stall the event loop.
@@ -203,7 +224,8 @@ async def confine(
         return SandboxInit(sandbox_pid, pidfd)
     finally:
         os.close(info_fd)
-        os.close(block_fd)
+        if block_fd is not None:
+            os.close(block_fd)
 
 
 def _as_seen_here(launcher_pid: int, reported: int) -> int:

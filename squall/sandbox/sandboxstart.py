@@ -7,7 +7,8 @@ A true cold start's path is kept to what only it can do: bubblewrap is born in t
 container's cgroup (no move, and no RCU grace period, afterwards), in a network namespace
 prepared with its link when one is ready (:meth:`SandboxNetwork.take_prepared
 <squall.sandbox.network.SandboxNetwork.take_prepared>`; else the link is attached while
-bubblewrap waits, as before), and the CPython proxy is imported from cached bytecode
+bubblewrap waits on its block pipe, as before) — with such a namespace, or none, it does
+not wait for the invoker at all — and the CPython proxy is imported from cached bytecode
 (:meth:`~squall.sandbox.processbase.ProcessFactoryBase._started_argv`)."""
 
 from __future__ import annotations
@@ -92,8 +93,15 @@ class SandboxStarts(ProcessFactoryBase):
                     raise ContainerError(f"cannot start the {kind} runtime: {ex}") from ex
             else:
                 keep["info"], info_w = os.pipe()
-                block_r, keep["block"] = os.pipe()
-                child_fds += [info_w, block_r]
+                child_fds.append(info_w)
+                block_fd = None
+                if network is not None and prepared is None:
+                    # Held until its link is attached (see confine); otherwise, born in its
+                    # cgroup with its limits, it has nothing to wait for: its mounts and
+                    # the runtime's start overlap the invoker's reading of its pid.
+                    block_r, keep["block"] = os.pipe()
+                    child_fds.append(block_r)
+                    block_fd = 3 + child_fds.index(block_r)
                 inside = {name: 3 + child_fds.index(fd) for name, fd in fds.items()}
                 environment = self._environment(kind, directory, env, inside, network is not None)
                 argv = confinement.sandbox.command(
@@ -101,7 +109,7 @@ class SandboxStarts(ProcessFactoryBase):
                     binds=binds,
                     tmp_bytes=confinement.isolation.tmp_bytes(memory_mb),
                     info_fd=3 + child_fds.index(info_w),
-                    block_fd=3 + child_fds.index(block_r),
+                    block_fd=block_fd,
                     own_network=prepared is None,
                 )
                 netns = None if prepared is None else prepared.fd
@@ -149,15 +157,16 @@ class SandboxStarts(ProcessFactoryBase):
                     if network is not None and prepared is None:
                         self._leases[container_id] = await network.attach(pid)
 
+                block = keep.pop("block", None)
                 try:
                     container.sandbox = await confine(
                         container.pid,
                         keep.pop("info"),
-                        keep.pop("block"),
+                        block,
                         cgroup,
                         None,  # set when it was spawned
                         self._start_timeout,
-                        connect,
+                        connect if block is not None else None,
                     )
                 except ContainerError as ex:
                     await logs.wait_closed(1.0)  # bubblewrap's last words say why

@@ -169,3 +169,26 @@ async def test_an_action_sees_neither_the_proxy_directory_nor_its_module(
     # Then the proxy's directory is not on its path, nor its module among the modules
     assert status == 200
     assert seen == {"path": ["/opt/squall/libraries"], "proxy": False, "main": "__main__"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["python:3.13", "python:3.11"])
+async def test_the_compiler_warmed_before_init_leaves_the_action_nothing_to_see(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given a Python action started from nothing (through bubblewrap), whose proxy compiled
+    # an empty module once after its ready byte (the compiler's first use, off /init)
+    code = """
+        import linecache, sys
+
+        def main(args):
+            return {"ast": "ast" in sys.modules,
+                    "cached": [name for name in linecache.cache if "warm" in name]}
+    """
+    container, status, _ = await start(factory, kind, code)
+    assert status == 200
+    # When it looks for traces of that compile
+    status, seen = await invoke(container, {})
+    # Then there are none: no module imported for it, no source cached under its name
+    assert status == 200
+    assert seen == {"ast": False, "cached": []}

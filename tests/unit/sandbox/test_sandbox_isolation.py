@@ -7,18 +7,21 @@ action probe its own limits.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import socket
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from sandboxsupport import ForkBomb
 
 from squall.errors import ContainerError
-from squall.sandbox.isolation import DEFAULT_NOFILE, DEFAULT_PIDS_MAX, Isolation
+from squall.sandbox.isolation import DEFAULT_NOFILE, DEFAULT_PIDS_MAX, Isolation, confine
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
@@ -406,4 +409,82 @@ async def test_a_spawned_process_is_born_in_the_cgroup_it_names(
     finally:
         os.close(read_r)
         os.close(write_w)
+        await cgroup.aremove()
+
+
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def running() -> list[list[str]]:
+    """Every live process's command line (zombies have none)."""
+    lines = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                lines.append(command_line(int(entry)))
+    return lines
+
+
+async def test_a_sandbox_born_confined_without_a_link_to_attach_is_not_held(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given a factory without a network: bubblewrap is born in its container's cgroup and
+    # makes a loopback-only network namespace itself, so the invoker has nothing to do
+    # between its namespaces and the runtime
+    # When a container starts through bubblewrap
+    container = await python(factory, "def main(args):\n    return {'ok': True}\n")
+    assert container.cgroup is not None
+    # Then bubblewrap was not told to wait for the invoker on a block pipe
+    argv = command_line(container.pid)
+    assert "--info-fd" in argv and "--block-fd" not in argv
+    # And it runs, with its three processes in every hierarchy of its cgroup
+    answer = await container.run({"value": {}}, timeout=10)
+    assert (answer.status, json.loads(answer.body)) == (200, {"ok": True})
+    (init,) = children(container.pid)
+    tree = {container.pid, init, *children(init)}
+    for found in members(container.cgroup.procs_files):
+        assert tree <= found
+    await container.destroy()
+
+
+async def test_a_sandbox_that_was_not_held_and_is_outside_its_cgroup_is_refused_and_killed(
+    factory: ProcessContainerFactory, tmp_path: Path
+) -> None:
+    # Given a bubblewrap sandbox spawned without joining a container's cgroup (born in the
+    # supervisor's) and without a block pipe, running a command that would go on forever
+    supervisor, confinement = factory.supervisor, factory._confinement
+    assert supervisor is not None and confinement is not None
+    cgroup = confinement.cgroups.create("not-joined", confinement.isolation.limits(64))
+    info_r, info_w = os.pipe()
+    out_r, out_w = os.pipe()
+    marker = f"squall-not-held-{os.getpid()}"
+    argv = confinement.sandbox.command(
+        ["/bin/sh", "-c", f"while :; do sleep 1; done # {marker}"],
+        binds=[],
+        tmp_bytes=MIB,
+        info_fd=3,
+        block_fd=None,
+    )
+    try:
+        spawned = await supervisor.spawn(
+            argv, {"PATH": "/usr/bin:/bin"}, stdout=out_w, stderr=out_w, fds=[info_w], uid=None
+        )
+        os.close(info_w)
+        # When the invoker confines it without a block pipe
+        with pytest.raises(ContainerError, match="not in its cgroup"):
+            await confine(spawned.pid, info_r, None, cgroup, None, 10.0)
+        # Then it is refused, never moved in after the fact, and killed, its sandbox too
+        assert select.select([spawned.pidfd], [], [], 10.0)[0]  # bubblewrap exited
+        assert members(cgroup.procs_files) == [set() for _ in cgroup.procs_files]
+        for _ in range(200):  # reaped by the supervisor's pid 1: 10 s at most
+            if not any(marker in " ".join(line) for line in running()):
+                break
+            await anyio.sleep(0.05)
+        else:
+            raise AssertionError("the sandbox outside its cgroup still runs")
+        os.close(spawned.pidfd)
+    finally:
+        os.close(out_r)
+        os.close(out_w)
         await cgroup.aremove()

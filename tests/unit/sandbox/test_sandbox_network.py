@@ -286,8 +286,45 @@ async def test_a_true_cold_start_joins_a_prepared_namespace_it_cannot_change(
     await second.destroy()
 
 
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
 def net_namespace(monitor: int) -> str:
     """The network namespace of bubblewrap's sandbox (the monitor's child)."""
     children = Path(f"/proc/{monitor}/task/{monitor}/children").read_text().split()
     pid = int(children[0]) if children else monitor
     return os.readlink(f"/proc/{pid}/ns/net")
+
+
+async def test_a_true_cold_start_without_a_prepared_namespace_waits_for_its_link(
+    anyio_backend: str,
+    tmp_path: Path,
+    outside: OutsideHost,
+    api_server: socket.socket,
+) -> None:
+    # Given a factory whose network prepares no namespace ahead (most containers of its
+    # invoker have none), so a container's link is attached on its start's path
+    port = api_server.getsockname()[1]
+    assert outside.resolver is not None
+    policy = EgressPolicy(resolvers=(ipaddress.ip_address(outside.resolver),))
+    network = SandboxNetwork(policy, ("127.0.0.1", port))
+    factory = ProcessContainerFactory(
+        tmp_path / "held", f"http://127.0.0.1:{port}", network=network, network_default=False
+    )
+    try:
+        assert network.prepared == 0 and network.block is not None
+        # When a container with a network starts through bubblewrap
+        container = await factory.create("python:3.11", 256, network=True)
+        # Then bubblewrap was held on its block pipe until the link was attached
+        assert "--block-fd" in command_line(container.pid)
+        assert container.id in factory._leases
+        # And the runtime found its link there from its first moment: the API answers
+        gateway = str(network.block.gateway)
+        result = await run(
+            container, PY_CONNECT, {"targets": {"api": (gateway, port)}, "name": NAME}
+        )
+        assert result["api"] == "connected", result
+        await container.destroy()
+    finally:
+        await factory.close()
