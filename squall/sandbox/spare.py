@@ -103,10 +103,12 @@ class Spare:
 
     async def watch(self, log_cap_bytes: int) -> None:
         """Watch a started runtime ahead of its take: its exit, and its stdout and stderr
-        read into a log collector of ``log_cap_bytes`` — what a create would do on the
-        request path otherwise (two pipe transports, each a loop iteration to connect).
-        Whatever it writes before its take reaches the container's logs, as it would
-        when its pipes were read from the take on."""
+        read into a log collector of ``log_cap_bytes``; and connect to it
+        (:attr:`connection`) — what a create and the container's first request would do
+        on the request path otherwise (two pipe transports and a connection, each a loop
+        iteration). Whatever it writes before its take reaches the container's logs, as it
+        would when its pipes were read from the take on. ContainerError when it cannot be
+        reached (it died since its ready byte)."""
         loop = asyncio.get_running_loop()
         self.logs = LogCollector(log_cap_bytes)
         self.exited = loop.create_future()
@@ -119,7 +121,10 @@ class Spare:
         # socket, a connect and a loop iteration for the stream's transport (0.14-0.76 ms
         # before /init, bench/README.md "cold_timeline.py").
         assert self.directory is not None
-        self.connection = await open_stream(self.directory, MAX_HEAD_BYTES)
+        try:
+            self.connection = await open_stream(self.directory, MAX_HEAD_BYTES)
+        except OSError as ex:  # it died since its ready byte: the refill logs and goes on
+            raise ContainerError(f"the forked Python runtime cannot be reached: {ex}") from ex
 
     def alive(self) -> bool:
         """Whether its runtime still runs (a pidfd turns readable when it exits)."""
