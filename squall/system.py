@@ -229,7 +229,14 @@ async def _controller(
         ],
         on_redispatch=balancing.on_redispatch,
     )
-    catalog = Catalog(store.entities, ttl_s=balancing.cache_ttl_s, on_change=balancing.on_change)
+    catalog = Catalog(
+        store.entities,
+        ttl_s=balancing.cache_ttl_s,
+        on_change=balancing.on_change,
+        # The invoker beside it (standalone) runs the revision the catalog just read, on
+        # the same store: a new action's first invoke reads it once, not twice.
+        on_read=invoker.remember if invoker is not None else None,
+    )
     # The controller's one cycle: the activator hands sequences and compositions to the
     # composer and built-in actions to the feed actions, and both need the controller
     # (its activator for their steps and fires, its catalog and store). So the activator

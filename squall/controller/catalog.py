@@ -5,6 +5,8 @@ dropped on every write or delete made through this catalog, and ``on_change`` is
 (``controller/cluster.py`` broadcasts it, so other controllers ``invalidate`` their
 copy). Standalone has exactly one controller, so its cache is always current and kept
 for ever; a cluster's also expires after ``ttl_s``, in case an invalidation was missed.
+``on_read`` is handed every action read from the store (standalone: the invoker beside
+it, which then needs no read of its own for that revision).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Catalog:
         ttl_s: float | None = None,
         *,
         on_change: Callable[[str, str], None] | None = None,
+        on_read: Callable[[Action], None] | None = None,
     ) -> None:
         self.store = store
         self._actions: dict[tuple[str, str], tuple[Action, float]] = {}
@@ -51,6 +54,7 @@ class Catalog:
         self._ttl_s = ttl_s
         # Called with (namespace, path) after every write or delete through this catalog.
         self._on_change = on_change
+        self._on_read = on_read
 
     def invalidate(self, namespace: str, path: str) -> None:
         self._actions.pop((namespace, path), None)
@@ -72,6 +76,8 @@ class Catalog:
                 self._actions.clear()
             expires = time.monotonic() + self._ttl_s if self._ttl_s is not None else 0.0
             self._actions[(path.namespace, path.path)] = (entity, expires)
+            if self._on_read is not None:
+                self._on_read(entity)
         return entity
 
     async def put(self, entity: E, *, create: bool) -> E:

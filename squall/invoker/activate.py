@@ -112,11 +112,21 @@ class Activating(Completing):
         if doc.rev != message.revision:
             raise LookupError(ACTION_MISMATCH)
         action = Action.from_store(path, doc.body, doc.rev, doc.updated)
+        self._keep(key, action)
+        return action
+
+    def remember(self, action: Action) -> None:
+        """Keep ``action``, as a controller beside this invoker read it from the same
+        store (standalone: its catalog's reads, :mod:`squall.controller.catalog`), for the
+        messages naming its revision (the activator names it by ``path.fqn``): a new
+        action's first invoke then reads the store once, not twice."""
+        self._keep((action.path.fqn, action.rev), action)
+
+    def _keep(self, key: tuple[str, str], action: Action) -> None:
         if len(self._actions) > 10_000:
             self._actions.clear()
         # A revision's content never changes, so this entry never goes stale.
         self._actions[key] = action
-        return action
 
     async def _start(self, message: ActivationMessage, action: Action) -> bool:
         """The started point: make it durable that this activation starts, before any of

@@ -100,6 +100,7 @@ class ZygoteStarts(ProcessFactoryBase):
         spare = await zygote.take(memory_mb, environment, network, directory)
         sandbox = SandboxInit(spare.pid, spare.pidfd)
         ours = spare.fds
+        connection, spare.connection = spare.connection, None
         try:
             if spare.runtime is not None and spare.logs is not None and spare.exited is not None:
                 # A started spare's exit and output were watched while it waited.
@@ -116,6 +117,8 @@ class ZygoteStarts(ProcessFactoryBase):
             os.close(spare.pidfd)
             for fd in ours.values():
                 os.close(fd)
+            if connection is not None:
+                connection[1].close()
             await spare.cgroup.aremove()
             if spare.lease is not None and self.network is not None:
                 await self.network.detach(spare.lease)
@@ -129,7 +132,9 @@ class ZygoteStarts(ProcessFactoryBase):
             logs=logs,
             exited=exited,
             http=UnixHttpClient(
-                directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes
+                directory / SOCKET_NAME,
+                max_response_bytes=self._max_response_bytes,
+                connection=connection,  # made while it waited: /init connects nothing
             ),
             lifeline=ours.pop("lifeline"),
             cgroup=spare.cgroup,

@@ -82,6 +82,7 @@ class UnixHttpClient:
 
     ``opener``, when given, opens the connections instead (``path`` then only names the
     peer in messages): the Docker backend's connections into a container's namespace.
+    ``connection``: one opened ahead (a zygote's started spare), idle until the first post.
     """
 
     def __init__(
@@ -91,12 +92,13 @@ class UnixHttpClient:
         max_response_bytes: int,
         max_idle: int = 8,
         opener: Opener | None = None,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None,
     ) -> None:
         self._path = str(path)
         self._opener = opener
         self._max_response_bytes = max_response_bytes
         self._max_idle = max_idle
-        self._idle: list[_Connection] = []
+        self._idle: list[_Connection] = [] if connection is None else [_Connection(*connection)]
         self._closed = False
         self._dir_fd: int | None = None
         if opener is None and len(os.fsencode(self._path)) > MAX_SOCKET_PATH:

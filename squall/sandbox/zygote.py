@@ -21,7 +21,9 @@ container. Per container the invoker:
    socket in a directory of its own under ``spares`` in the factory's workdir, beside
    its pid file; ready and lifeline pipes, stdout, stderr), and its proxy wrote its
    ready byte: it listens, but serves nothing and still holds its capabilities until it
-   is taken. The forking of spares starts
+   is taken; the invoker then watches its exit and output and connects to its socket
+   (the container's first connection, waiting in the backlog: :meth:`Spare.watch`).
+   The forking of spares starts
    shortly after the last create took its runtime, not to compete with the taken
    containers' first requests (postponed while a burst's creates wait: a spare forked
    then would serve none of them), with up to :data:`REFILL_PARALLEL` in flight;

@@ -25,6 +25,8 @@ from apisupport import (
     python_action,
 )
 
+from squall.store.sqlite import SqliteEntityStore
+
 pytestmark = pytest.mark.anyio
 
 Unique = Callable[[str], str]
@@ -124,6 +126,31 @@ async def test_blocking_invoke_returns_the_full_record_cold_then_warm(
     # And the stored records are what the blocking answers said
     assert await get_activation(client, cold["activationId"]) == cold
     assert await get_activation(client, warm["activationId"]) == warm
+
+
+async def test_a_new_actions_first_invoke_reads_it_from_the_store_once(
+    client: httpx.AsyncClient, unique: Unique, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a fresh action, and the store's reads of it counted from now on
+    name = unique("once")
+    await create(client, name, python_action())
+    reads: list[str] = []
+    get = SqliteEntityStore.get
+
+    async def counted(store: SqliteEntityStore, namespace: str, collection: str, path: str) -> Any:
+        if collection == "actions" and path == name:
+            reads.append(namespace)
+        return await get(store, namespace, collection, path)
+
+    monkeypatch.setattr(SqliteEntityStore, "get", counted)
+    # When it is invoked blocking, cold then warm
+    for who in ("cold", "warm"):
+        r = await invoke(client, name, {"name": who}, blocking="true")
+        assert r.status_code == 200, r.text
+        assert r.json()["response"]["result"]["greeting"] == f"Hello {who}"
+    # Then it was read once: by the controller's catalog, whose read the invoker beside
+    # it (standalone) runs, at the revision the message names
+    assert reads == [GUEST]
 
 
 async def test_node_logs_carry_stdout_and_stderr(client: httpx.AsyncClient, unique: Unique) -> None:

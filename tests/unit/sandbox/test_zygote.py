@@ -29,6 +29,7 @@ from sandboxsupport import ForkBomb
 
 from squall.sandbox import sparedemand
 from squall.sandbox.cgroups import Cgroup
+from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import DEFAULT_PIDS_MAX
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 from squall.sandbox.spare import Spare
@@ -765,3 +766,36 @@ async def test_at_the_limit_an_idle_zygote_makes_room(tmp_path: Path, anyio_back
         assert len(carol.cgroup.pids()) == 3 and busy.cgroup is not None
     finally:
         await factory.close()
+
+
+async def test_a_started_spares_first_connection_is_made_while_it_waits(
+    zygotic: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given started spares, each with a connection to its listening socket made ahead
+    await python(zygotic, PROBE)
+    zygote = running_zygote(zygotic)
+    await zygote.filled()
+    assert zygote.spares == 2 and all(spare.connection is not None for spare in zygote._spares)
+    connects: list[str] = []
+    connect = UnixHttpClient._connect
+
+    async def counted(client: UnixHttpClient) -> Any:
+        connects.append(client._path)
+        return await connect(client)
+
+    monkeypatch.setattr(UnixHttpClient, "_connect", counted)
+    # When a container takes one, is initialized and runs twice
+    container = await python(zygotic, PROBE)
+    for _ in range(2):
+        assert (await result(container, {}))["pid"] == 1
+    # Then its requests went over that connection: none was opened on their path
+    assert connects == []
+    # And a container whose runtime is forked on the spot (a zygote without spares)
+    # connects on its first request
+    spotty = ProcessContainerFactory(tmp_path / "spot", "https://api", zygote_spares=0)
+    try:
+        spot = await python(spotty, PROBE)
+        assert (await result(spot, {}))["pid"] == 1
+        assert connects == [str(spot.directory / "proxy.sock")]
+    finally:
+        await spotty.close()

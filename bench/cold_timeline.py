@@ -1,0 +1,172 @@
+"""A cold start over the API as a timeline: when each step of the cold request begins and
+ends, next to a warm request's and an idle one's (``cold_api.py``'s server and samples).
+
+    .venv/bin/python bench/cold_timeline.py [--samples 15] [--before /tmp/base-TREE]
+
+``cold_api.py`` sums each function's time; this marks every edge with its moment
+(``time.perf_counter_ns``, CLOCK_MONOTONIC, in the server's process) and prints, per
+event, its median offset from the request's arrival at the invoke route — so the gaps
+between the steps (a task waiting for the loop, the runtime's own time between the
+invoker's write and the answer, background work) show where no function is timed. More
+points than ``cold_api.py``'s wrappers: the bus hand-over to the invoker (its intake and
+its task's start), the runtime's request exchanges and log output (each chunk of the
+runtime's stdout or stderr as it reaches the invoker: the sentinels are written just
+before an answer), the completion handed to the controller's waiters, and the zygote's
+background forks (a spare's refill). Each sample is B2's (a fresh 128 MB Python action,
+0.4 s of quiet, its cold invoke, 5 warm ones) and a sixth after 0.4 s of quiet (``idle``).
+The client's RTT minus the route's span is printed as ``outside the route`` (HTTP
+parsing, the socket hops). ``--before TREE`` runs a server of another tree in turn.
+Writes ``bench/results/cold_timeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from b2common import QUIET_S, Api, cold_sample, standalone, timed_invoke, warm_up  # noqa: E402
+from cold_api import LAUNCHER  # noqa: E402
+from invoke_latency import REPO, report_head  # noqa: E402
+
+RESULTS = HERE / "results" / "cold_timeline.json"
+WARM = 5
+
+#: Points added to cold_api's wrappers (each edge marked, ``>`` begins, ``<`` ends).
+EXTRA = r"""
+import squall.controller.waiters as waiters
+import squall.invoker.intake as intake
+import squall.sandbox.forkedruntime as forkedruntime
+import squall.sandbox.zygoteprocess as zygoteprocess
+wrap(intake.Intake, "_on_delivery", "intake: delivery")
+wrap(intake.Intake, "_take", "intake: task")
+wrap(waiters.CompletionWaiters, "deliver", "waiters: completion")
+wrap(http.UnixHttpClient, "_exchange", "runtime: exchange")
+wrap(forkedruntime._Pipe, "data_received", "runtime: output")
+wrap(zygoteprocess.ZygoteProcess, "fork", "zygote: fork (refill)")
+wrap(pool.ContainerPool, "initialized", "pool: initialized")
+"""
+MARKER = "from squall.cli.main import main"
+
+
+@contextlib.contextmanager
+def server(tree: Path) -> Iterator[tuple[Api, Path]]:
+    """A timed ``squall standalone`` of ``tree``: (client, events file)."""
+    events = Path(tempfile.mkstemp(prefix="cold_timeline-", suffix=".json")[1])
+    launcher = LAUNCHER.replace(MARKER, EXTRA + MARKER, 1)
+    with standalone({"SQUALL_BENCH_EVENTS": str(events)}, tree, ["-c", launcher]) as running:
+        api = Api(running.apihost, running.auth)
+        try:
+            yield api, events
+        finally:
+            api.close()
+
+
+def timeline(events: list[tuple[int, str, int]]) -> dict[int, dict[str, list[float]]]:
+    """Per request number: event label (``name>`` or ``name<``) -> its moments (ms after
+    the request's first event, the route's start)."""
+    out: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    origin: dict[int, int] = {}
+    for request, label, t in events:
+        origin.setdefault(request, t)
+        out[request][label].append((t - origin[request]) / 1e6)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--before", type=Path, help="also a server of this tree, in turn")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    trees = {"after": REPO, **({"before": args.before.resolve()} if args.before else {})}
+    started = time.time()
+    load_before = float(Path("/proc/loadavg").read_text().split()[0])
+    numbers: dict[str, dict[str, list[int]]] = {t: defaultdict(list) for t in trees}
+    rtts: dict[str, dict[str, list[float]]] = {t: defaultdict(list) for t in trees}
+    counters = dict.fromkeys(trees, 0)
+    files: dict[str, Path] = {}
+    with contextlib.ExitStack() as stack:
+        apis = {}
+        for tree, path in trees.items():
+            apis[tree], files[tree] = stack.enter_context(server(path))
+        for tree in trees:
+            counters[tree] += warm_up(apis[tree], (128,))
+        for i in range(args.samples):
+            for tree in trees:
+                sample = cold_sample(apis[tree], f"python-128-{i}", "python", 128, WARM)
+                n = numbers[tree]
+                n["cold"].append(counters[tree] + 1)
+                n["warm"].append(counters[tree] + 1 + WARM)  # the last warm one
+                counters[tree] += 1 + WARM
+                time.sleep(QUIET_S)
+                idle, _ = timed_invoke(apis[tree], f"python-128-{i}")
+                counters[tree] += 1
+                n["idle"].append(counters[tree])
+                r = rtts[tree]
+                r["cold"].append(sample.cold)
+                r["warm"].append(sample.warms[-1])
+                r["idle"].append(idle)
+    load_after = float(Path("/proc/loadavg").read_text().split()[0])
+    results: dict[str, Any] = {}
+    print(f"1-minute load average: {load_before} before, {load_after} after; "
+          f"{args.samples} samples per tree")  # fmt: skip
+    for tree in trees:
+        per_request = timeline(json.loads(files[tree].read_text()))
+        files[tree].unlink()
+        table: dict[str, dict[str, float]] = {}
+        for kind in ("cold", "warm", "idle"):
+            labels = {k for n in numbers[tree][kind] for k in per_request[n]}
+            for label in labels:
+                firsts = [
+                    per_request[n][label][0] for n in numbers[tree][kind] if label in per_request[n]
+                ]
+                table.setdefault(label, {})[kind] = round(statistics.median(firsts), 3)
+                table[label][kind + " #"] = statistics.median(
+                    [len(per_request[n].get(label, [])) for n in numbers[tree][kind]]
+                )
+        rtt = {k: round(statistics.median(v), 3) for k, v in rtts[tree].items()}
+        results[tree] = {"rtt": rtt, "events": table}
+        print(f"\n{tree}: RTT p50 cold {rtt['cold']}, warm {rtt['warm']}, idle {rtt['idle']} ms")
+        head = "event (first, ms after the route began; p50)"
+        print(f"  {head:46} {'cold':>8} {'warm':>8} {'idle':>8}  count c/w/i")
+        order = sorted(table, key=lambda k: table[k].get("cold", table[k].get("warm", 1e9)))
+        for label in order:
+            row = table[label]
+            cells = " ".join(
+                f"{row[k]:8.3f}" if k in row else f"{'-':>8}" for k in ("cold", "warm", "idle")
+            )
+            counts = "/".join(f"{row.get(k + ' #', 0):g}" for k in ("cold", "warm", "idle"))
+            print(f"  {label:46} {cells}  {counts}")
+        for kind in ("cold", "warm", "idle"):
+            route = [
+                per_request[n]["route<"][0]
+                for n in numbers[tree][kind]
+                if "route<" in per_request[n]
+            ]
+            outside = statistics.median(rtts[tree][kind]) - statistics.median(route)
+            print(f"  outside the route ({kind}): {outside:.3f} ms")  # fmt: skip
+    report = {
+        **report_head("cold_timeline", started, "started", None),
+        "parameters": {"samples": args.samples, "trees": {k: str(v) for k, v in trees.items()}},
+        "load_average_1min": {"before": load_before, "after": load_after},
+        "results": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
