@@ -9,8 +9,9 @@ proxy on a Unix socket with stdout and stderr on pipes that a thread drains (as 
 invoker reads them), /inits a no-op, warms it with ``--runs`` runs, then times ``--runs``
 more with the message the invoker sends (namespace, action name and version constant;
 activation id, transaction id and deadline new each run) and reads the proxy's CPU
-(``/proc/PID/stat``, user + system) around them. Prints µs of proxy CPU per run, median
-of the rounds, with the load average; JSON to ``bench/results/proxy_cpu.json``.
+(``/proc/PID/stat``, user + system) and its anonymous memory (``RssAnon``) around them.
+Prints µs of proxy CPU per run, median of the rounds, and the bytes per run the anonymous
+memory grew, with the load average; JSON to ``bench/results/proxy_cpu.json``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def anon_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("RssAnon:", 1)[1].split()[0])
+
+
 def post(conn: socket.socket, target: str, message: dict[str, Any]) -> bytes:
     body = json.dumps(message).encode()
     head = f"POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -73,8 +79,8 @@ def drain(stream: Any) -> None:
         pass
 
 
-def measure(kind: str, tree: Path, runs: int) -> float:
-    """µs of the proxy's CPU per warm /run."""
+def measure(kind: str, tree: Path, runs: int) -> tuple[float, float]:
+    """µs of the proxy's CPU per warm /run, and bytes its anonymous memory grew per run."""
     with tempfile.TemporaryDirectory(prefix="proxy-cpu-") as tmp:
         path = os.path.join(tmp, "run.sock")
         env = {"PATH": os.environ["PATH"], "__OW_SOCKET": path, "__OW_WORKDIR": tmp}
@@ -87,11 +93,16 @@ def measure(kind: str, tree: Path, runs: int) -> float:
         for reader in readers:
             reader.start()
         try:
-            end = time.monotonic() + 30
-            while not os.path.exists(path) and time.monotonic() < end:
-                time.sleep(0.01)
             with socket.socket(socket.AF_UNIX) as conn:
-                conn.connect(path)
+                end = time.monotonic() + 30
+                while True:  # the socket file exists a moment before it listens
+                    try:
+                        conn.connect(path)
+                        break
+                    except (FileNotFoundError, ConnectionRefusedError):
+                        if time.monotonic() > end:
+                            raise
+                        time.sleep(0.01)
                 init = {"value": {"name": "noop", "main": "main", "code": NOOP[kind]}}
                 assert post(conn, "/init", init) == b"200"
                 base = {"namespace": "guest", "action_name": "/guest/noop", "action_version":
@@ -104,14 +115,15 @@ def measure(kind: str, tree: Path, runs: int) -> float:
 
                 for n in range(runs):
                     run(n)
-                before = cpu_ticks(proxy.pid)
+                before, anon = cpu_ticks(proxy.pid), anon_kib(proxy.pid)
                 for n in range(runs, 2 * runs):
                     run(n)
                 used = cpu_ticks(proxy.pid) - before
+                grown = anon_kib(proxy.pid) - anon
         finally:
             proxy.kill()
             proxy.wait()
-    return used / TICK / runs * 1e6
+    return used / TICK / runs * 1e6, grown * 1024 / runs
 
 
 def main() -> None:
@@ -128,10 +140,11 @@ def main() -> None:
         for kind in ("nodejs", "python"):
             for label, tree in order:
                 load = Path("/proc/loadavg").read_text().split()[:3]
-                us = measure(kind, tree, args.runs)
+                us, grown = measure(kind, tree, args.runs)
                 samples.append({"round": round_, "kind": kind, "tree": label, "us": us,
-                                "load": load})  # fmt: skip
-                print(f"round {round_} {kind:6} {label:6}: {us:6.1f} µs/run, load {load}")
+                                "anon_bytes_per_run": grown, "load": load})  # fmt: skip
+                print(f"round {round_} {kind:6} {label:6}: {us:6.1f} µs/run, anonymous memory "
+                      f"+{grown:.0f} B/run, load {load}")  # fmt: skip
     print("\nproxy CPU per warm /run, µs (median of rounds): kind, after, before")
     for kind in ("nodejs", "python"):
         med = {
