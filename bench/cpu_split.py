@@ -208,8 +208,9 @@ def measure(
     out = wrk(url, auth, connections, seconds)
     p1, m1 = snapshot(), machine()
     children1 = os.times()
-    requests = int(REQUESTS.search(out).group(1)) if REQUESTS.search(out) else 0
-    rps = float(RPS.search(out).group(1)) if RPS.search(out) else 0.0
+    counted, rate = REQUESTS.search(out), RPS.search(out)
+    requests = int(counted.group(1)) if counted else 0
+    rps = float(rate.group(1)) if rate else 0.0
     bad = [m.group(0) for m in BAD.finditer(out)]
     per = 1000.0 / TICK / max(requests, 1)  # ticks -> ms per invoke
     tree: set[int] = set()
