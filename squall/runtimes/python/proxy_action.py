@@ -158,14 +158,23 @@ class Runtime:
         return 200, result
 
     def _export_env(self, message: dict[str, Any]) -> None:
-        for key in self.run_env_keys:
-            os.environ.pop(key, None)
-        self.run_env_keys = []
+        # Only a value that differs from the environment's is written, and only a name this
+        # run does not export is removed: each write is a libc setenv (glibc keeps every
+        # distinct NAME=value it was given in a tree, for the life of the process) and each
+        # removal an unsetenv, while most values (namespace, action name, API host and key)
+        # are the same run after run. The comparison is with os.environ, not with the last
+        # message, so a value the action changed or removed is set again.
+        keys = []
         for key, val in message.items():
             if key != "value" and isinstance(val, str):
                 name = f"__OW_{key.upper()}"
-                os.environ[name] = val
-                self.run_env_keys.append(name)
+                if os.environ.get(name) != val:
+                    os.environ[name] = val
+                keys.append(name)
+        for key in self.run_env_keys:
+            if key not in keys:
+                os.environ.pop(key, None)
+        self.run_env_keys = keys
 
 
 def action_directory(root: str | None) -> str:

@@ -36,6 +36,7 @@ class Snippets:
 
     echo: str  # returns {"echo": params.name}
     environment: str  # returns activation id, namespace, api host and key, init env SECRET
+    tamper: str  # returns __OW_NAMESPACE and __OW_API_KEY, then changes one, deletes the other
     array: str  # returns [1, "two"]
     text: str  # returns a string (not a dictionary)
     application_error: str  # fails with the message "bad input"
@@ -58,6 +59,13 @@ NODE = Snippets(
       const e = process.env;
       return {id: e.__OW_ACTIVATION_ID, ns: e.__OW_NAMESPACE, host: e.__OW_API_HOST,
               key: e.__OW_API_KEY || null, secret: e.SECRET}
+    }""",
+    tamper="""function main() {
+      const e = process.env;
+      const seen = {ns: e.__OW_NAMESPACE, key: e.__OW_API_KEY || null};
+      e.__OW_NAMESPACE = 'changed';
+      delete e.__OW_API_KEY;
+      return seen;
     }""",
     array="function main() { return [1, 'two'] }",
     text="function main() { return 'text' }",
@@ -125,6 +133,16 @@ PYTHON = Snippets(
             return {"id": e["__OW_ACTIVATION_ID"], "ns": e["__OW_NAMESPACE"],
                     "host": e["__OW_API_HOST"], "key": e.get("__OW_API_KEY"),
                     "secret": e["SECRET"]}
+    """,
+    tamper="""
+        import os
+
+        def main(args):
+            e = os.environ
+            seen = {"ns": e.get("__OW_NAMESPACE"), "key": e.get("__OW_API_KEY")}
+            e["__OW_NAMESPACE"] = "changed"
+            del e["__OW_API_KEY"]
+            return seen
     """,
     array="def main(args):\n    return [1, 'two']",
     text="def main(args):\n    return 'text'",
@@ -276,6 +294,21 @@ async def test_activation_metadata_and_init_env_reach_the_action(
         },
     )
     assert second[1]["id"] == "a2" and second[1]["key"] is None
+
+
+async def test_run_metadata_the_action_changed_is_set_again_on_the_next_run(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given an action that changes __OW_NAMESPACE and deletes __OW_API_KEY as it runs
+    container, status, _ = await start(factory, kind, code_of(kind).tamper)
+    assert status == 200
+    # When it runs three times with the same namespace and key, as runs of one action do
+    runs = [
+        await invoke(container, {}, activation_id=f"a{n}", namespace="guest", api_key="k:1")
+        for n in range(3)
+    ]
+    # Then every run sees the values of its own message, not what the last run left
+    assert runs == [(200, {"ns": "guest", "key": "k:1"})] * 3
 
 
 @pytest.mark.parametrize(
