@@ -14,6 +14,8 @@ generic paths cost more Python than the wire needs:
 - an answer to a request goes from the read loop into the response subscription's
   queue, whose task (a step of its own) calls a callback that resolves the request's
   future;
+- a message on a subscription with a callback is queued for the subscription's task,
+  whose step (a later loop iteration) awaits the callback, a coroutine;
 - every send wakes nats-py's flusher task through an ``asyncio.Queue`` with a new
   future, and the flusher's step then writes and awaits ``drain`` (three coroutines) —
   per message, even when it is the only one of its loop iteration.
@@ -27,6 +29,11 @@ queue and task stay for nats-py's own requests). Its errors are nats-py's:
 ``ConnectionClosedError``, ``OutboundBufferLimitError`` (not connected: the bus has no
 reconnect buffer), ``MaxPayloadError``.
 
+:meth:`LeanClient.lean_subscribe` subscribes with a plain function that the read loop
+calls with each message itself (no queue, no task): for handlers that only take note of
+the message and return (a consumer's hand-offs). The subscription is nats-py's (it is
+subscribed again after a reconnect; ``unsubscribe`` ends it).
+
 :meth:`LeanClient.lean_publish` queues its command where nats-py does (``_pending``) and
 writes it from one callback per loop iteration (``call_soon``): the commands of one
 iteration still go out in one system call, in order, as the flusher sends them, without
@@ -37,6 +44,7 @@ reconnect), whose ``drain`` and error handling then apply as before.
 
 It relies on nats-py internals (``_resp_map``, ``_resp_sub_prefix``, ``_init_request_sub``,
 ``_process_msg``, ``_process_headers``, ``_build_message``, ``_subs``, ``_pending``,
+``Subscription._id``,
 ``_pending_data_size``, ``_flush_queue``, ``TcpTransport._io_writer``), pinned with the
 dependency (pyproject.toml); ``tests/contract/bus/test_nats_client.py`` holds them against
 the installed version.
@@ -50,15 +58,20 @@ the other finds nothing to send.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections.abc import Callable
 
 import nats.errors as nats_errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js import errors as js_errors
+
+log = logging.getLogger(__name__)
 
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s")
@@ -102,6 +115,31 @@ class LeanClient(Client):
     _lean_resp_sid = -1
     _lean_reply_prefix = ""
 
+    # Subscriptions whose messages the read loop hands to a function (lean_subscribe).
+    _lean_handlers: dict[int, Callable[[Msg], None]] | None = None
+
+    async def lean_subscribe(
+        self, subject: str, handler: Callable[[Msg], None], *, queue: str = ""
+    ) -> Subscription:
+        """``subscribe(subject, queue=queue, cb=...)`` with ``handler`` called by the
+        read loop with each message, at once. ``handler`` must not block, and what it
+        raises is logged and dropped (as nats-py's subscription task does with its
+        callback's errors)."""
+        if self._lean_handlers is None:
+            self._lean_handlers = {}
+        # Without a callback, nats-py keeps the messages it gets for an iterator: none
+        # reach it here (``_process_msg`` takes them first).
+        sub = await self.subscribe(subject, queue=queue)
+        self._lean_handlers[sub._id] = handler
+        return sub
+
+    async def lean_unsubscribe(self, sub: Subscription) -> None:
+        """End a subscription of :meth:`lean_subscribe` (its handler is forgotten at
+        once, even if the server cannot be told)."""
+        if self._lean_handlers is not None:
+            self._lean_handlers.pop(sub._id, None)
+        await sub.unsubscribe()
+
     async def _init_request_sub(self) -> None:
         await super()._init_request_sub()
         assert self._resp_sub_prefix is not None
@@ -118,6 +156,21 @@ class LeanClient(Client):
         here, in the read loop, where nats-py would queue the answer for the response
         subscription's task to resolve in a later step. (A late answer, its request
         gone, is dropped as nats-py drops it.)"""
+        handlers = self._lean_handlers
+        if handlers is not None:
+            handler = handlers.get(sid)
+            if handler is not None:
+                if sid not in self._subs:  # unsubscribed meanwhile
+                    del handlers[sid]
+                    return
+                self.stats["in_msgs"] += 1
+                self.stats["in_bytes"] += len(data)
+                hdr = await self._process_headers(headers)
+                try:
+                    handler(self._build_message(sid, subject, reply, data, hdr))
+                except Exception:
+                    log.exception("a NATS message handler failed")
+                return
         if sid == self._lean_resp_sid:
             token = subject[len(self._lean_reply_prefix) :]
             if token[:1] == _TOKEN_PREFIX_BYTES:

@@ -189,6 +189,52 @@ async def test_a_sender_faster_than_the_socket_loses_nothing(client: LeanClient)
         await receiver.close()
 
 
+async def test_a_lean_subscription_hands_each_message_to_its_function(
+    client: LeanClient,
+) -> None:
+    # Given a lean subscription whose function notes each message, and one that fails
+    target = subject()
+    got: list[tuple[bytes, str, dict[str, str] | None]] = []
+    arrived = asyncio.Event()
+
+    def note(msg: Msg) -> None:
+        got.append((msg.data, msg.reply, msg.headers))
+        if len(got) == 3:
+            arrived.set()
+
+    def fail(msg: Msg) -> None:
+        raise RuntimeError("a handler that fails")
+
+    sub = await client.lean_subscribe(target, note, queue="q")
+    await client.lean_subscribe(f"{target}.other", fail)
+    await client.flush()
+    # When messages arrive, with and without headers and replies, one for the failing one
+    sender = LeanClient()
+    await sender.connect(servers=[NATS_URL])
+    try:
+        await sender.lean_publish(f"{target}.other", b"lost")
+        await sender.lean_publish(target, b"one", header_block({"Nats-Msg-Id": "m1"}), "r.1")
+        await sender.publish(target, b"two")
+        await sender.lean_publish(target, b"three")
+        await _wait(arrived)
+        # Then each reached the function once, in order, as nats-py builds it
+        assert got == [
+            (b"one", "r.1", {"Nats-Msg-Id": "m1"}),
+            (b"two", "", None),
+            (b"three", "", None),
+        ]
+        # And once unsubscribed, the function gets nothing more
+        await client.lean_unsubscribe(sub)
+        await client.flush()
+        await sender.lean_publish(target, b"four")
+        await sender.flush()
+        await client.flush()  # a round trip after the server routed "four"
+        assert len(got) == 3
+        assert not client._lean_handlers or sub._id not in client._lean_handlers
+    finally:
+        await sender.close()
+
+
 @pytest.mark.parametrize(
     "raw",
     [
