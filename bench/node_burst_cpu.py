@@ -18,7 +18,8 @@ burst. CPU per sandbox (ms, ``/proc/PID/task/TID/schedstat``, by the process's `
   ``all`` minus the above: the processes that exited before the end.
 
 Also, one after another (no burst), ``node -e 0`` and ``node -e "require('http')"``: CPU
-of a bare ``node`` start (user + system of the child, ``RUSAGE_CHILDREN``). The 1-minute
+of a bare ``node`` start (user + system of the child, ``RUSAGE_CHILDREN``; in a sandbox's
+minimal environment). The 1-minute
 load average before and after each burst. Prints a table and writes
 ``bench/results/node_burst_cpu.json``.
 """
@@ -125,11 +126,14 @@ async def burst(factory: Any, n: int, network: bool, tree: Path | None) -> dict[
 
 
 def bare_node(node: str, script: str, n: int, *options: str) -> float:
-    """Median CPU (ms) of ``node [options] -e script``, one after another."""
+    """Median CPU (ms) of ``node [options] -e script``, one after another, in a sandbox's
+    minimal environment: a shell's ``NODE_EXTRA_CA_CERTS`` (the system's CA bundle, read
+    at every start) alone made it ≈ 100 ms of CPU instead of ≈ 33 (node_start_cpu.py)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": tempfile.gettempdir(), "LANG": "C.UTF-8"}
     out = []
     for _ in range(n):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([node, *options, "-e", script], check=True)
+        subprocess.run([node, *options, "-e", script], check=True, env=env)
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out.append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000)
     return round(statistics.median(out), 1)

@@ -266,12 +266,15 @@ class DockerContainerFactory:
         *,
         network: bool = True,
         tenant: str | None = None,
+        idle: bool = False,
     ) -> DockerContainer:
         """Create, attach to and start the container, connect its network, wait until its
         runtime accepts connections on port 8080. On any failure (cancellation included)
         the container is removed before ContainerError is raised. ``tenant`` changes
         nothing here: every container is a fresh process of its image, sharing no
-        interpreter (and so no hash seed) with another."""
+        interpreter (and so no hash seed) with another. Neither does ``idle``: a
+        container's CPU shares are set when dockerd creates it (changing them on take
+        would be one more API call on the request's path)."""
         from aiodocker.exceptions import DockerError
 
         from squall.sandbox.dockercontainer import DockerContainer
