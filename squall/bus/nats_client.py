@@ -188,11 +188,19 @@ class LeanClient(Client):
     ) -> Msg:
         """``request(subject, payload, headers=..., timeout=...)`` with the header block
         already built (``header_block``), or none."""
-        if self._resp_sub_prefix is None:
-            await self._init_request_sub()
+        prefix = self._lean_reply_prefix
+        if not prefix:
+            if self._resp_sub_prefix is None:
+                await self._init_request_sub()
+            # Another request's ``_init_request_sub`` may still be subscribing (nats-py
+            # sets the prefix, then awaits the SUB's flush): the prefix is already the
+            # one to answer to, and the SUB goes out before this request's PUB. An
+            # answer arriving before that init ends takes nats-py's path to its future.
+            assert self._resp_sub_prefix is not None
+            prefix = self._resp_sub_prefix.decode()
         self._lean_requests += 1
         token = f"{_TOKEN_PREFIX}{self._lean_requests}"
-        reply = f"{self._lean_reply_prefix}{token}"
+        reply = f"{prefix}{token}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._resp_map[token] = future
