@@ -43,8 +43,8 @@ fails, or when not connected, the command is left to nats-py's flusher (or its
 reconnect), whose ``drain`` and error handling then apply as before.
 
 It relies on nats-py internals (``_resp_map``, ``_resp_sub_prefix``, ``_init_request_sub``,
-``_process_msg``, ``_process_headers``, ``_build_message``, ``_subs``, ``_pending``,
-``Subscription._id``,
+``_process_msg``, ``_process_headers``, ``_build_message``, ``_subs``, ``_sid``,
+``_pending``, ``Subscription._id``,
 ``_pending_data_size``, ``_flush_queue``, ``TcpTransport._io_writer``), pinned with the
 dependency (pyproject.toml); ``tests/contract/bus/test_nats_client.py`` holds them against
 the installed version.
@@ -128,9 +128,18 @@ class LeanClient(Client):
         if self._lean_handlers is None:
             self._lean_handlers = {}
         # Without a callback, nats-py keeps the messages it gets for an iterator: none
-        # reach it here (``_process_msg`` takes them first).
-        sub = await self.subscribe(subject, queue=queue)
-        self._lean_handlers[sub._id] = handler
+        # reach it here (``_process_msg`` takes them first). The handler is in place
+        # before the SUB can go out: ``subscribe`` gives the next sid and queues the SUB
+        # before its first await, then may suspend in its flush (a full flush queue),
+        # and a message arriving meanwhile must reach the handler, not that iterator.
+        sid = self._sid + 1
+        self._lean_handlers[sid] = handler
+        try:
+            sub = await self.subscribe(subject, queue=queue)
+        except BaseException:
+            self._lean_handlers.pop(sid, None)
+            raise
+        assert sub._id == sid  # nothing ran between the guess and ``subscribe``'s count
         return sub
 
     async def lean_unsubscribe(self, sub: Subscription) -> None:

@@ -280,6 +280,32 @@ async def test_a_lean_subscription_hands_each_message_to_its_function(
         await sender.close()
 
 
+async def test_a_message_arriving_while_a_lean_subscription_subscribes_reaches_its_function(
+    one_slot_client: LeanClient,
+) -> None:
+    # Given a lean subscription waiting in its SUB's flush (the SUB queued, and sent by
+    # the flusher's step that frees the slot)
+    client = one_slot_client
+    got: list[bytes] = []
+    target = subject()
+    subscribing = asyncio.ensure_future(
+        client.lean_subscribe(target, lambda msg: got.append(msg.data))
+    )
+    take_flush_slot(client)
+    await asyncio.sleep(0)  # its first step, up to the full flusher queue
+    assert not subscribing.done()
+    sid = client._sid
+    # When the read loop gets a message of that subscription meanwhile (the step it runs
+    # for the server's MSG, which can arrive once the SUB is out)
+    await client._process_msg(sid, target.encode(), b"", b"early", None)
+    sub = await subscribing
+    # Then the function got it, not the subscription's unread queue
+    assert sub._id == sid
+    assert got == [b"early"]
+    assert sub._pending_queue.empty()
+    await client.lean_unsubscribe(sub)
+
+
 @pytest.mark.parametrize(
     "raw",
     [
