@@ -43,8 +43,8 @@ fails, or when not connected, the command is left to nats-py's flusher (or its
 reconnect), whose ``drain`` and error handling then apply as before.
 
 It relies on nats-py internals (``_resp_map``, ``_resp_sub_prefix``, ``_init_request_sub``,
-``_process_msg``, ``_process_headers``, ``_build_message``, ``_subs``, ``_pending``,
-``Subscription._id``,
+``_process_msg``, ``_process_headers``, ``_build_message``, ``_subs``, ``_sid``,
+``_pending``, ``Subscription._id``,
 ``_pending_data_size``, ``_flush_queue``, ``TcpTransport._io_writer``), pinned with the
 dependency (pyproject.toml); ``tests/contract/bus/test_nats_client.py`` holds them against
 the installed version.
@@ -128,9 +128,18 @@ class LeanClient(Client):
         if self._lean_handlers is None:
             self._lean_handlers = {}
         # Without a callback, nats-py keeps the messages it gets for an iterator: none
-        # reach it here (``_process_msg`` takes them first).
-        sub = await self.subscribe(subject, queue=queue)
-        self._lean_handlers[sub._id] = handler
+        # reach it here (``_process_msg`` takes them first). The handler is in place
+        # before the SUB can go out: ``subscribe`` gives the next sid and queues the SUB
+        # before its first await, then may suspend in its flush (a full flush queue),
+        # and a message arriving meanwhile must reach the handler, not that iterator.
+        sid = self._sid + 1
+        self._lean_handlers[sid] = handler
+        try:
+            sub = await self.subscribe(subject, queue=queue)
+        except BaseException:
+            self._lean_handlers.pop(sid, None)
+            raise
+        assert sub._id == sid  # nothing ran between the guess and ``subscribe``'s count
         return sub
 
     async def lean_unsubscribe(self, sub: Subscription) -> None:
@@ -188,11 +197,19 @@ class LeanClient(Client):
     ) -> Msg:
         """``request(subject, payload, headers=..., timeout=...)`` with the header block
         already built (``header_block``), or none."""
-        if self._resp_sub_prefix is None:
-            await self._init_request_sub()
+        prefix = self._lean_reply_prefix
+        if not prefix:
+            if self._resp_sub_prefix is None:
+                await self._init_request_sub()
+            # Another request's ``_init_request_sub`` may still be subscribing (nats-py
+            # sets the prefix, then awaits the SUB's flush): the prefix is already the
+            # one to answer to, and the SUB goes out before this request's PUB. An
+            # answer arriving before that init ends takes nats-py's path to its future.
+            assert self._resp_sub_prefix is not None
+            prefix = self._resp_sub_prefix.decode()
         self._lean_requests += 1
         token = f"{_TOKEN_PREFIX}{self._lean_requests}"
-        reply = f"{self._lean_reply_prefix}{token}"
+        reply = f"{prefix}{token}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._resp_map[token] = future

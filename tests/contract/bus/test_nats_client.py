@@ -67,6 +67,51 @@ async def test_a_lean_request_carries_its_headers_and_gets_the_answer(client: Le
     assert not client._resp_map
 
 
+@pytest.fixture
+async def one_slot_client() -> AsyncIterator[LeanClient]:
+    """A client whose flusher queue holds one wake-up (``flusher_queue_size=1``): with
+    it taken (:func:`take_flush_slot`), nats-py's next ``_flush_pending`` suspends until
+    the flusher's next step, as it does whenever that queue is full."""
+    if not reachable(NATS_URL):
+        unavailable(f"NATS is not reachable at {NATS_URL}")
+    nc = LeanClient()
+    await nc.connect(servers=[NATS_URL], pending_size=0, flusher_queue_size=1)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def take_flush_slot(client: LeanClient) -> None:
+    """Fill the flusher queue until the flusher's next step (scheduled now, so after the
+    tasks created before this call have run their first step)."""
+    assert client._flush_queue is not None
+    client._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+
+
+async def test_a_lean_request_made_while_another_sets_up_replies_gets_its_answer(
+    one_slot_client: LeanClient,
+) -> None:
+    # Given a responder
+    client = one_slot_client
+
+    async def answer(msg: Msg) -> None:
+        await client.publish(msg.reply, b"got " + msg.data)
+
+    target = subject()
+    await client.subscribe(target, cb=answer)
+    await client.flush()
+    # When the first lean request subscribes to the replies and waits in that SUB's
+    # flush, and a second is made meanwhile
+    first = asyncio.ensure_future(client.lean_request(target, b"one", None, 5.0))
+    second = asyncio.ensure_future(client.lean_request(target, b"two", None, 5.0))
+    take_flush_slot(client)
+    # Then each gets its answer (the second's reply subject is the replies' one)
+    answers = await asyncio.gather(first, second)
+    assert [a.data for a in answers] == [b"got one", b"got two"]
+    assert not client._resp_map
+
+
 async def test_a_lean_request_without_a_responder_fails_as_nats_py_does(
     client: LeanClient,
 ) -> None:
@@ -233,6 +278,32 @@ async def test_a_lean_subscription_hands_each_message_to_its_function(
         assert not client._lean_handlers or sub._id not in client._lean_handlers
     finally:
         await sender.close()
+
+
+async def test_a_message_arriving_while_a_lean_subscription_subscribes_reaches_its_function(
+    one_slot_client: LeanClient,
+) -> None:
+    # Given a lean subscription waiting in its SUB's flush (the SUB queued, and sent by
+    # the flusher's step that frees the slot)
+    client = one_slot_client
+    got: list[bytes] = []
+    target = subject()
+    subscribing = asyncio.ensure_future(
+        client.lean_subscribe(target, lambda msg: got.append(msg.data))
+    )
+    take_flush_slot(client)
+    await asyncio.sleep(0)  # its first step, up to the full flusher queue
+    assert not subscribing.done()
+    sid = client._sid
+    # When the read loop gets a message of that subscription meanwhile (the step it runs
+    # for the server's MSG, which can arrive once the SUB is out)
+    await client._process_msg(sid, target.encode(), b"", b"early", None)
+    sub = await subscribing
+    # Then the function got it, not the subscription's unread queue
+    assert sub._id == sid
+    assert got == [b"early"]
+    assert sub._pending_queue.empty()
+    await client.lean_unsubscribe(sub)
 
 
 @pytest.mark.parametrize(
