@@ -111,6 +111,10 @@ class ProcessContainer:
         """Whether the kernel killed a process of this container for want of memory."""
         return self.cgroup is not None and self.cgroup.oom_kills() > 0
 
+    def memory_used(self) -> int | None:
+        """Bytes its cgroup uses now (see the contract); None without isolation."""
+        return self.cgroup.memory_used() if self.cgroup is not None else None
+
     async def initialize(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
         """POST /init with ``{"value": payload}``; see the contract."""
         return await self._request("/init", {"value": dict(payload)}, timeout)
