@@ -47,7 +47,7 @@ class Api(_Api):
 
 
 CODE = {
-    "nodejs": ("nodejs:20", "function main() { return {}; }"),
+    "nodejs": ("nodejs:default", "function main() { return {}; }"),
     "python": ("python:default", "def main(args):\n    return {}\n"),
 }
 #: B2's pause before a cold invoke: the stem cell or zygote spare taken last is back.

@@ -8,7 +8,7 @@ out of the way, isolation, sandbox network and the default stem cells on, as a u
 it), so one scenario's containers never count in another's figures:
 
 - ``python``: a no-op ``python:default`` action (concurrency 1; forked by the zygote);
-- ``nodejs``: a no-op ``nodejs:20`` action (concurrency 1, OpenWhisk's default);
+- ``nodejs``: a no-op ``nodejs:default`` action (concurrency 1, OpenWhisk's default);
 - ``nodejs-c50``: the same with ``limits.concurrency`` 50 (runs share a container).
 
 Each scenario: one invoke (so the action has run once), a warm stream of ``--requests``
@@ -68,8 +68,8 @@ MEMORY_MB = 256
 #: scenario → (kind, code, limits.concurrency)
 SCENARIOS: dict[str, tuple[str, str, int]] = {
     "python": ("python:default", "def main(args):\n    return {}\n", 1),
-    "nodejs": ("nodejs:20", "function main() { return {}; }", 1),
-    "nodejs-c50": ("nodejs:20", "function main() { return {}; }", 50),
+    "nodejs": ("nodejs:default", "function main() { return {}; }", 1),
+    "nodejs-c50": ("nodejs:default", "function main() { return {}; }", 50),
 }
 WARM_STATES = ("ready", "busy", "paused", "initializing")
 

@@ -1,12 +1,14 @@
 """Where a Node.js sandbox's CPU goes in a burst, process by process.
 
     .venv/bin/python bench/node_burst_cpu.py [--burst 40] [--rounds 2] [--network egress|none]
+        [--kind nodejs:20]
 
 One :class:`~squall.sandbox.process.ProcessContainerFactory` (isolation on, its sandbox
 network as the server opens it unless ``--network none``), ``--rounds`` bursts of
-``--burst`` ``nodejs:20`` containers created at once (128 MB), each ``/init`` of a no-op,
-one ``/run`` and its logs, as the invoker does for a true cold start; destroyed after the
-burst. CPU per sandbox (ms, ``/proc/PID/task/TID/schedstat``, by the process's ``comm``):
+``--burst`` containers of ``--kind`` (a Node.js kind of the manifest) created at once
+(128 MB), each ``/init`` of a no-op, one ``/run`` and its logs, as the invoker does for a
+true cold start; destroyed after the burst. CPU per sandbox (ms,
+``/proc/PID/task/TID/schedstat``, by the process's ``comm``):
 
 - ``node`` and ``pid1`` (the sandbox's supervisor, squall/sandbox/pid1.py) and any other
   process alive in the container at the end, each split into its start (until ``create``
@@ -18,7 +20,8 @@ burst. CPU per sandbox (ms, ``/proc/PID/task/TID/schedstat``, by the process's `
   ``all`` minus the above: the processes that exited before the end.
 
 Also, one after another (no burst), ``node -e 0`` and ``node -e "require('http')"``: CPU
-of a bare ``node`` start (user + system of the child, ``RUSAGE_CHILDREN``). The 1-minute
+of a bare ``node`` start (user + system of the child, ``RUSAGE_CHILDREN``; in a sandbox's
+minimal environment). The 1-minute
 load average before and after each burst. Prints a table and writes
 ``bench/results/node_burst_cpu.json``.
 """
@@ -41,7 +44,6 @@ from zygote_burst import CPUACCT, cpuacct_ns, own_cpuacct, thread_cpu_ns
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "node_burst_cpu.json"
-KIND = "nodejs:20"
 CODE = "function main(params) { return {}; }\n"
 PAYLOAD = {"value": {}, "namespace": "guest", "action_name": "noop", "activation_id": "0" * 32}
 
@@ -72,7 +74,9 @@ def sandbox_pids(container: Any) -> set[int]:
     return pids | {container.pid}
 
 
-async def burst(factory: Any, n: int, network: bool, tree: Path | None) -> dict[str, Any]:
+async def burst(
+    factory: Any, kind: str, n: int, network: bool, tree: Path | None
+) -> dict[str, Any]:
     me = os.getpid()
     supervisor = factory.supervisor
     sup_pids = supervisor.pids() if supervisor is not None else set()
@@ -83,7 +87,7 @@ async def burst(factory: Any, n: int, network: bool, tree: Path | None) -> dict[
     at_create: list[dict[str, int]] = []
 
     async def cold() -> Any:
-        container = await factory.create(KIND, 128, network=network)
+        container = await factory.create(kind, 128, network=network)
         at_create.append(by_comm(sandbox_pids(container)))
         answer = await container.initialize({"name": "noop", "code": CODE}, timeout=60)
         assert answer.status == 200, answer.body
@@ -125,11 +129,14 @@ async def burst(factory: Any, n: int, network: bool, tree: Path | None) -> dict[
 
 
 def bare_node(node: str, script: str, n: int, *options: str) -> float:
-    """Median CPU (ms) of ``node [options] -e script``, one after another."""
+    """Median CPU (ms) of ``node [options] -e script``, one after another, in a sandbox's
+    minimal environment: a shell's ``NODE_EXTRA_CA_CERTS`` (the system's CA bundle, read
+    at every start) alone made it ≈ 100 ms of CPU instead of ≈ 33 (node_start_cpu.py)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": tempfile.gettempdir(), "LANG": "C.UTF-8"}
     out = []
     for _ in range(n):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([node, *options, "-e", script], check=True)
+        subprocess.run([node, *options, "-e", script], check=True, env=env)
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out.append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000)
     return round(statistics.median(out), 1)
@@ -152,12 +159,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             network_default=network,
         )
         try:
-            first = await factory.create(KIND, 128, network=network)  # untimed: warms caches
+            first = await factory.create(args.kind, 128, network=network)  # untimed: warms caches
             await first.destroy()
             for _ in range(args.rounds):
                 await asyncio.sleep(args.gap)
-                rounds.append(await burst(factory, args.burst, network, tree))
-            interpreter = factory.runtimes.get(KIND)
+                rounds.append(await burst(factory, args.kind, args.burst, network, tree))
+            interpreter = factory.runtimes.get(args.kind)
             node = interpreter.executable if interpreter is not None else "node"
         finally:
             await factory.close()
@@ -178,6 +185,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--gap", type=float, default=2.0)
     parser.add_argument("--network", choices=("egress", "none"), default="egress")
+    parser.add_argument("--kind", default="nodejs:20", help="a Node.js kind of the manifest")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))

@@ -10,33 +10,68 @@ generic paths cost more Python than the wire needs:
   future and callback); ``publish`` validates the subjects and checks each header name
   with a regular expression;
 - every message with headers is parsed line by line, each name tested character by
-  character in a generator (a fifth of the message's handling).
+  character in a generator (a fifth of the message's handling);
+- an answer to a request goes from the read loop into the response subscription's
+  queue, whose task (a step of its own) calls a callback that resolves the request's
+  future;
+- a message on a subscription with a callback is queued for the subscription's task,
+  whose step (a later loop iteration) awaits the callback, a coroutine;
+- every send wakes nats-py's flusher task through an ``asyncio.Queue`` with a new
+  future, and the flusher's step then writes and awaits ``drain`` (three coroutines) —
+  per message, even when it is the only one of its loop iteration.
 
 :meth:`LeanClient.lean_request` is the same request on nats-py's own response
 subscription (the ``_INBOX.<nuid>.*`` wildcard, its ``_resp_map``): a counter for the
 token, the header block built once by the caller (:func:`header_block`), one timer for
-the timeout. Its errors are nats-py's: ``TimeoutError`` (an ``asyncio.TimeoutError``),
-``NoRespondersError``, ``ConnectionClosedError``, ``OutboundBufferLimitError`` (not
-connected: the bus has no reconnect buffer), ``MaxPayloadError``. It relies on nats-py
-internals (``_resp_map``, ``_resp_sub_prefix``, ``_init_request_sub``, ``_send_command``,
-``_flush_pending``), pinned with the dependency (pyproject.toml);
-``tests/contract/bus/test_nats_client.py``
-holds them against the installed version.
+the timeout; the read loop resolves a lean request's future itself (the subscription's
+queue and task stay for nats-py's own requests). Its errors are nats-py's:
+``TimeoutError`` (an ``asyncio.TimeoutError``), ``NoRespondersError``,
+``ConnectionClosedError``, ``OutboundBufferLimitError`` (not connected: the bus has no
+reconnect buffer), ``MaxPayloadError``.
 
-Concurrency: everything on the client's event loop, as nats-py itself.
+:meth:`LeanClient.lean_subscribe` subscribes with a plain function that the read loop
+calls with each message itself (no queue, no task): for handlers that only take note of
+the message and return (a consumer's hand-offs). The subscription is nats-py's (it is
+subscribed again after a reconnect; ``unsubscribe`` ends it).
+
+:meth:`LeanClient.lean_publish` queues its command where nats-py does (``_pending``) and
+writes it from one callback per loop iteration (``call_soon``): the commands of one
+iteration still go out in one system call, in order, as the flusher sends them, without
+the queue, the future and the flusher's step. When the socket has a backlog (the
+transport's buffer is not empty: the server reads slower than we write), when the write
+fails, or when not connected, the command is left to nats-py's flusher (or its
+reconnect), whose ``drain`` and error handling then apply as before.
+
+It relies on nats-py internals (``_resp_map``, ``_resp_sub_prefix``, ``_init_request_sub``,
+``_process_msg``, ``_process_headers``, ``_build_message``, ``_subs``, ``_sid``,
+``_pending``, ``Subscription._id``,
+``_pending_data_size``, ``_flush_queue``, ``TcpTransport._io_writer``), pinned with the
+dependency (pyproject.toml); ``tests/contract/bus/test_nats_client.py`` holds them against
+the installed version.
+
+Concurrency: everything on the client's event loop, as nats-py itself. nats-py's flusher
+and the lean write callback both take the whole of ``_pending`` in one synchronous step
+(write, then empty it), so whichever runs first sends everything queued, in order, and
+the other finds nothing to send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections.abc import Callable
 
 import nats.errors as nats_errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js import errors as js_errors
+
+log = logging.getLogger(__name__)
 
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s")
@@ -45,6 +80,7 @@ _NO_RESPONDERS = "503"
 # Tokens of nats-py's own requests are 26 characters (a NUID and 4 hex digits); these
 # start with "q" and are far shorter, so the two never meet in ``_resp_map``.
 _TOKEN_PREFIX = "q"
+_TOKEN_PREFIX_BYTES = _TOKEN_PREFIX.encode()
 # Statuses that end a pull for one without a message (nats-py: a timeout to retry).
 _TEMPORARY = (
     js_api.StatusCode.NO_MESSAGES,
@@ -73,18 +109,107 @@ class LeanClient(Client):
     header parser (see the module docstring)."""
 
     _lean_requests = 0
+    # The write callback of this loop iteration, if one is scheduled.
+    _lean_write: asyncio.Handle | None = None
+    # The response subscription's id and reply subjects' prefix (``_init_request_sub``).
+    _lean_resp_sid = -1
+    _lean_reply_prefix = ""
+
+    # Subscriptions whose messages the read loop hands to a function (lean_subscribe).
+    _lean_handlers: dict[int, Callable[[Msg], None]] | None = None
+
+    async def lean_subscribe(
+        self, subject: str, handler: Callable[[Msg], None], *, queue: str = ""
+    ) -> Subscription:
+        """``subscribe(subject, queue=queue, cb=...)`` with ``handler`` called by the
+        read loop with each message, at once. ``handler`` must not block, and what it
+        raises is logged and dropped (as nats-py's subscription task does with its
+        callback's errors)."""
+        if self._lean_handlers is None:
+            self._lean_handlers = {}
+        # Without a callback, nats-py keeps the messages it gets for an iterator: none
+        # reach it here (``_process_msg`` takes them first). The handler is in place
+        # before the SUB can go out: ``subscribe`` gives the next sid and queues the SUB
+        # before its first await, then may suspend in its flush (a full flush queue),
+        # and a message arriving meanwhile must reach the handler, not that iterator.
+        sid = self._sid + 1
+        self._lean_handlers[sid] = handler
+        try:
+            sub = await self.subscribe(subject, queue=queue)
+        except BaseException:
+            self._lean_handlers.pop(sid, None)
+            raise
+        assert sub._id == sid  # nothing ran between the guess and ``subscribe``'s count
+        return sub
+
+    async def lean_unsubscribe(self, sub: Subscription) -> None:
+        """End a subscription of :meth:`lean_subscribe` (its handler is forgotten at
+        once, even if the server cannot be told)."""
+        if self._lean_handlers is not None:
+            self._lean_handlers.pop(sub._id, None)
+        await sub.unsubscribe()
+
+    async def _init_request_sub(self) -> None:
+        await super()._init_request_sub()
+        assert self._resp_sub_prefix is not None
+        self._lean_reply_prefix = self._resp_sub_prefix.decode()
+        mux = f"{self._lean_reply_prefix}*"
+        for sid, sub in self._subs.items():
+            if sub.subject == mux:
+                self._lean_resp_sid = sid
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        """nats-py's, except for the answer to a lean request: its future is resolved
+        here, in the read loop, where nats-py would queue the answer for the response
+        subscription's task to resolve in a later step. (A late answer, its request
+        gone, is dropped as nats-py drops it.)"""
+        handlers = self._lean_handlers
+        if handlers is not None:
+            handler = handlers.get(sid)
+            if handler is not None:
+                if sid not in self._subs:  # unsubscribed meanwhile
+                    del handlers[sid]
+                    return
+                self.stats["in_msgs"] += 1
+                self.stats["in_bytes"] += len(data)
+                hdr = await self._process_headers(headers)
+                try:
+                    handler(self._build_message(sid, subject, reply, data, hdr))
+                except Exception:
+                    log.exception("a NATS message handler failed")
+                return
+        if sid == self._lean_resp_sid:
+            token = subject[len(self._lean_reply_prefix) :]
+            if token[:1] == _TOKEN_PREFIX_BYTES:
+                self.stats["in_msgs"] += 1
+                self.stats["in_bytes"] += len(data)
+                future = self._resp_map.get(token.decode())
+                if future is not None and not future.done():
+                    hdr = await self._process_headers(headers)
+                    future.set_result(self._build_message(sid, subject, reply, data, hdr))
+                return
+        await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
 
     async def lean_request(
         self, subject: str, payload: bytes, header: bytes | None, timeout: float
     ) -> Msg:
         """``request(subject, payload, headers=..., timeout=...)`` with the header block
         already built (``header_block``), or none."""
-        if self._resp_sub_prefix is None:
-            await self._init_request_sub()
-        assert self._resp_sub_prefix is not None
+        prefix = self._lean_reply_prefix
+        if not prefix:
+            if self._resp_sub_prefix is None:
+                await self._init_request_sub()
+            # Another request's ``_init_request_sub`` may still be subscribing (nats-py
+            # sets the prefix, then awaits the SUB's flush): the prefix is already the
+            # one to answer to, and the SUB goes out before this request's PUB. An
+            # answer arriving before that init ends takes nats-py's path to its future.
+            assert self._resp_sub_prefix is not None
+            prefix = self._resp_sub_prefix.decode()
         self._lean_requests += 1
         token = f"{_TOKEN_PREFIX}{self._lean_requests}"
-        reply = f"{self._resp_sub_prefix.decode()}{token}"
+        reply = f"{prefix}{token}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._resp_map[token] = future
@@ -128,9 +253,36 @@ class LeanClient(Client):
             )
         self.stats["out_msgs"] += 1
         self.stats["out_bytes"] += size
-        await self._send_command(command)
+        # As ``_send_command`` (no reconnect buffer: ``_max_pending_size`` is unused).
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        if self._lean_write is None:
+            self._lean_write = asyncio.get_running_loop().call_soon(self._write_pending)
+
+    def _write_pending(self) -> None:
+        """Send what ``_pending`` holds (this loop iteration's commands) in one system
+        call, unless nats-py's flusher must: a backlog on the socket (its ``drain``
+        waits for it), a transport other than TCP, a write that failed (its error
+        handling: the connection is then treated as lost)."""
+        self._lean_write = None
+        if not self._pending_data_size or not self.is_connected:
+            # Sent meanwhile by the flusher; or disconnected: kept for nats-py, as its
+            # ``_flush_pending`` does.
+            return
+        transport = self._transport
+        if type(transport) is TcpTransport:
+            writer = transport._io_writer
+            if writer is not None and not writer.transport.get_write_buffer_size():
+                try:
+                    writer.writelines(self._pending)
+                except (OSError, RuntimeError):
+                    pass  # (a closed transport) the flusher meets it and handles it
+                else:
+                    self._pending = []
+                    self._pending_data_size = 0
+                    return
         if self._flush_queue is not None and self._flush_queue.empty():
-            await self._flush_pending()
+            self._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
 
     async def lean_fetch_one(self, sub: JetStreamContext.PullSubscription, wait_s: float) -> Msg:
         """``sub.fetch(1, timeout=wait_s)[0]``: a message already delivered to ``sub``,

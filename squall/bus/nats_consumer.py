@@ -185,13 +185,15 @@ class NatsConsumer:
         if self._direct_subject is None or self._direct_sub is not None:
             return
 
-        async def on_msg(msg: Msg) -> None:
+        def on_msg(msg: Msg) -> None:
             if msg.reply:
                 self._direct.append(msg)
                 self._wake_up()
 
-        self._direct_sub = await self._bus._nc.subscribe(
-            self._direct_subject, queue=self._route.durable, cb=on_msg
+        # Called from the client's read loop (no task step per hand-off): it only
+        # queues the message and wakes a waiting receive.
+        self._direct_sub = await self._bus._nc.lean_subscribe(
+            self._direct_subject, on_msg, queue=self._route.durable
         )
 
     def _direct_done(self, msg_id: str | None) -> None:
@@ -379,7 +381,7 @@ class NatsConsumer:
             sub, self._direct_sub = self._direct_sub, None
             if sub is not None:
                 with contextlib.suppress(*ANY_NATS):
-                    await sub.unsubscribe()
+                    await self._bus._nc.lean_unsubscribe(sub)
             # Hand-offs received and never handed out: their senders time out and store
             # them.
             self._direct.clear()

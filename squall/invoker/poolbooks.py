@@ -290,7 +290,10 @@ class PoolBooks:
 
     async def _start_stem_cell(self, pc: PooledContainer) -> None:
         try:
-            container = await self._factory.create(pc.kind, pc.memory_mb, network=pc.network)
+            # Idle until taken: its start and warm-up yield the CPU to containers at work.
+            container = await self._factory.create(
+                pc.kind, pc.memory_mb, network=pc.network, idle=True
+            )
         except asyncio.CancelledError:
             self._remove(pc)  # the factory cleaned up the half-started runtime
             raise

@@ -67,9 +67,10 @@ class BackendRouter:
         *,
         network: bool = True,
         tenant: str | None = None,
+        idle: bool = False,
     ) -> Container:
         return await self.factory_for(kind).create(
-            kind, memory_mb, env, network=network, tenant=tenant
+            kind, memory_mb, env, network=network, tenant=tenant, idle=idle
         )
 
     async def close(self) -> None:

@@ -83,6 +83,8 @@ class ProcessContainer:
         self.pid: int = pid
         #: Set by the factory once the sandbox is confined; None without isolation.
         self.sandbox: SandboxInit | None = None
+        #: The CPU weight its first ``initialize`` writes (a container started idle).
+        self._weight_on_initialize: int | None = None
 
     @property
     def id(self) -> str:
@@ -115,8 +117,24 @@ class ProcessContainer:
         """Bytes its cgroup uses now (see the contract); None without isolation."""
         return self.cgroup.memory_used() if self.cgroup is not None else None
 
+    def weigh_on_initialize(self, cpu_shares: int) -> None:
+        """Have the first ``initialize`` write ``cpu_shares`` (v1 scale) as its cgroup's
+        CPU weight: a container started idle (a stem cell) waits at the least one."""
+        self._weight_on_initialize = cpu_shares
+
     async def initialize(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
         """POST /init with ``{"value": payload}``; see the contract."""
+        shares, self._weight_on_initialize = self._weight_on_initialize, None
+        if shares is not None and self.cgroup is not None:
+            # One small write on the loop, before the request: the /init and every run
+            # after it have the container's own weight. (Taken once: the pool hands a
+            # stem cell to one request.)
+            try:
+                self.cgroup.weigh(shares)
+            except OSError as ex:
+                raise ContainerError(
+                    f"container {self._id}: cannot set its CPU weight: {ex}"
+                ) from ex
         return await self._request("/init", {"value": dict(payload)}, timeout)
 
     async def run(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:

@@ -173,12 +173,17 @@ class ContainerFactory(Protocol):
         *,
         network: bool = True,
         tenant: str | None = None,
+        idle: bool = False,
     ) -> Container:
         """Start a runtime for ``kind`` (e.g. ``nodejs:20``) and wait until it listens.
         ``network`` False: it has no network beyond its own loopback, whatever the
         factory's egress rules allow. ``tenant``: the namespace it will serve, when known
         (None: any may take it later); containers of different tenants never share
-        per-process secrets such as a hash seed."""
+        per-process secrets such as a hash seed. ``idle``: started ahead of any request
+        (a stem cell): where the factory can, its processes get the least CPU weight
+        until its first ``initialize`` (which gives it its own again), so that its
+        start and idle warm-up use only the CPU the containers at work leave; a factory
+        that cannot starts it as any other."""
         ...
 
     def supports(self, kind: str) -> bool:

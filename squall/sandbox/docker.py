@@ -2,7 +2,8 @@
 
 :class:`DockerContainerFactory` implements ``ContainerFactory`` on the Docker Engine API
 (through ``aiodocker``). It runs the built-in kinds from Squall's runtime images
-(:mod:`squall.sandbox.images`) and custom images (``blackbox`` actions, kind
+(:mod:`squall.sandbox.images`; a kind whose image dockerd lacks when the factory starts is
+left to the process sandbox) and custom images (``blackbox`` actions, kind
 ``blackbox:<image>``, see :mod:`squall.sandbox.backends`) that speak OpenWhisk's action
 protocol on port 8080.
 
@@ -57,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 from squall.errors import ContainerError
 from squall.sandbox.contracts import ImageNotFound, image_of
 from squall.sandbox.http import UnixHttpClient
-from squall.sandbox.images import image_for
+from squall.sandbox.images import RUNTIME_IMAGES, present_images
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.netns import NamespaceConnector
 from squall.sandbox.network import SandboxNetwork
@@ -87,8 +88,10 @@ class DockerContainerFactory:
 
     ``workdir`` identifies the factory (its lock and its containers' owner label);
     ``docker_host`` the daemon's socket (``unix:///path``; empty: ``DOCKER_HOST`` or
-    ``/var/run/docker.sock``). ``builtin``: whether it also runs the built-in kinds that
-    have a runtime image (otherwise only ``blackbox:<image>`` kinds). ``network``: the
+    ``/var/run/docker.sock``). ``builtin``: whether it also runs the built-in kinds whose
+    runtime image dockerd has when the factory starts (otherwise only ``blackbox:<image>``
+    kinds; a kind whose image is missing is left to the process sandbox, saying so);
+    ``images``: their tags by kind (default: :data:`.images.RUNTIME_IMAGES`). ``network``: the
     invoker's sandbox network, shared with the process sandbox (opened by whoever
     created it; this factory never closes it). ``api_host`` becomes ``__OW_API_HOST``.
     """
@@ -100,6 +103,7 @@ class DockerContainerFactory:
         *,
         docker_host: str = "",
         builtin: bool = False,
+        images: Mapping[str, str] | None = None,
         network: SandboxNetwork | None = None,
         start_timeout: float = 30.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -109,6 +113,10 @@ class DockerContainerFactory:
         self.api_host = api_host
         self.docker_host = docker_host
         self.builtin = builtin
+        default = {k: i.tag for k, i in RUNTIME_IMAGES.items()}
+        self._images = dict(images if images is not None else default)
+        #: The built-in kinds this factory runs: those whose image dockerd had at start.
+        self._builtin: dict[str, str] = {}
         self.network = network
         self._start_timeout = start_timeout
         self._max_response_bytes = max_response_bytes
@@ -127,7 +135,7 @@ class DockerContainerFactory:
     # -- life ----------------------------------------------------------------------------
 
     def supports(self, kind: str) -> bool:
-        return image_of(kind) is not None or (self.builtin and image_for(kind) is not None)
+        return image_of(kind) is not None or kind in self._builtin
 
     @property
     def containers(self) -> list[DockerContainer]:
@@ -190,6 +198,20 @@ class DockerContainerFactory:
         self.leftovers = len(leftovers)
         if leftovers:
             log.info("removed %d Docker containers a previous invoker left", len(leftovers))
+        if not self.builtin:
+            return
+        # Only the built-in kinds whose image is here: the others stay with the process
+        # sandbox (a host whose images were never built runs them there, as it did before
+        # Docker ran the built-in kinds), and the operator is told how to build them.
+        self._builtin = found = await present_images(self._docker, self._images)
+        missing = sorted(f"{k} ({t})" for k, t in self._images.items() if k not in found)
+        if missing:
+            log.warning(
+                "the Docker backend has no image for %s: those kinds run in the process "
+                "sandbox; build the images (`python -m squall.sandbox.images`, or ./dev) "
+                "and restart the invoker to run them on Docker",
+                ", ".join(missing),
+            )
 
     async def close(self) -> None:
         """Destroy every container, then drop the daemon's connection. Idempotent."""
@@ -221,7 +243,7 @@ class DockerContainerFactory:
     # -- one container -------------------------------------------------------------------
 
     def _image(self, kind: str) -> str:
-        image = image_of(kind) or (image_for(kind) if self.builtin else None)
+        image = image_of(kind) or self._builtin.get(kind)
         if image is None:
             raise ContainerError(f"the Docker backend cannot run kind {kind!r}")
         return image
@@ -266,12 +288,15 @@ class DockerContainerFactory:
         *,
         network: bool = True,
         tenant: str | None = None,
+        idle: bool = False,
     ) -> DockerContainer:
         """Create, attach to and start the container, connect its network, wait until its
         runtime accepts connections on port 8080. On any failure (cancellation included)
         the container is removed before ContainerError is raised. ``tenant`` changes
         nothing here: every container is a fresh process of its image, sharing no
-        interpreter (and so no hash seed) with another."""
+        interpreter (and so no hash seed) with another. Neither does ``idle``: a
+        container's CPU shares are set when dockerd creates it (changing them on take
+        would be one more API call on the request's path)."""
         from aiodocker.exceptions import DockerError
 
         from squall.sandbox.dockercontainer import DockerContainer

@@ -20,6 +20,9 @@ Guarantees:
   connection: a connection in an unknown state is never reused.
 - A reused idle connection that the peer had already closed (EOF before any byte of the
   answer) is retried once on a fresh connection: the peer never saw that request.
+- A connection opened ahead (``connection``) carries the first request and counts as
+  fresh: the peer reads whatever comes first on it, so a loss there is never retried
+  (that would send the request, an ``/init``, twice).
 - At most ``max_response_bytes`` of a body are kept; the answer then says ``truncated``
   and ``full_size`` holds the announced (or counted) size.
 - After ``aclose`` every connection is closed and ``post`` raises ``ConnectionLost``.
@@ -98,7 +101,9 @@ class UnixHttpClient:
         self._opener = opener
         self._max_response_bytes = max_response_bytes
         self._max_idle = max_idle
-        self._idle: list[_Connection] = [] if connection is None else [_Connection(*connection)]
+        self._idle: list[_Connection] = []
+        # Not idle: the peer has not yet answered on it (see the module docstring).
+        self._ahead = None if connection is None else _Connection(*connection)
         self._closed = False
         self._dir_fd: int | None = None
         if opener is None and len(os.fsencode(self._path)) > MAX_SOCKET_PATH:
@@ -114,8 +119,11 @@ class UnixHttpClient:
 
         Raises :class:`ConnectionLost` or :class:`ProtocolError`.
         """
-        conn = self._take_idle()
-        reused = conn is not None
+        conn, self._ahead = self._ahead, None
+        reused = False
+        if conn is None:
+            conn = self._take_idle()
+            reused = conn is not None
         if conn is None:
             conn = await self._connect()
         keep = False
@@ -139,6 +147,9 @@ class UnixHttpClient:
         """Close every idle connection; in-flight requests close theirs when they end."""
         self._closed = True
         idle, self._idle = self._idle, []
+        if self._ahead is not None:
+            idle.append(self._ahead)
+            self._ahead = None
         for conn in idle:
             conn.close()
         if self._dir_fd is not None:

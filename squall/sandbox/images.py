@@ -33,14 +33,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from squall.config import Settings
 from squall.errors import ContainerError
 from squall.sandbox.imagetree import copy_relocated, interpreter_root, tree_digest
 from squall.sandbox.interpreters import for_settings
+
+if TYPE_CHECKING:
+    import aiodocker
 
 SUITE = "bookworm"
 INCLUDE = ("python3", "ca-certificates")
@@ -117,10 +122,21 @@ RUNTIME_IMAGES: dict[str, RuntimeImage] = {
 INTERPRETER_ROOT = "/opt/squall"
 
 
-def image_for(kind: str) -> str | None:
-    """The runtime image of a built-in ``kind``, None when there is none."""
-    image = RUNTIME_IMAGES.get(kind)
-    return image.tag if image is not None else None
+async def present_images(docker: aiodocker.Docker, images: Mapping[str, str]) -> dict[str, str]:
+    """The entries of ``images`` (kind → tag) whose image ``docker`` has (a backend runs
+    only those kinds); ContainerError when dockerd cannot say."""
+    from aiodocker.exceptions import DockerError  # at use: see squall.sandbox.docker
+
+    found: dict[str, str] = {}
+    for kind, tag in images.items():
+        try:
+            await docker.images.inspect(tag)
+        except DockerError as ex:
+            if ex.status != 404:
+                raise ContainerError(f"cannot inspect the image '{tag}': {ex}") from ex
+            continue
+        found[kind] = tag
+    return found
 
 
 def cache_dir() -> Path:

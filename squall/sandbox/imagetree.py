@@ -23,6 +23,7 @@ from typing import Protocol
 
 from squall.config import Settings
 from squall.errors import ContainerError
+from squall.sandbox import relocation
 from squall.sandbox.interpreters import for_settings
 from squall.sandbox.relocation import relocate_tree
 
@@ -32,6 +33,9 @@ PROGRAM_DEPTH = 3
 #: installed, and the bytecode the interpreter caches next to its modules whenever it runs
 #: on the host (it changes with every run, and the image compiles its own).
 SKIPPED = frozenset({".squall-installed", "__pycache__"})
+#: The sources that make the tree into the image's copy (this module, and the relocation
+#: it runs): a change in either changes the copy, so both are inputs of the image.
+MAKERS = (Path(__file__), Path(relocation.__file__))
 
 
 class Digest(Protocol):
@@ -56,9 +60,10 @@ def interpreter_root(kind: str) -> Path:
 
 def tree_digest(root: Path, digest: Digest) -> None:
     """Feed every path under ``root`` (sorted), its kind, mode and contents (a symlink's
-    target) to ``digest``: the same tree always gives the same bytes. This module's own
-    source goes first: how the tree is made into the image is an input too."""
-    digest.update(Path(__file__).read_bytes())
+    target) to ``digest``: the same tree always gives the same bytes. The sources of
+    :data:`MAKERS` go first: how the tree is made into the image is an input too."""
+    for maker in MAKERS:
+        digest.update(maker.name.encode() + b"\0" + maker.read_bytes() + b"\0")
     for directory, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED)
         for name in sorted(files):

@@ -187,11 +187,17 @@ async def confine(
             reported = int(orjson.loads(info)["child-pid"])
             sandbox_pid = _as_seen_here(launcher_pid, reported)
             # It waits on the block pipe, alive: this pid is still that process. Without a
-            # block pipe it runs on, and only its monitor reaps it, which reads its pid from
-            # /proc/<monitor>/.../children: while listed there, the pid is still that process.
+            # block pipe it runs on, and only its monitor reaps it: it may have exited and
+            # been reaped, and its pid reused, since the monitor's children were read.
             pidfd = os.pidfd_open(sandbox_pid)
         except (TimeoutError, ValueError, KeyError, TypeError, OSError) as ex:
             raise ContainerError(f"the sandbox did not report its pid: {ex!r}") from ex
+        if block_fd is None and not _still_child(launcher_pid, sandbox_pid):
+            # Still the monitor's child after pidfd_open: the pidfd is that process (its
+            # pid cannot be another's while the monitor has not reaped it). Not listed:
+            # it ended, and the pid may be someone else's now: never signalled.
+            gone, sandbox_pid = sandbox_pid, None
+            raise ContainerError(f"the sandbox's first process {gone} exited as it started")
         if block_fd is None:
             # Born inside: reading the cgroups' member lists is quick (no move, no grace
             # period), and the sandbox goes on meanwhile.
@@ -235,6 +241,15 @@ def _as_seen_here(launcher_pid: int, reported: int) -> int:
     if len(children) != 1:
         raise ValueError(f"bubblewrap has {len(children)} children, not its sandbox {reported}")
     return int(children[0])
+
+
+def _still_child(launcher_pid: int, pid: int) -> bool:
+    """Whether ``pid`` is (still) a child of bubblewrap's monitor ``launcher_pid``."""
+    try:
+        children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text()
+    except OSError:
+        return False
+    return str(pid) in children.split()
 
 
 def _attach(cgroup: Cgroup, pids: tuple[int, int], nofile: int | None) -> None:

@@ -232,11 +232,14 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
         *,
         network: bool = True,
         tenant: str | None = None,
+        idle: bool = False,
     ) -> ProcessContainer:
         """Start a runtime for ``kind`` and return once it listens; see the contract.
         ``network``: give it a link out (when the factory has a network). ``tenant``: the
         namespace it will serve, if known — only then may it be forked from a zygote, that
-        tenant's own (:mod:`squall.sandbox.zygotes`)."""
+        tenant's own (:mod:`squall.sandbox.zygotes`). ``idle`` (a stem cell): its cgroup
+        is made with the least CPU weight, and its first ``initialize`` writes its own
+        (a forked container is never idle: it is made for a request)."""
         if self._closed:
             raise ContainerError("the container factory is closed")
         if not self.supports(kind):
@@ -257,7 +260,7 @@ class ProcessContainerFactory(ZygoteStarts, SandboxStarts):
                 directory.mkdir(mode=0o700)
                 try:
                     container = await self._start(
-                        container_id, kind, memory_mb, directory, env or {}, net
+                        container_id, kind, memory_mb, directory, env or {}, net, idle
                     )
                 finally:
                     if net is not None:

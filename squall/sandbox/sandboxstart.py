@@ -21,7 +21,7 @@ from pathlib import Path
 from squall.errors import ContainerError
 from squall.runtimes import family
 from squall.sandbox import launch
-from squall.sandbox.cgroups import Cgroup
+from squall.sandbox.cgroups import Cgroup, Limits
 from squall.sandbox.container import ProcessContainer, RuntimeProcess
 from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import UnixHttpClient
@@ -29,6 +29,13 @@ from squall.sandbox.isolation import confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import SandboxNetwork
 from squall.sandbox.processbase import SOCKET_NAME, Confinement, ProcessFactoryBase
+from squall.sandbox.zygoteprocess import SPARE_CPU_SHARES
+
+#: A stem cell's CPU weight until its first ``/init`` (the least there is, as a zygote's
+#: spare until taken): its start (≈ 50 ms of CPU for Node.js: bubblewrap, ``node``) and
+#: its idle warm-up use the CPU that the containers at work leave, instead of competing
+#: with them — above all with a burst's cold starts while the pool refills its cells.
+IDLE_CPU_SHARES = SPARE_CPU_SHARES
 
 
 class SandboxStarts(ProcessFactoryBase):
@@ -42,6 +49,7 @@ class SandboxStarts(ProcessFactoryBase):
         directory: Path,
         env: Mapping[str, str],
         network: SandboxNetwork | None,
+        idle: bool = False,
     ) -> ProcessContainer:
         loop = asyncio.get_running_loop()
         # Node.js with concurrency > 1 writes no sentinels; the Python proxy always does.
@@ -57,7 +65,13 @@ class SandboxStarts(ProcessFactoryBase):
         prepared = None
         if confinement is not None:
             limits = confinement.isolation.limits(memory_mb)
-            cgroup = confinement.cgroups.create(container_id, limits)
+            if idle:
+                # A stem cell waits as a zygote's spare does: its start and warm-up
+                # yield to the containers at work; its first /init writes its own weight.
+                waiting = Limits(limits.memory_bytes, limits.pids, IDLE_CPU_SHARES)
+                cgroup = confinement.cgroups.create(container_id, waiting)
+            else:
+                cgroup = confinement.cgroups.create(container_id, limits)
             uid = confinement.uids.take() if confinement.uids is not None else None
             if network is not None:
                 prepared = network.take_prepared()
@@ -148,6 +162,8 @@ class SandboxStarts(ProcessFactoryBase):
             cgroup=cgroup,
             on_destroyed=self._forget,
         )
+        if idle and confinement is not None and cgroup is not None:
+            container.weigh_on_initialize(limits.cpu_shares)
         ready_r = keep.pop("ready")
         try:
             launch.write_pid_file(directory, container.pid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import select
 import shutil
@@ -27,6 +28,8 @@ from squall.sandbox.forkedruntime import ForkedRuntime
 from squall.sandbox.http import MAX_HEAD_BYTES, MAX_SOCKET_PATH
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease
+
+log = logging.getLogger(__name__)
 
 _CREDS = struct.calcsize("3i")
 #: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
@@ -62,6 +65,32 @@ class Spare:
     exited: asyncio.Future[None] | None = None
     connection: Stream | None = None
     fds: dict[str, int] = field(default_factory=dict)
+
+    def fit(self, limits: Limits) -> None:
+        """Give its cgroup a container's ``limits``: only the CPU weight when the memory
+        and pids limits were written ahead (:meth:`limit_ahead`), nothing when all were."""
+        if limits == self.limits:
+            return
+        ahead = self.limits
+        if ahead is not None and (ahead.memory_bytes, ahead.pids) == (
+            limits.memory_bytes,
+            limits.pids,
+        ):
+            self.cgroup.weigh(limits.cpu_shares)  # memory and pids written ahead
+        else:
+            self.cgroup.limit(limits)
+        self.limits = limits
+
+    def limit_ahead(self, limits: Limits) -> None:
+        """Write a waiting spare's ``limits`` (a container size's memory and pids, the
+        waiting CPU weight) before its runtime starts; without them (an error, logged)
+        its take writes them all."""
+        try:
+            self.cgroup.limit(limits)
+        except OSError as ex:
+            log.warning("a Python spare's limits could not be written ahead: %s", ex)
+            return
+        self.limits = limits
 
     def go(self, directory: Path, env: dict[str, str], tmp_bytes: int) -> None:
         """Start its runtime: a listening socket and the pid file in ``directory`` (an

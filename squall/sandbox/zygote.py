@@ -234,7 +234,7 @@ class Zygote:
         try:
             if spare is None:
                 spare = await self._process.fork(network)
-                self._limit(spare, memory_mb)
+                spare.fit(self._isolation.limits(memory_mb))
                 os.mkdir(directory, 0o700)
                 self._go(spare, network, memory_mb, directory)
             if spare.lease is not None and not network and self._network is not None:
@@ -242,7 +242,7 @@ class Zygote:
                 await self._network.detach(lease)
             elif spare.lease is None and network and self._network is not None:
                 spare.lease = await self._network.attach(spare.pid)
-            self._limit(spare, memory_mb)
+            spare.fit(self._isolation.limits(memory_mb))
             if not fresh:
                 assert spare.directory is not None
                 # The spare's directory becomes the container's: its listening socket's
@@ -276,33 +276,6 @@ class Zygote:
                 return spare
             await self._discard(spare)
         return None
-
-    def _limit(self, spare: Spare, memory_mb: int) -> None:
-        limits = self._isolation.limits(memory_mb)
-        if limits == spare.limits:
-            return
-        ahead = spare.limits
-        if ahead is not None and (ahead.memory_bytes, ahead.pids) == (
-            limits.memory_bytes,
-            limits.pids,
-        ):
-            spare.cgroup.weigh(limits.cpu_shares)  # memory and pids written ahead
-        else:
-            spare.cgroup.limit(limits)
-        spare.limits = limits
-
-    def _prepare(self, spare: Spare, memory_mb: int) -> None:
-        """Write a waiting spare's memory and pids limits for a container of ``memory_mb``
-        (keeping the least CPU weight until it is taken); without them (an error) its
-        take writes them all."""
-        limits = self._isolation.limits(memory_mb)
-        waiting = Limits(limits.memory_bytes, limits.pids, SPARE_CPU_SHARES)
-        try:
-            spare.cgroup.limit(waiting)
-        except OSError as ex:
-            log.warning("a Python spare's limits could not be written ahead: %s", ex)
-            return
-        spare.limits = waiting
 
     def _go(
         self, spare: Spare, network: bool, memory_mb: int, directory: Path | None = None
@@ -398,7 +371,10 @@ class Zygote:
                         # Its cgroup's memory and pids limits for that size, before its
                         # runtime starts; a waiting spare's CPU weight stays the least
                         # (told apart from a container's by that: invoker_bench B6).
-                        self._prepare(spare, size)
+                        limits = self._isolation.limits(size)
+                        spare.limit_ahead(
+                            Limits(limits.memory_bytes, limits.pids, SPARE_CPU_SHARES)
+                        )
                         self._go(spare, self._spare_network, size)
                         await spare.ready(self._timeout)
                         if self._log_cap_bytes is not None:

@@ -67,6 +67,51 @@ async def test_a_lean_request_carries_its_headers_and_gets_the_answer(client: Le
     assert not client._resp_map
 
 
+@pytest.fixture
+async def one_slot_client() -> AsyncIterator[LeanClient]:
+    """A client whose flusher queue holds one wake-up (``flusher_queue_size=1``): with
+    it taken (:func:`take_flush_slot`), nats-py's next ``_flush_pending`` suspends until
+    the flusher's next step, as it does whenever that queue is full."""
+    if not reachable(NATS_URL):
+        unavailable(f"NATS is not reachable at {NATS_URL}")
+    nc = LeanClient()
+    await nc.connect(servers=[NATS_URL], pending_size=0, flusher_queue_size=1)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def take_flush_slot(client: LeanClient) -> None:
+    """Fill the flusher queue until the flusher's next step (scheduled now, so after the
+    tasks created before this call have run their first step)."""
+    assert client._flush_queue is not None
+    client._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+
+
+async def test_a_lean_request_made_while_another_sets_up_replies_gets_its_answer(
+    one_slot_client: LeanClient,
+) -> None:
+    # Given a responder
+    client = one_slot_client
+
+    async def answer(msg: Msg) -> None:
+        await client.publish(msg.reply, b"got " + msg.data)
+
+    target = subject()
+    await client.subscribe(target, cb=answer)
+    await client.flush()
+    # When the first lean request subscribes to the replies and waits in that SUB's
+    # flush, and a second is made meanwhile
+    first = asyncio.ensure_future(client.lean_request(target, b"one", None, 5.0))
+    second = asyncio.ensure_future(client.lean_request(target, b"two", None, 5.0))
+    take_flush_slot(client)
+    # Then each gets its answer (the second's reply subject is the replies' one)
+    answers = await asyncio.gather(first, second)
+    assert [a.data for a in answers] == [b"got one", b"got two"]
+    assert not client._resp_map
+
+
 async def test_a_lean_request_without_a_responder_fails_as_nats_py_does(
     client: LeanClient,
 ) -> None:
@@ -120,6 +165,145 @@ async def test_a_pull_whose_client_closed_says_so_when_its_wait_ends(client: Lea
         await cleanup.connect(servers=[NATS_URL])
         await cleanup.jetstream().delete_stream(name)
         await cleanup.close()
+
+
+async def _wait(event: asyncio.Event) -> None:
+    async with asyncio.timeout(30):
+        await event.wait()
+
+
+async def test_the_sends_of_one_loop_iteration_keep_their_order(client: LeanClient) -> None:
+    # Given a subscriber on another connection
+    target = subject()
+    got: list[bytes] = []
+    done = asyncio.Event()
+    receiver = LeanClient()
+    await receiver.connect(servers=[NATS_URL])
+
+    async def take(msg: Msg) -> None:
+        got.append(msg.data)
+        if len(got) == 300:
+            done.set()
+
+    try:
+        await receiver.subscribe(target, cb=take)
+        await receiver.flush()
+        # When lean sends and nats-py's own publishes are made in the same loop
+        # iterations (each path queues in nats-py's buffer; either one writes it)
+        sends = []
+        for i in range(300):
+            data = b"%d" % i
+            if i % 3 == 0:
+                sends.append(client.publish(target, data))
+            else:
+                sends.append(client.lean_publish(target, data))
+        await asyncio.gather(*sends)
+        # Then every message arrives once, in the order it was sent
+        await _wait(done)
+        assert got == [b"%d" % i for i in range(300)]
+        assert not client._pending
+    finally:
+        await receiver.close()
+
+
+async def test_a_sender_faster_than_the_socket_loses_nothing(client: LeanClient) -> None:
+    # Given a subscriber on another connection that takes everything, however much
+    target = subject()
+    count, size = 48, 512 * 1024  # 24 MiB: far more than the socket takes at once
+    got: list[bytes] = []
+    done = asyncio.Event()
+    receiver = LeanClient()
+    await receiver.connect(servers=[NATS_URL])
+
+    async def take(msg: Msg) -> None:
+        got.append(msg.data[:8])
+        if len(got) == count:
+            done.set()
+
+    try:
+        await receiver.subscribe(target, cb=take, pending_bytes_limit=-1)
+        await receiver.flush()
+        # When that much is sent at once (the socket's buffer fills: the writes then go
+        # through nats-py's flusher, which waits for the socket)
+        payloads = [b"%08d" % i + bytes(size - 8) for i in range(count)]
+        await asyncio.gather(*(client.lean_publish(target, p) for p in payloads))
+        # Then all of it arrives, in order
+        await _wait(done)
+        assert got == [b"%08d" % i for i in range(count)]
+    finally:
+        await receiver.close()
+
+
+async def test_a_lean_subscription_hands_each_message_to_its_function(
+    client: LeanClient,
+) -> None:
+    # Given a lean subscription whose function notes each message, and one that fails
+    target = subject()
+    got: list[tuple[bytes, str, dict[str, str] | None]] = []
+    arrived = asyncio.Event()
+
+    def note(msg: Msg) -> None:
+        got.append((msg.data, msg.reply, msg.headers))
+        if len(got) == 3:
+            arrived.set()
+
+    def fail(msg: Msg) -> None:
+        raise RuntimeError("a handler that fails")
+
+    sub = await client.lean_subscribe(target, note, queue="q")
+    await client.lean_subscribe(f"{target}.other", fail)
+    await client.flush()
+    # When messages arrive, with and without headers and replies, one for the failing one
+    sender = LeanClient()
+    await sender.connect(servers=[NATS_URL])
+    try:
+        await sender.lean_publish(f"{target}.other", b"lost")
+        await sender.lean_publish(target, b"one", header_block({"Nats-Msg-Id": "m1"}), "r.1")
+        await sender.publish(target, b"two")
+        await sender.lean_publish(target, b"three")
+        await _wait(arrived)
+        # Then each reached the function once, in order, as nats-py builds it
+        assert got == [
+            (b"one", "r.1", {"Nats-Msg-Id": "m1"}),
+            (b"two", "", None),
+            (b"three", "", None),
+        ]
+        # And once unsubscribed, the function gets nothing more
+        await client.lean_unsubscribe(sub)
+        await client.flush()
+        await sender.lean_publish(target, b"four")
+        await sender.flush()
+        await client.flush()  # a round trip after the server routed "four"
+        assert len(got) == 3
+        assert not client._lean_handlers or sub._id not in client._lean_handlers
+    finally:
+        await sender.close()
+
+
+async def test_a_message_arriving_while_a_lean_subscription_subscribes_reaches_its_function(
+    one_slot_client: LeanClient,
+) -> None:
+    # Given a lean subscription waiting in its SUB's flush (the SUB queued, and sent by
+    # the flusher's step that frees the slot)
+    client = one_slot_client
+    got: list[bytes] = []
+    target = subject()
+    subscribing = asyncio.ensure_future(
+        client.lean_subscribe(target, lambda msg: got.append(msg.data))
+    )
+    take_flush_slot(client)
+    await asyncio.sleep(0)  # its first step, up to the full flusher queue
+    assert not subscribing.done()
+    sid = client._sid
+    # When the read loop gets a message of that subscription meanwhile (the step it runs
+    # for the server's MSG, which can arrive once the SUB is out)
+    await client._process_msg(sid, target.encode(), b"", b"early", None)
+    sub = await subscribing
+    # Then the function got it, not the subscription's unread queue
+    assert sub._id == sid
+    assert got == [b"early"]
+    assert sub._pending_queue.empty()
+    await client.lean_unsubscribe(sub)
 
 
 @pytest.mark.parametrize(

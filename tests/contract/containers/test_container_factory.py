@@ -119,6 +119,18 @@ async def test_a_container_initializes_runs_pauses_resumes_and_is_destroyed(
         container.pause()
 
 
+async def test_a_container_started_idle_serves_as_any_other(factory: ContainerFactory) -> None:
+    # Given a container started ahead of any request (a stem cell: idle)
+    container = await factory.create("nodejs:20", 256, network=False, idle=True)
+    # When its action is initialized and runs twice
+    init = await container.initialize({"code": ECHO["nodejs:20"], "main": "main"}, 20)
+    runs = [await container.run({"value": {"n": n}}, 20) for n in (1, 2)]
+    # Then it answers as a container started for a request does
+    assert init.status == 200, init
+    assert [r.body for r in runs] == [b'{"n":2}', b'{"n":3}']
+    await container.destroy()
+
+
 @pytest.mark.parametrize("kind", PYTHON_KINDS)
 async def test_logs_are_the_lines_of_each_activation_up_to_the_sentinels(
     factory: ContainerFactory,

@@ -111,13 +111,18 @@ class HeldFactory(ProcessContainerFactory):
         *,
         network: bool = True,
         tenant: str | None = None,
+        idle: bool = False,
     ) -> ProcessContainer:
         if memory_mb != self.held_mb or self.passed > 0:
             self.passed -= memory_mb == self.held_mb
-            return await super().create(kind, memory_mb, env, network=network, tenant=tenant)
+            return await super().create(
+                kind, memory_mb, env, network=network, tenant=tenant, idle=idle
+            )
         self.held += 1
         await self.go.wait()
-        container = await super().create(kind, memory_mb, env, network=network, tenant=tenant)
+        container = await super().create(
+            kind, memory_mb, env, network=network, tenant=tenant, idle=idle
+        )
         self.ended += 1
         return container
 

@@ -8,6 +8,8 @@ the built-in kinds, connects in ``start`` as before. A real dockerd, the tiny cu
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,10 @@ import pytest
 from _required import unavailable
 from dockersupport import docker_ready, tiny_image
 
+from squall.sandbox.backends import BackendRouter
 from squall.sandbox.docker import DockerContainerFactory
+from squall.sandbox.images import RUNTIME_IMAGES
+from squall.sandbox.process import ProcessContainerFactory
 
 API_HOST = "https://api.invalid"
 MARK = ".docker-containers"
@@ -77,3 +82,32 @@ async def test_a_backend_of_the_built_in_kinds_connects_at_start(
         assert factory.connected
     finally:
         await factory.close()
+
+
+async def test_a_built_in_kind_whose_image_is_missing_stays_with_the_process_sandbox(
+    anyio_backend: str, docker: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a backend of the built-in kinds on a host that has python:3.11's image but
+    # not python:3.13's (an image name that does not exist stands for it)
+    present = RUNTIME_IMAGES["python:3.11"].tag
+    absent = f"squall-test/absent:{secrets.token_hex(6)}"
+    images = {"python:3.11": present, "python:3.13": absent}
+    factory = DockerContainerFactory(tmp_path / "docker", API_HOST, builtin=True, images=images)
+    process = ProcessContainerFactory(tmp_path / "process", API_HOST, zygote_spares=0)
+    router = BackendRouter([factory, process], process.runtimes)
+    try:
+        # When it starts
+        with caplog.at_level(logging.WARNING, logger="squall.sandbox.docker"):
+            await router.start()
+        # Then it claims only the kind whose image is there
+        assert factory.supports("python:3.11")
+        assert not factory.supports("python:3.13")
+        # And the other goes to the process sandbox, as when Docker does not run built-ins
+        assert router.factory_for("python:3.11") is factory
+        assert router.factory_for("python:3.13") is process
+        # And the operator is told which image is missing and how to build it
+        said = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+        assert f"python:3.13 ({absent})" in said and present not in said
+        assert "python -m squall.sandbox.images" in said
+    finally:
+        await router.close()

@@ -199,6 +199,34 @@ async def test_an_idle_connection_closed_by_the_peer_is_replaced(tmp_path: Path)
     assert len(accepted) == 2
 
 
+async def test_a_connection_opened_ahead_is_fresh_a_loss_on_it_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    # Given a runtime that reads the first request of its first connection and dies
+    # before answering (an /init that crashes), and answers on any later connection
+    requests: list[bytes] = []
+
+    async def dies_on_the_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = not requests
+        requests.append(await read_request(reader))
+        if not first:
+            writer.write(answer(b"again"))
+            await writer.drain()
+
+    path = tmp_path / "s.sock"
+    async with serving(path, dies_on_the_first) as accepted:
+        # And a client given a connection opened ahead (a zygote's started spare)
+        ahead = await asyncio.open_unix_connection(str(path))
+        client = UnixHttpClient(path, max_response_bytes=1000, connection=ahead)
+        # When its first request is lost on that connection
+        with pytest.raises(ConnectionLost):
+            await client.post("/init", b"init")
+        await client.aclose()
+    # Then it was sent once: the runtime had read it there
+    assert requests == [b"init"]
+    assert len(accepted) == 1
+
+
 async def test_a_socket_path_longer_than_sun_path_works(tmp_path: Path) -> None:
     # Given a server listening in a directory whose path is too long for sun_path
     directory = tmp_path / ("d" * 60) / ("e" * 60)

@@ -8,6 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from squall.sandbox import imagetree, relocation
 from squall.sandbox.imagetree import tree_digest
 
 
@@ -62,3 +63,25 @@ def test_contents_modes_and_links_change_the_digest(tmp_path: Path) -> None:
     (tmp_path / "usr" / "lib" / "python3.13" / "new.py").write_text("")
     seen.add(digest_of(tmp_path))
     assert len(seen) == 5
+
+
+class Recording:
+    """A digest that keeps what it was fed."""
+
+    def __init__(self) -> None:
+        self.fed = b""
+
+    def update(self, data: bytes, /) -> None:
+        self.fed += data
+
+
+def test_the_sources_that_relocate_the_tree_are_inputs_too(tmp_path: Path) -> None:
+    # Given an interpreter tree
+    make_tree(tmp_path)
+    # When its digest is taken
+    recording = Recording()
+    tree_digest(tmp_path, recording)
+    # Then it was fed the code that copies the tree and the relocation that code runs:
+    # a change in either rebuilds the image
+    assert Path(imagetree.__file__).read_bytes() in recording.fed
+    assert Path(relocation.__file__).read_bytes() in recording.fed
