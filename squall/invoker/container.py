@@ -96,6 +96,8 @@ class PooledContainer:
     #: When a run asked for it (its cold start began: created, or a stem cell taken).
     asked_at: float = field(default_factory=time.monotonic)
     seq: int = 0
+    #: ``uses`` when the MEMORY GUARD last read its memory (:mod:`squall.invoker.memguard`).
+    memory_read_at_use: int = 0
     _container: Container | None = None
     #: When each run in flight was handed out (monotonic s), oldest first.
     _run_starts: deque[float] = field(default_factory=deque)

@@ -35,6 +35,9 @@ POLICY: (the rules, in order)
 9. Stem cells are refilled only from free memory and only when no request is waiting.
    A kind whose stem cells are reactive (Node.js) keeps more after a burst of cold starts
    of one shape, for a while (:mod:`squall.invoker.prewarm`, BURSTS).
+10. MEMORY GUARD (:mod:`squall.invoker.memguard`): once a second, a container that ran
+   since its last read and uses ≥ 90 % of its memory limit is retired: it takes no new
+   run and is removed when its runs in flight end (at once when idle).
 A container whose activation ended in a developer or internal error, or whose /init did
 not succeed, is destroyed, never reused.
 
@@ -172,6 +175,8 @@ class ContainerPool(PoolBooks):
         self._refill_after = 0.0
         self._bursts = {}
         self._cold = {}
+        self._retiring = {}
+        self._guard: asyncio.Task[None] | None = None
         #: The event loop's busy share, for WARM WAIT (made here: the loop's thread).
         self._loop_load = LoopLoad()
 
@@ -308,6 +313,8 @@ class ContainerPool(PoolBooks):
         if destroy or self._closed or pc.state is State.INITIALIZING:
             pc.active = max(0, pc.active - 1)
             self._remove(pc)
+        elif pc in self._retiring:  # MEMORY GUARD: no further run on it
+            self._retired_run_ended(pc)
         else:
             self._loop_load.busy()  # sampled every run: current when a burst begins
             took = pc.end_run()
@@ -372,8 +379,9 @@ class ContainerPool(PoolBooks):
     # -- keep-warm reaper -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the keep-warm reaper and the first stem cells."""
+        """Start the keep-warm reaper, the MEMORY GUARD and the first stem cells."""
         self._reaper = asyncio.create_task(self._reap(), name="pool-reaper")
+        self._guard = asyncio.create_task(self._guard_memory(), name="pool-memory-guard")
         self.refill()
 
     async def _reap(self) -> None:
@@ -396,10 +404,11 @@ class ContainerPool(PoolBooks):
         self._closed = True
         for schedule in self._bursts.values():
             schedule.close()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in (self._reaper, self._guard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # Stem cells still starting are awaited, not cancelled: a start is bounded by the
         # factory's start timeout, and cancelling ``create`` while the runtime's process is
         # being spawned can hang in asyncio's subprocess set-up (seen with bubblewrap).

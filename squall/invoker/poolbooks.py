@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from squall.invoker.container import PooledContainer, PoolKey, State
 from squall.invoker.groups import GroupKey, KeyGroup
+from squall.invoker.memguard import CHECK_INTERVAL_S, too_full
 from squall.invoker.prewarm import StemCellSpec
 from squall.sandbox.contracts import Container, ContainerFactory
 from squall.sandbox.sparedemand import REFILL_PARALLEL, SpareDemand, SpareSchedule
@@ -72,6 +73,9 @@ class PoolBooks:
     #: reactive kind, and the cold starts in flight counted there (by ``seq``).
     _bursts: dict[Shape, SpareSchedule]
     _cold: dict[int, Shape]
+    #: Retired by the MEMORY GUARD, runs still in flight: no longer in their key's group
+    #: (no run is handed to them), removed when the last run ends (``_retired_run_ended``).
+    _retiring: dict[PooledContainer, None]
 
     # -- figures ----------------------------------------------------------------------
 
@@ -82,7 +86,7 @@ class PoolBooks:
     def containers(self) -> list[PooledContainer]:
         """Every live container: those of actions, then stem cells (starting ones too)."""
         warm = [pc for group in self._groups.values() for pc in group.members]
-        return warm + self.stem_cells()
+        return warm + list(self._retiring) + self.stem_cells()
 
     def waiting_for(self, key: PoolKey, network: bool = True) -> int:
         """Runs of ``key`` waiting for a slot of its containers (WARM WAIT)."""
@@ -121,6 +125,7 @@ class PoolBooks:
         initializing = pc.state is State.INITIALIZING
         if not pc.removed():
             return
+        self._retiring.pop(pc, None)
         if pc.key is not None:
             gkey = (pc.key, pc.network)
             group = self._groups.get(gkey)
@@ -136,6 +141,44 @@ class PoolBooks:
         self._used_mb -= pc.memory_mb
         if pc.started:
             self._spawn(self._destroy(pc.container))
+
+    # -- MEMORY GUARD (invoker/memguard.py) ------------------------------------------
+
+    def retire_full(self) -> int:
+        """Retire the containers near their memory limit (:mod:`squall.invoker.memguard`):
+        an idle one is removed, a busy one takes no new run and is removed when its runs
+        end. Returns how many. Called every ``memguard.CHECK_INTERVAL_S`` by the pool."""
+        full = too_full(pc for group in self._groups.values() for pc in group.members)
+        for pc in full:
+            log.info("container %s is near its memory limit: retired", pc.describe())
+            if pc.idle:
+                self._remove(pc)
+                continue
+            assert pc.key is not None  # initialized: it has a key
+            gkey = (pc.key, pc.network)
+            group = self._groups.get(gkey)
+            if group is not None and group.leave(pc):
+                group.wake_waiters()  # fewer slots: each waiting run looks again
+                if group.empty:
+                    del self._groups[gkey]
+            self._retiring[pc] = None
+        return len(full)
+
+    async def _guard_memory(self) -> None:
+        """The MEMORY GUARD's task (started by the pool, cancelled when it closes)."""
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL_S)
+            try:
+                self.retire_full()
+            except Exception:  # a failed read must not end the guard for good
+                log.exception("reading the containers' memory failed")
+
+    def _retired_run_ended(self, pc: PooledContainer) -> None:
+        """One run on the retired ``pc`` ended well: removed once none is left in flight
+        (the others go on undisturbed), never filed for another run."""
+        pc.end_run()
+        if not pc.active:
+            self._remove(pc)
 
     def _wake(self) -> None:
         # Wake every waiter: each re-checks warm containers and capacity in FIFO order.

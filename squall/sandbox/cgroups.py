@@ -14,6 +14,11 @@ Limits written per container (:class:`Limits`):
 - pids: ``pids.max`` (threads count too), so a fork bomb stops at the limit.
 - CPU: v1 ``cpu.shares``; v2 ``cpu.weight`` converted from the same share value.
 
+:meth:`Cgroup.memory_used` reads what the container uses now as ``docker stats`` counts it:
+the usage (v1 ``memory.usage_in_bytes``, v2 ``memory.current``) less the inactive file
+cache (``memory.stat``), which the kernel reclaims before it would kill anything (the pool's
+MEMORY GUARD, :mod:`squall.invoker.memguard`, retires containers near their limit by it).
+
 Guarantees:
 
 - :meth:`Cgroup.kill` sends SIGKILL to every process in the cgroup, including frozen ones
@@ -92,6 +97,35 @@ def _counter(path: Path, key: str) -> int | None:
     return None
 
 
+def memory_in_use(usage: Path, stat: Path, inactive_key: str) -> int | None:
+    """Bytes in ``usage`` less the ``inactive_key`` line of ``stat`` (the reclaimable file
+    cache); None when the cgroup is gone or has no memory controller."""
+    try:
+        used = int(usage.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return max(0, used - (_counter(stat, inactive_key) or 0))
+
+
+def memory_reader(pid: int) -> tuple[Path, Path, str] | None:
+    """Where the memory use of ``pid``'s cgroup is read (the arguments of
+    :func:`memory_in_use`): for a cgroup this module did not make (a Docker container's)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            d = Path("/sys/fs/cgroup/memory" + path)
+            return d / "memory.usage_in_bytes", d / "memory.stat", "total_inactive_file"
+    for line in lines:
+        if line.startswith("0::"):
+            d = Path("/sys/fs/cgroup" + line[3:])
+            return d / "memory.current", d / "memory.stat", "inactive_file"
+    return None
+
+
 class Cgroup(ABC):
     """The cgroup of one container (the same relative path in every hierarchy used)."""
 
@@ -135,6 +169,11 @@ class Cgroup(ABC):
     @abstractmethod
     def oom_kills(self) -> int:
         """How many processes the kernel killed because the cgroup hit its memory limit."""
+
+    @abstractmethod
+    def memory_used(self) -> int | None:
+        """Bytes of memory its processes use now, reclaimable file cache excluded (see
+        the module docstring); None once removed."""
 
     @abstractmethod
     def frozen(self) -> bool:
@@ -231,6 +270,13 @@ class CgroupV1(Cgroup):
             return True  # removed: nothing left to freeze
         return state == "FROZEN"
 
+    def memory_used(self) -> int | None:
+        memory = self._controllers["memory"]
+        # ``total_``: the hierarchical figure (the same as the plain one in a leaf cgroup).
+        return memory_in_use(
+            memory / "memory.usage_in_bytes", memory / "memory.stat", "total_inactive_file"
+        )
+
     def oom_kills(self) -> int:
         memory = self._controllers["memory"]
         kills = _counter(memory / "memory.oom_control", "oom_kill")
@@ -273,6 +319,11 @@ class CgroupV2(Cgroup):
 
     def oom_kills(self) -> int:
         return _counter(self._dir / "memory.events", "oom_kill") or 0
+
+    def memory_used(self) -> int | None:
+        return memory_in_use(
+            self._dir / "memory.current", self._dir / "memory.stat", "inactive_file"
+        )
 
     def kill(self) -> None:
         try:

@@ -113,6 +113,10 @@ class ProcessContainer:
         """Whether the kernel killed a process of this container for want of memory."""
         return self.cgroup is not None and self.cgroup.oom_kills() > 0
 
+    def memory_used(self) -> int | None:
+        """Bytes its cgroup uses now (see the contract); None without isolation."""
+        return self.cgroup.memory_used() if self.cgroup is not None else None
+
     def weigh_on_initialize(self, cpu_shares: int) -> None:
         """Have the first ``initialize`` write ``cpu_shares`` (v1 scale) as its cgroup's
         CPU weight: a container started idle (a stem cell) waits at the least one."""

@@ -131,6 +131,12 @@ class Container(Protocol):
         """Let a paused container run again; a no-op on one that is not paused."""
         ...
 
+    def memory_used(self) -> int | None:
+        """Bytes of memory the container uses now (its cgroup's use, reclaimable file
+        cache excluded); None when the factory cannot tell (no cgroup) or it is gone.
+        A few small file reads: cheap, but not for every run (the pool's MEMORY GUARD)."""
+        ...
+
     async def destroy(self) -> None:
         """Kill every process of the container and free its files. Idempotent."""
         ...

@@ -19,6 +19,7 @@ import orjson
 from aiodocker.exceptions import DockerError
 
 from squall.errors import ContainerError
+from squall.sandbox.cgroups import memory_in_use, memory_reader
 from squall.sandbox.contracts import LogResult, RuntimeResponse
 from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
 from squall.sandbox.logs import LogCollector
@@ -69,6 +70,8 @@ class DockerContainer:
         self.http: UnixHttpClient | None = None
         self.reader: asyncio.Task[None] | None = None
         self._destroying: asyncio.Task[None] | None = None
+        #: Where its cgroup's memory use is read, found once (its cgroup never changes).
+        self._memory_files: tuple[Path, Path, str] | None = None
 
     @property
     def id(self) -> str:
@@ -94,6 +97,17 @@ class DockerContainer:
 
     async def logs(self, limit_bytes: int, wait: float) -> LogResult:
         return await self._logs.collect(limit_bytes, wait)
+
+    def memory_used(self) -> int | None:
+        """Bytes the container's cgroup uses now (what ``docker stats`` shows), read from
+        the cgroup files directly: the stats API costs a request to dockerd."""
+        if self._destroying is not None or not self.pid:
+            return None
+        if self._memory_files is None:
+            self._memory_files = memory_reader(self.pid)
+            if self._memory_files is None:
+                return None
+        return memory_in_use(*self._memory_files)
 
     def pause(self) -> None:
         self._check_alive()

@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 
 NOT_A_DICT = "The action did not return a dictionary or array."
 
+#: The run values that differ on every run: exported through buffers the proxy owns
+#: (:class:`OwnedEnv`), so a warm container does not grow by them.
+PER_RUN_NAMES = ("__OW_ACTIVATION_ID", "__OW_TRANSACTION_ID", "__OW_DEADLINE")
+#: Each buffer's size: a longer ``NAME=value`` goes through ``os.environ`` as any other.
+OWNED_BYTES = 256
+#: A started proxy, which has not loaded ctypes (1.9 MB RSS, 4-7 ms to import), loads it
+#: after this many runs: about as much as setenv would keep for these runs' values
+#: (272 B a run, bench/README.md "setenv"). A proxy forked by the zygote has it already.
+CTYPES_AFTER_RUNS = 8192
+
 
 async def _coroutine() -> None:
     pass
@@ -47,6 +57,8 @@ class Runtime:
         self.init_started = False  # a container is initialized at most once
         self.main: Callable[[Any], Any] | None = None
         self.run_env_keys: list[str] = []
+        self.runs = 0
+        self.owned_env: OwnedEnv | None = None
 
     def init(self, message: dict[str, Any]) -> Reply:
         if self.init_started:
@@ -139,6 +151,9 @@ class Runtime:
     def run(self, message: dict[str, Any]) -> Reply:
         if self.main is None:
             return 403, {"error": "Cannot run the action before initialization."}
+        self.runs += 1
+        if self.owned_env is None and ("ctypes" in sys.modules or self.runs >= CTYPES_AFTER_RUNS):
+            self.owned_env = OwnedEnv()
         self._export_env(message)
         args = message.get("value")
         try:
@@ -165,16 +180,60 @@ class Runtime:
         # are the same run after run. The comparison is with os.environ, not with the last
         # message, so a value the action changed or removed is set again.
         keys = []
+        owned = self.owned_env
         for key, val in message.items():
             if key != "value" and isinstance(val, str):
                 name = f"__OW_{key.upper()}"
-                if os.environ.get(name) != val:
+                if os.environ.get(name) != val and (owned is None or not owned.set(name, val)):
                     os.environ[name] = val
                 keys.append(name)
         for key in self.run_env_keys:
             if key not in keys:
                 os.environ.pop(key, None)
         self.run_env_keys = keys
+
+
+class OwnedEnv:
+    """Sets :data:`PER_RUN_NAMES` in the process environment without growing it.
+
+    ``os.environ[name] = value`` is libc ``setenv``, and glibc keeps every distinct
+    ``NAME=value`` string it was given in a tree for the life of the process (272 B a run
+    for the three names, until the container's memory limit kills a run). libc ``putenv``
+    instead puts the caller's own string into ``environ``: here one buffer per name,
+    rewritten in place each run, so nothing is allocated. ``os.environ``'s own mapping is
+    updated directly (what its ``__setitem__`` does besides ``setenv``), so the action
+    sees the value in ``os.environ`` and in the C environment its children inherit, as
+    before; a value the action changes or deletes is set again by the next run (the
+    caller compares with ``os.environ``). The environment is rewritten only before a
+    ``main`` runs (the proxy answers one run at a time); a thread the action left running
+    that reads the environment meanwhile could see the value change, as with setenv."""
+
+    def __init__(self) -> None:
+        import ctypes  # loaded already in a proxy forked by the zygote
+
+        putenv = ctypes.CDLL(None).putenv
+        putenv.argtypes = [ctypes.c_void_p]
+        putenv.restype = ctypes.c_int
+        self._putenv = putenv
+        # The buffers live as long as this object, i.e. the proxy's runtime.
+        self._buffers = {name: ctypes.create_string_buffer(OWNED_BYTES) for name in PER_RUN_NAMES}
+        self._addressof = ctypes.addressof
+
+    def set(self, name: str, value: str) -> bool:
+        """Set ``name`` to ``value``; False (nothing changed) if it is not one this sets."""
+        buffer = self._buffers.get(name)
+        if buffer is None:
+            return False
+        environ = os.environ
+        encoded = environ.encodevalue(value)  # type: ignore[attr-defined]
+        entry = name.encode() + b"=" + encoded
+        if len(entry) >= OWNED_BYTES or b"\0" in entry:
+            return False  # os.environ then writes it (or refuses it) as before
+        buffer.value = entry  # NUL-terminated: shorter than the buffer
+        if self._putenv(self._addressof(buffer)) != 0:
+            return False
+        environ._data[environ.encodekey(name)] = encoded  # type: ignore[attr-defined]
+        return True
 
 
 def action_directory(root: str | None) -> str:

@@ -192,6 +192,30 @@ async def test_a_container_over_its_memory_limit_is_killed_and_says_so(
     assert run_outcome(answer, 30_000).result == {"error": MEMORY_EXHAUSTED}
 
 
+#: Keeps ``mb`` MB of written bytes for as long as the container lives.
+KEEP = "kept = []\ndef main(p):\n    kept.append(b'x' * (p['mb'] << 20))\n    return {}\n"
+
+
+async def test_memory_used_is_what_the_container_holds_under_its_limit(
+    factory: ContainerFactory,
+) -> None:
+    # Given a 128 MB container
+    container = await initialized(factory, KEEP, memory_mb=128)
+    try:
+        before = container.memory_used()
+        # When its action keeps 40 MB
+        assert (await container.run({"value": {"mb": 40}}, 20)).status == 200
+        after = container.memory_used()
+    finally:
+        await container.destroy()
+    # Then the container's use grew by about that much, and stays under its limit
+    assert before is not None and after is not None
+    assert 36 << 20 <= after - before < 48 << 20, (before, after)
+    assert after < 128 << 20
+    # And a destroyed container has no figure
+    assert container.memory_used() is None
+
+
 @pytest.mark.parametrize("kind", PYTHON_KINDS)
 async def test_a_crash_is_reported_as_an_exit_with_its_last_words(
     factory: ContainerFactory,

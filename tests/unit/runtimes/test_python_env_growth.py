@@ -1,0 +1,132 @@
+"""The Python proxy exports each run's ``__OW_*`` values without growing (proxy_action.py
+``OwnedEnv``), and its actions see them as before: in ``os.environ``, in the C
+environment, in children they start, set again after the action changed them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtimesupport import invoke
+
+import squall.runtimes
+from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
+
+pytestmark = pytest.mark.anyio
+
+PY = "python:3.13"
+
+
+def _proxy_constant(name: str) -> int:
+    """A constant of the proxy (not a package: loaded from its file)."""
+    path = Path(squall.runtimes.__file__).parent / "python" / "proxy_action.py"
+    spec = importlib.util.spec_from_file_location("proxy_action_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(getattr(module, name))
+
+
+#: When a started proxy begins to use its owned buffers.
+CTYPES_AFTER_RUNS = _proxy_constant("CTYPES_AFTER_RUNS")
+PER_RUN = ("activation_id", "transaction_id", "deadline")
+#: Runs measured. With setenv each run kept ≈ 272 B (bench/README.md "setenv"): 2.7 MB.
+RUNS = 10_000
+#: Growth allowed per run: a quarter of what setenv kept, so the old export fails it
+#: while the cgroup's own noise (charges in batches, page tables) passes.
+BOUND_PER_RUN_B = 64
+
+SEES = """
+import os, subprocess, sys
+
+def main(p):
+    if not p.get("check"):
+        return {}
+    child = subprocess.run(
+        [sys.executable, "-I", "-S", "-c",
+         "import os; print(os.environ['__OW_ACTIVATION_ID'], os.environ['__OW_DEADLINE'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    seen = {"environ": os.environ["__OW_ACTIVATION_ID"], "child": child,
+            "deadline": os.environ["__OW_DEADLINE"], "tx": os.environ["__OW_TRANSACTION_ID"]}
+    os.environ["__OW_ACTIVATION_ID"] = "changed by the action"
+    del os.environ["__OW_DEADLINE"]
+    return seen
+"""
+
+
+async def _start(factory: ProcessContainerFactory, code: str, forked: bool) -> ProcessContainer:
+    """A container of PY after /init of ``code``: forked by the namespace's zygote (it has
+    ctypes loaded: the owned buffers are used from the first run), or started alone."""
+    container = await factory.create(PY, 256, tenant="ns" if forked else None)
+    answer = await container.initialize({"code": textwrap.dedent(code)}, timeout=10)
+    assert answer.status == 200, json.loads(answer.body)
+    return container
+
+
+async def _runs(container: ProcessContainer, numbers: range) -> None:
+    for n in numbers:
+        assert (await invoke(container, {}, **_message(n)))[0] == 200
+        if n % 1000 == 0:
+            await container.logs(10_000_000, 5)  # the sentinels: not kept by the invoker
+    await container.logs(10_000_000, 5)
+
+
+def _message(n: int) -> dict[str, str]:
+    return {
+        "activation_id": f"{n:032x}",
+        "transaction_id": f"tx{n:030d}",
+        "deadline": str(1_800_000_000_000 + n),
+    }
+
+
+@pytest.mark.parametrize("forked", [True, False])
+async def test_each_run_sees_its_own_values_in_children_too(
+    factory: ProcessContainerFactory, forked: bool
+) -> None:
+    # Given an action that reads the run's values itself and through a child process,
+    # then changes one and deletes another
+    container = await _start(factory, SEES, forked)
+    # (a started proxy uses the owned buffers only after CTYPES_AFTER_RUNS: all of its
+    # runs but the last ones here go through os.environ, as before)
+    first = 0 if forked else CTYPES_AFTER_RUNS - 2
+    await _runs(container, range(first))
+    for n in range(first, first + 4):
+        # When it runs with new values each time
+        run = _message(n)
+        answer: tuple[int, Any] = await invoke(container, {"check": True}, **run)
+        # Then it and its child see this run's values, not the last run's or its own
+        assert answer == (
+            200,
+            {
+                "environ": run["activation_id"],
+                "child": [run["activation_id"], run["deadline"]],
+                "deadline": run["deadline"],
+                "tx": run["transaction_id"],
+            },
+        )
+    await container.destroy()
+
+
+@pytest.mark.parametrize("forked", [True, False])
+async def test_a_warm_container_does_not_grow_by_its_runs_values(
+    factory: ProcessContainerFactory, forked: bool
+) -> None:
+    # Given a warm container of a no-op action, past its first runs' one-time allocations
+    # (a started proxy: past the run it loads ctypes at)
+    container = await _start(factory, "def main(p):\n    return {}\n", forked)
+    warm = 500 if forked else CTYPES_AFTER_RUNS + 500
+    await _runs(container, range(warm))
+    before = container.memory_used()
+    assert before is not None
+    # When it serves RUNS more runs, each with new per-run values
+    await _runs(container, range(warm, warm + RUNS))
+    after = container.memory_used()
+    assert after is not None
+    # Then its memory grew by less than a quarter of what setenv kept per run
+    assert after - before < RUNS * BOUND_PER_RUN_B, f"{after - before} B over {RUNS} runs"
+    await container.destroy()
