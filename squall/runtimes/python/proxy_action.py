@@ -59,6 +59,7 @@ class Runtime:
         self.run_env_keys: list[str] = []
         self.runs = 0
         self.owned_env: OwnedEnv | None = None
+        self.owned_env_failed = False  # OwnedEnv could not be built: os.environ for good
 
     def init(self, message: dict[str, Any]) -> Reply:
         if self.init_started:
@@ -152,8 +153,18 @@ class Runtime:
         if self.main is None:
             return 403, {"error": "Cannot run the action before initialization."}
         self.runs += 1
-        if self.owned_env is None and ("ctypes" in sys.modules or self.runs >= CTYPES_AFTER_RUNS):
-            self.owned_env = OwnedEnv()
+        if (
+            self.owned_env is None
+            and not self.owned_env_failed
+            and ("ctypes" in sys.modules or self.runs >= CTYPES_AFTER_RUNS)
+        ):
+            try:
+                self.owned_env = OwnedEnv()
+            except Exception:
+                # ctypes cannot be loaded (libffi missing, or the action replaced or broke
+                # it): the runs go on exporting through os.environ, as before OwnedEnv. The
+                # action's logs are its own: nothing is written to them.
+                self.owned_env_failed = True
         self._export_env(message)
         args = message.get("value")
         try:
@@ -204,7 +215,9 @@ class OwnedEnv:
     updated directly (what its ``__setitem__`` does besides ``setenv``), so the action
     sees the value in ``os.environ`` and in the C environment its children inherit, as
     before; a value the action changes or deletes is set again by the next run (the
-    caller compares with ``os.environ``). The environment is rewritten only before a
+    caller compares with ``os.environ``). An action that replaced ``os.environ`` (with a
+    plain dict, say) gets its values through the replacement, as before: :meth:`set`
+    refuses, so the caller assigns them. The environment is rewritten only before a
     ``main`` runs (the proxy answers one run at a time); a thread the action left running
     that reads the environment meanwhile could see the value change, as with setenv."""
 
@@ -218,6 +231,8 @@ class OwnedEnv:
         # The buffers live as long as this object, i.e. the proxy's runtime.
         self._buffers = {name: ctypes.create_string_buffer(OWNED_BYTES) for name in PER_RUN_NAMES}
         self._addressof = ctypes.addressof
+        #: The mapping whose ``_data`` :meth:`set` updates: the interpreter's own.
+        self._environ = os.environ
 
     def set(self, name: str, value: str) -> bool:
         """Set ``name`` to ``value``; False (nothing changed) if it is not one this sets."""
@@ -225,6 +240,8 @@ class OwnedEnv:
         if buffer is None:
             return False
         environ = os.environ
+        if environ is not self._environ:
+            return False  # the action replaced os.environ: the caller assigns into its own
         encoded = environ.encodevalue(value)  # type: ignore[attr-defined]
         entry = name.encode() + b"=" + encoded
         if len(entry) >= OWNED_BYTES or b"\0" in entry:
