@@ -36,8 +36,9 @@ POLICY: (the rules, in order)
    A kind whose stem cells are reactive (Node.js) keeps more after a burst of cold starts
    of one shape, for a while (:mod:`squall.invoker.prewarm`, BURSTS).
 10. MEMORY GUARD (:mod:`squall.invoker.memguard`): once a second, a container that ran
-   since its last read and uses ≥ 90 % of its memory limit is retired: it takes no new
-   run and is removed when its runs in flight end (at once when idle).
+   since its last read, uses ≥ 90 % of its memory limit and grew since the guard's first
+   read of it is retired: it takes no new run and is removed when its runs in flight end
+   (at once when idle).
 A container whose activation ended in a developer or internal error, or whose /init did
 not succeed, is destroyed, never reused.
 
