@@ -314,17 +314,17 @@ class ContainerPool(PoolBooks):
         if destroy or self._closed or pc.state is State.INITIALIZING:
             pc.active = max(0, pc.active - 1)
             self._remove(pc)
-        elif pc in self._retiring:  # MEMORY GUARD: no further run on it
-            self._retired_run_ended(pc)
         else:
             self._loop_load.busy()  # sampled every run: current when a burst begins
             took = pc.end_run()
             group = self._group_of(pc)
             if group is not None:
-                group.learn(took)
+                group.learn(took)  # a retired container's runs count too
+            if pc in self._retiring:  # MEMORY GUARD: no further run on it
+                self._retired_run_ended(pc)
+            elif group is not None and not group.hand_to_waiter(pc):
                 # A freed slot goes to the oldest run waiting for this key, directly.
-                if not group.hand_to_waiter(pc):
-                    group.file(pc)
+                group.file(pc)
             if pc.state is State.READY and self.pause_grace_s > 0:
                 # A timer, not a task: pausing is a synchronous cgroup write. ``uses`` tells
                 # the callback whether the container was handed out again meanwhile.

@@ -149,10 +149,12 @@ class PoolBooks:
         an idle one is removed, a busy one takes no new run and is removed when its runs
         end. Returns how many. Called every ``memguard.CHECK_INTERVAL_S`` by the pool."""
         full = too_full(pc for group in self._groups.values() for pc in group.members)
+        freed = False
         for pc in full:
             log.info("container %s is near its memory limit: retired", pc.describe())
             if pc.idle:
                 self._remove(pc)
+                freed = True
                 continue
             assert pc.key is not None  # initialized: it has a key
             gkey = (pc.key, pc.network)
@@ -162,6 +164,8 @@ class PoolBooks:
                 if group.empty:
                     del self._groups[gkey]
             self._retiring[pc] = None
+        if freed:
+            self._wake()  # its memory is free: waiting runs look again, stem cells refill
         return len(full)
 
     async def _guard_memory(self) -> None:
@@ -174,9 +178,9 @@ class PoolBooks:
                 log.exception("reading the containers' memory failed")
 
     def _retired_run_ended(self, pc: PooledContainer) -> None:
-        """One run on the retired ``pc`` ended well: removed once none is left in flight
-        (the others go on undisturbed), never filed for another run."""
-        pc.end_run()
+        """One run on the retired ``pc`` ended well (``end_run`` done by the caller):
+        removed once none is left in flight (the others go on undisturbed), never filed
+        for another run."""
         if not pc.active:
             self._remove(pc)
 
