@@ -377,27 +377,11 @@ class ContainerPool(PoolBooks):
             self._remove(pc)
         return True
 
-    # -- keep-warm reaper -------------------------------------------------------------
-
     def start(self) -> None:
         """Start the keep-warm reaper, the MEMORY GUARD and the first stem cells."""
         self._reaper = asyncio.create_task(self._reap(), name="pool-reaper")
         self._guard = asyncio.create_task(self._guard_memory(), name="pool-memory-guard")
         self.refill()
-
-    async def _reap(self) -> None:
-        interval = max(0.05, min(10.0, self.keep_warm_s / 4))
-        while True:
-            await asyncio.sleep(interval)
-            self.reap_idle()
-
-    def reap_idle(self) -> int:
-        """Remove containers idle longer than the keep-warm period; returns how many."""
-        deadline = time.monotonic() - self.keep_warm_s
-        expired = [pc for g in self._groups.values() for pc in g.idle if pc.last_used <= deadline]
-        for pc in expired:
-            self._remove(pc)
-        return len(expired)
 
     async def close(self) -> None:
         """Destroy every container (also busy ones: the invoker already gave up on them)

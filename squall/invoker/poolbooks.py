@@ -1,8 +1,9 @@
 """The container pool's bookkeeping: what it holds (the key groups, the stem cells, the
 memory reserved), its figures, how a container leaves it (removed, its memory freed, its
-runtime destroyed in the background), waking the runs that wait for memory, and keeping
-the stem cells stocked (POLICY rule 9). The rules that decide which container runs what
-are :mod:`squall.invoker.pool`'s; its :class:`~squall.invoker.pool.ContainerPool` is this
+runtime destroyed in the background; idle past its keep-warm period; retired by the
+MEMORY GUARD), waking the runs that wait for memory, and keeping the stem cells stocked
+(POLICY rule 9). The rules that decide which container runs what are
+:mod:`squall.invoker.pool`'s; its :class:`~squall.invoker.pool.ContainerPool` is this
 class with them.
 
 Concurrency: as the pool's — one event loop; state changes are synchronous.
@@ -55,6 +56,7 @@ class PoolBooks:
 
     _factory: ContainerFactory
     capacity_mb: int
+    keep_warm_s: float
     #: Whether stem cells get a network (the invoker's default for namespaces).
     stem_network: bool
     stem_cell_specs: tuple[StemCellSpec, ...]
@@ -141,6 +143,22 @@ class PoolBooks:
         self._used_mb -= pc.memory_mb
         if pc.started:
             self._spawn(self._destroy(pc.container))
+
+    # -- keep-warm reaper (the pool's task) --------------------------------------------
+
+    async def _reap(self) -> None:
+        interval = max(0.05, min(10.0, self.keep_warm_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.reap_idle()
+
+    def reap_idle(self) -> int:
+        """Remove containers idle longer than the keep-warm period; returns how many."""
+        deadline = time.monotonic() - self.keep_warm_s
+        expired = [pc for g in self._groups.values() for pc in g.idle if pc.last_used <= deadline]
+        for pc in expired:
+            self._remove(pc)
+        return len(expired)
 
     # -- MEMORY GUARD (invoker/memguard.py) ------------------------------------------
 
