@@ -98,6 +98,10 @@ class PooledContainer:
     seq: int = 0
     #: ``uses`` when the MEMORY GUARD last read its memory (:mod:`squall.invoker.memguard`).
     memory_read_at_use: int = 0
+    #: Its memory use at the MEMORY GUARD's first read (after its first run), bytes.
+    memory_first_read: int | None = None
+    #: Whether reading its memory failed (the failure is logged once).
+    memory_read_failed: bool = False
     _container: Container | None = None
     #: When each run in flight was handed out (monotonic s), oldest first.
     _run_starts: deque[float] = field(default_factory=deque)

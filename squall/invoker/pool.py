@@ -36,8 +36,9 @@ POLICY: (the rules, in order)
    A kind whose stem cells are reactive (Node.js) keeps more after a burst of cold starts
    of one shape, for a while (:mod:`squall.invoker.prewarm`, BURSTS).
 10. MEMORY GUARD (:mod:`squall.invoker.memguard`): once a second, a container that ran
-   since its last read and uses ≥ 90 % of its memory limit is retired: it takes no new
-   run and is removed when its runs in flight end (at once when idle).
+   since its last read, uses ≥ 90 % of its memory limit and grew since the guard's first
+   read of it is retired: it takes no new run and is removed when its runs in flight end
+   (at once when idle).
 A container whose activation ended in a developer or internal error, or whose /init did
 not succeed, is destroyed, never reused.
 
@@ -313,17 +314,17 @@ class ContainerPool(PoolBooks):
         if destroy or self._closed or pc.state is State.INITIALIZING:
             pc.active = max(0, pc.active - 1)
             self._remove(pc)
-        elif pc in self._retiring:  # MEMORY GUARD: no further run on it
-            self._retired_run_ended(pc)
         else:
             self._loop_load.busy()  # sampled every run: current when a burst begins
             took = pc.end_run()
             group = self._group_of(pc)
             if group is not None:
-                group.learn(took)
+                group.learn(took)  # a retired container's runs count too
+            if pc in self._retiring:  # MEMORY GUARD: no further run on it
+                self._retired_run_ended(pc)
+            elif group is not None and not group.hand_to_waiter(pc):
                 # A freed slot goes to the oldest run waiting for this key, directly.
-                if not group.hand_to_waiter(pc):
-                    group.file(pc)
+                group.file(pc)
             if pc.state is State.READY and self.pause_grace_s > 0:
                 # A timer, not a task: pausing is a synchronous cgroup write. ``uses`` tells
                 # the callback whether the container was handed out again meanwhile.
@@ -376,27 +377,11 @@ class ContainerPool(PoolBooks):
             self._remove(pc)
         return True
 
-    # -- keep-warm reaper -------------------------------------------------------------
-
     def start(self) -> None:
         """Start the keep-warm reaper, the MEMORY GUARD and the first stem cells."""
         self._reaper = asyncio.create_task(self._reap(), name="pool-reaper")
         self._guard = asyncio.create_task(self._guard_memory(), name="pool-memory-guard")
         self.refill()
-
-    async def _reap(self) -> None:
-        interval = max(0.05, min(10.0, self.keep_warm_s / 4))
-        while True:
-            await asyncio.sleep(interval)
-            self.reap_idle()
-
-    def reap_idle(self) -> int:
-        """Remove containers idle longer than the keep-warm period; returns how many."""
-        deadline = time.monotonic() - self.keep_warm_s
-        expired = [pc for g in self._groups.values() for pc in g.idle if pc.last_used <= deadline]
-        for pc in expired:
-            self._remove(pc)
-        return len(expired)
 
     async def close(self) -> None:
         """Destroy every container (also busy ones: the invoker already gave up on them)

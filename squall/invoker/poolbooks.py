@@ -1,8 +1,9 @@
 """The container pool's bookkeeping: what it holds (the key groups, the stem cells, the
 memory reserved), its figures, how a container leaves it (removed, its memory freed, its
-runtime destroyed in the background), waking the runs that wait for memory, and keeping
-the stem cells stocked (POLICY rule 9). The rules that decide which container runs what
-are :mod:`squall.invoker.pool`'s; its :class:`~squall.invoker.pool.ContainerPool` is this
+runtime destroyed in the background; idle past its keep-warm period; retired by the
+MEMORY GUARD), waking the runs that wait for memory, and keeping the stem cells stocked
+(POLICY rule 9). The rules that decide which container runs what are
+:mod:`squall.invoker.pool`'s; its :class:`~squall.invoker.pool.ContainerPool` is this
 class with them.
 
 Concurrency: as the pool's — one event loop; state changes are synchronous.
@@ -55,6 +56,7 @@ class PoolBooks:
 
     _factory: ContainerFactory
     capacity_mb: int
+    keep_warm_s: float
     #: Whether stem cells get a network (the invoker's default for namespaces).
     stem_network: bool
     stem_cell_specs: tuple[StemCellSpec, ...]
@@ -142,6 +144,22 @@ class PoolBooks:
         if pc.started:
             self._spawn(self._destroy(pc.container))
 
+    # -- keep-warm reaper (the pool's task) --------------------------------------------
+
+    async def _reap(self) -> None:
+        interval = max(0.05, min(10.0, self.keep_warm_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.reap_idle()
+
+    def reap_idle(self) -> int:
+        """Remove containers idle longer than the keep-warm period; returns how many."""
+        deadline = time.monotonic() - self.keep_warm_s
+        expired = [pc for g in self._groups.values() for pc in g.idle if pc.last_used <= deadline]
+        for pc in expired:
+            self._remove(pc)
+        return len(expired)
+
     # -- MEMORY GUARD (invoker/memguard.py) ------------------------------------------
 
     def retire_full(self) -> int:
@@ -149,10 +167,12 @@ class PoolBooks:
         an idle one is removed, a busy one takes no new run and is removed when its runs
         end. Returns how many. Called every ``memguard.CHECK_INTERVAL_S`` by the pool."""
         full = too_full(pc for group in self._groups.values() for pc in group.members)
+        freed = False
         for pc in full:
             log.info("container %s is near its memory limit: retired", pc.describe())
             if pc.idle:
                 self._remove(pc)
+                freed = True
                 continue
             assert pc.key is not None  # initialized: it has a key
             gkey = (pc.key, pc.network)
@@ -162,6 +182,8 @@ class PoolBooks:
                 if group.empty:
                     del self._groups[gkey]
             self._retiring[pc] = None
+        if freed:
+            self._wake()  # its memory is free: waiting runs look again, stem cells refill
         return len(full)
 
     async def _guard_memory(self) -> None:
@@ -174,9 +196,9 @@ class PoolBooks:
                 log.exception("reading the containers' memory failed")
 
     def _retired_run_ended(self, pc: PooledContainer) -> None:
-        """One run on the retired ``pc`` ended well: removed once none is left in flight
-        (the others go on undisturbed), never filed for another run."""
-        pc.end_run()
+        """One run on the retired ``pc`` ended well (``end_run`` done by the caller):
+        removed once none is left in flight (the others go on undisturbed), never filed
+        for another run."""
         if not pc.active:
             self._remove(pc)
 

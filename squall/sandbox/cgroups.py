@@ -14,10 +14,15 @@ Limits written per container (:class:`Limits`):
 - pids: ``pids.max`` (threads count too), so a fork bomb stops at the limit.
 - CPU: v1 ``cpu.shares``; v2 ``cpu.weight`` converted from the same share value.
 
-:meth:`Cgroup.memory_used` reads what the container uses now as ``docker stats`` counts it:
-the usage (v1 ``memory.usage_in_bytes``, v2 ``memory.current``) less the inactive file
-cache (``memory.stat``), which the kernel reclaims before it would kill anything (the pool's
-MEMORY GUARD, :mod:`squall.invoker.memguard`, retires containers near their limit by it).
+:meth:`Cgroup.memory_used` reads the memory the container uses now that the kernel cannot
+reclaim: the usage (v1 ``memory.usage_in_bytes``, v2 ``memory.current``) less the page
+cache that is not shared memory (``memory.stat``: v2 ``file - shmem``, v1
+``total_cache - total_shmem``; the kernel's cgroup-v1/v2 memory docs). Page cache is
+dropped before the kernel would kill anything; tmpfs files and shared memory (shmem) are
+in the cache figures too but cannot be dropped, so they count, as do anonymous memory and
+the kernel memory charged to the cgroup. A v1 kernel without ``total_shmem`` has only
+the inactive file cache subtracted. The pool's MEMORY GUARD, :mod:`squall.invoker.memguard`,
+retires containers near their limit by it.
 
 Guarantees:
 
@@ -46,6 +51,9 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+
+#: Where the host's cgroup hierarchies are mounted.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 #: How long ``remove``/``prepare`` wait for killed processes to leave a cgroup.
 EMPTY_TIMEOUT_SECONDS = 5.0
@@ -88,41 +96,81 @@ def _pids(procs: Path) -> set[int]:
 def _counter(path: Path, key: str) -> int | None:
     """The value of ``key`` in a flat keyed file (``memory.events``, ``oom_control``)."""
     try:
-        for line in path.read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == key:
-                return int(value)
+        return _flat_keyed(path.read_text()).get(key)
     except FileNotFoundError:
         return None
+
+
+def _flat_keyed(text: str) -> dict[str, int]:
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        try:
+            values[name] = int(value)
+        except ValueError:
+            continue
+    return values
+
+
+def memory_in_use(usage: Path, stat: Path, v1: bool) -> int | None:
+    """Bytes in ``usage`` less the page cache the kernel can reclaim (``stat``'s file
+    cache that is not shmem; see the module docstring); None when the cgroup is gone or
+    has no memory controller. ``v1``: the files are a v1 memory controller's."""
+    try:
+        used = int(usage.read_text())
+        stats = _flat_keyed(stat.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    # v1 ``total_``: the hierarchical figures (the same as the plain ones in a leaf).
+    prefix = "total_" if v1 else ""
+    cache = stats.get("total_cache" if v1 else "file")
+    shmem = stats.get(prefix + "shmem")
+    if cache is not None and shmem is not None:
+        reclaimable = max(0, cache - shmem)
+    else:  # an old v1 kernel: no shmem figure, only the inactive file cache is certain
+        reclaimable = stats.get(prefix + "inactive_file", 0)
+    return max(0, used - reclaimable)
+
+
+def cgroup_directory(pid: int, controller: str | None) -> Path | None:
+    """The directory of ``pid``'s cgroup for ``controller`` (a v1 hierarchy's name, such
+    as ``memory`` or ``freezer``), or its v2 cgroup for None; None when ``pid`` is gone
+    or :func:`directory_in` finds none."""
+    try:
+        return directory_in(Path(f"/proc/{pid}/cgroup").read_text(), controller)
+    except OSError:
+        return None
+
+
+def directory_in(proc_cgroup: str, controller: str | None) -> Path | None:
+    """The directory a ``/proc/<pid>/cgroup`` text names for ``controller`` (as
+    :func:`cgroup_directory`); None when it names none, or when the path leads outside
+    :data:`CGROUP_ROOT` (an invoker in its own cgroup namespace reads paths relative to
+    its namespace's root, such as ``/../..``: not where the files are)."""
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller is None and line.startswith("0::"):
+            root = CGROUP_ROOT
+        elif controller is not None and controller in controllers.split(","):
+            root = CGROUP_ROOT / controller
+        else:
+            continue
+        directory = Path(os.path.normpath(f"{root}/{path.lstrip('/')}"))
+        if directory != root and root not in directory.parents:
+            return None
+        return directory
     return None
 
 
-def memory_in_use(usage: Path, stat: Path, inactive_key: str) -> int | None:
-    """Bytes in ``usage`` less the ``inactive_key`` line of ``stat`` (the reclaimable file
-    cache); None when the cgroup is gone or has no memory controller."""
-    try:
-        used = int(usage.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return max(0, used - (_counter(stat, inactive_key) or 0))
-
-
-def memory_reader(pid: int) -> tuple[Path, Path, str] | None:
+def memory_reader(pid: int) -> tuple[Path, Path, bool] | None:
     """Where the memory use of ``pid``'s cgroup is read (the arguments of
     :func:`memory_in_use`): for a cgroup this module did not make (a Docker container's)."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            d = Path("/sys/fs/cgroup/memory" + path)
-            return d / "memory.usage_in_bytes", d / "memory.stat", "total_inactive_file"
-    for line in lines:
-        if line.startswith("0::"):
-            d = Path("/sys/fs/cgroup" + line[3:])
-            return d / "memory.current", d / "memory.stat", "inactive_file"
+    d = cgroup_directory(pid, "memory")
+    if d is not None:
+        return d / "memory.usage_in_bytes", d / "memory.stat", True
+    d = cgroup_directory(pid, None)
+    if d is not None:
+        return d / "memory.current", d / "memory.stat", False
     return None
 
 
@@ -272,10 +320,7 @@ class CgroupV1(Cgroup):
 
     def memory_used(self) -> int | None:
         memory = self._controllers["memory"]
-        # ``total_``: the hierarchical figure (the same as the plain one in a leaf cgroup).
-        return memory_in_use(
-            memory / "memory.usage_in_bytes", memory / "memory.stat", "total_inactive_file"
-        )
+        return memory_in_use(memory / "memory.usage_in_bytes", memory / "memory.stat", True)
 
     def oom_kills(self) -> int:
         memory = self._controllers["memory"]
@@ -321,9 +366,7 @@ class CgroupV2(Cgroup):
         return _counter(self._dir / "memory.events", "oom_kill") or 0
 
     def memory_used(self) -> int | None:
-        return memory_in_use(
-            self._dir / "memory.current", self._dir / "memory.stat", "inactive_file"
-        )
+        return memory_in_use(self._dir / "memory.current", self._dir / "memory.stat", False)
 
     def kill(self) -> None:
         try:

@@ -203,15 +203,7 @@ class DockerContainerFactory:
         # Only the built-in kinds whose image is here: the others stay with the process
         # sandbox (a host whose images were never built runs them there, as it did before
         # Docker ran the built-in kinds), and the operator is told how to build them.
-        self._builtin = found = await present_images(self._docker, self._images)
-        missing = sorted(f"{k} ({t})" for k, t in self._images.items() if k not in found)
-        if missing:
-            log.warning(
-                "the Docker backend has no image for %s: those kinds run in the process "
-                "sandbox; build the images (`python -m squall.sandbox.images`, or ./dev) "
-                "and restart the invoker to run them on Docker",
-                ", ".join(missing),
-            )
+        self._builtin = await present_images(self._docker, self._images)
 
     async def close(self) -> None:
         """Destroy every container, then drop the daemon's connection. Idempotent."""

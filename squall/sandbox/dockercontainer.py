@@ -19,7 +19,7 @@ import orjson
 from aiodocker.exceptions import DockerError
 
 from squall.errors import ContainerError
-from squall.sandbox.cgroups import memory_in_use, memory_reader
+from squall.sandbox.cgroups import cgroup_directory, memory_in_use, memory_reader
 from squall.sandbox.contracts import LogResult, RuntimeResponse
 from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
 from squall.sandbox.logs import LogCollector
@@ -32,17 +32,12 @@ if TYPE_CHECKING:
 
 def _cgroup_freeze_file(pid: int) -> tuple[Path, str, str] | None:
     """(file, frozen value, thawed value) of the freezer of ``pid``'s cgroup."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "freezer" in controllers.split(","):
-            return Path("/sys/fs/cgroup/freezer" + path) / "freezer.state", "FROZEN", "THAWED"
-    for line in lines:
-        if line.startswith("0::"):
-            return Path("/sys/fs/cgroup" + line[3:]) / "cgroup.freeze", "1", "0"
+    d = cgroup_directory(pid, "freezer")
+    if d is not None:
+        return d / "freezer.state", "FROZEN", "THAWED"
+    d = cgroup_directory(pid, None)
+    if d is not None:
+        return d / "cgroup.freeze", "1", "0"
     return None
 
 
@@ -71,7 +66,7 @@ class DockerContainer:
         self.reader: asyncio.Task[None] | None = None
         self._destroying: asyncio.Task[None] | None = None
         #: Where its cgroup's memory use is read, found once (its cgroup never changes).
-        self._memory_files: tuple[Path, Path, str] | None = None
+        self._memory_files: tuple[Path, Path, bool] | None = None
 
     @property
     def id(self) -> str:

@@ -27,6 +27,7 @@ PostgreSQL, NATS and nginx. It uses the ``docker`` and ``debootstrap`` commands.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -46,6 +47,8 @@ from squall.sandbox.interpreters import for_settings
 
 if TYPE_CHECKING:
     import aiodocker
+
+log = logging.getLogger(__name__)
 
 SUITE = "bookworm"
 INCLUDE = ("python3", "ca-certificates")
@@ -124,7 +127,8 @@ INTERPRETER_ROOT = "/opt/squall"
 
 async def present_images(docker: aiodocker.Docker, images: Mapping[str, str]) -> dict[str, str]:
     """The entries of ``images`` (kind → tag) whose image ``docker`` has (a backend runs
-    only those kinds); ContainerError when dockerd cannot say."""
+    only those kinds; the missing ones are logged, with how to build them);
+    ContainerError when dockerd cannot say."""
     from aiodocker.exceptions import DockerError  # at use: see squall.sandbox.docker
 
     found: dict[str, str] = {}
@@ -136,6 +140,14 @@ async def present_images(docker: aiodocker.Docker, images: Mapping[str, str]) ->
                 raise ContainerError(f"cannot inspect the image '{tag}': {ex}") from ex
             continue
         found[kind] = tag
+    missing = sorted(f"{k} ({t})" for k, t in images.items() if k not in found)
+    if missing:
+        log.warning(
+            "the Docker backend has no image for %s: those kinds run in the process "
+            "sandbox; build the images (`python -m squall.sandbox.images`, or ./dev) "
+            "and restart the invoker to run them on Docker",
+            ", ".join(missing),
+        )
     return found
 
 

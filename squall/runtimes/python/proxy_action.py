@@ -59,6 +59,7 @@ class Runtime:
         self.run_env_keys: list[str] = []
         self.runs = 0
         self.owned_env: OwnedEnv | None = None
+        self.owned_env_failed = False  # OwnedEnv could not be built: os.environ for good
 
     def init(self, message: dict[str, Any]) -> Reply:
         if self.init_started:
@@ -152,8 +153,18 @@ class Runtime:
         if self.main is None:
             return 403, {"error": "Cannot run the action before initialization."}
         self.runs += 1
-        if self.owned_env is None and ("ctypes" in sys.modules or self.runs >= CTYPES_AFTER_RUNS):
-            self.owned_env = OwnedEnv()
+        if (
+            self.owned_env is None
+            and not self.owned_env_failed
+            and ("ctypes" in sys.modules or self.runs >= CTYPES_AFTER_RUNS)
+        ):
+            try:
+                self.owned_env = OwnedEnv()
+            except Exception:
+                # ctypes cannot be loaded (libffi missing, or the action replaced or broke
+                # it): the runs go on exporting through os.environ, as before OwnedEnv. The
+                # action's logs are its own: nothing is written to them.
+                self.owned_env_failed = True
         self._export_env(message)
         args = message.get("value")
         try:
@@ -199,14 +210,19 @@ class OwnedEnv:
     ``os.environ[name] = value`` is libc ``setenv``, and glibc keeps every distinct
     ``NAME=value`` string it was given in a tree for the life of the process (272 B a run
     for the three names, until the container's memory limit kills a run). libc ``putenv``
-    instead puts the caller's own string into ``environ``: here one buffer per name,
-    rewritten in place each run, so nothing is allocated. ``os.environ``'s own mapping is
-    updated directly (what its ``__setitem__`` does besides ``setenv``), so the action
-    sees the value in ``os.environ`` and in the C environment its children inherit, as
-    before; a value the action changes or deletes is set again by the next run (the
-    caller compares with ``os.environ``). The environment is rewritten only before a
-    ``main`` runs (the proxy answers one run at a time); a thread the action left running
-    that reads the environment meanwhile could see the value change, as with setenv."""
+    instead puts the caller's own string into ``environ``: here two buffers per name,
+    used in turn, so nothing is allocated. Each run writes the buffer that is not in
+    ``environ`` and then puts it there (a pointer swap): a thread the action left running
+    that reads the variable meanwhile sees the old value or the new one, never a
+    half-written one (only a reader still holding the pointer of two runs ago could).
+    ``os.environ``'s own mapping is updated directly (what its ``__setitem__`` does
+    besides ``setenv``), so the action sees the value in ``os.environ`` and in the C
+    environment its children inherit, as before; a value the action changes or deletes
+    is set again by the next run (the caller compares with ``os.environ``). An action
+    that replaced ``os.environ`` (with a plain dict, say) gets its values through the
+    replacement, as before: :meth:`set` refuses, so the caller assigns them. The
+    environment is rewritten only before a ``main`` runs (the proxy answers one run at a
+    time)."""
 
     def __init__(self) -> None:
         import ctypes  # loaded already in a proxy forked by the zygote
@@ -215,23 +231,33 @@ class OwnedEnv:
         putenv.argtypes = [ctypes.c_void_p]
         putenv.restype = ctypes.c_int
         self._putenv = putenv
-        # The buffers live as long as this object, i.e. the proxy's runtime.
-        self._buffers = {name: ctypes.create_string_buffer(OWNED_BYTES) for name in PER_RUN_NAMES}
+        # The buffers live as long as this object, i.e. the proxy's runtime: two per name,
+        # and the index of the one to write next (the other may be in ``environ``).
+        make = ctypes.create_string_buffer
+        self._buffers = {name: (make(OWNED_BYTES), make(OWNED_BYTES)) for name in PER_RUN_NAMES}
+        self._next = dict.fromkeys(PER_RUN_NAMES, 0)
         self._addressof = ctypes.addressof
+        #: The mapping whose ``_data`` :meth:`set` updates: the interpreter's own.
+        self._environ = os.environ
 
     def set(self, name: str, value: str) -> bool:
         """Set ``name`` to ``value``; False (nothing changed) if it is not one this sets."""
-        buffer = self._buffers.get(name)
-        if buffer is None:
+        pair = self._buffers.get(name)
+        if pair is None:
             return False
         environ = os.environ
+        if environ is not self._environ:
+            return False  # the action replaced os.environ: the caller assigns into its own
         encoded = environ.encodevalue(value)  # type: ignore[attr-defined]
         entry = name.encode() + b"=" + encoded
         if len(entry) >= OWNED_BYTES or b"\0" in entry:
             return False  # os.environ then writes it (or refuses it) as before
+        turn = self._next[name]
+        buffer = pair[turn]  # not in ``environ`` now: no reader sees it half-written
         buffer.value = entry  # NUL-terminated: shorter than the buffer
         if self._putenv(self._addressof(buffer)) != 0:
             return False
+        self._next[name] = 1 - turn  # the one in ``environ`` now is written next time but one
         environ._data[environ.encodekey(name)] = encoded  # type: ignore[attr-defined]
         return True
 

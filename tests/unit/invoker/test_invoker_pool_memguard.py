@@ -130,9 +130,15 @@ async def test_the_guard_task_retires_a_full_idle_container(
     # Given a started pool (its guard reads memory every CHECK_INTERVAL_S)
     pool = ContainerPool(factory, capacity_mb=1024)
     pool.start()
-    # When a container grows past the threshold and goes idle
+    # When a container grows past the threshold and goes idle (the guard retires one that
+    # grew since its first read: that read, after its first run, is awaited)
+    first = await _acquire(pool, GROWING)
+    assert await _run(first) == 1
+    pool.release(first)
+    assert await until(lambda: first.memory_first_read is not None)
     while True:
         pc = await _acquire(pool, GROWING)
+        assert pc is first
         assert await _run(pc) < MAX_RUNS
         pool.release(pc)
         # (no await from the release to this read: the guard reads it after, not before)
@@ -144,4 +150,46 @@ async def test_the_guard_task_retires_a_full_idle_container(
     fresh = await _acquire(pool, GROWING)
     assert fresh is not pc and await _run(fresh) == 1
     pool.release(fresh)
+    await pool.close()
+
+
+#: The limit of the container that loads a large "model" at /init.
+MODEL_LIMIT_MB = 256
+#: Where its /init leaves it: above the threshold, under the limit.
+MODEL_SHARE = 0.93
+
+
+async def test_a_container_full_from_its_init_on_is_kept(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given a container whose action loads a "model" at /init that fills 93 % of its limit
+    pool = ContainerPool(factory, capacity_mb=1024)
+    pc, cold = await pool.acquire(A, PY, MODEL_LIMIT_MB, 1)
+    assert cold
+    base_mb = _used_mb(pc)  # the started runtime, before /init
+    fill_mb = int(MODEL_SHARE * MODEL_LIMIT_MB - base_mb)
+    code = (
+        f"model = b'm' * ({fill_mb} << 20)\n"  # written: charged to the cgroup
+        "runs = 0\n"
+        "def main(p):\n"
+        "    global runs\n"
+        "    runs += 1\n"
+        "    return {'runs': runs}\n"
+    )
+    assert (await pc.container.initialize({"code": code}, 10)).status == 200
+    await pc.container.logs(10_000, 5)
+    pool.initialized(pc)
+    for n in range(1, 11):
+        # When it serves runs, the guard reading its memory after each
+        if n > 1:
+            again, cold = await pool.acquire(A, PY, MODEL_LIMIT_MB, 1)
+            assert again is pc and not cold
+        assert await _run(pc) == n
+        pool.release(pc)
+        used = _used_mb(pc)
+        assert memguard.RETIRE_SHARE * MODEL_LIMIT_MB <= used < MODEL_LIMIT_MB, used
+        # Then it is above the threshold but did not grow: kept, and reused by the next run
+        assert pool.retire_full() == 0
+        assert pc.state is State.READY
+    assert pc.memory_first_read is not None
     await pool.close()

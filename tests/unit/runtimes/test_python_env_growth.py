@@ -130,3 +130,63 @@ async def test_a_warm_container_does_not_grow_by_its_runs_values(
     # Then its memory grew by less than a quarter of what setenv kept per run
     assert after - before < RUNS * BOUND_PER_RUN_B, f"{after - before} B over {RUNS} runs"
     await container.destroy()
+
+
+REPLACES_ENVIRON = """
+import os
+{preamble}
+
+def main(p):
+    seen = os.environ.get("__OW_ACTIVATION_ID")
+    os.environ = dict(os.environ)  # a plain dict from now on, as some actions do
+    return {{"seen": seen}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("forked", "preamble"),
+    [
+        (True, ""),  # the zygote's fork has ctypes: the owned buffers from the first run
+        (False, "import ctypes"),  # ctypes loaded by the action: the owned buffers too
+        (False, ""),  # neither: the os.environ path
+    ],
+)
+async def test_an_action_that_replaces_os_environ_keeps_running(
+    factory: ProcessContainerFactory, forked: bool, preamble: str
+) -> None:
+    # Given an action that replaces os.environ with a plain dict on every run
+    container = await _start(factory, REPLACES_ENVIRON.format(preamble=preamble), forked)
+    for n in range(3):
+        # When it runs again with new values
+        run = _message(n)
+        answer: tuple[int, Any] = await invoke(container, {}, **run)
+        # Then the proxy answers, and the action sees this run's activation id
+        assert answer == (200, {"seen": run["activation_id"]})
+    await container.destroy()
+
+
+NO_CTYPES = """
+import os, sys
+sys.modules["ctypes"] = None  # `import ctypes` fails from now on, as if libffi were missing
+
+def main(p):
+    return {"seen": os.environ.get("__OW_ACTIVATION_ID")}
+"""
+
+
+@pytest.mark.parametrize("forked", [True, False])
+async def test_runs_go_on_when_ctypes_cannot_be_imported(
+    factory: ProcessContainerFactory, forked: bool
+) -> None:
+    # Given an action after whose /init ctypes cannot be imported
+    container = await _start(factory, NO_CTYPES, forked)
+    for n in range(3):
+        # When it runs with new values
+        run = _message(n)
+        answer: tuple[int, Any] = await invoke(container, {}, **run)
+        # Then each run answers with its own activation id (through os.environ)
+        assert answer == (200, {"seen": run["activation_id"]})
+    logs = await container.logs(10_000_000, 5)
+    # and nothing about ctypes went to the action's logs
+    assert "ctypes" not in str(logs)
+    await container.destroy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,7 @@ from _polling import until_blocking
 
 from squall.errors import ContainerError
 from squall.sandbox import cgrouptree
-from squall.sandbox.cgroups import CgroupV2, Limits
+from squall.sandbox.cgroups import CgroupV2, Limits, cgroup_directory, directory_in
 from squall.sandbox.cgrouptree import Hierarchy
 
 V1_MOUNTS = """\
@@ -208,3 +209,80 @@ def test_v2_freeze_and_kill_on_the_unified_hierarchy(
         for path in (directory, directory.parent, directory.parent.parent):
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+# Writes SHMEM_MB to a tmpfs file and FILE_MB to a disk file, reads the disk file back
+# twice (its cache pages turn active), prints "ready" and waits for stdin.
+CACHES = """
+import sys
+shm, disk = sys.argv[1], sys.argv[2]
+with open(shm, "wb") as f:
+    f.write(b"s" * ({shmem} << 20))
+with open(disk, "wb") as f:
+    f.write(b"f" * ({file} << 20))
+for _ in range(2):
+    with open(disk, "rb") as f:
+        while f.read(1 << 20):
+            pass
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+SHMEM_MB = 24
+FILE_MB = 48
+
+
+def test_memory_used_counts_tmpfs_but_not_page_cache(
+    hierarchy: Hierarchy, root_name: str, tmp_path: Path
+) -> None:
+    # Given a container cgroup whose process wrote a tmpfs file and a disk file (page cache)
+    root = hierarchy.root(root_name)
+    root.prepare()
+    shm = Path("/dev/shm") / f"squall-test-{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.stdin.readline(); exec(sys.argv[3])",
+            str(shm),
+            str(tmp_path / "disk"),
+            CACHES.format(shmem=SHMEM_MB, file=FILE_MB),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        group = root.create("c1", Limits(512 * 1024 * 1024, 64, 512))
+        group.attach(process.pid)
+        process.stdin.write(b"go\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == b"ready\n"
+        # When its memory use is read
+        used = group.memory_used()
+        # Then the tmpfs file counts (it cannot be reclaimed), the disk file's cache not
+        assert used is not None
+        mib = 1024 * 1024
+        assert SHMEM_MB * mib <= used < (SHMEM_MB + FILE_MB // 2) * mib, used / mib
+    finally:
+        process.kill()
+        process.communicate()  # closes its pipes
+        shm.unlink(missing_ok=True)
+        root.remove()
+
+
+def test_a_cgroup_path_is_read_and_kept_under_the_cgroup_root() -> None:
+    # Given /proc/<pid>/cgroup texts of a hybrid host, and of a cgroup namespace's member
+    hybrid = "4:memory:/docker/abc\n6:freezer:/docker/abc\n0::/docker/abc\n"
+    namespaced = "4:memory:/../../abc\n0::/../..\n"
+    # Then each controller's directory is under its hierarchy, v2's under the root
+    assert directory_in(hybrid, "memory") == Path("/sys/fs/cgroup/memory/docker/abc")
+    assert directory_in(hybrid, "freezer") == Path("/sys/fs/cgroup/freezer/docker/abc")
+    assert directory_in(hybrid, None) == Path("/sys/fs/cgroup/docker/abc")
+    assert directory_in("0::/\n", None) == Path("/sys/fs/cgroup")
+    assert directory_in(hybrid, "pids") is None
+    # and a path leading outside the cgroup mounts is refused
+    assert directory_in(namespaced, "memory") is None
+    assert directory_in(namespaced, None) is None
+    # And this process's own is found where the kernel has it
+    own = cgroup_directory(os.getpid(), None)
+    assert own is not None and own.is_relative_to("/sys/fs/cgroup")
