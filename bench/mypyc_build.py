@@ -24,6 +24,7 @@ sources are restored afterwards (the decorator changes nothing when interpreted)
 from __future__ import annotations
 
 import argparse
+import ast
 import subprocess
 import sys
 import time
@@ -113,6 +114,41 @@ def _allow_interpreted_subclasses(tree: Path) -> dict[Path, str]:
     return originals
 
 
+def _interpreted_subclasses(tree: Path, modules: list[str]) -> list[str]:
+    """Classes of interpreted modules whose base is imported from a compiled one: such a
+    class fails when it is instantiated ("interpreted classes cannot inherit from
+    compiled"), which importing alone does not show. Bases imported by name only."""
+    compiled: dict[str, set[str]] = {}
+    for name in modules:
+        body = ast.parse((tree / name).read_text()).body
+        dotted = name.removesuffix(".py").replace("/", ".")
+        compiled[dotted] = {node.name for node in body if isinstance(node, ast.ClassDef)}
+    allowed = set(SUBCLASSED.values()) if "squall/invoker/intake.py" in modules else set()
+    allowed_names = {line.split()[1].split("(")[0].rstrip(":") for line in allowed}
+    found = []
+    for path in sorted((tree / "squall").rglob("*.py")):
+        name = str(path.relative_to(tree))
+        if name in modules or name.startswith("squall/runtimes/"):
+            continue
+        tree_ = ast.parse(path.read_text())
+        imported: dict[str, str] = {
+            alias.asname or alias.name: node.module
+            for node in ast.walk(tree_)
+            if isinstance(node, ast.ImportFrom) and node.module in compiled
+            for alias in node.names
+        }
+        for node in ast.walk(tree_):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for base in node.bases:
+                if not isinstance(base, ast.Name) or base.id in allowed_names:
+                    continue
+                module = imported.get(base.id)
+                if module is not None and base.id in compiled[module]:
+                    found.append(f"{name}: {node.name}({base.id}) from {module}")
+    return found
+
+
 def extensions(tree: Path) -> list[Path]:
     """The extensions a build leaves in ``tree`` (of any of ``MODULES``)."""
     found = sorted(tree.glob("*__mypyc.cpython-*.so"))
@@ -128,6 +164,9 @@ def clean(tree: Path) -> None:
 
 
 def build(tree: Path, modules: list[str]) -> None:
+    blocked = _interpreted_subclasses(tree, modules)
+    if blocked:
+        raise SystemExit("interpreted subclasses of compiled classes:\n" + "\n".join(blocked))
     clean(tree)
     # Only the classes compiled need the decorator (the invoker subclasses Intake).
     originals = _allow_interpreted_subclasses(tree) if "squall/invoker/intake.py" in modules else {}
