@@ -26,6 +26,7 @@ import ctypes
 import os
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from squall.sandbox.http import MAX_SOCKET_PATH
@@ -58,20 +59,25 @@ class RuntimeProtocol(asyncio.SubprocessProtocol):
             self._exited.set_result(None)
 
 
+def at_path(op: Callable[[str], None], directory: Path, name: str) -> None:
+    """Call ``op`` (a Unix socket's ``bind`` or ``connect``) with ``directory/name``, of
+    any length: one too long for sun_path goes through a descriptor of the directory."""
+    path = directory / name
+    if len(os.fsencode(str(path))) <= MAX_SOCKET_PATH:
+        op(str(path))
+        return
+    dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+    try:
+        op(f"/proc/self/fd/{dir_fd}/{name}")
+    finally:
+        os.close(dir_fd)
+
+
 def listen(directory: Path, backlog: int = 128, name: str = SOCKET_NAME) -> socket.socket:
     """A listening Unix socket at ``directory/name`` (any path length)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        path = directory / name
-        if len(os.fsencode(str(path))) > MAX_SOCKET_PATH:
-            # Too long for sun_path: bind through a descriptor of the directory.
-            dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
-            try:
-                sock.bind(f"/proc/self/fd/{dir_fd}/{name}")
-            finally:
-                os.close(dir_fd)
-        else:
-            sock.bind(str(path))
+        at_path(sock.bind, directory, name)
         sock.listen(backlog)
     except BaseException:
         sock.close()

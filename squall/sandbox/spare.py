@@ -25,7 +25,7 @@ from squall.errors import ContainerError
 from squall.sandbox import launch
 from squall.sandbox.cgroups import Cgroup, Limits
 from squall.sandbox.forkedruntime import ForkedRuntime
-from squall.sandbox.http import MAX_HEAD_BYTES, MAX_SOCKET_PATH
+from squall.sandbox.http import MAX_HEAD_BYTES
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import Lease
 
@@ -187,15 +187,7 @@ async def open_stream(directory: Path, limit: int, name: str = launch.SOCKET_NAM
     long one through a descriptor of the directory, as :func:`launch.listen` binds it)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        path = directory / name
-        if len(os.fsencode(str(path))) > MAX_SOCKET_PATH:
-            dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
-            try:
-                sock.connect(f"/proc/self/fd/{dir_fd}/{name}")
-            finally:
-                os.close(dir_fd)
-        else:
-            sock.connect(str(path))
+        launch.at_path(sock.connect, directory, name)
         # A Unix socket's connect completes at once while the backlog has room, whether
         # or not the runtime accepts yet; the stream's transport takes a loop iteration.
         return await asyncio.open_unix_connection(sock=sock, limit=limit)
