@@ -3,10 +3,11 @@
 A warm container's memory can grow with every run it serves, whatever the action does:
 the runtimes export each run's ``__OW_*`` values into their environment, and glibc's
 ``setenv`` keeps every distinct ``NAME=value`` string for the life of the process (≈ 350 B
-a run for Node.js, 272 B for Python, bench/README.md "setenv"), so a container kept busy
-for an hour at c=50 reached its limit and the kernel killed it in the middle of a user's
-run — an out-of-memory error the user's action did not cause. An action that keeps state
-in globals grows the same way, by its own doing.
+a run for Node.js; Python's proxy avoids it with buffers of its own, ``OwnedEnv`` in
+runtimes/python/proxy_action.py, where it grew 272 B; bench/README.md "setenv"), so a
+Node.js container kept busy for an hour at c=50 reached its limit and the kernel killed it
+in the middle of a user's run — an out-of-memory error the user's action did not cause.
+An action that keeps state in globals grows the same way, by its own doing.
 
 The rule (the pool's POLICY, "MEMORY GUARD", and docs/architecture.md):
 
