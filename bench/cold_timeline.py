@@ -54,6 +54,9 @@ wrap(intake.Intake, "_take", "intake: task")
 wrap(waiters.CompletionWaiters, "deliver", "waiters: completion")
 wrap(http.UnixHttpClient, "_exchange", "runtime: exchange")
 wrap(forkedruntime._Pipe, "data_received", "runtime: output")
+import squall.sandbox.logs as logs
+wrap(logs.LogCollector, "feed", "runtime: log chunk")
+wrap(pool.ContainerPool, "_refill_soon", "pool: refill soon")
 wrap(zygoteprocess.ZygoteProcess, "fork", "zygote: fork (refill)")
 wrap(pool.ContainerPool, "initialized", "pool: initialized")
 """
@@ -89,9 +92,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=15)
     parser.add_argument("--before", type=Path, help="also a server of this tree, in turn")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--family", choices=("python", "nodejs"), default="python")
+    parser.add_argument(
+        "--memory", type=int, default=128, help="MB: 256 takes a stem cell, 128 none"
+    )
     args = parser.parse_args()
     trees = {"after": REPO, **({"before": args.before.resolve()} if args.before else {})}
     started = time.time()
+
+    def name(i: int) -> str:
+        return f"{args.family}-{args.memory}-{i}"
+
     load_before = float(Path("/proc/loadavg").read_text().split()[0])
     numbers: dict[str, dict[str, list[int]]] = {t: defaultdict(list) for t in trees}
     rtts: dict[str, dict[str, list[float]]] = {t: defaultdict(list) for t in trees}
@@ -102,16 +113,16 @@ def main() -> None:
         for tree, path in trees.items():
             apis[tree], files[tree] = stack.enter_context(server(path))
         for tree in trees:
-            counters[tree] += warm_up(apis[tree], (128,))
+            counters[tree] += warm_up(apis[tree], (args.memory,))
         for i in range(args.samples):
             for tree in trees:
-                sample = cold_sample(apis[tree], f"python-128-{i}", "python", 128, WARM)
+                sample = cold_sample(apis[tree], name(i), args.family, args.memory, WARM)
                 n = numbers[tree]
                 n["cold"].append(counters[tree] + 1)
                 n["warm"].append(counters[tree] + 1 + WARM)  # the last warm one
                 counters[tree] += 1 + WARM
                 time.sleep(QUIET_S)
-                idle, _ = timed_invoke(apis[tree], f"python-128-{i}")
+                idle, _ = timed_invoke(apis[tree], name(i))
                 counters[tree] += 1
                 n["idle"].append(counters[tree])
                 r = rtts[tree]
