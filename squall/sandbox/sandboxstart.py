@@ -9,12 +9,18 @@ prepared with its link when one is ready (:meth:`SandboxNetwork.take_prepared
 <squall.sandbox.network.SandboxNetwork.take_prepared>`; else the link is attached while
 bubblewrap waits on its block pipe, as before) — with such a namespace, or none, it does
 not wait for the invoker at all — and the CPython proxy is imported from cached bytecode
-(:meth:`~squall.sandbox.processbase.ProcessFactoryBase._started_argv`)."""
+(:meth:`~squall.sandbox.processbase.ProcessFactoryBase._started_argv`). The invoker's
+first connection to the runtime is made right after the factory's listening socket, before
+the spawn: it waits in the socket's backlog while the sandbox starts, and the runtime
+accepts it when it listens, so neither a true cold start's /init nor a stem cell's pays a
+connect, a loop iteration for the stream's transport, or the runtime's accept (a zygote's
+started spare does the same, :mod:`squall.sandbox.spare`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,7 +30,7 @@ from squall.sandbox import launch
 from squall.sandbox.cgroups import Cgroup, Limits
 from squall.sandbox.container import ProcessContainer, RuntimeProcess
 from squall.sandbox.forkedruntime import ForkedRuntime
-from squall.sandbox.http import UnixHttpClient
+from squall.sandbox.http import MAX_HEAD_BYTES, UnixHttpClient
 from squall.sandbox.isolation import confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import SandboxNetwork
@@ -82,9 +88,14 @@ class SandboxStarts(ProcessFactoryBase):
         child_fds: list[int] = []
         keep: dict[str, int] = {}
         transport: RuntimeProcess
+        # The first connection, made before the runtime exists (see the module docstring):
+        # a Unix connect completes at once while the backlog has room.
+        ahead: socket.socket | None = None
         try:
             listener = launch.listen(directory)
             child_fds.append(listener.detach())
+            ahead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            launch.at_path(ahead.connect, directory, SOCKET_NAME)
             keep["ready"], ready_w = os.pipe()
             lifeline_r, keep["lifeline"] = os.pipe()
             child_fds += [ready_w, lifeline_r]
@@ -131,6 +142,8 @@ class SandboxStarts(ProcessFactoryBase):
                     confinement, argv, environment, child_fds, uid, logs, exited, cgroup, netns
                 )
         except BaseException:
+            if ahead is not None:
+                ahead.close()
             for fd in keep.values():
                 os.close(fd)
             if prepared is not None:
@@ -147,6 +160,13 @@ class SandboxStarts(ProcessFactoryBase):
                 os.close(prepared.fd)
         if uid is not None:
             self._uids[container_id] = uid
+        assert ahead is not None  # made in the try above, or it raised
+        try:
+            # Its transport takes a loop iteration, while the sandbox starts anyway.
+            connection = await asyncio.open_unix_connection(sock=ahead, limit=MAX_HEAD_BYTES)
+        except BaseException:
+            ahead.close()
+            raise
         container = ProcessContainer(
             container_id=container_id,
             kind=kind,
@@ -156,7 +176,9 @@ class SandboxStarts(ProcessFactoryBase):
             logs=logs,
             exited=exited,
             http=UnixHttpClient(
-                directory / SOCKET_NAME, max_response_bytes=self._max_response_bytes
+                directory / SOCKET_NAME,
+                max_response_bytes=self._max_response_bytes,
+                connection=connection,  # made before the spawn: /init connects nothing
             ),
             lifeline=keep.pop("lifeline"),
             cgroup=cgroup,

@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _polling import until
@@ -16,6 +17,7 @@ from _polling import until
 from squall.errors import ContainerError
 from squall.sandbox import launch
 from squall.sandbox.contracts import Container, ContainerFactory
+from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.interpreters import Interpreter, Runtimes, detect, load_manifest
 from squall.sandbox.process import ProcessContainer, ProcessContainerFactory
 
@@ -290,6 +292,34 @@ async def test_node_concurrency_lets_runs_overlap(factory: ProcessContainerFacto
     # (asked to wait an hour for them: only a hang past the test's deadline fails it)
     logs = await asyncio.wait_for(container.logs(10_000, wait=3600), DEADLINE_S)
     assert sorted(line.text for line in logs.lines) == ["run 0", "run 1", "run 2"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("idle", [False, True], ids=["cold", "stem-cell"])
+async def test_a_containers_first_connection_is_made_before_its_runtime_starts(
+    factory: ProcessContainerFactory, monkeypatch: pytest.MonkeyPatch, kind: str, idle: bool
+) -> None:
+    # Given the connections the invoker's HTTP client opens, counted
+    connects: list[str] = []
+    connect = UnixHttpClient._connect
+
+    async def counted(client: UnixHttpClient) -> Any:
+        connects.append(client._path)
+        return await connect(client)
+
+    monkeypatch.setattr(UnixHttpClient, "_connect", counted)
+    # When a runtime is started (from nothing, or idle as a stem cell), initialized and
+    # run twice
+    container = await factory.create(kind, 256, idle=idle)
+    answer = await container.initialize({"code": ACTIONS[kind]["chatty"]}, timeout=10)
+    assert answer.status == 200, answer.body
+    for n in range(2):
+        assert json.loads((await container.run({"value": {"n": n}}, timeout=10)).body) == {"n": n}
+    # Then every request went over the connection made before the spawn, which waited in
+    # the listening socket's backlog: none was opened on a request's path
+    assert connects == []
+    logs = await container.logs(limit_bytes=10_000, wait=5)
+    assert [line.text for line in logs.lines if line.stream == "stdout"][-2:] == ["out 1", "out2 1"]
 
 
 async def test_a_node_runtime_keeps_one_v8_background_thread(
