@@ -313,9 +313,12 @@ def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
     run = json.dumps({"value": {}, "activation_id": "0", "namespace": "_"}).encode()
     streams = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
     path, cwd, environ = list(sys.path), os.getcwd(), dict(os.environ)
+    # As the invoker writes a cold start's: /init and a /run with its deadline header at once.
+    after = b"%s: 60000\r\n" % proxy.DEADLINE_AFTER.encode()
+    exchanges = ((b"/init", init, b""), (b"/run", run, after), (b"/run", run, b""))
     requests = b"".join(
-        b"POST %s HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (target, len(body), body)
-        for target, body in ((b"/init", init), (b"/run", run), (b"/run", run))
+        b"POST %s HTTP/1.1\r\nContent-Length: %d\r\n%s\r\n%s" % (target, len(body), extra, body)
+        for target, body, extra in exchanges
     )
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(f"\0squall-zygote-{os.getpid()}")  # abstract: in its own network namespace
