@@ -118,6 +118,8 @@ wrap(zygote.Zygote, "_limit", "zygote: cgroup limits")
 wrap(launch, "write_pid_file", "pid file")
 wrap(container.ProcessContainer, "initialize", "container: /init")
 wrap(container.ProcessContainer, "run", "container: /run")
+if hasattr(container.ProcessContainer, "initialize_and_run"):  # branch pyzyg
+    wrap(container.ProcessContainer, "initialize_and_run", "container: /init + /run")
 wrap(http.UnixHttpClient, "_connect", "runtime: connect")
 wrap(sqlite_activations.SqliteActivationStore, "start", "store: start")
 import squall.sandbox.sandboxstart as sandboxstart

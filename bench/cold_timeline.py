@@ -56,6 +56,9 @@ wrap(http.UnixHttpClient, "_exchange", "runtime: exchange")
 wrap(forkedruntime._Pipe, "data_received", "runtime: output")
 wrap(zygoteprocess.ZygoteProcess, "fork", "zygote: fork (refill)")
 wrap(pool.ContainerPool, "initialized", "pool: initialized")
+if hasattr(http, "Pipeline"):  # /init and the first /run written together (branch pyzyg)
+    wrap(http.UnixHttpClient, "pipeline", "runtime: pipeline written")
+    wrap(http.Pipeline, "next", "runtime: pipelined answer")
 """
 MARKER = "from squall.cli.main import main"
 
