@@ -114,7 +114,8 @@ wrap(completion.Completing, "_finish", "invoker: record + completion")
 wrap(pool.ContainerPool, "acquire", "pool: acquire")
 wrap(process.ProcessContainerFactory, "create", "factory: create")
 wrap(zygote.Zygote, "take", "zygote: take")
-wrap(zygote.Zygote, "_limit", "zygote: cgroup limits")
+import squall.sandbox.spare as spare
+wrap(spare.Spare, "fit", "zygote: cgroup limits")  # Zygote._limit until branch cold
 wrap(launch, "write_pid_file", "pid file")
 wrap(container.ProcessContainer, "initialize", "container: /init")
 wrap(container.ProcessContainer, "run", "container: /run")
