@@ -87,3 +87,48 @@ async def test_a_python_cold_starts_record_is_that_of_an_init_then_a_run(tmp_pat
             assert [line.split(" ", 2)[2] for line in stdout] == ["loading"]
     finally:
         await system.close()
+
+
+HANGING_INIT = """
+import time
+time.sleep(30)
+
+def main(args):
+    print("ran")
+    return {"ran": True}
+"""
+
+
+async def test_a_python_init_past_the_time_limit_ends_the_cold_start_without_its_run(
+    tmp_path: Path,
+) -> None:
+    # Given the platform and a Python action whose module loads for longer than its
+    # 500 ms time limit
+    system = await Standalone.start(Settings(home=tmp_path / "home", keep_warm_s=60))
+    user, _, key = system.guest_auth.partition(":")
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=system.app),
+            base_url="http://testserver",
+            auth=(user, key),
+            timeout=30.0,
+        ) as client:
+            body = {"exec": {"kind": PY, "code": HANGING_INIT}, "limits": {"timeout": 500}}
+            r = await client.put("/api/v1/namespaces/_/actions/hanging", json=body)
+            assert r.status_code == 200, r.text
+            # When it is invoked cold
+            r = await client.post(
+                "/api/v1/namespaces/_/actions/hanging", params={"blocking": "true"}, json={}
+            )
+            # Then its record is OpenWhisk's init timeout, and no run answered
+            record = r.json()
+            assert r.status_code == 502, r.text
+            assert record["response"]["status"] == "action developer error"
+            assert record["response"]["result"] == {
+                "error": "The action exceeded its time limits of 500 milliseconds "
+                "during initialization."
+            }
+            assert _annotations(record)["timeout"] is True
+            assert not [line for line in record["logs"] if line.endswith(" ran")]
+    finally:
+        await system.close()
