@@ -115,9 +115,13 @@ wrap(pool.ContainerPool, "acquire", "pool: acquire")
 wrap(process.ProcessContainerFactory, "create", "factory: create")
 wrap(zygote.Zygote, "take", "zygote: take")
 wrap(zygote.Zygote, "_hand_over", "zygote: hand over")
+import squall.sandbox.spare as spare
+wrap(spare.Spare, "fit", "zygote: cgroup limits")  # Zygote._limit until branch cold
 wrap(launch, "write_pid_file", "pid file")
 wrap(container.ProcessContainer, "initialize", "container: /init")
 wrap(container.ProcessContainer, "run", "container: /run")
+if hasattr(container.ProcessContainer, "initialize_and_run"):  # branch pyzyg
+    wrap(container.ProcessContainer, "initialize_and_run", "container: /init + /run")
 wrap(http.UnixHttpClient, "_connect", "runtime: connect")
 wrap(sqlite_activations.SqliteActivationStore, "start", "store: start")
 import squall.sandbox.sandboxstart as sandboxstart

@@ -59,6 +59,9 @@ wrap(logs.LogCollector, "feed", "runtime: log chunk")
 wrap(pool.ContainerPool, "_refill_soon", "pool: refill soon")
 wrap(zygoteprocess.ZygoteProcess, "fork", "zygote: fork (refill)")
 wrap(pool.ContainerPool, "initialized", "pool: initialized")
+if hasattr(http, "Pipeline"):  # /init and the first /run written together (branch pyzyg)
+    wrap(http.UnixHttpClient, "pipeline", "runtime: pipeline written")
+    wrap(http.Pipeline, "next", "runtime: pipelined answer")
 """
 MARKER = "from squall.cli.main import main"
 

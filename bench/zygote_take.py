@@ -13,6 +13,15 @@ and the runtime's CPU ms (``/proc/PID/task/*/schedstat``, every thread of the sp
 pid 1) from just before its take through ``/init`` (its ``take`` and ``/init``), and
 through the first ``/run``. Prints the medians per tree and round and the 1-minute load
 average before and after.
+
+Also, take through the first ``/run`` answered: ``init+run`` wall ms, ``take+init+run
+cpu`` ms, the runtime's minor page faults (``rt faults``), and the voluntary
+context switches (sleeps: each a wake-up to come) of the
+runtime's threads (``rt sleeps``) and of this process, the invoker's side (``inv
+sleeps``) — counts a loaded machine does not inflate as it does wall times. A container
+that takes ``/init`` and ``/run`` written together (``InitAndRun``, branch ``pyzyg``) is
+given them so; ``--sequential`` also runs this tree with the two exchanges of before
+(``after-seq``), in turn with the others.
 """
 
 from __future__ import annotations
@@ -39,11 +48,28 @@ def cpu_ns(pid: int) -> int:
     return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks)
 
 
-async def samples(count: int, memory: int) -> dict[str, float]:
+def faults(pid: int) -> int:
+    """Minor page faults of ``pid`` (every thread: field 10 of its stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+def sleeps(pid: int | str) -> int:
+    """Voluntary context switches of every live thread of ``pid``."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+async def samples(count: int, memory: int, sequential: bool) -> dict[str, float]:
     from squall.sandbox.process import ProcessContainerFactory
 
     factory = ProcessContainerFactory(Path(tempfile.mkdtemp()) / "c", "https://api")
     out: dict[str, list[float]] = {"create": [], "init": [], "take+init cpu": [], "run cpu": []}
+    out.update({"init+run": [], "take+init+run cpu": [], "rt sleeps": [], "inv sleeps": []})
+    out["rt faults"] = []
     try:
         await factory.create("python:3.11", memory, {}, tenant="guest")  # starts the zygote
         zygote = factory.zygote
@@ -52,21 +78,40 @@ async def samples(count: int, memory: int) -> dict[str, float]:
             await zygote.filled()
             await asyncio.sleep(0.3)
             pid = zygote._spares[0].pid  # the oldest: taken next unless one fits better
-            before = cpu_ns(pid)
+            before, slept, inv_slept = cpu_ns(pid), sleeps(pid), sleeps("self")
+            faulted = faults(pid)
             t0 = time.perf_counter()
             container = await factory.create("python:3.11", memory, {}, tenant="guest")
             t1 = time.perf_counter()
-            init = await container.initialize({"code": NOOP}, timeout=10)
-            t2 = time.perf_counter()
-            initialized = cpu_ns(container.pid)
-            run = await container.run({"value": {}}, timeout=10)
+            initialized = None
+            if getattr(container, "pipelines", False) and not sequential:
+                init, answer = await container.initialize_and_run(
+                    {"code": NOOP}, {"value": {}}, 10, lambda i: i.status == 200
+                )
+                assert answer is not None
+                run = answer
+                t2 = t3 = time.perf_counter()
+            else:
+                init = await container.initialize({"code": NOOP}, timeout=10)
+                t2 = time.perf_counter()
+                initialized = cpu_ns(container.pid)
+                run = await container.run({"value": {}}, timeout=10)
+                t3 = time.perf_counter()
             ran = cpu_ns(container.pid)
+            inv_slept = sleeps("self") - inv_slept
             assert init.status == 200 and run.status == 200, (init, run)
             if container.pid == pid:  # the spare sampled was the one taken
-                out["take+init cpu"].append((initialized - before) / 1e6)
-            out["run cpu"].append((ran - initialized) / 1e6)
+                if initialized is not None:
+                    out["take+init cpu"].append((initialized - before) / 1e6)
+                out["take+init+run cpu"].append((ran - before) / 1e6)
+                out["rt sleeps"].append(sleeps(pid) - slept)
+                out["rt faults"].append(faults(pid) - faulted)
+            if initialized is not None:
+                out["run cpu"].append((ran - initialized) / 1e6)
+                out["init"].append((t2 - t1) * 1e3)
             out["create"].append((t1 - t0) * 1e3)
-            out["init"].append((t2 - t1) * 1e3)
+            out["init+run"].append((t3 - t1) * 1e3)
+            out["inv sleeps"].append(inv_slept)
             await container.destroy()
     finally:
         await factory.close()
@@ -79,18 +124,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", type=int, default=256)
     parser.add_argument("--before", type=Path, help="also this tree, in turn")
+    parser.add_argument(
+        "--sequential", action="store_true", help="this tree without pipelining too"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(samples(args.samples, args.memory))))
+        print(json.dumps(asyncio.run(samples(args.samples, args.memory, args.sequential))))
         return
     trees = {"after": REPO, **({"before": args.before.resolve()} if args.before else {})}
+    if args.sequential:
+        trees["after-seq"] = REPO
     print(f"1-minute load before: {Path('/proc/loadavg').read_text().split()[0]}")
     for round_ in range(args.rounds):
         for name, tree in trees.items():
             env = {**os.environ, "PYTHONPATH": str(tree)}
             argv = [sys.executable, __file__, "--child", "--samples", str(args.samples)]
-            argv += ["--memory", str(args.memory)]
+            argv += ["--memory", str(args.memory)] + (
+                ["--sequential"] if name == "after-seq" else []
+            )
             done = subprocess.run(argv, env=env, cwd=tree, capture_output=True, text=True)
             result = done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr
             print(f"round {round_ + 1} {name}: {result}")

@@ -31,7 +31,13 @@ from squall.invoker.completion import Completing, caused_by
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
 from squall.invoker.provisioning import acquire_retrying
-from squall.sandbox.contracts import Container, ImageNotFound, image_kind
+from squall.sandbox.contracts import (
+    Container,
+    ImageNotFound,
+    InitAndRun,
+    RuntimeResponse,
+    image_kind,
+)
 from squall.store.contracts import EntityStore
 
 log = logging.getLogger("squall.invoker")
@@ -212,18 +218,35 @@ class Activating(Completing):
         response: ActivationResponse | None = None
         timed_out = False
         try:
+            run: RuntimeResponse | None = None
             if cold:
                 init_started = now_ms()
-                init = await container.initialize(
-                    self._init_payload(action, code, message, api_key), timeout_s
-                )
-                init_time = now_ms() - init_started
-                response = init_outcome(init, limits.timeout)
-                timed_out = init.timed_out
-                if response is None:
-                    self.pool.initialized(pc)
+                init_payload = self._init_payload(action, code, message, api_key)
+
+                def initialized(init: RuntimeResponse) -> bool:
+                    nonlocal init_time, response, timed_out
+                    init_time = now_ms() - init_started
+                    response = init_outcome(init, limits.timeout)
+                    timed_out = init.timed_out
+                    if response is None:
+                        self.pool.initialized(pc)
+                    return response is None
+
+                if isinstance(container, InitAndRun) and container.pipelines:
+                    # One exchange: /init and /run written together (the runtime computes
+                    # the run's deadline when the run starts); a failed /init runs nothing.
+                    _, run = await container.initialize_and_run(
+                        init_payload,
+                        self._run_payload(action, message, api_key),
+                        timeout_s,
+                        initialized,
+                    )
+                else:
+                    initialized(await container.initialize(init_payload, timeout_s))
             if response is None:
-                run = await container.run(self._run_payload(action, message, api_key), timeout_s)
+                if run is None:
+                    run_payload = self._run_payload(action, message, api_key)
+                    run = await container.run(run_payload, timeout_s)
                 response = run_outcome(run, limits.timeout)
                 timed_out = run.timed_out
             end = now_ms()

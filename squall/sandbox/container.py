@@ -20,8 +20,15 @@ import orjson
 from squall.errors import ContainerError
 from squall.sandbox import launch
 from squall.sandbox.cgroups import Cgroup
-from squall.sandbox.contracts import LogResult, RuntimeResponse
-from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
+from squall.sandbox.contracts import DEADLINE_AFTER_HEADER, LogResult, RuntimeResponse
+from squall.sandbox.http import (
+    ConnectionLost,
+    HttpError,
+    HttpResponse,
+    Pipeline,
+    ProtocolError,
+    UnixHttpClient,
+)
 from squall.sandbox.isolation import SandboxInit
 from squall.sandbox.logs import LogCollector
 
@@ -65,6 +72,7 @@ class ProcessContainer:
         lifeline: int,
         cgroup: Cgroup | None,
         on_destroyed: Callable[[ProcessContainer], None],
+        pipelines: bool = False,
     ) -> None:
         self._id = container_id
         self._kind = kind
@@ -85,6 +93,9 @@ class ProcessContainer:
         self.sandbox: SandboxInit | None = None
         #: The CPU weight its first ``initialize`` writes (a container started idle).
         self._weight_on_initialize: int | None = None
+        #: Whether its runtime takes /init and /run written together (``InitAndRun``):
+        #: the factory knows which proxy it started.
+        self.pipelines = pipelines
 
     @property
     def id(self) -> str:
@@ -124,6 +135,53 @@ class ProcessContainer:
 
     async def initialize(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
         """POST /init with ``{"value": payload}``; see the contract."""
+        self._weigh_first()
+        return await self._request("/init", {"value": dict(payload)}, timeout)
+
+    async def initialize_and_run(
+        self,
+        init_payload: Mapping[str, Any],
+        run_payload: Mapping[str, Any],
+        timeout: float,
+        initialized: Callable[[RuntimeResponse], bool],
+    ) -> tuple[RuntimeResponse, RuntimeResponse | None]:
+        """/init and the first /run in one write; see ``contracts.InitAndRun``.
+
+        Why: a cold start's second exchange costs the runtime a wake-up (its poll, then
+        the recv of the /run) and the invoker a loop iteration before it writes the /run;
+        written together, the runtime finds the /run in its buffer when /init answered."""
+        self._check_alive()
+        self._weigh_first()
+        init_body = orjson.dumps({"value": dict(init_payload)})
+        run_body = orjson.dumps(dict(run_payload))
+        after = {DEADLINE_AFTER_HEADER: str(max(0, round(timeout * 1000)))}
+        pipeline: Pipeline | None = None
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    pipeline = await self._http.pipeline(
+                        [("/init", init_body, {}), ("/run", run_body, after)]
+                    )
+                    init = self._answer(await pipeline.next())
+            except (TimeoutError, HttpError) as ex:
+                init = self._failure(ex)
+            finally:
+                self._logs.expect_activation()
+            if not initialized(init) or pipeline is None:
+                return init, None
+            try:
+                async with asyncio.timeout(timeout):
+                    run = self._answer(await pipeline.next())
+            except (TimeoutError, HttpError) as ex:
+                run = self._failure(ex)
+            finally:
+                self._logs.expect_activation()
+            return init, run
+        finally:
+            if pipeline is not None:
+                pipeline.close()  # an answer not read closes the connection
+
+    def _weigh_first(self) -> None:
         shares, self._weight_on_initialize = self._weight_on_initialize, None
         if shares is not None and self.cgroup is not None:
             # One small write on the loop, before the request: the /init and every run
@@ -135,7 +193,6 @@ class ProcessContainer:
                 raise ContainerError(
                     f"container {self._id}: cannot set its CPU weight: {ex}"
                 ) from ex
-        return await self._request("/init", {"value": dict(payload)}, timeout)
 
     async def run(self, payload: Mapping[str, Any], timeout: float) -> RuntimeResponse:
         """POST /run with ``payload``; see the contract."""
@@ -183,22 +240,31 @@ class ProcessContainer:
         try:
             async with asyncio.timeout(timeout):
                 answer = await self._http.post(target, body)
-        except TimeoutError:
-            return RuntimeResponse(0, b"", timed_out=True)
-        except ConnectionLost:
-            return RuntimeResponse(0, b"", exited=True, oom=self.oom_killed)
-        except ProtocolError:
-            exited = self.exited
-            return RuntimeResponse(0, b"", exited=exited, oom=exited and self.oom_killed)
+        except (TimeoutError, HttpError) as ex:
+            return self._failure(ex)
         finally:
             # Whatever the outcome, this request's output ends an activation in the logs: an
             # answered one with both sentinels (written before the answer); a crashed or
             # timed-out one with whatever it printed, which logs() returns when its wait
             # runs out or the process is gone.
             self._logs.expect_activation()
+        return self._answer(answer)
+
+    @staticmethod
+    def _answer(answer: HttpResponse) -> RuntimeResponse:
         return RuntimeResponse(
             answer.status, answer.body, truncated=answer.truncated, full_size=answer.full_size
         )
+
+    def _failure(self, ex: TimeoutError | HttpError) -> RuntimeResponse:
+        """What a request that got no (readable) answer comes back as."""
+        if isinstance(ex, TimeoutError):
+            return RuntimeResponse(0, b"", timed_out=True)
+        if isinstance(ex, ConnectionLost):
+            return RuntimeResponse(0, b"", exited=True, oom=self.oom_killed)
+        assert isinstance(ex, ProtocolError)
+        exited = self.exited
+        return RuntimeResponse(0, b"", exited=exited, oom=exited and self.oom_killed)
 
     def _check_alive(self) -> None:
         if self._destroying is not None:

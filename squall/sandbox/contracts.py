@@ -25,13 +25,18 @@ Guarantees every implementation gives (checked by ``tests/contract``-style suite
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from squall.errors import ContainerError
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+
+#: A header of a ``/run`` written together with its ``/init`` (:class:`InitAndRun`): the
+#: action's time limit in ms, from which the runtime computes the run's ``deadline`` when
+#: the run starts (OpenWhisk's ``__OW_DEADLINE``), so /init's time does not shorten it.
+DEADLINE_AFTER_HEADER = "X-Squall-Deadline-After-Ms"
 
 #: The kind of a container running a custom image: ``blackbox:<image>`` (the pool keys
 #: warm containers by kind, so two images never share one). Only a factory that runs
@@ -140,6 +145,33 @@ class Container(Protocol):
     async def destroy(self) -> None:
         """Kill every process of the container and free its files. Idempotent."""
         ...
+
+
+@runtime_checkable
+class InitAndRun(Protocol):
+    """An optional capability of a container whose runtime takes ``/init`` and the first
+    ``/run`` written together (HTTP pipelining on one connection; the Python proxy): a
+    cold start is then one exchange instead of two. ``pipelines`` says whether this one's
+    runtime does (a factory may make containers of several runtimes).
+
+    ``initialize_and_run`` writes both requests at once, the ``/run`` carrying
+    :data:`DEADLINE_AFTER_HEADER` (``timeout`` in ms): the runtime's deadline counts from
+    the run's start, as OpenWhisk's. ``initialized`` is called with the ``/init`` answer
+    as soon as it arrives and says whether it succeeded: if not, the ``/run``'s answer is
+    not read (the runtime answers a ``/run`` after a failed ``/init`` with 403 and runs
+    nothing) and None is returned in its place. Each answer has ``timeout`` seconds from
+    its request's start (the ``/run``'s from the ``/init`` answer). Same errors and log
+    segments as ``initialize`` then ``run``."""
+
+    pipelines: bool
+
+    async def initialize_and_run(
+        self,
+        init_payload: Mapping[str, Any],
+        run_payload: Mapping[str, Any],
+        timeout: float,
+        initialized: Callable[[RuntimeResponse], bool],
+    ) -> tuple[RuntimeResponse, RuntimeResponse | None]: ...
 
 
 class ContainerFactory(Protocol):

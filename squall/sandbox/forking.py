@@ -139,6 +139,7 @@ class ZygoteStarts(ProcessFactoryBase):
             lifeline=ours.pop("lifeline"),
             cgroup=spare.cgroup,
             on_destroyed=self._forget,
+            pipelines=True,  # the Python proxy: /init and the first /run in one write
         )
         container.sandbox = sandbox
         if spare.lease is not None:

@@ -25,6 +25,10 @@ Guarantees:
   (that would send the request, an ``/init``, twice).
 - At most ``max_response_bytes`` of a body are kept; the answer then says ``truncated``
   and ``full_size`` holds the announced (or counted) size.
+- ``pipeline`` writes several requests in one write on one connection and reads their
+  answers in order (:class:`Pipeline`); the connection is reused only if every answer was
+  read and none closes it. Nothing of a pipeline is retried: the peer may have read any
+  prefix of it.
 - After ``aclose`` every connection is closed and ``post`` raises ``ConnectionLost``.
 """
 
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +71,10 @@ class HttpResponse:
     body: bytes
     truncated: bool = False
     full_size: int = 0
+
+
+#: One request of a pipeline: (target, JSON body, extra header fields).
+Request = tuple[str, bytes, Mapping[str, str]]
 
 
 class _Connection:
@@ -138,10 +146,7 @@ class UnixHttpClient:
                 response, keep = await self._exchange(conn, target, body)
             return response
         finally:
-            if keep and not self._closed and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-            else:
-                conn.close()
+            self._give_back(conn, keep)
 
     async def aclose(self) -> None:
         """Close every idle connection; in-flight requests close theirs when they end."""
@@ -155,6 +160,33 @@ class UnixHttpClient:
         if self._dir_fd is not None:
             os.close(self._dir_fd)
             self._dir_fd = None
+
+    async def pipeline(self, requests: Sequence[Request]) -> Pipeline:
+        """Write ``requests`` in one write on one connection (the one opened ahead, an idle
+        one, or a new one); their answers are read in order from the :class:`Pipeline`,
+        which the caller closes. Raises :class:`ConnectionLost` (not retried)."""
+        conn, self._ahead = self._ahead, None
+        if conn is None:
+            conn = self._take_idle()
+        if conn is None:
+            conn = await self._connect()
+        data = b"".join(_request(target, body, headers) for target, body, headers in requests)
+        try:
+            conn.writer.write(data)
+            await conn.writer.drain()
+        except OSError as ex:
+            conn.close()
+            raise ConnectionLost(f"connection broken: {ex}") from ex
+        except BaseException:
+            conn.close()
+            raise
+        return Pipeline(self, conn, len(requests))
+
+    def _give_back(self, conn: _Connection, keep: bool) -> None:
+        if keep and not self._closed and len(self._idle) < self._max_idle:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:
@@ -182,12 +214,8 @@ class UnixHttpClient:
         self, conn: _Connection, target: str, body: bytes
     ) -> tuple[HttpResponse, bool]:
         """Send one request and read its answer; returns (answer, connection reusable)."""
-        head = (
-            f"POST {target} HTTP/1.1\r\nHost: localhost\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
         try:
-            conn.writer.write(head.encode("ascii") + body)
+            conn.writer.write(_request(target, body))
             await conn.writer.drain()
             return await self._read_response(conn.reader)
         except asyncio.IncompleteReadError as ex:
@@ -253,6 +281,54 @@ class UnixHttpClient:
             if room > 0:
                 kept += chunk[:room]
         return bytes(kept), full_size
+
+
+class Pipeline:
+    """The answers of requests written together (:meth:`UnixHttpClient.pipeline`).
+
+    :meth:`next` reads the next answer (:class:`ConnectionLost`, :class:`ProtocolError`);
+    :meth:`close` (idempotent; also after an error or a cancellation) gives the connection
+    back to its client when every answer was read and none closes it, else closes it —
+    the answers not read are dropped with it (the peer sees the connection close).
+    """
+
+    __slots__ = ("_client", "_conn", "_keep", "_left")
+
+    def __init__(self, client: UnixHttpClient, conn: _Connection, count: int) -> None:
+        self._client = client
+        self._conn: _Connection | None = conn
+        self._left = count
+        self._keep = True
+
+    async def next(self) -> HttpResponse:
+        conn = self._conn
+        if conn is None or self._left <= 0:
+            raise ConnectionLost("no answer left to read on this pipeline")
+        self._keep = False  # until this answer was read whole
+        try:
+            response, keep = await self._client._read_response(conn.reader)
+        except asyncio.IncompleteReadError as ex:
+            message = "connection closed before a complete answer"
+            raise ConnectionLost(message, answered=bool(ex.partial)) from ex
+        except OSError as ex:
+            raise ConnectionLost(f"connection broken: {ex}") from ex
+        self._left -= 1
+        self._keep = keep
+        return response
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._client._give_back(conn, self._keep and self._left == 0)
+
+
+def _request(target: str, body: bytes, headers: Mapping[str, str] | None = None) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()) if headers else ""
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:

@@ -38,6 +38,12 @@ Guarantees:
 - After every ``/init`` and ``/run`` answer (whatever its status) the action's stdout and
   stderr are flushed, then ``XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX`` is written and
   flushed on both, and only then is the HTTP answer sent.
+- Requests may be pipelined (the invoker writes a cold start's ``/init`` and first ``/run``
+  together): they are answered in order, each as if it came alone — a ``/run`` behind a
+  failed ``/init`` answers 403 and runs nothing. A ``/run`` with the header
+  ``X-Squall-Deadline-After-Ms: N`` gets ``deadline`` = the wall clock in ms when it starts
+  + N (OpenWhisk's ``__OW_DEADLINE`` counts from the run's start, not from the ``/init``
+  written with it), in place of the one in its body.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ import _thread
 import os
 import select
 import sys
+import time  # built in
 
 # The action and pid 1's reaping, from the modules beside this one: the interpreter runs
 # with -I (no script directory on sys.path), so the directory is added for these imports
@@ -82,6 +89,8 @@ SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
 MAX_HEADER_BYTES = 64 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 502: "Bad Gateway"}
 WHITESPACE = " \t\n\r"
+#: Lower-cased: see the module docstring (squall.sandbox.contracts names it too).
+DEADLINE_AFTER = "x-squall-deadline-after-ms"
 _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
 
 
@@ -169,8 +178,11 @@ def encode(status: int, payload: Any) -> bytes:
     return head.encode("ascii") + body
 
 
-def dispatch(runtime: Runtime, method: str, target: str, body: bytes) -> bytes:
-    """Answer one request; every /init and /run answer follows the sentinel lines."""
+def dispatch(
+    runtime: Runtime, method: str, target: str, body: bytes, deadline_after: int | None = None
+) -> bytes:
+    """Answer one request; every /init and /run answer follows the sentinel lines.
+    ``deadline_after`` (ms): a /run's deadline counts from now (see the module docstring)."""
     if method != "POST" or target not in ("/init", "/run"):
         return encode(404, {"error": "Not found."})
     status: int
@@ -181,13 +193,19 @@ def dispatch(runtime: Runtime, method: str, target: str, body: bytes) -> bytes:
         status, payload = 400, {"error": f"The request body is not valid JSON: {ex}"}
     else:
         message = message if isinstance(message, dict) else {}
-        status, payload = runtime.init(message) if target == "/init" else runtime.run(message)
+        if target == "/init":
+            status, payload = runtime.init(message)
+        else:
+            if deadline_after is not None:
+                message["deadline"] = str(time.time_ns() // 1_000_000 + deadline_after)
+            status, payload = runtime.run(message)
     write_sentinels()
     return encode(status, payload)
 
 
-def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool] | None:
-    """Cut one complete request off ``buffer``: (method, target, body, keep_alive)."""
+def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool, int | None] | None:
+    """Cut one complete request off ``buffer``: (method, target, body, keep_alive,
+    deadline_after: the ``X-Squall-Deadline-After-Ms`` header's value, if any)."""
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > MAX_HEADER_BYTES:
@@ -196,6 +214,7 @@ def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool] | None:
     lines = buffer[:end].decode("latin-1").split("\r\n")
     method, target, version = lines[0].split(" ", 2)
     length = 0
+    deadline_after = None
     keep_alive = version == "HTTP/1.1"
     for line in lines[1:]:
         name, _, value = line.partition(":")
@@ -204,11 +223,13 @@ def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool] | None:
             length = int(value)
         elif name == "connection":
             keep_alive = value.strip().lower() == "keep-alive"
+        elif name == DEADLINE_AFTER:
+            deadline_after = int(value)
     if len(buffer) < end + 4 + length:
         return None
     body = bytes(buffer[end + 4 : end + 4 + length])
     del buffer[: end + 4 + length]
-    return method, target, body, keep_alive
+    return method, target, body, keep_alive, deadline_after
 
 
 def serve(
@@ -263,9 +284,9 @@ def serve_ready(conn: _socket.socket, buffer: bytearray, runtime: Runtime) -> bo
             return False
         if request is None:
             return True
-        method, target, body, keep_alive = request
+        method, target, body, keep_alive, deadline_after = request
         try:
-            conn.sendall(dispatch(runtime, method, target, body))
+            conn.sendall(dispatch(runtime, method, target, body, deadline_after))
         except OSError:  # the invoker gave up on this request (timeout) and closed
             return False
         if not keep_alive:

@@ -192,3 +192,26 @@ async def test_the_compiler_warmed_before_init_leaves_the_action_nothing_to_see(
     # Then there are none: no module imported for it, no source cached under its name
     assert status == 200
     assert seen == {"ast": False, "cached": []}
+
+
+def test_a_takes_environment_is_exactly_its_own_in_python_and_in_c() -> None:
+    # Given a spare's environment (the zygote's container code, in a process of its own)
+    code = f"""
+import json, os, subprocess, sys
+sys.path.insert(0, {str(PROXY_DIR)!r})
+import zygote_container
+zygote_container.set_environment({{"KEEP": "1", "CHANGE": "old", "DROP": "x"}})
+# When a take's environment replaces it: one kept, one changed, one dropped, one new
+zygote_container.set_environment({{"KEEP": "1", "CHANGE": "new", "NEW": 2}})
+seen_c = dict(l.split("=", 1) for l in subprocess.run(["env"], capture_output=True,
+              text=True, env=None).stdout.splitlines() if "=" in l)
+print(json.dumps([dict(os.environ), seen_c]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    )
+    python_env, c_env = json.loads(done.stdout)
+    # Then os.environ and the C environment a child inherits are exactly the new one
+    expected = {"KEEP": "1", "CHANGE": "new", "NEW": "2"}
+    assert python_env == expected
+    assert c_env == expected

@@ -244,3 +244,47 @@ async def test_a_socket_path_longer_than_sun_path_works(tmp_path: Path) -> None:
         os.close(dir_fd)
     # Then the request went through
     assert response.body == b"ok"
+
+
+async def test_a_pipeline_writes_its_requests_at_once_and_reads_the_answers_in_order(
+    tmp_path: Path,
+) -> None:
+    # Given a server that reads two requests before it answers either (so they must have
+    # been written together) and shows the second's extra header
+    async def both_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = await read_request(reader)
+        head = await reader.readuntil(b"\r\n\r\n")
+        second = await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r")[0]))
+        deadline = head.split(b"X-Deadline: ")[1].split(b"\r")[0]
+        writer.write(answer(first) + answer(second + b"+" + deadline))
+        await echo_forever(reader, writer)
+
+    async with serving(tmp_path / "s.sock", both_first) as accepted:
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When two requests are pipelined, then one more posted
+        pipeline = await client.pipeline([("/init", b"i", {}), ("/run", b"r", {"X-Deadline": "7"})])
+        answers = [(await pipeline.next()).body, (await pipeline.next()).body]
+        pipeline.close()
+        later = await client.post("/run", b"again")
+        await client.aclose()
+    # Then the answers came in order, and the connection, read whole, was used again
+    assert answers == [b"i", b"r+7"]
+    assert later.body == b"again"
+    assert accepted == [1]
+
+
+async def test_a_pipeline_closed_before_its_last_answer_drops_its_connection(
+    tmp_path: Path,
+) -> None:
+    # Given an echo server
+    async with serving(tmp_path / "s.sock", echo_forever) as accepted:
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When a pipeline's first answer only is read before it is closed
+        pipeline = await client.pipeline([("/init", b"i", {}), ("/run", b"r", {})])
+        first = (await pipeline.next()).body
+        pipeline.close()
+        # Then the next request does not read the dropped answer: a new connection
+        later = await client.post("/run", b"next")
+        await client.aclose()
+    assert (first, later.body) == (b"i", b"next")
+    assert accepted == [1, 1]
