@@ -107,6 +107,8 @@ def steps(events: list[Event]) -> list[list[tuple[str, float]]]:
         if who == "client" and call == "sendto" and (i == 0 or events[i - 1][2] != "sendto")
     ]
     invokes: list[list[tuple[str, float]]] = []
+    if not starts:
+        return invokes
     for first, end in zip(starts, [*starts[1:], len(events)], strict=True):
         found = _one(events[first:end])
         if found is not None:
@@ -191,6 +193,16 @@ def gaps(invokes: list[list[tuple[str, float]]]) -> list[dict[str, Any]]:
     return table
 
 
+def _traceable(pid: int) -> bool:
+    """Alive and not a zombie (a private PostgreSQL's backend left unreaped by its
+    parent: perf refuses the whole list for it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def trace_once(args: argparse.Namespace, node: str) -> dict[str, Any]:
     def on(apihost: str, auth: str, local: LocalCluster) -> dict[str, Any]:
         name = create_actions(apihost, auth, str(os.getpid()))[args.kind]
@@ -198,19 +210,33 @@ def trace_once(args: argparse.Namespace, node: str) -> dict[str, Any]:
         load(node, {**request, "connections": 1, "requests": 300})  # warm
         roles = {m.process.pid: m.name for m in local.members.values() if m.process}
         roles[os.getpid()] = "client"
-        pids = [*roles, *postgres_pids()]
         nats = nats_server_pid(args.nats)
-        if nats is not None:
-            pids.append(nats)
         with tempfile.NamedTemporaryFile(prefix="cluster-trace-", suffix=".txt") as out:
-            perf = subprocess.Popen(
-                ["perf", "trace", "-o", out.name, "-e", SYSCALLS, "-p", ",".join(map(str, pids))]
-            )
+            # perf gives up when a process it was given is gone or a zombie: a PostgreSQL
+            # backend of another client may end between listing and attaching.
+            # Listed again and retried (a few times) until perf stays attached.
+            for _ in range(10):
+                pids = [*roles, *postgres_pids(), *([nats] if nats is not None else [])]
+                alive = [p for p in pids if _traceable(p)]
+                perf = subprocess.Popen(
+                    [
+                        "perf",
+                        "trace",
+                        "-o",
+                        out.name,
+                        "-e",
+                        SYSCALLS,
+                        "-p",
+                        ",".join(map(str, alive)),
+                    ]
+                )
+                time.sleep(2.0)  # perf attaches
+                if perf.poll() is None:
+                    break
             kept = args.output.with_suffix(".perf.txt")
             try:
                 user, key = auth.split(":", 1)
                 with httpx.Client(auth=(user, key), timeout=30) as client:
-                    time.sleep(2.0)  # perf attaches
                     for _ in range(args.invokes):
                         client.post(request["url"], content=b"{}").raise_for_status()
                         time.sleep(0.05)  # apart: one invoke's calls never mix with the next's
@@ -251,15 +277,12 @@ def main() -> None:
         finally:
             os.chdir(here)
     load_after = Path("/proc/loadavg").read_text().strip()
-    labels = list(results)
-    print(f"{'step':<78}" + "".join(f"{label + ' med/min ms':>24}" for label in labels))
-    for k, row in enumerate(results[labels[-1]]["steps"]):
-        gap = f"{row['from']} -> {row['to']}" if row["to"] else "total"
-        cells = "".join(
-            f"{r['median_ms']:>15.3f} /{r['min_ms']:>7.3f}"
-            for r in (results[label]["steps"][k] for label in labels)
-        )
-        print(f"{gap:<78}{cells}")
+    # One table per tree: their steps differ when one confirms the ack before the mark.
+    for label, result in results.items():
+        print(f"{label:<78}{'median / min ms':>24}")
+        for row in result["steps"]:
+            gap = f"{row['from']} -> {row['to']}" if row["to"] else "total"
+            print(f"  {gap:<76}{row['median_ms']:>15.3f} /{row['min_ms']:>7.3f}")
     found = ", ".join(f"{label} {result['invokes']}" for label, result in results.items())
     print(f"invokes found: {found}")
     print(f"load average before: {load_before}\nload average after:  {load_after}")
