@@ -14,7 +14,8 @@ minimum of each gap between two steps (ms), with the load average before and aft
 
     client sends the request, controller 0 reads it, publishes the activation (JetStream),
     the invoker reads it, sends its ack (and next pull), reads the ack's confirmation,
-    sends the started mark to PostgreSQL, reads its commit, sends /run to the runtime,
+    sends the started mark to PostgreSQL (since session 7 with the ack, whose answer is
+    then off the path and not a step), reads its commit, sends /run to the runtime,
     reads the answer, sends the final record, reads its commit, hands the completion
     to controller 0 (a core NATS request), which reads it and writes the HTTP answer,
     which the client reads.
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +107,16 @@ def steps(events: list[Event]) -> list[list[tuple[str, float]]]:
         if who == "client" and call == "sendto" and (i == 0 or events[i - 1][2] != "sendto")
     ]
     invokes: list[list[tuple[str, float]]] = []
+    if not starts:
+        return invokes
     for first, end in zip(starts, [*starts[1:], len(events)], strict=True):
         found = _one(events[first:end])
         if found is not None:
             invokes.append(found)
-    return invokes
+    # One shape per tree (with the ack's answer as a step, or beside the mark): the
+    # most common one, should a stray invoke of the other come up.
+    shapes = Counter(len(found) for found in invokes)
+    return [found for found in invokes if shapes and len(found) == shapes.most_common(1)[0][0]]
 
 
 def _one(part: list[Event]) -> list[tuple[str, float]] | None:
@@ -131,9 +138,15 @@ def _one(part: list[Event]) -> list[tuple[str, float]] | None:
         )
         invoker, nats = part[j][1], part[j][3]
         i = at("invoker reads the activation", j)
-        i = at("invoker sends its ack", _step(part, i + 1, invoker, ("writev", "write"), nats))
-        i = at("invoker reads the ack's answer", _step(part, i + 1, invoker, ("read",), nats))
-        i = at("invoker sends the started mark", _step(part, i + 1, invoker, ("sendto",)))
+        ack = _step(part, i + 1, invoker, ("writev", "write"), nats)
+        answer = _step(part, ack + 1, invoker, ("read",), nats)
+        mark = _step(part, i + 1, invoker, ("sendto",))
+        if answer < mark:
+            # The ack confirmed before the mark goes out (main before session 7); since,
+            # both go out together and /run waits for the mark only (invoker/intake.py).
+            at("invoker sends its ack", ack)
+            at("invoker reads the ack's answer", answer)
+        i = at("invoker sends the started mark", mark)
         pg = part[i][3]
         i = at("invoker reads its commit", _step(part, i + 1, invoker, ("recvfrom",), pg))
         i = at("invoker sends /run", _step(part, i + 1, invoker, ("write",)))
@@ -180,6 +193,16 @@ def gaps(invokes: list[list[tuple[str, float]]]) -> list[dict[str, Any]]:
     return table
 
 
+def _traceable(pid: int) -> bool:
+    """Alive and not a zombie (a private PostgreSQL's backend left unreaped by its
+    parent: perf refuses the whole list for it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def trace_once(args: argparse.Namespace, node: str) -> dict[str, Any]:
     def on(apihost: str, auth: str, local: LocalCluster) -> dict[str, Any]:
         name = create_actions(apihost, auth, str(os.getpid()))[args.kind]
@@ -187,19 +210,33 @@ def trace_once(args: argparse.Namespace, node: str) -> dict[str, Any]:
         load(node, {**request, "connections": 1, "requests": 300})  # warm
         roles = {m.process.pid: m.name for m in local.members.values() if m.process}
         roles[os.getpid()] = "client"
-        pids = [*roles, *postgres_pids()]
         nats = nats_server_pid(args.nats)
-        if nats is not None:
-            pids.append(nats)
         with tempfile.NamedTemporaryFile(prefix="cluster-trace-", suffix=".txt") as out:
-            perf = subprocess.Popen(
-                ["perf", "trace", "-o", out.name, "-e", SYSCALLS, "-p", ",".join(map(str, pids))]
-            )
+            # perf gives up when a process it was given is gone or a zombie: a PostgreSQL
+            # backend of another client may end between listing and attaching.
+            # Listed again and retried (a few times) until perf stays attached.
+            for _ in range(10):
+                pids = [*roles, *postgres_pids(), *([nats] if nats is not None else [])]
+                alive = [p for p in pids if _traceable(p)]
+                perf = subprocess.Popen(
+                    [
+                        "perf",
+                        "trace",
+                        "-o",
+                        out.name,
+                        "-e",
+                        SYSCALLS,
+                        "-p",
+                        ",".join(map(str, alive)),
+                    ]
+                )
+                time.sleep(2.0)  # perf attaches
+                if perf.poll() is None:
+                    break
             kept = args.output.with_suffix(".perf.txt")
             try:
                 user, key = auth.split(":", 1)
                 with httpx.Client(auth=(user, key), timeout=30) as client:
-                    time.sleep(2.0)  # perf attaches
                     for _ in range(args.invokes):
                         client.post(request["url"], content=b"{}").raise_for_status()
                         time.sleep(0.05)  # apart: one invoke's calls never mix with the next's
@@ -240,15 +277,12 @@ def main() -> None:
         finally:
             os.chdir(here)
     load_after = Path("/proc/loadavg").read_text().strip()
-    labels = list(results)
-    print(f"{'step':<78}" + "".join(f"{label + ' med/min ms':>24}" for label in labels))
-    for k, row in enumerate(results[labels[-1]]["steps"]):
-        gap = f"{row['from']} -> {row['to']}" if row["to"] else "total"
-        cells = "".join(
-            f"{r['median_ms']:>15.3f} /{r['min_ms']:>7.3f}"
-            for r in (results[label]["steps"][k] for label in labels)
-        )
-        print(f"{gap:<78}{cells}")
+    # One table per tree: their steps differ when one confirms the ack before the mark.
+    for label, result in results.items():
+        print(f"{label:<78}{'median / min ms':>24}")
+        for row in result["steps"]:
+            gap = f"{row['from']} -> {row['to']}" if row["to"] else "total"
+            print(f"  {gap:<76}{row['median_ms']:>15.3f} /{row['min_ms']:>7.3f}")
     found = ", ".join(f"{label} {result['invokes']}" for label, result in results.items())
     print(f"invokes found: {found}")
     print(f"load average before: {load_before}\nload average after:  {load_after}")

@@ -6,7 +6,10 @@ a message on the bus *before* it runs the action, and marks the activation start
 the store (``ActivationStore.start``) once a container is ready for it, before any of its
 code runs. So for a dead invoker:
 
-- a message still on its queue never started: it is moved to a healthy invoker. Every
+- a message still on its queue is moved to a healthy invoker, marked started by the
+  controller that moves it — unless that mark is refused: the invoker marked it while
+  its ack was on the way (``invoker/intake.py``), so it started there and is ended as
+  below, once the invoker is known gone (it stays counted on that invoker). Every
   controller empties the queue; a message another controller accepted goes back to that
   controller (``Redispatch`` on its completion topic), which routes it again and keeps
   counting it as its own — only the controller that accepted an activation knows whether
@@ -151,8 +154,8 @@ class Recovery:
     async def on_redispatch(self, redispatch: Redispatch) -> None:
         """Route again an activation of this controller that another one took off a
         dead invoker's queue (the ``CompletionWaiters``' redispatch hook)."""
-        await self._moves.route_again(redispatch.message, redispatch.from_invoker)
-        self._moves.count(REQUEUED)
+        if await self._moves.route_again(redispatch.message, redispatch.from_invoker):
+            self._moves.count(REQUEUED)
 
     async def recover(
         self,
@@ -251,8 +254,8 @@ class Recovery:
                 if await self._moves.ended(message):
                     pass  # a redelivery of work that did run (a bus restarted uncleanly)
                 elif message.controller == self._id:
-                    await self._moves.route_again(message, invoker_id)
-                    self._moves.count(REQUEUED)
+                    if await self._moves.route_again(message, invoker_id):
+                        self._moves.count(REQUEUED)
                 else:
                     # Handed over before the ack: if this controller dies in between, the
                     # message comes back to the queue and someone else hands it over.

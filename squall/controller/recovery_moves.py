@@ -2,8 +2,10 @@
 :class:`~squall.controller.recovery.Recovery` takes for each activation it finds (see
 its module for when and in which order).
 
-- :meth:`Moves.route_again`: a message that was still queued (never started) goes to a
-  healthy invoker, unless it already ended or was moved; a health test fails at once.
+- :meth:`Moves.route_again`: a message that was still queued goes to a healthy invoker,
+  unless it already ended, was moved or started there (marked started by its invoker
+  while its ack was on the way: this controller's own mark is then refused); a health
+  test fails at once.
 - :meth:`Moves.move_unstarted`: an activation the invoker took but never marked started
   is marked started by this controller (the store grants ``start`` once per id, so the
   dead invoker can no longer start it) and sent on with ``started`` set.
@@ -87,19 +89,40 @@ class Moves:
         if self._metrics is not None:
             self._metrics.recovered(outcome)
 
-    async def route_again(self, message: ActivationMessage, from_invoker: str) -> None:
+    async def route_again(self, message: ActivationMessage, from_invoker: str) -> bool:
+        """Route a message found on ``from_invoker``'s queue to another invoker; False
+        when it is not moved (a health test, moved already, ended, or started there).
+
+        A message still on the queue may have started all the same: the invoker marks
+        an activation started while its ack is on the way (``invoker/intake.py``), and
+        an ack not confirmed leaves the message on the queue. So one whose record is
+        stored is marked started here first, as :meth:`move_unstarted` does: if the mark
+        is refused it started there (or ended) and stays that invoker's — ended by the
+        recovery once the invoker is known gone, or by the invoker itself if it is back —
+        and never runs again; if granted, it goes out with ``started`` set."""
         if is_health_test(message):
             # A probe of that very invoker, not work to move: it fails now, never held
             # waiting for a healthy invoker (which it may be what makes one healthy); its
             # controller tests again shortly (health.py), on a queue no longer emptied.
             await self.fail(Dispatched(message, from_invoker, 0), HEALTH_TEST_DRAINED)
-            return
+            return False
         current = self._balancer.dispatched.get(message.activation_id)
         if current is not None and current.invoker != from_invoker:
-            return  # already moved (a redelivered copy)
+            return False  # already moved (a redelivered copy)
         if current is None and await self.ended(message):
-            return  # it ran and ended: nothing to move
+            return False  # it ran and ended: nothing to move
         await self.healthy_elsewhere(from_invoker)
+        if message.store_record and not message.started:
+            try:
+                if not await self._activations.start(self.pending(message)):
+                    log.warning("activation %s not moved off invoker %s: it started there",
+                                message.activation_id, from_invoker)  # fmt: skip
+                    return False
+                message = structs.replace(message, started=True)
+            except ProviderError:
+                # Cannot tell: sent on unmarked (its new invoker marks it, or drops it
+                # when the mark is refused).
+                log.exception("could not mark activation %s started", message.activation_id)
         try:
             await self._balancer.reroute(message, from_invoker)
         except SquallError as error:
@@ -109,6 +132,7 @@ class Moves:
                 dispatched or Dispatched(message, from_invoker, 0),
                 f"The activation could not be moved off invoker {from_invoker}: {error.message}",
             )
+        return True
 
     async def move_unstarted(self, dispatched: Dispatched, invoker_id: str) -> bool:
         """Move an activation the dead invoker took off its queue but never started (it

@@ -27,7 +27,7 @@ from squall.entities.names import parse_fqn
 from squall.entities.sequence import SequenceExec
 from squall.errors import ContainerError, NotFound
 from squall.invoker.apikeys import ActionKeys
-from squall.invoker.completion import Completing, caused_by
+from squall.invoker.completion import Completing, caused_by, unstarted_record
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
 from squall.invoker.provisioning import acquire_retrying
@@ -88,7 +88,12 @@ class Activating(Completing):
     _max_wait_ms: int
     _api_keys: ActionKeys | None
 
-    async def _handle(self, message: ActivationMessage) -> None:
+    async def _handle(self, message: ActivationMessage, *, redeliverable: bool = False) -> None:
+        """``redeliverable``: the message may be a copy the bus delivered again, its
+        activation started (or ended) elsewhere — by an invoker that marked it and died
+        before its ack was confirmed (intake.py). Ending it here without running it
+        (expired, the action removed, no container) then first wins the started mark
+        (``_claim``), as running it would: a record that exists is never overwritten."""
         record: Activation | None
         try:
             waited = now_ms() - message.accepted_ms
@@ -98,6 +103,8 @@ class Activating(Completing):
                 )
             else:
                 record = await self._activate(message)
+            if record is not None and redeliverable and not await self._claim(message):
+                return
         except Exception:
             log.exception("activation %s failed inside the invoker", message.activation_id)
             record = self._failure(message, "An internal error occurred while running the action.")
@@ -157,6 +164,18 @@ class Activating(Completing):
             self._started.add(message.activation_id)
             return True
         log.warning("activation %s not run: it started or ended elsewhere", message.activation_id)
+        return False
+
+    async def _claim(self, message: ActivationMessage) -> bool:
+        """Whether this invoker may end ``message``'s activation: it marked it started
+        (it ran, or failed in its container), else it wins the mark now."""
+        if message.activation_id in self._started:
+            return True
+        if await self._activations.start(unstarted_record(message)):
+            self._started.add(message.activation_id)
+            return True
+        log.warning("activation %s not ended here: it started or ended elsewhere",
+                    message.activation_id)  # fmt: skip
         return False
 
     async def _activate(self, message: ActivationMessage) -> Activation | None:

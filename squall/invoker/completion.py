@@ -12,7 +12,13 @@ from typing import Any
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.messages import ActivationMessage, Completion, completion_topic
-from squall.entities.activation import Activation, ActivationResponse, final_record, now_ms
+from squall.entities.activation import (
+    Activation,
+    ActivationResponse,
+    final_record,
+    now_ms,
+    pending_record,
+)
 from squall.errors import ProviderError
 from squall.metrics.invoker import InvokerMetrics
 from squall.store.contracts import ActivationStore
@@ -45,6 +51,23 @@ async def _retrying(
                 raise
             log.warning("store or bus unavailable; trying again in %g s", pause_s)
             await asyncio.sleep(pause_s)
+
+
+def unstarted_record(message: ActivationMessage) -> Activation:
+    """The pending record of an activation to mark started without its action at hand
+    (it may have been removed): from the message alone."""
+    path = message.action.lstrip("/")
+    return pending_record(
+        namespace=message.namespace,
+        subject=message.subject,
+        activation_id=message.activation_id,
+        name=path.rsplit("/", 1)[-1],
+        path=path,
+        version="",
+        accepted_ms=message.accepted_ms,
+        annotations=caused_by(message),
+        cause=message.cause,
+    )
 
 
 class Completing:

@@ -99,7 +99,20 @@ class Intake(Activating):
         task.add_done_callback(self._forget_task(message.activation_id))
 
     async def _take(self, delivery: Delivery, message: ActivationMessage) -> None:
-        """Acknowledge ``message``, then run it: never run twice (see service.py's docstring)."""
+        """Acknowledge ``message`` and run it: never run twice (see service.py's docstring).
+
+        A message whose activation is marked started by this invoker (its record stored,
+        not marked by a controller that moved it) is acknowledged *while* it is prepared
+        and marked, not before: winning the started mark is what lets it run, and the
+        store grants it once per id, so a copy the bus delivers again (its ack not
+        confirmed) loses the mark wherever it lands and is dropped, and its record ends
+        only once — the ack's round trip leaves the warm path (docs/cluster.md).
+        Without a mark to fence it (``store_record`` off, or ``started`` set) the ack
+        alone keeps it from running twice: it is confirmed first."""
+        if not delivery.settled and message.store_record and not message.started:
+            self._ack_beside(delivery, message.activation_id)
+            await self._handle(message, redeliverable=True)
+            return
         if not await self._ack(delivery):
             # Not confirmed: the bus may redeliver it (to us or to a controller emptying
             # our queue) or may have recorded the ack after all, and then nobody ever
@@ -108,6 +121,21 @@ class Intake(Activating):
             return
         self._remember(message.activation_id)
         await self._handle(message)
+
+    def _ack_beside(self, delivery: Delivery, activation_id: str) -> None:
+        """Acknowledge in a task of its own, beside the activation's task. Not confirmed:
+        nothing more to do here — the bus may deliver it again (to this invoker, or to a
+        controller emptying the queue), and that copy finds the activation started or
+        ended (it loses the mark, or the controller's own mark) and does not run."""
+        ack = asyncio.create_task(self._ack(delivery))
+        self._acks.add(ack)
+
+        def acked(task: asyncio.Task[bool]) -> None:
+            self._acks.discard(task)
+            if not task.cancelled() and task.result():
+                self._remember(activation_id)
+
+        ack.add_done_callback(acked)
 
     @staticmethod
     async def _ack(delivery: Delivery) -> bool:

@@ -9,7 +9,9 @@ error`` record, never silence.
 Delivery: a message is acknowledged on the bus *before* its action runs, so a bus that
 redelivers unacknowledged messages (NATS) never runs an action twice: if this invoker
 dies after the acknowledgement, the controllers record the activation as lost instead
-(``controller/recovery.py``). A redelivered message this invoker already took is dropped.
+(``controller/recovery.py``). One whose activation this invoker marks started (below)
+is acknowledged while it is marked: the mark, not the ack, then fences a second run
+(``invoker/intake.py``). A redelivered message this invoker already took is dropped.
 A message that waited on the bus longer than the longest blocking wait is not run stale:
 it is recorded as expired.
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from msgspec import structs
 
 import squall.controller.recovery as recovery_module
 from squall.bus.memory import MemoryBus
@@ -17,6 +18,7 @@ from squall.bus.messages import invoker_topic as topic
 from squall.config import Settings
 from squall.controller.health import OFFLINE, InvokerRegistry
 from squall.controller.recovery import Recovery
+from squall.controller.recovery_moves import invoker_lost
 from squall.controller.sharding import ShardingBalancer
 from squall.controller.waiters import CompletionWaiters
 from squall.entities.activation import new_activation_id, now_ms, pending_record
@@ -103,6 +105,52 @@ async def test_a_silent_invoker_back_only_to_stop_has_its_unstarted_work_moved(
         again = ActivationMessage.from_bytes(moved.data)
         assert (again.activation_id, again.started) == (message.activation_id, True)
         assert balancer.dispatched[message.activation_id].invoker == "b"
+        pinging.cancel()
+    finally:
+        await recovery.close()
+        await waiters.close()
+        await store.close()
+
+
+async def test_a_queued_message_its_invoker_marked_started_is_ended_not_moved(
+    tmp_path: Path,
+) -> None:
+    # Given two healthy invokers, and an activation on invoker "a"'s queue that "a"
+    # marked started while its ack was on the way — and then went silent for good (the
+    # ack never confirmed: the message is still on the queue)
+    bus, store = MemoryBus(), await SqliteStore.open(tmp_path / "squall.db")
+    registry = InvokerRegistry(bus, SETTINGS)
+    balancer = ShardingBalancer(bus, registry, SETTINGS)
+    waiters = CompletionWaiters(bus, "0", store.activations)
+    recovery = Recovery("0", bus, balancer, waiters, store.activations, lost_after_s=1.0)
+    registry.add_listener(recovery.on_state)
+    try:
+        registry.on_ping(ping("a"))
+        message = structs.replace(accepted(), blocking=True)  # no record before it runs
+        assert await balancer.publish(message, 256) == "a"
+        registry.on_ping(ping("b"))
+        record = pending_record(
+            namespace="guest", subject="guest", activation_id=message.activation_id,
+            name="a", path="guest/a", version="1", accepted_ms=message.accepted_ms,
+        )  # fmt: skip
+        assert await store.activations.start(record)
+        pinging = asyncio.create_task(keep_pinging(registry, "b"))
+        status = registry.get("a")
+        assert status is not None
+        # When "a" goes offline and stays silent past lost_after_s
+        status.last_ping -= SETTINGS.offline_after_s + 1
+        registry.refresh()
+        assert status.state == OFFLINE
+        # Then its queue is emptied, but the activation is not moved (it may have run):
+        # it ends with the error saying its invoker stopped, and "b" gets nothing
+        for _ in range(int(DEADLINE_S / 0.1)):
+            ended = await store.activations.get("guest", message.activation_id)
+            if not ended.pending:
+                break
+            await asyncio.sleep(0.1)
+        assert ended.response.result == {"error": invoker_lost("a")}
+        assert await bus.pending(topic("a")) == 0
+        assert await bus.pending(topic("b")) == 0
         pinging.cancel()
     finally:
         await recovery.close()
