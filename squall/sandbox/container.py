@@ -181,8 +181,7 @@ class ProcessContainer:
         self._check_alive()
         body = orjson.dumps(message)
         try:
-            async with asyncio.timeout(timeout):
-                answer = await self._http.post(target, body)
+            answer = await self._http.post(target, body, timeout)
         except TimeoutError:
             return RuntimeResponse(0, b"", timed_out=True)
         except ConnectionLost:
