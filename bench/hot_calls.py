@@ -15,7 +15,8 @@ machine; ``--profile`` runs ``cProfile`` instead and prints the functions with t
 own time and the most calls (their times are inflated by the profiler, their counts are
 not). Run it once per tree (``PYTHONPATH``) to compare two trees. Prints calls per invoke
 (Python frames, builtins), the functions called most per invoke, the process CPU per
-invoke with the profiler on, requests/s, and the load average.
+invoke with the profiler on (``--plain``: without any, the server's CPU per invoke alone,
+as the client is another process), requests/s, and the load average.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ async def run(args: argparse.Namespace) -> None:
             cpu = time.process_time()
             if args.profile:
                 profiler.enable()
-            else:
+            elif not args.plain:
                 sys.setprofile(counter)
             try:
                 result = await load(port, path, system.guest_auth, args.requests, args.connections)
@@ -118,8 +119,10 @@ async def run(args: argparse.Namespace) -> None:
             n = args.requests
             print(f"tree: {Path(sys.modules['squall'].__file__ or '').parent.parent}")
             print(f"{args.kind} c={args.connections}, {n} requests, {result['rps']} req/s "
-                  f"(profiled), CPU {cpu_ms:.3f} ms/invoke (profiled), "
+                  f"CPU {cpu_ms:.3f} ms/invoke ({'plain' if args.plain else 'profiled'}), "
                   f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
+            if args.plain:
+                return
             if args.profile:
                 stats = pstats.Stats(profiler)
                 if args.dump:
@@ -154,6 +157,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--plain", action="store_true", help="no profiler: the CPU alone")
     parser.add_argument("--dump", help="with --profile: write the pstats file there")
     args = parser.parse_args()
     if not (1 <= args.requests <= 100_000 and 1 <= args.connections <= 200):
