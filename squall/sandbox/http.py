@@ -155,9 +155,10 @@ class _Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
         if self._answer is None or self._answer.done():
-            return  # unasked bytes: the connection is not reused (``usable``)
+            self.close()  # unasked bytes: a connection in an unknown state is not kept
+            return
+        self._buffer += data
         self._got_bytes = True
         try:
             while self._parse():
