@@ -91,10 +91,12 @@ def _serve() -> None:
 
     post = http.UnixHttpClient.post
 
-    async def timed_post(self: http.UnixHttpClient, target: str, body: bytes) -> Any:
+    async def timed_post(
+        self: http.UnixHttpClient, target: str, body: bytes, timeout: float | None = None
+    ) -> Any:
         start = time.perf_counter()
         try:
-            return await post(self, target, body)
+            return await post(self, target, body, timeout)
         finally:
             in_runtime[0] += (time.perf_counter() - start) * 1e3
 

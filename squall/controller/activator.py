@@ -138,8 +138,8 @@ class Activator:
         identity, action, blocking = request.identity, request.action, request.blocking
         # The namespace's storeActivations limit off (OpenWhisk's user limit): no record
         # is stored for it, pending or final.
-        store = await self._throttles.store_activations(identity.namespace)
-        network = await self._throttles.network(identity.namespace)
+        policy = await self._throttles.policy(identity.namespace)
+        store, network = policy.store_activations, policy.network
         record_pending = record_pending and store
         activation_id = new_activation_id()
         content = params.as_dict(action.parameters, init=False)

@@ -44,9 +44,10 @@ class HotHeaders(dict[str, str]):
     __slots__ = ("raw",)
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        # Reversed, so the first of a repeated header wins.
+        # Reversed, so the first of a repeated header wins. A comprehension, not a
+        # generator handed to dict(): one call per request instead of one per header.
         super().__init__(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in reversed(raw)
+            {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
         )
         self.raw = raw
 
@@ -69,11 +70,27 @@ class HotRequest:
         # Starlette's QueryParams: parse_qsl over latin-1, blank values kept, last wins.
         if self._query_params is None:
             text = self.query_string.decode("latin-1")
-            self._query_params = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+            if "%" in text or "+" in text:
+                self._query_params = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+            else:
+                self._query_params = _plain_query(text)
         return self._query_params
 
     async def stream(self) -> AsyncIterator[bytes]:
         yield bytes(self.body)
+
+
+def _plain_query(text: str) -> dict[str, str]:
+    """``parse_qsl(text, keep_blank_values=True)`` as a dict, for a query with nothing to
+    unquote (no ``%``, no ``+``): ``?blocking=true&result=true`` without urllib's eleven
+    calls. Same rules: ``&`` separates, empty fields are skipped, a field without ``=`` is
+    a blank value, the first ``=`` splits, the last of a repeated name wins."""
+    params: dict[str, str] = {}
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            params[name] = value
+    return params
 
 
 class HotAnswer(NamedTuple):

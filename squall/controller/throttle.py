@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from squall.bus.counters import (
@@ -55,6 +56,17 @@ NETWORK = "network"
 NETWORK_MODES = ("egress", "none")
 
 
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A namespace's stored limits and what they decide, until ``expires`` (monotonic)."""
+
+    stored: dict[str, Any]
+    limits: dict[str, int]  # the three throttles' effective values; not to be mutated
+    store_activations: bool
+    network: str | None
+    expires: float
+
+
 def too_many_per_minute(count: int, allowed: int) -> str:
     return f"Too many requests in the last minute (count: {count}, allowed: {allowed})."
 
@@ -82,52 +94,66 @@ class Throttles:
         self._ttl = ttl
         # Wall-clock seconds; public so tests can pin the minute they count in.
         self.clock = clock
-        self._overrides: dict[str, tuple[dict[str, Any], float]] = {}
+        self._policies: dict[str, Policy] = {}
         # The refused requests by namespace, for the dashboard (see refusals.py).
         self.refusals = Refusals(lambda: self.clock())
 
-    async def stored(self, namespace: str) -> dict[str, Any]:
-        """The namespace's stored limits (``squall admin limits set``), cached for ``ttl``
-        seconds; the caller must not mutate the returned dict."""
+    async def policy(self, namespace: str) -> Policy:
+        """What the namespace's stored limits (``squall admin limits set``) decide, cached
+        for ``ttl`` seconds: read once per invoke by the activator and by ``admit_invoke``,
+        each a lookup (the per-invoke figures are worked out once per fetch, not per call)."""
         now = time.monotonic()
-        cached = self._overrides.get(namespace)
-        if cached is None or cached[1] <= now:
-            cached = (await self._auth.get_limits(namespace), now + self._ttl)
-            self._overrides[namespace] = cached
-        return cached[0]
+        cached = self._policies.get(namespace)
+        if cached is None or cached.expires <= now:
+            cached = self._policy(await self._auth.get_limits(namespace), now + self._ttl)
+            self._policies[namespace] = cached
+        return cached
 
-    async def store_activations(self, namespace: str) -> bool:
-        """False when the namespace's records are not to be stored (OpenWhisk's
-        ``storeActivations`` user limit; absent means true)."""
-        return (await self.stored(namespace)).get(STORE_ACTIVATIONS) is not False
-
-    async def network(self, namespace: str) -> str | None:
-        """The namespace's ``network`` limit (``"egress"`` or ``"none"``), None when it has
-        none (the invoker's default applies)."""
-        value = (await self.stored(namespace)).get(NETWORK)
-        return value if value in NETWORK_MODES else None
-
-    async def limits(self, namespace: str) -> dict[str, int]:
-        """The namespace's effective limits (settings, then its stored overrides)."""
-        stored = await self.stored(namespace)
+    def _policy(self, stored: dict[str, Any], expires: float) -> Policy:
         s = self._settings
 
         def pick(key: str, default: int) -> int:
             value = stored.get(key)
             return int(value) if isinstance(value, int) and value >= 0 else default
 
-        return {
-            INVOCATIONS_PER_MINUTE: pick(INVOCATIONS_PER_MINUTE, s.invocations_per_minute),
-            CONCURRENT_INVOCATIONS: pick(CONCURRENT_INVOCATIONS, s.concurrent_invocations),
-            FIRES_PER_MINUTE: pick(FIRES_PER_MINUTE, s.fires_per_minute),
-        }
+        network = stored.get(NETWORK)
+        return Policy(
+            stored=stored,
+            limits={
+                INVOCATIONS_PER_MINUTE: pick(INVOCATIONS_PER_MINUTE, s.invocations_per_minute),
+                CONCURRENT_INVOCATIONS: pick(CONCURRENT_INVOCATIONS, s.concurrent_invocations),
+                FIRES_PER_MINUTE: pick(FIRES_PER_MINUTE, s.fires_per_minute),
+            },
+            store_activations=stored.get(STORE_ACTIVATIONS) is not False,
+            network=network if network in NETWORK_MODES else None,
+            expires=expires,
+        )
+
+    async def stored(self, namespace: str) -> dict[str, Any]:
+        """The namespace's stored limits, cached (see ``policy``); the caller must not
+        mutate the returned dict."""
+        return (await self.policy(namespace)).stored
+
+    async def store_activations(self, namespace: str) -> bool:
+        """False when the namespace's records are not to be stored (OpenWhisk's
+        ``storeActivations`` user limit; absent means true)."""
+        return (await self.policy(namespace)).store_activations
+
+    async def network(self, namespace: str) -> str | None:
+        """The namespace's ``network`` limit (``"egress"`` or ``"none"``), None when it has
+        none (the invoker's default applies)."""
+        return (await self.policy(namespace)).network
+
+    async def limits(self, namespace: str) -> dict[str, int]:
+        """The namespace's effective limits (settings, then its stored overrides)."""
+        return dict((await self.policy(namespace)).limits)
 
     def _minute(self) -> int:
         return int(self.clock() // 60)
 
     async def admit_invoke(self, namespace: str) -> None:
         """Count one invoke request; 429 when over the per-minute or concurrent limit."""
-        limits = await self.limits(namespace)
+        limits = (await self.policy(namespace)).limits
         allowed = limits[INVOCATIONS_PER_MINUTE]
         count = await self.counters.hit(INVOKES, namespace, self._minute(), allowed)
         if count > allowed:
@@ -141,7 +167,7 @@ class Throttles:
 
     async def admit_fire(self, namespace: str) -> None:
         """Count one trigger fire; 429 when over the namespace's fires per minute."""
-        limits = await self.limits(namespace)
+        limits = (await self.policy(namespace)).limits
         allowed = limits[FIRES_PER_MINUTE]
         count = await self.counters.hit(FIRES, namespace, self._minute(), allowed)
         if count > allowed:

@@ -42,7 +42,7 @@ from prometheus_client.registry import Collector
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.messages import invoker_topic
-from squall.metrics.children import Children
+from squall.metrics.tally import CountFamily, Tally
 
 log = logging.getLogger("squall.metrics")
 
@@ -81,12 +81,13 @@ class ControllerMetrics:
         self._bus = bus
         self._invokers = invokers
         self._registry = CollectorRegistry()
-        self._invocations = Counter(
+        # Counted on every invoke: in plain numbers, made a family when scraped (tally.py).
+        self._invocations = CountFamily(
             "squall_controller_invocations",
             "Activations published to invokers, by how the request ended.",
             ["outcome"],
-            registry=self._registry,
         )
+        self._registry.register(Tally(self._invocations))
         self._throttled = Counter(
             "squall_controller_throttled_requests",
             "Requests refused with 429, by the namespace limit that refused them.",
@@ -113,7 +114,6 @@ class ControllerMetrics:
         )
         self._queues = _QueueCollector()
         self._registry.register(self._queues)
-        self._invocation = Children(self._invocations)  # once per invoke: see children.py
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -121,7 +121,7 @@ class ControllerMetrics:
 
     def invocation(self, outcome: str) -> None:
         """Count one published activation's outcome (``ACCEPTED``, ``COMPLETED``, ...)."""
-        self._invocation(outcome).inc()
+        self._invocations.add((outcome,))
 
     def recovered(self, outcome: str) -> None:
         """Count one activation taken over from an offline invoker (``REQUEUED``,

@@ -37,13 +37,12 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client import Counter as CounterMetric
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from squall.entities.activation import STATUS_NAMES, WHISK_ERROR, Activation
-from squall.metrics.children import Children
+from squall.metrics.tally import CountFamily, Tally, TimeFamily
 
 #: Seconds, from a warm run (~1 ms) to the longest action time limit (5 minutes).
 TIME_BUCKETS = (
@@ -122,51 +121,46 @@ class _PoolCollector(Collector):
 
 
 class InvokerMetrics:
-    """One invoker's families, in a registry of its own (see the module docstring)."""
+    """One invoker's families, in a registry of its own (see the module docstring).
+
+    The activation families are counted in plain numbers (``tally.py``: one dict update
+    per count, one ``bisect`` per time, on every warm invoke) and rendered as
+    Prometheus families only when scraped."""
 
     def __init__(self, pool: PoolView) -> None:
         self._registry = CollectorRegistry()
-        r = self._registry
-        self.activations = CounterMetric(
+        self.activations = CountFamily(
             "squall_invoker_activations",
             "Activations that ended, by runtime kind and status.",
             ["kind", "status"],
-            registry=r,
         )
-        self.starts = CounterMetric(
+        self.starts = CountFamily(
             "squall_invoker_starts",
             "Runs by how they got their container: cold, prewarmed (stem cell) or warm.",
             ["kind", "start"],
-            registry=r,
         )
-        self.wait = Histogram(
+        self.wait = TimeFamily(
             "squall_invoker_activation_wait_seconds",
             "From acceptance by the controller until a container took the activation.",
             ["kind"],
-            buckets=TIME_BUCKETS,
-            registry=r,
+            TIME_BUCKETS,
         )
-        self.init = Histogram(
+        self.init = TimeFamily(
             "squall_invoker_activation_init_seconds",
             "The /init of cold and prewarmed starts.",
             ["kind"],
-            buckets=TIME_BUCKETS,
-            registry=r,
+            TIME_BUCKETS,
         )
-        self.duration = Histogram(
+        self.duration = TimeFamily(
             "squall_invoker_activation_duration_seconds",
             "The record's duration: /run, plus /init on a cold or prewarmed start.",
             ["kind"],
-            buckets=TIME_BUCKETS,
-            registry=r,
+            TIME_BUCKETS,
         )
-        r.register(_PoolCollector(pool))
-        # Each observed once per activation: children looked up once (children.py).
-        self._activations = Children(self.activations)
-        self._starts = Children(self.starts)
-        self._wait = Children(self.wait)
-        self._init = Children(self.init)
-        self._duration = Children(self.duration)
+        self._registry.register(
+            Tally(self.activations, self.starts, self.wait, self.init, self.duration)
+        )
+        self._registry.register(_PoolCollector(pool))
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -180,19 +174,19 @@ class InvokerMetrics:
         notes = _annotations(record)
         kind = notes.get("kind")
         kind = kind if isinstance(kind, str) and kind else UNKNOWN_KIND
-        status = status_label(record.response.code)
-        self._activations(kind, status).inc()
+        by_kind = (kind,)
+        self.activations.add((kind, status_label(record.response.code)))
         wait = _seconds(notes.get("waitTime"))
         if wait is None:
             return  # made without a container (action gone, expired, shut down)
-        self._wait(kind).observe(wait)
+        self.wait.observe(by_kind, wait)
         init = _seconds(notes.get("initTime"))
         if init is None:
             start = WARM
         else:
             start = PREWARMED if notes.get("prewarmed") is True else COLD
-            self._init(kind).observe(init)
-        self._starts(kind, start).inc()
+            self.init.observe(by_kind, init)
+        self.starts.add((kind, start))
         duration = _seconds(record.duration)
         if duration is not None:
-            self._duration(kind).observe(duration)
+            self.duration.observe(by_kind, duration)

@@ -238,8 +238,7 @@ class ProcessContainer:
         self._check_alive()
         body = orjson.dumps(message)
         try:
-            async with asyncio.timeout(timeout):
-                answer = await self._http.post(target, body)
+            answer = await self._http.post(target, body, timeout)
         except (TimeoutError, HttpError) as ex:
             return self._failure(ex)
         finally:

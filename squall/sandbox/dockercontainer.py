@@ -134,8 +134,7 @@ class DockerContainer:
         assert self.http is not None  # set before the factory hands the container out
         body = orjson.dumps(message)
         try:
-            async with asyncio.timeout(timeout):
-                answer = await self.http.post(target, body)
+            answer = await self.http.post(target, body, timeout)
         except TimeoutError:
             return RuntimeResponse(0, b"", timed_out=True)
         except (ConnectionLost, ProtocolError):

@@ -3,7 +3,8 @@
 Just enough HTTP to POST /init and /run to a runtime: requests carry a Content-Length
 body; answers are framed by Content-Length, chunked transfer coding, or the connection
 closing. Connections are kept alive and reused, so a warm /run costs one write and one
-read on an open socket.
+read on an open socket; each is an ``asyncio.Protocol`` (``_Connection``) that parses the
+answer as it arrives and resolves one future, with the request's deadline a timer on it.
 
 Errors::
 
@@ -16,8 +17,13 @@ Guarantees:
 
 - ``post`` may run concurrently from several tasks: each request uses its own connection
   (an idle one, or a new one), so answers never interleave.
-- Cancelling ``post`` (e.g. an ``asyncio.timeout`` around it) closes that request's
-  connection: a connection in an unknown state is never reused.
+- Cancelling ``post`` (e.g. an ``asyncio.timeout`` around it), or its own ``timeout``
+  running out (``TimeoutError``), closes that request's connection: a connection in an
+  unknown state is never reused.
+- ``pipeline`` writes several requests in one write on one connection and reads their
+  answers in order (:class:`Pipeline`); the connection is reused only if every answer was
+  read and none closes it. Nothing of a pipeline is retried: the peer may have read any
+  prefix of it.
 - A reused idle connection that the peer had already closed (EOF before any byte of the
   answer) is retried once on a fresh connection: the peer never saw that request.
 - A connection opened ahead (``connection``) carries the first request and counts as
@@ -25,10 +31,6 @@ Guarantees:
   (that would send the request, an ``/init``, twice).
 - At most ``max_response_bytes`` of a body are kept; the answer then says ``truncated``
   and ``full_size`` holds the announced (or counted) size.
-- ``pipeline`` writes several requests in one write on one connection and reads their
-  answers in order (:class:`Pipeline`); the connection is reused only if every answer was
-  read and none closes it. Nothing of a pipeline is retried: the peer may have read any
-  prefix of it.
 - After ``aclose`` every connection is closed and ``post`` raises ``ConnectionLost``.
 """
 
@@ -77,15 +79,281 @@ class HttpResponse:
 Request = tuple[str, bytes, Mapping[str, str]]
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection as a protocol: the answer is parsed as its bytes arrive
+    and hands the waiting request one future when complete.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    Why not asyncio's streams: per warm /run they cost ~30 Python calls in the invoker
+    (``write``, ``drain``, two ``readuntil`` and a ``readexactly``, each ``_wait_for_data``
+    with a future of its own, ``feed_data``, the flow-control checks) where this costs a
+    handful: one ``write`` of head and body, one ``data_received`` that finds the head,
+    parses it and takes the body, one future (bench/README.md "Issue 12, part 9").
+    Connections made as streams (a zygote's spare, the Docker backend's ``opener``) are
+    adopted: their transport is handed to this protocol before their first request, when
+    nothing can have been read on them yet (a runtime does not speak first).
+    """
+
+    def __init__(self, max_body: int) -> None:
+        self._max_body = max_body
+        self._transport: asyncio.Transport | None = None
+        # An adopted stream's writer, kept: its __del__ would close the transport.
+        self._writer: asyncio.StreamWriter | None = None
+        self._buffer = bytearray()
+        self._answer: asyncio.Future[tuple[HttpResponse, bool]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._lost = False
+        self._eof = False
+        self._got_bytes = False  # any byte of the current answer arrived
+        # Answers of a pipeline written but not yet asked for (``expect``): their bytes
+        # are kept in the buffer until then, not taken for unasked ones.
+        self._queued = 0
+        self._parse: Callable[[], bool] = self._head
+        # The current answer's head and body so far (see _head).
+        self._status = 0
+        self._keep = True
+        self._length = 0
+        self._body = bytearray()
+        self._full_size = 0
+
+    # -- the client's side -------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        """Open, and nothing unexpected arrived while it was idle."""
+        return not self._lost and not self._buffer and self._transport is not None
+
+    def adopt(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        transport = writer.transport
+        if transport.is_closing():
+            self._lost = True
+            return
+        transport.set_protocol(self)
+        self._transport = transport  # type: ignore[assignment]
+
+    def request(
+        self, data: bytes, deadline: float | None
+    ) -> asyncio.Future[tuple[HttpResponse, bool]]:
+        """Send one request; the future gives (answer, connection reusable) or raises
+        :class:`ConnectionLost`, :class:`ProtocolError`, or ``TimeoutError`` at
+        ``deadline`` (loop time; the connection is then closed)."""
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        if self._lost or self._transport is None:
+            answer.set_exception(ConnectionLost("connection closed before a complete answer"))
+            return answer
+        self._answer = answer
+        self._got_bytes = False
+        self._parse = self._head
+        if deadline is not None:
+            # A timer on the answer's future rather than ``asyncio.timeout`` around the
+            # await (a task lookup, a cancellation turned into TimeoutError, five calls).
+            self._timer = loop.call_at(deadline, self._time_up)
+        self._transport.write(data)
+        return answer
+
+    def write_ahead(self, data: bytes, count: int) -> None:
+        """Write ``count`` requests at once; their answers are asked for with ``expect``."""
+        if self._lost or self._transport is None:
+            raise ConnectionLost("connection closed before a complete answer")
+        self._queued = count
+        self._transport.write(data)
+
+    def expect(self, deadline: float | None) -> asyncio.Future[tuple[HttpResponse, bool]]:
+        """The next answer of a pipeline (``write_ahead``), as :meth:`request`'s future:
+        what already arrived is parsed at once."""
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        if self._queued <= 0:
+            answer.set_exception(ConnectionLost("no answer left to read on this pipeline"))
+            return answer
+        self._queued -= 1
+        self._answer = answer
+        self._got_bytes = bool(self._buffer)
+        self._parse = self._head
+        if deadline is not None:
+            self._timer = loop.call_at(deadline, self._time_up)
+        if self._buffer:
+            try:
+                while self._parse():
+                    pass
+            except HttpError as ex:
+                self._fail(ex)
+        if self._lost and not answer.done():
+            self._ended(None)  # the peer closed while the answer was not asked for yet
+        return answer
 
     def close(self) -> None:
-        self.writer.close()
+        self._lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            if self._queued > 0:
+                self._buffer += data  # a pipeline's next answer, read when asked for
+                return
+            self.close()  # unasked bytes: a connection in an unknown state is not kept
+            return
+        self._buffer += data
+        self._got_bytes = True
+        try:
+            while self._parse():
+                pass
+        except HttpError as ex:
+            self._fail(ex)
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._ended(exc)
+
+    def _ended(self, exc: Exception | None) -> None:
+        answer = self._answer
+        if answer is None or answer.done():
+            return
+        if self._parse == self._to_eof and exc is None:
+            self._complete(False)  # a body framed by the connection's end
+        elif exc is not None and not isinstance(exc, ConnectionError | OSError):
+            self._fail(ConnectionLost(f"connection broken: {exc}", answered=self._got_bytes))
+        else:
+            message = "connection closed before a complete answer"
+            if exc is not None:
+                message = f"connection broken: {exc}"
+            self._fail(ConnectionLost(message, answered=self._got_bytes))
+
+    # -- parsing: each step returns True when it made progress and may go on -----------
+
+    def _head(self) -> bool:
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError("answer headers too large")
+            return False
+        head = bytes(buffer[: end + 4])
+        del buffer[: end + 4]
+        status, headers, keep = _parse_head(head)
+        if status < 200:
+            return True  # 1xx answers are interim: the real one follows
+        self._status, self._keep = status, keep
+        self._body = bytearray()
+        self._full_size = 0
+        if "chunked" in headers.get("transfer-encoding", ""):
+            self._parse = self._chunk_size
+        elif "content-length" in headers:
+            try:
+                self._length = int(headers["content-length"])
+            except ValueError as ex:
+                raise ProtocolError("bad Content-Length") from ex
+            self._parse = self._sized
+        else:
+            self._keep = False
+            self._parse = self._to_eof
+        return True
+
+    def _sized(self) -> bool:
+        length = self._length
+        if length > self._max_body:
+            # Keep the head of the body and drop the connection rather than read the rest.
+            if len(self._buffer) < self._max_body:
+                return False
+            self._body = self._buffer[: self._max_body]
+            self._full_size = length
+            self._complete(False)
+            return False
+        if len(self._buffer) < length:
+            return False
+        self._body = self._buffer[:length]
+        del self._buffer[:length]
+        self._full_size = length
+        self._complete(self._keep)
+        return False
+
+    def _chunk_size(self) -> bool:
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError("bad chunk size")
+            return False
+        line = bytes(self._buffer[:end])
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError as ex:
+            raise ProtocolError("bad chunk size") from ex
+        if size == 0:
+            del self._buffer[: end + 2]
+            self._parse = self._trailer
+            return True
+        if len(self._buffer) < end + 2 + size + 2:
+            return False
+        chunk = self._buffer[end + 2 : end + 2 + size]
+        del self._buffer[: end + 2 + size + 2]
+        self._full_size += size
+        room = self._max_body - len(self._body)
+        if room > 0:
+            self._body += chunk[:room]
+        return True
+
+    def _trailer(self) -> bool:
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError("answer trailer too large")
+            return False
+        del self._buffer[: end + 2]
+        if end == 0:
+            self._complete(self._keep)  # the empty line ends the trailer fields (ignored)
+            return False
+        return True
+
+    def _to_eof(self) -> bool:
+        self._full_size += len(self._buffer)
+        room = self._max_body - len(self._body)
+        if room > 0:
+            self._body += self._buffer[:room]
+        self._buffer.clear()
+        return False
+
+    def _time_up(self) -> None:
+        self._timer = None
+        answer, self._answer = self._answer, None
+        self.close()  # the runtime still works on it: never reused
+        if answer is not None and not answer.done():
+            answer.set_exception(TimeoutError())
+
+    def _complete(self, keep: bool) -> None:
+        answer, self._answer = self._answer, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        body = bytes(self._body)
+        self._body = bytearray()
+        response = HttpResponse(
+            self._status, body, truncated=self._full_size > len(body), full_size=self._full_size
+        )
+        if answer is not None and not answer.done():
+            answer.set_result((response, keep and not self._lost))
+
+    def _fail(self, error: HttpError) -> None:
+        answer, self._answer = self._answer, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._lost = True  # never reused: its state is unknown
+        if answer is not None and not answer.done():
+            answer.set_exception(error)
 
 
 class UnixHttpClient:
@@ -111,7 +379,10 @@ class UnixHttpClient:
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
         # Not idle: the peer has not yet answered on it (see the module docstring).
-        self._ahead = None if connection is None else _Connection(*connection)
+        self._ahead: _Connection | None = None
+        if connection is not None:
+            self._ahead = _Connection(max_response_bytes)
+            self._ahead.adopt(connection[1])
         self._closed = False
         self._dir_fd: int | None = None
         if opener is None and len(os.fsencode(self._path)) > MAX_SOCKET_PATH:
@@ -122,28 +393,34 @@ class UnixHttpClient:
         else:
             self._connect_path = self._path
 
-    async def post(self, target: str, body: bytes) -> HttpResponse:
+    async def post(self, target: str, body: bytes, timeout: float | None = None) -> HttpResponse:
         """POST ``body`` (JSON) to ``target`` and return the answer.
 
-        Raises :class:`ConnectionLost` or :class:`ProtocolError`.
+        Raises :class:`ConnectionLost` or :class:`ProtocolError`; ``TimeoutError`` when
+        ``timeout`` seconds (connecting included) pass first.
         """
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         conn, self._ahead = self._ahead, None
         reused = False
         if conn is None:
             conn = self._take_idle()
             reused = conn is not None
         if conn is None:
-            conn = await self._connect()
+            conn = await self._connect(deadline)
+        data = (
+            b"POST %s HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        ) % (target.encode("ascii"), len(body)) + body
         keep = False
         try:
             try:
-                response, keep = await self._exchange(conn, target, body)
+                response, keep = await conn.request(data, deadline)
             except ConnectionLost as ex:
                 if not reused or ex.answered:
                     raise
                 conn.close()  # the peer closed this idle connection; it never saw the request
-                conn = await self._connect()
-                response, keep = await self._exchange(conn, target, body)
+                conn = await self._connect(deadline)
+                response, keep = await conn.request(data, deadline)
             return response
         finally:
             self._give_back(conn, keep)
@@ -169,14 +446,10 @@ class UnixHttpClient:
         if conn is None:
             conn = self._take_idle()
         if conn is None:
-            conn = await self._connect()
+            conn = await self._connect(None)
         data = b"".join(_request(target, body, headers) for target, body, headers in requests)
         try:
-            conn.writer.write(data)
-            await conn.writer.drain()
-        except OSError as ex:
-            conn.close()
-            raise ConnectionLost(f"connection broken: {ex}") from ex
+            conn.write_ahead(data, len(requests))
         except BaseException:
             conn.close()
             raise
@@ -191,96 +464,26 @@ class UnixHttpClient:
     def _take_idle(self) -> _Connection | None:
         while self._idle:
             conn = self._idle.pop()
-            if not conn.reader.at_eof() and not conn.writer.is_closing():
+            if conn.usable:
                 return conn
             conn.close()
         return None
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, deadline: float | None) -> _Connection:
         if self._closed:
             raise ConnectionLost("the client is closed")
+        conn = _Connection(self._max_response_bytes)
         try:
-            if self._opener is not None:
-                reader, writer = await self._opener(MAX_HEAD_BYTES)
-            else:
-                reader, writer = await asyncio.open_unix_connection(
-                    self._connect_path, limit=MAX_HEAD_BYTES
-                )
+            async with asyncio.timeout_at(deadline):  # a new connection only: not warm runs
+                if self._opener is not None:
+                    _, writer = await self._opener(MAX_HEAD_BYTES)
+                    conn.adopt(writer)
+                else:
+                    loop = asyncio.get_running_loop()
+                    await loop.create_unix_connection(lambda: conn, self._connect_path)
         except OSError as ex:
             raise ConnectionLost(f"cannot connect to {self._path}: {ex}") from ex
-        return _Connection(reader, writer)
-
-    async def _exchange(
-        self, conn: _Connection, target: str, body: bytes
-    ) -> tuple[HttpResponse, bool]:
-        """Send one request and read its answer; returns (answer, connection reusable)."""
-        try:
-            conn.writer.write(_request(target, body))
-            await conn.writer.drain()
-            return await self._read_response(conn.reader)
-        except asyncio.IncompleteReadError as ex:
-            answered = bool(ex.partial)
-            message = "connection closed before a complete answer"
-            raise ConnectionLost(message, answered=answered) from ex
-        except OSError as ex:  # reset, broken pipe: the peer went away
-            raise ConnectionLost(f"connection broken: {ex}") from ex
-
-    async def _read_response(self, reader: asyncio.StreamReader) -> tuple[HttpResponse, bool]:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.LimitOverrunError as ex:
-                raise ProtocolError("answer headers too large") from ex
-            status, headers, keep = _parse_head(head)
-            if status >= 200:
-                break  # 1xx answers are interim: the real one follows
-        if "chunked" in headers.get("transfer-encoding", ""):
-            body, full_size = await self._read_chunked(reader)
-        elif "content-length" in headers:
-            try:
-                length = int(headers["content-length"])
-            except ValueError as ex:
-                raise ProtocolError("bad Content-Length") from ex
-            if length > self._max_response_bytes:
-                # Keep the head of the body and drop the connection rather than read the rest.
-                body = await reader.readexactly(self._max_response_bytes)
-                response = HttpResponse(status, body, truncated=True, full_size=length)
-                return response, False
-            body, full_size = await reader.readexactly(length), length
-        else:
-            body, full_size = await self._read_to_eof(reader)
-            keep = False
-        truncated = full_size > len(body)
-        return HttpResponse(status, body, truncated=truncated, full_size=full_size), keep
-
-    async def _read_chunked(self, reader: asyncio.StreamReader) -> tuple[bytes, int]:
-        kept = bytearray()
-        full_size = 0
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError as ex:
-                raise ProtocolError("bad chunk size") from ex
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailer fields, ignored
-                return bytes(kept), full_size
-            chunk = await reader.readexactly(size + 2)
-            full_size += size
-            room = self._max_response_bytes - len(kept)
-            if room > 0:
-                kept += chunk[: min(size, room)]
-
-    async def _read_to_eof(self, reader: asyncio.StreamReader) -> tuple[bytes, int]:
-        kept = bytearray()
-        full_size = 0
-        while chunk := await reader.read(256 * 1024):
-            full_size += len(chunk)
-            room = self._max_response_bytes - len(kept)
-            if room > 0:
-                kept += chunk[:room]
-        return bytes(kept), full_size
+        return conn
 
 
 class Pipeline:
@@ -305,13 +508,7 @@ class Pipeline:
         if conn is None or self._left <= 0:
             raise ConnectionLost("no answer left to read on this pipeline")
         self._keep = False  # until this answer was read whole
-        try:
-            response, keep = await self._client._read_response(conn.reader)
-        except asyncio.IncompleteReadError as ex:
-            message = "connection closed before a complete answer"
-            raise ConnectionLost(message, answered=bool(ex.partial)) from ex
-        except OSError as ex:
-            raise ConnectionLost(f"connection broken: {ex}") from ex
+        response, keep = await conn.expect(None)
         self._left -= 1
         self._keep = keep
         return response

@@ -288,3 +288,42 @@ async def test_a_pipeline_closed_before_its_last_answer_drops_its_connection(
         await client.aclose()
     assert (first, later.body) == (b"i", b"next")
     assert accepted == [1, 1]
+
+
+async def test_a_request_past_its_timeout_fails_and_its_connection_is_not_reused(
+    tmp_path: Path,
+) -> None:
+    # Given a server that never answers its first request and echoes on later connections
+    stuck = asyncio.Event()
+
+    async def first_hangs(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not stuck.is_set():
+            stuck.set()
+            await read_request(reader)
+            await asyncio.Event().wait()  # until the test's server stops
+        await echo_forever(reader, writer)
+
+    async with serving(tmp_path / "s.sock", first_hangs) as accepted:
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When the first request is given 50 ms
+        with pytest.raises(TimeoutError):
+            await client.post("/run", b"1", timeout=0.05)
+        # Then the next one goes out on a new connection and gets its answer
+        second = await client.post("/run", b"2", timeout=5)
+        await client.aclose()
+    assert second.body == b"2"
+    assert len(accepted) == 2
+
+
+async def test_a_connection_made_as_a_stream_is_adopted_and_reused(tmp_path: Path) -> None:
+    # Given a client given a connection opened ahead as asyncio streams (a zygote's spare)
+    async with serving(tmp_path / "s.sock", echo_forever) as accepted:
+        ahead = await asyncio.open_unix_connection(str(tmp_path / "s.sock"))
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000, connection=ahead)
+        del ahead  # the client keeps what it needs (a dropped writer closes its transport)
+        # When three requests are posted one after the other
+        bodies = [(await client.post("/run", b"%d" % n)).body for n in range(3)]
+        await client.aclose()
+    # Then all went over that one connection
+    assert bodies == [b"0", b"1", b"2"]
+    assert len(accepted) == 1

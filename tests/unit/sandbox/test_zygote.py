@@ -779,9 +779,9 @@ async def test_a_started_spares_first_connection_is_made_while_it_waits(
     connects: list[str] = []
     connect = UnixHttpClient._connect
 
-    async def counted(client: UnixHttpClient) -> Any:
+    async def counted(client: UnixHttpClient, deadline: float | None) -> Any:
         connects.append(client._path)
-        return await connect(client)
+        return await connect(client, deadline)
 
     monkeypatch.setattr(UnixHttpClient, "_connect", counted)
     # When a container takes one, is initialized and runs twice
