@@ -10,7 +10,6 @@ the environment (``__OW_API_KEY`` included), errors and limits.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,9 +65,14 @@ def images() -> None:
     ensure_images(("python:3.11", "python:3.13"))
 
 
-@pytest.fixture
-async def platform(tmp_path: Path, images: None) -> AsyncIterator[Standalone]:
-    settings = Settings(home=tmp_path / "home", container_backend="docker", stem_cells="")
+# One platform for the module: its tests name their actions apart (by test and kind), and
+# a Docker platform's start and close (its containers removed) cost seconds each.
+@pytest.fixture(scope="module")
+async def platform(
+    tmp_path_factory: pytest.TempPathFactory, images: None
+) -> AsyncIterator[Standalone]:
+    home = tmp_path_factory.mktemp("docker-python") / "home"
+    settings = Settings(home=home, container_backend="docker", stem_cells="")
     started = await Standalone.start(settings)
     try:
         yield started
