@@ -328,10 +328,38 @@ class _Connection(asyncio.Protocol):
 
     def _time_up(self) -> None:
         self._timer = None
+        # An answer the peer wrote before the deadline counts even when the loop comes to
+        # it late: uvloop runs due timers before it polls, so a loop that was busy past the
+        # deadline would see the timer first and the answer, already in the socket, after.
+        # A pipelined cold start relies on this: the runtime runs the /run behind its
+        # /init only when it wrote the /init answer before the deadline (runtimes'
+        # X-Squall-Init-Deadline), and then that answer must not be taken for a timeout.
+        self._drain()
+        if self._answer is None:
+            return  # the drained bytes completed (or failed) the answer
         answer, self._answer = self._answer, None
         self.close()  # the runtime still works on it: never reused
         if answer is not None and not answer.done():
             answer.set_exception(TimeoutError())
+
+    def _drain(self) -> None:
+        """Read what the socket already holds, without waiting (its descriptor is
+        non-blocking under both asyncio and uvloop; the loop then just finds it empty)."""
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            fd = sock.fileno()
+            while self._answer is not None and not self._lost:
+                data = os.read(fd, 256 * 1024)
+                if not data:
+                    return  # the end: the loop's connection_lost tells the rest
+                self.data_received(data)
+        except OSError:  # BlockingIOError: nothing more; anything else: the loop sees it
+            return
 
     def _complete(self, keep: bool) -> None:
         answer, self._answer = self._answer, None
@@ -503,12 +531,14 @@ class Pipeline:
         self._left = count
         self._keep = True
 
-    async def next(self) -> HttpResponse:
+    async def next(self, deadline: float | None = None) -> HttpResponse:
+        """The next answer; ``TimeoutError`` at ``deadline`` (loop time), when an answer
+        the peer wrote before it still counts (see ``_Connection._time_up``)."""
         conn = self._conn
         if conn is None or self._left <= 0:
             raise ConnectionLost("no answer left to read on this pipeline")
         self._keep = False  # until this answer was read whole
-        response, keep = await conn.expect(None)
+        response, keep = await conn.expect(deadline)
         self._left -= 1
         self._keep = keep
         return response
