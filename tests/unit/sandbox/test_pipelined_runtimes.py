@@ -5,14 +5,18 @@ container, true cold start and stem cell, and the /init bound both proxies enfor
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import textwrap
 import time
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
+from _required import unavailable
 
 from squall.sandbox.contracts import (
     DEADLINE_AFTER_HEADER,
@@ -182,3 +186,32 @@ async def test_a_refused_run_comes_back_as_timed_out(factory: ProcessContainerFa
     assert init.timed_out or (run is not None and run.timed_out), (init, run)
     logs = await container.logs(10_000, wait=1)
     assert "running" not in [line.text for line in logs.lines]
+
+
+def _esm_zip() -> str:
+    """A zipped ES module action: its /init loads it with import(), asynchronously."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("package.json", '{"type": "module", "main": "index.js"}')
+        archive.writestr("index.js", "export function main(args) { return { esm: true }; }\n")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+async def test_a_nodejs_run_pipelined_behind_an_asynchronous_init_waits_for_it(
+    factory: ProcessContainerFactory,
+) -> None:
+    # Given a Node.js 18 container (no require() of an ES module: its /init imports it,
+    # asynchronously) and an ES module action: Node.js hands the proxy the pipelined /run
+    # while that /init waits for its import
+    kind = "nodejs:18"
+    if not factory.supports(kind):
+        unavailable(f"kind {kind} is not offered here: run squall runtimes install")
+    container = await factory.create(kind, 256, tenant="guest")
+    assert isinstance(container, InitAndRun) and container.pipelines
+    # When /init and /run are written together
+    code = {"code": _esm_zip(), "binary": True}
+    init, run = await container.initialize_and_run(code, {"value": {}}, 20, lambda _: True)
+    # Then the run waited for the /init's answer and ran the action
+    assert init.status == 200, init
+    assert run is not None and run.status == 200, run
+    assert json.loads(run.body) == {"esm": True}
