@@ -212,7 +212,11 @@ def dispatch(
         message = message if isinstance(message, dict) else {}
         if target == "/init":
             status, payload = runtime.init(message)
-        elif init_deadline is not None and time.monotonic_ns() >= init_deadline:
+        elif (
+            init_deadline is not None
+            and runtime.main is not None  # else 403, as behind a failed /init
+            and time.monotonic_ns() >= init_deadline
+        ):
             # Checked after the /init answer was sent (requests are served in order).
             status, payload = 408, {"error": "The initialization answered past its deadline."}
         else:
