@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +21,13 @@ import orjson
 from squall.errors import ContainerError
 from squall.sandbox import launch
 from squall.sandbox.cgroups import Cgroup
-from squall.sandbox.contracts import DEADLINE_AFTER_HEADER, LogResult, RuntimeResponse
+from squall.sandbox.contracts import (
+    DEADLINE_AFTER_HEADER,
+    INIT_DEADLINE_HEADER,
+    INIT_LATE_STATUS,
+    LogResult,
+    RuntimeResponse,
+)
 from squall.sandbox.http import (
     ConnectionLost,
     HttpError,
@@ -37,6 +44,9 @@ REAP_TIMEOUT_SECONDS = 5.0
 #: How long ``destroy`` waits for the container's cgroup to be empty before it gives up
 #: and raises (a task stuck in the kernel); the cgroup is then left for the next factory.
 EMPTY_TIMEOUT_SECONDS = 30.0
+#: How much sooner than the invoker's timer a pipelined /init's bound falls (at most a
+#: tenth of the time limit): see ``initialize_and_run``.
+INIT_BOUND_MARGIN_S = 0.1
 
 
 class RuntimeProcess(Protocol):
@@ -154,7 +164,21 @@ class ProcessContainer:
         self._weigh_first()
         init_body = orjson.dumps({"value": dict(init_payload)})
         run_body = orjson.dumps(dict(run_payload))
-        after = {DEADLINE_AFTER_HEADER: str(max(0, round(timeout * 1000)))}
+        # The runtime refuses the /run if its /init answered at or after ``bound``, on the
+        # clock (CLOCK_MONOTONIC, one for the host) of our timer, which starts after
+        # ``bound`` is taken and fires ``margin`` after it: so the runtime's own late start
+        # (backlog, scheduling) cannot let a run start past our timer. It checks when the
+        # run would start, after its /init answer was written into this connection: a run
+        # starts only if that answer was readable here before ``bound``. What is left: if
+        # our loop stalls more than ``margin`` with that answer unread, we record an init
+        # timeout while the run has started, and destroy the container (its process group
+        # is killed) with the run in it.
+        margin = min(INIT_BOUND_MARGIN_S, timeout / 10)
+        bound = time.monotonic_ns() + round((timeout - margin) * 1e9)
+        after = {
+            DEADLINE_AFTER_HEADER: str(max(0, round(timeout * 1000))),
+            INIT_DEADLINE_HEADER: str(bound),
+        }
         pipeline: Pipeline | None = None
         try:
             try:
@@ -172,6 +196,8 @@ class ProcessContainer:
             try:
                 async with asyncio.timeout(timeout):
                     run = self._answer(await pipeline.next())
+                if run.status == INIT_LATE_STATUS:  # refused: nothing ran
+                    run = RuntimeResponse(0, b"", timed_out=True)
             except (TimeoutError, HttpError) as ex:
                 run = self._failure(ex)
             finally:

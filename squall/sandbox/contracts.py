@@ -38,6 +38,16 @@ SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 #: the run starts (OpenWhisk's ``__OW_DEADLINE``), so /init's time does not shorten it.
 DEADLINE_AFTER_HEADER = "X-Squall-Deadline-After-Ms"
 
+#: Another header of that ``/run``: a ``CLOCK_MONOTONIC`` instant in ns (one clock for
+#: the invoker and every runtime of the host) by which its ``/init`` must have answered.
+#: The runtime checks it when the run would start, after it sent the ``/init`` answer: if
+#: it has passed, the ``/run`` answers :data:`INIT_LATE_STATUS` and runs nothing, because
+#: the invoker may have recorded an init timeout and be destroying the container.
+INIT_DEADLINE_HEADER = "X-Squall-Init-Deadline-Ns"
+
+#: A refused ``/run`` (see :data:`INIT_DEADLINE_HEADER`): 408 Request Timeout.
+INIT_LATE_STATUS = 408
+
 #: The kind of a container running a custom image: ``blackbox:<image>`` (the pool keys
 #: warm containers by kind, so two images never share one). Only a factory that runs
 #: images (the Docker backend) ``supports`` such kinds.
@@ -150,18 +160,20 @@ class Container(Protocol):
 @runtime_checkable
 class InitAndRun(Protocol):
     """An optional capability of a container whose runtime takes ``/init`` and the first
-    ``/run`` written together (HTTP pipelining on one connection; the Python proxy): a
-    cold start is then one exchange instead of two. ``pipelines`` says whether this one's
-    runtime does (a factory may make containers of several runtimes).
+    ``/run`` written together (HTTP pipelining on one connection; the Python and Node.js
+    proxies): a cold start is then one exchange instead of two. ``pipelines`` says whether
+    this one's runtime does (a factory may make containers of several runtimes).
 
     ``initialize_and_run`` writes both requests at once, the ``/run`` carrying
     :data:`DEADLINE_AFTER_HEADER` (``timeout`` in ms): the runtime's deadline counts from
-    the run's start, as OpenWhisk's. ``initialized`` is called with the ``/init`` answer
-    as soon as it arrives and says whether it succeeded: if not, the ``/run``'s answer is
-    not read (the runtime answers a ``/run`` after a failed ``/init`` with 403 and runs
-    nothing) and None is returned in its place. Each answer has ``timeout`` seconds from
-    its request's start (the ``/run``'s from the ``/init`` answer). Same errors and log
-    segments as ``initialize`` then ``run``."""
+    the run's start, as OpenWhisk's; and :data:`INIT_DEADLINE_HEADER` (a bound a little
+    shorter than ``timeout`` from the write): a ``/run`` the runtime refused because its
+    ``/init`` answered too late comes back as timed out. ``initialized`` is called with
+    the ``/init`` answer as soon as it arrives and says whether it succeeded: if not, the
+    ``/run``'s answer is not read (the runtime answers a ``/run`` after a failed ``/init``
+    with 403 and runs nothing) and None is returned in its place. Each answer has
+    ``timeout`` seconds from its request's start (the ``/run``'s from the ``/init`` answer).
+    Same errors and log segments as ``initialize`` then ``run``."""
 
     pipelines: bool
 

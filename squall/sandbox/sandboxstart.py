@@ -183,8 +183,8 @@ class SandboxStarts(ProcessFactoryBase):
             lifeline=keep.pop("lifeline"),
             cgroup=cgroup,
             on_destroyed=self._forget,
-            # The Python proxy takes /init and the first /run written together.
-            pipelines=family(kind) == "python",
+            # The Python and Node.js proxies take /init and the first /run written together.
+            pipelines=family(kind) in ("python", "nodejs"),
         )
         if idle and confinement is not None and cgroup is not None:
             container.weigh_on_initialize(limits.cpu_shares)

@@ -28,6 +28,13 @@
 // - /run before a successful /init answers 403 {"error": "Cannot run the action before
 //   initialization."} (OpenWhisk's own proxies disagree here: 403, 500 or 502; Squall's
 //   invoker never does it, and 403 says plainly that the caller is at fault).
+// - Requests may be pipelined (the invoker writes a cold start's /init and first /run
+//   together): a /run waits until the /init before it was answered (its answer written),
+//   so it sees that /init's outcome as if it came alone: behind a failed one, 403. A /run
+//   with the header X-Squall-Deadline-After-Ms: N gets deadline (__OW_DEADLINE) = the wall
+//   clock in ms when it starts + N, in place of its body's; with X-Squall-Init-Deadline-Ns:
+//   M, it answers 408 and runs nothing if CLOCK_MONOTONIC reads M or later when it would
+//   start: the invoker, whose timer fires a little after M, may be recording an init timeout.
 // - Results: object/array (or a Promise of one) → 200; undefined/null → 200 {}; a rejected
 //   Promise → 200 {"error": <reason>} (application error); a synchronous throw → 502
 //   {"error": "An error has occurred: <err>"}; anything else → 502.
@@ -59,6 +66,7 @@ let runEnvKeys = []; // __OW_* names exported by the previous run, cleared by th
 let warming = false; // during the warm-up: no sentinels (its output would be in the logs)
 let warmUpDone = null; // the warm-up in progress (a Promise): the invoker's requests wait
 let requested = false; // whether a request of the invoker came: then no warm-up starts
+let initAnswered = null; // while an /init is not answered, a Promise of its answer's write
 
 // A cold start's /init arrives a millisecond or two after the ready byte, and would pay
 // more for a warm-up (its own HTTP server and client) than it saves: only a runtime left
@@ -247,6 +255,19 @@ async function handleInit(message) {
   }
 }
 
+// Whether the /init before this (pipelined) /run answered at or after the bound the
+// invoker gave (its header; same clock: uv_hrtime is CLOCK_MONOTONIC). Checked when the run
+// would start, after that answer was written: see squall.sandbox.container for the window.
+function initTooLate(req) {
+  const bound = req.headers['x-squall-init-deadline-ns'];
+  if (bound === undefined) return false;
+  try {
+    return process.hrtime.bigint() >= BigInt(bound);
+  } catch (err) {
+    return false; // not a number: no bound
+  }
+}
+
 async function handle(req, res, body) {
   let status, payload;
   let message = null;
@@ -261,7 +282,11 @@ async function handle(req, res, body) {
       [status, payload] = await handleInit(message);
     } else if (actionMain === null) {
       [status, payload] = [403, { error: 'Cannot run the action before initialization.' }];
+    } else if (initTooLate(req)) {
+      [status, payload] = [408, { error: 'The initialization answered past its deadline.' }];
     } else {
+      const after = req.headers['x-squall-deadline-after-ms'];
+      if (after !== undefined) message.deadline = String(Date.now() + (parseInt(after, 10) || 0));
       [status, payload] = await run(message);
     }
   }
@@ -287,11 +312,29 @@ function onRequest(req, res) {
 // The invoker's requests: never handled during the warm-up (the proxy's state is then the
 // warm-up's own), only after it ended and the proxy was reset.
 // (A connection alone does not count: Docker's invoker probes the port before /init.)
+// Node parses requests pipelined on one connection at once and would handle them side by
+// side (only their answers are queued in order): a /run behind an /init waits for the write
+// of that /init's answer. Noted here, in the order the requests arrive.
 const server = http.createServer((req, res) => {
   requested = true;
-  if (warmUpDone === null) return onRequest(req, res);
-  warmUpDone.then(() => onRequest(req, res)); // the request's body waits, paused
+  const before = req.url === '/run' ? initAnswered : null;
+  if (req.url === '/init') initAnswered = whenAnswered(res);
+  if (warmUpDone === null && before === null) return onRequest(req, res);
+  // The request's body waits, paused.
+  Promise.all([warmUpDone, before]).then(() => onRequest(req, res));
 });
+
+function whenAnswered(res) {
+  const answered = new Promise((resolve) => {
+    const settle = () => {
+      if (initAnswered === answered) initAnswered = null; // later runs wait for nothing
+      resolve();
+    };
+    res.once('finish', settle); // the answer was handed to the socket
+    res.once('close', settle); // or the connection closed first
+  });
+  return answered;
+}
 // The invoker keeps one connection open for the life of the container, possibly idle for
 // minutes between activations: never close idle keep-alive connections on our side.
 server.keepAliveTimeout = 0;

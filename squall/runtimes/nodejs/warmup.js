@@ -29,10 +29,10 @@ const NOOP = 'function main(params) { return {}; }';
 const TOKEN_HEADER = 'x-squall-warm-up';
 
 // One request on `socket`, resolved with the answer's status once all of it arrived.
-function exchange(socket, token, route, payload) {
+function exchange(socket, token, route, payload, extra = '') {
   const body = Buffer.from(JSON.stringify(payload));
   const head =
-    `POST ${route} HTTP/1.1\r\nHost: localhost\r\n${TOKEN_HEADER}: ${token}\r\n` +
+    `POST ${route} HTTP/1.1\r\nHost: localhost\r\n${TOKEN_HEADER}: ${token}\r\n${extra}` +
     `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
   return new Promise((resolve, reject) => {
     let received = Buffer.alloc(0);
@@ -111,13 +111,23 @@ async function warmUp(listener) {
     const init = await exchange(socket, token, '/init', {
       value: { name: 'warm-up', main: 'main', code: NOOP },
     });
-    const run = await exchange(socket, token, '/run', {
-      value: {},
-      namespace: 'warm-up',
-      action_name: 'warm-up',
-      activation_id: '0'.repeat(32),
-      deadline: '0',
-    });
+    // With the headers of a /run written with its /init (proxy.js): their paths too.
+    const bound = process.hrtime.bigint() + 60000000000n;
+    const headers =
+      `x-squall-deadline-after-ms: 60000\r\nx-squall-init-deadline-ns: ${bound}\r\n`;
+    const run = await exchange(
+      socket,
+      token,
+      '/run',
+      {
+        value: {},
+        namespace: 'warm-up',
+        action_name: 'warm-up',
+        activation_id: '0'.repeat(32),
+        deadline: '0',
+      },
+      headers,
+    );
     if (init !== 200 || run !== 200) throw new Error(`/init answered ${init}, /run ${run}`);
   } catch (err) {
     process.stderr.write(`runtime proxy warm-up failed (it starts colder): ${err}\n`);

@@ -43,7 +43,10 @@ Guarantees:
   failed ``/init`` answers 403 and runs nothing. A ``/run`` with the header
   ``X-Squall-Deadline-After-Ms: N`` gets ``deadline`` = the wall clock in ms when it starts
   + N (OpenWhisk's ``__OW_DEADLINE`` counts from the run's start, not from the ``/init``
-  written with it), in place of the one in its body.
+  written with it), in place of the one in its body. A ``/run`` with the header
+  ``X-Squall-Init-Deadline-Ns: M`` answers 408 and runs nothing if, when it would start
+  (after the ``/init`` before it answered), ``CLOCK_MONOTONIC`` reads M or later: the
+  invoker, whose timer fires a little after M, may be recording an init timeout.
 """
 
 from __future__ import annotations
@@ -87,10 +90,18 @@ if TYPE_CHECKING:
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
 MAX_HEADER_BYTES = 64 * 1024
-REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 502: "Bad Gateway"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    502: "Bad Gateway",
+}
 WHITESPACE = " \t\n\r"
 #: Lower-cased: see the module docstring (squall.sandbox.contracts names it too).
 DEADLINE_AFTER = "x-squall-deadline-after-ms"
+INIT_DEADLINE = "x-squall-init-deadline-ns"
 _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
 
 
@@ -179,10 +190,16 @@ def encode(status: int, payload: Any) -> bytes:
 
 
 def dispatch(
-    runtime: Runtime, method: str, target: str, body: bytes, deadline_after: int | None = None
+    runtime: Runtime,
+    method: str,
+    target: str,
+    body: bytes,
+    deadline_after: int | None = None,
+    init_deadline: int | None = None,
 ) -> bytes:
     """Answer one request; every /init and /run answer follows the sentinel lines.
-    ``deadline_after`` (ms): a /run's deadline counts from now (see the module docstring)."""
+    ``deadline_after`` (ms): a /run's deadline counts from now; ``init_deadline``
+    (monotonic ns): the /run is refused from then on (see the module docstring)."""
     if method != "POST" or target not in ("/init", "/run"):
         return encode(404, {"error": "Not found."})
     status: int
@@ -195,6 +212,13 @@ def dispatch(
         message = message if isinstance(message, dict) else {}
         if target == "/init":
             status, payload = runtime.init(message)
+        elif (
+            init_deadline is not None
+            and runtime.main is not None  # else 403, as behind a failed /init
+            and time.monotonic_ns() >= init_deadline
+        ):
+            # Checked after the /init answer was sent (requests are served in order).
+            status, payload = 408, {"error": "The initialization answered past its deadline."}
         else:
             if deadline_after is not None:
                 message["deadline"] = str(time.time_ns() // 1_000_000 + deadline_after)
@@ -203,9 +227,12 @@ def dispatch(
     return encode(status, payload)
 
 
-def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool, int | None] | None:
+def next_request(
+    buffer: bytearray,
+) -> tuple[str, str, bytes, bool, int | None, int | None] | None:
     """Cut one complete request off ``buffer``: (method, target, body, keep_alive,
-    deadline_after: the ``X-Squall-Deadline-After-Ms`` header's value, if any)."""
+    deadline_after, init_deadline: the values of the ``X-Squall-Deadline-After-Ms`` and
+    ``X-Squall-Init-Deadline-Ns`` headers, if any)."""
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > MAX_HEADER_BYTES:
@@ -214,7 +241,7 @@ def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool, int | None] 
     lines = buffer[:end].decode("latin-1").split("\r\n")
     method, target, version = lines[0].split(" ", 2)
     length = 0
-    deadline_after = None
+    deadline_after = init_deadline = None
     keep_alive = version == "HTTP/1.1"
     for line in lines[1:]:
         name, _, value = line.partition(":")
@@ -225,11 +252,13 @@ def next_request(buffer: bytearray) -> tuple[str, str, bytes, bool, int | None] 
             keep_alive = value.strip().lower() == "keep-alive"
         elif name == DEADLINE_AFTER:
             deadline_after = int(value)
+        elif name == INIT_DEADLINE:
+            init_deadline = int(value)
     if len(buffer) < end + 4 + length:
         return None
     body = bytes(buffer[end + 4 : end + 4 + length])
     del buffer[: end + 4 + length]
-    return method, target, body, keep_alive, deadline_after
+    return method, target, body, keep_alive, deadline_after, init_deadline
 
 
 def serve(
@@ -284,9 +313,10 @@ def serve_ready(conn: _socket.socket, buffer: bytearray, runtime: Runtime) -> bo
             return False
         if request is None:
             return True
-        method, target, body, keep_alive, deadline_after = request
+        method, target, body, keep_alive, deadline_after, init_deadline = request
         try:
-            conn.sendall(dispatch(runtime, method, target, body, deadline_after))
+            answer = dispatch(runtime, method, target, body, deadline_after, init_deadline)
+            conn.sendall(answer)
         except OSError:  # the invoker gave up on this request (timeout) and closed
             return False
         if not keep_alive:

@@ -57,6 +57,7 @@ import socket
 import struct
 import sys
 import tempfile
+import time
 
 import proxy
 
@@ -326,8 +327,12 @@ def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
     run = json.dumps({"value": {}, "activation_id": "0", "namespace": "_"}).encode()
     streams = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
     path, cwd, environ = list(sys.path), os.getcwd(), dict(os.environ)
-    # As the invoker writes a cold start's: /init and a /run with its deadline header at once.
-    after = b"%s: 60000\r\n" % proxy.DEADLINE_AFTER.encode()
+    # As the invoker writes a cold start's: /init and a /run with its deadline headers at once.
+    after = b"%s: 60000\r\n%s: %d\r\n" % (
+        proxy.DEADLINE_AFTER.encode(),
+        proxy.INIT_DEADLINE.encode(),
+        time.monotonic_ns() + 60_000_000_000,
+    )
     exchanges = ((b"/init", init, b""), (b"/run", run, after), (b"/run", run, b""))
     requests = b"".join(
         b"POST %s HTTP/1.1\r\nContent-Length: %d\r\n%s\r\n%s" % (target, len(body), extra, body)
