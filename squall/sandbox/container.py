@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,8 +44,9 @@ REAP_TIMEOUT_SECONDS = 5.0
 #: and raises (a task stuck in the kernel); the cgroup is then left for the next factory.
 EMPTY_TIMEOUT_SECONDS = 30.0
 #: How much sooner than the invoker's timer a pipelined /init's bound falls (at most a
-#: tenth of the time limit): see ``initialize_and_run``.
-INIT_BOUND_MARGIN_S = 0.1
+#: tenth of the time limit): clock rounding only (libuv's clock has 1 ms steps), since the
+#: timer reads what arrived before it calls a timeout; see ``initialize_and_run``.
+INIT_BOUND_MARGIN_S = 0.002
 
 
 class RuntimeProcess(Protocol):
@@ -164,17 +164,21 @@ class ProcessContainer:
         self._weigh_first()
         init_body = orjson.dumps({"value": dict(init_payload)})
         run_body = orjson.dumps(dict(run_payload))
-        # The runtime refuses the /run if its /init answered at or after ``bound``, on the
-        # clock (CLOCK_MONOTONIC, one for the host) of our timer, which starts after
-        # ``bound`` is taken and fires ``margin`` after it: so the runtime's own late start
-        # (backlog, scheduling) cannot let a run start past our timer. It checks when the
-        # run would start, after its /init answer was written into this connection: a run
-        # starts only if that answer was readable here before ``bound``. What is left: if
-        # our loop stalls more than ``margin`` with that answer unread, we record an init
-        # timeout while the run has started, and destroy the container (its process group
-        # is killed) with the run in it.
+        # The runtime refuses the /run if its /init answered at or after ``bound``, an
+        # instant on the host's CLOCK_MONOTONIC (one clock for every process: no time
+        # namespace), which is also the clock of this loop's timers (asyncio's
+        # time.monotonic; uvloop's libuv clock, never ahead of it). ``bound`` is
+        # ``margin`` before our deadline, so it has passed when our timer fires. The
+        # runtime checks when the run would start, after its /init answer was written into
+        # this connection; so a run starts only if that answer was in our socket before
+        # our timer fired, and the timer reads the socket before it calls a timeout
+        # (``http._Connection._time_up``): a started run is never recorded as an init
+        # timeout, however late this loop comes to it. Left: an /init answered within
+        # ``margin`` of its limit gets a refused run (408), recorded as a run timeout.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         margin = min(INIT_BOUND_MARGIN_S, timeout / 10)
-        bound = time.monotonic_ns() + round((timeout - margin) * 1e9)
+        bound = round((deadline - margin) * 1e9)
         after = {
             DEADLINE_AFTER_HEADER: str(max(0, round(timeout * 1000))),
             INIT_DEADLINE_HEADER: str(bound),
@@ -182,11 +186,11 @@ class ProcessContainer:
         pipeline: Pipeline | None = None
         try:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):  # a connection to make, if any
                     pipeline = await self._http.pipeline(
                         [("/init", init_body, {}), ("/run", run_body, after)]
                     )
-                    init = self._answer(await pipeline.next())
+                init = self._answer(await pipeline.next(deadline))
             except (TimeoutError, HttpError) as ex:
                 init = self._failure(ex)
             finally:
@@ -194,8 +198,7 @@ class ProcessContainer:
             if not initialized(init) or pipeline is None:
                 return init, None
             try:
-                async with asyncio.timeout(timeout):
-                    run = self._answer(await pipeline.next())
+                run = self._answer(await pipeline.next(loop.time() + timeout))
                 if run.status == INIT_LATE_STATUS:  # refused: nothing ran
                     run = RuntimeResponse(0, b"", timed_out=True)
             except (TimeoutError, HttpError) as ex:

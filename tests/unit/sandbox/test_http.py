@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
 
@@ -327,3 +331,72 @@ async def test_a_connection_made_as_a_stream_is_adopted_and_reused(tmp_path: Pat
     # Then all went over that one connection
     assert bodies == [b"0", b"1", b"2"]
     assert len(accepted) == 1
+
+
+def _answer_each_request_from_a_thread(listener: socket.socket) -> None:
+    """Accept one connection and answer each request on it at once (echo), off the loop."""
+    conn, _ = listener.accept()
+    with conn:
+        pending = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            pending += chunk
+            while b"\r\n\r\n" in pending:
+                head, _, rest = pending.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(rest) < length:
+                    break
+                time.sleep(0.02)  # the invoker's loop is in its poll by then
+                conn.sendall(answer(rest[:length]))
+                pending = rest[length:]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_an_answer_written_before_the_deadline_counts_when_the_loop_reads_it_late(
+    tmp_path: Path, loop: str
+) -> None:
+    # Given a runtime (a thread, so it answers while the client's loop is busy) and a
+    # client with an open connection to it
+    path = str(tmp_path / "s.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
+    server = threading.Thread(target=_answer_each_request_from_a_thread, args=(listener,))
+    server.start()
+
+    async def scenario() -> bytes:
+        client = UnixHttpClient(path, max_response_bytes=1000)
+        try:
+            await client.post("/run", b"warm", timeout=5)
+            # When a request with a 100 ms deadline is written and answered 20 ms later,
+            # while the loop is busy for 300 ms in a callback of its poll phase (so uvloop,
+            # which runs due timers before it polls, comes to the deadline's timer first)
+            busy, wake = socket.socketpair()
+            busy.setblocking(False)
+            asyncio.get_running_loop().add_reader(
+                busy.fileno(),
+                lambda: (busy.recv(1), time.sleep(0.3)),  # the busy callback
+            )
+            request = asyncio.ensure_future(client.post("/run", b"answered", timeout=0.1))
+            await asyncio.sleep(0)  # the request is written
+            wake.send(b"x")
+            try:
+                return (await request).body
+            finally:
+                asyncio.get_running_loop().remove_reader(busy.fileno())
+                busy.close()
+                wake.close()
+        finally:
+            await client.aclose()
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            body = runner.run(scenario())
+    finally:
+        server.join(timeout=10)
+        listener.close()
+    # Then the answer, in the socket before the deadline, is the request's answer
+    assert body == b"answered"
