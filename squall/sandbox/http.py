@@ -257,6 +257,8 @@ class _Connection(asyncio.Protocol):
                 self._length = int(headers["content-length"])
             except ValueError as ex:
                 raise ProtocolError("bad Content-Length") from ex
+            if self._length < 0:
+                raise ProtocolError("bad Content-Length")
             self._parse = self._sized
         else:
             self._keep = False
