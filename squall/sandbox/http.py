@@ -273,7 +273,12 @@ class _Connection(asyncio.Protocol):
                 return False
             self._body = self._buffer[: self._max_body]
             self._full_size = length
+            # The rest of this body may be in the buffer already (or still to come): it
+            # must never be taken for a pipeline's next answer, so the pipeline ends here.
+            self._queued = 0
+            self._buffer.clear()
             self._complete(False)
+            self.close()
             return False
         if len(self._buffer) < length:
             return False

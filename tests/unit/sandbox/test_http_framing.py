@@ -7,11 +7,37 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from test_http import read_request, serving
+from test_http import answer, read_request, serving
 
-from squall.sandbox.http import ProtocolError, UnixHttpClient
+from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
 
 pytestmark = pytest.mark.anyio
+
+
+async def test_a_truncated_answer_ends_its_pipeline(tmp_path: Path) -> None:
+    # Given a runtime whose first answer is longer than the client keeps and reads like
+    # an answer of its own (a body can hold anything); its real second answer follows
+    fake = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfake"
+
+    async def oversized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await read_request(reader)
+        writer.write(answer(fake + b"." * 20) + answer(b"real"))
+        await writer.drain()
+        await reader.read()  # until the client closes
+
+    async with serving(tmp_path / "s.sock", oversized):
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=10)
+        # When two requests are pipelined and both answers are asked for
+        pipeline = await client.pipeline([("/init", b"i", {}), ("/run", b"r", {})])
+        first = await pipeline.next()
+        # Then the first is truncated, and the pipeline ends with it: its body is not read
+        # again as the second answer
+        assert (first.body, first.truncated, first.full_size) == (fake[:10], True, len(fake) + 20)
+        with pytest.raises(ConnectionLost):
+            await pipeline.next()
+        pipeline.close()
+        await client.aclose()
 
 
 async def test_a_negative_content_length_is_a_protocol_error(tmp_path: Path) -> None:
