@@ -299,18 +299,41 @@ class _Connection(asyncio.Protocol):
             size = int(line.split(b";", 1)[0].strip(), 16)
         except ValueError as ex:
             raise ProtocolError("bad chunk size") from ex
+        if size < 0:
+            raise ProtocolError("bad chunk size")
+        del self._buffer[: end + 2]
         if size == 0:
-            del self._buffer[: end + 2]
             self._parse = self._trailer
             return True
-        if len(self._buffer) < end + 2 + size + 2:
+        self._length = size  # of the chunk, left to take
+        self._parse = self._chunk_data
+        return True
+
+    def _chunk_data(self) -> bool:
+        # Taken as it arrives, only ``room`` bytes kept: a chunk of any size announced
+        # costs no more memory than the body's limit.
+        buffer = self._buffer
+        if not buffer:
             return False
-        chunk = self._buffer[end + 2 : end + 2 + size]
-        del self._buffer[: end + 2 + size + 2]
-        self._full_size += size
+        taken = min(len(buffer), self._length)
         room = self._max_body - len(self._body)
         if room > 0:
-            self._body += chunk[:room]
+            self._body += buffer[: min(room, taken)]
+        del buffer[:taken]
+        self._full_size += taken
+        self._length -= taken
+        if self._length:
+            return False
+        self._parse = self._chunk_end
+        return True
+
+    def _chunk_end(self) -> bool:
+        if len(self._buffer) < 2:
+            return False
+        if self._buffer[:2] != b"\r\n":
+            raise ProtocolError("bad chunk end")
+        del self._buffer[:2]
+        self._parse = self._chunk_size
         return True
 
     def _trailer(self) -> bool:

@@ -4,6 +4,7 @@ a body past the limit in a pipeline, a negative Content-Length, a huge chunk."""
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,36 @@ async def test_a_negative_content_length_is_a_protocol_error(tmp_path: Path) -> 
         with pytest.raises(ProtocolError):
             await client.post("/run", b"{}")
         await client.aclose()
+
+
+async def test_a_huge_chunk_is_not_buffered_whole(tmp_path: Path) -> None:
+    # Given a runtime answering one chunk of 8 MiB, sent 64 KiB at a time
+    piece = b"y" * 65536
+    pieces = 128
+
+    async def one_chunk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (
+            len(piece) * pieces
+        ))  # fmt: skip
+        for _ in range(pieces):
+            writer.write(piece)
+            await writer.drain()  # the server's own buffer stays small
+        writer.write(b"\r\n3\r\nend\r\n0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with serving(tmp_path / "s.sock", one_chunk):
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000)
+        # When the client, keeping 1000 bytes, reads it (its allocations traced)
+        tracemalloc.start()
+        try:
+            response = await client.post("/run", b"{}")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        await client.aclose()
+    # Then it counted all of it and kept its limit, and it never held the chunk whole
+    assert (len(response.body), response.truncated) == (1000, True)
+    assert response.full_size == len(piece) * pieces + 3
+    assert peak < 4 * 1024 * 1024
