@@ -22,6 +22,7 @@ from _postgres import PG_DSN, fresh_schema, require_postgres
 from _required import reachable, unavailable
 from poolsupport import PY
 
+from squall.bus.contracts import Delivery
 from squall.bus.messages import ActivationMessage, Completion, completion_topic, invoker_topic
 from squall.bus.nats import NatsBus
 from squall.entities.action import Action, pending_invocation
@@ -139,11 +140,28 @@ async def completions(bus: NatsBus) -> list[Completion]:
         await consumer.close()
 
 
-async def test_a_message_runs_once_its_ack_and_mark_both_went_out(cluster: Cluster) -> None:
-    # Given an invoker on NATS and PostgreSQL
+async def test_a_message_runs_once_its_ack_and_mark_both_went_out(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an invoker on NATS and PostgreSQL, the start of its handling of a message (up
+    # to its mark) and its ack's confirmation recorded as they happen
     invoker = await cluster.invoker()
     bus = invoker._bus
     assert isinstance(bus, NatsBus)
+    events: list[str] = []
+    handle, ack = invoker._handle, invoker._ack
+
+    async def handled(message: ActivationMessage, *, redeliverable: bool = False) -> None:
+        events.append("handling")
+        await handle(message, redeliverable=redeliverable)
+
+    async def acked(delivery: Delivery) -> bool:
+        confirmed = await ack(delivery)
+        events.append("ack confirmed")
+        return confirmed
+
+    monkeypatch.setattr(invoker, "_handle", handled)
+    monkeypatch.setattr(invoker, "_ack", acked)
     try:
         # When a message comes
         message = cluster.message(1)
@@ -153,6 +171,9 @@ async def test_a_message_runs_once_its_ack_and_mark_both_went_out(cluster: Clust
         assert (await cluster.record(message)).response.result == {"ran": 1}
         assert [c.activation_id for c in await completions(bus)] == [message.activation_id]
         assert invoker.taken == 1
+        # And its ack went out beside its preparation and mark, not before: the handling
+        # began before the ack was confirmed
+        assert events == ["handling", "ack confirmed"]
     finally:
         await invoker.close(grace_s=5)
 
