@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -328,21 +327,3 @@ async def test_a_connection_made_as_a_stream_is_adopted_and_reused(tmp_path: Pat
     # Then all went over that one connection
     assert bodies == [b"0", b"1", b"2"]
     assert len(accepted) == 1
-
-
-async def test_a_socket_opened_ahead_is_owned_by_the_client(tmp_path: Path) -> None:
-    # Given two sockets connected ahead to an echo server, each handed to a client
-    async with serving(tmp_path / "s.sock", echo_forever) as accepted:
-        used, unused = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
-        for sock in (used, unused):
-            sock.connect(str(tmp_path / "s.sock"))
-        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000, sock=used)
-        idle = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000, sock=unused)
-        # When one posts twice, and the other is closed before any request
-        bodies = [(await client.post("/run", b"%d" % n)).body for n in range(2)]
-        await client.aclose()
-        await idle.aclose()
-    # Then both requests went over the socket opened ahead, and both sockets are closed
-    assert bodies == [b"0", b"1"]
-    assert len(accepted) == 2
-    assert used.fileno() == unused.fileno() == -1

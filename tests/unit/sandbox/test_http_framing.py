@@ -1,14 +1,16 @@
-"""The Unix-socket HTTP client's framing of answers a runtime gets wrong or makes huge:
-a body past the limit in a pipeline, a negative Content-Length, a huge chunk."""
+"""The Unix-socket HTTP client's framing of answers a runtime gets wrong or makes huge
+(a body past the limit in a pipeline, a negative Content-Length, a huge chunk), and a
+socket connected ahead handed to it."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import tracemalloc
 from pathlib import Path
 
 import pytest
-from test_http import answer, read_request, serving
+from test_http import answer, echo_forever, read_request, serving
 
 from squall.sandbox.http import ConnectionLost, ProtocolError, UnixHttpClient
 
@@ -88,3 +90,21 @@ async def test_a_huge_chunk_is_not_buffered_whole(tmp_path: Path) -> None:
     assert (len(response.body), response.truncated) == (1000, True)
     assert response.full_size == len(piece) * pieces + 3
     assert peak < 4 * 1024 * 1024
+
+
+async def test_a_socket_opened_ahead_is_owned_by_the_client(tmp_path: Path) -> None:
+    # Given two sockets connected ahead to an echo server, each handed to a client
+    async with serving(tmp_path / "s.sock", echo_forever) as accepted:
+        used, unused = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
+        for sock in (used, unused):
+            sock.connect(str(tmp_path / "s.sock"))
+        client = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000, sock=used)
+        idle = UnixHttpClient(tmp_path / "s.sock", max_response_bytes=1000, sock=unused)
+        # When one posts twice, and the other is closed before any request
+        bodies = [(await client.post("/run", b"%d" % n)).body for n in range(2)]
+        await client.aclose()
+        await idle.aclose()
+    # Then both requests went over the socket opened ahead, and both sockets are closed
+    assert bodies == [b"0", b"1"]
+    assert len(accepted) == 2
+    assert used.fileno() == unused.fileno() == -1
