@@ -107,6 +107,11 @@ class Activating(Completing):
                 return
         except Exception:
             log.exception("activation %s failed inside the invoker", message.activation_id)
+            # A copy that failed before it won the started mark (reading its action,
+            # marking it, claiming it) may have started or ended elsewhere: it ends its
+            # activation only as any copy does, once it won the mark.
+            if redeliverable and not await self._claim_failed(message):
+                return
             record = self._failure(message, "An internal error occurred while running the action.")
         if record is None:
             return  # not this invoker's to run, nor to end (see _start)
@@ -177,6 +182,16 @@ class Activating(Completing):
         log.warning("activation %s not ended here: it started or ended elsewhere",
                     message.activation_id)  # fmt: skip
         return False
+
+    async def _claim_failed(self, message: ActivationMessage) -> bool:
+        """``_claim`` for a copy that failed inside the invoker; a store that fails it
+        too leaves the activation as the store has it (not ended here)."""
+        try:
+            return await self._claim(message)
+        except Exception:
+            log.exception("activation %s not ended here: its started mark could not be won",
+                          message.activation_id)  # fmt: skip
+            return False
 
     async def _activate(self, message: ActivationMessage) -> Activation | None:
         try:

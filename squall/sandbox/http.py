@@ -26,8 +26,9 @@ Guarantees:
   prefix of it.
 - A reused idle connection that the peer had already closed (EOF before any byte of the
   answer) is retried once on a fresh connection: the peer never saw that request.
-- A connection opened ahead (``connection``) carries the first request and counts as
-  fresh: the peer reads whatever comes first on it, so a loss there is never retried
+- A connection opened ahead (``connection``, or a connected socket ``sock``, which the
+  client owns from then on and adopts on its first use) carries the first request and
+  counts as fresh: the peer reads whatever comes first on it, so a loss there is never retried
   (that would send the request, an ``/init``, twice).
 - At most ``max_response_bytes`` of a body are kept; the answer then says ``truncated``
   and ``full_size`` holds the announced (or counted) size.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +259,8 @@ class _Connection(asyncio.Protocol):
                 self._length = int(headers["content-length"])
             except ValueError as ex:
                 raise ProtocolError("bad Content-Length") from ex
+            if self._length < 0:
+                raise ProtocolError("bad Content-Length")
             self._parse = self._sized
         else:
             self._keep = False
@@ -271,7 +275,12 @@ class _Connection(asyncio.Protocol):
                 return False
             self._body = self._buffer[: self._max_body]
             self._full_size = length
+            # The rest of this body may be in the buffer already (or still to come): it
+            # must never be taken for a pipeline's next answer, so the pipeline ends here.
+            self._queued = 0
+            self._buffer.clear()
             self._complete(False)
+            self.close()
             return False
         if len(self._buffer) < length:
             return False
@@ -292,18 +301,41 @@ class _Connection(asyncio.Protocol):
             size = int(line.split(b";", 1)[0].strip(), 16)
         except ValueError as ex:
             raise ProtocolError("bad chunk size") from ex
+        if size < 0:
+            raise ProtocolError("bad chunk size")
+        del self._buffer[: end + 2]
         if size == 0:
-            del self._buffer[: end + 2]
             self._parse = self._trailer
             return True
-        if len(self._buffer) < end + 2 + size + 2:
+        self._length = size  # of the chunk, left to take
+        self._parse = self._chunk_data
+        return True
+
+    def _chunk_data(self) -> bool:
+        # Taken as it arrives, only ``room`` bytes kept: a chunk of any size announced
+        # costs no more memory than the body's limit.
+        buffer = self._buffer
+        if not buffer:
             return False
-        chunk = self._buffer[end + 2 : end + 2 + size]
-        del self._buffer[: end + 2 + size + 2]
-        self._full_size += size
+        taken = min(len(buffer), self._length)
         room = self._max_body - len(self._body)
         if room > 0:
-            self._body += chunk[:room]
+            self._body += buffer[: min(room, taken)]
+        del buffer[:taken]
+        self._full_size += taken
+        self._length -= taken
+        if self._length:
+            return False
+        self._parse = self._chunk_end
+        return True
+
+    def _chunk_end(self) -> bool:
+        if len(self._buffer) < 2:
+            return False
+        if self._buffer[:2] != b"\r\n":
+            raise ProtocolError("bad chunk end")
+        del self._buffer[:2]
+        self._parse = self._chunk_size
         return True
 
     def _trailer(self) -> bool:
@@ -390,6 +422,9 @@ class UnixHttpClient:
     ``opener``, when given, opens the connections instead (``path`` then only names the
     peer in messages): the Docker backend's connections into a container's namespace.
     ``connection``: one opened ahead (a zygote's started spare), idle until the first post.
+    ``sock``: one opened ahead as a plain connected socket, owned by the client from now
+    on (closed by ``aclose``); its transport is made by ``adopt_ahead`` or on its first
+    use, so that handing it over awaits nothing (sandboxstart.py).
     """
 
     def __init__(
@@ -400,7 +435,9 @@ class UnixHttpClient:
         max_idle: int = 8,
         opener: Opener | None = None,
         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        self._ahead_sock = sock
         self._path = str(path)
         self._opener = opener
         self._max_response_bytes = max_response_bytes
@@ -428,6 +465,8 @@ class UnixHttpClient:
         ``timeout`` seconds (connecting included) pass first.
         """
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        if self._ahead_sock is not None:
+            await self.adopt_ahead()
         conn, self._ahead = self._ahead, None
         reused = False
         if conn is None:
@@ -457,6 +496,9 @@ class UnixHttpClient:
         """Close every idle connection; in-flight requests close theirs when they end."""
         self._closed = True
         idle, self._idle = self._idle, []
+        if self._ahead_sock is not None:
+            self._ahead_sock.close()
+            self._ahead_sock = None
         if self._ahead is not None:
             idle.append(self._ahead)
             self._ahead = None
@@ -470,6 +512,8 @@ class UnixHttpClient:
         """Write ``requests`` in one write on one connection (the one opened ahead, an idle
         one, or a new one); their answers are read in order from the :class:`Pipeline`,
         which the caller closes. Raises :class:`ConnectionLost` (not retried)."""
+        if self._ahead_sock is not None:
+            await self.adopt_ahead()
         conn, self._ahead = self._ahead, None
         if conn is None:
             conn = self._take_idle()
@@ -496,6 +540,25 @@ class UnixHttpClient:
                 return conn
             conn.close()
         return None
+
+    async def adopt_ahead(self) -> None:
+        """Make the transport of the socket opened ahead (``sock``; one loop iteration,
+        for its ``connection_made``), if not done yet: early, while the runtime starts
+        anyway, rather than on the first request. Cancelled, the socket is closed."""
+        sock, self._ahead_sock = self._ahead_sock, None
+        if sock is None:
+            return
+        if self._closed:
+            sock.close()
+            return
+        conn = _Connection(self._max_response_bytes)
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.create_unix_connection(lambda: conn, sock=sock)
+        except BaseException:
+            sock.close()  # cancelled, or refused: the transport (if made) closed it too
+            raise
+        self._ahead = conn
 
     async def _connect(self, deadline: float | None) -> _Connection:
         if self._closed:

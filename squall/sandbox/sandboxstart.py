@@ -30,7 +30,7 @@ from squall.sandbox import launch
 from squall.sandbox.cgroups import Cgroup, Limits
 from squall.sandbox.container import ProcessContainer, RuntimeProcess
 from squall.sandbox.forkedruntime import ForkedRuntime
-from squall.sandbox.http import MAX_HEAD_BYTES, UnixHttpClient
+from squall.sandbox.http import UnixHttpClient
 from squall.sandbox.isolation import confine
 from squall.sandbox.logs import LogCollector
 from squall.sandbox.network import SandboxNetwork
@@ -161,12 +161,14 @@ class SandboxStarts(ProcessFactoryBase):
         if uid is not None:
             self._uids[container_id] = uid
         assert ahead is not None  # made in the try above, or it raised
-        try:
-            # Its transport takes a loop iteration, while the sandbox starts anyway.
-            connection = await asyncio.open_unix_connection(sock=ahead, limit=MAX_HEAD_BYTES)
-        except BaseException:
-            ahead.close()
-            raise
+        # Nothing awaits from the spawn to the try that destroys the container on any
+        # failure: a cancellation here would leak the runtime, its descriptors, cgroup,
+        # uid and lease. The client owns ``ahead`` from here (closed with it).
+        http = UnixHttpClient(
+            directory / SOCKET_NAME,
+            max_response_bytes=self._max_response_bytes,
+            sock=ahead,  # connected before the spawn: /init connects nothing
+        )
         container = ProcessContainer(
             container_id=container_id,
             kind=kind,
@@ -175,11 +177,7 @@ class SandboxStarts(ProcessFactoryBase):
             transport=transport,
             logs=logs,
             exited=exited,
-            http=UnixHttpClient(
-                directory / SOCKET_NAME,
-                max_response_bytes=self._max_response_bytes,
-                connection=connection,  # made before the spawn: /init connects nothing
-            ),
+            http=http,
             lifeline=keep.pop("lifeline"),
             cgroup=cgroup,
             on_destroyed=self._forget,
@@ -191,6 +189,8 @@ class SandboxStarts(ProcessFactoryBase):
         ready_r = keep.pop("ready")
         try:
             launch.write_pid_file(directory, container.pid)
+            # Its transport takes a loop iteration, while the sandbox starts anyway.
+            await http.adopt_ahead()
             if confinement is not None and cgroup is not None:
 
                 async def connect(pid: int) -> None:

@@ -22,6 +22,7 @@ from _postgres import PG_DSN, fresh_schema, require_postgres
 from _required import reachable, unavailable
 from poolsupport import PY
 
+from squall.bus.contracts import Delivery
 from squall.bus.messages import ActivationMessage, Completion, completion_topic, invoker_topic
 from squall.bus.nats import NatsBus
 from squall.entities.action import Action, pending_invocation
@@ -30,6 +31,7 @@ from squall.entities.names import EntityPath
 from squall.invoker.pool import ContainerPool
 from squall.invoker.service import Invoker
 from squall.sandbox.process import ProcessContainerFactory
+from squall.store.contracts import EntityStore
 from squall.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio
@@ -56,12 +58,11 @@ class Cluster:
         self.buses.append(bus)
         return bus
 
-    async def invoker(self, max_wait_ms: int = 0) -> Invoker:
+    async def invoker(self, max_wait_ms: int = 0, entities: EntityStore | None = None) -> Invoker:
         pool = ContainerPool(self.factory, capacity_mb=512)
         bus = await self.bus()
-        invoker = Invoker(
-            "a", bus, self.store.entities, self.store.activations, pool, max_wait_ms=max_wait_ms
-        )
+        entities = self.store.entities if entities is None else entities
+        invoker = Invoker("a", bus, entities, self.store.activations, pool, max_wait_ms=max_wait_ms)
         await invoker.start()
         return invoker
 
@@ -139,11 +140,28 @@ async def completions(bus: NatsBus) -> list[Completion]:
         await consumer.close()
 
 
-async def test_a_message_runs_once_its_ack_and_mark_both_went_out(cluster: Cluster) -> None:
-    # Given an invoker on NATS and PostgreSQL
+async def test_a_message_runs_once_its_ack_and_mark_both_went_out(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an invoker on NATS and PostgreSQL, the start of its handling of a message (up
+    # to its mark) and its ack's confirmation recorded as they happen
     invoker = await cluster.invoker()
     bus = invoker._bus
     assert isinstance(bus, NatsBus)
+    events: list[str] = []
+    handle, ack = invoker._handle, invoker._ack
+
+    async def handled(message: ActivationMessage, *, redeliverable: bool = False) -> None:
+        events.append("handling")
+        await handle(message, redeliverable=redeliverable)
+
+    async def acked(delivery: Delivery) -> bool:
+        confirmed = await ack(delivery)
+        events.append("ack confirmed")
+        return confirmed
+
+    monkeypatch.setattr(invoker, "_handle", handled)
+    monkeypatch.setattr(invoker, "_ack", acked)
     try:
         # When a message comes
         message = cluster.message(1)
@@ -153,6 +171,9 @@ async def test_a_message_runs_once_its_ack_and_mark_both_went_out(cluster: Clust
         assert (await cluster.record(message)).response.result == {"ran": 1}
         assert [c.activation_id for c in await completions(bus)] == [message.activation_id]
         assert invoker.taken == 1
+        # And its ack went out beside its preparation and mark, not before: the handling
+        # began before the ack was confirmed
+        assert events == ["handling", "ack confirmed"]
     finally:
         await invoker.close(grace_s=5)
 
@@ -208,6 +229,39 @@ async def test_a_message_back_after_recovery_ended_its_activation_keeps_that_rec
         await settled(invoker, bus)
         # Then the recovery's record stands (not replaced by "expired"), and no
         # completion was sent
+        record = await cluster.record(message)
+        assert record.response == lost.response
+        assert await completions(bus) == []
+    finally:
+        await invoker.close(grace_s=5)
+
+
+async def test_a_message_back_after_recovery_that_fails_here_keeps_that_record(
+    cluster: Cluster,
+) -> None:
+    # Given an activation its invoker marked started and died with, already ended by a
+    # controller's recovery, whose message comes back
+    message = cluster.message(4)
+    await died_after_taking(cluster, message)
+    lost = final_record(
+        namespace="guest", name="echo", subject="guest",
+        activation_id=message.activation_id, start=message.accepted_ms, end=now_ms(),
+        response=ActivationResponse.whisk_error("The invoker running this activation stopped"),
+        annotations=[{"key": "path", "value": "guest/echo"}],
+    )  # fmt: skip
+    await cluster.store.activations.put(lost)
+    # When the restarted invoker gets it again and fails before it could mark it: its
+    # entity store cannot read the action (a real store, closed: every read raises)
+    with fresh_schema() as schema:
+        broken = await PostgresStore.open(PG_DSN, schema=schema, max_size=1)
+        await broken.close()
+    invoker = await cluster.invoker(entities=broken.entities)
+    bus = invoker._bus
+    assert isinstance(bus, NatsBus)
+    try:
+        await settled(invoker, bus)
+        # Then the recovery's record stands (not replaced by an internal error), and no
+        # completion was sent: a copy that did not win the mark ends nothing
         record = await cluster.record(message)
         assert record.response == lost.response
         assert await completions(bus) == []

@@ -13,6 +13,7 @@ from poolsupport import NODE, PY
 
 from squall.cli.standalone import Standalone
 from squall.config import Settings
+from squall.sandbox.http import _Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -40,8 +41,30 @@ def _annotations(record: dict[str, Any]) -> dict[str, Any]:
     return {a["key"]: a["value"] for a in record["annotations"]}
 
 
-async def test_a_python_cold_starts_record_is_that_of_an_init_then_a_run(tmp_path: Path) -> None:
-    # Given the platform, a Python action whose module takes 0.3 s to load, and one whose
+def _targets(data: bytes) -> list[str]:
+    """The request targets in what one write sent to a runtime."""
+    return [part.split(b" ", 1)[0].decode() for part in data.split(b"POST ")[1:]]
+
+
+async def test_a_python_cold_starts_record_is_that_of_an_init_then_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the writes to the runtimes, each recorded with the requests it carried (the
+    # real ones: a pipeline's, and a single request's)
+    writes: list[list[str]] = []
+    write_ahead, request = _Connection.write_ahead, _Connection.request
+
+    def recorded_ahead(conn: _Connection, data: bytes, count: int) -> None:
+        writes.append(_targets(data))
+        write_ahead(conn, data, count)
+
+    def recorded(conn: _Connection, data: bytes, deadline: float | None) -> Any:
+        writes.append(_targets(data))
+        return request(conn, data, deadline)
+
+    monkeypatch.setattr(_Connection, "write_ahead", recorded_ahead)
+    monkeypatch.setattr(_Connection, "request", recorded)
+    # And the platform, a Python action whose module takes 0.3 s to load, and one whose
     # module fails to load
     system = await Standalone.start(Settings(home=tmp_path / "home", keep_warm_s=60))
     user, _, key = system.guest_auth.partition(":")
@@ -57,6 +80,7 @@ async def test_a_python_cold_starts_record_is_that_of_an_init_then_a_run(tmp_pat
                 r = await client.put(f"/api/v1/namespaces/_/actions/{name}", json=body)
                 assert r.status_code == 200, r.text
             # When the slow one is invoked cold
+            writes.clear()
             r = await client.post(
                 "/api/v1/namespaces/_/actions/slow", params={"blocking": "true"}, json={}
             )
@@ -71,6 +95,8 @@ async def test_a_python_cold_starts_record_is_that_of_an_init_then_a_run(tmp_pat
             # activation's start
             assert result["deadline"] - 20_000 >= record["start"] + 300
             assert result["deadline"] - 20_000 <= result["now"]
+            # And its /init and /run went out together, in one write
+            assert writes == [["/init", "/run"]]
             # When the failing one is invoked cold
             r = await client.post(
                 "/api/v1/namespaces/_/actions/failing", params={"blocking": "true"}, json={}

@@ -303,9 +303,9 @@ async def test_a_containers_first_connection_is_made_before_its_runtime_starts(
     connects: list[str] = []
     connect = UnixHttpClient._connect
 
-    async def counted(client: UnixHttpClient) -> Any:
+    async def counted(client: UnixHttpClient, deadline: float | None) -> Any:
         connects.append(client._path)
-        return await connect(client)
+        return await connect(client, deadline)
 
     monkeypatch.setattr(UnixHttpClient, "_connect", counted)
     # When a runtime is started (from nothing, or idle as a stem cell), initialized and
