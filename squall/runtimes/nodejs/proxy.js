@@ -320,18 +320,26 @@ const server = http.createServer((req, res) => {
   const before = req.url === '/run' ? initAnswered : null;
   if (req.url === '/init') initAnswered = whenAnswered(res);
   if (warmUpDone === null && before === null) return onRequest(req, res);
-  // The request's body waits, paused.
-  Promise.all([warmUpDone, before]).then(() => onRequest(req, res));
+  // The request's body waits, paused. A /run whose /init answer found the connection
+  // closed (the invoker gave up on this activation) runs nothing: nobody would read its
+  // answer, and the invoker records the activation without it. (Writing into a connection
+  // the peer closed still emits 'finish'; the failed write destroyed the socket.)
+  Promise.all([warmUpDone, before]).then(([, delivered]) => {
+    if (delivered === false || req.socket.destroyed) return req.destroy();
+    return onRequest(req, res);
+  });
 });
 
+// Settles with whether the /init answer was handed to the socket (true), or the
+// connection closed before it was (false).
 function whenAnswered(res) {
   const answered = new Promise((resolve) => {
-    const settle = () => {
+    const settle = (delivered) => {
       if (initAnswered === answered) initAnswered = null; // later runs wait for nothing
-      resolve();
+      resolve(delivered);
     };
-    res.once('finish', settle); // the answer was handed to the socket
-    res.once('close', settle); // or the connection closed first
+    res.once('finish', () => settle(true));
+    res.once('close', () => settle(res.writableFinished));
   });
   return answered;
 }

@@ -215,3 +215,36 @@ async def test_a_nodejs_run_pipelined_behind_an_asynchronous_init_waits_for_it(
     assert init.status == 200, init
     assert run is not None and run.status == 200, run
     assert json.loads(run.body) == {"esm": True}
+
+
+#: ``COUNTING`` behind a module that takes 0.3 s to load.
+SLOW_COUNTING = {
+    "nodejs": "const t0 = Date.now();\nwhile (Date.now() - t0 < 300) {}\n" + COUNTING["nodejs"],
+    "python": "import time\nt0 = time.time()\nwhile time.time() - t0 < 0.3:\n    pass\n"
+    + COUNTING["python"],
+}
+
+
+@pytest.mark.parametrize("family", ["nodejs", "python"])
+async def test_a_run_pipelined_behind_an_init_whose_answer_found_no_reader_runs_nothing(
+    factory: ProcessContainerFactory, family: str
+) -> None:
+    # Given a container of each proxy and an action that takes 0.3 s to load and counts
+    # its runs
+    kind = NODE if family == "nodejs" else factory.zygote_kind
+    container = await factory.create(kind, 256, tenant="guest")
+    client = UnixHttpClient(container.directory / SOCKET_NAME, max_response_bytes=1 << 20)
+    init = orjson.dumps({"value": {"code": SLOW_COUNTING[family]}})
+    run = orjson.dumps({"value": {}})
+    bound = str(time.monotonic_ns() + 60_000_000_000)
+    headers = {DEADLINE_AFTER_HEADER: "20000", INIT_DEADLINE_HEADER: bound}
+    # When its /init and a /run (bound a minute away) are written together and the
+    # connection is closed while the /init still loads (the invoker gave up on it)
+    pipeline = await client.pipeline([("/init", init, {}), ("/run", run, headers)])
+    await asyncio.sleep(0.1)
+    pipeline.close()
+    await client.aclose()
+    await asyncio.sleep(0.6)  # the /init has answered into the closed connection by now
+    # Then the /run behind it ran nothing: the next run is the action's first
+    again = await container.run({"value": {}}, timeout=20)
+    assert again.status == 200 and json.loads(again.body) == {"runs": 1}
