@@ -383,10 +383,13 @@ class _Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
+        # Bounded: a runtime still streaming a large answer does not hold the loop here.
+        budget = self._max_body + MAX_HEAD_BYTES
         try:
             fd = sock.fileno()
-            while self._answer is not None and not self._lost:
-                data = os.read(fd, 256 * 1024)
+            while self._answer is not None and not self._lost and budget > 0:
+                data = os.read(fd, min(budget, 256 * 1024))
+                budget -= len(data)
                 if not data:
                     return  # the end: the loop's connection_lost tells the rest
                 self.data_received(data)
@@ -558,6 +561,9 @@ class UnixHttpClient:
         except BaseException:
             sock.close()  # cancelled, or refused: the transport (if made) closed it too
             raise
+        if self._closed:  # closed while the transport was made
+            conn.close()
+            return
         self._ahead = conn
 
     async def _connect(self, deadline: float | None) -> _Connection:
