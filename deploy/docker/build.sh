@@ -24,7 +24,12 @@ label=org.squall.inputs
 base=$(PYTHONPATH="$repo" "$py" -m squall.sandbox.images --platform-base)
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-"$py" -m pip wheel --quiet --no-deps -w "$ctx/wheels" "$repo" >/dev/null
+# The wheel is built from a fresh copy: built in the checkout, setuptools' build/lib there
+# would keep a deleted module in every later wheel (and so in the image).
+mkdir "$ctx/src"
+cp -RL "$repo/squall" "$repo/pyproject.toml" "$repo/README.md" "$ctx/src/"
+"$py" -m pip wheel --quiet --no-deps -w "$ctx/wheels" "$ctx/src" >/dev/null
+rm -rf "$ctx/src"
 base_id=$(docker image inspect -f '{{.Id}}' "$base")
 inputs=$(PYTHONPATH="$repo" "$py" -m squall.sandbox.platformimage "$repo" "$cache" "$base_id" \
   "$ctx"/wheels/squall-*.whl)
