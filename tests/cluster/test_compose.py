@@ -2,7 +2,8 @@
 (deploy/docker/build.sh): PostgreSQL, NATS JetStream, two controllers, two invokers and
 nginx with TLS; the official ``openwhisk`` npm client then works against it through nginx.
 
-Slow (it builds the image: a debootstrap the first time, then cached); the compose project
+Slow the first time (it builds the image: a debootstrap, then Squall's image; both are
+cached, build.sh rebuilding only when the image's inputs change); the compose project
 is the test's own (a unique name, free ports), removed with its volumes at the end.
 """
 

@@ -1,0 +1,100 @@
+"""deploy/docker/build.sh skips the build when the image's inputs have not changed: a
+second run is a cache hit (the same image id, no docker build), and the image carries the
+inputs label. It builds the tag test_compose.py uses, so the two share one cached image
+(a cold build the first time, minutes; then seconds). And the hash sees squall/ through
+the wheel build.sh makes of it (tests/unit/deploy/test_platform_image.py tests the rest of
+the hash; this one builds real wheels, ~5 s each)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from _required import unavailable
+from dockersupport import docker_ready
+
+from squall.sandbox.images import INPUTS_LABEL
+from squall.sandbox.platformimage import inputs_hash
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "deploy" / "docker" / "build.sh"
+IMAGE = "squall/squall:test"  # test_compose.py's
+
+
+def _build() -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(BUILD), IMAGE], capture_output=True, text=True, timeout=3600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == IMAGE
+    return done
+
+
+def _inspect(template: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "-f", template, IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+
+
+def test_a_second_build_with_no_change_is_a_cache_hit() -> None:
+    problem = docker_ready()
+    if problem is not None:
+        unavailable(f"Docker: {problem}")
+    # Given the image built (or already up to date)
+    _build()
+    image_id = _inspect("{{.Id}}")
+    label = _inspect(f'{{{{index .Config.Labels "{INPUTS_LABEL}"}}}}')
+    assert len(label) == 16
+    # When build.sh runs again with nothing changed
+    again = _build()
+    # Then it did not build: it says so, and the tag names the same image
+    assert f"{IMAGE} is up to date ({INPUTS_LABEL}={label}), not rebuilt" in again.stderr
+    assert _inspect("{{.Id}}") == image_id
+
+
+def _wheel_of(source: Path, into: Path) -> Path:
+    """The wheel build.sh makes of ``source`` (pip wheel, as build.sh runs it)."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(into), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = into.glob("squall-*.whl")
+    return wheel
+
+
+def test_the_hash_sees_the_source_tree_as_packaged(tmp_path: Path) -> None:
+    """An edited or new module changes the hash; files setuptools does not package
+    (bytecode, scratch files, untracked or ignored) do not. On a copy of squall/."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "squall",
+        source / "squall",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so", "vendor"),
+    )
+    cache = tmp_path / "cache"  # empty: the same listing every time
+
+    def hashed(wheels: str) -> str:
+        return inputs_hash(REPO, cache, "sha256:b", _wheel_of(source, tmp_path / wheels))
+
+    first = hashed("w1")
+    # Given files that are not packaged added (bytecode, a scratch file): no rebuild
+    (source / "squall" / "__pycache__").mkdir(exist_ok=True)
+    (source / "squall" / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"junk")
+    (source / "squall" / "notes.txt").write_text("scratch")
+    assert hashed("w2") == first
+    # Given a module edited and a new (untracked) one: a rebuild
+    errors = source / "squall" / "errors.py"
+    errors.write_text(errors.read_text() + "\n# changed\n")
+    (source / "squall" / "brand_new.py").write_text("X = 1\n")
+    assert hashed("w3") != first
