@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import orjson
 
-from squall.entities.activation import Activation
+from squall.entities.activation import Activation, pending_record
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -89,6 +89,26 @@ class ActivationMessage(_Message, frozen=True, tag="activation"):
     @classmethod
     def from_bytes(cls, data: bytes) -> ActivationMessage:
         return _decode(_activation_decoder, data, "activation")
+
+    def caused_by_annotation(self) -> list[dict[str, Any]]:
+        """The record's ``causedBy`` annotation, for a step of a sequence or composition."""
+        return [{"key": "causedBy", "value": self.caused_by}] if self.caused_by else []
+
+    def unstarted_record(self) -> Activation:
+        """The pending record to mark started from the message alone (its action may have
+        been removed): the invoker's, or the recovering controller's before it moves it."""
+        path = self.action.lstrip("/")
+        return pending_record(
+            namespace=self.namespace,
+            subject=self.subject,
+            activation_id=self.activation_id,
+            name=path.rsplit("/", 1)[-1],
+            path=path,
+            version="",
+            accepted_ms=self.accepted_ms,
+            annotations=self.caused_by_annotation(),
+            cause=self.cause,
+        )
 
 
 class Completion(_Message, frozen=True, tag="completion"):

@@ -34,12 +34,10 @@ from squall.controller.cluster import is_health_test
 from squall.controller.sharding import Dispatched, ShardingBalancer
 from squall.controller.waiters import CompletionWaiters
 from squall.entities.activation import (
-    Activation,
     ActivationResponse,
     final_record,
     is_pending,
     now_ms,
-    pending_record,
 )
 from squall.errors import NotFound, ProviderError, SquallError
 from squall.metrics.controller import ControllerMetrics
@@ -114,7 +112,7 @@ class Moves:
         await self.healthy_elsewhere(from_invoker)
         if message.store_record and not message.started:
             try:
-                if not await self._activations.start(self.pending(message)):
+                if not await self._activations.start(message.unstarted_record()):
                     log.warning("activation %s not moved off invoker %s: it started there",
                                 message.activation_id, from_invoker)  # fmt: skip
                     return False
@@ -148,7 +146,7 @@ class Moves:
             return False
         await self.healthy_elsewhere(invoker_id)
         try:
-            if not await self._activations.start(self.pending(message)):
+            if not await self._activations.start(message.unstarted_record()):
                 return False  # it started there (or ended meanwhile)
         except ProviderError:
             log.exception("could not tell whether activation %s started",
@@ -182,25 +180,6 @@ class Moves:
                 return
             await asyncio.sleep(POLL_S)
         self._waiting_since.pop(from_invoker, None)
-
-    @staticmethod
-    def pending(message: ActivationMessage) -> Activation:
-        """The pending record to mark started: a blocking activation has none stored yet
-        (its final record, or the error record, replaces this one)."""
-        path = message.action.lstrip("/")
-        return pending_record(
-            namespace=message.namespace,
-            subject=message.subject,
-            activation_id=message.activation_id,
-            name=path.rsplit("/", 1)[-1],
-            path=path,
-            version="",
-            accepted_ms=message.accepted_ms,
-            annotations=[{"key": "causedBy", "value": message.caused_by}]
-            if message.caused_by
-            else [],
-            cause=message.cause,
-        )
 
     async def ended(self, message: ActivationMessage) -> bool:
         try:

@@ -27,7 +27,7 @@ from squall.entities.names import parse_fqn
 from squall.entities.sequence import SequenceExec
 from squall.errors import ContainerError, NotFound
 from squall.invoker.apikeys import ActionKeys
-from squall.invoker.completion import Completing, caused_by, unstarted_record
+from squall.invoker.completion import Completing
 from squall.invoker.outcomes import init_outcome, run_outcome
 from squall.invoker.pool import ContainerPool
 from squall.invoker.provisioning import acquire_retrying
@@ -176,7 +176,7 @@ class Activating(Completing):
         (it ran, or failed in its container), else it wins the mark now."""
         if message.activation_id in self._started:
             return True
-        if await self._activations.start(unstarted_record(message)):
+        if await self._activations.start(message.unstarted_record()):
             self._started.add(message.activation_id)
             return True
         log.warning("activation %s not ended here: it started or ended elsewhere",
@@ -301,7 +301,7 @@ class Activating(Completing):
             {"key": "kind", "value": action.exec.kind},
             {"key": "timeout", "value": timed_out},
             {"key": "limits", "value": limits.to_json()},
-            *caused_by(message),
+            *message.caused_by_annotation(),
         ]
         if init_time is not None:
             annotations.append({"key": "initTime", "value": init_time})

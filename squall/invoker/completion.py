@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.messages import ActivationMessage, Completion, completion_topic
@@ -17,7 +16,6 @@ from squall.entities.activation import (
     ActivationResponse,
     final_record,
     now_ms,
-    pending_record,
 )
 from squall.errors import ProviderError
 from squall.metrics.invoker import InvokerMetrics
@@ -27,11 +25,6 @@ log = logging.getLogger("squall.invoker")
 
 # Attempts at storing a record and sending its completion, a second apart.
 FINISH_TRIES = 30
-
-
-def caused_by(message: ActivationMessage) -> list[dict[str, Any]]:
-    """The ``causedBy`` annotation of a step of a sequence or composition, if it is one."""
-    return [{"key": "causedBy", "value": message.caused_by}] if message.caused_by else []
 
 
 async def _retrying(
@@ -51,23 +44,6 @@ async def _retrying(
                 raise
             log.warning("store or bus unavailable; trying again in %g s", pause_s)
             await asyncio.sleep(pause_s)
-
-
-def unstarted_record(message: ActivationMessage) -> Activation:
-    """The pending record of an activation to mark started without its action at hand
-    (it may have been removed): from the message alone."""
-    path = message.action.lstrip("/")
-    return pending_record(
-        namespace=message.namespace,
-        subject=message.subject,
-        activation_id=message.activation_id,
-        name=path.rsplit("/", 1)[-1],
-        path=path,
-        version="",
-        accepted_ms=message.accepted_ms,
-        annotations=caused_by(message),
-        cause=message.cause,
-    )
 
 
 class Completing:
@@ -112,7 +88,7 @@ class Completing:
             start=now,
             end=now,
             response=(ActivationResponse.whisk_error(error) if isinstance(error, str) else error),
-            annotations=[{"key": "path", "value": path}, *caused_by(message)],
+            annotations=[{"key": "path", "value": path}, *message.caused_by_annotation()],
             cause=message.cause,
         )
 
