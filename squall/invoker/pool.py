@@ -177,6 +177,7 @@ class ContainerPool(PoolBooks):
         self._bursts = {}
         self._cold = {}
         self._retiring = {}
+        self._retired = {}
         self._guard: asyncio.Task[None] | None = None
         #: The event loop's busy share, for WARM WAIT (made here: the loop's thread).
         self._loop_load = LoopLoad()

@@ -78,12 +78,19 @@ class PoolBooks:
     #: Retired by the MEMORY GUARD, runs still in flight: no longer in their key's group
     #: (no run is handed to them), removed when the last run ends (``_retired_run_ended``).
     _retiring: dict[PooledContainer, None]
+    #: Containers the MEMORY GUARD retired since the pool started, by runtime kind (the
+    #: ``squall_invoker_containers_retired_total`` counter reads it at scrape time).
+    _retired: dict[str, int]
 
     # -- figures ----------------------------------------------------------------------
 
     @property
     def used_mb(self) -> int:
         return self._used_mb
+
+    def retired(self) -> dict[str, int]:
+        """Containers retired by the MEMORY GUARD since the pool started, by kind."""
+        return dict(self._retired)
 
     def containers(self) -> list[PooledContainer]:
         """Every live container: those of actions, then stem cells (starting ones too)."""
@@ -170,6 +177,7 @@ class PoolBooks:
         freed = False
         for pc in full:
             log.info("container %s is near its memory limit: retired", pc.describe())
+            self._retired[pc.kind] = self._retired.get(pc.kind, 0) + 1
             if pc.idle:
                 self._remove(pc)
                 freed = True

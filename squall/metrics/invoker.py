@@ -25,6 +25,9 @@ Families (labels in braces):
   (``starting``, ``prewarmed``, ``initializing``, ``busy``, ``ready``, ``paused``).
 - ``squall_invoker_memory_reserved_bytes`` / ``squall_invoker_memory_capacity_bytes``:
   the memory limits of live containers against the invoker's user memory.
+- ``squall_invoker_containers_retired_total{kind}``: containers the MEMORY GUARD
+  (``invoker/memguard.py``) retired near their memory limit. A rising count says actions
+  (or a runtime) grow with every run: their users see cold starts instead of errors.
 
 Concurrency: ``observe`` runs on the invoker's event loop; the scrape reads the pool on
 the same loop, so it sees a consistent table (the pool changes state without awaiting).
@@ -34,11 +37,11 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from squall.entities.activation import STATUS_NAMES, WHISK_ERROR, Activation
@@ -80,6 +83,8 @@ class PoolView(Protocol):
 
     def containers(self) -> Sequence[PooledView]: ...
 
+    def retired(self) -> Mapping[str, int]: ...
+
 
 def _annotations(record: Activation) -> dict[str, Any]:
     return {kv["key"]: kv.get("value") for kv in record.annotations if "key" in kv}
@@ -98,7 +103,7 @@ class _PoolCollector(Collector):
     def __init__(self, pool: PoolView) -> None:
         self._pool = pool
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         counts = Counter((pc.kind, str(pc.state.value)) for pc in self._pool.containers())
         containers = GaugeMetricFamily(
             "squall_invoker_containers",
@@ -118,6 +123,14 @@ class _PoolCollector(Collector):
             "The invoker's user memory: the most its containers may reserve.",
             value=self._pool.capacity_mb * MB,
         )
+        retired = CounterMetricFamily(
+            "squall_invoker_containers_retired",
+            "Containers the MEMORY GUARD retired near their memory limit, by runtime kind.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self._pool.retired().items()):
+            retired.add_metric([kind], count)
+        yield retired
 
 
 class InvokerMetrics:

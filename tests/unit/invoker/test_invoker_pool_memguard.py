@@ -12,11 +12,14 @@ import json
 
 import pytest
 from _polling import until
+from metricsupport import parse, value
 from poolsupport import ADD_ONE, PY
+from prometheus_client import generate_latest
 
 from squall.invoker import memguard
 from squall.invoker.container import PooledContainer, State
 from squall.invoker.pool import ContainerPool
+from squall.metrics import InvokerMetrics
 from squall.sandbox.process import ProcessContainerFactory
 
 pytestmark = pytest.mark.anyio
@@ -66,6 +69,8 @@ async def test_a_growing_container_is_replaced_before_a_run_fails(
 ) -> None:
     # Given an action that keeps 8 MB more per run in a 128 MB container
     pool = ContainerPool(factory, capacity_mb=1024)
+    metrics = InvokerMetrics(pool)
+    retired_total = "squall_invoker_containers_retired_total"
     first: PooledContainer | None = None
     retired_at_mb = 0.0
     # When it runs again and again, the guard reading its memory after each run (with the
@@ -87,11 +92,15 @@ async def test_a_growing_container_is_replaced_before_a_run_fails(
             pool.release(pc)
             used = _used_mb(pc)
             retired = pool.retire_full()
+        counted = value(parse(generate_latest(metrics.registry).decode()), retired_total, kind=PY)
         if retired:
             retired_at_mb = used
             assert pc.state is State.REMOVED
+            # And the operator sees it: the retirement is counted by kind
+            assert counted == 1
         else:
             assert pc.state is State.READY
+            assert counted is None
     # Then every run succeeded (_run asserts it), the first container was retired once it
     # reached 90 % of its limit, and the next run was served by a fresh container
     assert first is not None and first.state is State.REMOVED
@@ -119,6 +128,7 @@ async def test_a_container_under_the_threshold_is_kept(factory: ProcessContainer
         assert 0 < _used_mb(pc) < memguard.RETIRE_SHARE * MEMORY_MB
         assert pool.retire_full() == 0
         assert again is pc and pc.state is State.READY
+    assert pool.retired() == {}
     # And a container that served no run since its last read is not read again
     assert pc.memory_read_at_use == pc.uses
     await pool.close()
