@@ -1,6 +1,6 @@
 """The in-process bus: one queue of messages per topic (standalone's provider).
 
-It is first class, not a test double: messages are the same bytes the NATS provider
+It is first class, not a test double: messages read as the same bytes the NATS provider
 carries, so the controller and invoker cannot tell the providers apart. Everything runs
 on one event loop, so queues, the key window and the subscriber sets need no lock.
 
@@ -207,7 +207,7 @@ class MemoryConsumer:
 
 class MemoryListener:
     """A handler registered on a topic; ``_Topic.put`` and ``hand_out`` call it inside
-    the sender's ``send`` through ``push.hand``, so a failing handler does not fail the
+    the sender's ``send``, as ``push.hand`` does: a failing handler does not fail the
     send."""
 
     __slots__ = ("_topic", "handler")
