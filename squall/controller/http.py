@@ -229,7 +229,12 @@ async def read_entity(request: Request, limit: int) -> Any:
 
 
 def query_bool(request: HttpRequest, name: str, default: bool = False) -> bool:
-    raw = request.query_params.get(name)
+    return query_flag(request.query_params, name, default)
+
+
+def query_flag(query: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """``query_bool`` over query parameters already read (a route reading several)."""
+    raw = query.get(name)
     if raw is None:
         return default
     return raw.strip().lower() == "true"
