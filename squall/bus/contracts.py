@@ -67,17 +67,37 @@ handler from a task over a ``consumer`` (any provider, NATS included). Guarantee
   must bound what it holds uses ``consumer``).
 - After ``Listener.close()`` returned the handler is not called again; messages not yet
   handed stay on the topic. Closing the bus ends its listeners the same way.
+
+Carrying messages (``send_message``, :class:`Carrying`): a provider whose consumers live in
+the sender's process (the in-process bus) may take the message object itself instead of
+its bytes. Use ``squall.bus.push.message_sender``: it takes a provider's own
+``send_message`` when it has one, and otherwise encodes (``to_bytes``) and calls ``send``
+(NATS: bytes as before). Guarantees:
+
+- ``send_message(topic, message, key=..., direct=...)`` is ``send(topic,
+  message.to_bytes(), key=..., direct=...)`` in every respect (acceptance, ``key``,
+  order, errors, ``pending``); only the bytes are made later, if at all.
+- Its delivery's ``message`` is the object sent (the same object, not a copy); its
+  ``data`` is ``message.to_bytes()``, made when read. A delivery of a plain ``send`` (any
+  provider) has no ``message`` attribute, or ``message`` None: a consumer reads
+  ``getattr(delivery, "message", None)`` and decodes ``data`` when that is not the type
+  it expects.
+- The sender hands the object over: it must not change it (nor anything it holds, e.g. a
+  record's lists) after ``send_message`` returned — the consumer reads it as it would
+  have read the bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 
 class Delivery(Protocol):
     @property
-    def data(self) -> bytes: ...
+    def data(self) -> bytes:
+        """The message's bytes (a carried message's: encoded when read, see above)."""
+        ...
 
     @property
     def attempt(self) -> int:
@@ -129,6 +149,33 @@ class Pushing(Protocol):
         """Hand each message of ``topic`` to ``handler`` (``prefetch`` as for
         ``MessagingProvider.consumer``), until the returned listener is closed."""
         ...
+
+
+class Encodable(Protocol):
+    """A message that makes its own bytes (``squall.bus.messages``' messages)."""
+
+    def to_bytes(self) -> bytes: ...
+
+
+@runtime_checkable
+class Carrying(Protocol):
+    """A provider that carries message objects to its consumers (the in-process bus);
+    the others get the bytes from ``squall.bus.push.message_sender``."""
+
+    async def send_message(
+        self, topic: str, message: Encodable, *, key: str | None = None, direct: bool = False
+    ) -> None:
+        """``send(topic, message.to_bytes(), ...)``, the object handed over as it is."""
+        ...
+
+
+class MessageSender(Protocol):
+    """``send_message`` of a provider that carries objects, or the stand-in that encodes
+    and sends (``squall.bus.push.message_sender``)."""
+
+    def __call__(
+        self, topic: str, message: Encodable, *, key: str | None = None, direct: bool = False
+    ) -> Awaitable[None]: ...
 
 
 class Subscription(Protocol):

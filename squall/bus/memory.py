@@ -1,8 +1,12 @@
 """The in-process bus: one queue of messages per topic (standalone's provider).
 
-It is first class, not a test double: messages are the same bytes the NATS provider
+It is first class, not a test double: messages read as the same bytes the NATS provider
 carries, so the controller and invoker cannot tell the providers apart. Everything runs
 on one event loop, so queues, the key window and the subscriber sets need no lock.
+
+It carries message objects (``send_message``, ``bus/contracts.py``): the consumer gets
+the object the sender made, and its bytes are made only if someone reads ``data`` — a
+standalone invoke's message and completion are neither encoded nor decoded.
 
 Delivery is exactly once within the process: a message leaves its queue when it is
 received, so ``attempt`` is always 1 and ``ack`` has nothing to record (the queue lives
@@ -17,13 +21,18 @@ its pull consumers otherwise.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from squall.bus.contracts import Handler
+import msgspec
+
+from squall.bus.contracts import Encodable, Handler
 from squall.bus.push import hand
 from squall.errors import ProviderError
+
+log = logging.getLogger("squall.bus")
 
 # Keys remembered for deduplication: for ``dedup_window_s``, at most ``_MAX_KEYS`` of them
 # (the oldest are forgotten first, so memory stays bounded under any send rate).
@@ -32,12 +41,23 @@ _MAX_KEYS = 100_000
 SUBSCRIPTION_BACKLOG = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryDelivery:
-    data: bytes
-    attempt: int = 1
+class MemoryDelivery(msgspec.Struct, frozen=True):
+    """One message on a topic: its bytes (``raw``) or the object sent (``message``), whose
+    bytes are made when ``data`` is read. A Struct: made once per message, and its
+    ``__init__`` is msgspec's own (no Python call on the hot path)."""
+
+    raw: bytes | None
+    message: Any = None
     # Nothing to confirm: the message left its topic when it was received (contracts.py).
-    settled = True
+    attempt: ClassVar[int] = 1
+    settled: ClassVar[bool] = True
+
+    @property
+    def data(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        data: bytes = self.message.to_bytes()
+        return data
 
     async def ack(self) -> None:
         return None
@@ -59,14 +79,30 @@ class _Topic:
     __slots__ = ("closed", "handing", "listeners", "messages", "waiters")
 
     def __init__(self) -> None:
-        self.messages: deque[bytes] = deque()
+        self.messages: deque[MemoryDelivery] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.listeners: deque[MemoryListener] = deque()
         self.handing = False  # a handler runs now (``hand_out`` is on the stack)
         self.closed = False
 
-    def put(self, data: bytes) -> None:
-        self.messages.append(data)
+    def put(self, delivery: MemoryDelivery) -> None:
+        if self.listeners and not self.handing and not self.messages:
+            # The usual case (a listener, nothing waiting, no handler running): hand it
+            # over here, as ``hand_out`` would, without queueing it first. What the
+            # handler sends meanwhile is queued and handed by ``hand_out`` after it.
+            listener = self.listeners[0]
+            self.listeners.rotate(-1)
+            self.handing = True
+            try:
+                listener.handler(delivery)
+            except Exception:  # as ``push.hand`` (one call less): the delivery is taken
+                log.exception("a listener's handler failed on a delivery")
+            finally:
+                self.handing = False
+            if self.messages:
+                self.hand_out()
+            return
+        self.messages.append(delivery)
         if self.listeners:
             self.hand_out()
         else:
@@ -83,7 +119,7 @@ class _Topic:
             while self.messages and self.listeners:
                 listener = self.listeners[0]
                 self.listeners.rotate(-1)
-                listener.hand(MemoryDelivery(self.messages.popleft()))
+                hand(listener.handler, self.messages.popleft())
         finally:
             self.handing = False
         if self.messages:
@@ -133,7 +169,7 @@ class MemoryConsumer:
                     topic.wake_next()
                 raise ProviderError("consumer is closed")
             if topic.messages:
-                return MemoryDelivery(topic.messages.popleft())
+                return topic.messages.popleft()
             if topic.closed:
                 raise ProviderError("bus is closed")
             if deadline is not None and deadline <= loop.time():
@@ -170,17 +206,15 @@ class MemoryConsumer:
 
 
 class MemoryListener:
-    """A handler registered on a topic; ``_Topic.hand_out`` calls it."""
+    """A handler registered on a topic; ``_Topic.put`` and ``hand_out`` call it inside
+    the sender's ``send``, as ``push.hand`` does: a failing handler does not fail the
+    send."""
 
-    __slots__ = ("_handler", "_topic")
+    __slots__ = ("_topic", "handler")
 
     def __init__(self, topic: _Topic, handler: Handler) -> None:
         self._topic = topic
-        self._handler = handler
-
-    def hand(self, delivery: MemoryDelivery) -> None:
-        # Runs inside the sender's ``send``: a failing handler must not fail the send.
-        hand(self._handler, delivery)
+        self.handler = handler
 
     async def close(self) -> None:
         topic = self._topic
@@ -255,12 +289,24 @@ class MemoryBus:
     async def send(
         self, topic: str, data: bytes, *, key: str | None = None, direct: bool = False
     ) -> None:
-        self._check_open()
+        if self._closed:
+            raise ProviderError("bus is closed")
         if not data:
             raise ProviderError("empty message")
         if key is not None and self._seen(key):
             return
-        self._topic(topic).put(data)
+        (self._topics.get(topic) or self._topic(topic)).put(MemoryDelivery(data))
+
+    async def send_message(
+        self, topic: str, message: Encodable, *, key: str | None = None, direct: bool = False
+    ) -> None:
+        """``send`` of ``message.to_bytes()``, the object carried instead (contracts.py).
+        The messages of ``squall.bus.messages`` are never empty (their JSON is an object)."""
+        if self._closed:
+            raise ProviderError("bus is closed")
+        if key is not None and self._seen(key):
+            return
+        (self._topics.get(topic) or self._topic(topic)).put(MemoryDelivery(None, message))
 
     async def consumer(self, topic: str, *, prefetch: int = 1) -> MemoryConsumer:
         self._check_open()

@@ -7,6 +7,9 @@ pull consumer — gets a :class:`PullListener`: one task that awaits ``receive``
 the handler with what it got, so the consumer's pull, ack and redelivery rules are
 unchanged. For such a provider push saves nothing (its reader is a task anyway); it
 lets the invoker and the controller consume every provider through one seam.
+
+Carrying messages likewise: :func:`message_sender` is a provider's own ``send_message``
+(the in-process bus hands the object over) or, for any other, one that encodes and sends.
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ import asyncio
 import contextlib
 import logging
 
-from squall.bus.contracts import Consumer, Delivery, Handler, Listener, MessagingProvider, Pushing
+from squall.bus.contracts import (
+    Carrying,
+    Consumer,
+    Delivery,
+    Encodable,
+    Handler,
+    Listener,
+    MessageSender,
+    MessagingProvider,
+    Pushing,
+)
 from squall.errors import ProviderError
 
 log = logging.getLogger("squall.bus")
@@ -71,3 +84,19 @@ class PullListener:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self._consumer.close()
+
+
+def message_sender(bus: MessagingProvider) -> MessageSender:
+    """How to send message objects on ``bus`` (``bus/contracts.py``, carrying messages):
+    the provider's own ``send_message`` when it carries objects, else one that encodes
+    and sends the bytes. Asked once, when the sender is built (the ``isinstance`` check
+    of a runtime protocol is too dear for every message)."""
+    if isinstance(bus, Carrying):
+        return bus.send_message
+
+    async def send_bytes(
+        topic: str, message: Encodable, *, key: str | None = None, direct: bool = False
+    ) -> None:
+        await bus.send(topic, message.to_bytes(), key=key, direct=direct)
+
+    return send_bytes

@@ -18,7 +18,6 @@ from squall.controller.balancer import LoadBalancer
 from squall.controller.invocation import Invocation, InvocationRequest
 from squall.controller.throttle import Throttles
 from squall.controller.waiters import CompletionWaiters
-from squall.entities import params
 from squall.entities.action import Action, pending_invocation
 from squall.entities.activation import (
     Activation,
@@ -110,8 +109,9 @@ class Activator:
     async def invoke(self, request: InvocationRequest) -> Invocation:
         """Invoke ``request.action``: a sequence or conductor action through the
         composer, any other action with :meth:`invoke_primitive`. Same answers either way."""
-        if self.composer is not None and self.composer.handles(request.action):
-            return await self.composer.invoke(request)
+        composer = self.composer  # asked once: a ``Late`` behind a property
+        if composer is not None and composer.handles(request.action):
+            return await composer.invoke(request)
         return await self.invoke_primitive(request)
 
     async def close(self) -> None:
@@ -133,8 +133,9 @@ class Activator:
         steps): it saves a store write per step. A built-in action (``builtins``) is run
         by the controller instead, whoever invokes it, a sequence included.
         """
-        if self.builtins is not None and self.builtins.handles(request.action):
-            return await self.builtins.invoke(request)
+        builtins = self.builtins  # asked once: a ``Late`` behind a property
+        if builtins is not None and builtins.handles(request.action):
+            return await builtins.invoke(request)
         identity, action, blocking = request.identity, request.action, request.blocking
         # The namespace's storeActivations limit off (OpenWhisk's user limit): no record
         # is stored for it, pending or final.
@@ -142,8 +143,8 @@ class Activator:
         store, network = policy.store_activations, policy.network
         record_pending = record_pending and store
         activation_id = new_activation_id()
-        content = params.as_dict(action.parameters, init=False)
-        content.update(request.payload)
+        # The action's defaults under the payload (copied: the action's dicts are shared).
+        content = {**action.run_defaults, **request.payload}
         message = ActivationMessage(
             transid=request.txid,
             activation_id=activation_id,
@@ -155,7 +156,7 @@ class Activator:
             blocking=blocking,
             controller=self._controller_id,
             accepted_ms=now_ms(),
-            init_args=params.as_dict(action.parameters, init=True),
+            init_args={**action.init_defaults},
             cause=request.cause,
             caused_by=request.caused_by,
             store_record=store,

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from squall.bus.contracts import MessagingProvider
 from squall.bus.messages import ActivationMessage, invoker_topic
+from squall.bus.push import message_sender
 from squall.errors import ServiceUnavailable
 
 
@@ -27,12 +28,14 @@ class LoadBalancer(Protocol):
 
 class LeanBalancer:
     def __init__(self, bus: MessagingProvider, invoker_id: str) -> None:
-        self._bus = bus
+        # The in-process bus takes the message object itself (bus/contracts.py).
+        self._send = message_sender(bus)
         self._invoker_id = invoker_id
+        self._topic = invoker_topic(invoker_id)
         self.available = True
 
     async def publish(self, message: ActivationMessage, memory_mb: int) -> str:
         if not self.available:
             raise ServiceUnavailable()
-        await self._bus.send(invoker_topic(self._invoker_id), message.to_bytes())
+        await self._send(self._topic, message)
         return self._invoker_id

@@ -58,7 +58,7 @@ from squall.entities.activation import (
     pending_record,
 )
 from squall.entities.names import EntityPath
-from squall.entities.sequence import SEQUENCE_FAILED, SEQUENCE_KIND, SequenceExec, is_conductor
+from squall.entities.sequence import SEQUENCE_FAILED, SEQUENCE_KIND, SequenceExec
 from squall.errors import ServiceUnavailable
 
 log = logging.getLogger("squall.controller.composition")
@@ -176,9 +176,7 @@ class Composer:
         self.owner = f"{ctl.settings.controller_id}/{secrets.token_hex(6)}"
 
     def handles(self, action: Action) -> bool:
-        return isinstance(action.exec, SequenceExec) or is_conductor(
-            action.exec, action.annotations
-        )
+        return isinstance(action.exec, SequenceExec) or action.conductor
 
     # -- topmost ----------------------------------------------------------------------
 

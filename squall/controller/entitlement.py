@@ -66,7 +66,7 @@ FINAL_VIOLATION = "Request defines parameters that are not allowed (e.g., reserv
 
 def check_final(action: Action, payload: dict[str, Any]) -> None:
     """With annotation ``final: true`` a defined parameter cannot be overridden (400)."""
-    if params.get(action.annotations, "final") is not True:
+    if not action.final:  # its ``final`` annotation is ``true`` (derived once)
         return
     defined = {str(kv["key"]) for kv in action.parameters if kv.get("value") is not None}
     if defined.intersection(payload):

@@ -147,6 +147,14 @@ async def read_body(request: BodyRequest, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge.of(int(declared), limit)
+    whole = getattr(request, "body", None)
+    if type(whole) is bytearray:
+        # The hot route's request (``hotroutes.HotRequest``) holds its whole body: read
+        # it as it is, not through ``stream`` — an async generator costs the loop's hooks
+        # and a weak set's entry, and a dozen calls, per request.
+        if len(whole) > limit:
+            raise PayloadTooLarge.of(len(whole), limit)
+        return bytes(whole)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -221,7 +229,12 @@ async def read_entity(request: Request, limit: int) -> Any:
 
 
 def query_bool(request: HttpRequest, name: str, default: bool = False) -> bool:
-    raw = request.query_params.get(name)
+    return query_flag(request.query_params, name, default)
+
+
+def query_flag(query: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """``query_bool`` over query parameters already read (a route reading several)."""
+    raw = query.get(name)
     if raw is None:
         return default
     return raw.strip().lower() == "true"

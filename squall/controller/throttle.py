@@ -188,8 +188,8 @@ class Throttles:
         self.counters.ended(activation_id)
 
     def on_completion(self, completion: Completion) -> None:
-        """A completion listener (see ``CompletionWaiters.add_listener``)."""
-        self.ended(completion.activation_id)
+        """A completion listener (see ``CompletionWaiters.add_listener``): ``ended``."""
+        self.counters.ended(completion.activation_id)
 
     def in_flight(self, namespace: str) -> int:
         """This controller's activations in flight for ``namespace`` (no I/O)."""

@@ -21,6 +21,7 @@ from squall.entities.sequence import (
     SequenceExec,
     exec_from_request,
     exec_from_stored,
+    is_conductor,
     is_truthy,
 )
 from squall.errors import BadRequest
@@ -41,6 +42,30 @@ class Action:
     limits: ActionLimits = field(default_factory=ActionLimits)
     updated: int = 0
     rev: str = ""
+    # Derived once from the fields above, read on every invoke (an action is immutable,
+    # and the controller and invoker keep one per revision): set by ``__post_init__``,
+    # again by ``replace``. Not compared, not shown.
+    #: Whether a run gets the invoking namespace's API key: its ``provide-api-key``
+    #: annotation is truthy, or absent — as in OpenWhisk, where actions created before
+    #: the annotation existed keep getting the key (new ones get ``false`` at creation).
+    provides_api_key: bool = field(init=False, repr=False, compare=False)
+    #: Its ``final`` annotation is ``true``: a defined parameter cannot be overridden.
+    final: bool = field(init=False, repr=False, compare=False)
+    #: A code action with a truthy ``conductor`` annotation (``sequence.is_conductor``).
+    conductor: bool = field(init=False, repr=False, compare=False)
+    #: The parameters as argument objects: the run's defaults (not ``init``) and the
+    #: ``init`` ones (/init environment). Shared: copy before changing.
+    run_defaults: dict[str, Any] = field(init=False, repr=False, compare=False)
+    init_defaults: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        value = params.get(self.annotations, PROVIDE_API_KEY, _ABSENT)
+        derive = object.__setattr__  # frozen: set once, here
+        derive(self, "provides_api_key", value is _ABSENT or is_truthy(value))
+        derive(self, "final", params.get(self.annotations, "final") is True)
+        derive(self, "conductor", is_conductor(self.exec, self.annotations))
+        derive(self, "run_defaults", params.as_dict(self.parameters, init=False))
+        derive(self, "init_defaults", params.as_dict(self.parameters, init=True))
 
     # -- requests ---------------------------------------------------------------------
 
@@ -95,15 +120,6 @@ class Action:
             limits=ActionLimits.from_json(raw.get("limits"), self.limits),
             **fields,
         )
-
-    @property
-    def provides_api_key(self) -> bool:
-        """Whether a run gets the invoking namespace's API key: its ``provide-api-key``
-        annotation is truthy, or absent — as in OpenWhisk, where actions created before
-        the annotation existed keep getting the key (new ones get ``false`` at creation).
-        """
-        value = params.get(self.annotations, PROVIDE_API_KEY, _ABSENT)
-        return value is _ABSENT or is_truthy(value)
 
     # -- JSON -------------------------------------------------------------------------
 

@@ -193,6 +193,8 @@ class Activation(msgspec.Struct, kw_only=True, rename="camel"):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Activation)
+#: ``encode`` itself, the encoder's bound method (for callers on the hot path).
+encode_record = _encoder.encode
 
 
 def encode(record: Activation) -> bytes:
@@ -245,7 +247,7 @@ def final_record(
         response=response,
         logs=[] if logs is None else logs,
         annotations=[] if annotations is None else annotations,
-        cause=cause_field(cause),
+        cause=cause if cause else UNSET,  # ``cause_field``, inline: every record
     )
 
 
@@ -280,7 +282,7 @@ def pending_record(
         response=ActivationResponse.waiting(),
         logs=[],
         annotations=[{"key": "path", "value": path}, *(annotations or [])],
-        cause=cause_field(cause),
+        cause=cause if cause else UNSET,  # ``cause_field``, inline: every record
     )
 
 

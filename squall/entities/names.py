@@ -63,7 +63,10 @@ class EntityPath:
 
     @property
     def fqn(self) -> str:
-        return f"/{self.entity_namespace}/{self.name}"
+        # Spelled out, not through ``entity_namespace``: read several times per invoke.
+        if self.package:
+            return f"/{self.namespace}/{self.package}/{self.name}"
+        return f"/{self.namespace}/{self.name}"
 
     def __str__(self) -> str:
         return self.fqn

@@ -251,6 +251,7 @@ class Activating(Completing):
         init_time: int | None = None
         response: ActivationResponse | None = None
         timed_out = False
+        failed = True  # until a response says otherwise (its code read once)
         try:
             run: RuntimeResponse | None = None
             if cold:
@@ -279,7 +280,10 @@ class Activating(Completing):
                     initialized(await container.initialize(init_payload, timeout_s))
             if response is None:
                 if run is None:
-                    run_payload = self._run_payload(action, message, api_key)
+                    # Warm, the run starts at ``start`` (read just above); cold, after
+                    # /init: the deadline is read now.
+                    now = 0 if cold else start
+                    run_payload = self._run_payload(action, message, api_key, now)
                     run = await container.run(run_payload, timeout_s)
                 response = run_outcome(run, limits.timeout)
                 timed_out = run.timed_out
@@ -291,9 +295,9 @@ class Activating(Completing):
             response = ActivationResponse.whisk_error(PROVISION_FAILED)
             end, logs, failed = now_ms(), [], True
         finally:
-            if response is None or response.code >= DEVELOPER_ERROR:
+            if failed:
                 self.pool.release(pc, destroy=True)
-        if response.code < DEVELOPER_ERROR:
+        if not failed:
             self.pool.release(pc)
         annotations: list[dict[str, Any]] = [
             {"key": "path", "value": action.path.fqn.lstrip("/")},
@@ -335,9 +339,10 @@ class Activating(Completing):
         return {**payload, "binary": code.binary, "env": env}
 
     def _run_payload(
-        self, action: Action, message: ActivationMessage, api_key: str | None
+        self, action: Action, message: ActivationMessage, api_key: str | None, now: int = 0
     ) -> dict[str, Any]:
-        deadline = now_ms() + action.limits.timeout
+        """``now``: the time in ms the caller just read (0: read it here)."""
+        deadline = (now or now_ms()) + action.limits.timeout
         payload: dict[str, Any] = {
             "value": message.content,
             "namespace": message.namespace,

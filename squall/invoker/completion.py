@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from squall.bus.contracts import MessagingProvider
+from squall.bus.contracts import MessageSender, MessagingProvider
 from squall.bus.messages import ActivationMessage, Completion, completion_topic
 from squall.entities.activation import (
     Activation,
@@ -32,10 +32,21 @@ async def _retrying(
     keep_trying: Callable[[], bool],
     tries: int = FINISH_TRIES,
     pause_s: float = 1.0,
+    *,
+    failed: ProviderError | None = None,
 ) -> None:
     """``attempt()``, again after a ProviderError (up to ``tries`` times in all, and only
-    while ``keep_trying()``)."""
-    for n in range(tries):
+    while ``keep_trying()``). ``failed``: the caller made the first attempt itself, and it
+    raised ``failed`` (the caller tries inline: the usual attempt succeeds with neither
+    this coroutine nor a closure made for it)."""
+    first = 0
+    if failed is not None:
+        if tries <= 1 or not keep_trying():
+            raise failed
+        log.warning("store or bus unavailable; trying again in %g s", pause_s)
+        await asyncio.sleep(pause_s)
+        first = 1
+    for n in range(first, tries):
         try:
             await attempt()
             return
@@ -53,6 +64,7 @@ class Completing:
     id: str
     metrics: InvokerMetrics
     _bus: MessagingProvider
+    _send_message: MessageSender  # message_sender(_bus)
     _activations: ActivationStore
     _closing: bool
 
@@ -66,16 +78,25 @@ class Completing:
         # record could not be stored, so the waiting caller still gets its result.
         try:
             if message.store_record:
-                await _retrying(lambda: self._activations.put(record), self._open)
+                try:
+                    await self._activations.put(record)
+                except ProviderError as error:
+                    await _retrying(lambda: self._activations.put(record), self._open, failed=error)
         finally:
+            # The in-process bus carries the object to the controller (bus/contracts.py);
+            # nothing here touches the record after it is sent.
             completion = Completion(message.transid, message.activation_id, self.id, record)
-            data = completion.to_bytes()
+            topic = completion_topic(message.controller)
             # Handed straight to the controller when it is up (nothing stored on the
             # bus, no pull and ack round trips there); stored on its topic otherwise.
-            await _retrying(
-                lambda: self._bus.send(completion_topic(message.controller), data, direct=True),
-                self._open,
-            )
+            try:
+                await self._send_message(topic, completion, direct=True)
+            except ProviderError as error:
+                await _retrying(
+                    lambda: self._send_message(topic, completion, direct=True),
+                    self._open,
+                    failed=error,
+                )
 
     def _failure(self, message: ActivationMessage, error: str | ActivationResponse) -> Activation:
         now = now_ms()

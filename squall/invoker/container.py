@@ -49,6 +49,10 @@ PoolKey = tuple[str, str, str]
 
 
 class State(enum.Enum):
+    # Members are singletons compared by identity: hashed by identity too, in C (Enum's
+    # own ``__hash__`` is a Python call, and every transition hashes two states).
+    __hash__ = object.__hash__
+
     STARTING = "starting"
     PREWARMED = "prewarmed"
     INITIALIZING = "initializing"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from squall.bus.contracts import Delivery, Listener
@@ -66,12 +67,16 @@ class Intake(Activating):
         await asyncio.gather(*self._acks, return_exceptions=True)
 
     def _on_delivery(self, delivery: Delivery) -> None:
-        try:
-            message = ActivationMessage.from_bytes(delivery.data)
-        except MessageError:
-            log.exception("dropping a malformed activation message")
-            self._ack_later(delivery)
-            return
+        # The in-process bus carries the controller's message object (bus/contracts.py):
+        # nothing to decode. Any other delivery has its bytes decoded.
+        message = getattr(delivery, "message", None)
+        if type(message) is not ActivationMessage:
+            try:
+                message = ActivationMessage.from_bytes(delivery.data)
+            except MessageError:
+                log.exception("dropping a malformed activation message")
+                self._ack_later(delivery)
+                return
         if message.activation_id in self._recent:
             self._ack_later(delivery)  # a redelivery of a message already taken
             return
@@ -82,9 +87,17 @@ class Intake(Activating):
             return
         # Registered in ``_running`` before anything awaits: a redelivery handed over
         # while this one is acknowledged finds it running.
-        task = asyncio.create_task(
-            self._take(delivery, message), context=self._intake_context.copy()
-        )
+        run: Coroutine[Any, Any, None]
+        if delivery.settled:
+            # Nothing to acknowledge (the in-process bus, bus/contracts.py), so nothing
+            # can stop it from running: taken now, and its task runs ``_handle`` itself
+            # (``_take`` would only await a no-op ack: one coroutine less on the task's
+            # stack, resumed at every await of the activation).
+            self._remember(message.activation_id)
+            run = self._handle(message)
+        else:
+            run = self._take(delivery, message)
+        task = asyncio.create_task(run, context=self._intake_context.copy())
         self._run_in_task(task, message)
 
     def _ack_later(self, delivery: Delivery) -> None:

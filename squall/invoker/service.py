@@ -47,6 +47,7 @@ import uuid
 
 from squall.bus.contracts import Listener, MessagingProvider
 from squall.bus.messages import INVOKER_STOPPING, INVOKER_UP, ActivationMessage
+from squall.bus.push import message_sender
 from squall.entities.action import Action
 from squall.invoker.apikeys import ActionKeys
 from squall.invoker.intake import UNCONFIRMED_AFTER_S, Intake
@@ -78,6 +79,7 @@ class Invoker(Intake, Pings):
         ``provide-api-key`` says so the invoking namespace's action key (none without)."""
         self.id = invoker_id
         self._bus = bus
+        self._send_message = message_sender(bus)  # carries objects in-process
         self._entities = entities
         self._activations = activations
         self.pool = pool

@@ -205,6 +205,8 @@ class LogForwarder:
 
     def submit(self, record: Activation) -> None:
         """Queue the record's log lines for forwarding; see the guarantees."""
+        if not record.logs:
+            return  # nothing to forward (most records: checked before anything else)
         try:
             self._submit(record)
         except Exception:  # never into the completion path

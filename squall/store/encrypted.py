@@ -26,6 +26,7 @@ Guarantees, beyond those of the wrapped store's contracts:
 from __future__ import annotations
 
 import builtins
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -176,8 +177,10 @@ class EncryptedActivationStore:
         self.inner = inner
         self._ring = ring
 
-    async def put(self, record: Activation) -> None:
-        await self.inner.put(record)
+    # The record passes through: the inner store's coroutine itself, not one awaiting
+    # it (a warm invoke's start mark and record each cost one frame less per resume).
+    def put(self, record: Activation) -> Coroutine[Any, Any, None]:
+        return self.inner.put(record)
 
     async def put_pending(
         self, record: Activation, message: bytes | None = None, owner: str | None = None
@@ -188,8 +191,8 @@ class EncryptedActivationStore:
     async def put_unless_final(self, record: Activation) -> bool:
         return await self.inner.put_unless_final(record)
 
-    async def start(self, record: Activation) -> bool:
-        return await self.inner.start(record)
+    def start(self, record: Activation) -> Coroutine[Any, Any, bool]:
+        return self.inner.start(record)
 
     async def unfinished(
         self, after: str, limit: int, owned_by: str | None = None

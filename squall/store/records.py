@@ -65,13 +65,18 @@ STARTED = "started"
 
 
 def run_state(record: Activation) -> str | None:
-    """The state a record written as it is gets: QUEUED if pending, else None (final)."""
-    return QUEUED if record.pending else None
+    """The state a record written as it is gets: QUEUED if pending, else None (final).
+    (``record.pending`` read through: two property calls less per write.)"""
+    return QUEUED if record.response.status == activation.PENDING else None
+
+
+_encode = activation.encode_record
 
 
 def dumps_record(record: Activation) -> str:
-    """A record's stored JSON text (its OpenWhisk shape, see ``entities.activation``)."""
-    return activation.encode(record).decode()
+    """A record's stored JSON text (its OpenWhisk shape, see ``entities.activation``):
+    the encoder itself, not ``activation.encode`` around it (every record written)."""
+    return _encode(record).decode()
 
 
 def loads_record(text: str | bytes) -> Activation:

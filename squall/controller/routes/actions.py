@@ -8,6 +8,7 @@ and send the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ from squall.controller.http import (
     JSONResponse,
     list_window,
     query_bool,
+    query_flag,
     read_entity,
     read_json,
     transaction_id,
@@ -142,8 +144,8 @@ async def _check_kind(ctl: Controller, namespace: str, kind: str) -> None:
         raise Forbidden(kind_not_allowed(kind))
 
 
-def _wait_ms(request: HttpRequest, maximum: int) -> int:
-    raw = request.query_params.get("timeout")
+def _wait_ms(query: Mapping[str, str], maximum: int) -> int:
+    raw = query.get("timeout")
     if raw is None:
         return maximum
     try:
@@ -189,9 +191,10 @@ async def invoke(
 async def _invoke(
     ctl: Controller, request: HttpRequest, identity: Any, path: EntityPath, txid: str
 ) -> InvokeAnswer:
-    blocking = query_bool(request, "blocking")
-    result_only = query_bool(request, "result")
-    wait_ms = _wait_ms(request, ctl.settings.max_blocking_wait_ms)
+    query = request.query_params  # read once: a property of the hot request
+    blocking = query_flag(query, "blocking")
+    result_only = query_flag(query, "result")
+    wait_ms = _wait_ms(query, ctl.settings.max_blocking_wait_ms)
     payload = await read_json(request, ctl.settings.max_request_bytes, empty={})
     if not isinstance(payload, dict):
         raise BadRequest("The request content was malformed:\nexpected a JSON object.")

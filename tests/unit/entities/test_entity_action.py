@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -177,3 +178,27 @@ def test_store_round_trip() -> None:
     back = Action.from_store(PATH, stored, "1-abc", 1234)
     assert back.to_json() == {**action.to_json(), "updated": 1234}
     assert back.rev == "1-abc"
+
+
+def test_derived_values_are_worked_out_once_and_again_on_replace() -> None:
+    # Given an action with a final, conductor annotation and default parameters, one of
+    # them an init parameter
+    action = create(
+        annotations=[
+            {"key": "final", "value": True},
+            {"key": "conductor", "value": "yes"},
+            {"key": "provide-api-key", "value": True},
+        ],
+        parameters=[{"key": "a", "value": 1}, {"key": "e", "value": "x", "init": True}],
+    )
+    # Then what the invoke path reads of them is there, as fields
+    assert (action.final, action.conductor, action.provides_api_key) == (True, True, True)
+    assert action.run_defaults == {"a": 1}
+    assert action.init_defaults == {"e": "x"}
+    # And they do not take part in equality nor the repr
+    assert "run_defaults" not in repr(action)
+    # When the action is replaced with other annotations and parameters
+    changed = replace(action, annotations=[], parameters=[{"key": "b", "value": 2}])
+    # Then its derived values follow (an absent provide-api-key still gives the key)
+    assert (changed.final, changed.conductor, changed.provides_api_key) == (False, False, True)
+    assert (changed.run_defaults, changed.init_defaults) == ({"b": 2}, {})
