@@ -42,6 +42,9 @@ class MemoryDelivery:
     async def ack(self) -> None:
         return None
 
+    async def ack_unconfirmed(self) -> None:
+        return None
+
 
 class _Topic:
     """A work-queue topic: its messages, oldest first, and its idle consumers' wake-ups.
