@@ -25,8 +25,9 @@ Guarantees every provider gives:
   ack wait, at most ``max_deliver`` times in all; ``Delivery.attempt`` counts deliveries
   (1 the first time). ``ack`` is confirmed: it returns once the bus recorded it (a
   message acknowledged is never delivered again, also across a restart of the bus) and
-  raises ``ProviderError`` when it cannot say so. The in-memory provider delivers
-  exactly once within its process: ``attempt`` is always 1 and ``ack`` records nothing.
+  raises ``ProviderError`` when it cannot say so; ``ack_unconfirmed`` only sends it.
+  The in-memory provider delivers exactly once within its process: ``attempt`` is
+  always 1 and ``ack`` records nothing.
 - ``Delivery.settled`` is True when ``ack`` has nothing to confirm (the in-memory
   provider's deliveries): a consumer may then leave ``ack`` uncalled — e.g. not start a
   task to confirm it. A durable provider's deliveries say False and are acknowledged as
@@ -112,6 +113,15 @@ class Delivery(Protocol):
     async def ack(self) -> None:
         """Confirm the message: it is never delivered again (``ProviderError`` if the bus
         cannot confirm; the message may then come back after the ack wait)."""
+        ...
+
+    async def ack_unconfirmed(self) -> None:
+        """Acknowledge the message without waiting for the bus to record it: returns once
+        the ack is handed to the connection (``ProviderError`` if it cannot be). The
+        message may still come back after the ack wait (the ack lost on the way, or
+        forgotten by the bus): for a consumer that keeps a second copy from running by
+        itself (the invoker's started mark), which then saves the confirmation's round
+        trip and its answer."""
         ...
 
 

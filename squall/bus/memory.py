@@ -62,6 +62,9 @@ class MemoryDelivery(msgspec.Struct, frozen=True):
     async def ack(self) -> None:
         return None
 
+    async def ack_unconfirmed(self) -> None:
+        return None
+
 
 class _Topic:
     """A work-queue topic: its messages, oldest first, and its idle consumers' wake-ups.

@@ -68,6 +68,8 @@ MAX_BACKOFF_S = 1.0
 
 
 MSG_ID = "Nats-Msg-Id"
+# JetStream's ack, as nats-py's ``Msg.ack`` sends it.
+_ACK = b"+ACK"
 
 
 def _msg_id(msg: Msg) -> str | None:
@@ -115,6 +117,21 @@ class NatsDelivery(_Received):
         if msg_id is not None:
             self._bus._acked_ids.add(self._stream, msg_id)
 
+    async def ack_unconfirmed(self) -> None:
+        if self._acked:
+            return
+        try:
+            # A plain ack (no reply subject): the server records it and answers nothing.
+            await self._bus._nc.lean_publish(self._msg.reply, _ACK)
+        except ANY_NATS as e:
+            raise ProviderError(f"NATS did not take an ack: {e!r}") from e
+        self._acked = True
+        # Taken as recorded (the common case): a copy the server delivers again anyway is
+        # acknowledged again and dropped by the consumer, as after a confirmed ack.
+        msg_id = _msg_id(self._msg)
+        if msg_id is not None:
+            self._bus._acked_ids.add(self._stream, msg_id)
+
 
 class DirectDelivery(_Received):
     """A message handed to this consumer directly (core NATS request); ``ack`` answers the
@@ -145,6 +162,9 @@ class DirectDelivery(_Received):
         finally:
             self._on_done(msg_id)
         self._acked = True
+
+    async def ack_unconfirmed(self) -> None:
+        await self.ack()  # the answer to a hand-off is not confirmed anyway
 
 
 class NatsConsumer:

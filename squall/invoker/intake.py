@@ -123,7 +123,7 @@ class Intake(Activating):
         Without a mark to fence it (``store_record`` off, or ``started`` set) the ack
         alone keeps it from running twice: it is confirmed first."""
         if not delivery.settled and message.store_record and not message.started:
-            self._ack_beside(delivery, message.activation_id)
+            await self._ack_beside(delivery, message.activation_id)
             await self._handle(message, redeliverable=True)
             return
         if not await self._ack(delivery):
@@ -135,20 +135,20 @@ class Intake(Activating):
         self._remember(message.activation_id)
         await self._handle(message)
 
-    def _ack_beside(self, delivery: Delivery, activation_id: str) -> None:
-        """Acknowledge in a task of its own, beside the activation's task. Not confirmed:
-        nothing more to do here — the bus may deliver it again (to this invoker, or to a
+    async def _ack_beside(self, delivery: Delivery, activation_id: str) -> None:
+        """Acknowledge without waiting for the bus to confirm it (``ack_unconfirmed``:
+        sent with this loop iteration's other writes, no task, no answer to read): the
+        mark, not the ack, keeps a second copy from running. Lost or forgotten, the ack
+        only means the bus may deliver the message again (to this invoker, or to a
         controller emptying the queue), and that copy finds the activation started or
-        ended (it loses the mark, or the controller's own mark) and does not run."""
-        ack = asyncio.create_task(self._ack(delivery))
-        self._acks.add(ack)
-
-        def acked(task: asyncio.Task[bool]) -> None:
-            self._acks.discard(task)
-            if not task.cancelled() and task.result():
-                self._remember(activation_id)
-
-        ack.add_done_callback(acked)
+        ended (it loses the mark, or the controller's own mark) and does not run. Taken
+        as recorded, as a confirmed ack is: a copy back here is dropped at once."""
+        try:
+            await delivery.ack_unconfirmed()
+        except Exception:
+            log.exception("could not acknowledge an activation message")
+            return
+        self._remember(activation_id)
 
     @staticmethod
     async def _ack(delivery: Delivery) -> bool:

@@ -28,6 +28,16 @@ in psycopg's pipeline mode — spent most of the invoker's store CPU in the pipe
 Python machinery, and made the server run every statement and the transaction's
 commands one by one.)
 
+A small batch (at most :data:`VALUES_ROWS` rows of each kind: most batches under load)
+sends its rows as ``INSERT … VALUES ($1, …), (…)`` instead, through a raw cursor (``$n``
+placeholders, so psycopg parses no query text: its parse cache skips statements of more
+than 50 parameters): each value is dumped by psycopg's C dumpers, as a write alone's
+are, where each array cost a Python dumper (``ListBinaryDumper``: a dozen Python calls
+per array and per element, ~40 µs for a batch of two kinds, three rows each, against
+~8 µs). The values are the same ones a write alone sends, coerced by the server to the
+columns' types the same way. The text then depends on the kinds and each one's number
+of rows — a few dozen texts, each prepared by psycopg after a few uses.
+
 Guarantees (those of :class:`~squall.store.postgres_activations.PostgresActivationStore`
 are unchanged):
 
@@ -69,13 +79,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection, postgres
-from psycopg.types.array import ListBinaryDumper
+from psycopg import AsyncConnection, AsyncRawCursor
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from squall.errors import ProviderError
+from squall.store.postgres_batch_sql import (
+    COLUMN_ARRAYS,
+    WriteKind,
+    batch_statement,
+    values_statement,
+)
 from squall.store.postgres_database import PgDatabase
 from squall.store.postgres_held import HeldConnection
+
+__all__ = ["MAX_BATCH", "VALUES_ROWS", "WriteBatcher", "WriteKind"]
 
 log = logging.getLogger(__name__)
 
@@ -83,76 +100,8 @@ Conn = AsyncConnection[Any]
 
 #: Writes committed in one statement at most.
 MAX_BATCH = 64
-
-#: The columns every activation write gives, in the order of its row, with their types
-#: (the casts of the batch statement's arrays).
-COLUMNS = (
-    "activation_id", "namespace", "name", "start", "body", "state", "message", "owner",
-    "status", "duration", "init_time",
-)  # fmt: skip
-_ARRAY_TYPES = (
-    "text", "text", "text", "bigint", "json", "text", "bytea", "text",
-    "text", "float8", "float8",
-)  # fmt: skip
-_INSERT = f"INSERT INTO activations ({', '.join(COLUMNS)})"
-
-
-def _typed_array(element: str) -> type[list[Any]]:
-    """A list type whose binary dumper has its array and element types fixed: psycopg
-    sends it as ``<element>[]`` without scanning the list for its elements' type (for a
-    plain list it does so twice per array, a third of the batch's dumping). The same
-    types it would find for these columns, so the wire is unchanged: a ``json`` column
-    is sent as ``text`` and cast by the statement."""
-    info = postgres.types[element]
-    array = type(f"{element.capitalize()}Array", (list,), {"__slots__": ()})
-    dumper = type(
-        f"{element.capitalize()}ArrayDumper",
-        (ListBinaryDumper,),
-        {"oid": info.array_oid, "element_oid": info.oid},
-    )
-    # Global, before any connection is made (each copies the global map); a connection
-    # made without it would only dump these as plain lists.
-    psycopg.adapters.register_dumper(array, dumper)
-    return array
-
-
-_TEXT, _INT8, _FLOAT8, _BYTEA = (_typed_array(t) for t in ("text", "int8", "float8", "bytea"))
-#: The list type each column's values are sent in (``COLUMNS`` order).
-_COLUMN_ARRAYS = (
-    _TEXT, _TEXT, _TEXT, _INT8, _TEXT, _TEXT, _BYTEA, _TEXT,
-    _TEXT, _FLOAT8, _FLOAT8,
-)  # fmt: skip
-_UNNEST = "SELECT * FROM unnest({})".format(", ".join(f"%b::{t}[]" for t in _ARRAY_TYPES))
-
-
-class WriteKind:
-    """One kind of activation write: an insert of one row (``COLUMNS``) and what it does
-    when a row with that id is stored already (``on_conflict``: the text after ``ON
-    CONFLICT (activation_id)``, which may read ``excluded`` and the stored row as
-    ``activations``). ``answering``: its answer changes once its first attempt committed
-    (False after True), so it is never sent again after a broken connection."""
-
-    __slots__ = ("alone", "answering", "on_conflict")
-
-    def __init__(self, on_conflict: str, *, answering: bool) -> None:
-        self.on_conflict = on_conflict
-        self.answering = answering
-        values = ", ".join(["%s"] * len(COLUMNS))
-        #: The statement of one write of this kind.
-        self.alone = f"{_INSERT} VALUES ({values}) ON CONFLICT (activation_id) {on_conflict}"
-
-
-def batch_statement(kinds: tuple[WriteKind, ...]) -> str:
-    """One statement writing rows of each of ``kinds`` (its parameters: one array per
-    column, per kind, in order), returning ``(kind index, activation_id)`` of every row
-    it wrote."""
-    ctes = ", ".join(
-        f"w{i} AS ({_INSERT} {_UNNEST} ON CONFLICT (activation_id) {kind.on_conflict}"
-        " RETURNING activation_id)"
-        for i, kind in enumerate(kinds)
-    )
-    union = " UNION ALL ".join(f"SELECT {i}, activation_id FROM w{i}" for i in range(len(kinds)))
-    return f"WITH {ctes} {union}"
+#: Rows of each kind a batch sends as a VALUES list at most (more: arrays).
+VALUES_ROWS = 4
 
 
 @dataclass
@@ -205,8 +154,9 @@ class WriteBatcher:
         self._db = db
         self._queue: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
-        #: Batch statements by the kinds they write (their text is built once).
-        self._statements: dict[tuple[WriteKind, ...], str] = {}
+        #: Batch statements by the kinds they write and, for a VALUES list, each one's
+        #: number of rows (their text is built once).
+        self._statements: dict[tuple[tuple[WriteKind, ...], tuple[int, ...] | None], str] = {}
         #: The flusher's connection (taken at its first statement, kept while it runs).
         self._held: HeldConnection | None = None
         #: Statements that committed writes (a batch, or a write alone), and the writes
@@ -262,31 +212,45 @@ class WriteBatcher:
 
     def _statement(
         self, writes: list[_Write]
-    ) -> tuple[str, tuple[WriteKind, ...], list[list[Any]]]:
+    ) -> tuple[str, tuple[WriteKind, ...], list[Any], bool]:
         """The batch statement for ``writes`` (distinct ids), its kinds in the order it
-        writes them (a fixed order, so a set of kinds is always the same text) and its
-        parameters: per kind, its rows in id order, column by column."""
+        writes them (a fixed order, so a set of kinds is always the same text), its
+        parameters — per kind, its rows in id order: as VALUES when every kind has at most
+        ``VALUES_ROWS`` (each row's values; then True: for a raw cursor), else as arrays,
+        column by column."""
         by_kind: dict[WriteKind, list[_Write]] = {}
         for write in writes:
             by_kind.setdefault(write.kind, []).append(write)
         kinds = tuple(sorted(by_kind, key=lambda k: k.on_conflict))
-        statement = self._statements.get(kinds)
+        rows_of = [sorted((w.row for w in by_kind[k]), key=lambda row: str(row[0])) for k in kinds]
+        counts = tuple(len(rows) for rows in rows_of)
+        values = max(counts) <= VALUES_ROWS
+        key = (kinds, counts if values else None)
+        statement = self._statements.get(key)
         if statement is None:
-            statement = self._statements[kinds] = batch_statement(kinds)
-        params: list[list[Any]] = []
-        for kind in kinds:
-            rows = sorted((w.row for w in by_kind[kind]), key=lambda row: str(row[0]))
-            columns = zip(_COLUMN_ARRAYS, zip(*rows, strict=True), strict=True)
-            params.extend(array(column) for array, column in columns)
-        return statement, kinds, params
+            built = values_statement(kinds, counts) if values else batch_statement(kinds)
+            statement = self._statements[key] = built
+        params: list[Any] = []
+        for rows in rows_of:
+            if values:
+                for row in rows:
+                    params.extend(row)
+            else:
+                columns = zip(COLUMN_ARRAYS, zip(*rows, strict=True), strict=True)
+                params.extend(array(column) for array, column in columns)
+        return statement, kinds, params, values
 
     async def _run_batch(self, writes: list[_Write], *, idempotent: bool) -> list[bool]:
         """Commit ``writes`` in one statement; each one's answer, in the same order."""
-        statement, kinds, params = self._statement(writes)
+        statement, kinds, params, raw = self._statement(writes)
         index = {kind: i for i, kind in enumerate(kinds)}
 
         async def work(conn: Conn) -> set[tuple[int, str]]:
-            cursor = await conn.execute(statement, params)
+            if raw:
+                cursor: Any = AsyncRawCursor(conn)
+                await cursor.execute(statement, params)
+            else:
+                cursor = await conn.execute(statement, params)
             return {(int(i), str(activation_id)) for i, activation_id in await cursor.fetchall()}
 
         written = await self._db.run(work, idempotent=idempotent, held=self._held)

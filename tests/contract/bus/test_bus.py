@@ -139,6 +139,22 @@ async def test_acknowledged_messages_are_not_delivered_again(
     assert await consumer.poll(quiet) is None
 
 
+async def test_a_message_acknowledged_unconfirmed_is_not_delivered_again(
+    bus: MessagingProvider, bus_kind: BusKind
+) -> None:
+    # Given a message received and acknowledged without waiting for a confirmation
+    consumer = await bus.consumer("invoker.nowait")
+    await bus.send("invoker.nowait", b"once")
+    delivery = await take(consumer)
+    await delivery.ack_unconfirmed()
+    await delivery.ack_unconfirmed()  # a second ack changes nothing
+    # When a consumer polls for longer than a durable bus's ack wait
+    # Then nothing comes back: the bus recorded the ack all the same
+    quiet = ACK_WAIT_S * 1.5 if bus_kind.durable else QUIET_S
+    assert await consumer.poll(quiet) is None
+    assert await bus.pending("invoker.nowait") == 0
+
+
 async def test_unacknowledged_messages_come_back_a_bounded_number_of_times(
     bus: MessagingProvider, bus_kind: BusKind
 ) -> None:

@@ -124,15 +124,17 @@ async def test_writes_of_every_kind_in_one_batch_keep_their_own_answers(schema: 
             assert not (await activations.get(NS, activation_id)).pending
 
 
-async def test_records_written_in_one_batch_read_back_as_written(schema: str) -> None:
+@pytest.mark.parametrize("copies", [1, 2], ids=["values", "arrays"])
+async def test_records_written_in_one_batch_read_back_as_written(schema: str, copies: int) -> None:
     async with await PostgresStore.open(PG_DSN, schema=schema) as store:
         activations = batcher_of(store)
+        # (Four final records are sent as a VALUES list, eight as arrays.)
         results: list[dict[str, object]] = [
             {"nul": "a\u0000b"},
             {"text": "é ü € 😀", "quotes": '"\\'},
             {"big": "x" * 100_000},
             {},
-        ]
+        ] * copies
         records = []
         for result in results:
             record = final(uuid.uuid4().hex)
@@ -297,16 +299,59 @@ async def test_a_batch_sends_its_columns_without_psycopg_scanning_them(
 
     async with await PostgresStore.open(PG_DSN, schema=schema) as store:
         activations = batcher_of(store)
-        ids = [uuid.uuid4().hex for _ in range(8)]
+        ids = [uuid.uuid4().hex for _ in range(10)]
         monkeypatch.setattr(BaseListDumper, "_find_list_element", counted)
-        # When writes of two kinds are committed in one batch
+        # When writes of two kinds are committed in one batch as arrays (five of each)
         await asyncio.gather(
-            *(activations.start(pending(i)) for i in ids[:4]),
-            *(activations.put(final(i)) for i in ids[4:]),
+            *(activations.start(pending(i)) for i in ids[:5]),
+            *(activations.put(final(i)) for i in ids[5:]),
         )
         # Then psycopg never looked inside a column for its type (each is typed)
         assert activations._batcher.commits == 1
         assert scans == 0
         # And the rows read back as written
         stored = [await activations.get(NS, i) for i in ids]
+        assert [r.pending for r in stored] == [True] * 5 + [False] * 5
+
+
+async def test_a_small_batch_sends_its_rows_as_values_without_array_dumpers(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg.types.array import ListBinaryDumper
+
+    dumped = 0
+    dump = ListBinaryDumper.dump
+
+    def counted(self: ListBinaryDumper, obj: list[object]) -> object:
+        nonlocal dumped
+        dumped += 1
+        return dump(self, obj)
+
+    async with await PostgresStore.open(PG_DSN, schema=schema) as store:
+        activations = batcher_of(store)
+        ids = [uuid.uuid4().hex for _ in range(8)]
+        await activations.put_pending(pending(ids[0]), b"message")
+        monkeypatch.setattr(ListBinaryDumper, "dump", counted)
+        commits = activations._batcher.commits
+        # When writes of two kinds are committed in one batch, four of each (the queued
+        # one's start among them)
+        answers = await asyncio.gather(
+            *(activations.start(pending(i)) for i in ids[:4]),
+            *(activations.put(final(i)) for i in ids[4:]),
+        )
+        # Then no column went as an array: psycopg dumped each value alone
+        assert activations._batcher.commits == commits + 1
+        assert dumped == 0
+        # And each write has its own answer, and its row reads back as written
+        assert list(answers) == [True] * 4 + [None] * 4
+        stored = [await activations.get(NS, i) for i in ids]
         assert [r.pending for r in stored] == [True] * 4 + [False] * 4
+        assert stored[4] == final(ids[4])
+        (queued, *_) = [
+            u for u in await activations.unfinished("", 10) if u.record.activation_id == ids[0]
+        ]
+        assert queued.started and queued.message is None
+        # When one kind has five rows / Then the batch goes as arrays, as before
+        more = [uuid.uuid4().hex for _ in range(5)]
+        assert await asyncio.gather(*(activations.start(pending(i)) for i in more)) == [True] * 5
+        assert dumped > 0
