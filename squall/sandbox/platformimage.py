@@ -31,7 +31,8 @@ made from:
   afresh (new mtimes) whenever it changes it, an edit in place changes the mtime, and
   ``cp -a`` copies those same mtimes into the image; only a change that forges the old
   size and mtime could go unseen. A part that is missing (python:3.13 is optional) is
-  recorded as such.
+  recorded as such. Bytecode caches (``__pycache__``) and directories' mtimes are left
+  out: running the cache's python3.13 writes them, and they change no code (:func:`_listing`).
 
 ``python -m squall.sandbox.platformimage REPO CACHE BASE_ID WHEEL`` prints the deps hash
 and the platform image's hash on one line; ``python -m squall.sandbox.platformimage
@@ -43,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tomllib
@@ -81,11 +83,12 @@ RUNTIME_PARTS = (
 )
 
 
-def _walk(root: Path) -> list[Path]:
-    """Every path under ``root`` (itself included), sorted; symlinks are not followed."""
+def _walk(root: Path, prune: frozenset[str] = frozenset()) -> list[Path]:
+    """Every path under ``root`` (itself included), sorted, but directories named in
+    ``prune`` and what they hold; symlinks are not followed."""
     found = [root]
     for directory, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if d not in prune)
         found.extend(Path(directory) / name for name in sorted(dirs + files))
     return sorted(found)
 
@@ -108,15 +111,23 @@ def _contents(path: Path, relative: str, digest: Digest) -> None:
 
 
 def _listing(path: Path, relative: str, digest: Digest) -> None:
-    """Feed ``path``'s tree by names, kinds, modes, sizes, mtimes and symlink targets."""
+    """Feed ``path``'s tree by names, kinds, modes, sizes, mtimes and symlink targets.
+
+    Bytecode caches are left out, and so are directories' sizes and mtimes: running the
+    cache's python3.13 (tests, benchmarks) writes ``__pycache__`` into it, which must not
+    rebuild the 1.1 GB deps image. A pyc is no input: Python uses it only while it matches
+    its source's mtime and size, so the image runs the same code with or without it (cp -a
+    copies those present). An entry added, removed or renamed in a directory is seen by
+    its own name, so the directory's mtime adds nothing."""
     if not path.is_dir():
         digest.update(b"-" + relative.encode() + b"\0")
         return
-    for item in _walk(path):
+    for item in _walk(path, prune=frozenset({"__pycache__"})):
         name = (relative + "/" + str(item.relative_to(path))).encode()
         st = item.lstat()
         target = os.readlink(item).encode() if item.is_symlink() else b""
-        line = b"%s\0%o\0%d\0%d\0%s\0" % (name, st.st_mode, st.st_size, st.st_mtime_ns, target)
+        size, mtime = (0, 0) if stat.S_ISDIR(st.st_mode) else (st.st_size, st.st_mtime_ns)
+        line = b"%s\0%o\0%d\0%d\0%s\0" % (name, st.st_mode, size, mtime, target)
         digest.update(line)
 
 

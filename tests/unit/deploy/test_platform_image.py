@@ -163,3 +163,23 @@ def test_the_base_image_and_the_wheel_are_inputs(
     # the same members again (a rebuilt wheel has new zip timestamps): the same hash
     again = _fake_wheel(tmp_path / "again.whl", {"squall/a.py": b"A = 1\n"})
     assert inputs_hash(repo, cache, "sha256:b", again) == before
+
+
+def test_bytecode_written_into_the_runtimes_cache_changes_nothing(
+    inputs: tuple[Path, Path, Path],
+) -> None:
+    """Running the cache's python3.13 writes __pycache__ beside its modules (and so changes
+    their directory's mtime): no rebuild of either image."""
+    repo, cache, wheel = inputs
+    before = inputs_hash(repo, cache, "sha256:b", wheel)
+    deps_before = deps_hash(repo, cache, "sha256:b")
+    for part in ("python-3.13", "python3.13-libraries"):
+        lib = cache / part / "lib"
+        (lib / "__pycache__").mkdir()
+        (lib / "__pycache__" / "marker.cpython-313.pyc").write_bytes(b"\0")
+        os.utime(lib, ns=(1, 1))
+    assert deps_hash(repo, cache, "sha256:b") == deps_before
+    assert inputs_hash(repo, cache, "sha256:b", wheel) == before
+    # while a module of the same directory touched is a change
+    os.utime(cache / "python-3.13/lib/marker.txt", ns=(1, 1))
+    assert deps_hash(repo, cache, "sha256:b") != deps_before
