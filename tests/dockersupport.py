@@ -69,3 +69,61 @@ def tiny_image() -> str:
             timeout=300,
         )
     return tag
+
+
+REPO = Path(__file__).resolve().parents[1]
+PLATFORM_REPOSITORY = "squall/squall"
+#: The tag every checkout shared before the tags were made per checkout.
+LEGACY_PLATFORM_TAG = f"{PLATFORM_REPOSITORY}:test"
+CHECKOUT_LABEL = "org.squall.checkout"  # set by deploy/docker/build.sh
+
+
+def platform_test_tag(repo: Path = REPO) -> str:
+    """The tag of Squall's image that the cluster tests build (deploy/docker/build.sh):
+    one per checkout, named by a hash of its path, so that two checkouts testing at once
+    never build over each other's image (each on the deps image they share when their
+    dependencies are the same, so a second checkout costs the thin last layer)."""
+    return f"{PLATFORM_REPOSITORY}:test-{hashlib.sha256(str(repo).encode()).hexdigest()[:12]}"
+
+
+def prune_platform_test_images(repo: Path = REPO) -> list[str]:
+    """Remove the test images of checkouts that are gone (label :data:`CHECKOUT_LABEL`
+    naming no directory: CI clones anew each run), and the tag every checkout once
+    shared; the tags removed. Docker refuses (and the tag stays) while a container uses
+    one; removing a tag removes its image only when no other tag names it."""
+    listed = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", PLATFORM_REPOSITORY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    stale = [LEGACY_PLATFORM_TAG] if LEGACY_PLATFORM_TAG in listed else []
+    prefix = f"{PLATFORM_REPOSITORY}:test-"
+    for tag in listed:
+        if not tag.startswith(prefix) or tag == platform_test_tag(repo):
+            continue
+        checkout = subprocess.run(
+            [
+                "docker",
+                "image",
+                "inspect",
+                "-f",
+                f'{{{{index .Config.Labels "{CHECKOUT_LABEL}"}}}}',
+                tag,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout.strip()
+        if checkout.startswith("/") and not Path(checkout).is_dir():
+            stale.append(tag)
+    removed = []
+    for tag in stale:
+        done = subprocess.run(
+            ["docker", "image", "rm", tag], capture_output=True, timeout=300, check=False
+        )
+        if done.returncode == 0:
+            removed.append(tag)
+    return removed

@@ -2,9 +2,10 @@
 (deploy/docker/build.sh): PostgreSQL, NATS JetStream, two controllers, two invokers and
 nginx with TLS; the official ``openwhisk`` npm client then works against it through nginx.
 
-Slow the first time (it builds the image: a debootstrap, then Squall's image; both are
-cached, build.sh rebuilding only when the image's inputs change); the compose project
-is the test's own (a unique name, free ports), removed with its volumes at the end.
+Slow the first time (it builds the image: a debootstrap, the deps image, then Squall's
+thin last layer; all cached, build.sh rebuilding only what the changed inputs make, so a
+change in squall/ costs seconds); the image's tag is this checkout's own; the compose
+project is the test's own (a unique name, free ports), removed with its volumes at the end.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from pathlib import Path
 import httpx
 import pytest
 from _required import unavailable
-from dockersupport import docker_ready
+from dockersupport import docker_ready, platform_test_tag, prune_platform_test_images
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "deploy" / "compose" / "docker-compose.yml"
 COMPAT = REPO / "tests" / "compat"
-IMAGE = "squall/squall:test"
+IMAGE = platform_test_tag()  # one per checkout: two checkouts test at once
 PORTS = (
     "SQUALL_PG_PORT",
     "SQUALL_NATS_PORT",
@@ -76,6 +77,7 @@ def compose_cluster() -> Iterator[tuple[str, str]]:
     binary = shutil.which("docker-compose")
     if binary is None:
         unavailable("docker-compose is not installed: apt-get install docker-compose")
+    prune_platform_test_images()
     built = subprocess.run(
         [str(REPO / "deploy" / "docker" / "build.sh"), IMAGE],
         capture_output=True,

@@ -1,9 +1,11 @@
 """deploy/docker/build.sh skips the build when the image's inputs have not changed: a
 second run is a cache hit (the same image id, no docker build), and the image carries the
-inputs label. It builds the tag test_compose.py uses, so the two share one cached image
-(a cold build the first time, minutes; then seconds). And the hash sees squall/ through
-the wheel build.sh makes of it (tests/unit/deploy/test_platform_image.py tests the rest of
-the hash; this one builds real wheels, ~5 s each)."""
+inputs label and its checkout's path. It builds the tag test_compose.py uses (one per
+checkout: dockersupport.platform_test_tag), so the two share one cached image (a cold
+build the first time, a minute or two; then seconds). The hash sees squall/ through the
+wheel build.sh makes of it (tests/unit/deploy/test_platform_image.py tests the rest of
+the hash; this one builds real wheels, ~5 s each). The test images of checkouts that are
+gone are pruned."""
 
 from __future__ import annotations
 
@@ -13,14 +15,20 @@ import sys
 from pathlib import Path
 
 from _required import unavailable
-from dockersupport import docker_ready
+from dockersupport import (
+    CHECKOUT_LABEL,
+    docker_ready,
+    platform_test_tag,
+    prune_platform_test_images,
+    tiny_image,
+)
 
 from squall.sandbox.images import INPUTS_LABEL
 from squall.sandbox.platformimage import inputs_hash
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "deploy" / "docker" / "build.sh"
-IMAGE = "squall/squall:test"  # test_compose.py's
+IMAGE = platform_test_tag()  # test_compose.py's
 
 
 def _build() -> subprocess.CompletedProcess[str]:
@@ -32,9 +40,9 @@ def _build() -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _inspect(template: str) -> str:
+def _inspect(template: str, image: str = IMAGE) -> str:
     return subprocess.run(
-        ["docker", "image", "inspect", "-f", template, IMAGE],
+        ["docker", "image", "inspect", "-f", template, image],
         capture_output=True,
         text=True,
         timeout=60,
@@ -47,10 +55,12 @@ def test_a_second_build_with_no_change_is_a_cache_hit() -> None:
     if problem is not None:
         unavailable(f"Docker: {problem}")
     # Given the image built (or already up to date)
+    prune_platform_test_images()
     _build()
     image_id = _inspect("{{.Id}}")
     label = _inspect(f'{{{{index .Config.Labels "{INPUTS_LABEL}"}}}}')
     assert len(label) == 16
+    assert _inspect(f'{{{{index .Config.Labels "{CHECKOUT_LABEL}"}}}}') == str(REPO)
     # When build.sh runs again with nothing changed
     again = _build()
     # Then it did not build: it says so, and the tag names the same image
@@ -98,3 +108,50 @@ def test_the_hash_sees_the_source_tree_as_packaged(tmp_path: Path) -> None:
     errors.write_text(errors.read_text() + "\n# changed\n")
     (source / "squall" / "brand_new.py").write_text("X = 1\n")
     assert hashed("w3") != first
+
+
+def _labelled_image(tag: str, checkout: Path) -> None:
+    """A tiny image tagged ``tag``, labelled as built from ``checkout`` (as build.sh does)."""
+    subprocess.run(
+        ["docker", "build", "-q", "--label", f"{CHECKOUT_LABEL}={checkout}", "-t", tag, "-"],
+        input=f"FROM {tiny_image()}\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+
+
+def test_the_test_image_of_a_checkout_that_is_gone_is_pruned(tmp_path: Path) -> None:
+    problem = docker_ready()
+    if problem is not None:
+        unavailable(f"Docker: {problem}")
+    # Given the test images of a checkout still there and of one that is gone
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    kept.mkdir()
+    for checkout in (kept, gone):
+        _labelled_image(platform_test_tag(checkout), checkout)
+    try:
+        # When the images are pruned
+        removed = prune_platform_test_images()
+        # Then the gone checkout's image is removed, the other one (and ours) stay
+        assert platform_test_tag(gone) in removed
+        assert platform_test_tag(kept) not in removed and IMAGE not in removed
+        gone_left = subprocess.run(
+            ["docker", "image", "inspect", platform_test_tag(gone)],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert gone_left.returncode != 0
+        assert _inspect(
+            f'{{{{index .Config.Labels "{CHECKOUT_LABEL}"}}}}', platform_test_tag(kept)
+        ) == str(kept)
+    finally:
+        for checkout in (kept, gone):
+            subprocess.run(
+                ["docker", "image", "rm", platform_test_tag(checkout)],
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )
