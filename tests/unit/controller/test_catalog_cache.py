@@ -1,0 +1,120 @@
+"""The controller's action cache (controller/catalog.py) against a real SQLite store:
+an action written through the catalog is cached as stored, unless writes overlapped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from squall.controller.catalog import Catalog
+from squall.entities.action import Action
+from squall.entities.names import EntityPath
+from squall.store.contracts import Document, EntityStore
+from squall.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.anyio
+
+PATH = EntityPath("guest", "", "hello")
+
+
+class Watched:
+    """The real entity store, counting its reads; a write may be held at a gate."""
+
+    def __init__(self, inner: EntityStore) -> None:
+        self.inner = inner
+        self.reads = 0
+        self.gate: asyncio.Event | None = None
+
+    async def get(self, namespace: str, collection: str, name: str) -> Document:
+        self.reads += 1
+        return await self.inner.get(namespace, collection, name)
+
+    async def put(self, *args: Any) -> Document:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            await gate.wait()
+        return await self.inner.put(*args)
+
+
+@pytest.fixture
+async def store(anyio_backend: str, tmp_path: Path) -> AsyncIterator[Watched]:
+    opened = await SqliteStore.open(tmp_path / "squall.db")
+    try:
+        yield Watched(opened.entities)
+    finally:
+        await opened.close()
+
+
+def action(code: str) -> Action:
+    return Action.create(PATH, {"exec": {"kind": "python:3.11", "code": code}})
+
+
+async def test_an_action_written_is_served_without_a_store_read(store: Watched) -> None:
+    # Given a catalog, When an action is created and then updated through it
+    catalog = Catalog(store)  # type: ignore[arg-type]
+    created = await catalog.put(action("def main(a): return {}"), create=True)
+    # Then its first lookup reads nothing from the store and gets it as stored
+    assert await catalog.get(Action, PATH) == created
+    assert store.reads == 0
+    change = {"exec": {"kind": "python:3.11", "code": "def main(a): return {'v': 2}"}}
+    updated = await catalog.put(created.update(change), create=False)
+    assert updated.rev != created.rev
+    # And after an update the lookup gets the new revision, still without a read
+    got = await catalog.get(Action, PATH)
+    assert got == updated and got.rev == updated.rev
+    assert store.reads == 0
+
+
+async def test_overlapping_writes_leave_the_lookup_to_the_store(store: Watched) -> None:
+    # Given an action, and two writes of it in flight together (the first held at a gate)
+    catalog = Catalog(store)  # type: ignore[arg-type]
+    first = await catalog.put(action("def main(a): return {}"), create=True)
+    store.gate = gate = asyncio.Event()
+    slow = asyncio.ensure_future(
+        catalog.put(first.update({"limits": {"memory": 128}}), create=False)
+    )
+    await asyncio.sleep(0)
+    await catalog.put(first.update({"limits": {"memory": 512}}), create=False)
+    gate.set()
+    # When both ended (the held one conflicts or wins: either way its store decides)
+    await asyncio.gather(slow, return_exceptions=True)
+    # Then the lookup reads the store, and gets what it holds
+    got = await catalog.get(Action, PATH)
+    assert store.reads == 1
+    assert got.rev == (await store.inner.get("guest", "actions", "hello")).rev
+
+
+async def test_a_change_told_by_another_controller_during_a_write_is_not_lost(
+    store: Watched,
+) -> None:
+    # Given an action and a write of it held in flight on this controller
+    catalog = Catalog(store)  # type: ignore[arg-type]
+    first = await catalog.put(action("def main(a): return {}"), create=True)
+    store.gate = gate = asyncio.Event()
+    slow = asyncio.ensure_future(
+        catalog.put(first.update({"limits": {"memory": 128}}), create=False)
+    )
+    await asyncio.sleep(0)
+    # When another controller's change of it is told meanwhile (cluster.py's broadcast)
+    catalog.invalidate("guest", "hello")
+    gate.set()
+    await slow
+    # Then the write's result is not cached: the lookup asks the store
+    await catalog.get(Action, PATH)
+    assert store.reads == 1
+
+
+async def test_an_action_written_is_handed_to_on_read(store: Watched) -> None:
+    # Given a catalog whose cached actions are handed on (standalone: to the invoker)
+    handed: list[Action] = []
+    catalog = Catalog(store, on_read=handed.append)  # type: ignore[arg-type]
+    # When an action is created through it and looked up
+    created = await catalog.put(action("def main(a): return {}"), create=True)
+    await catalog.get(Action, PATH)
+    # Then the revision written was handed on once, with nothing read from the store
+    assert handed == [created]
+    assert store.reads == 0
