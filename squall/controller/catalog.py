@@ -7,7 +7,8 @@ copy). An action written through this catalog is cached as stored (its first inv
 right after, finds it: no store read and decode, ~0.2 ms of a cold start), unless
 another write or delete of the same action overlapped its write here, or a change of it
 was told meanwhile: which of them the store holds is then not known, and the next read
-fills the cache. Standalone has exactly one controller, and another process's rewrite
+fills the cache. A read that overlapped any change caches nothing either (its answer may
+predate the change). Standalone has exactly one controller, and another process's rewrite
 (``squall admin parameter-key rotate``) keeps the revision and what it means, so its cache
 is always current and kept for ever; a cluster's also expires after ``ttl_s``, in case an
 invalidation was missed. ``on_read`` is handed every action this catalog caches, read from
@@ -59,6 +60,10 @@ class Catalog:
         # Writes and deletes in flight, by (namespace, path): each one's flag says whether
         # another of the same entity overlapped it (then its result is not cached).
         self._writing: dict[tuple[str, str], list[list[bool]]] = {}
+        # Changes told or made (every invalidate): a read that overlapped one may hold the
+        # version before it (its store read can finish after the write's result was
+        # cached), so it caches nothing.
+        self._changes = 0
         self._max = max_cached
         self._ttl_s = ttl_s
         # Called with (namespace, path) after every write or delete through this catalog.
@@ -69,6 +74,7 @@ class Catalog:
         """Forget ``path``'s action; a write of it in flight then caches nothing (the
         change told may be another controller's, after this one's write)."""
         key = (namespace, path)
+        self._changes += 1
         self._actions.pop(key, None)
         for flag in self._writing.get(key, ()):
             flag[0] = True
@@ -83,9 +89,10 @@ class Catalog:
             hit = self._actions.get((path.namespace, path.path))
             if hit is not None and (self._ttl_s is None or hit[1] > time.monotonic()):
                 return hit[0]  # type: ignore[return-value]
+        changes = self._changes
         doc = await self.store.get(path.namespace, COLLECTION_OF[cls], path.path)
         entity = cls.from_store(path, doc.body, doc.rev, doc.updated)
-        if isinstance(entity, Action):
+        if isinstance(entity, Action) and changes == self._changes:
             self._cache((path.namespace, path.path), entity)
         return entity
 

@@ -28,10 +28,16 @@ class Watched:
         self.inner = inner
         self.reads = 0
         self.gate: asyncio.Event | None = None
+        # A read's answer may be held at this gate (read, not yet handed back).
+        self.read_gate: asyncio.Event | None = None
 
     async def get(self, namespace: str, collection: str, name: str) -> Document:
         self.reads += 1
-        return await self.inner.get(namespace, collection, name)
+        doc = await self.inner.get(namespace, collection, name)
+        gate, self.read_gate = self.read_gate, None
+        if gate is not None:
+            await gate.wait()
+        return doc
 
     async def put(self, *args: Any) -> Document:
         gate, self.gate = self.gate, None
@@ -118,3 +124,22 @@ async def test_an_action_written_is_handed_to_on_read(store: Watched) -> None:
     # Then the revision written was handed on once, with nothing read from the store
     assert handed == [created]
     assert store.reads == 0
+
+
+async def test_a_read_that_overlapped_a_write_does_not_cache_the_version_before_it(
+    store: Watched,
+) -> None:
+    # Given an action, and a lookup whose store read got the first version but is held
+    # before it hands it back (as a PostgreSQL read can finish after a write)
+    catalog = Catalog(store)  # type: ignore[arg-type]
+    first = await catalog.put(action("def main(a): return {}"), create=True)
+    catalog.invalidate("guest", "hello")  # as a cluster's broadcast would: not cached
+    store.read_gate = gate = asyncio.Event()
+    slow = asyncio.ensure_future(catalog.get(Action, PATH))
+    await asyncio.sleep(0)
+    # When a write of a new version ends meanwhile, and then the held read
+    second = await catalog.put(first.update({"limits": {"memory": 512}}), create=False)
+    gate.set()
+    assert (await slow).rev == first.rev
+    # Then the lookup after it gets the new version, not the one the held read got
+    assert (await catalog.get(Action, PATH)).rev == second.rev
