@@ -11,9 +11,10 @@ fills the cache. A read that overlapped any change caches nothing either (its an
 predate the change). Standalone has exactly one controller, and another process's rewrite
 (``squall admin parameter-key rotate``) keeps the revision and what it means, so its cache
 is always current and kept for ever; a cluster's also expires after ``ttl_s``, in case an
-invalidation was missed. ``on_read`` is handed every action this catalog caches, read from
-the store or written through it (standalone: the invoker beside it, which then needs no
-read of its own for that revision).
+invalidation was missed. ``on_read`` is handed every action a lookup returns for the
+first time, read from the store or cached by a write (standalone: the invoker beside it,
+which then needs no read of its own for that revision, and keeps every revision it was
+handed: a revision only written, never looked up, is not handed over).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Catalog:
         on_read: Callable[[Action], None] | None = None,
     ) -> None:
         self.store = store
-        self._actions: dict[tuple[str, str], tuple[Action, float]] = {}
+        # (namespace, path) -> (action, expiry, handed to on_read yet).
+        self._actions: dict[tuple[str, str], tuple[Action, float, bool]] = {}
         # Writes and deletes in flight, by (namespace, path): each one's flag says whether
         # another of the same entity overlapped it (then its result is not cached).
         self._writing: dict[tuple[str, str], list[list[bool]]] = {}
@@ -86,14 +88,21 @@ class Catalog:
 
     async def get(self, cls: type[E], path: EntityPath) -> E:
         if cls is Action:
-            hit = self._actions.get((path.namespace, path.path))
+            key = (path.namespace, path.path)
+            hit = self._actions.get(key)
             if hit is not None and (self._ttl_s is None or hit[1] > time.monotonic()):
-                return hit[0]  # type: ignore[return-value]
+                action, expires, handed = hit
+                if not handed:  # cached by a write: this is its first lookup
+                    self._actions[key] = (action, expires, True)
+                    self._hand(action)
+                return action  # type: ignore[return-value]
         changes = self._changes
         doc = await self.store.get(path.namespace, COLLECTION_OF[cls], path.path)
         entity = cls.from_store(path, doc.body, doc.rev, doc.updated)
-        if isinstance(entity, Action) and changes == self._changes:
-            self._cache((path.namespace, path.path), entity)
+        if isinstance(entity, Action):
+            if changes == self._changes:
+                self._cache((path.namespace, path.path), entity, handed=True)
+            self._hand(entity)
         return entity
 
     async def put(self, entity: E, *, create: bool) -> E:
@@ -116,7 +125,7 @@ class Catalog:
         self._changed(*key)
         stored = type(entity).from_store(path, doc.body, doc.rev, doc.updated)
         if isinstance(stored, Action) and not overlapped[0]:
-            self._cache(key, stored)
+            self._cache(key, stored, handed=False)
         return stored
 
     async def delete(self, entity: Entity) -> None:
@@ -132,11 +141,13 @@ class Catalog:
             self._write_ends(key, overlapped)
         self._changed(*key)
 
-    def _cache(self, key: tuple[str, str], action: Action) -> None:
+    def _cache(self, key: tuple[str, str], action: Action, *, handed: bool) -> None:
         if len(self._actions) >= self._max:
             self._actions.clear()
         expires = time.monotonic() + self._ttl_s if self._ttl_s is not None else 0.0
-        self._actions[key] = (action, expires)
+        self._actions[key] = (action, expires, handed)
+
+    def _hand(self, action: Action) -> None:
         if self._on_read is not None:
             self._on_read(action)
 

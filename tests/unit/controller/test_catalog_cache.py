@@ -114,16 +114,36 @@ async def test_a_change_told_by_another_controller_during_a_write_is_not_lost(
     assert store.reads == 1
 
 
-async def test_an_action_written_is_handed_to_on_read(store: Watched) -> None:
-    # Given a catalog whose cached actions are handed on (standalone: to the invoker)
+async def test_an_action_written_is_handed_to_on_read_at_its_first_lookup(
+    store: Watched,
+) -> None:
+    # Given a catalog whose looked-up actions are handed on (standalone: to the invoker,
+    # which keeps every revision handed to it)
     handed: list[Action] = []
     catalog = Catalog(store, on_read=handed.append)  # type: ignore[arg-type]
-    # When an action is created through it and looked up
+    # When an action is created through it, updated, and only then looked up twice
     created = await catalog.put(action("def main(a): return {}"), create=True)
+    updated = await catalog.put(created.update({"limits": {"memory": 512}}), create=False)
+    assert handed == []  # a revision only written is not handed over
     await catalog.get(Action, PATH)
-    # Then the revision written was handed on once, with nothing read from the store
-    assert handed == [created]
+    await catalog.get(Action, PATH)
+    # Then the revision looked up was handed on once, with nothing read from the store
+    assert handed == [updated]
     assert store.reads == 0
+
+
+async def test_an_action_read_from_the_store_is_handed_to_on_read(store: Watched) -> None:
+    # Given an action the catalog does not hold (written by another controller, say)
+    handed: list[Action] = []
+    catalog = Catalog(store, on_read=handed.append)  # type: ignore[arg-type]
+    created = await catalog.put(action("def main(a): return {}"), create=True)
+    catalog.invalidate("guest", "hello")
+    # When it is looked up twice
+    await catalog.get(Action, PATH)
+    await catalog.get(Action, PATH)
+    # Then it was read once and handed on once
+    assert store.reads == 1
+    assert [a.rev for a in handed] == [created.rev]
 
 
 async def test_a_read_that_overlapped_a_write_does_not_cache_the_version_before_it(
