@@ -15,6 +15,11 @@ invalidation was missed. ``on_read`` is handed every action a lookup returns for
 first time, read from the store or cached by a write (standalone: the invoker beside it,
 which then needs no read of its own for that revision, and keeps every revision it was
 handed: a revision only written, never looked up, is not handed over).
+
+Concurrency: used from one event loop; the cache, the writes in flight and the change
+count are read and changed between awaits only (a store call is the only await), so
+no lock is needed: what a store call's await may interleave is what the overlap flags
+and the change count detect.
 """
 
 from __future__ import annotations
