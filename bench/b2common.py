@@ -56,11 +56,12 @@ QUIET_S = 0.4
 
 @dataclass(frozen=True)
 class Server:
-    """A running ``squall standalone``: where it answers, its key and its home."""
+    """A running ``squall standalone``: where it answers, its key, its home and its pid."""
 
     apihost: str
     auth: str
     home: Path
+    pid: int
 
 
 @contextlib.contextmanager
@@ -93,7 +94,8 @@ def standalone(
         try:
             wait_answering(process, apihost, log_path)
             time.sleep(1.0)  # let the stem cells start
-            yield Server(apihost, read_wskprops(home / "wskprops")["AUTH"], home)
+            auth = read_wskprops(home / "wskprops")["AUTH"]
+            yield Server(apihost, auth, home, process.pid)
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -15,7 +15,11 @@ before an answer), the completion handed to the controller's waiters, and the zy
 background forks (a spare's refill). Each sample is B2's (a fresh 128 MB Python action,
 0.4 s of quiet, its cold invoke, 5 warm ones) and a sixth after 0.4 s of quiet (``idle``).
 The client's RTT minus the route's span is printed as ``outside the route`` (HTTP
-parsing, the socket hops). ``--before TREE`` runs a server of another tree in turn.
+parsing, the socket hops). The server process's CPU over each timed request (every
+thread's ``/proc/PID/task/*/schedstat``, read by the client just before the request and
+just after its answer) is printed as ``server CPU``: a count that load does not stretch
+as it does the wall times (background work of the server that falls in the window, a
+spare's refill say, is counted too). ``--before TREE`` runs a server of another tree in turn.
 Writes ``bench/results/cold_timeline.json``.
 """
 
@@ -36,7 +40,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from b2common import QUIET_S, Api, cold_sample, standalone, timed_invoke, warm_up  # noqa: E402
+from b2common import QUIET_S, Api, create, standalone, timed_invoke, warm_up  # noqa: E402
 from cold_api import LAUNCHER  # noqa: E402
 from invoke_latency import REPO, report_head  # noqa: E402
 
@@ -52,7 +56,9 @@ import squall.sandbox.zygoteprocess as zygoteprocess
 wrap(intake.Intake, "_on_delivery", "intake: delivery")
 wrap(intake.Intake, "_take", "intake: task")
 wrap(waiters.CompletionWaiters, "deliver", "waiters: completion")
-wrap(http.UnixHttpClient, "_exchange", "runtime: exchange")
+# A request's exchange with the runtime: ``post`` since hotcpu's connection rewrite.
+wrap(http.UnixHttpClient, "_exchange" if hasattr(http.UnixHttpClient, "_exchange") else "post",
+     "runtime: exchange")
 wrap(forkedruntime._Pipe, "data_received", "runtime: output")
 import squall.sandbox.logs as logs
 wrap(logs.LogCollector, "feed", "runtime: log chunk")
@@ -66,15 +72,34 @@ if hasattr(http, "Pipeline"):  # /init and the first /run written together (bran
 MARKER = "from squall.cli.main import main"
 
 
+def cpu_ns(pid: int) -> int:
+    """ns on a CPU of every live thread of ``pid`` (a thread that ends meanwhile is left out)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def timed_cpu(api: Api, pid: int, name: str) -> tuple[float, float]:
+    """A blocking invoke of ``name``: (RTT ms, the server's CPU ms over it)."""
+    before = cpu_ns(pid)
+    rtt, record = timed_invoke(api, name)
+    used = (cpu_ns(pid) - before) / 1e6
+    if record["response"]["status"] != "success":
+        raise SystemExit(f"{name}: {record['response']}")
+    return rtt, used
+
+
 @contextlib.contextmanager
-def server(tree: Path) -> Iterator[tuple[Api, Path]]:
-    """A timed ``squall standalone`` of ``tree``: (client, events file)."""
+def server(tree: Path) -> Iterator[tuple[Api, Path, int]]:
+    """A timed ``squall standalone`` of ``tree``: (client, events file, pid)."""
     events = Path(tempfile.mkstemp(prefix="cold_timeline-", suffix=".json")[1])
     launcher = LAUNCHER.replace(MARKER, EXTRA + MARKER, 1)
     with standalone({"SQUALL_BENCH_EVENTS": str(events)}, tree, ["-c", launcher]) as running:
         api = Api(running.apihost, running.auth)
         try:
-            yield api, events
+            yield api, events, running.pid
         finally:
             api.close()
 
@@ -109,29 +134,35 @@ def main() -> None:
     load_before = float(Path("/proc/loadavg").read_text().split()[0])
     numbers: dict[str, dict[str, list[int]]] = {t: defaultdict(list) for t in trees}
     rtts: dict[str, dict[str, list[float]]] = {t: defaultdict(list) for t in trees}
+    cpus: dict[str, dict[str, list[float]]] = {t: defaultdict(list) for t in trees}
+    pids: dict[str, int] = {}
     counters = dict.fromkeys(trees, 0)
     files: dict[str, Path] = {}
     with contextlib.ExitStack() as stack:
         apis = {}
         for tree, path in trees.items():
-            apis[tree], files[tree] = stack.enter_context(server(path))
+            apis[tree], files[tree], pids[tree] = stack.enter_context(server(path))
         for tree in trees:
             counters[tree] += warm_up(apis[tree], (args.memory,))
         for i in range(args.samples):
             for tree in trees:
-                sample = cold_sample(apis[tree], name(i), args.family, args.memory, WARM)
+                # B2's sample (b2common.cold_sample), each request's server CPU counted.
+                api, pid = apis[tree], pids[tree]
+                create(api, name(i), args.family, args.memory)
+                time.sleep(QUIET_S)
+                cold = timed_cpu(api, pid, name(i))
+                warms = [timed_cpu(api, pid, name(i)) for _ in range(WARM)]
                 n = numbers[tree]
                 n["cold"].append(counters[tree] + 1)
                 n["warm"].append(counters[tree] + 1 + WARM)  # the last warm one
                 counters[tree] += 1 + WARM
                 time.sleep(QUIET_S)
-                idle, _ = timed_invoke(apis[tree], name(i))
+                idle = timed_cpu(api, pid, name(i))
                 counters[tree] += 1
                 n["idle"].append(counters[tree])
-                r = rtts[tree]
-                r["cold"].append(sample.cold)
-                r["warm"].append(sample.warms[-1])
-                r["idle"].append(idle)
+                for kind, (rtt_ms, cpu_ms) in (("cold", cold), ("warm", warms[-1]), ("idle", idle)):
+                    rtts[tree][kind].append(rtt_ms)
+                    cpus[tree][kind].append(cpu_ms)
     load_after = float(Path("/proc/loadavg").read_text().split()[0])
     results: dict[str, Any] = {}
     print(f"1-minute load average: {load_before} before, {load_after} after; "
@@ -151,8 +182,12 @@ def main() -> None:
                     [len(per_request[n].get(label, [])) for n in numbers[tree][kind]]
                 )
         rtt = {k: round(statistics.median(v), 3) for k, v in rtts[tree].items()}
-        results[tree] = {"rtt": rtt, "events": table}
-        print(f"\n{tree}: RTT p50 cold {rtt['cold']}, warm {rtt['warm']}, idle {rtt['idle']} ms")
+        cpu = {k: round(statistics.median(v), 3) for k, v in cpus[tree].items()}
+        results[tree] = {"rtt": rtt, "server cpu": cpu, "events": table}
+        print(
+            f"\n{tree}: RTT p50 cold {rtt['cold']}, warm {rtt['warm']}, idle {rtt['idle']} ms; "
+            f"server CPU p50 cold {cpu['cold']}, warm {cpu['warm']}, idle {cpu['idle']} ms"
+        )
         head = "event (first, ms after the route began; p50)"
         print(f"  {head:46} {'cold':>8} {'warm':>8} {'idle':>8}  count c/w/i")
         order = sorted(table, key=lambda k: table[k].get("cold", table[k].get("warm", 1e9)))

@@ -24,7 +24,10 @@ B2  cold start per tier: a fresh no-op action per sample, invoked blocking; its 
     from a zygote spare), Node.js true cold = 128 MB Node.js action on A (no cell of that
     shape), Python true cold = 128 MB Python action on C (bubblewrap start). A 0.4 s pause
     before each sample lets the stem cell or spare taken last be replaced; tiers take
-    turns. ``initTime`` and ``waitTime`` from the records. Every tier is measured with the
+    turns. ``initTime`` and ``waitTime`` from the records. Beside B2's figure (not part of
+    it): cold - idle, where idle is one more warm invoke after the same 0.4 s of quiet
+    (the wake-up every first request after a quiet moment pays, which cold - warm
+    counts as cold start). Every tier is measured with the
     default network (egress: a veth link per sandbox, set up ahead for stem cells and
     zygote spares, on the path for true cold starts) and without (``, no network``).
 B3  throughput of a warm no-op Node.js action at 1, 4 and 50 connections (``GET /api/v1``
@@ -77,11 +80,13 @@ sys.path.insert(0, str(HERE))
 
 from b2common import (  # noqa: E402
     CODE,
+    QUIET_S,
     Api,
     annotation,
     cold_sample,
     create,
     standalone,
+    timed_invoke,
     warm_up,
 )
 from invoke_latency import (  # noqa: E402
@@ -253,7 +258,15 @@ def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
     if args.family:
         tiers = [tier for tier in tiers if tier[0] == args.family]
     samples: dict[str, dict[str, list[float]]] = {
-        f"{f} {t}": {"delta": [], "cold": [], "warm": [], "initTime": [], "waitTime": []}
+        f"{f} {t}": {
+            "delta": [],
+            "delta idle": [],
+            "cold": [],
+            "warm": [],
+            "idle": [],
+            "initTime": [],
+            "waitTime": [],
+        }
         for f, t, _, _ in tiers
     }
     prewarmed = dict.fromkeys(samples, 0)
@@ -265,7 +278,12 @@ def b2(apis: dict[str, Api], args: argparse.Namespace) -> dict[str, Any]:
             api = apis[where]
             sample = cold_sample(api, f"b2-{family}-{memory}-{i}", family, memory)
             cold, warm, record = sample.cold, sample.warm, sample.record
+            # Not B2's figure: a warm invoke after the same quiet as the cold one's.
+            time.sleep(QUIET_S)
+            idle, _ = timed_invoke(api, f"b2-{family}-{memory}-{i}")
             s = samples[f"{family} {tier}"]
+            s["idle"].append(idle)
+            s["delta idle"].append(cold - idle)
             s["cold"].append(cold)
             s["warm"].append(warm)
             s["delta"].append(cold - warm)
@@ -588,10 +606,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             if r is None:
                 out.append((f"B2 {key} cold-warm", "not measured", f"≤ {ms:g} ms", "n/a"))
                 continue
-            d, it = r["delta"], r["initTime"]
+            d, it, di = r["delta"], r["initTime"], r["delta idle"]
             out.append((f"B2 {key} cold-warm p50/p99",
                         f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} ms, "
-                        f"{r['prewarmed']}/{d['n']} stem cells)",
+                        f"{r['prewarmed']}/{d['n']} stem cells; cold-idle p50 "
+                        f"{di['p50']:.1f} ms)",
                         f"≤ {ms:g} ms", verdict(d["p50"], ms)))  # fmt: skip
             bare = results["b2"].get(key + NO_NETWORK)
             if bare is not None:
@@ -602,11 +621,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                             "", ""))  # fmt: skip
             before = results["b2"].get(key + BEFORE)
             if before is not None:
-                d, it = before["delta"], before["initTime"]
+                d, it, di = before["delta"], before["initTime"], before["delta idle"]
                 change = r["delta"]["p50"] / d["p50"] if d["p50"] else float("nan")
                 out.append((f"B2 {key}{BEFORE} p50/p99",
                             f"{d['p50']:.1f} / {d['p99']:.1f} ms (initTime p50 {it['p50']:.0f} "
-                            f"ms; after/before {change:.2f})", "", ""))  # fmt: skip
+                            f"ms; after/before {change:.2f}; cold-idle p50 {di['p50']:.1f} ms)",
+                            "", ""))  # fmt: skip
     if "b3" in results:
         r50 = results["b3"].get("50 conn", {}).get("rps")
         for key, r in results["b3"].items():

@@ -3,10 +3,23 @@
 Only actions are cached (they are read on every invoke); the cache is filled on read and
 dropped on every write or delete made through this catalog, and ``on_change`` is told
 (``controller/cluster.py`` broadcasts it, so other controllers ``invalidate`` their
-copy). Standalone has exactly one controller, so its cache is always current and kept
-for ever; a cluster's also expires after ``ttl_s``, in case an invalidation was missed.
-``on_read`` is handed every action read from the store (standalone: the invoker beside
-it, which then needs no read of its own for that revision).
+copy). An action written through this catalog is cached as stored (its first invoke,
+right after, finds it: no store read and decode, ~0.2 ms of a cold start), unless
+another write or delete of the same action overlapped its write here, or a change of it
+was told meanwhile: which of them the store holds is then not known, and the next read
+fills the cache. A read that overlapped any change caches nothing either (its answer may
+predate the change). Standalone has exactly one controller, and another process's rewrite
+(``squall admin parameter-key rotate``) keeps the revision and what it means, so its cache
+is always current and kept for ever; a cluster's also expires after ``ttl_s``, in case an
+invalidation was missed. ``on_read`` is handed every action a lookup returns for the
+first time, read from the store or cached by a write (standalone: the invoker beside it,
+which then needs no read of its own for that revision, and keeps every revision it was
+handed: a revision only written, never looked up, is not handed over).
+
+Concurrency: used from one event loop; the cache, the writes in flight and the change
+count are read and changed between awaits only (a store call is the only await), so
+no lock is needed: what a store call's await may interleave is what the overlap flags
+and the change count detect.
 """
 
 from __future__ import annotations
@@ -49,7 +62,15 @@ class Catalog:
         on_read: Callable[[Action], None] | None = None,
     ) -> None:
         self.store = store
-        self._actions: dict[tuple[str, str], tuple[Action, float]] = {}
+        # (namespace, path) -> (action, expiry, handed to on_read yet).
+        self._actions: dict[tuple[str, str], tuple[Action, float, bool]] = {}
+        # Writes and deletes in flight, by (namespace, path): each one's flag says whether
+        # another of the same entity overlapped it (then its result is not cached).
+        self._writing: dict[tuple[str, str], list[list[bool]]] = {}
+        # Changes told or made (every invalidate): a read that overlapped one may hold the
+        # version before it (its store read can finish after the write's result was
+        # cached), so it caches nothing.
+        self._changes = 0
         self._max = max_cached
         self._ttl_s = ttl_s
         # Called with (namespace, path) after every write or delete through this catalog.
@@ -57,7 +78,13 @@ class Catalog:
         self._on_read = on_read
 
     def invalidate(self, namespace: str, path: str) -> None:
-        self._actions.pop((namespace, path), None)
+        """Forget ``path``'s action; a write of it in flight then caches nothing (the
+        change told may be another controller's, after this one's write)."""
+        key = (namespace, path)
+        self._changes += 1
+        self._actions.pop(key, None)
+        for flag in self._writing.get(key, ()):
+            flag[0] = True
 
     def _changed(self, namespace: str, path: str) -> None:
         self.invalidate(namespace, path)
@@ -66,40 +93,86 @@ class Catalog:
 
     async def get(self, cls: type[E], path: EntityPath) -> E:
         if cls is Action:
-            hit = self._actions.get((path.namespace, path.path))
+            key = (path.namespace, path.path)
+            hit = self._actions.get(key)
             if hit is not None and (self._ttl_s is None or hit[1] > time.monotonic()):
-                return hit[0]  # type: ignore[return-value]
+                action, expires, handed = hit
+                if not handed:  # cached by a write: this is its first lookup
+                    self._actions[key] = (action, expires, True)
+                    self._hand(action)
+                return action  # type: ignore[return-value]
+        changes = self._changes
         doc = await self.store.get(path.namespace, COLLECTION_OF[cls], path.path)
         entity = cls.from_store(path, doc.body, doc.rev, doc.updated)
         if isinstance(entity, Action):
-            if len(self._actions) >= self._max:
-                self._actions.clear()
-            expires = time.monotonic() + self._ttl_s if self._ttl_s is not None else 0.0
-            self._actions[(path.namespace, path.path)] = (entity, expires)
-            if self._on_read is not None:
-                self._on_read(entity)
+            if changes == self._changes:
+                self._cache((path.namespace, path.path), entity, handed=True)
+            self._hand(entity)
         return entity
 
     async def put(self, entity: E, *, create: bool) -> E:
         """Store ``entity`` (create, or replace at its revision) and return it as stored."""
         path = entity.path
-        self.invalidate(path.namespace, path.path)
-        doc = await self.store.put(
-            path.namespace,
-            COLLECTION_OF[type(entity)],
-            path.path,
-            entity.to_store(),
-            None if create else entity.rev,
-        )
+        key = (path.namespace, path.path)
+        self.invalidate(*key)
+        overlapped = self._write_begins(key)
+        try:
+            doc = await self.store.put(
+                path.namespace,
+                COLLECTION_OF[type(entity)],
+                path.path,
+                entity.to_store(),
+                None if create else entity.rev,
+            )
+        finally:
+            self._write_ends(key, overlapped)
         # After the write: a controller told earlier could read the old version again.
-        self._changed(path.namespace, path.path)
-        return type(entity).from_store(path, doc.body, doc.rev, doc.updated)
+        self._changed(*key)
+        stored = type(entity).from_store(path, doc.body, doc.rev, doc.updated)
+        if isinstance(stored, Action) and not overlapped[0]:
+            self._cache(key, stored, handed=False)
+        return stored
 
     async def delete(self, entity: Entity) -> None:
         path = entity.path
-        self.invalidate(path.namespace, path.path)
-        await self.store.delete(path.namespace, COLLECTION_OF[type(entity)], path.path, entity.rev)
-        self._changed(path.namespace, path.path)
+        key = (path.namespace, path.path)
+        self.invalidate(*key)
+        overlapped = self._write_begins(key)
+        try:
+            await self.store.delete(
+                path.namespace, COLLECTION_OF[type(entity)], path.path, entity.rev
+            )
+        finally:
+            self._write_ends(key, overlapped)
+        self._changed(*key)
+
+    def _cache(self, key: tuple[str, str], action: Action, *, handed: bool) -> None:
+        if len(self._actions) >= self._max:
+            self._actions.clear()
+        expires = time.monotonic() + self._ttl_s if self._ttl_s is not None else 0.0
+        self._actions[key] = (action, expires, handed)
+
+    def _hand(self, action: Action) -> None:
+        if self._on_read is not None:
+            self._on_read(action)
+
+    def _write_begins(self, key: tuple[str, str]) -> list[bool]:
+        """A write of ``key`` starts: its overlap flag, set (on it and on every write of
+        ``key`` in flight) when another one is in flight."""
+        flag = [False]
+        others = self._writing.setdefault(key, [])
+        if others:
+            flag[0] = True
+            for other in others:
+                other[0] = True
+        others.append(flag)
+        return flag
+
+    def _write_ends(self, key: tuple[str, str], flag: list[bool]) -> None:
+        others = self._writing[key]
+        others.remove(flag)
+        if not others:
+            del self._writing[key]
 
     async def list(
         self,
