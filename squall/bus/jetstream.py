@@ -242,10 +242,14 @@ class AckedIds:
     Why: a JetStream server killed without a clean shutdown (SIGKILL, power loss) may
     come back without the acknowledgements of its last moments — nats-server 2.9 writes
     the removal of acknowledged work-queue messages lazily — and deliver those messages
-    again, as first deliveries. A process that saw its ack confirmed remembers the id
-    and drops such a message (acknowledging it again) instead of running it twice. Ids
-    are kept ``keep_s`` seconds and at most ``limit`` of them, oldest forgotten first;
-    another process's acks are not known here.
+    again, as first deliveries. A process remembers the id once its ack is confirmed
+    (``Delivery.ack``) or, for an unconfirmed ack (``ack_unconfirmed``: the invoker's,
+    sent beside the started mark), once that ack is sent — taken as recorded — and drops
+    such a message (acknowledging it again) instead of running it twice. So an
+    unconfirmed ack lost on the way also makes the redelivery it causes dropped here
+    (docs/cluster.md says what then brings the activation back). Ids are kept
+    ``keep_s`` seconds and at most ``limit`` of them, oldest forgotten first; another
+    process's acks are not known here.
     """
 
     def __init__(self, *, keep_s: float = 3600.0, limit: int = 100_000) -> None:
