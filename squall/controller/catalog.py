@@ -11,10 +11,12 @@ fills the cache. A read that overlapped any change caches nothing either (its an
 predate the change). Standalone has exactly one controller, and another process's rewrite
 (``squall admin parameter-key rotate``) keeps the revision and what it means, so its cache
 is always current and kept for ever; a cluster's also expires after ``ttl_s``, in case an
-invalidation was missed. ``on_read`` is handed every action a lookup returns for the
-first time, read from the store or cached by a write (standalone: the invoker beside it,
-which then needs no read of its own for that revision, and keeps every revision it was
-handed: a revision only written, never looked up, is not handed over).
+invalidation was missed. ``on_read`` is handed every action an invoke's lookup
+(``get(..., invoking=True)``) returns for the first time, read from the store or cached
+(standalone: the invoker beside it, which then needs no read of its own for that
+revision, and keeps every revision it was handed). Other lookups (the update and delete
+routes', a GET's, a rule's or sequence's check) hand nothing over: a revision written or
+read but never invoked (a deploy loop's, a deleted action's) does not pile up there.
 
 Concurrency: used from one event loop; the cache, the writes in flight and the change
 count are read and changed between awaits only (a store call is the only await), so
@@ -91,13 +93,15 @@ class Catalog:
         if self._on_change is not None:
             self._on_change(namespace, path)
 
-    async def get(self, cls: type[E], path: EntityPath) -> E:
+    async def get(self, cls: type[E], path: EntityPath, *, invoking: bool = False) -> E:
+        """The entity at ``path``. ``invoking``: the lookup of an invoke (an action's),
+        whose result ``on_read`` is handed once per cached revision."""
         if cls is Action:
             key = (path.namespace, path.path)
             hit = self._actions.get(key)
             if hit is not None and (self._ttl_s is None or hit[1] > time.monotonic()):
                 action, expires, handed = hit
-                if not handed:  # cached by a write: this is its first lookup
+                if invoking and not handed:  # this revision's first invoke
                     self._actions[key] = (action, expires, True)
                     self._hand(action)
                 return action  # type: ignore[return-value]
@@ -106,8 +110,9 @@ class Catalog:
         entity = cls.from_store(path, doc.body, doc.rev, doc.updated)
         if isinstance(entity, Action):
             if changes == self._changes:
-                self._cache((path.namespace, path.path), entity, handed=True)
-            self._hand(entity)
+                self._cache((path.namespace, path.path), entity, handed=invoking)
+            if invoking:
+                self._hand(entity)
         return entity
 
     async def put(self, entity: E, *, create: bool) -> E:

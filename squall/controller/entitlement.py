@@ -19,8 +19,12 @@ from squall.entities.package import Package
 from squall.errors import BadRequest, Forbidden, NotFound
 
 
-async def resolve_action(ctl: Controller, caller_ns: str, path: EntityPath) -> Action:
+async def resolve_action(
+    ctl: Controller, caller_ns: str, path: EntityPath, *, invoking: bool = True
+) -> Action:
     """The action at ``path`` with its package's parameters merged below its own.
+    ``invoking``: the lookup is an invoke's (``Catalog.get``'s flag); a GET's or a
+    check's passes False.
 
     Through a binding, the action comes from the bound package and the parameters merge
     in OpenWhisk's order: package < binding < action (the invoke payload goes on top).
@@ -30,7 +34,7 @@ async def resolve_action(ctl: Controller, caller_ns: str, path: EntityPath) -> A
     if not path.package:
         if foreign:
             raise Forbidden()
-        return await ctl.catalog.get(Action, path)
+        return await ctl.catalog.get(Action, path, invoking=invoking)
     package = await readable_package(ctl, caller_ns, EntityPath(path.namespace, "", path.package))
     layers = [package.parameters]
     if package.binding is not None:
@@ -38,7 +42,7 @@ async def resolve_action(ctl: Controller, caller_ns: str, path: EntityPath) -> A
         source = await readable_package(ctl, caller_ns, source_path)
         layers.insert(0, source.parameters)
         path = EntityPath(source.path.namespace, source.path.name, path.name)
-    action = await ctl.catalog.get(Action, path)
+    action = await ctl.catalog.get(Action, path, invoking=invoking)
     merged: params.KeyValues = []
     for layer in [*layers, action.parameters]:
         merged = params.merge(merged, layer)

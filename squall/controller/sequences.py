@@ -62,7 +62,7 @@ async def entitle_components(ctl: Controller, caller_ns: str, exec_: SequenceExe
         if path.namespace == caller_ns and not path.package:
             continue
         with contextlib.suppress(NotFound):
-            await resolve_action(ctl, caller_ns, path)
+            await resolve_action(ctl, caller_ns, path, invoking=False)
 
 
 async def check_sequence(ctl: Controller, action: Action, body: object) -> None:
@@ -100,7 +100,7 @@ async def _count_actions(
         if path in ancestry:
             raise BadRequest(CYCLIC)
         try:
-            component = await resolve_action(ctl, owner, path)
+            component = await resolve_action(ctl, owner, path, invoking=False)
         except (NotFound, Forbidden):
             raise BadRequest(COMPONENT_MISSING) from None
         if component.path in ancestry:

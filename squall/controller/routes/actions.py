@@ -98,7 +98,7 @@ async def action_entity(request: Request) -> Response:
         await readable_package(ctl, identity.namespace, source)
         return await list_collection(ctl, request, Action, namespace, package)
     if reading:
-        action = await resolve_action(ctl, identity.namespace, path)
+        action = await resolve_action(ctl, identity.namespace, path, invoking=False)
         shown = ctl.parameters_for(action.path.namespace, identity.namespace, action.parameters)
         action = replace(action, parameters=shown)
         return JSONResponse(action.to_json(code=query_bool(request, "code", True)))

@@ -43,7 +43,8 @@ async def _check_references(ctl: Controller, caller_ns: str, rule: Rule) -> Trig
     if rule.trigger.namespace != caller_ns:
         raise Forbidden()  # triggers are never shared; the rule would write into it
     try:
-        await resolve_action(ctl, caller_ns, rule.action)  # bindings and published packages
+        # Through bindings and published packages; a check, not an invoke.
+        await resolve_action(ctl, caller_ns, rule.action, invoking=False)
         action_missing = False
     except NotFound:
         action_missing = True

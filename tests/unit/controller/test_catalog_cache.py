@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from squall.controller.catalog import Catalog
+from squall.controller.routes.common import find
 from squall.entities.action import Action
 from squall.entities.names import EntityPath
 from squall.store.contracts import Document, EntityStore
@@ -44,6 +45,9 @@ class Watched:
         if gate is not None:
             await gate.wait()
         return await self.inner.put(*args)
+
+    async def delete(self, *args: Any) -> None:
+        await self.inner.delete(*args)
 
 
 @pytest.fixture
@@ -125,8 +129,8 @@ async def test_an_action_written_is_handed_to_on_read_at_its_first_lookup(
     created = await catalog.put(action("def main(a): return {}"), create=True)
     updated = await catalog.put(created.update({"limits": {"memory": 512}}), create=False)
     assert handed == []  # a revision only written is not handed over
-    await catalog.get(Action, PATH)
-    await catalog.get(Action, PATH)
+    await catalog.get(Action, PATH, invoking=True)
+    await catalog.get(Action, PATH, invoking=True)
     # Then the revision looked up was handed on once, with nothing read from the store
     assert handed == [updated]
     assert store.reads == 0
@@ -138,12 +142,36 @@ async def test_an_action_read_from_the_store_is_handed_to_on_read(store: Watched
     catalog = Catalog(store, on_read=handed.append)  # type: ignore[arg-type]
     created = await catalog.put(action("def main(a): return {}"), create=True)
     catalog.invalidate("guest", "hello")
-    # When it is looked up twice
-    await catalog.get(Action, PATH)
-    await catalog.get(Action, PATH)
+    # When it is invoked twice
+    await catalog.get(Action, PATH, invoking=True)
+    await catalog.get(Action, PATH, invoking=True)
     # Then it was read once and handed on once
     assert store.reads == 1
     assert [a.rev for a in handed] == [created.rev]
+
+
+async def test_only_an_invokes_lookup_hands_an_action_to_on_read(store: Watched) -> None:
+    # Given a catalog whose invoked actions are handed on (standalone: to the invoker)
+    handed: list[Action] = []
+    catalog = Catalog(store, on_read=handed.append)  # type: ignore[arg-type]
+    # When an action is created, updated twice and read, each through the lookups the
+    # PUT ?overwrite=true, GET and DELETE routes make (routes/common.py's find, get)
+    await catalog.put(action("def main(a): return {}"), create=True)
+    for memory in (256, 512):
+        existing = await find(catalog, Action, PATH)
+        assert existing is not None
+        await catalog.put(existing.update({"limits": {"memory": memory}}), create=False)
+    catalog.invalidate("guest", "hello")  # read from the store too, not only cached
+    read = await catalog.get(Action, PATH)
+    # Then nothing was handed over (the deploy loop's revisions do not pile up there)
+    assert handed == []
+    # When it is invoked: that revision is handed over, once
+    invoked = await catalog.get(Action, PATH, invoking=True)
+    await catalog.get(Action, PATH, invoking=True)
+    assert handed == [invoked] and invoked.rev == read.rev
+    # And a delete's lookup hands nothing more
+    await catalog.delete(await catalog.get(Action, PATH))
+    assert handed == [invoked]
 
 
 async def test_a_read_that_overlapped_a_write_does_not_cache_the_version_before_it(
