@@ -252,6 +252,7 @@ class Activating(Completing):
         response: ActivationResponse | None = None
         timed_out = False
         failed = True  # until a response says otherwise (its code read once)
+        ended = False  # the try below ran to its end (no cancellation, no other error)
         try:
             run: RuntimeResponse | None = None
             if cold:
@@ -290,12 +291,15 @@ class Activating(Completing):
             end = now_ms()
             failed = response.code >= DEVELOPER_ERROR
             logs = await self._logs(container, limits.logs, failed)
+            ended = True
         except ContainerError:
             log.exception("container %s failed", container.id)
             response = ActivationResponse.whisk_error(PROVISION_FAILED)
             end, logs, failed = now_ms(), [], True
         finally:
-            if failed:
+            # A failure destroys the container; so does any other way out (cancelled, say
+            # while its logs were read after a good run): its runtime may be mid-output.
+            if failed or not ended:
                 self.pool.release(pc, destroy=True)
         if not failed:
             self.pool.release(pc)
