@@ -14,7 +14,9 @@
 # the dependencies, the runtimes, nginx/, bin/; ~1.1 GB) is tagged squall/squall-deps:HASH,
 # a hash of its own inputs, and built only when no image has that tag; the image itself is
 # FROM it plus the Squall wheel installed without dependencies (a few MB, seconds), so a
-# change in squall/ rebuilds that last layer alone. Only the current deps image is kept.
+# change in squall/ rebuilds that last layer alone. A deps image no image is built on any
+# more is untagged (deploy/docker/prune-deps.sh: each image names its deps tag in the
+# label org.squall.deps).
 # Cached: the image carries the label org.squall.inputs, a hash of everything it is made
 # from (the deps hash, the wheel's contents, pyproject.toml, the Dockerfile); when the
 # tag's label already matches, the tag is printed without building. A rebuild removes the
@@ -93,10 +95,8 @@ if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "
     echo "build.sh: kept the previous $tag image $previous (in use or tagged elsewhere)" >&2
   fi
 fi
-# Only the current deps image is kept (1.1 GB each): untag the others. An image built on
-# one (another tag, another checkout's) keeps its layers until it goes itself.
-docker image ls --format '{{.Repository}}:{{.Tag}}' "$deps_repository" | while read -r old; do
-  [ "$old" = "$deps" ] || docker image rm "$old" >/dev/null 2>&1 ||
-    echo "build.sh: kept the deps image $old (in use)" >&2
-done
+# Deps images are 1.1 GB each: untag those no image is built on (the label
+# org.squall.deps, set by the Dockerfile, names the one an image was built FROM), so
+# another checkout's deps image stays while its images do.
+"$repo/deploy/docker/prune-deps.sh" "$deps_repository" "$deps"
 echo "$tag"

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 #: Bumped when the way the images are made changes in a way the inputs below do not show.
 SCHEME = b"squall-platform-image 2\0"
 DEPS_SCHEME = b"squall-platform-deps 1\0"
-#: The deps image's repository; its tag is the deps hash (build.sh keeps only the current).
+#: The deps image's repository; its tag is the deps hash (build.sh keeps those images name).
 DEPS_REPOSITORY = "squall/squall-deps"
 #: Files and directories of the repository copied (or used) as they are by the deps image.
 DEPS_INPUTS = (

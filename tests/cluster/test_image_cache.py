@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from _required import unavailable
@@ -28,6 +29,8 @@ from squall.sandbox.platformimage import inputs_hash
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "deploy" / "docker" / "build.sh"
+PRUNE_DEPS = REPO / "deploy" / "docker" / "prune-deps.sh"
+DEPS_LABEL = "org.squall.deps"
 IMAGE = platform_test_tag()  # test_compose.py's
 
 
@@ -155,3 +158,50 @@ def test_the_test_image_of_a_checkout_that_is_gone_is_pruned(tmp_path: Path) -> 
                 timeout=300,
                 check=False,
             )
+
+
+def _docker(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], input=stdin, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_a_deps_image_is_kept_while_an_image_is_built_on_it(tmp_path: Path) -> None:
+    """build.sh untags (prune-deps.sh) only the deps images no image names in its
+    org.squall.deps label, which deploy/docker/Dockerfile sets: another checkout's deps
+    image stays while its images do. Tiny images in a repository of the test's own."""
+    problem = docker_ready()
+    if problem is not None:
+        unavailable(f"Docker: {problem}")
+    repository = f"squall-test/deps-{uuid.uuid4().hex[:8]}"
+    keep, used, unused = (f"{repository}:{name}" for name in ("keep", "used", "unused"))
+    user = f"{repository}-user:1"
+    try:
+        # Given three deps images (tiny ones, each its own id), and an image built on one
+        # of them by the Dockerfile build.sh uses (its last layer: an empty site/ here)
+        for tag in (keep, used, unused):
+            built = _docker(
+                "build", "-q", "--label", f"org.squall.inputs={tag}", "-t", tag, "-",
+                stdin=f"FROM {tiny_image()}\n",
+            )  # fmt: skip
+            assert built.returncode == 0, built.stderr
+        (tmp_path / "site").mkdir()
+        built = _docker(
+            "build", "-q", "--build-arg", f"DEPS={used}", "-t", user,
+            "-f", str(REPO / "deploy" / "docker" / "Dockerfile"), str(tmp_path),
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        assert _inspect(f'{{{{index .Config.Labels "{DEPS_LABEL}"}}}}', user) == used
+        # When build.sh's pruning runs after a build on ``keep``
+        pruned = subprocess.run(
+            [str(PRUNE_DEPS), repository, keep],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert pruned.returncode == 0, pruned.stderr
+        # Then the deps image built on, and the one just used, stay; the other is untagged
+        assert _docker("image", "inspect", keep).returncode == 0
+        assert _docker("image", "inspect", used).returncode == 0
+        assert _docker("image", "inspect", unused).returncode != 0
+    finally:
+        for tag in (user, keep, used, unused):
+            _docker("image", "rm", tag)
