@@ -138,7 +138,7 @@ class Activating(Completing):
         store (standalone: its catalog's reads, :mod:`squall.controller.catalog`), for the
         messages naming its revision (the activator names it by ``path.fqn``): a new
         action's first invoke then reads the store once, not twice."""
-        self._keep((action.path.fqn, action.rev), action)
+        self._keep((action.fqn, action.rev), action)
 
     def _keep(self, key: tuple[str, str], action: Action) -> None:
         if len(self._actions) > 10_000:
@@ -300,11 +300,11 @@ class Activating(Completing):
         if not failed:
             self.pool.release(pc)
         annotations: list[dict[str, Any]] = [
-            {"key": "path", "value": action.path.fqn.lstrip("/")},
+            {"key": "path", "value": action.record_path},
             {"key": "waitTime", "value": wait_time},
             {"key": "kind", "value": action.exec.kind},
             {"key": "timeout", "value": timed_out},
-            {"key": "limits", "value": limits.to_json()},
+            {"key": "limits", "value": {**action.limits_json}},
             *message.caused_by_annotation(),
         ]
         if init_time is not None:
@@ -346,7 +346,7 @@ class Activating(Completing):
         payload: dict[str, Any] = {
             "value": message.content,
             "namespace": message.namespace,
-            "action_name": action.path.fqn,
+            "action_name": action.fqn,
             "action_version": action.version,
             "activation_id": message.activation_id,
             "transaction_id": message.transid,
