@@ -6,6 +6,7 @@ the pool, the started point marked (see :mod:`squall.invoker.service`), /init wh
 from __future__ import annotations
 
 import logging
+from time import time_ns
 from typing import Any
 
 import orjson
@@ -96,7 +97,7 @@ class Activating(Completing):
         (``_claim``), as running it would: a record that exists is never overwritten."""
         record: Activation | None
         try:
-            waited = now_ms() - message.accepted_ms
+            waited = time_ns() // 1_000_000 - message.accepted_ms  # now_ms(), inline
             if 0 < self._max_wait_ms < waited:
                 record = self._failure(
                     message, EXPIRED.format(waited=waited, limit=self._max_wait_ms)
@@ -245,7 +246,7 @@ class Activating(Completing):
             return None
         # As in OpenWhisk, waitTime covers queueing and starting a container; the record's
         # start is when the container got the activation (duration then includes /init).
-        start = now_ms()
+        start = time_ns() // 1_000_000  # now_ms(), inline: each a frame less
         wait_time = max(0, start - message.accepted_ms)
         container = pc.container
         init_time: int | None = None
@@ -287,7 +288,7 @@ class Activating(Completing):
                     run = await container.run(run_payload, timeout_s)
                 response = run_outcome(run, limits.timeout)
                 timed_out = run.timed_out
-            end = now_ms()
+            end = time_ns() // 1_000_000
             failed = response.code >= DEVELOPER_ERROR
             logs = await self._logs(container, limits.logs, failed)
         except ContainerError:
