@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -628,46 +627,18 @@ def _request(target: str, body: bytes, headers: Mapping[str, str] | None = None)
     return head.encode("ascii") + body
 
 
-# A header line of a plain head, in ``_exact_fields``' terms: a name and a value with the
-# whitespace ``str.strip`` removes (``\s`` of a str pattern is ``str.isspace``) around
-# each, no CR or LF in the line but the CRLF ending it; matched only where a line starts.
-_WS = r"[^\S\r\n]*"
-_FIELD = re.compile(rf"(?:^|(?<=\r\n)){_WS}([^\r\n:]*?){_WS}:{_WS}([^\r\n]*?){_WS}(?:\r\n|\Z)")
-
-
 def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
-    """Status, lower-cased headers, and whether the connection stays open afterwards.
-
-    The headers' values are lower-cased too (a plain head, read in a few calls rather
-    than four per header: every run's answer) unless the head has a
-    ``transfer-encoding``, whose ``chunked`` is matched as written (``_exact_fields``).
-    The values read (``connection``, ``content-length``'s digits) mean the same either
-    way."""
-    text = head[:-4].decode("latin-1")
-    status_line, crlf, block = text.partition("\r\n")
-    version, _, rest = status_line.partition(" ")
+    """Status, lower-cased headers, and whether the connection stays open afterwards."""
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
     if not version.startswith("HTTP/1.") or len(rest) < 3 or not rest[:3].isdigit():
-        raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     headers: dict[str, str] = {}
-    if crlf:
-        # Each line a field (the count of matches is the count of lines), and no
-        # transfer-encoding: the lower-cased fields are the headers; else line by line.
-        fields = _FIELD.findall(block.lower())
-        if len(fields) == block.count("\r\n") + 1:
-            headers = dict(fields)
-        if not headers or "transfer-encoding" in headers:
-            headers = _exact_fields(block.split("\r\n"))
-    connection = headers.get("connection", "").lower()
-    keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-    return int(rest[:3]), headers, keep
-
-
-def _exact_fields(lines: list[str]) -> dict[str, str]:
-    """The header ``lines`` by lower-cased name, the last of a repeated one."""
-    headers: dict[str, str] = {}
-    for line in lines:
+    for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
             raise ProtocolError(f"malformed header line: {line[:80]!r}")
         headers[name.strip().lower()] = value.strip()
-    return headers
+    connection = headers.get("connection", "").lower()
+    keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    return int(rest[:3]), headers, keep
