@@ -32,13 +32,16 @@ class CoalescingTransport:
     Everything but writing and closing is the wrapped transport's own (``__getattr__``).
     """
 
-    __slots__ = ("_held", "_loop", "_scheduled", "_transport")
+    __slots__ = ("_held", "_loop", "_scheduled", "_transport", "is_closing")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
         self._scheduled = False
+        # The wrapped transport's own, bound here: asked after every answer (uvicorn's
+        # on_response_complete), where ``__getattr__`` would be a Python call.
+        self.is_closing = transport.is_closing
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         held = self._held

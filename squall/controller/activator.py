@@ -150,7 +150,7 @@ class Activator:
             activation_id=activation_id,
             namespace=identity.namespace,
             subject=identity.subject,
-            action=action.path.fqn,
+            action=action.fqn,
             revision=action.rev,
             content=content,
             blocking=blocking,

@@ -10,7 +10,6 @@ rule: a deleted subject stops owning its namespace on this controller within ``t
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import time
@@ -50,8 +49,14 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "basic" or not token:
         return None
+    # ``base64.b64decode(token.strip(), validate=True)`` spelled out: its two Python
+    # frames are on every request's path. A token that is not ASCII fails as there.
     try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode()
+        data = token.strip().encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("string argument should contain only ASCII characters") from None
+    try:
+        decoded = binascii.a2b_base64(data, strict_mode=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
     uuid, sep, key = decoded.partition(":")

@@ -9,7 +9,7 @@ that take them serve both with one implementation.
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
@@ -121,7 +121,9 @@ def error_body(error: SquallError, txid: str) -> bytes:
 
 
 def new_transaction_id() -> str:
-    return secrets.token_hex(16)
+    # ``secrets.token_hex(16)`` is this, through three Python frames (every request
+    # without its own id).
+    return os.urandom(16).hex()
 
 
 def transaction_id(request: Request) -> str:
@@ -237,7 +239,8 @@ def query_flag(query: Mapping[str, str], name: str, default: bool = False) -> bo
     raw = query.get(name)
     if raw is None:
         return default
-    return raw.strip().lower() == "true"
+    # ``true`` as written by nearly every client first: two calls less per flag read.
+    return raw == "true" or raw.strip().lower() == "true"
 
 
 def query_int(request: Request, name: str, collection: str) -> int | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from msgspec import UNSET
+
 from squall.entities import params
-from squall.entities.activation import Activation, pending_record
+from squall.entities.activation import Activation, ActivationResponse
 from squall.entities.common import (
     INITIAL_VERSION,
     created_fields,
@@ -57,6 +59,12 @@ class Action:
     #: ``init`` ones (/init environment). Shared: copy before changing.
     run_defaults: dict[str, Any] = field(init=False, repr=False, compare=False)
     init_defaults: dict[str, Any] = field(init=False, repr=False, compare=False)
+    #: ``path.fqn`` (``/ns/name`` or ``/ns/pkg/name``): the run's ``action_name``; and
+    #: without its leading ``/``, the records' ``path`` annotation.
+    fqn: str = field(init=False, repr=False, compare=False)
+    record_path: str = field(init=False, repr=False, compare=False)
+    #: ``limits.to_json()``. Shared: a record gets a copy (``{**limits_json}``).
+    limits_json: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         value = params.get(self.annotations, PROVIDE_API_KEY, _ABSENT)
@@ -66,6 +74,9 @@ class Action:
         derive(self, "conductor", is_conductor(self.exec, self.annotations))
         derive(self, "run_defaults", params.as_dict(self.parameters, init=False))
         derive(self, "init_defaults", params.as_dict(self.parameters, init=True))
+        derive(self, "fqn", self.path.fqn)
+        derive(self, "record_path", self.fqn.lstrip("/"))
+        derive(self, "limits_json", self.limits.to_json())
 
     # -- requests ---------------------------------------------------------------------
 
@@ -176,21 +187,30 @@ def pending_invocation(
     cause: str | None = None,
     caused_by: str | None = None,
 ) -> Activation:
-    """The pending record of an invocation of ``action`` by ``namespace``/``subject``
-    (:func:`~squall.entities.activation.pending_record` with the action's ``kind`` and
-    ``limits``, and ``causedBy`` for a step of a sequence or composition)."""
-    return pending_record(
+    """The pending record of an invocation of ``action`` by ``namespace``/``subject``:
+    :func:`~squall.entities.activation.pending_record` with the action's ``kind`` and
+    ``limits``, and ``causedBy`` for a step of a sequence or composition. Built here,
+    not through ``pending_record`` (the same fields, from the action's derived ones):
+    every warm invoke's started mark is one."""
+    annotations: list[dict[str, Any]] = [
+        {"key": "path", "value": action.record_path},
+        {"key": "kind", "value": action.exec.kind},
+        {"key": "limits", "value": {**action.limits_json}},
+    ]
+    if caused_by:
+        annotations.append({"key": "causedBy", "value": caused_by})
+    return Activation(
         namespace=namespace,
+        name=action.path.name,
         subject=subject,
         activation_id=activation_id,
-        name=action.path.name,
-        path=action.path.fqn.lstrip("/"),
+        start=accepted_ms,
+        end=0,
+        duration=0,
         version=action.version,
-        accepted_ms=accepted_ms,
-        annotations=[
-            {"key": "kind", "value": action.exec.kind},
-            {"key": "limits", "value": action.limits.to_json()},
-            *([{"key": "causedBy", "value": caused_by}] if caused_by else []),
-        ],
-        cause=cause,
+        publish=False,
+        response=ActivationResponse.waiting(),
+        logs=[],
+        annotations=annotations,
+        cause=cause if cause else UNSET,
     )

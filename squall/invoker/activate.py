@@ -6,6 +6,7 @@ the pool, the started point marked (see :mod:`squall.invoker.service`), /init wh
 from __future__ import annotations
 
 import logging
+from time import time_ns
 from typing import Any
 
 import orjson
@@ -96,7 +97,7 @@ class Activating(Completing):
         (``_claim``), as running it would: a record that exists is never overwritten."""
         record: Activation | None
         try:
-            waited = now_ms() - message.accepted_ms
+            waited = time_ns() // 1_000_000 - message.accepted_ms  # now_ms(), inline
             if 0 < self._max_wait_ms < waited:
                 record = self._failure(
                     message, EXPIRED.format(waited=waited, limit=self._max_wait_ms)
@@ -138,7 +139,7 @@ class Activating(Completing):
         store (standalone: its catalog's reads, :mod:`squall.controller.catalog`), for the
         messages naming its revision (the activator names it by ``path.fqn``): a new
         action's first invoke then reads the store once, not twice."""
-        self._keep((action.path.fqn, action.rev), action)
+        self._keep((action.fqn, action.rev), action)
 
     def _keep(self, key: tuple[str, str], action: Action) -> None:
         if len(self._actions) > 10_000:
@@ -245,7 +246,7 @@ class Activating(Completing):
             return None
         # As in OpenWhisk, waitTime covers queueing and starting a container; the record's
         # start is when the container got the activation (duration then includes /init).
-        start = now_ms()
+        start = time_ns() // 1_000_000  # now_ms(), inline: each a frame less
         wait_time = max(0, start - message.accepted_ms)
         container = pc.container
         init_time: int | None = None
@@ -288,7 +289,7 @@ class Activating(Completing):
                     run = await container.run(run_payload, timeout_s)
                 response = run_outcome(run, limits.timeout)
                 timed_out = run.timed_out
-            end = now_ms()
+            end = time_ns() // 1_000_000
             failed = response.code >= DEVELOPER_ERROR
             logs = await self._logs(container, limits.logs, failed)
             ended = True
@@ -304,11 +305,11 @@ class Activating(Completing):
         if not failed:
             self.pool.release(pc)
         annotations: list[dict[str, Any]] = [
-            {"key": "path", "value": action.path.fqn.lstrip("/")},
+            {"key": "path", "value": action.record_path},
             {"key": "waitTime", "value": wait_time},
             {"key": "kind", "value": action.exec.kind},
             {"key": "timeout", "value": timed_out},
-            {"key": "limits", "value": limits.to_json()},
+            {"key": "limits", "value": {**action.limits_json}},
             *message.caused_by_annotation(),
         ]
         if init_time is not None:
@@ -350,7 +351,7 @@ class Activating(Completing):
         payload: dict[str, Any] = {
             "value": message.content,
             "namespace": message.namespace,
-            "action_name": action.path.fqn,
+            "action_name": action.fqn,
             "action_version": action.version,
             "activation_id": message.activation_id,
             "transaction_id": message.transid,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -97,7 +98,10 @@ class Intake(Activating):
             run = self._handle(message)
         else:
             run = self._take(delivery, message)
-        task = asyncio.create_task(run, context=self._intake_context.copy())
+        # The loop's own create_task: ``asyncio.create_task`` is a Python wrapper (two
+        # calls more per activation) that only adds a task name, and none is given.
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(run, context=self._intake_context.copy())
         self._run_in_task(task, message)
 
     def _ack_later(self, delivery: Delivery) -> None:
@@ -109,7 +113,12 @@ class Intake(Activating):
 
     def _run_in_task(self, task: asyncio.Task[None], message: ActivationMessage) -> None:
         self._running[message.activation_id] = (task, message)
-        task.add_done_callback(self._forget_task(message.activation_id))
+        # A partial of a method, not a closure made by one: a call less per activation.
+        task.add_done_callback(functools.partial(self._task_done, message.activation_id))
+
+    def _task_done(self, activation_id: str, _task: asyncio.Task[None]) -> None:
+        self._running.pop(activation_id, None)
+        self._started.discard(activation_id)
 
     async def _take(self, delivery: Delivery, message: ActivationMessage) -> None:
         """Acknowledge ``message`` and run it: never run twice (see service.py's docstring).
@@ -199,10 +208,3 @@ class Intake(Activating):
         self._recent[activation_id] = None
         if len(self._recent) > RECENT_IDS:
             del self._recent[next(iter(self._recent))]
-
-    def _forget_task(self, activation_id: str) -> Any:
-        def done(_task: asyncio.Task[None]) -> None:
-            self._running.pop(activation_id, None)
-            self._started.discard(activation_id)
-
-        return done

@@ -267,9 +267,12 @@ class PoolBooks:
         for spec in self.stem_cell_specs:
             if len(stem.get(spec.shape, ())) < spec.count and spec.shape not in bursts:
                 return True
-        if not bursts:
-            return False
-        return any(len(stem.get(s, ())) < _wanted_now(b.demand) for s, b in bursts.items())
+        # Loops, not generators handed to any()/sum(): each item of a generator is a
+        # frame resumed, and after a burst this runs at every release.
+        for shape, schedule in bursts.items():
+            if len(stem.get(shape, ())) < _wanted_now(schedule.demand):
+                return True
+        return False
 
     def _stem_wanted(self) -> list[tuple[Shape, int, int]]:
         """(shape, stem cells kept at all times, stem cells wanted now) for every shape:
@@ -300,7 +303,10 @@ class PoolBooks:
             if self._stem_retry_at.get((kind, memory_mb), 0.0) > now:
                 continue
             group = self._stem.setdefault((kind, memory_mb), [])
-            starting = sum(pc.state is State.STARTING for pc in group)
+            starting = 0
+            for pc in group:
+                if pc.state is State.STARTING:
+                    starting += 1
             while len(group) < want and self._used_mb + memory_mb <= self.capacity_mb:
                 if len(group) >= base and starting >= REFILL_PARALLEL:
                     break  # grown ones a few at a time, as a zygote forks its spares

@@ -49,10 +49,19 @@ def activation_key(record: Activation) -> tuple[str, str, str, int]:
     ``pkg/action``.
     """
     name = record.name
-    path = record.annotation("path")
-    segments = path.strip("/").split("/") if isinstance(path, str) else []
-    if len(segments) == 3:  # "ns/pkg/name" (a leading "/" is tolerated)
-        name = f"{segments[1]}/{name}"
+    annotations = record.annotations
+    first = annotations[0] if annotations else None
+    if first is not None and "key" in first and first["key"] == "path":
+        # Where every record Squall makes has it (the invoker's, the controller's): read
+        # with ``in`` and subscripts, as ``annotation`` would find it (the first ``path``).
+        path = first["value"] if "value" in first else None  # noqa: SIM401 (no call)
+    else:
+        path = record.annotation("path")
+    if isinstance(path, str):
+        # A sequence pattern, not ``len``: one call less on every write.
+        match path.strip("/").split("/"):
+            case [_, package, _]:  # "ns/pkg/name" (a leading "/" is tolerated)
+                name = f"{package}/{name}"
     return record.activation_id, record.namespace, name, record.start
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import AsyncIterator
 
 import pytest
@@ -58,6 +59,43 @@ def test_parse_basic(header: str, expected: tuple[str, str]) -> None:
 )
 def test_parse_basic_rejects(header: str | None) -> None:
     assert parse_basic(header) is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "dTpr",  # u:k
+        " dTpr\t",  # surrounding whitespace
+        "dTprMQ==",  # padded
+        "dTprMQ=",  # padding short
+        "dTprMQ",  # padding missing
+        "dTpr MQ==",  # inner whitespace
+        "dTpr\nMQ==",
+        "dTprMQ==x",  # data after the padding
+        "=dTpr",
+        "dTpr-_",  # the URL-safe alphabet
+        "",
+        "\u00e9",  # not ASCII
+    ],
+)
+def test_parse_basic_decodes_as_strict_b64decode(token: str) -> None:
+    # The token is decoded as base64.b64decode(token.strip(), validate=True) did: the
+    # same answers, the same refusals, the same error for a token that is not ASCII.
+    def by_b64decode() -> tuple[str, str] | None:
+        uuid, sep, key = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+        return (uuid, key) if sep and uuid and key else None
+
+    try:
+        expected: object = by_b64decode()
+    except binascii.Error:
+        expected = None
+    except ValueError as e:
+        expected = (ValueError, str(e))
+    try:
+        got: object = parse_basic("Basic " + token)
+    except ValueError as e:
+        got = (type(e), str(e))
+    assert got == expected
 
 
 def test_identity_resolves_own_and_default_namespace() -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from squall.entities import params
-from squall.entities.action import Action
+from squall.entities import activation, params
+from squall.entities.action import Action, pending_invocation
+from squall.entities.activation import pending_record
 from squall.entities.kinds import CodeExec
 from squall.entities.limits import ActionLimits
 from squall.entities.names import EntityPath
@@ -202,3 +203,43 @@ def test_derived_values_are_worked_out_once_and_again_on_replace() -> None:
     # Then its derived values follow (an absent provide-api-key still gives the key)
     assert (changed.final, changed.conductor, changed.provides_api_key) == (False, False, True)
     assert (changed.run_defaults, changed.init_defaults) == ({"b": 2}, {})
+
+
+@pytest.mark.parametrize("path", [PATH, IN_PKG])
+@pytest.mark.parametrize(("cause", "caused_by"), [(None, None), ("a" * 32, "sequence")])
+def test_pending_invocation_is_the_pending_record_of_the_action(
+    path: EntityPath, cause: str | None, caused_by: str | None
+) -> None:
+    # Given an action (in a package or not) whose limits changed by an update
+    action = Action.create(path, {"exec": NODE}).update({"limits": {"timeout": 1234}})
+    # When its pending record is built from its derived fields
+    record = pending_invocation(
+        action,
+        namespace="ns",
+        subject="subj",
+        activation_id="b" * 32,
+        accepted_ms=1700,
+        cause=cause,
+        caused_by=caused_by,
+    )
+    # Then it is the record pending_record builds, byte for byte once encoded
+    expected = pending_record(
+        namespace="ns",
+        subject="subj",
+        activation_id="b" * 32,
+        name=path.name,
+        path=path.fqn.lstrip("/"),
+        version=action.version,
+        accepted_ms=1700,
+        annotations=[
+            {"key": "kind", "value": action.exec.kind},
+            {"key": "limits", "value": action.limits.to_json()},
+            *([{"key": "causedBy", "value": caused_by}] if caused_by else []),
+        ],
+        cause=cause,
+    )
+    assert activation.encode(record) == activation.encode(expected)
+    assert action.limits_json == {**ActionLimits().to_json(), "timeout": 1234}
+    # And the record's limits are its own: changing them leaves the action's alone
+    record.annotations[2]["value"]["timeout"] = 1
+    assert action.limits_json["timeout"] == 1234

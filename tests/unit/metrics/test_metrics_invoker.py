@@ -98,6 +98,34 @@ async def test_records_are_counted_by_status_kind_and_start(pool: ContainerPool)
     assert value(samples, f"{duration}_count", kind=NODE) == 2
 
 
+async def test_times_that_are_not_plain_milliseconds(pool: ContainerPool) -> None:
+    metrics = InvokerMetrics(pool)
+    # Given records whose times are a float, negative (clock skew), a bool, a string, an
+    # annotation without a value: the plain int's fast conversion takes none of them
+    ok = ActivationResponse.ok({})
+    metrics.observe(record(ok, kind="a", wait_ms=1500.5, init_ms=-5))  # type: ignore[arg-type]
+    metrics.observe(record(ok, kind="b", wait_ms=True, init_ms=3))
+    metrics.observe(record(ok, kind="c", wait_ms=-7, init_ms="9"))  # type: ignore[arg-type]
+    valueless = record(ok, kind="d")
+    valueless.annotations.append({"key": "initTime"})
+    metrics.observe(valueless)
+    samples = parse((await exposition([metrics])).decode())
+    wait = "squall_invoker_activation_wait_seconds"
+    init = "squall_invoker_activation_init_seconds"
+    starts = "squall_invoker_starts_total"
+    # Then a float is converted, a negative time counts as 0, a bool is no time (the
+    # record then has no start: as one made without a container), a string is no init
+    assert value(samples, f"{wait}_sum", kind="a") == pytest.approx(1.5005)
+    assert value(samples, f"{init}_sum", kind="a") == 0
+    assert value(samples, starts, kind="a", start="cold") == 1
+    assert value(samples, f"{wait}_count", kind="b") is None
+    assert value(samples, starts, kind="b", start="cold") is None
+    assert value(samples, f"{wait}_sum", kind="c") == 0
+    assert value(samples, f"{init}_count", kind="c") is None
+    assert value(samples, starts, kind="c", start="warm") == 1
+    assert value(samples, starts, kind="d", start="warm") == 1
+
+
 async def test_containers_are_read_from_the_pool_at_scrape_time(pool: ContainerPool) -> None:
     metrics = InvokerMetrics(pool)
     name = "squall_invoker_containers"
