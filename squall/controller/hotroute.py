@@ -124,11 +124,7 @@ class HotRouteProtocol(HttpToolsProtocol):
         values = b""
         if fields:
             names = _SEP.join(fields[::2]).lower()
-            values = _SEP.join(fields[1::2])
-            if b" \x00" in values or b"\t\x00" in values or values[-1:] in (b" ", b"\t"):
-                # A value ends in whitespace (rare): the regex, only then (its cost is
-                # that of several calls).
-                values = _TRAILING_OWS.sub(b"", values)
+            values = _TRAILING_OWS.sub(b"", _SEP.join(fields[1::2]))
             names_list = names.split(_SEP)
             values_list = values.split(_SEP)
             self.headers += zip(names_list, values_list, strict=True)
