@@ -6,8 +6,7 @@ ASGI scope, a ``receive``/``send`` pair, passes ``RequestMiddleware`` and the fa
 (fastpath.py), a Starlette ``Request`` and a ``Response``, and uvicorn then checks and
 lower-cases every header of the answer again. :class:`HotRouteProtocol` is uvicorn's
 httptools protocol with those routes taken off before the ASGI application: it parses
-as uvicorn does (same parser, same path decoding; the same header list, its per-header
-work done once per request: ``on_header``), runs the ONE handler
+as uvicorn does (same parser, same callbacks, same path decoding), runs the ONE handler
 of the route (hotroutes.py: ``routes.actions.invoke``, ``routes.web.serve``, written
 against ``http.HttpRequest`` / ``http.WebHttpRequest``) with a small request object, and
 writes the answer's head and body in one ``write`` (hotcycle.py). Every other request —
@@ -45,7 +44,6 @@ request's last byte has arrived (a hot request's body is complete before it star
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from typing import Any, ClassVar
 
@@ -57,18 +55,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from squall.controller.core import Controller
 from squall.controller.fastpath import InvokeFastPath
 from squall.controller.hotcycle import HotCycle, HotMessage
-from squall.controller.hotroutes import HotHeaders, HotRequest, HotRoute, hot_headers
+from squall.controller.hotroutes import HotHeaders, HotRequest, HotRoute
 from squall.controller.http import new_transaction_id
 from squall.controller.middleware import RequestMiddleware
 
 __all__ = ["HotRoute", "HotRouteProtocol", "hot_route_of"]
-
-# Joins a request's header names, and its values: llhttp refuses a NUL in either ("Invalid
-# header value char"), so splitting at it gives back the fields as received.
-_SEP = b"\x00"
-# The trailing whitespace of each value in the joined values (llhttp keeps it; uvicorn's
-# on_header strips it, RFC 9110 section 5.5).
-_TRAILING_OWS = re.compile(rb"[ \t]+(?=\x00|\Z)")
 
 
 def hot_route_of(app: ASGIApp) -> HotRoute | None:
@@ -94,9 +85,6 @@ class HotRouteProtocol(HttpToolsProtocol):
         # The hot request being read (headers complete, body arriving), else None.
         self._hot: HotMessage | None = None
         self._takes = self.takes_hot_requests()
-        # The header fields of the request being parsed, name and value one after the
-        # other, as the parser gave them (on_header); emptied when the headers are done.
-        self._fields: list[bytes] = []
 
     def takes_hot_requests(self) -> bool:
         """Whether this connection serves the hot route itself: not when uvicorn's own
@@ -108,47 +96,18 @@ class HotRouteProtocol(HttpToolsProtocol):
             and not self.root_path
         )
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Only kept: uvicorn's work per header (lower-case the name, strip the value's
-        # trailing whitespace, look for ``Expect: 100-continue``) is done for all of them
-        # at once when they are complete, with a few calls per request instead of four
-        # per header. ``+=`` extends in place without a call.
-        self._fields += (name, value)
-
     def on_headers_complete(self) -> None:
-        fields = self._fields
-        self._fields = []
-        # uvicorn's list (``self.headers``, the scope's ``headers``), as its on_header
-        # would have made it: names lower-cased, values without trailing whitespace.
-        names = b""
-        values = b""
-        if fields:
-            names = _SEP.join(fields[::2]).lower()
-            values = _TRAILING_OWS.sub(b"", _SEP.join(fields[1::2]))
-            names_list = names.split(_SEP)
-            values_list = values.split(_SEP)
-            self.headers += zip(names_list, values_list, strict=True)
-            if b"expect" in names_list:
-                self._expect_of(names_list, values_list)
         parser = self.parser
         if self._takes and not self.expect_100_continue and not parser.should_upgrade():
-            message = self._message(parser, names, values)
+            message = self._message(parser)
             if message is not None:
                 self._hot = message
                 return
         super().on_headers_complete()
 
-    def _expect_of(self, names: list[bytes], values: list[bytes]) -> None:
-        """uvicorn's check of each ``expect`` header (its on_header)."""
-        for name, value in zip(names, values, strict=True):
-            if name == b"expect" and value.lower() == b"100-continue":
-                self.expect_100_continue = True
-
-    def _message(
-        self, parser: httptools.HttpRequestParser, names: bytes, values: bytes
-    ) -> HotMessage | None:
+    def _message(self, parser: httptools.HttpRequestParser) -> HotMessage | None:
         """The request as a hot one, if its method and path are a hot route's (uvicorn's
-        decoding). ``names`` and ``values``: its header fields joined (on_headers_complete)."""
+        decoding)."""
         assert self.hot_route is not None
         try:
             url = httptools.parse_url(self.url)
@@ -161,14 +120,7 @@ class HotRouteProtocol(HttpToolsProtocol):
         route = self.hot_route.match(method, path)
         if route is None:
             return None
-        if names:
-            # Decoded once for all, reversed so that the first of a repeated name wins.
-            text_names = names.decode("latin-1").split("\x00")
-            text_values = values.decode("latin-1").split("\x00")
-            headers = HotHeaders(zip(text_names[::-1], text_values[::-1], strict=True))
-            headers.raw = self.headers
-        else:
-            headers = hot_headers(self.headers)
+        headers = HotHeaders(self.headers)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > HIGH_WATER_LIMIT:
             # Too large to hold: the ASGI path from the start, where the handler runs
@@ -221,5 +173,4 @@ class HotRouteProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._hot = None
-        self._fields = []
         super().connection_lost(exc)

@@ -39,25 +39,17 @@ _CORS_BLOCK = b"".join(name + b": " + value + b"\r\n" for name, value in CORS_HE
 
 class HotHeaders(dict[str, str]):
     """A request's headers by name (the first of repeated ones, as Starlette's
-    ``Headers.get``), with ``raw``: uvicorn's list as received (``http.RawHeaders``).
-
-    Built by the protocol from its decoded names and values in one ``dict`` call (no
-    ``__init__`` of its own: a Python one would be one more call per request), or by
-    :func:`hot_headers` from uvicorn's list."""
+    ``Headers.get``), with ``raw``: uvicorn's list as received (``http.RawHeaders``)."""
 
     __slots__ = ("raw",)
 
-    raw: list[tuple[bytes, bytes]]
-
-
-def hot_headers(raw: list[tuple[bytes, bytes]]) -> HotHeaders:
-    """The headers of uvicorn's list ``raw`` (lower-case names, stripped values)."""
-    # Reversed, so the first of a repeated header wins.
-    headers = HotHeaders(
-        {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
-    )
-    headers.raw = raw
-    return headers
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        # Reversed, so the first of a repeated header wins. A comprehension, not a
+        # generator handed to dict(): one call per request instead of one per header.
+        super().__init__(
+            {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
+        )
+        self.raw = raw
 
 
 class HotRequest:

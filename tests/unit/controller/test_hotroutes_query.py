@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from squall.controller.hotroutes import HotRequest, hot_headers
+from squall.controller.hotroutes import HotHeaders, HotRequest
 
 QUERIES = [
     "",
@@ -24,12 +24,12 @@ QUERIES = [
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_query_params_are_parse_qsl_with_blank_values(query: str) -> None:
-    request = HotRequest("POST", hot_headers([]), query.encode("latin-1", "replace"))
+    request = HotRequest("POST", HotHeaders([]), query.encode("latin-1", "replace"))
     text = query.encode("latin-1", "replace").decode("latin-1")
     assert request.query_params == dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
 
 
 def test_headers_keep_the_first_of_a_repeated_name() -> None:
-    headers = hot_headers([(b"x-a", b"1"), (b"content-type", b"j"), (b"x-a", b"2")])
+    headers = HotHeaders([(b"x-a", b"1"), (b"content-type", b"j"), (b"x-a", b"2")])
     assert dict(headers) == {"x-a": "1", "content-type": "j"}
     assert headers.raw[2] == (b"x-a", b"2")
