@@ -199,6 +199,21 @@ async def test_every_answer_shape_is_the_same_bytes(
         # JSON results, every method, the query, bodies of each kind, repeated headers
         (raw("GET", web(echo, ".json", "/a/b?x=1&y=&x=2"), b"", "X-Multi: 1", "X-Multi: 2"), False),
         (raw("GET", web(echo, ".json"), txid=None), False),
+        # The header list as uvicorn makes it: names lower-cased, trailing whitespace
+        # of values stripped (not leading, not inner), empty values, repeated names
+        (
+            raw(
+                "GET",
+                web(echo, ".json"),
+                b"",
+                "X-Mixed-CASE: Va  Lue \t ",
+                "X-Empty:",
+                "X-Blank: \t ",
+                "x-MIXED-case: second",
+                "X-Latin: \xe9t\xe9",
+            ),
+            False,
+        ),
         (raw("GET", web(echo, ".json"), txid="t" * 80), False),
         (raw("POST", web(echo, ".json"), b'{"name": "x", "n": [1]}', as_json), False),
         (raw("POST", web(echo, ".json"), b"a=1&b=two", form), False),
