@@ -15,8 +15,12 @@ repository=$1
 keep=$2
 label=org.squall.deps
 # The deps tags images name, one a line (images without the label print an empty line).
+# An image removed between the listing and the inspect (another checkout's build replacing
+# its previous image) makes inspect exit non-zero after printing the others' labels: that
+# is no failure of this build (its image is built and tagged), and only a gone image's
+# deps tag becomes prunable.
 used=$(docker image ls -q --filter "label=$label" | sort -u |
-  xargs -r docker image inspect -f "{{index .Config.Labels \"$label\"}}")
+  xargs -r docker image inspect -f "{{index .Config.Labels \"$label\"}}" 2>/dev/null || true)
 docker image ls --format '{{.Repository}}:{{.Tag}}' "$repository" | while read -r old; do
   case $old in *:"<none>") continue ;; esac
   [ "$old" != "$keep" ] || continue
