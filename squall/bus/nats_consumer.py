@@ -112,10 +112,7 @@ class NatsDelivery(_Received):
             )
         except ANY_NATS as e:
             raise ProviderError(f"NATS did not confirm an ack: {e!r}") from e
-        self._acked = True
-        msg_id = _msg_id(self._msg)
-        if msg_id is not None:
-            self._bus._acked_ids.add(self._stream, msg_id)
+        self._taken_as_acked()
 
     async def ack_unconfirmed(self) -> None:
         if self._acked:
@@ -125,9 +122,14 @@ class NatsDelivery(_Received):
             await self._bus._nc.lean_publish(self._msg.reply, _ACK)
         except ANY_NATS as e:
             raise ProviderError(f"NATS did not take an ack: {e!r}") from e
-        self._acked = True
         # Taken as recorded (the common case): a copy the server delivers again anyway is
         # acknowledged again and dropped by the consumer, as after a confirmed ack.
+        self._taken_as_acked()
+
+    def _taken_as_acked(self) -> None:
+        """This delivery is acknowledged: its id joins the bus's acknowledged ids, so a
+        copy delivered again is acknowledged again and dropped, not handed over."""
+        self._acked = True
         msg_id = _msg_id(self._msg)
         if msg_id is not None:
             self._bus._acked_ids.add(self._stream, msg_id)
