@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from squall.sandbox.process import ProcessContainerFactory
+from squall.store.sqlite import SqliteStore
 
 
 @pytest.fixture
@@ -18,3 +19,13 @@ async def factory(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessCo
         yield factory
     finally:
         await factory.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A real SQLite store in a fresh file, closed afterwards."""
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -10,8 +10,6 @@ there."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from poolsupport import PY
@@ -57,18 +55,10 @@ def _state(pc: PooledContainer) -> State:
     return pc.state
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = await SqliteStore.open(tmp_path / "s.db")
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def test_an_activation_cancelled_while_its_logs_are_read_destroys_its_container(
-    factory: ProcessContainerFactory, store: SqliteStore
+    factory: ProcessContainerFactory, sqlite_store: SqliteStore
 ) -> None:
+    store = sqlite_store
     # Given a real invoker and an action that runs well but whose logs never end
     path = EntityPath("guest", "", "hides")
     stored = await store.entities.put(

@@ -9,9 +9,6 @@ activation names an action that does not exist, so it ends without a container."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from squall.bus.memory import MemoryBus
@@ -32,18 +29,10 @@ from squall.store.sqlite import SqliteStore
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = await SqliteStore.open(tmp_path / "s.db")
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def test_the_invoker_takes_the_activation_message_object_sent(
-    factory: ProcessContainerFactory, store: SqliteStore
+    factory: ProcessContainerFactory, sqlite_store: SqliteStore
 ) -> None:
+    store = sqlite_store
     # Given a real invoker on the in-process bus
     bus = MemoryBus()
     invoker = Invoker("0", bus, store.entities, store.activations, ContainerPool(factory, 256))
