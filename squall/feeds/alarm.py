@@ -32,10 +32,12 @@ import functools
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
 from squall.feeds.cron import CronExpression
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 ALARM, INTERVAL, ONCE = "alarm", "interval", "once"
 FEEDS = (ALARM, INTERVAL, ONCE)
@@ -64,6 +66,11 @@ def _cron(text: str) -> CronExpression:
 
 @functools.lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
+    # Imported on the first alarm with a timezone, not at start: zoneinfo reads
+    # sysconfig's build variables (its TZPATH) when imported, ~0.75 MiB the server would
+    # otherwise hold for its whole life (bench/README.md, memory_at_concurrency.py).
+    from zoneinfo import ZoneInfo
+
     return ZoneInfo(name)
 
 
