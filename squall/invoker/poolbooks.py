@@ -343,6 +343,11 @@ class PoolBooks:
             await container.destroy()
             return
         pc.started_as_stem_cell(container)
+        schedule = self._bursts.get((pc.kind, pc.memory_mb))
+        if schedule is not None:
+            # A grown cell is kept ttl after it is ready, not only after the burst: a
+            # refill slower than the ttl (a saturated machine) would lose it unused.
+            schedule.ready()
         self._wake()  # a queued request of this shape can take it
 
     # -- stem cells that follow bursts (invoker/prewarm.py, BURSTS) ----------------------
