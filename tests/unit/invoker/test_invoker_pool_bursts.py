@@ -12,6 +12,8 @@ import pytest
 from _polling import until
 from poolsupport import ADD_ONE, NODE, run_once
 
+from squall.errors import ContainerError
+from squall.invoker import poolbooks
 from squall.invoker.container import PooledContainer, State
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import StemCellSpec
@@ -236,6 +238,50 @@ async def test_grown_stem_cells_are_kept_ttl_after_they_became_ready(
         assert pool.used_mb == 256 + 2 * 128
     finally:
         factory.go.set()
+        await pool.close()
+        await factory.close()
+    assert factory.containers == []
+
+
+class FailingOnceFactory(ProcessContainerFactory):
+    """A process sandbox whose first idle start (a stem cell) fails, as one timing out
+    on a saturated machine does."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, "https://api.example.test")
+        self.failed = 0
+
+    async def create(
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
+        tenant: str | None = None,
+        idle: bool = False,
+    ) -> ProcessContainer:
+        if idle and not self.failed:
+            self.failed += 1
+            raise ContainerError("the runtime did not start")
+        return await super().create(kind, memory_mb, env, network=network, tenant=tenant, idle=idle)
+
+
+async def test_a_stem_cell_that_failed_to_start_is_tried_again_without_other_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool keeping one 128 MB Node.js stem cell, whose first start fails, with a
+    # short pause before its shape is tried again
+    monkeypatch.setattr(poolbooks, "STEM_CELL_RETRY_S", 0.5)
+    factory = FailingOnceFactory(tmp_path / "containers")
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[StemCellSpec(NODE, 128, 1)])
+    # When the pool starts and nothing else happens (no run, no release)
+    pool.start()
+    try:
+        assert await until(lambda: factory.failed == 1)
+        # Then the stem cell is started again once the pause is over
+        assert await until(lambda: cells(pool, 128) == [State.PREWARMED])
+    finally:
         await pool.close()
         await factory.close()
     assert factory.containers == []
