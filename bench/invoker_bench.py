@@ -44,9 +44,12 @@ B8  burst: ``--burst`` distinct never-invoked no-op 128 MB actions, blocking inv
     acceptance to last end, from the records), and from the client's send; each burst's
     own figure (the first of a server finds 2 spares, later ones the spares grown after
     the one before: ``sandbox/sparedemand.py``; the spares waiting are counted; Node.js
-    the same with stem cells: those taken are counted, ``prewarmed``), and the
-    server process's CPU per sandbox (its threads' ``schedstat``, not its children's:
-    HTTP, controller, invoker, factory, records).
+    the same with stem cells: those taken are counted, ``prewarmed``, and each server's
+    Node.js stem cells are sampled from ``/metrics`` every 0.2 s: a timeline in the
+    JSON, the cells waiting at each burst's start in the table), ``--burst-gap`` s
+    (default 2) after each burst, and the server process's CPU per sandbox (its
+    threads' ``schedstat``, not its children's: HTTP, controller, invoker, factory,
+    records).
 
 ``--before TREE`` (a checkout of another version) also starts servers running that tree's
 ``squall``: B2's tiers of servers A and C and B8's bursts are then measured on both,
@@ -631,7 +634,7 @@ def b8(servers: dict[str, tuple[str, str, Api]], args: argparse.Namespace) -> di
                     timelines[which].mark(f"burst {rep + 1} start")
                     every[which].append(asyncio.run(burst(apihost, auth, names)))
                     timelines[which].mark(f"burst {rep + 1} end")
-                    time.sleep(2.0)
+                    time.sleep(args.burst_gap)
             time.sleep(2.0)
         for which, runs in every.items():
             out[family + which] = summarize_bursts(runs)
@@ -795,6 +798,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20, help="B6 containers per kind")
     parser.add_argument("--burst", type=int, default=100, help="B8 actions per burst")
     parser.add_argument("--bursts", type=int, default=2, help="B8 bursts per kind")
+    parser.add_argument(
+        "--burst-gap", type=float, default=2.0,
+        help="B8 seconds after each burst (the stem cells' refill needs ≈ 6 s of CPU per 100)",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--before", type=Path, help="B2, B8: also a server of this tree (another version), in turn"
