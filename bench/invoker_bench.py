@@ -44,9 +44,12 @@ B8  burst: ``--burst`` distinct never-invoked no-op 128 MB actions, blocking inv
     acceptance to last end, from the records), and from the client's send; each burst's
     own figure (the first of a server finds 2 spares, later ones the spares grown after
     the one before: ``sandbox/sparedemand.py``; the spares waiting are counted; Node.js
-    the same with stem cells: those taken are counted, ``prewarmed``), and the
-    server process's CPU per sandbox (its threads' ``schedstat``, not its children's:
-    HTTP, controller, invoker, factory, records).
+    the same with stem cells: those taken are counted, ``prewarmed``, and each server's
+    Node.js stem cells are sampled from ``/metrics`` every 0.2 s: a timeline in the
+    JSON, the cells waiting at each burst's start in the table), ``--burst-gap`` s
+    (default 2) after each burst, and the server process's CPU per sandbox (its
+    threads' ``schedstat``, not its children's: HTTP, controller, invoker, factory,
+    records).
 
 ``--before TREE`` (a checkout of another version) also starts servers running that tree's
 ``squall``: B2's tiers of servers A and C and B8's bursts are then measured on both,
@@ -71,6 +74,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -546,20 +550,96 @@ async def burst(apihost: str, auth: str, names: list[str]) -> dict[str, Any]:
     }
 
 
+class StemTimeline:
+    """The Node.js stem cells of one server over time: its ``/metrics``
+    (``squall_invoker_containers``, state ``prewarmed``: stem cells waiting; ``starting``:
+    stem cells and cold starts whose runtime does not listen yet) every ``STEM_SAMPLE_S``
+    in a thread, beside the bursts' start and end marks. Bounded: at most
+    ``STEM_SAMPLES`` samples."""
+
+    def __init__(self, apihost: str) -> None:
+        self._url = f"{apihost}/metrics"
+        self.t0 = time.monotonic()
+        self.samples: list[tuple[float, int, int]] = []
+        self.marks: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.t0, 3)
+
+    def cells(self) -> tuple[int, int]:
+        """(prewarmed, starting) Node.js containers now."""
+        prewarmed = starting = 0
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(self._url, timeout=5) as answer:
+                text = answer.read().decode()
+            for line in text.splitlines():
+                if line.startswith('squall_invoker_containers{kind="nodejs'):
+                    count = int(float(line.rsplit(" ", 1)[1]))
+                    if 'state="prewarmed"' in line:
+                        prewarmed += count
+                    elif 'state="starting"' in line:
+                        starting += count
+        return prewarmed, starting
+
+    def mark(self, what: str) -> None:
+        self.marks.append((self.now(), what))
+
+    def _run(self) -> None:
+        while len(self.samples) < STEM_SAMPLES:
+            self.samples.append((self.now(), *self.cells()))
+            if self._stop.wait(STEM_SAMPLE_S):
+                return
+
+    def __enter__(self) -> StemTimeline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict[str, Any]:
+        """The samples and marks, and per burst the cells waiting at its start."""
+        at_start = []
+        for t, what in self.marks:
+            if what.startswith("burst") and what.endswith("start"):
+                before = [s for s in self.samples if s[0] <= t]
+                at_start.append(before[-1][1] if before else None)
+        return {"marks": self.marks, "samples": self.samples, "prewarmed_at_burst_start": at_start}
+
+
+#: The stem cell timeline's sampling period and its most samples (about 20 minutes).
+STEM_SAMPLE_S = 0.2
+STEM_SAMPLES = 6000
+
+
 def b8(servers: dict[str, tuple[str, str, Api]], args: argparse.Namespace) -> dict[str, Any]:
-    """Bursts per family on each server ("" and, with ``--before``, BEFORE), taking turns."""
+    """Bursts per family on each server ("" and, with ``--before``, BEFORE), taking turns;
+    each server's Node.js stem cells sampled the whole time (:class:`StemTimeline`)."""
     out: dict[str, Any] = {}
     for family in [f for f in ("python", "nodejs") if args.family in (None, f)]:
         every: dict[str, list[dict[str, Any]]] = {which: [] for which in servers}
-        for rep in range(args.bursts):
-            for which, (apihost, auth, api) in servers.items():
-                names = [f"b8-{family}-{rep}-{i:03d}" for i in range(args.burst)]
-                for n in names:
-                    create(api, n, family, 128)
-                every[which].append(asyncio.run(burst(apihost, auth, names)))
-                time.sleep(2.0)
+        with contextlib.ExitStack() as stack:
+            timelines = {
+                which: stack.enter_context(StemTimeline(apihost))
+                for which, (apihost, _, _) in servers.items()
+            }
+            for rep in range(args.bursts):
+                for which, (apihost, auth, api) in servers.items():
+                    names = [f"b8-{family}-{rep}-{i:03d}" for i in range(args.burst)]
+                    for n in names:
+                        create(api, n, family, 128)
+                    timelines[which].mark(f"burst {rep + 1} start")
+                    every[which].append(asyncio.run(burst(apihost, auth, names)))
+                    timelines[which].mark(f"burst {rep + 1} end")
+                    time.sleep(args.burst_gap)
+            time.sleep(2.0)
         for which, runs in every.items():
             out[family + which] = summarize_bursts(runs)
+            if family == "nodejs":
+                out[family + which]["stem_cells"] = timelines[which].report()
     return out
 
 
@@ -655,10 +735,20 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                         f"{r['sandboxes_per_s_from_client']:.0f}/s from the client's t0"
                         f"{'; ' + str(r['failed']) + ' failed' if r['failed'] else ''}; "
                         f"each: {', '.join(str(round(x['sandboxes_per_s'])) for x in r['runs'])}"
-                        f" (spares: {', '.join(str(x.get('spares_waiting')) for x in r['runs'])}); "
+                        f" (spares: {', '.join(str(x.get('spares_waiting')) for x in r['runs'])}"
+                        f"{stem_cells_row(r)}); "
                         f"server CPU {r.get('server_cpu_ms_per_sandbox', 0):.1f} ms each)",
                         "≥ 200/s", verdict(r["sandboxes_per_s"], 200, True)))  # fmt: skip
     return out
+
+
+def stem_cells_row(r: dict[str, Any]) -> str:
+    """B8's stem cells per burst: waiting at its start, taken by it."""
+    if "stem_cells" not in r:
+        return ""
+    waiting = ", ".join(str(c) for c in r["stem_cells"]["prewarmed_at_burst_start"])
+    taken = ", ".join(str(x.get("stem_cells_taken")) for x in r["runs"])
+    return f"; stem cells waiting: {waiting}, taken: {taken}"
 
 
 class LoadSampler:
@@ -708,6 +798,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20, help="B6 containers per kind")
     parser.add_argument("--burst", type=int, default=100, help="B8 actions per burst")
     parser.add_argument("--bursts", type=int, default=2, help="B8 bursts per kind")
+    parser.add_argument(
+        "--burst-gap", type=float, default=2.0,
+        help="B8 seconds after each burst (the stem cells' refill needs ≈ 6 s of CPU per 100)",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--before", type=Path, help="B2, B8: also a server of this tree (another version), in turn"

@@ -337,13 +337,32 @@ class PoolBooks:
             log.exception("stem cell %s@%d MB did not start", pc.kind, pc.memory_mb)
             self._stem_retry_at[(pc.kind, pc.memory_mb)] = time.monotonic() + STEM_CELL_RETRY_S
             self._remove(pc)
+            # Tried again after the pause even if nothing else happens meanwhile: a
+            # refill is otherwise only asked for by a release or a removal, and after a
+            # burst (a start timing out on a saturated machine) none may come until the
+            # next burst, which would then find none of its cells.
+            shape = (pc.kind, pc.memory_mb)
+            asyncio.get_running_loop().call_later(STEM_CELL_RETRY_S, self._retry_stem, shape)
             return
         if self._closed or pc.state is State.REMOVED:  # the pool closed while it started
             self._remove(pc)
             await container.destroy()
             return
         pc.started_as_stem_cell(container)
+        schedule = self._bursts.get((pc.kind, pc.memory_mb))
+        if schedule is not None:
+            # A grown cell is kept ttl after it is ready, not only after the burst: a
+            # refill slower than the ttl (a saturated machine) would lose it unused.
+            schedule.ready()
         self._wake()  # a queued request of this shape can take it
+
+    def _retry_stem(self, shape: Shape) -> None:
+        """The pause after a failed start of ``shape`` is over. The loop may run a timer
+        a clock tick early: a pause due within 10 ms is ended here; a later one (another
+        start of the shape failed since) keeps its own timer."""
+        if self._stem_retry_at.get(shape, 0.0) <= time.monotonic() + 0.01:
+            self._stem_retry_at.pop(shape, None)
+        self._refill_soon()
 
     # -- stem cells that follow bursts (invoker/prewarm.py, BURSTS) ----------------------
 

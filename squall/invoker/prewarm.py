@@ -28,10 +28,13 @@ keeps stem cells the way a Python zygote keeps its spares, by the same code
 :data:`~squall.sandbox.sparedemand.BURST_CREATES` cold starts of one shape (kind, memory)
 are in flight at once — a cold start is in flight from the take of a stem cell or the
 start of a container until its /init ended — the pool keeps as many stem cells of that
-shape as the burst had in flight, up to ``maxCount``, for ``ttl`` after the last burst,
-then falls back to the shape's ``initialCount`` (0 for a memory the manifest does not
-name) and removes the ones beyond it (idle ones first, then ones still starting). They
-are started once the burst's last cold start has its runtime,
+shape as the burst had in flight, up to ``maxCount``, for ``ttl`` after the last burst
+or after the last of them became ready, whichever is later (as OpenWhisk's prewarmed
+container expires ``ttl`` after its start: a refill of 100 needs ≈ 6 s of CPU and took
+longer than the ttl on a saturated machine, whose cells were then removed unused just
+before the next burst), then falls back to the shape's ``initialCount`` (0 for a memory
+the manifest does not name) and removes the ones beyond it (idle ones first, then ones
+still starting). They are started once the burst's last cold start has its runtime,
 :data:`~squall.sandbox.sparedemand.REFILL_PARALLEL` at a time, only from the invoker's
 free memory (each counts its memory like any container) and only while no request waits
 for memory, and they are the first evicted (POLICY rule 5); the controller's balancer

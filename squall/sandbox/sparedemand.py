@@ -17,7 +17,8 @@ So the count follows demand, as OpenWhisk's reactive prewarming (``reactive``:
   most, up to ``ceiling``, so that the next burst of that size takes started spares;
 - ``ttl`` seconds after the last burst the count falls back to ``base`` and the spares
   beyond it are discarded: memory (≈ 3 MB per started spare) is held only while bursts
-  keep coming.
+  keep coming. The pool's Node.js stem cells count the ``ttl`` from the last grown cell
+  ready too, if later (:meth:`SpareDemand.ready`): their refill can take longer than it.
 
 Spares are forked again only once no create is waiting (:mod:`squall.sandbox.zygote`), and
 a refill under way stops when a burst begins: a spare forked during a burst serves none
@@ -118,6 +119,16 @@ class SpareDemand:
         if self._in_flight == 0:
             self._in_burst = False
 
+    def ready(self, now: float) -> None:
+        """A grown spare became ready at ``now``: the grown count is kept until ``ttl``
+        after that too, as OpenWhisk's prewarmed container expires ``ttl`` after it was
+        started. The pool's stem cells call this (a Node.js refill of 100 needs ≈ 6 s of
+        CPU; on a saturated machine it took longer than the ttl, and the cells were
+        removed as they became ready, before the next burst: bench/README.md, "Node.js
+        stem cells kept ttl after they are ready"); a zygote's spares do not."""
+        if self.grown and self._last_burst is not None:
+            self._last_burst = max(self._last_burst, now)
+
     def expire(self, now: float) -> float | None:
         """Fall back to ``base`` if the last burst is ``ttl`` old; the seconds until that
         is due otherwise, or None when nothing is grown."""
@@ -170,6 +181,11 @@ class SpareSchedule:
         if self._refill_timer is not None:
             self._refill_timer.cancel()
         self._refill_timer = loop.call_later(REFILL_DELAY_S, self._refill_due)
+
+    def ready(self) -> None:
+        """A spare became ready: a grown count is kept ``ttl`` after now too
+        (:meth:`SpareDemand.ready`; the shrink timer set finds the later time)."""
+        self.demand.ready(asyncio.get_running_loop().time())
 
     def pending(self) -> bool:
         """Cancel a refill that is due soon; whether there was one (the caller refills)."""

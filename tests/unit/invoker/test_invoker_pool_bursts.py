@@ -12,6 +12,8 @@ import pytest
 from _polling import until
 from poolsupport import ADD_ONE, NODE, run_once
 
+from squall.errors import ContainerError
+from squall.invoker import poolbooks
 from squall.invoker.container import PooledContainer, State
 from squall.invoker.pool import ContainerPool
 from squall.invoker.prewarm import StemCellSpec
@@ -176,3 +178,110 @@ async def test_a_kind_whose_stem_cells_are_not_reactive_keeps_its_count(
     assert await until(lambda: cells(pool, 128) == [State.PREWARMED])
     assert pool.refill() == 0
     await pool.close()
+
+
+class ReadyLaterFactory(ProcessContainerFactory):
+    """A process sandbox whose idle ``memory_mb`` starts (stem cells) return their
+    listening runtime only once ``go`` is set: a stem cell becomes ready when the test
+    wants (a refill slowed down by a saturated machine)."""
+
+    def __init__(self, root: Path, memory_mb: int) -> None:
+        super().__init__(root, "https://api.example.test")
+        self.memory_mb = memory_mb
+        self.waiting = 0
+        self.go = asyncio.Event()
+
+    async def create(
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
+        tenant: str | None = None,
+        idle: bool = False,
+    ) -> ProcessContainer:
+        container = await super().create(
+            kind, memory_mb, env, network=network, tenant=tenant, idle=idle
+        )
+        if idle and memory_mb == self.memory_mb:
+            self.waiting += 1
+            await self.go.wait()
+        return container
+
+
+async def test_grown_stem_cells_are_kept_ttl_after_they_became_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool whose Node.js stem cells follow bursts for a ttl of 6 s, none kept at
+    # all times of the 128 MB shape, whose 128 MB cells become ready only when let
+    monkeypatch.setattr(sparedemand, "BURST_CREATES", 2)
+    factory = ReadyLaterFactory(tmp_path / "containers", memory_mb=128)
+    spec = StemCellSpec(NODE, 256, 1, max_count=10, ttl_s=6.0)
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[spec])
+    pool.start()
+    loop = asyncio.get_running_loop()
+    try:
+        # When a burst of 2 new 128 MB actions started cold, and its 2 grown stem cells
+        # become ready 3 s later (within the ttl)
+        await burst(pool, "a", 2)
+        burst_at = loop.time()  # its last cold start began before this
+        assert await until(lambda: factory.waiting == 2)
+        assert await until(lambda: loop.time() >= burst_at + 3.0)
+        factory.go.set()
+        assert await until(lambda: cells(pool, 128) == [State.PREWARMED] * 2)
+        # Then they are still kept 1.5 s after the burst's ttl passed (ttl after ready)
+        assert await until(lambda: loop.time() >= burst_at + 7.5)
+        assert cells(pool, 128) == [State.PREWARMED] * 2
+        # And removed once the ttl passed after they became ready
+        assert await until(lambda: cells(pool, 128) == [])
+        assert pool.used_mb == 256 + 2 * 128
+    finally:
+        factory.go.set()
+        await pool.close()
+        await factory.close()
+    assert factory.containers == []
+
+
+class FailingOnceFactory(ProcessContainerFactory):
+    """A process sandbox whose first idle start (a stem cell) fails, as one timing out
+    on a saturated machine does."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, "https://api.example.test")
+        self.failed = 0
+
+    async def create(
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
+        tenant: str | None = None,
+        idle: bool = False,
+    ) -> ProcessContainer:
+        if idle and not self.failed:
+            self.failed += 1
+            raise ContainerError("the runtime did not start")
+        return await super().create(kind, memory_mb, env, network=network, tenant=tenant, idle=idle)
+
+
+async def test_a_stem_cell_that_failed_to_start_is_tried_again_without_other_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool keeping one 128 MB Node.js stem cell, whose first start fails, with a
+    # short pause before its shape is tried again
+    monkeypatch.setattr(poolbooks, "STEM_CELL_RETRY_S", 0.5)
+    factory = FailingOnceFactory(tmp_path / "containers")
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[StemCellSpec(NODE, 128, 1)])
+    # When the pool starts and nothing else happens (no run, no release)
+    pool.start()
+    try:
+        assert await until(lambda: factory.failed == 1)
+        # Then the stem cell is started again once the pause is over
+        assert await until(lambda: cells(pool, 128) == [State.PREWARMED])
+    finally:
+        await pool.close()
+        await factory.close()
+    assert factory.containers == []

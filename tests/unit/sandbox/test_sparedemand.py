@@ -112,3 +112,27 @@ async def test_grown_spares_are_dropped_once_the_ttl_ran_out(anyio_backend: str)
         await shrunk.wait()
     assert demand.wanted == 2
     schedule.close()
+
+
+def test_grown_spares_are_kept_ttl_after_the_last_one_became_ready() -> None:
+    # Given a burst of 10 at time 0, ttl 30 (the pool's stem cells: their refill may take
+    # longer than the ttl on a saturated machine)
+    demand = SpareDemand(0, ceiling=100, burst=8, ttl=30.0, from_none=True)
+    for _ in range(10):
+        demand.started(0.0)
+    for _ in range(10):
+        demand.ended()
+    # When the last grown spare became ready at 25
+    demand.ready(25.0)
+    # Then at 40 (the burst's ttl passed) the count still holds, due ttl after that spare
+    assert demand.expire(40.0) == 15.0 and demand.wanted == 10
+    # And at 55 the base count is back
+    assert demand.expire(55.0) is None and demand.wanted == 0
+
+
+def test_a_spare_ready_without_a_burst_keeps_nothing_longer() -> None:
+    # Given the base count only (no burst seen)
+    demand = SpareDemand(2, ceiling=100, burst=8, ttl=30.0)
+    # When a spare becomes ready, Then nothing is grown nor due
+    demand.ready(5.0)
+    assert not demand.grown and demand.expire(40.0) is None and demand.wanted == 2
