@@ -34,9 +34,8 @@ from typing import Any
 SUPERVISORS = "uvicorn.supervisors"
 #: What ``uvicorn.main`` imports from the package when it is imported.
 _NAMES = ("ChangeReload", "Multiprocess")
-# Two threads' first uses must not both take the stand-in out and import twice; reentrant
-# in case the import itself reads a name of the stand-in (it then finds uvicorn's own).
-_loading = threading.RLock()
+# Two threads' first uses must not both take the stand-in out and import twice.
+_loading = threading.Lock()
 
 
 class _DeferredSupervisors(types.ModuleType):
