@@ -5,8 +5,7 @@ Each module is memory the server holds for its whole life (bench/README.md,
 rich and pygments, pyroute2 cost it ~22 MiB together). They are imported where they are
 used: the cluster's providers, the Docker backend's first connection, the log
 forwarder's first batch, the PostgreSQL store; the sandbox network speaks rtnetlink
-itself (squall/sandbox/rtnl.py). uvicorn's supervisors (watchfiles, multiprocessing) and
-zoneinfo (which reads sysconfig's build variables) cost it another ~1.3 MiB.
+itself (squall/sandbox/rtnl.py).
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_IN_STANDALONE = (
     "nats", "aiohttp", "aiodocker", "httpx", "rich", "pygments", "psycopg", "pyroute2",
     "cryptography",  # its first seal or open imports it (store/encryption.py)
-    # uvicorn's reloader and workers' supervisor, imported only if used (deferred_imports.py)
-    "watchfiles", "multiprocessing",
-    "zoneinfo",  # the first alarm with a timezone imports it (feeds/alarm.py)
 )  # fmt: skip
 PROBE = (
     "import json, sys\n"
