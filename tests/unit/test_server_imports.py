@@ -5,7 +5,7 @@ Each module is memory the server holds for its whole life (bench/README.md,
 rich and pygments, pyroute2 cost it ~22 MiB together). They are imported where they are
 used: the cluster's providers, the Docker backend's first connection, the log
 forwarder's first batch, the PostgreSQL store; the sandbox network speaks rtnetlink
-itself (squall/sandbox/rtnl.py).
+itself (squall/sandbox/rtnl.py). zoneinfo reads sysconfig's build variables (~0.6 MiB).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_IN_STANDALONE = (
     "nats", "aiohttp", "aiodocker", "httpx", "rich", "pygments", "psycopg", "pyroute2",
     "cryptography",  # its first seal or open imports it (store/encryption.py)
+    "zoneinfo",  # the first alarm with a timezone imports it (feeds/alarm.py)
 )  # fmt: skip
 PROBE = (
     "import json, sys\n"
