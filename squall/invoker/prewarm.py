@@ -29,7 +29,8 @@ keeps stem cells the way a Python zygote keeps its spares, by the same code
 are in flight at once — a cold start is in flight from the take of a stem cell or the
 start of a container until its /init ended — the pool keeps as many stem cells of that
 shape as the burst had in flight, up to ``maxCount``, for ``ttl`` after the last burst
-or after the last of them became ready, whichever is later (as OpenWhisk's prewarmed
+or after the last of the burst's own refill became ready (ready within ``ttl`` of the
+burst: at most ``2 * ttl`` after it), whichever is later (as OpenWhisk's prewarmed
 container expires ``ttl`` after its start: a refill of 100 needs ≈ 6 s of CPU and took
 longer than the ttl on a saturated machine, whose cells were then removed unused just
 before the next burst), then falls back to the shape's ``initialCount`` (0 for a memory

@@ -17,8 +17,9 @@ So the count follows demand, as OpenWhisk's reactive prewarming (``reactive``:
   most, up to ``ceiling``, so that the next burst of that size takes started spares;
 - ``ttl`` seconds after the last burst the count falls back to ``base`` and the spares
   beyond it are discarded: memory (≈ 3 MB per started spare) is held only while bursts
-  keep coming. The pool's Node.js stem cells count the ``ttl`` from the last grown cell
-  ready too, if later (:meth:`SpareDemand.ready`): their refill can take longer than it.
+  keep coming. The pool's Node.js stem cells count the ``ttl`` from the last cell of the
+  burst's refill ready too, if later (:meth:`SpareDemand.ready`: their refill can take
+  longer than the ttl), so at most ``2 * ttl`` after the last burst.
 
 Spares are forked again only once no create is waiting (:mod:`squall.sandbox.zygote`), and
 a refill under way stops when a burst begins: a spare forked during a burst serves none
@@ -81,7 +82,11 @@ class SpareDemand:
         self._wanted = base
         self._in_flight = 0
         self._in_burst = False
+        # When the count falls back is ``ttl`` after ``_last_burst``; ``_burst_at`` is when
+        # a burst was last seen, which only ``started`` moves (``ready`` may move the
+        # former, never the latter: see ready).
         self._last_burst: float | None = None
+        self._burst_at: float | None = None
 
     @property
     def wanted(self) -> int:
@@ -110,7 +115,7 @@ class SpareDemand:
         if self._in_flight >= self._burst:
             self._in_burst = True
         if self._in_burst and self._ceiling > 0:
-            self._last_burst = now
+            self._last_burst = self._burst_at = now
             self._wanted = min(self._ceiling, max(self._wanted, self._in_flight))
 
     def ended(self) -> None:
@@ -125,8 +130,16 @@ class SpareDemand:
         started. The pool's stem cells call this (a Node.js refill of 100 needs ≈ 6 s of
         CPU; on a saturated machine it took longer than the ttl, and the cells were
         removed as they became ready, before the next burst: bench/README.md, "Node.js
-        stem cells kept ttl after they are ready"); a zygote's spares do not."""
-        if self.grown and self._last_burst is not None:
+        stem cells kept ttl after they are ready"); a zygote's spares do not.
+
+        Only a spare ready within ``ttl`` of the burst extends it — the burst's own
+        refill — so the grown count is held at most ``2 * ttl`` after the last burst. A
+        later one (the replacement of a spare an ordinary cold start took, or of an
+        evicted one) extends nothing: else a trickle of lone cold starts, each refilled,
+        would hold a burst's spares for ever."""
+        if not self.grown or self._last_burst is None or self._burst_at is None:
+            return
+        if now <= self._burst_at + self._ttl:
             self._last_burst = max(self._last_burst, now)
 
     def expire(self, now: float) -> float | None:
@@ -138,7 +151,7 @@ class SpareDemand:
         if left > 0:
             return left
         self._wanted = self.base
-        self._last_burst = None
+        self._last_burst = self._burst_at = None
         return None
 
 

@@ -136,3 +136,22 @@ def test_a_spare_ready_without_a_burst_keeps_nothing_longer() -> None:
     # When a spare becomes ready, Then nothing is grown nor due
     demand.ready(5.0)
     assert not demand.grown and demand.expire(40.0) is None and demand.wanted == 2
+
+
+def test_spares_ready_long_after_the_burst_do_not_hold_its_count() -> None:
+    # Given a burst of 10 at time 0, ttl 30, its refill ready by 20
+    demand = SpareDemand(0, ceiling=100, burst=8, ttl=30.0, from_none=True)
+    for _ in range(10):
+        demand.started(0.0)
+    for _ in range(10):
+        demand.ended()
+    demand.ready(20.0)
+    # When lone cold starts (below the burst's size) take a spare every 15 s and each
+    # replacement becomes ready at once: none of them is the burst's refill
+    for at in (35.0, 45.0, 60.0, 75.0):
+        demand.started(at)
+        demand.ended()
+        demand.ready(at)
+    # Then the grown count falls back ttl after the burst's refill (20 + 30), not later
+    assert demand.expire(49.0) == pytest.approx(1.0) and demand.wanted == 10
+    assert demand.expire(50.0) is None and demand.wanted == 0
