@@ -166,6 +166,8 @@ class ContainerPool(PoolBooks):
         self._stem: dict[Shape, list[PooledContainer]] = {}  # STARTING or PREWARMED
         self._stem_tasks: set[asyncio.Task[None]] = set()
         self._stem_retry_at: dict[Shape, float] = {}
+        self._stem_failures: dict[Shape, int] = {}
+        self._stem_retry_timers: dict[Shape, asyncio.TimerHandle] = {}
         self._used_mb = 0  # reserved by live and starting containers
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._seq = itertools.count()
@@ -390,6 +392,9 @@ class ContainerPool(PoolBooks):
         self._closed = True
         for schedule in self._bursts.values():
             schedule.close()
+        for timer in self._stem_retry_timers.values():
+            timer.cancel()
+        self._stem_retry_timers.clear()
         for task in (self._reaper, self._guard):
             if task is not None:
                 task.cancel()

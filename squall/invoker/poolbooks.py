@@ -28,8 +28,19 @@ from squall.sandbox.sparedemand import REFILL_PARALLEL, SpareDemand, SpareSchedu
 
 log = logging.getLogger("squall.invoker.pool")
 
-#: After a stem cell failed to start, its shape is not tried again for this long.
+#: After a stem cell failed to start, its shape is not tried again for this long; each
+#: further failure in a row doubles the pause, up to STEM_CELL_RETRY_MAX_S (a runtime that
+#: cannot start at all — its binary gone — is then tried once a minute, as OpenWhisk's
+#: prewarm check runs, not every 5 s with a traceback each time).
 STEM_CELL_RETRY_S = 5.0
+STEM_CELL_RETRY_MAX_S = 60.0
+
+
+def stem_retry_pause(failures: int) -> float:
+    """The pause before a shape is tried again after ``failures`` failed starts in a row."""
+    return min(STEM_CELL_RETRY_MAX_S, STEM_CELL_RETRY_S * float(2 ** (max(1, failures) - 1)))
+
+
 #: A taken stem cell's replacement starts no sooner than this after the take: by then
 #: the cold start that took it has answered (a Node.js stem cell's /init and first /run
 #: take a few ms; started when /init ended, the replacement's bubblewrap and runtime
@@ -64,6 +75,8 @@ class PoolBooks:
     _stem: dict[Shape, list[PooledContainer]]  # STARTING or PREWARMED
     _stem_tasks: set[asyncio.Task[None]]
     _stem_retry_at: dict[Shape, float]
+    _stem_failures: dict[Shape, int]  # failed starts in a row, per shape
+    _stem_retry_timers: dict[Shape, asyncio.TimerHandle]  # cancelled by close()
     _used_mb: int  # reserved by live and starting containers
     _waiters: deque[asyncio.Future[None]]
     _seq: itertools.count[int]
@@ -335,15 +348,25 @@ class PoolBooks:
             raise
         except Exception:
             log.exception("stem cell %s@%d MB did not start", pc.kind, pc.memory_mb)
-            self._stem_retry_at[(pc.kind, pc.memory_mb)] = time.monotonic() + STEM_CELL_RETRY_S
+            shape = (pc.kind, pc.memory_mb)
+            failures = self._stem_failures[shape] = self._stem_failures.get(shape, 0) + 1
+            pause = stem_retry_pause(failures)
+            self._stem_retry_at[shape] = time.monotonic() + pause
             self._remove(pc)
             # Tried again after the pause even if nothing else happens meanwhile: a
             # refill is otherwise only asked for by a release or a removal, and after a
             # burst (a start timing out on a saturated machine) none may come until the
-            # next burst, which would then find none of its cells.
-            shape = (pc.kind, pc.memory_mb)
-            asyncio.get_running_loop().call_later(STEM_CELL_RETRY_S, self._retry_stem, shape)
+            # next burst, which would then find none of its cells. One timer per shape
+            # (a later failure's replaces it); close() cancels it.
+            if not self._closed:
+                earlier = self._stem_retry_timers.pop(shape, None)
+                if earlier is not None:
+                    earlier.cancel()
+                self._stem_retry_timers[shape] = asyncio.get_running_loop().call_later(
+                    pause, self._retry_stem, shape
+                )
             return
+        self._stem_failures.pop((pc.kind, pc.memory_mb), None)
         if self._closed or pc.state is State.REMOVED:  # the pool closed while it started
             self._remove(pc)
             await container.destroy()
@@ -360,6 +383,7 @@ class PoolBooks:
         """The pause after a failed start of ``shape`` is over. The loop may run a timer
         a clock tick early: a pause due within 10 ms is ended here; a later one (another
         start of the shape failed since) keeps its own timer."""
+        self._stem_retry_timers.pop(shape, None)
         if self._stem_retry_at.get(shape, 0.0) <= time.monotonic() + 0.01:
             self._stem_retry_at.pop(shape, None)
         self._refill_soon()

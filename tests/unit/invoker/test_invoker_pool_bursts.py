@@ -285,3 +285,45 @@ async def test_a_stem_cell_that_failed_to_start_is_tried_again_without_other_wor
         await pool.close()
         await factory.close()
     assert factory.containers == []
+
+
+def test_a_shape_failing_again_and_again_is_tried_less_and_less_often() -> None:
+    # Given the pause after one failed start
+    first = poolbooks.STEM_CELL_RETRY_S
+    # Then each further failure in a row doubles it, up to the ceiling
+    assert [poolbooks.stem_retry_pause(n) for n in (1, 2, 3)] == [first, 2 * first, 4 * first]
+    assert poolbooks.stem_retry_pause(50) == poolbooks.STEM_CELL_RETRY_MAX_S
+
+
+class FailingFactory(FailingOnceFactory):
+    """Every idle start (a stem cell) fails: a runtime that cannot start at all."""
+
+    async def create(
+        self,
+        kind: str,
+        memory_mb: int,
+        env: Mapping[str, str] | None = None,
+        *,
+        network: bool = True,
+        tenant: str | None = None,
+        idle: bool = False,
+    ) -> ProcessContainer:
+        if idle:
+            self.failed += 1
+            raise ContainerError("the runtime did not start")
+        return await super().create(kind, memory_mb, env, network=network, tenant=tenant, idle=idle)
+
+
+async def test_closing_the_pool_cancels_a_pending_stem_cell_retry(tmp_path: Path) -> None:
+    # Given a pool whose stem cell failed to start, its retry pending on a timer
+    factory = FailingFactory(tmp_path / "containers")
+    pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[StemCellSpec(NODE, 128, 1)])
+    pool.start()
+    assert await until(lambda: factory.failed == 1)
+    assert await until(lambda: len(pool._stem_retry_timers) == 1)
+    timer = next(iter(pool._stem_retry_timers.values()))
+    # When the pool closes
+    await pool.close()
+    # Then the retry is cancelled (nothing holds the pool nor starts a cell after close)
+    assert timer.cancelled() and pool._stem_retry_timers == {}
+    await factory.close()
