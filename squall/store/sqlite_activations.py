@@ -242,6 +242,12 @@ class SqliteActivationStore:
         if self._hold is not None and self._hold.held:
             self._scheduled = self._at_once = False
             return
+        if not self._pending:
+            # Nothing joined the write committed at once (a lone writer: every write at
+            # c=1): a quiet flush, as ``flush`` would count it, without calling it.
+            self._quiet += 1
+            self._scheduled = self._at_once = False
+            return
         self.flush()
 
     def _released(self) -> None:
