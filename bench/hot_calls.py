@@ -26,6 +26,7 @@ import asyncio
 import base64
 import collections
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -86,6 +87,24 @@ def name_of(code: Any) -> str:
     return f"{file}:{code.co_firstlineno}:{code.co_qualname}"
 
 
+class GcTimer:
+    """A ``gc.callbacks`` entry: collections by generation, their time, what they freed."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = 0.0
+        self.collected = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._started
+        self.count[info["generation"]] += 1
+        self.collected += info["collected"]
+
+
 async def run(args: argparse.Namespace) -> None:
     async with platform("squall-hotcalls-") as system:
         server, port = await serve(system.app, protocol_for(system.app))
@@ -101,11 +120,18 @@ async def run(args: argparse.Namespace) -> None:
             await put_once(port, put, path)
             for _ in range(2):  # warm: the containers c=N needs, the caches
                 await load(port, path, system.guest_auth, 2000, args.connections)
+            if args.freeze:
+                # As ``squall standalone`` does before it serves (cli/serving.py).
+                gc.collect()
+                gc.freeze()
+            collections_timed = GcTimer()
+            gc.callbacks.append(collections_timed)
             counter = Counter()
             # CPU time, not wall time: a write that wakes the runtime is often preempted there.
             profiler = cProfile.Profile(time.thread_time)
             load_before = os.getloadavg()[0]
             cpu = time.process_time()
+            times = os.times()
             if args.profile:
                 profiler.enable()
             elif not args.plain:
@@ -115,12 +141,22 @@ async def run(args: argparse.Namespace) -> None:
             finally:
                 sys.setprofile(None)  # the loop's thread only: the run is on it
                 profiler.disable()
+                gc.callbacks.remove(collections_timed)
             cpu_ms = 1000 * (time.process_time() - cpu) / args.requests
+            after = os.times()
             n = args.requests
+            # User (Python, SQLite, httptools, uvloop) and kernel (the system calls) apart.
+            user_ms = 1000 * (after.user - times.user) / n
+            sys_ms = 1000 * (after.system - times.system) / n
             print(f"tree: {Path(sys.modules['squall'].__file__ or '').parent.parent}")
             print(f"{args.kind} c={args.connections}, {n} requests, {result['rps']} req/s "
-                  f"CPU {cpu_ms:.3f} ms/invoke ({'plain' if args.plain else 'profiled'}), "
+                  f"CPU {cpu_ms:.3f} ms/invoke ({'plain' if args.plain else 'profiled'}; "
+                  f"user {user_ms:.3f}, system {sys_ms:.3f}), "
                   f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}")  # fmt: skip
+            gcs = collections_timed
+            print(f"gc: collections by generation {gcs.count}, {gcs.seconds * 1000 / n:.4f} ms "
+                  f"per invoke, {gcs.collected / n:.1f} objects collected per invoke"
+                  f"{' (objects frozen before the run)' if args.freeze else ''}")  # fmt: skip
             if args.plain:
                 return
             if args.profile:
@@ -158,6 +194,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--plain", action="store_true", help="no profiler: the CPU alone")
+    parser.add_argument(
+        "--freeze", action="store_true", help="gc.freeze() before the run, as the server does"
+    )
     parser.add_argument("--dump", help="with --profile: write the pstats file there")
     args = parser.parse_args()
     if not (1 <= args.requests <= 100_000 and 1 <= args.connections <= 200):

@@ -225,10 +225,8 @@ class SqliteActivationStore:
                 # awaiting (the module docstring says why); the flush takes the rest of
                 # this iteration's writes, and sees from them whether it is quiet still.
                 self._at_once = True
-                write = _Write(statement, row)
-                with self._db.autocommit() as conn:  # one statement commits by itself
-                    write.stored = conn.execute(statement, row).rowcount == 1
-                return write.stored
+                # One statement commits by itself (autocommit).
+                return self._db.write_one(statement, row) == 1
         committed: asyncio.Future[None] = loop.create_future()
         write = _Write(statement, row, committed)
         self._pending.append(write)
@@ -242,6 +240,12 @@ class SqliteActivationStore:
         """The iteration's flush, unless the writes are held: then the hold's end
         (:meth:`_released`) schedules it."""
         if self._hold is not None and self._hold.held:
+            self._scheduled = self._at_once = False
+            return
+        if not self._pending:
+            # Nothing joined the write committed at once (a lone writer: every write at
+            # c=1): a quiet flush, as ``flush`` would count it, without calling it.
+            self._quiet += 1
             self._scheduled = self._at_once = False
             return
         self.flush()
@@ -264,12 +268,10 @@ class SqliteActivationStore:
             return
         try:
             if len(writes) == 1:
-                with self._db.autocommit() as conn:  # one statement commits by itself
-                    only = writes[0]
-                    only.stored = conn.execute(only.statement, only.row).rowcount == 1
+                only = writes[0]  # one statement commits by itself (autocommit)
+                only.stored = self._db.write_one(only.statement, only.row) == 1
             else:
-                with self._db.transaction() as conn:
-                    self._apply(conn, writes)
+                self._db.in_transaction(self._apply, writes)
         except Exception as exc:
             waiting = [w.committed for w in writes if w.committed and not w.committed.done()]
             if not waiting:

@@ -26,14 +26,17 @@ instead (:mod:`squall.store.sqlite_checkpoint`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from squall.errors import ProviderError
 from squall.store import sqlite_checkpoint
 from squall.store.records import dumps_body
 from squall.store.sqlite_checkpoint import Checkpointer
+
+_T = TypeVar("_T")
 
 __all__ = ["Database", "connect", "dumps_body", "limit_offset", "migrate", "schema_version"]
 
@@ -259,6 +262,44 @@ class Database:
             raise ProviderError(f"sqlite: {exc}") from exc
         try:
             yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise ProviderError(f"sqlite: {exc}") from exc
+            raise
+
+    # The activation store's write path (two writes per warm invoke) uses these plain
+    # methods rather than the context managers above: the same statements, errors and
+    # rollback, without a generator and its context manager per write (five Python calls
+    # each: ``autocommit()``, ``__enter__``, the generator twice, ``__exit__``).
+
+    def write_one(self, statement: str, row: tuple[object, ...]) -> int:
+        """Run one statement in autocommit mode (atomic on its own, as in
+        :meth:`autocommit`); the rows it changed. sqlite errors → ProviderError."""
+        conn = self._conn
+        if conn is None:
+            raise ProviderError("store is closed")
+        try:
+            return conn.execute(statement, row).rowcount
+        except sqlite3.Error as exc:
+            raise ProviderError(f"sqlite: {exc}") from exc
+
+    def in_transaction(self, apply: Callable[[sqlite3.Connection, _T], None], arg: _T) -> None:
+        """``apply(connection, arg)`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, as
+        :meth:`transaction` runs its block: any exception rolls back and propagates,
+        sqlite errors as ProviderError. ``apply`` must not await (it cannot: it is not a
+        coroutine), so no other task runs inside the transaction."""
+        conn = self._conn
+        if conn is None:
+            raise ProviderError("store is closed")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise ProviderError(f"sqlite: {exc}") from exc
+        try:
+            apply(conn, arg)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:

@@ -141,3 +141,56 @@ async def test_writes_join_batches_under_load_and_go_back_to_at_once(tmp_path: P
     total = 41 + QUIET_FLUSHES
     assert await store.activations.count(ActivationQuery("guest", limit=None)) == total
     await store.close()
+
+
+def _refuse_writes(store: SqliteStore, activation_id: str = "") -> None:
+    """Have SQLite refuse every write of an activation row (of ``activation_id`` only,
+    if given) from now on: a real constraint, so the failure is SQLite's own, as a full
+    disk or a broken file would be."""
+    when = f" WHEN NEW.activation_id = '{activation_id}'" if activation_id else ""
+    store._db.conn.execute(
+        f"CREATE TRIGGER refuse BEFORE INSERT ON activations{when}"
+        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+
+
+async def test_a_write_committed_at_once_that_fails_is_a_provider_error(tmp_path: Path) -> None:
+    # Given a quiet store whose writes SQLite refuses
+    store = await SqliteStore.open(tmp_path / "s.db")
+    _refuse_writes(store)
+    # When a lone write commits at once / Then it raises the store's error, with SQLite's
+    with pytest.raises(ProviderError, match="sqlite: refused"):
+        await store.activations.put(_record(1))
+    await store.close()
+
+
+async def test_a_failed_batch_rolls_back_and_every_writer_gets_the_error(tmp_path: Path) -> None:
+    # Given a store whose writes of one activation SQLite refuses
+    store = await SqliteStore.open(tmp_path / "s.db")
+    await store.activations.put(_record(0))
+    _refuse_writes(store, f"{2:032x}")
+    statements: list[str] = []
+    store._db.conn.set_trace_callback(statements.append)
+    # When three writers write in one iteration: the first commits at once; the other
+    # two (a replacement of the stored record, the refused one) share a batch that fails
+    results = await asyncio.gather(
+        store.activations.put(_record(0)),
+        store.activations.put(_record(0)),
+        store.activations.put(_record(2)),
+        return_exceptions=True,
+    )
+    store._db.conn.set_trace_callback(None)
+    # Then the batch was rolled back whole and both of its writers got the store's error
+    assert results[0] is None
+    assert [type(r) for r in results[1:]] == [ProviderError, ProviderError]
+    assert "sqlite: refused" in str(results[2])
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")] == [
+        "BEGIN IMMEDIATE",
+        "ROLLBACK",
+    ]
+    assert await store.activations.count(ActivationQuery("guest", limit=None)) == 1
+    # And the store goes on: the connection is out of the failed transaction
+    store._db.conn.execute("DROP TRIGGER refuse")
+    await store.activations.put(_record(3))
+    assert await store.activations.count(ActivationQuery("guest", limit=None)) == 2
+    await store.close()
