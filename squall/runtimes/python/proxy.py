@@ -49,8 +49,6 @@ Guarantees:
   invoker, whose timer fires a little after M, may be recording an init timeout.
 """
 
-from __future__ import annotations
-
 # Start-up time is cold-start time. A true cold start runs the interpreter and then this
 # module, so it imports only what the interpreter has loaded already or is built in (C
 # modules: no Python code to unmarshal and run). ``json``, ``socket``, ``signal``,
@@ -63,7 +61,8 @@ from __future__ import annotations
 # environment goes through :mod:`proxy_action`'s helpers, which keep what ``os.environ``
 # shows once an action imports ``os``. Modules only /init, a zip or errors need
 # (zipfile, tempfile, traceback, asyncio, json itself, ...) are imported where they are
-# used.
+# used. No ``from __future__ import annotations`` (it imports ``__future__``: 0.2 ms):
+# the annotations of names imported only for type checking are strings.
 import _json
 import _signal
 import _socket
@@ -132,7 +131,7 @@ class _Decoding:
 _SCAN = _json.make_scanner(_Decoding())
 
 
-def loads(body: bytes) -> Any:
+def loads(body: bytes) -> "Any":
     """``json.loads(body)``: the same C scanner, without importing ``json``. A document it
     does not take at once (not UTF-8, a BOM, an error) goes to ``json.loads`` itself, so
     what is accepted and every error message stay ``json``'s. (The scanner builds its
@@ -150,12 +149,12 @@ def loads(body: bytes) -> Any:
     return value
 
 
-def _not_serializable(value: object) -> Any:
+def _not_serializable(value: object) -> "Any":
     # json.JSONEncoder.default's error, word for word.
     raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
 
 
-def dumps(value: Any) -> str:
+def dumps(value: "Any") -> str:
     """``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))``:
     the C encoder ``json`` uses for it, with its errors (TypeError, ValueError)."""
     if isinstance(value, str):
@@ -184,7 +183,7 @@ def write_sentinels() -> None:
                 pass
 
 
-def encode(status: int, payload: Any) -> bytes:
+def encode(status: int, payload: "Any") -> bytes:
     """One HTTP answer; a result that is not JSON (a set, NaN, ...) becomes a 502."""
     try:
         text = dumps(payload)
@@ -367,7 +366,7 @@ def signal_ready() -> None:
         posix.close(int(fd))
 
 
-def watch_lifeline(fd: str | None = None, first: Callable[[], None] | None = None) -> bool:
+def watch_lifeline(fd: str | None = None, first: "Callable[[], None] | None" = None) -> bool:
     """Take the process group down once the factory lets go of ``fd`` (by default
     ``__OW_LIFELINE_FD``, removed from the environment); False when there is none.
     ``first`` runs first on the watching thread (the zygote's runtime drops that

@@ -8,8 +8,6 @@ guarantees list of :mod:`proxy`'s docstring. Standard library only, never ``squa
 ``/init`` of a zip, an ``async def main`` or an error needs is imported where used).
 """
 
-from __future__ import annotations
-
 import _frozen_importlib  # importlib's core: loaded at the interpreter's start
 import _frozen_importlib_external
 import posix
@@ -111,7 +109,7 @@ class Runtime:
         self.owned_env: OwnedEnv | None = None
         self.owned_env_failed = False  # OwnedEnv could not be built: os.environ for good
 
-    def init(self, message: dict[str, Any]) -> Reply:
+    def init(self, message: "dict[str, Any]") -> "Reply":
         if self.init_started:
             return 403, {"error": "Cannot initialize the action more than once."}
         self.init_started = True
@@ -127,7 +125,7 @@ class Runtime:
             return 502, {"error": f"Initialization has failed due to: {type(ex).__name__}: {ex}"}
         return 200, {"ok": True}
 
-    def _load(self, value: dict[str, Any]) -> Callable[[Any], Any]:
+    def _load(self, value: "dict[str, Any]") -> "Callable[[Any], Any]":
         main_name = value.get("main") or "main"
         code = value.get("code")
         if not isinstance(code, str) or not code:
@@ -200,7 +198,7 @@ class Runtime:
             sys.path[:] = added + before
         return entry
 
-    def run(self, message: dict[str, Any]) -> Reply:
+    def run(self, message: "dict[str, Any]") -> "Reply":
         if self.main is None:
             return 403, {"error": "Cannot run the action before initialization."}
         self.runs += 1
@@ -242,7 +240,7 @@ class Runtime:
             # action's logs are its own: nothing is written to them.
             self.owned_env_failed = True
 
-    def _export_env(self, message: dict[str, Any]) -> None:
+    def _export_env(self, message: "dict[str, Any]") -> None:
         # Only a value that differs from the environment's is written, and only a name this
         # run does not export is removed: each write is a libc setenv (glibc keeps every
         # distinct NAME=value it was given in a tree, for the life of the process) and each

@@ -5,8 +5,6 @@ Standard library only, never ``squall``; as :mod:`proxy`, it imports only what t
 interpreter has loaded at its start (``os`` once :meth:`Orphans.track` runs: only as pid 1).
 """
 
-from __future__ import annotations
-
 import sys
 
 TYPE_CHECKING = False
@@ -55,10 +53,10 @@ class Orphans:
         if subprocess is not None and hasattr(subprocess, "_fork_exec"):
             subprocess._fork_exec = _posixsubprocess.fork_exec
 
-    def _noting(self, start: Callable[..., Any]) -> Callable[..., Any]:
+    def _noting(self, start: "Callable[..., Any]") -> "Callable[..., Any]":
         own = self.own
 
-        def started(*args: Any, **kwargs: Any) -> Any:
+        def started(*args: "Any", **kwargs: "Any") -> "Any":
             result = start(*args, **kwargs)
             pid = result[0] if isinstance(result, tuple) else result  # forkpty: (pid, fd)
             if isinstance(pid, int) and pid > 0:
