@@ -55,6 +55,30 @@ def test_the_proxy_loads_neither_os_nor_its_abcs_before_it_serves() -> None:
     assert {"os", "_collections_abc", "posixpath"}.isdisjoint(done.stdout.split())
 
 
+def test_the_proxy_imports_pid_1s_reaper_only_when_it_is_pid_1() -> None:
+    # Given the runtime's interpreter, started as a sandbox starts it, noting every import
+    code = f"""
+import sys
+asked = []
+class Noting:
+    def find_spec(self, name, path=None, target=None):
+        asked.append(name)
+sys.meta_path.insert(0, Noting())
+sys.path.insert(0, {str(PROXY_DIR)!r})
+import proxy
+before = "proxy_orphans" in asked
+reaper = proxy.orphans()
+print(before, "proxy_orphans" in asked, type(reaper).__name__, "proxy_orphans" in sys.modules)
+"""
+    # When it imports the proxy (not pid 1: a true cold start's runtime), then asks for
+    # the reaper (as a namespace's init does)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
+    # Then the reaper's module was imported only then, and left sys.modules again
+    assert done.stdout.split() == ["False", "True", "Orphans", "False"]
+
+
 DOCUMENTS: list[bytes] = [
     b'{"value": {"name": "x", "n": 1, "f": 2.5, "big": 12345678901234567890}}',
     b'  [1, -2, 3e5, true, false, null, "\\u00e9\\ud83d\\ude00", {"": {}}]  \n',
