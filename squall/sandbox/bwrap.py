@@ -40,6 +40,7 @@ view therefore holds no such file: everything bound is read-only, ``/proc`` incl
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -80,12 +81,17 @@ def system_binds() -> list[str]:
     return args
 
 
+@functools.cache
 def interpreter_prefix(interpreter: str) -> str | None:
     """The directory to bind so that ``interpreter`` (a resolved path) runs in the sandbox.
 
     None when it is under the system paths already; otherwise its install prefix (the
     parent of its ``bin`` directory, where a Python finds its standard library and
     libpython, and a Node.js its ``lib``), or its own directory.
+
+    Computed once per interpreter (as :func:`system_binds` once per sandbox builder: the
+    host's layout is fixed): its eight ``realpath`` calls, ~50 ``lstat``, took 0.25 ms
+    of every true cold start before its spawn.
     """
     real = Path(os.path.realpath(interpreter))
     for system in SYSTEM_PATHS:

@@ -2,12 +2,9 @@
 without ever reaping a child of the action's (:class:`Orphans`).
 
 Standard library only, never ``squall``; as :mod:`proxy`, it imports only what the
-interpreter has loaded at its start.
+interpreter has loaded at its start (``os`` once :meth:`Orphans.track` runs: only as pid 1).
 """
 
-from __future__ import annotations
-
-import os
 import sys
 
 TYPE_CHECKING = False
@@ -42,6 +39,7 @@ class Orphans:
     def track(self) -> None:
         """Note the pid of every process started from now on (see the class docstring)."""
         import _posixsubprocess
+        import os  # pid 1 only: not on a true cold start's path (see proxy)
 
         for module, names in (
             (os, ("fork", "forkpty", "posix_spawn", "posix_spawnp")),
@@ -55,10 +53,10 @@ class Orphans:
         if subprocess is not None and hasattr(subprocess, "_fork_exec"):
             subprocess._fork_exec = _posixsubprocess.fork_exec
 
-    def _noting(self, start: Callable[..., Any]) -> Callable[..., Any]:
+    def _noting(self, start: "Callable[..., Any]") -> "Callable[..., Any]":
         own = self.own
 
-        def started(*args: Any, **kwargs: Any) -> Any:
+        def started(*args: "Any", **kwargs: "Any") -> "Any":
             result = start(*args, **kwargs)
             pid = result[0] if isinstance(result, tuple) else result  # forkpty: (pid, fd)
             if isinstance(pid, int) and pid > 0:
@@ -72,6 +70,8 @@ class Orphans:
 
     def reap(self) -> None:
         """Reap every orphan that exited; one system call when no child did."""
+        import os  # loaded by track: a dictionary lookup
+
         try:
             exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:  # no child at all
@@ -94,6 +94,8 @@ class Orphans:
     @staticmethod
     def children() -> dict[int, bool]:
         """This process's children (from its pid namespace's own ``/proc``): pid → zombie."""
+        import os
+
         found: dict[int, bool] = {}
         me = str(os.getpid()).encode()
         for entry in os.listdir("/proc"):

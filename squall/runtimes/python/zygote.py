@@ -36,7 +36,7 @@ from zygote_container import enter, receive, uncover_proc, warm_up  # imports pr
 sys.path.pop(0)  # a container's sys.path is that of a started proxy (-I: no script dir)
 
 # What /init imports on first use in a started proxy, and what the runtime imports as its
-# namespace's init (proxy.Orphans): imported once, here.
+# namespace's init (proxy.orphans(), which warm_up asks for): imported once, here.
 import _posixsubprocess  # noqa: F401
 import base64  # noqa: F401
 import importlib.util  # noqa: F401

@@ -30,7 +30,7 @@ Process tree of one container (all forked, nothing exec'd)::
                   capability bounding set, size-capped /tmp and /dev/shm; on ``go``
                   starts the proxy on the given descriptors; on ``take`` drops every
                   capability, sets no_new_privs and serves — as its namespace's init
-                  reaping the orphans it is handed (``proxy.Orphans``). Its exit ends the
+                  reaping the orphans it is handed (``proxy.orphans()``). Its exit ends the
                   namespace.
 
 One process per container: every page a forked process writes — or that the zygote
@@ -161,7 +161,7 @@ def container(child: socket.socket) -> None:
 
     Pid 1 gets only the signals it handles (SIGINT is ignored until the proxy starts: the
     zygote's handler would end the container on kill(1, SIGINT)); as its namespace's
-    init it reaps the orphans the kernel hands it (the proxy's :class:`proxy.Orphans`).
+    init it reaps the orphans the kernel hands it (the proxy's ``proxy.orphans()``).
     Nothing of the action runs before the invoker moved it into the container's cgroup.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -352,7 +352,7 @@ def warm_up(rounds: int = WARM_UP_ROUNDS) -> None:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
                     client.connect(listener.getsockname())
                     client.sendall(requests)
-                    proxy.serve(listener, proxy.Runtime(), proxy.Orphans(), rounds=2)
+                    proxy.serve(listener, proxy.Runtime(), proxy.orphans(), rounds=2)
                 action = os.getcwd()  # /init made it and moved there
                 os.chdir(cwd)
                 if action == cwd:

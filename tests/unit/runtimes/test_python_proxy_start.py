@@ -43,6 +43,42 @@ def test_the_proxy_loads_no_heavy_module_before_it_serves() -> None:
     assert HEAVY.isdisjoint(done.stdout.split())
 
 
+def test_the_proxy_loads_neither_os_nor_its_abcs_before_it_serves() -> None:
+    # Given the runtime's interpreter, started as a sandbox starts it (-I -S)
+    code = f"import sys; sys.path.insert(0, {str(PROXY_DIR)!r}); import proxy; print(*sys.modules)"
+    # When it imports the proxy
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
+    # Then os (and the ABCs it builds, its import's larger half) is not loaded: an action
+    # that never imports it does not pay for it
+    assert {"os", "_collections_abc", "posixpath"}.isdisjoint(done.stdout.split())
+
+
+def test_the_proxy_imports_pid_1s_reaper_only_when_it_is_pid_1() -> None:
+    # Given the runtime's interpreter, started as a sandbox starts it, noting every import
+    code = f"""
+import sys
+asked = []
+class Noting:
+    def find_spec(self, name, path=None, target=None):
+        asked.append(name)
+sys.meta_path.insert(0, Noting())
+sys.path.insert(0, {str(PROXY_DIR)!r})
+import proxy
+before = "proxy_orphans" in asked
+reaper = proxy.orphans()
+print(before, "proxy_orphans" in asked, type(reaper).__name__, "proxy_orphans" in sys.modules)
+"""
+    # When it imports the proxy (not pid 1: a true cold start's runtime), then asks for
+    # the reaper (as a namespace's init does)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
+    # Then the reaper's module was imported only then, and left sys.modules again
+    assert done.stdout.split() == ["False", "True", "Orphans", "False"]
+
+
 DOCUMENTS: list[bytes] = [
     b'{"value": {"name": "x", "n": 1, "f": 2.5, "big": 12345678901234567890}}',
     b'  [1, -2, 3e5, true, false, null, "\\u00e9\\ud83d\\ude00", {"": {}}]  \n',
@@ -192,6 +228,46 @@ async def test_the_compiler_warmed_before_init_leaves_the_action_nothing_to_see(
     # Then there are none: no module imported for it, no source cached under its name
     assert status == 200
     assert seen == {"ast": False, "cached": []}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["python:3.13", "python:3.11"])
+async def test_an_action_that_imports_os_late_sees_the_environment_os_environ_would_show(
+    factory: ProcessContainerFactory, kind: str
+) -> None:
+    # Given a Python action started from nothing, with an /init parameter in its
+    # environment, that imports os only in its second run
+    code = """
+        import sys
+
+        def main(args):
+            loaded = "os" in sys.modules
+            if not args.get("import"):
+                return {"os": loaded}
+            import os, subprocess
+            c_env = dict(line.split("=", 1) for line in subprocess.run(
+                ["env"], capture_output=True, text=True).stdout.splitlines() if "=" in line)
+            names = ("PARAM", "__OW_ACTIVATION_ID", "__OW_ACTION_NAME", "__OW_GONE")
+            return {"os": loaded, "python": {n: os.environ.get(n) for n in names},
+                    "c": {n: c_env.get(n) for n in names}, "listen": "__OW_LISTEN_FD" in c_env}
+    """
+    env = {"PARAM": "from init", "JSONED": 3}
+    container, status, _ = await start(factory, kind, code, env=env)
+    assert status == 200
+    # When a first run exports its values (one of them not exported again later), and a
+    # second one imports os
+    first = await invoke(container, {}, activation_id="a" * 32, action_name="x", gone="1")
+    second = await invoke(container, {"import": True}, activation_id="b" * 32, action_name="x")
+    # Then os was not loaded before, and os.environ and the C environment a child inherits
+    # show this run's values, the /init parameter, none removed by the proxy
+    assert first == (200, {"os": False})
+    expected = {
+        "PARAM": "from init",
+        "__OW_ACTIVATION_ID": "b" * 32,
+        "__OW_ACTION_NAME": "x",
+        "__OW_GONE": None,
+    }
+    assert second == (200, {"os": False, "python": expected, "c": expected, "listen": False})
 
 
 def test_a_takes_environment_is_exactly_its_own_in_python_and_in_c() -> None:
