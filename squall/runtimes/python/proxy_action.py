@@ -56,20 +56,28 @@ def _encode(text: str) -> bytes:
     return text.encode(sys.getfilesystemencoding(), "surrogateescape")
 
 
+def _os_environ() -> "Any":
+    """``os.environ`` once ``os`` is loaded, else None. Read as an attribute, not taken
+    from ``os`` being in ``sys.modules``: while another thread imports ``os`` (an action's
+    bare ``_thread``) the module is there without ``environ`` yet — the ``posix`` path
+    writes the very dict it will wrap, so it is right then too."""
+    return getattr(sys.modules.get("os"), "environ", None)
+
+
 def getenv(name: str) -> str | None:
     """``os.environ.get(name)``."""
-    os = sys.modules.get("os")
-    if os is not None:
-        return os.environ.get(name)  # type: ignore[no-any-return]
+    environ = _os_environ()
+    if environ is not None:
+        return environ.get(name)  # type: ignore[no-any-return]
     value = posix.environ.get(_encode(name))
     return None if value is None else value.decode(sys.getfilesystemencoding(), "surrogateescape")
 
 
 def setenv(name: str, value: str) -> None:
     """``os.environ[name] = value`` (the same errors for a name or value libc refuses)."""
-    os = sys.modules.get("os")
-    if os is not None:
-        os.environ[name] = value
+    environ = _os_environ()
+    if environ is not None:
+        environ[name] = value
         return
     key, encoded = _encode(name), _encode(value)
     posix.putenv(key, encoded)
@@ -78,9 +86,9 @@ def setenv(name: str, value: str) -> None:
 
 def popenv(name: str) -> str | None:
     """``os.environ.pop(name, None)``."""
-    os = sys.modules.get("os")
-    if os is not None:
-        return os.environ.pop(name, None)  # type: ignore[no-any-return]
+    environ = _os_environ()
+    if environ is not None:
+        return environ.pop(name, None)  # type: ignore[no-any-return]
     value = getenv(name)
     if value is not None:
         key = _encode(name)
@@ -303,7 +311,8 @@ class OwnedEnv:
         pair = self._buffers.get(name)
         if pair is None:
             return False
-        environ = sys.modules["os"].environ  # loaded: ctypes imported it
+        # Loaded (ctypes imported it), unless the action took it out of sys.modules.
+        environ = _os_environ()
         if environ is not self._environ:
             return False  # the action replaced os.environ: the caller assigns into its own
         encoded = environ.encodevalue(value)  # type: ignore[attr-defined]
