@@ -18,9 +18,9 @@ subjects are core NATS subjects. What the contract's guarantees rest on:
   it failed. So ``send`` fails within its timeout and ``publish`` drops the message.
 - Consumers (``nats_consumer.py``) pull one message at a time from their topic's durable
   consumer, with explicit acks (a listener on an invoker's queue, ``nats_listener.py``,
-  pulls the same way, its handler called by the client's read loop); ``ack`` is a synchronous ack (the server answers once it
-  recorded it). Unacknowledged messages come back after the ack wait, at most
-  ``max_deliver`` times.
+  pulls the same way, its handler called by the client's read loop); ``ack`` is a
+  synchronous ack (the server answers once it recorded it). Unacknowledged messages
+  come back after the ack wait, at most ``max_deliver`` times.
 - nats-py reconnects by itself (for ever) and re-subscribes; consumers keep pulling,
   backing off while the server is away, and recreate their durable consumer if the
   server lost it.
