@@ -108,9 +108,7 @@ class NatsListener:
                 return  # a heartbeat: the pull is still out
             self._end(None if status in _EXPIRED else js_errors.APIError.from_msg(msg))
             return
-        # The pull is answered: the next one goes out with this iteration's writes.
-        self._in_flight = False
-        self._pull()
+        self._in_flight = False  # the pull is answered
         msg_id = _msg_id(msg)
         if msg_id is not None and (self._stream, msg_id) in self._bus._acked_ids:
             # As NatsConsumer: acknowledged before, delivered again (a server restarted
@@ -119,8 +117,12 @@ class NatsListener:
             task = asyncio.ensure_future(self._ack_again(msg))
             self._redrops.add(task)
             task.add_done_callback(self._redrops.discard)
-            return
-        hand(self._handler, NatsDelivery(msg, self._stream, self._bus))
+        else:
+            hand(self._handler, NatsDelivery(msg, self._stream, self._bus))
+        # The next pull, after the handler: its write callback is then scheduled after
+        # the step of the task the handler started, so the pull request goes out in one
+        # write with what that step sends (the invoker's ack), not in a write of its own.
+        self._pull()
 
     def _pull(self) -> None:
         sub = self._sub
