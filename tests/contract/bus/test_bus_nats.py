@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ import pytest
 from _polling import until
 from _required import unavailable
 from _standalone import free_port
+from nats.aio.transport import TcpTransport
 from nats.js import api as js_api
 
 from squall.bus.contracts import Consumer, Delivery
@@ -398,3 +400,48 @@ async def test_a_listener_goes_on_after_a_server_restart(server: OwnNatsServer) 
         await asyncio.sleep(0.3)
         assert [d.data for d in handed.deliveries] == [b"before", b"after"]
         await listener.close()
+
+
+def _has(items: list[Delivery], count: int) -> bool:
+    return len(items) == count
+
+
+async def test_a_listener_sends_its_next_pull_in_one_write_with_the_handlers_ack(
+    nats_buses: NatsBuses,
+) -> None:
+    # Given a listener on an invoker's queue whose handler acknowledges each message in a
+    # task (as the invoker's activation task does first), and its connection's writes
+    # recorded
+    bus, sender = await nats_buses.open(), await nats_buses.open()
+    writes: list[bytes] = []
+    transport = bus._nc._transport
+    assert isinstance(transport, TcpTransport)
+    writer = transport._io_writer
+    assert writer is not None
+    write_lines = writer.writelines
+
+    def record(lines: Any) -> None:
+        writes.append(b"".join(lines))
+        write_lines(lines)
+
+    writer.writelines = record  # type: ignore[method-assign,assignment]
+    acks: set[asyncio.Task[None]] = set()
+    handed: list[Delivery] = []
+
+    def handler(delivery: Delivery) -> None:
+        handed.append(delivery)
+        acks.add(asyncio.ensure_future(delivery.ack_unconfirmed()))
+
+    listener = await listen(bus, "invoker.onewrite", handler)
+    await asyncio.sleep(0.2)  # its first pull is out
+    writes.clear()
+    # When messages arrive one at a time
+    for i in range(5):
+        await sender.send("invoker.onewrite", f"m{i}".encode())
+        assert await until(functools.partial(_has, handed, i + 1), ARRIVES_S)
+        await asyncio.gather(*acks)
+    # Then each message's ack and the next pull request went out in the same write
+    # (one system call and one wake-up of the server per message, not two)
+    assert await until(lambda: sum(b"+ACK" in w for w in writes) == 5, ARRIVES_S)
+    assert [b"+ACK" in w and b'"batch":1' in w for w in writes] == [True] * 5
+    await listener.close()
