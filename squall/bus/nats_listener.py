@@ -8,9 +8,10 @@ message went: the read loop puts it in the pull subscription's queue; the pull's
 builds the delivery, calls the handler, and starts the next pull's task, whose step
 sends the pull request — three loop iterations and two tasks per message before the
 handler saw it, all on a warm invoke's path. Here the read loop calls the handler
-itself (``LeanClient.lean_handle`` on the pull subscription's inbox), and sends the
-next pull request in the same step (``lean_send``): it goes out with that iteration's
-other writes (the handler's ack among them).
+itself (``LeanClient.lean_handle`` on the pull subscription's inbox), then sends the
+next pull request in the same step (``lean_send``), so it goes out in one write with the
+ack of the task the handler started (the invoker's activation task acknowledges in its
+first step).
 
 What is unchanged: one pull request for one message at a time (a frozen invoker holds
 no more than one message the controllers could move), the same durable consumer, ack
