@@ -17,9 +17,10 @@ subjects are core NATS subjects. What the contract's guarantees rest on:
   every publish fails at once instead of being queued and sent after the caller was told
   it failed. So ``send`` fails within its timeout and ``publish`` drops the message.
 - Consumers (``nats_consumer.py``) pull one message at a time from their topic's durable
-  consumer, with explicit acks; ``ack`` is a synchronous ack (the server answers once it
-  recorded it). Unacknowledged messages come back after the ack wait, at most
-  ``max_deliver`` times.
+  consumer, with explicit acks (a listener on an invoker's queue, ``nats_listener.py``,
+  pulls the same way, its handler called by the client's read loop); ``ack`` is a
+  synchronous ack (the server answers once it recorded it). Unacknowledged messages
+  come back after the ack wait, at most ``max_deliver`` times.
 - nats-py reconnects by itself (for ever) and re-subscribes; consumers keep pulling,
   backing off while the server is away, and recreate their durable consumer if the
   server lost it.
@@ -44,6 +45,7 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.kv import KeyValue
 
+from squall.bus.contracts import Handler, Listener
 from squall.bus.jetstream import (
     BUCKETS,
     AckedIds,
@@ -63,6 +65,8 @@ from squall.bus.nats_consumer import (
     UNREACHABLE_OR_API,
     NatsConsumer,
 )
+from squall.bus.nats_listener import NatsListener
+from squall.bus.push import PullListener
 from squall.errors import ProviderError
 
 log = logging.getLogger(__name__)
@@ -334,6 +338,16 @@ class NatsBus:
             raise
         self._consumers.add(consumer)
         return consumer
+
+    async def listen(self, topic: str, handler: Handler, *, prefetch: int = 1) -> Listener:
+        """Push delivery (``bus/contracts.py``): from the client's read loop for a topic
+        that takes no direct hand-offs, one message at a time (an invoker's queue:
+        ``nats_listener.py``); over the pull consumer (``push.PullListener``) for the
+        others, whose consumer also takes hand-offs or fetches ahead."""
+        consumer = await self.consumer(topic, prefetch=prefetch)
+        if prefetch > 1 or self.layout.direct_subject(topic) is not None:
+            return PullListener(consumer, handler)
+        return NatsListener(consumer, handler)
 
     async def pending(self, topic: str) -> int:
         self._check_open()

@@ -142,6 +142,19 @@ class LeanClient(Client):
         assert sub._id == sid  # nothing ran between the guess and ``subscribe``'s count
         return sub
 
+    def lean_handle(self, sub: Subscription, handler: Callable[[Msg], None]) -> None:
+        """Have the read loop call ``handler`` with each message of ``sub`` from now on,
+        as for :meth:`lean_subscribe` (for a subscription made otherwise: a pull
+        subscription's inbox, before its first pull request goes out)."""
+        if self._lean_handlers is None:
+            self._lean_handlers = {}
+        self._lean_handlers[sub._id] = handler
+
+    def lean_forget(self, sub: Subscription) -> None:
+        """Stop calling the handler of :meth:`lean_handle` (at once)."""
+        if self._lean_handlers is not None:
+            self._lean_handlers.pop(sub._id, None)
+
     async def lean_unsubscribe(self, sub: Subscription) -> None:
         """End a subscription of :meth:`lean_subscribe` (its handler is forgotten at
         once, even if the server cannot be told)."""
@@ -231,6 +244,14 @@ class LeanClient(Client):
     ) -> None:
         """``publish`` of Squall's own subjects (valid by construction: not validated
         again) with the header block already built, or none."""
+        self.lean_send(subject, payload, header, reply)
+
+    def lean_send(
+        self, subject: str, payload: bytes, header: bytes | None = None, reply: str = ""
+    ) -> None:
+        """:meth:`lean_publish` without a coroutine: for code that must not await (a
+        handler called by the read loop). Queued the same way, so the order of every
+        send of one loop iteration holds whichever of the two made it."""
         if self.is_closed:
             raise nats_errors.ConnectionClosedError
         if self.is_draining_pubs:

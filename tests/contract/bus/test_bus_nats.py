@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -18,12 +19,14 @@ import pytest
 from _polling import until
 from _required import unavailable
 from _standalone import free_port
+from nats.aio.transport import TcpTransport
 from nats.js import api as js_api
 
 from squall.bus.contracts import Consumer, Delivery
 from squall.bus.factory import open_bus
 from squall.bus.jetstream import Layout
 from squall.bus.nats import NatsBus
+from squall.bus.push import listen
 from squall.config import Settings
 from squall.errors import ProviderError
 
@@ -317,3 +320,128 @@ async def test_streams_deleted_under_a_running_bus_are_made_again(nats_buses: Na
     delivery = await take(consumer)
     assert delivery.data == b"after"
     await delivery.ack()
+
+
+class _Handed:
+    """A listener's handler: what it got, and in which task the read loop called it."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.tasks: list[asyncio.Task[Any] | None] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        self.tasks.append(asyncio.current_task())
+        self.arrived.set()
+
+    async def next(self, timeout: float) -> Delivery:
+        async with asyncio.timeout(timeout):
+            while not self.arrived.is_set():
+                await self.arrived.wait()
+        self.arrived.clear()
+        return self.deliveries[-1]
+
+
+async def test_an_invoker_queue_listener_is_handed_messages_by_the_read_loop(
+    nats_buses: NatsBuses,
+) -> None:
+    # Given a listener on an invoker's queue (no direct hand-offs, one at a time)
+    bus = await nats_buses.open()
+    handed = _Handed()
+    listener = await listen(bus, "invoker.readloop", handed)
+    # When three messages are sent
+    for i in range(3):
+        await bus.send("invoker.readloop", f"m{i}".encode())
+    assert await until(lambda: len(handed.deliveries) == 3, ARRIVES_S)
+    # Then the client's read loop called the handler itself, with each in order (no
+    # task of the listener's own between the socket and the handler)
+    assert [d.data for d in handed.deliveries] == [b"m0", b"m1", b"m2"]
+    assert set(handed.tasks) == {bus._nc._reading_task}
+    for delivery in handed.deliveries:
+        await delivery.ack()
+    assert await bus.pending("invoker.readloop") == 0
+    await listener.close()
+
+
+async def test_a_listener_takes_its_topic_again_after_its_streams_were_deleted(
+    nats_buses: NatsBuses,
+) -> None:
+    # Given a listener whose streams another process deletes (a server back without its
+    # store), its pull in flight lost with them
+    bus, admin = await nats_buses.open(), await nats_buses.open()
+    handed = _Handed()
+    listener = await listen(bus, "invoker.lgone", handed)
+    await admin.delete_streams()
+    # When a message is sent on the topic again
+    await _send_eventually(bus, "invoker.lgone", b"after", key="after")
+    # Then the streams and the consumer are made again and the listener gets it
+    delivery = await handed.next(ARRIVES_S * 3)
+    assert delivery.data == b"after"
+    await delivery.ack()
+    await listener.close()
+
+
+async def test_a_listener_goes_on_after_a_server_restart(server: OwnNatsServer) -> None:
+    async with bus_on(server, max_deliver=5, send_timeout_s=2.0) as bus:
+        # Given a listener that got a message
+        handed = _Handed()
+        listener = await listen(bus, "invoker.lrestart", handed)
+        await bus.send("invoker.lrestart", b"before", key="before")
+        await (await handed.next(ARRIVES_S)).ack()
+        # When the server is killed and started again with its store
+        await server.kill()
+        await server.start()
+        # Then the listener gets what is sent afterwards, once
+        await _send_eventually(bus, "invoker.lrestart", b"after", key="after")
+        delivery = await handed.next(ARRIVES_S * 3)
+        assert delivery.data == b"after"
+        await delivery.ack()
+        await asyncio.sleep(0.3)
+        assert [d.data for d in handed.deliveries] == [b"before", b"after"]
+        await listener.close()
+
+
+def _has(items: list[Delivery], count: int) -> bool:
+    return len(items) == count
+
+
+async def test_a_listener_sends_its_next_pull_in_one_write_with_the_handlers_ack(
+    nats_buses: NatsBuses,
+) -> None:
+    # Given a listener on an invoker's queue whose handler acknowledges each message in a
+    # task (as the invoker's activation task does first), and its connection's writes
+    # recorded
+    bus, sender = await nats_buses.open(), await nats_buses.open()
+    writes: list[bytes] = []
+    transport = bus._nc._transport
+    assert isinstance(transport, TcpTransport)
+    writer = transport._io_writer
+    assert writer is not None
+    write_lines = writer.writelines
+
+    def record(lines: Any) -> None:
+        writes.append(b"".join(lines))
+        write_lines(lines)
+
+    writer.writelines = record  # type: ignore[method-assign,assignment]
+    acks: set[asyncio.Task[None]] = set()
+    handed: list[Delivery] = []
+
+    def handler(delivery: Delivery) -> None:
+        handed.append(delivery)
+        acks.add(asyncio.ensure_future(delivery.ack_unconfirmed()))
+
+    listener = await listen(bus, "invoker.onewrite", handler)
+    await asyncio.sleep(0.2)  # its first pull is out
+    writes.clear()
+    # When messages arrive one at a time
+    for i in range(5):
+        await sender.send("invoker.onewrite", f"m{i}".encode())
+        assert await until(functools.partial(_has, handed, i + 1), ARRIVES_S)
+        await asyncio.gather(*acks)
+    # Then each message's ack and the next pull request went out in the same write
+    # (one system call and one wake-up of the server per message, not two)
+    assert await until(lambda: sum(b"+ACK" in w for w in writes) == 5, ARRIVES_S)
+    assert [b"+ACK" in w and b'"batch":1' in w for w in writes] == [True] * 5
+    await listener.close()

@@ -1,6 +1,7 @@
 """Push delivery (``squall.bus.push.listen``, guarantees in ``bus/contracts.py``), run
-against every provider: the in-process bus natively, NATS through the pull adapter, and
-the adapter over the in-process bus's consumer too (``pull-over-memory``).
+against every provider: the in-process bus natively, NATS from its read loop (an
+invoker's queue) or through the pull adapter (a completion topic), and the adapter over
+each provider's consumer too (``*-pull``).
 """
 
 from __future__ import annotations
@@ -54,13 +55,13 @@ class Taken:
         return self.data
 
 
-# Every provider through ``listen`` (the in-process bus natively, NATS through the pull
-# adapter), and the adapter over the in-process bus's consumer too. NATS has no second
-# run: ``listen`` already adapts it.
+# Every provider through ``listen`` (the in-process bus natively; NATS from its read loop
+# for an invoker's queue, through the pull adapter for a completion topic), and the
+# adapter over each provider's consumer too (NATS's completion topics use it).
 EVERY_WAY = pytest.mark.parametrize(
     ("bus_kind", "mode"),
-    [(kind, "native") for kind in KINDS] + [(KINDS[0], "pull")],
-    ids=[f"{kind.name}-native" for kind in KINDS] + ["memory-pull"],
+    [(kind, "native") for kind in KINDS] + [(kind, "pull") for kind in KINDS],
+    ids=[f"{kind.name}-native" for kind in KINDS] + [f"{kind.name}-pull" for kind in KINDS],
 )
 
 
