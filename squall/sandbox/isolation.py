@@ -12,7 +12,7 @@ before the runtime runs (a network link to attach), waits on ``--block-fd``; in 
 the invoker makes sure both bubblewrap processes are in the container's cgroup — a
 bubblewrap the supervisor spawned into that cgroup was born there (its launcher joined it
 before the exec, without the ~10 ms RCU grace period a move by another process waits
-for; see :func:`squall.sandbox.pid1.join`), anything not inside yet is moved while it
+for; see :func:`squall.sandbox.pid1.join_targets`), anything not inside yet is moved while it
 waits (one that did not wait is refused instead: a move would come too late) — and their
 open-files limit was set when the supervisor spawned bubblewrap (``nofile`` sets it here
 otherwise), so every process of the container inherits both before the runtime (or

@@ -52,8 +52,10 @@ sandbox.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C half: no stub
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -65,6 +67,8 @@ import struct
 import sys
 
 PR_SET_PDEATHSIG = 1
+#: Plain ints (the enum members' values) for the forked child's resets: see spawn.
+_SIGCHLD, _SIGINT, _SIGTERM = int(signal.SIGCHLD), int(signal.SIGINT), int(signal.SIGTERM)
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
@@ -133,8 +137,15 @@ def receive(sock: socket.socket) -> tuple[bytes | None, list[int]]:
     return (data or None), fds
 
 
-def child(config: dict[str, object], fds: list[int]) -> None:
-    """In the forked child: descriptors into place, drop root, report, exec. Never returns."""
+def child(
+    config: dict[str, object], fds: list[int], reply: socket.socket, cgroup: list[str]
+) -> None:
+    """In the forked child: descriptors into place, join ``cgroup`` (the files to write
+    ``0`` to, from :func:`join_targets`), drop root, report on ``reply`` (close-on-exec,
+    above every target), exec. Never returns.
+
+    Every page of pid 1 this Python touches is copied on write before the reply (≈ 4 µs a
+    page fault here): what can be computed before the fork is, by the parent."""
     if config.get("netns") is True:
         # A network namespace prepared by the invoker (the last descriptor): joined while
         # still root in the host's user namespace, which owns it; what this process execs
@@ -144,11 +155,10 @@ def child(config: dict[str, object], fds: list[int]) -> None:
         os.close(namespace)
     stdio, inherited = fds[1:3], fds[3:]
     # Out of the way of the targets first: every given descriptor above all targets.
-    high = 3 + len(inherited) + 64
-    reply = socket.socket(fileno=os.dup2(fds[0], high, inheritable=False))
-    moved = [os.dup2(fd, high + 1 + i, inheritable=False) for i, fd in enumerate(stdio + inherited)]
+    high = max(3 + len(inherited) + 64, reply.fileno() + 1)
+    moved = [os.dup2(fd, high + i, inheritable=False) for i, fd in enumerate(stdio + inherited)]
     for fd in set(fds):
-        if fd not in moved and fd != high:
+        if fd not in moved:
             os.close(fd)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -161,7 +171,8 @@ def child(config: dict[str, object], fds: list[int]) -> None:
         os.close(fd)
     os.setsid()
     os.chdir("/")
-    join(config.get("cgroup"))
+    for path in cgroup:
+        write(path, "0")
     nofile = config.get("nofile")
     if isinstance(nofile, int):  # lowering one's own limit needs no capability
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
@@ -180,30 +191,32 @@ def child(config: dict[str, object], fds: list[int]) -> None:
         ],
     )
     os.close(pidfd)
-    reply.close()
     argv = [str(a) for a in config["argv"]]  # type: ignore[attr-defined]
     env = {str(k): str(v) for k, v in config["env"].items()}  # type: ignore[attr-defined]
-    os.closerange(3 + len(inherited), high + len(moved) + 2)
+    os.closerange(3 + len(inherited), high + len(moved) + 1)  # the reply's too
     os.execve(argv[0], argv, env)
 
 
-def join(procs_files: object) -> None:
-    """Move this process into the container's cgroup (one ``cgroup.procs`` path per
-    hierarchy) before it execs: everything it starts is born inside.
+def join_targets(procs_files: object) -> list[str]:
+    """The files a child writes ``0`` to, one per hierarchy, to move itself into the
+    container's cgroup (one ``cgroup.procs`` path per hierarchy) before it execs:
+    everything it starts is born inside. Looked up by pid 1 before the fork.
 
-    By writing ``0`` to the hierarchy's ``tasks`` file (cgroup v1) where there is one: a
+    The hierarchy's ``tasks`` file (cgroup v1) where there is one: a
     thread moving itself skips the kernel's global threadgroup lock, whose write side
     waits for an RCU grace period (about 10 ms here, on the cold start's path when the
     invoker moved bubblewrap's processes after the fact). This process has one thread (a
     fork's child), so moving that thread moves the whole process. Without a ``tasks``
     file (cgroup v2) it writes ``0`` to ``cgroup.procs``: the same move, with the lock.
-    Raises OSError when a hierarchy refuses it: the spawn then fails (nothing runs
-    unconfined)."""
+    The child's write raises OSError when a hierarchy refuses it: the spawn then fails
+    (nothing runs unconfined)."""
     if not isinstance(procs_files, list):
-        return
+        return []
+    targets = []
     for procs in procs_files:
         tasks = os.path.join(os.path.dirname(str(procs)), "tasks")
-        write(tasks if os.path.exists(tasks) else str(procs), "0")
+        targets.append(tasks if os.path.exists(tasks) else str(procs))
+    return targets
 
 
 def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
@@ -212,14 +225,27 @@ def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
             os.close(fd)
         return
     config = json.loads(message[len(b"spawn") :])
-    pid = os.fork()
+    cgroup = join_targets(config.get("cgroup"))
+    # The reply socket's object is made here, not in the child: socket.py's constructor
+    # is ~50 copied pages there. Its descriptor is above every target of the child's
+    # (3, 4, ... one per given descriptor at most) and closed on exec.
+    above = 3 + len(fds)
+    reply = socket.socket(fileno=fcntl.fcntl(fds[0], fcntl.F_DUPFD_CLOEXEC, above))
+    try:
+        pid = os.fork()
+    except BaseException:
+        reply.close()
+        raise
     if pid == 0:
         try:
-            control.close()
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_DFL)
-            child(config, fds)
+            # The control socket is close-on-exec (see launcher): not closed here.
+            signal.set_wakeup_fd(-1)  # C: signal.py does not wrap it
+            # _signal's, not signal's: the latter's wrapper turns the old handler back
+            # into a Handlers enum, which for pid 1's SIGCHLD function raises and
+            # formats a ValueError inside enum — ~60 copied pages, 0.25 ms, per spawn.
+            for signum in (_SIGCHLD, _SIGINT, _SIGTERM):
+                _signal.signal(signum, _signal.SIG_DFL)
+            child(config, fds, reply, cgroup)
         except BaseException:
             # Imported here, not at the top: traceback (with linecache and tokenize) is
             # ~0.45 MiB of the launcher's heap, which pid 1 shares, for a path taken
@@ -229,6 +255,7 @@ def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
             traceback.print_exc()
         finally:
             os._exit(127)
+    reply.close()
     for fd in fds:
         os.close(fd)
 
@@ -335,6 +362,8 @@ def launcher(config: dict[str, list[str] | str]) -> int:
     if os.getppid() != int(config["parent"]):  # type: ignore[arg-type]
         return 0  # the invoker died before the prctl
     control = socket.socket(fileno=int(os.environ.pop("__SQUALL_CONTROL_FD")))
+    # Close-on-exec: pid 1's children then need not close it between fork and exec.
+    control.set_inheritable(False)
     for procs in config["cgroup"]:
         with open(procs, "w") as file:
             file.write(str(os.getpid()))
