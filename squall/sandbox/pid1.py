@@ -41,8 +41,8 @@ message carries descriptors: a reply socket, the child's stdout and stderr, then
 descriptors it inherits as 3, 4, ... in that order, and last, when ``netns`` is true, a
 network namespace. Pid 1 forks; the child joins that namespace (``setns``), moves the
 descriptors into place, starts a session, joins the container's cgroup when ``cgroup``
-names one (its ``cgroup.procs`` files: see :func:`join`; a failure ends the child before
-it execs, and the invoker sees the spawn fail), sets its open-files limit to ``nofile``
+names one (its ``cgroup.procs`` files: see :func:`join_targets`; a failure ends the child
+before it execs, and the invoker sees the spawn fail), sets its open-files limit to ``nofile``
 (inherited by everything it starts), drops root (no supplementary groups, uid and gid
 ``uid``), sends ``pid`` on the reply socket with ``SCM_CREDENTIALS`` (the kernel
 translates its pid into the invoker's pid namespace) and a pidfd of itself, and execs
