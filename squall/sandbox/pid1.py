@@ -69,6 +69,11 @@ import sys
 PR_SET_PDEATHSIG = 1
 #: Plain ints (the enum members' values) for the forked child's resets: see spawn.
 _SIGCHLD, _SIGINT, _SIGTERM = int(signal.SIGCHLD), int(signal.SIGINT), int(signal.SIGTERM)
+# Every Python ignores these two at start; exec keeps an ignored signal ignored, so without
+# a reset a sandbox's processes (a shell pipeline an action runs, say) would get EPIPE
+# where a process normally dies of SIGPIPE — subprocess's ``restore_signals`` resets them.
+_SIGPIPE, _SIGXFSZ = int(signal.SIGPIPE), int(signal.SIGXFSZ)
+_RESET = (_SIGCHLD, _SIGINT, _SIGTERM, _SIGPIPE, _SIGXFSZ)
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
@@ -219,6 +224,14 @@ def join_targets(procs_files: object) -> list[str]:
     return targets
 
 
+def traceback_fork_failure() -> None:
+    """Say on stderr (the supervisor's log) why a spawn failed; traceback is imported only
+    here (see spawn's child)."""
+    import traceback
+
+    traceback.print_exc()
+
+
 def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
     if len(fds) < 3:
         for fd in fds:
@@ -233,9 +246,14 @@ def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
     reply = socket.socket(fileno=fcntl.fcntl(fds[0], fcntl.F_DUPFD_CLOEXEC, above))
     try:
         pid = os.fork()
-    except BaseException:
+    except OSError:
+        # EAGAIN/ENOMEM (a process limit, memory): this spawn fails, pid 1 and every
+        # sandbox it holds go on. The caller sees its reply socket closed with no pid.
+        traceback_fork_failure()
         reply.close()
-        raise
+        for fd in fds:
+            os.close(fd)
+        return
     if pid == 0:
         try:
             # The control socket is close-on-exec (see launcher): not closed here.
@@ -243,7 +261,7 @@ def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
             # _signal's, not signal's: the latter's wrapper turns the old handler back
             # into a Handlers enum, which for pid 1's SIGCHLD function raises and
             # formats a ValueError inside enum — ~60 copied pages, 0.25 ms, per spawn.
-            for signum in (_SIGCHLD, _SIGINT, _SIGTERM):
+            for signum in _RESET:
                 _signal.signal(signum, _signal.SIG_DFL)
             child(config, fds, reply, cgroup)
         except BaseException:

@@ -7,15 +7,18 @@ pipe). Real supervisor, real cgroup (v1 ``tasks`` or v2 ``cgroup.procs``), as ro
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from squall.sandbox import pid1
 from squall.sandbox.supervisor import Supervisor
 
 UID = 0x7000_0000 + 4243
@@ -89,11 +92,10 @@ async def test_a_spawned_process_has_its_descriptors_signals_uid_and_cgroup_only
     lines = b"".join(chunks).decode().splitlines()
     status = dict(line.split(":", 1) for line in lines if line.startswith(("Sig", "Uid")))
     # Then none of pid 1's handlers or ignored signals reach it (SIGPIPE and SIGXFSZ,
-    # which every Python ignores, it inherits: unchanged here)
+    # which every Python ignores, included: a shell pipeline dies of SIGPIPE as usual)
     ignored = int(status["SigIgn"], 16)
-    assert [
-        n for n in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD) if ignored >> (n - 1) & 1
-    ] == []
+    resets = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
+    assert [n for n in resets if ignored >> (n - 1) & 1] == []
     assert status["Uid"].split() == [str(UID)] * 4
     # And the shell holds exactly 0..2 and those given: no socket of pid 1's (control,
     # reply) nor its wake-up pipe
@@ -108,3 +110,26 @@ async def test_a_spawned_process_has_its_descriptors_signals_uid_and_cgroup_only
     ]
     # And it runs in the cgroup named
     assert any(line.endswith("/" + cgroup_dir.name) for line in lines), lines
+
+
+def test_a_failed_fork_fails_that_spawn_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given pid 1's spawn of one process (its reply socket and stdin, stdout, stderr),
+    # and a fork the kernel refuses (EAGAIN: a process limit; injected, as no limit
+    # binds root here)
+    def refused() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(pid1.os, "fork", refused)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    given = [theirs.detach(), *(os.open(os.devnull, os.O_RDWR) for _ in range(3))]
+    message = b"spawn" + json.dumps({"argv": ["true"]}).encode()
+    # When it spawns: pid 1 goes on (no exception ends its loop and its sandboxes)
+    pid1.spawn(message, given, ours)
+    # Then the caller's end sees its reply closed with no pid, and pid 1 kept none of the
+    # descriptors it was given
+    ours.settimeout(5)
+    assert ours.recv(64) == b""
+    for fd in given:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    ours.close()
