@@ -13,23 +13,28 @@ next pull request in the same step (``lean_send``), so it goes out in one write 
 ack of the task the handler started (the invoker's activation task acknowledges in its
 first step).
 
-What is unchanged: one pull request for one message at a time (a frozen invoker holds
-no more than one message the controllers could move), the same durable consumer, ack
+What is unchanged: one pull request out at a time, for one message (a frozen invoker
+holds no more than one message the controllers could move), the same durable consumer, ack
 and redelivery rules, and ``NatsConsumer``'s binding, checking and closing, which this
 reuses. A copy of a message acknowledged before (``AckedIds``) is acknowledged again and
 dropped, as the consumer does.
 
 What a pull's answer cannot carry — a pull that expired (the server's 408: renewed, and
 the durable consumer checked as an idle consumer does), one that failed (the server's
-error: streams made again, a pause that doubles), one lost to a reconnect or a server
-that lost the consumer (no answer within the pull's wait and a grace: bound again) — is
-handled by one task of its own, which sleeps while messages flow.
+error status, e.g. JetStream's 503 after a restart: streams made again, a pause that
+doubles), one lost to a reconnect or a server that lost the consumer, or only late (no
+answer within the pull's wait and a grace: the next pull goes to a fresh inbox, so a late
+answer to the old one is dropped, its subscription gone, and cannot end the new one) —
+is handled by one task of its own, which sleeps while messages flow. It binds again
+(after a reconnect) only while no pull is out: a message in transit to the old inbox
+would be dropped and come back only after the ack wait.
 
 Concurrency: everything on the client's event loop. The handler runs inside the read
 loop, so it must return promptly and never await (``bus/contracts.py``'s ``Handler``),
-and nothing else is read from the connection meanwhile. ``close`` forgets the handler
-first: a message arriving later is left unacknowledged and comes back after the ack
-wait (to a consumer of the topic), as with a closed consumer.
+and nothing else is read from the connection meanwhile. ``close`` (also called by
+``NatsBus.close``) forgets the handler first: a message arriving later is left
+unacknowledged and comes back after the ack wait (to a consumer of the topic), as with a
+closed consumer; a subscription the task made while it closed is ended by the task.
 """
 
 from __future__ import annotations
