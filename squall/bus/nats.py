@@ -165,6 +165,8 @@ class NatsBus:
         self._request_timeout_s = request_timeout_s
         self._consumers: set[NatsConsumer] = set()
         self._subscriptions: set[NatsSubscription] = set()
+        # Closed before the consumers: a listener's task may be binding its consumer.
+        self._listeners: set[NatsListener] = set()
         self._acked_ids = AckedIds()
         # Counts reconnects, so consumers know to bind again.
         self._generation = 0
@@ -347,7 +349,9 @@ class NatsBus:
         consumer = await self.consumer(topic, prefetch=prefetch)
         if prefetch > 1 or self.layout.direct_subject(topic) is not None:
             return PullListener(consumer, handler)
-        return NatsListener(consumer, handler)
+        listener = NatsListener(consumer, handler)
+        self._listeners.add(listener)
+        return listener
 
     async def pending(self, topic: str) -> int:
         self._check_open()
@@ -426,6 +430,8 @@ class NatsBus:
         if self._closed:
             return
         self._closed = True
+        for listener in tuple(self._listeners):
+            await listener.close()
         for consumer in tuple(self._consumers):
             await consumer.close()
         for subscription in tuple(self._subscriptions):

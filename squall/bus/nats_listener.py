@@ -13,23 +13,28 @@ next pull request in the same step (``lean_send``), so it goes out in one write 
 ack of the task the handler started (the invoker's activation task acknowledges in its
 first step).
 
-What is unchanged: one pull request for one message at a time (a frozen invoker holds
-no more than one message the controllers could move), the same durable consumer, ack
+What is unchanged: one pull request out at a time, for one message (a frozen invoker
+holds no more than one message the controllers could move), the same durable consumer, ack
 and redelivery rules, and ``NatsConsumer``'s binding, checking and closing, which this
 reuses. A copy of a message acknowledged before (``AckedIds``) is acknowledged again and
 dropped, as the consumer does.
 
 What a pull's answer cannot carry — a pull that expired (the server's 408: renewed, and
 the durable consumer checked as an idle consumer does), one that failed (the server's
-error: streams made again, a pause that doubles), one lost to a reconnect or a server
-that lost the consumer (no answer within the pull's wait and a grace: bound again) — is
-handled by one task of its own, which sleeps while messages flow.
+error status, e.g. JetStream's 503 after a restart: streams made again, a pause that
+doubles), one lost to a reconnect or a server that lost the consumer, or only late (no
+answer within the pull's wait and a grace: the next pull goes to a fresh inbox, so a late
+answer to the old one is dropped, its subscription gone, and cannot end the new one) —
+is handled by one task of its own, which sleeps while messages flow. It binds again
+(after a reconnect) only while no pull is out: a message in transit to the old inbox
+would be dropped and come back only after the ack wait.
 
 Concurrency: everything on the client's event loop. The handler runs inside the read
 loop, so it must return promptly and never await (``bus/contracts.py``'s ``Handler``),
-and nothing else is read from the connection meanwhile. ``close`` forgets the handler
-first: a message arriving later is left unacknowledged and comes back after the ack
-wait (to a consumer of the topic), as with a closed consumer.
+and nothing else is read from the connection meanwhile. ``close`` (also called by
+``NatsBus.close``) forgets the handler first: a message arriving later is left
+unacknowledged and comes back after the ack wait (to a consumer of the topic), as with a
+closed consumer; a subscription the task made while it closed is ended by the task.
 """
 
 from __future__ import annotations
@@ -101,13 +106,19 @@ class NatsListener:
     # -- in the read loop --------------------------------------------------------------
 
     def _on_msg(self, msg: Msg) -> None:
-        if self._closed:
+        if self._closed or self._consumer._closed.is_set():
             return  # left unacknowledged: it comes back after the ack wait
         status = JetStreamContext.is_status_msg(msg)
         if status is not None:
             if status == js_api.StatusCode.CONTROL_MESSAGE:
                 return  # a heartbeat: the pull is still out
-            self._end(None if status in _EXPIRED else js_errors.APIError.from_msg(msg))
+            if status in _EXPIRED:
+                self._end(None)
+                return
+            try:
+                js_errors.APIError.from_msg(msg)  # raises the status's error, never returns
+            except js_errors.APIError as e:
+                self._end(e)
             return
         self._in_flight = False  # the pull is answered
         msg_id = _msg_id(msg)
@@ -158,15 +169,24 @@ class NatsListener:
             except ProviderError:
                 return
             try:
-                await self._bind()
                 if not self._in_flight and not self._ended:
+                    # Bound (again after a reconnect) only with no pull out: a message in
+                    # transit to the old inbox would be dropped, back only after the ack
+                    # wait. A pull out on the old inbox ends (answer, 408 or judged lost)
+                    # and the next one goes to the new inbox.
+                    await self._bind()
                     self._pull()
                 await self._wait()
                 if not self._ended:
                     if self._in_flight and time.monotonic() - self._pulled_at > _PULL_S + _GRACE_S:
-                        # No answer at all: lost (a reconnect, the consumer gone).
-                        self._in_flight = False
+                        # No answer at all: lost (a reconnect, the consumer gone) or late
+                        # (``_pulled_at`` is stamped when the request is queued, not
+                        # written). Bound again to a fresh inbox: a late answer to the old
+                        # pull is dropped (its subscription is gone) and the server drops
+                        # the old pull (no interest), so it can never end the next pull
+                        # and leave two pulls out for good.
                         await self._consumer._verify()
+                        await self._unbind()
                     continue
                 self._ended = False
                 error, self._error = self._error, None
@@ -175,8 +195,8 @@ class NatsListener:
                     await self._consumer._verify()  # (at most every few seconds)
                     continue
                 raise error
-            except nats_errors.ConnectionClosedError:
-                return  # the bus is closing: as a consumer's ProviderError
+            except (nats_errors.ConnectionClosedError, ProviderError):
+                return  # the bus or the listener is closing
             except UNREACHABLE_OR_API as e:
                 log.debug("pull on %s failed (%r); retrying", self._consumer._topic, e)
                 if self._bus._nc.is_connected:
@@ -194,6 +214,11 @@ class NatsListener:
         """The consumer's subscription (bound again after a reconnect), its inbox's
         messages handed to ``_on_msg``; a new one has no pull out yet."""
         sub = await self._consumer._bind()
+        if self._closed or self._consumer._closed.is_set():
+            # Closed while binding: the subscription made meanwhile is not the
+            # consumer's close's to end (it may have found none), so it is ended here.
+            await self._consumer._unbind()
+            raise ProviderError(f"listener on {self._consumer._topic} is closed")
         if sub is not self._sub:
             if self._sub is not None:
                 self._bus._nc.lean_forget(self._inner(self._sub))
@@ -234,6 +259,7 @@ class NatsListener:
         if self._closed:
             return
         self._closed = True
+        self._bus._listeners.discard(self)
         if self._sub is not None:
             self._bus._nc.lean_forget(self._inner(self._sub))
         self._task.cancel()
