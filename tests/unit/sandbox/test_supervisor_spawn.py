@@ -119,7 +119,7 @@ def test_a_failed_fork_fails_that_spawn_only(monkeypatch: pytest.MonkeyPatch) ->
     def refused() -> int:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(pid1.os, "fork", refused)
+    monkeypatch.setattr(os, "fork", refused)  # the module pid 1 forks through
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     given = [theirs.detach(), *(os.open(os.devnull, os.O_RDWR) for _ in range(3))]
     message = b"spawn" + json.dumps({"argv": ["true"]}).encode()
