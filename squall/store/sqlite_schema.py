@@ -29,7 +29,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from squall.errors import ProviderError
 from squall.store import sqlite_checkpoint
@@ -255,20 +255,12 @@ class Database:
         one event-loop thread and the body of a transaction never awaits, so no other
         task runs between BEGIN and COMMIT. That is why no asyncio lock is needed.
         """
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise ProviderError(f"sqlite: {exc}") from exc
+        conn = self._begin()
         try:
             yield conn
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise ProviderError(f"sqlite: {exc}") from exc
-            raise
+            _roll_back(conn, exc)
 
     # The activation store's write path (two writes per warm invoke) uses these plain
     # methods rather than the context managers above: the same statements, errors and
@@ -291,6 +283,15 @@ class Database:
         :meth:`transaction` runs its block: any exception rolls back and propagates,
         sqlite errors as ProviderError. ``apply`` must not await (it cannot: it is not a
         coroutine), so no other task runs inside the transaction."""
+        conn = self._begin()
+        try:
+            apply(conn, arg)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            _roll_back(conn, exc)
+
+    def _begin(self) -> sqlite3.Connection:
+        """The open connection with ``BEGIN IMMEDIATE`` run; sqlite errors → ProviderError."""
         conn = self._conn
         if conn is None:
             raise ProviderError("store is closed")
@@ -298,15 +299,7 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise ProviderError(f"sqlite: {exc}") from exc
-        try:
-            apply(conn, arg)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise ProviderError(f"sqlite: {exc}") from exc
-            raise
+        return conn
 
     def close(self) -> None:
         """Close the connection; idempotent. SQLite checkpoints the WAL on last close."""
@@ -382,3 +375,13 @@ def limit_offset(skip: int, limit: int | None) -> tuple[int, int]:
     if skip < 0 or (limit is not None and limit < 0):
         raise ValueError(f"skip and limit must not be negative (skip={skip}, limit={limit})")
     return (-1 if limit is None else limit), skip  # LIMIT -1: no limit in SQLite
+
+
+def _roll_back(conn: sqlite3.Connection, exc: BaseException) -> NoReturn:
+    """End a failed transaction: roll back what it wrote (if it is still open) and raise
+    ``exc`` again, a sqlite error as ProviderError."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    if isinstance(exc, sqlite3.Error):
+        raise ProviderError(f"sqlite: {exc}") from exc
+    raise exc

@@ -247,9 +247,10 @@ class FailingOnceFactory(ProcessContainerFactory):
     """A process sandbox whose first idle start (a stem cell) fails, as one timing out
     on a saturated machine does."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, always: bool = False) -> None:
         super().__init__(root, "https://api.example.test")
         self.failed = 0
+        self.always = always  # every idle start fails: a runtime that cannot start at all
 
     async def create(
         self,
@@ -261,7 +262,7 @@ class FailingOnceFactory(ProcessContainerFactory):
         tenant: str | None = None,
         idle: bool = False,
     ) -> ProcessContainer:
-        if idle and not self.failed:
+        if idle and (self.always or not self.failed):
             self.failed += 1
             raise ContainerError("the runtime did not start")
         return await super().create(kind, memory_mb, env, network=network, tenant=tenant, idle=idle)
@@ -295,28 +296,9 @@ def test_a_shape_failing_again_and_again_is_tried_less_and_less_often() -> None:
     assert poolbooks.stem_retry_pause(50) == poolbooks.STEM_CELL_RETRY_MAX_S
 
 
-class FailingFactory(FailingOnceFactory):
-    """Every idle start (a stem cell) fails: a runtime that cannot start at all."""
-
-    async def create(
-        self,
-        kind: str,
-        memory_mb: int,
-        env: Mapping[str, str] | None = None,
-        *,
-        network: bool = True,
-        tenant: str | None = None,
-        idle: bool = False,
-    ) -> ProcessContainer:
-        if idle:
-            self.failed += 1
-            raise ContainerError("the runtime did not start")
-        return await super().create(kind, memory_mb, env, network=network, tenant=tenant, idle=idle)
-
-
 async def test_closing_the_pool_cancels_a_pending_stem_cell_retry(tmp_path: Path) -> None:
     # Given a pool whose stem cell failed to start, its retry pending on a timer
-    factory = FailingFactory(tmp_path / "containers")
+    factory = FailingOnceFactory(tmp_path / "containers", always=True)
     pool = ContainerPool(factory, capacity_mb=4096, stem_cells=[StemCellSpec(NODE, 128, 1)])
     pool.start()
     assert await until(lambda: factory.failed == 1)
