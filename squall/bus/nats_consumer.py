@@ -76,6 +76,24 @@ def _msg_id(msg: Msg) -> str | None:
     return msg.headers.get(MSG_ID) if msg.headers else None
 
 
+def acked_before(bus: NatsBus, stream: str, msg_id: str | None) -> bool:
+    """Whether a message pulled from ``stream`` was acknowledged here before (forgotten
+    by a server that restarted uncleanly, or the stored copy of a hand-off whose answer
+    came too late for its sender): it is then acknowledged again (:func:`ack_again`),
+    not handed out a second time. Logged."""
+    if msg_id is None or (stream, msg_id) not in bus._acked_ids:
+        return False
+    log.warning("NATS delivered acknowledged message %s again; dropped", msg_id)
+    return True
+
+
+async def ack_again(bus: NatsBus, msg: Msg) -> None:
+    """Acknowledge a message :func:`acked_before` dropped; a failure is left to the ack
+    wait (it comes back, and is dropped again)."""
+    with contextlib.suppress(*ANY_NATS):
+        await msg.ack_sync(timeout=bus._request_timeout_s)
+
+
 class _Received:
     """What both kinds of delivery hold: the message, its stream (for the acked ids) and
     the bus."""
@@ -317,13 +335,8 @@ class NatsConsumer:
                     # The stored copy of a hand-off being handled: left unacknowledged, it
                     # comes back after the ack wait (and is dropped if that one was acked).
                     continue
-                if msg_id is not None and (self._route.stream, msg_id) in self._bus._acked_ids:
-                    # Acknowledged before — forgotten by a server that restarted uncleanly,
-                    # or the stored copy of a hand-off whose answer came too late for its
-                    # sender: acknowledge it again instead of handing it out a second time.
-                    log.warning("NATS delivered acknowledged message %s again; dropped", msg_id)
-                    with contextlib.suppress(*ANY_NATS):
-                        await msg.ack_sync(timeout=self._bus._request_timeout_s)
+                if acked_before(self._bus, self._route.stream, msg_id):
+                    await ack_again(self._bus, msg)
                     continue
                 return NatsDelivery(msg, self._route.stream, self._bus)
 

@@ -61,6 +61,8 @@ from squall.bus.nats_consumer import (
     NatsConsumer,
     NatsDelivery,
     _msg_id,
+    ack_again,
+    acked_before,
 )
 from squall.bus.push import hand
 from squall.errors import ProviderError
@@ -121,12 +123,8 @@ class NatsListener:
                 self._end(e)
             return
         self._in_flight = False  # the pull is answered
-        msg_id = _msg_id(msg)
-        if msg_id is not None and (self._stream, msg_id) in self._bus._acked_ids:
-            # As NatsConsumer: acknowledged before, delivered again (a server restarted
-            # uncleanly): acknowledged again, not handed over a second time.
-            log.warning("NATS delivered acknowledged message %s again; dropped", msg_id)
-            task = asyncio.ensure_future(self._ack_again(msg))
+        if acked_before(self._bus, self._stream, _msg_id(msg)):
+            task = asyncio.ensure_future(ack_again(self._bus, msg))
             self._redrops.add(task)
             task.add_done_callback(self._redrops.discard)
         else:
@@ -154,10 +152,6 @@ class NatsListener:
         self._ended = True
         self._error = error
         self._consumer._wake_up()
-
-    async def _ack_again(self, msg: Msg) -> None:
-        with contextlib.suppress(*ANY_NATS):
-            await msg.ack_sync(timeout=self._bus._request_timeout_s)
 
     # -- the task that keeps a pull out --------------------------------------------------
 

@@ -380,12 +380,10 @@ class PoolBooks:
         self._wake()  # a queued request of this shape can take it
 
     def _retry_stem(self, shape: Shape) -> None:
-        """The pause after a failed start of ``shape`` is over. The loop may run a timer
-        a clock tick early: a pause due within 10 ms is ended here; a later one (another
-        start of the shape failed since) keeps its own timer."""
+        """The pause after the last failed start of ``shape`` is over (a later failure
+        replaced the timer of an earlier one)."""
         self._stem_retry_timers.pop(shape, None)
-        if self._stem_retry_at.get(shape, 0.0) <= time.monotonic() + 0.01:
-            self._stem_retry_at.pop(shape, None)
+        self._stem_retry_at.pop(shape, None)
         self._refill_soon()
 
     # -- stem cells that follow bursts (invoker/prewarm.py, BURSTS) ----------------------

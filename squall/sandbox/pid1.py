@@ -224,9 +224,10 @@ def join_targets(procs_files: object) -> list[str]:
     return targets
 
 
-def traceback_fork_failure() -> None:
-    """Say on stderr (the supervisor's log) why a spawn failed; traceback is imported only
-    here (see spawn's child)."""
+def print_failure() -> None:
+    """Say on stderr (the supervisor's log) why a spawn failed. traceback is imported
+    here, not at the top: with linecache and tokenize it is ~0.45 MiB of the launcher's
+    heap, which pid 1 shares, for a path taken only when something fails."""
     import traceback
 
     traceback.print_exc()
@@ -249,7 +250,7 @@ def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
     except OSError:
         # EAGAIN/ENOMEM (a process limit, memory): this spawn fails, pid 1 and every
         # sandbox it holds go on. The caller sees its reply socket closed with no pid.
-        traceback_fork_failure()
+        print_failure()
         reply.close()
         for fd in fds:
             os.close(fd)
@@ -265,12 +266,7 @@ def spawn(message: bytes, fds: list[int], control: socket.socket) -> None:
                 _signal.signal(signum, _signal.SIG_DFL)
             child(config, fds, reply, cgroup)
         except BaseException:
-            # Imported here, not at the top: traceback (with linecache and tokenize) is
-            # ~0.45 MiB of the launcher's heap, which pid 1 shares, for a path taken
-            # only when something fails.
-            import traceback
-
-            traceback.print_exc()
+            print_failure()
         finally:
             os._exit(127)
     reply.close()

@@ -87,7 +87,6 @@ try:
         action_directory,
         getenv,
         popenv,
-        setenv,
     )
 finally:
     del sys.path[0]
