@@ -236,7 +236,8 @@ def main_ab(args: argparse.Namespace, node: str) -> None:
         "load_after": load_after,
         "results": rounds,
     }
-    output = args.output.with_name("cluster_bench_ab.json")
+    # The A/B's own default name, unless --output named a file.
+    output = args.output if args.output != RESULTS else RESULTS.with_name("cluster_bench_ab.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {output}")
@@ -249,7 +250,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50, help="connections for (b)")
     parser.add_argument("--store", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        help="JSON report (default bench/results/cluster_bench.json; with --baseline "
+        "cluster_bench_ab.json)",
+    )
     parser.add_argument("--baseline", type=Path, help="another checkout: compare its cluster")
     parser.add_argument("--rounds", type=int, default=2, help="rounds with --baseline")
     args = parser.parse_args()

@@ -323,7 +323,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON report")
     args = parser.parse_args()
+    output: Path = args.output
     which = [s for s in args.scenarios.split(",") if s]
     unknown = set(which) - set(SCENARIOS)
     if unknown:
@@ -345,8 +347,8 @@ def main() -> None:
             "scenarios": scenarios,
             "cluster_start_failures": start_failures,
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=2, default=sorted))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2, default=sorted))
 
     with tempfile.TemporaryDirectory(prefix="crash-recovery-") as tmp_name:
         tmp = Path(tmp_name)
@@ -373,7 +375,7 @@ def main() -> None:
         print(f"\ncluster start failed (retried): {failure}")
     print(f"\nload average before: {load_before}; after: {load_after}")
     save(load_after)
-    print(f"written to {RESULTS}")
+    print(f"written to {output}")
 
 
 if __name__ == "__main__":
