@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zygote_burst import CPUACCT, cpuacct_ns, own_cpuacct, thread_cpu_ns
+from zygote_burst import CPUACCT, bench_factory, cpuacct_ns, own_cpuacct, thread_cpu_ns
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "node_burst_cpu.json"
@@ -143,21 +143,11 @@ def bare_node(node: str, script: str, n: int, *options: str) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    from squall.sandbox.egress import EgressPolicy
-    from squall.sandbox.network import SandboxNetwork
-    from squall.sandbox.process import ProcessContainerFactory
-
     network = args.network == "egress"
     tree = own_cpuacct()
-    api = ("127.0.0.1", 3233)
     rounds = []
     with tempfile.TemporaryDirectory(prefix="squall-nburst-") as tmp:
-        factory = ProcessContainerFactory(
-            Path(tmp) / "containers",
-            f"http://{api[0]}:{api[1]}",
-            network=SandboxNetwork(EgressPolicy(), api) if network else None,
-            network_default=network,
-        )
+        factory = bench_factory(tmp, network)
         try:
             first = await factory.create(args.kind, 128, network=network)  # untimed: warms caches
             await first.destroy()

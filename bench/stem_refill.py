@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zygote_burst import CPUACCT, cpuacct_ns, own_cpuacct
+from zygote_burst import CPUACCT, bench_factory, cpuacct_ns, own_cpuacct
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "stem_refill.json"
@@ -65,21 +65,11 @@ async def refill(factory: Any, kind: str, cells: int, parallel: int, network: bo
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    from squall.sandbox.egress import EgressPolicy
-    from squall.sandbox.network import SandboxNetwork
-    from squall.sandbox.process import ProcessContainerFactory
-
     network = args.network == "egress"
     tree = own_cpuacct()
-    api = ("127.0.0.1", 3233)
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="squall-refill-") as tmp:
-        factory = ProcessContainerFactory(
-            Path(tmp) / "containers",
-            f"http://{api[0]}:{api[1]}",
-            network=SandboxNetwork(EgressPolicy(), api) if network else None,
-            network_default=network,
-        )
+        factory = bench_factory(tmp, network)
         try:
             first = await factory.create(args.kind, 128, network=network)  # warms caches
             await first.destroy()

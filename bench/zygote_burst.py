@@ -48,7 +48,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from squall.sandbox.process import ProcessContainerFactory
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "zygote_burst.json"
@@ -176,6 +179,25 @@ def instrument(stages: Stages) -> None:
     stages.wrap_async(zygote.Zygote, "take", "take")
 
 
+def bench_factory(tmp: str, network: bool, **options: Any) -> ProcessContainerFactory:
+    """The burst scripts' container factory: its containers under ``tmp``, the API at
+    127.0.0.1:3233 (never called), an egress-only network for each sandbox when
+    ``network``. Imported here, not at the top: the script runs against the tree its
+    ``PYTHONPATH`` names."""
+    from squall.sandbox.egress import EgressPolicy
+    from squall.sandbox.network import SandboxNetwork
+    from squall.sandbox.process import ProcessContainerFactory
+
+    api = ("127.0.0.1", 3233)
+    return ProcessContainerFactory(
+        Path(tmp) / "containers",
+        f"http://{api[0]}:{api[1]}",
+        network=SandboxNetwork(EgressPolicy(), api) if network else None,
+        network_default=network,
+        **options,
+    )
+
+
 async def measured_burst(
     factory: Any, burst: int, network: bool, stages: Stages, tree_group: Path | None
 ) -> dict[str, Any]:
@@ -254,24 +276,13 @@ async def bursts(
     burst: int, rounds: int, gap: float, network: bool, tree: str, spares: int | None
 ) -> list[dict[str, Any]]:
     """``rounds`` bursts on one factory, ``gap`` seconds apart (B8's rhythm)."""
-    from squall.sandbox.egress import EgressPolicy
-    from squall.sandbox.network import SandboxNetwork
-    from squall.sandbox.process import ProcessContainerFactory
-
     stages = Stages()
     instrument(stages)
     tree_group = own_cpuacct()
-    api = ("127.0.0.1", 3233)
     out: list[dict[str, Any]] = []
     options: dict[str, Any] = {} if spares is None else {"zygote_spares": spares}
     with tempfile.TemporaryDirectory(prefix="squall-zburst-") as tmp:
-        factory = ProcessContainerFactory(
-            Path(tmp) / "containers",
-            f"http://{api[0]}:{api[1]}",
-            network=SandboxNetwork(EgressPolicy(), api) if network else None,
-            network_default=network,
-            **options,
-        )
+        factory = bench_factory(tmp, network, **options)
         try:
             # The zygote's start and its spares, untimed (the namespace's first cold start).
             t0 = time.perf_counter()
