@@ -92,11 +92,10 @@ CATCH_UP_FRAMES = 8192
 #: second's commits at one request at a time (~16 MB), so that a catch-up's restart keeps
 #: the file: the truncation runs in the commit that starts the WAL over, on the event
 #: loop, and frees the file's tail, which ext4 on a ``discard`` mount discards in the
-#: call (a truncation of ~2 MB held the loop 8 ms); the next frames then allocate those
-#: blocks again, and an append that allocates waits for the inode's lock while a
-#: checkpoint's fsync writes the WAL back (up to 23 ms measured). Within this size the
-#: WAL's blocks stay allocated and a commit overwrites them (bench/README.md, "The slow
-#: 1 % on a quiet machine").
+#: call (1.8-7.5 ms each, measured); the next frames then allocate those blocks again,
+#: and an append that allocates can wait for the inode's lock while a checkpoint's fsync
+#: writes the WAL back. Within this size the WAL's blocks stay allocated and a commit
+#: overwrites them (bench/README.md, "The slow 1 % on a quiet machine").
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 #: How long the thread waits for the event loop to grant a hold before it gives up (a

@@ -202,8 +202,8 @@ async def test_a_caught_up_wal_keeps_its_file_when_it_starts_over_by_default(
 ) -> None:
     # The commit that starts the WAL over truncates a file longer than
     # journal_size_limit, on the event loop: the freed tail is discarded in the call on
-    # a discard mount, and the next frames allocate it again, an append that waits for
-    # the inode while a checkpoint's fsync writes the WAL back (bench/README.md, "The
+    # a discard mount, and the next frames allocate it again (an append that allocates
+    # can wait for the inode while a checkpoint's fsync writes the WAL back; README, "The
     # slow 1 % on a quiet machine"). Given a store opened with the defaults
     store = await SqliteStore.open(tmp_path / "s.db")
     try:
