@@ -169,6 +169,8 @@ def breakdown(
         "matched": n,
         "p50": round(rows[n // 2][0], 3),
         "p99": round(rows[int(n * 0.99)][0], 3),
+        "p99.9": round(rows[int(n * 0.999)][0], 3),
+        "max": round(rows[-1][0], 3),
         "all": part(rows),
         "fastest half": part(rows[: n // 2]),
         "p45-p55": part(rows[int(n * 0.45) : int(n * 0.55)]),
@@ -235,7 +237,8 @@ def main() -> None:
                 f"{p['overlapping_checkpoint']:>9}"
             )
         print(
-            f"{name:<6}p50 {r['p50']} p99 {r['p99']}; checkpoints {r['checkpoints']},"
+            f"{name:<6}p50 {r['p50']} p99 {r['p99']} p99.9 {r['p99.9']} max {r['max']};"
+            f" checkpoints {r['checkpoints']},"
             f" {r['checkpoint_cpu_ms_per_s']} ms CPU/s, median wall"
             f" {r['checkpoint_wall_ms_median']} ms"
         )

@@ -32,10 +32,11 @@ Guarantees:
   price of the stalls above. So a WAL past :data:`CATCH_UP_FRAMES` is *caught up*: the
   activation store's group commit is held for one more checkpoint
   (:mod:`squall.store.sqlite_writehold` says how and what it costs), and the commit
-  after it starts the WAL over; ``journal_size_limit`` then truncates the file to
-  :data:`WAL_LIMIT_BYTES`. Below that, the WAL holds at most about :data:`MIN_FRAMES`
-  frames plus what is committed in :data:`INTERVAL_S` (more only while a reader keeps an
-  old snapshot).
+  after it starts the WAL over; ``journal_size_limit`` then truncates a file grown
+  past :data:`WAL_LIMIT_BYTES` back to it (a caught-up WAL at one request at a time
+  stays within it and keeps its file). Below the catch-up, the WAL holds at most about
+  :data:`MIN_FRAMES` frames plus what is committed in :data:`INTERVAL_S` (more only while
+  a reader keeps an old snapshot).
 - :meth:`Checkpointer.stop` wakes the thread, waits for it and closes its connection;
   the last ``close`` of the store's own connection then checkpoints what is left, as
   SQLite always does.
@@ -86,8 +87,16 @@ INTERVAL_S = 1.0
 CATCH_UP_FRAMES = 8192
 
 #: What the WAL file is truncated to when it starts over (``PRAGMA journal_size_limit``
-#: of the store's connection, set by ``sqlite_schema.connect``).
-WAL_LIMIT_BYTES = 32 * 1024 * 1024
+#: of the store's connection, set by ``sqlite_schema.connect``). Room for a caught-up
+#: WAL (:data:`CATCH_UP_FRAMES` frames of 4 KiB pages, 24-byte headers: 33.75 MB) plus a
+#: second's commits at one request at a time (~16 MB), so that a catch-up's restart keeps
+#: the file: the truncation runs in the commit that starts the WAL over, on the event
+#: loop, and frees the file's tail, which ext4 on a ``discard`` mount discards in the
+#: call (1.8-7.5 ms each, measured); the next frames then allocate those blocks again,
+#: and an append that allocates can wait for the inode's lock while a checkpoint's fsync
+#: writes the WAL back. Within this size the WAL's blocks stay allocated and a commit
+#: overwrites them (bench/README.md, "The slow 1 % on a quiet machine").
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 #: How long the thread waits for the event loop to grant a hold before it gives up (a
 #: loop that busy has its writers queued anyway; the next checkpoint tries again).

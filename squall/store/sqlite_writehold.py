@@ -16,9 +16,9 @@ its writes instead of committing them — the event loop runs on, requests are r
 answered, only the writers of activation records wait — while the thread copies the
 last frames; then it lets go and the queued writes commit as one batch, the first commit
 after the catch-up, which starts the WAL over (and truncates its file to
-``journal_size_limit``). A catch-up holds the writers for one checkpoint of the frames
-committed during the previous one: a few milliseconds, once per ``CATCH_UP_FRAMES``
-frames written.
+``journal_size_limit`` if it grew past it). A catch-up holds the writers for one
+checkpoint of the frames committed during the previous one: a few milliseconds, once per
+``CATCH_UP_FRAMES`` frames written.
 
 Guarantees:
 

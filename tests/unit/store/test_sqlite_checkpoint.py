@@ -197,6 +197,28 @@ async def test_a_steady_stream_of_writes_keeps_the_wal_bounded(
         await store.close()
 
 
+async def test_a_caught_up_wal_keeps_its_file_when_it_starts_over_by_default(
+    tmp_path: Path,
+) -> None:
+    # The commit that starts the WAL over truncates a file longer than
+    # journal_size_limit, on the event loop: the freed tail is discarded in the call on
+    # a discard mount, and the next frames allocate it again (an append that allocates
+    # can wait for the inode while a checkpoint's fsync writes the WAL back; README, "The
+    # slow 1 % on a quiet machine"). Given a store opened with the defaults
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        # When its connection's limit is read
+        with store._db.autocommit() as c:
+            limit = int(c.execute("PRAGMA journal_size_limit").fetchone()[0])
+            page = int(c.execute("PRAGMA page_size").fetchone()[0])
+        # Then a WAL caught up at the threshold, plus what one request at a time commits
+        # during one more interval (~4000 frames a second), is not cut back
+        frames = sqlite_checkpoint.CATCH_UP_FRAMES + 4000 * sqlite_checkpoint.INTERVAL_S
+        assert limit >= 32 + frames * (24 + page)
+    finally:
+        await store.close()
+
+
 async def test_writes_held_for_a_catch_up_commit_when_it_ends(tmp_path: Path) -> None:
     # Given a store whose writes the checkpoint thread holds
     store = await SqliteStore.open(tmp_path / "s.db")
