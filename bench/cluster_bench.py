@@ -24,7 +24,7 @@ nats-server, if it is found, and its PostgreSQL's processes) used per invoke dur
 a figure that holds up when other work shares the cores, where requests/s does not —
 and the read- and write-side system calls per invoke of the members and nats-server
 (``/proc/<pid>/io``: how many writes the bus coalesced, how often nats-server was woken),
-which hardly follow the load at all. Load average before and after.
+which follow the load less. Load average before and after.
 """
 
 from __future__ import annotations
