@@ -21,8 +21,10 @@ cluster in one run instead: ``--rounds`` rounds, each a cluster of DIR's tree th
 this tree (members run from the tree: ``-m`` puts the working directory first), measuring
 the Node.js no-op's B1 and B3 plus the CPU time the members (and the machine's
 nats-server, if it is found, and its PostgreSQL's processes) used per invoke during B3 —
-a figure that holds up when other work shares the cores, where requests/s does not.
-Load average before and after.
+a figure that holds up when other work shares the cores, where requests/s does not —
+and the read- and write-side system calls per invoke of the members and nats-server
+(``/proc/<pid>/io``: how many writes the bus coalesced, how often nats-server was woken),
+which follow the load less. Load average before and after.
 """
 
 from __future__ import annotations
@@ -135,6 +137,15 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def syscalls(pid: int) -> tuple[int, int]:
+    """``pid``'s read-side and write-side system calls so far (``/proc/<pid>/io``: ``read``,
+    ``readv``, ``write``, ``writev`` and the like; not ``sendto``/``recvfrom``, which
+    psycopg uses). Deterministic where CPU time follows the load: how many writes the bus
+    coalesced, how often a process was woken to read."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["syscr"]), int(fields["syscw"])
+
+
 def nats_server_pid(url: str) -> int | None:
     """The pid of the server listening on ``url``'s port (``ss``), if it can be found."""
     port = urlsplit(url).port or 4222
@@ -175,6 +186,7 @@ def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
         if nats is not None:
             pids["nats-server"] = nats
         before = {name: cpu_ms(pid) for name, pid in pids.items()}
+        calls_before = {name: syscalls(pid) for name, pid in pids.items()}
         postgres_before = total_cpu_ms(postgres_pids())
         duration_ms = int(args.duration * 1000)
         throughput = load(
@@ -185,6 +197,15 @@ def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
         per_invoke["members"] = round(
             sum(v for n, v in per_invoke.items() if n != "nats-server"), 3
         )
+        calls = {n: syscalls(pid) for n, pid in pids.items()}
+        reads = {n: (calls[n][0] - calls_before[n][0]) / served for n in pids}
+        writes = {n: (calls[n][1] - calls_before[n][1]) / served for n in pids}
+        syscalls_per_invoke = {
+            "members_reads": round(sum(v for n, v in reads.items() if n != "nats-server"), 2),
+            "members_writes": round(sum(v for n, v in writes.items() if n != "nats-server"), 2),
+            "nats_reads": round(reads.get("nats-server", float("nan")), 2),
+            "nats_writes": round(writes.get("nats-server", float("nan")), 2),
+        }
         # Processes that ended during the run are missed (their CPU is not counted).
         per_invoke["postgres"] = round(
             (total_cpu_ms(postgres_pids()) - postgres_before) / served, 3
@@ -195,6 +216,7 @@ def measure_ab_round(args: argparse.Namespace, node: str) -> dict[str, Any]:
             "rps": throughput["rps"],
             "errors": latency["errors"] + throughput["errors"],
             "cpu_ms_per_invoke": per_invoke,
+            "syscalls_per_invoke": syscalls_per_invoke,
         }
 
     return measure_cluster(args, node, on)
@@ -215,11 +237,15 @@ def main_ab(args: argparse.Namespace, node: str) -> None:
             result.update(round=i + 1, tree=label, load=os.getloadavg()[0])
             rounds.append(result)
             cpu = result["cpu_ms_per_invoke"]
+            calls = result["syscalls_per_invoke"]
             print(f"round {i + 1} {label:<8} p50 {result['p50_ms']:7.2f} ms  "
                   f"p99 {result['p99_ms']:7.2f} ms  c={args.connections} {result['rps']:7.1f}/s  "
                   f"CPU/invoke members {cpu['members']:.2f} ms, nats "
                   f"{cpu.get('nats-server', float('nan')):.2f} ms, postgres "
-                  f"{cpu['postgres']:.2f} ms  (load {result['load']:.1f})",
+                  f"{cpu['postgres']:.2f} ms  (load {result['load']:.1f})\n"
+                  f"        system calls/invoke: members {calls['members_reads']:.2f} reads "
+                  f"{calls['members_writes']:.2f} writes, nats {calls['nats_reads']:.2f} reads "
+                  f"{calls['nats_writes']:.2f} writes",
                   flush=True)  # fmt: skip
     load_after = Path("/proc/loadavg").read_text().strip()
     print(f"load average before: {load_before}\nload average after:  {load_after}")

@@ -57,6 +57,13 @@ from squall.cli.local_cluster import LocalCluster  # noqa: E402
 RESULTS = HERE / "results" / "cluster_trace.json"
 SYSCALLS = "sendto,recvfrom,write,writev,read"
 _LINE = re.compile(r"\s*([\d.]+) \(\s*[\d.]+ ms\): (\S+)/(\d+) (\w+)\((.*?)\)\s+= (-?\d+)")
+# A call another traced event interrupted is printed in two lines, both stamped with its
+# entry: ``( ): comm/pid call(arguments) ...``, later ``( n ms): comm/pid ... [continued]:
+# call()) = result``. Joined by pid, as one call.
+_UNFINISHED = re.compile(r"\s*([\d.]+) \(\s*\): (\S+)/(\d+) (\w+)\((.*)\)\s+\.\.\.\s*$")
+_CONTINUED = re.compile(
+    r"\s*[\d.]+ \(\s*[\d.]+ ms\): \S+/(\d+)\s+\.\.\. \[continued\]: (\w+)\(\)\)\s+= (-?\d+)"
+)
 
 Event = tuple[float, str, str, int, int]  # time (ms), who, system call, fd, bytes
 
@@ -65,11 +72,22 @@ def parse(text: str, roles: dict[int, str]) -> list[Event]:
     """``perf trace`` lines as (time, who, call, fd, bytes), in time order; failed calls
     (EAGAIN) and processes of no known role are left out."""
     events: list[Event] = []
+    unfinished: dict[str, tuple[str, ...]] = {}
     for line in text.splitlines():
         match = _LINE.match(line)
-        if match is None:
+        if match is not None:
+            at, comm, pid, call, arguments, ret = match.groups()
+        elif (begun := _UNFINISHED.match(line)) is not None:
+            unfinished[begun.group(3)] = begun.groups()
             continue
-        at, comm, pid, call, arguments, ret = match.groups()
+        elif (ended := _CONTINUED.match(line)) is not None:
+            pid, call, ret = ended.groups()
+            started = unfinished.pop(pid, None)
+            if started is None or started[3] != call:
+                continue
+            at, comm, _, _, arguments = started
+        else:
+            continue
         size = int(ret)
         fd = re.search(r"fd: (\d+)", arguments)
         if size < 0 or fd is None or float(at) > 1e9:
@@ -152,7 +170,10 @@ def _one(part: list[Event]) -> list[tuple[str, float]] | None:
         i = at("invoker sends /run", _step(part, i + 1, invoker, ("write",)))
         runtime = part[i][3]
         i = at("invoker reads /run's answer", _step(part, i + 1, invoker, ("read",), runtime))
-        i = at("invoker sends the final record", _step(part, i + 1, invoker, ("sendto",), pg))
+        # Maybe on another pooled connection than the mark (the group commit's flusher
+        # returns its connection once idle, and takes whichever the pool gives next).
+        i = at("invoker sends the final record", _step(part, i + 1, invoker, ("sendto",)))
+        pg = part[i][3]
         i = at("invoker reads its commit", _step(part, i + 1, invoker, ("recvfrom",), pg))
         i = at(
             "invoker hands the completion over",
