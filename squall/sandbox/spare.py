@@ -169,16 +169,18 @@ class Spare:
         its CPUs but the one the calling thread (the invoker's loop) runs on; the runtime
         gives itself every CPU back first thing on ``take``.
 
-        Why: ``take`` wakes the runtime as a Unix socket's message does (a "sync"
-        wake-up), and the kernel queues it on the invoker's CPU — where it last ran, its
-        ``go`` woken from there — unless its cheap look finds another CPU idle at that
-        instant: on a 2-vCPU VM, 3 cold starts in 5 over the API (``bench/README.md``,
-        branch zygwake). There the runtime's take work (capabilities, environment,
-        ``accept``, ~0.3 ms) waited for the invoker's own work on the cold start (its
-        started point, the ``/init`` write, ~0.35 ms) instead of running beside it.
-        One ``sched_setaffinity`` of a sleeping thread (~5 µs); nothing when the
-        runtime may run on one CPU only, or the call is refused (an invoker without
-        CAP_SYS_NICE over another uid's spare)."""
+        Why: the kernel wakes the runtime on the CPU it last ran on when that one is
+        idle, else mostly on the waker's, unless its cheap look finds another CPU idle
+        at that instant — and the runtime last ran where the invoker's ``go`` woke it,
+        so its take queued it on the invoker's busy CPU in about half the cold starts
+        over the API on a 2-vCPU VM (an eventfd's wake-up, not "sync", changed nothing:
+        ``bench/README.md``, branch zygwake). There the runtime's take work
+        (capabilities, environment, ``accept``, ~0.3 ms) waited for the invoker's own
+        work on the cold start (its started point, the ``/init`` write, ~0.35 ms)
+        instead of running beside it. One ``sched_setaffinity`` of a sleeping thread
+        (~5 µs); nothing when the runtime may run on one CPU only, or when the call is
+        refused (an invoker without CAP_SYS_NICE over another uid's spare) or finds it
+        gone (its take finds out)."""
         if self.cpus is None:
             return
         cpu = _sched_getcpu()
