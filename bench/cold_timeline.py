@@ -15,7 +15,11 @@ before an answer), the completion handed to the controller's waiters, and the zy
 background forks (a spare's refill). Each sample is B2's (a fresh 128 MB Python action,
 0.4 s of quiet, its cold invoke, 5 warm ones) and a sixth after 0.4 s of quiet (``idle``).
 The client's RTT minus the route's span is printed as ``outside the route`` (HTTP
-parsing, the socket hops). The server process's CPU over each timed request (every
+parsing, the socket hops). For a taken zygote spare it counts the cold starts whose
+runtime was, when ``/init`` was written, still on the invoker's CPU (queued behind it:
+``take: runtime on the invoker's CPU``) and those where it had done its take work by then
+(> 0.05 ms of its CPU since the hand-over returned: ``take: its take work done``). The
+server process's CPU over each timed request (every
 thread's ``/proc/PID/task/*/schedstat``, read by the client just before the request and
 just after its answer) is printed as ``server CPU``: a count that load does not stretch
 as it does the wall times (background work of the server that falls in the window, a
@@ -68,7 +72,42 @@ wrap(pool.ContainerPool, "initialized", "pool: initialized")
 if hasattr(http, "Pipeline"):  # /init and the first /run written together (branch pyzyg)
     wrap(http.UnixHttpClient, "pipeline", "runtime: pipeline written")
     wrap(http.Pipeline, "next", "runtime: pipelined answer")
+# Where the taken spare's runtime is when /init is written (branch zygwake): still queued
+# on the invoker's CPU, and whether its take work was done (> 0.05 ms of its CPU since
+# the hand-over returned). Each a mark only when true: counted per cold start.
+TAKEN = []
+def _state(pid):
+    cpu_ns = int(open(f"/proc/{pid}/schedstat").read().split()[0])
+    on = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[36])
+    here = int(open("/proc/thread-self/stat").read().rsplit(")", 1)[1].split()[36])
+    return cpu_ns, on == here
+_hand_over = zygote.Zygote._hand_over
+async def _handed_over(self, *a, **k):
+    spare = await _hand_over(self, *a, **k)
+    TAKEN[:] = [spare.pid, _state(spare.pid)[0]]
+    return spare
+zygote.Zygote._hand_over = _handed_over
+_pipeline = http.UnixHttpClient.pipeline
+def _pipelined(self, *a, **k):
+    if TAKEN:
+        pid, before = TAKEN
+        TAKEN.clear()
+        try:
+            cpu_ns, on_ours = _state(pid)
+        except OSError:
+            cpu_ns, on_ours = before, False
+        if on_ours:
+            mark("take: runtime on the invoker's CPU at the /init write")
+        if cpu_ns - before > 50_000:
+            mark("take: its take work done by the /init write")
+    return _pipeline(self, *a, **k)
+http.UnixHttpClient.pipeline = _pipelined
 """
+#: The marks of a taken spare's runtime at the /init write (EXTRA), counted per cold start.
+TAKE_MARKS = (
+    "take: runtime on the invoker's CPU at the /init write",
+    "take: its take work done by the /init write",
+)
 MARKER = "from squall.cli.main import main"
 
 
@@ -198,6 +237,9 @@ def main() -> None:
             )
             counts = "/".join(f"{row.get(k + ' #', 0):g}" for k in ("cold", "warm", "idle"))
             print(f"  {label:46} {cells}  {counts}")
+        for label in TAKE_MARKS:
+            marked = sum(label in per_request[n] for n in numbers[tree]["cold"])
+            print(f"  {label}: {marked} of {len(numbers[tree]['cold'])} cold starts")
         for kind in ("cold", "warm", "idle"):
             route = [
                 per_request[n]["route<"][0]
