@@ -1,7 +1,7 @@
 """A cold start over the API as a timeline: when each step of the cold request begins and
 ends, next to a warm request's and an idle one's (``cold_api.py``'s server and samples).
 
-    .venv/bin/python bench/cold_timeline.py [--samples 15] [--before /tmp/base-TREE]
+    .venv/bin/python bench/cold_timeline.py [--samples 15] [--before /tmp/base-TREE] [--where-taken]
 
 ``cold_api.py`` sums each function's time; this marks every edge with its moment
 (``time.perf_counter_ns``, CLOCK_MONOTONIC, in the server's process) and prints, per
@@ -15,7 +15,12 @@ before an answer), the completion handed to the controller's waiters, and the zy
 background forks (a spare's refill). Each sample is B2's (a fresh 128 MB Python action,
 0.4 s of quiet, its cold invoke, 5 warm ones) and a sixth after 0.4 s of quiet (``idle``).
 The client's RTT minus the route's span is printed as ``outside the route`` (HTTP
-parsing, the socket hops). The server process's CPU over each timed request (every
+parsing, the socket hops). With ``--where-taken`` it counts the cold starts whose
+runtime was, when ``/init`` was written, still on the invoker's CPU (queued behind it:
+``take: runtime on the invoker's CPU``) and those where it had done its take work by then
+(> 0.05 ms of its CPU since the hand-over returned: ``take: its take work done``); its
+reads of ``/proc`` lengthen the cold path by ≈ 0.1-0.2 ms, in every tree. The
+server process's CPU over each timed request (every
 thread's ``/proc/PID/task/*/schedstat``, read by the client just before the request and
 just after its answer) is printed as ``server CPU``: a count that load does not stretch
 as it does the wall times (background work of the server that falls in the window, a
@@ -68,7 +73,44 @@ wrap(pool.ContainerPool, "initialized", "pool: initialized")
 if hasattr(http, "Pipeline"):  # /init and the first /run written together (branch pyzyg)
     wrap(http.UnixHttpClient, "pipeline", "runtime: pipeline written")
     wrap(http.Pipeline, "next", "runtime: pipelined answer")
+# --where-taken: where the taken spare's runtime is when /init is written (branch
+# zygwake): still queued on the invoker's CPU, and whether its take work was done
+# (> 0.05 ms of its CPU since the hand-over returned). Each a mark only when true:
+# counted per cold start. Its /proc reads (~0.1-0.2 ms) lengthen the path it times.
+TAKEN = []
+def _state(pid):
+    cpu_ns = int(open(f"/proc/{pid}/schedstat").read().split()[0])
+    on = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[36])
+    here = int(open("/proc/thread-self/stat").read().rsplit(")", 1)[1].split()[36])
+    return cpu_ns, on == here
+_hand_over = zygote.Zygote._hand_over
+async def _handed_over(self, *a, **k):
+    spare = await _hand_over(self, *a, **k)
+    TAKEN[:] = [spare.pid, _state(spare.pid)[0]]
+    return spare
+_pipeline = http.UnixHttpClient.pipeline
+def _pipelined(self, *a, **k):
+    if TAKEN:
+        pid, before = TAKEN
+        TAKEN.clear()
+        try:
+            cpu_ns, on_ours = _state(pid)
+        except OSError:
+            cpu_ns, on_ours = before, False
+        if on_ours:
+            mark("take: runtime on the invoker's CPU at the /init write")
+        if cpu_ns - before > 50_000:
+            mark("take: its take work done by the /init write")
+    return _pipeline(self, *a, **k)
+if os.environ.get("SQUALL_BENCH_WHERE_TAKEN"):
+    zygote.Zygote._hand_over = _handed_over
+    http.UnixHttpClient.pipeline = _pipelined
 """
+#: The marks of a taken spare's runtime at the /init write (EXTRA), counted per cold start.
+TAKE_MARKS = (
+    "take: runtime on the invoker's CPU at the /init write",
+    "take: its take work done by the /init write",
+)
 MARKER = "from squall.cli.main import main"
 
 
@@ -92,11 +134,14 @@ def timed_cpu(api: Api, pid: int, name: str) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def server(tree: Path) -> Iterator[tuple[Api, Path, int]]:
+def server(tree: Path, where_taken: bool = False) -> Iterator[tuple[Api, Path, int]]:
     """A timed ``squall standalone`` of ``tree``: (client, events file, pid)."""
     events = Path(tempfile.mkstemp(prefix="cold_timeline-", suffix=".json")[1])
     launcher = LAUNCHER.replace(MARKER, EXTRA + MARKER, 1)
-    with standalone({"SQUALL_BENCH_EVENTS": str(events)}, tree, ["-c", launcher]) as running:
+    extra = {"SQUALL_BENCH_EVENTS": str(events)}
+    if where_taken:
+        extra["SQUALL_BENCH_WHERE_TAKEN"] = "1"
+    with standalone(extra, tree, ["-c", launcher]) as running:
         api = Api(running.apihost, running.auth)
         try:
             yield api, events, running.pid
@@ -120,6 +165,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=15)
     parser.add_argument("--before", type=Path, help="also a server of this tree, in turn")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--where-taken",
+        action="store_true",
+        help="count where a taken spare's runtime is at the /init write (lengthens the path)",
+    )
     parser.add_argument("--family", choices=("python", "nodejs"), default="python")
     parser.add_argument(
         "--memory", type=int, default=128, help="MB: 256 takes a stem cell, 128 none"
@@ -141,7 +191,8 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         apis = {}
         for tree, path in trees.items():
-            apis[tree], files[tree], pids[tree] = stack.enter_context(server(path))
+            opened = server(path, args.where_taken)
+            apis[tree], files[tree], pids[tree] = stack.enter_context(opened)
         for tree in trees:
             counters[tree] += warm_up(apis[tree], (args.memory,))
         for i in range(args.samples):
@@ -198,6 +249,9 @@ def main() -> None:
             )
             counts = "/".join(f"{row.get(k + ' #', 0):g}" for k in ("cold", "warm", "idle"))
             print(f"  {label:46} {cells}  {counts}")
+        for label in TAKE_MARKS:
+            marked = sum(label in per_request[n] for n in numbers[tree]["cold"])
+            print(f"  {label}: {marked} of {len(numbers[tree]['cold'])} cold starts")
         for kind in ("cold", "warm", "idle"):
             route = [
                 per_request[n]["route<"][0]

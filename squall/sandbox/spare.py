@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -32,6 +33,8 @@ from squall.sandbox.network import Lease
 log = logging.getLogger(__name__)
 
 _CREDS = struct.calcsize("3i")
+#: The CPU the calling thread runs on (glibc's, through the vDSO: ~0.1 µs).
+_sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
 #: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
 GO_FDS = ("listen", "ready", "lifeline", "stdout", "stderr")
 #: A connection to a runtime, as :class:`~squall.sandbox.http.UnixHttpClient` uses them.
@@ -65,6 +68,8 @@ class Spare:
     exited: asyncio.Future[None] | None = None
     connection: Stream | None = None
     fds: dict[str, int] = field(default_factory=dict)
+    #: Once started: the CPUs its runtime may run on (None: unknown, or only one).
+    cpus: frozenset[int] | None = None
 
     def fit(self, limits: Limits) -> None:
         """Give its cgroup a container's ``limits``: only the CPU weight when the memory
@@ -122,6 +127,10 @@ class Spare:
             ready = await launch.wait_ready(ready_r, timeout)
         finally:
             os.close(ready_r)
+        if ready:
+            with contextlib.suppress(OSError):  # it died since: its take finds out
+                cpus = frozenset(os.sched_getaffinity(self.pid))
+                self.cpus = cpus if len(cpus) > 1 else None
         if not ready:
             said = b""
             os.set_blocking(self.fds["stderr"], False)
@@ -154,6 +163,30 @@ class Spare:
             self.connection = await open_stream(self.directory, MAX_HEAD_BYTES)
         except OSError as ex:  # it died since its ready byte: the refill logs and goes on
             raise ContainerError(f"the forked Python runtime cannot be reached: {ex}") from ex
+
+    def keep_off_this_cpu(self) -> None:
+        """Before a started spare's ``take``: let its runtime's main thread run on any of
+        its CPUs but the one the calling thread (the invoker's loop) runs on; the runtime
+        gives itself every CPU back first thing on ``take``.
+
+        Why: the kernel wakes the runtime on the CPU it last ran on when that one is
+        idle, else mostly on the waker's, unless its cheap look finds another CPU idle
+        at that instant — and the runtime last ran where the invoker's ``go`` woke it,
+        so its take queued it on the invoker's busy CPU in about half the cold starts
+        over the API on a 2-vCPU VM (an eventfd's wake-up, not "sync", changed nothing:
+        ``bench/README.md``, branch zygwake). There the runtime's take work
+        (capabilities, environment, ``accept``, ~0.3 ms) waited for the invoker's own
+        work on the cold start (its started point, the ``/init`` write, ~0.35 ms)
+        instead of running beside it. One ``sched_setaffinity`` of a sleeping thread
+        (~5 µs); nothing when the runtime may run on one CPU only, or when the call is
+        refused (an invoker without CAP_SYS_NICE over another uid's spare) or finds it
+        gone (its take finds out)."""
+        if self.cpus is None:
+            return
+        cpu = _sched_getcpu()
+        if cpu in self.cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(self.pid, self.cpus - {cpu})
 
     def alive(self) -> bool:
         """Whether its runtime still runs (a pidfd turns readable when it exits)."""

@@ -253,6 +253,8 @@ class Zygote:
                 os.rename(spare.directory, directory)
             spare.directory = None  # the container's directory goes with the container
             config = {"env": dict(env), "tmp_bytes": self._isolation.tmp_bytes(memory_mb)}
+            if not fresh:  # woken on another CPU than this loop's: it takes while we go on
+                spare.keep_off_this_cpu()
             spare.sock.send(b"take" + orjson.dumps(config))
             if fresh:
                 await spare.ready(self._timeout)
