@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 _CREDS = struct.calcsize("3i")
 #: The CPU the calling thread runs on (glibc's, through the vDSO: ~0.1 µs).
-_sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+#: ``PyDLL``: the call keeps the GIL (a few hundred ns), so the event loop's thread gives
+#: no other thread a chance to take it here. None on a libc without it: nothing is done.
+_sched_getcpu = getattr(ctypes.PyDLL(None), "sched_getcpu", None)
 #: Descriptor names sent with ``go``, in order (the runtime gets ``__OW_<NAME>_FD``).
 GO_FDS = ("listen", "ready", "lifeline", "stdout", "stderr")
 #: A connection to a runtime, as :class:`~squall.sandbox.http.UnixHttpClient` uses them.
@@ -177,16 +179,24 @@ class Spare:
         ``bench/README.md``, branch zygwake). There the runtime's take work
         (capabilities, environment, ``accept``, ~0.3 ms) waited for the invoker's own
         work on the cold start (its started point, the ``/init`` write, ~0.35 ms)
-        instead of running beside it. One ``sched_setaffinity`` of a sleeping thread
-        (~5 µs); nothing when the runtime may run on one CPU only, or when the call is
-        refused (an invoker without CAP_SYS_NICE over another uid's spare) or finds it
-        gone (its take finds out)."""
-        if self.cpus is None:
+        instead of running beside it. One ``sched_setaffinity`` of a (usually sleeping)
+        thread, ~1 µs; nothing when the runtime may run on one CPU only, or when the
+        call is refused (an invoker without CAP_SYS_NICE over another uid's spare) or
+        finds it gone (its take finds out).
+
+        The pid is checked after the call: the spare's parent (the zygote) may have
+        reaped a runtime that died since the take checked it, and a pid reused since
+        then (a fresh spare's) would otherwise keep the narrowed mask; a pidfd still
+        unreadable after the call proves the call reached the spare itself."""
+        if self.cpus is None or _sched_getcpu is None:
             return
         cpu = _sched_getcpu()
         if cpu in self.cpus:
             with contextlib.suppress(OSError):
+                before = os.sched_getaffinity(self.pid)
                 os.sched_setaffinity(self.pid, self.cpus - {cpu})
+                if not self.alive():  # the pid may be another process's now: undo
+                    os.sched_setaffinity(self.pid, before)
 
     def alive(self) -> bool:
         """Whether its runtime still runs (a pidfd turns readable when it exits)."""

@@ -29,9 +29,10 @@ Process tree of one container (all forked, nothing exec'd)::
                   confined: private mounts, loopback up, its own read-only /proc, empty
                   capability bounding set, size-capped /tmp and /dev/shm; on ``go``
                   starts the proxy on the given descriptors; on ``take`` takes back
-                  every CPU, drops every capability, sets no_new_privs and serves — as
-                  its namespace's init reaping the orphans it is handed
-                  (``proxy.orphans()``). Its exit ends the namespace.
+                  the CPUs it had at ``go``, drops every capability, sets
+                  no_new_privs and serves — as its namespace's init reaping the
+                  orphans it is handed (``proxy.orphans()``). Its exit ends the
+                  namespace.
 
 One process per container: every page a forked process writes — or that the zygote
 rewrites after the fork — becomes a private copy of that process, about 1 MB for a
@@ -214,7 +215,7 @@ def runtime(child: socket.socket) -> None:
         os._exit(0)  # the invoker let go of this spare
     # Read before the ready byte: once started, the invoker may keep the main thread off
     # its own CPU for the take's wake-up (squall.sandbox.spare.Spare.keep_off_this_cpu);
-    # every CPU is given back on "take".
+    # these CPUs are given back on "take".
     every_cpu = os.sched_getaffinity(0)
     config = json.loads(message[len(b"go") :])
     tmp_bytes = resize_tmp(int(config["tmp_bytes"]), SPARE_TMP_BYTES)
@@ -262,7 +263,13 @@ def runtime(child: socket.socket) -> None:
         os.close(fd)
     if message is None or not message.startswith(b"take"):
         os._exit(0)  # the invoker let go of this spare
-    os.sched_setaffinity(0, every_cpu)  # first: the action's threads and processes inherit it
+    # First: the action's threads and processes inherit it. The mask it had at "go" (an
+    # operator's taskset on the invoker included); one whose CPUs all went offline
+    # since is refused: then every CPU the kernel knows of (it keeps the online ones).
+    try:
+        os.sched_setaffinity(0, every_cpu)
+    except OSError:
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
     child.close()
     config = json.loads(message[len(b"take") :])
     resize_tmp(int(config["tmp_bytes"]), tmp_bytes)
