@@ -200,11 +200,33 @@ class Cgroup(ABC):
     def limit(self, limits: Limits) -> None:
         """Write the limits; called once, before any process joins."""
 
-    @abstractmethod
     def weigh(self, cpu_shares: int) -> None:
         """Write only the CPU weight (``cpu_shares`` on the v1 scale; nothing without a
         cpu controller): how much of a contended CPU its processes get against their
         siblings'. ``limit`` writes it again."""
+        path = self._weight_path()
+        if path is not None:
+            write(path, self._weight_value(cpu_shares))
+
+    def open_weight(self) -> int | None:
+        """Its CPU weight file opened for :meth:`weigh_through` (None without a cpu
+        controller): the file's path walk (0.03-0.06 ms after a quiet moment, half of
+        a ``weigh``) done ahead, off the path that later writes the weight. The caller
+        closes it; OSError when the cgroup is gone."""
+        path = self._weight_path()
+        return None if path is None else os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+
+    def weigh_through(self, fd: int, cpu_shares: int) -> None:
+        """:meth:`weigh` through a descriptor from :meth:`open_weight`."""
+        os.write(fd, self._weight_value(cpu_shares).encode("ascii"))
+
+    @abstractmethod
+    def _weight_path(self) -> Path | None:
+        """The CPU weight file (None without a cpu controller)."""
+
+    @abstractmethod
+    def _weight_value(self, cpu_shares: int) -> str:
+        """What the CPU weight file takes for ``cpu_shares`` (on the v1 scale)."""
 
     @abstractmethod
     def freeze(self) -> None:
@@ -300,9 +322,12 @@ class CgroupV1(Cgroup):
         write(self._controllers["pids"] / "pids.max", str(limits.pids))
         self.weigh(limits.cpu_shares)
 
-    def weigh(self, cpu_shares: int) -> None:
-        if "cpu" in self._controllers:
-            write(self._controllers["cpu"] / "cpu.shares", str(max(2, cpu_shares)))
+    def _weight_path(self) -> Path | None:
+        cpu = self._controllers.get("cpu")
+        return None if cpu is None else cpu / "cpu.shares"
+
+    def _weight_value(self, cpu_shares: int) -> str:
+        return str(max(2, cpu_shares))
 
     def freeze(self) -> None:
         write(self._controllers["freezer"] / "freezer.state", "FROZEN")
@@ -348,9 +373,11 @@ class CgroupV2(Cgroup):
         write(self._dir / "pids.max", str(limits.pids))
         self.weigh(limits.cpu_shares)
 
-    def weigh(self, cpu_shares: int) -> None:
-        if self._cpu:
-            write(self._dir / "cpu.weight", str(Limits(0, 0, cpu_shares).cpu_weight))
+    def _weight_path(self) -> Path | None:
+        return self._dir / "cpu.weight" if self._cpu else None
+
+    def _weight_value(self, cpu_shares: int) -> str:
+        return str(Limits(0, 0, cpu_shares).cpu_weight)
 
     def freeze(self) -> None:
         write(self._dir / "cgroup.freeze", "1")

@@ -72,20 +72,31 @@ class Spare:
     fds: dict[str, int] = field(default_factory=dict)
     #: Once started: the CPUs its runtime may run on (None: unknown, or only one).
     cpus: frozenset[int] | None = None
+    #: Its cgroup's CPU weight file, opened with its limits written ahead: its take writes
+    #: the container's weight without the file's path walk (None: not opened, or used).
+    weight_fd: int | None = None
 
     def fit(self, limits: Limits) -> None:
         """Give its cgroup a container's ``limits``: only the CPU weight when the memory
         and pids limits were written ahead (:meth:`limit_ahead`), nothing when all were."""
-        if limits == self.limits:
-            return
         ahead = self.limits
-        if ahead is not None and (ahead.memory_bytes, ahead.pids) == (
-            limits.memory_bytes,
-            limits.pids,
-        ):
-            self.cgroup.weigh(limits.cpu_shares)  # memory and pids written ahead
-        else:
-            self.cgroup.limit(limits)
+        weight_fd, self.weight_fd = self.weight_fd, None  # used once, at the take
+        try:
+            if limits == ahead:
+                return
+            if ahead is not None and (ahead.memory_bytes, ahead.pids) == (
+                limits.memory_bytes,
+                limits.pids,
+            ):  # memory and pids written ahead
+                if weight_fd is not None:
+                    self.cgroup.weigh_through(weight_fd, limits.cpu_shares)
+                else:
+                    self.cgroup.weigh(limits.cpu_shares)
+            else:
+                self.cgroup.limit(limits)
+        finally:
+            if weight_fd is not None:
+                os.close(weight_fd)
         self.limits = limits
 
     def limit_ahead(self, limits: Limits) -> None:
@@ -94,6 +105,7 @@ class Spare:
         its take writes them all."""
         try:
             self.cgroup.limit(limits)
+            self.weight_fd = self.cgroup.open_weight()
         except OSError as ex:
             log.warning("a Python spare's limits could not be written ahead: %s", ex)
             return
@@ -220,6 +232,9 @@ class Spare:
         for fd in self.fds.values():
             os.close(fd)
         self.fds.clear()
+        if self.weight_fd is not None:
+            os.close(self.weight_fd)
+            self.weight_fd = None
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
