@@ -103,6 +103,9 @@ class Spare:
         """Write a waiting spare's ``limits`` (a container size's memory and pids, the
         waiting CPU weight) before its runtime starts; without them (an error, logged)
         its take writes them all."""
+        if self.weight_fd is not None:  # written ahead again: the file is opened again
+            os.close(self.weight_fd)
+            self.weight_fd = None
         try:
             self.cgroup.limit(limits)
             self.weight_fd = self.cgroup.open_weight()
