@@ -19,7 +19,6 @@ import socket
 import sys
 import textwrap
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +82,6 @@ def main(args):
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     return {}
 """
-
-
-@pytest.fixture
-async def zygotic(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
-    """An isolating factory (``$SQUALL_HOME`` stands at ``tmp_path``) with a zygote."""
-    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
-    try:
-        yield factory
-    finally:
-        await factory.close()
 
 
 async def python(

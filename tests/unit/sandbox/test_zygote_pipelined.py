@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -36,15 +34,6 @@ raise RuntimeError("no module today")
 def main(args):
     return {"ran": True}
 """
-
-
-@pytest.fixture
-async def zygotic(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
-    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
-    try:
-        yield factory
-    finally:
-        await factory.close()
 
 
 async def test_init_and_run_in_one_write_give_the_run_a_deadline_from_its_start(

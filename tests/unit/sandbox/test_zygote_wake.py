@@ -7,7 +7,6 @@ import ctypes
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,6 @@ class SeenAtTake:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
-
-
-@pytest.fixture
-async def zygotic(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
-    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
-    try:
-        yield factory
-    finally:
-        await factory.close()
 
 
 async def test_a_started_spares_take_wakes_it_off_the_invokers_cpu(

@@ -4,7 +4,6 @@ container's weight through it: real bubblewrap, cgroups and CPython, as test_zyg
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ def opened_here() -> set[Path]:
         except OSError:  # the listing's own descriptor, closed by now
             continue
     return found
-
-
-@pytest.fixture
-async def zygotic(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
-    factory = ProcessContainerFactory(tmp_path / "containers", "https://api")
-    try:
-        yield factory
-    finally:
-        await factory.close()
 
 
 async def test_a_spares_take_writes_its_weight_through_a_file_opened_while_it_waited(
