@@ -11,8 +11,6 @@ import json
 import textwrap
 import time
 import zipfile
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -58,15 +56,6 @@ COUNTING = {
     "python": "runs = 0\n\ndef main(args):\n"
     "    global runs\n    runs += 1\n    return {'runs': runs}\n",
 }
-
-
-@pytest.fixture
-async def factory(anyio_backend: str, tmp_path: Path) -> AsyncIterator[ProcessContainerFactory]:
-    made = ProcessContainerFactory(tmp_path / "containers", "https://api")
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 @pytest.mark.parametrize("idle", [False, True], ids=["cold", "stem-cell"])
