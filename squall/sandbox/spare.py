@@ -184,7 +184,7 @@ class Spare:
     def keep_off_this_cpu(self) -> None:
         """Before a started spare's ``take``: let its runtime's main thread run on any of
         its CPUs but the one the calling thread (the invoker's loop) runs on; the runtime
-        gives itself every CPU back first thing on ``take``.
+        gives itself back the CPUs it had at ``go`` first thing on ``take``.
 
         Why: the kernel wakes the runtime on the CPU it last ran on when that one is
         idle, else mostly on the waker's, unless its cheap look finds another CPU idle

@@ -31,8 +31,7 @@ container. Per container the invoker:
    else the oldest — (or forks and starts one on the spot when a burst used them all),
    removes its link when the container must have no network, writes the cgroup's CPU
    weight (one write, through the file opened while the spare waited: ``Spare.fit``;
-   all its limits, ~0.3 ms, for a spare of another size), renames the
-   spare's
+   all its limits, ~0.3 ms, for a spare of another size), renames the spare's
    directory (its listening socket, which keeps listening, and its pid file) to the
    container's and sends ``take`` with the container's environment and /tmp size: the
    runtime resizes its ``/tmp`` and ``/dev/shm`` if needed, drops every capability,
